@@ -1,0 +1,1 @@
+"""Device provisioning: enrollment, keys, systemd units and kiosk set-up."""

@@ -1,0 +1,121 @@
+"""The ``station`` command: thin click wrappers around the library functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from station.context import DATA_DIR_ENV, Station, StationNotInitialised, init_station, resolve_data_dir
+from station.db import DatabaseDamaged
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    envvar=DATA_DIR_ENV,
+    default=None,
+    help=f"The station's data folder (database, keys, config). Default: ${DATA_DIR_ENV} or ./station-data.",
+)
+
+
+def open_station(data_dir) -> Station:
+    try:
+        return Station(resolve_data_dir(data_dir))
+    except (StationNotInitialised, DatabaseDamaged) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def cli():
+    """Village service station: offline banking operations with signed, hash-chained receipts."""
+
+
+@cli.command()
+@data_dir_option
+@click.option("--station-id", required=True, help="The station's id, e.g. ST-0001.")
+@click.option("--demo", is_flag=True, help="Also load demo customers, billers and agents (see README).")
+def init(data_dir, station_id, demo):
+    """Create a station's keys, database and signed start entry (for demos and tests).
+
+    Example: station init --data-dir /tmp/st1 --station-id ST-0001 --demo
+    """
+    from station.demo import load_demo_customers
+
+    target = resolve_data_dir(data_dir)
+    try:
+        st = init_station(target, station_id)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if demo:
+        load_demo_customers(st)
+    click.echo(f"Station {station_id} initialised in {target} (key id {st.signer.kid}).")
+
+
+@cli.command()
+@data_dir_option
+@click.option("--transactions", "-n", type=click.IntRange(min=1), required=True, help="How many operations.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same day).")
+def simulate(data_dir, transactions, seed):
+    """Run a realistic random mix of operations through the station's own functions.
+
+    Example: station simulate --data-dir /tmp/st1 --transactions 200 --seed 3
+    """
+    from station.simulate import simulate as run
+
+    st = open_station(data_dir)
+    outcomes = run(st, transactions, seed=seed)
+    click.echo(json.dumps(outcomes, indent=2, ensure_ascii=False))
+
+
+@cli.command("verify-journal")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_journal_cmd(data_dir, as_json):
+    """Check every signature, the hash chain, gapless seq and the start entry. Exit 1 on the first problem.
+
+    Example: station verify-journal --data-dir /tmp/st1 --json
+    """
+    from station.journal import verify_journal
+
+    st = open_station(data_dir)
+    count, problem = verify_journal(st.keyset(), st.station_id)
+    result = {"station": st.station_id, "entries": count, "intact": problem is None}
+    if problem is not None:
+        result.update(bad_seq=problem.seq, reason=problem.reason)
+    if as_json:
+        click.echo(json.dumps(result))
+    elif problem is None:
+        click.echo(f"Journal of {st.station_id} intact: {count} entries verified.")
+    else:
+        click.echo(f"Journal of {st.station_id} BROKEN at seq {problem.seq}: {problem.reason}", err=True)
+    sys.exit(0 if problem is None else 1)
+
+
+@cli.command("export-journal")
+@data_dir_option
+@click.argument("out", type=click.Path(file_okay=False))
+def export_journal(data_dir, out):
+    """Write OUT/journal.jsonl (seq, type, jws per line) and OUT/jwks.json for offline verification.
+
+    Example: station export-journal --data-dir /tmp/st1 /tmp/st1-export
+    """
+    from station.journal import export_journal as run
+
+    st = open_station(data_dir)
+    count = run(st, Path(out))
+    click.echo(f"Exported {count} entries of {st.station_id} to {out}.")
+
+
+@cli.command()
+@data_dir_option
+def summary(data_dir):
+    """Summarise the journal: entries by type, money by operation type, drawer cash.
+
+    Example: station summary --data-dir /tmp/st1
+    """
+    from station.journal import summarise
+
+    st = open_station(data_dir)
+    click.echo(json.dumps(summarise(st), indent=2, ensure_ascii=False))

@@ -1,0 +1,140 @@
+"""The station's data folder and its runtime context.
+
+The data folder (``--data-dir`` / ``STATION_DATA_DIR``) holds ``station.db``, ``config.json`` and
+``keys/`` (files mode 0600). A :class:`Station` is the open database, the signing key and the clock that the
+services work with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from joserfc.jwk import KeySet, OKPKey
+
+from station.db import Setting, db_proxy, open_database
+from station.policy import merged_policy
+from station.protocol.tokens import Signer, generate_signing_key, public_jwk
+
+DATA_DIR_ENV = "STATION_DATA_DIR"
+DEFAULT_DATA_DIR = "station-data"
+SIGNING_KEY_FILE = "keys/signing.jwk"
+
+
+class StationNotInitialised(RuntimeError):
+    """The data folder has no station in it yet."""
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Create ``path`` readable by its owner only (keys, config), atomically replacing any old file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Station:
+    """An opened station: database, keys, config and clock."""
+
+    def __init__(self, data_dir: str | os.PathLike, *, clock: Callable[[], datetime] | None = None):
+        self.data_dir = Path(data_dir)
+        config_path = self.data_dir / "config.json"
+        if not config_path.exists():
+            raise StationNotInitialised(
+                f"No station in {self.data_dir}: run `station init --data-dir {self.data_dir} --station-id ID` "
+                "(or `station enroll`) first."
+            )
+        self.config = json.loads(config_path.read_text(encoding="utf-8"))
+        self.station_id: str = self.config["station_id"]
+        self.signing_key = OKPKey.import_key(
+            json.loads((self.data_dir / SIGNING_KEY_FILE).read_text(encoding="utf-8"))
+        )
+        self.signer = Signer(self.signing_key)
+        self.db = open_database(str(self.data_dir / "station.db"))
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.activate()
+
+    def activate(self) -> None:
+        """Point the models at this station's database (one station per process, tests may switch)."""
+        if db_proxy.obj is not self.db:
+            db_proxy.initialize(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.policy["timezone"])
+
+    def local_date(self, moment: datetime | None = None) -> date:
+        return (moment or self.now()).astimezone(self.timezone).date()
+
+    def setting(self, key: str, default=None):
+        self.activate()
+        row = Setting.get_or_none(Setting.key == key)
+        return default if row is None else row.value
+
+    def set_setting(self, key: str, value) -> None:
+        self.activate()
+        Setting.insert(key=key, value=value).on_conflict(
+            conflict_target=[Setting.key], update={Setting.value: value}
+        ).execute()
+
+    @property
+    def policy(self) -> dict:
+        return merged_policy(self.setting("policy"))
+
+    def public_jwks(self) -> dict:
+        return {"keys": [public_jwk(self.signing_key)]}
+
+    def keyset(self) -> KeySet:
+        return KeySet.import_key_set(self.public_jwks())
+
+
+def create_station_files(data_dir: str | os.PathLike, station_id: str, **config) -> Path:
+    """Write a new data folder's signing key and config; refuses to overwrite an existing station."""
+    data_dir = Path(data_dir)
+    if (data_dir / "config.json").exists():
+        raise FileExistsError(f"{data_dir} already holds a station; refusing to overwrite its keys.")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = generate_signing_key()
+    write_private_file(data_dir / SIGNING_KEY_FILE, json.dumps(key.as_dict(private=True)))
+    write_private_file(
+        data_dir / "config.json",
+        json.dumps({"station_id": station_id, **config}, indent=2, ensure_ascii=False),
+    )
+    return data_dir
+
+
+def init_station(
+    data_dir: str | os.PathLike, station_id: str, *, clock: Callable[[], datetime] | None = None, **config
+) -> Station:
+    """Create a station: keys, config, database and its signed start entry (seq 1)."""
+    from station.journal import append_entry
+
+    create_station_files(data_dir, station_id, **config)
+    st = Station(data_dir, clock=clock)
+    with st.db.atomic():
+        append_entry(
+            st.signer,
+            st.station_id,
+            "start",
+            st.now(),
+            {"jwk": public_jwk(st.signing_key), "software": "station-kit"},
+        )
+    return st

@@ -1,0 +1,255 @@
+"""Named refusals of the station's operations.
+
+Each refusal is one class with a stable ``code`` (logs, API, tests) and an English message template
+marked with ``N_`` so the UI's catalogue can translate it (``gettext(err.template) % err.params``).
+Messages never contain a PIN or a full card number.
+"""
+
+from __future__ import annotations
+
+
+def N_(text: str) -> str:
+    """Mark a string for translation without translating it here (babel extracts ``N_``)."""
+    return text
+
+
+class StationError(Exception):
+    code = "station_error"
+    template = N_("The station could not do that.")
+
+    def __init__(self, template: str | None = None, **params):
+        if template is not None:
+            self.template = template
+        self.params = params
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        return self.template % self.params if self.params else self.template
+
+
+# -- agent session ----------------------------------------------------------------------------------------
+class AgentSessionInvalid(StationError):
+    code = "agent_session_invalid"
+    template = N_("Please log in again: the agent session has ended.")
+
+
+class AgentUnknown(StationError):
+    code = "agent_unknown"
+    template = N_("Unknown agent ID or wrong PIN.")
+
+
+class WrongAgentPin(StationError):
+    code = "agent_wrong_pin"
+    template = N_("Wrong PIN. %(remaining)d tries left before this agent is locked.")
+
+
+class AgentLocked(StationError):
+    code = "agent_locked"
+    template = N_("This agent is locked after too many wrong PINs. A supervisor must unlock it.")
+
+
+class SupervisorRequired(StationError):
+    code = "supervisor_required"
+    template = N_("Only a supervisor can do this.")
+
+
+# -- day and drawer ---------------------------------------------------------------------------------------
+class DayNotOpen(StationError):
+    code = "day_not_open"
+    template = N_("Open the day (count the cash float) before serving customers.")
+
+
+class DayAlreadyOpen(StationError):
+    code = "day_already_open"
+    template = N_("The day is already open.")
+
+
+class InvalidCashCount(StationError):
+    code = "invalid_cash_count"
+    template = N_("The cash count is not valid: each denomination needs a whole number of notes or coins.")
+
+
+# -- customer ---------------------------------------------------------------------------------------------
+class InvalidCardNumber(StationError):
+    code = "invalid_card_number"
+    template = N_("That card number is not valid. Check the digits on the card.")
+
+
+class InvalidPassbookNumber(StationError):
+    code = "invalid_passbook_number"
+    template = N_("That passbook number is not valid. It has 8 to 15 digits.")
+
+
+class CustomerNotFound(StationError):
+    code = "customer_not_found"
+    template = N_("No customer with that number is known at this station. The customer can visit the branch.")
+
+
+class CustomerLocked(StationError):
+    code = "customer_locked"
+    template = N_("This customer is locked after too many wrong PINs. Please visit the bank branch to unlock.")
+
+
+class CustomerNotActive(StationError):
+    code = "customer_not_active"
+    template = N_("This account cannot be used here. Please visit the bank branch.")
+
+
+class WrongCustomerPin(StationError):
+    code = "customer_wrong_pin"
+    template = N_("Wrong PIN. %(remaining)d tries left.")
+
+
+class CustomerPinRequired(StationError):
+    code = "customer_pin_required"
+    template = N_("The customer must enter the PIN again.")
+
+
+# -- amounts and limits -----------------------------------------------------------------------------------
+class InvalidAmount(StationError):
+    """``reason`` is the money parser's code; the template is the matching entry of AMOUNT_MESSAGES."""
+
+    code = "invalid_amount"
+    template = N_("Enter the amount in digits, for example 100 or 12.50.")
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(AMOUNT_MESSAGES.get(reason, self.template))
+
+
+#: One message per ``AmountError.code`` of ``station.protocol.money.parse_amount``.
+AMOUNT_MESSAGES = {
+    "amount_empty": N_("Enter an amount."),
+    "amount_negative": N_("An amount cannot be negative."),
+    "amount_zero": N_("The amount must be more than zero."),
+    "amount_precision": N_("An amount can have at most two decimals (fen)."),
+    "amount_format": N_("Enter the amount in digits, for example 100 or 12.50."),
+    "amount_too_large": N_("That amount is far too large."),
+    "amount_type": N_("Enter the amount in digits, for example 100 or 12.50."),
+}
+
+
+class WithdrawalAmountRule(StationError):
+    code = "withdrawal_amount_rule"
+    template = N_("Withdrawals are at least %(minimum)s yuan, in multiples of %(multiple)s yuan.")
+
+
+class BillAmountRule(StationError):
+    code = "bill_amount_rule"
+    template = N_("For this biller the amount must be between %(minimum)s and %(maximum)s yuan.")
+
+
+class TopUpDenominationRule(StationError):
+    code = "topup_denomination_rule"
+    template = N_("Mobile top-up comes only in these amounts: %(choices)s yuan.")
+
+
+class OverTransactionLimit(StationError):
+    code = "over_transaction_limit"
+    template = N_("The most for one %(operation)s is %(limit)s yuan.")
+
+
+class OverDailyLimit(StationError):
+    code = "over_daily_limit"
+    template = N_("Daily limit reached: at most %(limit)s yuan a day; %(left)s yuan left today.")
+
+
+class OverOfflineAllowance(StationError):
+    code = "over_offline_allowance"
+    template = N_("More than this customer can use at this station until it syncs: %(left)s yuan left.")
+
+
+class StationExposureLimit(StationError):
+    code = "station_exposure_limit"
+    template = N_("The station has too much waiting for the bank. Sync before more debits.")
+
+
+class OfflineTooLong(StationError):
+    code = "offline_too_long"
+    template = N_(
+        "No sync for over %(hours)d hours: withdrawals, transfers and account payments are paused until the "
+        "station syncs. Deposits and cash bill payments still work."
+    )
+
+
+class InsufficientCash(StationError):
+    code = "insufficient_cash"
+    template = N_("Not enough cash in the drawer: %(cash)s yuan left.")
+
+
+# -- transfers and bills ----------------------------------------------------------------------------------
+class InvalidPayeeAccount(StationError):
+    code = "invalid_payee_account"
+    template = N_("The payee account number is not valid: it has 10 to 19 digits.")
+
+
+class InvalidPayeeName(StationError):
+    code = "invalid_payee_name"
+    template = N_("Enter the payee's name as on the account (at most 30 characters).")
+
+
+class OwnAccountTransfer(StationError):
+    code = "own_account_transfer"
+    template = N_("A transfer cannot go to the customer's own account.")
+
+
+class PayeeBlocked(StationError):
+    code = "payee_blocked"
+    template = N_("The bank has blocked transfers to this account. Do not send money to it.")
+
+
+class FraudWarningRequired(StationError):
+    code = "fraud_warning_required"
+    template = N_("Read the fraud warning with the customer and confirm it before sending.")
+
+
+class UnknownBiller(StationError):
+    code = "unknown_biller"
+    template = N_("Unknown biller.")
+
+
+class InvalidBillReference(StationError):
+    code = "invalid_bill_reference"
+    template = N_("That is not a valid %(biller)s reference. %(hint)s")
+
+
+class WrongCarrier(StationError):
+    code = "wrong_carrier"
+    template = N_("That phone number does not belong to %(biller)s.")
+
+
+# -- idempotency, reversal, cancellation ------------------------------------------------------------------
+class TxnConflict(StationError):
+    code = "txn_conflict"
+    template = N_("This transaction number was already used for a different operation.")
+
+
+class InvalidTxnId(StationError):
+    code = "invalid_txn_id"
+    template = N_("The transaction number is not valid.")
+
+
+class NotReversible(StationError):
+    code = "not_reversible"
+    template = N_("This receipt cannot be reversed.")
+
+
+class AlreadyReversed(StationError):
+    code = "already_reversed"
+    template = N_("This receipt was already reversed.")
+
+
+class ReversalTooLate(StationError):
+    code = "reversal_too_late"
+    template = N_("Only today's receipts can be reversed, while the day is open.")
+
+
+class NotCancellable(StationError):
+    code = "not_cancellable"
+    template = N_("This transfer cannot be cancelled any more: the bank has already dealt with it.")
+
+
+class NoSuchReceipt(StationError):
+    code = "no_such_receipt"
+    template = N_("No such receipt at this station.")

@@ -1,0 +1,46 @@
+"""Offline risk policy: the safe defaults a station ships with.
+
+The bank's downlink replaces any of these values (stored in the ``policy`` setting); what it does not
+mention keeps the default here. All amounts are fen.
+"""
+
+from __future__ import annotations
+
+import copy
+
+#: Operation types that take money from a customer's account, and so are bounded offline.
+DEBIT_TYPES = ("withdrawal", "transfer", "bill_payment")
+
+DEFAULT_POLICY: dict = {
+    "limits": {
+        # A rural service point's cash withdrawal: at most 1,000 yuan per card per day, minimum 10, in tens.
+        "withdrawal": {"per_txn": 100_000, "daily": 100_000, "min": 1_000, "multiple": 1_000},
+        "deposit": {"per_txn": 5_000_000, "daily": 10_000_000},
+        "transfer": {"per_txn": 2_000_000, "daily": 2_000_000},
+        "bill_payment": {"per_txn": 200_000, "daily": 500_000},
+    },
+    "fees": {"withdrawal": 0, "deposit": 0, "transfer": 200, "bill_payment": 0},
+    "fraud_warning_fen": 500_000,
+    "max_unsynced_fen": 5_000_000,
+    "max_unsynced_count": 1_000,
+    "max_offline_hours": 72,
+    "customer_pin_tries": 3,
+    "agent_pin_tries": 5,
+    "agent_idle_seconds": 600,
+    "customer_auth_seconds": 300,
+    "timezone": "Asia/Shanghai",
+}
+
+
+def merged_policy(overrides: dict | None) -> dict:
+    """The defaults with ``overrides`` laid over them, one level of nesting deep for ``limits``/``fees``."""
+    policy = copy.deepcopy(DEFAULT_POLICY)
+    for key, value in (overrides or {}).items():
+        if key == "limits" and isinstance(value, dict):
+            for op_type, limits in value.items():
+                policy["limits"].setdefault(op_type, {}).update(limits)
+        elif key == "fees" and isinstance(value, dict):
+            policy["fees"].update(value)
+        else:
+            policy[key] = value
+    return policy

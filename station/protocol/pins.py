@@ -1,0 +1,55 @@
+"""PIN verifiers: scrypt with a random salt, in a self-describing string both sides can read.
+
+Format: ``scrypt$<log2 n>$<r>$<p>$<salt b64url>$<hash b64url>``. The server makes customers' verifiers
+and sends them down to stations; stations make their agents' verifiers locally. A PIN itself is never stored,
+logged or sent anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+import re
+
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+#: 2**14 with r=8 costs about 16 MiB and tens of milliseconds: slow for a guesser with a stolen SD card,
+#: still quick enough for a customer at the counter on a Raspberry Pi.
+DEFAULT_LOG2_N = 14
+PIN_RE = re.compile(r"^\d{4,6}$")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _derive(pin: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(pin.encode("ascii"))
+
+
+def make_pin_verifier(pin: str, *, log2_n: int = DEFAULT_LOG2_N) -> str:
+    """A fresh verifier for ``pin`` (4 to 6 digits; raises ``ValueError`` otherwise)."""
+    if not PIN_RE.match(pin or ""):
+        raise ValueError("A PIN is 4 to 6 digits.")
+    salt = os.urandom(16)
+    r, p = 8, 1
+    return f"scrypt${log2_n}${r}${p}${_b64(salt)}${_b64(_derive(pin, salt, log2_n, r, p))}"
+
+
+def check_pin(pin: str, verifier: str) -> bool:
+    """True when ``pin`` matches ``verifier``; constant-time in the comparison; False for junk input."""
+    if not PIN_RE.match(pin or ""):
+        return False
+    try:
+        scheme, log2_n, r, p, salt, digest = verifier.split("$")
+        if scheme != "scrypt":
+            return False
+        candidate = _derive(pin, _unb64(salt), int(log2_n), int(r), int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(candidate, _unb64(digest))

@@ -1,0 +1,161 @@
+"""Receipt tokens and the hash chain.
+
+Every journal entry is a JWS compact serialization (RFC 7515) signed with the station's Ed25519 key:
+header ``{"alg": "Ed25519", "kid": <RFC 7638 thumbprint>}``, payload canonical JSON (sorted keys, no spaces,
+UTF-8). The payload's ``prev`` is base64url(SHA-256(previous entry's JWS, ASCII)); the first entry's is
+base64url(SHA-256("genesis|" + station id)). ``verify_chain`` is the one checker used by the station's
+``verify-journal``, the sync server and the tests. docs/protocol.md is the human-readable spec.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet, OKPKey
+from joserfc.jws import JWSRegistry
+
+ALG = "Ed25519"
+#: RFC 9864 names the algorithm Ed25519; older producers wrote EdDSA for the same signature.
+ACCEPTED_ALGS = ("Ed25519", "EdDSA")
+PROTOCOL_VERSION = 1
+#: Entries are small; a signed sync batch is capped by the batch builder well below this.
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+_registry = JWSRegistry(algorithms=list(ACCEPTED_ALGS))
+_registry.max_payload_length = MAX_PAYLOAD_BYTES
+
+
+class TokenError(ValueError):
+    """A token that does not verify, or is not a well-formed entry."""
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one JSON encoding used inside signatures: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def utc_timestamp(moment: datetime) -> str:
+    """``2026-11-28T08:10:00.123Z``: UTC, milliseconds, as tokens carry it."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def genesis_prev(station_id: str) -> str:
+    return b64url(hashlib.sha256(f"genesis|{station_id}".encode()).digest())
+
+
+def chain_hash(token: str) -> str:
+    """The ``prev`` value of the entry that follows ``token``."""
+    return b64url(hashlib.sha256(token.encode("ascii")).digest())
+
+
+def generate_signing_key() -> OKPKey:
+    return OKPKey.generate_key("Ed25519", private=True)
+
+
+def key_id(key: OKPKey) -> str:
+    """RFC 7638 thumbprint (SHA-256) of the public key: the ``kid`` in every header."""
+    return key.thumbprint()
+
+
+def public_jwk(key: OKPKey) -> dict:
+    """The public half as a JWK with ``kid``, ``use`` and ``alg`` set."""
+    jwk = key.as_dict(private=False)
+    jwk.update(kid=key_id(key), use="sig", alg=ALG)
+    return jwk
+
+
+def keyset_from_jwks(jwks: Mapping) -> KeySet:
+    return KeySet.import_key_set(dict(jwks))
+
+
+class Signer:
+    """Signs payloads with one Ed25519 key; ``kid`` is computed once."""
+
+    def __init__(self, key: OKPKey):
+        self.key = key
+        self.kid = key_id(key)
+        self._header = {"alg": ALG, "kid": self.kid}
+
+    def sign(self, payload: Mapping[str, Any]) -> str:
+        return jws.serialize_compact(dict(self._header), canonical_json(payload), self.key, registry=_registry)
+
+
+def verify_token(token: str, keys: KeySet | OKPKey) -> dict:
+    """Verify one token's signature and return its payload; raises :class:`TokenError`."""
+    if not isinstance(token, str) or token.count(".") != 2:
+        raise TokenError("not a JWS compact serialization")
+    try:
+        obj = jws.deserialize_compact(token, keys, registry=_registry)
+    except (JoseError, ValueError, KeyError, TypeError) as exc:
+        raise TokenError(f"signature does not verify ({exc.__class__.__name__})") from exc
+    if obj.protected.get("alg") not in ACCEPTED_ALGS:
+        raise TokenError("wrong algorithm")
+    try:
+        payload = json.loads(obj.payload)
+    except ValueError as exc:
+        raise TokenError("payload is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise TokenError("payload is not a JSON object")
+    return payload
+
+
+def unverified_payload(token: str) -> dict:
+    """Read a token's payload without checking it (for display of something already verified)."""
+    body = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """The first place a chain stops verifying."""
+
+    seq: int
+    reason: str
+
+
+def verify_chain(
+    tokens: Iterable[tuple[int, str]],
+    keys: KeySet | OKPKey,
+    station_id: str,
+    *,
+    first_seq: int = 1,
+    prev: str | None = None,
+) -> ChainProblem | None:
+    """Check a run of ``(seq, token)`` pairs; ``None`` when intact, else the first problem.
+
+    Checks each signature, that payload ``seq`` equals the stored seq and follows without gaps from
+    ``first_seq``, that ``station`` is ``station_id``, that ``prev`` chains, and that seq 1 is a start entry
+    chained to the genesis value. ``prev`` is the chain head before ``first_seq`` (genesis when starting at 1).
+    """
+    expected_seq = first_seq
+    expected_prev = prev if prev is not None else genesis_prev(station_id)
+    for stored_seq, token in tokens:
+        if stored_seq != expected_seq:
+            return ChainProblem(expected_seq, f"gap: expected seq {expected_seq}, found {stored_seq}")
+        try:
+            payload = verify_token(token, keys)
+        except TokenError as exc:
+            return ChainProblem(stored_seq, str(exc))
+        if payload.get("seq") != stored_seq:
+            return ChainProblem(stored_seq, f"token carries seq {payload.get('seq')!r}, stored as {stored_seq}")
+        if payload.get("station") != station_id:
+            return ChainProblem(stored_seq, f"token is for station {payload.get('station')!r}")
+        if payload.get("prev") != expected_prev:
+            return ChainProblem(stored_seq, "prev does not match the hash of the previous entry")
+        if stored_seq == 1 and payload.get("type") != "start":
+            return ChainProblem(1, "the first entry is not a start entry")
+        expected_prev = chain_hash(token)
+        expected_seq += 1
+    return None

@@ -1,0 +1,155 @@
+"""A realistic random day (or days) at a station, through the same functions the UI calls.
+
+Mostly small pension withdrawals, bills and top-ups paid in cash, some transfers and deposits, a few wrong
+PINs, refusals and reversals; each business day opens at 07:40 with a counted float and closes at 17:30 with a
+count. A virtual clock moves through the day, so the busy-hours pattern and offline limits play out as in life.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import date, datetime, time, timedelta
+
+from station import errors, services
+from station.context import Station
+from station.db import Biller, Customer, Payee
+from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, load_demo_customers
+
+OPEN_AT = time(7, 40)
+CLOSE_AT = time(17, 30)
+FLOAT_COUNTS = {"10000": 250, "5000": 80, "2000": 50, "1000": 40, "500": 20, "100": 50}
+#: Relative weight of each hour's customers: the morning pension rush the station's wall chart shows.
+HOUR_WEIGHTS = {8: 9, 9: 10, 10: 6, 11: 4, 12: 2, 13: 3, 14: 3, 15: 4, 16: 3, 17: 1}
+#: Customers an hour per unit of HOUR_WEIGHTS: about 70 customers on an ordinary day.
+CUSTOMERS_PER_WEIGHT = 1.5
+OPERATION_WEIGHTS = {
+    "withdrawal": 50,
+    "bill_cash": 20,
+    "topup_cash": 8,
+    "deposit": 8,
+    "transfer": 6,
+    "balance": 4,
+    "wrong_pin": 2,
+    "too_much": 2,
+}
+
+
+def _clock(st: Station, start: datetime):
+    moment = {"now": start}
+    st.clock = lambda: moment["now"]
+    return moment
+
+
+def _bill_reference(rng: random.Random, biller: Biller) -> str:
+    if biller.kind == "mobile":
+        return rng.choice(biller.ref_prefixes) + f"{rng.randrange(10**8):08d}"
+    digits = {"electricity": 10, "water": 8, "gas": 11}[biller.kind]
+    return f"{rng.randrange(10 ** digits):0{digits}d}"
+
+
+def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime | None = None) -> dict:
+    """Run about ``transactions`` customer operations; returns counts by outcome (refusals by their code)."""
+    st.activate()
+    rng = random.Random(seed)
+    if not Customer.select().exists():
+        load_demo_customers(st)
+    tz = st.timezone
+    head_time = services.JournalEntry.select().order_by(services.JournalEntry.seq.desc()).first().recorded_at
+    begin = start or max(head_time, datetime.combine(st.local_date(head_time), OPEN_AT, tz))
+    moment = _clock(st, begin.astimezone(tz))
+    real_clock = st.clock
+    agent_id, _, _, agent_pin = DEMO_AGENTS[0]
+    supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
+    outcomes: Counter = Counter()
+    customers = list(Customer.select().where(Customer.status == "active"))
+    billers = {kind: list(Biller.select().where(Biller.kind == kind)) for kind in ("electricity", "water", "gas",
+                                                                                     "mobile")}
+    session = services.login_agent(st, agent_id, agent_pin)
+    supervisor = services.login_agent(st, supervisor_id, supervisor_pin)
+    today_receipts: list[services.Receipt] = []
+
+    def advance(minutes: float) -> None:
+        moment["now"] = moment["now"] + timedelta(minutes=minutes)
+
+    def start_day() -> None:
+        nonlocal session, supervisor, today_receipts
+        local = moment["now"].astimezone(tz)
+        if local.time() >= CLOSE_AT:
+            local = datetime.combine(local.date() + timedelta(days=1), OPEN_AT, tz)
+        elif local.time() < OPEN_AT:
+            local = datetime.combine(local.date(), OPEN_AT, tz)
+        moment["now"] = local
+        session = services.login_agent(st, agent_id, agent_pin)
+        supervisor = services.login_agent(st, supervisor_id, supervisor_pin)
+        services.open_day(st, session, FLOAT_COUNTS)
+        today_receipts = []
+        outcomes["day_open"] += 1
+
+    def end_day() -> None:
+        business_date = date.fromisoformat(services.current_day().business_date)
+        moment["now"] = datetime.combine(business_date, CLOSE_AT, tz)
+        cash = services.drawer_cash()
+        # A count is usually right, sometimes a little short.
+        short = rng.choice([0, 0, 0, 0, 1_000, 500])
+        counted = max(cash - short, 0)
+        counts = {"100": counted // 100, "10": (counted % 100) // 10} if counted % 10 == 0 else {"100": 0}
+        services.close_day(st, session, counts)
+        outcomes["day_close"] += 1
+
+    if services.current_day() is None:
+        start_day()
+    for _ in range(transactions):
+        local = moment["now"].astimezone(tz)
+        weight = HOUR_WEIGHTS.get(local.hour, 1)
+        advance(rng.expovariate(weight * CUSTOMERS_PER_WEIGHT / 60))
+        if moment["now"].astimezone(tz).time() >= CLOSE_AT:
+            end_day()
+            start_day()
+            advance(rng.uniform(20, 40))
+        kind = rng.choices(list(OPERATION_WEIGHTS), weights=list(OPERATION_WEIGHTS.values()))[0]
+        customer = rng.choice(customers)
+        try:
+            receipt = _one_operation(st, rng, kind, session, customer, billers)
+            if receipt is not None:
+                today_receipts.append(receipt)
+                outcomes[receipt.type] += 1
+                if receipt.type in services.REVERSIBLE_TYPES and rng.random() < 0.01:
+                    services.reverse(st, supervisor, receipt.txn, services.new_txn_id(), "agent keyed wrong amount")
+                    outcomes["reversal"] += 1
+        except errors.StationError as exc:
+            outcomes[f"refused:{exc.code}"] += 1
+            if isinstance(exc, errors.AgentSessionInvalid):
+                session = services.login_agent(st, agent_id, agent_pin)
+        customers = [c for c in customers if c.status == "active"] or customers
+    st.clock = real_clock
+    return dict(sorted(outcomes.items()))
+
+
+def _one_operation(st, rng, kind, session, customer, billers):
+    new = services.new_txn_id
+    if kind in ("bill_cash", "topup_cash"):
+        biller = rng.choice(billers["mobile"] if kind == "topup_cash" else
+                            billers["electricity"] + billers["water"] + billers["gas"])
+        amount = rng.choice(biller.denominations) if biller.denominations else rng.randrange(30, 400) * 100
+        return services.pay_bill(st, session, None, biller.code, _bill_reference(rng, biller), amount, new())
+    customer = Customer.get_by_id(customer.id)
+    if kind == "wrong_pin":
+        services.authenticate_customer(st, session, customer, "000000")
+        return None
+    auth = services.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+    if kind == "withdrawal":
+        amount = rng.choice([100, 200, 200, 300, 500, 500, 600, 800, 1000]) * 100
+        return services.withdraw_cash(st, session, auth, amount, new())
+    if kind == "too_much":
+        return services.withdraw_cash(st, session, auth, 120_000, new())
+    if kind == "deposit":
+        return services.deposit_cash(st, session, auth, rng.randrange(1, 50) * 10_000, new())
+    if kind == "balance":
+        return services.balance_enquiry(st, session, auth, new()).receipt
+    payee = Payee.select().where(Payee.customer == customer.id).first()
+    amount = rng.choice([200, 500, 1000]) * 100
+    if payee is not None:
+        return services.transfer(st, session, auth, payee.account, payee.name, amount, new())
+    return services.transfer(st, session, auth, "6222001234567890123", "王小明", amount, new(),
+                             fraud_warning_confirmed=True)

@@ -1,0 +1,1 @@
+"""Central sync server: verifies, decrypts and applies station batches to the double-entry ledger."""
