@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -64,6 +65,8 @@ class Station:
         self.signer = Signer(self.signing_key)
         self.db = open_database(str(self.data_dir / "station.db"))
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._local = threading.local()
+        self._generation = 0
         self.activate()
 
     def activate(self) -> None:
@@ -84,20 +87,36 @@ class Station:
     def local_date(self, moment: datetime | None = None) -> date:
         return (moment or self.now()).astimezone(self.timezone).date()
 
-    def setting(self, key: str, default=None):
+    def _settings(self) -> tuple[dict, dict]:
+        """(settings, policy), re-read only when the database changed under this thread's connection.
+
+        ``PRAGMA data_version`` changes when any other connection (thread or process, e.g. ``station sync``)
+        commits; ``_generation`` covers this process's own ``set_setting``. Callers must not mutate the dicts.
+        """
         self.activate()
-        row = Setting.get_or_none(Setting.key == key)
-        return default if row is None else row.value
+        conn = self.db.connection()
+        key = (conn.execute("PRAGMA data_version").fetchone()[0], self._generation)
+        cache = getattr(self._local, "cache", None)
+        if cache is None or cache[0] != key:
+            settings = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM setting")}
+            cache = (key, settings, merged_policy(settings.get("policy")))
+            self._local.cache = cache
+        return cache[1], cache[2]
+
+    def setting(self, key: str, default=None):
+        return self._settings()[0].get(key, default)
 
     def set_setting(self, key: str, value) -> None:
         self.activate()
         Setting.insert(key=key, value=value).on_conflict(
             conflict_target=[Setting.key], update={Setting.value: value}
         ).execute()
+        self._generation += 1
 
     @property
     def policy(self) -> dict:
-        return merged_policy(self.setting("policy"))
+        """The offline risk policy in force (defaults overlaid with the bank's last downlink)."""
+        return self._settings()[1]
 
     def public_jwks(self) -> dict:
         return {"keys": [public_jwk(self.signing_key)]}

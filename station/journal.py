@@ -15,7 +15,7 @@ from pathlib import Path
 from joserfc.jwk import KeySet
 from peewee import fn
 
-from station.db import JournalEntry
+from station.db import JournalEntry, db_proxy
 from station.protocol.tokens import (
     PROTOCOL_VERSION,
     ChainProblem,
@@ -30,8 +30,8 @@ from station.protocol.tokens import (
 
 def journal_head() -> tuple[int, str | None]:
     """(seq, token) of the last entry, or (0, None) for an empty journal."""
-    row = JournalEntry.select(JournalEntry.seq, JournalEntry.token).order_by(JournalEntry.seq.desc()).first()
-    return (row.seq, row.token) if row else (0, None)
+    row = db_proxy.execute_sql("SELECT seq, token FROM journal_entry ORDER BY seq DESC LIMIT 1").fetchone()
+    return (row[0], row[1]) if row else (0, None)
 
 
 def append_entry(
@@ -52,7 +52,11 @@ def append_entry(
     if txn is not None:
         payload["txn"] = txn
     token = signer.sign(payload)
-    return JournalEntry.create(seq=seq, type=entry_type, txn=txn, token=token, recorded_at=moment)
+    db_proxy.execute_sql(
+        "INSERT INTO journal_entry (seq, type, txn, token, recorded_at) VALUES (?, ?, ?, ?, ?)",
+        (seq, entry_type, txn, token, JournalEntry.recorded_at.db_value(moment)),
+    )
+    return JournalEntry(seq=seq, type=entry_type, txn=txn, token=token, recorded_at=moment)
 
 
 def iter_entries(after_seq: int = 0, batch: int = 2000) -> Iterator[tuple[int, str]]:

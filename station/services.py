@@ -19,11 +19,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from peewee import fn
-
 from station import errors
 from station.context import Station
-from station.db import Agent, Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.db import Agent, Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee, db_proxy
 from station.journal import append_entry
 from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.protocol.pins import check_pin, make_pin_verifier
@@ -218,13 +216,12 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
     raise errors.WrongAgentPin(remaining=tries - failures)
 
 
-def _check_session(st: Station, session: AgentSession | None) -> Agent:
+def _check_session(st: Station, session: AgentSession | None) -> None:
     if session is None or session.station_id != st.station_id or st.now() >= session.expires_at:
         raise errors.AgentSessionInvalid()
-    agent = Agent.get_or_none(Agent.agent_id == session.agent_id)
-    if agent is None or agent.locked:
+    row = st.db.execute_sql("SELECT locked FROM agent WHERE agent_id = ?", (session.agent_id,)).fetchone()
+    if row is None or row[0]:
         raise errors.AgentSessionInvalid()
-    return agent
 
 
 # -- customers --------------------------------------------------------------------------------------------
@@ -290,7 +287,7 @@ def _check_customer(st: Station, session: AgentSession, auth: CustomerAuth | Non
         raise errors.CustomerPinRequired()
     if st.now() - auth.verified_at > timedelta(seconds=st.policy["customer_auth_seconds"]):
         raise errors.CustomerPinRequired()
-    customer = Customer.get_or_none(Customer.id == auth.customer_id)
+    customer = next(iter(Customer.raw("SELECT * FROM customer WHERE id = ?", auth.customer_id)), None)
     if customer is None:
         raise errors.CustomerNotFound()
     _refuse_inactive(customer)
@@ -300,27 +297,21 @@ def _check_customer(st: Station, session: AgentSession, auth: CustomerAuth | Non
 # -- limits -----------------------------------------------------------------------------------------------
 def offline_available(st: Station, customer: Customer) -> int:
     """The customer's offline allowance left: the bank's hold minus debits recorded since it was set."""
-    spent = (
-        Operation.select(fn.COALESCE(fn.SUM(Operation.debit_fen), 0))
-        .where(
-            (Operation.customer == customer.id)
-            & (Operation.seq > customer.allowance_seq)
-            & (Operation.status.in_(LIVE_STATES))
-        )
-        .scalar()
-    )
+    spent = st.db.execute_sql(
+        "SELECT COALESCE(SUM(debit_fen), 0) FROM operation"
+        " WHERE customer_id = ? AND seq > ? AND status IN ('recorded', 'settled')",
+        (customer.id, customer.allowance_seq),
+    ).fetchone()[0]
     return max(customer.allowance_fen - spent, 0)
 
 
 def unsynced_exposure(st: Station) -> tuple[int, int]:
     """(fen, count) of live debits the bank has not acknowledged yet."""
-    acked = st.setting("acked_seq", 0)
-    total, count = (
-        Operation.select(fn.COALESCE(fn.SUM(Operation.debit_fen), 0), fn.COUNT(Operation.txn))
-        .where((Operation.seq > acked) & (Operation.debit_fen > 0) & (Operation.status.in_(LIVE_STATES)))
-        .tuples()
-        .get()
-    )
+    total, count = st.db.execute_sql(
+        "SELECT COALESCE(SUM(debit_fen), 0), COUNT(*) FROM operation"
+        " WHERE seq > ? AND debit_fen > 0 AND status IN ('recorded', 'settled')",
+        (st.setting("acked_seq", 0),),
+    ).fetchone()
     return total, count
 
 
@@ -334,7 +325,8 @@ def offline_since(st: Station) -> datetime:
     synced = last_sync_at(st)
     if synced is not None:
         return synced
-    return JournalEntry.get_by_id(1).recorded_at
+    started = st.db.execute_sql("SELECT recorded_at FROM journal_entry WHERE seq = 1").fetchone()[0]
+    return JournalEntry.recorded_at.python_value(started)
 
 
 def _check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fen: int, debit_fen: int) -> None:
@@ -345,16 +337,11 @@ def _check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fe
         raise errors.OverTransactionLimit(operation=op_type.replace("_", " "), limit=_yuan(limits["per_txn"]))
     if customer is not None:
         today = st.local_date().isoformat()
-        used_today = (
-            Operation.select(fn.COALESCE(fn.SUM(Operation.amount_fen), 0))
-            .where(
-                (Operation.customer == customer.id)
-                & (Operation.type == op_type)
-                & (Operation.business_date == today)
-                & (Operation.status.in_(LIVE_STATES))
-            )
-            .scalar()
-        )
+        used_today = st.db.execute_sql(
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM operation WHERE customer_id = ? AND business_date = ?"
+            " AND type = ? AND status IN ('recorded', 'settled')",
+            (customer.id, today, op_type),
+        ).fetchone()[0]
         if used_today + amount_fen > limits["daily"]:
             raise errors.OverDailyLimit(
                 limit=_yuan(limits["daily"]), left=_yuan(max(limits["daily"] - used_today, 0))
@@ -378,7 +365,9 @@ def _check_drawer(day: BusinessDay, cash_fen: int) -> None:
 
 
 def current_day() -> BusinessDay | None:
-    return BusinessDay.select().where(BusinessDay.closed_at.is_null()).order_by(BusinessDay.id.desc()).first()
+    """The open business day, if any (at most one is open: ``open_day`` refuses a second)."""
+    query = BusinessDay.raw("SELECT * FROM business_day WHERE closed_at IS NULL ORDER BY id DESC LIMIT 1")
+    return next(iter(query), None)
 
 
 def _open_day_or_refuse() -> BusinessDay:
@@ -403,18 +392,30 @@ class _Plan:
     ref_txn: str | None = None
 
 
+def _txn_recorded(txn: str) -> tuple | None:
+    return db_proxy.execute_sql("SELECT request_hash FROM operation WHERE txn = ?", (txn,)).fetchone()
+
+
 def _replay(txn: str, request: dict) -> Receipt | None:
     """The original receipt when ``txn`` was already recorded with the same request; refuse a different one."""
-    existing = Operation.get_or_none(Operation.txn == txn)
-    if existing is None:
+    row = _txn_recorded(txn)
+    if row is None:
         return None
-    if existing.request_hash != _request_hash(request):
+    if row[0] != _request_hash(request):
         raise errors.TxnConflict()
-    return receipt_for(existing)
+    return receipt_for(Operation.get_by_id(txn))
+
+
+_INSERT_OPERATION = (
+    "INSERT INTO operation (txn, seq, type, request_hash, customer_id, day_id, agent_id, business_date, amount_fen,"
+    " fee_fen, debit_fen, cash_fen, status, ref_txn, details, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'recorded', ?, ?, ?)"
+)
 
 
 def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: _Plan, day: BusinessDay | None
            ) -> Receipt:
+    """Append the entry and write the operation's rows (hand-written SQL: this is the hot path)."""
     now = st.now()
     body = {"agent": session.agent_id, "amount": plan.amount_fen, **plan.details}
     if plan.customer is not None:
@@ -424,26 +425,40 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: _P
     if plan.ref_txn:
         body["ref_txn"] = plan.ref_txn
     entry = append_entry(st.signer, st.station_id, plan.op_type, now, body, txn=txn)
-    op = Operation.create(
-        txn=txn,
-        seq=entry.seq,
-        type=plan.op_type,
-        request_hash=_request_hash(request),
-        customer=plan.customer,
-        day=day,
-        agent_id=session.agent_id,
-        business_date=st.local_date(now).isoformat(),
-        amount_fen=plan.amount_fen,
-        fee_fen=plan.fee_fen,
-        debit_fen=plan.debit_fen,
-        cash_fen=plan.cash_fen,
-        ref_txn=plan.ref_txn,
-        details=plan.details,
-        created_at=now,
+    st.db.execute_sql(
+        _INSERT_OPERATION,
+        (
+            txn,
+            entry.seq,
+            plan.op_type,
+            _request_hash(request),
+            plan.customer.id if plan.customer is not None else None,
+            day.id if day is not None else None,
+            session.agent_id,
+            st.local_date(now).isoformat(),
+            plan.amount_fen,
+            plan.fee_fen,
+            plan.debit_fen,
+            plan.cash_fen,
+            plan.ref_txn,
+            Operation.details.db_value(plan.details),
+            Operation.created_at.db_value(now),
+        ),
     )
     if plan.cash_fen:
-        BusinessDay.update(cash_fen=BusinessDay.cash_fen + plan.cash_fen).where(BusinessDay.id == day.id).execute()
-    return receipt_for(op, entry.token)
+        st.db.execute_sql("UPDATE business_day SET cash_fen = cash_fen + ? WHERE id = ?", (plan.cash_fen, day.id))
+    return Receipt(
+        seq=entry.seq,
+        txn=txn,
+        type=plan.op_type,
+        token=entry.token,
+        amount_fen=plan.amount_fen,
+        fee_fen=plan.fee_fen,
+        status="recorded",
+        account_masked=customer_masked(plan.customer),
+        recorded_at=now,
+        details=dict(plan.details),
+    )
 
 
 def _customer_operation(st, session, auth, txn, request, plan_fn, *, needs_customer=True) -> Receipt:
@@ -456,7 +471,7 @@ def _customer_operation(st, session, auth, txn, request, plan_fn, *, needs_custo
         try:
             replay = _replay(txn, request(customer))
         except errors.InvalidAmount as exc:
-            if Operation.get_or_none(Operation.txn == txn) is not None:
+            if _txn_recorded(txn):
                 raise errors.TxnConflict() from exc
             raise
         if replay is not None:
