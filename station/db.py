@@ -16,6 +16,7 @@ from peewee import (
     BooleanField,
     CharField,
     Check,
+    DatabaseError,
     DatabaseProxy,
     ForeignKeyField,
     IntegerField,
@@ -202,13 +203,17 @@ JOURNAL_TRIGGERS = [
 def open_database(path: str) -> SqliteDatabase:
     """Open the station database with its pragmas, refuse a damaged file, create what is missing."""
     database = SqliteDatabase(path, pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
-    database.connect(reuse_if_open=True)
-    result = database.execute_sql("PRAGMA quick_check").fetchone()[0]
+    try:
+        database.connect(reuse_if_open=True)
+        result = database.execute_sql("PRAGMA quick_check").fetchone()[0]
+    except DatabaseError as exc:
+        result = str(exc)
     if result != "ok":
         database.close()
         raise DatabaseDamaged(
-            f"The station database {path} is damaged ({result}). Do not serve customers. Keep the file, "
-            "export what still reads with `station export-journal`, and ask the bank for a replacement device."
+            f"The station database {path} is damaged ({result}). Do not serve customers. Copy the whole data "
+            "folder aside (never delete it), salvage what still reads with `sqlite3 station.db .recover`, and "
+            "call the bank: everything up to the last acknowledged sync is safe at the bank."
         )
     with database.bind_ctx(MODELS):
         database.create_tables(MODELS)

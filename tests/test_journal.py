@@ -1,0 +1,211 @@
+"""The journal: append-only, gapless, chained, signed; verifiable offline with another JOSE library."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+
+import pytest
+from click.testing import CliRunner
+from jwcrypto import jwk as jwcrypto_jwk
+from jwcrypto import jws as jwcrypto_jws
+
+from station import services
+from station.cli import cli
+from station.context import Station, init_station
+from station.db import DatabaseDamaged
+from station.demo import DEMO_CUSTOMER_PIN
+from station.journal import verify_journal
+from station.protocol.tokens import chain_hash, genesis_prev, unverified_payload
+
+
+@pytest.fixture
+def busy_station(open_drawer, agent):
+    st = open_drawer
+    customer = services.Customer.select().where(services.Customer.card_number.is_null(False)).first()
+    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    services.withdraw_cash(st, agent, auth, "500", services.new_txn_id())
+    services.pay_bill(st, agent, None, "ELEC-SGCC", "9876543210", "88.50", services.new_txn_id())
+    services.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", services.new_txn_id(),
+                      fraud_warning_confirmed=True)
+    return st
+
+
+def raw(st: Station) -> sqlite3.Connection:
+    return sqlite3.connect(st.data_dir / "station.db")
+
+
+def test_entries_are_gapless_chained_and_start_with_a_start_entry(busy_station):
+    st = busy_station
+    rows = list(services.JournalEntry.select().order_by(services.JournalEntry.seq))
+    assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
+    payloads = [unverified_payload(r.token) for r in rows]
+    assert payloads[0]["type"] == "start"
+    assert payloads[0]["prev"] == genesis_prev("ST-0001")
+    for before, after, payload in zip(rows, rows[1:], payloads[1:], strict=False):
+        assert payload["prev"] == chain_hash(before.token)
+        assert payload["seq"] == after.seq
+    assert verify_journal(st.keyset(), st.station_id) == (len(rows), None)
+
+
+def test_no_card_number_or_pin_in_any_token(busy_station):
+    cards = [c.card_number for c in services.Customer.select() if c.card_number]
+    for row in services.JournalEntry.select():
+        payload = json.dumps(unverified_payload(row.token))
+        assert not any(card in payload for card in cards)
+        assert DEMO_CUSTOMER_PIN not in payload
+
+
+def test_receipt_header_and_payload(busy_station):
+    withdrawal = services.Operation.get(services.Operation.type == "withdrawal")
+    token = services.JournalEntry.get_by_id(withdrawal.seq).token
+    header = json.loads(jwcrypto_jws.base64url_decode(token.split(".")[0]))
+    assert header == {"alg": "Ed25519", "kid": busy_station.signer.kid}
+    payload = unverified_payload(token)
+    customer = services.Customer.get_by_id(withdrawal.customer_id)
+    assert payload["account"] == customer.account_id
+    assert payload["amount"] == 50_000 and payload["type"] == "withdrawal" and payload["txn"] == withdrawal.txn
+    assert payload["ts"].endswith("Z") and payload["v"] == 1 and payload["station"] == "ST-0001"
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE journal_entry SET token = 'x' WHERE seq = 2",
+    "DELETE FROM journal_entry WHERE seq = 3",
+])
+def test_triggers_refuse_update_and_delete(busy_station, statement):
+    conn = raw(busy_station)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute(statement)
+    conn.close()
+
+
+def tamper(st: Station, sql: str, *params) -> None:
+    """What a dishonest agent with the SD card could do: drop the guard triggers, then edit."""
+    conn = raw(st)
+    conn.execute("DROP TRIGGER journal_entry_no_update")
+    conn.execute("DROP TRIGGER journal_entry_no_delete")
+    conn.execute(sql, params)
+    conn.commit()
+    conn.close()
+
+
+def forged_token(st: Station, seq: int, **changes) -> str:
+    token = services.JournalEntry.get_by_id(seq).token
+    header, _, signature = token.split(".")
+    payload = {**unverified_payload(token), **changes}
+    body = jwcrypto_jws.base64url_encode(json.dumps(payload, separators=(",", ":")).encode())
+    return f"{header}.{body}.{signature}"
+
+
+def run_verify(st: Station) -> tuple[int, dict]:
+    result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(st.data_dir), "--json"])
+    return result.exit_code, json.loads(result.output)
+
+
+def test_verify_cli_reports_intact(busy_station):
+    code, result = run_verify(busy_station)
+    assert code == 0 and result["intact"] and result["entries"] == 7
+
+
+def test_edited_amount_is_caught(busy_station):
+    st = busy_station
+    seq = services.Operation.get(services.Operation.type == "withdrawal").seq
+    tamper(st, "UPDATE journal_entry SET token = ? WHERE seq = ?", forged_token(st, seq, amount=5_000), seq)
+    code, result = run_verify(st)
+    assert code == 1
+    assert result["bad_seq"] == seq and "signature" in result["reason"]
+
+
+def test_deleted_entry_is_caught(busy_station):
+    tamper(busy_station, "DELETE FROM journal_entry WHERE seq = 5")
+    code, result = run_verify(busy_station)
+    assert (code, result["bad_seq"]) == (1, 5)
+    assert "gap" in result["reason"]
+
+
+def test_reordered_entries_are_caught(busy_station):
+    st = busy_station
+    a, b = (services.JournalEntry.get_by_id(s).token for s in (5, 6))
+    tamper(st, "UPDATE journal_entry SET token = CASE seq WHEN 5 THEN ? ELSE ? END WHERE seq IN (5, 6)", b, a)
+    code, result = run_verify(st)
+    assert (code, result["bad_seq"]) == (1, 5)
+
+
+def test_entry_signed_by_another_key_is_caught(busy_station, tmp_path):
+    st = busy_station
+    genuine = unverified_payload(services.JournalEntry.get_by_id(6).token)
+    thief = init_station(tmp_path / "other", "ST-0001")
+    forged = thief.signer.sign(genuine)
+    st.activate()
+    tamper(st, "UPDATE journal_entry SET token = ? WHERE seq = 6", forged)
+    code, result = run_verify(st)
+    assert (code, result["bad_seq"]) == (1, 6)
+
+
+def test_export_verifies_with_an_independent_jose_library(busy_station, tmp_path):
+    """jwcrypto (not joserfc, which the station uses) checks every exported entry and the chain."""
+    out = tmp_path / "export"
+    result = CliRunner().invoke(cli, ["export-journal", "--data-dir", str(busy_station.data_dir), str(out)])
+    assert result.exit_code == 0, result.output
+    keys = jwcrypto_jwk.JWKSet.from_json((out / "jwks.json").read_text())
+    prev = None
+    lines = (out / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == 7
+    for expected_seq, line in enumerate(lines, start=1):
+        entry = json.loads(line)
+        verifier = jwcrypto_jws.JWS()
+        verifier.deserialize(entry["jws"])
+        kid = json.loads(jwcrypto_jws.base64url_decode(entry["jws"].split(".")[0]))["kid"]
+        verifier.verify(keys.get_key(kid), alg="Ed25519")
+        payload = json.loads(verifier.payload)
+        assert payload["seq"] == entry["seq"] == expected_seq
+        assert payload["prev"] == (prev or genesis_prev("ST-0001"))
+        prev = chain_hash(entry["jws"])
+
+
+def test_keys_and_config_are_private(station):
+    for name in ("keys/signing.jwk", "config.json"):
+        assert stat.S_IMODE(os.stat(station.data_dir / name).st_mode) == 0o600
+
+
+def test_init_refuses_to_overwrite(station):
+    result = CliRunner().invoke(cli, ["init", "--data-dir", str(station.data_dir), "--station-id", "ST-9"])
+    assert result.exit_code == 1 and "refusing to overwrite" in result.output
+
+
+def test_uninitialised_data_dir_gets_a_clear_message(tmp_path):
+    result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "station init" in result.output
+
+
+def test_damaged_database_is_refused_with_a_recovery_hint(station):
+    path = station.data_dir / "station.db"
+    station.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = bytearray(path.read_bytes())
+    # Scribble over the second and later pages (table b-trees), keeping the header readable.
+    for offset in range(page_size, len(data), page_size):
+        data[offset:offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatabaseDamaged, match="recover"):
+        Station(station.data_dir)
+
+
+def test_simulate_then_verify_and_summary(tmp_path):
+    runner = CliRunner()
+    folder = str(tmp_path / "sim")
+    assert runner.invoke(cli, ["init", "--data-dir", folder, "--station-id", "ST-0002", "--demo"]).exit_code == 0
+    result = runner.invoke(cli, ["simulate", "--data-dir", folder, "--transactions", "150", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    outcomes = json.loads(result.output)
+    assert outcomes["withdrawal"] > 30 and outcomes["day_open"] >= 1
+    assert any(key.startswith("refused:") for key in outcomes)
+    code, verified = run_verify(Station(folder))
+    assert code == 0 and verified["intact"]
+    summary = json.loads(runner.invoke(cli, ["summary", "--data-dir", folder]).output)
+    assert summary["operations"]["withdrawal"]["recorded"]["count"] == outcomes["withdrawal"]
