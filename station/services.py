@@ -482,6 +482,27 @@ def _customer_operation(st, session, auth, txn, request, plan_fn, *, needs_custo
 
 
 # -- operations -------------------------------------------------------------------------------------------
+def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount) -> _Plan:
+    amount_fen = _parse(amount)
+    limits = st.policy["limits"]["withdrawal"]
+    if amount_fen < limits["min"] or amount_fen % limits["multiple"]:
+        raise errors.WithdrawalAmountRule(minimum=_yuan(limits["min"]), multiple=_yuan(limits["multiple"]))
+    fee = st.policy["fees"].get("withdrawal", 0)
+    _check_debit_limits(st, customer, "withdrawal", amount_fen, amount_fen + fee)
+    _check_drawer(day, -amount_fen)
+    return _Plan("withdrawal", customer, amount_fen, fee, amount_fen + fee, -amount_fen)
+
+
+def check_withdrawal(st: Station, session: AgentSession, customer: Customer, amount) -> int:
+    """Every check of a withdrawal except the PIN, so the agent learns of a refusal (over a limit, not enough
+    cash in the drawer) before the customer types a PIN. Returns the amount in fen; records nothing."""
+    st.activate()
+    _check_session(st, session)
+    customer = Customer.get_by_id(customer.id)
+    _refuse_inactive(customer)
+    return _plan_withdrawal(st, customer, _open_day_or_refuse(), amount).amount_fen
+
+
 def withdraw_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount, txn: str) -> Receipt:
     """Pay cash out of the drawer, debited from the customer's account."""
 
@@ -489,14 +510,7 @@ def withdraw_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount
         return {"type": "withdrawal", "customer": customer.id, "amount": _parse(amount)}
 
     def plan(customer, day):
-        amount_fen = _parse(amount)
-        limits = st.policy["limits"]["withdrawal"]
-        if amount_fen < limits["min"] or amount_fen % limits["multiple"]:
-            raise errors.WithdrawalAmountRule(minimum=_yuan(limits["min"]), multiple=_yuan(limits["multiple"]))
-        fee = st.policy["fees"].get("withdrawal", 0)
-        _check_debit_limits(st, customer, "withdrawal", amount_fen, amount_fen + fee)
-        _check_drawer(day, -amount_fen)
-        return _Plan("withdrawal", customer, amount_fen, fee, amount_fen + fee, -amount_fen)
+        return _plan_withdrawal(st, customer, day, amount)
 
     return _customer_operation(st, session, auth, txn, request, plan)
 
