@@ -1,0 +1,33 @@
+"""Docs that are tested: every command and every setting is documented; the quick start has two commands."""
+
+import re
+from pathlib import Path
+
+from station.cli import cli
+from station.policy import DEFAULT_POLICY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_station_command_is_documented():
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name in cli.commands:
+        assert f"station {name}" in operations, f"`station {name}` missing from docs/operations.md"
+        assert f"station {name}" in readme, f"`station {name}` missing from README.md"
+
+
+def test_every_policy_setting_is_documented():
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for key in DEFAULT_POLICY:
+        assert f"`{key}`" in operations, f"policy setting {key} missing from docs/operations.md"
+
+
+def test_quick_start_has_exactly_two_commands():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    commands = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert commands == ["./run.sh demo    # " + commands[0].split("# ", 1)[1], commands[1]]
+    assert commands[1].startswith("./run.sh test")
+    assert "./run.sh test" in (ROOT / ".ci" / "run").read_text()
