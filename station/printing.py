@@ -21,11 +21,13 @@ The printer is set by the ``printer`` key of the station's ``config.json`` (see 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import socket
+import sys
 import unicodedata
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
@@ -63,6 +65,11 @@ DEFAULT_PROFILE = "POS-5890"
 DEFAULT_TIMEOUT_S = {"usb": 10, "serial": 5, "network": 10}
 
 COPIES = ("customer", "agent")
+
+# linux/lp.h: printer port ioctls (served by the lp and usblp drivers) and the status bit for paper out.
+LPABORT = 0x0604
+LPGETSTATUS = 0x060B
+LP_POUTPA = 0x20
 
 KANJI_ON = b"\x1c&"  # FS &: enter Chinese (Kanji) character mode
 KANJI_OFF = b"\x1c."  # FS .: leave it
@@ -163,10 +170,25 @@ def printer_settings(st: Station) -> dict:
 
 
 class _AppendingFile(File):
-    """A File printer that appends: a spool file keeps every job, and a missing device node is never created."""
+    """A File printer that appends: a spool file keeps every job, and a missing device node is never created.
+
+    On a Linux printer port (``usblp``'s /dev/usb/lp0, ``lp``'s /dev/lp0) it also asks the driver for the paper
+    status, and sets LPABORT: without it a write to a printer out of paper waits forever (the station would hang
+    mid-receipt); with it the write fails with ENOSPC, which becomes PrinterOutOfPaper.
+    """
 
     def open(self, raise_not_found: bool = True) -> None:
         self.device = open(self.devfile, "ab")
+        with suppress(OSError):  # ENOTTY: a plain file, not a printer port
+            fcntl.ioctl(self.device.fileno(), LPABORT, 1)
+
+    def port_status(self) -> int | None:
+        """The printer port's status byte (LP_* bits of linux/lp.h), or None where the file is no printer port."""
+        try:
+            raw = fcntl.ioctl(self.device.fileno(), LPGETSTATUS, bytes(4))
+        except OSError:
+            return None
+        return int.from_bytes(raw, sys.byteorder)
 
 
 class _Network(Network):
@@ -215,7 +237,7 @@ def _printer_errors() -> Iterator[None]:
 
 
 def _can_answer(printer: Escpos) -> bool:
-    """Only connections that can read back (USB, serial) can ask for the printer's status."""
+    """Only connections that can read back (USB, serial) can ask the printer itself for its status."""
     return type(printer)._read is not Escpos._read
 
 
@@ -225,6 +247,12 @@ def _check_ready(printer: Escpos) -> bool:
     A printer that does not answer (empty reply or a read timeout) is taken as ready: refusing to print
     because a status query went unanswered would be worse than trying.
     """
+    if isinstance(printer, _AppendingFile):
+        status = printer.port_status()
+        # Only the paper bit is trusted: cheap printers report the other port bits unreliably.
+        if status is not None and status & LP_POUTPA:
+            raise PrinterOutOfPaper(detail=f"printer port status {status:#04x}: paper out")
+        return False
     if not _can_answer(printer):
         return False
     try:

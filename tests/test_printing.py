@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import socket
+import sys
 from io import BytesIO
 
 import pytest
@@ -332,6 +333,36 @@ def test_paper_near_end_prints_and_warns(monkeypatch, station, withdrawal):
 
     assert job.paper_low is True
     assert printer.output.count(FEED_AND_CUT) == 2
+
+
+class FakePrinterPort:
+    """``fcntl.ioctl`` as the Linux usblp driver answers it, with the status byte the printer reports."""
+
+    def __init__(self, status: int):
+        self.status = status
+        self.abort_set = False
+
+    def __call__(self, fd, request, arg):
+        if request == printing.LPABORT:
+            self.abort_set = arg == 1
+            return 0
+        assert request == printing.LPGETSTATUS
+        return self.status.to_bytes(4, sys.byteorder)
+
+
+@pytest.mark.parametrize(("status", "prints"), [(0x18, True), (0x38, False)])
+def test_printer_port_paper_status_and_abort_on_paper_out(monkeypatch, station, withdrawal, status, prints):
+    port = FakePrinterPort(status)
+    monkeypatch.setattr(printing.fcntl, "ioctl", port)
+    station.config["printer"] = {"kind": "file", "path": "/dev/null"}  # an existing character device
+
+    if prints:
+        assert printing.print_receipt(station, withdrawal).kind == "file"
+    else:
+        with pytest.raises(printing.PrinterOutOfPaper):
+            printing.print_receipt(station, withdrawal)
+    # A paper-out during the write then fails with ENOSPC instead of blocking the station.
+    assert port.abort_set
 
 
 def test_offline_printer_is_unavailable(monkeypatch, station, withdrawal):
