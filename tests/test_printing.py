@@ -402,3 +402,24 @@ def test_printing_again_after_a_failure_prints_the_same_receipt(monkeypatch, dum
     output = printing.print_receipt(dummy, withdrawal, duplicate=False).output
 
     assert [r.text for r in zxingcpp.read_barcodes(raster_images(output)[0])] == [withdrawal.token]
+
+
+def test_every_kind_of_receipt_prints_its_own_lines(dummy, agent, supervisor, customer_auth):
+    station = dummy
+    services.open_day(station, agent, {"10000": 300})
+    bill = services.pay_bill(station, agent, None, "ELEC-SGCC", "1234567890", "88.50", services.new_txn_id())
+    enquiry = services.balance_enquiry(station, agent, customer_auth, services.new_txn_id()).receipt
+    reversal = services.reverse(station, supervisor, bill.txn, services.new_txn_id(), "typed the wrong meter")
+    day_close = services.close_day(station, agent, {"10000": 300}).receipt
+    expected = [
+        (bill, ["缴费 Bill payment", "收费单位 Biller:", "国网电费 State Grid", "electricity",
+                "缴费号 Reference: 1234567890", "捌拾捌元伍角"]),
+        (enquiry, ["查询 Balance enquiry", "离线可用 Offline avail.:"]),
+        (reversal, ["冲正 Reversal", f"原流水号 Original seq: {bill.seq}", "代理人 Agent: S01 周主管 Zhou"]),
+        (day_close, ["日终 Day close", "应有 Expected: 30,000.00 元", "差额 Variance: 0.00 元"]),
+    ]
+    for receipt, texts in expected:
+        output = printing.print_receipt(station, receipt).output
+        for text in texts:
+            assert in_chinese_mode(output, gb(text)), (receipt.type, text)
+        assert [r.text for r in zxingcpp.read_barcodes(raster_images(output)[0])] == [receipt.token]
