@@ -25,6 +25,7 @@ import fcntl
 import logging
 import socket
 import sys
+import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -49,6 +50,9 @@ from station.protocol.tokens import unverified_payload
 from station.services import Receipt, mask_number
 
 log = logging.getLogger(__name__)
+
+#: One printer per station, one station per process: jobs from two request threads must not interleave.
+_PRINTER_LOCK = threading.Lock()
 
 #: Printable width of a 58 mm thermal printer head: 48 mm at 8 dots/mm.
 PAPER_DOTS = 384
@@ -285,7 +289,7 @@ def _run_job(st: Station, pages: list[Callable[[Escpos], None]]) -> PrintJob:
     settings = printer_settings(st)
     printer = None
     try:
-        with _printer_errors():
+        with _PRINTER_LOCK, _printer_errors():
             printer = _open(st, settings)
             paper_low = _check_ready(printer)
             for page in pages:
@@ -360,7 +364,6 @@ def _agent_line(st: Station, receipt: Receipt) -> str | None:
     agent_id = unverified_payload(receipt.token).get("agent")
     if not agent_id:
         return None
-    st.activate()
     agent = Agent.get_or_none(Agent.agent_id == agent_id)
     return f"{agent_id} {agent.name}" if agent else agent_id
 
@@ -371,7 +374,7 @@ def _status_label(receipt: Receipt) -> tuple[str, str]:
     return _STATUS_LABELS.get(receipt.status, (receipt.status, receipt.status))
 
 
-def _detail_lines(st: Station, receipt: Receipt) -> list[str]:
+def _detail_lines(receipt: Receipt) -> list[str]:
     details, lines = receipt.details, []
     if receipt.type == "transfer":
         lines += _field("收款人 Payee", details.get("payee_name", ""))
@@ -403,6 +406,14 @@ def _money_lines(receipt: Receipt) -> list[str]:
     ]
 
 
+def _across_paper(image: Image.Image) -> Image.Image:
+    """``image`` centred on a white strip as wide as the paper (not left to the printer profile's idea of it)."""
+    strip = Image.new("RGB", (PAPER_DOTS, image.height), "white")
+    image = image.convert("RGBA")
+    strip.paste(image, ((PAPER_DOTS - image.width) // 2, 0), image)
+    return strip
+
+
 def receipt_qr_image(token: str) -> Image.Image:
     """The token as a QR code image at 3 dots per module with its quiet zone; QrTooLarge past 384 dots."""
     qr = segno.make_qr(token, error="l")
@@ -416,9 +427,14 @@ def receipt_qr_image(token: str) -> Image.Image:
 
 
 def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str, duplicate: bool) -> None:
-    """Send one copy of ``receipt`` to ``printer`` (without the cut): header, fields, QR of the signed token."""
+    """Send one copy of ``receipt`` to ``printer`` (without the cut): header, fields, QR of the signed token.
+
+    ``printer`` is any python-escpos printer; give it a profile with a known paper width (``DEFAULT_PROFILE``),
+    or python-escpos prints a notice on stdout for every image.
+    """
     if copy not in COPIES:
         raise ValueError(f"copy must be one of {COPIES}")
+    st.activate()
     printer.hw("INIT")
     printer.set(align="center", bold=True, double_height=True, double_width=True)
     _write_text(printer, ["助农服务点回单"])
@@ -443,7 +459,7 @@ def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str,
     if receipt.account_masked:
         lines += _field("账户 Account", receipt.account_masked)
     lines += _money_lines(receipt)
-    lines += _detail_lines(st, receipt)
+    lines += _detail_lines(receipt)
     lines += ["状态 Status:", f"  {zh_status}", *("  " + part for part in wrap(en_status, LINE_COLUMNS - 2))]
     lines += _field("流水号 Seq", str(receipt.seq))
     if receipt.txn:
@@ -464,7 +480,7 @@ def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str,
         _write_text(printer, ["二维码过长，请在服务点屏幕上核验", "QR code too long to print:",
                               "verify on the station screen"])
     else:
-        printer.image(qr, impl="bitImageRaster", center=True)
+        printer.image(_across_paper(qr), impl="bitImageRaster")
         printer.set(align="center")
         _write_text(printer, ["扫码核验电子签名", "Scan to verify the signature"])
     if duplicate:
@@ -473,7 +489,6 @@ def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str,
 
 def print_receipt(st: Station, receipt: Receipt, *, duplicate: bool = False) -> PrintJob:
     """Print the customer copy, then the agent copy, each followed by a cut, on the configured printer."""
-
     return _run_job(st, [partial(render_receipt, st=st, receipt=receipt, copy=copy, duplicate=duplicate)
                          for copy in COPIES])
 
@@ -499,6 +514,6 @@ def print_chart(st: Station, png_or_image: Image.Image | bytes | str | Path) -> 
 
     def chart(printer: Escpos) -> None:
         printer.hw("INIT")
-        printer.image(image, impl="bitImageRaster", center=True)
+        printer.image(_across_paper(image), impl="bitImageRaster")
 
     return _run_job(st, [chart])
