@@ -216,6 +216,21 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
     raise errors.WrongAgentPin(remaining=tries - failures)
 
 
+def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receipt:
+    """A supervisor unlocks an agent locked by wrong PINs (journaled)."""
+    st.activate()
+    with st.db.atomic():
+        _check_session(st, supervisor)
+        if supervisor.role != "supervisor":
+            raise errors.SupervisorRequired()
+        if Agent.get_or_none(Agent.agent_id == agent_id) is None:
+            raise errors.AgentUnknown()
+        Agent.update(failed_pins=0, locked=False).where(Agent.agent_id == agent_id).execute()
+        body = {"agent": agent_id, "supervisor": supervisor.agent_id}
+        entry = append_entry(st.signer, st.station_id, "agent_unlocked", st.now(), body)
+    return _entry_receipt(entry)
+
+
 def _check_session(st: Station, session: AgentSession | None) -> None:
     if session is None or session.station_id != st.station_id or st.now() >= session.expires_at:
         raise errors.AgentSessionInvalid()

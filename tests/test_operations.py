@@ -157,6 +157,19 @@ def test_five_wrong_agent_pins_lock_the_agent(station):
         services.login_agent(station, "A01", "1357")
 
 
+def test_a_supervisor_unlocks_a_locked_agent(station, supervisor):
+    for _ in range(5):
+        with pytest.raises((errors.WrongAgentPin, errors.AgentLocked)):
+            services.login_agent(station, "A01", "0000")
+    services.add_agent(station, "A02", "小刘 Liu", "agent", "8642")
+    colleague = services.login_agent(station, "A02", "8642")
+    with pytest.raises(errors.SupervisorRequired):
+        services.unlock_agent(station, colleague, "A01")
+    receipt = services.unlock_agent(station, supervisor, "A01")
+    assert receipt.type == "agent_unlocked"
+    assert services.login_agent(station, "A01", "1357").agent_id == "A01"
+
+
 def test_unknown_agent(station):
     with pytest.raises(errors.AgentUnknown):
         services.login_agent(station, "NOBODY", "1357")
