@@ -31,11 +31,24 @@ def clock():
 
 
 @pytest.fixture
-def station(tmp_path, clock):
-    st = init_station(tmp_path / "station", "ST-0001", clock=clock)
-    load_demo_customers(st, count=20)
-    yield st
-    st.close()
+def make_station(tmp_path, clock):
+    """Build a station with demo customers: ``make_station(station_id, customers)``; closed after the test."""
+    made = []
+
+    def make(station_id: str = "ST-0001", customers: int = 20):
+        st = init_station(tmp_path / station_id, station_id, clock=clock)
+        load_demo_customers(st, count=customers)
+        made.append(st)
+        return st
+
+    yield make
+    for st in made:
+        st.close()
+
+
+@pytest.fixture
+def station(make_station):
+    return make_station()
 
 
 @pytest.fixture

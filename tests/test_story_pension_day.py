@@ -21,19 +21,8 @@ PIN = DEMO_CUSTOMER_PIN
 PENSIONS_YUAN = [1000, 800, 600, 500, 1000, 700, 900, 1000, 600, 800] * 4  # forty pensioners: 31,600 yuan
 
 
-@pytest.fixture
-def village(tmp_path, clock):
-    from station.context import init_station
-    from station.demo import load_demo_customers
-
-    st = init_station(tmp_path / "village", "ST-0042", clock=clock)
-    load_demo_customers(st, count=60)
-    yield st
-    st.close()
-
-
-def test_pension_day(village, clock):
-    st = village
+def test_pension_day(make_station, clock):
+    st = make_station("ST-0042", customers=60)
     people = list(Customer.select().order_by(Customer.id))
     # 07:40 Tian logs in and opens the day: 30,000 yuan counted by denomination.
     tian = services.login_agent(st, "A01", "1357")
