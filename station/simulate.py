@@ -49,7 +49,19 @@ def _bill_reference(rng: random.Random, biller: Biller) -> str:
 
 
 def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime | None = None) -> dict:
-    """Run about ``transactions`` customer operations; returns counts by outcome (refusals by their code)."""
+    """Run about ``transactions`` customer operations; returns counts by outcome (refusals by their code).
+
+    The station's clock follows a virtual clock from ``start`` (default: the journal's last entry, or 07:40 of
+    its day) while the simulation runs, and is given back afterwards.
+    """
+    real_clock = st.clock
+    try:
+        return _simulate(st, transactions, seed, start)
+    finally:
+        st.clock = real_clock
+
+
+def _simulate(st: Station, transactions: int, seed: int, start: datetime | None) -> dict:
     st.activate()
     rng = random.Random(seed)
     if not Customer.select().exists():
@@ -58,7 +70,6 @@ def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime |
     head_time = services.JournalEntry.select().order_by(services.JournalEntry.seq.desc()).first().recorded_at
     begin = start or max(head_time, datetime.combine(st.local_date(head_time), OPEN_AT, tz))
     moment = _clock(st, begin.astimezone(tz))
-    real_clock = st.clock
     agent_id, _, _, agent_pin = DEMO_AGENTS[0]
     supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
     outcomes: Counter = Counter()
@@ -121,8 +132,6 @@ def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime |
             outcomes[f"refused:{exc.code}"] += 1
             if isinstance(exc, errors.AgentSessionInvalid):
                 session = services.login_agent(st, agent_id, agent_pin)
-        customers = [c for c in customers if c.status == "active"] or customers
-    st.clock = real_clock
     return dict(sorted(outcomes.items()))
 
 
