@@ -43,7 +43,8 @@ PRINTED_KEY = "printed:{seq}"
 
 def qr_svg(token: str) -> Markup:
     """The receipt token as an inline SVG QR code (segno's output holds only path data, no text)."""
-    return Markup(segno.make_qr(token, error="l").svg_inline(scale=2, border=2, dark="#000", light="#fff"))
+    # No width/height, only a viewBox: the stylesheet sizes it, and the browser scales the modules crisply.
+    return Markup(segno.make_qr(token, error="l").svg_inline(border=2, dark="#000", light="#fff", omitsize=True))
 
 
 def receipt_at(seq: int) -> services.Receipt | None:
