@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -140,6 +141,9 @@ def serve(data_dir, host, port):
     """
     from station import create_app
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # peewee's DEBUG log prints every query's parameters (card numbers among them): never below INFO.
+    logging.getLogger("peewee").setLevel(logging.INFO)
     st = open_station(data_dir)
     app = create_app({"STATION": st, "STATION_DATA_DIR": str(st.data_dir)})
     click.echo(f"Station {st.station_id} serving on http://{host}:{port}/")
