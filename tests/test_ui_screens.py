@@ -339,3 +339,15 @@ def test_busy_hours_chart(agent_client, clock):
 
 def test_health_still_answers(ui_client, station):
     assert json.loads(ui_client.get("/health").data)["station"] == "ST-0001"
+
+
+def test_chart_widens_to_hours_with_visits():
+    from station.ui.home import chart_bars
+
+    per_hour = [0] * 24
+    per_hour[21] = 4
+    per_hour[8] = 2
+    bars = chart_bars(per_hour)
+    assert [bar.hour for bar in bars] == list(range(7, 22))
+    assert max(bars, key=lambda bar: bar.count).hour == 21
+    assert bars[-1].height == 260 and bars[1].height == 130

@@ -17,7 +17,8 @@ bp = Blueprint("home", __name__)
 
 #: Customer-facing operation types counted as visits on the busy-hours chart.
 VISIT_TYPES = ("withdrawal", "deposit", "transfer", "bill_payment", "balance_enquiry")
-CHART_HOURS = range(7, 20)
+#: Hours always on the chart (a village shop's day); a visit outside them widens the chart to include it.
+OPENING_HOURS = range(7, 20)
 
 
 @bp.get("/home")
@@ -69,11 +70,13 @@ def hourly_flow(st) -> list[int]:
 
 
 def chart_bars(per_hour: list[int], width: int = 720, height: int = 260) -> list[Bar]:
-    """Bars for the opening hours, scaled to the busiest hour."""
-    top = max([per_hour[h] for h in CHART_HOURS] + [1])
-    step = width // len(CHART_HOURS)
+    """One bar per hour (the opening hours, widened to any hour with visits), scaled to the busiest hour."""
+    busy = [hour for hour, count in enumerate(per_hour) if count]
+    hours = range(min(busy + [OPENING_HOURS.start]), max(busy + [OPENING_HOURS.stop - 1]) + 1)
+    top = max(per_hour + [1])
+    step = width // len(hours)
     bars = []
-    for index, hour in enumerate(CHART_HOURS):
+    for index, hour in enumerate(hours):
         bar_height = round(per_hour[hour] * height / top)
         bars.append(Bar(hour, per_hour[hour], index * step, height - bar_height, bar_height))
     return bars

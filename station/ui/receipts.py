@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 import segno
@@ -41,8 +42,12 @@ REVERSAL_REASONS = (N_("Wrong amount"), N_("Wrong customer"), N_("Customer chang
 PRINTED_KEY = "printed:{seq}"
 
 
+@functools.lru_cache(maxsize=64)
 def qr_svg(token: str) -> Markup:
-    """The receipt token as an inline SVG QR code (segno's output holds only path data, no text)."""
+    """The receipt token as an inline SVG QR code (segno's output holds only path data, no text).
+
+    Cached by token: a journal entry never changes, and encoding a 700-character token takes tens of ms on a Pi.
+    """
     # No width/height, only a viewBox: the stylesheet sizes it, and the browser scales the modules crisply.
     return Markup(segno.make_qr(token, error="l").svg_inline(border=2, dark="#000", light="#fff", omitsize=True))
 
