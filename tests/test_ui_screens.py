@@ -351,3 +351,10 @@ def test_chart_widens_to_hours_with_visits():
     assert [bar.hour for bar in bars] == list(range(7, 22))
     assert max(bars, key=lambda bar: bar.count).hour == 21
     assert bars[-1].height == 260 and bars[1].height == 130
+
+
+def test_unknown_screen_is_a_plain_message(agent_client):
+    response = agent_client.get("/nowhere")
+    assert response.status_code == 404
+    assert error_of(response.get_data(as_text=True)) == "没有这个页面。"
+    assert agent_client.get("/logout").status_code == 404  # logging out is a form post only

@@ -12,6 +12,7 @@ from flask import Flask, redirect, render_template, request, session, url_for
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from station.errors import StationError
 from station.ui import common
 
 #: Locales the toggle offers; Flask-Babel resolves zh_CN to the zh_Hans_CN catalogue.
@@ -52,6 +53,16 @@ def init_ui(app: Flask) -> None:
     def csrf_refused(_error):
         message = common.translate_error(common.FormExpired())
         return render_template("error.html", message=message), 400
+
+    @app.errorhandler(StationError)
+    def refused(err):
+        # A refusal no screen catches still reaches the person as a plain message, never a bare 500.
+        return render_template("error.html", message=common.translate_error(err)), 400
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def not_here(_error):
+        return render_template("error.html", message=common.translate_error(common.NoSuchScreen())), 404
 
     @app.get("/")
     def index():

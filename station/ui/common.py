@@ -25,6 +25,11 @@ class FormExpired(StationError):
     template = N_("This page was open too long or came from elsewhere. Please go back and try again.")
 
 
+class NoSuchScreen(StationError):
+    code = "no_such_screen"
+    template = N_("There is no such screen here.")
+
+
 class NoOperationInProgress(StationError):
     code = "no_operation"
     template = N_("There is no operation in progress. Start again from the home screen.")
