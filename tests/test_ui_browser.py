@@ -196,3 +196,17 @@ def test_every_screen_fits_and_has_big_targets(live, lang):
     page.click("#next")
     page.wait_for_url(base + "/op/bill/amount")
     check_screen(page)
+
+
+def test_customer_voice_by_taps_only(live):
+    base, page = live
+    log_in(page, base)
+    page.click("#tile-voice")
+    page.click("text=表扬")
+    page.click("#phrase-1")
+    page.click("#phrase-3")
+    assert page.input_value("#text") == "服务热情，有耐心。 希望多备些零钱。"
+    check_screen(page)
+    page.click("#save-voice")
+    page.wait_for_selector("#receipt")
+    assert "服务热情，有耐心。" in page.inner_text("#receipt")

@@ -30,6 +30,13 @@
       input.dispatchEvent(new Event("input", { bubbles: true }));
       return;
     }
+    var phrase = event.target.closest("[data-append]");
+    if (phrase) {
+      var box = document.getElementById(phrase.dataset.target);
+      var added = (box.value ? box.value + " " : "") + phrase.dataset.append;
+      if (added.length <= (box.maxLength > 0 ? box.maxLength : 200)) { box.value = added; }
+      return;
+    }
     var field = event.target.closest("input[data-keypad]");
     if (field) { activate(field); }
   });

@@ -11,6 +11,14 @@ from station.ui.common import current_agent, login_required, station, translate_
 bp = Blueprint("voice", __name__, url_prefix="/voice")
 
 CATEGORY_LABELS = {"praise": N_("Praise"), "complaint": N_("Complaint"), "suggestion": N_("Suggestion")}
+#: What customers say most, as buttons: the kiosk has no keyboard, and a tap is quicker than typing anyway.
+QUICK_PHRASES = (
+    N_("Friendly, patient service."),
+    N_("The wait was too long."),
+    N_("Please keep more small notes."),
+    N_("The fee is too high."),
+    N_("Please open earlier on pension day."),
+)
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -27,4 +35,4 @@ def voice():
         else:
             return redirect(url_for("receipts.show", seq=receipt.seq))
     return render_template("voice.html", categories=CATEGORIES, labels=CATEGORY_LABELS, category=category, text=text,
-                           max_text=MAX_TEXT, error=error)
+                           max_text=MAX_TEXT, phrases=QUICK_PHRASES, error=error)
