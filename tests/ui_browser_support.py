@@ -28,5 +28,19 @@ def serving(app):
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
-        server.close()
-        thread.join(timeout=5)
+        server.trigger.pull_trigger(lambda: close_all(server))
+        thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
+        assert not thread.is_alive(), "waitress did not stop"
+
+
+def close_all(server) -> None:
+    """Run in waitress's own loop thread: close the browser's keep-alive connections, then the server itself.
+
+    Closing them from here (not the test thread) leaves no socket for the loop to poll after it is closed and
+    none to be garbage-collected unclosed later (a ResourceWarning, an error under filterwarnings=error).
+    """
+    for channel in list(server._map.values()):
+        if channel is not server and channel is not server.trigger:
+            channel.close()
+    server.close()
