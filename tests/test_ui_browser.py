@@ -210,3 +210,18 @@ def test_customer_voice_by_taps_only(live):
     page.click("#save-voice")
     page.wait_for_selector("#receipt")
     assert "服务热情，有耐心。" in page.inner_text("#receipt")
+
+
+def test_double_tap_on_the_pin_ok_records_once(live):
+    base, page = live
+    log_in(page, base)
+    page.click("#tile-withdrawal")
+    tap_digits(page, card_customer().card_number)
+    page.click("#next")
+    page.click("#quick-100")
+    page.click("#confirm")
+    tap_digits(page, CUSTOMER_PIN)
+    page.dblclick("#pin-ok")
+    page.wait_for_selector("#receipt")
+    assert Operation.select().where(Operation.type == "withdrawal").count() == 1
+    assert page.inner_text("#drawer") == "钱箱 ¥29,900.00"

@@ -14,7 +14,7 @@ from flask_babel import gettext
 from station import errors, services
 from station.db import Biller, Customer, Payee
 from station.errors import StationError
-from station.protocol.money import AmountError, parse_amount
+from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.ui.common import NoOperationInProgress, current_agent, login_required, station, translate_error
 
 bp = Blueprint("ops", __name__, url_prefix="/op")
@@ -42,6 +42,9 @@ STEP_KEYS = {
 }
 #: Typed values each step's change invalidates (later confirmations and the transaction UUID).
 CONFIRMATIONS = ("warning_done", "fraud_ok", "confirmed", "txn")
+#: The policy's fee key of each flow.
+FEE_TYPES = {"withdrawal": "withdrawal", "deposit": "deposit", "transfer": "transfer", "bill": "bill_payment",
+             "balance": "balance_enquiry"}
 
 
 def flow_steps(op: dict) -> tuple[str, ...]:
@@ -170,7 +173,7 @@ def amount_step(op: dict):
                 # The drawer is checked again by the core; refusing here spares the customer typing a PIN.
                 cash = services.drawer_cash()
                 if cash is not None and cash < fen:
-                    raise errors.InsufficientCash(cash=services.format_yuan(cash))
+                    raise errors.InsufficientCash(cash=format_yuan(cash))
         except StationError as err:
             error = translate_error(err)
         else:
@@ -263,9 +266,6 @@ def confirm_step(op: dict):
     biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == "bill" else None
     return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller)
 
-
-FEE_TYPES = {"withdrawal": "withdrawal", "deposit": "deposit", "transfer": "transfer", "bill": "bill_payment",
-             "balance": "balance_enquiry"}
 
 
 def pin_step(op: dict):
