@@ -63,7 +63,10 @@ def tap_digits(page, digits):
 
 def log_in(page, base, agent_id="A01", pin=AGENT_PIN):
     page.goto(base + "/login")
+    check_screen(page)
     page.click(f"#agent-{agent_id}")
+    page.wait_for_selector("#pin")
+    check_screen(page)
     tap_digits(page, pin)
     page.click("#login")
     page.wait_for_url(base + "/home")
@@ -125,6 +128,8 @@ def test_transfer_through_the_fraud_warning(live):
     page.click("#tile-transfer")
     tap_digits(page, customer.card_number)
     page.click("#next")
+    page.wait_for_url(base + "/op/transfer/payee")
+    check_screen(page)
     tap_digits(page, "6222000000009999")
     page.fill("#payee_name", "张三")
     page.click("#next")
@@ -134,12 +139,22 @@ def test_transfer_through_the_fraud_warning(live):
     check_screen(page)
     assert "安全账户" in page.inner_text("#fraud-warning")
     page.click("#confirm-warning")
+    page.wait_for_url(base + "/op/transfer/confirm")
+    check_screen(page)
     page.click("#confirm")
     tap_digits(page, CUSTOMER_PIN)
     page.click("#pin-ok")
     page.wait_for_selector("#receipt")
     assert "等待银行" in page.inner_text("#status")
     assert Operation.get(Operation.type == "transfer").details["payee_name"] == "张三"
+    # The customer changes her mind before the bank has executed it.
+    page.click("#cancel-transfer")
+    page.wait_for_url("**/cancel")
+    check_screen(page)
+    tap_digits(page, CUSTOMER_PIN)
+    page.click("#cancel-ok")
+    page.wait_for_selector("#receipt")
+    assert Operation.get(Operation.type == "transfer").status == "cancelled"
 
 
 SCREENS = [
