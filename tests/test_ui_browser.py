@@ -73,9 +73,11 @@ def log_in(page, base, agent_id="A01", pin=AGENT_PIN):
 
 
 def check_screen(page):
-    """No horizontal scroll at 800x480, and every visible touch target at least 48 x 48 px."""
+    """No horizontal scroll at 800x480, every visible touch target at least 48 x 48 px, and (these screens are
+    short) no vertical scroll either: nothing the agent must tap hides below the fold."""
     page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"], page.url
+    assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"], page.url
     small = page.evaluate(
         """() => Array.from(document.querySelectorAll(
                'a, button, label.choice, input:not([type=hidden]):not([type=radio]), textarea'))
