@@ -52,6 +52,10 @@ def live(station, open_drawer, browser):
     with serving(app) as base:
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(5000)
+        # Script errors and Content-Security-Policy violations both land on the console as errors.
+        page.console_errors = []
+        page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
         yield base, page
         page.close()
 
@@ -76,6 +80,7 @@ def check_screen(page):
     """No horizontal scroll at 800x480, every visible touch target at least 48 x 48 px, and (these screens are
     short) no vertical scroll either: nothing the agent must tap hides below the fold."""
     page.wait_for_load_state("load")
+    assert page.console_errors == [], page.url
     assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"], page.url
     assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"], page.url
     small = page.evaluate(
