@@ -28,6 +28,7 @@ CONTENT_SECURITY_POLICY = (
 
 
 def select_locale() -> str:
+    """The person's language from the session; Chinese unless they chose English."""
     lang = session.get("lang")
     return lang if lang in LOCALES else DEFAULT_LOCALE
 

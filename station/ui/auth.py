@@ -37,6 +37,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """End the agent's session (the language choice stays)."""
     end_session()
     return redirect(url_for("auth.login"))
 

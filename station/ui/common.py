@@ -70,6 +70,7 @@ def translate_error(err: StationError) -> str:
 
 # -- the agent session ------------------------------------------------------------------------------------
 def agent_session_to_cookie(agent: services.AgentSession, now: datetime) -> dict:
+    """The agent session as the signed cookie keeps it, with the time of the last request."""
     return {
         "agent_id": agent.agent_id,
         "name": agent.name,
@@ -82,6 +83,7 @@ def agent_session_to_cookie(agent: services.AgentSession, now: datetime) -> dict
 
 
 def current_agent() -> services.AgentSession | None:
+    """The logged-in agent's session from the cookie, or None."""
     data = session.get("agent")
     if not data:
         return None
@@ -96,6 +98,7 @@ def current_agent() -> services.AgentSession | None:
 
 
 def idle_seconds() -> int:
+    """Seconds without a request after which the agent is logged out (station policy)."""
     return int(station().policy["agent_idle_seconds"])
 
 
@@ -137,10 +140,12 @@ def login_required(view):
 
 # -- what templates use -----------------------------------------------------------------------------------
 def yuan(fen: int | None) -> str:
+    """Fen as yuan figures for a screen ("1,234.50"); '-' for no value."""
     return "-" if fen is None else format_yuan(fen)
 
 
 def local_time(moment: datetime | None, style: str = "short") -> str:
+    """A moment in the station's time zone, formatted for the person's language."""
     return "-" if moment is None else format_datetime(moment, style)
 
 
@@ -174,6 +179,7 @@ def status_bar() -> dict:
 
 
 def template_globals() -> dict:
+    """Names every template can use."""
     return {
         "agent": current_agent(),
         "yuan": yuan,

@@ -13,14 +13,17 @@ bp = Blueprint("day", __name__, url_prefix="/day")
 
 
 def counts_from_form() -> dict:
+    """The typed pieces per denomination, as typed (the core validates them)."""
     return {str(d): request.form.get(f"n{d}", "").strip() for d in services.DENOMINATIONS_FEN}
 
 
 def denomination_label(fen: int) -> str:
+    """A denomination as a note or coin shows it: 100, 0.50."""
     return services.format_yuan(fen).removesuffix(".00")
 
 
 def render_count(mode: str, counts: dict, error: str | None = None, preview: dict | None = None):
+    """The count screen for opening ("open") or closing ("close") the day."""
     return render_template("day_count.html", mode=mode, counts=counts, denominations=services.DENOMINATIONS_FEN,
                            label=denomination_label, error=error, preview=preview)
 
@@ -28,6 +31,7 @@ def render_count(mode: str, counts: dict, error: str | None = None, preview: dic
 @bp.get("/")
 @login_required
 def index():
+    """The day tile: open the day if none is open, else close it."""
     return redirect(url_for("day.close_day" if services.current_day() else "day.open_day"))
 
 

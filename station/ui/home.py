@@ -24,12 +24,14 @@ OPENING_HOURS = range(7, 20)
 @bp.get("/home")
 @login_required
 def home():
+    """The home tiles."""
     return render_template("home.html", day_open=services.current_day() is not None)
 
 
 @bp.get("/sync")
 @login_required
 def sync():
+    """Sync status and, when the kit has a sync hook, a button to sync now."""
     return render_template("sync.html", configured=current_app.extensions.get("sync_now") is not None)
 
 
@@ -85,6 +87,7 @@ def chart_bars(per_hour: list[int], width: int = 720, height: int = 260) -> list
 @bp.get("/chart")
 @login_required
 def chart():
+    """Today's customer flow by hour."""
     st = station()
     per_hour = hourly_flow(st)
     bars = chart_bars(per_hour)

@@ -48,6 +48,7 @@ FEE_TYPES = {"withdrawal": "withdrawal", "deposit": "deposit", "transfer": "tran
 
 
 def flow_steps(op: dict) -> tuple[str, ...]:
+    """The steps of this operation's flow."""
     steps = FLOWS[op["kind"]]
     if op["kind"] == "bill" and op.get("funding") == "account":
         steps = steps + ("customer", "pin")
@@ -55,6 +56,7 @@ def flow_steps(op: dict) -> tuple[str, ...]:
 
 
 def next_step(op: dict) -> str:
+    """The first step whose data is still missing (the PIN step is never 'done')."""
     for step in flow_steps(op):
         if step == "pin" or op.get(STEP_KEYS[step]) in (None, ""):
             return step
@@ -68,6 +70,7 @@ def half_done() -> bool:
 
 
 def pending(kind: str) -> dict:
+    """The operation being keyed in, if it is of ``kind``."""
     op = session.get("op")
     if not op or op.get("kind") != kind:
         raise NoOperationInProgress()
@@ -88,14 +91,17 @@ def save(op: dict, **changes) -> None:
 
 
 def go_next(op: dict):
+    """Redirect to the next step to do."""
     return redirect(url_for("ops.step", kind=op["kind"], step=next_step(op)))
 
 
 def customer_of(op: dict) -> Customer | None:
+    """The identified customer of the operation, if any."""
     return Customer.get_or_none(Customer.id == op["customer_id"]) if op.get("customer_id") else None
 
 
 def parsed_amount(text: str) -> int:
+    """Typed yuan as fen, refusing what the money parser refuses."""
     try:
         return parse_amount(text)
     except AmountError as exc:
@@ -105,6 +111,7 @@ def parsed_amount(text: str) -> int:
 @bp.post("/<kind>/start")
 @login_required
 def start(kind):
+    """Start a new operation of ``kind`` (a tile on the home screen)."""
     if kind not in FLOWS:
         abort(404)
     session["op"] = {"kind": kind}
@@ -114,6 +121,7 @@ def start(kind):
 @bp.post("/cancel")
 @login_required
 def cancel():
+    """Drop the operation being keyed in."""
     session.pop("op", None)
     return redirect(url_for("home.home"))
 
@@ -121,6 +129,7 @@ def cancel():
 @bp.route("/<kind>/<step>", methods=["GET", "POST"])
 @login_required
 def step(kind, step):
+    """Show or submit one step of an operation."""
     if kind not in FLOWS or step not in STEP_VIEWS:
         abort(404)
     try:
@@ -140,12 +149,14 @@ def step(kind, step):
 
 
 def render_step(template: str, op: dict, **context):
+    """Render a step's template with the operation and its customer."""
     context.setdefault("error", None)
     return render_template(template, op=op, customer=customer_of(op), steps=flow_steps(op), **context)
 
 
 # -- the steps --------------------------------------------------------------------------------------------
 def customer_step(op: dict):
+    """Card or passbook number on the keypad."""
     number = request.form.get("number", "")
     id_kind = request.values.get("id_kind", "card")
     if id_kind not in ("card", "passbook"):
@@ -163,6 +174,7 @@ def customer_step(op: dict):
 
 
 def amount_step(op: dict):
+    """The amount on the keypad, quick amounts, or a top-up's denominations."""
     amount = request.form.get("amount", op.get("amount", "")) if request.method == "POST" else op.get("amount", "")
     biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == "bill" else None
     error = None
@@ -186,6 +198,7 @@ def amount_step(op: dict):
 
 
 def payee_step(op: dict):
+    """A known payee by a tap, or a new payee's account and name."""
     customer = customer_of(op)
     account = request.form.get("payee_account", "")
     name = request.form.get("payee_name", "")
@@ -203,6 +216,7 @@ def payee_step(op: dict):
 
 
 def warning_step(op: dict):
+    """The fraud warning, when the core says this transfer needs it."""
     fen = parsed_amount(op["amount"])
     if not services.needs_fraud_warning(station(), customer_of(op), op["payee_account"], fen):
         save(op, warning_done=True)
@@ -219,6 +233,7 @@ def warning_step(op: dict):
 
 
 def biller_step(op: dict):
+    """Choose the biller."""
     if request.method == "POST":
         biller = Biller.get_or_none(Biller.code == request.form.get("biller"))
         if biller is not None:
@@ -229,6 +244,7 @@ def biller_step(op: dict):
 
 
 def reference_step(op: dict):
+    """The bill's account number or the phone number, checked against the biller's rules."""
     biller = Biller.get_by_id(op["biller"])
     reference = request.form.get("reference", op.get("ref", ""))
     error = None
@@ -245,6 +261,7 @@ def reference_step(op: dict):
 
 
 def confirm_step(op: dict):
+    """Amount in figures and capitals with the fee; a cash bill is recorded from here."""
     fen = parsed_amount(op["amount"])
     policy_fee = station().policy["fees"].get(FEE_TYPES[op["kind"]], 0)
     if request.method == "POST":
@@ -269,6 +286,7 @@ def confirm_step(op: dict):
 
 
 def pin_step(op: dict):
+    """The customer's PIN on a masked pad, then the operation is recorded."""
     op.setdefault("txn", services.new_txn_id())
     session["op"] = op
     if request.method == "POST":

@@ -68,6 +68,7 @@ def receipt_at(seq: int) -> services.Receipt | None:
 
 
 def agent_of(seq: int) -> str:
+    """The name of the agent who recorded journal entry ``seq``."""
     entry = JournalEntry.get_by_id(seq)
     agent_id = unverified_payload(entry.token).get("agent")
     agent = Agent.get_or_none(Agent.agent_id == agent_id) if agent_id else None
@@ -75,6 +76,7 @@ def agent_of(seq: int) -> str:
 
 
 def today_operations():
+    """Today's customer operations (the station's local date), newest first."""
     st = station()
     return list(
         Operation.select().where(Operation.business_date == st.local_date().isoformat()).order_by(Operation.seq.desc())
@@ -84,6 +86,7 @@ def today_operations():
 @bp.get("/")
 @login_required
 def index():
+    """Today's receipts."""
     return render_template("receipts.html", operations=today_operations(), types=TYPE_LABELS, statuses=STATUS_LABELS)
 
 
@@ -110,6 +113,7 @@ def _show(seq: int, error: str | None = None, status: int = 200):
 @bp.get("/<int:seq>")
 @login_required
 def show(seq):
+    """One receipt with its QR code."""
     return _show(seq)
 
 

@@ -24,6 +24,7 @@ QUICK_PHRASES = (
 @bp.route("/", methods=["GET", "POST"])
 @login_required
 def voice():
+    """Record a customer's praise, complaint or suggestion."""
     category = request.form.get("category", "")
     text = request.form.get("text", "")
     error = None
