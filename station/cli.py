@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -119,3 +120,31 @@ def summary(data_dir):
 
     st = open_station(data_dir)
     click.echo(json.dumps(summarise(st), indent=2, ensure_ascii=False))
+
+
+def serve_app(app, host: str, port: int) -> None:
+    """Serve ``app`` with waitress in this one process (the station's database allows one writer process)."""
+    from waitress import serve as waitress_serve
+
+    waitress_serve(app, host=host, port=port, threads=4, ident="station")
+
+
+@cli.command()
+@data_dir_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Keep 127.0.0.1: the touchscreen's browser runs on the same device.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="TCP port.")
+def serve(data_dir, host, port):
+    """Run the touchscreen UI under waitress (one process).
+
+    Example: station serve --data-dir /var/lib/station --port 8080
+    """
+    from station import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # peewee's DEBUG log prints every query's parameters (card numbers among them): never below INFO.
+    logging.getLogger("peewee").setLevel(logging.INFO)
+    st = open_station(data_dir)
+    app = create_app({"STATION": st, "STATION_DATA_DIR": str(st.data_dir)})
+    click.echo(f"Station {st.station_id} serving on http://{host}:{port}/")
+    serve_app(app, host, port)

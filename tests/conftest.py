@@ -68,3 +68,16 @@ def open_drawer(station, agent):
     """The day opened with 30,000 yuan in hundreds."""
     services.open_day(station, agent, {"10000": 300})
     return station
+
+
+@pytest.fixture
+def ui_app(station):
+    """The touchscreen app on the test station (CSRF off here; tests/test_ui_security.py turns it on)."""
+    from station import create_app
+
+    return create_app({"STATION": station, "TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test"})
+
+
+@pytest.fixture
+def ui_client(ui_app):
+    return ui_app.test_client()

@@ -1,0 +1,56 @@
+"""Agent login with an on-screen PIN pad, logout, and the language toggle."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from station import services
+from station.db import Agent
+from station.errors import StationError
+from station.ui import LOCALES
+from station.ui.common import Idle, agent_session_to_cookie, end_session, idle_seconds, station, translate_error
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Tap your name, then type your PIN."""
+    st = station()
+    agents = list(Agent.select().order_by(Agent.role, Agent.agent_id))
+    agent_id = request.values.get("agent_id", "")
+    error = None
+    if request.args.get("idle"):
+        error = translate_error(Idle(minutes=idle_seconds() // 60))
+    if request.method == "POST":
+        try:
+            agent = services.login_agent(st, agent_id, request.form.get("pin", ""))
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            end_session()
+            session["agent"] = agent_session_to_cookie(agent, st.now())
+            return redirect(url_for("home.home"))
+    chosen = next((a for a in agents if a.agent_id == agent_id), None)
+    return render_template("login.html", agents=agents, chosen=chosen, error=error)
+
+
+@bp.post("/logout")
+def logout():
+    """End the agent's session (the language choice stays)."""
+    end_session()
+    return redirect(url_for("auth.login"))
+
+
+@bp.post("/lang")
+def set_language():
+    """Switch between 简体中文 and English; stay on the same page."""
+    lang = request.form.get("lang")
+    if lang in LOCALES:
+        session["lang"] = lang
+    target = request.form.get("next") or ""
+    # Only a path on this station: never an absolute URL handed in by a form.
+    if not target.startswith("/") or target.startswith("//"):
+        target = url_for("index")
+    return redirect(target)
+

@@ -1,0 +1,96 @@
+"""Home tiles, the sync screen and today's customer flow by hour (an SVG bar chart drawn on the server)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext
+
+from station import services
+from station.db import Operation
+from station.errors import StationError
+from station.ui.common import SyncNotConfigured, login_required, station, translate_error
+
+bp = Blueprint("home", __name__)
+
+#: Customer-facing operation types counted as visits on the busy-hours chart.
+VISIT_TYPES = ("withdrawal", "deposit", "transfer", "bill_payment", "balance_enquiry")
+#: Hours always on the chart (a village shop's day); a visit outside them widens the chart to include it.
+OPENING_HOURS = range(7, 20)
+
+
+@bp.get("/home")
+@login_required
+def home():
+    """The home tiles."""
+    return render_template("home.html", day_open=services.current_day() is not None)
+
+
+@bp.get("/sync")
+@login_required
+def sync():
+    """Sync status and, when the kit has a sync hook, a button to sync now."""
+    return render_template("sync.html", configured=current_app.extensions.get("sync_now") is not None)
+
+
+@bp.post("/sync")
+@login_required
+def sync_now():
+    """Run the sync hook another part of the kit installs as ``app.extensions["sync_now"]``, if any."""
+    hook = current_app.extensions.get("sync_now")
+    try:
+        if hook is None:
+            raise SyncNotConfigured()
+        hook()
+    except StationError as err:
+        return render_template("sync.html", configured=hook is not None, error=translate_error(err)), 503
+    flash(gettext("Sync finished."))
+    return redirect(url_for("home.sync"))
+
+
+@dataclass(frozen=True)
+class Bar:
+    hour: int
+    count: int
+    x: int
+    y: int
+    height: int
+
+
+def hourly_flow(st) -> list[int]:
+    """Customer visits of today (the station's local date) per local hour, 0 to 23."""
+    today = st.local_date().isoformat()
+    counts = Counter()
+    query = Operation.select(Operation.created_at).where(
+        (Operation.business_date == today) & (Operation.type.in_(VISIT_TYPES))
+    )
+    for op in query:
+        counts[op.created_at.astimezone(st.timezone).hour] += 1
+    return [counts[hour] for hour in range(24)]
+
+
+def chart_bars(per_hour: list[int], width: int = 720, height: int = 260) -> list[Bar]:
+    """One bar per hour (the opening hours, widened to any hour with visits), scaled to the busiest hour."""
+    busy = [hour for hour, count in enumerate(per_hour) if count]
+    hours = range(min(busy + [OPENING_HOURS.start]), max(busy + [OPENING_HOURS.stop - 1]) + 1)
+    top = max(per_hour + [1])
+    step = width // len(hours)
+    bars = []
+    for index, hour in enumerate(hours):
+        bar_height = round(per_hour[hour] * height / top)
+        bars.append(Bar(hour, per_hour[hour], index * step, height - bar_height, bar_height))
+    return bars
+
+
+@bp.get("/chart")
+@login_required
+def chart():
+    """Today's customer flow by hour."""
+    st = station()
+    per_hour = hourly_flow(st)
+    bars = chart_bars(per_hour)
+    peak = max(bars, key=lambda bar: bar.count)
+    return render_template("chart.html", bars=bars, peak=peak if peak.count else None, total=sum(per_hour),
+                           today=st.local_date())

@@ -1,0 +1,336 @@
+"""Customer operations as short step-by-step flows: identify, amount, confirm, customer PIN, receipt.
+
+The operation being keyed in is ``session["op"]``: only ids and typed values, never a PIN or a full card
+number. A step whose data is missing sends the person back to it, so no step can be skipped. Changing a typed
+value drops the confirmation and the transaction UUID, so the next confirm screen issues a fresh one; the
+PIN form carries that UUID, and a second tap on it replays the first receipt (the core is idempotent).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext
+
+from station import errors, services
+from station.db import Biller, Customer, Payee
+from station.errors import StationError
+from station.protocol.money import AmountError, format_yuan, parse_amount
+from station.ui.common import NoOperationInProgress, current_agent, login_required, station, translate_error
+
+bp = Blueprint("ops", __name__, url_prefix="/op")
+
+QUICK_WITHDRAWALS = ("100", "200", "500", "1000")
+BILLER_ICONS = {"electricity": "⚡", "water": "💧", "gas": "🔥", "mobile": "📱"}
+
+#: The steps of each flow, in order. A bill paid from the customer's account adds "customer" and "pin".
+FLOWS = {
+    "withdrawal": ("customer", "amount", "confirm", "pin"),
+    "deposit": ("customer", "amount", "confirm", "pin"),
+    "transfer": ("customer", "payee", "amount", "warning", "confirm", "pin"),
+    "bill": ("biller", "reference", "amount", "confirm"),
+    "balance": ("customer", "pin"),
+}
+#: What a step stores in the pending operation once done.
+STEP_KEYS = {
+    "customer": "customer_id",
+    "payee": "payee_account",
+    "amount": "amount",
+    "biller": "biller",
+    "reference": "ref",
+    "warning": "warning_done",
+    "confirm": "confirmed",
+}
+#: Typed values each step's change invalidates (later confirmations and the transaction UUID).
+CONFIRMATIONS = ("warning_done", "fraud_ok", "confirmed", "txn")
+#: The policy's fee key of each flow.
+FEE_TYPES = {"withdrawal": "withdrawal", "deposit": "deposit", "transfer": "transfer", "bill": "bill_payment",
+             "balance": "balance_enquiry"}
+
+
+def flow_steps(op: dict) -> tuple[str, ...]:
+    """The steps of this operation's flow."""
+    steps = FLOWS[op["kind"]]
+    if op["kind"] == "bill" and op.get("funding") == "account":
+        steps = steps + ("customer", "pin")
+    return steps
+
+
+def next_step(op: dict) -> str:
+    """The first step whose data is still missing (the PIN step is never 'done')."""
+    for step in flow_steps(op):
+        if step == "pin" or op.get(STEP_KEYS[step]) in (None, ""):
+            return step
+    return "confirm"
+
+
+def half_done() -> bool:
+    """An operation is being keyed in and not yet recorded (day close refuses meanwhile)."""
+    op = session.get("op")
+    return bool(op) and not op.get("done_seq")
+
+
+def pending(kind: str) -> dict:
+    """The operation being keyed in, if it is of ``kind``."""
+    op = session.get("op")
+    if not op or op.get("kind") != kind:
+        raise NoOperationInProgress()
+    return op
+
+
+def save(op: dict, **changes) -> None:
+    """Store typed values; a change to what the customer confirmed voids the confirmations and the UUID."""
+    steps = flow_steps(op)
+    step_of = {key: step for step, key in STEP_KEYS.items()}
+    confirmed_before = steps.index("confirm") if "confirm" in steps else len(steps)
+    changed = [key for key, value in changes.items() if op.get(key) != value]
+    if any(steps.index(step_of[key]) < confirmed_before if key in step_of else True for key in changed):
+        for key in CONFIRMATIONS:
+            op.pop(key, None)
+    op.update(changes)
+    session["op"] = op
+
+
+def go_next(op: dict):
+    """Redirect to the next step to do."""
+    return redirect(url_for("ops.step", kind=op["kind"], step=next_step(op)))
+
+
+def customer_of(op: dict) -> Customer | None:
+    """The identified customer of the operation, if any."""
+    return Customer.get_or_none(Customer.id == op["customer_id"]) if op.get("customer_id") else None
+
+
+def parsed_amount(text: str) -> int:
+    """Typed yuan as fen, refusing what the money parser refuses."""
+    try:
+        return parse_amount(text)
+    except AmountError as exc:
+        raise errors.InvalidAmount(exc.code) from exc
+
+
+@bp.post("/<kind>/start")
+@login_required
+def start(kind):
+    """Start a new operation of ``kind`` (a tile on the home screen)."""
+    if kind not in FLOWS:
+        abort(404)
+    session["op"] = {"kind": kind}
+    return go_next(session["op"])
+
+
+@bp.post("/cancel")
+@login_required
+def cancel():
+    """Drop the operation being keyed in."""
+    session.pop("op", None)
+    return redirect(url_for("home.home"))
+
+
+@bp.route("/<kind>/<step>", methods=["GET", "POST"])
+@login_required
+def step(kind, step):
+    """Show or submit one step of an operation."""
+    if kind not in FLOWS or step not in STEP_VIEWS:
+        abort(404)
+    try:
+        op = pending(kind)
+    except NoOperationInProgress as err:
+        return render_template("error.html", message=translate_error(err)), 409
+    if op.get("done_seq"):
+        return redirect(url_for("receipts.show", seq=op["done_seq"]))
+    steps = flow_steps(op)
+    if step not in steps:
+        abort(404)
+    # No skipping ahead: a step is open only once every earlier step is done.
+    wanted = next_step(op)
+    if steps.index(step) > steps.index(wanted):
+        return redirect(url_for("ops.step", kind=kind, step=wanted))
+    return STEP_VIEWS[step](op)
+
+
+def render_step(template: str, op: dict, **context):
+    """Render a step's template with the operation and its customer."""
+    context.setdefault("error", None)
+    return render_template(template, op=op, customer=customer_of(op), steps=flow_steps(op), **context)
+
+
+# -- the steps --------------------------------------------------------------------------------------------
+def customer_step(op: dict):
+    """Card or passbook number on the keypad."""
+    number = request.form.get("number", "")
+    id_kind = request.values.get("id_kind", "card")
+    if id_kind not in ("card", "passbook"):
+        id_kind = "card"
+    error = None
+    if request.method == "POST":
+        try:
+            customer = services.identify_customer(station(), number, id_kind)
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            save(op, customer_id=customer.id)
+            return go_next(op)
+    return render_step("op_customer.html", op, number=number, id_kind=id_kind, error=error)
+
+
+def amount_step(op: dict):
+    """The amount on the keypad, quick amounts, or a top-up's denominations."""
+    amount = request.form.get("amount", op.get("amount", "")) if request.method == "POST" else op.get("amount", "")
+    biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == "bill" else None
+    error = None
+    if request.method == "POST":
+        try:
+            fen = parsed_amount(amount)
+            if op["kind"] == "withdrawal":
+                # The drawer is checked again by the core; refusing here spares the customer typing a PIN.
+                cash = services.drawer_cash()
+                if cash is not None and cash < fen:
+                    raise errors.InsufficientCash(cash=format_yuan(cash))
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            save(op, amount=amount.strip())
+            return go_next(op)
+    quick = QUICK_WITHDRAWALS if op["kind"] == "withdrawal" else ()
+    choices = [str(d // 100) for d in biller.denominations] if biller and biller.denominations else ()
+    return render_step("op_amount.html", op, amount=amount, quick=quick, choices=choices, biller=biller,
+                       error=error)
+
+
+def payee_step(op: dict):
+    """A known payee by a tap, or a new payee's account and name."""
+    customer = customer_of(op)
+    account = request.form.get("payee_account", "")
+    name = request.form.get("payee_name", "")
+    error = None
+    if request.method == "POST":
+        try:
+            account, name = services._clean_payee(customer, account, name)
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            save(op, payee_account=account, payee_name=name)
+            return go_next(op)
+    known = list(Payee.select().where(Payee.customer == customer.id).order_by(Payee.name))
+    return render_step("op_payee.html", op, known=known, account=account, name=name, error=error)
+
+
+def warning_step(op: dict):
+    """The fraud warning, when the core says this transfer needs it."""
+    fen = parsed_amount(op["amount"])
+    if not services.needs_fraud_warning(station(), customer_of(op), op["payee_account"], fen):
+        save(op, warning_done=True)
+        return go_next(op)
+    if request.method == "POST":
+        if request.form.get("decision") == "send":
+            op.update(warning_done=True, fraud_ok=True)
+            session["op"] = op
+            return go_next(op)
+        session.pop("op", None)
+        flash(gettext("Good decision: nothing was sent."))
+        return redirect(url_for("home.home"))
+    return render_step("op_warning.html", op, amount_fen=fen)
+
+
+def biller_step(op: dict):
+    """Choose the biller."""
+    if request.method == "POST":
+        biller = Biller.get_or_none(Biller.code == request.form.get("biller"))
+        if biller is not None:
+            save(op, biller=biller.code)
+            return go_next(op)
+    billers = list(Biller.select().order_by(Biller.kind, Biller.code))
+    return render_step("op_biller.html", op, billers=billers, icons=BILLER_ICONS)
+
+
+def reference_step(op: dict):
+    """The bill's account number or the phone number, checked against the biller's rules."""
+    biller = Biller.get_by_id(op["biller"])
+    reference = request.form.get("reference", op.get("ref", ""))
+    error = None
+    if request.method == "POST":
+        try:
+            reference = services.validate_bill_reference(biller, reference)
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            save(op, ref=reference)
+            return go_next(op)
+    return render_step("op_reference.html", op, biller=biller, reference=reference, icons=BILLER_ICONS,
+                       error=error)
+
+
+def confirm_step(op: dict):
+    """Amount in figures and capitals with the fee; a cash bill is recorded from here."""
+    fen = parsed_amount(op["amount"])
+    policy_fee = station().policy["fees"].get(FEE_TYPES[op["kind"]], 0)
+    if request.method == "POST":
+        if op["kind"] == "bill":
+            funding = request.form.get("funding")
+            if funding == "account":
+                op.update(funding="account", confirmed=True)
+                session["op"] = op
+                return go_next(op)
+            op.update(funding="cash", confirmed=True)
+            session["op"] = op
+            return execute(op, None, request.form.get("txn", ""), "op_confirm.html", fen=fen, fee=policy_fee,
+                           biller=Biller.get_by_id(op["biller"]))
+        op["confirmed"] = True
+        session["op"] = op
+        return go_next(op)
+    op.setdefault("txn", services.new_txn_id())
+    session["op"] = op
+    biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == "bill" else None
+    return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller)
+
+
+
+def pin_step(op: dict):
+    """The customer's PIN on a masked pad, then the operation is recorded."""
+    op.setdefault("txn", services.new_txn_id())
+    session["op"] = op
+    if request.method == "POST":
+        st = station()
+        try:
+            auth = services.authenticate_customer(st, current_agent(), customer_of(op), request.form.get("pin", ""))
+        except StationError as err:
+            return render_step("op_pin.html", op, error=translate_error(err))
+        return execute(op, auth, request.form.get("txn", ""), "op_pin.html")
+    return render_step("op_pin.html", op)
+
+
+def execute(op: dict, auth, txn: str, template: str, **context):
+    """Record the operation with the UUID the form carried; a refusal stays on the same screen."""
+    st = station()
+    agent = current_agent()
+    kind = op["kind"]
+    try:
+        if kind == "withdrawal":
+            receipt = services.withdraw_cash(st, agent, auth, op["amount"], txn)
+        elif kind == "deposit":
+            receipt = services.deposit_cash(st, agent, auth, op["amount"], txn)
+        elif kind == "transfer":
+            receipt = services.transfer(st, agent, auth, op["payee_account"], op["payee_name"], op["amount"], txn,
+                                        fraud_warning_confirmed=bool(op.get("fraud_ok")))
+        elif kind == "bill":
+            receipt = services.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
+                                        funding=op.get("funding", "cash"))
+        else:
+            receipt = services.balance_enquiry(st, agent, auth, txn).receipt
+    except StationError as err:
+        return render_step(template, op, error=translate_error(err), **context)
+    # Keep the finished operation's UUID: a second tap on the same form lands on the same receipt.
+    session["op"] = {"kind": kind, "txn": txn, "done_seq": receipt.seq}
+    return redirect(url_for("receipts.show", seq=receipt.seq))
+
+
+STEP_VIEWS = {
+    "customer": customer_step,
+    "amount": amount_step,
+    "payee": payee_step,
+    "warning": warning_step,
+    "biller": biller_step,
+    "reference": reference_step,
+    "confirm": confirm_step,
+    "pin": pin_step,
+}

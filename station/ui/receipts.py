@@ -1,0 +1,189 @@
+"""Receipts: one receipt with its QR, today's list, print and reprint, supervisor reversal, transfer cancel."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+import segno
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext
+from markupsafe import Markup
+
+from station import services
+from station.db import Agent, JournalEntry, Operation
+from station.errors import N_, StationError
+from station.protocol.tokens import unverified_payload
+from station.ui.common import PrinterNotConfigured, current_agent, login_required, station, translate_error
+
+bp = Blueprint("receipts", __name__, url_prefix="/receipts")
+
+TYPE_LABELS = {
+    "withdrawal": N_("Cash withdrawal"),
+    "deposit": N_("Cash deposit"),
+    "transfer": N_("Transfer"),
+    "bill_payment": N_("Bill payment"),
+    "balance_enquiry": N_("Balance enquiry"),
+    "transfer_cancel": N_("Transfer cancelled"),
+    "reversal": N_("Reversal"),
+    "day_open": N_("Day opened"),
+    "day_close": N_("Day closed"),
+    "feedback": N_("Customer voice"),
+}
+STATUS_LABELS = {
+    "recorded": N_("Recorded offline, waiting for the bank"),
+    "settled": N_("Settled by the bank"),
+    "rejected": N_("Rejected by the bank"),
+    "cancelled": N_("Cancelled"),
+    "reversed": N_("Reversed"),
+}
+REVERSAL_REASONS = (N_("Wrong amount"), N_("Wrong customer"), N_("Customer changed mind"))
+#: Setting key prefix marking a receipt whose first copy was printed: every later print is a duplicate (重印).
+PRINTED_KEY = "printed:{seq}"
+
+
+@functools.lru_cache(maxsize=64)
+def qr_svg(token: str) -> Markup:
+    """The receipt token as an inline SVG QR code (segno's output holds only path data, no text).
+
+    Cached by token: a journal entry never changes, and encoding a 700-character token takes tens of ms on a Pi.
+    """
+    # No width/height, only a viewBox: the stylesheet sizes it, and the browser scales the modules crisply.
+    return Markup(segno.make_qr(token, error="l").svg_inline(border=2, dark="#000", light="#fff", omitsize=True))
+
+
+def receipt_at(seq: int) -> services.Receipt | None:
+    """The receipt of journal entry ``seq``: a customer operation, or a day or customer-voice entry."""
+    op = Operation.get_or_none(Operation.seq == seq)
+    if op is not None:
+        return services.receipt_for(op)
+    entry = JournalEntry.get_or_none(JournalEntry.seq == seq)
+    if entry is None or entry.type not in TYPE_LABELS:
+        return None
+    payload = unverified_payload(entry.token)
+    details = {k: v for k, v in payload.items() if k in ("expected", "variance", "category", "text", "counts")}
+    return services.Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token,
+                            amount_fen=payload.get("amount", 0), fee_fen=0, status="recorded",
+                            account_masked=None, recorded_at=entry.recorded_at, details=details)
+
+
+def agent_of(seq: int) -> str:
+    """The name of the agent who recorded journal entry ``seq``."""
+    entry = JournalEntry.get_by_id(seq)
+    agent_id = unverified_payload(entry.token).get("agent")
+    agent = Agent.get_or_none(Agent.agent_id == agent_id) if agent_id else None
+    return agent.name if agent else (agent_id or "-")
+
+
+def today_operations():
+    """Today's customer operations (the station's local date), newest first."""
+    st = station()
+    return list(
+        Operation.select().where(Operation.business_date == st.local_date().isoformat()).order_by(Operation.seq.desc())
+    )
+
+
+@bp.get("/")
+@login_required
+def index():
+    """Today's receipts."""
+    return render_template("receipts.html", operations=today_operations(), types=TYPE_LABELS, statuses=STATUS_LABELS)
+
+
+def _show(seq: int, error: str | None = None, status: int = 200):
+    receipt = receipt_at(seq)
+    if receipt is None:
+        abort(404)
+    op = Operation.get_or_none(Operation.seq == seq)
+    return render_template(
+        "receipt.html",
+        receipt=receipt,
+        op=op,
+        agent_name=agent_of(seq),
+        qr=qr_svg(receipt.token),
+        types=TYPE_LABELS,
+        statuses=STATUS_LABELS,
+        printed=bool(station().setting(PRINTED_KEY.format(seq=seq))),
+        reversible=op is not None and op.type in services.REVERSIBLE_TYPES and op.status in services.LIVE_STATES,
+        cancellable=op is not None and op.type == "transfer" and op.status == "recorded",
+        error=error,
+    ), status
+
+
+@bp.get("/<int:seq>")
+@login_required
+def show(seq):
+    """One receipt with its QR code."""
+    return _show(seq)
+
+
+@bp.post("/<int:seq>/print")
+@login_required
+def print_copy(seq):
+    """Print the customer and agent copies; any print after the first successful one is marked 重印 DUPLICATE."""
+    st = station()
+    receipt = receipt_at(seq)
+    if receipt is None:
+        abort(404)
+    key = PRINTED_KEY.format(seq=seq)
+    try:
+        try:
+            printing = importlib.import_module("station.printing")
+        except ModuleNotFoundError as exc:
+            if exc.name != "station.printing":
+                raise
+            raise PrinterNotConfigured() from exc
+        printing.print_receipt(st, receipt, duplicate=bool(st.setting(key)))
+    except StationError as err:
+        # The operation stays recorded; the person can retry once the printer is fixed.
+        return _show(seq, translate_error(err), 503)
+    st.set_setting(key, True)
+    flash(gettext("Printed."))
+    return redirect(url_for("receipts.show", seq=seq))
+
+
+@bp.route("/<int:seq>/reverse", methods=["GET", "POST"])
+@login_required
+def reverse(seq):
+    """A supervisor types their PIN to undo one of today's operations."""
+    st = station()
+    op = Operation.get_or_none(Operation.seq == seq)
+    if op is None:
+        abort(404)
+    supervisors = list(Agent.select().where(Agent.role == "supervisor").order_by(Agent.agent_id))
+    supervisor_id = request.form.get("supervisor_id", supervisors[0].agent_id if supervisors else "")
+    reason = request.form.get("reason", REVERSAL_REASONS[0])
+    txn = request.form.get("txn") or services.new_txn_id()
+    error = None
+    if request.method == "POST":
+        try:
+            supervisor = services.login_agent(st, supervisor_id, request.form.get("pin", ""))
+            receipt = services.reverse(st, supervisor, op.txn, txn, reason)
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            return redirect(url_for("receipts.show", seq=receipt.seq))
+    return render_template("reverse.html", op=op, supervisors=supervisors, supervisor_id=supervisor_id,
+                           reasons=REVERSAL_REASONS, reason=reason, txn=txn, types=TYPE_LABELS, error=error)
+
+
+@bp.route("/<int:seq>/cancel", methods=["GET", "POST"])
+@login_required
+def cancel_transfer(seq):
+    """The customer types their PIN to withdraw a transfer the bank has not executed yet."""
+    st = station()
+    op = Operation.get_or_none((Operation.seq == seq) & (Operation.type == "transfer"))
+    if op is None:
+        abort(404)
+    txn = request.form.get("txn") or services.new_txn_id()
+    error = None
+    if request.method == "POST":
+        agent = current_agent()
+        try:
+            auth = services.authenticate_customer(st, agent, op.customer, request.form.get("pin", ""))
+            receipt = services.cancel_transfer(st, agent, auth, op.txn, txn)
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            return redirect(url_for("receipts.show", seq=receipt.seq))
+    return render_template("cancel_transfer.html", op=op, txn=txn, error=error)

@@ -1,0 +1,39 @@
+"""客户之声 customer voice: record a customer's praise, complaint or suggestion."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from station.errors import N_, StationError
+from station.feedback import CATEGORIES, MAX_TEXT, record_feedback
+from station.ui.common import current_agent, login_required, station, translate_error
+
+bp = Blueprint("voice", __name__, url_prefix="/voice")
+
+CATEGORY_LABELS = {"praise": N_("Praise"), "complaint": N_("Complaint"), "suggestion": N_("Suggestion")}
+#: What customers say most, as buttons: the kiosk has no keyboard, and a tap is quicker than typing anyway.
+QUICK_PHRASES = (
+    N_("Friendly, patient service."),
+    N_("The wait was too long."),
+    N_("Please keep more small notes."),
+    N_("The fee is too high."),
+    N_("Please open earlier on pension day."),
+)
+
+
+@bp.route("/", methods=["GET", "POST"])
+@login_required
+def voice():
+    """Record a customer's praise, complaint or suggestion."""
+    category = request.form.get("category", "")
+    text = request.form.get("text", "")
+    error = None
+    if request.method == "POST":
+        try:
+            receipt = record_feedback(station(), current_agent(), category, text)
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            return redirect(url_for("receipts.show", seq=receipt.seq))
+    return render_template("voice.html", categories=CATEGORIES, labels=CATEGORY_LABELS, category=category, text=text,
+                           max_text=MAX_TEXT, phrases=QUICK_PHRASES, error=error)

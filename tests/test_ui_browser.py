@@ -1,0 +1,249 @@
+"""The touchscreen in a real browser: Debian's Chromium at 800x480, driven by Playwright, app under waitress."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+from playwright.sync_api import sync_playwright
+from ui_browser_support import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, serving
+from ui_helpers import AGENT_PIN, CUSTOMER_PIN, card_customer
+
+from station import create_app
+from station.db import Operation
+from station.errors import N_, StationError
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class FakePrinterError(StationError):
+    code = "printer_out_of_paper"
+    template = N_("The printer is out of paper.")
+
+
+@pytest.fixture
+def printer(monkeypatch):
+    """A stand-in for station.printing (written on another branch): records what it was asked to print."""
+    module = types.ModuleType("station.printing")
+    module.printed = []
+    module.fail = False
+    module.PrinterError = FakePrinterError
+
+    def print_receipt(st, receipt, *, duplicate=False):
+        if module.fail:
+            raise FakePrinterError()
+        module.printed.append((receipt.seq, duplicate))
+
+    module.print_receipt = print_receipt
+    monkeypatch.setitem(sys.modules, "station.printing", module)
+    return module
+
+
+@pytest.fixture
+def live(station, open_drawer, browser):
+    app = create_app({"STATION": station, "SECRET_KEY": "browser-test"})
+    with serving(app) as base:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(5000)
+        # Script errors and Content-Security-Policy violations both land on the console as errors.
+        page.console_errors = []
+        page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
+        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        yield base, page
+        page.close()
+
+
+def tap_digits(page, digits):
+    for digit in digits:
+        page.click(f'.keypad [data-key="{digit}"]')
+
+
+def log_in(page, base, agent_id="A01", pin=AGENT_PIN):
+    page.goto(base + "/login")
+    check_screen(page)
+    page.click(f"#agent-{agent_id}")
+    page.wait_for_selector("#pin")
+    check_screen(page)
+    tap_digits(page, pin)
+    page.click("#login")
+    page.wait_for_url(base + "/home")
+
+
+def check_screen(page):
+    """No horizontal scroll at 800x480, every visible touch target at least 48 x 48 px, and (these screens are
+    short) no vertical scroll either: nothing the agent must tap hides below the fold."""
+    page.wait_for_load_state("load")
+    assert page.console_errors == [], page.url
+    assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"], page.url
+    assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"], page.url
+    small = page.evaluate(
+        """() => Array.from(document.querySelectorAll(
+               'a, button, label.choice, input:not([type=hidden]):not([type=radio]), textarea'))
+             .filter(el => el.offsetParent !== null)
+             .map(el => [el.id || el.textContent.trim().slice(0, 20), el.getBoundingClientRect()])
+             .filter(([, r]) => r.width < 48 || r.height < 48)
+             .map(([name, r]) => `${name}: ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+    )
+    assert small == [], f"{page.url}: {small}"
+
+
+def test_withdraw_500_receipt_print_and_log_out(live, printer, tmp_path):
+    base, page = live
+    customer = card_customer()
+    log_in(page, base)
+    check_screen(page)
+    page.screenshot(path=tmp_path / "home.png")
+    assert page.inner_text("#drawer") == "钱箱 ¥30,000.00"
+    page.click("#tile-withdrawal")
+    tap_digits(page, customer.card_number)
+    page.click("#next")
+    page.click("#quick-500")
+    assert page.inner_text("#amount-capitals") == "伍佰元整"
+    check_screen(page)
+    page.click("#confirm")
+    tap_digits(page, CUSTOMER_PIN)
+    page.click("#pin-ok")
+    page.wait_for_selector("#receipt")
+    assert "¥500.00" in page.inner_text("#receipt-amount")
+    assert page.locator("#qr svg").bounding_box()["width"] >= 200
+    check_screen(page)
+    page.screenshot(path=tmp_path / "receipt.png")
+    page.click("#print")
+    page.wait_for_selector(".flash")
+    seq = Operation.get(Operation.type == "withdrawal").seq
+    assert printer.printed == [(seq, False)]
+    page.click("#print")
+    page.wait_for_selector(".flash")
+    assert printer.printed == [(seq, False), (seq, True)]
+    assert page.inner_text("#drawer") == "钱箱 ¥29,500.00"
+    page.click("#logout")
+    page.wait_for_url(base + "/login")
+    assert (tmp_path / "home.png").stat().st_size > 0 and (tmp_path / "receipt.png").stat().st_size > 0
+
+
+def test_transfer_through_the_fraud_warning(live):
+    base, page = live
+    customer = card_customer(1)
+    log_in(page, base)
+    page.click("#tile-transfer")
+    tap_digits(page, customer.card_number)
+    page.click("#next")
+    page.wait_for_url(base + "/op/transfer/payee")
+    check_screen(page)
+    tap_digits(page, "6222000000009999")
+    page.fill("#payee_name", "张三")
+    page.click("#next")
+    tap_digits(page, "300")
+    page.click("#next")
+    page.wait_for_selector("#fraud-warning")
+    check_screen(page)
+    assert "安全账户" in page.inner_text("#fraud-warning")
+    page.click("#confirm-warning")
+    page.wait_for_url(base + "/op/transfer/confirm")
+    check_screen(page)
+    page.click("#confirm")
+    tap_digits(page, CUSTOMER_PIN)
+    page.click("#pin-ok")
+    page.wait_for_selector("#receipt")
+    assert "等待银行" in page.inner_text("#status")
+    assert Operation.get(Operation.type == "transfer").details["payee_name"] == "张三"
+    # The customer changes her mind before the bank has executed it.
+    page.click("#cancel-transfer")
+    page.wait_for_url("**/cancel")
+    check_screen(page)
+    tap_digits(page, CUSTOMER_PIN)
+    page.click("#cancel-ok")
+    page.wait_for_selector("#receipt")
+    assert Operation.get(Operation.type == "transfer").status == "cancelled"
+
+
+SCREENS = [
+    "/home", "/receipts/", "/day/close", "/voice/", "/chart", "/sync",
+]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_every_screen_fits_and_has_big_targets(live, lang):
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    for path in SCREENS:
+        page.goto(base + path)
+        check_screen(page)
+    flows = {
+        "balance": ["customer", "pin"],
+        "deposit": ["customer", "amount", "confirm", "pin"],
+        "withdrawal": ["customer", "amount", "confirm", "pin"],
+    }
+    customer = card_customer()
+    for kind, steps in flows.items():
+        page.goto(base + "/home")
+        page.click(f"#tile-{kind}")
+        for step in steps:
+            page.wait_for_url(f"{base}/op/{kind}/{step}")
+            check_screen(page)
+            if step == "customer":
+                tap_digits(page, customer.card_number)
+                page.click("#next")
+            elif step == "amount":
+                tap_digits(page, "100")
+                page.click("#next")
+            elif step == "confirm":
+                page.click("#confirm")
+            else:
+                tap_digits(page, CUSTOMER_PIN)
+                page.click("#pin-ok")
+        page.wait_for_selector("#receipt")
+        check_screen(page)
+    # A receipt's reversal screen, and bill payment's biller and reference screens.
+    page.click("#reverse")
+    page.wait_for_url("**/reverse")
+    check_screen(page)
+    page.goto(base + "/home")
+    page.click("#tile-bill")
+    page.wait_for_url(base + "/op/bill/biller")
+    check_screen(page)
+    page.click("#biller-MOBILE-CMCC")
+    page.wait_for_url(base + "/op/bill/reference")
+    check_screen(page)
+    tap_digits(page, "13912345678")
+    page.click("#next")
+    page.wait_for_url(base + "/op/bill/amount")
+    check_screen(page)
+
+
+def test_customer_voice_by_taps_only(live):
+    base, page = live
+    log_in(page, base)
+    page.click("#tile-voice")
+    page.click("text=表扬")
+    page.click("#phrase-1")
+    page.click("#phrase-3")
+    assert page.input_value("#text") == "服务热情，有耐心。 希望多备些零钱。"
+    check_screen(page)
+    page.click("#save-voice")
+    page.wait_for_selector("#receipt")
+    assert "服务热情，有耐心。" in page.inner_text("#receipt")
+
+
+def test_double_tap_on_the_pin_ok_records_once(live):
+    base, page = live
+    log_in(page, base)
+    page.click("#tile-withdrawal")
+    tap_digits(page, card_customer().card_number)
+    page.click("#next")
+    page.click("#quick-100")
+    page.click("#confirm")
+    tap_digits(page, CUSTOMER_PIN)
+    page.dblclick("#pin-ok")
+    page.wait_for_selector("#receipt")
+    assert Operation.select().where(Operation.type == "withdrawal").count() == 1
+    assert page.inner_text("#drawer") == "钱箱 ¥29,900.00"

@@ -1,0 +1,92 @@
+"""CSRF, security headers, what the session cookie holds, logs, and `station serve`."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from click.testing import CliRunner
+from ui_helpers import CUSTOMER_PIN, card_customer, login, withdraw
+
+from station import cli, create_app
+from station.db import Operation
+
+
+def csrf_token(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_post_without_csrf_token_is_refused(station):
+    client = create_app({"STATION": station, "SECRET_KEY": "csrf-test"}).test_client()
+    response = client.post("/login", data={"agent_id": "A01", "pin": "1357"})
+    assert response.status_code == 400
+    assert "页面打开太久或来源不对，请返回再试一次。" in response.get_data(as_text=True)
+    assert client.get("/home").location == "/login"
+
+
+def test_post_with_the_form_token_works(station):
+    client = create_app({"STATION": station, "SECRET_KEY": "csrf-test"}).test_client()
+    token = csrf_token(client.get("/login?agent_id=A01").get_data(as_text=True))
+    response = client.post("/login", data={"agent_id": "A01", "pin": "1357", "csrf_token": token})
+    assert response.location == "/home"
+    bad = client.post("/op/withdrawal/start", data={"csrf_token": "forged"})
+    assert bad.status_code == 400
+
+
+def test_security_headers(ui_client):
+    response = ui_client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "cdn" not in response.get_data(as_text=True).lower()
+    assert "HttpOnly" in response.headers.get("Set-Cookie", "HttpOnly")
+
+
+def test_templates_autoescape_typed_values(ui_client, open_drawer):
+    login(ui_client)
+    ui_client.post("/op/withdrawal/start")
+    page = ui_client.post("/op/withdrawal/customer", data={"number": '"><script>alert(1)</script>'})
+    assert "<script>alert(1)" not in page.get_data(as_text=True)
+
+
+def test_no_pin_or_card_number_in_logs_or_session(ui_client, ui_app, open_drawer, caplog):
+    # INFO, as `station serve` logs: peewee's DEBUG log prints query parameters, card numbers included.
+    caplog.set_level(logging.INFO)
+    customer = card_customer()
+    login(ui_client)
+    withdraw(ui_client, customer, "100")
+    assert Operation.select().count() == 1
+    with ui_client.session_transaction() as session:
+        stored = repr(dict(session))
+    for secret in (customer.card_number, CUSTOMER_PIN, "1357"):
+        assert secret not in caplog.text
+        assert secret not in stored
+
+
+def test_default_secret_key_is_per_device_and_private(station):
+    app = create_app({"STATION": station})
+    key_file = station.data_dir / "keys/ui_session.key"
+    assert app.secret_key == key_file.read_text().strip() and len(app.secret_key) == 64
+    assert key_file.stat().st_mode & 0o077 == 0
+    assert create_app({"STATION": station}).secret_key == app.secret_key
+
+
+def test_station_serve_binds_to_loopback_by_default(station, monkeypatch):
+    served = {}
+    monkeypatch.setattr(cli, "serve_app", lambda app, host, port: served.update(app=app, host=host, port=port))
+    result = CliRunner().invoke(cli.cli, ["serve", "--data-dir", str(station.data_dir)])
+    assert result.exit_code == 0, result.output
+    assert served["host"] == "127.0.0.1" and served["port"] == 8080
+    assert served["app"].extensions["station"].station_id == "ST-0001"
+    result = CliRunner().invoke(cli.cli, ["serve", "--data-dir", str(station.data_dir), "--port", "9090",
+                                          "--host", "0.0.0.0"])
+    assert served["port"] == 9090 and served["host"] == "0.0.0.0"
+    assert logging.getLogger("peewee").getEffectiveLevel() >= logging.INFO
+
+
+def test_station_serve_refuses_an_empty_data_dir(tmp_path):
+    result = CliRunner().invoke(cli.cli, ["serve", "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "No station in" in result.output
