@@ -190,7 +190,15 @@ class Operation(BaseModel):
         indexes = ((("customer", "business_date"), False),)
 
 
-MODELS = [Setting, Agent, Customer, Payee, BlockedPayee, Biller, BusinessDay, JournalEntry, Operation]
+class PrintedReceipt(BaseModel):
+    """Receipts whose first paper copy came out: every later print is marked 重印 DUPLICATE."""
+
+    seq = IntegerField(primary_key=True)
+    first_printed_at = UTCDateTimeField()
+    prints = IntegerField(default=1)
+
+
+MODELS = [Setting, Agent, Customer, Payee, BlockedPayee, Biller, BusinessDay, JournalEntry, Operation, PrintedReceipt]
 
 JOURNAL_TRIGGERS = [
     """CREATE TRIGGER IF NOT EXISTS journal_entry_no_update BEFORE UPDATE ON journal_entry

@@ -34,7 +34,7 @@ def record_feedback(st: Station, session: services.AgentSession, category: str, 
     if not 1 <= len(text) <= MAX_TEXT:
         raise InvalidFeedbackText(max=MAX_TEXT)
     with st.db.atomic():
-        services._check_session(st, session)
+        services.check_session(st, session)
         body = {"agent": session.agent_id, "category": category, "text": text}
         entry = append_entry(st.signer, st.station_id, "feedback", st.now(), body)
     return services.Receipt(

@@ -220,7 +220,7 @@ def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receip
     """A supervisor unlocks an agent locked by wrong PINs (journaled)."""
     st.activate()
     with st.db.atomic():
-        _check_session(st, supervisor)
+        check_session(st, supervisor)
         if supervisor.role != "supervisor":
             raise errors.SupervisorRequired()
         if Agent.get_or_none(Agent.agent_id == agent_id) is None:
@@ -231,7 +231,8 @@ def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receip
     return _entry_receipt(entry)
 
 
-def _check_session(st: Station, session: AgentSession | None) -> None:
+def check_session(st: Station, session: AgentSession | None) -> None:
+    """Refuse an ended, foreign or locked-out agent session (step 1 of every operation)."""
     if session is None or session.station_id != st.station_id or st.now() >= session.expires_at:
         raise errors.AgentSessionInvalid()
     row = st.db.execute_sql("SELECT locked FROM agent WHERE agent_id = ?", (session.agent_id,)).fetchone()
@@ -269,7 +270,7 @@ def _refuse_inactive(customer: Customer) -> None:
 def authenticate_customer(st: Station, session: AgentSession, customer: Customer, pin: str) -> CustomerAuth:
     """Check the customer's PIN. Three wrong PINs lock the customer; each failure is journaled."""
     st.activate()
-    _check_session(st, session)
+    check_session(st, session)
     customer = Customer.get_by_id(customer.id)
     _refuse_inactive(customer)
     now = st.now()
@@ -481,7 +482,7 @@ def _customer_operation(st, session, auth, txn, request, plan_fn, *, needs_custo
     st.activate()
     txn = _check_txn_id(txn)
     with st.db.atomic():
-        _check_session(st, session)
+        check_session(st, session)
         customer = _check_customer(st, session, auth) if (needs_customer or auth is not None) else None
         try:
             replay = _replay(txn, request(customer))
@@ -512,7 +513,7 @@ def check_withdrawal(st: Station, session: AgentSession, customer: Customer, amo
     """Every check of a withdrawal except the PIN, so the agent learns of a refusal (over a limit, not enough
     cash in the drawer) before the customer types a PIN. Returns the amount in fen; records nothing."""
     st.activate()
-    _check_session(st, session)
+    check_session(st, session)
     customer = Customer.get_by_id(customer.id)
     _refuse_inactive(customer)
     return _plan_withdrawal(st, customer, _open_day_or_refuse(), amount).amount_fen
@@ -550,7 +551,8 @@ def needs_fraud_warning(st: Station, customer: Customer, payee_account: str, amo
     return not known or amount_fen >= st.policy["fraud_warning_fen"]
 
 
-def _clean_payee(customer: Customer, payee_account: str, payee_name: str) -> tuple[str, str]:
+def check_payee(customer: Customer, payee_account: str, payee_name: str) -> tuple[str, str]:
+    """The cleaned (account, name) of a transfer's payee; refuses a malformed, own or blocked account."""
     account = re.sub(r"\s+", "", str(payee_account or ""))
     if not _PAYEE_ACCOUNT_RE.match(account):
         raise errors.InvalidPayeeAccount()
@@ -587,7 +589,7 @@ def transfer(
         }
 
     def plan(customer, day):
-        account, name = _clean_payee(customer, payee_account, payee_name)
+        account, name = check_payee(customer, payee_account, payee_name)
         amount_fen = _parse(amount)
         if needs_fraud_warning(st, customer, account, amount_fen) and not fraud_warning_confirmed:
             raise errors.FraudWarningRequired()
@@ -763,7 +765,7 @@ def open_day(st: Station, session: AgentSession, counts: dict) -> Receipt:
     """Open the business day with the counted cash float."""
     st.activate()
     with st.db.atomic():
-        _check_session(st, session)
+        check_session(st, session)
         if current_day() is not None:
             raise errors.DayAlreadyOpen()
         cleaned, total = count_total(counts)
@@ -793,7 +795,7 @@ def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
     """Close the day: the counted cash against what the drawer should hold; the variance is recorded."""
     st.activate()
     with st.db.atomic():
-        _check_session(st, session)
+        check_session(st, session)
         day = _open_day_or_refuse()
         cleaned, counted = count_total(counts)
         now = st.now()

@@ -81,3 +81,24 @@ def ui_app(station):
 @pytest.fixture
 def ui_client(ui_app):
     return ui_app.test_client()
+
+
+@pytest.fixture
+def printed(station, monkeypatch):
+    """Receipts print through the real ``station.printing`` to python-escpos's Dummy printer.
+
+    Returns the list of ``(seq, duplicate, bytes)`` jobs, in order.
+    """
+    from station import printing
+
+    station.config["printer"] = {"kind": "dummy"}
+    jobs = []
+    real = printing.print_receipt
+
+    def print_and_keep(st, receipt, *, duplicate=False):
+        job = real(st, receipt, duplicate=duplicate)
+        jobs.append((receipt.seq, duplicate, job.output))
+        return job
+
+    monkeypatch.setattr(printing, "print_receipt", print_and_keep)
+    return jobs

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 from playwright.sync_api import sync_playwright
 from ui_browser_support import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, serving
@@ -12,7 +9,6 @@ from ui_helpers import AGENT_PIN, CUSTOMER_PIN, card_customer
 
 from station import create_app
 from station.db import Operation
-from station.errors import N_, StationError
 
 
 @pytest.fixture(scope="module")
@@ -21,29 +17,6 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
-
-
-class FakePrinterError(StationError):
-    code = "printer_out_of_paper"
-    template = N_("The printer is out of paper.")
-
-
-@pytest.fixture
-def printer(monkeypatch):
-    """A stand-in for station.printing (written on another branch): records what it was asked to print."""
-    module = types.ModuleType("station.printing")
-    module.printed = []
-    module.fail = False
-    module.PrinterError = FakePrinterError
-
-    def print_receipt(st, receipt, *, duplicate=False):
-        if module.fail:
-            raise FakePrinterError()
-        module.printed.append((receipt.seq, duplicate))
-
-    module.print_receipt = print_receipt
-    monkeypatch.setitem(sys.modules, "station.printing", module)
-    return module
 
 
 @pytest.fixture
@@ -94,7 +67,7 @@ def check_screen(page):
     assert small == [], f"{page.url}: {small}"
 
 
-def test_withdraw_500_receipt_print_and_log_out(live, printer, tmp_path):
+def test_withdraw_500_receipt_print_and_log_out(live, printed, tmp_path):
     base, page = live
     customer = card_customer()
     log_in(page, base)
@@ -118,10 +91,11 @@ def test_withdraw_500_receipt_print_and_log_out(live, printer, tmp_path):
     page.click("#print")
     page.wait_for_selector(".flash")
     seq = Operation.get(Operation.type == "withdrawal").seq
-    assert printer.printed == [(seq, False)]
+    assert [(job_seq, duplicate) for job_seq, duplicate, _ in printed] == [(seq, False)]
     page.click("#print")
     page.wait_for_selector(".flash")
-    assert printer.printed == [(seq, False), (seq, True)]
+    assert [(job_seq, duplicate) for job_seq, duplicate, _ in printed] == [(seq, False), (seq, True)]
+    assert "伍佰元整".encode("gb18030") in printed[0][2]
     assert page.inner_text("#drawer") == "钱箱 ¥29,500.00"
     page.click("#logout")
     page.wait_for_url(base + "/login")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 from ui_helpers import (
     CUSTOMER_PIN,
     card_customer,
@@ -32,11 +29,7 @@ def pay_electricity_in_cash(client, reference, amount):
     return client.post("/op/bill/confirm", data={"funding": "cash", "txn": txn_of(page)})
 
 
-def test_pension_day(ui_client, station, clock, monkeypatch):
-    printed = []
-    printing = types.ModuleType("station.printing")
-    printing.print_receipt = lambda st, receipt, *, duplicate=False: printed.append((receipt.seq, duplicate))
-    monkeypatch.setitem(sys.modules, "station.printing", printing)
+def test_pension_day(ui_client, station, clock, printed):
     client = ui_client
 
     # 07:40 Tian logs in and opens the day, the float counted by denomination (12,000 yuan here rather than the
@@ -109,7 +102,8 @@ def test_pension_day(ui_client, station, clock, monkeypatch):
     seq = int(receipt.rsplit("/", 1)[1])
     client.post(f"/receipts/{seq}/print")
     client.post(f"/receipts/{seq}/print")
-    assert printed == [(seq, False), (seq, True)]
+    assert [(job_seq, duplicate) for job_seq, duplicate, _ in printed] == [(seq, False), (seq, True)]
+    assert "重印".encode("gb18030") in printed[1][2] and "重印".encode("gb18030") not in printed[0][2]
 
     # The bank settles the son's transfer: the receipts screen shows it.
     Operation.update(status="settled").where(Operation.seq == seq).execute()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from datetime import timedelta
 
 import pytest
@@ -19,8 +17,7 @@ from ui_helpers import (
 )
 
 from station import services
-from station.db import Agent, JournalEntry, Operation
-from station.errors import N_, StationError
+from station.db import Agent, JournalEntry, Operation, PrintedReceipt
 from station.protocol.tokens import unverified_payload, verify_token
 
 
@@ -169,56 +166,33 @@ def test_unknown_receipt_is_404(agent_client):
     assert agent_client.get("/receipts/999").status_code == 404
 
 
-class FakePrinterError(StationError):
-    code = "printer_missing"
-    template = N_("No printer is set up at this station. The receipt is recorded; show it on screen.")
-
-
-@pytest.fixture
-def printer(monkeypatch):
-    module = types.ModuleType("station.printing")
-    module.calls = []
-    module.error = None
-
-    def print_receipt(st, receipt, *, duplicate=False):
-        if module.error:
-            raise module.error
-        module.calls.append((receipt.seq, receipt.type, duplicate))
-
-    module.print_receipt = print_receipt
-    monkeypatch.setitem(sys.modules, "station.printing", module)
-    return module
-
-
-def test_print_then_reprint_is_marked_duplicate(agent_client, withdrawal_seq, printer):
+def test_print_then_reprint_is_marked_duplicate(agent_client, withdrawal_seq, printed):
     response = agent_client.post(f"/receipts/{withdrawal_seq}/print")
     assert response.location == f"/receipts/{withdrawal_seq}"
     page = agent_client.get(response.location).get_data(as_text=True)
     assert "已打印。" in page and ">重印<" in page
     agent_client.post(f"/receipts/{withdrawal_seq}/print")
-    assert printer.calls == [(withdrawal_seq, "withdrawal", False), (withdrawal_seq, "withdrawal", True)]
+    assert [(seq, duplicate) for seq, duplicate, _ in printed] == [(withdrawal_seq, False), (withdrawal_seq, True)]
+    assert PrintedReceipt.get_by_id(withdrawal_seq).prints == 2
 
 
-def test_printer_failure_keeps_the_operation_and_allows_retry(agent_client, withdrawal_seq, printer):
-    printer.error = FakePrinterError()
+def test_printer_failure_keeps_the_operation_and_allows_retry(agent_client, station, withdrawal_seq, printed):
+    station.config["printer"] = {"kind": "file", "path": "/dev/usb/lp9"}
     response = agent_client.post(f"/receipts/{withdrawal_seq}/print")
     assert response.status_code == 503
-    assert error_of(response.get_data(as_text=True)) == "本站没有设置打印机。业务已记录，请在屏幕上给客户看凭证。"
+    assert error_of(response.get_data(as_text=True)) == (
+        "打印机没有连接或没有开机。业务已经记录；打印机准备好后请重新打印。"
+    )
     assert Operation.get(Operation.seq == withdrawal_seq).status == "recorded"
-    printer.error = None
-    agent_client.post(f"/receipts/{withdrawal_seq}/print")
-    assert printer.calls == [(withdrawal_seq, "withdrawal", False)]
-
-
-def test_print_without_a_printing_module(agent_client, withdrawal_seq, monkeypatch):
-    monkeypatch.setitem(sys.modules, "station.printing", None)
-    response = agent_client.post(f"/receipts/{withdrawal_seq}/print")
-    assert response.status_code == 503
+    assert PrintedReceipt.get_or_none(PrintedReceipt.seq == withdrawal_seq) is None
     english(agent_client)
     response = agent_client.post(f"/receipts/{withdrawal_seq}/print")
     assert error_of(response.get_data(as_text=True)) == (
-        "No printer is set up at this station. The receipt is recorded; show it on screen."
+        "The printer is not connected or switched off. The operation is recorded; print again when it is ready."
     )
+    station.config["printer"] = {"kind": "dummy"}
+    agent_client.post(f"/receipts/{withdrawal_seq}/print")
+    assert [(seq, duplicate) for seq, duplicate, _ in printed] == [(withdrawal_seq, False)]
 
 
 @pytest.mark.parametrize(

@@ -40,11 +40,6 @@ class OperationInProgress(StationError):
     template = N_("An operation is half done. Finish it or cancel it before closing the day.")
 
 
-class PrinterNotConfigured(StationError):
-    code = "printer_not_configured"
-    template = N_("No printer is set up at this station. The receipt is recorded; show it on screen.")
-
-
 class SyncNotConfigured(StationError):
     code = "sync_not_configured"
     template = N_("Sync is not configured on this station yet.")

@@ -205,7 +205,7 @@ def payee_step(op: dict):
     error = None
     if request.method == "POST":
         try:
-            account, name = services._clean_payee(customer, account, name)
+            account, name = services.check_payee(customer, account, name)
         except StationError as err:
             error = translate_error(err)
         else:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import functools
-import importlib
 
 import segno
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from markupsafe import Markup
 
-from station import services
-from station.db import Agent, JournalEntry, Operation
+from station import printing, services
+from station.db import Agent, JournalEntry, Operation, PrintedReceipt
 from station.errors import N_, StationError
 from station.protocol.tokens import unverified_payload
-from station.ui.common import PrinterNotConfigured, current_agent, login_required, station, translate_error
+from station.ui.common import current_agent, login_required, station, translate_error
 
 bp = Blueprint("receipts", __name__, url_prefix="/receipts")
 
@@ -38,8 +37,6 @@ STATUS_LABELS = {
     "reversed": N_("Reversed"),
 }
 REVERSAL_REASONS = (N_("Wrong amount"), N_("Wrong customer"), N_("Customer changed mind"))
-#: Setting key prefix marking a receipt whose first copy was printed: every later print is a duplicate (重印).
-PRINTED_KEY = "printed:{seq}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,7 +100,7 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         qr=qr_svg(receipt.token),
         types=TYPE_LABELS,
         statuses=STATUS_LABELS,
-        printed=bool(station().setting(PRINTED_KEY.format(seq=seq))),
+        printed=PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None,
         reversible=op is not None and op.type in services.REVERSIBLE_TYPES and op.status in services.LIVE_STATES,
         cancellable=op is not None and op.type == "transfer" and op.status == "recorded",
         error=error,
@@ -125,19 +122,15 @@ def print_copy(seq):
     receipt = receipt_at(seq)
     if receipt is None:
         abort(404)
-    key = PRINTED_KEY.format(seq=seq)
+    printed_before = PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None
     try:
-        try:
-            printing = importlib.import_module("station.printing")
-        except ModuleNotFoundError as exc:
-            if exc.name != "station.printing":
-                raise
-            raise PrinterNotConfigured() from exc
-        printing.print_receipt(st, receipt, duplicate=bool(st.setting(key)))
+        printing.print_receipt(st, receipt, duplicate=printed_before)
     except StationError as err:
         # The operation stays recorded; the person can retry once the printer is fixed.
         return _show(seq, translate_error(err), 503)
-    st.set_setting(key, True)
+    PrintedReceipt.insert(seq=seq, first_printed_at=st.now()).on_conflict(
+        conflict_target=[PrintedReceipt.seq], update={PrintedReceipt.prints: PrintedReceipt.prints + 1}
+    ).execute()
     flash(gettext("Printed."))
     return redirect(url_for("receipts.show", seq=seq))
 
