@@ -55,3 +55,7 @@ def open_drawer(station, agent):
     """The day opened with 30,000 yuan in hundreds."""
     services.open_day(station, agent, {"10000": 300})
     return station
+
+
+# The sync server fixtures (server over SQLite and, with TEST_DATABASE_URL, PostgreSQL): tests/sync_support.py.
+from sync_support import database_url, pg_database_url, server  # noqa: E402, F401
