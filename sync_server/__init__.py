@@ -20,6 +20,17 @@ from sync_server.problems import PROBLEM_CONTENT_TYPE, Problem
 DEFAULT_KEYS_DIR = "sync-server-keys"
 log = logging.getLogger(__name__)
 
+_databases: dict = {}
+
+
+def database_for(url: str):
+    """One peewee database object per URL in this process (its connections are per thread), bound to the models."""
+    if url not in _databases:
+        _databases[url] = connect_url(url)
+    db_proxy.initialize(_databases[url])
+    return _databases[url]
+
+
 _HTTP_SLUGS = {400: "malformed-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
 
 
@@ -33,8 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
-    database = connect_url(app.config["DATABASE_URL"])
-    db_proxy.initialize(database)
+    database = database_for(app.config["DATABASE_URL"])
     app.extensions["server_keys"] = load_keys(app.config["SYNC_SERVER_KEYS_DIR"])
 
     from sync_server.api import bp

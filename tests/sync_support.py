@@ -35,8 +35,7 @@ class RunningServer:
     _thread: threading.Thread
 
     def stop(self) -> None:
-        self._server.close()
-        self._thread.join(timeout=10)
+        stop_server(self._server, self._thread)
 
 
 def serve_in_thread(app, threads: int = 4) -> tuple[str, object, threading.Thread]:
@@ -44,6 +43,19 @@ def serve_in_thread(app, threads: int = 4) -> tuple[str, object, threading.Threa
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     return f"http://127.0.0.1:{server.effective_port}", server, thread
+
+
+def stop_server(server, thread: threading.Thread) -> None:
+    """Stop a waitress server from its own loop thread: finish tasks, close every channel, let run() return."""
+
+    def close_everything():
+        server.task_dispatcher.shutdown(timeout=10)
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_everything)
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the test server did not stop"
 
 
 def start_server(database_url: str, keys_dir: Path) -> RunningServer:
