@@ -185,7 +185,21 @@ def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int |
             break
     if not entries:
         return None
-    prev = chain_hash(JournalEntry.get_by_id(acked).token) if acked else genesis_prev(st.station_id)
+    return _seal(st, entries, max_bytes)
+
+
+def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> envelope.SealedBatch | None:
+    """The last acknowledged entry again: the bank answers a duplicate with an ack and a fresh downlink."""
+    st.activate()
+    acked = st.setting("acked_seq", 0)
+    if not acked:
+        return None
+    return _seal(st, [(acked, JournalEntry.get_by_id(acked).token)], max_bytes or sync_setting(st, "max_bytes"))
+
+
+def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelope.SealedBatch:
+    before = entries[0][0] - 1
+    prev = chain_hash(JournalEntry.get_by_id(before).token) if before else genesis_prev(st.station_id)
     server_key = envelope.encryption_public_from_jwk(_server(st)["encryption_jwk"])
     while True:
         sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
@@ -332,11 +346,19 @@ def sync_once(
     attempts = attempts or sync_setting(st, "attempts")
     batches = entries = 0
     rejected: dict[int, str] = {}
+    heartbeat_sent = False
     try:
         while max_batches is None or batches < max_batches:
             sealed = build_batch(st)
+            heartbeat = False
             if sealed is None:
-                break
+                if batches or heartbeat_sent:
+                    break
+                # Nothing to send: still ask the bank for fresh allowances and policy (and prove we are online).
+                sealed = build_heartbeat(st)
+                if sealed is None:
+                    break
+                heartbeat = heartbeat_sent = True
             for attempt in range(attempts):
                 try:
                     ack = open_answer(st, send_batch(st, sealed, http))
@@ -347,8 +369,9 @@ def sync_once(
                     sleep(backoff_delay(attempt, sync_setting(st, "backoff_base"), sync_setting(st, "backoff_cap"),
                                         rng))
             apply_ack(st, ack, sealed)
-            batches += 1
-            entries += sealed.last - sealed.first + 1
+            if not heartbeat:
+                batches += 1
+                entries += sealed.last - sealed.first + 1
             rejected.update(ack.rejected)
     except SyncError as exc:
         st.set_setting("last_sync_error", str(exc))
