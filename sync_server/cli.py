@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from sync_server import DEFAULT_KEYS_DIR
-from sync_server.db import DEFAULT_DATABASE_URL, connect_url, db_proxy, migrate_database, schema_version
+from sync_server import DEFAULT_KEYS_DIR, database_for
+from sync_server.db import DEFAULT_DATABASE_URL, migrate_database, schema_version
 
 database_option = click.option(
     "--database-url", envvar="DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True,
@@ -21,9 +21,10 @@ keys_option = click.option(
 
 
 def open_database(url: str):
-    database = connect_url(url)
-    db_proxy.initialize(database)
+    """Connect the models to ``url`` for this command; the connection closes when the command ends."""
+    database = database_for(url)
     database.connect(reuse_if_open=True)
+    click.get_current_context().call_on_close(database.close)
     return database
 
 
