@@ -364,10 +364,15 @@ def sync_once(
                     ack = open_answer(st, send_batch(st, sealed, http))
                     break
                 except SyncError as exc:
+                    if isinstance(exc, SyncRefused) and _rewind_after_gap(st, exc):
+                        ack = None
+                        break
                     if not exc.retryable or attempt == attempts - 1:
                         raise
                     sleep(backoff_delay(attempt, sync_setting(st, "backoff_base"), sync_setting(st, "backoff_cap"),
                                         rng))
+            if ack is None:
+                continue
             apply_ack(st, ack, sealed)
             if not heartbeat:
                 batches += 1
@@ -377,6 +382,19 @@ def sync_once(
         st.set_setting("last_sync_error", str(exc))
         raise
     return SyncResult(batches, entries, st.setting("acked_seq", 0), pending_entries(st), rejected)
+
+
+def _rewind_after_gap(st: Station, refusal: SyncRefused) -> bool:
+    """The bank holds fewer entries than this station believes (its database was restored from a backup):
+    send again from where the bank stands. Only ever moves ``acked_seq`` back, so nothing is skipped."""
+    if refusal.problem.get("type") != "urn:station-kit:problem:gap":
+        return False
+    expected = refusal.problem.get("expected_first")
+    acked = st.setting("acked_seq", 0)
+    if not isinstance(expected, int) or not 1 <= expected <= acked:
+        return False
+    st.set_setting("acked_seq", expected - 1)
+    return True
 
 
 def station_status(st: Station) -> dict:

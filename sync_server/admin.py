@@ -58,15 +58,17 @@ class ImportFailed(AdminError):
 
 # -- stations -----------------------------------------------------------------------------------------------
 def add_station(station_id: str, name: str) -> str:
-    """Register a station (or a replacement device for it) and return a one-time enrollment code."""
+    """Register a station (or issue a new code for one not yet enrolled); returns a one-time enrollment code."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", station_id or ""):
         raise AdminError("A station id is 1 to 40 letters, digits, '-' or '_', e.g. ST-0001.")
     with db_proxy.atomic():
         station = Station.get_or_none(Station.station_id == station_id)
         if station is None:
             Station.create(station_id=station_id, name=name, created_at=datetime.now(UTC).isoformat())
-        elif station.status == "revoked":
-            raise AdminError(f"Station {station_id} is revoked; give the replacement device a new id.")
+        elif station.status != "pending":
+            # A second device under the same id would restart the journal at seq 1: a fork. Never allow it.
+            raise AdminError(f"Station {station_id} is {station.status}; a replacement device gets a new id "
+                             f"(revoke {station_id} first if the old device is lost).")
         return new_enrollment_code(station_id)
 
 

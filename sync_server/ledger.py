@@ -49,6 +49,8 @@ DEFAULT_SERVER_POLICY: dict = {
     "station": {},
 }
 
+#: No single entry moves more than this (the station's own ceiling on a typed amount).
+MAX_ENTRY_FEN = 10_000_000 * 100
 CUSTOMER_DEBIT_TYPES = ("withdrawal", "transfer", "bill_payment")
 OPERATION_TYPES = CUSTOMER_DEBIT_TYPES + ("deposit", "balance_enquiry", "transfer_cancel", "reversal")
 
@@ -158,6 +160,10 @@ class Book:
         self.changed_holds.clear()
 
 
+def _is_fen(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ENTRY_FEN
+
+
 def _legs(*items: tuple[str, int, str]) -> list[tuple[str, int, str]]:
     return [leg for leg in items if leg[1] != 0]
 
@@ -182,9 +188,12 @@ class Applier:
 
     def apply(self, seq: int, token: str, payload: dict) -> Outcome:
         entry_type = payload.get("type")
-        handler = getattr(self, f"_{entry_type}", None)
+        handler = getattr(self, f"_{entry_type}", None) if isinstance(entry_type, str) else None
         if handler is None:
             outcome = Outcome("acknowledged")
+        elif not all(_is_fen(payload.get(name, 0)) for name in ("amount", "fee")):
+            # Signed by the station's key, yet not a sum of money: a tampered device. Never let it post.
+            outcome = Outcome("rejected", "invalid_amount")
         else:
             outcome = handler(seq, payload)
         if outcome.outcome != "rejected" and outcome.legs:
@@ -355,6 +364,14 @@ class Applier:
 
     def _balance_enquiry(self, seq, p):
         return Outcome("settled")
+
+    def _customer_pin_failed(self, seq, p):
+        """Wrong PINs locked the customer at the station: lock them centrally too (a branch unlocks)."""
+        customer = self.book.customers.get(p.get("account"))
+        if p.get("locked") is True and customer is not None and customer.status == "active":
+            Customer.update(status="locked").where(Customer.account_id == customer.account_id).execute()
+            customer.status = "locked"
+        return Outcome("acknowledged")
 
     # -- writing ----------------------------------------------------------------------------------------------
     def write(self) -> None:

@@ -86,6 +86,8 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
         station = Station.get_by_id(row.station_id)
         if station.status == "revoked":
             raise Problem("station-revoked", f"Station {station.station_id} is revoked.")
+        if station.status != "pending":
+            raise Problem("enrollment-code-used", f"Station {station.station_id} has already enrolled.")
         Station.update(status="active", signing_jwk={**signing_jwk, "kid": kid}, encryption_jwk=encryption_jwk,
                        kid=kid, enrolled_at=now.isoformat(), acked_seq=0, head=None).where(
             Station.station_id == station.station_id).execute()
