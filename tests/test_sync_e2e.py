@@ -76,3 +76,21 @@ def test_enroll_with_a_wrong_code_is_refused(server, tmp_path, clock, code, mess
     with pytest.raises(EnrollError, match=message):
         enroll_station(tmp_path / "st", server.url, code, clock=clock)
     assert not (tmp_path / "st" / "config.json").exists()
+
+
+def test_simulate_drives_the_downlinked_customers_and_everything_reaches_the_bank(server, tmp_path, clock):
+    from station.simulate import simulate
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    outcomes = simulate(st, 150, seed=4)
+    assert outcomes.get("withdrawal", 0) > 0
+    result = sync_once(st)
+    st.activate()
+    head_seq, _ = journal_head()
+    assert result.acked_seq == head_seq and result.pending == 0
+    server_db()
+    assert Entry.select().where(Entry.station_id == "ST-0001").count() == head_seq
+    assert sum(ledger_totals().values()) == 0
+    st.activate()
+    assert Account.get_by_id("cash:ST-0001").balance_fen == services.drawer_cash()
+    assert Operation.select().where(Operation.status == "recorded").count() == 0
