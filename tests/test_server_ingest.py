@@ -327,3 +327,58 @@ def test_enrollment_codes_are_single_use_and_expire(server, tmp_path, clock):
     bad = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x"}, timeout=10)
     assert bad.status_code == 400 and problem_type(bad) == "malformed-request"
     check_against_openapi(bad, "/api/v1/enroll")
+
+
+@pytest.fixture
+def gunicorn_two_workers(server):
+    """The same app under gunicorn with two worker processes on an ephemeral loopback port."""
+    import re
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "DATABASE_URL": server.database_url, "SYNC_SERVER_KEYS_DIR": str(server.keys_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", "127.0.0.1:0", "--graceful-timeout", "5",
+         "--control-socket", str(server.keys_dir.parent / "gunicorn.ctl"), "sync_server.wsgi:app"],
+        env=env, stderr=subprocess.PIPE, text=True)
+    url = None
+    booted = 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and booted < 2:
+        line = process.stderr.readline()
+        found = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", line)
+        url = found.group(1) if found else url
+        booted += "Booting worker" in line
+    assert url and booted == 2, "gunicorn did not start"
+    yield url
+    process.terminate()
+    process.wait(timeout=15)
+    process.stderr.close()
+
+
+def test_one_batch_raced_at_gunicorn_workers_applies_once(server, tmp_path, clock, gunicorn_two_workers):
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, 20)
+    sealed = build_batch(st)
+    barrier = threading.Barrier(6)
+    answers = []
+
+    def deliver():
+        barrier.wait()
+        answers.append(requests.post(f"{gunicorn_two_workers}/api/v1/stations/ST-0001/batches", data=sealed.body,
+                                     headers=sealed.headers, timeout=60))
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert [a.status_code for a in answers] == [200] * 6
+    head_seq, _ = journal_head()
+    entries, postings = applied_counts("ST-0001")
+    assert entries == head_seq
+    server_db()
+    assert Entry.select().where((Entry.station_id == "ST-0001") & (Entry.type == "deposit")).count() == 20
+    deposits = Posting.select().where((Posting.account_id == "DM00010001") & (Posting.station_id == "ST-0001"))
+    assert sum(p.amount_fen for p in deposits) == -20 * 10_000
