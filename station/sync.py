@@ -295,6 +295,10 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
     """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
     st.set_setting("policy", downlink.get("policy") or {})
     still_locked = _locked_since(acked_through)
+    served = [item["account_id"] for item in downlink.get("customers", [])]
+    # Customers the bank no longer serves here keep their records (receipts refer to them) but lose the allowance.
+    Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
+        Customer.account_id.not_in(served) & (Customer.allowance_fen > 0)).execute()
     for item in downlink.get("customers", []):
         fields = dict(
             name=item["name"], card_number=item.get("card_number"), passbook_number=item.get("passbook_number"),

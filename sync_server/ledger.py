@@ -401,7 +401,8 @@ def insert_new_rows(model, rows: list[dict]) -> int:
         arrays = ", ".join(f"%s::{'bigint' if isinstance(meta.fields[c], BigIntegerField | IntegerField) else 'text'}[]"
                            for c in columns)
         cursor.execute(f'INSERT INTO "{meta.table_name}" ({names}) SELECT * FROM unnest({arrays}) '
-                       f"ON CONFLICT ({target}) DO NOTHING", [[row[c] for row in rows] for c in columns])
+                       f"ON CONFLICT ({target}) DO NOTHING", [[row[c] for row in rows] for c in columns],
+                       binary=True)
         return cursor.rowcount
     placeholders = ", ".join([db_proxy.obj.param] * len(columns))
     cursor.executemany(f'INSERT INTO "{meta.table_name}" ({names}) VALUES ({placeholders}) '
@@ -417,6 +418,11 @@ def refresh_allowances(book: Book, policy: dict) -> dict[str, int]:
     target = int(policy["offline_allowance_fen"])
     allowances = {}
     homes = home_customer_ids(book.station_id)
+    # A customer no longer served by this station: release what was held for it (the station zeroes it too).
+    stale = (Hold.station_id == book.station_id) & (Hold.amount_fen > 0)
+    if homes:
+        stale &= Hold.account_id.not_in(sorted(homes))
+    Hold.update(amount_fen=0, updated_at=book.now).where(stale).execute()
     for account_id, customer in book.customers.items():
         if account_id not in homes:
             continue

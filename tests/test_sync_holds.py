@@ -94,3 +94,20 @@ def test_a_debit_beyond_the_hold_and_the_balance_is_rejected_centrally(server, t
     assert central_balance() == 50_000
     one.activate()
     assert {op.status for op in Operation.select()} == {"settled"}
+
+
+def test_a_customer_no_longer_served_at_a_station_loses_the_allowance_there(server, tmp_path, clock):
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    one.activate()
+    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 100_000
+    server_db()
+    from sync_server.db import HomeStation
+
+    HomeStation.delete().where((HomeStation.account_id == SHARED) & (HomeStation.station_id == "ST-0001")).execute()
+    sync_once(one)
+    one.activate()
+    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
+    server_db()
+    assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == SHARED)).amount_fen == 0
