@@ -119,12 +119,18 @@ class Book:
 
     # -- writing in memory --------------------------------------------------------------------------------
     def ensure_account(self, account_id: str, kind: str) -> None:
+        """Create the account when missing, and load (and lock) it."""
         if account_id in self.accounts:
             return
         Account.insert(account_id=account_id, kind=kind, name=account_id).on_conflict(
             conflict_target=[Account.account_id], action="NOTHING").execute()
-        query = Account.select().where(Account.account_id == account_id)
-        self.accounts[account_id] = (query.for_update() if is_postgres() else query).get()
+        self.load_account(account_id)
+
+    def load_account(self, account_id: str) -> None:
+        """Load (and on PostgreSQL lock) an existing account the batch did not name up front."""
+        if account_id not in self.accounts:
+            query = Account.select().where(Account.account_id == account_id)
+            self.accounts[account_id] = (query.for_update() if is_postgres() else query).get()
 
     def set_hold(self, account_id: str, amount: int) -> None:
         if amount < 0:
@@ -212,8 +218,9 @@ class Applier:
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _customer(self, payload: dict) -> str | None:
-        account_id = payload.get("account")
-        return account_id if account_id in self.book.accounts else None
+        """The customer account an entry names; never another kind of account, whatever a payload claims."""
+        account = self.book.accounts.get(payload.get("account"))
+        return account.account_id if account is not None and account.kind == "customer" else None
 
     def _commission(self, entry_type: str) -> list[tuple[str, int, str]]:
         fen = int(self.policy["commission"].get(entry_type, 0))
@@ -317,8 +324,7 @@ class Applier:
         """The inverse of ``legs``; a customer debit in it must fit the available balance."""
         inverse = [(account_id, -amount, memo) for account_id, amount, _ in legs]
         for account_id, amount, _ in inverse:
-            self.book.ensure_account(account_id, self.book.accounts[account_id].kind
-                                     if account_id in self.book.accounts else "customer")
+            self.book.load_account(account_id)
             if self.book.accounts[account_id].kind == "customer" and amount > 0:
                 if amount > self.book.available(account_id):
                     return Outcome("rejected", "insufficient_funds")

@@ -111,3 +111,23 @@ def test_a_customer_no_longer_served_at_a_station_loses_the_allowance_there(serv
     assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
     server_db()
     assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == SHARED)).amount_fen == 0
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"account": SHARED, "amount": -100_000}, "invalid_amount"),
+    ({"account": SHARED, "amount": 1_000, "fee": 1.5}, "invalid_amount"),
+    ({"account": "cash:ST-0001", "amount": 1_000}, "unknown_account"),
+    ({"account": "NOSUCH0001", "amount": 1_000}, "unknown_account"),
+])
+def test_forged_entries_signed_by_a_tampered_station_never_post(server, tmp_path, clock, body, reason):
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = central_balance()
+    with one.db.atomic():
+        forged = append_entry(one.signer, one.station_id, "withdrawal", one.now(), {"agent": "A01", **body},
+                              txn=services.new_txn_id())
+    assert sync_once(one).rejected == {forged.seq: reason}
+    assert central_balance() == before
+    server_db()
+    assert sum(ledger_totals().values()) == 0
