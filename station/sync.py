@@ -85,6 +85,7 @@ class SyncResult:
 
 
 def sync_setting(st: Station, name: str):
+    """A sync setting from ``config.json`` (``sync``), else its default from ``SYNC_SETTINGS``."""
     default, _ = SYNC_SETTINGS[name]
     return st.config.get("sync", {}).get(name, default)
 
@@ -159,6 +160,7 @@ def enroll_station(
 
 # -- batches ------------------------------------------------------------------------------------------------
 def pending_entries(st: Station) -> int:
+    """How many journal entries wait for the bank's ack (the outbox)."""
     st.activate()
     head_seq, _ = journal_head()
     return head_seq - st.setting("acked_seq", 0)
@@ -237,6 +239,7 @@ def _encryption_key(st: Station):
 
 
 def open_answer(st: Station, answer: dict) -> envelope.Ack:
+    """Verify the server's answer with the pinned key and decrypt its downlink."""
     try:
         return envelope.open_ack(answer, server_signing_jwk=_server(st)["signing_jwk"], station_id=st.station_id,
                                  station_encryption_key=_encryption_key(st))

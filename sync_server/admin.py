@@ -73,6 +73,7 @@ def add_station(station_id: str, name: str) -> str:
 
 
 def list_stations() -> list[dict]:
+    """Every station with its status, flag and sync state."""
     return [
         {"station_id": s.station_id, "name": s.name, "status": s.status, "flagged": s.flagged,
          "flag_reason": s.flag_reason, "acked_seq": s.acked_seq, "last_sync_at": s.last_sync_at,
@@ -92,6 +93,7 @@ def revoke_station(station_id: str) -> None:
 
 
 def block_payee(account: str, reason: str = "") -> None:
+    """Refuse transfers to ``account`` (stations learn it with their next downlink)."""
     BlockedPayee.insert(account=account, reason=reason).on_conflict(
         conflict_target=[BlockedPayee.account], update={BlockedPayee.reason: reason}).execute()
 
@@ -248,6 +250,7 @@ def parse_billers_csv(text: str) -> list[dict]:
 
 
 def import_billers(rows: list[dict]) -> int:
+    """Create or update billers from validated rows, in one transaction."""
     with db_proxy.atomic():
         for row in rows:
             fields = {getattr(Biller, k): v for k, v in row.items() if k != "code"}

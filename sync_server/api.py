@@ -24,6 +24,7 @@ def health():
 
 @bp.get("/openapi.json")
 def openapi():
+    """The OpenAPI 3.1 description of this API."""
     return jsonify(openapi_document())
 
 

@@ -37,6 +37,7 @@ DEFAULT_DATABASE_URL = "sqlite:///sync-server.db"
 
 
 def utc_now_text() -> str:
+    """Now, as UTC ISO-8601 text with milliseconds (how the server stores times)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -252,6 +253,7 @@ def connect_url(url: str) -> Database:
 
 
 def is_postgres(database: Database | None = None) -> bool:
+    """True when the models are bound to PostgreSQL (row locks, array inserts)."""
     database = database or db_proxy.obj
     return isinstance(database, PostgresqlDatabase)
 
@@ -271,6 +273,7 @@ MIGRATIONS = [_migration_1]
 
 
 def schema_version(database: Database) -> int:
+    """The highest migration applied to ``database`` (0 for an empty one)."""
     with database.bind_ctx([SchemaVersion]):
         if not database.table_exists("schema_version"):
             return 0

@@ -59,6 +59,7 @@ def create_keys(keys_dir: str | os.PathLike) -> ServerKeys:
 
 
 def load_keys(keys_dir: str | os.PathLike) -> ServerKeys:
+    """The server's keys from ``keys_dir``; ``KeysMissing`` when absent."""
     keys_dir = Path(keys_dir)
     try:
         signing = OKPKey.import_key(json.loads((keys_dir / SIGNING_FILE).read_text(encoding="utf-8")))

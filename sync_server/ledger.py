@@ -60,6 +60,7 @@ class LedgerError(RuntimeError):
 
 
 def server_policy() -> dict:
+    """The server policy: stored overrides laid over ``DEFAULT_SERVER_POLICY``."""
     row = ServerSetting.get_or_none(ServerSetting.key == "policy")
     policy = {**DEFAULT_SERVER_POLICY, **(row.value if row else {})}
     policy["commission"] = {**DEFAULT_SERVER_POLICY["commission"], **policy.get("commission", {})}
@@ -67,6 +68,7 @@ def server_policy() -> dict:
 
 
 def station_account(kind: str, station_id: str, extra: str | None = None) -> tuple[str, str]:
+    """(account id, kind) of a station's own ledger account of ``kind``."""
     prefix = {
         "station_cash": "cash", "float_funding": "float", "cash_variance": "variance", "agent_payable": "agent",
         "commission_expense": "commission", "fee_income": "fees", "transfer_clearing": "transfers",
@@ -106,15 +108,19 @@ class Book:
 
     # -- reading ------------------------------------------------------------------------------------------
     def balance(self, account_id: str) -> int:
+        """The account's balance on its normal side."""
         return self.accounts[account_id].balance_fen
 
     def held(self, account_id: str) -> int:
+        """All holds on a customer's account, at every station."""
         return sum(amount for (_, acct), amount in self.holds.items() if acct == account_id)
 
     def available(self, account_id: str) -> int:
+        """Balance minus every hold: what may still be spent online or newly held."""
         return self.balance(account_id) - self.held(account_id)
 
     def hold(self, account_id: str, station_id: str | None = None) -> int:
+        """The hold for this (or ``station_id``'s) offline allowance of the customer."""
         return self.holds.get((station_id or self.station_id, account_id), 0)
 
     # -- writing in memory --------------------------------------------------------------------------------
@@ -133,6 +139,7 @@ class Book:
             self.accounts[account_id] = (query.for_update() if is_postgres() else query).get()
 
     def set_hold(self, account_id: str, amount: int) -> None:
+        """Set this station's hold on a customer (written by ``flush``)."""
         if amount < 0:
             raise LedgerError("a hold is never negative")
         key = (self.station_id, account_id)
@@ -154,6 +161,7 @@ class Book:
             self.changed_accounts.add(account_id)
 
     def flush(self) -> None:
+        """Write the changed balances and holds."""
         for account_id in sorted(self.changed_accounts):
             account = self.accounts[account_id]
             Account.update(balance_fen=account.balance_fen).where(Account.account_id == account_id).execute()
@@ -188,11 +196,13 @@ class Applier:
         self.rejected: dict[int, str] = {}
 
     def acct(self, kind: str, extra: str | None = None) -> str:
+        """This station's account of ``kind`` (created on first use)."""
         account_id, kind = station_account(kind, self.station_id, extra)
         self.book.ensure_account(account_id, kind)
         return account_id
 
     def apply(self, seq: int, token: str, payload: dict) -> Outcome:
+        """Decide one entry's outcome and postings (in memory; ``write`` stores them)."""
         entry_type = payload.get("type")
         handler = getattr(self, f"_{entry_type}", None) if isinstance(entry_type, str) else None
         if handler is None:

@@ -73,6 +73,7 @@ SCHEMAS = {
 
 
 def openapi_document() -> dict:
+    """The OpenAPI 3.1 document served at ``/api/v1/openapi.json``."""
     station_param = {"name": "station_id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
         "openapi": "3.1.0",

@@ -45,9 +45,11 @@ class Problem(Exception):
 
     @property
     def status(self) -> int:
+        """The HTTP status of this refusal."""
         return PROBLEMS[self.slug][0]
 
     def body(self, instance: str | None = None) -> dict:
+        """The problem+json body (RFC 9457)."""
         status, title = PROBLEMS[self.slug]
         body = {"type": PROBLEM_TYPE_PREFIX + self.slug, "title": title, "status": status, "detail": self.detail}
         if instance:

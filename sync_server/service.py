@@ -42,10 +42,12 @@ _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 # -- enrollment ---------------------------------------------------------------------------------------------
 def normalise_code(code: str) -> str:
+    """An enrollment code as stored: capitals and digits only (dashes, spaces, case ignored)."""
     return "".join(ch for ch in str(code or "").upper() if ch.isalnum())
 
 
 def code_hash(code: str) -> str:
+    """SHA-256 (hex) of the normalised code: codes themselves are never stored."""
     return hashlib.sha256(normalise_code(code).encode()).hexdigest()
 
 
@@ -109,6 +111,7 @@ def _int_header(headers, name: str) -> int:
 
 
 def known_station(station_id: str) -> Station:
+    """The station, or the refusal for an unknown, not enrolled, revoked or flagged one."""
     station = Station.get_or_none(Station.station_id == station_id)
     if station is None:
         raise Problem("unknown-station", f"The bank knows no station {station_id}.")

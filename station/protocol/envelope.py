@@ -106,6 +106,7 @@ def _unb64(text: str) -> bytes:
 
 
 def generate_encryption_key() -> X25519PrivateKey:
+    """A fresh X25519 key (HPKE recipient key of a station or the server)."""
     return X25519PrivateKey.generate()
 
 
@@ -119,6 +120,7 @@ def encryption_private_to_text(key: X25519PrivateKey) -> str:
 
 
 def encryption_private_from_text(text: str) -> X25519PrivateKey:
+    """The X25519 private key from its base64url text."""
     return X25519PrivateKey.from_private_bytes(_unb64(text.strip()))
 
 
@@ -132,6 +134,7 @@ def encryption_public_jwk(key: X25519PrivateKey | X25519PublicKey) -> dict:
 
 
 def encryption_public_from_jwk(jwk: Mapping) -> X25519PublicKey:
+    """The X25519 public key of a JWK; ``ValueError`` when it is not one."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "X25519" or not isinstance(jwk.get("x"), str):
         raise ValueError("not an X25519 public JWK")
     raw = _unb64(jwk["x"])
@@ -141,6 +144,7 @@ def encryption_public_from_jwk(jwk: Mapping) -> X25519PublicKey:
 
 
 def ed25519_public_from_jwk(jwk: Mapping) -> Ed25519PublicKey:
+    """The Ed25519 public key of a JWK; ``ValueError`` when it is not one."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("x"), str):
         raise ValueError("not an Ed25519 public JWK")
     return Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"]))
@@ -148,10 +152,12 @@ def ed25519_public_from_jwk(jwk: Mapping) -> Ed25519PublicKey:
 
 # -- HPKE info strings --------------------------------------------------------------------------------------
 def batch_info(station_id: str, first: int, last: int) -> bytes:
+    """The HPKE ``info`` of a batch: binds station id and range to the ciphertext."""
     return f"station-kit/batch/v{ENVELOPE_VERSION}|{station_id}|{first}|{last}".encode()
 
 
 def downlink_info(station_id: str, acked_through: int) -> bytes:
+    """The HPKE ``info`` of a downlink: binds station id and acked-through seq."""
     return f"station-kit/downlink/v{ENVELOPE_VERSION}|{station_id}|{acked_through}".encode()
 
 
@@ -225,6 +231,7 @@ class SealedBatch:
 
     @property
     def headers(self) -> dict:
+        """The plain HTTP headers that go with the sealed body."""
         return {
             "Content-Type": BATCH_CONTENT_TYPE,
             HEADER_STATION: self.station_id,
