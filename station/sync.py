@@ -120,10 +120,9 @@ def enroll_station(
         raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.")
     signing_key = generate_signing_key()
     encryption_key = envelope.generate_encryption_key()
-    http = http or requests.Session()
     server_url = server_url.rstrip("/")
     try:
-        response = http.post(
+        response = (http or requests).post(
             f"{server_url}/api/v1/enroll",
             json={"code": code, "signing_jwk": public_jwk(signing_key),
                   "encryption_jwk": envelope.encryption_public_jwk(encryption_key)},
@@ -349,6 +348,7 @@ def sync_once(
     max_batches: int | None = None,
 ) -> SyncResult:
     """Send batches until the outbox is empty (or ``max_batches``); retry transient failures with backoff."""
+    own_session = http is None
     http = http or requests.Session()
     attempts = attempts or sync_setting(st, "attempts")
     batches = entries = 0
@@ -388,6 +388,9 @@ def sync_once(
     except SyncError as exc:
         st.set_setting("last_sync_error", str(exc))
         raise
+    finally:
+        if own_session:
+            http.close()
     return SyncResult(batches, entries, st.setting("acked_seq", 0), pending_entries(st), rejected)
 
 
