@@ -210,11 +210,14 @@ def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelo
         entries = entries[: len(entries) // 2]
 
 
-def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session | None = None) -> dict:
-    """POST one sealed batch; the server's JSON answer, or a :class:`SyncError`."""
+def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session | None = None, *,
+               more: bool = False) -> dict:
+    """POST one sealed batch (``more``: another follows at once); the server's answer, or a :class:`SyncError`."""
     server = _server(st)
-    http = http or requests.Session()
     headers = {**sealed.headers, "X-Station-Time": utc_timestamp(st.now()), "User-Agent": USER_AGENT}
+    if more:
+        headers[envelope.HEADER_MORE] = "1"
+    http = http or requests
     try:
         response = http.post(
             f"{server['url']}/api/v1/stations/{st.station_id}/batches", data=sealed.body, headers=headers,
@@ -295,7 +298,10 @@ def _locked_since(acked_through: int) -> set[str]:
 
 def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time: datetime) -> None:
     """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
-    st.set_setting("policy", downlink.get("policy") or {})
+    if "policy" in downlink:
+        st.set_setting("policy", downlink["policy"] or {})
+    if "customers" not in downlink:
+        return
     still_locked = _locked_since(acked_through)
     served = [item["account_id"] for item in downlink.get("customers", [])]
     # Customers the bank no longer serves here keep their records (receipts refer to them) but lose the allowance.
@@ -368,7 +374,8 @@ def sync_once(
                 heartbeat = heartbeat_sent = True
             for attempt in range(attempts):
                 try:
-                    ack = open_answer(st, send_batch(st, sealed, http))
+                    more = max_batches is None and pending_entries(st) > sealed.last - st.setting("acked_seq", 0)
+                    ack = open_answer(st, send_batch(st, sealed, http, more=more))
                     break
                 except SyncError as exc:
                     if isinstance(exc, SyncRefused) and _rewind_after_gap(st, exc):

@@ -455,8 +455,15 @@ def home_customer_ids(station_id: str) -> set[str]:
     return {account_id for (account_id,) in query.tuples()}
 
 
-def build_downlink(book: Book, allowances: dict[str, int], policy: dict, acked_seq: int, server_time: str) -> dict:
-    """What the station needs next: policy, its customers with allowances, billers, blocked and known payees."""
+def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, acked_seq: int, server_time: str
+                   ) -> dict:
+    """What the station needs next: policy, its customers with allowances, billers, blocked and known payees.
+
+    Without ``allowances`` (more batches follow) only the policy is sent: the station keeps its allowances, which
+    stay consistent because the holds were consumed but not refreshed either.
+    """
+    if allowances is None:
+        return {"v": 1, "acked_seq": acked_seq, "server_time": server_time, "policy": policy.get("station", {})}
     payees: dict[str, list] = {}
     if allowances:
         for row in KnownPayee.select().where(KnownPayee.account_id.in_(sorted(allowances))):

@@ -101,7 +101,8 @@ def openapi_document() -> dict:
                 "parameters": [station_param] + [
                     {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
                     for name in ("X-Station-Id", "X-Batch-First", "X-Batch-Last")] + [
-                    {"name": "X-Station-Time", "in": "header", "required": False, "schema": {"type": "string"}}],
+                    {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+                    for name in ("X-Station-Time", "X-Sync-More")],
                 "requestBody": {"required": True, "content": {"application/vnd.station-kit.batch": {
                     "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
                 "responses": {"200": {"description": "applied (or already applied): signed ack",

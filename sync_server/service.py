@@ -140,9 +140,11 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
         raise Problem(exc.code, str(exc), **extra) from exc
     now = now or datetime.now(UTC)
     station_time = headers.get("X-Station-Time")
+    # More batches follow: the allowances are refreshed (and the full downlink sent) only with the last one.
+    more = headers.get(envelope.HEADER_MORE) == "1"
     for attempt in range(2):
         try:
-            return _apply(keys, batch, now, station_time)
+            return _apply(keys, batch, now, station_time, more)
         except (IntegrityError, LedgerError):
             # Another worker applied (part of) this batch between our checks: run again, it is a duplicate now.
             if attempt:
@@ -157,7 +159,7 @@ class _Fork(Exception):
         self.seq = seq
 
 
-def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None) -> dict:
+def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
     now_text = now.isoformat(timespec="milliseconds")
     try:
         with db_proxy.atomic():
@@ -180,14 +182,14 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
                 if new_entries[0].payload.get("prev") != expected_prev:
                     raise _Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq)
             policy = server_policy()
-            homes = home_customer_ids(batch.station_id)
+            homes = set() if more else home_customer_ids(batch.station_id)
             referenced = {e.payload["account"] for e in new_entries if isinstance(e.payload.get("account"), str)}
             book = Book(batch.station_id, homes | referenced, now_text)
             applier = Applier(book, policy)
             for entry in new_entries:
                 applier.apply(entry.seq, entry.token, entry.payload)
             applier.write()
-            allowances = refresh_allowances(book, policy)
+            allowances = None if more else refresh_allowances(book, policy)
             book.flush()
             acked_through = max(acked, batch.last)
             head = batch.head if new_entries else station.head

@@ -73,3 +73,45 @@ def test_small_caps_still_drain_everything(server, tmp_path, clock, max_entries)
     st.config["sync"] = {"max_entries": max_entries}
     result = sync_once(st)
     assert result.batches == -(-2 // max_entries) and result.pending == 0
+
+
+def test_a_drain_carries_the_full_downlink_once_with_its_last_batch(server, tmp_path, clock, monkeypatch):
+    import station.sync as sync_module
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    for agent_id, name, role, pin in DEMO_AGENTS:
+        services.add_agent(st, agent_id, name, role, pin)
+    session = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    services.open_day(st, session, {"10000": 300})
+    customer = Customer.get(Customer.account_id == "DM00010001")
+    auth = services.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+    services.withdraw_cash(st, session, auth, 30_000, services.new_txn_id())
+    for _ in range(6):
+        services.deposit_cash(st, session, auth, 10_000, services.new_txn_id())
+    st.config["sync"] = {"max_entries": 3}
+    seen = []
+    real_open = sync_module.open_answer
+
+    def spying_send(station, sealed, http=None, *, more=False):
+        seen.append(more)
+        return real_send(station, sealed, http, more=more)
+
+    def spying_open(station, answer):
+        ack = real_open(station, answer)
+        seen.append("customers" in ack.downlink)
+        return ack
+
+    real_send = sync_module.send_batch
+    monkeypatch.setattr(sync_module, "send_batch", spying_send)
+    monkeypatch.setattr(sync_module, "open_answer", spying_open)
+    result = sync_once(st)
+    assert result.batches == 4 and result.pending == 0
+    assert seen == [True, False, True, False, True, False, False, True]
+    st.activate()
+    # The allowance came back with the last batch, as of the last acked seq: the withdrawal is consumed.
+    customer = Customer.get(Customer.account_id == "DM00010001")
+    assert customer.allowance_seq == result.acked_seq and customer.allowance_fen == 100_000
+    server_db()
+    from sync_server.db import Hold
+
+    assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == "DM00010001")).amount_fen == 100_000

@@ -59,6 +59,8 @@ BATCH_CONTENT_TYPE = "application/vnd.station-kit.batch"
 HEADER_STATION = "X-Station-Id"
 HEADER_FIRST = "X-Batch-First"
 HEADER_LAST = "X-Batch-Last"
+#: "1" when the station has more batches to send right after this one (the server then defers the downlink).
+HEADER_MORE = "X-Sync-More"
 #: A sealed batch larger than this is refused before any work is done (2G links never send this much at once).
 MAX_SEALED_BYTES = 2 * 1024 * 1024
 #: Decompression stops here: a small sealed batch must not expand into a memory bomb.

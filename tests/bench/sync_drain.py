@@ -60,10 +60,10 @@ def main() -> None:
 
         real_send = sync_module.send_batch
 
-        def counting_send(station, sealed, http=None):
+        def counting_send(station, sealed, http=None, **kwargs):
             sent.append(len(sealed.body))
             emit({"batch_first": sealed.first, "batch_last": sealed.last, "bytes": len(sealed.body)})
-            return real_send(station, sealed, http)
+            return real_send(station, sealed, http, **kwargs)
 
         sync_module.send_batch = counting_send
         started = time.perf_counter()
