@@ -2,7 +2,8 @@
 
 ``entries_per_s``: sealed batches prepared in advance, then each opened (decrypt, verify every signature and the
 chain), applied to the ledger and answered with a signed ack and sealed downlink by the same function the API
-calls (``sync_server.service.ingest``), in-process, one batch after another. ``copy_rows_per_s``: a raw COPY of
+calls (``sync_server.service.ingest``), in-process, one batch after another, every batch but the last marked
+``X-Sync-More`` as a draining station marks them. ``copy_rows_per_s``: a raw COPY of
 the same entry rows (station_id, seq, type, txn, token) into an unlogged scratch table, in the same run: the floor
 no ingest can beat. ``ratio_to_copy`` = entries_per_s / copy_rows_per_s.
 With ``--workers N`` (default 2, one per core) N processes ingest N stations' batches at once, as N gunicorn
@@ -69,8 +70,10 @@ def _ingest_all(url: str, keys_dir: str, station_id: str, batches: list, start_a
     while time.time() < start_at:
         time.sleep(0.001)
     started = time.perf_counter()
-    for sealed in batches:
-        ingest(keys, station_id, dict(sealed.headers), sealed.body)
+    for index, sealed in enumerate(batches):
+        # As a station drains: every batch but the last says another follows (the downlink comes once).
+        more = {"X-Sync-More": "1"} if index < len(batches) - 1 else {}
+        ingest(keys, station_id, {**sealed.headers, **more}, sealed.body)
     seconds = time.perf_counter() - started
     database.close()
     return seconds
