@@ -194,6 +194,20 @@ class Applier:
         self.transfer_rows: list[dict] = []
         self.by_txn: dict[str, tuple[dict, Outcome]] = {}
         self.rejected: dict[int, str] = {}
+        self._billers: dict[str, bool] = {}
+        self._blocked: dict[str, bool] = {}
+
+    def biller_known(self, code) -> bool:
+        """Whether the biller exists (looked up once per batch)."""
+        if code not in self._billers:
+            self._billers[code] = isinstance(code, str) and Biller.get_or_none(Biller.code == code) is not None
+        return self._billers[code]
+
+    def payee_blocked(self, account) -> bool:
+        """Whether transfers to ``account`` are blocked (looked up once per batch)."""
+        if account not in self._blocked:
+            self._blocked[account] = BlockedPayee.get_or_none(BlockedPayee.account == account) is not None
+        return self._blocked[account]
 
     def acct(self, kind: str, extra: str | None = None) -> str:
         """This station's account of ``kind`` (created on first use)."""
@@ -278,7 +292,7 @@ class Applier:
             *self._commission("deposit")))
 
     def _bill_payment(self, seq, p):
-        if Biller.get_or_none(Biller.code == p.get("biller")) is None:
+        if not self.biller_known(p.get("biller")):
             return Outcome("rejected", "unknown_biller")
         amount, fee = int(p["amount"]), int(p.get("fee", 0))
         biller = self.acct("biller_payable", p["biller"])
@@ -300,7 +314,7 @@ class Applier:
         account = self._customer(p)
         if account is None:
             return Outcome("rejected", "unknown_account")
-        if BlockedPayee.get_or_none(BlockedPayee.account == p.get("payee_account")) is not None:
+        if self.payee_blocked(p.get("payee_account")):
             return Outcome("rejected", "payee_blocked")
         amount, fee = int(p["amount"]), int(p.get("fee", 0))
         refusal = self._debit_customer(account, amount + fee, True)
