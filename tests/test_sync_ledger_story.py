@@ -117,3 +117,26 @@ def _auth(st):
     agent = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
     customer = Customer.get(Customer.account_id == ACCOUNT)
     return agent, services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+
+
+def test_a_transfer_to_a_payee_blocked_meanwhile_is_rejected_and_the_block_comes_down(server, tmp_path, clock):
+    from sync_server.admin import block_payee
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = balance()
+    agent, _ = open_counter(st)
+    customer = Customer.get(Customer.account_id == ACCOUNT)
+    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    payee = customer.payees.get()
+    sent = services.transfer(st, agent, auth, payee.account, payee.name, 30_000, services.new_txn_id())
+    server_db()
+    block_payee(payee.account, "reported fraud")
+    result = sync_once(st)
+    st.activate()
+    assert result.rejected == {sent.seq: "payee_blocked"}
+    op = Operation.get_by_id(sent.txn)
+    assert (op.status, op.outcome_reason) == ("rejected", "payee_blocked")
+    assert balance() == before
+    st.activate()
+    with pytest.raises(errors.PayeeBlocked):
+        services.transfer(st, agent, auth, payee.account, payee.name, 10_000, services.new_txn_id())
