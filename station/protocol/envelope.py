@@ -24,10 +24,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -418,6 +420,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
         if isinstance(header, dict) and header.get("alg") in ACCEPTED_ALGS and header.get("kid") == kid:
             good_headers.add(header_b64)
     opened = []
+    unsigned: list[tuple[int, bytes, bytes]] = []
     expected_prev = prev
     previous_ms = 0
     for index, item in enumerate(items):
@@ -434,10 +437,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
             header_b64, payload_b64, _ = token.split(".")
             if header_b64 not in good_headers:
                 raise BadEntry(f"entry {seq} is not signed with the station's key", seq=seq)
-            try:
-                public.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"))
-            except InvalidSignature as exc:
-                raise BadEntry(f"entry {seq}: signature does not verify", seq=seq) from exc
+            unsigned.append((seq, signature, f"{header_b64}.{payload_b64}".encode("ascii")))
             payload = json.loads(_unb64(payload_b64))
             previous_ms = millis
         if payload.get("seq") != seq or payload.get("station") != station_id:
@@ -448,9 +448,47 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
             raise BadEntry("the first entry is not a start entry", seq=1)
         opened.append(OpenedEntry(seq, token, payload))
         expected_prev = chain_hash(token)
+    bad_seq = _first_bad_signature(public, unsigned)
+    if bad_seq is not None:
+        # A changed entry also breaks the next one's rebuilt prev: the first failure is the changed entry.
+        raise BadEntry(f"entry {bad_seq}: signature does not verify", seq=bad_seq)
     if head != expected_prev:
         raise BadEntry("the batch's declared head does not match its last entry", seq=first + len(items) - 1)
     return opened
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+#: Below this many signatures, threads cost more than they save.
+_PARALLEL_FROM = 64
+
+
+def _executor() -> ThreadPoolExecutor:
+    """A thread pool for signature checks (Ed25519 verification releases the GIL); one per process."""
+    global _pool, _pool_pid
+    if _pool is None or _pool_pid != os.getpid():
+        _pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="verify")
+        _pool_pid = os.getpid()
+    return _pool
+
+
+def _first_bad_in(public: Ed25519PublicKey, chunk: list[tuple[int, bytes, bytes]]) -> int | None:
+    for seq, signature, signing_input in chunk:
+        try:
+            public.verify(signature, signing_input)
+        except InvalidSignature:
+            return seq
+    return None
+
+
+def _first_bad_signature(public: Ed25519PublicKey, unsigned: list[tuple[int, bytes, bytes]]) -> int | None:
+    """The lowest seq whose signature does not verify, or None; large batches are checked on several cores."""
+    if len(unsigned) < _PARALLEL_FROM or (os.cpu_count() or 1) == 1:
+        return _first_bad_in(public, unsigned)
+    size = -(-len(unsigned) // min(4, os.cpu_count() or 1))
+    chunks = [unsigned[i:i + size] for i in range(0, len(unsigned), size)]
+    failures = [seq for seq in _executor().map(lambda chunk: _first_bad_in(public, chunk), chunks) if seq is not None]
+    return min(failures) if failures else None
 
 
 # -- ack and downlink ---------------------------------------------------------------------------------------
