@@ -340,7 +340,7 @@ def gunicorn_two_workers(server):
     env = {**os.environ, "DATABASE_URL": server.database_url, "SYNC_SERVER_KEYS_DIR": str(server.keys_dir)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", "127.0.0.1:0", "--graceful-timeout", "5",
-         "--control-socket", str(server.keys_dir.parent / "gunicorn.ctl"), "sync_server.wsgi:app"],
+         "--no-control-socket", "sync_server.wsgi:app"],
         env=env, stderr=subprocess.PIPE, text=True)
     url = None
     booted = 0
