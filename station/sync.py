@@ -314,6 +314,12 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
             allowance_fen=int(item.get("allowance_fen", 0)), allowance_seq=acked_through,
             balance_fen=item.get("balance_fen"), balance_as_of=server_time,
         )
+        for number_field in (Customer.card_number, Customer.passbook_number):
+            number = fields[number_field.name]
+            if number:
+                # The bank's record wins: a card or passbook now belongs to this account, not to an old record.
+                Customer.update({number_field: None}).where(
+                    (number_field == number) & (Customer.account_id != item["account_id"])).execute()
         customer = Customer.get_or_none(Customer.account_id == item["account_id"])
         if customer is None:
             customer = Customer.create(account_id=item["account_id"], **fields)

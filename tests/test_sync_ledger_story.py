@@ -140,3 +140,17 @@ def test_a_transfer_to_a_payee_blocked_meanwhile_is_rejected_and_the_block_comes
     st.activate()
     with pytest.raises(errors.PayeeBlocked):
         services.transfer(st, agent, auth, payee.account, payee.name, 10_000, services.new_txn_id())
+
+
+def test_a_card_moved_to_another_account_by_the_bank_follows_the_downlink(server, tmp_path, clock):
+    from sync_server.db import Customer as BankCustomer
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    card = Customer.get(Customer.account_id == ACCOUNT).card_number
+    server_db()
+    BankCustomer.update(card_number=None).where(BankCustomer.account_id == ACCOUNT).execute()
+    BankCustomer.update(card_number=card).where(BankCustomer.account_id == "DM00010001").execute()
+    sync_once(st)
+    st.activate()
+    assert Customer.get(Customer.account_id == "DM00010001").card_number == card
+    assert Customer.get(Customer.account_id == ACCOUNT).card_number is None
