@@ -4,7 +4,8 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - one journal entry per ``(station_id, seq)`` (the primary key of ``entry``; hot tables lead with station_id);
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
-That the postings of one entry sum to zero is enforced in code (``sync_server.ledger``) before any write.
+That the postings of one entry sum to zero is enforced in code (``sync_server.ledger``) before any write, and on
+PostgreSQL also by a statement trigger (``POSTGRES_BALANCED_POSTINGS``).
 
 Schema changes are migrations: ``MIGRATIONS`` is an ordered list of functions; ``schema_version`` records which
 ran. ``migrate_database`` runs the missing ones in order, each in its own transaction; never drop and recreate.
@@ -266,6 +267,30 @@ def _migration_1(database: Database, migrator: SchemaMigrator) -> None:
     this function keeps creating the release-1 shape and a new migration changes it.
     """
     database.create_tables(MODELS[1:])
+    if isinstance(database, PostgresqlDatabase):
+        # Run through psycopg with parameters: a literal % in the SQL is written %%.
+        for statement in POSTGRES_BALANCED_POSTINGS:
+            database.execute_sql(statement)
+
+
+#: PostgreSQL also refuses, per INSERT statement, postings whose legs do not sum to zero per (station_id, seq)
+#: (the code writes all legs of a batch in one statement). SQLite has no transition tables: there the check in
+#: ``ledger.Book.post`` is the only one.
+POSTGRES_BALANCED_POSTINGS = [
+    """CREATE FUNCTION posting_legs_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE unbalanced record;
+    BEGIN
+        SELECT station_id, seq, SUM(amount_fen) AS total INTO unbalanced FROM new_postings
+            GROUP BY station_id, seq HAVING SUM(amount_fen) <> 0 LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'postings of %% seq %% sum to %%, not zero',
+                unbalanced.station_id, unbalanced.seq, unbalanced.total USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER posting_legs_balance AFTER INSERT ON posting REFERENCING NEW TABLE AS new_postings
+       FOR EACH STATEMENT EXECUTE FUNCTION posting_legs_balance()""",
+]
 
 
 #: Ordered: the migration at index i brings the schema to version i + 1. Append; never edit a released one.

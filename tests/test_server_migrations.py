@@ -30,3 +30,31 @@ def test_migrations_apply_in_order_once_and_later_ones_alter_in_place(database_u
         assert database.execute_sql("SELECT name FROM station").fetchone()[0] == "kept"
     finally:
         database.close()
+
+
+def test_unbalanced_postings_are_refused(database_url):
+    """In code on every backend (``Book.post``), and on PostgreSQL by the database as well."""
+    import pytest
+    from peewee import DatabaseError
+
+    from sync_server.ledger import Book, LedgerError
+
+    database = connect_url(database_url)
+    database.connect()
+    try:
+        migrate_database(database)
+        with database.bind_ctx(server_db_module.MODELS):
+            with pytest.raises(LedgerError, match="do not sum to zero"):
+                Book("ST-0001", set(), "2026-11-28T00:00:00").post([("a", 100, ""), ("b", -50, "")])
+            Posting = server_db_module.Posting
+            Posting.insert_many([dict(station_id="ST-0001", seq=1, leg=0, account_id="a", amount_fen=100),
+                                 dict(station_id="ST-0001", seq=1, leg=1, account_id="b", amount_fen=-100)]).execute()
+            if database_url.startswith("postgresql"):
+                with pytest.raises(DatabaseError, match="sum to 50, not zero"):
+                    with database.atomic():
+                        Posting.insert_many([
+                            dict(station_id="ST-0001", seq=2, leg=0, account_id="a", amount_fen=100),
+                            dict(station_id="ST-0001", seq=2, leg=1, account_id="b", amount_fen=-50)]).execute()
+            assert Posting.select().count() == 2
+    finally:
+        database.close()
