@@ -40,6 +40,7 @@ def test_unbalanced_postings_are_refused(database_url):
     from sync_server.ledger import Book, LedgerError
 
     database = connect_url(database_url)
+    server_db_module.db_proxy.initialize(database)
     database.connect()
     try:
         migrate_database(database)
