@@ -148,3 +148,72 @@ def serve(data_dir, host, port):
     app = create_app({"STATION": st, "STATION_DATA_DIR": str(st.data_dir)})
     click.echo(f"Station {st.station_id} serving on http://{host}:{port}/")
     serve_app(app, host, port)
+
+
+@cli.command()
+@data_dir_option
+@click.option("--server", "server_url", required=True, help="The bank's sync server, e.g. https://sync.bank.example.")
+@click.option("--code", required=True, help="The one-time enrollment code from `sync-server station add`.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CA bundle to verify the server's TLS certificate (default: the system's CAs).")
+def enroll(data_dir, server_url, code, ca_bundle):
+    """Create this device's keys and enroll it with the bank; pins the server's keys.
+
+    Example: station enroll --server https://sync.bank.example --code K7QX-M2PD-9HWT --data-dir /var/lib/station
+    """
+    from station.sync import EnrollError, enroll_station
+
+    target = resolve_data_dir(data_dir)
+    try:
+        st = enroll_station(target, server_url, code, ca_bundle=ca_bundle)
+    except EnrollError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Enrolled as station {st.station_id} in {target} (key id {st.signer.kid}). Run `station sync`.")
+
+
+@cli.command()
+@data_dir_option
+def sync(data_dir):
+    """Send everything not yet acknowledged to the bank now; exit 0 only when all of it is acknowledged.
+
+    Example: station sync --data-dir /var/lib/station
+    """
+    from station.sync import SyncError, sync_once
+
+    st = open_station(data_dir)
+    try:
+        result = sync_once(st)
+    except SyncError as exc:
+        raise click.ClickException(f"Sync failed: {exc}") from exc
+    rejected = f", {len(result.rejected)} rejected by the bank" if result.rejected else ""
+    click.echo(f"Acknowledged through seq {result.acked_seq}: {result.entries} entries in {result.batches} "
+               f"batches{rejected}.")
+    if result.pending:
+        raise click.ClickException(f"{result.pending} entries still wait for the bank.")
+
+
+@cli.command()
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(data_dir, as_json):
+    """Station id, last successful sync, acked seq, pending entries, unsynced exposure, drawer cash.
+
+    Example: station status --data-dir /var/lib/station --json
+    """
+    from station.protocol.money import format_yuan
+    from station.sync import station_status
+
+    st = open_station(data_dir)
+    info = station_status(st)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    drawer = "day not open" if info["drawer_cash_fen"] is None else format_yuan(info["drawer_cash_fen"])
+    click.echo(f"Station {info['station_id']} (server {info['server'] or 'not enrolled'})\n"
+               f"Last successful sync: {info['last_sync_at'] or 'never'}\n"
+               f"Acknowledged through seq {info['acked_seq']} of {info['head_seq']}; "
+               f"{info['pending_entries']} entries waiting\n"
+               f"Unsynced debits: {info['unsynced_debits']} totalling {format_yuan(info['unsynced_exposure_fen'])}\n"
+               f"Drawer cash: {drawer}")
+    if info["last_sync_error"]:
+        click.echo(f"Last sync error: {info['last_sync_error']}")

@@ -83,6 +83,12 @@ def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowanc
             if index % 3 == 0:
                 Payee.create(customer=customer, account=card_with_check_digit(f"622200{index:09d}"),
                              name=rng.choice(SURNAMES) + rng.choice(GIVEN))
+    ensure_demo_agents(st)
+
+
+def ensure_demo_agents(st: Station) -> None:
+    """Add the demo agents that are missing (an enrolled station gets customers from the bank, not agents)."""
+    st.activate()
     for agent_id, name, role, pin in DEMO_AGENTS:
         if Agent.get_or_none(Agent.agent_id == agent_id) is None:
             add_agent(st, agent_id, name, role, pin)

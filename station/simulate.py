@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from station import errors, services
 from station.context import Station
 from station.db import Biller, Customer, Payee
-from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, load_demo_customers
+from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, ensure_demo_agents, load_demo_customers
 
 OPEN_AT = time(7, 40)
 CLOSE_AT = time(17, 30)
@@ -66,6 +66,7 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
     rng = random.Random(seed)
     if not Customer.select().exists():
         load_demo_customers(st)
+    ensure_demo_agents(st)
     tz = st.timezone
     head_time = services.JournalEntry.select().order_by(services.JournalEntry.seq.desc()).first().recorded_at
     begin = start or max(head_time, datetime.combine(st.local_date(head_time), OPEN_AT, tz))

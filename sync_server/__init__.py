@@ -1,1 +1,82 @@
-"""Central sync server: verifies, decrypts and applies station batches to the double-entry ledger."""
+"""The bank's sync server: Flask API, central double-entry ledger, PostgreSQL or SQLite via peewee.
+
+``create_app`` reads ``DATABASE_URL`` and ``SYNC_SERVER_KEYS_DIR`` (or ``test_config``). Workers keep no state
+that matters between requests: everything is in the database and the keys folder, so gunicorn may run several.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+
+from station.protocol.envelope import MAX_SEALED_BYTES
+from sync_server.db import DEFAULT_DATABASE_URL, connect_url, db_proxy
+from sync_server.keys import load_keys
+from sync_server.problems import PROBLEM_CONTENT_TYPE, Problem
+
+DEFAULT_KEYS_DIR = "sync-server-keys"
+log = logging.getLogger(__name__)
+
+_databases: dict = {}
+
+
+def database_for(url: str):
+    """One peewee database object per URL in this process (its connections are per thread), bound to the models."""
+    if url not in _databases:
+        _databases[url] = connect_url(url)
+    db_proxy.initialize(_databases[url])
+    return _databases[url]
+
+
+_HTTP_SLUGS = {400: "malformed-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """The API app for ``DATABASE_URL`` and the keys in ``SYNC_SERVER_KEYS_DIR`` (or ``test_config``)."""
+    app = Flask(__name__)
+    app.config.from_mapping(
+        DATABASE_URL=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        SYNC_SERVER_KEYS_DIR=os.environ.get("SYNC_SERVER_KEYS_DIR", DEFAULT_KEYS_DIR),
+        MAX_CONTENT_LENGTH=MAX_SEALED_BYTES,
+    )
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    database = database_for(app.config["DATABASE_URL"])
+    app.extensions["server_keys"] = load_keys(app.config["SYNC_SERVER_KEYS_DIR"])
+
+    from sync_server.api import bp
+
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def _connect():
+        database.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(_exc):
+        if not database.is_closed():
+            database.close()
+
+    def problem_response(problem: Problem):
+        response = app.response_class(
+            app.json.dumps(problem.body(request.path)), status=problem.status, mimetype=PROBLEM_CONTENT_TYPE)
+        return response
+
+    @app.errorhandler(Problem)
+    def _problem(problem: Problem):
+        return problem_response(problem)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        slug = _HTTP_SLUGS.get(exc.code, "malformed-request")
+        return problem_response(Problem(slug, exc.description or slug))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error on %s", request.path)
+        return problem_response(Problem("internal-error", "The server could not complete the request; retry."))
+
+    return app

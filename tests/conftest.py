@@ -102,3 +102,7 @@ def printed(station, monkeypatch):
 
     monkeypatch.setattr(printing, "print_receipt", print_and_keep)
     return jobs
+
+
+# The sync server fixtures (server over SQLite and, with TEST_DATABASE_URL, PostgreSQL): tests/sync_support.py.
+from sync_support import database_url, pg_database_url, server  # noqa: E402, F401

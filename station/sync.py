@@ -1,0 +1,443 @@
+"""Store and forward: enrollment, batches to the bank, and applying the bank's signed acks.
+
+The outbox is every journal entry above the ``acked_seq`` setting. ``acked_seq`` moves only when an ack that
+verifies with the server's pinned key (and names this station's own chain head) has been applied, in the same
+transaction as its outcomes and downlink, so nothing leaves the outbox before its ack and a crash at any
+point just means the next sync sends the same entries again (the server answers a duplicate with the same ack).
+
+Sync settings live in ``config.json`` under ``"sync"`` (see ``SYNC_SETTINGS``, documented in docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+from station.context import SIGNING_KEY_FILE, Station, write_private_file
+from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
+from station.journal import append_entry, iter_entries, journal_head
+from station.protocol import envelope
+from station.protocol.tokens import (
+    chain_hash,
+    generate_signing_key,
+    genesis_prev,
+    public_jwk,
+    unverified_payload,
+    utc_timestamp,
+)
+
+ENCRYPTION_KEY_FILE = "keys/encryption.key"
+USER_AGENT = "station-kit-station/0.1"
+
+#: name -> (default, one-line help). Read from config.json "sync"; docs/operations.md lists every one.
+SYNC_SETTINGS: dict[str, tuple[object, str]] = {
+    "max_entries": (500, "Most entries in one batch."),
+    "max_bytes": (256 * 1024, "Most bytes of one sealed batch (a batch is halved until it fits)."),
+    "connect_timeout": (10.0, "Seconds to wait for the server to accept the connection."),
+    "read_timeout": (60.0, "Seconds to wait for the server's answer to one batch."),
+    "ca_bundle": (None, "Path of a CA bundle to verify the server's TLS certificate (default: system CAs)."),
+    "attempts": (3, "Tries per batch before a sync gives up (with exponential backoff and jitter)."),
+    "backoff_base": (2.0, "Seconds of the first backoff; doubled each retry."),
+    "backoff_cap": (300.0, "Longest backoff between retries, in seconds."),
+    "interval_seconds": (300, "How often `station serve` syncs (the scheduler's interval)."),
+}
+
+
+class SyncError(RuntimeError):
+    """A sync that did not complete. ``retryable``: worth trying again later (network, server busy)."""
+
+    retryable = False
+
+
+class ServerUnreachable(SyncError):
+    retryable = True
+
+
+class SyncRefused(SyncError):
+    """The server refused with a problem+json body (``problem``)."""
+
+    def __init__(self, message: str, problem: dict | None = None, status: int | None = None):
+        super().__init__(message)
+        self.problem = problem or {}
+        self.status = status
+        self.retryable = status is not None and status >= 500
+
+
+class EnrollError(RuntimeError):
+    """Enrollment failed: wrong, used or expired code, unreachable server, or a folder already in use."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    batches: int
+    entries: int
+    acked_seq: int
+    pending: int
+    rejected: dict[int, str]
+
+
+def sync_setting(st: Station, name: str):
+    """A sync setting from ``config.json`` (``sync``), else its default from ``SYNC_SETTINGS``."""
+    default, _ = SYNC_SETTINGS[name]
+    return st.config.get("sync", {}).get(name, default)
+
+
+def _verify_option(st_or_bundle) -> bool | str:
+    bundle = st_or_bundle if isinstance(st_or_bundle, str | None) else sync_setting(st_or_bundle, "ca_bundle")
+    return bundle or True
+
+
+def _problem_message(response: requests.Response) -> tuple[str, dict]:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {}
+    detail = problem.get("detail") or problem.get("title") or response.reason
+    return f"{detail} ({response.status_code} {problem.get('type', '')})".strip(), problem
+
+
+# -- enrollment ---------------------------------------------------------------------------------------------
+def enroll_station(
+    data_dir: str | os.PathLike,
+    server_url: str,
+    code: str,
+    *,
+    ca_bundle: str | None = None,
+    http: requests.Session | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> Station:
+    """Create this device's keys, enroll with ``code``, pin the server's keys, start the journal."""
+    data_dir = Path(data_dir)
+    if (data_dir / "config.json").exists():
+        raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.")
+    signing_key = generate_signing_key()
+    encryption_key = envelope.generate_encryption_key()
+    server_url = server_url.rstrip("/")
+    try:
+        response = (http or requests).post(
+            f"{server_url}/api/v1/enroll",
+            json={"code": code, "signing_jwk": public_jwk(signing_key),
+                  "encryption_jwk": envelope.encryption_public_jwk(encryption_key)},
+            timeout=(SYNC_SETTINGS["connect_timeout"][0], SYNC_SETTINGS["read_timeout"][0]),
+            verify=_verify_option(ca_bundle), headers={"User-Agent": USER_AGENT},
+        )
+    except requests.RequestException as exc:
+        raise EnrollError(f"Cannot reach the bank's server at {server_url}: {exc.__class__.__name__}.") from exc
+    if response.status_code != 200:
+        message, _ = _problem_message(response)
+        raise EnrollError(f"Enrollment refused: {message}")
+    answer = response.json()
+    server = answer["server"]
+    envelope.ed25519_public_from_jwk(server["signing_jwk"])
+    envelope.encryption_public_from_jwk(server["encryption_jwk"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_private_file(data_dir / SIGNING_KEY_FILE, json.dumps(signing_key.as_dict(private=True)))
+    write_private_file(data_dir / ENCRYPTION_KEY_FILE, envelope.encryption_private_to_text(encryption_key))
+    config = {
+        "station_id": answer["station_id"],
+        "name": answer.get("name", ""),
+        "server": {"url": server_url, "signing_jwk": server["signing_jwk"],
+                   "encryption_jwk": server["encryption_jwk"]},
+        "sync": {"ca_bundle": ca_bundle} if ca_bundle else {},
+    }
+    write_private_file(data_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
+    st = Station(data_dir, clock=clock)
+    with st.db.atomic():
+        append_entry(st.signer, st.station_id, "start", st.now(),
+                     {"jwk": public_jwk(st.signing_key), "software": "station-kit"})
+        st.set_setting("policy", answer.get("policy") or {})
+    return st
+
+
+# -- batches ------------------------------------------------------------------------------------------------
+def pending_entries(st: Station) -> int:
+    """How many journal entries wait for the bank's ack (the outbox)."""
+    st.activate()
+    head_seq, _ = journal_head()
+    return head_seq - st.setting("acked_seq", 0)
+
+
+def _server(st: Station) -> dict:
+    server = st.config.get("server")
+    if not server:
+        raise SyncError(f"Station {st.station_id} is not enrolled with a server: run `station enroll` first.")
+    return server
+
+
+def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int | None = None
+                ) -> envelope.SealedBatch | None:
+    """The next batch: entries after ``acked_seq``, at most ``max_entries`` and ``max_bytes`` sealed."""
+    st.activate()
+    max_entries = max_entries or sync_setting(st, "max_entries")
+    max_bytes = max_bytes or sync_setting(st, "max_bytes")
+    acked = st.setting("acked_seq", 0)
+    entries = []
+    for pair in iter_entries(after_seq=acked, batch=max_entries):
+        entries.append(pair)
+        if len(entries) >= max_entries:
+            break
+    if not entries:
+        return None
+    return _seal(st, entries, max_bytes)
+
+
+def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> envelope.SealedBatch | None:
+    """The last acknowledged entry again: the bank answers a duplicate with an ack and a fresh downlink."""
+    st.activate()
+    acked = st.setting("acked_seq", 0)
+    if not acked:
+        return None
+    return _seal(st, [(acked, JournalEntry.get_by_id(acked).token)], max_bytes or sync_setting(st, "max_bytes"))
+
+
+def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelope.SealedBatch:
+    before = entries[0][0] - 1
+    prev = chain_hash(JournalEntry.get_by_id(before).token) if before else genesis_prev(st.station_id)
+    server_key = envelope.encryption_public_from_jwk(_server(st)["encryption_jwk"])
+    while True:
+        sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
+                                     server_encryption_key=server_key)
+        if len(sealed.body) <= max_bytes or len(entries) == 1:
+            return sealed
+        entries = entries[: len(entries) // 2]
+
+
+def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session | None = None, *,
+               more: bool = False) -> dict:
+    """POST one sealed batch (``more``: another follows at once); the server's answer, or a :class:`SyncError`."""
+    server = _server(st)
+    headers = {**sealed.headers, "X-Station-Time": utc_timestamp(st.now()), "User-Agent": USER_AGENT}
+    if more:
+        headers[envelope.HEADER_MORE] = "1"
+    http = http or requests
+    try:
+        response = http.post(
+            f"{server['url']}/api/v1/stations/{st.station_id}/batches", data=sealed.body, headers=headers,
+            timeout=(sync_setting(st, "connect_timeout"), sync_setting(st, "read_timeout")),
+            verify=_verify_option(st),
+        )
+    except requests.RequestException as exc:
+        raise ServerUnreachable(f"Cannot reach the bank's server: {exc.__class__.__name__}.") from exc
+    if response.status_code != 200:
+        message, problem = _problem_message(response)
+        raise SyncRefused(f"The bank refused batch {sealed.first}-{sealed.last}: {message}", problem,
+                          response.status_code)
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise SyncRefused("The bank's answer is not JSON.", status=502) from exc
+
+
+def _encryption_key(st: Station):
+    return envelope.encryption_private_from_text((st.data_dir / ENCRYPTION_KEY_FILE).read_text(encoding="utf-8"))
+
+
+def open_answer(st: Station, answer: dict) -> envelope.Ack:
+    """Verify the server's answer with the pinned key and decrypt its downlink."""
+    try:
+        return envelope.open_ack(answer, server_signing_jwk=_server(st)["signing_jwk"], station_id=st.station_id,
+                                 station_encryption_key=_encryption_key(st))
+    except envelope.EnvelopeError as exc:
+        raise SyncRefused(f"The bank's answer does not verify: {exc}", status=502) from exc
+
+
+# -- applying an ack ----------------------------------------------------------------------------------------
+def apply_ack(st: Station, ack: envelope.Ack, sealed: envelope.SealedBatch) -> None:
+    """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction."""
+    st.activate()
+    if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
+        raise SyncRefused("The bank's ack does not cover the batch sent.", status=502)
+    with st.db.atomic():
+        head_seq, _ = journal_head()
+        if ack.acked_through > head_seq:
+            raise SyncRefused("The bank acknowledges entries this station never wrote.", status=502)
+        if chain_hash(JournalEntry.get_by_id(ack.acked_through).token) != ack.head:
+            raise SyncRefused("The bank's chain head differs from this station's journal.", status=502)
+        _apply_outcomes(ack)
+        now = st.now()
+        st.set_setting("acked_seq", max(ack.acked_through, st.setting("acked_seq", 0)))
+        st.set_setting("last_sync_at", now.isoformat())
+        server_time = datetime.fromisoformat(ack.server_time.replace("Z", "+00:00"))
+        st.set_setting("server_time_offset_ms", int((server_time - now).total_seconds() * 1000))
+        Setting.delete().where(Setting.key == "last_sync_error").execute()
+        apply_downlink(st, ack.downlink, ack.acked_through, server_time)
+
+
+def _apply_outcomes(ack: envelope.Ack) -> None:
+    ops = Operation.select().where(Operation.seq.between(ack.first, ack.last))
+    for op in ops:
+        reason = ack.rejected.get(op.seq)
+        if reason is not None:
+            if op.status in ("recorded", "settled"):
+                Operation.update(status="rejected", outcome_reason=reason).where(Operation.txn == op.txn).execute()
+            if op.type == "transfer_cancel" and reason == "already_executed" and op.ref_txn:
+                # The bank executed the transfer before the cancellation arrived: it stands.
+                Operation.update(status="settled").where(Operation.txn == op.ref_txn).execute()
+        elif op.status == "recorded":
+            Operation.update(status="settled").where(Operation.txn == op.txn).execute()
+
+
+def _locked_since(acked_through: int) -> set[str]:
+    """Accounts this station locked (wrong PINs) in entries the bank has not seen yet."""
+    locked = set()
+    for entry in JournalEntry.select().where((JournalEntry.seq > acked_through)
+                                             & (JournalEntry.type == "customer_pin_failed")):
+        payload = unverified_payload(entry.token)
+        if payload.get("locked"):
+            locked.add(payload.get("account"))
+    return locked
+
+
+def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time: datetime) -> None:
+    """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
+    if "policy" in downlink:
+        st.set_setting("policy", downlink["policy"] or {})
+    if "customers" not in downlink:
+        return
+    still_locked = _locked_since(acked_through)
+    served = [item["account_id"] for item in downlink.get("customers", [])]
+    # Customers the bank no longer serves here keep their records (receipts refer to them) but lose the allowance.
+    Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
+        Customer.account_id.not_in(served) & (Customer.allowance_fen > 0)).execute()
+    for item in downlink.get("customers", []):
+        fields = dict(
+            name=item["name"], card_number=item.get("card_number"), passbook_number=item.get("passbook_number"),
+            status=item.get("status", "active"), pin_verifier=item["pin_verifier"],
+            allowance_fen=int(item.get("allowance_fen", 0)), allowance_seq=acked_through,
+            balance_fen=item.get("balance_fen"), balance_as_of=server_time,
+        )
+        for number_field in (Customer.card_number, Customer.passbook_number):
+            number = fields[number_field.name]
+            if number:
+                # The bank's record wins: a card or passbook now belongs to this account, not to an old record.
+                Customer.update({number_field: None}).where(
+                    (number_field == number) & (Customer.account_id != item["account_id"])).execute()
+        customer = Customer.get_or_none(Customer.account_id == item["account_id"])
+        if customer is None:
+            customer = Customer.create(account_id=item["account_id"], **fields)
+        else:
+            if customer.status == "locked" and item["account_id"] in still_locked:
+                fields["status"] = "locked"
+            elif fields["status"] == "active" and customer.status == "locked":
+                fields["pin_failures"] = 0
+            Customer.update(**fields).where(Customer.id == customer.id).execute()
+        Payee.delete().where(Payee.customer == customer.id).execute()
+        for account, name in item.get("payees", []):
+            Payee.create(customer=customer.id, account=account, name=name)
+    if "billers" in downlink:
+        codes = []
+        for biller in downlink["billers"]:
+            codes.append(biller["code"])
+            Biller.insert(**biller).on_conflict_replace().execute()
+        Biller.delete().where(Biller.code.not_in(codes)).execute()
+    if "blocked_payees" in downlink:
+        BlockedPayee.delete().execute()
+        for account in downlink["blocked_payees"]:
+            BlockedPayee.create(account=account, reason="blocked by the bank")
+
+
+# -- one sync -----------------------------------------------------------------------------------------------
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**attempt))."""
+    return (rng or random).uniform(0, min(cap, base * 2 ** attempt))
+
+
+def sync_once(
+    st: Station,
+    *,
+    http: requests.Session | None = None,
+    attempts: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    max_batches: int | None = None,
+) -> SyncResult:
+    """Send batches until the outbox is empty (or ``max_batches``); retry transient failures with backoff."""
+    own_session = http is None
+    http = http or requests.Session()
+    attempts = attempts or sync_setting(st, "attempts")
+    batches = entries = 0
+    rejected: dict[int, str] = {}
+    heartbeat_sent = False
+    try:
+        while max_batches is None or batches < max_batches:
+            sealed = build_batch(st)
+            heartbeat = False
+            if sealed is None:
+                if batches or heartbeat_sent:
+                    break
+                # Nothing to send: still ask the bank for fresh allowances and policy (and prove we are online).
+                sealed = build_heartbeat(st)
+                if sealed is None:
+                    break
+                heartbeat = heartbeat_sent = True
+            for attempt in range(attempts):
+                try:
+                    more = max_batches is None and pending_entries(st) > sealed.last - st.setting("acked_seq", 0)
+                    ack = open_answer(st, send_batch(st, sealed, http, more=more))
+                    break
+                except SyncError as exc:
+                    if isinstance(exc, SyncRefused) and _rewind_after_gap(st, exc):
+                        ack = None
+                        break
+                    if not exc.retryable or attempt == attempts - 1:
+                        raise
+                    sleep(backoff_delay(attempt, sync_setting(st, "backoff_base"), sync_setting(st, "backoff_cap"),
+                                        rng))
+            if ack is None:
+                continue
+            apply_ack(st, ack, sealed)
+            if not heartbeat:
+                batches += 1
+                entries += sealed.last - sealed.first + 1
+            rejected.update(ack.rejected)
+    except SyncError as exc:
+        st.set_setting("last_sync_error", str(exc))
+        raise
+    finally:
+        if own_session:
+            http.close()
+    return SyncResult(batches, entries, st.setting("acked_seq", 0), pending_entries(st), rejected)
+
+
+def _rewind_after_gap(st: Station, refusal: SyncRefused) -> bool:
+    """The bank holds fewer entries than this station believes (its database was restored from a backup):
+    send again from where the bank stands. Only ever moves ``acked_seq`` back, so nothing is skipped."""
+    if refusal.problem.get("type") != "urn:station-kit:problem:gap":
+        return False
+    expected = refusal.problem.get("expected_first")
+    acked = st.setting("acked_seq", 0)
+    if not isinstance(expected, int) or not 1 <= expected <= acked:
+        return False
+    st.set_setting("acked_seq", expected - 1)
+    return True
+
+
+def station_status(st: Station) -> dict:
+    """What `station status` shows: identity, sync state, outbox, exposure, drawer."""
+    from station.services import drawer_cash, unsynced_exposure
+
+    st.activate()
+    head_seq, _ = journal_head()
+    exposure_fen, exposure_count = unsynced_exposure(st)
+    return {
+        "station_id": st.station_id,
+        "server": (st.config.get("server") or {}).get("url"),
+        "last_sync_at": st.setting("last_sync_at"),
+        "last_sync_error": st.setting("last_sync_error"),
+        "acked_seq": st.setting("acked_seq", 0),
+        "head_seq": head_seq,
+        "pending_entries": head_seq - st.setting("acked_seq", 0),
+        "unsynced_exposure_fen": exposure_fen,
+        "unsynced_debits": exposure_count,
+        "drawer_cash_fen": drawer_cash(),
+        "server_time_offset_ms": st.setting("server_time_offset_ms"),
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

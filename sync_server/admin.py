@@ -1,0 +1,367 @@
+"""Operator tasks behind the ``sync-server`` command: stations, enrollment codes, imports, demo data.
+
+Imports validate every row first and report every bad row by its line number; only a file without errors is
+written, in one transaction, so nothing is ever half-imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from peewee import fn
+
+from station.protocol.money import AmountError, parse_amount
+from station.protocol.pins import PIN_RE, make_pin_verifier
+from sync_server.db import (
+    Account,
+    Biller,
+    BlockedPayee,
+    Customer,
+    Hold,
+    HomeStation,
+    KnownPayee,
+    Posting,
+    ServerSetting,
+    Station,
+    Transfer,
+    db_proxy,
+)
+from sync_server.ledger import DEFAULT_SERVER_POLICY, Book, station_account
+from sync_server.service import new_enrollment_code
+
+BANK_BOOKING = "BANK"
+
+
+class AdminError(RuntimeError):
+    """An operator request that cannot be done (message says why)."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class ImportFailed(AdminError):
+    def __init__(self, errors: list[RowError]):
+        self.errors = errors
+        super().__init__("nothing imported; fix these rows:\n" + "\n".join(str(e) for e in errors))
+
+
+# -- stations -----------------------------------------------------------------------------------------------
+def add_station(station_id: str, name: str) -> str:
+    """Register a station (or issue a new code for one not yet enrolled); returns a one-time enrollment code."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", station_id or ""):
+        raise AdminError("A station id is 1 to 40 letters, digits, '-' or '_', e.g. ST-0001.")
+    with db_proxy.atomic():
+        station = Station.get_or_none(Station.station_id == station_id)
+        if station is None:
+            Station.create(station_id=station_id, name=name, created_at=datetime.now(UTC).isoformat())
+        elif station.status != "pending":
+            # A second device under the same id would restart the journal at seq 1: a fork. Never allow it.
+            raise AdminError(f"Station {station_id} is {station.status}; a replacement device gets a new id "
+                             f"(revoke {station_id} first if the old device is lost).")
+        return new_enrollment_code(station_id)
+
+
+def list_stations() -> list[dict]:
+    """Every station with its status, flag and sync state."""
+    return [
+        {"station_id": s.station_id, "name": s.name, "status": s.status, "flagged": s.flagged,
+         "flag_reason": s.flag_reason, "acked_seq": s.acked_seq, "last_sync_at": s.last_sync_at,
+         "clock_offset_ms": s.clock_offset_ms}
+        for s in Station.select().order_by(Station.station_id)
+    ]
+
+
+def revoke_station(station_id: str) -> None:
+    """Refuse the station's uploads from now on and release the allowances held for it."""
+    with db_proxy.atomic():
+        changed = Station.update(status="revoked", revoked_at=datetime.now(UTC).isoformat()).where(
+            Station.station_id == station_id).execute()
+        if not changed:
+            raise AdminError(f"No station {station_id}.")
+        Hold.update(amount_fen=0).where(Hold.station_id == station_id).execute()
+
+
+def block_payee(account: str, reason: str = "") -> None:
+    """Refuse transfers to ``account`` (stations learn it with their next downlink)."""
+    BlockedPayee.insert(account=account, reason=reason).on_conflict(
+        conflict_target=[BlockedPayee.account], update={BlockedPayee.reason: reason}).execute()
+
+
+# -- customers ----------------------------------------------------------------------------------------------
+CUSTOMER_COLUMNS = ("account_id", "name", "card_number", "passbook_number", "pin", "balance", "home_stations")
+
+
+def _bank_booking(legs: list[tuple[str, int, str]]) -> None:
+    """Post a bank-side ledger transaction (opening balances) under station id ``BANK``."""
+    if sum(amount for _, amount, _ in legs) != 0:
+        raise AdminError("postings do not sum to zero")
+    seq = (Posting.select(fn.MAX(Posting.seq)).where(Posting.station_id == BANK_BOOKING).scalar() or 0) + 1
+    book = Book(BANK_BOOKING, {account for account, _, _ in legs}, datetime.now(UTC).isoformat())
+    book.ensure_account("equity:opening", "opening_equity")
+    book.post(legs)
+    book.flush()
+    Posting.insert_many([dict(station_id=BANK_BOOKING, seq=seq, leg=i, account_id=a, amount_fen=amt, memo=memo)
+                         for i, (a, amt, memo) in enumerate(legs)]).execute()
+
+
+def parse_customers_csv(text: str, *, pin_log2_n: int | None = None) -> list[dict]:
+    """Validate a customers CSV (columns ``CUSTOMER_COLUMNS``; ``pin`` or ``pin_verifier``); raise ImportFailed."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"account_id", "name", "home_stations"} - set(reader.fieldnames or [])
+    if missing or not ({"pin", "pin_verifier"} & set(reader.fieldnames or [])):
+        raise ImportFailed([RowError(1, "columns must include account_id, name, pin (or pin_verifier), "
+                                        f"home_stations; missing {sorted(missing) or ['pin']}")])
+    rows, errors, seen = [], [], set()
+    for line, row in enumerate(reader, start=2):
+        problems = []
+        account_id = (row.get("account_id") or "").strip()
+        if not re.fullmatch(r"[A-Za-z0-9]{4,32}", account_id):
+            problems.append("account_id must be 4 to 32 letters or digits")
+        elif account_id in seen:
+            problems.append(f"account_id {account_id} appears twice")
+        seen.add(account_id)
+        name = (row.get("name") or "").strip()
+        if not name:
+            problems.append("name is empty")
+        card = (row.get("card_number") or "").strip() or None
+        if card and not re.fullmatch(r"\d{16,19}", card):
+            problems.append("card_number must be 16 to 19 digits")
+        passbook = (row.get("passbook_number") or "").strip() or None
+        if passbook and not re.fullmatch(r"\d{8,15}", passbook):
+            problems.append("passbook_number must be 8 to 15 digits")
+        verifier = (row.get("pin_verifier") or "").strip()
+        pin = (row.get("pin") or "").strip()
+        if not verifier and not PIN_RE.match(pin):
+            problems.append("pin must be 4 to 6 digits (or give pin_verifier)")
+        if verifier and not verifier.startswith("scrypt$"):
+            problems.append("pin_verifier must be a scrypt verifier")
+        try:
+            balance = parse_amount((row.get("balance") or "0").strip() or "0", allow_zero=True)
+        except AmountError as exc:
+            problems.append(f"balance: {exc.message}")
+            balance = 0
+        homes = [h.strip() for h in (row.get("home_stations") or "").split(";") if h.strip()]
+        if problems:
+            errors.append(RowError(line, "; ".join(problems)))
+            continue
+        rows.append(dict(account_id=account_id, name=name, card_number=card, passbook_number=passbook,
+                         pin=pin, pin_verifier=verifier, balance_fen=balance, home_stations=homes,
+                         status=(row.get("status") or "active").strip() or "active"))
+    if errors:
+        raise ImportFailed(errors)
+    for row in rows:
+        if not row["pin_verifier"]:
+            kwargs = {"log2_n": pin_log2_n} if pin_log2_n else {}
+            row["pin_verifier"] = make_pin_verifier(row.pop("pin"), **kwargs)
+        row.pop("pin", None)
+    return rows
+
+
+def import_customers(rows: list[dict], payees: dict[str, list[tuple[str, str]]] | None = None) -> int:
+    """Create or update customers; a new customer's opening balance is posted against opening equity.
+
+    An existing customer's balance is never overwritten (it is the ledger's); everything else is updated.
+    """
+    count = 0
+    with db_proxy.atomic():
+        for row in rows:
+            data = {k: row[k] for k in ("name", "card_number", "passbook_number", "pin_verifier", "status")}
+            existing = Customer.get_or_none(Customer.account_id == row["account_id"])
+            if existing is None:
+                Customer.create(account_id=row["account_id"], **data)
+                Account.insert(account_id=row["account_id"], kind="customer", name=row["name"]).on_conflict(
+                    conflict_target=[Account.account_id], action="NOTHING").execute()
+                if row["balance_fen"]:
+                    _bank_booking([("equity:opening", row["balance_fen"], "opening balance"),
+                                   (row["account_id"], -row["balance_fen"], "opening balance")])
+            else:
+                Customer.update(**data).where(Customer.account_id == row["account_id"]).execute()
+            HomeStation.delete().where(HomeStation.account_id == row["account_id"]).execute()
+            for station_id in row["home_stations"]:
+                HomeStation.insert(station_id=station_id, account_id=row["account_id"]).on_conflict(
+                    conflict_target=[HomeStation.station_id, HomeStation.account_id], action="NOTHING").execute()
+            for payee_account, payee_name in (payees or {}).get(row["account_id"], []):
+                KnownPayee.insert(account_id=row["account_id"], payee_account=payee_account, name=payee_name
+                                  ).on_conflict(conflict_target=[KnownPayee.account_id, KnownPayee.payee_account],
+                                                update={KnownPayee.name: payee_name}).execute()
+            count += 1
+    return count
+
+
+# -- billers ------------------------------------------------------------------------------------------------
+BILLER_COLUMNS = ("code", "kind", "name_zh", "name_en", "ref_pattern", "ref_prefixes", "min_fen", "max_fen",
+                  "denominations")
+
+
+def parse_billers_csv(text: str) -> list[dict]:
+    """Validate a billers CSV (columns ``BILLER_COLUMNS``; lists separated by ';'); raise ImportFailed."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = {"code", "kind", "name_zh", "name_en", "ref_pattern"} - set(reader.fieldnames or [])
+    if missing:
+        raise ImportFailed([RowError(1, f"missing columns {sorted(missing)}")])
+    rows, errors = [], []
+    for line, row in enumerate(reader, start=2):
+        problems = []
+        code = (row.get("code") or "").strip()
+        if not re.fullmatch(r"[A-Z0-9-]{2,32}", code):
+            problems.append("code must be 2 to 32 capital letters, digits or '-'")
+        kind = (row.get("kind") or "").strip()
+        if kind not in ("electricity", "water", "gas", "mobile"):
+            problems.append("kind must be electricity, water, gas or mobile")
+        try:
+            re.compile(row.get("ref_pattern") or "")
+        except re.error:
+            problems.append("ref_pattern is not a valid regular expression")
+
+        def fen_list(text):
+            return [int(x) for x in (text or "").split(";") if x.strip()]
+
+        try:
+            min_fen = int((row.get("min_fen") or "100").strip())
+            max_fen = int((row.get("max_fen") or "200000").strip())
+            denominations = fen_list(row.get("denominations")) or None
+            if min_fen <= 0 or max_fen < min_fen:
+                problems.append("min_fen must be positive and at most max_fen")
+        except ValueError:
+            problems.append("min_fen, max_fen and denominations are whole numbers of fen")
+            min_fen = max_fen = 0
+            denominations = None
+        if problems:
+            errors.append(RowError(line, "; ".join(problems)))
+            continue
+        prefixes = [p.strip() for p in (row.get("ref_prefixes") or "").split(";") if p.strip()] or None
+        rows.append(dict(code=code, kind=kind, name_zh=row["name_zh"].strip(), name_en=row["name_en"].strip(),
+                         ref_pattern=row["ref_pattern"].strip(), ref_prefixes=prefixes, min_fen=min_fen,
+                         max_fen=max_fen, denominations=denominations))
+    if errors:
+        raise ImportFailed(errors)
+    return rows
+
+
+def import_billers(rows: list[dict]) -> int:
+    """Create or update billers from validated rows, in one transaction."""
+    with db_proxy.atomic():
+        for row in rows:
+            fields = {getattr(Biller, k): v for k, v in row.items() if k != "code"}
+            Biller.insert(**row).on_conflict(conflict_target=[Biller.code], update=fields).execute()
+    return len(rows)
+
+
+# -- the bank side of transfers -----------------------------------------------------------------------------
+def execute_due_transfers(now: datetime | None = None) -> int:
+    """Execute pending transfers whose delay has passed: clearing -> payee (a customer here, else external)."""
+    now_text = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+    done = 0
+    due = list(Transfer.select().where((Transfer.status == "pending") & (Transfer.execute_after <= now_text)))
+    for transfer in due:
+        with db_proxy.atomic():
+            claimed = Transfer.update(status="executed", executed_at=now_text).where(
+                (Transfer.station_id == transfer.station_id) & (Transfer.seq == transfer.seq)
+                & (Transfer.status == "pending")).execute()
+            if claimed != 1:
+                continue
+            clearing, _ = station_account("transfer_clearing", transfer.station_id)
+            internal = Customer.get_or_none(Customer.account_id == transfer.payee_account)
+            if internal is not None:
+                target = internal.account_id
+            else:
+                target, kind = station_account("external_clearing", transfer.station_id)
+            book = Book(BANK_BOOKING, {target} if internal else set(), now_text)
+            book.ensure_account(clearing, "transfer_clearing")
+            if internal is None:
+                book.ensure_account(target, kind)
+            legs = [(clearing, transfer.amount_fen, f"execute {transfer.txn}"),
+                    (target, -transfer.amount_fen, f"transfer {transfer.txn}")]
+            seq = (Posting.select(fn.MAX(Posting.seq)).where(Posting.station_id == BANK_BOOKING).scalar() or 0) + 1
+            book.post(legs)
+            book.flush()
+            Posting.insert_many([dict(station_id=BANK_BOOKING, seq=seq, leg=i, account_id=a, amount_fen=amt,
+                                      memo=memo) for i, (a, amt, memo) in enumerate(legs)]).execute()
+            done += 1
+    return done
+
+
+# -- demo data ----------------------------------------------------------------------------------------------
+DEMO_CUSTOMER_PIN = "123456"
+DEMO_PIN_LOG2_N = 8
+DEMO_CUSTOMERS_PER_STATION = 20
+CHINA_MOBILE = "134;135;136;137;138;139;147;150;151;152;157;158;159;178;182;183;184;187;188;198"
+CHINA_UNICOM = "130;131;132;145;155;156;166;175;176;185;186"
+CHINA_TELECOM = "133;149;153;173;177;180;181;189;199"
+TOP_UPS = "1000;2000;3000;5000;10000;20000"
+DEMO_BILLERS_CSV = f"""code,kind,name_zh,name_en,ref_pattern,ref_prefixes,min_fen,max_fen,denominations
+ELEC-SGCC,electricity,国网电费,State Grid electricity,\\d{{10}},,100,500000,
+WATER-COUNTY,water,县自来水费,County water,\\d{{8}},,100,200000,
+GAS-COUNTY,gas,县燃气费,County gas,\\d{{10,12}},,100,300000,
+MOBILE-CMCC,mobile,中国移动充值,China Mobile top-up,1\\d{{10}},{CHINA_MOBILE},100,200000,{TOP_UPS}
+MOBILE-CUCC,mobile,中国联通充值,China Unicom top-up,1\\d{{10}},{CHINA_UNICOM},100,200000,{TOP_UPS}
+MOBILE-CTCC,mobile,中国电信充值,China Telecom top-up,1\\d{{10}},{CHINA_TELECOM},100,200000,{TOP_UPS}
+"""
+SURNAMES = "李王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN = ["秀英", "桂英", "玉兰", "建国", "国强", "德明", "淑珍", "志强", "凤英", "春华", "永福", "金花", "长顺", "素芬"]
+
+
+def luhn_complete(body: str) -> str:
+    """``body`` with its Luhn check digit appended."""
+    for digit in "0123456789":
+        number = body + digit
+        total = 0
+        for index, char in enumerate(reversed(number)):
+            value = int(char) * (2 if index % 2 else 1)
+            total += value - 9 if value > 9 else value
+        if total % 10 == 0:
+            return number
+    raise AssertionError("unreachable")
+
+
+def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS_PER_STATION) -> tuple[list, dict]:
+    """Demo customers for ``station_ids`` (PIN 123456) and their known payees.
+
+    Account ``DM<station digits><index>``; the first two customers of the first station also call every other
+    station home (so the holds across stations show).
+    """
+    rows, payees = [], {}
+    verifier = make_pin_verifier(DEMO_CUSTOMER_PIN, log2_n=DEMO_PIN_LOG2_N)
+    for number, station_id in enumerate(station_ids, start=1):
+        digits = (re.sub(r"\D", "", station_id) or str(number))[-4:].rjust(4, "0")
+        rng = random.Random(f"demo-{station_id}")
+        for index in range(per_station):
+            account_id = f"DM{digits}{index:04d}"
+            homes = [station_id]
+            if number == 1 and index < 2:
+                homes = list(station_ids)
+            rows.append(dict(
+                account_id=account_id, name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+                card_number=None if index % 5 == 4 else luhn_complete(f"6217{digits}{index:07d}"),
+                passbook_number=f"88{digits}{index:06d}", pin_verifier=verifier, status="active",
+                balance_fen=rng.randrange(2_000, 60_000) * 100, home_stations=homes,
+            ))
+            if index % 3 == 0:
+                payees[account_id] = [(luhn_complete(f"6222{digits}{index:07d}"),
+                                       rng.choice(SURNAMES) + rng.choice(GIVEN))]
+    return rows, payees
+
+
+def load_demo_data(station_ids: list[str]) -> dict:
+    """Idempotent: billers, the default policy, the stations (pending) and their demo customers."""
+    import_billers(parse_billers_csv(DEMO_BILLERS_CSV))
+    ServerSetting.insert(key="policy", value=DEFAULT_SERVER_POLICY).on_conflict(
+        conflict_target=[ServerSetting.key], action="NOTHING").execute()
+    for station_id in station_ids:
+        if Station.get_or_none(Station.station_id == station_id) is None:
+            Station.create(station_id=station_id, name=f"Demo station {station_id}",
+                           created_at=datetime.now(UTC).isoformat())
+    rows, payees = demo_customer_rows(station_ids)
+    import_customers(rows, payees)
+    return {"stations": station_ids, "customers": len(rows), "billers": Biller.select().count()}

@@ -1,0 +1,245 @@
+"""The ``sync-server`` command: thin click wrappers around ``sync_server.admin`` and the app."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from sync_server import DEFAULT_KEYS_DIR, database_for
+from sync_server.db import DEFAULT_DATABASE_URL, migrate_database, schema_version
+
+database_option = click.option(
+    "--database-url", envvar="DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True,
+    help="sqlite:///path or postgresql://user@host:port/name (env DATABASE_URL).")
+keys_option = click.option(
+    "--keys-dir", envvar="SYNC_SERVER_KEYS_DIR", default=DEFAULT_KEYS_DIR, show_default=True,
+    type=click.Path(file_okay=False), help="Folder of the server's private keys (env SYNC_SERVER_KEYS_DIR).")
+
+
+def open_database(url: str):
+    """Connect the models to ``url`` for this command; the connection closes when the command ends."""
+    database = database_for(url)
+    database.connect(reuse_if_open=True)
+    click.get_current_context().call_on_close(database.close)
+    return database
+
+
+def _admin_call(fn, *args, **kwargs):
+    from sync_server.admin import AdminError
+
+    try:
+        return fn(*args, **kwargs)
+    except AdminError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def cli():
+    """The bank's sync server: enrollment, batch ingest, central ledger."""
+
+
+@cli.command("init-db")
+@database_option
+def init_db(database_url):
+    """Create or migrate the database schema (safe to run again).
+
+    Example: DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bank sync-server init-db
+    """
+    database = open_database(database_url)
+    applied = migrate_database(database)
+    click.echo(f"Schema at version {schema_version(database)} (applied: {applied or 'none'}).")
+
+
+@cli.command()
+@keys_option
+@click.option("--create", is_flag=True, help="Create the key pair (refuses to replace existing keys).")
+def keys(keys_dir, create):
+    """Show (or --create) the server's public keys: Ed25519 for acks, X25519 for sealed batches.
+
+    Example: sync-server keys --create --keys-dir /etc/station-kit/keys
+    """
+    from sync_server.keys import KeysMissing, create_keys, load_keys
+
+    try:
+        server_keys = create_keys(keys_dir) if create else load_keys(keys_dir)
+    except (FileExistsError, KeysMissing) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(json.dumps(server_keys.public(), indent=2))
+
+
+@cli.command()
+@click.option("--dev", is_flag=True, help="Serve with waitress (one process, threads) instead of gunicorn.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8800, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+def serve(dev, host, port, workers):
+    """Serve the API (reads DATABASE_URL and SYNC_SERVER_KEYS_DIR from the environment).
+
+    Example: sync-server serve --host 0.0.0.0 --port 8800 --workers 4
+    """
+    if dev:
+        from waitress import serve as waitress_serve
+
+        from sync_server import create_app
+
+        waitress_serve(create_app(), host=host, port=port, threads=4)
+        return
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
+                               f"{host}:{port}", "sync_server.wsgi:app"])
+
+
+@cli.group()
+def station():
+    """Stations: add (with an enrollment code), list, revoke."""
+
+
+@station.command("add")
+@database_option
+@click.argument("station_id")
+@click.option("--name", required=True, help="Where the station is, e.g. 'Liujia village shop'.")
+def station_add(database_url, station_id, name):
+    """Register a station; the last line printed is its one-time enrollment code (valid 7 days).
+
+    Example: sync-server station add ST-0001 --name "Liujia village shop"
+    """
+    from sync_server.admin import add_station
+
+    open_database(database_url)
+    code = _admin_call(add_station, station_id, name)
+    click.echo(f"Station {station_id} ({name}) registered. One-time enrollment code, valid 7 days:")
+    click.echo(code)
+
+
+@station.command("list")
+@database_option
+@click.option("--json", "as_json", is_flag=True)
+def station_list(database_url, as_json):
+    """List stations with status, flags, acked seq and last sync.
+
+    Example: sync-server station list --json
+    """
+    from sync_server.admin import list_stations
+
+    open_database(database_url)
+    rows = list_stations()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        flag = f" FLAGGED: {row['flag_reason']}" if row["flagged"] else ""
+        click.echo(f"{row['station_id']}\t{row['status']}\tacked {row['acked_seq']}\t"
+                   f"last sync {row['last_sync_at'] or 'never'}\t{row['name']}{flag}")
+
+
+@station.command("revoke")
+@database_option
+@click.argument("station_id")
+def station_revoke(database_url, station_id):
+    """Revoke a station (stolen or retired): its uploads are refused, its allowances released.
+
+    Example: sync-server station revoke ST-0007
+    """
+    from sync_server.admin import revoke_station
+
+    open_database(database_url)
+    _admin_call(revoke_station, station_id)
+    click.echo(f"Station {station_id} revoked.")
+
+
+@cli.group()
+def customers():
+    """Customers: import from CSV."""
+
+
+@customers.command("import")
+@database_option
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+def customers_import(database_url, csv_file):
+    """Import customers (columns: account_id,name,card_number,passbook_number,pin,balance,home_stations).
+
+    Example: sync-server customers import customers.csv
+    """
+    from sync_server.admin import import_customers, parse_customers_csv
+
+    open_database(database_url)
+    rows = _admin_call(parse_customers_csv, Path(csv_file).read_text(encoding="utf-8-sig"))
+    click.echo(f"Imported {import_customers(rows)} customers.")
+
+
+@cli.group()
+def billers():
+    """Billers: import from CSV."""
+
+
+@billers.command("import")
+@database_option
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+def billers_import(database_url, csv_file):
+    """Import billers (columns: code,kind,name_zh,name_en,ref_pattern,ref_prefixes,min_fen,max_fen,denominations).
+
+    Example: sync-server billers import billers.csv
+    """
+    from sync_server.admin import import_billers, parse_billers_csv
+
+    open_database(database_url)
+    rows = _admin_call(parse_billers_csv, Path(csv_file).read_text(encoding="utf-8-sig"))
+    click.echo(f"Imported {import_billers(rows)} billers.")
+
+
+@cli.group()
+def payees():
+    """Payee accounts: block known fraud accounts."""
+
+
+@payees.command("block")
+@database_option
+@click.argument("account")
+@click.option("--reason", default="", help="Why (shown to operators).")
+def payees_block(database_url, account, reason):
+    """Block transfers to ACCOUNT at every station (sent down with the next sync).
+
+    Example: sync-server payees block 6222021234567890 --reason "reported fraud"
+    """
+    from sync_server.admin import block_payee
+
+    open_database(database_url)
+    block_payee(account, reason)
+    click.echo(f"Payee account {account} blocked.")
+
+
+@cli.group()
+def transfers():
+    """Transfers: execute the due ones (the bank side)."""
+
+
+@transfers.command("execute")
+@database_option
+def transfers_execute(database_url):
+    """Execute pending transfers whose delay has passed.
+
+    Example: sync-server transfers execute
+    """
+    from sync_server.admin import execute_due_transfers
+
+    open_database(database_url)
+    click.echo(f"Executed {execute_due_transfers()} transfers.")
+
+
+@cli.command("demo-data")
+@database_option
+@click.option("--stations", default="ST-0001", show_default=True, help="Comma-separated station ids.")
+def demo_data(database_url, stations):
+    """Load demo billers, policy, stations and customers (PIN 123456); idempotent.
+
+    Example: sync-server demo-data --stations ST-0001,ST-0002
+    """
+    from sync_server.admin import load_demo_data
+
+    database = open_database(database_url)
+    migrate_database(database)
+    ids = [s.strip() for s in stations.split(",") if s.strip()]
+    click.echo(json.dumps(load_demo_data(ids), ensure_ascii=False))

@@ -1,0 +1,116 @@
+"""The OpenAPI 3.1 description of ``/api/v1``; a test checks real responses against its schemas."""
+
+from __future__ import annotations
+
+from sync_server.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, PROBLEMS
+
+
+def _problem_responses(*slugs: str) -> dict:
+    responses: dict = {}
+    for slug in slugs:
+        status = str(PROBLEMS[slug][0])
+        entry = responses.setdefault(status, {"description": "", "content": {
+            PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+        entry["description"] = (entry["description"] + " " if entry["description"] else "") + \
+            f"{PROBLEM_TYPE_PREFIX}{slug}"
+    return responses
+
+
+def _json(ref: str) -> dict:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+OKP_JWK = {
+    "type": "object",
+    "required": ["kty", "crv", "x"],
+    "properties": {"kty": {"const": "OKP"}, "crv": {"enum": ["Ed25519", "X25519"]}, "x": {"type": "string"},
+                   "kid": {"type": "string"}, "use": {"type": "string"}, "alg": {"type": "string"}},
+}
+
+SCHEMAS = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "enum": [PROBLEM_TYPE_PREFIX + slug for slug in PROBLEMS]},
+            "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "expected_first": {"type": "integer", "description": "gap: the seq the next batch must start at"},
+            "seq": {"type": "integer", "description": "the entry the refusal is about"},
+        },
+    },
+    "Health": {"type": "object", "required": ["status", "schema_version"],
+               "properties": {"status": {"const": "ok"}, "schema_version": {"type": "integer"}}},
+    "Jwk": OKP_JWK,
+    "Jwks": {"type": "object", "required": ["keys"],
+             "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/Jwk"}}}},
+    "EnrollRequest": {
+        "type": "object", "required": ["code", "signing_jwk", "encryption_jwk"],
+        "properties": {"code": {"type": "string", "examples": ["K7QX-M2PD-9HWT"]},
+                       "signing_jwk": {"$ref": "#/components/schemas/Jwk"},
+                       "encryption_jwk": {"$ref": "#/components/schemas/Jwk"}},
+    },
+    "EnrollResponse": {
+        "type": "object", "required": ["station_id", "name", "server", "policy", "server_time"],
+        "properties": {
+            "station_id": {"type": "string"}, "name": {"type": "string"},
+            "server": {"type": "object", "required": ["signing_jwk", "encryption_jwk"],
+                       "properties": {"signing_jwk": {"$ref": "#/components/schemas/Jwk"},
+                                      "encryption_jwk": {"$ref": "#/components/schemas/Jwk"}}},
+            "policy": {"type": "object"}, "server_time": {"type": "string"},
+        },
+    },
+    "Ack": {
+        "type": "object", "required": ["ack", "downlink"],
+        "properties": {
+            "ack": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+                    "description": "JWS signed by the server (payload: see docs/protocol.md, Sync protocol)"},
+            "downlink": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
+                         "description": "base64url of the HPKE-sealed, zlib-compressed downlink JSON"},
+        },
+    },
+}
+
+
+def openapi_document() -> dict:
+    """The OpenAPI 3.1 document served at ``/api/v1/openapi.json``."""
+    station_param = {"name": "station_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "station kit sync server", "version": "1.0.0",
+                 "description": "Store-and-forward sync of village station journals. See docs/protocol.md."},
+        "paths": {
+            "/api/v1/health": {"get": {"summary": "Liveness", "responses": {
+                "200": {"description": "up", "content": _json("Health")}}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {
+                    "type": "object"}}}}}}},
+            "/api/v1/enroll": {"post": {
+                "summary": "Enroll a station with a one-time code",
+                "requestBody": {"required": True, "content": _json("EnrollRequest")},
+                "responses": {"200": {"description": "enrolled", "content": _json("EnrollResponse")},
+                              **_problem_responses("malformed-request", "enrollment-code-invalid",
+                                                   "station-revoked", "enrollment-code-used",
+                                                   "enrollment-code-expired")}}},
+            "/api/v1/stations/{station_id}/jwks": {"get": {
+                "summary": "A station's public signing keys", "parameters": [station_param],
+                "responses": {"200": {"description": "JWKS", "content": _json("Jwks")},
+                              **_problem_responses("unknown-station")}}},
+            "/api/v1/stations/{station_id}/batches": {"post": {
+                "summary": "Upload one sealed batch of journal entries",
+                "parameters": [station_param] + [
+                    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+                    for name in ("X-Station-Id", "X-Batch-First", "X-Batch-Last")] + [
+                    {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+                    for name in ("X-Station-Time", "X-Sync-More")],
+                "requestBody": {"required": True, "content": {"application/vnd.station-kit.batch": {
+                    "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+                "responses": {"200": {"description": "applied (or already applied): signed ack",
+                                      "content": _json("Ack")},
+                              **_problem_responses("malformed-request", "malformed-batch", "undecryptable",
+                                                   "bad-signature", "unknown-station", "station-not-enrolled",
+                                                   "station-revoked", "station-flagged", "fork", "gap",
+                                                   "invalid-entry", "too-large", "internal-error")}}},
+        },
+        "components": {"schemas": SCHEMAS},
+    }

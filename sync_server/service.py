@@ -1,0 +1,230 @@
+"""What the API does, as plain functions: enroll a station, ingest a batch.
+
+Ingest, in order: who is it (unknown, not enrolled, revoked, flagged: refused), open the envelope (decrypt,
+verify the station's signature and every entry, see ``station.protocol.envelope``), then in one database
+transaction holding the station's row lock: compare any part already held (same content: a duplicate; different
+content: a fork, refused and flagged), refuse a gap, check the batch chains onto the stored head, apply the new
+entries to the ledger, refresh the station's allowances (holds) and answer with the signed ack and the downlink.
+
+Exactly once with several workers: the station's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+transactions begin IMMEDIATE), so a second worker with the same batch waits, then finds it applied and answers
+the same ack; the primary key ``(station_id, seq)`` is the backstop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from joserfc.jwk import OKPKey
+from peewee import IntegrityError
+
+from station.protocol import envelope
+from station.protocol.envelope import EnvelopeError
+from station.protocol.tokens import genesis_prev
+from sync_server.db import EnrollmentCode, Entry, Station, db_proxy, is_postgres
+from sync_server.keys import ServerKeys
+from sync_server.ledger import (
+    Applier,
+    Book,
+    LedgerError,
+    build_downlink,
+    home_customer_ids,
+    refresh_allowances,
+    server_policy,
+)
+from sync_server.problems import Problem
+
+ENROLLMENT_CODE_DAYS = 7
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+# -- enrollment ---------------------------------------------------------------------------------------------
+def normalise_code(code: str) -> str:
+    """An enrollment code as stored: capitals and digits only (dashes, spaces, case ignored)."""
+    return "".join(ch for ch in str(code or "").upper() if ch.isalnum())
+
+
+def code_hash(code: str) -> str:
+    """SHA-256 (hex) of the normalised code: codes themselves are never stored."""
+    return hashlib.sha256(normalise_code(code).encode()).hexdigest()
+
+
+def new_enrollment_code(station_id: str, now: datetime | None = None) -> str:
+    """A one-time code for ``station_id`` (valid 7 days), like ``K7QX-M2PD-9HWT``; only its hash is stored."""
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+    now = now or datetime.now(UTC)
+    EnrollmentCode.create(code_hash=code_hash(raw), station_id=station_id, created_at=now.isoformat(),
+                          expires_at=(now + timedelta(days=ENROLLMENT_CODE_DAYS)).isoformat())
+    return "-".join(raw[i:i + 4] for i in range(0, 12, 4))
+
+
+def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict:
+    """Use an enrollment code: record the station's public keys; return its config and the server's keys."""
+    now = now or datetime.now(UTC)
+    if not isinstance(request, dict) or not isinstance(request.get("code"), str):
+        raise Problem("malformed-request", "Send a JSON object with code, signing_jwk and encryption_jwk.")
+    try:
+        signing_jwk = dict(request["signing_jwk"])
+        encryption_jwk = dict(request["encryption_jwk"])
+        envelope.ed25519_public_from_jwk(signing_jwk)
+        envelope.encryption_public_from_jwk(encryption_jwk)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Problem("malformed-request", f"The station's public keys are not valid JWKs ({exc}).") from exc
+    kid = OKPKey.import_key(signing_jwk).thumbprint()
+    with db_proxy.atomic():
+        row = EnrollmentCode.get_or_none(EnrollmentCode.code_hash == code_hash(request["code"]))
+        if row is None:
+            raise Problem("enrollment-code-invalid", "No such enrollment code: check it letter by letter.")
+        if row.used_at is not None:
+            raise Problem("enrollment-code-used", "This enrollment code has already been used; ask for a new one.")
+        if datetime.fromisoformat(row.expires_at) < now:
+            raise Problem("enrollment-code-expired", "This enrollment code has expired; ask for a new one.")
+        used = EnrollmentCode.update(used_at=now.isoformat()).where(
+            (EnrollmentCode.code_hash == row.code_hash) & EnrollmentCode.used_at.is_null()).execute()
+        if used != 1:
+            raise Problem("enrollment-code-used", "This enrollment code has already been used; ask for a new one.")
+        station = Station.get_by_id(row.station_id)
+        if station.status == "revoked":
+            raise Problem("station-revoked", f"Station {station.station_id} is revoked.")
+        if station.status != "pending":
+            raise Problem("enrollment-code-used", f"Station {station.station_id} has already enrolled.")
+        Station.update(status="active", signing_jwk={**signing_jwk, "kid": kid}, encryption_jwk=encryption_jwk,
+                       kid=kid, enrolled_at=now.isoformat(), acked_seq=0, head=None).where(
+            Station.station_id == station.station_id).execute()
+    return {
+        "station_id": station.station_id,
+        "name": station.name,
+        "server": keys.public(),
+        "policy": server_policy().get("station", {}),
+        "server_time": now.isoformat(timespec="milliseconds"),
+    }
+
+
+# -- ingest -------------------------------------------------------------------------------------------------
+def _int_header(headers, name: str) -> int:
+    value = headers.get(name)
+    if value is None or not str(value).isdigit():
+        raise Problem("malformed-request", f"The {name} header must be a positive integer.")
+    return int(value)
+
+
+def known_station(station_id: str) -> Station:
+    """The station, or the refusal for an unknown, not enrolled, revoked or flagged one."""
+    station = Station.get_or_none(Station.station_id == station_id)
+    if station is None:
+        raise Problem("unknown-station", f"The bank knows no station {station_id}.")
+    if station.status == "revoked":
+        raise Problem("station-revoked", f"Station {station_id} is revoked: its uploads are refused.")
+    if station.status != "active":
+        raise Problem("station-not-enrolled", f"Station {station_id} has not enrolled yet.")
+    if station.flagged:
+        raise Problem("station-flagged", f"Station {station_id} is flagged: {station.flag_reason}")
+    return station
+
+
+def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetime | None = None) -> dict:
+    """Apply one sealed batch exactly once; returns the response body (signed ack and sealed downlink)."""
+    if headers.get(envelope.HEADER_STATION) != station_id:
+        raise Problem("malformed-request", f"The {envelope.HEADER_STATION} header must name station {station_id}.")
+    first = _int_header(headers, envelope.HEADER_FIRST)
+    last = _int_header(headers, envelope.HEADER_LAST)
+    station = known_station(station_id)
+    try:
+        batch = envelope.open_batch(body, station_id=station_id, first=first, last=last,
+                                    server_encryption_key=keys.encryption_key,
+                                    station_signing_jwk=station.signing_jwk)
+    except EnvelopeError as exc:
+        extra = {"seq": exc.seq} if exc.seq is not None else {}
+        raise Problem(exc.code, str(exc), **extra) from exc
+    now = now or datetime.now(UTC)
+    station_time = headers.get("X-Station-Time")
+    # More batches follow: the allowances are refreshed (and the full downlink sent) only with the last one.
+    more = headers.get(envelope.HEADER_MORE) == "1"
+    for attempt in range(2):
+        try:
+            return _apply(keys, batch, now, station_time, more)
+        except (IntegrityError, LedgerError):
+            # Another worker applied (part of) this batch between our checks: run again, it is a duplicate now.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _Fork(Exception):
+    def __init__(self, reason: str, seq: int):
+        super().__init__(reason)
+        self.reason = reason
+        self.seq = seq
+
+
+def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
+    now_text = now.isoformat(timespec="milliseconds")
+    try:
+        with db_proxy.atomic():
+            query = Station.select().where(Station.station_id == batch.station_id)
+            station = (query.for_update() if is_postgres() else query).get()
+            known_station(station.station_id)
+            acked = station.acked_seq
+            if batch.first > acked + 1:
+                raise Problem("gap", f"The bank holds entries up to {acked}; send from {acked + 1}.",
+                              expected_first=acked + 1)
+            held = dict(Entry.select(Entry.seq, Entry.token).where(
+                (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, min(batch.last, acked))
+            ).tuples())
+            for entry in batch.entries:
+                if entry.seq <= acked and held.get(entry.seq) != entry.token:
+                    raise _Fork(f"entry {entry.seq} differs from the one the bank holds", entry.seq)
+            new_entries = [entry for entry in batch.entries if entry.seq > acked]
+            if new_entries:
+                expected_prev = station.head or genesis_prev(batch.station_id)
+                if new_entries[0].payload.get("prev") != expected_prev:
+                    raise _Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq)
+            policy = server_policy()
+            homes = set() if more else home_customer_ids(batch.station_id)
+            referenced = {e.payload["account"] for e in new_entries if isinstance(e.payload.get("account"), str)}
+            book = Book(batch.station_id, homes | referenced, now_text)
+            applier = Applier(book, policy)
+            for entry in new_entries:
+                applier.apply(entry.seq, entry.token, entry.payload)
+            applier.write()
+            allowances = None if more else refresh_allowances(book, policy)
+            book.flush()
+            acked_through = max(acked, batch.last)
+            head = batch.head if new_entries else station.head
+            update = {Station.last_sync_at: now_text}
+            if new_entries:
+                update.update({Station.acked_seq: acked_through, Station.head: head})
+            offset = _clock_offset_ms(now, station_time)
+            if offset is not None:
+                update[Station.clock_offset_ms] = offset
+            Station.update(update).where(Station.station_id == batch.station_id).execute()
+            rejected = dict(Entry.select(Entry.seq, Entry.reason).where(
+                (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, batch.last)
+                & (Entry.outcome == "rejected")).tuples())
+            downlink = build_downlink(book, allowances, policy, acked_through, now_text)
+    except _Fork as fork:
+        with db_proxy.atomic():
+            Station.update(flagged=True, flag_reason=f"fork at seq {fork.seq}: {fork.reason}").where(
+                Station.station_id == batch.station_id).execute()
+        raise Problem("fork", f"Refused and flagged: {fork.reason}. Nothing of this batch was applied.",
+                      seq=fork.seq) from None
+    return envelope.make_ack(
+        signer=keys.signer, station_id=batch.station_id, first=batch.first, last=batch.last,
+        acked_through=acked_through, head=head, rejected=rejected, server_time=now_text, downlink=downlink,
+        station_encryption_key=envelope.encryption_public_from_jwk(station.encryption_jwk),
+    )
+
+
+def _clock_offset_ms(now: datetime, station_time: str | None) -> int | None:
+    """Server time minus the station's clock as it sent the batch (the station's clock is not trusted)."""
+    if not station_time:
+        return None
+    try:
+        moment = datetime.fromisoformat(station_time.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return int((now - moment).total_seconds() * 1000)

@@ -1,0 +1,59 @@
+"""Shared set-up of the sync benchmarks (not collected by pytest: no test_ prefix).
+
+A sync server with keys and demo data in a temporary folder, served by waitress on loopback, and an enrolled
+station whose journal gets ``count`` deposit entries appended directly (signed as the services sign them).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from waitress.server import create_server
+
+from station.db import Customer
+from station.journal import append_entry
+from sync_server import create_app
+from sync_server.admin import add_station, load_demo_data
+from sync_server.db import connect_url, db_proxy, migrate_database
+from sync_server.keys import create_keys
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def prepare_server(folder: Path, database_url: str, station_ids: list[str]) -> dict:
+    keys_dir = folder / "keys"
+    create_keys(keys_dir)
+    database = connect_url(database_url)
+    db_proxy.initialize(database)
+    database.connect()
+    migrate_database(database)
+    load_demo_data(station_ids)
+    codes = {station_id: add_station(station_id, "bench") for station_id in station_ids}
+    database.close()
+    return {"keys_dir": keys_dir, "codes": codes}
+
+
+def serve(database_url: str, keys_dir: Path):
+    app = create_app({"DATABASE_URL": database_url, "SYNC_SERVER_KEYS_DIR": str(keys_dir)})
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    threading.Thread(target=server.run, daemon=True).start()
+    return f"http://127.0.0.1:{server.effective_port}", app
+
+
+def append_deposits(st, count: int) -> None:
+    """``count`` deposits of 100 yuan spread over the station's customers, one minute apart."""
+    st.activate()
+    accounts = [c.account_id for c in Customer.select().order_by(Customer.account_id)]
+    moment = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+    with st.db.atomic():
+        for index in range(count):
+            moment += timedelta(seconds=61)
+            append_entry(st.signer, st.station_id, "deposit", moment,
+                         {"agent": "A01", "account": accounts[index % len(accounts)], "amount": 10_000},
+                         txn=str(uuid.uuid4()))

@@ -1,0 +1,126 @@
+"""Helpers for the sync tests: a real sync server on loopback over SQLite or PostgreSQL, enrolled stations.
+
+PostgreSQL runs only when ``TEST_DATABASE_URL`` is set: a uniquely named database is created for the test
+session and dropped afterwards; each test gets a fresh ``public`` schema in it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+from waitress.server import create_server
+
+from sync_server import create_app
+from sync_server.admin import add_station, load_demo_data
+from sync_server.db import connect_url, db_proxy, migrate_database
+from sync_server.keys import create_keys
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    app: object
+    database_url: str
+    keys_dir: Path
+    _server: object
+    _thread: threading.Thread
+
+    def stop(self) -> None:
+        stop_server(self._server, self._thread)
+
+
+def serve_in_thread(app, threads: int = 4) -> tuple[str, object, threading.Thread]:
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{server.effective_port}", server, thread
+
+
+def stop_server(server, thread: threading.Thread) -> None:
+    """Stop a waitress server from its own loop thread: finish tasks, close every channel, let run() return."""
+
+    def close_everything():
+        server.task_dispatcher.shutdown(timeout=10)
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_everything)
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the test server did not stop"
+
+
+def start_server(database_url: str, keys_dir: Path) -> RunningServer:
+    app = create_app({"DATABASE_URL": database_url, "SYNC_SERVER_KEYS_DIR": str(keys_dir)})
+    url, server, thread = serve_in_thread(app)
+    return RunningServer(url, app, database_url, keys_dir, server, thread)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url():
+    """A uniquely named PostgreSQL database for this session (dropped at the end)."""
+    import psycopg
+
+    name = f"sk_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    parsed = urlparse(TEST_DATABASE_URL)
+    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urlunparse(parsed._replace(path=f"/{name}"))
+    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sync-server.db'}"
+    url = request.getfixturevalue("pg_database_url")
+    database = connect_url(url)
+    database.connect()
+    database.execute_sql("DROP SCHEMA public CASCADE")
+    database.execute_sql("CREATE SCHEMA public")
+    database.close()
+    return url
+
+
+@pytest.fixture
+def server(database_url, tmp_path):
+    """A migrated sync server with keys and demo data for ST-0001 and ST-0002, serving on loopback."""
+    keys_dir = tmp_path / "server-keys"
+    create_keys(keys_dir)
+    database = connect_url(database_url)
+    db_proxy.initialize(database)
+    database.connect()
+    migrate_database(database)
+    load_demo_data(["ST-0001", "ST-0002"])
+    database.close()
+    running = start_server(database_url, keys_dir)
+    yield running
+    running.stop()
+    if not db_proxy.obj.is_closed():
+        db_proxy.obj.close()
+
+
+def server_db():
+    """Use the server's database from the test thread (call inside the test)."""
+    db_proxy.obj.connect(reuse_if_open=True)
+    return db_proxy.obj
+
+
+def enrolled_station(server: RunningServer, tmp_path: Path, station_id: str, clock, name: str = "Demo"):
+    """Add ``station_id`` on the server, enroll a fresh data folder with its code, run a first sync."""
+    from station.sync import enroll_station, sync_once
+
+    server_db()
+    code = add_station(station_id, name)
+    st = enroll_station(tmp_path / station_id, server.url, code, clock=clock)
+    sync_once(st)
+    return st

@@ -1,0 +1,143 @@
+"""The sync envelope on its own (pure code): round trips, the compact entry form, and refusals."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from station.journal import iter_entries
+from station.protocol import envelope
+from station.protocol.tokens import Signer, chain_hash, generate_signing_key, genesis_prev, public_jwk, utc_timestamp
+
+
+@pytest.fixture
+def server_key():
+    return envelope.generate_encryption_key()
+
+
+@pytest.fixture
+def journal(station):
+    return list(iter_entries())
+
+
+def seal(station, entries, server_key, prev=None, signer=None):
+    return envelope.seal_batch(entries, station_id=station.station_id, prev=prev or genesis_prev(station.station_id),
+                               signer=signer or station.signer, server_encryption_key=server_key.public_key())
+
+
+def open_(station, sealed, server_key, **overrides):
+    args = dict(station_id=sealed.station_id, first=sealed.first, last=sealed.last, server_encryption_key=server_key,
+                station_signing_jwk=public_jwk(station.signing_key))
+    args.update(overrides)
+    return envelope.open_batch(sealed.body, **args)
+
+
+def test_round_trip_rebuilds_every_token_exactly(station, journal, server_key):
+    sealed = seal(station, journal, server_key)
+    batch = open_(station, sealed, server_key)
+    assert [(e.seq, e.token) for e in batch.entries] == journal
+    assert batch.head == chain_hash(journal[-1][1]) and batch.prev == genesis_prev("ST-0001")
+    assert sealed.headers["X-Batch-First"] == "1" and sealed.headers["X-Batch-Last"] == str(len(journal))
+
+
+def test_a_batch_from_the_middle_chains_from_the_given_prev(station, journal, server_key):
+    sealed = seal(station, journal[1:], server_key, prev=chain_hash(journal[0][1]))
+    assert [e.token for e in open_(station, sealed, server_key).entries] == [t for _, t in journal[1:]]
+
+
+@pytest.mark.parametrize("form", ["odd_ts", "not_canonical_json"])
+def test_unusual_tokens_still_arrive_exactly(station, journal, server_key, form):
+    import json
+
+    from joserfc import jws
+
+    seq = len(journal) + 1
+    payload = {"v": 1, "station": "ST-0001", "seq": seq, "type": "note", "ts": "2026-11-02T23:40:00Z",
+               "prev": chain_hash(journal[-1][1])}
+    if form == "odd_ts":  # a ts not in the journal's millisecond form travels as text
+        token = station.signer.sign(payload)
+    else:  # JSON with spaces cannot be rebuilt from its fields: the whole token travels
+        from station.protocol.tokens import _registry
+
+        token = jws.serialize_compact({"alg": "Ed25519", "kid": station.signer.kid}, json.dumps(payload).encode(),
+                                      station.signing_key, registry=_registry)
+    sealed = seal(station, [*journal, (seq, token)], server_key)
+    assert open_(station, sealed, server_key).entries[-1].token == token
+
+
+def test_compact_form_is_small(station, server_key):
+    from station import services
+    from station.db import Customer
+    from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+
+    agent = services.login_agent(station, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    services.open_day(station, agent, {"10000": 300})
+    customer = Customer.select().first()
+    auth = services.authenticate_customer(station, agent, customer, DEMO_CUSTOMER_PIN)
+    for _ in range(200):
+        services.deposit_cash(station, agent, auth, 10_000, services.new_txn_id())
+    entries = list(iter_entries())
+    sealed = seal(station, entries, server_key)
+    plain_zlib = len(zlib.compress("\n".join(t for _, t in entries).encode(), 9))
+    assert len(sealed.body) / len(entries) <= 120
+    assert len(sealed.body) < plain_zlib * 0.75
+
+
+@pytest.mark.parametrize("change", ["station", "first", "last"])
+def test_station_and_range_are_bound_into_the_encryption(station, journal, server_key, change):
+    sealed = seal(station, journal, server_key)
+    wrong = {"station": {"station_id": "ST-0002"}, "first": {"first": 2}, "last": {"last": sealed.last - 1}}[change]
+    with pytest.raises(envelope.Undecryptable):
+        open_(station, sealed, server_key, **wrong)
+
+
+def test_every_flipped_byte_is_refused(station, journal, server_key):
+    sealed = seal(station, journal, server_key)
+    for index in range(0, len(sealed.body), max(1, len(sealed.body) // 40)):
+        body = bytearray(sealed.body)
+        body[index] ^= 0x80
+        with pytest.raises(envelope.EnvelopeError):
+            envelope.open_batch(bytes(body), station_id="ST-0001", first=sealed.first, last=sealed.last,
+                                server_encryption_key=server_key, station_signing_jwk=public_jwk(station.signing_key))
+
+
+def test_a_batch_signed_by_another_key_is_refused(station, journal, server_key):
+    sealed = seal(station, journal, server_key, signer=Signer(generate_signing_key()))
+    with pytest.raises(envelope.BadBatchSignature):
+        open_(station, sealed, server_key)
+
+
+def test_wrong_prev_is_refused(station, journal, server_key):
+    sealed = seal(station, journal[1:], server_key, prev=genesis_prev("ST-0001"))
+    with pytest.raises(envelope.BadEntry) as refused:
+        open_(station, sealed, server_key)
+    assert refused.value.seq == 2
+
+
+def test_a_decompression_bomb_is_refused(server_key):
+    bomb = zlib.compress(b"\0" * (envelope.MAX_PLAIN_BYTES + 1), 9)
+    sealed = envelope.SUITE.encrypt(bomb, server_key.public_key(), info=envelope.batch_info("ST-0001", 1, 1))
+    with pytest.raises(envelope.TooLarge):
+        envelope.open_batch(sealed, station_id="ST-0001", first=1, last=1, server_encryption_key=server_key,
+                            station_signing_jwk=public_jwk(generate_signing_key()))
+
+
+def test_ack_round_trip_and_a_swapped_downlink(station):
+    server_signer = Signer(generate_signing_key())
+    station_key = envelope.generate_encryption_key()
+    common = dict(signer=server_signer, station_id="ST-0001", first=1, last=5, acked_through=5, head="h",
+                  rejected={3: "insufficient_funds"}, server_time=utc_timestamp(station.now()),
+                  station_encryption_key=station_key.public_key())
+    answer = envelope.make_ack(downlink={"customers": []}, **common)
+    ack = envelope.open_ack(answer, server_signing_jwk=public_jwk(server_signer.key), station_id="ST-0001",
+                            station_encryption_key=station_key)
+    assert ack.rejected == {3: "insufficient_funds"} and ack.downlink == {"customers": []}
+    other = envelope.make_ack(downlink={"customers": [{"account_id": "X"}]}, **common)
+    with pytest.raises(envelope.EnvelopeError, match="downlink does not match"):
+        envelope.open_ack({"ack": answer["ack"], "downlink": other["downlink"]},
+                          server_signing_jwk=public_jwk(server_signer.key), station_id="ST-0001",
+                          station_encryption_key=station_key)
+    with pytest.raises(envelope.BadBatchSignature):
+        envelope.open_ack(answer, server_signing_jwk=public_jwk(generate_signing_key()), station_id="ST-0001",
+                          station_encryption_key=station_key)

@@ -1,0 +1,133 @@
+"""Offline allowances are holds: one customer served offline at two stations never ends below zero centrally."""
+
+from __future__ import annotations
+
+import pytest
+from sync_support import enrolled_station, server_db
+
+from station import errors, services
+from station.db import Customer, Operation
+from station.demo import DEMO_AGENTS
+from station.journal import append_entry
+from station.sync import sync_once
+from sync_server.admin import import_customers, parse_customers_csv
+from sync_server.db import Account, Hold
+from sync_server.ledger import ledger_totals
+
+SHARED = "SHARED0001"
+CARD = "6217009900000000"  # completed with its Luhn digit below
+
+
+def shared_customer_csv():
+    from sync_server.admin import luhn_complete
+
+    card = luhn_complete(CARD[:-1])
+    return (f"account_id,name,card_number,passbook_number,pin,balance,home_stations\n"
+            f"{SHARED},王大爷,{card},,246810,1500,ST-0001;ST-0002\n")
+
+
+def login(st):
+    for agent_id, name, role, pin in DEMO_AGENTS:
+        services.add_agent(st, agent_id, name, role, pin)
+    session = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    services.open_day(st, session, {"10000": 300})
+    return session
+
+
+def auth_shared(st, session):
+    st.activate()
+    customer = Customer.get(Customer.account_id == SHARED)
+    return services.authenticate_customer(st, session, customer, "246810")
+
+
+def central_balance():
+    server_db()
+    return Account.get_by_id(SHARED).balance_fen
+
+
+def test_one_customer_at_two_stations_never_below_zero(server, tmp_path, clock):
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    two = enrolled_station(server, tmp_path, "ST-0002", clock)
+    sync_once(one)  # a refresh after the other station's hold was placed
+    server_db()
+    holds = {h.station_id: h.amount_fen for h in Hold.select().where(Hold.account_id == SHARED)}
+    assert holds == {"ST-0001": 100_000, "ST-0002": 50_000}
+    assert sum(holds.values()) <= central_balance()
+
+    # Both stations go offline and each pays out what its allowance allows.
+    s1, s2 = login(one), login(two)
+    services.withdraw_cash(one, s1, auth_shared(one, s1), 100_000, services.new_txn_id())
+    with pytest.raises(errors.OverOfflineAllowance):
+        services.withdraw_cash(two, s2, auth_shared(two, s2), 60_000, services.new_txn_id())
+    services.withdraw_cash(two, s2, auth_shared(two, s2), 50_000, services.new_txn_id())
+
+    for st in (two, one):
+        result = sync_once(st)
+        assert result.rejected == {}
+        assert central_balance() >= 0
+    assert central_balance() == 0
+    server_db()
+    assert {h.amount_fen for h in Hold.select().where(Hold.account_id == SHARED)} == {0}
+    assert sum(ledger_totals().values()) == 0
+    one.activate()
+    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
+    clock.advance(days=1)  # a new day: the daily cap no longer stands in the way, the allowance does
+    s1 = services.login_agent(one, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    with pytest.raises(errors.OverOfflineAllowance):
+        services.withdraw_cash(one, s1, auth_shared(one, s1), 1_000, services.new_txn_id())
+
+
+def test_a_debit_beyond_the_hold_and_the_balance_is_rejected_centrally(server, tmp_path, clock):
+    """A station that signs more than its allowance (a tampered device) cannot take the balance below zero."""
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    session = login(one)
+    services.withdraw_cash(one, session, auth_shared(one, session), 100_000, services.new_txn_id())
+    with one.db.atomic():
+        forged = append_entry(one.signer, one.station_id, "withdrawal", one.now(),
+                              {"agent": "A01", "account": SHARED, "amount": 100_000}, txn=services.new_txn_id())
+    result = sync_once(one)
+    assert result.rejected == {forged.seq: "insufficient_funds"}
+    assert central_balance() == 50_000
+    one.activate()
+    assert {op.status for op in Operation.select()} == {"settled"}
+
+
+def test_a_customer_no_longer_served_at_a_station_loses_the_allowance_there(server, tmp_path, clock):
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    one.activate()
+    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 100_000
+    server_db()
+    from sync_server.db import HomeStation
+
+    HomeStation.delete().where((HomeStation.account_id == SHARED) & (HomeStation.station_id == "ST-0001")).execute()
+    sync_once(one)
+    one.activate()
+    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
+    server_db()
+    assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == SHARED)).amount_fen == 0
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"account": SHARED, "amount": -100_000}, "invalid_amount"),
+    ({"account": SHARED, "amount": 1_000, "fee": 1.5}, "invalid_amount"),
+    ({"account": "cash:ST-0001", "amount": 1_000}, "unknown_account"),
+    ({"account": "NOSUCH0001", "amount": 1_000}, "unknown_account"),
+])
+def test_forged_entries_signed_by_a_tampered_station_never_post(server, tmp_path, clock, body, reason):
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = central_balance()
+    with one.db.atomic():
+        forged = append_entry(one.signer, one.station_id, "withdrawal", one.now(), {"agent": "A01", **body},
+                              txn=services.new_txn_id())
+    assert sync_once(one).rejected == {forged.seq: reason}
+    assert central_balance() == before
+    server_db()
+    assert sum(ledger_totals().values()) == 0
