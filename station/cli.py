@@ -146,8 +146,22 @@ def serve(data_dir, host, port):
     logging.getLogger("peewee").setLevel(logging.INFO)
     st = open_station(data_dir)
     app = create_app({"STATION": st, "STATION_DATA_DIR": str(st.data_dir)})
+    scheduler = None
+    if st.config.get("server"):
+        from station.scheduler import start_scheduler, sync_now
+
+        # The one place the background sync starts: the serving process, once.
+        scheduler = start_scheduler(st, app.config)
+        app.extensions["sync_now"] = lambda: sync_now(scheduler)
+        click.echo(f"Syncing with {st.config['server'].get('url')} in the background.")
+    else:
+        click.echo("Not enrolled with a sync server: operations stay on this device (`station enroll` to sync).")
     click.echo(f"Station {st.station_id} serving on http://{host}:{port}/")
-    serve_app(app, host, port)
+    try:
+        serve_app(app, host, port)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
 
 
 @cli.command()

@@ -236,10 +236,13 @@ def test_day_open_with_a_count(ui_client):
     assert ui_client.get("/day/open").location == "/day/close"
 
 
-def test_day_close_previews_then_records_the_variance(agent_client):
+def test_day_close_previews_then_records_the_variance(agent_client, ui_app):
+    syncs = []
+    ui_app.extensions["sync_now"] = lambda: syncs.append(1)
     withdraw(agent_client, card_customer(), "500")
     counts = {"n10000": "294", "n1000": "9"}
     page = agent_client.post("/day/close", data={**counts, "confirm": "0"}).get_data(as_text=True)
+    assert syncs == []
     assert "¥29,500.00" in page and "¥29,490.00" in page and "¥-10.00" in page and 'id="close-day"' in page
     assert services.current_day() is not None
     response = agent_client.post("/day/close", data={**counts, "confirm": "1"})
@@ -248,6 +251,7 @@ def test_day_close_previews_then_records_the_variance(agent_client):
     assert services.current_day() is None
     body = unverified_payload(JournalEntry.select().order_by(JournalEntry.seq.desc()).first().token)
     assert body["type"] == "day_close" and body["variance"] == -1_000
+    assert syncs == [1], "the day's close is sent to the bank at once"
     assert agent_client.get("/day/close").location == "/day/open"
 
 
@@ -297,7 +301,7 @@ def test_sync_hook_is_called(agent_client, ui_app):
     assert 'id="sync-now"' in agent_client.get("/sync").get_data(as_text=True)
     response = agent_client.post("/sync")
     assert calls == [1]
-    assert "同步完成。" in agent_client.get(response.location).get_data(as_text=True)
+    assert "已开始同步：银行答复后，状态栏会显示。" in agent_client.get(response.location).get_data(as_text=True)
 
 
 def test_busy_hours_chart(agent_client, clock):

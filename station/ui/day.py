@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from station import services
 from station.errors import StationError
@@ -71,4 +71,8 @@ def close_day():
         result = services.close_day(station(), current_agent(), counts)
     except StationError as err:
         return render_count("close", counts, translate_error(err))
+    # The day's close goes to the bank at once, not at the next scheduled sync.
+    hook = current_app.extensions.get("sync_now")
+    if hook is not None:
+        hook()
     return redirect(url_for("receipts.show", seq=result.receipt.seq))

@@ -38,7 +38,7 @@ def sync():
 @bp.post("/sync")
 @login_required
 def sync_now():
-    """Run the sync hook another part of the kit installs as ``app.extensions["sync_now"]``, if any."""
+    """Ask the background sync (``app.extensions["sync_now"]``, installed by ``station serve``) to run now."""
     hook = current_app.extensions.get("sync_now")
     try:
         if hook is None:
@@ -46,7 +46,7 @@ def sync_now():
         hook()
     except StationError as err:
         return render_template("sync.html", configured=hook is not None, error=translate_error(err)), 503
-    flash(gettext("Sync finished."))
+    flash(gettext("Sync started: the status bar shows when the bank has answered."))
     return redirect(url_for("home.sync"))
 
 
