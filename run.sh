@@ -17,14 +17,60 @@ install() {
 
 demo() {
     install
-    local dir=${DEMO_DIR:-demo-data}
-    local station="$dir/station"
+    local dir server_port ui_port station server_url
+    dir=$(realpath -m "${DEMO_DIR:-demo-data}")
+    server_port=${DEMO_SERVER_PORT:-8800}
+    ui_port=${DEMO_UI_PORT:-8080}
+    station="$dir/station"
+    server_url="http://127.0.0.1:$server_port"
+    mkdir -p "$dir"
+    # The bank's side: the sync server on SQLite, its keys, demo customers and billers for station ST-0001.
+    export DATABASE_URL="sqlite:///$dir/sync-server.db"
+    export SYNC_SERVER_KEYS_DIR="$dir/sync-server-keys"
+    if [ ! -f "$dir/sync-server.db" ]; then
+        "$VENV/bin/sync-server" init-db
+        "$VENV/bin/sync-server" keys --create
+        "$VENV/bin/sync-server" demo-data --stations ST-0001
+    fi
+    "$VENV/bin/sync-server" serve --host 127.0.0.1 --port "$server_port" --workers 2 &
+    local server_pid=$!
+    trap 'kill $server_pid 2>/dev/null || true' EXIT
+    "$VENV/bin/python" - "$server_url" <<'PY'
+import sys, time, requests
+for _ in range(100):
+    try:
+        if requests.get(sys.argv[1] + "/api/v1/health", timeout=1).ok:
+            sys.exit(0)
+    except requests.RequestException:
+        pass
+    time.sleep(0.2)
+sys.exit("the sync server did not start")
+PY
+    # The station: enrolled with a one-time code, customers from the bank's downlink, a morning of activity.
     if [ ! -f "$station/config.json" ]; then
-        "$VENV/bin/station" init --data-dir "$station" --station-id ST-0001 --demo
-        "$VENV/bin/station" simulate --data-dir "$station" --transactions 120 --seed 1
+        local code
+        code=$("$VENV/bin/sync-server" station add ST-0001 --name "Liujia village shop" | tail -n 1)
+        "$VENV/bin/station" enroll --server "$server_url" --code "$code" --data-dir "$station"
+        "$VENV/bin/station" sync --data-dir "$station"
+        "$VENV/bin/station" printer --data-dir "$station" '{"kind": "file", "path": "printed-receipts.escpos"}'
+        "$VENV/bin/station" simulate --data-dir "$station" --transactions 60 --seed 1 \
+            --start "$(TZ=Asia/Shanghai date +%Y-%m-%dT07:40)"
+        "$VENV/bin/station" sync --data-dir "$station"
     fi
     "$VENV/bin/station" verify-journal --data-dir "$station"
-    "$VENV/bin/station" summary --data-dir "$station"
+    "$VENV/bin/station" status --data-dir "$station"
+    local cards
+    cards=$("$VENV/bin/python" -c 'import sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT card_number FROM customer WHERE card_number IS NOT NULL ORDER BY id LIMIT 3")
+print(", ".join(r[0] for r in rows))' "$station/station.db")
+    cat <<TXT
+
+Demo running: the touchscreen at http://127.0.0.1:$ui_port/ (sync server at $server_url).
+Agent 田师傅 Tian PIN 1357, supervisor 周主管 Zhou PIN 2468; customers' PIN 123456 (cards $cards, ...).
+Receipts "print" to $station/printed-receipts.escpos. Ctrl-C stops both.
+TXT
+    "$VENV/bin/station" serve --data-dir "$station" --host 127.0.0.1 --port "$ui_port"
 }
 
 run_tests() {

@@ -58,15 +58,19 @@ def init(data_dir, station_id, demo):
 @data_dir_option
 @click.option("--transactions", "-n", type=click.IntRange(min=1), required=True, help="How many operations.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same day).")
-def simulate(data_dir, transactions, seed):
+@click.option("--start", type=click.DateTime(formats=["%Y-%m-%dT%H:%M"]), default=None,
+              help="Local time the simulated activity starts (default: after the journal's last entry).")
+def simulate(data_dir, transactions, seed, start):
     """Run a realistic random mix of operations through the station's own functions.
 
-    Example: station simulate --data-dir /tmp/st1 --transactions 200 --seed 3
+    Example: station simulate --data-dir /tmp/st1 --transactions 200 --seed 3 --start 2026-11-02T07:40
     """
     from station.simulate import simulate as run
 
     st = open_station(data_dir)
-    outcomes = run(st, transactions, seed=seed)
+    if start is not None:
+        start = start.replace(tzinfo=st.timezone)
+    outcomes = run(st, transactions, seed=seed, start=start)
     click.echo(json.dumps(outcomes, indent=2, ensure_ascii=False))
 
 
@@ -120,6 +124,30 @@ def summary(data_dir):
 
     st = open_station(data_dir)
     click.echo(json.dumps(summarise(st), indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@data_dir_option
+@click.argument("settings")
+def printer(data_dir, settings):
+    """Set the receipt printer (the "printer" object of config.json), checked before it is saved.
+
+    Example: station printer --data-dir /var/lib/station '{"kind": "network", "host": "127.0.0.1", "port": 9100}'
+    """
+    from station.printing import PrinterError, printer_settings
+
+    st = open_station(data_dir)
+    try:
+        value = json.loads(settings)
+    except ValueError as exc:
+        raise click.ClickException(f"SETTINGS is not JSON: {exc}") from exc
+    st.config["printer"] = value  # checked in memory; config.json changes only once it passes
+    try:
+        printer_settings(st)
+    except PrinterError as exc:
+        raise click.ClickException(exc.message) from exc
+    st.update_config("printer", value)
+    click.echo(f"Printer of {st.station_id} set: {json.dumps(value, ensure_ascii=False)}")
 
 
 def serve_app(app, host: str, port: int) -> None:

@@ -69,6 +69,11 @@ class Station:
         self._generation = 0
         self.activate()
 
+    def update_config(self, key: str, value) -> None:
+        """Set one key of ``config.json`` (written atomically, mode 0600) and of the running config."""
+        self.config[key] = value
+        write_private_file(self.data_dir / "config.json", json.dumps(self.config, indent=2, ensure_ascii=False))
+
     def activate(self) -> None:
         """Point the models at this station's database (one station per process, tests may switch)."""
         if db_proxy.obj is not self.db:

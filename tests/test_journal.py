@@ -209,3 +209,11 @@ def test_simulate_then_verify_and_summary(tmp_path):
     assert code == 0 and verified["intact"]
     summary = json.loads(runner.invoke(cli, ["summary", "--data-dir", folder]).output)
     assert summary["operations"]["withdrawal"]["recorded"]["count"] == outcomes["withdrawal"]
+
+
+def test_simulate_from_a_given_local_start(station):
+    result = CliRunner().invoke(cli, ["simulate", "--data-dir", str(station.data_dir), "-n", "5",
+                                      "--start", "2026-11-05T07:40"])
+    assert result.exit_code == 0, result.output
+    opened = services.JournalEntry.get(services.JournalEntry.type == "day_open")
+    assert opened.recorded_at.astimezone(station.timezone).isoformat().startswith("2026-11-05T07:40")
