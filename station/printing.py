@@ -30,9 +30,8 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, date
 from functools import partial
-from io import BytesIO
 from pathlib import Path
 
 import segno
@@ -40,7 +39,7 @@ from escpos.constants import RT_STATUS_ONLINE
 from escpos.escpos import Escpos
 from escpos.exceptions import Error as EscposError
 from escpos.printer import Dummy, File, Network, Serial, Usb
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from station.context import Station
 from station.db import Agent, Biller
@@ -493,27 +492,44 @@ def print_receipt(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
                          for copy in COPIES])
 
 
-def chart_image(png_or_image: Image.Image | bytes | str | Path) -> Image.Image:
-    """A chart (PIL image, PNG bytes or a file) fitted to the paper's 384 dots, aspect kept."""
-    if isinstance(png_or_image, Image.Image):
-        image = png_or_image
-    elif isinstance(png_or_image, bytes):
-        image = Image.open(BytesIO(png_or_image))
-    else:
-        image = Image.open(png_or_image)
-    image = image.convert("RGBA")
-    if image.width > PAPER_DOTS:
-        height = max(1, round(image.height * PAPER_DOTS / image.width))
-        image = image.resize((PAPER_DOTS, height), Image.Resampling.LANCZOS)
+#: Height of one hour's row of the printed busy-hours chart, in dots.
+CHART_ROW_DOTS = 30
+
+
+def busy_hours_image(hours: list[tuple[int, int]]) -> Image.Image:
+    """The busy-hours chart for paper: one row per ``(hour, visits)``, a bar scaled to the busiest hour.
+
+    Horizontal bars suit a 384-dot roll better than the screen's columns; only digits are drawn in the
+    image (Pillow's built-in font), the Chinese heading is printed as text.
+    """
+    font = ImageFont.load_default(size=20)
+    label_dots, count_dots = 40, 48
+    span = PAPER_DOTS - label_dots - count_dots
+    busiest = max([visits for _, visits in hours] + [1])
+    image = Image.new("1", (PAPER_DOTS, CHART_ROW_DOTS * len(hours) + 4), 1)
+    draw = ImageDraw.Draw(image)
+    for index, (hour, visits) in enumerate(hours):
+        top = index * CHART_ROW_DOTS + 2
+        bar = round(visits * span / busiest)
+        draw.text((0, top + 3), f"{hour:02d}", font=font, fill=0)
+        if bar:
+            draw.rectangle([label_dots, top + 4, label_dots + bar, top + CHART_ROW_DOTS - 4], fill=0)
+        draw.text((label_dots + bar + 6, top + 3), str(visits), font=font, fill=0)
     return image
 
 
-def print_chart(st: Station, png_or_image: Image.Image | bytes | str | Path) -> PrintJob:
-    """Print the busy-hours chart (or any picture) across the paper, then cut."""
-    image = chart_image(png_or_image)
+def print_busy_hours(st: Station, day: date, hours: list[tuple[int, int]]) -> PrintJob:
+    """Print today's customers by hour for the station's wall, so people can avoid the rush."""
+    lines = ["今日各时段客流", "Customers by hour", f"{st.station_id}  {day.isoformat()}"]
+    peak_hour, peak_visits = max(hours, key=lambda row: row[1], default=(0, 0))
+    if peak_visits:
+        lines += [f"最忙 Busiest: {peak_hour:02d}:00-{peak_hour + 1:02d}:00", "错峰来办，少排队。",
+                  "Come at other times to wait less."]
+    image = busy_hours_image(hours)
 
     def chart(printer: Escpos) -> None:
         printer.hw("INIT")
+        _write_text(printer, lines)
         printer.image(_across_paper(image), impl="bitImageRaster")
 
     return _run_job(st, [chart])

@@ -6,12 +6,12 @@ import dataclasses
 import errno
 import socket
 import sys
-from io import BytesIO
+from datetime import date
 
 import pytest
 import zxingcpp
 from escpos.printer import Dummy
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
 from station import printing, services
 from station.db import Customer
@@ -193,28 +193,30 @@ def test_render_receipt_refuses_an_unknown_copy(station, withdrawal):
 
 
 # -- the chart --------------------------------------------------------------------------------------------
-def busy_hours_chart(width: int = 800, height: int = 300) -> Image.Image:
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    for hour in range(12):
-        draw.rectangle((20 + hour * 60, height - 20 - hour * 15, 60 + hour * 60, height - 20), fill="black")
-    return image
+def test_busy_hours_chart_prints_a_row_per_hour_under_a_chinese_heading(dummy):
+    hours = [(7, 0), (8, 12), (9, 16), (10, 5), (11, 0)]
 
+    output = printing.print_busy_hours(dummy, date(2026, 11, 3), hours).output
 
-@pytest.mark.parametrize("as_png", [False, True])
-def test_chart_is_scaled_to_the_paper_and_cut(dummy, as_png):
-    chart = busy_hours_chart()
-    if as_png:
-        buffer = BytesIO()
-        chart.save(buffer, format="PNG")
-        chart = buffer.getvalue()
-
-    output = printing.print_chart(dummy, chart).output
-
+    assert KANJI_ON + gb("今日各时段客流\nCustomers by hour\nST-0001  2026-11-03\n") in output
+    assert gb("最忙 Busiest: 09:00-10:00") in output
     (image,) = raster_images(output)
-    assert image.size == (PAPER_DOTS, 144)  # 800 x 300 scaled to 384 wide
-    assert image.getbbox() is not None  # the bars are there
+    assert image.size == (PAPER_DOTS, printing.CHART_ROW_DOTS * len(hours) + 4)
     assert output.endswith(FEED_AND_CUT)
+
+    def bar_dots(row: int) -> int:
+        """Black dots along the middle of one hour's row, right of the hour label."""
+        y = row * printing.CHART_ROW_DOTS + printing.CHART_ROW_DOTS // 2
+        return sum(1 for x in range(40, PAPER_DOTS) if image.getpixel((x, y)) == 0)
+
+    # The busiest hour's bar is the longest; an hour without visits has none but its "0".
+    assert bar_dots(2) > bar_dots(1) > bar_dots(3) > bar_dots(0)
+    assert bar_dots(0) < 20
+
+
+def test_a_quiet_day_prints_no_busiest_hour(dummy):
+    output = printing.print_busy_hours(dummy, date(2026, 11, 3), [(8, 0), (9, 0)]).output
+    assert gb("Busiest") not in output and output.endswith(FEED_AND_CUT)
 
 
 # -- printer set-up and failures --------------------------------------------------------------------------

@@ -315,6 +315,18 @@ def test_busy_hours_chart(agent_client, clock):
     assert "今天各时段客流 · 3" in page
 
 
+def test_busy_hours_chart_prints_for_the_wall(agent_client, station, printed):
+    withdraw(agent_client, card_customer(0), "100")
+    response = agent_client.post("/chart/print")
+    assert response.location == "/chart"
+    assert "已打印。" in agent_client.get("/chart").get_data(as_text=True)
+    station.config["printer"] = {"kind": "file", "path": "/dev/usb/lp9"}
+    response = agent_client.post("/chart/print")
+    assert response.status_code == 503
+    assert error_of(response.get_data(as_text=True)).startswith("打印机没有连接或没有开机。")
+    assert 'id="chart"' in response.get_data(as_text=True)
+
+
 def test_health_still_answers(ui_client, station):
     assert json.loads(ui_client.get("/health").data)["station"] == "ST-0001"
 

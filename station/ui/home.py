@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext
 
-from station import services
+from station import printing, services
 from station.db import Operation
 from station.errors import StationError
 from station.ui.common import SyncNotConfigured, login_required, station, translate_error
@@ -84,13 +84,31 @@ def chart_bars(per_hour: list[int], width: int = 720, height: int = 260) -> list
     return bars
 
 
-@bp.get("/chart")
-@login_required
-def chart():
-    """Today's customer flow by hour."""
+def _chart_page(error: str | None = None, status: int = 200):
     st = station()
     per_hour = hourly_flow(st)
     bars = chart_bars(per_hour)
     peak = max(bars, key=lambda bar: bar.count)
     return render_template("chart.html", bars=bars, peak=peak if peak.count else None, total=sum(per_hour),
-                           today=st.local_date())
+                           today=st.local_date(), error=error), status
+
+
+@bp.get("/chart")
+@login_required
+def chart():
+    """Today's customer flow by hour."""
+    return _chart_page()
+
+
+@bp.post("/chart/print")
+@login_required
+def print_chart():
+    """Print today's chart for the wall (the hours the screen shows)."""
+    st = station()
+    hours = [(bar.hour, bar.count) for bar in chart_bars(hourly_flow(st))]
+    try:
+        printing.print_busy_hours(st, st.local_date(), hours)
+    except StationError as err:
+        return _chart_page(translate_error(err), 503)
+    flash(gettext("Printed."))
+    return redirect(url_for("home.chart"))
