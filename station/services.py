@@ -191,8 +191,13 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
         raise errors.AgentLocked()
     now = st.now()
     if check_pin(pin, agent.pin_verifier):
-        if agent.failed_pins:
-            Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
+        # The slow hash ran outside any lock: parallel guesses may have locked the agent meanwhile.
+        with st.db.atomic():
+            agent = Agent.get_by_id(agent_id)
+            if agent.locked:
+                raise errors.AgentLocked()
+            if agent.failed_pins:
+                Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
         return AgentSession(
             agent_id=agent.agent_id,
             name=agent.name,
@@ -275,8 +280,12 @@ def authenticate_customer(st: Station, session: AgentSession, customer: Customer
     _refuse_inactive(customer)
     now = st.now()
     if check_pin(pin, customer.pin_verifier):
-        if customer.pin_failures:
-            Customer.update(pin_failures=0).where(Customer.id == customer.id).execute()
+        # The slow hash ran outside any lock: parallel guesses may have locked the customer meanwhile.
+        with st.db.atomic():
+            customer = Customer.get_by_id(customer.id)
+            _refuse_inactive(customer)
+            if customer.pin_failures:
+                Customer.update(pin_failures=0).where(Customer.id == customer.id).execute()
         return CustomerAuth(customer.id, customer.account_id, session.agent_id, now)
     tries = st.policy["customer_pin_tries"]
     with st.db.atomic():

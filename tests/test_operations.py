@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from station import errors, services
-from station.db import BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.db import Agent, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import journal_head
 
@@ -126,6 +126,22 @@ def test_three_wrong_pins_lock_the_customer_and_journal_each_try(open_drawer, ag
     assert Operation.select().count() == 0
 
 
+def test_a_right_pin_does_not_outrun_a_lock_set_while_it_was_checked(open_drawer, agent, monkeypatch):
+    # Parallel guesses: another thread's third wrong PIN locks the customer while this one's slow hash runs.
+    st = open_drawer
+    li = customer(1)
+    real_check_pin = services.check_pin
+
+    def check_pin_racing_a_lockout(pin, verifier):
+        Customer.update(status="locked", pin_failures=3).where(Customer.id == li.id).execute()
+        return real_check_pin(pin, verifier)
+
+    monkeypatch.setattr(services, "check_pin", check_pin_racing_a_lockout)
+    with pytest.raises(errors.CustomerLocked):
+        services.authenticate_customer(st, agent, li, PIN)
+    assert Customer.get_by_id(li.id).pin_failures == 3
+
+
 def test_a_locked_customer_cannot_use_an_earlier_pin_check(open_drawer, agent):
     st = open_drawer
     auth = services.authenticate_customer(st, agent, customer(), PIN)
@@ -155,6 +171,19 @@ def test_five_wrong_agent_pins_lock_the_agent(station):
         services.login_agent(station, "A01", "0000")
     with pytest.raises(errors.AgentLocked):
         services.login_agent(station, "A01", "1357")
+
+
+def test_a_right_agent_pin_does_not_outrun_a_lock_set_while_it_was_checked(station, monkeypatch):
+    real_check_pin = services.check_pin
+
+    def check_pin_racing_a_lockout(pin, verifier):
+        Agent.update(failed_pins=5, locked=True).where(Agent.agent_id == "A01").execute()
+        return real_check_pin(pin, verifier)
+
+    monkeypatch.setattr(services, "check_pin", check_pin_racing_a_lockout)
+    with pytest.raises(errors.AgentLocked):
+        services.login_agent(station, "A01", "1357")
+    assert Agent.get_by_id("A01").failed_pins == 5
 
 
 def test_a_supervisor_unlocks_a_locked_agent(station, supervisor):
