@@ -760,7 +760,7 @@ def count_total(counts: dict) -> tuple[dict, int]:
             raise errors.InvalidCashCount()
         if isinstance(pieces, str):
             pieces = pieces.strip() or "0"
-            if not pieces.isdigit():
+            if not pieces.isdecimal():
                 raise errors.InvalidCashCount()
             pieces = int(pieces)
         if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 0 or pieces > 1_000_000:

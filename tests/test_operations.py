@@ -507,7 +507,7 @@ def test_reverse_unknown_receipt(open_drawer, supervisor):
 # -- day and drawer ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "counts",
-    [{"3000": 1}, {"10000": -1}, {"10000": "x"}, {"abc": 1}, {"10000": 1.5}, {"10000": True}],
+    [{"3000": 1}, {"10000": -1}, {"10000": "x"}, {"abc": 1}, {"10000": 1.5}, {"10000": True}, {"10000": "²"}],
 )
 def test_bad_cash_counts(station, agent, counts):
     with pytest.raises(errors.InvalidCashCount):
