@@ -66,6 +66,8 @@ DEFAULT_PRINTER = {"kind": "file", "path": "/dev/usb/lp0"}
 #: A python-escpos profile of a generic 58 mm printer (384 dots, 32 columns).
 DEFAULT_PROFILE = "POS-5890"
 DEFAULT_TIMEOUT_S = {"usb": 10, "serial": 5, "network": 10}
+#: Settings that are whole numbers (USB ids and endpoints may be written in hex, "0x0416").
+INTEGER_SETTINGS = ("vendor_id", "product_id", "in_ep", "out_ep", "port", "baudrate")
 
 COPIES = ("customer", "agent")
 
@@ -165,10 +167,15 @@ def printer_settings(st: Station) -> dict:
     for key in required.get(kind, ()):
         if not settings.get(key):
             raise PrinterMisconfigured(problem=f"a {kind} printer needs {key}")
+    for key in INTEGER_SETTINGS:
+        if key in settings:
+            _int(settings[key], key)  # refused now, not at the first receipt
     settings.setdefault("profile", DEFAULT_PROFILE)
     settings.setdefault("cut", True)
     if kind in DEFAULT_TIMEOUT_S:
-        settings.setdefault("timeout", DEFAULT_TIMEOUT_S[kind])
+        timeout = settings.setdefault("timeout", DEFAULT_TIMEOUT_S[kind])
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 600:
+            raise PrinterMisconfigured(problem="timeout must be a number of seconds")
     return settings
 
 

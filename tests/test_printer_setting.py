@@ -31,6 +31,10 @@ def test_a_valid_printer_is_saved(station):
         ('{"kind": "usb", "vendor_id": "0x0416"}', "needs product_id"),
         ('{"kind": "network"}', "needs host"),
         ('["usb"]', "printer must be an object"),
+        ('{"kind": "network", "host": "127.0.0.1", "port": "ninety-one"}', "port must be a number"),
+        ('{"kind": "usb", "vendor_id": "0x0416", "product_id": "50x1"}', "product_id must be a number"),
+        ('{"kind": "network", "host": "127.0.0.1", "timeout": "10"}', "timeout must be a number of seconds"),
+        ('{"kind": "serial", "device": "/dev/ttyS0", "timeout": 0}', "timeout must be a number of seconds"),
     ],
 )
 def test_bad_printer_settings_are_refused_and_nothing_changes(station, settings, message):
