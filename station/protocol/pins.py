@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 #: 2**14 with r=8 costs about 16 MiB and tens of milliseconds: slow for a guesser with a stolen SD card,
 #: still quick enough for a customer at the counter on a Raspberry Pi.
 DEFAULT_LOG2_N = 14
-PIN_RE = re.compile(r"^\d{4,6}$")
+#: ASCII digits only (``\d`` would take other scripts' digits) and no trailing newline (which ``$`` allows).
+PIN_RE = re.compile(r"^[0-9]{4,6}\Z")
 
 
 def _b64(data: bytes) -> str:
