@@ -51,6 +51,8 @@ def test_valid_amounts(typed, fen):
         (".5", "amount_format"),
         ("五百", "amount_format"),
         ("100元", "amount_format"),
+        ("৪০", "amount_format"),  # Bengali 40, which reads as 80: only 0-9 (and full-width, normalised) count
+        ("٥٠٠", "amount_format"),
         ("9999999999999", "amount_too_large"),
         (10**15, "amount_too_large"),
         (MAX_AMOUNT_FEN + 1, "amount_too_large"),

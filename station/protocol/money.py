@@ -16,7 +16,9 @@ FEN_PER_YUAN = 100
 #: Nothing a village station handles comes near this (10 million yuan); larger input is a typo or an attack.
 MAX_AMOUNT_FEN = 10_000_000 * FEN_PER_YUAN
 
-_AMOUNT_RE = re.compile(r"^(?P<yuan>\d{1,12})(?:\.(?P<frac>\d{1,2}))?$")
+#: ASCII digits only, after NFKC: ``\d`` would also take other scripts' digits, some of which look like other
+#: figures (Bengali ৪ is 4 but reads as 8).
+_AMOUNT_RE = re.compile(r"^(?P<yuan>[0-9]{1,12})(?:\.(?P<frac>[0-9]{1,2}))?$")
 
 
 class AmountError(ValueError):
@@ -52,9 +54,9 @@ def parse_amount(value: str | int | Decimal, *, allow_zero: bool = False) -> int
             raise AmountError("amount_negative", "An amount cannot be negative.")
         match = _AMOUNT_RE.match(text)
         if match is None:
-            if re.match(r"^\d+\.\d{3,}$", text):
+            if re.match(r"^[0-9]+\.[0-9]{3,}$", text):
                 raise AmountError("amount_precision", "An amount can have at most two decimals (fen).")
-            if re.match(r"^\d{13,}(\.\d*)?$", text):
+            if re.match(r"^[0-9]{13,}(\.[0-9]*)?$", text):
                 raise AmountError("amount_too_large", "That amount is far too large.")
             raise AmountError("amount_format", "Enter the amount in digits, for example 100 or 12.50.")
         frac = (match.group("frac") or "").ljust(2, "0")
