@@ -62,6 +62,8 @@ def test_valid_amounts(typed, fen):
         (None, "amount_type"),
         (Decimal("NaN"), "amount_format"),
         (Decimal("1.001"), "amount_precision"),
+        (Decimal("1E+999999"), "amount_too_large"),
+        (Decimal("1000000000000"), "amount_too_large"),
     ],
 )
 def test_refused_amounts(typed, code):

@@ -45,6 +45,9 @@ def parse_amount(value: str | int | Decimal, *, allow_zero: bool = False) -> int
             raise AmountError("amount_format", "Enter the amount in digits, for example 100 or 12.50.")
         if value.as_tuple().exponent < -2:
             raise AmountError("amount_precision", "An amount can have at most two decimals (fen).")
+        # Before multiplying: 1E+999999 * 100 overflows the decimal context (an ArithmeticError, not ours).
+        if value.adjusted() >= 12:
+            raise AmountError("amount_too_large", "That amount is far too large.")
         fen = int(value * FEN_PER_YUAN)
     elif isinstance(value, str):
         text = unicodedata.normalize("NFKC", value).strip()
