@@ -92,8 +92,3 @@ def ensure_demo_agents(st: Station) -> None:
     for agent_id, name, role, pin in DEMO_AGENTS:
         if Agent.get_or_none(Agent.agent_id == agent_id) is None:
             add_agent(st, agent_id, name, role, pin)
-
-
-def has_customers() -> bool:
-    return Customer.select().exists()
-

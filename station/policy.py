@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import copy
 
-#: Operation types that take money from a customer's account, and so are bounded offline.
-DEBIT_TYPES = ("withdrawal", "transfer", "bill_payment")
-
 DEFAULT_POLICY: dict = {
     "limits": {
         # A rural service point's cash withdrawal: at most 1,000 yuan per card per day, minimum 10, in tens.

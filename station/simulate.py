@@ -79,13 +79,12 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
                                                                                      "mobile")}
     session = services.login_agent(st, agent_id, agent_pin)
     supervisor = services.login_agent(st, supervisor_id, supervisor_pin)
-    today_receipts: list[services.Receipt] = []
 
     def advance(minutes: float) -> None:
         moment["now"] = moment["now"] + timedelta(minutes=minutes)
 
     def start_day() -> None:
-        nonlocal session, supervisor, today_receipts
+        nonlocal session, supervisor
         local = moment["now"].astimezone(tz)
         if local.time() >= CLOSE_AT:
             local = datetime.combine(local.date() + timedelta(days=1), OPEN_AT, tz)
@@ -95,7 +94,6 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
         session = services.login_agent(st, agent_id, agent_pin)
         supervisor = services.login_agent(st, supervisor_id, supervisor_pin)
         services.open_day(st, session, FLOAT_COUNTS)
-        today_receipts = []
         outcomes["day_open"] += 1
 
     def end_day() -> None:
@@ -124,7 +122,6 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
         try:
             receipt = _one_operation(st, rng, kind, session, customer, billers)
             if receipt is not None:
-                today_receipts.append(receipt)
                 outcomes[receipt.type] += 1
                 if receipt.type in services.REVERSIBLE_TYPES and rng.random() < 0.01:
                     services.reverse(st, supervisor, receipt.txn, services.new_txn_id(), "agent keyed wrong amount")

@@ -76,10 +76,6 @@ def public_jwk(key: OKPKey) -> dict:
     return jwk
 
 
-def keyset_from_jwks(jwks: Mapping) -> KeySet:
-    return KeySet.import_key_set(dict(jwks))
-
-
 class Signer:
     """Signs payloads with one Ed25519 key; ``kid`` is computed once."""
 
