@@ -96,9 +96,9 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
         services.open_day(st, session, FLOAT_COUNTS)
         outcomes["day_open"] += 1
 
-    def end_day() -> None:
+    def end_day(at: datetime | None = None) -> None:
         business_date = date.fromisoformat(services.current_day().business_date)
-        moment["now"] = datetime.combine(business_date, CLOSE_AT, tz)
+        moment["now"] = at or datetime.combine(business_date, CLOSE_AT, tz)
         cash = services.drawer_cash()
         # A count is usually right, sometimes a little short.
         short = rng.choice([0, 0, 0, 0, 1_000, 500])
@@ -107,6 +107,10 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
         services.close_day(st, session, counts)
         outcomes["day_close"] += 1
 
+    day = services.current_day()
+    if day is not None and date.fromisoformat(day.business_date) < moment["now"].astimezone(tz).date():
+        # A day left open before a later start closes at the start: at its own 17:30 the clock would run back.
+        end_day(at=moment["now"])
     if services.current_day() is None:
         start_day()
     for _ in range(transactions):

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import stat
+from datetime import datetime
 
 import pytest
 from click.testing import CliRunner
@@ -15,10 +16,11 @@ from jwcrypto import jws as jwcrypto_jws
 from station import services
 from station.cli import cli
 from station.context import Station, init_station
-from station.db import DatabaseDamaged
+from station.db import BusinessDay, DatabaseDamaged
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import verify_journal
 from station.protocol.tokens import chain_hash, genesis_prev, unverified_payload
+from station.simulate import simulate
 
 
 @pytest.fixture
@@ -217,3 +219,14 @@ def test_simulate_from_a_given_local_start(station):
     assert result.exit_code == 0, result.output
     opened = services.JournalEntry.get(services.JournalEntry.type == "day_open")
     assert opened.recorded_at.astimezone(station.timezone).isoformat().startswith("2026-11-05T07:40")
+
+
+def test_simulate_after_a_day_left_open_keeps_the_clock_moving_forward(open_drawer):
+    # The day opened on 3 November is still open when the simulation starts on the 5th.
+    st = open_drawer
+    start = datetime(2026, 11, 5, 7, 40, tzinfo=st.timezone)
+    simulate(st, 120, seed=2, start=start)
+    stamps = [entry.recorded_at for entry in services.JournalEntry.select().order_by(services.JournalEntry.seq)]
+    assert stamps == sorted(stamps)
+    assert BusinessDay.get(BusinessDay.business_date == "2026-11-03").closed_at == start
+    assert verify_journal(st.keyset(), st.station_id)[1] is None
