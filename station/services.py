@@ -489,9 +489,9 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: _P
 def _customer_operation(st, session, auth, txn, request, plan_fn, *, needs_customer=True) -> Receipt:
     """Run one customer operation: replay check, checks in order (``plan_fn`` does 3 to 9), write."""
     st.activate()
-    txn = _check_txn_id(txn)
     with st.db.atomic():
         check_session(st, session)
+        txn = _check_txn_id(txn)
         customer = _check_customer(st, session, auth) if (needs_customer or auth is not None) else None
         try:
             replay = _replay(txn, request(customer))

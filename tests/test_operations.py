@@ -216,6 +216,9 @@ def test_expired_agent_session_is_refused_first(open_drawer, agent, auth, clock)
     # Even with an invalid amount, the session is checked first.
     with pytest.raises(errors.AgentSessionInvalid):
         services.withdraw_cash(open_drawer, agent, auth, "-5", services.new_txn_id())
+    # And with a malformed transaction number.
+    with pytest.raises(errors.AgentSessionInvalid):
+        services.withdraw_cash(open_drawer, agent, auth, "100", "not-a-uuid")
 
 
 def test_operations_need_an_open_day(station, agent):
