@@ -363,13 +363,18 @@ class Applier:
             return Outcome("settled")
         pending = next((row for row in self.transfer_rows if row["txn"] == ref), None)
         if pending is not None:
+            if pending["status"] != "pending":
+                # A second cancellation in the same batch must not refund the transfer twice.
+                return Outcome("rejected", "already_cancelled")
             pending["status"] = "cancelled"
         else:
             cancelled = Transfer.update(status="cancelled").where(
                 (Transfer.station_id == self.station_id) & (Transfer.txn == ref) & (Transfer.status == "pending")
             ).execute()
             if cancelled != 1:
-                return Outcome("rejected", "already_executed")
+                status = Transfer.select(Transfer.status).where(
+                    (Transfer.station_id == self.station_id) & (Transfer.txn == ref)).scalar()
+                return Outcome("rejected", "already_cancelled" if status == "cancelled" else "already_executed")
         return self._inverse(legs, "transfer cancelled")
 
     def _reversal(self, seq, p):
