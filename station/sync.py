@@ -281,6 +281,10 @@ def _apply_outcomes(ack: envelope.Ack) -> None:
             if op.type == "transfer_cancel" and reason == "already_executed" and op.ref_txn:
                 # The bank executed the transfer before the cancellation arrived: it stands.
                 Operation.update(status="settled").where(Operation.txn == op.ref_txn).execute()
+            if op.type == "reversal" and op.ref_txn:
+                # The bank refused to undo it (the money is no longer there): the original operation stands.
+                Operation.update(status="settled").where(
+                    (Operation.txn == op.ref_txn) & (Operation.status == "reversed")).execute()
         elif op.status == "recorded":
             Operation.update(status="settled").where(Operation.txn == op.txn).execute()
 
