@@ -329,6 +329,10 @@ def test_enrollment_codes_are_single_use_and_expire(server, tmp_path, clock):
     bad = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x"}, timeout=10)
     assert bad.status_code == 400 and problem_type(bad) == "malformed-request"
     check_against_openapi(bad, "/api/v1/enroll")
+    huge = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x" * envelope.MAX_SEALED_BYTES, **keys},
+                         timeout=10)
+    assert huge.status_code == 413 and problem_type(huge) == "too-large"
+    check_against_openapi(huge, "/api/v1/enroll")
 
 
 @pytest.fixture
