@@ -168,6 +168,22 @@ def test_sync_job_backs_off_while_the_server_is_unreachable(server, tmp_path, cl
         scheduler.shutdown(wait=True)
 
 
+def test_sync_now_during_a_run_runs_again_at_once(monkeypatch):
+    import station.scheduler as scheduler_module
+
+    job = scheduler_module.SyncJob(station=None)
+    runs = []
+
+    def sync_once(station, attempts):
+        runs.append(attempts)
+        if len(runs) == 1:
+            job.forced.set()  # "sync now" pressed meanwhile: the scheduler skips the second instance
+
+    monkeypatch.setattr(scheduler_module, "sync_once", sync_once)
+    job()
+    assert runs == [1, 1] and not job.forced.is_set()
+
+
 def test_every_sync_setting_and_command_is_documented():
     operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     for name in SYNC_SETTINGS:
