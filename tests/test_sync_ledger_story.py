@@ -142,6 +142,23 @@ def test_a_transfer_to_a_payee_blocked_meanwhile_is_rejected_and_the_block_comes
         services.transfer(st, agent, auth, payee.account, payee.name, 10_000, services.new_txn_id())
 
 
+def test_a_transfer_whose_payee_is_blocked_during_its_delay_is_not_executed(server, tmp_path, clock):
+    from sync_server.admin import block_payee
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    agent, _ = open_counter(st)
+    customer = Customer.get(Customer.account_id == ACCOUNT)
+    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    payee = customer.payees.get()
+    sent = services.transfer(st, agent, auth, payee.account, payee.name, 30_000, services.new_txn_id())
+    assert sync_once(st).rejected == {}
+    server_db()
+    block_payee(payee.account, "reported fraud")
+    assert execute_due_transfers() == 0
+    assert Transfer.get(Transfer.txn == sent.txn).status == "pending"
+    assert balance("transfers:ST-0001") == 30_000
+
+
 def test_a_card_moved_to_another_account_by_the_bank_follows_the_downlink(server, tmp_path, clock):
     from sync_server.db import Customer as BankCustomer
 
