@@ -3,8 +3,9 @@
 ``start_scheduler(station, app_config)`` returns a started APScheduler 3 ``BackgroundScheduler`` with one job,
 ``sync``: every ``SYNC_INTERVAL_SECONDS`` (default: the station's ``sync.interval_seconds``, 300 s), one run at a
 time (``max_instances=1``), missed runs coalesced, a real misfire grace. ``sync_now(scheduler)`` runs it at once
-(the UI's "sync now" button and after day close). While the server is unreachable the job backs off
-exponentially with jitter, skipping its regular runs until the backoff has passed; "sync now" ignores the backoff.
+(the UI's "sync now" button and after day close; pressed during a run, the run is repeated at once). While the
+server is unreachable the job backs off exponentially with jitter, skipping its regular runs until the backoff has
+passed; "sync now" ignores the backoff.
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ class SyncJob:
     def __call__(self) -> None:
         if not self.forced.is_set() and time.monotonic() < self.not_before:
             return
-        self.forced.clear()
+        while True:
+            self.forced.clear()
+            # "Sync now" during a run is skipped by the scheduler (max_instances=1): run again at once, so what
+            # was recorded meanwhile (a day close) does not wait for the next interval.
+            if not self._run() or not self.forced.is_set():
+                return
+
+    def _run(self) -> bool:
         try:
             # One attempt per run: the scheduler's next runs are the retries, spaced by the backoff below.
             sync_once(self.station, attempts=1)
@@ -48,9 +56,10 @@ class SyncJob:
                                   sync_setting(self.station, "backoff_cap"), self.rng)
             self.not_before = time.monotonic() + delay
             log.warning("sync failed (%s); next try in %.0f s at the earliest", exc, delay)
-        else:
-            self.failures = 0
-            self.not_before = 0.0
+            return False
+        self.failures = 0
+        self.not_before = 0.0
+        return True
 
 
 def start_scheduler(station: Station, app_config) -> BackgroundScheduler:

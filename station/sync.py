@@ -134,15 +134,20 @@ def enroll_station(
     if response.status_code != 200:
         message, _ = _problem_message(response)
         raise EnrollError(f"Enrollment refused: {message}")
-    answer = response.json()
-    server = answer["server"]
-    envelope.ed25519_public_from_jwk(server["signing_jwk"])
-    envelope.encryption_public_from_jwk(server["encryption_jwk"])
+    try:
+        answer = response.json()
+        server = answer["server"]
+        envelope.ed25519_public_from_jwk(server["signing_jwk"])
+        envelope.encryption_public_from_jwk(server["encryption_jwk"])
+        station_id = answer["station_id"]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # A captive portal or a plain web server answers 200 too: say so instead of a traceback.
+        raise EnrollError(f"{server_url} answered, but not as a station-kit sync server: check the URL.") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     write_private_file(data_dir / SIGNING_KEY_FILE, json.dumps(signing_key.as_dict(private=True)))
     write_private_file(data_dir / ENCRYPTION_KEY_FILE, envelope.encryption_private_to_text(encryption_key))
     config = {
-        "station_id": answer["station_id"],
+        "station_id": station_id,
         "name": answer.get("name", ""),
         "server": {"url": server_url, "signing_jwk": server["signing_jwk"],
                    "encryption_jwk": server["encryption_jwk"]},
@@ -281,6 +286,10 @@ def _apply_outcomes(ack: envelope.Ack) -> None:
             if op.type == "transfer_cancel" and reason == "already_executed" and op.ref_txn:
                 # The bank executed the transfer before the cancellation arrived: it stands.
                 Operation.update(status="settled").where(Operation.txn == op.ref_txn).execute()
+            if op.type == "reversal" and op.ref_txn:
+                # The bank refused to undo it (the money is no longer there): the original operation stands.
+                Operation.update(status="settled").where(
+                    (Operation.txn == op.ref_txn) & (Operation.status == "reversed")).execute()
         elif op.status == "recorded":
             Operation.update(status="settled").where(Operation.txn == op.txn).execute()
 

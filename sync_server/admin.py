@@ -260,15 +260,21 @@ def import_billers(rows: list[dict]) -> int:
 
 # -- the bank side of transfers -----------------------------------------------------------------------------
 def execute_due_transfers(now: datetime | None = None) -> int:
-    """Execute pending transfers whose delay has passed: clearing -> payee (a customer here, else external)."""
+    """Execute pending transfers whose delay has passed: clearing -> payee (a customer here, else external).
+
+    A transfer whose payee was blocked during the delay stays pending (the delay exists to stop such transfers):
+    the customer may still cancel it, and an operator decides.
+    """
     now_text = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
     done = 0
-    due = list(Transfer.select().where((Transfer.status == "pending") & (Transfer.execute_after <= now_text)))
+    blocked = BlockedPayee.select(BlockedPayee.account)
+    due = list(Transfer.select().where((Transfer.status == "pending") & (Transfer.execute_after <= now_text)
+                                       & Transfer.payee_account.not_in(blocked)))
     for transfer in due:
         with db_proxy.atomic():
             claimed = Transfer.update(status="executed", executed_at=now_text).where(
                 (Transfer.station_id == transfer.station_id) & (Transfer.seq == transfer.seq)
-                & (Transfer.status == "pending")).execute()
+                & (Transfer.status == "pending") & Transfer.payee_account.not_in(blocked)).execute()
             if claimed != 1:
                 continue
             clearing, _ = station_account("transfer_clearing", transfer.station_id)

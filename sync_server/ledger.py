@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from peewee import BigIntegerField, IntegerField, fn
 
+from station.protocol.tokens import unverified_payload
 from sync_server.db import (
     DEBIT_NORMAL,
     Account,
@@ -53,6 +54,8 @@ DEFAULT_SERVER_POLICY: dict = {
 MAX_ENTRY_FEN = 10_000_000 * 100
 CUSTOMER_DEBIT_TYPES = ("withdrawal", "transfer", "bill_payment")
 OPERATION_TYPES = CUSTOMER_DEBIT_TYPES + ("deposit", "balance_enquiry", "transfer_cancel", "reversal")
+#: What a reversal may undo: a transfer is withdrawn by ``transfer_cancel`` (which stops its execution) instead.
+REVERSIBLE_TYPES = ("withdrawal", "deposit", "bill_payment")
 
 
 class LedgerError(RuntimeError):
@@ -196,6 +199,15 @@ class Applier:
         self.rejected: dict[int, str] = {}
         self._billers: dict[str, bool] = {}
         self._blocked: dict[str, bool] = {}
+        self._reversed: set[str] | None = None
+
+    def already_reversed(self, ref_txn: str) -> bool:
+        """Whether a settled reversal of ``ref_txn`` exists at this station (loaded once per batch)."""
+        if self._reversed is None:
+            self._reversed = {unverified_payload(token).get("ref_txn") for (token,) in Entry.select(Entry.token).where(
+                (Entry.station_id == self.station_id) & (Entry.type == "reversal")
+                & (Entry.outcome == "settled")).tuples()}
+        return ref_txn in self._reversed
 
     def biller_known(self, code) -> bool:
         """Whether the biller exists (looked up once per batch)."""
@@ -363,22 +375,33 @@ class Applier:
             return Outcome("settled")
         pending = next((row for row in self.transfer_rows if row["txn"] == ref), None)
         if pending is not None:
+            if pending["status"] != "pending":
+                # A second cancellation in the same batch must not refund the transfer twice.
+                return Outcome("rejected", "already_cancelled")
             pending["status"] = "cancelled"
         else:
             cancelled = Transfer.update(status="cancelled").where(
                 (Transfer.station_id == self.station_id) & (Transfer.txn == ref) & (Transfer.status == "pending")
             ).execute()
             if cancelled != 1:
-                return Outcome("rejected", "already_executed")
+                status = Transfer.select(Transfer.status).where(
+                    (Transfer.station_id == self.station_id) & (Transfer.txn == ref)).scalar()
+                return Outcome("rejected", "already_cancelled" if status == "cancelled" else "already_executed")
         return self._inverse(legs, "transfer cancelled")
 
     def _reversal(self, seq, p):
-        original_type, original_outcome, legs = self._original(p.get("ref_txn"))
+        ref = p.get("ref_txn")
+        original_type, original_outcome, legs = self._original(ref)
         if original_type is None:
             return Outcome("rejected", "unknown_original")
-        if original_outcome != "settled" or not legs:
-            return Outcome("settled")
-        return self._inverse(legs, "reversal")
+        if original_type not in REVERSIBLE_TYPES:
+            return Outcome("rejected", "not_reversible")
+        if self.already_reversed(ref):
+            return Outcome("rejected", "already_reversed")
+        outcome = Outcome("settled") if original_outcome != "settled" or not legs else self._inverse(legs, "reversal")
+        if outcome.outcome == "settled":
+            self._reversed.add(ref)
+        return outcome
 
     def _day_open(self, seq, p):
         cash = self.acct("station_cash")

@@ -81,7 +81,8 @@ def openapi_document() -> dict:
                  "description": "Store-and-forward sync of village station journals. See docs/protocol.md."},
         "paths": {
             "/api/v1/health": {"get": {"summary": "Liveness", "responses": {
-                "200": {"description": "up", "content": _json("Health")}}}},
+                "200": {"description": "up", "content": _json("Health")},
+                **_problem_responses("internal-error")}}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {
                     "type": "object"}}}}}}},
@@ -91,11 +92,11 @@ def openapi_document() -> dict:
                 "responses": {"200": {"description": "enrolled", "content": _json("EnrollResponse")},
                               **_problem_responses("malformed-request", "enrollment-code-invalid",
                                                    "station-revoked", "enrollment-code-used",
-                                                   "enrollment-code-expired")}}},
+                                                   "enrollment-code-expired", "too-large", "internal-error")}}},
             "/api/v1/stations/{station_id}/jwks": {"get": {
                 "summary": "A station's public signing keys", "parameters": [station_param],
                 "responses": {"200": {"description": "JWKS", "content": _json("Jwks")},
-                              **_problem_responses("unknown-station")}}},
+                              **_problem_responses("unknown-station", "internal-error")}}},
             "/api/v1/stations/{station_id}/batches": {"post": {
                 "summary": "Upload one sealed batch of journal entries",
                 "parameters": [station_param] + [

@@ -105,7 +105,8 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
 # -- ingest -------------------------------------------------------------------------------------------------
 def _int_header(headers, name: str) -> int:
     value = headers.get(name)
-    if value is None or not str(value).isdigit():
+    # isdigit() alone also accepts characters int() refuses, such as the latin-1 superscript "²".
+    if value is None or not (value.isascii() and value.isdigit()):
         raise Problem("malformed-request", f"The {name} header must be a positive integer.")
     return int(value)
 

@@ -209,9 +209,11 @@ def test_oversize_and_malformed_batches_are_refused(server, tmp_path, clock):
     response = post(server, "ST-0001", os.urandom(envelope.MAX_SEALED_BYTES + 1), sealed.headers)
     assert response.status_code == 413 and problem_type(response) == "too-large"
     check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
-    response = post(server, "ST-0001", sealed.body, {envelope.HEADER_FIRST: "one"})
-    assert response.status_code == 400 and problem_type(response) == "malformed-request"
-    check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
+    for first in ("one", "\u00b2"):  # a superscript two is a digit to str.isdigit(), not to int()
+        response = post(server, "ST-0001", sealed, {envelope.HEADER_FIRST: first})
+        assert response.status_code == 400 and problem_type(response) == "malformed-request"
+        assert envelope.HEADER_FIRST in response.json()["detail"]
+        check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
 
 
 class LoseReplyAfterCommit:
@@ -327,6 +329,10 @@ def test_enrollment_codes_are_single_use_and_expire(server, tmp_path, clock):
     bad = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x"}, timeout=10)
     assert bad.status_code == 400 and problem_type(bad) == "malformed-request"
     check_against_openapi(bad, "/api/v1/enroll")
+    huge = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x" * envelope.MAX_SEALED_BYTES, **keys},
+                         timeout=10)
+    assert huge.status_code == 413 and problem_type(huge) == "too-large"
+    check_against_openapi(huge, "/api/v1/enroll")
 
 
 @pytest.fixture

@@ -119,6 +119,23 @@ def test_enroll_with_an_unreachable_server_is_a_clear_error(tmp_path):
     assert not (tmp_path / "st" / "config.json").exists()
 
 
+def test_enroll_with_a_server_that_is_no_sync_server_is_a_clear_error(tmp_path):
+    from sync_support import serve_in_thread, stop_server
+
+    def captive_portal(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"<html>Sign in to the village Wi-Fi</html>"]
+
+    url, server, thread = serve_in_thread(captive_portal)
+    try:
+        result = run(station_cli, ["enroll", "--server", url, "--code", "AAAA-BBBB-CCCC", "--data-dir",
+                                   str(tmp_path / "st")], ok=False)
+    finally:
+        stop_server(server, thread)
+    assert result.exit_code != 0 and "not as a station-kit sync server" in result.output
+    assert not (tmp_path / "st" / "config.json").exists()
+
+
 def test_sync_job_backs_off_while_the_server_is_unreachable(server, tmp_path, clock):
     from sync_support import enrolled_station
 
@@ -149,6 +166,22 @@ def test_sync_job_backs_off_while_the_server_is_unreachable(server, tmp_path, cl
         sync_now(scheduler)
     finally:
         scheduler.shutdown(wait=True)
+
+
+def test_sync_now_during_a_run_runs_again_at_once(monkeypatch):
+    import station.scheduler as scheduler_module
+
+    job = scheduler_module.SyncJob(station=None)
+    runs = []
+
+    def sync_once(station, attempts):
+        runs.append(attempts)
+        if len(runs) == 1:
+            job.forced.set()  # "sync now" pressed meanwhile: the scheduler skips the second instance
+
+    monkeypatch.setattr(scheduler_module, "sync_once", sync_once)
+    job()
+    assert runs == [1, 1] and not job.forced.is_set()
 
 
 def test_every_sync_setting_and_command_is_documented():

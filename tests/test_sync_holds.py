@@ -131,3 +131,68 @@ def test_forged_entries_signed_by_a_tampered_station_never_post(server, tmp_path
     assert central_balance() == before
     server_db()
     assert sum(ledger_totals().values()) == 0
+
+
+def forge(st, entry_type, body):
+    """An entry signed by the station's own key that its services would never write."""
+    with st.db.atomic():
+        return append_entry(st.signer, st.station_id, entry_type, st.now(), {"agent": "A01", **body},
+                            txn=services.new_txn_id())
+
+
+def forged_transfer(st, amount=1_000):
+    return forge(st, "transfer", {"account": SHARED, "amount": amount, "payee_account": "6222000011112222",
+                                  "payee_name": "x"})
+
+
+def test_a_forged_reversal_of_a_transfer_is_rejected_and_the_transfer_stays_pending(server, tmp_path, clock):
+    from sync_server.db import Transfer
+
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = central_balance()
+    sent = forged_transfer(one)
+    undo = forge(one, "reversal", {"ref_txn": sent.txn})
+    assert sync_once(one).rejected == {undo.seq: "not_reversible"}
+    assert central_balance() == before - 1_000
+    server_db()
+    assert Transfer.get(Transfer.txn == sent.txn).status == "pending"
+    assert sum(ledger_totals().values()) == 0
+
+
+@pytest.mark.parametrize("same_batch", [True, False])
+def test_a_withdrawal_is_reversed_once_only(server, tmp_path, clock, same_batch):
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = central_balance()
+    paid = forge(one, "withdrawal", {"account": SHARED, "amount": 1_000})
+    forge(one, "reversal", {"ref_txn": paid.txn})
+    if not same_batch:
+        assert sync_once(one).rejected == {}
+    again = forge(one, "reversal", {"ref_txn": paid.txn})
+    assert sync_once(one).rejected == {again.seq: "already_reversed"}
+    assert central_balance() == before
+    server_db()
+    assert sum(ledger_totals().values()) == 0
+
+
+@pytest.mark.parametrize("same_batch", [True, False])
+def test_a_transfer_cancelled_twice_is_refunded_once(server, tmp_path, clock, same_batch):
+    from sync_server.db import Transfer
+
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = central_balance()
+    sent = forged_transfer(one)
+    forge(one, "transfer_cancel", {"account": SHARED, "ref_txn": sent.txn})
+    if not same_batch:
+        assert sync_once(one).rejected == {}
+    again = forge(one, "transfer_cancel", {"account": SHARED, "ref_txn": sent.txn})
+    assert sync_once(one).rejected == {again.seq: "already_cancelled"}
+    assert central_balance() == before
+    server_db()
+    assert Transfer.get(Transfer.txn == sent.txn).status == "cancelled"
+    assert sum(ledger_totals().values()) == 0

@@ -142,6 +142,23 @@ def test_a_transfer_to_a_payee_blocked_meanwhile_is_rejected_and_the_block_comes
         services.transfer(st, agent, auth, payee.account, payee.name, 10_000, services.new_txn_id())
 
 
+def test_a_transfer_whose_payee_is_blocked_during_its_delay_is_not_executed(server, tmp_path, clock):
+    from sync_server.admin import block_payee
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    agent, _ = open_counter(st)
+    customer = Customer.get(Customer.account_id == ACCOUNT)
+    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    payee = customer.payees.get()
+    sent = services.transfer(st, agent, auth, payee.account, payee.name, 30_000, services.new_txn_id())
+    assert sync_once(st).rejected == {}
+    server_db()
+    block_payee(payee.account, "reported fraud")
+    assert execute_due_transfers() == 0
+    assert Transfer.get(Transfer.txn == sent.txn).status == "pending"
+    assert balance("transfers:ST-0001") == 30_000
+
+
 def test_a_card_moved_to_another_account_by_the_bank_follows_the_downlink(server, tmp_path, clock):
     from sync_server.db import Customer as BankCustomer
 
@@ -154,3 +171,26 @@ def test_a_card_moved_to_another_account_by_the_bank_follows_the_downlink(server
     st.activate()
     assert Customer.get(Customer.account_id == "DM00010001").card_number == card
     assert Customer.get(Customer.account_id == ACCOUNT).card_number is None
+
+
+def test_a_reversal_the_bank_refuses_leaves_the_original_standing_at_the_station(server, tmp_path, clock):
+    from sync_server.db import Hold
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    agent, supervisor = open_counter(st)
+    customer = Customer.get(Customer.account_id == ACCOUNT)
+    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    paid_in = services.deposit_cash(st, agent, auth, 20_000, services.new_txn_id())
+    assert sync_once(st).rejected == {}
+    server_db()
+    # Meanwhile the rest of the balance is held for another station: taking the deposit back cannot fit.
+    mine = Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == ACCOUNT)).amount_fen
+    Hold.create(station_id="ST-0002", account_id=ACCOUNT, amount_fen=balance() - mine, updated_at="now")
+    undo = services.reverse(st, supervisor, paid_in.txn, services.new_txn_id(), "keyed twice")
+    st.activate()
+    assert Operation.get_by_id(paid_in.txn).status == "reversed"
+
+    assert sync_once(st).rejected == {Operation.get_by_id(undo.txn).seq: "insufficient_funds"}
+    st.activate()
+    assert Operation.get_by_id(undo.txn).status == "rejected"
+    assert Operation.get_by_id(paid_in.txn).status == "settled"
