@@ -177,6 +177,28 @@ class Book:
         self.changed_holds.clear()
 
 
+#: What each money entry must carry as text besides its amount (the station's services always write these). A
+#: signed entry without them comes from a tampered device: it is rejected as malformed, never a crashed batch.
+REQUIRED_TEXT = {
+    "withdrawal": ("txn",),
+    "deposit": ("txn",),
+    "transfer": ("txn", "payee_account"),
+    "bill_payment": ("txn", "biller"),
+    "transfer_cancel": ("txn", "ref_txn"),
+    "reversal": ("txn", "ref_txn"),
+}
+#: Entries whose postings are computed from their own ``amount`` (reversals and cancellations use the original's).
+AMOUNT_TYPES = ("withdrawal", "deposit", "transfer", "bill_payment", "day_open", "day_close")
+
+
+def _malformed(entry_type, payload: dict) -> bool:
+    if not isinstance(entry_type, str):
+        return True
+    if entry_type in AMOUNT_TYPES and "amount" not in payload:
+        return True
+    return not all(isinstance(payload.get(name), str) and payload[name] for name in REQUIRED_TEXT.get(entry_type, ()))
+
+
 def _is_fen(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ENTRY_FEN
 
@@ -231,7 +253,10 @@ class Applier:
         """Decide one entry's outcome and postings (in memory; ``write`` stores them)."""
         entry_type = payload.get("type")
         handler = getattr(self, f"_{entry_type}", None) if isinstance(entry_type, str) else None
-        if handler is None:
+        if _malformed(entry_type, payload):
+            outcome = Outcome("rejected", "malformed_entry")
+            entry_type = entry_type if isinstance(entry_type, str) else "malformed"
+        elif handler is None:
             outcome = Outcome("acknowledged")
         elif not all(_is_fen(payload.get(name, 0)) for name in ("amount", "fee")):
             # Signed by the station's key, yet not a sum of money: a tampered device. Never let it post.
@@ -245,11 +270,12 @@ class Applier:
                                               amount_fen=amount, memo=memo))
         if outcome.outcome == "rejected":
             self.rejected[seq] = outcome.reason
-        self.entry_rows.append(dict(station_id=self.station_id, seq=seq, type=entry_type, txn=payload.get("txn"),
+        txn = payload.get("txn") if isinstance(payload.get("txn"), str) else None
+        self.entry_rows.append(dict(station_id=self.station_id, seq=seq, type=entry_type, txn=txn,
                                     token=token, received_at=self.book.now, outcome=outcome.outcome,
                                     reason=outcome.reason))
-        if payload.get("txn"):
-            self.by_txn[payload["txn"]] = (payload, outcome)
+        if txn:
+            self.by_txn[txn] = (payload, outcome)
         return outcome
 
     # -- helpers --------------------------------------------------------------------------------------------

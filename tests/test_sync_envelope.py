@@ -141,3 +141,9 @@ def test_ack_round_trip_and_a_swapped_downlink(station):
     with pytest.raises(envelope.BadBatchSignature):
         envelope.open_ack(answer, server_signing_jwk=public_jwk(generate_signing_key()), station_id="ST-0001",
                           station_encryption_key=station_key)
+
+
+@pytest.mark.parametrize("delta", [10**20, -(10**20)])
+def test_an_impossible_time_in_a_compact_entry_is_a_bad_entry_not_a_crash(delta):
+    with pytest.raises(envelope.BadEntry, match="impossible time"):
+        envelope._rebuild_token(["header"], [delta, "withdrawal", None, {}], "ST-0001", 5, "prev", 0, b"s" * 64)

@@ -133,6 +133,29 @@ def test_forged_entries_signed_by_a_tampered_station_never_post(server, tmp_path
     assert sum(ledger_totals().values()) == 0
 
 
+@pytest.mark.parametrize("entry_type, body, with_txn", [
+    ("withdrawal", {"account": SHARED}, True),  # no amount
+    ("transfer", {"account": SHARED, "amount": 1_000}, True),  # no payee account
+    ("transfer", {"account": SHARED, "amount": 1_000, "payee_account": "6222000011112222"}, False),  # no txn
+    ("bill_payment", {"amount": 1_000, "biller": ["ELEC"], "ref": "1234567890", "funding": "cash"}, True),
+    ("reversal", {"amount": 1_000}, True),  # reverses nothing
+    ("day_close", {"expected": 0}, False),  # no counted amount
+])
+def test_malformed_entries_signed_by_a_tampered_station_are_rejected_not_a_crash(
+        server, tmp_path, clock, entry_type, body, with_txn):
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = central_balance()
+    with one.db.atomic():
+        forged = append_entry(one.signer, one.station_id, entry_type, one.now(), {"agent": "A01", **body},
+                              txn=services.new_txn_id() if with_txn else None)
+    assert sync_once(one).rejected == {forged.seq: "malformed_entry"}
+    assert central_balance() == before
+    server_db()
+    assert sum(ledger_totals().values()) == 0
+
+
 def forge(st, entry_type, body):
     """An entry signed by the station's own key that its services would never write."""
     with st.db.atomic():

@@ -324,7 +324,10 @@ def _rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature)
         raise BadEntry(f"entry {seq} names an unknown header", seq=seq)
     if isinstance(ts, int) and not isinstance(ts, bool):
         millis = previous_ms + ts
-        ts_text = _millis_ts(millis)
+        try:
+            ts_text = _millis_ts(millis)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise BadEntry(f"entry {seq} has an impossible time", seq=seq) from exc
     else:
         millis, ts_text = previous_ms, ts
     payload = dict(rest)
