@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from joserfc.jwk import KeySet, OKPKey
+from peewee import OperationalError
 
 from station.db import Setting, db_proxy, open_database
+from station.errors import StationBusy
 from station.policy import merged_policy
 from station.protocol.tokens import Signer, generate_signing_key, public_jwk
 
@@ -68,6 +71,22 @@ class Station:
         self._local = threading.local()
         self._generation = 0
         self.activate()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """One IMMEDIATE write transaction; waiting past the busy timeout is a StationBusy refusal, not a crash.
+
+        Another writer (a long ``station sync`` in a second process, say) can hold the database for a while; the
+        operation then records nothing and the person is asked to try again.
+        """
+        self.activate()
+        try:
+            with self.db.atomic():
+                yield
+        except OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StationBusy() from exc
+            raise
 
     def update_config(self, key: str, value) -> None:
         """Set one key of ``config.json`` (written atomically, mode 0600) and of the running config."""

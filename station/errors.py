@@ -28,6 +28,11 @@ class StationError(Exception):
         return self.template % self.params if self.params else self.template
 
 
+class StationBusy(StationError):
+    code = "station_busy"
+    template = N_("The station is busy for a moment. Nothing was recorded; please try again.")
+
+
 # -- agent session ----------------------------------------------------------------------------------------
 class AgentSessionInvalid(StationError):
     code = "agent_session_invalid"

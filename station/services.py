@@ -176,7 +176,7 @@ def add_agent(st: Station, agent_id: str, name: str, role: str, pin: str) -> Non
     """Register an agent (journaled, without the PIN verifier)."""
     st.activate()
     verifier = make_pin_verifier(pin)
-    with st.db.atomic():
+    with st.write():
         Agent.create(agent_id=agent_id, name=name, role=role, pin_verifier=verifier)
         append_entry(st.signer, st.station_id, "agent_added", st.now(), {"agent": agent_id, "role": role})
 
@@ -192,7 +192,7 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
     now = st.now()
     if check_pin(pin, agent.pin_verifier):
         # The slow hash ran outside any lock: parallel guesses may have locked the agent meanwhile.
-        with st.db.atomic():
+        with st.write():
             agent = Agent.get_by_id(agent_id)
             if agent.locked:
                 raise errors.AgentLocked()
@@ -207,7 +207,7 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
             expires_at=now + timedelta(hours=AGENT_SESSION_HOURS),
         )
     tries = st.policy["agent_pin_tries"]
-    with st.db.atomic():
+    with st.write():
         agent = Agent.get_by_id(agent_id)
         failures = agent.failed_pins + 1
         locked = failures >= tries
@@ -224,7 +224,7 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
 def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receipt:
     """A supervisor unlocks an agent locked by wrong PINs (journaled)."""
     st.activate()
-    with st.db.atomic():
+    with st.write():
         check_session(st, supervisor)
         if supervisor.role != "supervisor":
             raise errors.SupervisorRequired()
@@ -281,14 +281,14 @@ def authenticate_customer(st: Station, session: AgentSession, customer: Customer
     now = st.now()
     if check_pin(pin, customer.pin_verifier):
         # The slow hash ran outside any lock: parallel guesses may have locked the customer meanwhile.
-        with st.db.atomic():
+        with st.write():
             customer = Customer.get_by_id(customer.id)
             _refuse_inactive(customer)
             if customer.pin_failures:
                 Customer.update(pin_failures=0).where(Customer.id == customer.id).execute()
         return CustomerAuth(customer.id, customer.account_id, session.agent_id, now)
     tries = st.policy["customer_pin_tries"]
-    with st.db.atomic():
+    with st.write():
         customer = Customer.get_by_id(customer.id)
         failures = customer.pin_failures + 1
         locked = failures >= tries
@@ -489,7 +489,7 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: _P
 def _customer_operation(st, session, auth, txn, request, plan_fn, *, needs_customer=True) -> Receipt:
     """Run one customer operation: replay check, checks in order (``plan_fn`` does 3 to 9), write."""
     st.activate()
-    with st.db.atomic():
+    with st.write():
         check_session(st, session)
         txn = _check_txn_id(txn)
         customer = _check_customer(st, session, auth) if (needs_customer or auth is not None) else None
@@ -773,7 +773,7 @@ def count_total(counts: dict) -> tuple[dict, int]:
 def open_day(st: Station, session: AgentSession, counts: dict) -> Receipt:
     """Open the business day with the counted cash float."""
     st.activate()
-    with st.db.atomic():
+    with st.write():
         check_session(st, session)
         if current_day() is not None:
             raise errors.DayAlreadyOpen()
@@ -803,7 +803,7 @@ class DayClose:
 def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
     """Close the day: the counted cash against what the drawer should hold; the variance is recorded."""
     st.activate()
-    with st.db.atomic():
+    with st.write():
         check_session(st, session)
         day = _open_day_or_refuse()
         cleaned, counted = count_total(counts)

@@ -547,3 +547,21 @@ def test_balance_enquiry_is_as_of_the_snapshot(open_drawer, agent, auth):
     assert balance.balance_as_of == mother.balance_as_of
     assert balance.offline_available_fen == mother.allowance_fen
     assert balance.receipt.type == "balance_enquiry"
+
+
+def test_a_database_held_by_another_writer_is_a_busy_refusal_and_records_nothing(open_drawer, agent, auth):
+    import sqlite3
+
+    st = open_drawer
+    st.db.execute_sql("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(st.data_dir / "station.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. a long `station sync` in another process
+    before = entries()
+    try:
+        with pytest.raises(errors.StationBusy):
+            services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert entries() == before
+    services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
