@@ -718,9 +718,12 @@ def reverse(st: Station, supervisor: AgentSession, original_txn: str, txn: str, 
     def request(_customer):
         return {"type": "reversal", "ref": original_txn, "reason": reason}
 
+    # The role comes right after the session: a plain agent learns nothing about the day or the receipt.
+    check_session(st, supervisor)
+    if supervisor.role != "supervisor":
+        raise errors.SupervisorRequired()
+
     def plan(_customer, day):
-        if supervisor.role != "supervisor":
-            raise errors.SupervisorRequired()
         original = Operation.get_or_none(Operation.txn == original_txn)
         if original is None:
             raise errors.NoSuchReceipt()

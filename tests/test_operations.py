@@ -509,6 +509,12 @@ def test_not_reversible(open_drawer, agent, supervisor, auth, kind):
         services.reverse(st, supervisor, receipt.txn, services.new_txn_id(), "")
 
 
+def test_a_plain_agent_is_refused_a_reversal_before_anything_else(station, agent):
+    """No open day, unknown receipt, replayed txn: the agent hears only that a supervisor is needed."""
+    with pytest.raises(errors.SupervisorRequired):
+        services.reverse(station, agent, services.new_txn_id(), services.new_txn_id(), "")
+
+
 def test_reverse_unknown_receipt(open_drawer, supervisor):
     with pytest.raises(errors.NoSuchReceipt):
         services.reverse(open_drawer, supervisor, services.new_txn_id(), services.new_txn_id(), "")
