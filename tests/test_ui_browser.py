@@ -221,3 +221,23 @@ def test_double_tap_on_the_pin_ok_records_once(live):
     page.wait_for_selector("#receipt")
     assert Operation.select().where(Operation.type == "withdrawal").count() == 1
     assert page.inner_text("#drawer") == "钱箱 ¥29,900.00"
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_refused_pin_still_fits_and_cancels(live, lang):
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    page.click("#tile-withdrawal")
+    tap_digits(page, card_customer().card_number)
+    page.click("#next")
+    page.click("#quick-100")
+    page.click("#confirm")
+    tap_digits(page, "000000")
+    page.click("#pin-ok")
+    page.wait_for_selector("#error")
+    check_screen(page)
+    page.click("#cancel-op")
+    page.wait_for_url(base + "/home")
+    assert Operation.select().count() == 0
