@@ -13,6 +13,7 @@ from ui_helpers import (
     english,
     error_of,
     login,
+    txn_of,
     withdraw,
 )
 
@@ -285,6 +286,16 @@ def test_voice_is_journaled(agent_client):
     entry = JournalEntry.select().order_by(JournalEntry.seq.desc()).first()
     assert entry.type == "feedback"
     assert unverified_payload(entry.token)["text"] == "田师傅很耐心"
+
+
+def test_a_double_tap_on_save_records_the_voice_once(agent_client):
+    txn = txn_of(agent_client.get("/voice/").get_data(as_text=True))
+    data = {"category": "complaint", "text": "排队太久了。", "txn": txn}
+    first = agent_client.post("/voice/", data=data)
+    second = agent_client.post("/voice/", data=data)
+    assert first.status_code == second.status_code == 302
+    assert second.location == first.location
+    assert JournalEntry.select().where(JournalEntry.type == "feedback").count() == 1
 
 
 def test_sync_not_configured_in_both_languages(agent_client):
