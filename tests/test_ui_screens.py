@@ -102,6 +102,14 @@ def test_language_toggle_only_redirects_to_local_paths(ui_client):
 
 
 # -- home and status bar ----------------------------------------------------------------------------------
+def test_language_toggle_returns_to_the_same_screen_with_its_query(ui_client):
+    # On the PIN pad of the chosen agent, the toggle must not drop back to the list of names.
+    page = ui_client.get("/login?agent_id=A01").get_data(as_text=True)
+    assert 'name="next" value="/login?agent_id=A01"' in page
+    page = ui_client.get("/login").get_data(as_text=True)
+    assert 'name="next" value="/login"' in page
+
+
 def test_home_tiles_and_status_bar_in_both_languages(agent_client, station):
     page = agent_client.get("/home").get_data(as_text=True)
     for label in ("取款", "存款", "转账", "缴费", "查询", "凭证", "日终", "同步", "客户之声", "客流"):
