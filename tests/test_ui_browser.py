@@ -241,3 +241,21 @@ def test_a_refused_pin_still_fits_and_cancels(live, lang):
     page.click("#cancel-op")
     page.wait_for_url(base + "/home")
     assert Operation.select().count() == 0
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_day_close_preview_fits(live, lang):
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    page.goto(base + "/day/close")
+    # 30,000 yuan less 10: the three amounts in full, as on the story's day.
+    page.click("#n10000")
+    tap_digits(page, "299")
+    page.click("#n1000")
+    tap_digits(page, "9")
+    page.click("#check-count")
+    page.wait_for_selector("#variance")
+    assert page.inner_text("#variance") == "¥-10.00"
+    check_screen(page)
