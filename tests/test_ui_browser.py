@@ -259,3 +259,24 @@ def test_the_day_close_preview_fits(live, lang):
     page.wait_for_selector("#variance")
     assert page.inner_text("#variance") == "¥-10.00"
     check_screen(page)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_refused_supervisor_pin_still_fits(live, lang):
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    page.click("#tile-withdrawal")
+    tap_digits(page, card_customer().card_number)
+    page.click("#next")
+    page.click("#quick-100")
+    page.click("#confirm")
+    tap_digits(page, CUSTOMER_PIN)
+    page.click("#pin-ok")
+    page.click("#reverse")
+    page.wait_for_url("**/reverse")
+    tap_digits(page, "0000")
+    page.click("#reverse-ok")
+    page.wait_for_selector("#error")
+    check_screen(page)
