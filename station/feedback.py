@@ -6,10 +6,14 @@ business row of its own (the journal entry is the record).
 
 from __future__ import annotations
 
-from station import services
+import uuid
+
+from station import errors, services
 from station.context import Station
+from station.db import JournalEntry
 from station.errors import N_, StationError
 from station.journal import append_entry
+from station.protocol.tokens import unverified_payload
 
 CATEGORIES = ("praise", "complaint", "suggestion")
 MAX_TEXT = 200
@@ -25,21 +29,42 @@ class InvalidFeedbackText(StationError):
     template = N_("Write what the customer said, in 1 to %(max)d characters.")
 
 
-def record_feedback(st: Station, session: services.AgentSession, category: str, text: str) -> services.Receipt:
-    """Journal a customer's feedback (entry type ``feedback``, body {agent, category, text})."""
+def record_feedback(
+    st: Station, session: services.AgentSession, category: str, text: str, txn: str | None = None
+) -> services.Receipt:
+    """Journal a customer's feedback (entry type ``feedback``, body {agent, category, text}).
+
+    ``txn`` is the UUID the form was issued with: a second submission of the same form (a double tap) returns
+    the first receipt instead of recording twice.
+    """
     st.activate()
     text = str(text or "").strip()
     if category not in CATEGORIES:
         raise InvalidFeedbackCategory()
     if not 1 <= len(text) <= MAX_TEXT:
         raise InvalidFeedbackText(max=MAX_TEXT)
+    if txn is not None:
+        try:
+            txn = str(uuid.UUID(str(txn)))
+        except ValueError as exc:
+            raise errors.InvalidTxnId() from exc
     with st.db.atomic():
         services.check_session(st, session)
+        earlier = JournalEntry.get_or_none(JournalEntry.txn == txn) if txn is not None else None
+        if earlier is not None:
+            said = unverified_payload(earlier.token)
+            if (earlier.type, said.get("category"), said.get("text")) != ("feedback", category, text):
+                raise errors.TxnConflict()
+            return _receipt(earlier, category, text)
         body = {"agent": session.agent_id, "category": category, "text": text}
-        entry = append_entry(st.signer, st.station_id, "feedback", st.now(), body)
+        entry = append_entry(st.signer, st.station_id, "feedback", st.now(), body, txn=txn)
+    return _receipt(entry, category, text)
+
+
+def _receipt(entry: JournalEntry, category: str, text: str) -> services.Receipt:
     return services.Receipt(
         seq=entry.seq,
-        txn=None,
+        txn=entry.txn,
         type="feedback",
         token=entry.token,
         amount_fen=0,

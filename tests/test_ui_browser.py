@@ -221,3 +221,62 @@ def test_double_tap_on_the_pin_ok_records_once(live):
     page.wait_for_selector("#receipt")
     assert Operation.select().where(Operation.type == "withdrawal").count() == 1
     assert page.inner_text("#drawer") == "钱箱 ¥29,900.00"
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_refused_pin_still_fits_and_cancels(live, lang):
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    page.click("#tile-withdrawal")
+    tap_digits(page, card_customer().card_number)
+    page.click("#next")
+    page.click("#quick-100")
+    page.click("#confirm")
+    tap_digits(page, "000000")
+    page.click("#pin-ok")
+    page.wait_for_selector("#error")
+    check_screen(page)
+    page.click("#cancel-op")
+    page.wait_for_url(base + "/home")
+    assert Operation.select().count() == 0
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_day_close_preview_fits(live, lang):
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    page.goto(base + "/day/close")
+    # 30,000 yuan less 10: the three amounts in full, as on the story's day.
+    page.click("#n10000")
+    tap_digits(page, "299")
+    page.click("#n1000")
+    tap_digits(page, "9")
+    page.click("#check-count")
+    page.wait_for_selector("#variance")
+    assert page.inner_text("#variance") == "¥-10.00"
+    check_screen(page)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_refused_supervisor_pin_still_fits(live, lang):
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    page.click("#tile-withdrawal")
+    tap_digits(page, card_customer().card_number)
+    page.click("#next")
+    page.click("#quick-100")
+    page.click("#confirm")
+    tap_digits(page, CUSTOMER_PIN)
+    page.click("#pin-ok")
+    page.click("#reverse")
+    page.wait_for_url("**/reverse")
+    tap_digits(page, "0000")
+    page.click("#reverse-ok")
+    page.wait_for_selector("#error")
+    check_screen(page)

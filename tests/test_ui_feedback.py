@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from station import errors
+from station import errors, services
 from station.db import JournalEntry
 from station.feedback import InvalidFeedbackCategory, InvalidFeedbackText, record_feedback
 from station.protocol.tokens import verify_token
@@ -40,3 +40,13 @@ def test_feedback_refusals_record_nothing(station, agent, category, text, error)
 def test_feedback_needs_a_live_agent_session(station, agent, clock):
     with pytest.raises(errors.AgentSessionInvalid):
         record_feedback(station, replace(agent, expires_at=clock.now - timedelta(seconds=1)), "praise", "ok")
+
+
+def test_the_same_txn_records_once_and_refuses_other_words(station, agent):
+    txn = services.new_txn_id()
+    first = record_feedback(station, agent, "praise", "很耐心", txn)
+    again = record_feedback(station, agent, "praise", "很耐心", txn)
+    assert (again.seq, again.token, again.txn) == (first.seq, first.token, txn)
+    with pytest.raises(errors.TxnConflict):
+        record_feedback(station, agent, "complaint", "太慢", txn)
+    assert JournalEntry.select().where(JournalEntry.type == "feedback").count() == 1

@@ -113,7 +113,8 @@ def test_identify_refusals_in_both_languages_keep_the_typed_number(agent_client,
         ("-5", "金额不能是负数。"),
         ("0", "金额必须大于零。"),
         ("1.234", "金额最多两位小数（到分）。"),
-        ("50000", "钱箱现金不够：只剩 30,000.00 元。"),
+        ("1200", "单笔最多 1,000.00 元。"),
+        ("15", "取款最少 10.00 元，金额须是 10.00 元的整数倍。"),
     ],
 )
 def test_amount_refusals_before_the_pin(agent_client, amount, message):
@@ -124,26 +125,29 @@ def test_amount_refusals_before_the_pin(agent_client, amount, message):
     assert f'value="{amount}"' in page
 
 
-@pytest.mark.parametrize(
-    ("amount", "message"),
-    [
-        ("1200", "单笔最多 1,000.00 元。"),
-        ("15", "取款最少 10.00 元，金额须是 10.00 元的整数倍。"),
-    ],
-)
-def test_limit_refusals_show_on_the_pin_screen(agent_client, amount, message):
-    response = withdraw(agent_client, card_customer(), amount)
-    assert response.status_code == 200
-    page = response.get_data(as_text=True)
-    assert error_of(page) == message
+def test_limit_refusals_at_the_pin_keep_a_way_to_change_the_amount(agent_client):
+    customer = card_customer()
+    start(agent_client, "withdrawal")
+    identify(agent_client, "withdrawal", customer)
+    agent_client.post("/op/withdrawal/amount", data={"amount": "600"})
+    agent_client.post("/op/withdrawal/confirm")
+    txn = txn_of(agent_client.get("/op/withdrawal/pin").get_data(as_text=True))
+    # Between the amount step and the PIN, a withdrawal on another screen used most of the customer's day.
+    other = agent_client.application.test_client()
+    login(other)
+    withdraw(other, customer, "500")
+    page = agent_client.post("/op/withdrawal/pin", data={"pin": CUSTOMER_PIN, "txn": txn}).get_data(as_text=True)
+    assert error_of(page) == "超过每日限额：每天最多 1,000.00 元，今天还可以办 500.00 元。"
     assert 'id="change-amount"' in page
-    assert Operation.select().count() == 0
+    assert Operation.select().count() == 1
 
 
 def test_daily_limit_then_the_rest(agent_client):
     customer = card_customer()
     withdraw(agent_client, customer, "600")
-    page = withdraw(agent_client, customer, "600").get_data(as_text=True)
+    start(agent_client, "withdrawal")
+    identify(agent_client, "withdrawal", customer)
+    page = agent_client.post("/op/withdrawal/amount", data={"amount": "600"}).get_data(as_text=True)
     assert error_of(page) == "超过每日限额：每天最多 1,000.00 元，今天还可以办 400.00 元。"
     assert withdraw(agent_client, customer, "400").status_code == 302
 
@@ -328,7 +332,7 @@ def test_operations_are_refused_before_the_day_is_open(ui_client, station):
     login(ui_client)
     page = ui_client.get("/home").get_data(as_text=True)
     assert "今天还没开门营业，请先清点备用金。" in page and 'id="tile-withdrawal" disabled' in page
-    # Even past the disabled tile, the core refuses (shown on the PIN screen, nothing recorded).
+    # Even past the disabled tile, the core refuses (on the amount screen, before any PIN; nothing recorded).
     page = withdraw(ui_client, card_customer(), "100").get_data(as_text=True)
     assert error_of(page) == "请先开门营业（清点备用金），再为客户办理业务。"
 

@@ -13,6 +13,7 @@ from ui_helpers import (
     english,
     error_of,
     login,
+    txn_of,
     withdraw,
 )
 
@@ -95,11 +96,20 @@ def test_language_toggle_only_redirects_to_local_paths(ui_client):
     assert ui_client.post("/lang", data={"lang": "en", "next": "/login"}).location == "/login"
     assert ui_client.post("/lang", data={"lang": "en", "next": "//evil.example/x"}).location == "/"
     assert ui_client.post("/lang", data={"lang": "en", "next": "https://evil.example/"}).location == "/"
+    assert ui_client.post("/lang", data={"lang": "en", "next": "/home\n/x"}).location == "/"
     ui_client.post("/lang", data={"lang": "xx", "next": "/login"})
     assert "Who is working?" in ui_client.get("/login").get_data(as_text=True)
 
 
 # -- home and status bar ----------------------------------------------------------------------------------
+def test_language_toggle_returns_to_the_same_screen_with_its_query(ui_client):
+    # On the PIN pad of the chosen agent, the toggle must not drop back to the list of names.
+    page = ui_client.get("/login?agent_id=A01").get_data(as_text=True)
+    assert 'name="next" value="/login?agent_id=A01"' in page
+    page = ui_client.get("/login").get_data(as_text=True)
+    assert 'name="next" value="/login"' in page
+
+
 def test_home_tiles_and_status_bar_in_both_languages(agent_client, station):
     page = agent_client.get("/home").get_data(as_text=True)
     for label in ("取款", "存款", "转账", "缴费", "查询", "凭证", "日终", "同步", "客户之声", "客流"):
@@ -285,6 +295,16 @@ def test_voice_is_journaled(agent_client):
     entry = JournalEntry.select().order_by(JournalEntry.seq.desc()).first()
     assert entry.type == "feedback"
     assert unverified_payload(entry.token)["text"] == "田师傅很耐心"
+
+
+def test_a_double_tap_on_save_records_the_voice_once(agent_client):
+    txn = txn_of(agent_client.get("/voice/").get_data(as_text=True))
+    data = {"category": "complaint", "text": "排队太久了。", "txn": txn}
+    first = agent_client.post("/voice/", data=data)
+    second = agent_client.post("/voice/", data=data)
+    assert first.status_code == second.status_code == 302
+    assert second.location == first.location
+    assert JournalEntry.select().where(JournalEntry.type == "feedback").count() == 1
 
 
 def test_sync_not_configured_in_both_languages(agent_client):

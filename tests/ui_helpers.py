@@ -53,10 +53,12 @@ def error_of(html: str) -> str | None:
 
 
 def withdraw(client, customer, amount="500", pin=CUSTOMER_PIN):
-    """Walk a withdrawal to its receipt; returns the PIN step's response."""
+    """Walk a withdrawal to its receipt; returns the PIN step's response (the amount step's on a refusal)."""
     start(client, "withdrawal")
     identify(client, "withdrawal", customer)
-    client.post("/op/withdrawal/amount", data={"amount": amount})
+    response = client.post("/op/withdrawal/amount", data={"amount": amount})
+    if response.status_code != 302:
+        return response  # refused on the amount screen, before the customer types a PIN
     client.post("/op/withdrawal/confirm")
     page = client.get("/op/withdrawal/pin").get_data(as_text=True)
     return client.post("/op/withdrawal/pin", data={"pin": pin, "txn": txn_of(page)})

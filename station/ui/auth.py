@@ -49,8 +49,12 @@ def set_language():
     if lang in LOCALES:
         session["lang"] = lang
     target = request.form.get("next") or ""
-    # Only a path on this station: never an absolute URL handed in by a form.
-    if not target.startswith("/") or target.startswith("//"):
+    if not is_local_path(target):
         target = url_for("index")
     return redirect(target)
 
+
+def is_local_path(target: str) -> bool:
+    """A path on this station in printable ASCII: never an absolute URL handed in by a form ("//host"), and
+    never a control character (a newline cannot go into the Location header: it raised a 500)."""
+    return target.startswith("/") and not target.startswith("//") and all("!" <= char <= "~" for char in target)

@@ -14,7 +14,7 @@ from flask_babel import gettext
 from station import errors, services
 from station.db import Biller, Customer, Payee
 from station.errors import StationError
-from station.protocol.money import AmountError, format_yuan, parse_amount
+from station.protocol.money import AmountError, parse_amount
 from station.ui.common import NoOperationInProgress, current_agent, login_required, station, translate_error
 
 bp = Blueprint("ops", __name__, url_prefix="/op")
@@ -180,12 +180,12 @@ def amount_step(op: dict):
     error = None
     if request.method == "POST":
         try:
-            fen = parsed_amount(amount)
             if op["kind"] == "withdrawal":
-                # The drawer is checked again by the core; refusing here spares the customer typing a PIN.
-                cash = services.drawer_cash()
-                if cash is not None and cash < fen:
-                    raise errors.InsufficientCash(cash=format_yuan(cash))
+                # Every check but the PIN (limits, the drawer): a refusal here spares the customer typing a PIN.
+                # The core checks again when it records.
+                services.check_withdrawal(station(), current_agent(), customer_of(op), amount)
+            else:
+                parsed_amount(amount)
         except StationError as err:
             error = translate_error(err)
         else:

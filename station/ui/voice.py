@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
+from station import services
 from station.errors import N_, StationError
 from station.feedback import CATEGORIES, MAX_TEXT, record_feedback
 from station.ui.common import current_agent, login_required, station, translate_error
@@ -27,13 +28,15 @@ def voice():
     """Record a customer's praise, complaint or suggestion."""
     category = request.form.get("category", "")
     text = request.form.get("text", "")
+    # Issued with the form and kept across a refusal: a double tap on Save records once.
+    txn = request.form.get("txn") or services.new_txn_id()
     error = None
     if request.method == "POST":
         try:
-            receipt = record_feedback(station(), current_agent(), category, text)
+            receipt = record_feedback(station(), current_agent(), category, text, txn)
         except StationError as err:
             error = translate_error(err)
         else:
             return redirect(url_for("receipts.show", seq=receipt.seq))
     return render_template("voice.html", categories=CATEGORIES, labels=CATEGORY_LABELS, category=category, text=text,
-                           max_text=MAX_TEXT, phrases=QUICK_PHRASES, error=error)
+                           max_text=MAX_TEXT, phrases=QUICK_PHRASES, txn=txn, error=error)
