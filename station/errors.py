@@ -46,7 +46,7 @@ class AgentUnknown(StationError):
 
 class WrongAgentPin(StationError):
     code = "agent_wrong_pin"
-    template = N_("Wrong PIN. %(remaining)d tries left before this agent is locked.")
+    template = N_("Wrong PIN. Tries left before this agent is locked: %(remaining)d.")
 
 
 class AgentLocked(StationError):
@@ -103,7 +103,7 @@ class CustomerNotActive(StationError):
 
 class WrongCustomerPin(StationError):
     code = "customer_wrong_pin"
-    template = N_("Wrong PIN. %(remaining)d tries left.")
+    template = N_("Wrong PIN. Tries left: %(remaining)d.")
 
 
 class CustomerPinRequired(StationError):

@@ -42,7 +42,7 @@ def test_login_screen_lists_agents_and_pin_pad(ui_client):
     ("agent_id", "pin", "zh", "en"),
     [
         ("A01", "0000", "密码错误。再错 4 次，该操作员将被锁定。",
-         "Wrong PIN. 4 tries left before this agent is locked."),
+         "Wrong PIN. Tries left before this agent is locked: 4."),
         ("ZZ9", "1357", "操作员编号不对或密码错误。", "Unknown agent ID or wrong PIN."),
     ],
 )
