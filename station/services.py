@@ -518,14 +518,33 @@ def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount) 
     return _Plan("withdrawal", customer, amount_fen, fee, amount_fen + fee, -amount_fen)
 
 
-def check_withdrawal(st: Station, session: AgentSession, customer: Customer, amount) -> int:
-    """Every check of a withdrawal except the PIN, so the agent learns of a refusal (over a limit, not enough
-    cash in the drawer) before the customer types a PIN. Returns the amount in fen; records nothing."""
+def _plan_deposit(st: Station, customer: Customer, day: BusinessDay, amount) -> _Plan:
+    amount_fen = _parse(amount)
+    _check_debit_limits(st, customer, "deposit", amount_fen, 0)
+    return _Plan("deposit", customer, amount_fen, 0, 0, amount_fen)
+
+
+def _transfer_amount(st: Station, customer: Customer, amount) -> tuple[int, int]:
+    """(amount, fee) of a transfer, once the amount and every limit have been checked."""
+    amount_fen = _parse(amount)
+    fee = st.policy["fees"].get("transfer", 0)
+    _check_debit_limits(st, customer, "transfer", amount_fen, amount_fen + fee)
+    return amount_fen, fee
+
+
+def check_amount(st: Station, session: AgentSession, customer: Customer, op_type: str, amount) -> int:
+    """Every check of a withdrawal, deposit or transfer of ``amount`` except the PIN (and, for a transfer, the
+    payee and the fraud warning), so the agent learns of a refusal (over a limit, not enough cash in the drawer)
+    before the customer types a PIN. Returns the amount in fen; records nothing."""
     st.activate()
     check_session(st, session)
     customer = Customer.get_by_id(customer.id)
     _refuse_inactive(customer)
-    return _plan_withdrawal(st, customer, _open_day_or_refuse(), amount).amount_fen
+    day = _open_day_or_refuse()
+    if op_type == "transfer":
+        return _transfer_amount(st, customer, amount)[0]
+    plans = {"withdrawal": _plan_withdrawal, "deposit": _plan_deposit}
+    return plans[op_type](st, customer, day, amount).amount_fen
 
 
 def withdraw_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount, txn: str) -> Receipt:
@@ -547,9 +566,7 @@ def deposit_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount,
         return {"type": "deposit", "customer": customer.id, "amount": _parse(amount)}
 
     def plan(customer, day):
-        amount_fen = _parse(amount)
-        _check_debit_limits(st, customer, "deposit", amount_fen, 0)
-        return _Plan("deposit", customer, amount_fen, 0, 0, amount_fen)
+        return _plan_deposit(st, customer, day, amount)
 
     return _customer_operation(st, session, auth, txn, request, plan)
 
@@ -599,11 +616,9 @@ def transfer(
 
     def plan(customer, day):
         account, name = check_payee(customer, payee_account, payee_name)
-        amount_fen = _parse(amount)
+        amount_fen, fee = _transfer_amount(st, customer, amount)
         if needs_fraud_warning(st, customer, account, amount_fen) and not fraud_warning_confirmed:
             raise errors.FraudWarningRequired()
-        fee = st.policy["fees"].get("transfer", 0)
-        _check_debit_limits(st, customer, "transfer", amount_fen, amount_fen + fee)
         details = {"payee_account": account, "payee_name": name}
         return _Plan("transfer", customer, amount_fen, fee, amount_fen + fee, 0, details)
 

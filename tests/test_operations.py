@@ -571,3 +571,27 @@ def test_a_database_held_by_another_writer_is_a_busy_refusal_and_records_nothing
         other.close()
     assert entries() == before
     services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
+
+
+@pytest.mark.parametrize(
+    ("op_type", "amount", "error"),
+    [
+        ("withdrawal", "1200", errors.OverTransactionLimit),
+        ("withdrawal", "15", errors.WithdrawalAmountRule),
+        ("deposit", "60000", errors.OverTransactionLimit),
+        ("transfer", "2000", errors.OverOfflineAllowance),  # allowance 2,000 yuan, and the fee is 2
+        ("transfer", "x", errors.InvalidAmount),
+    ],
+)
+def test_check_amount_refuses_before_the_pin_and_records_nothing(open_drawer, agent, op_type, amount, error):
+    st = open_drawer
+    Customer.update(allowance_fen=2_000_00).where(Customer.id == customer().id).execute()
+    before = entries()
+    with pytest.raises(error):
+        services.check_amount(st, agent, customer(), op_type, amount)
+    assert entries() == before
+
+
+def test_check_amount_passes_what_the_operation_would_take(open_drawer, agent):
+    assert services.check_amount(open_drawer, agent, customer(), "transfer", "500") == 500_00
+    assert services.check_amount(open_drawer, agent, customer(), "deposit", "12.50") == 12_50

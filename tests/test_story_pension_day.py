@@ -56,7 +56,7 @@ def test_pension_day(make_station, clock):
         passbook_customers += kind == "passbook"
         found = services.identify_customer(st, number, kind)
         try:
-            services.check_withdrawal(st, tian, found, str(pension))
+            services.check_amount(st, tian, found, "withdrawal", str(pension))
         except errors.InsufficientCash:
             refused_for_cash += 1
             continue

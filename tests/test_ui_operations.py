@@ -203,6 +203,18 @@ def test_fraud_warning_and_deciding_not_to_send(agent_client):
     assert Operation.select().count() == 0
 
 
+def test_a_transfer_over_the_allowance_is_refused_at_the_confirmation_before_the_pin(agent_client):
+    customer = card_customer(1)
+    new_payee_transfer(agent_client, customer, amount="8000")
+    agent_client.post("/op/transfer/warning", data={"decision": "send"})
+    response = agent_client.post("/op/transfer/confirm")
+    assert response.status_code == 200 and response.location is None
+    assert error_of(response.get_data(as_text=True)).startswith("超过")
+    assert "捌仟元整" in response.get_data(as_text=True)  # the typed amount is still on the screen
+    assert agent_client.get("/op/transfer/pin").location == "/op/transfer/confirm"  # no PIN before it passes
+    assert Operation.select().count() == 0
+
+
 def test_transfer_through_the_warning_then_cancelled(agent_client):
     customer = card_customer(1)
     new_payee_transfer(agent_client, customer, amount="300")

@@ -180,10 +180,11 @@ def amount_step(op: dict):
     error = None
     if request.method == "POST":
         try:
-            if op["kind"] == "withdrawal":
+            if op["kind"] in ("withdrawal", "deposit"):
                 # Every check but the PIN (limits, the drawer): a refusal here spares the customer typing a PIN.
-                # The core checks again when it records.
-                services.check_withdrawal(station(), current_agent(), customer_of(op), amount)
+                # The core checks again when it records. A transfer's come at the confirmation, after the fraud
+                # warning: a scam's amount should meet the warning, not a limit that only sends it elsewhere.
+                services.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount)
             else:
                 parsed_amount(amount)
         except StationError as err:
@@ -275,6 +276,12 @@ def confirm_step(op: dict):
             session["op"] = op
             return execute(op, None, request.form.get("txn", ""), "op_confirm.html", fen=fen, fee=policy_fee,
                            biller=Biller.get_by_id(op["biller"]))
+        if op["kind"] in ("withdrawal", "deposit", "transfer"):
+            try:
+                services.check_amount(station(), current_agent(), customer_of(op), op["kind"], op["amount"])
+            except StationError as err:
+                return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=None,
+                                   error=translate_error(err))
         op["confirmed"] = True
         session["op"] = op
         return go_next(op)
