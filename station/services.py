@@ -616,9 +616,10 @@ def transfer(
 
     def plan(customer, day):
         account, name = check_payee(customer, payee_account, payee_name)
-        amount_fen, fee = _transfer_amount(st, customer, amount)
-        if needs_fraud_warning(st, customer, account, amount_fen) and not fraud_warning_confirmed:
+        # The warning before the limits: a scam's amount must meet the warning, as on the touchscreen.
+        if needs_fraud_warning(st, customer, account, _parse(amount)) and not fraud_warning_confirmed:
             raise errors.FraudWarningRequired()
+        amount_fen, fee = _transfer_amount(st, customer, amount)
         details = {"payee_account": account, "payee_name": name}
         return _Plan("transfer", customer, amount_fen, fee, amount_fen + fee, 0, details)
 
