@@ -7,10 +7,8 @@ Messages never contain a PIN or a full card number.
 
 from __future__ import annotations
 
-
-def N_(text: str) -> str:
-    """Mark a string for translation without translating it here (babel extracts ``N_``)."""
-    return text
+# One marker for translatable strings, declared with the entry types' labels; the UI modules import it from here.
+from station.protocol.entry_types import N_
 
 
 class StationError(Exception):

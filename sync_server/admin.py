@@ -22,6 +22,7 @@ from sync_server.db import (
     Biller,
     BlockedPayee,
     Customer,
+    Entry,
     Hold,
     HomeStation,
     KnownPayee,
@@ -80,6 +81,18 @@ def list_stations() -> list[dict]:
          "clock_offset_ms": s.clock_offset_ms}
         for s in Station.select().order_by(Station.station_id)
     ]
+
+
+def list_entries(station_id: str, outcome: str | None = None) -> list[dict]:
+    """A station's entries as the bank received them, in seq order: type, txn, outcome and rejection reason.
+
+    ``type`` is what the payload said, also for a type the bank does not know (rejected as ``unknown_type``).
+    """
+    query = Entry.select(Entry.seq, Entry.type, Entry.txn, Entry.outcome, Entry.reason, Entry.received_at).where(
+        Entry.station_id == station_id)
+    if outcome is not None:
+        query = query.where(Entry.outcome == outcome)
+    return list(query.order_by(Entry.seq).dicts())
 
 
 def revoke_station(station_id: str) -> None:

@@ -151,6 +151,33 @@ def station_revoke(database_url, station_id):
 
 
 @cli.group()
+def entries():
+    """Journal entries received from stations: list them with their outcomes."""
+
+
+@entries.command("list")
+@database_option
+@click.option("--station", "station_id", required=True, help="The station id, e.g. ST-0001.")
+@click.option("--outcome", type=click.Choice(["settled", "rejected", "acknowledged"]),
+              help="Only entries with this outcome, e.g. rejected.")
+@click.option("--json", "as_json", is_flag=True)
+def entries_list(database_url, station_id, outcome, as_json):
+    """List a station's entries in seq order: seq, type, outcome, reason (e.g. unknown_type), txn.
+
+    Example: sync-server entries list --station ST-0001 --outcome rejected
+    """
+    from sync_server.admin import list_entries
+
+    open_database(database_url)
+    rows = list_entries(station_id, outcome)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo(f"{row['seq']}\t{row['type']}\t{row['outcome']}\t{row['reason'] or '-'}\t{row['txn'] or '-'}")
+
+
+@cli.group()
 def customers():
     """Customers: import from CSV."""
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from peewee import BigIntegerField, IntegerField, fn
 
+from station.protocol.entry_types import MAX_ID, EntryType, entry_problem, printable, spec_of
 from station.protocol.tokens import unverified_payload
 from sync_server.db import (
     DEBIT_NORMAL,
@@ -49,13 +50,6 @@ DEFAULT_SERVER_POLICY: dict = {
     #: Overrides of the station's own policy, sent down in every downlink (see station/policy.py).
     "station": {},
 }
-
-#: No single entry moves more than this (the station's own ceiling on a typed amount).
-MAX_ENTRY_FEN = 10_000_000 * 100
-CUSTOMER_DEBIT_TYPES = ("withdrawal", "transfer", "bill_payment")
-OPERATION_TYPES = CUSTOMER_DEBIT_TYPES + ("deposit", "balance_enquiry", "transfer_cancel", "reversal")
-#: What a reversal may undo: a transfer is withdrawn by ``transfer_cancel`` (which stops its execution) instead.
-REVERSIBLE_TYPES = ("withdrawal", "deposit", "bill_payment")
 
 
 class LedgerError(RuntimeError):
@@ -177,30 +171,11 @@ class Book:
         self.changed_holds.clear()
 
 
-#: What each money entry must carry as text besides its amount (the station's services always write these). A
-#: signed entry without them comes from a tampered device: it is rejected as malformed, never a crashed batch.
-REQUIRED_TEXT = {
-    "withdrawal": ("txn",),
-    "deposit": ("txn",),
-    "transfer": ("txn", "payee_account"),
-    "bill_payment": ("txn", "biller"),
-    "transfer_cancel": ("txn", "ref_txn"),
-    "reversal": ("txn", "ref_txn"),
-}
-#: Entries whose postings are computed from their own ``amount`` (reversals and cancellations use the original's).
-AMOUNT_TYPES = ("withdrawal", "deposit", "transfer", "bill_payment", "day_open", "day_close")
-
-
-def _malformed(entry_type, payload: dict) -> bool:
-    if not isinstance(entry_type, str):
-        return True
-    if entry_type in AMOUNT_TYPES and "amount" not in payload:
-        return True
-    return not all(isinstance(payload.get(name), str) and payload[name] for name in REQUIRED_TEXT.get(entry_type, ()))
-
-
-def _is_fen(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ENTRY_FEN
+def _stored_type(entry_type) -> str:
+    """What ``Entry.type`` stores: the payload's type when it is short printable text, else ``malformed``."""
+    if isinstance(entry_type, str) and 0 < len(entry_type) <= MAX_ID and printable(entry_type):
+        return entry_type
+    return "malformed"
 
 
 def _legs(*items: tuple[str, int, str]) -> list[tuple[str, int, str]]:
@@ -251,18 +226,13 @@ class Applier:
 
     def apply(self, seq: int, token: str, payload: dict) -> Outcome:
         """Decide one entry's outcome and postings (in memory; ``write`` stores them)."""
-        entry_type = payload.get("type")
-        handler = getattr(self, f"_{entry_type}", None) if isinstance(entry_type, str) else None
-        if _malformed(entry_type, payload):
-            outcome = Outcome("rejected", "malformed_entry")
-            entry_type = entry_type if isinstance(entry_type, str) else "malformed"
-        elif handler is None:
-            outcome = Outcome("acknowledged")
-        elif not all(_is_fen(payload.get(name, 0)) for name in ("amount", "fee")):
-            # Signed by the station's key, yet not a sum of money: a tampered device. Never let it post.
-            outcome = Outcome("rejected", "invalid_amount")
+        # Signed by the station's key, yet not an entry the registry knows in that shape: a tampered device or a
+        # newer station. Rejected with the reason in the signed ack, never posted, never a crashed batch.
+        problem = entry_problem(payload)
+        if problem:
+            outcome = Outcome("rejected", problem)
         else:
-            outcome = handler(seq, payload)
+            outcome = self.HANDLERS[EntryType(payload["type"])](self, seq, payload)
         if outcome.outcome != "rejected" and outcome.legs:
             self.book.post(outcome.legs)
             for leg, (account_id, amount, memo) in enumerate(outcome.legs):
@@ -270,8 +240,10 @@ class Applier:
                                               amount_fen=amount, memo=memo))
         if outcome.outcome == "rejected":
             self.rejected[seq] = outcome.reason
-        txn = payload.get("txn") if isinstance(payload.get("txn"), str) else None
-        self.entry_rows.append(dict(station_id=self.station_id, seq=seq, type=entry_type, txn=txn,
+        # Only a well-formed entry's txn is stored and may be referenced by a later reversal or cancellation.
+        txn = payload.get("txn") if problem is None else None
+        self.entry_rows.append(dict(station_id=self.station_id, seq=seq, type=_stored_type(payload.get("type")),
+                                    txn=txn,
                                     token=token, received_at=self.book.now, outcome=outcome.outcome,
                                     reason=outcome.reason))
         if txn:
@@ -420,7 +392,8 @@ class Applier:
         original_type, original_outcome, legs = self._original(ref)
         if original_type is None:
             return Outcome("rejected", "unknown_original")
-        if original_type not in REVERSIBLE_TYPES:
+        spec = spec_of(original_type)
+        if spec is None or not spec.reversible:
             return Outcome("rejected", "not_reversible")
         if self.already_reversed(ref):
             return Outcome("rejected", "already_reversed")
@@ -451,6 +424,29 @@ class Applier:
             Customer.update(status="locked").where(Customer.account_id == customer.account_id).execute()
             customer.status = "locked"
         return Outcome("acknowledged")
+
+    def _acknowledge(self, seq, p):
+        """An entry the bank records without postings (the station's own housekeeping, a customer's voice)."""
+        return Outcome("acknowledged")
+
+    #: The handler of each entry type: every registered type has one, and no other type is applied.
+    HANDLERS = {
+        EntryType.START: _acknowledge,
+        EntryType.AGENT_ADDED: _acknowledge,
+        EntryType.AGENT_PIN_FAILED: _acknowledge,
+        EntryType.AGENT_UNLOCKED: _acknowledge,
+        EntryType.CUSTOMER_PIN_FAILED: _customer_pin_failed,
+        EntryType.DAY_OPEN: _day_open,
+        EntryType.DAY_CLOSE: _day_close,
+        EntryType.WITHDRAWAL: _withdrawal,
+        EntryType.DEPOSIT: _deposit,
+        EntryType.TRANSFER: _transfer,
+        EntryType.TRANSFER_CANCEL: _transfer_cancel,
+        EntryType.BILL_PAYMENT: _bill_payment,
+        EntryType.BALANCE_ENQUIRY: _balance_enquiry,
+        EntryType.REVERSAL: _reversal,
+        EntryType.FEEDBACK: _acknowledge,
+    }
 
     # -- writing ----------------------------------------------------------------------------------------------
     def write(self) -> None:

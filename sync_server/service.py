@@ -21,6 +21,7 @@ from joserfc.jwk import OKPKey
 from peewee import IntegrityError
 
 from station.protocol import envelope
+from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope import EnvelopeError
 from station.protocol.tokens import genesis_prev
 from sync_server.db import EnrollmentCode, Entry, Station, db_proxy, is_postgres
@@ -184,7 +185,8 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
                     raise _Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq)
             policy = server_policy()
             homes = set() if more else home_customer_ids(batch.station_id)
-            referenced = {e.payload["account"] for e in new_entries if isinstance(e.payload.get("account"), str)}
+            # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
+            referenced = {e.payload["account"] for e in new_entries if fits(Kind.ID, e.payload.get("account"))}
             book = Book(batch.station_id, homes | referenced, now_text)
             applier = Applier(book, policy)
             for entry in new_entries:

@@ -1,0 +1,391 @@
+"""The one registry of journal entry types: what each type means, carries and does.
+
+Everything else is driven from this table or tested against it: the station's writers, the server's handler
+table (``sync_server.ledger.Applier.HANDLERS``), the UI's flows and labels, printing, and the "Entry types" table
+of docs/protocol.md (``markdown_table`` renders it; ``python -m station.protocol.entry_types`` prints it).
+
+Adding a type means: an ``EntryType`` member and its ``SPECS`` row here, a station writer, a server handler, a UI
+flow when agents start it from a home tile, its labels in the catalogue, and the docs row;
+``tests/test_entry_types.py`` fails naming whichever is missing.
+
+Pure code: no Flask or peewee import (the server imports it).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+from station.protocol.money import MAX_AMOUNT_FEN
+
+
+def N_(text: str) -> str:
+    """Mark a string for translation without translating it here (babel extracts ``N_``)."""
+    return text
+
+
+class EntryType(StrEnum):
+    """Every journal entry type (the payload's ``type``)."""
+
+    START = "start"
+    AGENT_ADDED = "agent_added"
+    AGENT_PIN_FAILED = "agent_pin_failed"
+    AGENT_UNLOCKED = "agent_unlocked"
+    CUSTOMER_PIN_FAILED = "customer_pin_failed"
+    DAY_OPEN = "day_open"
+    DAY_CLOSE = "day_close"
+    WITHDRAWAL = "withdrawal"
+    DEPOSIT = "deposit"
+    TRANSFER = "transfer"
+    TRANSFER_CANCEL = "transfer_cancel"
+    BILL_PAYMENT = "bill_payment"
+    BALANCE_ENQUIRY = "balance_enquiry"
+    REVERSAL = "reversal"
+    FEEDBACK = "feedback"
+
+
+class OperationState(StrEnum):
+    """The states of a customer operation, as a person sees them."""
+
+    RECORDED = "recorded"
+    SETTLED = "settled"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    REVERSED = "reversed"
+
+
+#: States in which an operation still counts against limits and allowances, and may be reversed.
+LIVE_STATES = (OperationState.RECORDED, OperationState.SETTLED)
+
+
+class Effect(StrEnum):
+    """What an entry does to the customer's account at the bank."""
+
+    DEBIT = "debit"
+    CREDIT = "credit"
+    INVERSE = "inverse"  # the inverse of the original operation's effect
+    NONE = "none"
+
+
+class Kind(StrEnum):
+    """The JSON type of a payload field. A JSON ``true`` is not an integer, nor is ``21.0``."""
+
+    FEN = "fen"
+    INTEGER = "integer"
+    COUNT = "count"
+    BOOLEAN = "boolean"
+    ID = "id"
+    TEXT = "text"
+    UUID = "uuid"
+    OBJECT = "object"
+    COUNTS = "counts"
+    FEN_OR_NULL = "fen|null"
+
+
+#: What each kind means, for docs/protocol.md.
+KIND_DOCS = {
+    Kind.FEN: f"JSON integer of fen, 0 to {MAX_AMOUNT_FEN}",
+    Kind.INTEGER: "JSON integer (may be negative)",
+    Kind.COUNT: "JSON integer, 0 or more",
+    Kind.BOOLEAN: "JSON `true` or `false`",
+    Kind.ID: "non-empty printable string, at most 64 characters",
+    Kind.TEXT: "printable string (no control or format characters), at most 255 characters",
+    Kind.UUID: "a UUID in its lowercase hyphenated form",
+    Kind.OBJECT: "JSON object",
+    Kind.COUNTS: 'JSON object: denomination in fen (decimal digits) to a count of pieces, `{"10000": 250}`',
+    Kind.FEN_OR_NULL: "fen, or `null`",
+}
+
+#: Rejection reasons a payload check gives (they travel in the signed ack).
+MALFORMED_ENTRY = "malformed_entry"
+INVALID_AMOUNT = "invalid_amount"
+UNKNOWN_TYPE = "unknown_type"
+
+MAX_ID = 64
+MAX_TEXT = 255
+#: Unicode categories refused in text: controls, format characters (bidi overrides), surrogates, line breaks.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str) -> bool:
+    """Whether ``text`` holds no control, format or line-separator character (a receipt and a log show it)."""
+    return not any(unicodedata.category(char) in _UNPRINTABLE for char in text)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_fen(value) -> bool:
+    return _is_int(value) and 0 <= value <= MAX_AMOUNT_FEN
+
+
+def _is_uuid(value) -> bool:
+    if not isinstance(value, str) or len(value) != 36:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _is_counts(value) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(key, str) and key.isascii() and key.isdecimal() and len(key) <= 9
+        and _is_int(pieces) and pieces >= 0 for key, pieces in value.items())
+
+
+_CHECKS = {
+    Kind.FEN: _is_fen,
+    Kind.INTEGER: _is_int,
+    Kind.COUNT: lambda v: _is_int(v) and v >= 0,
+    Kind.BOOLEAN: lambda v: isinstance(v, bool),
+    Kind.ID: lambda v: isinstance(v, str) and 0 < len(v) <= MAX_ID and printable(v),
+    Kind.TEXT: lambda v: isinstance(v, str) and len(v) <= MAX_TEXT and printable(v),
+    Kind.UUID: _is_uuid,
+    Kind.OBJECT: lambda v: isinstance(v, dict),
+    Kind.COUNTS: _is_counts,
+    Kind.FEN_OR_NULL: lambda v: v is None or _is_fen(v),
+}
+
+
+def fits(kind: Kind, value) -> bool:
+    """Whether ``value`` is a JSON value of ``kind``."""
+    return _CHECKS[kind](value)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One payload field: its JSON kind, whether every entry of the type carries it, and its allowed values."""
+
+    kind: Kind
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+    def problem(self, value) -> str | None:
+        """The rejection reason for ``value`` in this field, or None."""
+        if not _CHECKS[self.kind](value) or (self.choices and value not in self.choices):
+            return INVALID_AMOUNT if self.kind is Kind.FEN else MALFORMED_ENTRY
+        return None
+
+
+def _optional(kind: Kind, doc: str = "") -> Field:
+    return Field(kind, required=False, doc=doc)
+
+
+#: The fields of every payload, whatever its type.
+ENVELOPE_FIELDS = MappingProxyType({
+    "v": Field(Kind.COUNT, doc="protocol version, 1"),
+    "station": Field(Kind.ID),
+    "seq": Field(Kind.COUNT),
+    "type": Field(Kind.ID),
+    "ts": Field(Kind.ID),
+    "prev": Field(Kind.ID),
+})
+
+
+@dataclass(frozen=True)
+class EntrySpec:
+    """What one entry type means and carries.
+
+    ``customer_operation``: it has a ``txn``, an ``operation`` row at the station and a receipt with a status.
+    ``moves_cash``: it posts to the station's drawer (cash) account. ``reversible``: a supervisor's reversal may
+    undo it. ``home_tile``: agents start it from a home tile as a keyed-in flow (a customer visit on the
+    busy-hours chart). ``label``: the UI's msgid (None: no receipt screen); ``printed``: (Chinese, English) on
+    paper. ``fields``: the type's own payload fields besides ``ENVELOPE_FIELDS``; no other field is allowed.
+    """
+
+    type: EntryType
+    fields: MappingProxyType
+    customer_effect: Effect = Effect.NONE
+    moves_cash: bool = False
+    reversible: bool = False
+    customer_operation: bool = False
+    home_tile: bool = False
+    label: str | None = None
+    printed: tuple[str, str] | None = None
+    doc: str = ""
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        """Fields every entry of this type carries."""
+        return tuple(name for name, field in self.fields.items() if field.required)
+
+    @property
+    def optional_fields(self) -> tuple[str, ...]:
+        """Fields an entry of this type may carry."""
+        return tuple(name for name, field in self.fields.items() if not field.required)
+
+
+def _spec(entry_type: EntryType, fields: dict[str, Field], **facts) -> EntrySpec:
+    return EntrySpec(entry_type, MappingProxyType(fields), **facts)
+
+
+_AGENT = Field(Kind.ID, doc="the agent's id")
+_TXN = Field(Kind.UUID, doc="the caller's transaction UUID, the idempotency key")
+_ACCOUNT = Field(Kind.ID, doc="the bank's account id of the customer")
+_AMOUNT = Field(Kind.FEN)
+_FEE = _optional(Kind.FEN, "when not zero")
+
+SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
+    _spec(EntryType.START, {
+        "jwk": Field(Kind.OBJECT, doc="the station's public key"),
+        "software": Field(Kind.TEXT),
+    }, doc="always seq 1"),
+    _spec(EntryType.AGENT_ADDED, {
+        "agent": _AGENT,
+        "role": Field(Kind.ID, choices=("agent", "supervisor")),
+    }, doc="never the PIN verifier"),
+    _spec(EntryType.AGENT_PIN_FAILED, {
+        "agent": _AGENT,
+        "failures": Field(Kind.COUNT, doc="consecutive"),
+        "locked": Field(Kind.BOOLEAN, doc="true at the 5th"),
+    }),
+    _spec(EntryType.AGENT_UNLOCKED, {"agent": _AGENT, "supervisor": Field(Kind.ID)}),
+    _spec(EntryType.CUSTOMER_PIN_FAILED, {
+        "account": _ACCOUNT,
+        "agent": _AGENT,
+        "failures": Field(Kind.COUNT),
+        "locked": Field(Kind.BOOLEAN, doc="true at the 3rd; the bank then locks the customer"),
+    }),
+    _spec(EntryType.DAY_OPEN, {
+        "agent": _AGENT,
+        "amount": Field(Kind.FEN, doc="the counted float"),
+        "counts": Field(Kind.COUNTS),
+    }, moves_cash=True, label=N_("Day opened"), printed=("日初", "Day open")),
+    _spec(EntryType.DAY_CLOSE, {
+        "agent": _AGENT,
+        "amount": Field(Kind.FEN, doc="counted"),
+        "expected": Field(Kind.FEN),
+        "variance": Field(Kind.INTEGER, doc="counted − expected"),
+        "counts": Field(Kind.COUNTS),
+        "operations": Field(Kind.COUNT),
+        "business_date": Field(Kind.ID),
+    }, moves_cash=True, label=N_("Day closed"), printed=("日终", "Day close")),
+    _spec(EntryType.WITHDRAWAL, {
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE,
+    }, customer_effect=Effect.DEBIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
+        label=N_("Cash withdrawal"), printed=("取款", "Withdrawal")),
+    _spec(EntryType.DEPOSIT, {
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT,
+    }, customer_effect=Effect.CREDIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
+        label=N_("Cash deposit"), printed=("存款", "Deposit")),
+    _spec(EntryType.TRANSFER, {
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE,
+        "payee_account": Field(Kind.ID, doc="in full: the bank executes the transfer"),
+        "payee_name": Field(Kind.TEXT),
+    }, customer_effect=Effect.DEBIT, customer_operation=True, home_tile=True,
+        label=N_("Transfer"), printed=("转账", "Transfer")),
+    _spec(EntryType.TRANSFER_CANCEL, {
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT,
+        "ref_txn": Field(Kind.UUID, doc="the transfer withdrawn"),
+        "amount": _optional(Kind.FEN, "the transfer's"),
+        "ref_seq": _optional(Kind.COUNT, "the transfer's seq"),
+    }, customer_effect=Effect.CREDIT, customer_operation=True,
+        label=N_("Transfer cancelled"), printed=("撤销转账", "Transfer cancelled")),
+    _spec(EntryType.BILL_PAYMENT, {
+        "txn": _TXN, "agent": _AGENT, "amount": _AMOUNT, "fee": _FEE,
+        "biller": Field(Kind.ID), "ref": Field(Kind.ID),
+        "funding": Field(Kind.ID, choices=("cash", "account")),
+        "account": _optional(Kind.ID, "when a customer is identified"),
+    }, customer_effect=Effect.DEBIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
+        label=N_("Bill payment"), printed=("缴费", "Bill payment"), doc="debits the account only when funded from it"),
+    _spec(EntryType.BALANCE_ENQUIRY, {
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT,
+        "amount": Field(Kind.FEN, doc="0"),
+        "balance": Field(Kind.FEN_OR_NULL, doc="the bank's snapshot"),
+        "offline_available": Field(Kind.FEN),
+        "as_of": _optional(Kind.ID, "when the snapshot has a time"),
+    }, customer_operation=True, home_tile=True, label=N_("Balance enquiry"), printed=("查询", "Balance enquiry")),
+    _spec(EntryType.REVERSAL, {
+        "txn": _TXN,
+        "agent": Field(Kind.ID, doc="the supervisor"),
+        "ref_txn": Field(Kind.UUID, doc="the operation undone"),
+        "amount": _optional(Kind.FEN, "the original's"),
+        "ref_seq": _optional(Kind.COUNT, "the original's seq"),
+        "reason": _optional(Kind.TEXT),
+        "account": _optional(Kind.ID, "when the original had one"),
+    }, customer_effect=Effect.INVERSE, moves_cash=True, customer_operation=True,
+        label=N_("Reversal"), printed=("冲正", "Reversal"), doc="its effects are the inverse of the original's"),
+    _spec(EntryType.FEEDBACK, {
+        "agent": _AGENT,
+        "category": Field(Kind.ID, choices=("praise", "complaint", "suggestion")),
+        "text": Field(Kind.TEXT, doc="what the customer said"),
+        "txn": _optional(Kind.UUID),
+    }, label=N_("Customer voice"), printed=("客户之声", "Customer voice")),
+)})
+
+
+def spec_of(entry_type) -> EntrySpec | None:
+    """The spec of ``entry_type`` (any value), or None when the registry does not know it."""
+    return SPECS.get(entry_type) if isinstance(entry_type, str) else None
+
+
+def types_where(**facts) -> tuple[EntryType, ...]:
+    """The entry types whose spec has every given fact, e.g. ``types_where(reversible=True)``."""
+    return tuple(t for t, spec in SPECS.items() if all(getattr(spec, k) == v for k, v in facts.items()))
+
+
+def entry_problem(payload) -> str | None:
+    """Why a (verified) payload is not a well-formed entry of a known type, or None.
+
+    ``unknown_type`` for a type the registry lacks; ``invalid_amount`` for a fen field that is not an integer
+    within range; ``malformed_entry`` for anything else: a missing required field, a field of the wrong JSON type
+    or value, text with control characters, a field the type does not have.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        return MALFORMED_ENTRY
+    spec = spec_of(payload["type"])
+    if spec is None:
+        return UNKNOWN_TYPE
+    for name in payload:
+        if name not in ENVELOPE_FIELDS and name not in spec.fields:
+            return MALFORMED_ENTRY
+    for fields in (ENVELOPE_FIELDS, spec.fields):
+        for name, field in fields.items():
+            if name not in payload:
+                if field.required:
+                    return MALFORMED_ENTRY
+                continue
+            problem = field.problem(payload[name])
+            if problem:
+                return problem
+    return None
+
+
+def _field_cell(fields: dict[str, Field]) -> str:
+    parts = []
+    for name, field in fields.items():
+        extra = [field.kind.value]
+        if field.choices:
+            extra.append(" or ".join(f"`{c}`" for c in field.choices))
+        if field.doc:
+            extra.append(field.doc)
+        parts.append(f"`{name}` ({'; '.join(extra)})")
+    return ", ".join(parts) or "—"
+
+
+def markdown_table() -> str:
+    """docs/protocol.md's "Entry types" table and its key, rendered from the registry."""
+    lines = [
+        "| type | required fields | optional fields | customer | drawer | reversible | operation | notes |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    yes = {True: "yes", False: "—"}
+    for spec in SPECS.values():
+        required = {n: f for n, f in spec.fields.items() if f.required}
+        optional = {n: f for n, f in spec.fields.items() if not f.required}
+        lines.append(f"| `{spec.type}` | {_field_cell(required)} | {_field_cell(optional)} | "
+                     f"{spec.customer_effect.value} | {yes[spec.moves_cash]} | {yes[spec.reversible]} | "
+                     f"{yes[spec.customer_operation]} | {spec.doc or '—'} |")
+    lines += ["", "| kind | JSON value |", "| --- | --- |"]
+    lines += [f"| {kind.value} | {doc} |" for kind, doc in KIND_DOCS.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
