@@ -13,9 +13,10 @@ from station.context import Station
 from station.db import JournalEntry
 from station.errors import N_, StationError
 from station.journal import append_entry
+from station.protocol.entry_types import SPECS, EntryType, printable
 from station.protocol.tokens import unverified_payload
 
-CATEGORIES = ("praise", "complaint", "suggestion")
+CATEGORIES = SPECS[EntryType.FEEDBACK].fields["category"].choices
 MAX_TEXT = 200
 
 
@@ -38,10 +39,11 @@ def record_feedback(
     the first receipt instead of recording twice.
     """
     st.activate()
-    text = str(text or "").strip()
+    # Line breaks from the text box become spaces: the entry's text is one printable line, as the bank requires.
+    text = " ".join(str(text or "").split())
     if category not in CATEGORIES:
         raise InvalidFeedbackCategory()
-    if not 1 <= len(text) <= MAX_TEXT:
+    if not 1 <= len(text) <= MAX_TEXT or not printable(text):
         raise InvalidFeedbackText(max=MAX_TEXT)
     if txn is not None:
         try:
@@ -53,11 +55,11 @@ def record_feedback(
         earlier = JournalEntry.get_or_none(JournalEntry.txn == txn) if txn is not None else None
         if earlier is not None:
             said = unverified_payload(earlier.token)
-            if (earlier.type, said.get("category"), said.get("text")) != ("feedback", category, text):
+            if (earlier.type, said.get("category"), said.get("text")) != (EntryType.FEEDBACK, category, text):
                 raise errors.TxnConflict()
             return _receipt(earlier, category, text)
         body = {"agent": session.agent_id, "category": category, "text": text}
-        entry = append_entry(st.signer, st.station_id, "feedback", st.now(), body, txn=txn)
+        entry = append_entry(st.signer, st.station_id, EntryType.FEEDBACK, st.now(), body, txn=txn)
     return _receipt(entry, category, text)
 
 
@@ -65,7 +67,7 @@ def _receipt(entry: JournalEntry, category: str, text: str) -> services.Receipt:
     return services.Receipt(
         seq=entry.seq,
         txn=entry.txn,
-        type="feedback",
+        type=EntryType.FEEDBACK,
         token=entry.token,
         amount_fen=0,
         fee_fen=0,

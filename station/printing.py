@@ -44,6 +44,7 @@ from PIL import Image, ImageDraw, ImageFont
 from station.context import Station
 from station.db import Agent, Biller
 from station.errors import N_, StationError
+from station.protocol.entry_types import spec_of
 from station.protocol.money import chinese_capitals, format_yuan
 from station.protocol.tokens import unverified_payload
 from station.services import Receipt, mask_number
@@ -82,17 +83,6 @@ KANJI_OFF = b"\x1c."  # FS .: leave it
 # list no cutter, so the command is sent as is; a printer without a cutter ignores it.
 FEED_AND_CUT = b"\x1dVB\x00"
 
-_TYPE_LABELS = {
-    "withdrawal": "取款 Withdrawal",
-    "deposit": "存款 Deposit",
-    "transfer": "转账 Transfer",
-    "bill_payment": "缴费 Bill payment",
-    "balance_enquiry": "查询 Balance enquiry",
-    "reversal": "冲正 Reversal",
-    "transfer_cancel": "撤销转账 Transfer cancelled",
-    "day_open": "日初 Day open",
-    "day_close": "日终 Day close",
-}
 _STATUS_LABELS = {
     "recorded": ("已记录，待银行确认", "Recorded offline, waiting for the bank"),
     "settled": ("已入账", "Settled by the bank"),
@@ -461,7 +451,8 @@ def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str,
     if agent:
         lines += _field("代理人 Agent", agent)
     lines += _field("时间 Time", recorded_at.astimezone(st.timezone).strftime("%Y-%m-%d %H:%M:%S"))
-    lines += _field("业务 Type", _TYPE_LABELS.get(receipt.type, receipt.type))
+    printed = spec.printed if (spec := spec_of(receipt.type)) else None
+    lines += _field("业务 Type", " ".join(printed) if printed else receipt.type)
     if receipt.account_masked:
         lines += _field("账户 Account", receipt.account_masked)
     lines += _money_lines(receipt)

@@ -23,6 +23,7 @@ from station import errors
 from station.context import Station
 from station.db import Agent, Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee, db_proxy
 from station.journal import append_entry
+from station.protocol.entry_types import LIVE_STATES, EntryType, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.protocol.pins import check_pin, make_pin_verifier
 from station.protocol.tokens import canonical_json
@@ -30,8 +31,8 @@ from station.protocol.tokens import canonical_json
 #: Denominations a drawer count accepts, in fen: 100, 50, 20, 10, 5, 1 yuan notes/coins, 5 and 1 jiao coins.
 DENOMINATIONS_FEN = (10_000, 5_000, 2_000, 1_000, 500, 100, 50, 10)
 AGENT_SESSION_HOURS = 12
-#: Operation states in which an operation still counts against limits and allowances.
-LIVE_STATES = ("recorded", "settled")
+#: ``LIVE_STATES`` as an SQL list, for the hand-written queries of the hot path.
+_LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE_STATES) + ")"
 
 _CARD_RE = re.compile(r"^\d{16,19}$")
 _PASSBOOK_RE = re.compile(r"^\d{8,15}$")
@@ -178,7 +179,7 @@ def add_agent(st: Station, agent_id: str, name: str, role: str, pin: str) -> Non
     verifier = make_pin_verifier(pin)
     with st.write():
         Agent.create(agent_id=agent_id, name=name, role=role, pin_verifier=verifier)
-        append_entry(st.signer, st.station_id, "agent_added", st.now(), {"agent": agent_id, "role": role})
+        append_entry(st.signer, st.station_id, EntryType.AGENT_ADDED, st.now(), {"agent": agent_id, "role": role})
 
 
 def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
@@ -213,7 +214,7 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
         locked = failures >= tries
         Agent.update(failed_pins=failures, locked=locked).where(Agent.agent_id == agent_id).execute()
         append_entry(
-            st.signer, st.station_id, "agent_pin_failed", now, {"agent": agent_id, "failures": failures,
+            st.signer, st.station_id, EntryType.AGENT_PIN_FAILED, now, {"agent": agent_id, "failures": failures,
                                                                 "locked": locked}
         )
     if locked:
@@ -232,7 +233,7 @@ def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receip
             raise errors.AgentUnknown()
         Agent.update(failed_pins=0, locked=False).where(Agent.agent_id == agent_id).execute()
         body = {"agent": agent_id, "supervisor": supervisor.agent_id}
-        entry = append_entry(st.signer, st.station_id, "agent_unlocked", st.now(), body)
+        entry = append_entry(st.signer, st.station_id, EntryType.AGENT_UNLOCKED, st.now(), body)
     return _entry_receipt(entry)
 
 
@@ -298,7 +299,7 @@ def authenticate_customer(st: Station, session: AgentSession, customer: Customer
         append_entry(
             st.signer,
             st.station_id,
-            "customer_pin_failed",
+            EntryType.CUSTOMER_PIN_FAILED,
             now,
             {"account": customer.account_id, "agent": session.agent_id, "failures": failures, "locked": locked},
         )
@@ -324,7 +325,7 @@ def offline_available(st: Station, customer: Customer) -> int:
     """The customer's offline allowance left: the bank's hold minus debits recorded since it was set."""
     spent = st.db.execute_sql(
         "SELECT COALESCE(SUM(debit_fen), 0) FROM operation"
-        " WHERE customer_id = ? AND seq > ? AND status IN ('recorded', 'settled')",
+        f" WHERE customer_id = ? AND seq > ? AND status IN {_LIVE_SQL}",
         (customer.id, customer.allowance_seq),
     ).fetchone()[0]
     return max(customer.allowance_fen - spent, 0)
@@ -334,7 +335,7 @@ def unsynced_exposure(st: Station) -> tuple[int, int]:
     """(fen, count) of live debits the bank has not acknowledged yet."""
     total, count = st.db.execute_sql(
         "SELECT COALESCE(SUM(debit_fen), 0), COUNT(*) FROM operation"
-        " WHERE seq > ? AND debit_fen > 0 AND status IN ('recorded', 'settled')",
+        f" WHERE seq > ? AND debit_fen > 0 AND status IN {_LIVE_SQL}",
         (st.setting("acked_seq", 0),),
     ).fetchone()
     return total, count
@@ -364,7 +365,7 @@ def _check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fe
         today = st.local_date().isoformat()
         used_today = st.db.execute_sql(
             "SELECT COALESCE(SUM(amount_fen), 0) FROM operation WHERE customer_id = ? AND business_date = ?"
-            " AND type = ? AND status IN ('recorded', 'settled')",
+            f" AND type = ? AND status IN {_LIVE_SQL}",
             (customer.id, today, op_type),
         ).fetchone()[0]
         if used_today + amount_fen > limits["daily"]:
@@ -515,13 +516,13 @@ def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount) 
     fee = st.policy["fees"].get("withdrawal", 0)
     _check_debit_limits(st, customer, "withdrawal", amount_fen, amount_fen + fee)
     _check_drawer(day, -amount_fen)
-    return _Plan("withdrawal", customer, amount_fen, fee, amount_fen + fee, -amount_fen)
+    return _Plan(EntryType.WITHDRAWAL, customer, amount_fen, fee, amount_fen + fee, -amount_fen)
 
 
 def _plan_deposit(st: Station, customer: Customer, day: BusinessDay, amount) -> _Plan:
     amount_fen = _parse(amount)
     _check_debit_limits(st, customer, "deposit", amount_fen, 0)
-    return _Plan("deposit", customer, amount_fen, 0, 0, amount_fen)
+    return _Plan(EntryType.DEPOSIT, customer, amount_fen, 0, 0, amount_fen)
 
 
 def _transfer_amount(st: Station, customer: Customer, amount) -> tuple[int, int]:
@@ -621,7 +622,7 @@ def transfer(
             raise errors.FraudWarningRequired()
         amount_fen, fee = _transfer_amount(st, customer, amount)
         details = {"payee_account": account, "payee_name": name}
-        return _Plan("transfer", customer, amount_fen, fee, amount_fen + fee, 0, details)
+        return _Plan(EntryType.TRANSFER, customer, amount_fen, fee, amount_fen + fee, 0, details)
 
     return _customer_operation(st, session, auth, txn, request, plan)
 
@@ -683,7 +684,7 @@ def pay_bill(
         _check_debit_limits(st, customer, "bill_payment", amount_fen, debit)
         details = {"biller": biller.code, "ref": ref, "funding": funding}
         cash = amount_fen + fee if funding == "cash" else 0
-        return _Plan("bill_payment", customer, amount_fen, fee, debit, cash, details)
+        return _Plan(EntryType.BILL_PAYMENT, customer, amount_fen, fee, debit, cash, details)
 
     return _customer_operation(st, session, auth, txn, request, plan, needs_customer=funding == "account")
 
@@ -698,7 +699,7 @@ def balance_enquiry(st: Station, session: AgentSession, auth: CustomerAuth, txn:
         details = {"balance": customer.balance_fen, "offline_available": offline_available(st, customer)}
         if customer.balance_as_of:
             details["as_of"] = customer.balance_as_of.isoformat()
-        return _Plan("balance_enquiry", customer, 0, details=details)
+        return _Plan(EntryType.BALANCE_ENQUIRY, customer, 0, details=details)
 
     receipt = _customer_operation(st, session, auth, txn, request, plan)
     customer = Customer.get_by_id(auth.customer_id)
@@ -720,12 +721,14 @@ def cancel_transfer(st: Station, session: AgentSession, auth: CustomerAuth, tran
             raise errors.NotCancellable()
         Operation.update(status="cancelled").where(Operation.txn == original.txn).execute()
         details = {"ref_seq": original.seq}
-        return _Plan("transfer_cancel", customer, original.amount_fen, details=details, ref_txn=original.txn)
+        return _Plan(EntryType.TRANSFER_CANCEL, customer, original.amount_fen, details=details, ref_txn=original.txn)
 
     return _customer_operation(st, session, auth, txn, request, plan)
 
 
-REVERSIBLE_TYPES = ("withdrawal", "deposit", "bill_payment")
+def may_reverse(op: Operation) -> bool:
+    """Whether ``op``'s type may be reversed and it still stands (``reverse`` also refuses another day's)."""
+    return spec_of(op.type).reversible and op.status in LIVE_STATES
 
 
 def reverse(st: Station, supervisor: AgentSession, original_txn: str, txn: str, reason: str = "") -> Receipt:
@@ -743,7 +746,7 @@ def reverse(st: Station, supervisor: AgentSession, original_txn: str, txn: str, 
         original = Operation.get_or_none(Operation.txn == original_txn)
         if original is None:
             raise errors.NoSuchReceipt()
-        if original.type not in REVERSIBLE_TYPES:
+        if not spec_of(original.type).reversible:
             raise errors.NotReversible()
         if original.status == "reversed":
             raise errors.AlreadyReversed()
@@ -755,7 +758,7 @@ def reverse(st: Station, supervisor: AgentSession, original_txn: str, txn: str, 
         Operation.update(status="reversed").where(Operation.txn == original.txn).execute()
         details = {"ref_seq": original.seq, "reason": str(reason)[:200]}
         return _Plan(
-            "reversal",
+            EntryType.REVERSAL,
             original.customer,
             original.amount_fen,
             cash_fen=-original.cash_fen,
@@ -807,7 +810,7 @@ def open_day(st: Station, session: AgentSession, counts: dict) -> Receipt:
             cash_fen=total,
         )
         body = {"agent": session.agent_id, "amount": total, "counts": cleaned}
-        entry = append_entry(st.signer, st.station_id, "day_open", now, body)
+        entry = append_entry(st.signer, st.station_id, EntryType.DAY_OPEN, now, body)
     return _entry_receipt(entry, total, {"counts": cleaned})
 
 
@@ -842,7 +845,7 @@ def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
             "operations": operations,
             "business_date": day.business_date,
         }
-        entry = append_entry(st.signer, st.station_id, "day_close", now, body)
+        entry = append_entry(st.signer, st.station_id, EntryType.DAY_CLOSE, now, body)
     details = {"expected": day.cash_fen, "variance": variance, "counts": cleaned}
     return DayClose(_entry_receipt(entry, counted, details), day.cash_fen, counted, variance)
 

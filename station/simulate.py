@@ -15,6 +15,7 @@ from station import errors, services
 from station.context import Station
 from station.db import Biller, Customer, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, ensure_demo_agents, load_demo_customers
+from station.protocol.entry_types import spec_of
 
 OPEN_AT = time(7, 40)
 CLOSE_AT = time(17, 30)
@@ -29,7 +30,7 @@ OPERATION_WEIGHTS = {
     "topup_cash": 8,
     "deposit": 8,
     "transfer": 6,
-    "balance": 4,
+    "balance_enquiry": 4,
     "wrong_pin": 2,
     "too_much": 2,
 }
@@ -127,7 +128,7 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
             receipt = _one_operation(st, rng, kind, session, customer, billers)
             if receipt is not None:
                 outcomes[receipt.type] += 1
-                if receipt.type in services.REVERSIBLE_TYPES and rng.random() < 0.01:
+                if spec_of(receipt.type).reversible and rng.random() < 0.01:
                     services.reverse(st, supervisor, receipt.txn, services.new_txn_id(), "agent keyed wrong amount")
                     outcomes["reversal"] += 1
         except errors.StationError as exc:
@@ -156,7 +157,7 @@ def _one_operation(st, rng, kind, session, customer, billers):
         return services.withdraw_cash(st, session, auth, 120_000, new())
     if kind == "deposit":
         return services.deposit_cash(st, session, auth, rng.randrange(1, 50) * 10_000, new())
-    if kind == "balance":
+    if kind == "balance_enquiry":
         return services.balance_enquiry(st, session, auth, new()).receipt
     payee = Payee.select().where(Payee.customer == customer.id).first()
     amount = rng.choice([200, 500, 1000]) * 100

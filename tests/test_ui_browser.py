@@ -153,7 +153,7 @@ def test_every_screen_fits_and_has_big_targets(live, lang):
         page.goto(base + path)
         check_screen(page)
     flows = {
-        "balance": ["customer", "pin"],
+        "balance_enquiry": ["customer", "pin"],
         "deposit": ["customer", "amount", "confirm", "pin"],
         "withdrawal": ["customer", "amount", "confirm", "pin"],
     }
@@ -182,15 +182,15 @@ def test_every_screen_fits_and_has_big_targets(live, lang):
     page.wait_for_url("**/reverse")
     check_screen(page)
     page.goto(base + "/home")
-    page.click("#tile-bill")
-    page.wait_for_url(base + "/op/bill/biller")
+    page.click("#tile-bill_payment")
+    page.wait_for_url(base + "/op/bill_payment/biller")
     check_screen(page)
     page.click("#biller-MOBILE-CMCC")
-    page.wait_for_url(base + "/op/bill/reference")
+    page.wait_for_url(base + "/op/bill_payment/reference")
     check_screen(page)
     tap_digits(page, "13912345678")
     page.click("#next")
-    page.wait_for_url(base + "/op/bill/amount")
+    page.wait_for_url(base + "/op/bill_payment/amount")
     check_screen(page)
 
 

@@ -276,66 +276,67 @@ def test_payee_refusals(agent_client, account, name, message):
 
 
 def test_electricity_bill_in_cash(agent_client):
-    start(agent_client, "bill")
-    page = agent_client.get("/op/bill/biller").get_data(as_text=True)
+    start(agent_client, "bill_payment")
+    page = agent_client.get("/op/bill_payment/biller").get_data(as_text=True)
     assert "国网电费" in page and 'class="badge electricity"' in page
-    agent_client.post("/op/bill/biller", data={"biller": "ELEC-SGCC"})
-    page = agent_client.post("/op/bill/reference", data={"reference": "123"}).get_data(as_text=True)
+    agent_client.post("/op/bill_payment/biller", data={"biller": "ELEC-SGCC"})
+    page = agent_client.post("/op/bill_payment/reference", data={"reference": "123"}).get_data(as_text=True)
     assert error_of(page) == "户号或手机号不对，请核对。"
-    agent_client.post("/op/bill/reference", data={"reference": "3300112233"})
-    agent_client.post("/op/bill/amount", data={"amount": "86.40"})
-    page = agent_client.get("/op/bill/confirm").get_data(as_text=True)
+    agent_client.post("/op/bill_payment/reference", data={"reference": "3300112233"})
+    agent_client.post("/op/bill_payment/amount", data={"amount": "86.40"})
+    page = agent_client.get("/op/bill_payment/confirm").get_data(as_text=True)
     assert "捌拾陆元肆角" in page
-    response = agent_client.post("/op/bill/confirm", data={"funding": "cash", "txn": txn_of(page)})
+    response = agent_client.post("/op/bill_payment/confirm", data={"funding": "cash", "txn": txn_of(page)})
     assert "3300112233" in agent_client.get(response.location).get_data(as_text=True)
     assert services.drawer_cash() == 3_000_000 + 8_640
 
 
 def test_bill_amount_rule_refused_on_the_confirm_screen(agent_client):
-    start(agent_client, "bill")
-    agent_client.post("/op/bill/biller", data={"biller": "WATER-COUNTY"})
-    agent_client.post("/op/bill/reference", data={"reference": "12345678"})
-    agent_client.post("/op/bill/amount", data={"amount": "5000"})
-    page = agent_client.get("/op/bill/confirm").get_data(as_text=True)
-    page = agent_client.post("/op/bill/confirm", data={"funding": "cash", "txn": txn_of(page)}).get_data(as_text=True)
+    start(agent_client, "bill_payment")
+    agent_client.post("/op/bill_payment/biller", data={"biller": "WATER-COUNTY"})
+    agent_client.post("/op/bill_payment/reference", data={"reference": "12345678"})
+    agent_client.post("/op/bill_payment/amount", data={"amount": "5000"})
+    page = agent_client.get("/op/bill_payment/confirm").get_data(as_text=True)
+    page = agent_client.post("/op/bill_payment/confirm",
+                             data={"funding": "cash", "txn": txn_of(page)}).get_data(as_text=True)
     assert error_of(page) == "这项缴费金额须在 1.00 元到 2,000.00 元之间。"
 
 
 def test_mobile_top_up_denominations_and_carrier(agent_client):
-    start(agent_client, "bill")
-    agent_client.post("/op/bill/biller", data={"biller": "MOBILE-CMCC"})
-    page = agent_client.post("/op/bill/reference", data={"reference": "13012345678"}).get_data(as_text=True)
+    start(agent_client, "bill_payment")
+    agent_client.post("/op/bill_payment/biller", data={"biller": "MOBILE-CMCC"})
+    page = agent_client.post("/op/bill_payment/reference", data={"reference": "13012345678"}).get_data(as_text=True)
     assert error_of(page) == "这个手机号不属于所选的运营商。"
-    agent_client.post("/op/bill/reference", data={"reference": "13912345678"})
-    page = agent_client.get("/op/bill/amount").get_data(as_text=True)
+    agent_client.post("/op/bill_payment/reference", data={"reference": "13912345678"})
+    page = agent_client.get("/op/bill_payment/amount").get_data(as_text=True)
     assert 'id="quick-50"' in page and 'id="amount"' not in page
-    agent_client.post("/op/bill/amount", data={"amount": "50"})
-    page = agent_client.get("/op/bill/confirm").get_data(as_text=True)
-    response = agent_client.post("/op/bill/confirm", data={"funding": "cash", "txn": txn_of(page)})
+    agent_client.post("/op/bill_payment/amount", data={"amount": "50"})
+    page = agent_client.get("/op/bill_payment/confirm").get_data(as_text=True)
+    response = agent_client.post("/op/bill_payment/confirm", data={"funding": "cash", "txn": txn_of(page)})
     assert response.status_code == 302
 
 
 def test_bill_paid_from_the_account_needs_the_customer_and_pin(agent_client):
-    start(agent_client, "bill")
-    agent_client.post("/op/bill/biller", data={"biller": "GAS-COUNTY"})
-    agent_client.post("/op/bill/reference", data={"reference": "1234567890"})
-    agent_client.post("/op/bill/amount", data={"amount": "120"})
-    page = agent_client.get("/op/bill/confirm").get_data(as_text=True)
-    response = agent_client.post("/op/bill/confirm", data={"funding": "account", "txn": txn_of(page)})
-    assert response.location == "/op/bill/customer"
-    identify(agent_client, "bill", card_customer())
-    txn = txn_of(agent_client.get("/op/bill/pin").get_data(as_text=True))
-    response = agent_client.post("/op/bill/pin", data={"pin": CUSTOMER_PIN, "txn": txn})
+    start(agent_client, "bill_payment")
+    agent_client.post("/op/bill_payment/biller", data={"biller": "GAS-COUNTY"})
+    agent_client.post("/op/bill_payment/reference", data={"reference": "1234567890"})
+    agent_client.post("/op/bill_payment/amount", data={"amount": "120"})
+    page = agent_client.get("/op/bill_payment/confirm").get_data(as_text=True)
+    response = agent_client.post("/op/bill_payment/confirm", data={"funding": "account", "txn": txn_of(page)})
+    assert response.location == "/op/bill_payment/customer"
+    identify(agent_client, "bill_payment", card_customer())
+    txn = txn_of(agent_client.get("/op/bill_payment/pin").get_data(as_text=True))
+    response = agent_client.post("/op/bill_payment/pin", data={"pin": CUSTOMER_PIN, "txn": txn})
     op = Operation.get(Operation.seq == int(response.location.rsplit("/", 1)[1]))
     assert op.debit_fen == 12_000 and op.cash_fen == 0
 
 
 def test_balance_enquiry(agent_client):
     customer = card_customer()
-    start(agent_client, "balance")
-    identify(agent_client, "balance", customer)
-    txn = txn_of(agent_client.get("/op/balance/pin").get_data(as_text=True))
-    response = agent_client.post("/op/balance/pin", data={"pin": CUSTOMER_PIN, "txn": txn})
+    start(agent_client, "balance_enquiry")
+    identify(agent_client, "balance_enquiry", customer)
+    txn = txn_of(agent_client.get("/op/balance_enquiry/pin").get_data(as_text=True))
+    response = agent_client.post("/op/balance_enquiry/pin", data={"pin": CUSTOMER_PIN, "txn": txn})
     page = agent_client.get(response.location).get_data(as_text=True)
     assert f"¥{services.format_yuan(customer.balance_fen)}" in page and "本站离线可用" in page
 

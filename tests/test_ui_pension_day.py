@@ -21,12 +21,12 @@ from station.protocol.tokens import unverified_payload
 
 
 def pay_electricity_in_cash(client, reference, amount):
-    start(client, "bill")
-    client.post("/op/bill/biller", data={"biller": "ELEC-SGCC"})
-    client.post("/op/bill/reference", data={"reference": reference})
-    client.post("/op/bill/amount", data={"amount": amount})
-    page = client.get("/op/bill/confirm").get_data(as_text=True)
-    return client.post("/op/bill/confirm", data={"funding": "cash", "txn": txn_of(page)})
+    start(client, "bill_payment")
+    client.post("/op/bill_payment/biller", data={"biller": "ELEC-SGCC"})
+    client.post("/op/bill_payment/reference", data={"reference": reference})
+    client.post("/op/bill_payment/amount", data={"amount": amount})
+    page = client.get("/op/bill_payment/confirm").get_data(as_text=True)
+    return client.post("/op/bill_payment/confirm", data={"funding": "cash", "txn": txn_of(page)})
 
 
 def test_pension_day(ui_client, station, clock, printed):

@@ -11,12 +11,13 @@ from flask_babel import gettext
 from station import printing, services
 from station.db import Operation
 from station.errors import StationError
+from station.protocol.entry_types import types_where
 from station.ui.common import SyncNotConfigured, login_required, station, translate_error
 
 bp = Blueprint("home", __name__)
 
-#: Customer-facing operation types counted as visits on the busy-hours chart.
-VISIT_TYPES = ("withdrawal", "deposit", "transfer", "bill_payment", "balance_enquiry")
+#: Customer-facing operation types counted as visits on the busy-hours chart: those started from a home tile.
+VISIT_TYPES = types_where(home_tile=True)
 #: Hours always on the chart (a village shop's day); a visit outside them widens the chart to include it.
 OPENING_HOURS = range(7, 20)
 

@@ -14,6 +14,7 @@ from flask_babel import gettext
 from station import errors, services
 from station.db import Biller, Customer, Payee
 from station.errors import StationError
+from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, parse_amount
 from station.ui.common import NoOperationInProgress, current_agent, login_required, station, translate_error
 
@@ -22,13 +23,14 @@ bp = Blueprint("ops", __name__, url_prefix="/op")
 QUICK_WITHDRAWALS = ("100", "200", "500", "1000")
 BILLER_ICONS = {"electricity": "⚡", "water": "💧", "gas": "🔥", "mobile": "📱"}
 
-#: The steps of each flow, in order. A bill paid from the customer's account adds "customer" and "pin".
+#: The steps of each flow, keyed by the entry type it records (every type the registry puts on a home tile has
+#: one), in order. A bill paid from the customer's account adds "customer" and "pin".
 FLOWS = {
-    "withdrawal": ("customer", "amount", "confirm", "pin"),
-    "deposit": ("customer", "amount", "confirm", "pin"),
-    "transfer": ("customer", "payee", "amount", "warning", "confirm", "pin"),
-    "bill": ("biller", "reference", "amount", "confirm"),
-    "balance": ("customer", "pin"),
+    EntryType.WITHDRAWAL: ("customer", "amount", "confirm", "pin"),
+    EntryType.DEPOSIT: ("customer", "amount", "confirm", "pin"),
+    EntryType.TRANSFER: ("customer", "payee", "amount", "warning", "confirm", "pin"),
+    EntryType.BILL_PAYMENT: ("biller", "reference", "amount", "confirm"),
+    EntryType.BALANCE_ENQUIRY: ("customer", "pin"),
 }
 #: What a step stores in the pending operation once done.
 STEP_KEYS = {
@@ -42,15 +44,12 @@ STEP_KEYS = {
 }
 #: Typed values each step's change invalidates (later confirmations and the transaction UUID).
 CONFIRMATIONS = ("warning_done", "fraud_ok", "confirmed", "txn")
-#: The policy's fee key of each flow.
-FEE_TYPES = {"withdrawal": "withdrawal", "deposit": "deposit", "transfer": "transfer", "bill": "bill_payment",
-             "balance": "balance_enquiry"}
 
 
 def flow_steps(op: dict) -> tuple[str, ...]:
     """The steps of this operation's flow."""
     steps = FLOWS[op["kind"]]
-    if op["kind"] == "bill" and op.get("funding") == "account":
+    if op["kind"] == EntryType.BILL_PAYMENT and op.get("funding") == "account":
         steps = steps + ("customer", "pin")
     return steps
 
@@ -176,7 +175,7 @@ def customer_step(op: dict):
 def amount_step(op: dict):
     """The amount on the keypad, quick amounts, or a top-up's denominations."""
     amount = request.form.get("amount", op.get("amount", "")) if request.method == "POST" else op.get("amount", "")
-    biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == "bill" else None
+    biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == EntryType.BILL_PAYMENT else None
     error = None
     if request.method == "POST":
         try:
@@ -264,9 +263,9 @@ def reference_step(op: dict):
 def confirm_step(op: dict):
     """Amount in figures and capitals with the fee; a cash bill is recorded from here."""
     fen = parsed_amount(op["amount"])
-    policy_fee = station().policy["fees"].get(FEE_TYPES[op["kind"]], 0)
+    policy_fee = station().policy["fees"].get(op["kind"], 0)
     if request.method == "POST":
-        if op["kind"] == "bill":
+        if op["kind"] == EntryType.BILL_PAYMENT:
             funding = request.form.get("funding")
             if funding == "account":
                 op.update(funding="account", confirmed=True)
@@ -287,7 +286,7 @@ def confirm_step(op: dict):
         return go_next(op)
     op.setdefault("txn", services.new_txn_id())
     session["op"] = op
-    biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == "bill" else None
+    biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == EntryType.BILL_PAYMENT else None
     return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller)
 
 
@@ -319,7 +318,7 @@ def execute(op: dict, auth, txn: str, template: str, **context):
         elif kind == "transfer":
             receipt = services.transfer(st, agent, auth, op["payee_account"], op["payee_name"], op["amount"], txn,
                                         fraud_warning_confirmed=bool(op.get("fraud_ok")))
-        elif kind == "bill":
+        elif kind == EntryType.BILL_PAYMENT:
             receipt = services.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
                                         funding=op.get("funding", "cash"))
         else:

@@ -12,23 +12,14 @@ from markupsafe import Markup
 from station import printing, services
 from station.db import Agent, JournalEntry, Operation, PrintedReceipt
 from station.errors import N_, StationError
+from station.protocol.entry_types import SPECS, EntryType
 from station.protocol.tokens import unverified_payload
 from station.ui.common import current_agent, login_required, station, translate_error
 
 bp = Blueprint("receipts", __name__, url_prefix="/receipts")
 
-TYPE_LABELS = {
-    "withdrawal": N_("Cash withdrawal"),
-    "deposit": N_("Cash deposit"),
-    "transfer": N_("Transfer"),
-    "bill_payment": N_("Bill payment"),
-    "balance_enquiry": N_("Balance enquiry"),
-    "transfer_cancel": N_("Transfer cancelled"),
-    "reversal": N_("Reversal"),
-    "day_open": N_("Day opened"),
-    "day_close": N_("Day closed"),
-    "feedback": N_("Customer voice"),
-}
+#: The label (msgid) of each entry type that has a receipt screen, from the registry.
+TYPE_LABELS = {entry_type: spec.label for entry_type, spec in SPECS.items() if spec.label}
 STATUS_LABELS = {
     "recorded": N_("Recorded offline, waiting for the bank"),
     "settled": N_("Settled by the bank"),
@@ -101,8 +92,8 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         types=TYPE_LABELS,
         statuses=STATUS_LABELS,
         printed=PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None,
-        reversible=op is not None and op.type in services.REVERSIBLE_TYPES and op.status in services.LIVE_STATES,
-        cancellable=op is not None and op.type == "transfer" and op.status == "recorded",
+        reversible=op is not None and services.may_reverse(op),
+        cancellable=op is not None and op.type == EntryType.TRANSFER and op.status == "recorded",
         error=error,
     ), status
 
