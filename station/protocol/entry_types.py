@@ -82,7 +82,7 @@ class Kind(StrEnum):
     UUID = "uuid"
     OBJECT = "object"
     COUNTS = "counts"
-    FEN_OR_NULL = "fen|null"
+    FEN_OR_NULL = "fen or null"
 
 
 #: What each kind means, for docs/protocol.md.
@@ -225,9 +225,9 @@ def _spec(entry_type: EntryType, fields: dict[str, Field], **facts) -> EntrySpec
     return EntrySpec(entry_type, MappingProxyType(fields), **facts)
 
 
-_AGENT = Field(Kind.ID, doc="the agent's id")
-_TXN = Field(Kind.UUID, doc="the caller's transaction UUID, the idempotency key")
-_ACCOUNT = Field(Kind.ID, doc="the bank's account id of the customer")
+_AGENT = Field(Kind.ID)
+_TXN = Field(Kind.UUID)
+_ACCOUNT = Field(Kind.ID)
 _AMOUNT = Field(Kind.FEN)
 _FEE = _optional(Kind.FEN, "when not zero")
 
