@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's two commands: `./run.sh demo` and `./run.sh test`.
-# Both create .venv (Python >= 3.11) and install the project into it first.
+# Both create .venv (Python >= 3.11) and install the project into it first: `demo` with the station and server
+# extras (`.[station,server]`), `test` with everything plus the test tools (`.[test]`).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -8,15 +9,16 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 
 install() {
+    local extras=$1
     if [ ! -x "$VENV/bin/python" ]; then
         "$PYTHON" -m venv "$VENV"
     fi
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+    "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
 }
 
 demo() {
-    install
+    install station,server
     local dir server_port ui_port station server_url
     dir=$(realpath -m "${DEMO_DIR:-demo-data}")
     server_port=${DEMO_SERVER_PORT:-8800}
@@ -74,7 +76,7 @@ TXT
 }
 
 run_tests() {
-    install
+    install test
     "$VENV/bin/ruff" check .
     "$VENV/bin/python" -m pytest "$@"
 }

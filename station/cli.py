@@ -167,7 +167,7 @@ def serve(data_dir, host, port):
 
     Example: station serve --data-dir /var/lib/station --port 8080
     """
-    from station import create_app
+    from station.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # peewee's DEBUG log prints every query's parameters (card numbers among them): never below INFO.

@@ -22,6 +22,7 @@ from peewee import OperationalError
 from station.db import Setting, db_proxy, open_database
 from station.errors import StationBusy
 from station.policy import merged_policy
+from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, public_jwk
 
 DATA_DIR_ENV = "STATION_DATA_DIR"
@@ -35,18 +36,6 @@ class StationNotInitialised(RuntimeError):
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Create ``path`` readable by its owner only (keys, config), atomically replacing any old file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class Station:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import random
 
+from stdnum import luhn
+
 from station.context import Station
 from station.db import Agent, Biller, Customer, Payee
 from station.protocol.pins import make_pin_verifier
-from station.services import add_agent, luhn_ok
+from station.services import add_agent
 
 DEMO_CUSTOMER_PIN = "123456"
 DEMO_PIN_LOG2_N = 8
@@ -43,14 +45,6 @@ SURNAMES = "李王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = ["秀英", "桂英", "玉兰", "建国", "国强", "德明", "淑珍", "志强", "凤英", "春华", "永福", "金花", "长顺", "素芬"]
 
 
-def card_with_check_digit(prefix_and_body: str) -> str:
-    """Append the Luhn check digit."""
-    for digit in "0123456789":
-        if luhn_ok(prefix_and_body + digit):
-            return prefix_and_body + digit
-    raise AssertionError("unreachable: one digit always completes a Luhn number")
-
-
 def load_billers() -> None:
     for biller in DEMO_BILLERS:
         Biller.insert(**biller).on_conflict_replace().execute()
@@ -69,7 +63,8 @@ def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowanc
         load_billers()
         for index in range(count):
             passbook_only = index % 5 == 4
-            card = None if passbook_only else card_with_check_digit(f"621700{index:09d}")
+            card_body, payee_body = f"621700{index:09d}", f"622200{index:09d}"
+            card = None if passbook_only else card_body + luhn.calc_check_digit(card_body)
             customer = Customer.create(
                 account_id=f"AC{st.station_id[-4:]}{index:06d}",
                 name=rng.choice(SURNAMES) + rng.choice(GIVEN),
@@ -81,7 +76,7 @@ def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowanc
                 balance_as_of=now,
             )
             if index % 3 == 0:
-                Payee.create(customer=customer, account=card_with_check_digit(f"622200{index:09d}"),
+                Payee.create(customer=customer, account=payee_body + luhn.calc_check_digit(payee_body),
                              name=rng.choice(SURNAMES) + rng.choice(GIVEN))
     ensure_demo_agents(st)
 

@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from stdnum import luhn
+
 from station import errors
 from station.context import Station
 from station.db import Agent, Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee, db_proxy
@@ -83,18 +85,6 @@ class Balance:
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-def luhn_ok(number: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(number)):
-        digit = int(char)
-        if index % 2 == 1:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return total % 10 == 0
-
-
 def mask_number(number: str | None) -> str | None:
     """A card or passbook number as a receipt may show it: first four and last four digits."""
     if not number:
@@ -252,7 +242,7 @@ def identify_customer(st: Station, number: str, kind: str = "card") -> Customer:
     st.activate()
     number = re.sub(r"\s+", "", str(number or ""))
     if kind == "card":
-        if not _CARD_RE.match(number) or not luhn_ok(number):
+        if not _CARD_RE.match(number) or not luhn.is_valid(number):
             raise errors.InvalidCardNumber()
         customer = Customer.get_or_none(Customer.card_number == number)
     elif kind == "passbook":

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import requests
 
-from station.context import SIGNING_KEY_FILE, Station, write_private_file
+from station.context import SIGNING_KEY_FILE, Station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
 from station.journal import append_entry, iter_entries, journal_head
 from station.protocol import envelope
+from station.protocol.private_files import write_private_file
 from station.protocol.tokens import (
     chain_hash,
     generate_signing_key,

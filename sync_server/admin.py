@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from peewee import fn
+from stdnum import luhn
 
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.pins import PIN_RE, make_pin_verifier
@@ -331,17 +332,6 @@ SURNAMES = "李王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = ["秀英", "桂英", "玉兰", "建国", "国强", "德明", "淑珍", "志强", "凤英", "春华", "永福", "金花", "长顺", "素芬"]
 
 
-def luhn_complete(body: str) -> str:
-    """``body`` with its Luhn check digit appended."""
-    for digit in "0123456789":
-        number = body + digit
-        total = 0
-        for index, char in enumerate(reversed(number)):
-            value = int(char) * (2 if index % 2 else 1)
-            total += value - 9 if value > 9 else value
-        if total % 10 == 0:
-            return number
-    raise AssertionError("unreachable")
 
 
 def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS_PER_STATION) -> tuple[list, dict]:
@@ -357,17 +347,18 @@ def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS
         rng = random.Random(f"demo-{station_id}")
         for index in range(per_station):
             account_id = f"DM{digits}{index:04d}"
+            card_body, payee_body = f"6217{digits}{index:07d}", f"6222{digits}{index:07d}"
             homes = [station_id]
             if number == 1 and index < 2:
                 homes = list(station_ids)
             rows.append(dict(
                 account_id=account_id, name=rng.choice(SURNAMES) + rng.choice(GIVEN),
-                card_number=None if index % 5 == 4 else luhn_complete(f"6217{digits}{index:07d}"),
+                card_number=None if index % 5 == 4 else card_body + luhn.calc_check_digit(card_body),
                 passbook_number=f"88{digits}{index:06d}", pin_verifier=verifier, status="active",
                 balance_fen=rng.randrange(2_000, 60_000) * 100, home_stations=homes,
             ))
             if index % 3 == 0:
-                payees[account_id] = [(luhn_complete(f"6222{digits}{index:07d}"),
+                payees[account_id] = [(payee_body + luhn.calc_check_digit(payee_body),
                                        rng.choice(SURNAMES) + rng.choice(GIVEN))]
     return rows, payees
 

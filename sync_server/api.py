@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
+from station.protocol.tokens import verification_jwk
 from sync_server import service
 from sync_server.db import Station, db_proxy, schema_version
 from sync_server.openapi import openapi_document
@@ -41,7 +42,8 @@ def station_jwks(station_id):
     station = Station.get_or_none(Station.station_id == station_id)
     if station is None or station.signing_jwk is None:
         raise Problem("unknown-station", f"The bank knows no enrolled station {station_id}.")
-    return jsonify(keys=[station.signing_jwk])
+    # Published without ``alg`` also for stations enrolled when the key carried one, so both names verify.
+    return jsonify(keys=[verification_jwk(station.signing_jwk)])
 
 
 @bp.post("/stations/<station_id>/batches")

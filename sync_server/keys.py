@@ -20,6 +20,7 @@ from station.protocol.envelope import (
     encryption_public_jwk,
     generate_encryption_key,
 )
+from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, public_jwk
 
 SIGNING_FILE = "signing.jwk"
@@ -41,20 +42,15 @@ class ServerKeys:
                 "encryption_jwk": encryption_public_jwk(self.encryption_key)}
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-
-
 def create_keys(keys_dir: str | os.PathLike) -> ServerKeys:
     """Create the key pair; refuses to replace existing keys (stations have pinned them)."""
     keys_dir = Path(keys_dir)
     if (keys_dir / SIGNING_FILE).exists() or (keys_dir / ENCRYPTION_FILE).exists():
         raise FileExistsError(f"{keys_dir} already holds server keys; stations have pinned them.")
-    _write_private(keys_dir / SIGNING_FILE, json.dumps(generate_signing_key().as_dict(private=True)))
-    _write_private(keys_dir / ENCRYPTION_FILE, encryption_private_to_text(generate_encryption_key()))
+    write_private_file(keys_dir / SIGNING_FILE, json.dumps(generate_signing_key().as_dict(private=True)),
+                       replace=False)
+    write_private_file(keys_dir / ENCRYPTION_FILE, encryption_private_to_text(generate_encryption_key()),
+                       replace=False)
     return load_keys(keys_dir)
 
 

@@ -23,7 +23,7 @@ from peewee import IntegrityError
 from station.protocol import envelope
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope import EnvelopeError
-from station.protocol.tokens import genesis_prev
+from station.protocol.tokens import genesis_prev, verification_jwk
 from sync_server.db import EnrollmentCode, Entry, Station, db_proxy, is_postgres
 from sync_server.keys import ServerKeys
 from sync_server.ledger import (
@@ -91,8 +91,9 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
             raise Problem("station-revoked", f"Station {station.station_id} is revoked.")
         if station.status != "pending":
             raise Problem("enrollment-code-used", f"Station {station.station_id} has already enrolled.")
-        Station.update(status="active", signing_jwk={**signing_jwk, "kid": kid}, encryption_jwk=encryption_jwk,
-                       kid=kid, enrolled_at=now.isoformat(), acked_seq=0, head=None).where(
+        Station.update(status="active", signing_jwk={**verification_jwk(signing_jwk), "kid": kid},
+                       encryption_jwk=encryption_jwk, kid=kid, enrolled_at=now.isoformat(), acked_seq=0,
+                       head=None).where(
             Station.station_id == station.station_id).execute()
     return {
         "station_id": station.station_id,

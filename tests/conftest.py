@@ -73,7 +73,7 @@ def open_drawer(station, agent):
 @pytest.fixture
 def ui_app(station):
     """The touchscreen app on the test station (CSRF off here; tests/test_ui_security.py turns it on)."""
-    from station import create_app
+    from station.app import create_app
 
     return create_app({"STATION": station, "TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test"})
 

@@ -17,7 +17,7 @@ from station.db import Customer, JournalEntry
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import iter_entries, journal_head
 from station.protocol import envelope
-from station.protocol.tokens import Signer, b64url, canonical_json, chain_hash, generate_signing_key
+from station.protocol.tokens import Signer, b64url, canonical_json, chain_hash, generate_signing_key, unverified_payload
 from station.sync import SyncRefused, build_batch, sync_once
 from sync_server import create_app
 from sync_server.admin import revoke_station
@@ -144,7 +144,7 @@ def test_tampered_inner_entry_is_refused(server, tmp_path, clock):
     acked = st.setting("acked_seq")
     entries = list(iter_entries(after_seq=acked))
     header, payload_b64, sig = entries[-2][1].split(".")
-    payload = envelope.json.loads(envelope._unb64(payload_b64))
+    payload = unverified_payload(entries[-2][1])
     assert payload["type"] == "deposit"
     payload["amount"] = payload["amount"] * 10
     entries[-2] = (entries[-2][0], f"{header}.{b64url(canonical_json(payload))}.{sig}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from stdnum import luhn
 from sync_support import enrolled_station, server_db
 
 from station import errors, services
@@ -19,9 +20,7 @@ CARD = "6217009900000000"  # completed with its Luhn digit below
 
 
 def shared_customer_csv():
-    from sync_server.admin import luhn_complete
-
-    card = luhn_complete(CARD[:-1])
+    card = CARD[:-1] + luhn.calc_check_digit(CARD[:-1])
     return (f"account_id,name,card_number,passbook_number,pin,balance,home_stations\n"
             f"{SHARED},王大爷,{card},,246810,1500,ST-0001;ST-0002\n")
 

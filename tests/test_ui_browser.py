@@ -7,7 +7,7 @@ from playwright.sync_api import sync_playwright
 from ui_browser_support import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, card_customer
 
-from station import create_app
+from station.app import create_app
 from station.db import Operation
 
 

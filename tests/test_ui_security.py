@@ -8,7 +8,8 @@ import re
 from click.testing import CliRunner
 from ui_helpers import CUSTOMER_PIN, card_customer, login, withdraw
 
-from station import cli, create_app
+from station import cli
+from station.app import create_app
 from station.db import Operation
 
 

@@ -21,7 +21,6 @@ unless all of it verifies.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -41,7 +40,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
-from joserfc.jws import JWSRegistry
 
 from station.protocol.tokens import (
     ACCEPTED_ALGS,
@@ -51,6 +49,9 @@ from station.protocol.tokens import (
     b64url,
     canonical_json,
     chain_hash,
+    jws_registry,
+    unb64url,
+    verification_key,
     verify_token,
 )
 
@@ -74,8 +75,7 @@ SIGNATURE_BYTES = 64
 _FIXED_FIELDS = ("v", "station", "seq", "type", "ts", "prev", "txn")
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
-_registry = JWSRegistry(algorithms=list(ACCEPTED_ALGS))
-_registry.max_payload_length = MAX_PLAIN_BYTES
+_registry = jws_registry(MAX_PLAIN_BYTES)
 
 
 class EnvelopeError(ValueError):
@@ -105,10 +105,6 @@ class TooLarge(EnvelopeError):
 
 
 # -- keys ---------------------------------------------------------------------------------------------------
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def generate_encryption_key() -> X25519PrivateKey:
     """A fresh X25519 key (HPKE recipient key of a station or the server)."""
     return X25519PrivateKey.generate()
@@ -125,7 +121,7 @@ def encryption_private_to_text(key: X25519PrivateKey) -> str:
 
 def encryption_private_from_text(text: str) -> X25519PrivateKey:
     """The X25519 private key from its base64url text."""
-    return X25519PrivateKey.from_private_bytes(_unb64(text.strip()))
+    return X25519PrivateKey.from_private_bytes(unb64url(text.strip()))
 
 
 def encryption_public_jwk(key: X25519PrivateKey | X25519PublicKey) -> dict:
@@ -141,7 +137,7 @@ def encryption_public_from_jwk(jwk: Mapping) -> X25519PublicKey:
     """The X25519 public key of a JWK; ``ValueError`` when it is not one."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "X25519" or not isinstance(jwk.get("x"), str):
         raise ValueError("not an X25519 public JWK")
-    raw = _unb64(jwk["x"])
+    raw = unb64url(jwk["x"])
     if len(raw) != 32:
         raise ValueError("an X25519 public key is 32 bytes")
     return X25519PublicKey.from_public_bytes(raw)
@@ -151,7 +147,7 @@ def ed25519_public_from_jwk(jwk: Mapping) -> Ed25519PublicKey:
     """The Ed25519 public key of a JWK; ``ValueError`` when it is not one."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("x"), str):
         raise ValueError("not an Ed25519 public JWK")
-    return Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"]))
+    return Ed25519PublicKey.from_public_bytes(unb64url(jwk["x"]))
 
 
 # -- HPKE info strings --------------------------------------------------------------------------------------
@@ -199,8 +195,8 @@ def _split_token(token: str) -> tuple[str, dict, bytes]:
     if len(parts) != 3:
         raise ValueError("not a JWS compact serialization")
     header_b64, payload_b64, sig_b64 = parts
-    payload = json.loads(_unb64(payload_b64))
-    return header_b64, payload, _unb64(sig_b64)
+    payload = json.loads(unb64url(payload_b64))
+    return header_b64, payload, unb64url(sig_b64)
 
 
 @dataclass(frozen=True)
@@ -388,7 +384,7 @@ def open_batch(
         (json_len,) = struct.unpack(">I", body[:4])
     except (struct.error, UnicodeDecodeError) as exc:
         raise EnvelopeError("the batch is truncated") from exc
-    station_key = OKPKey.import_key(dict(station_signing_jwk))
+    station_key = verification_key(station_signing_jwk)
     _verify_detached(detached, body, station_key)
     try:
         meta = json.loads(body[4:4 + json_len])
@@ -417,7 +413,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
     good_headers = set()
     for header_b64 in headers:
         try:
-            header = json.loads(_unb64(header_b64))
+            header = json.loads(unb64url(header_b64))
         except (ValueError, TypeError) as exc:
             raise EnvelopeError("a batch header is not JSON") from exc
         if isinstance(header, dict) and header.get("alg") in ACCEPTED_ALGS and header.get("kid") == kid:
@@ -441,7 +437,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
             if header_b64 not in good_headers:
                 raise BadEntry(f"entry {seq} is not signed with the station's key", seq=seq)
             unsigned.append((seq, signature, f"{header_b64}.{payload_b64}".encode("ascii")))
-            payload = json.loads(_unb64(payload_b64))
+            payload = json.loads(unb64url(payload_b64))
             previous_ms = millis
         if payload.get("seq") != seq or payload.get("station") != station_id:
             raise BadEntry(f"entry {seq} carries the wrong seq or station", seq=seq)
@@ -549,8 +545,8 @@ def open_ack(
 ) -> Ack:
     """Verify an ack with the pinned server key and decrypt its downlink; raises :class:`EnvelopeError`."""
     try:
-        payload = verify_token(response["ack"], OKPKey.import_key(dict(server_signing_jwk)))
-        sealed = _unb64(response["downlink"])
+        payload = verify_token(response["ack"], verification_key(server_signing_jwk))
+        sealed = unb64url(response["downlink"])
     except (TokenError, KeyError, TypeError, ValueError) as exc:
         raise BadBatchSignature(f"the ack does not verify with the server's pinned key ({exc})") from exc
     if payload.get("typ") != "ack" or payload.get("station") != station_id:

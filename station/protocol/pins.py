@@ -7,26 +7,19 @@ logged or sent anywhere.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import os
 import re
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from station.protocol.tokens import b64url, unb64url
+
 #: 2**14 with r=8 costs about 16 MiB and tens of milliseconds: slow for a guesser with a stolen SD card,
 #: still quick enough for a customer at the counter on a Raspberry Pi.
 DEFAULT_LOG2_N = 14
 #: ASCII digits only (``\d`` would take other scripts' digits) and no trailing newline (which ``$`` allows).
 PIN_RE = re.compile(r"^[0-9]{4,6}\Z")
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _derive(pin: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
@@ -39,7 +32,7 @@ def make_pin_verifier(pin: str, *, log2_n: int = DEFAULT_LOG2_N) -> str:
         raise ValueError("A PIN is 4 to 6 digits.")
     salt = os.urandom(16)
     r, p = 8, 1
-    return f"scrypt${log2_n}${r}${p}${_b64(salt)}${_b64(_derive(pin, salt, log2_n, r, p))}"
+    return f"scrypt${log2_n}${r}${p}${b64url(salt)}${b64url(_derive(pin, salt, log2_n, r, p))}"
 
 
 def check_pin(pin: str, verifier: str) -> bool:
@@ -50,7 +43,7 @@ def check_pin(pin: str, verifier: str) -> bool:
         scheme, log2_n, r, p, salt, digest = verifier.split("$")
         if scheme != "scrypt":
             return False
-        candidate = _derive(pin, _unb64(salt), int(log2_n), int(r), int(p))
+        candidate = _derive(pin, unb64url(salt), int(log2_n), int(r), int(p))
     except (ValueError, TypeError):
         return False
-    return hmac.compare_digest(candidate, _unb64(digest))
+    return hmac.compare_digest(candidate, unb64url(digest))

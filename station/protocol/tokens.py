@@ -1,8 +1,8 @@
 """Receipt tokens and the hash chain.
 
 Every journal entry is a JWS compact serialization (RFC 7515) signed with the station's Ed25519 key:
-header ``{"alg": "Ed25519", "kid": <RFC 7638 thumbprint>}``, payload canonical JSON (sorted keys, no spaces,
-UTF-8). The payload's ``prev`` is base64url(SHA-256(previous entry's JWS, ASCII)); the first entry's is
+header ``{"alg": "Ed25519", "kid": <RFC 7638 thumbprint>}``, payload canonical JSON (RFC 8785: sorted keys, no
+spaces, UTF-8). The payload's ``prev`` is base64url(SHA-256(previous entry's JWS, ASCII)); the first entry's is
 base64url(SHA-256("genesis|" + station id)). ``verify_chain`` is the one checker used by the station's
 ``verify-journal``, the sync server and the tests. docs/protocol.md is the human-readable spec.
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
+from joserfc.jwa import EdDSAAlgorithm
 from joserfc.jwk import KeySet, OKPKey
 from joserfc.jws import JWSRegistry
 
@@ -29,8 +30,24 @@ PROTOCOL_VERSION = 1
 #: Entries are small; a signed sync batch is capped by the batch builder well below this.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
-_registry = JWSRegistry(algorithms=list(ACCEPTED_ALGS))
-_registry.max_payload_length = MAX_PAYLOAD_BYTES
+
+
+class _LegacyEdDSA(EdDSAAlgorithm):
+    """``EdDSA`` as older producers name Ed25519: accepted on purpose, so without joserfc's deprecation warning."""
+
+    security_warning = None
+
+
+def jws_registry(max_payload_length: int) -> JWSRegistry:
+    """A joserfc registry that verifies ``Ed25519`` and ``EdDSA`` (signs with whatever the header names) and
+    allows payloads up to ``max_payload_length`` bytes (joserfc's default is 128 kB)."""
+    registry = JWSRegistry(algorithms=list(ACCEPTED_ALGS))
+    registry.algorithms = {**JWSRegistry.algorithms, "EdDSA": _LegacyEdDSA()}
+    registry.max_payload_length = max_payload_length
+    return registry
+
+
+_registry = jws_registry(MAX_PAYLOAD_BYTES)
 
 
 class TokenError(ValueError):
@@ -38,12 +55,33 @@ class TokenError(ValueError):
 
 
 def b64url(data: bytes) -> str:
+    """Unpadded base64url (RFC 4648 section 5), as JOSE writes binary values."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def unb64url(text: str) -> bytes:
+    """The bytes of base64url text, padded or not; ``ValueError`` when its length or characters cannot be."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def canonical_json(obj: Any) -> bytes:
-    """The one JSON encoding used inside signatures: sorted keys, no whitespace, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """The one JSON encoding used inside signatures: RFC 8785 (JCS) for JSON without floats.
+
+    Keys sorted by UTF-16 code units (as JCS says; Python's code-point order differs only for keys that mix
+    characters above U+FFFF with U+E000..U+FFFF, which no payload field has), no whitespace, UTF-8, strings
+    escaped as JCS escapes them. Integers are written in full: JCS's number form agrees within +-(2**53 - 1),
+    where every amount and count of this kit lies.
+    """
+    return json.dumps(_jcs_key_order(obj), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _jcs_key_order(value: Any) -> Any:
+    if isinstance(value, dict):
+        # Big-endian UTF-16 bytes compare as the code units do.
+        return {key: _jcs_key_order(value[key]) for key in sorted(value, key=lambda key: key.encode("utf-16-be"))}
+    if isinstance(value, list | tuple):
+        return [_jcs_key_order(item) for item in value]
+    return value
 
 
 def utc_timestamp(moment: datetime) -> str:
@@ -70,10 +108,25 @@ def key_id(key: OKPKey) -> str:
 
 
 def public_jwk(key: OKPKey) -> dict:
-    """The public half as a JWK with ``kid``, ``use`` and ``alg`` set."""
+    """The public half as published (enrollment, start entry, jwks.json): a JWK with ``kid`` and ``use``.
+
+    No ``alg``: a JWK's ``alg`` names one algorithm, and a verifier holding ``"alg": "Ed25519"`` refuses a
+    token whose header says ``EdDSA``, the older name of the same signature that verifiers accept.
+    """
     jwk = key.as_dict(private=False)
-    jwk.update(kid=key_id(key), use="sig", alg=ALG)
+    jwk.update(kid=key_id(key), use="sig")
     return jwk
+
+
+def verification_jwk(jwk: Mapping[str, Any]) -> dict:
+    """A published public JWK without ``alg``: keys published before it was dropped (enrollments and start
+    entries of older releases) carry ``"alg": "Ed25519"``, which would refuse an ``EdDSA`` header."""
+    return {name: value for name, value in jwk.items() if name != "alg"}
+
+
+def verification_key(jwk: Mapping[str, Any]) -> OKPKey:
+    """The key to verify tokens with, from a published public JWK (with or without ``alg``)."""
+    return OKPKey.import_key(verification_jwk(jwk))
 
 
 class Signer:
@@ -109,8 +162,7 @@ def verify_token(token: str, keys: KeySet | OKPKey) -> dict:
 
 def unverified_payload(token: str) -> dict:
     """Read a token's payload without checking it (for display of something already verified)."""
-    body = token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return json.loads(unb64url(token.split(".")[1]))
 
 
 @dataclass(frozen=True)

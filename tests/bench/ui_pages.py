@@ -19,7 +19,8 @@ import time
 import requests
 from waitress.server import create_server
 
-from station import create_app, services
+from station import services
+from station.app import create_app
 from station.context import init_station
 from station.db import Customer
 from station.demo import load_demo_customers
