@@ -1,10 +1,10 @@
 """The ledger's invariants, checked on a live database: every failure comes back as data, none stops the run.
 
-Each check reads the database the models are bound to (``db_proxy``) and writes nothing: one set-based query (two
-for balances), each seeing one consistent state even while stations sync; it returns a list of ``CheckFailure``,
-like beancount's validation passes. What they
-verify is what the write path and the database already enforce (``sync_server.ledger``, ``sync_server.db``);
-they find what got around both: an insider's SQL, a restore gone wrong, a bug.
+Each check reads the database the models are bound to (``db_proxy``), writes nothing, and returns a list of
+``CheckFailure``, like beancount's validation passes. Its work is set-based SQL; each query sees one consistent
+state, so a check is safe while stations sync (ingest writes postings, balances and holds in one transaction).
+What they verify is what the write path and the database already enforce (``sync_server.ledger``,
+``sync_server.db``); they find what got around both: an insider's SQL, a restore gone wrong, a bug.
 
 - ``legs_balance``: the postings of each entry (same ``station_id``, ``seq``) sum to zero;
 - ``balance_matches_postings``: each account's stored ``balance_fen`` is the sum of its postings, on the account's

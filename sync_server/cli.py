@@ -275,8 +275,7 @@ def check(database_url, as_json):
         # Connecting would create an empty file; a check must not leave one behind.
         raise LedgerUnreadable(f"No database file at {database.database}.")
     try:
-        database.connect(reuse_if_open=True)
-        click.get_current_context().call_on_close(database.close)
+        open_database(database_url)
         if schema_version(database) == 0:
             raise LedgerUnreadable("The database has no sync-server schema; run `sync-server init-db` first.")
         failures = check_ledger()
