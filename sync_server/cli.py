@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
+from peewee import DatabaseError, SqliteDatabase
 
 from sync_server import DEFAULT_KEYS_DIR, database_for
 from sync_server.db import DEFAULT_DATABASE_URL, migrate_database, schema_version
@@ -270,3 +272,48 @@ def demo_data(database_url, stations):
     migrate_database(database)
     ids = [s.strip() for s in stations.split(",") if s.strip()]
     click.echo(json.dumps(load_demo_data(ids), ensure_ascii=False))
+
+
+class LedgerUnreadable(click.ClickException):
+    """The ledger could not be read at all (exit 2), as opposed to read and found broken (exit 1)."""
+
+    exit_code = 2
+
+
+@cli.command()
+@database_option
+@click.option("--json", "as_json", is_flag=True, help="Print the failures as a JSON list.")
+def check(database_url, as_json):
+    """Check the ledger's invariants and list every failure (exit 1), or none (exit 0).
+
+    Every entry's legs sum to zero; each account's stored balance equals its postings; holds are not negative and a
+    customer's holds stay within the balance; no customer balance is below zero. Exit 2 when the database cannot
+    be read. Read-only: safe while the server runs.
+
+    Example: DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bank sync-server check
+    """
+    from sync_server.checks import CHECKS, check_ledger
+
+    try:
+        database = database_for(database_url)
+    except ValueError as exc:
+        raise LedgerUnreadable(str(exc)) from exc
+    if isinstance(database, SqliteDatabase) and not Path(database.database).is_file():
+        # Connecting would create an empty file; a check must not leave one behind.
+        raise LedgerUnreadable(f"No database file at {database.database}.")
+    try:
+        open_database(database_url)
+        if schema_version(database) == 0:
+            raise LedgerUnreadable("The database has no sync-server schema; run `sync-server init-db` first.")
+        failures = check_ledger()
+    except DatabaseError as exc:
+        raise LedgerUnreadable(f"Cannot read the ledger: {str(exc).strip().splitlines()[0]}") from exc
+    if as_json:
+        click.echo(json.dumps([asdict(failure) for failure in failures], indent=2, ensure_ascii=False))
+    elif failures:
+        click.echo(f"Ledger BROKEN: {len(failures)} failures.")
+        for failure in failures:
+            click.echo(f"  {failure}")
+    else:
+        click.echo(f"Ledger sound: {len(CHECKS)} checks passed.")
+    sys.exit(1 if failures else 0)

@@ -4,8 +4,10 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - one journal entry per ``(station_id, seq)`` (the primary key of ``entry``; hot tables lead with station_id);
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
+- ``posting`` and ``entry`` are append-only: triggers refuse UPDATE and DELETE (``_migration_2``).
 That the postings of one entry sum to zero is enforced in code (``sync_server.ledger``) before any write, and on
-PostgreSQL also by a statement trigger (``POSTGRES_BALANCED_POSTINGS``).
+PostgreSQL also by a constraint trigger deferred to COMMIT (``POSTGRES_LEDGER_TRIGGERS``). ``sync_server.checks``
+verifies all of these, and that stored balances and holds agree with the postings, on a live database.
 
 Schema changes are migrations: ``MIGRATIONS`` is an ordered list of functions; ``schema_version`` records which
 ran. ``migrate_database`` runs the missing ones in order, each in its own transaction; never drop and recreate.
@@ -319,3 +321,57 @@ def migrate_database(database: Database) -> list[int]:
                 SchemaVersion.create(version=version, applied_at=utc_now_text())
             applied.append(version)
     return applied
+
+
+#: Release 2 on PostgreSQL. The legs of each entry (postings with the same ``(station_id, seq)``) must sum to zero
+#: when the transaction commits, whatever statements wrote, changed or removed them: a row-level constraint trigger
+#: deferred to COMMIT, as django-hordak does (constraint triggers cannot see transition tables, so it re-sums the
+#: entry each row touches, through the primary key). It replaces release 1's per-INSERT-statement trigger, which a
+#: later statement of the same transaction could unbalance. ``posting`` and ``entry`` refuse UPDATE, DELETE and
+#: TRUNCATE: the ledger is corrected by new entries, never by editing old ones.
+POSTGRES_LEDGER_TRIGGERS = [
+    "DROP TRIGGER IF EXISTS posting_legs_balance ON posting",
+    "DROP FUNCTION IF EXISTS posting_legs_balance()",
+    """CREATE FUNCTION entry_legs_balance() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE unbalanced record;
+    BEGIN
+        -- NEW is NULL for a DELETE and OLD for an INSERT: each row names the one or two entries it touched.
+        SELECT station_id, seq, SUM(amount_fen) AS total INTO unbalanced FROM posting
+            WHERE (station_id, seq) IN ((NEW.station_id, NEW.seq), (OLD.station_id, OLD.seq))
+            GROUP BY station_id, seq HAVING SUM(amount_fen) <> 0 LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'postings of %% seq %% sum to %%, not zero',
+                unbalanced.station_id, unbalanced.seq, unbalanced.total USING ERRCODE = 'check_violation';
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE CONSTRAINT TRIGGER posting_legs_balance_at_commit AFTER INSERT OR UPDATE OR DELETE ON posting
+       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION entry_legs_balance()""",
+    """CREATE FUNCTION refuse_ledger_change() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION '%% rows are append-only: %% refused', TG_TABLE_NAME, TG_OP
+            USING ERRCODE = 'restrict_violation';
+    END $$""",
+    """CREATE TRIGGER posting_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON posting
+       FOR EACH STATEMENT EXECUTE FUNCTION refuse_ledger_change()""",
+    """CREATE TRIGGER entry_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON entry
+       FOR EACH STATEMENT EXECUTE FUNCTION refuse_ledger_change()""",
+]
+
+#: Release 2 on SQLite: ``posting`` and ``entry`` refuse UPDATE and DELETE, like the station's journal. SQLite has
+#: no deferred triggers: there the legs' balance is held by ``ledger.Book.post`` before every write.
+SQLITE_LEDGER_TRIGGERS = [
+    f"""CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
+       BEGIN SELECT RAISE(ABORT, '{table} rows are append-only: {action} refused'); END"""
+    for table in ("posting", "entry") for action in ("UPDATE", "DELETE")
+]
+
+
+def _migration_2(database: Database, migrator: SchemaMigrator) -> None:
+    """The ledger's invariants held by the database: append-only ``posting`` and ``entry``; on PostgreSQL an
+    entry's legs balance at COMMIT (a deferred constraint trigger instead of release 1's statement trigger)."""
+    for statement in POSTGRES_LEDGER_TRIGGERS if is_postgres(database) else SQLITE_LEDGER_TRIGGERS:
+        database.execute_sql(statement)
+
+
+MIGRATIONS.append(_migration_2)

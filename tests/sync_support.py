@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -18,7 +19,7 @@ from waitress.server import create_server
 
 from sync_server import create_app
 from sync_server.admin import add_station, load_demo_data
-from sync_server.db import connect_url, db_proxy, migrate_database
+from sync_server.db import connect_url, db_proxy, is_postgres, migrate_database
 from sync_server.keys import create_keys
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -124,3 +125,28 @@ def enrolled_station(server: RunningServer, tmp_path: Path, station_id: str, clo
     st = enroll_station(tmp_path / station_id, server.url, code, clock=clock)
     sync_once(st)
     return st
+
+
+@contextmanager
+def append_only_lifted(database):
+    """An insider's (or a restore's) writes around the ledger's triggers, in one transaction.
+
+    PostgreSQL: every user trigger of ``posting`` and ``entry`` is disabled, as ``pg_restore --disable-triggers``
+    does (the balance check too: nothing written meanwhile is checked at commit). SQLite has no switch: the
+    triggers are dropped and created again from their own SQL before the transaction commits.
+    """
+    with database.atomic():
+        if is_postgres(database):
+            for table in ("posting", "entry"):
+                database.execute_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            yield
+            for table in ("posting", "entry"):
+                database.execute_sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+            return
+        triggers = database.execute_sql("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                        "AND tbl_name IN ('posting', 'entry')").fetchall()
+        for name, _ in triggers:
+            database.execute_sql(f'DROP TRIGGER "{name}"')
+        yield
+        for _, sql in triggers:
+            database.execute_sql(sql)

@@ -31,3 +31,13 @@ def test_quick_start_has_exactly_two_commands():
     assert commands == ["./run.sh demo    # " + commands[0].split("# ", 1)[1], commands[1]]
     assert commands[1].startswith("./run.sh test")
     assert "./run.sh test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_sync_server_command_is_documented():
+    from sync_server.cli import cli as server_cli
+
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for name, command in server_cli.commands.items():
+        for sub in getattr(command, "commands", {None: None}):
+            usage = f"sync-server {name}" + (f" {sub}" if sub else "")
+            assert usage in operations, f"`{usage}` missing from docs/operations.md"

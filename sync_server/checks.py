@@ -1,0 +1,123 @@
+"""The ledger's invariants, checked on a live database: every failure comes back as data, none stops the run.
+
+Each check reads the database the models are bound to (``db_proxy``), writes nothing, and returns a list of
+``CheckFailure``, like beancount's validation passes. Its work is set-based SQL; each query sees one consistent
+state, so a check is safe while stations sync (ingest writes postings, balances and holds in one transaction).
+What they verify is what the write path and the database already enforce (``sync_server.ledger``,
+``sync_server.db``); they find what got around both: an insider's SQL, a restore gone wrong, a bug.
+
+- ``legs_balance``: the postings of each entry (same ``station_id``, ``seq``) sum to zero;
+- ``balance_matches_postings``: each account's stored ``balance_fen`` is the sum of its postings, on the account's
+  normal side (postings are debit-positive; ``DEBIT_NORMAL`` accounts grow with debits, the others with credits),
+  and no posting names an account that does not exist;
+- ``holds_within_balance``: no hold is negative, holds are on customer accounts, and a customer's holds at every
+  station together do not exceed the balance;
+- ``customer_balance_not_negative``: no customer's balance is below zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peewee import JOIN, Case, fn
+
+from sync_server.db import DEBIT_NORMAL, Account, Hold, Posting
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    """One broken invariant: which check, where (account, or station and seq), what, and the amounts in fen."""
+
+    check: str
+    message: str
+    account_id: str | None = None
+    station_id: str | None = None
+    seq: int | None = None
+    expected_fen: int | None = None
+    actual_fen: int | None = None
+
+    def __str__(self) -> str:
+        where = self.account_id or f"{self.station_id} seq {self.seq}"
+        return f"{self.check}: {where}: {self.message}"
+
+
+def _in_order(failures: list[CheckFailure]) -> list[CheckFailure]:
+    # Sorted here, not by ORDER BY: the same report on every backend whatever its collation.
+    return sorted(failures, key=lambda f: (f.account_id or "", f.station_id or "", f.seq or 0, f.message))
+
+
+def legs_balance() -> list[CheckFailure]:
+    """Every entry whose postings do not sum to zero."""
+    # PostgreSQL sums bigint as numeric (a Decimal in Python): cast back, fen are integers everywhere.
+    total = fn.SUM(Posting.amount_fen).cast("BIGINT")
+    query = (Posting.select(Posting.station_id, Posting.seq, total)
+             .group_by(Posting.station_id, Posting.seq).having(total != 0))
+    return _in_order([CheckFailure("legs_balance", f"postings sum to {amount} fen, not zero", station_id=station_id,
+                                   seq=seq, expected_fen=0, actual_fen=amount)
+                      for station_id, seq, amount in query.tuples()])
+
+
+def balance_matches_postings() -> list[CheckFailure]:
+    """Every account whose stored balance differs from its postings, and postings to accounts that do not exist."""
+    totals = (Posting.select(Posting.account_id, fn.SUM(Posting.amount_fen).cast("BIGINT").alias("total"))
+              .group_by(Posting.account_id).alias("totals"))
+    debit_positive = fn.COALESCE(totals.c.total, 0)
+    # The stored balance is on the account's normal side: a credit-normal account's postings count negated.
+    from_postings = Case(None, [(Account.kind.in_(sorted(DEBIT_NORMAL)), debit_positive)], 0 - debit_positive)
+    query = (Account.select(Account.account_id, Account.balance_fen, from_postings)
+             .join(totals, JOIN.LEFT_OUTER, on=(Account.account_id == totals.c.account_id))
+             .where(Account.balance_fen != from_postings))
+    failures = [CheckFailure("balance_matches_postings",
+                             f"stored balance {balance} fen, its postings make {expected} fen",
+                             account_id=account_id, expected_fen=expected, actual_fen=balance)
+                for account_id, balance, expected in query.tuples()]
+    orphans = (Posting.select(Posting.account_id, fn.SUM(Posting.amount_fen).cast("BIGINT"))
+               .where(Posting.account_id.not_in(Account.select(Account.account_id)))
+               .group_by(Posting.account_id))
+    failures += [CheckFailure("balance_matches_postings", f"postings of {total} fen to an account that does not "
+                              "exist", account_id=account_id, actual_fen=total)
+                 for account_id, total in orphans.tuples()]
+    return _in_order(failures)
+
+
+def holds_within_balance() -> list[CheckFailure]:
+    """Negative holds, holds on accounts that are not customers', and customers held beyond their balance."""
+    negative = Hold.select(Hold.account_id, Hold.station_id, Hold.amount_fen).where(Hold.amount_fen < 0)
+    failures = [CheckFailure("holds_within_balance", f"hold of {amount} fen at {station_id} is negative",
+                             account_id=account_id, station_id=station_id, expected_fen=0, actual_fen=amount)
+                for account_id, station_id, amount in negative.tuples()]
+    held = fn.SUM(Hold.amount_fen).cast("BIGINT")
+    query = (Hold.select(Hold.account_id, held, Account.kind, Account.balance_fen)
+             .join(Account, JOIN.LEFT_OUTER, on=(Hold.account_id == Account.account_id))
+             .group_by(Hold.account_id, Account.kind, Account.balance_fen)
+             .having(Account.kind.is_null() | (Account.kind != "customer") | (held > Account.balance_fen)))
+    for account_id, total, kind, balance in query.tuples():
+        if kind == "customer":
+            failures.append(CheckFailure("holds_within_balance",
+                                         f"holds of {total} fen exceed the balance of {balance} fen",
+                                         account_id=account_id, expected_fen=balance, actual_fen=total))
+        else:
+            what = "an account that does not exist" if kind is None else f"an account of kind {kind}"
+            failures.append(CheckFailure("holds_within_balance", f"holds of {total} fen on {what}",
+                                         account_id=account_id, actual_fen=total))
+    return _in_order(failures)
+
+
+def customer_balance_not_negative() -> list[CheckFailure]:
+    """Customers whose balance is below zero."""
+    query = (Account.select(Account.account_id, Account.balance_fen)
+             .where((Account.kind == "customer") & (Account.balance_fen < 0)))
+    return _in_order([CheckFailure("customer_balance_not_negative", f"balance {balance} fen is below zero",
+                                   account_id=account_id, expected_fen=0, actual_fen=balance)
+                      for account_id, balance in query.tuples()])
+
+
+#: Every check, in the order they run and report.
+CHECKS: tuple[Callable[[], list[CheckFailure]], ...] = (
+    legs_balance, balance_matches_postings, holds_within_balance, customer_balance_not_negative)
+
+
+def check_ledger() -> list[CheckFailure]:
+    """Run every check of ``CHECKS``; an empty list means the ledger is sound."""
+    return [failure for check in CHECKS for failure in check()]

@@ -1,0 +1,147 @@
+"""The ledger's invariants held by the database itself: append-only ``posting`` and ``entry`` on both backends,
+and on PostgreSQL an entry's legs that must balance when the transaction commits (not per statement)."""
+
+from __future__ import annotations
+
+import pytest
+from peewee import IntegrityError
+
+from sync_server import db as server_db_module
+from sync_server.checks import CheckFailure, legs_balance
+from sync_server.db import MODELS, Entry, Posting, connect_url, is_postgres, migrate_database
+
+
+def _legs(seq: int, *amounts: int, first_leg: int = 0) -> list[dict]:
+    return [dict(station_id="ST-0001", seq=seq, leg=leg, account_id=f"acct-{leg}", amount_fen=amount)
+            for leg, amount in enumerate(amounts, start=first_leg)]
+
+
+@pytest.fixture
+def ledger(database_url):
+    """A migrated database holding one settled entry (seq 1) with two balanced legs."""
+    database = connect_url(database_url)
+    database.connect()
+    migrate_database(database)
+    with database.bind_ctx(MODELS):
+        with database.atomic():
+            Entry.create(station_id="ST-0001", seq=1, type="deposit", txn="t-1", token="jws", received_at="now",
+                         outcome="settled")
+            Posting.insert_many(_legs(1, 100, -100)).execute()
+        yield database
+    database.close()
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE posting SET amount_fen = 5 WHERE seq = 1 AND leg = 0",
+    "UPDATE posting SET memo = 'edited'",
+    "DELETE FROM posting WHERE seq = 1 AND leg = 1",
+    "DELETE FROM posting",
+    "UPDATE entry SET outcome = 'rejected', reason = 'edited' WHERE seq = 1",
+    "DELETE FROM entry WHERE seq = 1",
+])
+def test_postings_and_entries_are_append_only(ledger, statement):
+    with pytest.raises(IntegrityError, match="append-only"):
+        with ledger.atomic():
+            ledger.execute_sql(statement)
+    assert ledger.execute_sql("SELECT leg, amount_fen, memo FROM posting ORDER BY leg").fetchall() == [
+        (0, 100, ""), (1, -100, "")]
+    assert ledger.execute_sql("SELECT outcome, reason FROM entry").fetchall() == [("settled", None)]
+
+
+def test_the_models_cannot_edit_the_ledger_either(ledger):
+    with pytest.raises(IntegrityError, match="append-only"):
+        with ledger.atomic():
+            Posting.update(account_id="elsewhere").where(Posting.seq == 1).execute()
+    with pytest.raises(IntegrityError, match="append-only"):
+        with ledger.atomic():
+            Entry.delete().execute()
+    assert Posting.select().where(Posting.account_id == "elsewhere").count() == 0
+    assert Entry.select().count() == 1
+
+
+@pytest.mark.parametrize("table", ["posting", "entry"])
+def test_emptying_a_table_at_once_is_refused(ledger, table):
+    """PostgreSQL's TRUNCATE skips row triggers, so it has its own; SQLite's truncation is an unqualified DELETE."""
+    statement = f"TRUNCATE {table} CASCADE" if is_postgres(ledger) else f"DELETE FROM {table}"
+    with pytest.raises(IntegrityError, match="append-only"):
+        with ledger.atomic():
+            ledger.execute_sql(statement)
+    assert ledger.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()[0] >= 1
+
+
+def test_unbalanced_legs_written_by_several_statements_are_refused_at_commit(ledger):
+    """Each statement passes; PostgreSQL refuses the entry as a whole at COMMIT. SQLite has no deferred trigger:
+    there ``Book.post`` refuses before writing, and ``sync-server check`` finds what got around it."""
+    def write_unbalanced():
+        with ledger.atomic():
+            Posting.insert_many(_legs(2, 100)).execute()
+            Posting.insert_many(_legs(2, -50, first_leg=1)).execute()
+            # Both statements ran: only the commit checks the entry as a whole.
+            assert Posting.select().where(Posting.seq == 2).count() == 2
+
+    if is_postgres(ledger):
+        with pytest.raises(IntegrityError, match="postings of ST-0001 seq 2 sum to 50, not zero"):
+            write_unbalanced()
+        assert Posting.select().where(Posting.seq == 2).count() == 0
+        assert legs_balance() == []
+    else:
+        write_unbalanced()
+        assert legs_balance() == [CheckFailure("legs_balance", "postings sum to 50 fen, not zero",
+                                               station_id="ST-0001", seq=2, expected_fen=0, actual_fen=50)]
+
+
+def test_balanced_legs_written_by_several_statements_pass(ledger):
+    with ledger.atomic():
+        Posting.insert_many(_legs(2, 100)).execute()
+        Posting.insert_many(_legs(2, -70, first_leg=1)).execute()
+        Posting.insert_many(_legs(2, -30, first_leg=2)).execute()
+    assert [p.amount_fen for p in Posting.select().where(Posting.seq == 2).order_by(Posting.leg)] == [100, -70, -30]
+    assert legs_balance() == []
+
+
+def test_a_later_statement_cannot_unbalance_an_entry(ledger):
+    """Release 1's per-statement trigger let both through: each statement was balanced or added to another's."""
+    def one_statement_per_leg(legs):
+        with ledger.atomic():
+            for leg in legs:
+                Posting.insert_many([leg]).execute()
+
+    balanced_then_more = [*_legs(2, 100, -100), *_legs(2, 25, first_leg=2)]
+    committed_then_more = _legs(1, 25, first_leg=2)
+    if not is_postgres(ledger):
+        one_statement_per_leg(balanced_then_more)
+        one_statement_per_leg(committed_then_more)
+        assert [(f.seq, f.actual_fen) for f in legs_balance()] == [(1, 25), (2, 25)]
+        return
+    with pytest.raises(IntegrityError, match="seq 2 sum to 25, not zero"):
+        one_statement_per_leg(balanced_then_more)
+    with pytest.raises(IntegrityError, match="seq 1 sum to 25, not zero"):
+        one_statement_per_leg(committed_then_more)
+    assert Posting.select().count() == 2
+
+
+def test_release_1_database_is_upgraded_in_place(database_url, monkeypatch):
+    """A release-1 database keeps its rows and gains the triggers; PostgreSQL loses the statement trigger."""
+    database = connect_url(database_url)
+    database.connect()
+    try:
+        release_1 = server_db_module.MIGRATIONS[:1]
+        monkeypatch.setattr(server_db_module, "MIGRATIONS", release_1)
+        assert migrate_database(database) == [1]
+        with database.bind_ctx(MODELS):
+            Posting.insert_many(_legs(1, 100, -100)).execute()
+            monkeypatch.undo()
+            assert migrate_database(database) == [2]
+            assert Posting.select().count() == 2
+            with pytest.raises(IntegrityError, match="append-only"):
+                with database.atomic():
+                    Posting.delete().execute()
+            if is_postgres(database):
+                triggers = {name for (name,) in database.execute_sql(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'posting'::regclass AND NOT tgisinternal")}
+                assert triggers == {"posting_legs_balance_at_commit", "posting_append_only"}
+                functions = {name for (name,) in database.execute_sql(
+                    "SELECT proname FROM pg_proc WHERE proname LIKE '%%legs_balance%%'")}
+                assert functions == {"entry_legs_balance"}
+    finally:
+        database.close()
