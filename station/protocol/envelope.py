@@ -51,6 +51,9 @@ from station.protocol.tokens import (
     b64url,
     canonical_json,
     chain_hash,
+    check_header,
+    is_integer,
+    parse_canonical,
     verify_token,
 )
 
@@ -334,7 +337,11 @@ def _rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature)
     payload.update(v=version, station=station_id, seq=seq, type=entry_type, ts=ts_text, prev=prev)
     if txn is not None:
         payload["txn"] = txn
-    token = f"{headers[header_index]}.{b64url(canonical_json(payload))}.{b64url(signature)}"
+    try:
+        payload_bytes = canonical_json(payload)
+    except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 encoding
+        raise BadEntry(f"entry {seq} is not UTF-8 text", seq=seq) from exc
+    token = f"{headers[header_index]}.{b64url(payload_bytes)}.{b64url(signature)}"
     return token, millis
 
 
@@ -414,14 +421,15 @@ def open_batch(
 def _verify_entries(items, headers, signatures, station_id, first, prev, head, jwk, station_key) -> list:
     public = ed25519_public_from_jwk(jwk)
     kid = station_key.thumbprint()
-    good_headers = set()
+    header_problems: dict[str, str | None] = {}
     for header_b64 in headers:
+        if not isinstance(header_b64, str):
+            raise EnvelopeError("a batch header is not text")
         try:
-            header = json.loads(_unb64(header_b64))
-        except (ValueError, TypeError) as exc:
-            raise EnvelopeError("a batch header is not JSON") from exc
-        if isinstance(header, dict) and header.get("alg") in ACCEPTED_ALGS and header.get("kid") == kid:
-            good_headers.add(header_b64)
+            check_header(header_b64, kid)
+            header_problems[header_b64] = None
+        except TokenError as exc:
+            header_problems[header_b64] = str(exc)
     opened = []
     unsigned: list[tuple[int, bytes, bytes]] = []
     expected_prev = prev
@@ -438,12 +446,15 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
         else:
             token, millis = _rebuild_token(headers, item, station_id, seq, expected_prev, previous_ms, signature)
             header_b64, payload_b64, _ = token.split(".")
-            if header_b64 not in good_headers:
-                raise BadEntry(f"entry {seq} is not signed with the station's key", seq=seq)
+            if header_problems[header_b64] is not None:
+                raise BadEntry(f"entry {seq}: {header_problems[header_b64]}", seq=seq)
             unsigned.append((seq, signature, f"{header_b64}.{payload_b64}".encode("ascii")))
-            payload = json.loads(_unb64(payload_b64))
+            try:
+                payload = parse_canonical(_unb64(payload_b64), "payload")
+            except TokenError as exc:
+                raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
             previous_ms = millis
-        if payload.get("seq") != seq or payload.get("station") != station_id:
+        if not is_integer(payload.get("seq")) or payload["seq"] != seq or payload.get("station") != station_id:
             raise BadEntry(f"entry {seq} carries the wrong seq or station", seq=seq)
         if payload.get("prev") != expected_prev:
             raise BadEntry(f"entry {seq}: prev does not match the hash of the previous entry", seq=seq)
