@@ -6,8 +6,10 @@ key could do), so the signatures and the chain hold and only the check under tes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 import requests
@@ -292,3 +294,9 @@ def test_deleting_the_newest_entries_is_caught_only_against_the_banks_head(serve
     assert verify("--export", str(out), "--jwks", str(anchor))[0] == 0  # alone, a shorter journal looks whole
     code, result = verify("--export", str(out), "--jwks", str(anchor), *bank)
     assert code == 1 and "entries are missing" in result["reason"]
+
+
+def test_the_documented_genesis_example_is_right():
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    assert "```\ngenesis|ST-0001\n```" in doc and f"`{genesis_prev('ST-0001')}`" in doc
+    assert genesis_prev("ST-0001") == b64url(hashlib.sha256(b"genesis|ST-0001").digest())
