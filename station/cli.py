@@ -74,28 +74,63 @@ def simulate(data_dir, transactions, seed, start):
     click.echo(json.dumps(outcomes, indent=2, ensure_ascii=False))
 
 
+def _bank_head(acked_seq, head):
+    if (acked_seq is None) != (head is None):
+        raise click.UsageError("--acked-seq and --head go together (both from `sync-server station list --json`).")
+    return None if acked_seq is None else (acked_seq, head)
+
+
 @cli.command("verify-journal")
 @data_dir_option
+@click.option("--export", "export_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Verify an exported folder (from `station export-journal`) instead of a station's database.")
+@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The trust anchor for --export: the station's keys as the bank publishes them "
+                   "(GET /api/v1/stations/ID/jwks), never the export's own jwks.json.")
+@click.option("--station-id", default=None, help="With --export: the station audited (default: the first entry's).")
+@click.option("--acked-seq", type=click.IntRange(min=1), default=None,
+              help="The seq the bank acknowledged (with --head): entries deleted from the end are then caught.")
+@click.option("--head", default=None, help="The bank's chain head at --acked-seq.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_journal_cmd(data_dir, as_json):
-    """Check every signature, the hash chain, gapless seq and the start entry. Exit 1 on the first problem.
+def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, head, as_json):
+    """Check signatures, the hash chain, gapless seq, then what the entries say together. Exit 1 on any problem.
+
+    After the chain: JSON integer types, each txn once, reversals and cancellations pointing at the right
+    entry, and the drawer replayed through every day open and close. Every problem is listed.
 
     Example: station verify-journal --data-dir /tmp/st1 --json
-    """
-    from station.journal import verify_journal
 
-    st = open_station(data_dir)
-    count, problem = verify_journal(st.keyset(), st.station_id)
-    result = {"station": st.station_id, "entries": count, "intact": problem is None}
-    if problem is not None:
-        result.update(bad_seq=problem.seq, reason=problem.reason)
-    if as_json:
-        click.echo(json.dumps(result))
-    elif problem is None:
-        click.echo(f"Journal of {st.station_id} intact: {count} entries verified.")
+    Example: station verify-journal --export /tmp/st1-export --jwks st1-bank.jwks.json --acked-seq 120 --head ...
+    """
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    from station.journal import ExportError, audit_export, audit_journal
+
+    bank_head = _bank_head(acked_seq, head)
+    if export_dir is None:
+        if jwks_file or station_id:
+            raise click.UsageError("--jwks and --station-id go with --export.")
+        audit = audit_journal(open_station(data_dir), bank_head=bank_head)
     else:
-        click.echo(f"Journal of {st.station_id} BROKEN at seq {problem.seq}: {problem.reason}", err=True)
-    sys.exit(0 if problem is None else 1)
+        if jwks_file is None:
+            raise click.UsageError("--export needs --jwks: the station's keys from the bank, the trust anchor.")
+        try:
+            keys = KeySet.import_key_set(json.loads(Path(jwks_file).read_text(encoding="utf-8")))
+        except (ValueError, TypeError, KeyError, JoseError) as exc:
+            raise click.ClickException(f"{jwks_file} is not a JWKS: {exc}") from exc
+        try:
+            audit = audit_export(Path(export_dir), keys, station_id, bank_head=bank_head)
+        except ExportError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(audit.as_dict(), ensure_ascii=False))
+    elif audit.intact:
+        click.echo(f"Journal of {audit.station} intact: {audit.entries} entries verified.")
+    else:
+        for problem in audit.problems:
+            click.echo(f"Journal of {audit.station}: seq {problem.seq}: {problem.reason}", err=True)
+    sys.exit(0 if audit.intact else 1)
 
 
 @cli.command("export-journal")

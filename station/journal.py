@@ -8,7 +8,8 @@ that same IMMEDIATE transaction, so entries stay gapless and chained even with s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -16,12 +17,14 @@ from joserfc.jwk import KeySet
 from peewee import fn
 
 from station.db import JournalEntry, db_proxy
+from station.protocol.journal_checks import JournalProblem, check_journal_semantics
 from station.protocol.tokens import (
     PROTOCOL_VERSION,
     ChainProblem,
     Signer,
     chain_hash,
     genesis_prev,
+    is_integer,
     unverified_payload,
     utc_timestamp,
     verify_chain,
@@ -76,20 +79,122 @@ def iter_entries(after_seq: int = 0, batch: int = 2000) -> Iterator[tuple[int, s
         last = rows[-1][0]
 
 
-def verify_journal(keys: KeySet, station_id: str) -> tuple[int, ChainProblem | None]:
-    """Verify the whole journal: (entries checked, first problem or None)."""
+@dataclass(frozen=True)
+class JournalAudit:
+    """What ``station verify-journal`` found: every problem, the chain's first (if any) leading."""
+
+    station: str
+    entries: int
+    chain_verified: bool
+    problems: list[JournalProblem] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        """True when the chain verifies and the entries make sense together."""
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        """The ``--json`` output: station, entries, intact, problems, and the first problem's bad_seq/reason."""
+        result = {"station": self.station, "entries": self.entries, "intact": self.intact,
+                  "problems": [problem.as_dict() for problem in self.problems]}
+        if self.problems:
+            result.update(bad_seq=self.problems[0].seq, reason=self.problems[0].reason)
+        return result
+
+
+def audit_entries(
+    pairs: Callable[[], Iterable[tuple[int, str]]],
+    keys: KeySet,
+    station_id: str,
+    *,
+    bank_head: tuple[int, str] | None = None,
+) -> JournalAudit:
+    """Verify the chain of ``pairs()`` (seq, token), then, only if it holds, check what the entries say.
+
+    ``pairs`` is called once per pass (the chain, then the semantics), so a long journal is never held in memory.
+    ``bank_head`` is ``(acked_seq, head)`` from the bank: entry ``acked_seq`` must exist and hash to ``head``;
+    without it, entries deleted from the end of a journal cannot be noticed.
+    """
     count = 0
 
     def counted():
         nonlocal count
-        for pair in iter_entries():
+        for pair in pairs():
             count += 1
             yield pair
 
     problem = verify_chain(counted(), keys, station_id)
     if problem is None and count == 0:
         problem = ChainProblem(1, "the journal is empty: no start entry")
-    return count, problem
+    if problem is not None:
+        return JournalAudit(station_id, count, False, [JournalProblem(problem.seq, problem.reason)])
+    seen_head: list[str] = []
+
+    def payloads():
+        for seq, token in pairs():
+            if bank_head is not None and seq == bank_head[0]:
+                seen_head.append(chain_hash(token))
+            yield unverified_payload(token)
+
+    problems = check_journal_semantics(payloads())
+    if bank_head is not None:
+        acked_seq, head = bank_head
+        if not seen_head:
+            problems.insert(0, JournalProblem(
+                count, f"the journal ends at seq {count}, the bank acknowledged seq {acked_seq}: entries are missing"))
+        elif seen_head[0] != head:
+            problems.insert(0, JournalProblem(acked_seq, "the chain does not reach the head the bank acknowledged"))
+    return JournalAudit(station_id, count, True, problems)
+
+
+def audit_journal(st, *, bank_head: tuple[int, str] | None = None) -> JournalAudit:
+    """Audit the station's own journal against its own keys (``station verify-journal``)."""
+    st.activate()
+    return audit_entries(iter_entries, st.keyset(), st.station_id, bank_head=bank_head)
+
+
+class ExportError(ValueError):
+    """An export folder that cannot be read as ``journal.jsonl`` lines."""
+
+
+def read_export(folder: Path) -> list[tuple[int, str, str]]:
+    """The ``(seq, type, jws)`` of every line of ``folder/journal.jsonl``; raises :class:`ExportError`."""
+    try:
+        text = (folder / "journal.jsonl").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExportError(f"cannot read {folder / 'journal.jsonl'}: {exc}") from exc
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise ExportError(f"line {number} is not JSON") from exc
+        if (not isinstance(item, dict) or set(item) != {"seq", "type", "jws"} or not is_integer(item["seq"])
+                or not isinstance(item["type"], str) or not isinstance(item["jws"], str)):
+            raise ExportError(f"line {number} is not an object of an integer seq, a type and a jws")
+        lines.append((item["seq"], item["type"], item["jws"]))
+    return lines
+
+
+def audit_export(
+    folder: Path, keys: KeySet, station_id: str | None = None, *, bank_head: tuple[int, str] | None = None
+) -> JournalAudit:
+    """Audit an exported folder with the given trust anchor ``keys`` (never the folder's own jwks.json).
+
+    ``station_id`` defaults to the station named by the first entry. Beyond :func:`audit_entries`, each line's
+    ``type`` must be its payload's (its ``seq`` is checked by the chain).
+    """
+    lines = read_export(folder)
+    if station_id is None:
+        station_id = str(unverified_payload(lines[0][2]).get("station")) if lines else ""
+    audit = audit_entries(lambda: ((seq, token) for seq, _, token in lines), keys, station_id,
+                          bank_head=bank_head)
+    if not audit.chain_verified:
+        return audit
+    mislabelled = [JournalProblem(seq, f"the export line says type {declared!r}, the entry {actual!r}")
+                   for seq, declared, token in lines
+                   if declared != (actual := unverified_payload(token).get("type"))]
+    return JournalAudit(audit.station, audit.entries, True, mislabelled + audit.problems)
 
 
 def export_journal(st, out: Path) -> int:

@@ -75,11 +75,15 @@ def add_station(station_id: str, name: str) -> str:
 
 
 def list_stations() -> list[dict]:
-    """Every station with its status, flag and sync state."""
+    """Every station with its status, flag, sync state, chain head and enrolled signing key.
+
+    ``acked_seq``/``head`` and ``signing_jwk`` are what an auditor of an exported journal needs from the bank:
+    the outside head that catches entries deleted from the end, and the trust anchor.
+    """
     return [
         {"station_id": s.station_id, "name": s.name, "status": s.status, "flagged": s.flagged,
-         "flag_reason": s.flag_reason, "acked_seq": s.acked_seq, "last_sync_at": s.last_sync_at,
-         "clock_offset_ms": s.clock_offset_ms}
+         "flag_reason": s.flag_reason, "acked_seq": s.acked_seq, "head": s.head, "signing_jwk": s.signing_jwk,
+         "last_sync_at": s.last_sync_at, "clock_offset_ms": s.clock_offset_ms}
         for s in Station.select().order_by(Station.station_id)
     ]
 

@@ -46,24 +46,60 @@ def test_a_batch_from_the_middle_chains_from_the_given_prev(station, journal, se
     assert [e.token for e in open_(station, sealed, server_key).entries] == [t for _, t in journal[1:]]
 
 
-@pytest.mark.parametrize("form", ["odd_ts", "not_canonical_json"])
-def test_unusual_tokens_still_arrive_exactly(station, journal, server_key, form):
+def _note_after(journal, **changes) -> dict:
+    return {"v": 1, "station": "ST-0001", "seq": len(journal) + 1, "type": "note", "ts": "2026-11-02T23:40:00Z",
+            "prev": chain_hash(journal[-1][1]), **changes}
+
+
+def test_a_ts_not_in_the_journal_form_travels_as_text(station, journal, server_key):
+    token = station.signer.sign(_note_after(journal))
+    sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
+    assert open_(station, sealed, server_key).entries[-1].token == token
+
+
+def test_a_non_canonical_token_travels_whole_and_is_refused(station, journal, server_key):
+    """JSON with spaces cannot be rebuilt from its fields: the whole token travels, and the server refuses it."""
     import json
 
     from joserfc import jws
 
-    seq = len(journal) + 1
-    payload = {"v": 1, "station": "ST-0001", "seq": seq, "type": "note", "ts": "2026-11-02T23:40:00Z",
-               "prev": chain_hash(journal[-1][1])}
-    if form == "odd_ts":  # a ts not in the journal's millisecond form travels as text
-        token = station.signer.sign(payload)
-    else:  # JSON with spaces cannot be rebuilt from its fields: the whole token travels
-        from station.protocol.tokens import _registry
+    from station.protocol.tokens import _registry
 
-        token = jws.serialize_compact({"alg": "Ed25519", "kid": station.signer.kid}, json.dumps(payload).encode(),
-                                      station.signing_key, registry=_registry)
-    sealed = seal(station, [*journal, (seq, token)], server_key)
-    assert open_(station, sealed, server_key).entries[-1].token == token
+    spaced = json.dumps(_note_after(journal)).encode()
+    token = jws.serialize_compact({"alg": "Ed25519", "kid": station.signer.kid}, spaced, station.signing_key,
+                                  registry=_registry)
+    sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
+    with pytest.raises(envelope.BadEntry, match="not canonical JSON") as refused:
+        open_(station, sealed, server_key)
+    assert refused.value.seq == len(journal) + 1
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"seq": "float"}, "not an integer"),
+    ({"seq": True}, "wrong seq"),
+])
+def test_entries_whose_seq_is_not_an_integer_are_refused(station, journal, server_key, changes, reason):
+    """Signed by the station's own key, so only the type checks can catch them (21.0 == 21 in Python)."""
+    if changes.get("seq") == "float":
+        changes = {"seq": float(len(journal) + 1)}
+    token = station.signer.sign(_note_after(journal, **changes))
+    sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
+    with pytest.raises(envelope.BadEntry, match=reason) as refused:
+        open_(station, sealed, server_key)
+    assert refused.value.seq == len(journal) + 1
+
+
+def test_a_header_with_other_members_is_refused(station, journal, server_key):
+    from joserfc import jws
+
+    from station.protocol.tokens import _registry, canonical_json
+
+    payload = canonical_json(_note_after(journal))
+    token = jws.serialize_compact({"alg": "Ed25519", "kid": station.signer.kid, "typ": "JWT"}, payload,
+                                  station.signing_key, registry=_registry)
+    sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
+    with pytest.raises(envelope.BadEntry, match="other than alg and kid: typ"):
+        open_(station, sealed, server_key)
 
 
 def test_compact_form_is_small(station, server_key):

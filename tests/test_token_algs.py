@@ -21,6 +21,7 @@ from station.protocol import envelope
 from station.protocol.tokens import (
     Signer,
     TokenError,
+    b64url_decode,
     canonical_json,
     chain_hash,
     generate_signing_key,
@@ -28,7 +29,6 @@ from station.protocol.tokens import (
     jws_registry,
     key_id,
     public_jwk,
-    unb64url,
     verification_jwk,
     verification_key,
     verify_chain,
@@ -98,7 +98,7 @@ def test_verify_journal_accepts_entries_signed_under_the_name_eddsa(station, mon
     agent_id, _, _, pin = DEMO_AGENTS[0]
     services.open_day(station, services.login_agent(station, agent_id, pin), {"10000": 10})
     head_seq, head_token = journal_head()
-    assert json.loads(unb64url(head_token.split(".")[0]))["alg"] == "EdDSA"
+    assert json.loads(b64url_decode(head_token.split(".")[0]))["alg"] == "EdDSA"
     assert verify_journal(station.keyset(), station.station_id) == (head_seq, None)
     result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(station.data_dir), "--json"])
     assert result.exit_code == 0, result.output

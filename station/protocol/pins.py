@@ -13,7 +13,7 @@ import re
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from station.protocol.tokens import b64url, unb64url
+from station.protocol.tokens import b64url, b64url_decode
 
 #: 2**14 with r=8 costs about 16 MiB and tens of milliseconds: slow for a guesser with a stolen SD card,
 #: still quick enough for a customer at the counter on a Raspberry Pi.
@@ -43,7 +43,7 @@ def check_pin(pin: str, verifier: str) -> bool:
         scheme, log2_n, r, p, salt, digest = verifier.split("$")
         if scheme != "scrypt":
             return False
-        candidate = _derive(pin, unb64url(salt), int(log2_n), int(r), int(p))
+        candidate = _derive(pin, b64url_decode(salt), int(log2_n), int(r), int(p))
     except (ValueError, TypeError):
         return False
-    return hmac.compare_digest(candidate, unb64url(digest))
+    return hmac.compare_digest(candidate, b64url_decode(digest))

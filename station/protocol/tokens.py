@@ -5,6 +5,11 @@ header ``{"alg": "Ed25519", "kid": <RFC 7638 thumbprint>}``, payload canonical J
 spaces, UTF-8). The payload's ``prev`` is base64url(SHA-256(previous entry's JWS, ASCII)); the first entry's is
 base64url(SHA-256("genesis|" + station id)). ``verify_chain`` is the one checker used by the station's
 ``verify-journal``, the sync server and the tests. docs/protocol.md is the human-readable spec.
+
+One entry has exactly one byte string: ``verify_token`` refuses a header with members other than ``alg`` and
+``kid``, a header or payload whose bytes are not the canonical JSON encoding of what they hold, a number that is
+not an integer, and base64url that is not the unpadded encoding of its bytes. Two encodings of one entry would
+give two chain hashes, and the sync protocol rebuilds each token from its fields, so it must come out the same.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ PROTOCOL_VERSION = 1
 #: Entries are small; a signed sync batch is capped by the batch builder well below this.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
+#: The only members of an entry's protected header. ``crit`` (RFC 7515 4.1.11) and ``b64`` (RFC 7797) would change
+#: how the token must be verified; ``typ`` or any other member would give one entry a second encoding.
+HEADER_MEMBERS = ("alg", "kid")
+_B64URL_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 class _LegacyEdDSA(EdDSAAlgorithm):
@@ -59,9 +68,22 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def unb64url(text: str) -> bytes:
-    """The bytes of base64url text, padded or not; ``ValueError`` when its length or characters cannot be."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url strictly: only its alphabet, and only the one encoding of the bytes."""
+    if not isinstance(text, str) or not set(text) <= _B64URL_ALPHABET:
+        raise ValueError("not unpadded base64url")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as exc:
+        raise ValueError("not unpadded base64url") from exc
+    if b64url(data) != text:
+        raise ValueError("not the canonical base64url of its bytes")
+    return data
+
+
+def is_integer(value: Any) -> bool:
+    """A JSON integer as Python reads it: an ``int`` that is not a ``bool`` (``21.0`` and ``true`` are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -141,28 +163,70 @@ class Signer:
         return jws.serialize_compact(dict(self._header), canonical_json(payload), self.key, registry=_registry)
 
 
-def verify_token(token: str, keys: KeySet | OKPKey) -> dict:
-    """Verify one token's signature and return its payload; raises :class:`TokenError`."""
-    if not isinstance(token, str) or token.count(".") != 2:
-        raise TokenError("not a JWS compact serialization")
+class _NotInteger(ValueError):
+    """A JSON number with a fraction or an exponent (entries hold integers only)."""
+
+
+def _refuse_number(text: str) -> None:
+    raise _NotInteger(text)
+
+
+def parse_canonical(data: bytes, what: str) -> dict:
+    """The JSON object encoded by ``data``, which must be its canonical encoding; raises :class:`TokenError`."""
     try:
-        obj = jws.deserialize_compact(token, keys, registry=_registry)
+        obj = json.loads(data.decode("utf-8"), parse_float=_refuse_number, parse_constant=_refuse_number)
+    except _NotInteger as exc:
+        raise TokenError(f"{what} holds a number that is not an integer ({exc})") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise TokenError(f"{what} is not UTF-8 JSON") from exc
+    if not isinstance(obj, dict):
+        raise TokenError(f"{what} is not a JSON object")
+    try:
+        canonical = canonical_json(obj)
+    except (UnicodeEncodeError, RecursionError) as exc:
+        raise TokenError(f"{what} is not canonical JSON") from exc
+    if canonical != data:
+        raise TokenError(f"{what} is not canonical JSON (sorted keys, no whitespace, UTF-8)")
+    return obj
+
+
+def check_header(header_b64: str, kid: str | None = None) -> dict:
+    """The protected header of an entry: exactly ``alg`` (Ed25519 or EdDSA) and ``kid``, canonically encoded."""
+    try:
+        header = parse_canonical(b64url_decode(header_b64), "header")
+    except ValueError as exc:
+        raise TokenError(f"header: {exc}") from exc
+    extra = sorted(set(header) - set(HEADER_MEMBERS))
+    if extra:
+        raise TokenError(f"header has members other than alg and kid: {', '.join(extra)}")
+    if header.get("alg") not in ACCEPTED_ALGS:
+        raise TokenError("wrong algorithm")
+    if not isinstance(header.get("kid"), str) or (kid is not None and header["kid"] != kid):
+        raise TokenError("header does not name the station's key")
+    return header
+
+
+def verify_token(token: str, keys: KeySet | OKPKey) -> dict:
+    """Verify one token (header, signature, canonical payload) and return its payload; raises :class:`TokenError`."""
+    if not isinstance(token, str) or not token.isascii() or token.count(".") != 2:
+        raise TokenError("not a JWS compact serialization")
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    check_header(header_b64)
+    try:
+        b64url_decode(signature_b64)
+        payload_bytes = b64url_decode(payload_b64)
+    except ValueError as exc:
+        raise TokenError(f"not a JWS compact serialization: {exc}") from exc
+    try:
+        jws.deserialize_compact(token, keys, registry=_registry)
     except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise TokenError(f"signature does not verify ({exc.__class__.__name__})") from exc
-    if obj.protected.get("alg") not in ACCEPTED_ALGS:
-        raise TokenError("wrong algorithm")
-    try:
-        payload = json.loads(obj.payload)
-    except ValueError as exc:
-        raise TokenError("payload is not JSON") from exc
-    if not isinstance(payload, dict):
-        raise TokenError("payload is not a JSON object")
-    return payload
+    return parse_canonical(payload_bytes, "payload")
 
 
 def unverified_payload(token: str) -> dict:
     """Read a token's payload without checking it (for display of something already verified)."""
-    return json.loads(unb64url(token.split(".")[1]))
+    return json.loads(b64url_decode(token.split(".")[1]))
 
 
 @dataclass(frozen=True)
@@ -183,21 +247,26 @@ def verify_chain(
 ) -> ChainProblem | None:
     """Check a run of ``(seq, token)`` pairs; ``None`` when intact, else the first problem.
 
-    Checks each signature, that payload ``seq`` equals the stored seq and follows without gaps from
-    ``first_seq``, that ``station`` is ``station_id``, that ``prev`` chains, and that seq 1 is a start entry
-    chained to the genesis value. ``prev`` is the chain head before ``first_seq`` (genesis when starting at 1).
+    Checks each token with :func:`verify_token`, that payload ``seq`` is the integer stored seq and follows
+    without gaps from ``first_seq``, that ``v`` is the integer 1, that ``station`` is ``station_id``, that ``prev``
+    chains, and that seq 1 is a start entry chained to the genesis value. ``prev`` is the chain head before
+    ``first_seq`` (genesis when starting at 1).
     """
     expected_seq = first_seq
     expected_prev = prev if prev is not None else genesis_prev(station_id)
     for stored_seq, token in tokens:
+        if not is_integer(stored_seq):
+            return ChainProblem(expected_seq, f"stored seq {stored_seq!r} is not an integer")
         if stored_seq != expected_seq:
             return ChainProblem(expected_seq, f"gap: expected seq {expected_seq}, found {stored_seq}")
         try:
             payload = verify_token(token, keys)
         except TokenError as exc:
             return ChainProblem(stored_seq, str(exc))
-        if payload.get("seq") != stored_seq:
+        if not is_integer(payload.get("seq")) or payload["seq"] != stored_seq:
             return ChainProblem(stored_seq, f"token carries seq {payload.get('seq')!r}, stored as {stored_seq}")
+        if not is_integer(payload.get("v")) or payload["v"] != PROTOCOL_VERSION:
+            return ChainProblem(stored_seq, f"token carries protocol version {payload.get('v')!r}, not 1")
         if payload.get("station") != station_id:
             return ChainProblem(stored_seq, f"token is for station {payload.get('station')!r}")
         if payload.get("prev") != expected_prev:
