@@ -16,7 +16,7 @@ from jwcrypto import jws as jwcrypto_jws
 from station import services
 from station.cli import cli
 from station.demo import DEMO_AGENTS
-from station.journal import journal_head, verify_journal
+from station.journal import audit_journal, journal_head
 from station.protocol import envelope
 from station.protocol.tokens import (
     Signer,
@@ -99,7 +99,8 @@ def test_verify_journal_accepts_entries_signed_under_the_name_eddsa(station, mon
     services.open_day(station, services.login_agent(station, agent_id, pin), {"10000": 10})
     head_seq, head_token = journal_head()
     assert json.loads(b64url_decode(head_token.split(".")[0]))["alg"] == "EdDSA"
-    assert verify_journal(station.keyset(), station.station_id) == (head_seq, None)
+    audit = audit_journal(station)
+    assert (audit.entries, audit.problems) == (head_seq, [])
     result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(station.data_dir), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["entries"] == head_seq
