@@ -296,10 +296,13 @@ def _release_1(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
     for sql in RELEASE_1_SCHEMA:
         database.execute_sql(sql)
     if adopting:
+        # Compare with release 1 built afresh in memory: a table the release had with other columns is not adopted.
         expected = SqliteDatabase(":memory:")
         for sql in RELEASE_1_SCHEMA:
             expected.execute_sql(sql)
-        if _table_shapes(database) != _table_shapes(expected):
+        matches = _table_shapes(database) == _table_shapes(expected)
+        expected.close()
+        if not matches:
             raise SchemaMismatch(
                 "The station database has tables but no migration history, and they are not release 1's: it was "
                 "not made by this software. Copy the data folder aside and call the bank."

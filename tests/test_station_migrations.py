@@ -21,15 +21,7 @@ from station import db as station_db
 from station import services
 from station.cli import cli
 from station.context import Station
-from station.db import (
-    MIGRATIONS,
-    MODELS,
-    SchemaMismatch,
-    SchemaTooNew,
-    migrate_database,
-    open_database,
-    schema_version,
-)
+from station.db import MIGRATIONS, MODELS, SchemaMismatch, SchemaTooNew, migrate_database, open_database, schema_version
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release1" / "station"
