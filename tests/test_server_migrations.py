@@ -242,8 +242,10 @@ def test_requests_return_their_connection_to_the_pool_and_a_fork_does_not_share_
     migrate_database(setup)
     setup.close()
 
-    client = create_app({"DATABASE_URL": pg_database_url, "SYNC_SERVER_KEYS_DIR": str(keys_dir)}).test_client()
-    pool = database_for(pg_database_url)
+    # A URL of its own (the query goes to psycopg), so that this process's pool is not the other tests' one.
+    url = f"{pg_database_url}?application_name=pool_test"
+    client = create_app({"DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(keys_dir)}).test_client()
+    pool = database_for(url)
     for _ in range(3):
         assert client.get("/api/v1/health").status_code == 200
         assert pool.is_closed() and not pool._in_use and len(pool._connections) == 1
@@ -259,3 +261,4 @@ def test_requests_return_their_connection_to_the_pool_and_a_fork_does_not_share_
     assert os.waitpid(pid, 0)[1] == 0
     assert client.get("/api/v1/health").status_code == 200
     assert pool._connections[0][2] is parents and not parents.closed
+    assert parents.execute("SELECT current_setting('application_name')").fetchone()[0] == "pool_test"
