@@ -16,6 +16,7 @@ On PostgreSQL each process keeps a connection pool (``playhouse.pool``); a reque
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -263,7 +264,8 @@ def connect_url(url: str, *, pooled: bool = False) -> Database:
     Nothing connects yet. ``pooled`` (the long-lived database of a serving process, see
     ``sync_server.database_for``): on PostgreSQL ``connect()`` takes a connection from the process's pool and
     ``close()`` gives it back; after a fork (gunicorn ``--preload``) the child forgets the parent's pooled
-    connections instead of sharing their sockets. Unpooled, ``close()`` ends the connection (scripts, tests).
+    connections instead of sharing their sockets; the pool is closed when the process exits. Unpooled,
+    ``close()`` ends the connection (scripts, tests).
     """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -274,6 +276,7 @@ def connect_url(url: str, *, pooled: bool = False) -> Database:
             return PostgresqlDatabase(**{k: v for k, v in params.items() if k not in POOL_DEFAULTS})
         database = PooledPostgresqlDatabase(**{**POOL_DEFAULTS, **params})
         os.register_at_fork(after_in_child=functools.partial(_forget_pool, weakref.ref(database)))
+        atexit.register(database.close_all)  # end the idle connections cleanly instead of leaving them to the GC
         return database
     raise ValueError(f"DATABASE_URL must start with sqlite:/// or postgresql:// (got {parsed.scheme!r})")
 
@@ -446,7 +449,7 @@ def migrate_database(database: Database) -> list[int]:
     """
     _prepare_history(database)
     if schema_version(database) > len(MIGRATIONS):
-        check_schema(database)
+        check_schema(database)  # raises SchemaTooNew with the message for the operator
     applied = []
     with database.bind_ctx([SchemaVersion]):
         for version, migration in enumerate(MIGRATIONS, start=1):
