@@ -29,8 +29,9 @@ demo() {
     # The bank's side: the sync server on SQLite, its keys, demo customers and billers for station ST-0001.
     export DATABASE_URL="sqlite:///$dir/sync-server.db"
     export SYNC_SERVER_KEYS_DIR="$dir/sync-server-keys"
-    if [ ! -f "$dir/sync-server.db" ]; then
-        "$VENV/bin/sync-server" init-db
+    # init-db every time: it creates the schema, or applies the migrations a newer release brought.
+    "$VENV/bin/sync-server" init-db
+    if [ ! -f "$dir/sync-server-keys/signing.jwk" ]; then
         "$VENV/bin/sync-server" keys --create
         "$VENV/bin/sync-server" demo-data --stations ST-0001
     fi

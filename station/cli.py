@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from station.context import DATA_DIR_ENV, Station, StationNotInitialised, init_station, resolve_data_dir
-from station.db import DatabaseDamaged
+from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, schema_version
 
 data_dir_option = click.option(
     "--data-dir",
@@ -24,7 +24,7 @@ data_dir_option = click.option(
 def open_station(data_dir) -> Station:
     try:
         return Station(resolve_data_dir(data_dir))
-    except (StationNotInitialised, DatabaseDamaged) as exc:
+    except (StationNotInitialised, DatabaseDamaged, SchemaTooNew, SchemaMismatch) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -273,7 +273,7 @@ def sync(data_dir):
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(data_dir, as_json):
-    """Station id, last successful sync, acked seq, pending entries, unsynced exposure, drawer cash.
+    """Station id, last sync, acked seq, pending entries, unsynced exposure, drawer cash, database schema version.
 
     Example: station status --data-dir /var/lib/station --json
     """
@@ -281,7 +281,7 @@ def status(data_dir, as_json):
     from station.sync import station_status
 
     st = open_station(data_dir)
-    info = station_status(st)
+    info = {**station_status(st), "schema_version": schema_version(st.db)}
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False))
         return
@@ -291,6 +291,7 @@ def status(data_dir, as_json):
                f"Acknowledged through seq {info['acked_seq']} of {info['head_seq']}; "
                f"{info['pending_entries']} entries waiting\n"
                f"Unsynced debits: {info['unsynced_debits']} totalling {format_yuan(info['unsynced_exposure_fen'])}\n"
-               f"Drawer cash: {drawer}")
+               f"Drawer cash: {drawer}\n"
+               f"Database schema version: {info['schema_version']}")
     if info["last_sync_error"]:
         click.echo(f"Last sync error: {info['last_sync_error']}")

@@ -1,10 +1,15 @@
-"""The station's SQLite database: models, connection pragmas, and the journal's guard triggers.
+"""The station's SQLite database: models, connection pragmas, and numbered migrations.
 
 Invariants and where they are enforced:
 - the journal is append-only: UPDATE and DELETE on ``journal_entry`` are refused by triggers;
 - ``journal_entry.seq`` is gapless: assigned as head + 1 inside the same IMMEDIATE transaction as the rows;
 - the drawer never holds negative cash: ``CHECK (cash_fen >= 0)`` on ``business_day`` and a check in code;
 - a transaction UUID is recorded once: ``operation.txn`` is the primary key.
+
+Schema changes are migrations: ``MIGRATIONS`` is an append-only list of frozen functions (explicit SQL, never the
+models); ``schema_version`` records which ran (version, name, applied_at). ``open_database`` runs the missing ones
+at every start, each in its own transaction, and refuses a database that a newer release has migrated. A database
+from release 1 (before the history table existed) is recognised by its tables and adopted as version 1.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from peewee import (
     SqliteDatabase,
     TextField,
 )
+from playhouse.migrate import SqliteMigrator
 
 db_proxy = DatabaseProxy()
 
@@ -200,7 +206,76 @@ class PrintedReceipt(BaseModel):
 
 MODELS = [Setting, Agent, Customer, Payee, BlockedPayee, Biller, BusinessDay, JournalEntry, Operation, PrintedReceipt]
 
-JOURNAL_TRIGGERS = [
+SCHEMA_HISTORY_DDL = (
+    'CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
+    '"name" VARCHAR(255) NOT NULL, "applied_at" TEXT NOT NULL)'
+)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer release than this code: never run old code on it."""
+
+
+class SchemaMismatch(RuntimeError):
+    """A database without migration history whose tables are not release 1's: it is not adopted."""
+
+
+# -- migrations -----------------------------------------------------------------------------------------------
+# Each migration is frozen: its SQL is written out here, never derived from the models above, so that changing a
+# model later never changes what an old migration does. A model change comes with a new migration appended to
+# MIGRATIONS (``playhouse.migrate`` through the ``migrator`` argument, or plain SQL), and
+# tests/test_station_migrations.py checks that the migrated schema equals the models'.
+
+#: Release 1 exactly as ``create_tables(MODELS)`` made it at commit caead6e, plus the journal's guard triggers.
+#: ``IF NOT EXISTS`` everywhere: a database from that release (tables, no history) is adopted by running this.
+RELEASE_1_SCHEMA = [
+    'CREATE TABLE IF NOT EXISTS "agent" ("agent_id" VARCHAR(255) NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT '
+    "NULL, \"role\" VARCHAR(255) NOT NULL CHECK (role IN ('agent', 'supervisor')), \"pin_verifier\" VARCHAR(255) "
+    'NOT NULL, "failed_pins" INTEGER NOT NULL, "locked" INTEGER NOT NULL)',
+    'CREATE TABLE IF NOT EXISTS "biller" ("code" VARCHAR(255) NOT NULL PRIMARY KEY, "kind" VARCHAR(255) NOT NULL '
+    "CHECK (kind IN ('electricity', 'water', 'gas', 'mobile')), \"name_zh\" VARCHAR(255) NOT NULL, \"name_en\" "
+    'VARCHAR(255) NOT NULL, "ref_pattern" VARCHAR(255) NOT NULL, "ref_prefixes" TEXT, "min_fen" INTEGER NOT NULL, '
+    '"max_fen" INTEGER NOT NULL, "denominations" TEXT)',
+    'CREATE TABLE IF NOT EXISTS "blocked_payee" ("account" VARCHAR(255) NOT NULL PRIMARY KEY, "reason" '
+    "VARCHAR(255) NOT NULL)",
+    'CREATE TABLE IF NOT EXISTS "business_day" ("id" INTEGER NOT NULL PRIMARY KEY, "business_date" VARCHAR(255) '
+    'NOT NULL, "opened_at" TEXT NOT NULL, "opened_by" VARCHAR(255) NOT NULL, "float_fen" INTEGER NOT NULL, '
+    '"open_counts" TEXT NOT NULL, "cash_fen" INTEGER NOT NULL CHECK (cash_fen >= 0), "closed_at" TEXT, '
+    '"closed_by" VARCHAR(255), "counted_fen" INTEGER, "variance_fen" INTEGER, "close_counts" TEXT)',
+    'CREATE TABLE IF NOT EXISTS "customer" ("id" INTEGER NOT NULL PRIMARY KEY, "account_id" VARCHAR(255) NOT NULL, '
+    '"name" VARCHAR(255) NOT NULL, "card_number" VARCHAR(255), "passbook_number" VARCHAR(255), "status" '
+    "VARCHAR(255) NOT NULL CHECK (status IN ('active', 'locked', 'closed')), \"pin_verifier\" VARCHAR(255) NOT "
+    'NULL, "pin_failures" INTEGER NOT NULL, "allowance_fen" INTEGER NOT NULL CHECK (allowance_fen >= 0), '
+    '"allowance_seq" INTEGER NOT NULL, "balance_fen" INTEGER, "balance_as_of" TEXT)',
+    'CREATE UNIQUE INDEX IF NOT EXISTS "customer_account_id" ON "customer" ("account_id")',
+    'CREATE UNIQUE INDEX IF NOT EXISTS "customer_card_number" ON "customer" ("card_number")',
+    'CREATE UNIQUE INDEX IF NOT EXISTS "customer_passbook_number" ON "customer" ("passbook_number")',
+    'CREATE TABLE IF NOT EXISTS "journal_entry" ("seq" INTEGER NOT NULL PRIMARY KEY, "type" VARCHAR(255) NOT NULL, '
+    '"txn" VARCHAR(255), "token" TEXT NOT NULL, "recorded_at" TEXT NOT NULL)',
+    'CREATE INDEX IF NOT EXISTS "journal_entry_txn" ON "journal_entry" ("txn")',
+    'CREATE TABLE IF NOT EXISTS "operation" ("txn" VARCHAR(255) NOT NULL PRIMARY KEY, "seq" INTEGER NOT NULL, '
+    '"type" VARCHAR(255) NOT NULL, "request_hash" VARCHAR(255) NOT NULL, "customer_id" INTEGER, "day_id" INTEGER, '
+    '"agent_id" VARCHAR(255) NOT NULL, "business_date" VARCHAR(255) NOT NULL, "amount_fen" INTEGER NOT NULL CHECK '
+    '(amount_fen >= 0), "fee_fen" INTEGER NOT NULL CHECK (fee_fen >= 0), "debit_fen" INTEGER NOT NULL CHECK '
+    '(debit_fen >= 0), "cash_fen" INTEGER NOT NULL, "status" VARCHAR(255) NOT NULL, "outcome_reason" VARCHAR(255), '
+    '"ref_txn" VARCHAR(255), "details" TEXT NOT NULL, "created_at" TEXT NOT NULL, FOREIGN KEY ("customer_id") '
+    'REFERENCES "customer" ("id"), FOREIGN KEY ("day_id") REFERENCES "business_day" ("id"))',
+    'CREATE UNIQUE INDEX IF NOT EXISTS "operation_seq" ON "operation" ("seq")',
+    'CREATE INDEX IF NOT EXISTS "operation_type" ON "operation" ("type")',
+    'CREATE INDEX IF NOT EXISTS "operation_customer_id" ON "operation" ("customer_id")',
+    'CREATE INDEX IF NOT EXISTS "operation_day_id" ON "operation" ("day_id")',
+    'CREATE INDEX IF NOT EXISTS "operation_business_date" ON "operation" ("business_date")',
+    'CREATE INDEX IF NOT EXISTS "operation_customer_id_business_date" ON "operation" ("customer_id", '
+    '"business_date")',
+    'CREATE TABLE IF NOT EXISTS "payee" ("id" INTEGER NOT NULL PRIMARY KEY, "customer_id" INTEGER NOT NULL, '
+    '"account" VARCHAR(255) NOT NULL, "name" VARCHAR(255) NOT NULL, FOREIGN KEY ("customer_id") REFERENCES '
+    '"customer" ("id") ON DELETE CASCADE)',
+    'CREATE INDEX IF NOT EXISTS "payee_customer_id" ON "payee" ("customer_id")',
+    'CREATE UNIQUE INDEX IF NOT EXISTS "payee_customer_id_account" ON "payee" ("customer_id", "account")',
+    'CREATE TABLE IF NOT EXISTS "printed_receipt" ("seq" INTEGER NOT NULL PRIMARY KEY, "first_printed_at" TEXT NOT '
+    'NULL, "prints" INTEGER NOT NULL)',
+    'CREATE TABLE IF NOT EXISTS "setting" ("key" VARCHAR(255) NOT NULL PRIMARY KEY, "value" TEXT NOT NULL)',
+    # The journal is append-only: the database itself refuses to change or remove an entry.
     """CREATE TRIGGER IF NOT EXISTS journal_entry_no_update BEFORE UPDATE ON journal_entry
        BEGIN SELECT RAISE(ABORT, 'journal entries are append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS journal_entry_no_delete BEFORE DELETE ON journal_entry
@@ -208,8 +283,73 @@ JOURNAL_TRIGGERS = [
 ]
 
 
+def _table_shapes(database: SqliteDatabase) -> dict[str, list[tuple]]:
+    """Each table's columns as (name, type, not null, primary key), in order; the history table left out."""
+    tables = [t for t in database.get_tables() if t != "schema_version"]
+    return {t: [tuple(row[1:4]) + (row[5],) for row in database.execute_sql(f'PRAGMA table_info("{t}")')]
+            for t in tables}
+
+
+def _release_1(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    """Release 1: the tables, indexes and journal triggers the station shipped with (commit caead6e)."""
+    adopting = any(table != "schema_version" for table in database.get_tables())
+    for sql in RELEASE_1_SCHEMA:
+        database.execute_sql(sql)
+    if adopting:
+        # Compare with release 1 built afresh in memory: a table the release had with other columns is not adopted.
+        expected = SqliteDatabase(":memory:")
+        for sql in RELEASE_1_SCHEMA:
+            expected.execute_sql(sql)
+        matches = _table_shapes(database) == _table_shapes(expected)
+        expected.close()
+        if not matches:
+            raise SchemaMismatch(
+                "The station database has tables but no migration history, and they are not release 1's: it was "
+                "not made by this software. Copy the data folder aside and call the bank."
+            )
+
+
+#: Ordered: the migration at index i brings the schema to version i + 1. Append; never edit a released one.
+MIGRATIONS = [_release_1]
+
+
+def schema_version(database: SqliteDatabase) -> int:
+    """The highest migration applied to ``database`` (0 for a database that has none recorded)."""
+    if not database.table_exists("schema_version"):
+        return 0
+    return database.execute_sql('SELECT COALESCE(MAX("version"), 0) FROM "schema_version"').fetchone()[0]
+
+
+def migrate_database(database: SqliteDatabase) -> list[int]:
+    """Run the migrations ``database`` has not had, each in its own IMMEDIATE transaction; the versions applied.
+
+    Refuses (``SchemaTooNew``) a database a newer release has migrated. Another process opening the same data
+    folder at the same time waits for the write lock and then finds the work done.
+    """
+    database.execute_sql(SCHEMA_HISTORY_DDL)
+    if schema_version(database) > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"The station database is at schema version {schema_version(database)}, newer than this software "
+            f"(version {len(MIGRATIONS)}). Install the newer station software again; never go back a release."
+        )
+    applied = []
+    for version, migration in enumerate(MIGRATIONS, start=1):
+        if version <= schema_version(database):
+            continue
+        with database.atomic():
+            if version <= schema_version(database):  # another process migrated while we waited for the lock
+                continue
+            migration(database, SqliteMigrator(database))
+            database.execute_sql(
+                'INSERT INTO "schema_version" ("version", "name", "applied_at") VALUES (?, ?, ?)',
+                (version, migration.__doc__.split("\n", 1)[0], datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+        applied.append(version)
+    return applied
+
+
 def open_database(path: str) -> SqliteDatabase:
-    """Open the station database with its pragmas, refuse a damaged file, create what is missing."""
+    """Open the station database with its pragmas, refuse a damaged file, run the migrations it has not had."""
     database = SqliteDatabase(path, pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
     try:
         database.connect(reuse_if_open=True)
@@ -223,8 +363,9 @@ def open_database(path: str) -> SqliteDatabase:
             "folder aside (never delete it), salvage what still reads with `sqlite3 station.db .recover`, and "
             "call the bank: everything up to the last acknowledged sync is safe at the bank."
         )
-    with database.bind_ctx(MODELS):
-        database.create_tables(MODELS)
-        for sql in JOURNAL_TRIGGERS:
-            database.execute_sql(sql)
+    try:
+        migrate_database(database)
+    except (SchemaTooNew, SchemaMismatch):
+        database.close()
+        raise
     return database

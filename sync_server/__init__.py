@@ -1,7 +1,9 @@
 """The bank's sync server: Flask API, central double-entry ledger, PostgreSQL or SQLite via peewee.
 
-``create_app`` reads ``DATABASE_URL`` and ``SYNC_SERVER_KEYS_DIR`` (or ``test_config``). Workers keep no state
-that matters between requests: everything is in the database and the keys folder, so gunicorn may run several.
+``create_app`` reads ``DATABASE_URL`` and ``SYNC_SERVER_KEYS_DIR`` (or ``test_config``) and refuses a database
+whose schema is not the code's (run ``sync-server init-db``). Workers keep no state that matters between requests
+(everything is in the database and the keys folder, so gunicorn may run several); each process has its own
+PostgreSQL connection pool, and each request takes one connection from it and gives it back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from station.protocol.envelope import MAX_SEALED_BYTES
-from sync_server.db import DEFAULT_DATABASE_URL, connect_url, db_proxy
+from sync_server.db import DEFAULT_DATABASE_URL, check_schema, connect_url, db_proxy
 from sync_server.keys import load_keys
 from sync_server.problems import PROBLEM_CONTENT_TYPE, Problem
 
@@ -24,9 +26,9 @@ _databases: dict = {}
 
 
 def database_for(url: str):
-    """One peewee database object per URL in this process (its connections are per thread), bound to the models."""
+    """One peewee database object per URL in this process (pooled on PostgreSQL), bound to the models."""
     if url not in _databases:
-        _databases[url] = connect_url(url)
+        _databases[url] = connect_url(url, pooled=True)
     db_proxy.initialize(_databases[url])
     return _databases[url]
 
@@ -45,12 +47,20 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config is not None:
         app.config.from_mapping(test_config)
     database = database_for(app.config["DATABASE_URL"])
+    # Refuse to start on a schema other than the code's (not migrated yet, or migrated by a newer release).
+    opened = database.connect(reuse_if_open=True)
+    try:
+        check_schema(database)
+    finally:
+        if opened:
+            database.close()
     app.extensions["server_keys"] = load_keys(app.config["SYNC_SERVER_KEYS_DIR"])
 
     from sync_server.api import bp
 
     app.register_blueprint(bp)
 
+    # One connection per request: on PostgreSQL taken from this process's pool and given back at teardown.
     @app.before_request
     def _connect():
         database.connect(reuse_if_open=True)

@@ -47,12 +47,17 @@ def cli():
 @cli.command("init-db")
 @database_option
 def init_db(database_url):
-    """Create or migrate the database schema (safe to run again).
+    """Create or migrate the database schema (safe to run again); prints the version it is at.
 
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bank sync-server init-db
     """
+    from sync_server.db import SchemaTooNew
+
     database = open_database(database_url)
-    applied = migrate_database(database)
+    try:
+        applied = migrate_database(database)
+    except SchemaTooNew as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"Schema at version {schema_version(database)} (applied: {applied or 'none'}).")
 
 

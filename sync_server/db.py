@@ -9,15 +9,22 @@ That the postings of one entry sum to zero is enforced in code (``sync_server.le
 PostgreSQL also by a constraint trigger deferred to COMMIT (``POSTGRES_LEDGER_TRIGGERS``). ``sync_server.checks``
 verifies all of these, and that stored balances and holds agree with the postings, on a live database.
 
-Schema changes are migrations: ``MIGRATIONS`` is an ordered list of functions; ``schema_version`` records which
-ran. ``migrate_database`` runs the missing ones in order, each in its own transaction; never drop and recreate.
+Schema changes are migrations: ``MIGRATIONS`` is an append-only list of frozen functions (explicit SQL, never the
+models); the ``schema_version`` table records which ran (version, name, applied_at). ``migrate_database`` (``sync-server
+init-db``) runs the missing ones in order, each in its own transaction, and refuses a database a newer release has
+migrated; ``create_app`` refuses to serve a schema other than the code's (``check_schema``). Never drop and recreate.
+On PostgreSQL each process keeps a connection pool (``playhouse.pool``); a request returns its connection.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import os
+import weakref
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from peewee import (
     BigIntegerField,
@@ -30,10 +37,11 @@ from peewee import (
     IntegerField,
     Model,
     PostgresqlDatabase,
-    SqliteDatabase,
     TextField,
 )
-from playhouse.migrate import SchemaMigrator
+from playhouse import db_url
+from playhouse.migrate import SchemaMigrator, migrate
+from playhouse.pool import PooledPostgresqlDatabase
 
 db_proxy = DatabaseProxy()
 DEFAULT_DATABASE_URL = "sqlite:///sync-server.db"
@@ -59,7 +67,10 @@ class BaseModel(Model):
 
 
 class SchemaVersion(BaseModel):
+    """The migration history: one row per migration applied (its number, its name, when)."""
+
     version = IntegerField(primary_key=True)
+    name = CharField()
     applied_at = CharField()
 
 
@@ -233,26 +244,50 @@ MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Custom
 
 
 # -- connection -----------------------------------------------------------------------------------------------
-def connect_url(url: str) -> Database:
-    """A peewee database for ``sqlite:///path`` or ``postgresql://user@host:port/name`` (psycopg 3)."""
+#: Connection pool of each process for PostgreSQL (``playhouse.pool``); any of these can be set in the URL's query
+#: string, e.g. ``postgresql://bank@db/ledger?max_connections=8&sslmode=require`` (the rest go to psycopg).
+POOL_DEFAULTS = {
+    "max_connections": 20,  # per process: a gunicorn worker serves one request at a time, waitress a few threads
+    "stale_timeout": 300,  # seconds; an older connection is closed instead of reused
+    "timeout": 10,  # seconds to wait for a free connection before failing the request
+}
+SQLITE_OPTIONS = {
+    # IMMEDIATE: a writer takes the write lock when its transaction begins, so two workers applying the
+    # same batch serialise instead of failing halfway with "database is locked".
+    "pragmas": {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 30_000},
+    "lock_type": "IMMEDIATE",
+    "check_same_thread": False,
+}
+
+
+def connect_url(url: str, *, pooled: bool = False) -> Database:
+    """A peewee database for ``sqlite:///path`` or ``postgresql://user@host:port/name`` (psycopg 3).
+
+    Nothing connects yet. ``pooled`` (the long-lived database of a serving process, see
+    ``sync_server.database_for``): on PostgreSQL ``connect()`` takes a connection from the process's pool and
+    ``close()`` gives it back; after a fork (gunicorn ``--preload``) the child forgets the parent's pooled
+    connections instead of sharing their sockets; the pool is closed when the process exits. Unpooled,
+    ``close()`` ends the connection (scripts, tests).
+    """
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
-        path = unquote(parsed.path[1:] if parsed.path.startswith("/") else parsed.path) or ":memory:"
-        # IMMEDIATE: a writer takes the write lock when its transaction begins, so two workers applying the
-        # same batch serialise instead of failing halfway with "database is locked".
-        return SqliteDatabase(path, pragmas={"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1,
-                                             "busy_timeout": 30_000}, lock_type="IMMEDIATE",
-                              check_same_thread=False)
+        return db_url.connect(url, **SQLITE_OPTIONS)
     if parsed.scheme in ("postgres", "postgresql"):
-        return PostgresqlDatabase(
-            unquote(parsed.path.lstrip("/")),
-            user=unquote(parsed.username) if parsed.username else None,
-            password=unquote(parsed.password) if parsed.password else None,
-            host=parsed.hostname,
-            port=parsed.port or 5432,
-            prefer_psycopg3=True,
-        )
+        params = {"prefer_psycopg3": True, **db_url.parse(url, unquote_password=True, unquote_user=True)}
+        if not pooled:
+            return PostgresqlDatabase(**{k: v for k, v in params.items() if k not in POOL_DEFAULTS})
+        database = PooledPostgresqlDatabase(**{**POOL_DEFAULTS, **params})
+        os.register_at_fork(after_in_child=functools.partial(_forget_pool, weakref.ref(database)))
+        atexit.register(database.close_all)  # end the idle connections cleanly instead of leaving them to the GC
+        return database
     raise ValueError(f"DATABASE_URL must start with sqlite:/// or postgresql:// (got {parsed.scheme!r})")
+
+
+def _forget_pool(database_ref: weakref.ref) -> None:
+    """In a forked child: drop the parent's connections without closing them (closing would end the parent's)."""
+    database = database_ref()
+    if database is not None:
+        database.dispose()
 
 
 def is_postgres(database: Database | None = None) -> bool:
@@ -262,18 +297,76 @@ def is_postgres(database: Database | None = None) -> bool:
 
 
 # -- migrations -----------------------------------------------------------------------------------------------
-def _migration_1(database: Database, migrator: SchemaMigrator) -> None:
-    """The first schema: every table of this release.
+# Each migration is frozen: its SQL is written out here, never derived from the models above, so that changing a
+# model later never changes what an old migration does. A model change comes with a new migration appended to
+# MIGRATIONS (``playhouse.migrate`` through the ``migrator`` argument, or plain SQL), and
+# tests/test_server_migrations.py checks that the migrated schema equals the models'.
 
-    Later migrations use ``migrator`` (``playhouse.migrate``: add_column, add_index, ...); when a model changes,
-    this function keeps creating the release-1 shape and a new migration changes it.
-    """
-    database.create_tables(MODELS[1:])
-    if isinstance(database, PostgresqlDatabase):
-        # Run through psycopg with parameters: a literal % in the SQL is written %%.
-        for statement in POSTGRES_BALANCED_POSTINGS:
-            database.execute_sql(statement)
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer release than this code: never run old code on it."""
 
+
+class SchemaOutdated(RuntimeError):
+    """The database lacks migrations this code needs: run ``sync-server init-db`` first."""
+
+
+SCHEMA_HISTORY_DDL = (
+    'CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
+    '"name" VARCHAR(255) NOT NULL, "applied_at" VARCHAR(255) NOT NULL)'
+)
+
+#: Release 1 exactly as ``create_tables(MODELS[1:])`` made it at commit caead6e; ``{bigint}`` and ``{boolean}``
+#: are the column types peewee chose per backend (BIGINT and BOOLEAN on PostgreSQL, INTEGER on SQLite).
+RELEASE_1_SCHEMA = [
+    """CREATE TABLE "account" ("account_id" VARCHAR(255) NOT NULL PRIMARY KEY, "kind" VARCHAR(255) NOT NULL CHECK
+       (kind IN ('customer', 'station_cash', 'float_funding', 'cash_variance', 'agent_payable',
+       'commission_expense', 'fee_income', 'biller_payable', 'transfer_clearing', 'external_clearing',
+       'opening_equity')), "name" VARCHAR(255) NOT NULL, "balance_fen" {bigint} NOT NULL, CHECK (kind <> 'customer'
+       OR balance_fen >= 0))""",
+    """CREATE TABLE "biller" ("code" VARCHAR(255) NOT NULL PRIMARY KEY, "kind" VARCHAR(255) NOT NULL CHECK (kind IN
+       ('electricity', 'water', 'gas', 'mobile')), "name_zh" VARCHAR(255) NOT NULL, "name_en" VARCHAR(255) NOT
+       NULL, "ref_pattern" VARCHAR(255) NOT NULL, "ref_prefixes" TEXT, "min_fen" {bigint} NOT NULL, "max_fen"
+       {bigint} NOT NULL, "denominations" TEXT)""",
+    """CREATE TABLE "blocked_payee" ("account" VARCHAR(255) NOT NULL PRIMARY KEY, "reason" VARCHAR(255) NOT NULL)""",
+    """CREATE TABLE "customer" ("account_id" VARCHAR(255) NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL,
+       "card_number" VARCHAR(255), "passbook_number" VARCHAR(255), "status" VARCHAR(255) NOT NULL CHECK (status IN
+       ('active', 'locked', 'closed')), "pin_verifier" VARCHAR(255) NOT NULL)""",
+    """CREATE UNIQUE INDEX "customer_card_number" ON "customer" ("card_number")""",
+    """CREATE UNIQUE INDEX "customer_passbook_number" ON "customer" ("passbook_number")""",
+    """CREATE TABLE "enrollment_code" ("code_hash" VARCHAR(255) NOT NULL PRIMARY KEY, "station_id" VARCHAR(255) NOT
+       NULL, "created_at" VARCHAR(255) NOT NULL, "expires_at" VARCHAR(255) NOT NULL, "used_at" VARCHAR(255))""",
+    """CREATE INDEX "enrollment_code_station_id" ON "enrollment_code" ("station_id")""",
+    """CREATE TABLE "entry" ("station_id" VARCHAR(255) NOT NULL, "seq" {bigint} NOT NULL, "type" VARCHAR(255) NOT
+       NULL, "txn" VARCHAR(255), "token" TEXT NOT NULL, "received_at" VARCHAR(255) NOT NULL, "outcome" VARCHAR(255)
+       NOT NULL CHECK (outcome IN ('settled', 'rejected', 'acknowledged')), "reason" VARCHAR(255), PRIMARY KEY
+       ("station_id", "seq"))""",
+    """CREATE INDEX "entry_station_id_txn" ON "entry" ("station_id", "txn")""",
+    """CREATE TABLE "hold" ("station_id" VARCHAR(255) NOT NULL, "account_id" VARCHAR(255) NOT NULL, "amount_fen"
+       {bigint} NOT NULL CHECK (amount_fen >= 0), "updated_at" VARCHAR(255) NOT NULL, PRIMARY KEY ("station_id",
+       "account_id"))""",
+    """CREATE TABLE "home_station" ("station_id" VARCHAR(255) NOT NULL, "account_id" VARCHAR(255) NOT NULL, PRIMARY
+       KEY ("station_id", "account_id"))""",
+    """CREATE INDEX "home_station_account_id" ON "home_station" ("account_id")""",
+    """CREATE TABLE "known_payee" ("account_id" VARCHAR(255) NOT NULL, "payee_account" VARCHAR(255) NOT NULL,
+       "name" VARCHAR(255) NOT NULL, PRIMARY KEY ("account_id", "payee_account"))""",
+    """CREATE TABLE "posting" ("station_id" VARCHAR(255) NOT NULL, "seq" {bigint} NOT NULL, "leg" INTEGER NOT NULL,
+       "account_id" VARCHAR(255) NOT NULL, "amount_fen" {bigint} NOT NULL CHECK (amount_fen <> 0), "memo"
+       VARCHAR(255) NOT NULL, PRIMARY KEY ("station_id", "seq", "leg"))""",
+    """CREATE INDEX "posting_account_id" ON "posting" ("account_id")""",
+    """CREATE TABLE "server_setting" ("key" VARCHAR(255) NOT NULL PRIMARY KEY, "value" TEXT NOT NULL)""",
+    """CREATE TABLE "station" ("station_id" VARCHAR(255) NOT NULL PRIMARY KEY, "name" VARCHAR(255) NOT NULL,
+       "status" VARCHAR(255) NOT NULL CHECK (status IN ('pending', 'active', 'revoked')), "flagged" {boolean} NOT
+       NULL, "flag_reason" TEXT, "signing_jwk" TEXT, "encryption_jwk" TEXT, "kid" VARCHAR(255), "acked_seq"
+       {bigint} NOT NULL CHECK (acked_seq >= 0), "head" VARCHAR(255), "created_at" VARCHAR(255) NOT NULL,
+       "enrolled_at" VARCHAR(255), "last_sync_at" VARCHAR(255), "clock_offset_ms" {bigint}, "revoked_at"
+       VARCHAR(255))""",
+    """CREATE TABLE "transfer" ("station_id" VARCHAR(255) NOT NULL, "seq" {bigint} NOT NULL, "txn" VARCHAR(255) NOT
+       NULL, "account_id" VARCHAR(255) NOT NULL, "payee_account" VARCHAR(255) NOT NULL, "payee_name" VARCHAR(255)
+       NOT NULL, "amount_fen" {bigint} NOT NULL CHECK (amount_fen > 0), "fee_fen" {bigint} NOT NULL, "status"
+       VARCHAR(255) NOT NULL CHECK (status IN ('pending', 'executed', 'cancelled')), "execute_after" VARCHAR(255)
+       NOT NULL, "executed_at" VARCHAR(255), PRIMARY KEY ("station_id", "seq"))""",
+    """CREATE UNIQUE INDEX "transfer_station_id_txn" ON "transfer" ("station_id", "txn")""",
+]
 
 #: PostgreSQL also refuses, per INSERT statement, postings whose legs do not sum to zero per (station_id, seq)
 #: (the code writes all legs of a batch in one statement). SQLite has no transition tables: there the check in
@@ -295,30 +388,82 @@ POSTGRES_BALANCED_POSTINGS = [
 ]
 
 
+def _migration_1(database: Database, migrator: SchemaMigrator) -> None:
+    """Release 1: the tables, indexes and (PostgreSQL) balanced-postings trigger the server shipped with."""
+    types = {"bigint": "BIGINT", "boolean": "BOOLEAN"} if is_postgres(database) else {
+        "bigint": "INTEGER", "boolean": "INTEGER"}
+    for sql in RELEASE_1_SCHEMA:
+        # One line, as peewee wrote it: SQLite keeps the text, and playhouse.migrate parses it to alter a table.
+        database.execute_sql(" ".join(sql.format(**types).split()))
+    if is_postgres(database):
+        # Run through psycopg with parameters: a literal % in the SQL is written %%.
+        for statement in POSTGRES_BALANCED_POSTINGS:
+            database.execute_sql(statement)
+
+
 #: Ordered: the migration at index i brings the schema to version i + 1. Append; never edit a released one.
 MIGRATIONS = [_migration_1]
 
 
+def _migration_name(migration) -> str:
+    return (migration.__doc__ or migration.__name__).strip().split("\n", 1)[0]
+
+
 def schema_version(database: Database) -> int:
     """The highest migration applied to ``database`` (0 for an empty one)."""
-    with database.bind_ctx([SchemaVersion]):
-        if not database.table_exists("schema_version"):
-            return 0
-        row = SchemaVersion.select().order_by(SchemaVersion.version.desc()).first()
-        return row.version if row else 0
+    if not database.table_exists("schema_version"):
+        return 0
+    return database.execute_sql('SELECT COALESCE(MAX("version"), 0) FROM "schema_version"').fetchone()[0]
+
+
+def _prepare_history(database: Database) -> None:
+    """Create the history table; release 1's (version, applied_at) gets its name column, filled in."""
+    database.execute_sql(SCHEMA_HISTORY_DDL)
+    if "name" in {column.name for column in database.get_columns("schema_version")}:
+        return
+    with database.atomic():
+        migrate(SchemaMigrator.from_database(database).add_column("schema_version", "name", CharField(default="")))
+        with database.bind_ctx([SchemaVersion]):
+            for version, migration in enumerate(MIGRATIONS, start=1):
+                SchemaVersion.update(name=_migration_name(migration)).where(
+                    SchemaVersion.version == version).execute()
+
+
+def check_schema(database: Database) -> int:
+    """The schema version, if it is the one this code was written for; else SchemaTooNew or SchemaOutdated."""
+    version = schema_version(database)
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"The database is at schema version {version}, newer than this sync server (version "
+            f"{len(MIGRATIONS)}). Deploy the newer release again; never run an older one on this database.")
+    if version < len(MIGRATIONS):
+        raise SchemaOutdated(
+            f"The database is at schema version {version}; this sync server needs {len(MIGRATIONS)}. "
+            "Run `sync-server init-db` (it applies the missing migrations) and start again.")
+    return version
 
 
 def migrate_database(database: Database) -> list[int]:
-    """Run the migrations the database has not had yet; returns the versions applied."""
+    """Run the migrations the database has not had yet, each in its own transaction; returns the versions applied.
+
+    Refuses (SchemaTooNew) a database that a newer release has migrated. Two runs at once serialise: SQLite on its
+    IMMEDIATE write lock, PostgreSQL on a lock of the history table; the second finds the work done.
+    """
+    _prepare_history(database)
+    if schema_version(database) > len(MIGRATIONS):
+        check_schema(database)  # raises SchemaTooNew with the message for the operator
     applied = []
-    with database.bind_ctx(MODELS):
-        database.create_tables([SchemaVersion], safe=True)
+    with database.bind_ctx([SchemaVersion]):
         for version, migration in enumerate(MIGRATIONS, start=1):
             if version <= schema_version(database):
                 continue
             with database.atomic():
+                if is_postgres(database):
+                    database.execute_sql('LOCK TABLE "schema_version" IN SHARE ROW EXCLUSIVE MODE')
+                if version <= schema_version(database):  # another process migrated while we waited for the lock
+                    continue
                 migration(database, SchemaMigrator.from_database(database))
-                SchemaVersion.create(version=version, applied_at=utc_now_text())
+                SchemaVersion.create(version=version, name=_migration_name(migration), applied_at=utc_now_text())
             applied.append(version)
     return applied
 

@@ -1,12 +1,36 @@
-"""Schema migrations: ordered, recorded in schema_version, each applied once, written with playhouse.migrate."""
+"""Schema migrations: ordered, frozen, recorded in schema_version, each applied once; a release-1 database upgrades.
+
+The fixture ``tests/fixtures/release1/sync-server.sql`` is a SQLite database made by release 1 (commit caead6e)
+after demo data and two ingested batches (see the fixtures' README).
+"""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
 from peewee import IntegerField
 from playhouse.migrate import migrate
 
+from sync_server import create_app, database_for
 from sync_server import db as server_db_module
-from sync_server.db import connect_url, migrate_database, schema_version
+from sync_server.db import (
+    DEBIT_NORMAL,
+    MIGRATIONS,
+    MODELS,
+    SchemaOutdated,
+    SchemaTooNew,
+    connect_url,
+    migrate_database,
+    schema_version,
+)
+from sync_server.keys import create_keys
+
+FIXTURE = Path(__file__).parent / "fixtures" / "release1" / "sync-server.sql"
+RELEASE_1_TABLES = ["account", "biller", "blocked_payee", "customer", "enrollment_code", "entry", "hold",
+                    "home_station", "known_payee", "posting", "server_setting", "station", "transfer"]
 
 
 def test_migrations_apply_in_order_once_and_later_ones_alter_in_place(database_url, monkeypatch):
@@ -60,3 +84,182 @@ def test_unbalanced_postings_are_refused(database_url):
             assert Posting.select().count() == 2
     finally:
         database.close()
+
+
+def release1_database(tmp_path) -> Path:
+    path = tmp_path / "sync-server.db"
+    connection = sqlite3.connect(path)
+    connection.executescript(FIXTURE.read_text(encoding="utf-8"))
+    connection.close()
+    return path
+
+
+def sqlite_schema(path: Path) -> list[tuple]:
+    connection = sqlite3.connect(path)
+    rows = connection.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+                              "AND tbl_name <> 'schema_version' ORDER BY type, name").fetchall()
+    connection.close()
+    return rows
+
+
+def sqlite_rows(path: Path) -> dict[str, list[tuple]]:
+    connection = sqlite3.connect(path)
+    rows = {table: connection.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2').fetchall()
+            for table in RELEASE_1_TABLES}
+    connection.close()
+    return rows
+
+
+def introspect(database) -> dict:
+    """Columns (name, type, null, primary key) and indexes of every table, as the database reports them."""
+    return {table: ([(c.name, c.data_type, c.null, c.primary_key) for c in database.get_columns(table)],
+                    sorted((i.name, tuple(i.columns), i.unique) for i in database.get_indexes(table)))
+            for table in sorted(database.get_tables())}
+
+
+def test_release_1_is_frozen_as_the_release_shipped_it(tmp_path):
+    """Migration 1 on an empty SQLite file makes exactly the tables and indexes release 1 made (the fixture's)."""
+    fresh = tmp_path / "fresh.db"
+    database = connect_url(f"sqlite:///{fresh}")
+    database.connect()
+    migrate_database(database)
+    database.close()
+    assert sqlite_schema(fresh) == sqlite_schema(release1_database(tmp_path))
+
+
+def test_migrations_make_what_the_models_describe(database_url):
+    """All migrations together give what ``create_tables(MODELS)`` would, on each backend (history table too)."""
+    database = connect_url(database_url)
+    database.connect()
+    try:
+        migrate_database(database)
+        migrated = introspect(database)
+        if database_url.startswith("postgresql"):
+            database.execute_sql("DROP SCHEMA public CASCADE")
+            database.execute_sql("CREATE SCHEMA public")
+        else:
+            for table in database.get_tables():
+                database.execute_sql(f'DROP TABLE "{table}"')
+        with database.bind_ctx(MODELS):
+            database.create_tables(MODELS)
+        assert migrated == introspect(database)
+    finally:
+        database.close()
+
+
+def test_release_1_database_is_upgraded_without_loss(tmp_path):
+    path = release1_database(tmp_path)
+    before = sqlite_rows(path)
+    assert (len(before["entry"]), len(before["posting"]), len(before["hold"])) == (34, 163, 20)
+
+    database = connect_url(f"sqlite:///{path}")
+    database.connect()
+    try:
+        assert migrate_database(database) == list(range(2, len(MIGRATIONS) + 1))
+        history = database.execute_sql('SELECT "version", "name" FROM "schema_version" ORDER BY 1').fetchall()
+        assert [version for version, _ in history] == list(range(1, len(MIGRATIONS) + 1))
+        assert history[0][1].startswith("Release 1")
+    finally:
+        database.close()
+
+    after = sqlite_rows(path)
+    assert after == before
+    # The ledger's invariants still hold on the kept rows: each entry's legs sum to zero, each stored balance is
+    # its postings' sum on the account's normal side, each hold is covered by the customer's balance.
+    legs: dict[tuple, int] = {}
+    by_account: dict[str, int] = {}
+    for station_id, seq, _leg, account_id, amount_fen, _memo in after["posting"]:
+        legs[station_id, seq] = legs.get((station_id, seq), 0) + amount_fen
+        by_account[account_id] = by_account.get(account_id, 0) + amount_fen
+    assert set(legs.values()) == {0}
+    for account_id, kind, _name, balance_fen in after["account"]:
+        posted = by_account.get(account_id, 0)
+        assert balance_fen == (posted if kind in DEBIT_NORMAL else -posted), account_id
+    balances = {account_id: balance for account_id, _, _, balance in after["account"]}
+    assert all(0 <= amount <= balances[account_id] for _, account_id, amount, _ in after["hold"])
+
+
+def test_migrating_twice_changes_nothing(tmp_path):
+    path = release1_database(tmp_path)
+    database = connect_url(f"sqlite:///{path}")
+    database.connect()
+    try:
+        migrate_database(database)
+        schema, rows = sqlite_schema(path), sqlite_rows(path)
+        history = database.execute_sql('SELECT * FROM "schema_version"').fetchall()
+        assert migrate_database(database) == []
+        assert database.execute_sql('SELECT * FROM "schema_version"').fetchall() == history
+    finally:
+        database.close()
+    assert (sqlite_schema(path), sqlite_rows(path)) == (schema, rows)
+
+
+def test_release_1_history_on_each_backend_is_recognised(database_url):
+    """Release 1's history table had no name column: it gets one, and nothing is migrated twice."""
+    database = connect_url(database_url)
+    database.connect()
+    try:
+        database.execute_sql('CREATE TABLE "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
+                             '"applied_at" VARCHAR(255) NOT NULL)')
+        with database.atomic():
+            MIGRATIONS[0](database, None)
+            database.execute_sql("INSERT INTO schema_version VALUES (1, '2026-11-28T00:00:00.000+00:00')")
+        assert migrate_database(database) == list(range(2, len(MIGRATIONS) + 1))
+        rows = database.execute_sql('SELECT "version", "name", "applied_at" FROM "schema_version"').fetchall()
+        assert rows[0][0] == 1 and rows[0][1].startswith("Release 1") and rows[0][2].startswith("2026-11-28")
+    finally:
+        database.close()
+
+
+def test_a_schema_other_than_the_codes_is_refused(database_url, tmp_path):
+    keys_dir = tmp_path / "keys"
+    create_keys(keys_dir)
+    config = {"DATABASE_URL": database_url, "SYNC_SERVER_KEYS_DIR": str(keys_dir)}
+    with pytest.raises(SchemaOutdated, match="sync-server init-db"):
+        create_app(config)
+    database = connect_url(database_url)
+    database.connect()
+    try:
+        migrate_database(database)
+        assert create_app(config).test_client().get("/api/v1/health").json["schema_version"] == len(MIGRATIONS)
+        database.execute_sql(f"INSERT INTO schema_version VALUES ({len(MIGRATIONS) + 1}, 'from the future', "
+                             "'2030-01-01')")
+        with pytest.raises(SchemaTooNew, match="newer than this sync server"):
+            migrate_database(database)
+        with pytest.raises(SchemaTooNew):
+            create_app(config)
+    finally:
+        database.close()
+
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="the pool is PostgreSQL's (TEST_DATABASE_URL)")
+def test_requests_return_their_connection_to_the_pool_and_a_fork_does_not_share_it(pg_database_url, tmp_path):
+    keys_dir = tmp_path / "keys"
+    create_keys(keys_dir)
+    setup = connect_url(pg_database_url)
+    setup.connect()
+    setup.execute_sql("DROP SCHEMA public CASCADE")
+    setup.execute_sql("CREATE SCHEMA public")
+    migrate_database(setup)
+    setup.close()
+
+    # A URL of its own (the query goes to psycopg), so that this process's pool is not the other tests' one.
+    url = f"{pg_database_url}?application_name=pool_test"
+    client = create_app({"DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(keys_dir)}).test_client()
+    pool = database_for(url)
+    for _ in range(3):
+        assert client.get("/api/v1/health").status_code == 200
+        assert pool.is_closed() and not pool._in_use and len(pool._connections) == 1
+    parents = pool._connections[0][2]
+
+    pid = os.fork()
+    if pid == 0:  # the child: a gunicorn worker forked from a master that had used the pool
+        forgot = not pool._connections and not pool._in_use
+        pool.connect()
+        pool.execute_sql("SELECT 1")
+        pool.close_all()  # had the child kept the parent's connection, this would end it for both
+        os._exit(0 if forgot else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert client.get("/api/v1/health").status_code == 200
+    assert pool._connections[0][2] is parents and not parents.closed
+    assert parents.execute("SELECT current_setting('application_name')").fetchone()[0] == "pool_test"
