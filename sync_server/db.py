@@ -443,8 +443,9 @@ def check_schema(database: Database) -> int:
     return version
 
 
-def migrate_database(database: Database) -> list[int]:
-    """Run the migrations the database has not had yet, each in its own transaction; returns the versions applied.
+def migrate_database(database: Database, up_to: int | None = None) -> list[int]:
+    """Run the migrations the database has not had yet (up to version ``up_to``, default all), each in its own
+    transaction; returns the versions applied.
 
     Refuses (SchemaTooNew) a database that a newer release has migrated. Two runs at once serialise: SQLite on its
     IMMEDIATE write lock, PostgreSQL on a lock of the history table; the second finds the work done.
@@ -454,7 +455,7 @@ def migrate_database(database: Database) -> list[int]:
         check_schema(database)  # raises SchemaTooNew with the message for the operator
     applied = []
     with database.bind_ctx([SchemaVersion]):
-        for version, migration in enumerate(MIGRATIONS, start=1):
+        for version, migration in enumerate(MIGRATIONS[:up_to], start=1):
             if version <= schema_version(database):
                 continue
             with database.atomic():

@@ -122,7 +122,7 @@ def test_release_1_is_frozen_as_the_release_shipped_it(tmp_path):
     fresh = tmp_path / "fresh.db"
     database = connect_url(f"sqlite:///{fresh}")
     database.connect()
-    migrate_database(database)
+    assert migrate_database(database, up_to=1) == [1]
     database.close()
     assert sqlite_schema(fresh) == sqlite_schema(release1_database(tmp_path))
 

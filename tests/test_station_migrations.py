@@ -118,7 +118,7 @@ def test_release_1_folder_is_upgraded_without_loss(release1_folder):
 
     result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(release1_folder), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {"station": "ST-0001", "entries": 44, "intact": True}
+    assert json.loads(result.output) == {"station": "ST-0001", "entries": 44, "intact": True, "problems": []}
 
 
 def test_migrating_twice_changes_nothing(release1_folder):
