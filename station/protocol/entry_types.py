@@ -192,7 +192,9 @@ ENVELOPE_FIELDS = MappingProxyType({
 class EntrySpec:
     """What one entry type means and carries.
 
-    ``customer_operation``: it has a ``txn``, an ``operation`` row at the station and a receipt with a status.
+    ``customer_operation``: it has a ``txn``, an ``operation`` row at the station and a receipt with a status
+    (and so needs an open business day). ``undoes``: the spec fact (``"reversible"`` or ``"cancellable"``) that the
+    original an entry of this type points at with ``ref_txn``/``ref_seq`` must have (``originals_of``).
     ``moves_cash``: it posts to the station's drawer (cash) account. ``reversible``: a supervisor's reversal may
     undo it. ``home_tile``: agents start it from a home tile as a keyed-in flow (a customer visit on the
     busy-hours chart). ``label``: the UI's msgid (None: no receipt screen); ``printed``: (Chinese, English) on
@@ -204,6 +206,8 @@ class EntrySpec:
     customer_effect: Effect = Effect.NONE
     moves_cash: bool = False
     reversible: bool = False
+    cancellable: bool = False
+    undoes: str | None = None
     customer_operation: bool = False
     home_tile: bool = False
     label: str | None = None
@@ -278,14 +282,14 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE,
         "payee_account": Field(Kind.ID, doc="in full: the bank executes the transfer"),
         "payee_name": Field(Kind.TEXT),
-    }, customer_effect=Effect.DEBIT, customer_operation=True, home_tile=True,
+    }, customer_effect=Effect.DEBIT, cancellable=True, customer_operation=True, home_tile=True,
         label=N_("Transfer"), printed=("转账", "Transfer")),
     _spec(EntryType.TRANSFER_CANCEL, {
         "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT,
         "ref_txn": Field(Kind.UUID, doc="the transfer withdrawn"),
         "amount": _optional(Kind.FEN, "the transfer's"),
         "ref_seq": _optional(Kind.COUNT, "the transfer's seq"),
-    }, customer_effect=Effect.CREDIT, customer_operation=True,
+    }, customer_effect=Effect.CREDIT, undoes="cancellable", customer_operation=True,
         label=N_("Transfer cancelled"), printed=("撤销转账", "Transfer cancelled")),
     _spec(EntryType.BILL_PAYMENT, {
         "txn": _TXN, "agent": _AGENT, "amount": _AMOUNT, "fee": _FEE,
@@ -309,7 +313,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "ref_seq": _optional(Kind.COUNT, "the original's seq"),
         "reason": _optional(Kind.TEXT),
         "account": _optional(Kind.ID, "when the original had one"),
-    }, customer_effect=Effect.INVERSE, moves_cash=True, customer_operation=True,
+    }, customer_effect=Effect.INVERSE, moves_cash=True, undoes="reversible", customer_operation=True,
         label=N_("Reversal"), printed=("冲正", "Reversal"), doc="its effects are the inverse of the original's"),
     _spec(EntryType.FEEDBACK, {
         "agent": _AGENT,
@@ -328,6 +332,50 @@ def spec_of(entry_type) -> EntrySpec | None:
 def types_where(**facts) -> tuple[EntryType, ...]:
     """The entry types whose spec has every given fact, e.g. ``types_where(reversible=True)``."""
     return tuple(t for t, spec in SPECS.items() if all(getattr(spec, k) == v for k, v in facts.items()))
+
+
+def originals_of(entry_type) -> frozenset[EntryType]:
+    """The types an entry of ``entry_type`` may undo (a reversal: the reversible ones; a transfer cancellation: the
+    cancellable ones); empty for a type that undoes nothing."""
+    spec = spec_of(entry_type)
+    if spec is None or spec.undoes is None:
+        return frozenset()
+    return frozenset(types_where(**{spec.undoes: True}))
+
+
+def field_problems(payload: dict) -> list[str]:
+    """Every way a payload of a known type departs from its spec, in words (a verifier's report); empty when none.
+
+    The same rules as ``entry_problem``, which gives only the first problem's reason code.
+    """
+    spec = spec_of(payload.get("type"))
+    if spec is None:
+        return [f"type {payload.get('type')!r} is not a known entry type"]
+    problems = [f"{name} is not a field of a {spec.type} entry"
+                for name in payload if name not in ENVELOPE_FIELDS and name not in spec.fields]
+    for fields in (ENVELOPE_FIELDS, spec.fields):
+        for name, field in fields.items():
+            if name not in payload:
+                if field.required:
+                    problems.append(f"{name} is missing")
+            elif field.problem(payload[name]):
+                problems.append(f"{name} {_why_not(field, payload[name])}")
+    return problems
+
+
+_NUMBER_KINDS = (Kind.FEN, Kind.INTEGER, Kind.COUNT, Kind.FEN_OR_NULL)
+
+
+def _why_not(field: Field, value) -> str:
+    """Why ``value`` does not fit ``field``, in words."""
+    if field.kind in _NUMBER_KINDS and value is not None:
+        if not _is_int(value):
+            return f"is {value!r}, not an integer"
+        if value < 0:
+            return f"is negative ({value})"
+    if field.choices and value not in field.choices:
+        return f"is {value!r}, not " + " or ".join(field.choices)
+    return f"is {value!r}, not {KIND_DOCS[field.kind]}"
 
 
 def entry_problem(payload) -> str | None:

@@ -4,8 +4,9 @@
 already accepted, and returns every problem it finds as data (a :class:`JournalProblem` per finding), not only the
 first. docs/protocol.md ("Verifying a journal", steps 7 to 11) is the spec; in short:
 
-- every count and amount is a JSON integer (``true`` and ``21.0`` are not), and none of them is negative except a
-  day close's ``variance``;
+- every entry is of a known type and carries exactly the fields its spec in ``station.protocol.entry_types``
+  gives, each of its JSON type: counts and amounts are integers (``true`` and ``21.0`` are not), none of them
+  negative except a day close's ``variance``;
 - each ``txn`` appears once in the journal;
 - a ``reversal`` or ``transfer_cancel`` names with ``ref_seq`` an earlier entry of a type it may undo, whose
   ``txn`` is its ``ref_txn`` and whose ``amount`` is its ``amount``, and no entry is undone twice;
@@ -23,20 +24,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from station.protocol.entry_types import EntryType, field_problems, originals_of, types_where
 from station.protocol.tokens import is_integer
 
-#: Fields that are integers wherever they appear; all but ``variance`` are never negative.
-INTEGER_FIELDS = ("v", "seq", "amount", "fee", "expected", "variance", "failures", "operations", "ref_seq")
-#: Entries that move money for a customer: each needs an open business day.
-CUSTOMER_OPERATIONS = frozenset({
-    "withdrawal", "deposit", "transfer", "transfer_cancel", "bill_payment", "balance_enquiry", "reversal",
-})
+#: Entries that need an open business day (they move money for a customer or answer one).
+CUSTOMER_OPERATIONS = frozenset(types_where(customer_operation=True))
 #: What a reversal or a transfer cancellation may point at with ``ref_seq``.
-UNDOABLE = {
-    "reversal": frozenset({"withdrawal", "deposit", "bill_payment"}),
-    "transfer_cancel": frozenset({"transfer"}),
-}
-_ORIGINAL_TYPES = frozenset().union(*UNDOABLE.values())
+_ORIGINAL_TYPES = frozenset().union(*(originals_of(t) for t in EntryType))
 
 
 @dataclass(frozen=True)
@@ -82,25 +76,15 @@ def cash_effect(payload: Mapping[str, Any], original_cash: int = 0) -> int:
 
 
 def _type_problems(payload: Mapping[str, Any]) -> list[str]:
-    reasons = []
-    for name in INTEGER_FIELDS:
-        if name in payload:
-            value = payload[name]
-            if not is_integer(value):
-                reasons.append(f"{name} is {value!r}, not an integer")
-            elif value < 0 and name != "variance":
-                reasons.append(f"{name} is negative ({value})")
-    if "balance" in payload and payload["balance"] is not None and not is_integer(payload["balance"]):
-        reasons.append(f"balance is {payload['balance']!r}, not an integer or null")
-    if "counts" in payload:
+    """The registry's field rules (``entry_types.field_problems``) plus the sum of ``counts``."""
+    reasons = field_problems(dict(payload))
+    if "counts" in payload and isinstance(payload["counts"], dict):
         reasons.extend(_count_problems(payload))
     return reasons
 
 
 def _count_problems(payload: Mapping[str, Any]) -> list[str]:
     counts = payload["counts"]
-    if not isinstance(counts, dict):
-        return ["counts is not an object"]
     total = 0
     for denomination, pieces in counts.items():
         if not denomination.isdecimal() or not denomination.isascii() or not is_integer(pieces) or pieces < 0:
@@ -127,28 +111,24 @@ def check_journal_semantics(payloads: Iterable[Mapping[str, Any]]) -> list[Journ
 
         for reason in _type_problems(payload):
             report(reason)
-        entry_type = payload.get("type")
-        if not isinstance(entry_type, str):
-            report(f"type is {entry_type!r}, not text")
-            entry_type = ""
+        # A type or txn of the wrong JSON type is reported by the field rules above; here it only must not crash.
+        entry_type = payload.get("type") if isinstance(payload.get("type"), str) else ""
         txn = payload.get("txn")
-        if "txn" in payload:
-            if not isinstance(txn, str):
-                report(f"txn is {txn!r}, not text")
-            elif txn in txn_seen:
+        if isinstance(txn, str):
+            if txn in txn_seen:
                 report(f"txn {txn} was already used by seq {txn_seen[txn]}")
             else:
                 txn_seen[txn] = seq
         original_cash = 0
-        if entry_type in UNDOABLE:
+        if originals_of(entry_type):
             original_cash = _check_reference(payload, undoable, undone, report)
         cash = cash_effect(payload, original_cash)
-        if entry_type == "day_open":
+        if entry_type == EntryType.DAY_OPEN:
             if drawer is not None:
                 report(f"a day is opened while the day opened at seq {opened_at} is still open")
             drawer = payload["amount"] if is_integer(payload.get("amount")) else 0
             opened_at = seq
-        elif entry_type == "day_close":
+        elif entry_type == EntryType.DAY_CLOSE:
             if drawer is None:
                 report("a day is closed that is not open")
             else:
@@ -171,8 +151,8 @@ def _check_reference(payload, undoable, undone, report) -> int:
     entry_type = payload["type"]
     ref_seq = payload.get("ref_seq")
     original = undoable.get(ref_seq) if is_integer(ref_seq) else None
-    if original is None or original.type not in UNDOABLE[entry_type]:
-        allowed = " or ".join(sorted(UNDOABLE[entry_type]))
+    if original is None or original.type not in originals_of(entry_type):
+        allowed = " or ".join(sorted(originals_of(entry_type)))
         report(f"ref_seq {ref_seq!r} names no earlier {allowed}")
         return 0
     if payload.get("ref_txn") != original.txn:
