@@ -4,7 +4,7 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - one journal entry per ``(station_id, seq)`` (the primary key of ``entry``; hot tables lead with station_id);
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
-That the postings of one entry sum to zero is enforced in code (``sync_server.ledger``) before any write, and on
+That the postings of one entry sum to zero is enforced in code (``sync_server.book``) before any write, and on
 PostgreSQL also by a statement trigger (``POSTGRES_BALANCED_POSTINGS``).
 
 Schema changes are migrations: ``MIGRATIONS`` is an ordered list of functions; ``schema_version`` records which
@@ -275,7 +275,7 @@ def _migration_1(database: Database, migrator: SchemaMigrator) -> None:
 
 #: PostgreSQL also refuses, per INSERT statement, postings whose legs do not sum to zero per (station_id, seq)
 #: (the code writes all legs of a batch in one statement). SQLite has no transition tables: there the check in
-#: ``ledger.Book.post`` is the only one.
+#: ``book.Book.post`` is the only one.
 POSTGRES_BALANCED_POSTINGS = [
     """CREATE FUNCTION posting_legs_balance() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE unbalanced record;

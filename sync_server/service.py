@@ -24,17 +24,13 @@ from station.protocol import envelope
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope import EnvelopeError
 from station.protocol.tokens import genesis_prev, verification_jwk
+from sync_server.allowances import home_customer_ids, refresh_allowances
+from sync_server.book import Book, LedgerError
 from sync_server.db import EnrollmentCode, Entry, Station, db_proxy, is_postgres
+from sync_server.downlink import build_downlink
 from sync_server.keys import ServerKeys
-from sync_server.ledger import (
-    Applier,
-    Book,
-    LedgerError,
-    build_downlink,
-    home_customer_ids,
-    refresh_allowances,
-    server_policy,
-)
+from sync_server.policy import server_policy
+from sync_server.posting_rules import Applier
 from sync_server.problems import Problem
 
 ENROLLMENT_CODE_DAYS = 7

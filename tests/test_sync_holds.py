@@ -12,8 +12,8 @@ from station.demo import DEMO_AGENTS
 from station.journal import append_entry
 from station.sync import sync_once
 from sync_server.admin import import_customers, parse_customers_csv
+from sync_server.book import ledger_totals
 from sync_server.db import Account, Hold
-from sync_server.ledger import ledger_totals
 
 SHARED = "SHARED0001"
 CARD = "6217009900000000"  # completed with its Luhn digit below
