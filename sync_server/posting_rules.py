@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from peewee import fn
+
 from station.protocol.entry_types import MAX_ID, EntryType, entry_problem, printable, spec_of
 from station.protocol.tokens import unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
@@ -61,15 +63,26 @@ class Applier:
         self.rejected: dict[int, str] = {}
         self._billers: dict[str, bool] = {}
         self._blocked: dict[str, bool] = {}
-        self._reversed: set[str] | None = None
+        #: The txns this batch has reversed (its rows are written only at the end).
+        self._reversed: set[str] = set()
 
     def already_reversed(self, ref_txn: str) -> bool:
-        """Whether a settled reversal of ``ref_txn`` exists at this station (loaded once per batch)."""
-        if self._reversed is None:
-            self._reversed = {unverified_payload(token).get("ref_txn") for (token,) in Entry.select(Entry.token).where(
-                (Entry.station_id == self.station_id) & (Entry.type == "reversal")
-                & (Entry.outcome == "settled")).tuples()}
-        return ref_txn in self._reversed
+        """Whether a settled reversal of ``ref_txn`` exists at this station, in this batch or in the database.
+
+        A reversal settles only once its original is applied, so only the settled reversals after this station's
+        first entry with ``ref_txn`` are read: a range of the primary key, its start found through the
+        ``(station_id, txn)`` index. The reversal's ``ref_txn`` is inside its token only, hence the payloads read.
+        """
+        if ref_txn in self._reversed:
+            return True
+        first = Entry.select(fn.MIN(Entry.seq)).where(
+            (Entry.station_id == self.station_id) & (Entry.txn == ref_txn)).scalar()
+        if first is None:
+            return False
+        reversals = Entry.select(Entry.token).where(
+            (Entry.station_id == self.station_id) & (Entry.seq > first) & (Entry.type == "reversal")
+            & (Entry.outcome == "settled")).tuples()
+        return any(unverified_payload(token).get("ref_txn") == ref_txn for (token,) in reversals)
 
     def biller_known(self, code) -> bool:
         """Whether the biller exists (looked up once per batch)."""
