@@ -18,6 +18,7 @@ from stdnum import luhn
 
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.pins import PIN_RE, make_pin_verifier
+from sync_server.book import Book, station_account
 from sync_server.db import (
     Account,
     Biller,
@@ -33,7 +34,7 @@ from sync_server.db import (
     Transfer,
     db_proxy,
 )
-from sync_server.ledger import DEFAULT_SERVER_POLICY, Book, station_account
+from sync_server.policy import DEFAULT_SERVER_POLICY
 from sync_server.service import new_enrollment_code
 
 BANK_BOOKING = "BANK"

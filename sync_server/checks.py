@@ -3,8 +3,9 @@
 Each check reads the database the models are bound to (``db_proxy``), writes nothing, and returns a list of
 ``CheckFailure``, like beancount's validation passes. Its work is set-based SQL; each query sees one consistent
 state, so a check is safe while stations sync (ingest writes postings, balances and holds in one transaction).
-What they verify is what the write path and the database already enforce (``sync_server.ledger``,
-``sync_server.db``); they find what got around both: an insider's SQL, a restore gone wrong, a bug.
+What they verify is what the write path and the database already enforce (``sync_server.book``,
+``sync_server.posting_rules``, ``sync_server.db``); they find what got around both: an insider's SQL, a restore
+gone wrong, a bug.
 
 - ``legs_balance``: the postings of each entry (same ``station_id``, ``seq``) sum to zero;
 - ``balance_matches_postings``: each account's stored ``balance_fen`` is the sum of its postings, on the account's

@@ -5,7 +5,7 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
 - ``posting`` and ``entry`` are append-only: triggers refuse UPDATE and DELETE (``_migration_2``).
-That the postings of one entry sum to zero is enforced in code (``sync_server.ledger``) before any write, and on
+That the postings of one entry sum to zero is enforced in code (``sync_server.book``) before any write, and on
 PostgreSQL also by a constraint trigger deferred to COMMIT (``POSTGRES_LEDGER_TRIGGERS``). ``sync_server.checks``
 verifies all of these, and that stored balances and holds agree with the postings, on a live database.
 
@@ -370,7 +370,7 @@ RELEASE_1_SCHEMA = [
 
 #: PostgreSQL also refuses, per INSERT statement, postings whose legs do not sum to zero per (station_id, seq)
 #: (the code writes all legs of a batch in one statement). SQLite has no transition tables: there the check in
-#: ``ledger.Book.post`` is the only one.
+#: ``book.Book.post`` is the only one.
 POSTGRES_BALANCED_POSTINGS = [
     """CREATE FUNCTION posting_legs_balance() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE unbalanced record;

@@ -1,14 +1,20 @@
-"""What the API does, as plain functions: enroll a station, ingest a batch.
+"""What the API does, as plain functions: enroll a station, ingest a batch (``api`` only carries them over HTTP).
+
+Enrollment: a one-time code (only its SHA-256 is stored, valid ``ENROLLMENT_CODE_DAYS``) records a pending
+station's public keys. A code is used once: the update that marks it used is conditional, so two requests with
+one code cannot both enroll; a revoked or already enrolled station is refused.
 
 Ingest, in order: who is it (unknown, not enrolled, revoked, flagged: refused), open the envelope (decrypt,
 verify the station's signature and every entry, see ``station.protocol.envelope``), then in one database
 transaction holding the station's row lock: compare any part already held (same content: a duplicate; different
 content: a fork, refused and flagged), refuse a gap, check the batch chains onto the stored head, apply the new
-entries to the ledger, refresh the station's allowances (holds) and answer with the signed ack and the downlink.
+entries to the ledger (``posting_rules`` over a ``book.Book``), refresh the station's allowances (holds,
+``allowances``) with the last batch of a sync, and answer with the signed ack and the downlink (``downlink``).
 
 Exactly once with several workers: the station's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 transactions begin IMMEDIATE), so a second worker with the same batch waits, then finds it applied and answers
-the same ack; the primary key ``(station_id, seq)`` is the backstop.
+the same ack; the primary key ``(station_id, seq)`` is the backstop (``LedgerError`` or ``IntegrityError``: the
+batch is run once more and found to be a duplicate).
 """
 
 from __future__ import annotations
@@ -24,17 +30,13 @@ from station.protocol import envelope
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope import EnvelopeError
 from station.protocol.tokens import genesis_prev, verification_jwk
+from sync_server.allowances import home_customer_ids, refresh_allowances
+from sync_server.book import Book, LedgerError
 from sync_server.db import EnrollmentCode, Entry, Station, db_proxy, is_postgres
+from sync_server.downlink import build_downlink
 from sync_server.keys import ServerKeys
-from sync_server.ledger import (
-    Applier,
-    Book,
-    LedgerError,
-    build_downlink,
-    home_customer_ids,
-    refresh_allowances,
-    server_policy,
-)
+from sync_server.policy import server_policy
+from sync_server.posting_rules import Applier
 from sync_server.problems import Problem
 
 ENROLLMENT_CODE_DAYS = 7

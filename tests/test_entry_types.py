@@ -26,7 +26,7 @@ from station.protocol.entry_types import (
 )
 from station.protocol.tokens import unverified_payload
 from station.ui.operations import FLOWS
-from sync_server.ledger import Applier
+from sync_server.posting_rules import Applier
 
 ROOT = Path(__file__).resolve().parents[1]
 TXN = "0b7e2d62-3c5f-4c4e-9a53-7f1d1e6f3a10"

@@ -13,9 +13,9 @@ from station.journal import append_entry, journal_head
 from station.protocol.tokens import chain_hash, unverified_payload, utc_timestamp
 from station.sync import sync_once
 from sync_server.admin import list_entries
+from sync_server.book import ledger_totals
 from sync_server.cli import cli
 from sync_server.db import Entry, Posting
-from sync_server.ledger import ledger_totals
 
 ACCOUNT = "DM00010001"
 

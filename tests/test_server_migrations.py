@@ -62,7 +62,7 @@ def test_unbalanced_postings_are_refused(database_url):
     import pytest
     from peewee import DatabaseError
 
-    from sync_server.ledger import Book, LedgerError
+    from sync_server.book import Book, LedgerError
 
     database = connect_url(database_url)
     server_db_module.db_proxy.initialize(database)

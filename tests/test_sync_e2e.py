@@ -10,8 +10,8 @@ from station.db import Customer, Operation
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
 from station.sync import station_status, sync_once
+from sync_server.book import ledger_totals
 from sync_server.db import Account, Entry, Hold, Posting
-from sync_server.ledger import ledger_totals
 
 
 def add_demo_agents(st):

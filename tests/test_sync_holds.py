@@ -12,8 +12,8 @@ from station.demo import DEMO_AGENTS
 from station.journal import append_entry
 from station.sync import sync_once
 from sync_server.admin import import_customers, parse_customers_csv
+from sync_server.book import ledger_totals
 from sync_server.db import Account, Hold
-from sync_server.ledger import ledger_totals
 
 SHARED = "SHARED0001"
 CARD = "6217009900000000"  # completed with its Luhn digit below
@@ -196,6 +196,25 @@ def test_a_withdrawal_is_reversed_once_only(server, tmp_path, clock, same_batch)
     again = forge(one, "reversal", {"ref_txn": paid.txn})
     assert sync_once(one).rejected == {again.seq: "already_reversed"}
     assert central_balance() == before
+    server_db()
+    assert sum(ledger_totals().values()) == 0
+
+
+def test_a_reversal_stays_spent_when_a_later_entry_reuses_the_txn(server, tmp_path, clock):
+    """A forged second entry with the reversed txn, in the batch of a second reversal, does not reopen it."""
+    server_db()
+    import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = central_balance()
+    paid = forge(one, "withdrawal", {"account": SHARED, "amount": 1_000})
+    forge(one, "reversal", {"ref_txn": paid.txn})
+    assert sync_once(one).rejected == {}
+    with one.db.atomic():
+        append_entry(one.signer, one.station_id, "withdrawal", one.now(),
+                     {"agent": "A01", "account": SHARED, "amount": 1_000}, txn=paid.txn)
+    again = forge(one, "reversal", {"ref_txn": paid.txn})
+    assert sync_once(one).rejected == {again.seq: "already_reversed"}
+    assert central_balance() == before - 1_000
     server_db()
     assert sum(ledger_totals().values()) == 0
 

@@ -11,10 +11,10 @@ from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
 from station.sync import sync_once
 from sync_server.admin import AdminError, add_station, execute_due_transfers
+from sync_server.book import ledger_totals
 from sync_server.db import Account, Entry, Transfer
 from sync_server.db import Customer as ServerCustomer
 from sync_server.db import Station as ServerStation
-from sync_server.ledger import ledger_totals
 
 ACCOUNT = "DM00010003"
 

@@ -1,7 +1,7 @@
 """The one registry of journal entry types: what each type means, carries and does.
 
 Everything else is driven from this table or tested against it: the station's writers, the server's handler
-table (``sync_server.ledger.Applier.HANDLERS``), the UI's flows and labels, printing, and the "Entry types" table
+table (``sync_server.posting_rules.Applier.HANDLERS``), the UI's flows and labels, printing, and the "Entry types" table
 of docs/protocol.md (``markdown_table`` renders it; ``python -m station.protocol.entry_types`` prints it).
 
 Adding a type means: an ``EntryType`` member and its ``SPECS`` row here, a station writer, a server handler, a UI

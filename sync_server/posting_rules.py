@@ -1,15 +1,21 @@
-"""The central double-entry ledger: each applied journal entry becomes postings that sum to zero.
+"""The posting rules: how one verified entry of a station becomes an outcome and the legs it posts.
 
-Amounts of postings are debit-positive. Invariants and where they are enforced:
-- the legs of one entry sum to zero: ``Book.post`` refuses otherwise, before anything is written;
-- a posting is never zero, a customer's balance and a hold are never negative: CHECK constraints (``db``)
-  and ``Book`` before the write;
+A station's signature proves which device wrote an entry, not that the bank agrees: every entry is checked against
+the bank's own rules here, and one that fails is settled as ``rejected`` with a reason in the signed ack (never
+posted, never a crashed batch). Invariants and where they are enforced:
+- only an entry the registry knows, in the shape it declares, is applied: ``entry_problem`` first, then the
+  handler of its type in ``Applier.HANDLERS``, one per registered type (a test holds the table to the registry);
+- an entry posts only to the customer account it names, never another kind of account: ``Applier._customer``;
 - a customer's **available** balance (balance minus every station's hold) never goes negative: a debit first
   consumes the hold of the station that recorded it (the offline allowance it was spent from), and what exceeds
-  the hold must fit in the available balance, or the entry is rejected (``insufficient_funds``).
-
-Accounts other than customers' are per station (``cash:ST-0001``, ``fees:ST-0001``, ``biller:CODE:ST-0001``),
-so that ingest from different stations only ever contends on the customer accounts both touch.
+  the hold must fit in the available balance, or the entry is rejected (``insufficient_funds``):
+  ``Applier._debit_customer``; the customer debit of a reversal or a cancellation must fit it too:
+  ``Applier._inverse``;
+- an operation is reversed at most once (``Applier.already_reversed``), a transfer cancelled at most once and only
+  while the bank has not executed it (``Applier._transfer_cancel``);
+- an entry's legs sum to zero and leave no balance or hold negative: ``Book.post`` and ``Book.set_hold``
+  (``sync_server.book``); entries, postings and transfers are inserted once: ``Applier.write`` raises
+  ``LedgerError`` when the rows are already there (another worker applied the batch).
 """
 
 from __future__ import annotations
@@ -17,62 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from peewee import BigIntegerField, IntegerField, fn
+from peewee import fn
 
 from station.protocol.entry_types import MAX_ID, EntryType, entry_problem, printable, spec_of
 from station.protocol.tokens import unverified_payload
-from sync_server.db import (
-    DEBIT_NORMAL,
-    Account,
-    Biller,
-    BlockedPayee,
-    Customer,
-    Entry,
-    Hold,
-    HomeStation,
-    KnownPayee,
-    Posting,
-    ServerSetting,
-    Transfer,
-    db_proxy,
-    is_postgres,
-)
-
-DEFAULT_SERVER_POLICY: dict = {
-    #: What each station a customer calls home may pay out offline: about one day's withdrawal cap.
-    "offline_allowance_fen": 100_000,
-    #: Agent commission per operation type (fen), paid to the station's agent.
-    "commission": {"withdrawal": 100, "deposit": 50, "transfer": 100, "bill_payment": 50},
-    "transfer_delay_seconds": 0,
-    #: Transfers at or above this wait ``risky_transfer_delay_seconds`` before the bank executes them.
-    "risky_transfer_fen": 500_000,
-    "risky_transfer_delay_seconds": 3600,
-    #: Overrides of the station's own policy, sent down in every downlink (see station/policy.py).
-    "station": {},
-}
-
-
-class LedgerError(RuntimeError):
-    """A posting set that would break an invariant: a bug, never a customer's fault."""
-
-
-def server_policy() -> dict:
-    """The server policy: stored overrides laid over ``DEFAULT_SERVER_POLICY``."""
-    row = ServerSetting.get_or_none(ServerSetting.key == "policy")
-    policy = {**DEFAULT_SERVER_POLICY, **(row.value if row else {})}
-    policy["commission"] = {**DEFAULT_SERVER_POLICY["commission"], **policy.get("commission", {})}
-    return policy
-
-
-def station_account(kind: str, station_id: str, extra: str | None = None) -> tuple[str, str]:
-    """(account id, kind) of a station's own ledger account of ``kind``."""
-    prefix = {
-        "station_cash": "cash", "float_funding": "float", "cash_variance": "variance", "agent_payable": "agent",
-        "commission_expense": "commission", "fee_income": "fees", "transfer_clearing": "transfers",
-        "external_clearing": "external", "biller_payable": "biller",
-    }[kind]
-    name = f"{prefix}:{extra}:{station_id}" if extra else f"{prefix}:{station_id}"
-    return name, kind
+from sync_server.book import Book, LedgerError, insert_new_rows, station_account
+from sync_server.db import Biller, BlockedPayee, Customer, Entry, Posting, Transfer
 
 
 @dataclass
@@ -80,95 +36,6 @@ class Outcome:
     outcome: str
     reason: str | None = None
     legs: list[tuple[str, int, str]] = field(default_factory=list)
-
-
-class Book:
-    """The accounts one batch touches, loaded (and on PostgreSQL row-locked) once, changed in memory, written once.
-
-    Customer accounts are locked in account id order so two batches touching the same customers cannot deadlock.
-    """
-
-    def __init__(self, station_id: str, customer_ids: set[str], now: str):
-        self.station_id = station_id
-        self.now = now
-        query = Account.select().where(Account.account_id.in_(sorted(customer_ids))).order_by(Account.account_id)
-        if is_postgres():
-            query = query.for_update()
-        self.accounts = {a.account_id: a for a in query}
-        self.customers = {c.account_id: c for c in Customer.select().where(Customer.account_id.in_(
-            sorted(customer_ids)))}
-        self.holds: dict[tuple[str, str], int] = {}
-        for hold in Hold.select().where(Hold.account_id.in_(sorted(customer_ids))):
-            self.holds[(hold.station_id, hold.account_id)] = hold.amount_fen
-        self.changed_accounts: set[str] = set()
-        self.changed_holds: set[tuple[str, str]] = set()
-
-    # -- reading ------------------------------------------------------------------------------------------
-    def balance(self, account_id: str) -> int:
-        """The account's balance on its normal side."""
-        return self.accounts[account_id].balance_fen
-
-    def held(self, account_id: str) -> int:
-        """All holds on a customer's account, at every station."""
-        return sum(amount for (_, acct), amount in self.holds.items() if acct == account_id)
-
-    def available(self, account_id: str) -> int:
-        """Balance minus every hold: what may still be spent online or newly held."""
-        return self.balance(account_id) - self.held(account_id)
-
-    def hold(self, account_id: str, station_id: str | None = None) -> int:
-        """The hold for this (or ``station_id``'s) offline allowance of the customer."""
-        return self.holds.get((station_id or self.station_id, account_id), 0)
-
-    # -- writing in memory --------------------------------------------------------------------------------
-    def ensure_account(self, account_id: str, kind: str) -> None:
-        """Create the account when missing, and load (and lock) it."""
-        if account_id in self.accounts:
-            return
-        Account.insert(account_id=account_id, kind=kind, name=account_id).on_conflict(
-            conflict_target=[Account.account_id], action="NOTHING").execute()
-        self.load_account(account_id)
-
-    def load_account(self, account_id: str) -> None:
-        """Load (and on PostgreSQL lock) an existing account the batch did not name up front."""
-        if account_id not in self.accounts:
-            query = Account.select().where(Account.account_id == account_id)
-            self.accounts[account_id] = (query.for_update() if is_postgres() else query).get()
-
-    def set_hold(self, account_id: str, amount: int) -> None:
-        """Set this station's hold on a customer (written by ``flush``)."""
-        if amount < 0:
-            raise LedgerError("a hold is never negative")
-        key = (self.station_id, account_id)
-        if self.holds.get(key, 0) != amount:
-            self.holds[key] = amount
-            self.changed_holds.add(key)
-
-    def post(self, legs: list[tuple[str, int, str]]) -> None:
-        """Apply legs ``(account_id, debit-positive fen, memo)`` to the balances; they must sum to zero."""
-        if sum(amount for _, amount, _ in legs) != 0:
-            raise LedgerError(f"postings do not sum to zero: {legs}")
-        for account_id, amount, _ in legs:
-            if amount == 0:
-                raise LedgerError("a posting is never zero")
-            account = self.accounts[account_id]
-            account.balance_fen += amount if account.kind in DEBIT_NORMAL else -amount
-            if account.kind == "customer" and account.balance_fen < 0:
-                raise LedgerError(f"{account_id} would go below zero")
-            self.changed_accounts.add(account_id)
-
-    def flush(self) -> None:
-        """Write the changed balances and holds."""
-        for account_id in sorted(self.changed_accounts):
-            account = self.accounts[account_id]
-            Account.update(balance_fen=account.balance_fen).where(Account.account_id == account_id).execute()
-        for station_id, account_id in sorted(self.changed_holds):
-            amount = self.holds[(station_id, account_id)]
-            Hold.insert(station_id=station_id, account_id=account_id, amount_fen=amount, updated_at=self.now
-                        ).on_conflict(conflict_target=[Hold.station_id, Hold.account_id],
-                                      update={Hold.amount_fen: amount, Hold.updated_at: self.now}).execute()
-        self.changed_accounts.clear()
-        self.changed_holds.clear()
 
 
 def _stored_type(entry_type) -> str:
@@ -196,15 +63,26 @@ class Applier:
         self.rejected: dict[int, str] = {}
         self._billers: dict[str, bool] = {}
         self._blocked: dict[str, bool] = {}
-        self._reversed: set[str] | None = None
+        #: The txns this batch has reversed (its rows are written only at the end).
+        self._reversed: set[str] = set()
 
     def already_reversed(self, ref_txn: str) -> bool:
-        """Whether a settled reversal of ``ref_txn`` exists at this station (loaded once per batch)."""
-        if self._reversed is None:
-            self._reversed = {unverified_payload(token).get("ref_txn") for (token,) in Entry.select(Entry.token).where(
-                (Entry.station_id == self.station_id) & (Entry.type == "reversal")
-                & (Entry.outcome == "settled")).tuples()}
-        return ref_txn in self._reversed
+        """Whether a settled reversal of ``ref_txn`` exists at this station, in this batch or in the database.
+
+        A reversal settles only once its original is applied, so only the settled reversals after this station's
+        first entry with ``ref_txn`` are read: a range of the primary key, its start found through the
+        ``(station_id, txn)`` index. The reversal's ``ref_txn`` is inside its token only, hence the payloads read.
+        """
+        if ref_txn in self._reversed:
+            return True
+        first = Entry.select(fn.MIN(Entry.seq)).where(
+            (Entry.station_id == self.station_id) & (Entry.txn == ref_txn)).scalar()
+        if first is None:
+            return False
+        reversals = Entry.select(Entry.token).where(
+            (Entry.station_id == self.station_id) & (Entry.seq > first) & (Entry.type == "reversal")
+            & (Entry.outcome == "settled")).tuples()
+        return any(unverified_payload(token).get("ref_txn") == ref_txn for (token,) in reversals)
 
     def biller_known(self, code) -> bool:
         """Whether the biller exists (looked up once per batch)."""
@@ -456,102 +334,3 @@ class Applier:
             if inserted != len(rows):
                 raise LedgerError(f"{model.__name__}: rows already present; the batch was applied elsewhere")
         self.book.flush()
-
-
-def insert_new_rows(model, rows: list[dict]) -> int:
-    """``INSERT ... ON CONFLICT (<primary key>) DO NOTHING`` for many rows; returns how many were inserted.
-
-    One prepared statement run with ``executemany`` (psycopg 3 pipelines it): peewee's query builder costs more
-    than the database for thousands of rows. The columns are plain text and integers, passed as they are.
-    """
-    if not rows:
-        return 0
-    meta = model._meta
-    columns = list(rows[0])
-    target = ", ".join(f'"{meta.fields[name].column_name}"' for name in meta.primary_key.field_names)
-    names = ", ".join(f'"{meta.fields[c].column_name}"' for c in columns)
-    cursor = db_proxy.cursor()
-    if is_postgres():
-        # One statement for the whole batch: each column travels as one array.
-        arrays = ", ".join(f"%s::{'bigint' if isinstance(meta.fields[c], BigIntegerField | IntegerField) else 'text'}[]"
-                           for c in columns)
-        cursor.execute(f'INSERT INTO "{meta.table_name}" ({names}) SELECT * FROM unnest({arrays}) '
-                       f"ON CONFLICT ({target}) DO NOTHING", [[row[c] for row in rows] for c in columns],
-                       binary=True)
-        return cursor.rowcount
-    placeholders = ", ".join([db_proxy.obj.param] * len(columns))
-    cursor.executemany(f'INSERT INTO "{meta.table_name}" ({names}) VALUES ({placeholders}) '
-                       f"ON CONFLICT ({target}) DO NOTHING", [tuple(row[c] for c in columns) for row in rows])
-    return cursor.rowcount
-
-
-def refresh_allowances(book: Book, policy: dict) -> dict[str, int]:
-    """Set this station's hold for each customer it serves to the allowance it may pay out offline now.
-
-    The new hold is the policy's allowance, capped by what the customer has available besides this hold.
-    """
-    target = int(policy["offline_allowance_fen"])
-    allowances = {}
-    homes = home_customer_ids(book.station_id)
-    # A customer no longer served by this station: release what was held for it (the station zeroes it too).
-    stale = (Hold.station_id == book.station_id) & (Hold.amount_fen > 0)
-    if homes:
-        stale &= Hold.account_id.not_in(sorted(homes))
-    Hold.update(amount_fen=0, updated_at=book.now).where(stale).execute()
-    for account_id, customer in book.customers.items():
-        if account_id not in homes:
-            continue
-        others = book.held(account_id) - book.hold(account_id)
-        allowance = 0 if customer.status != "active" else max(0, min(target, book.balance(account_id) - others))
-        book.set_hold(account_id, allowance)
-        allowances[account_id] = allowance
-    return allowances
-
-
-def home_customer_ids(station_id: str) -> set[str]:
-    """Account ids of customers whose home stations include ``station_id``."""
-    query = HomeStation.select(HomeStation.account_id).where(HomeStation.station_id == station_id)
-    return {account_id for (account_id,) in query.tuples()}
-
-
-def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, acked_seq: int, server_time: str
-                   ) -> dict:
-    """What the station needs next: policy, its customers with allowances, billers, blocked and known payees.
-
-    Without ``allowances`` (more batches follow) only the policy is sent: the station keeps its allowances, which
-    stay consistent because the holds were consumed but not refreshed either.
-    """
-    if allowances is None:
-        return {"v": 1, "acked_seq": acked_seq, "server_time": server_time, "policy": policy.get("station", {})}
-    payees: dict[str, list] = {}
-    if allowances:
-        for row in KnownPayee.select().where(KnownPayee.account_id.in_(sorted(allowances))):
-            payees.setdefault(row.account_id, []).append([row.payee_account, row.name])
-    customers = []
-    for account_id in sorted(allowances):
-        customer = book.customers[account_id]
-        customers.append({
-            "account_id": account_id, "name": customer.name, "card_number": customer.card_number,
-            "passbook_number": customer.passbook_number, "status": customer.status,
-            "pin_verifier": customer.pin_verifier, "allowance_fen": allowances[account_id],
-            "balance_fen": book.balance(account_id), "payees": sorted(payees.get(account_id, [])),
-        })
-    billers = [
-        {"code": b.code, "kind": b.kind, "name_zh": b.name_zh, "name_en": b.name_en, "ref_pattern": b.ref_pattern,
-         "ref_prefixes": b.ref_prefixes, "min_fen": b.min_fen, "max_fen": b.max_fen, "denominations": b.denominations}
-        for b in Biller.select().order_by(Biller.code)
-    ]
-    return {
-        "v": 1,
-        "acked_seq": acked_seq,
-        "server_time": server_time,
-        "policy": policy.get("station", {}),
-        "customers": customers,
-        "billers": billers,
-        "blocked_payees": [b.account for b in BlockedPayee.select().order_by(BlockedPayee.account)],
-    }
-
-
-def ledger_totals() -> dict[str, int]:
-    """Sum of postings per account (debit-positive): for checks and reconciliation."""
-    return dict(Posting.select(Posting.account_id, fn.SUM(Posting.amount_fen)).group_by(Posting.account_id).tuples())

@@ -1,0 +1,42 @@
+"""Offline allowances: what each station may pay out for a customer with the network down, held centrally.
+
+Invariant: the holds of all stations together never exceed a customer's balance, so offline spending at two
+stations at once can never overdraw the account. Enforced by ``refresh_allowances``: a station's new hold is the
+policy's allowance capped by what the customer has available besides it; only an active customer at one of its
+home stations gets one, and a station that no longer serves a customer has its hold released. Spending consumes
+the hold (``posting_rules``); ``Book`` writes it and refuses a negative one.
+"""
+
+from __future__ import annotations
+
+from sync_server.book import Book
+from sync_server.db import Hold, HomeStation
+
+
+def refresh_allowances(book: Book, policy: dict) -> dict[str, int]:
+    """Set this station's hold for each customer it serves to the allowance it may pay out offline now.
+
+    The new hold is the policy's allowance, capped by what the customer has available besides this hold.
+    """
+    target = int(policy["offline_allowance_fen"])
+    allowances = {}
+    homes = home_customer_ids(book.station_id)
+    # A customer no longer served by this station: release what was held for it (the station zeroes it too).
+    stale = (Hold.station_id == book.station_id) & (Hold.amount_fen > 0)
+    if homes:
+        stale &= Hold.account_id.not_in(sorted(homes))
+    Hold.update(amount_fen=0, updated_at=book.now).where(stale).execute()
+    for account_id, customer in book.customers.items():
+        if account_id not in homes:
+            continue
+        others = book.held(account_id) - book.hold(account_id)
+        allowance = 0 if customer.status != "active" else max(0, min(target, book.balance(account_id) - others))
+        book.set_hold(account_id, allowance)
+        allowances[account_id] = allowance
+    return allowances
+
+
+def home_customer_ids(station_id: str) -> set[str]:
+    """Account ids of customers whose home stations include ``station_id``."""
+    query = HomeStation.select(HomeStation.account_id).where(HomeStation.station_id == station_id)
+    return {account_id for (account_id,) in query.tuples()}

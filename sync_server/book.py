@@ -1,0 +1,158 @@
+"""The book: the central ledger's accounts and holds, as one batch reads and changes them.
+
+Amounts of postings are debit-positive; a balance is stored on the account's normal side. Invariants and where
+they are enforced:
+- the legs of one entry sum to zero: ``Book.post`` refuses otherwise, before anything is written (and on
+  PostgreSQL a trigger in ``db`` refuses unbalanced postings again);
+- a posting is never zero, a customer's balance and a hold are never negative: ``Book.post`` and
+  ``Book.set_hold`` before the write, and CHECK constraints (``db``);
+- what ``Book`` changed is written once, by ``Book.flush``, in the caller's transaction; customer accounts are
+  locked (PostgreSQL) in account id order, so two batches touching the same customers cannot deadlock.
+Which legs an entry has, and whether a debit fits the available balance, are the posting rules' (``posting_rules``).
+
+Accounts other than customers' are per station (``cash:ST-0001``, ``fees:ST-0001``, ``biller:CODE:ST-0001``,
+see ``station_account``), so that ingest from different stations only ever contends on the customer accounts
+both touch.
+"""
+
+from __future__ import annotations
+
+from peewee import BigIntegerField, IntegerField, fn
+
+from sync_server.db import DEBIT_NORMAL, Account, Customer, Hold, Posting, db_proxy, is_postgres
+
+
+class LedgerError(RuntimeError):
+    """A posting set that would break an invariant: a bug, never a customer's fault."""
+
+
+def station_account(kind: str, station_id: str, extra: str | None = None) -> tuple[str, str]:
+    """(account id, kind) of a station's own ledger account of ``kind``."""
+    prefix = {
+        "station_cash": "cash", "float_funding": "float", "cash_variance": "variance", "agent_payable": "agent",
+        "commission_expense": "commission", "fee_income": "fees", "transfer_clearing": "transfers",
+        "external_clearing": "external", "biller_payable": "biller",
+    }[kind]
+    name = f"{prefix}:{extra}:{station_id}" if extra else f"{prefix}:{station_id}"
+    return name, kind
+
+
+class Book:
+    """The accounts one batch touches, loaded (and on PostgreSQL row-locked) once, changed in memory, written once.
+
+    Customer accounts are locked in account id order so two batches touching the same customers cannot deadlock.
+    """
+
+    def __init__(self, station_id: str, customer_ids: set[str], now: str):
+        self.station_id = station_id
+        self.now = now
+        query = Account.select().where(Account.account_id.in_(sorted(customer_ids))).order_by(Account.account_id)
+        if is_postgres():
+            query = query.for_update()
+        self.accounts = {a.account_id: a for a in query}
+        self.customers = {c.account_id: c for c in Customer.select().where(Customer.account_id.in_(
+            sorted(customer_ids)))}
+        self.holds: dict[tuple[str, str], int] = {}
+        for hold in Hold.select().where(Hold.account_id.in_(sorted(customer_ids))):
+            self.holds[(hold.station_id, hold.account_id)] = hold.amount_fen
+        self.changed_accounts: set[str] = set()
+        self.changed_holds: set[tuple[str, str]] = set()
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def balance(self, account_id: str) -> int:
+        """The account's balance on its normal side."""
+        return self.accounts[account_id].balance_fen
+
+    def held(self, account_id: str) -> int:
+        """All holds on a customer's account, at every station."""
+        return sum(amount for (_, acct), amount in self.holds.items() if acct == account_id)
+
+    def available(self, account_id: str) -> int:
+        """Balance minus every hold: what may still be spent online or newly held."""
+        return self.balance(account_id) - self.held(account_id)
+
+    def hold(self, account_id: str, station_id: str | None = None) -> int:
+        """The hold for this (or ``station_id``'s) offline allowance of the customer."""
+        return self.holds.get((station_id or self.station_id, account_id), 0)
+
+    # -- writing in memory --------------------------------------------------------------------------------
+    def ensure_account(self, account_id: str, kind: str) -> None:
+        """Create the account when missing, and load (and lock) it."""
+        if account_id in self.accounts:
+            return
+        Account.insert(account_id=account_id, kind=kind, name=account_id).on_conflict(
+            conflict_target=[Account.account_id], action="NOTHING").execute()
+        self.load_account(account_id)
+
+    def load_account(self, account_id: str) -> None:
+        """Load (and on PostgreSQL lock) an existing account the batch did not name up front."""
+        if account_id not in self.accounts:
+            query = Account.select().where(Account.account_id == account_id)
+            self.accounts[account_id] = (query.for_update() if is_postgres() else query).get()
+
+    def set_hold(self, account_id: str, amount: int) -> None:
+        """Set this station's hold on a customer (written by ``flush``)."""
+        if amount < 0:
+            raise LedgerError("a hold is never negative")
+        key = (self.station_id, account_id)
+        if self.holds.get(key, 0) != amount:
+            self.holds[key] = amount
+            self.changed_holds.add(key)
+
+    def post(self, legs: list[tuple[str, int, str]]) -> None:
+        """Apply legs ``(account_id, debit-positive fen, memo)`` to the balances; they must sum to zero."""
+        if sum(amount for _, amount, _ in legs) != 0:
+            raise LedgerError(f"postings do not sum to zero: {legs}")
+        for account_id, amount, _ in legs:
+            if amount == 0:
+                raise LedgerError("a posting is never zero")
+            account = self.accounts[account_id]
+            account.balance_fen += amount if account.kind in DEBIT_NORMAL else -amount
+            if account.kind == "customer" and account.balance_fen < 0:
+                raise LedgerError(f"{account_id} would go below zero")
+            self.changed_accounts.add(account_id)
+
+    def flush(self) -> None:
+        """Write the changed balances and holds."""
+        for account_id in sorted(self.changed_accounts):
+            account = self.accounts[account_id]
+            Account.update(balance_fen=account.balance_fen).where(Account.account_id == account_id).execute()
+        for station_id, account_id in sorted(self.changed_holds):
+            amount = self.holds[(station_id, account_id)]
+            Hold.insert(station_id=station_id, account_id=account_id, amount_fen=amount, updated_at=self.now
+                        ).on_conflict(conflict_target=[Hold.station_id, Hold.account_id],
+                                      update={Hold.amount_fen: amount, Hold.updated_at: self.now}).execute()
+        self.changed_accounts.clear()
+        self.changed_holds.clear()
+
+
+def insert_new_rows(model, rows: list[dict]) -> int:
+    """``INSERT ... ON CONFLICT (<primary key>) DO NOTHING`` for many rows; returns how many were inserted.
+
+    One prepared statement run with ``executemany`` (psycopg 3 pipelines it): peewee's query builder costs more
+    than the database for thousands of rows. The columns are plain text and integers, passed as they are.
+    """
+    if not rows:
+        return 0
+    meta = model._meta
+    columns = list(rows[0])
+    target = ", ".join(f'"{meta.fields[name].column_name}"' for name in meta.primary_key.field_names)
+    names = ", ".join(f'"{meta.fields[c].column_name}"' for c in columns)
+    cursor = db_proxy.cursor()
+    if is_postgres():
+        # One statement for the whole batch: each column travels as one array.
+        arrays = ", ".join(f"%s::{'bigint' if isinstance(meta.fields[c], BigIntegerField | IntegerField) else 'text'}[]"
+                           for c in columns)
+        cursor.execute(f'INSERT INTO "{meta.table_name}" ({names}) SELECT * FROM unnest({arrays}) '
+                       f"ON CONFLICT ({target}) DO NOTHING", [[row[c] for row in rows] for c in columns],
+                       binary=True)
+        return cursor.rowcount
+    placeholders = ", ".join([db_proxy.obj.param] * len(columns))
+    cursor.executemany(f'INSERT INTO "{meta.table_name}" ({names}) VALUES ({placeholders}) '
+                       f"ON CONFLICT ({target}) DO NOTHING", [tuple(row[c] for c in columns) for row in rows])
+    return cursor.rowcount
+
+
+def ledger_totals() -> dict[str, int]:
+    """Sum of postings per account (debit-positive): for checks and reconciliation."""
+    return dict(Posting.select(Posting.account_id, fn.SUM(Posting.amount_fen)).group_by(Posting.account_id).tuples())

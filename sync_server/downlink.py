@@ -1,0 +1,50 @@
+"""The downlink: what the bank sends a station with each ack (policy, its customers with their allowances and PIN
+verifiers, billers, blocked and known payees, server time).
+
+Invariant: a station is sent only the customers it calls home, each with the allowance the bank holds for it at
+that station (``refresh_allowances`` decides both; ``build_downlink`` only reports them), so what the station may
+pay out offline always equals the hold the bank placed. Between the batches of one sync only the policy is sent.
+"""
+
+from __future__ import annotations
+
+from sync_server.book import Book
+from sync_server.db import Biller, BlockedPayee, KnownPayee
+
+
+def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, acked_seq: int, server_time: str
+                   ) -> dict:
+    """What the station needs next: policy, its customers with allowances, billers, blocked and known payees.
+
+    Without ``allowances`` (more batches follow) only the policy is sent: the station keeps its allowances, which
+    stay consistent because the holds were consumed but not refreshed either.
+    """
+    if allowances is None:
+        return {"v": 1, "acked_seq": acked_seq, "server_time": server_time, "policy": policy.get("station", {})}
+    payees: dict[str, list] = {}
+    if allowances:
+        for row in KnownPayee.select().where(KnownPayee.account_id.in_(sorted(allowances))):
+            payees.setdefault(row.account_id, []).append([row.payee_account, row.name])
+    customers = []
+    for account_id in sorted(allowances):
+        customer = book.customers[account_id]
+        customers.append({
+            "account_id": account_id, "name": customer.name, "card_number": customer.card_number,
+            "passbook_number": customer.passbook_number, "status": customer.status,
+            "pin_verifier": customer.pin_verifier, "allowance_fen": allowances[account_id],
+            "balance_fen": book.balance(account_id), "payees": sorted(payees.get(account_id, [])),
+        })
+    billers = [
+        {"code": b.code, "kind": b.kind, "name_zh": b.name_zh, "name_en": b.name_en, "ref_pattern": b.ref_pattern,
+         "ref_prefixes": b.ref_prefixes, "min_fen": b.min_fen, "max_fen": b.max_fen, "denominations": b.denominations}
+        for b in Biller.select().order_by(Biller.code)
+    ]
+    return {
+        "v": 1,
+        "acked_seq": acked_seq,
+        "server_time": server_time,
+        "policy": policy.get("station", {}),
+        "customers": customers,
+        "billers": billers,
+        "blocked_payees": [b.account for b in BlockedPayee.select().order_by(BlockedPayee.account)],
+    }
