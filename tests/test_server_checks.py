@@ -12,10 +12,10 @@ from station import services
 from station.db import Customer
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from sync_server.admin import execute_due_transfers
+from sync_server.book import ledger_totals
 from sync_server.checks import CheckFailure, check_ledger
 from sync_server.cli import cli
 from sync_server.db import Account, Hold, Posting, is_postgres
-from sync_server.book import ledger_totals
 
 ACCOUNT = "DM00010003"
 #: A customer of ST-0002, which never syncs here: no hold is placed on it.
