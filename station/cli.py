@@ -169,7 +169,7 @@ def printer(data_dir, settings):
 
     Example: station printer --data-dir /var/lib/station '{"kind": "network", "host": "127.0.0.1", "port": 9100}'
     """
-    from station.printing import PrinterError, printer_settings
+    from station.printer import PrinterError, printer_settings
 
     st = open_station(data_dir)
     try:

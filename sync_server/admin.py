@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from peewee import fn
 from stdnum import luhn
 
+from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.pins import PIN_RE, make_pin_verifier
 from sync_server.book import Book, station_account
@@ -318,25 +319,7 @@ def execute_due_transfers(now: datetime | None = None) -> int:
 
 
 # -- demo data ----------------------------------------------------------------------------------------------
-DEMO_CUSTOMER_PIN = "123456"
-DEMO_PIN_LOG2_N = 8
 DEMO_CUSTOMERS_PER_STATION = 20
-CHINA_MOBILE = "134;135;136;137;138;139;147;150;151;152;157;158;159;178;182;183;184;187;188;198"
-CHINA_UNICOM = "130;131;132;145;155;156;166;175;176;185;186"
-CHINA_TELECOM = "133;149;153;173;177;180;181;189;199"
-TOP_UPS = "1000;2000;3000;5000;10000;20000"
-DEMO_BILLERS_CSV = f"""code,kind,name_zh,name_en,ref_pattern,ref_prefixes,min_fen,max_fen,denominations
-ELEC-SGCC,electricity,国网电费,State Grid electricity,\\d{{10}},,100,500000,
-WATER-COUNTY,water,县自来水费,County water,\\d{{8}},,100,200000,
-GAS-COUNTY,gas,县燃气费,County gas,\\d{{10,12}},,100,300000,
-MOBILE-CMCC,mobile,中国移动充值,China Mobile top-up,1\\d{{10}},{CHINA_MOBILE},100,200000,{TOP_UPS}
-MOBILE-CUCC,mobile,中国联通充值,China Unicom top-up,1\\d{{10}},{CHINA_UNICOM},100,200000,{TOP_UPS}
-MOBILE-CTCC,mobile,中国电信充值,China Telecom top-up,1\\d{{10}},{CHINA_TELECOM},100,200000,{TOP_UPS}
-"""
-SURNAMES = "李王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
-GIVEN = ["秀英", "桂英", "玉兰", "建国", "国强", "德明", "淑珍", "志强", "凤英", "春华", "永福", "金花", "长顺", "素芬"]
-
-
 
 
 def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS_PER_STATION) -> tuple[list, dict]:
@@ -357,20 +340,20 @@ def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS
             if number == 1 and index < 2:
                 homes = list(station_ids)
             rows.append(dict(
-                account_id=account_id, name=rng.choice(SURNAMES) + rng.choice(GIVEN),
+                account_id=account_id, name=rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES),
                 card_number=None if index % 5 == 4 else card_body + luhn.calc_check_digit(card_body),
                 passbook_number=f"88{digits}{index:06d}", pin_verifier=verifier, status="active",
                 balance_fen=rng.randrange(2_000, 60_000) * 100, home_stations=homes,
             ))
             if index % 3 == 0:
                 payees[account_id] = [(payee_body + luhn.calc_check_digit(payee_body),
-                                       rng.choice(SURNAMES) + rng.choice(GIVEN))]
+                                       rng.choice(SURNAMES) + rng.choice(GIVEN_NAMES))]
     return rows, payees
 
 
 def load_demo_data(station_ids: list[str]) -> dict:
     """Idempotent: billers, the default policy, the stations (pending) and their demo customers."""
-    import_billers(parse_billers_csv(DEMO_BILLERS_CSV))
+    import_billers(demo_billers())
     ServerSetting.insert(key="policy", value=DEFAULT_SERVER_POLICY).on_conflict(
         conflict_target=[ServerSetting.key], action="NOTHING").execute()
     for station_id in station_ids:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import socket
+import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 import zxingcpp
 from escpos.printer import Dummy
 from PIL import Image, ImageOps
 
-from station import printing, services
+from station import printer as transport
+from station import printing, receipt_layout, services
 from station.db import Customer
-from station.printing import FEED_AND_CUT, KANJI_OFF, KANJI_ON, PAPER_DOTS
+from station.feedback import record_feedback
+from station.printer import FEED_AND_CUT
+from station.receipt_layout import KANJI_OFF, KANJI_ON, PAPER_DOTS, ReceiptSheet
 
 RASTER = b"\x1dv0"  # GS v 0: raster bit image
 
@@ -71,7 +77,7 @@ class StatusPrinter(Dummy):
     """A Dummy that answers DLE EOT status queries as a USB or serial printer does."""
 
     def __init__(self, paper: bytes = b"\x12", online: bytes = b"\x12", fail_write: OSError | None = None):
-        super().__init__(profile=printing.DEFAULT_PROFILE)
+        super().__init__(profile=transport.DEFAULT_PROFILE)
         self.replies = {b"\x10\x04\x04": paper, b"\x10\x04\x01": online}
         self.fail_write = fail_write
 
@@ -86,7 +92,7 @@ class StatusPrinter(Dummy):
 
 def use_printer(monkeypatch, station, printer) -> None:
     station.config["printer"] = {"kind": "dummy"}
-    monkeypatch.setattr(printing, "_make_printer", lambda st, settings: printer)
+    monkeypatch.setattr(transport, "_make_printer", lambda st, settings: printer)
 
 
 # -- what goes on the paper -------------------------------------------------------------------------------
@@ -137,9 +143,9 @@ def test_qr_of_a_real_token_fits_384_dots_and_decodes_back_to_the_token(
     # A transfer to a 30-character Chinese name is the longest token a customer operation makes today.
     receipt = services.transfer(open_drawer, agent, customer_auth, "6222020200112233445", payee_name, "200",
                                 services.new_txn_id(), fraud_warning_confirmed=True)
-    qr = printing.receipt_qr_image(receipt.token)
+    qr = receipt_layout.receipt_qr_image(receipt.token)
     assert qr.width == qr.height <= PAPER_DOTS
-    assert qr.width % printing.QR_SCALE == 0
+    assert qr.width % receipt_layout.QR_SCALE == 0
 
     output = printing.print_receipt(dummy, receipt).output
 
@@ -154,8 +160,8 @@ def test_qr_of_a_real_token_fits_384_dots_and_decodes_back_to_the_token(
 def test_token_too_long_for_the_paper_prints_without_qr_and_says_so(dummy, withdrawal, caplog):
     head, payload, signature = withdrawal.token.split(".")
     too_long = dataclasses.replace(withdrawal, token=f"{head}.{payload}.{signature * 20}")
-    with pytest.raises(printing.QrTooLarge):
-        printing.receipt_qr_image(too_long.token)
+    with pytest.raises(receipt_layout.QrTooLarge):
+        receipt_layout.receipt_qr_image(too_long.token)
 
     output = printing.print_receipt(dummy, too_long).output
 
@@ -169,8 +175,8 @@ def test_printed_lines_fit_the_paper(dummy, withdrawal):
     output = printing.print_receipt(dummy, withdrawal, duplicate=True).output
     text = b"".join(chunk.split(KANJI_OFF)[0] for chunk in output.split(KANJI_ON)[1:]).decode("gb18030")
     for line in text.splitlines():
-        limit = 42 if line == withdrawal.txn else printing.LINE_COLUMNS  # the txn line is in font B
-        assert printing._columns(line) <= limit, line
+        limit = 42 if line == withdrawal.txn else receipt_layout.LINE_COLUMNS  # the txn line is in font B
+        assert receipt_layout._columns(line) <= limit, line
 
 
 @pytest.mark.parametrize(
@@ -184,12 +190,75 @@ def test_printed_lines_fit_the_paper(dummy, withdrawal):
     ],
 )
 def test_wrap_counts_a_chinese_character_as_two_columns(text, lines):
-    assert printing.wrap(text) == lines
+    assert receipt_layout.wrap(text) == lines
 
 
 def test_render_receipt_refuses_an_unknown_copy(station, withdrawal):
     with pytest.raises(ValueError, match="copy must be one of"):
-        printing.render_receipt(Dummy(), station, withdrawal, copy="bank", duplicate=False)
+        receipt_layout.render_receipt(Dummy(), printing.receipt_sheet(station, withdrawal), copy="bank")
+
+
+# -- the layout alone: data in, bytes out, no station and no database -------------------------------------
+def transfer_sheet(payee_name: str, **details) -> ReceiptSheet:
+    receipt = services.Receipt(
+        seq=21, txn="5f0c6a3e-8a4b-4c52-9d7e-0b1f2a3c4d5e", type="transfer", token="eyJhbGciOiJFZDI1NTE5In0.e30.c2ln",
+        amount_fen=20000, fee_fen=200, status="recorded", account_masked="6222 **** 0001",
+        recorded_at=datetime(2026, 11, 2, 23, 40, tzinfo=UTC),
+        details={"payee_name": payee_name, "payee_account": "6222020200112233445", **details})
+    return ReceiptSheet(receipt=receipt, station_id="ST-0009", local_time=datetime(2026, 11, 3, 7, 40),
+                        agent="A01 田师傅 Tian", payee_account="6222 **** 3445")
+
+
+def test_the_layout_loads_no_database_nor_the_services_in_a_fresh_interpreter():
+    probe = "import json, sys, station.receipt_layout; print(json.dumps(sorted(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    loaded = set(json.loads(result.stdout))
+    assert "escpos" in loaded and "station.receipt_layout" in loaded
+    assert not {"peewee", "flask", "station.db", "station.services", "station.context", "station.printer"} & loaded
+
+
+def text_sent(output: bytes) -> bytes:
+    """The bytes sent inside the printer's Chinese mode: every text line of the job."""
+    return b"".join(chunk.split(KANJI_OFF)[0] for chunk in output.split(KANJI_ON)[1:])
+
+
+def test_layout_prints_what_the_sheet_says_without_a_database():
+    printer = Dummy(profile=transport.DEFAULT_PROFILE)
+
+    receipt_layout.render_receipt(printer, transfer_sheet("欧阳娜娜"), copy="customer")
+
+    for text in ("服务点 Station: ST-0009", "代理人 Agent: A01 田师傅 Tian", "时间 Time: 2026-11-03 07:40:00",
+                 "收款人 Payee: 欧阳娜娜", "  6222 **** 3445", "已记录，待银行执行转账",
+                 "金额 Amount: 200.00 元", "贰佰元整"):
+        assert in_chinese_mode(printer.output, gb(text)), text
+    assert gb("6222020200112233445") not in printer.output
+
+
+# ESC @ (reset), FS . (leave Chinese mode), a line break, a bidi override, a lone surrogate (not encodable).
+@pytest.mark.parametrize("payee_name", ["欧阳\x1b@娜娜", "欧阳\x1c.娜娜", "欧阳\n娜娜", "欧阳\u202e娜娜",
+                                        "欧阳\ud800娜娜"])
+def test_control_characters_in_a_payee_name_never_reach_the_printer(payee_name):
+    printer = Dummy(profile=transport.DEFAULT_PROFILE)
+
+    receipt_layout.render_receipt(printer, transfer_sheet(payee_name), copy="customer")
+
+    text = text_sent(printer.output)
+    assert set(text) & set(range(0x20)) <= {ord("\n")}  # GB18030 uses no byte below 0x30 past the first
+    assert gb("收款人 Payee: 欧阳?") in text
+    assert "娜娜" in text.decode("gb18030")
+
+
+def test_a_reversal_prints_its_reason_cleared_of_control_characters(dummy, agent, supervisor):
+    services.open_day(dummy, agent, {"10000": 300})
+    bill = services.pay_bill(dummy, agent, None, "ELEC-SGCC", "1234567890", "88.50", services.new_txn_id())
+    reversal = services.reverse(dummy, supervisor, bill.txn, services.new_txn_id(), "wrong meter")
+    tampered = dataclasses.replace(reversal, details={**reversal.details, "reason": "wrong\x1b@\x1dV\x00meter"})
+
+    output = printing.print_receipt(dummy, tampered).output
+
+    assert in_chinese_mode(output, gb("原因 Reason: wrong?@?V?meter"))
+    assert set(text_sent(output)) & set(range(0x20)) <= {ord("\n")}
 
 
 # -- the chart --------------------------------------------------------------------------------------------
@@ -201,12 +270,12 @@ def test_busy_hours_chart_prints_a_row_per_hour_under_a_chinese_heading(dummy):
     assert KANJI_ON + gb("今日各时段客流\nCustomers by hour\nST-0001  2026-11-03\n") in output
     assert gb("最忙 Busiest: 09:00-10:00") in output
     (image,) = raster_images(output)
-    assert image.size == (PAPER_DOTS, printing.CHART_ROW_DOTS * len(hours) + 4)
+    assert image.size == (PAPER_DOTS, receipt_layout.CHART_ROW_DOTS * len(hours) + 4)
     assert output.endswith(FEED_AND_CUT)
 
     def bar_dots(row: int) -> int:
         """Black dots along the middle of one hour's row, right of the hour label."""
-        y = row * printing.CHART_ROW_DOTS + printing.CHART_ROW_DOTS // 2
+        y = row * receipt_layout.CHART_ROW_DOTS + receipt_layout.CHART_ROW_DOTS // 2
         return sum(1 for x in range(40, PAPER_DOTS) if image.getpixel((x, y)) == 0)
 
     # The busiest hour's bar is the longest; an hour without visits has none but its "0".
@@ -240,10 +309,10 @@ def test_no_cutter_feeds_past_the_tear_bar_instead(station, withdrawal):
     assert output.endswith(b"\x1bd\x04")
 
 
-@pytest.mark.skipif(printing.Path("/dev/usb/lp0").exists(), reason="a real receipt printer is attached")
+@pytest.mark.skipif(Path("/dev/usb/lp0").exists(), reason="a real receipt printer is attached")
 def test_default_printer_missing_is_printer_unavailable(station, withdrawal):
     assert "printer" not in station.config
-    with pytest.raises(printing.PrinterUnavailable) as caught:
+    with pytest.raises(transport.PrinterUnavailable) as caught:
         printing.print_receipt(station, withdrawal)
     assert caught.value.message == (
         "The printer is not connected or switched off. The operation is recorded; print again when it is ready."
@@ -252,9 +321,9 @@ def test_default_printer_missing_is_printer_unavailable(station, withdrawal):
 
 def test_missing_device_node_is_not_created(station, withdrawal, tmp_path):
     station.config["printer"] = {"kind": "file", "path": "/dev/usb/lp-station-kit-test"}
-    with pytest.raises(printing.PrinterUnavailable):
+    with pytest.raises(transport.PrinterUnavailable):
         printing.print_receipt(station, withdrawal)
-    assert not printing.Path("/dev/usb/lp-station-kit-test").exists()
+    assert not Path("/dev/usb/lp-station-kit-test").exists()
 
 
 def closed_port() -> int:
@@ -275,7 +344,7 @@ def closed_port() -> int:
 )
 def test_unreachable_printer_of_each_kind_is_printer_unavailable(station, withdrawal, config, caplog):
     station.config["printer"] = config
-    with pytest.raises(printing.PrinterUnavailable) as caught:
+    with pytest.raises(transport.PrinterUnavailable) as caught:
         printing.print_receipt(station, withdrawal)
     assert caught.value.detail
     assert "printer_unavailable" in caplog.text
@@ -302,14 +371,14 @@ def test_unreachable_printer_of_each_kind_is_printer_unavailable(station, withdr
 )
 def test_bad_printer_settings_are_refused_with_a_message(station, withdrawal, config, message):
     station.config["printer"] = config
-    with pytest.raises(printing.PrinterMisconfigured) as caught:
+    with pytest.raises(transport.PrinterMisconfigured) as caught:
         printing.print_receipt(station, withdrawal)
     assert caught.value.message == message
 
 
 def test_settings_defaults(station):
     station.config["printer"] = {"kind": "usb", "vendor_id": "0x0416", "product_id": 20497}
-    settings = printing.printer_settings(station)
+    settings = transport.printer_settings(station)
     assert settings == {"kind": "usb", "vendor_id": "0x0416", "product_id": 20497, "profile": "POS-5890",
                         "cut": True, "timeout": 10}
 
@@ -318,7 +387,7 @@ def test_out_of_paper_is_refused_before_printing(monkeypatch, station, withdrawa
     printer = StatusPrinter(paper=b"\x72")
     use_printer(monkeypatch, station, printer)
 
-    with pytest.raises(printing.PrinterOutOfPaper) as caught:
+    with pytest.raises(transport.PrinterOutOfPaper) as caught:
         printing.print_receipt(station, withdrawal)
 
     assert caught.value.message == (
@@ -345,23 +414,23 @@ class FakePrinterPort:
         self.abort_set = False
 
     def __call__(self, fd, request, arg):
-        if request == printing.LPABORT:
+        if request == transport.LPABORT:
             self.abort_set = arg == 1
             return 0
-        assert request == printing.LPGETSTATUS
+        assert request == transport.LPGETSTATUS
         return self.status.to_bytes(4, sys.byteorder)
 
 
 @pytest.mark.parametrize(("status", "prints"), [(0x18, True), (0x38, False)])
 def test_printer_port_paper_status_and_abort_on_paper_out(monkeypatch, station, withdrawal, status, prints):
     port = FakePrinterPort(status)
-    monkeypatch.setattr(printing.fcntl, "ioctl", port)
+    monkeypatch.setattr(transport.fcntl, "ioctl", port)
     station.config["printer"] = {"kind": "file", "path": "/dev/null"}  # an existing character device
 
     if prints:
         assert printing.print_receipt(station, withdrawal).kind == "file"
     else:
-        with pytest.raises(printing.PrinterOutOfPaper):
+        with pytest.raises(transport.PrinterOutOfPaper):
             printing.print_receipt(station, withdrawal)
     # A paper-out during the write then fails with ENOSPC instead of blocking the station.
     assert port.abort_set
@@ -369,7 +438,7 @@ def test_printer_port_paper_status_and_abort_on_paper_out(monkeypatch, station, 
 
 def test_offline_printer_is_unavailable(monkeypatch, station, withdrawal):
     use_printer(monkeypatch, station, StatusPrinter(online=b"\x1a"))
-    with pytest.raises(printing.PrinterUnavailable):
+    with pytest.raises(transport.PrinterUnavailable):
         printing.print_receipt(station, withdrawal)
 
 
@@ -384,9 +453,9 @@ def test_printer_that_does_not_answer_status_still_prints(monkeypatch, station, 
 @pytest.mark.parametrize(
     ("failure", "error"),
     [
-        (OSError(errno.ENOSPC, "No space left on device"), printing.PrinterOutOfPaper),  # Linux usblp: paper out
-        (OSError(errno.EIO, "Input/output error"), printing.PrinterUnavailable),
-        (TimeoutError("write timed out"), printing.PrinterUnavailable),
+        (OSError(errno.ENOSPC, "No space left on device"), transport.PrinterOutOfPaper),  # Linux usblp: paper out
+        (OSError(errno.EIO, "Input/output error"), transport.PrinterUnavailable),
+        (TimeoutError("write timed out"), transport.PrinterUnavailable),
     ],
 )
 def test_write_failures_become_printer_errors(monkeypatch, station, withdrawal, failure, error):
@@ -397,7 +466,7 @@ def test_write_failures_become_printer_errors(monkeypatch, station, withdrawal, 
 
 def test_printing_again_after_a_failure_prints_the_same_receipt(monkeypatch, dummy, withdrawal):
     use_printer(monkeypatch, dummy, StatusPrinter(paper=b"\x72"))
-    with pytest.raises(printing.PrinterOutOfPaper):
+    with pytest.raises(transport.PrinterOutOfPaper):
         printing.print_receipt(dummy, withdrawal)
     monkeypatch.undo()
 
@@ -413,15 +482,19 @@ def test_every_kind_of_receipt_prints_its_own_lines(dummy, agent, supervisor, cu
     enquiry = services.balance_enquiry(station, agent, customer_auth, services.new_txn_id()).receipt
     reversal = services.reverse(station, supervisor, bill.txn, services.new_txn_id(), "typed the wrong meter")
     day_close = services.close_day(station, agent, {"10000": 300}).receipt
+    voice = record_feedback(station, agent, "suggestion", "希望多放些零钱")
     expected = [
         (bill, ["缴费 Bill payment", "收费单位 Biller:", "国网电费 State Grid", "electricity",
                 "缴费号 Reference: 1234567890", "捌拾捌元伍角"]),
         (enquiry, ["查询 Balance enquiry", "离线可用 Offline avail.:"]),
-        (reversal, ["冲正 Reversal", f"原流水号 Original seq: {bill.seq}", "代理人 Agent: S01 周主管 Zhou"]),
+        (reversal, ["冲正 Reversal", f"原流水号 Original seq: {bill.seq}", "代理人 Agent: S01 周主管 Zhou",
+                    "原因 Reason:", "  typed the wrong meter"]),
+        (voice, ["客户之声 Customer voice", "内容 Said: 希望多放些零钱"]),
         (day_close, ["日终 Day close", "应有 Expected: 30,000.00 元", "差额 Variance: 0.00 元"]),
     ]
     for receipt, texts in expected:
         output = printing.print_receipt(station, receipt).output
+        assert (gb("金额 Amount") in output) == (receipt.type not in ("feedback", "balance_enquiry")), receipt.type
         for text in texts:
             assert in_chinese_mode(output, gb(text)), (receipt.type, text)
         assert [r.text for r in zxingcpp.read_barcodes(raster_images(output)[0])] == [receipt.token]

@@ -115,6 +115,11 @@ def printable(text: str) -> bool:
     return not any(unicodedata.category(char) in _UNPRINTABLE for char in text)
 
 
+def printable_text(text: str, replacement: str = "?") -> str:
+    """``text`` with each character ``printable`` refuses replaced, e.g. before it goes to a receipt printer."""
+    return "".join(replacement if unicodedata.category(char) in _UNPRINTABLE else char for char in text)
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -1,0 +1,49 @@
+"""The demo catalogue both sides load: billers, the demo customers' PIN, and the names demo customers get.
+
+One source, so that a station set up with ``station init --demo`` (billers loaded locally, no bank yet) and a
+station enrolled at ``sync-server demo-data`` (billers from the bank's downlink) know the same billers. It lives
+in ``station.protocol`` because that is the only part of ``station`` the server may import; it is plain data,
+with no Flask or peewee. Everything here is illustrative (names from ../shared/STORIES.md).
+"""
+
+from __future__ import annotations
+
+import copy
+
+#: Every demo customer's PIN (README.md says so); their verifiers are cheap (scrypt 2**8), demo only.
+DEMO_CUSTOMER_PIN = "123456"
+DEMO_PIN_LOG2_N = 8
+
+CHINA_MOBILE = ("134", "135", "136", "137", "138", "139", "147", "150", "151", "152", "157", "158", "159", "178",
+                "182", "183", "184", "187", "188", "198")
+CHINA_UNICOM = ("130", "131", "132", "145", "155", "156", "166", "175", "176", "185", "186")
+CHINA_TELECOM = ("133", "149", "153", "173", "177", "180", "181", "189", "199")
+TOP_UPS_FEN = (1_000, 2_000, 3_000, 5_000, 10_000, 20_000)
+
+_DEMO_BILLERS = (
+    dict(code="ELEC-SGCC", kind="electricity", name_zh="国网电费", name_en="State Grid electricity",
+         ref_pattern=r"\d{10}", ref_prefixes=None, min_fen=100, max_fen=500_000, denominations=None),
+    dict(code="WATER-COUNTY", kind="water", name_zh="县自来水费", name_en="County water",
+         ref_pattern=r"\d{8}", ref_prefixes=None, min_fen=100, max_fen=200_000, denominations=None),
+    dict(code="GAS-COUNTY", kind="gas", name_zh="县燃气费", name_en="County gas",
+         ref_pattern=r"\d{10,12}", ref_prefixes=None, min_fen=100, max_fen=300_000, denominations=None),
+    dict(code="MOBILE-CMCC", kind="mobile", name_zh="中国移动充值", name_en="China Mobile top-up",
+         ref_pattern=r"1\d{10}", ref_prefixes=list(CHINA_MOBILE), min_fen=100, max_fen=200_000,
+         denominations=list(TOP_UPS_FEN)),
+    dict(code="MOBILE-CUCC", kind="mobile", name_zh="中国联通充值", name_en="China Unicom top-up",
+         ref_pattern=r"1\d{10}", ref_prefixes=list(CHINA_UNICOM), min_fen=100, max_fen=200_000,
+         denominations=list(TOP_UPS_FEN)),
+    dict(code="MOBILE-CTCC", kind="mobile", name_zh="中国电信充值", name_en="China Telecom top-up",
+         ref_pattern=r"1\d{10}", ref_prefixes=list(CHINA_TELECOM), min_fen=100, max_fen=200_000,
+         denominations=list(TOP_UPS_FEN)),
+)
+
+#: Surnames and given names demo customers (and their payees) are drawn from.
+SURNAMES = "李王张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN_NAMES = ("秀英", "桂英", "玉兰", "建国", "国强", "德明", "淑珍", "志强", "凤英", "春华", "永福", "金花", "长顺",
+               "素芬")
+
+
+def demo_billers() -> list[dict]:
+    """The demo billers, one dict each with every column of a biller (fresh copies: callers may change them)."""
+    return copy.deepcopy(list(_DEMO_BILLERS))
