@@ -24,7 +24,7 @@ import requests
 from station.context import SIGNING_KEY_FILE, Station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
 from station.journal import append_entry, iter_entries, journal_head
-from station.protocol import envelope
+from station.protocol import acks, batches, envelope_errors, key_codecs
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import (
     chain_hash,
@@ -120,13 +120,13 @@ def enroll_station(
     if (data_dir / "config.json").exists():
         raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.")
     signing_key = generate_signing_key()
-    encryption_key = envelope.generate_encryption_key()
+    encryption_key = key_codecs.generate_encryption_key()
     server_url = server_url.rstrip("/")
     try:
         response = (http or requests).post(
             f"{server_url}/api/v1/enroll",
             json={"code": code, "signing_jwk": public_jwk(signing_key),
-                  "encryption_jwk": envelope.encryption_public_jwk(encryption_key)},
+                  "encryption_jwk": key_codecs.encryption_public_jwk(encryption_key)},
             timeout=(SYNC_SETTINGS["connect_timeout"][0], SYNC_SETTINGS["read_timeout"][0]),
             verify=_verify_option(ca_bundle), headers={"User-Agent": USER_AGENT},
         )
@@ -138,15 +138,15 @@ def enroll_station(
     try:
         answer = response.json()
         server = answer["server"]
-        envelope.ed25519_public_from_jwk(server["signing_jwk"])
-        envelope.encryption_public_from_jwk(server["encryption_jwk"])
+        key_codecs.ed25519_public_from_jwk(server["signing_jwk"])
+        key_codecs.encryption_public_from_jwk(server["encryption_jwk"])
         station_id = answer["station_id"]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A captive portal or a plain web server answers 200 too: say so instead of a traceback.
         raise EnrollError(f"{server_url} answered, but not as a station-kit sync server: check the URL.") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     write_private_file(data_dir / SIGNING_KEY_FILE, json.dumps(signing_key.as_dict(private=True)))
-    write_private_file(data_dir / ENCRYPTION_KEY_FILE, envelope.encryption_private_to_text(encryption_key))
+    write_private_file(data_dir / ENCRYPTION_KEY_FILE, key_codecs.encryption_private_to_text(encryption_key))
     config = {
         "station_id": station_id,
         "name": answer.get("name", ""),
@@ -179,7 +179,7 @@ def _server(st: Station) -> dict:
 
 
 def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int | None = None
-                ) -> envelope.SealedBatch | None:
+                ) -> batches.SealedBatch | None:
     """The next batch: entries after ``acked_seq``, at most ``max_entries`` and ``max_bytes`` sealed."""
     st.activate()
     max_entries = max_entries or sync_setting(st, "max_entries")
@@ -195,7 +195,7 @@ def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int |
     return _seal(st, entries, max_bytes)
 
 
-def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> envelope.SealedBatch | None:
+def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> batches.SealedBatch | None:
     """The last acknowledged entry again: the bank answers a duplicate with an ack and a fresh downlink."""
     st.activate()
     acked = st.setting("acked_seq", 0)
@@ -204,25 +204,25 @@ def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> envelope.Se
     return _seal(st, [(acked, JournalEntry.get_by_id(acked).token)], max_bytes or sync_setting(st, "max_bytes"))
 
 
-def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelope.SealedBatch:
+def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> batches.SealedBatch:
     before = entries[0][0] - 1
     prev = chain_hash(JournalEntry.get_by_id(before).token) if before else genesis_prev(st.station_id)
-    server_key = envelope.encryption_public_from_jwk(_server(st)["encryption_jwk"])
+    server_key = key_codecs.encryption_public_from_jwk(_server(st)["encryption_jwk"])
     while True:
-        sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
-                                     server_encryption_key=server_key)
+        sealed = batches.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
+                                    server_encryption_key=server_key)
         if len(sealed.body) <= max_bytes or len(entries) == 1:
             return sealed
         entries = entries[: len(entries) // 2]
 
 
-def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session | None = None, *,
+def send_batch(st: Station, sealed: batches.SealedBatch, http: requests.Session | None = None, *,
                more: bool = False) -> dict:
     """POST one sealed batch (``more``: another follows at once); the server's answer, or a :class:`SyncError`."""
     server = _server(st)
     headers = {**sealed.headers, "X-Station-Time": utc_timestamp(st.now()), "User-Agent": USER_AGENT}
     if more:
-        headers[envelope.HEADER_MORE] = "1"
+        headers[batches.HEADER_MORE] = "1"
     http = http or requests
     try:
         response = http.post(
@@ -243,20 +243,20 @@ def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session
 
 
 def _encryption_key(st: Station):
-    return envelope.encryption_private_from_text((st.data_dir / ENCRYPTION_KEY_FILE).read_text(encoding="utf-8"))
+    return key_codecs.encryption_private_from_text((st.data_dir / ENCRYPTION_KEY_FILE).read_text(encoding="utf-8"))
 
 
-def open_answer(st: Station, answer: dict) -> envelope.Ack:
+def open_answer(st: Station, answer: dict) -> acks.Ack:
     """Verify the server's answer with the pinned key and decrypt its downlink."""
     try:
-        return envelope.open_ack(answer, server_signing_jwk=_server(st)["signing_jwk"], station_id=st.station_id,
-                                 station_encryption_key=_encryption_key(st))
-    except envelope.EnvelopeError as exc:
+        return acks.open_ack(answer, server_signing_jwk=_server(st)["signing_jwk"], station_id=st.station_id,
+                             station_encryption_key=_encryption_key(st))
+    except envelope_errors.EnvelopeError as exc:
         raise SyncRefused(f"The bank's answer does not verify: {exc}", status=502) from exc
 
 
 # -- applying an ack ----------------------------------------------------------------------------------------
-def apply_ack(st: Station, ack: envelope.Ack, sealed: envelope.SealedBatch) -> None:
+def apply_ack(st: Station, ack: acks.Ack, sealed: batches.SealedBatch) -> None:
     """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction."""
     st.activate()
     if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
@@ -277,7 +277,7 @@ def apply_ack(st: Station, ack: envelope.Ack, sealed: envelope.SealedBatch) -> N
         apply_downlink(st, ack.downlink, ack.acked_through, server_time)
 
 
-def _apply_outcomes(ack: envelope.Ack) -> None:
+def _apply_outcomes(ack: acks.Ack) -> None:
     ops = Operation.select().where(Operation.seq.between(ack.first, ack.last))
     for op in ops:
         reason = ack.rejected.get(op.seq)

@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import OKPKey
 
-from station.protocol.envelope import (
+from station.protocol.key_codecs import (
     encryption_private_from_text,
     encryption_private_to_text,
     encryption_public_jwk,

@@ -5,7 +5,7 @@ station's public keys. A code is used once: the update that marks it used is con
 one code cannot both enroll; a revoked or already enrolled station is refused.
 
 Ingest, in order: who is it (unknown, not enrolled, revoked, flagged: refused), open the envelope (decrypt,
-verify the station's signature and every entry, see ``station.protocol.envelope``), then in one database
+verify the station's signature and every entry, see ``station.protocol.batches``), then in one database
 transaction holding the station's row lock: compare any part already held (same content: a duplicate; different
 content: a fork, refused and flagged), refuse a gap, check the batch chains onto the stored head, apply the new
 entries to the ledger (``posting_rules`` over a ``book.Book``), refresh the station's allowances (holds,
@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from joserfc.jwk import OKPKey
 from peewee import IntegrityError
 
-from station.protocol import envelope
+from station.protocol import acks, batches, key_codecs
 from station.protocol.entry_types import Kind, fits
-from station.protocol.envelope import EnvelopeError
+from station.protocol.envelope_errors import EnvelopeError
 from station.protocol.tokens import genesis_prev, verification_jwk
 from sync_server.allowances import home_customer_ids, refresh_allowances
 from sync_server.book import Book, LedgerError
@@ -71,8 +71,8 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
     try:
         signing_jwk = dict(request["signing_jwk"])
         encryption_jwk = dict(request["encryption_jwk"])
-        envelope.ed25519_public_from_jwk(signing_jwk)
-        envelope.encryption_public_from_jwk(encryption_jwk)
+        key_codecs.ed25519_public_from_jwk(signing_jwk)
+        key_codecs.encryption_public_from_jwk(encryption_jwk)
     except (KeyError, TypeError, ValueError) as exc:
         raise Problem("malformed-request", f"The station's public keys are not valid JWKs ({exc}).") from exc
     kid = OKPKey.import_key(signing_jwk).thumbprint()
@@ -131,22 +131,22 @@ def known_station(station_id: str) -> Station:
 
 def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetime | None = None) -> dict:
     """Apply one sealed batch exactly once; returns the response body (signed ack and sealed downlink)."""
-    if headers.get(envelope.HEADER_STATION) != station_id:
-        raise Problem("malformed-request", f"The {envelope.HEADER_STATION} header must name station {station_id}.")
-    first = _int_header(headers, envelope.HEADER_FIRST)
-    last = _int_header(headers, envelope.HEADER_LAST)
+    if headers.get(batches.HEADER_STATION) != station_id:
+        raise Problem("malformed-request", f"The {batches.HEADER_STATION} header must name station {station_id}.")
+    first = _int_header(headers, batches.HEADER_FIRST)
+    last = _int_header(headers, batches.HEADER_LAST)
     station = known_station(station_id)
     try:
-        batch = envelope.open_batch(body, station_id=station_id, first=first, last=last,
-                                    server_encryption_key=keys.encryption_key,
-                                    station_signing_jwk=station.signing_jwk)
+        batch = batches.open_batch(body, station_id=station_id, first=first, last=last,
+                                   server_encryption_key=keys.encryption_key,
+                                   station_signing_jwk=station.signing_jwk)
     except EnvelopeError as exc:
         extra = {"seq": exc.seq} if exc.seq is not None else {}
         raise Problem(exc.code, str(exc), **extra) from exc
     now = now or datetime.now(UTC)
     station_time = headers.get("X-Station-Time")
     # More batches follow: the allowances are refreshed (and the full downlink sent) only with the last one.
-    more = headers.get(envelope.HEADER_MORE) == "1"
+    more = headers.get(batches.HEADER_MORE) == "1"
     for attempt in range(2):
         try:
             return _apply(keys, batch, now, station_time, more)
@@ -164,7 +164,7 @@ class _Fork(Exception):
         self.seq = seq
 
 
-def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
+def _apply(keys: ServerKeys, batch: batches.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
     now_text = now.isoformat(timespec="milliseconds")
     try:
         with db_proxy.atomic():
@@ -216,10 +216,10 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
                 Station.station_id == batch.station_id).execute()
         raise Problem("fork", f"Refused and flagged: {fork.reason}. Nothing of this batch was applied.",
                       seq=fork.seq) from None
-    return envelope.make_ack(
+    return acks.make_ack(
         signer=keys.signer, station_id=batch.station_id, first=batch.first, last=batch.last,
         acked_through=acked_through, head=head, rejected=rejected, server_time=now_text, downlink=downlink,
-        station_encryption_key=envelope.encryption_public_from_jwk(station.encryption_jwk),
+        station_encryption_key=key_codecs.encryption_public_from_jwk(station.encryption_jwk),
     )
 
 

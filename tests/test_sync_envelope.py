@@ -7,13 +7,13 @@ import zlib
 import pytest
 
 from station.journal import iter_entries
-from station.protocol import envelope
+from station.protocol import acks, batches, compact, envelope_errors, key_codecs, sealing
 from station.protocol.tokens import Signer, chain_hash, generate_signing_key, genesis_prev, public_jwk, utc_timestamp
 
 
 @pytest.fixture
 def server_key():
-    return envelope.generate_encryption_key()
+    return key_codecs.generate_encryption_key()
 
 
 @pytest.fixture
@@ -22,15 +22,15 @@ def journal(station):
 
 
 def seal(station, entries, server_key, prev=None, signer=None):
-    return envelope.seal_batch(entries, station_id=station.station_id, prev=prev or genesis_prev(station.station_id),
-                               signer=signer or station.signer, server_encryption_key=server_key.public_key())
+    return batches.seal_batch(entries, station_id=station.station_id, prev=prev or genesis_prev(station.station_id),
+                              signer=signer or station.signer, server_encryption_key=server_key.public_key())
 
 
 def open_(station, sealed, server_key, **overrides):
     args = dict(station_id=sealed.station_id, first=sealed.first, last=sealed.last, server_encryption_key=server_key,
                 station_signing_jwk=public_jwk(station.signing_key))
     args.update(overrides)
-    return envelope.open_batch(sealed.body, **args)
+    return batches.open_batch(sealed.body, **args)
 
 
 def test_round_trip_rebuilds_every_token_exactly(station, journal, server_key):
@@ -69,7 +69,7 @@ def test_a_non_canonical_token_travels_whole_and_is_refused(station, journal, se
     token = jws.serialize_compact({"alg": "Ed25519", "kid": station.signer.kid}, spaced, station.signing_key,
                                   registry=_registry)
     sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
-    with pytest.raises(envelope.BadEntry, match="not canonical JSON") as refused:
+    with pytest.raises(envelope_errors.BadEntry, match="not canonical JSON") as refused:
         open_(station, sealed, server_key)
     assert refused.value.seq == len(journal) + 1
 
@@ -84,7 +84,7 @@ def test_entries_whose_seq_is_not_an_integer_are_refused(station, journal, serve
         changes = {"seq": float(len(journal) + 1)}
     token = station.signer.sign(_note_after(journal, **changes))
     sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
-    with pytest.raises(envelope.BadEntry, match=reason) as refused:
+    with pytest.raises(envelope_errors.BadEntry, match=reason) as refused:
         open_(station, sealed, server_key)
     assert refused.value.seq == len(journal) + 1
 
@@ -98,7 +98,7 @@ def test_a_header_with_other_members_is_refused(station, journal, server_key):
     token = jws.serialize_compact({"alg": "Ed25519", "kid": station.signer.kid, "typ": "JWT"}, payload,
                                   station.signing_key, registry=_registry)
     sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
-    with pytest.raises(envelope.BadEntry, match="other than alg and kid: typ"):
+    with pytest.raises(envelope_errors.BadEntry, match="other than alg and kid: typ"):
         open_(station, sealed, server_key)
 
 
@@ -124,7 +124,7 @@ def test_compact_form_is_small(station, server_key):
 def test_station_and_range_are_bound_into_the_encryption(station, journal, server_key, change):
     sealed = seal(station, journal, server_key)
     wrong = {"station": {"station_id": "ST-0002"}, "first": {"first": 2}, "last": {"last": sealed.last - 1}}[change]
-    with pytest.raises(envelope.Undecryptable):
+    with pytest.raises(envelope_errors.Undecryptable):
         open_(station, sealed, server_key, **wrong)
 
 
@@ -133,53 +133,53 @@ def test_every_flipped_byte_is_refused(station, journal, server_key):
     for index in range(0, len(sealed.body), max(1, len(sealed.body) // 40)):
         body = bytearray(sealed.body)
         body[index] ^= 0x80
-        with pytest.raises(envelope.EnvelopeError):
-            envelope.open_batch(bytes(body), station_id="ST-0001", first=sealed.first, last=sealed.last,
-                                server_encryption_key=server_key, station_signing_jwk=public_jwk(station.signing_key))
+        with pytest.raises(envelope_errors.EnvelopeError):
+            batches.open_batch(bytes(body), station_id="ST-0001", first=sealed.first, last=sealed.last,
+                               server_encryption_key=server_key, station_signing_jwk=public_jwk(station.signing_key))
 
 
 def test_a_batch_signed_by_another_key_is_refused(station, journal, server_key):
     sealed = seal(station, journal, server_key, signer=Signer(generate_signing_key()))
-    with pytest.raises(envelope.BadBatchSignature):
+    with pytest.raises(envelope_errors.BadBatchSignature):
         open_(station, sealed, server_key)
 
 
 def test_wrong_prev_is_refused(station, journal, server_key):
     sealed = seal(station, journal[1:], server_key, prev=genesis_prev("ST-0001"))
-    with pytest.raises(envelope.BadEntry) as refused:
+    with pytest.raises(envelope_errors.BadEntry) as refused:
         open_(station, sealed, server_key)
     assert refused.value.seq == 2
 
 
 def test_a_decompression_bomb_is_refused(server_key):
-    bomb = zlib.compress(b"\0" * (envelope.MAX_PLAIN_BYTES + 1), 9)
-    sealed = envelope.SUITE.encrypt(bomb, server_key.public_key(), info=envelope.batch_info("ST-0001", 1, 1))
-    with pytest.raises(envelope.TooLarge):
-        envelope.open_batch(sealed, station_id="ST-0001", first=1, last=1, server_encryption_key=server_key,
-                            station_signing_jwk=public_jwk(generate_signing_key()))
+    bomb = zlib.compress(b"\0" * (sealing.MAX_PLAIN_BYTES + 1), 9)
+    sealed = sealing.SUITE.encrypt(bomb, server_key.public_key(), info=sealing.batch_info("ST-0001", 1, 1))
+    with pytest.raises(envelope_errors.TooLarge):
+        batches.open_batch(sealed, station_id="ST-0001", first=1, last=1, server_encryption_key=server_key,
+                           station_signing_jwk=public_jwk(generate_signing_key()))
 
 
 def test_ack_round_trip_and_a_swapped_downlink(station):
     server_signer = Signer(generate_signing_key())
-    station_key = envelope.generate_encryption_key()
+    station_key = key_codecs.generate_encryption_key()
     common = dict(signer=server_signer, station_id="ST-0001", first=1, last=5, acked_through=5, head="h",
                   rejected={3: "insufficient_funds"}, server_time=utc_timestamp(station.now()),
                   station_encryption_key=station_key.public_key())
-    answer = envelope.make_ack(downlink={"customers": []}, **common)
-    ack = envelope.open_ack(answer, server_signing_jwk=public_jwk(server_signer.key), station_id="ST-0001",
-                            station_encryption_key=station_key)
+    answer = acks.make_ack(downlink={"customers": []}, **common)
+    ack = acks.open_ack(answer, server_signing_jwk=public_jwk(server_signer.key), station_id="ST-0001",
+                        station_encryption_key=station_key)
     assert ack.rejected == {3: "insufficient_funds"} and ack.downlink == {"customers": []}
-    other = envelope.make_ack(downlink={"customers": [{"account_id": "X"}]}, **common)
-    with pytest.raises(envelope.EnvelopeError, match="downlink does not match"):
-        envelope.open_ack({"ack": answer["ack"], "downlink": other["downlink"]},
-                          server_signing_jwk=public_jwk(server_signer.key), station_id="ST-0001",
-                          station_encryption_key=station_key)
-    with pytest.raises(envelope.BadBatchSignature):
-        envelope.open_ack(answer, server_signing_jwk=public_jwk(generate_signing_key()), station_id="ST-0001",
-                          station_encryption_key=station_key)
+    other = acks.make_ack(downlink={"customers": [{"account_id": "X"}]}, **common)
+    with pytest.raises(envelope_errors.EnvelopeError, match="downlink does not match"):
+        acks.open_ack({"ack": answer["ack"], "downlink": other["downlink"]},
+                      server_signing_jwk=public_jwk(server_signer.key), station_id="ST-0001",
+                      station_encryption_key=station_key)
+    with pytest.raises(envelope_errors.BadBatchSignature):
+        acks.open_ack(answer, server_signing_jwk=public_jwk(generate_signing_key()), station_id="ST-0001",
+                      station_encryption_key=station_key)
 
 
 @pytest.mark.parametrize("delta", [10**20, -(10**20)])
 def test_an_impossible_time_in_a_compact_entry_is_a_bad_entry_not_a_crash(delta):
-    with pytest.raises(envelope.BadEntry, match="impossible time"):
-        envelope._rebuild_token(["header"], [delta, "withdrawal", None, {}], "ST-0001", 5, "prev", 0, b"s" * 64)
+    with pytest.raises(envelope_errors.BadEntry, match="impossible time"):
+        compact.rebuild_token(["header"], [delta, "withdrawal", None, {}], "ST-0001", 5, "prev", 0, b"s" * 64)

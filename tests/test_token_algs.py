@@ -17,7 +17,7 @@ from station import services
 from station.cli import cli
 from station.demo import DEMO_AGENTS
 from station.journal import audit_journal, journal_head
-from station.protocol import envelope
+from station.protocol import acks, key_codecs
 from station.protocol.tokens import (
     Signer,
     TokenError,
@@ -109,10 +109,10 @@ def test_verify_journal_accepts_entries_signed_under_the_name_eddsa(station, mon
 def test_an_ack_signed_as_eddsa_opens_with_a_server_key_pinned_with_alg():
     server_signer = Signer(generate_signing_key())
     server_signer._header["alg"] = "EdDSA"
-    station_key = envelope.generate_encryption_key()
-    answer = envelope.make_ack(signer=server_signer, station_id="ST-0001", first=1, last=1, acked_through=1, head="h",
-                               rejected={}, server_time="2026-11-02T00:00:00.000Z", downlink={},
-                               station_encryption_key=station_key.public_key())
-    ack = envelope.open_ack(answer, server_signing_jwk=old_release_jwk(server_signer.key), station_id="ST-0001",
-                            station_encryption_key=station_key)
+    station_key = key_codecs.generate_encryption_key()
+    answer = acks.make_ack(signer=server_signer, station_id="ST-0001", first=1, last=1, acked_through=1, head="h",
+                           rejected={}, server_time="2026-11-02T00:00:00.000Z", downlink={},
+                           station_encryption_key=station_key.public_key())
+    ack = acks.open_ack(answer, server_signing_jwk=old_release_jwk(server_signer.key), station_id="ST-0001",
+                        station_encryption_key=station_key)
     assert ack.acked_through == 1

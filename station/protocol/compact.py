@@ -1,0 +1,129 @@
+"""The compact entry codec: a journal token in the few fields its receiver cannot re-derive, and back.
+
+A batch carries each entry as ``[ts, type, txn, rest, *extras]`` plus its raw 64-byte signature: ``v``,
+``station``, ``seq``, ``prev`` and the JWS header are re-derived by the receiver (the header as an index into the
+batch's list of headers, ``v`` as an extra only when it is not the current protocol version), and ``ts`` is the
+delta in milliseconds from the previous compact entry's time.
+
+Guarantees: :func:`rebuild_token` is the exact inverse of :func:`compact_entries`, so the receiver holds the
+station's token byte for byte; a token that would not rebuild exactly (not the journal's canonical form) travels
+whole instead. A compact entry that cannot be rebuilt is refused as :class:`BadEntry`, never an exception of
+another kind. Rebuilding proves nothing about a signature: that is the batch's check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from station.protocol.envelope_errors import BadEntry
+from station.protocol.tokens import PROTOCOL_VERSION, b64url, b64url_decode, canonical_json
+
+_FIXED_FIELDS = ("v", "station", "seq", "type", "ts", "prev", "txn")
+_TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+@dataclass(frozen=True)
+class CompactRun:
+    """A run of entries in compact form: the distinct JWS headers, one item per entry, the signatures joined."""
+
+    headers: list[str]
+    items: list[Any]
+    signatures: bytes
+
+
+def compact_entries(entries: Sequence[tuple[int, str]], station_id: str) -> CompactRun:
+    """The compact form of a gapless run of ``(seq, token)`` pairs of ``station_id``'s journal."""
+    headers: list[str] = []
+    items: list[Any] = []
+    signatures = bytearray()
+    previous_ms = 0
+    for seq, token in entries:
+        header_b64, payload, signature = _split_token(token)
+        if header_b64 not in headers:
+            headers.append(header_b64)
+        item = _compact_entry(payload, headers.index(header_b64), previous_ms)
+        rebuilt = rebuild_token(headers, item, station_id, seq, payload.get("prev"), previous_ms, signature)
+        if rebuilt[0] != token:
+            # Not the journal's canonical form (a foreign or hand-made token): send it whole.
+            item = token
+        else:
+            previous_ms = rebuilt[1]
+        items.append(item)
+        signatures += signature
+    return CompactRun(headers, items, bytes(signatures))
+
+
+def rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature) -> tuple[str, int]:
+    """The exact JWS string of a compact entry, and its ts in ms (for the next entry's delta)."""
+    if not isinstance(item, list) or len(item) < 4 or not isinstance(item[3], dict):
+        raise BadEntry(f"entry {seq} is not a compact entry", seq=seq)
+    ts, entry_type, txn, rest = item[:4]
+    extras = item[4:]
+    header_index = 0
+    version = PROTOCOL_VERSION
+    for extra in extras:
+        if isinstance(extra, int) and not isinstance(extra, bool):
+            header_index = extra
+        elif isinstance(extra, dict) and "v" in extra:
+            version = extra["v"]
+    if not 0 <= header_index < len(headers):
+        raise BadEntry(f"entry {seq} names an unknown header", seq=seq)
+    if isinstance(ts, int) and not isinstance(ts, bool):
+        millis = previous_ms + ts
+        try:
+            ts_text = _millis_ts(millis)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise BadEntry(f"entry {seq} has an impossible time", seq=seq) from exc
+    else:
+        millis, ts_text = previous_ms, ts
+    payload = dict(rest)
+    payload.update(v=version, station=station_id, seq=seq, type=entry_type, ts=ts_text, prev=prev)
+    if txn is not None:
+        payload["txn"] = txn
+    try:
+        payload_bytes = canonical_json(payload)
+    except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 encoding
+        raise BadEntry(f"entry {seq} is not UTF-8 text", seq=seq) from exc
+    token = f"{headers[header_index]}.{b64url(payload_bytes)}.{b64url(signature)}"
+    return token, millis
+
+
+def _compact_entry(payload: dict, header_index: int, previous_ms: int) -> list:
+    millis = _ts_millis(payload.get("ts"))
+    ts: int | str = (millis - previous_ms) if millis is not None else payload.get("ts")
+    rest = {key: value for key, value in payload.items() if key not in _FIXED_FIELDS}
+    item = [ts, payload.get("type"), payload.get("txn"), rest]
+    if payload.get("v") != PROTOCOL_VERSION:
+        item.append({"v": payload.get("v")})
+    if header_index:
+        item.append(header_index)
+    return item
+
+
+def _ts_millis(ts: str) -> int | None:
+    """Milliseconds since the epoch when ``ts`` is in the exact format the journal writes, else None."""
+    if not isinstance(ts, str) or not _TS_RE.match(ts):
+        return None
+    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    millis = int(moment.timestamp() * 1000 + (0.5 if moment.timestamp() >= 0 else -0.5))
+    return millis if _millis_ts(millis) == ts else None
+
+
+def _millis_ts(millis: int) -> str:
+    seconds, ms = divmod(millis, 1000)
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+
+
+def _split_token(token: str) -> tuple[str, dict, bytes]:
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a JWS compact serialization")
+    header_b64, payload_b64, sig_b64 = parts
+    payload = json.loads(b64url_decode(payload_b64))
+    return header_b64, payload, b64url_decode(sig_b64)
