@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from peewee import fn
 
-from station.protocol.entry_types import MAX_ID, EntryType, entry_problem, printable, spec_of
+from station.protocol.entry_types import MALFORMED_ENTRY, MAX_ID, EntryType, entry_problem, printable, spec_of
 from station.protocol.tokens import unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
 from sync_server.db import Biller, BlockedPayee, Customer, Entry, Posting, Transfer
@@ -102,11 +102,14 @@ class Applier:
         self.book.ensure_account(account_id, kind)
         return account_id
 
-    def apply(self, seq: int, token: str, payload: dict) -> Outcome:
-        """Decide one entry's outcome and postings (in memory; ``write`` stores them)."""
+    def apply(self, seq: int, token: str, payload: dict, form_problem: str | None = None) -> Outcome:
+        """Decide one entry's outcome and postings (in memory; ``write`` stores them).
+
+        ``form_problem``: the envelope found the signed payload not in canonical form (``OpenedEntry``).
+        """
         # Signed by the station's key, yet not an entry the registry knows in that shape: a tampered device or a
         # newer station. Rejected with the reason in the signed ack, never posted, never a crashed batch.
-        problem = entry_problem(payload)
+        problem = MALFORMED_ENTRY if form_problem else entry_problem(payload)
         if problem:
             outcome = Outcome("rejected", problem)
         else:

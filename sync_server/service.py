@@ -193,7 +193,7 @@ def _apply(keys: ServerKeys, batch: batches.Batch, now: datetime, station_time: 
             book = Book(batch.station_id, homes | referenced, now_text)
             applier = Applier(book, policy)
             for entry in new_entries:
-                applier.apply(entry.seq, entry.token, entry.payload)
+                applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
             applier.write()
             allowances = None if more else refresh_allowances(book, policy)
             book.flush()

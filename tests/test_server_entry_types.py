@@ -103,3 +103,29 @@ def test_a_float_seq_is_rejected_not_applied(server, tmp_path, clock):
         JournalEntry.create(seq=seq, type="deposit", txn=payload["txn"], token=token, recorded_at=st.now())
     assert sync_once(st).rejected == {seq: "malformed_entry"}
     assert postings_of("ST-0001", seq) == 0
+
+
+def test_a_non_canonical_token_is_rejected_and_the_next_entry_settles(server, tmp_path, clock):
+    """A deposit signed with spaces in its JSON (two encodings of one entry would give two chain hashes) is settled as
+    rejected ``malformed_entry``; the station's outbox moves on and the deposit after it is applied."""
+    import json
+
+    from joserfc import jws
+
+    from station.protocol.tokens import _registry
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    st.activate()
+    head_seq, head_token = journal_head()
+    seq = head_seq + 1
+    payload = {"v": 1, "station": st.station_id, "seq": seq, "type": "deposit", "ts": utc_timestamp(st.now()),
+               "prev": chain_hash(head_token), "agent": "A01", "account": ACCOUNT, "amount": 10_000,
+               "txn": services.new_txn_id()}
+    token = jws.serialize_compact({"alg": "Ed25519", "kid": st.signer.kid}, json.dumps(payload).encode(),
+                                  st.signing_key, registry=_registry)
+    with st.db.atomic():
+        JournalEntry.create(seq=seq, type="deposit", txn=payload["txn"], token=token, recorded_at=st.now())
+    good = forge_operation(st, "deposit", {"account": ACCOUNT, "amount": 20_000})
+    result = sync_once(st)
+    assert result.rejected == {seq: "malformed_entry"}
+    assert postings_of("ST-0001", seq) == 0 and postings_of("ST-0001", good.seq) > 0

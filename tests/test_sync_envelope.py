@@ -57,8 +57,9 @@ def test_a_ts_not_in_the_journal_form_travels_as_text(station, journal, server_k
     assert open_(station, sealed, server_key).entries[-1].token == token
 
 
-def test_a_non_canonical_token_travels_whole_and_is_refused(station, journal, server_key):
-    """JSON with spaces cannot be rebuilt from its fields: the whole token travels, and the server refuses it."""
+def test_a_non_canonical_token_travels_whole_and_is_placed_with_its_problem(station, journal, server_key):
+    """JSON with spaces cannot be rebuilt from its fields: the whole token travels. Its signature and place in the
+    chain verify, so the batch opens and the entry carries the problem for the ledger to reject it in the ack."""
     import json
 
     from joserfc import jws
@@ -69,22 +70,26 @@ def test_a_non_canonical_token_travels_whole_and_is_refused(station, journal, se
     token = jws.serialize_compact({"alg": "Ed25519", "kid": station.signer.kid}, spaced, station.signing_key,
                                   registry=_registry)
     sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
-    with pytest.raises(envelope_errors.BadEntry, match="not canonical JSON") as refused:
-        open_(station, sealed, server_key)
-    assert refused.value.seq == len(journal) + 1
+    last = open_(station, sealed, server_key).entries[-1]
+    assert (last.token, last.payload["type"]) == (token, "note")
+    assert "not canonical JSON" in last.form_problem
+    assert all(entry.form_problem is None for entry in open_(station, seal(station, journal, server_key),
+                                                               server_key).entries)
 
 
-@pytest.mark.parametrize(("changes", "reason"), [
-    ({"seq": "float"}, "not an integer"),
-    ({"seq": True}, "wrong seq"),
-])
-def test_entries_whose_seq_is_not_an_integer_are_refused(station, journal, server_key, changes, reason):
-    """Signed by the station's own key, so only the type checks can catch them (21.0 == 21 in Python)."""
-    if changes.get("seq") == "float":
-        changes = {"seq": float(len(journal) + 1)}
-    token = station.signer.sign(_note_after(journal, **changes))
+def test_a_seq_written_as_a_float_is_placed_with_its_problem(station, journal, server_key):
+    """``21.0`` is in the right place but not an integer (21.0 == 21 in Python): placed, and marked."""
+    token = station.signer.sign(_note_after(journal, seq=float(len(journal) + 1)))
     sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
-    with pytest.raises(envelope_errors.BadEntry, match=reason) as refused:
+    assert "not an integer" in open_(station, sealed, server_key).entries[-1].form_problem
+
+
+@pytest.mark.parametrize("seq", [True, "2", 2.5, None])
+def test_an_entry_out_of_its_place_is_refused(station, journal, server_key, seq):
+    """A seq that is not this entry's place (``true`` is not 1 here) refuses the batch: nothing after it is trusted."""
+    token = station.signer.sign(_note_after(journal, seq=seq))
+    sealed = seal(station, [*journal, (len(journal) + 1, token)], server_key)
+    with pytest.raises(envelope_errors.BadEntry, match="wrong seq") as refused:
         open_(station, sealed, server_key)
     assert refused.value.seq == len(journal) + 1
 

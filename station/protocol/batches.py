@@ -33,6 +33,7 @@ from station.protocol.key_codecs import ed25519_public_from_jwk
 from station.protocol.sealing import ENVELOPE_VERSION, MAX_PLAIN_BYTES, batch_info, seal, unseal
 from station.protocol.tokens import (
     ACCEPTED_ALGS,
+    NonCanonicalPayload,
     Signer,
     TokenError,
     b64url,
@@ -64,11 +65,17 @@ _registry = jws_registry(MAX_PLAIN_BYTES)
 
 @dataclass(frozen=True)
 class OpenedEntry:
-    """One verified entry of a batch: the exact token and its payload."""
+    """One verified entry of a batch: the exact token and its payload.
+
+    ``form_problem``: why a payload signed by the station's key is not in the one canonical form (not canonical
+    JSON, a number that is not an integer), or None. Such an entry still takes its place in the chain; the ledger
+    rejects it in the ack (``malformed_entry``), so one bad entry never holds the station's outbox for ever.
+    """
 
     seq: int
     token: str
     payload: dict
+    form_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -227,10 +234,13 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
     for index, item in enumerate(items):
         seq = first + index
         signature = signatures[index * SIGNATURE_BYTES:(index + 1) * SIGNATURE_BYTES]
+        form_problem = None
         if isinstance(item, str):
             token = item
             try:
                 payload = verify_token(token, station_key)
+            except NonCanonicalPayload as exc:
+                payload, form_problem = exc.payload, str(exc)
             except TokenError as exc:
                 raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
         else:
@@ -243,13 +253,17 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
             # (invalid_amount): refusing the batch would wedge the station's outbox on one signed entry.
             payload = json.loads(b64url_decode(payload_b64))
             previous_ms = millis
-        if not is_integer(payload.get("seq")) or payload["seq"] != seq or payload.get("station") != station_id:
+        # The place in the chain must be right; a seq written 21.0 is right in place but wrong in form (above).
+        declared = payload.get("seq")
+        if isinstance(declared, bool) or declared != seq or payload.get("station") != station_id:
             raise BadEntry(f"entry {seq} carries the wrong seq or station", seq=seq)
+        if not is_integer(declared):
+            form_problem = form_problem or f"seq is {declared!r}, not an integer"
         if payload.get("prev") != expected_prev:
             raise BadEntry(f"entry {seq}: prev does not match the hash of the previous entry", seq=seq)
         if seq == 1 and payload.get("type") != "start":
             raise BadEntry("the first entry is not a start entry", seq=1)
-        opened.append(OpenedEntry(seq, token, payload))
+        opened.append(OpenedEntry(seq, token, payload, form_problem))
         expected_prev = chain_hash(token)
     bad_seq = _first_bad_signature(public, unsigned)
     if bad_seq is not None:

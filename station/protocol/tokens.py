@@ -171,12 +171,26 @@ def _refuse_number(text: str) -> None:
     raise _NotInteger(text)
 
 
+class NonCanonicalPayload(TokenError):
+    """A payload that parses to a JSON object yet is not its one canonical encoding (or holds a number that is not
+    an integer). ``payload`` is that object, read leniently: a receiver that has verified the signature can still
+    place the entry in its chain and reject it with a reason, instead of refusing everything after it."""
+
+    def __init__(self, message: str, payload: dict):
+        super().__init__(message)
+        self.payload = payload
+
+
 def parse_canonical(data: bytes, what: str) -> dict:
-    """The JSON object encoded by ``data``, which must be its canonical encoding; raises :class:`TokenError`."""
+    """The JSON object encoded by ``data``, which must be its canonical encoding; raises :class:`TokenError`
+    (:class:`NonCanonicalPayload` when it is a JSON object in another form)."""
     try:
-        obj = json.loads(data.decode("utf-8"), parse_float=_refuse_number, parse_constant=_refuse_number)
+        text = data.decode("utf-8")
+        obj = json.loads(text, parse_float=_refuse_number, parse_constant=_refuse_number)
     except _NotInteger as exc:
-        raise TokenError(f"{what} holds a number that is not an integer ({exc})") from exc
+        lenient = _lenient_object(text)
+        message = f"{what} holds a number that is not an integer ({exc})"
+        raise NonCanonicalPayload(message, lenient) if lenient is not None else TokenError(message) from exc
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise TokenError(f"{what} is not UTF-8 JSON") from exc
     if not isinstance(obj, dict):
@@ -184,10 +198,19 @@ def parse_canonical(data: bytes, what: str) -> dict:
     try:
         canonical = canonical_json(obj)
     except (UnicodeEncodeError, RecursionError) as exc:
-        raise TokenError(f"{what} is not canonical JSON") from exc
+        raise NonCanonicalPayload(f"{what} is not canonical JSON", obj) from exc
     if canonical != data:
-        raise TokenError(f"{what} is not canonical JSON (sorted keys, no whitespace, UTF-8)")
+        raise NonCanonicalPayload(f"{what} is not canonical JSON (sorted keys, no whitespace, UTF-8)", obj)
     return obj
+
+
+def _lenient_object(text: str) -> dict | None:
+    """``text`` read as JSON with fractions, exponents and NaN allowed, if it is an object."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def check_header(header_b64: str, kid: str | None = None) -> dict:
