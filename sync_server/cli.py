@@ -12,7 +12,14 @@ import click
 from peewee import DatabaseError, SqliteDatabase
 
 from sync_server import DEFAULT_KEYS_DIR, database_for
-from sync_server.db import DEFAULT_DATABASE_URL, migrate_database, schema_version
+from sync_server.db import (
+    DEFAULT_DATABASE_URL,
+    SchemaOutdated,
+    SchemaTooNew,
+    check_schema,
+    migrate_database,
+    schema_version,
+)
 
 database_option = click.option(
     "--database-url", envvar="DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True,
@@ -51,8 +58,6 @@ def init_db(database_url):
 
     Example: DATABASE_URL=postgresql://postgres@127.0.0.1:5432/bank sync-server init-db
     """
-    from sync_server.db import SchemaTooNew
-
     database = open_database(database_url)
     try:
         applied = migrate_database(database)
@@ -86,8 +91,16 @@ def keys(keys_dir, create):
 def serve(dev, host, port, workers):
     """Serve the API (reads DATABASE_URL and SYNC_SERVER_KEYS_DIR from the environment).
 
+    Refuses to start, with the reason, on a database whose schema is not this release's (run init-db first).
+
     Example: sync-server serve --host 0.0.0.0 --port 8800 --workers 4
     """
+    database = database_for(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
+    try:
+        with database.connection_context():
+            check_schema(database)
+    except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
+        raise click.ClickException(str(exc)) from exc
     if dev:
         from waitress import serve as waitress_serve
 

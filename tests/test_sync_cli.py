@@ -208,3 +208,18 @@ def test_benchmarks_exist_and_are_not_collected():
     collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                                 "tests/bench"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert collected.returncode == 5, collected.stdout  # 5: no tests collected
+
+
+def test_serve_refuses_a_schema_that_is_not_this_release_with_a_message(tmp_path, monkeypatch):
+    """An upgrade deployed without `init-db`: serve says what to do and starts nothing (no traceback)."""
+    from sync_server.db import connect_url, migrate_database
+
+    path = tmp_path / "old.db"
+    old = connect_url(f"sqlite:///{path}")
+    old.connect()
+    migrate_database(old, up_to=1)
+    old.close()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    result = CliRunner().invoke(server_cli, ["serve", "--dev", "--port", "0"])
+    assert result.exit_code == 1, result.output
+    assert "Run `sync-server init-db`" in result.output and "Traceback" not in result.output
