@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from station.context import DATA_DIR_ENV, Station, StationNotInitialised, init_station, resolve_data_dir
+from station.context import DATA_DIR_ENV, Station, StationNotInitialised, resolve_data_dir
 from station.db import DatabaseDamaged
+from station.provision import init_station
 
 data_dir_option = click.option(
     "--data-dir",
@@ -85,7 +86,7 @@ def verify_journal_cmd(data_dir, as_json):
     from station.journal import verify_journal
 
     st = open_station(data_dir)
-    count, problem = verify_journal(st.keyset(), st.station_id)
+    count, problem = verify_journal(st)
     result = {"station": st.station_id, "entries": count, "intact": problem is None}
     if problem is not None:
         result.update(bad_seq=problem.seq, reason=problem.reason)
@@ -120,7 +121,7 @@ def summary(data_dir):
 
     Example: station summary --data-dir /tmp/st1
     """
-    from station.journal import summarise
+    from station.reports import summarise
 
     st = open_station(data_dir)
     click.echo(json.dumps(summarise(st), indent=2, ensure_ascii=False))

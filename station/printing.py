@@ -47,7 +47,7 @@ from station.errors import N_, StationError
 from station.protocol.entry_types import spec_of
 from station.protocol.money import chinese_capitals, format_yuan
 from station.protocol.tokens import unverified_payload
-from station.services import Receipt, mask_number
+from station.receipts import Receipt, mask_number
 
 log = logging.getLogger(__name__)
 
@@ -430,7 +430,6 @@ def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str,
     """
     if copy not in COPIES:
         raise ValueError(f"copy must be one of {COPIES}")
-    st.activate()
     printer.hw("INIT")
     printer.set(align="center", bold=True, double_height=True, double_width=True)
     _write_text(printer, ["助农服务点回单"])
@@ -446,7 +445,9 @@ def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str,
     if recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=UTC)
     zh_status, en_status = _status_label(receipt)
-    agent = _agent_line(st, receipt)
+    with st.bound():  # the agent's and the biller's names come from the station's database
+        agent = _agent_line(st, receipt)
+        details = _detail_lines(receipt)
     lines = ["-" * LINE_COLUMNS, *_field("服务点 Station", st.station_id)]
     if agent:
         lines += _field("代理人 Agent", agent)
@@ -456,7 +457,7 @@ def render_receipt(printer: Escpos, st: Station, receipt: Receipt, *, copy: str,
     if receipt.account_masked:
         lines += _field("账户 Account", receipt.account_masked)
     lines += _money_lines(receipt)
-    lines += _detail_lines(receipt)
+    lines += details
     lines += ["状态 Status:", f"  {zh_status}", *("  " + part for part in wrap(en_status, LINE_COLUMNS - 2))]
     lines += _field("流水号 Seq", str(receipt.seq))
     if receipt.txn:

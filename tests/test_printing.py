@@ -13,7 +13,7 @@ import zxingcpp
 from escpos.printer import Dummy
 from PIL import Image, ImageOps
 
-from station import printing, services
+from station import agents, business_day, operations, printing, receipts
 from station.db import Customer
 from station.printing import FEED_AND_CUT, KANJI_OFF, KANJI_ON, PAPER_DOTS
 
@@ -53,12 +53,12 @@ def in_chinese_mode(output: bytes, needle: bytes) -> bool:
 @pytest.fixture
 def customer_auth(station, agent):
     customer = Customer.select().order_by(Customer.id).first()
-    return services.authenticate_customer(station, agent, customer, "123456")
+    return agents.authenticate_customer(station, agent, customer, "123456")
 
 
 @pytest.fixture
 def withdrawal(open_drawer, agent, customer_auth):
-    return services.withdraw_cash(open_drawer, agent, customer_auth, "500", services.new_txn_id())
+    return operations.withdraw_cash(open_drawer, agent, customer_auth, "500", receipts.new_txn_id())
 
 
 @pytest.fixture
@@ -119,8 +119,8 @@ def test_reprint_is_marked_duplicate_on_both_copies(dummy, withdrawal):
 
 
 def test_transfer_receipt_says_it_waits_for_the_bank(dummy, open_drawer, agent, customer_auth):
-    receipt = services.transfer(open_drawer, agent, customer_auth, "6222020200112233445", "欧阳娜娜", "200",
-                                services.new_txn_id(), fraud_warning_confirmed=True)
+    receipt = operations.transfer(open_drawer, agent, customer_auth, "6222020200112233445", "欧阳娜娜", "200",
+                                receipts.new_txn_id(), fraud_warning_confirmed=True)
 
     output = printing.print_receipt(dummy, receipt).output
 
@@ -135,8 +135,8 @@ def test_qr_of_a_real_token_fits_384_dots_and_decodes_back_to_the_token(
     dummy, open_drawer, agent, customer_auth, payee_name
 ):
     # A transfer to a 30-character Chinese name is the longest token a customer operation makes today.
-    receipt = services.transfer(open_drawer, agent, customer_auth, "6222020200112233445", payee_name, "200",
-                                services.new_txn_id(), fraud_warning_confirmed=True)
+    receipt = operations.transfer(open_drawer, agent, customer_auth, "6222020200112233445", payee_name, "200",
+                                receipts.new_txn_id(), fraud_warning_confirmed=True)
     qr = printing.receipt_qr_image(receipt.token)
     assert qr.width == qr.height <= PAPER_DOTS
     assert qr.width % printing.QR_SCALE == 0
@@ -408,11 +408,11 @@ def test_printing_again_after_a_failure_prints_the_same_receipt(monkeypatch, dum
 
 def test_every_kind_of_receipt_prints_its_own_lines(dummy, agent, supervisor, customer_auth):
     station = dummy
-    services.open_day(station, agent, {"10000": 300})
-    bill = services.pay_bill(station, agent, None, "ELEC-SGCC", "1234567890", "88.50", services.new_txn_id())
-    enquiry = services.balance_enquiry(station, agent, customer_auth, services.new_txn_id()).receipt
-    reversal = services.reverse(station, supervisor, bill.txn, services.new_txn_id(), "typed the wrong meter")
-    day_close = services.close_day(station, agent, {"10000": 300}).receipt
+    business_day.open_day(station, agent, {"10000": 300})
+    bill = operations.pay_bill(station, agent, None, "ELEC-SGCC", "1234567890", "88.50", receipts.new_txn_id())
+    enquiry = operations.balance_enquiry(station, agent, customer_auth, receipts.new_txn_id()).receipt
+    reversal = operations.reverse(station, supervisor, bill.txn, receipts.new_txn_id(), "typed the wrong meter")
+    day_close = business_day.close_day(station, agent, {"10000": 300}).receipt
     expected = [
         (bill, ["缴费 Bill payment", "收费单位 Biller:", "国网电费 State Grid", "electricity",
                 "缴费号 Reference: 1234567890", "捌拾捌元伍角"]),

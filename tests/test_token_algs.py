@@ -13,7 +13,7 @@ from joserfc.jwk import KeySet
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
-from station import services
+from station import agents, business_day
 from station.cli import cli
 from station.demo import DEMO_AGENTS
 from station.journal import journal_head, verify_journal
@@ -96,10 +96,10 @@ def test_a_wrong_key_is_refused_under_either_name():
 def test_verify_journal_accepts_entries_signed_under_the_name_eddsa(station, monkeypatch):
     monkeypatch.setitem(station.signer._header, "alg", "EdDSA")
     agent_id, _, _, pin = DEMO_AGENTS[0]
-    services.open_day(station, services.login_agent(station, agent_id, pin), {"10000": 10})
-    head_seq, head_token = journal_head()
+    business_day.open_day(station, agents.login_agent(station, agent_id, pin), {"10000": 10})
+    head_seq, head_token = journal_head(station)
     assert json.loads(unb64url(head_token.split(".")[0]))["alg"] == "EdDSA"
-    assert verify_journal(station.keyset(), station.station_id) == (head_seq, None)
+    assert verify_journal(station) == (head_seq, None)
     result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(station.data_dir), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["entries"] == head_seq
