@@ -3,7 +3,8 @@
 Invariants: at most one day is open (``open_day`` refuses a second); the drawer never holds negative cash
 (``check_drawer`` before every cash-out, and ``CHECK (cash_fen >= 0)`` on ``business_day``); a count is by
 denomination, validated by ``count_total``; the close entry carries what the drawer should hold (``expected``),
-what was counted and their difference, the same figures ``close_preview`` shows before the agent confirms.
+what was counted and their difference: ``close_preview`` computes the same ``CloseCount`` before the agent
+confirms.
 """
 
 from __future__ import annotations
@@ -95,7 +96,30 @@ def open_day(st: Station, session: AgentSession, counts: dict) -> Receipt:
 
 
 @dataclass(frozen=True)
+class CloseCount:
+    """The figures of a day close: what the drawer should hold, what was counted, their difference."""
+
+    expected_fen: int
+    counted_fen: int
+    variance_fen: int
+    counts: dict
+
+
+def _close_count(day: BusinessDay, counts: dict) -> CloseCount:
+    cleaned, counted = count_total(counts)
+    return CloseCount(day.cash_fen, counted, counted - day.cash_fen, cleaned)
+
+
+@bound_station
+def close_preview(st: Station, counts: dict) -> CloseCount:
+    """What ``close_day`` with ``counts`` would record (expected, counted, variance), recording nothing."""
+    return _close_count(open_day_or_refuse(st), counts)
+
+
+@dataclass(frozen=True)
 class DayClose:
+    """A recorded day close: its receipt and the figures the close entry carries."""
+
     receipt: Receipt
     expected_fen: int
     counted_fen: int
@@ -108,23 +132,23 @@ def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
     with st.write():
         check_session(st, session)
         day = open_day_or_refuse(st)
-        cleaned, counted = count_total(counts)
+        count = _close_count(day, counts)
         now = st.now()
-        variance = counted - day.cash_fen
         BusinessDay.update(
-            closed_at=now, closed_by=session.agent_id, counted_fen=counted, variance_fen=variance,
-            close_counts=cleaned,
+            closed_at=now, closed_by=session.agent_id, counted_fen=count.counted_fen,
+            variance_fen=count.variance_fen, close_counts=count.counts,
         ).where(BusinessDay.id == day.id).execute()
         operations = Operation.select().where(Operation.day == day.id).count()
         body = {
             "agent": session.agent_id,
-            "amount": counted,
-            "expected": day.cash_fen,
-            "variance": variance,
-            "counts": cleaned,
+            "amount": count.counted_fen,
+            "expected": count.expected_fen,
+            "variance": count.variance_fen,
+            "counts": count.counts,
             "operations": operations,
             "business_date": day.business_date,
         }
         entry = append_entry(st, EntryType.DAY_CLOSE, now, body)
-    details = {"expected": day.cash_fen, "variance": variance, "counts": cleaned}
-    return DayClose(entry_receipt(entry, counted, details), day.cash_fen, counted, variance)
+    details = {"expected": count.expected_fen, "variance": count.variance_fen, "counts": count.counts}
+    receipt = entry_receipt(entry, count.counted_fen, details)
+    return DayClose(receipt, count.expected_fen, count.counted_fen, count.variance_fen)

@@ -596,3 +596,41 @@ def test_check_amount_refuses_before_the_pin_and_records_nothing(open_drawer, ag
 def test_check_amount_passes_what_the_operation_would_take(open_drawer, agent):
     assert operations.check_amount(open_drawer, agent, customer(), "transfer", "500") == 500_00
     assert operations.check_amount(open_drawer, agent, customer(), "deposit", "12.50") == 12_50
+
+
+def test_may_reverse_says_what_reverse_does(open_drawer, agent, supervisor, auth, clock):
+    """The receipt screen offers Reverse only where the core's ``reverse`` would pass: a rule of the core."""
+    st = open_drawer
+    paid = operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    balance = operations.balance_enquiry(st, agent, auth, receipts.new_txn_id()).receipt
+    assert operations.may_reverse(st, Operation.get_by_id(paid.txn))
+    assert not operations.may_reverse(st, Operation.get_by_id(balance.txn))
+    business_day.close_day(st, agent, {"10000": 295})
+    clock.advance(hours=10)
+    session = agents.login_agent(st, "S01", "2468")
+    business_day.open_day(st, session, {"10000": 295})
+    yesterday = Operation.get_by_id(paid.txn)
+    assert not operations.may_reverse(st, yesterday)
+    with pytest.raises(errors.ReversalTooLate):
+        operations.reverse(st, session, paid.txn, receipts.new_txn_id(), "")
+
+
+def test_the_fee_quoted_is_the_fee_charged(open_drawer, agent, auth):
+    st = open_drawer
+    st.set_setting("policy", {"fees": {"withdrawal": 300}})
+    assert operations.quote_fee(st, "withdrawal") == 300
+    paid = operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    assert paid.fee_fen == operations.quote_fee(st, "withdrawal")
+
+
+def test_the_close_preview_is_what_the_close_records(open_drawer, agent, auth):
+    st = open_drawer
+    operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    counts = {"10000": 294, "5000": 1}
+    preview = business_day.close_preview(st, counts)
+    assert (preview.expected_fen, preview.counted_fen, preview.variance_fen) == (29_500_00, 29_450_00, -50_00)
+    closed = business_day.close_day(st, agent, counts)
+    assert (closed.expected_fen, closed.counted_fen, closed.variance_fen) == (
+        preview.expected_fen, preview.counted_fen, preview.variance_fen)
+    with pytest.raises(errors.DayNotOpen):
+        business_day.close_preview(st, counts)

@@ -17,7 +17,7 @@ from ui_helpers import (
     withdraw,
 )
 
-from station import business_day, receipts
+from station import agents, business_day, receipts
 from station.db import Agent, JournalEntry, Operation, PrintedReceipt
 from station.protocol.tokens import unverified_payload, verify_token
 
@@ -170,6 +170,18 @@ def test_receipts_list_of_today(agent_client, withdrawal_seq):
     assert f'id="open-{withdrawal_seq}"' in page and "¥500.00" in page and "07:40" in page
     english(agent_client)
     assert "Recorded offline, waiting for the bank" in agent_client.get("/receipts/").get_data(as_text=True)
+
+
+def test_reverse_is_offered_only_while_the_core_would_allow_it(agent_client, withdrawal_seq, station, clock):
+    assert 'id="reverse"' in agent_client.get(f"/receipts/{withdrawal_seq}").get_data(as_text=True)
+    supervisor = agents.login_agent(station, "S01", "2468")
+    business_day.close_day(station, supervisor, {"10000": 295})
+    clock.advance(hours=10)
+    supervisor = agents.login_agent(station, "S01", "2468")
+    business_day.open_day(station, supervisor, {"10000": 295})
+    login(agent_client)  # the ten hours logged the agent out
+    # Yesterday's withdrawal: the core refuses it as too late, so the screen does not offer it.
+    assert 'id="reverse"' not in agent_client.get(f"/receipts/{withdrawal_seq}").get_data(as_text=True)
 
 
 def test_unknown_receipt_is_404(agent_client):

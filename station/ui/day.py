@@ -23,7 +23,7 @@ def denomination_label(fen: int) -> str:
     return format_yuan(fen).removesuffix(".00")
 
 
-def render_count(mode: str, counts: dict, error: str | None = None, preview: dict | None = None):
+def render_count(mode: str, counts: dict, error: str | None = None, preview: business_day.CloseCount | None = None):
     """The count screen for opening ("open") or closing ("close") the day."""
     return render_template("day_count.html", mode=mode, counts=counts, denominations=business_day.DENOMINATIONS_FEN,
                            label=denomination_label, error=error, preview=preview)
@@ -64,10 +64,8 @@ def close_day():
     try:
         if half_done():
             raise OperationInProgress()
-        _, counted = business_day.count_total(counts)
         if request.form.get("confirm") != "1":
-            expected = business_day.drawer_cash(station())
-            preview = {"expected": expected, "counted": counted, "variance": counted - expected}
+            preview = business_day.close_preview(station(), counts)
             return render_count("close", counts, preview=preview)
         result = business_day.close_day(station(), current_agent(), counts)
     except StationError as err:

@@ -263,7 +263,7 @@ def reference_step(op: dict):
 def confirm_step(op: dict):
     """Amount in figures and capitals with the fee; a cash bill is recorded from here."""
     fen = parsed_amount(op["amount"])
-    policy_fee = station().policy["fees"].get(op["kind"], 0)
+    policy_fee = operations.quote_fee(station(), op["kind"])
     if request.method == "POST":
         if op["kind"] == EntryType.BILL_PAYMENT:
             funding = request.form.get("funding")
