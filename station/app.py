@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+from contextlib import ExitStack
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 
 from station.context import DATA_DIR_ENV, DEFAULT_DATA_DIR, Station
 from station.protocol.private_files import write_private_file
@@ -40,12 +41,23 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = device_secret_key(station.data_dir)
 
+    @app.before_request
+    def bind_station():
+        """The models use this app's station for the request, in the request's thread only (never process-wide)."""
+        g.station_binding = ExitStack()
+        g.station_binding.enter_context(station.bound())
+
+    @app.teardown_request
+    def unbind_station(_exc):
+        binding = g.pop("station_binding", None)
+        if binding is not None:
+            binding.close()
+
     @app.get("/health")
     def health():
         from station.journal import journal_head
 
-        station.activate()
-        head_seq, _ = journal_head()
+        head_seq, _ = journal_head(station)
         return jsonify(station=station.station_id, head_seq=head_seq)
 
     from station.ui import init_ui

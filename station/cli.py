@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from station.context import DATA_DIR_ENV, Station, StationNotInitialised, init_station, resolve_data_dir
+from station.context import DATA_DIR_ENV, Station, StationNotInitialised, resolve_data_dir
 from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, schema_version
+from station.provision import init_station
 
 data_dir_option = click.option(
     "--data-dir",
@@ -155,7 +156,7 @@ def summary(data_dir):
 
     Example: station summary --data-dir /tmp/st1
     """
-    from station.journal import summarise
+    from station.reports import summarise
 
     st = open_station(data_dir)
     click.echo(json.dumps(summarise(st), indent=2, ensure_ascii=False))

@@ -2,11 +2,14 @@
 
 The data folder (``--data-dir`` / ``STATION_DATA_DIR``) holds ``station.db``, ``config.json`` and
 ``keys/`` (files mode 0600). A :class:`Station` is the open database, the signing key and the clock that the
-services work with.
+operations work with. Every public function takes the station; the models reach its database only inside
+``with st.bound():`` (or ``st.write()``), which binds it for the current thread or context alone, so several
+stations (tests) and several waitress threads never see each other's database.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -19,7 +22,7 @@ from zoneinfo import ZoneInfo
 from joserfc.jwk import KeySet, OKPKey
 from peewee import OperationalError
 
-from station.db import Setting, db_proxy, open_database
+from station.db import Setting, bound, open_database
 from station.errors import StationBusy
 from station.policy import merged_policy
 from station.protocol.private_files import write_private_file
@@ -59,18 +62,16 @@ class Station:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._local = threading.local()
         self._generation = 0
-        self.activate()
 
     @contextmanager
     def write(self) -> Iterator[None]:
         """One IMMEDIATE write transaction; waiting past the busy timeout is a StationBusy refusal, not a crash.
 
         Another writer (a long ``station sync`` in a second process, say) can hold the database for a while; the
-        operation then records nothing and the person is asked to try again.
+        operation then records nothing and the person is asked to try again. The station is bound for the block.
         """
-        self.activate()
         try:
-            with self.db.atomic():
+            with self.bound(), self.db.atomic():
                 yield
         except OperationalError as exc:
             if "locked" in str(exc) or "busy" in str(exc):
@@ -82,10 +83,9 @@ class Station:
         self.config[key] = value
         write_private_file(self.data_dir / "config.json", json.dumps(self.config, indent=2, ensure_ascii=False))
 
-    def activate(self) -> None:
-        """Point the models at this station's database (one station per process, tests may switch)."""
-        if db_proxy.obj is not self.db:
-            db_proxy.initialize(self.db)
+    def bound(self):
+        """A context manager that points the models at this station's database, in this context only (nests)."""
+        return bound(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -106,7 +106,6 @@ class Station:
         ``PRAGMA data_version`` changes when any other connection (thread or process, e.g. ``station sync``)
         commits; ``_generation`` covers this process's own ``set_setting``. Callers must not mutate the dicts.
         """
-        self.activate()
         conn = self.db.connection()
         key = (conn.execute("PRAGMA data_version").fetchone()[0], self._generation)
         cache = getattr(self._local, "cache", None)
@@ -120,10 +119,10 @@ class Station:
         return self._settings()[0].get(key, default)
 
     def set_setting(self, key: str, value) -> None:
-        self.activate()
-        Setting.insert(key=key, value=value).on_conflict(
-            conflict_target=[Setting.key], update={Setting.value: value}
-        ).execute()
+        with self.bound():
+            Setting.insert(key=key, value=value).on_conflict(
+                conflict_target=[Setting.key], update={Setting.value: value}
+            ).execute()
         self._generation += 1
 
     @property
@@ -136,6 +135,17 @@ class Station:
 
     def keyset(self) -> KeySet:
         return KeySet.import_key_set(self.public_jwks())
+
+
+def bound_station(function):
+    """Decorator for a public function whose first argument is the station: runs it with the station bound."""
+
+    @functools.wraps(function)
+    def with_station(st: Station, *args, **kwargs):
+        with st.bound():
+            return function(st, *args, **kwargs)
+
+    return with_station
 
 
 def create_station_files(data_dir: str | os.PathLike, station_id: str, **config) -> Path:
@@ -152,21 +162,3 @@ def create_station_files(data_dir: str | os.PathLike, station_id: str, **config)
     )
     return data_dir
 
-
-def init_station(
-    data_dir: str | os.PathLike, station_id: str, *, clock: Callable[[], datetime] | None = None, **config
-) -> Station:
-    """Create a station: keys, config, database and its signed start entry (seq 1)."""
-    from station.journal import append_entry
-
-    create_station_files(data_dir, station_id, **config)
-    st = Station(data_dir, clock=clock)
-    with st.db.atomic():
-        append_entry(
-            st.signer,
-            st.station_id,
-            "start",
-            st.now(),
-            {"jwk": public_jwk(st.signing_key), "software": "station-kit"},
-        )
-    return st

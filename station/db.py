@@ -15,6 +15,9 @@ from release 1 (before the history table existed) is recognised by its tables an
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from peewee import (
@@ -31,7 +34,61 @@ from peewee import (
 )
 from playhouse.migrate import SqliteMigrator
 
-db_proxy = DatabaseProxy()
+#: The database the models use in the current thread or context; set only through :func:`bound`.
+_bound_database: ContextVar[SqliteDatabase | None] = ContextVar("station_database", default=None)
+
+
+class NoStationBound(RuntimeError):
+    """A model was used with no station's database bound in this context (a programming error, not a refusal)."""
+
+
+class BoundDatabaseProxy(DatabaseProxy):
+    """A ``DatabaseProxy`` whose target is per context (thread, request), never process-wide.
+
+    peewee's own proxy holds one target for the whole process, and ``bind_ctx`` rewrites the models' metadata
+    for every thread: two waitress threads (or two stations in one test) would write into each other's
+    database. Here the target lives in a ``ContextVar``: each thread sees only what it bound itself.
+    """
+
+    __slots__ = ()
+
+    def __init__(self):
+        object.__setattr__(self, "_callbacks", [])
+
+    @property
+    def obj(self) -> SqliteDatabase | None:
+        return _bound_database.get()
+
+    def initialize(self, obj):
+        raise TypeError("bind a station's database with station.db.bound(database), not initialize()")
+
+    def __getattr__(self, attr):
+        database = _bound_database.get()
+        if database is None:
+            raise NoStationBound(
+                "no station database is bound here: call the function with the station (it binds itself), "
+                "or wrap the code in `with st.bound():`"
+            )
+        return getattr(database, attr)
+
+    def __enter__(self):
+        return self.__getattr__("__enter__")()
+
+    def __exit__(self, *exc_info):
+        return self.__getattr__("__exit__")(*exc_info)
+
+
+db_proxy = BoundDatabaseProxy()
+
+
+@contextmanager
+def bound(database: SqliteDatabase) -> Iterator[SqliteDatabase]:
+    """Point the models at ``database`` in this context until the block ends; nests, and restores on exit."""
+    token = _bound_database.set(database)
+    try:
+        yield database
+    finally:
+        _bound_database.reset(token)
 
 PRAGMAS = {
     "journal_mode": "wal",

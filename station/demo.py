@@ -12,11 +12,11 @@ import random
 
 from stdnum import luhn
 
-from station.context import Station
+from station.agents import add_agent
+from station.context import Station, bound_station
 from station.db import Agent, Biller, Customer, Payee
 from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
 from station.protocol.pins import make_pin_verifier
-from station.services import add_agent
 
 DEMO_AGENTS = (("A01", "田师傅 Tian", "agent", "1357"), ("S01", "周主管 Zhou", "supervisor", "2468"))
 
@@ -27,9 +27,9 @@ def load_billers() -> None:
         Biller.insert(**biller).on_conflict_replace().execute()
 
 
+@bound_station
 def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowance_fen: int = 300_000) -> None:
     """Create ``count`` demo customers (about one in five with only a passbook), billers and agents."""
-    st.activate()
     rng = random.Random(seed)
     # Demo only: one cheap scrypt verifier (2**8) shared by every demo customer, so that set-up and
     # `station simulate` run thousands of operations quickly. Real verifiers (2**14, one salt per customer)
@@ -58,9 +58,9 @@ def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowanc
     ensure_demo_agents(st)
 
 
+@bound_station
 def ensure_demo_agents(st: Station) -> None:
     """Add the demo agents that are missing (an enrolled station gets customers from the bank, not agents)."""
-    st.activate()
     for agent_id, name, role, pin in DEMO_AGENTS:
         if Agent.get_or_none(Agent.agent_id == agent_id) is None:
             add_agent(st, agent_id, name, role, pin)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import uuid
 
-from station import errors, services
-from station.context import Station
+from station import agents, errors, receipts
+from station.context import Station, bound_station
 from station.db import JournalEntry
 from station.errors import N_, StationError
 from station.journal import append_entry
@@ -30,15 +30,15 @@ class InvalidFeedbackText(StationError):
     template = N_("Write what the customer said, in 1 to %(max)d characters.")
 
 
+@bound_station
 def record_feedback(
-    st: Station, session: services.AgentSession, category: str, text: str, txn: str | None = None
-) -> services.Receipt:
+    st: Station, session: agents.AgentSession, category: str, text: str, txn: str | None = None
+) -> receipts.Receipt:
     """Journal a customer's feedback (entry type ``feedback``, body {agent, category, text}).
 
     ``txn`` is the UUID the form was issued with: a second submission of the same form (a double tap) returns
     the first receipt instead of recording twice.
     """
-    st.activate()
     # Line breaks from the text box become spaces: the entry's text is one printable line, as the bank requires.
     text = " ".join(str(text or "").split())
     if category not in CATEGORIES:
@@ -51,7 +51,7 @@ def record_feedback(
         except ValueError as exc:
             raise errors.InvalidTxnId() from exc
     with st.db.atomic():
-        services.check_session(st, session)
+        agents.check_session(st, session)
         earlier = JournalEntry.get_or_none(JournalEntry.txn == txn) if txn is not None else None
         if earlier is not None:
             said = unverified_payload(earlier.token)
@@ -59,12 +59,12 @@ def record_feedback(
                 raise errors.TxnConflict()
             return _receipt(earlier, category, text)
         body = {"agent": session.agent_id, "category": category, "text": text}
-        entry = append_entry(st.signer, st.station_id, EntryType.FEEDBACK, st.now(), body, txn=txn)
+        entry = append_entry(st, EntryType.FEEDBACK, st.now(), body, txn=txn)
     return _receipt(entry, category, text)
 
 
-def _receipt(entry: JournalEntry, category: str, text: str) -> services.Receipt:
-    return services.Receipt(
+def _receipt(entry: JournalEntry, category: str, text: str) -> receipts.Receipt:
+    return receipts.Receipt(
         seq=entry.seq,
         txn=entry.txn,
         type=EntryType.FEEDBACK,

@@ -1,8 +1,9 @@
 """Appending to and verifying the station's journal.
 
 ``append_entry`` must be called inside the write transaction that also writes the entry's business rows
-(the services do this): the new entry's seq is the head's + 1 and its ``prev`` the head's hash, both read in
-that same IMMEDIATE transaction, so entries stay gapless and chained even with several writer threads.
+(``station.writepath`` and the other writers do this): the new entry's seq is the head's + 1 and its ``prev``
+the head's hash, both read in that same IMMEDIATE transaction, so entries stay gapless and chained even with
+several writer threads.
 """
 
 from __future__ import annotations
@@ -14,34 +15,35 @@ from datetime import datetime
 from pathlib import Path
 
 from joserfc.jwk import KeySet
-from peewee import fn
 
-from station.db import JournalEntry, db_proxy
+from station.context import Station
+from station.db import JournalEntry
 from station.protocol.journal_checks import JournalProblem, check_journal_semantics
 from station.protocol.tokens import (
     PROTOCOL_VERSION,
     ChainProblem,
-    Signer,
     chain_hash,
     genesis_prev,
     is_integer,
+    public_jwk,
     unverified_payload,
     utc_timestamp,
     verify_chain,
 )
 
 
-def journal_head() -> tuple[int, str | None]:
+def journal_head(st: Station) -> tuple[int, str | None]:
     """(seq, token) of the last entry, or (0, None) for an empty journal."""
-    row = db_proxy.execute_sql("SELECT seq, token FROM journal_entry ORDER BY seq DESC LIMIT 1").fetchone()
+    row = st.db.execute_sql("SELECT seq, token FROM journal_entry ORDER BY seq DESC LIMIT 1").fetchone()
     return (row[0], row[1]) if row else (0, None)
 
 
 def append_entry(
-    signer: Signer, station_id: str, entry_type: str, moment: datetime, body: dict, txn: str | None = None
+    st: Station, entry_type: str, moment: datetime, body: dict, txn: str | None = None
 ) -> JournalEntry:
-    """Sign and store the next entry; returns the stored row (``row.token`` is the receipt)."""
-    head_seq, head_token = journal_head()
+    """Sign and store the next entry with the station's key; returns the stored row (``row.token`` is the receipt)."""
+    station_id = st.station_id
+    head_seq, head_token = journal_head(st)
     seq = head_seq + 1
     payload = {
         **body,
@@ -54,25 +56,26 @@ def append_entry(
     }
     if txn is not None:
         payload["txn"] = txn
-    token = signer.sign(payload)
-    db_proxy.execute_sql(
+    token = st.signer.sign(payload)
+    st.db.execute_sql(
         "INSERT INTO journal_entry (seq, type, txn, token, recorded_at) VALUES (?, ?, ?, ?, ?)",
         (seq, entry_type, txn, token, JournalEntry.recorded_at.db_value(moment)),
     )
     return JournalEntry(seq=seq, type=entry_type, txn=txn, token=token, recorded_at=moment)
 
 
-def iter_entries(after_seq: int = 0, batch: int = 2000) -> Iterator[tuple[int, str]]:
+def append_start_entry(st: Station) -> JournalEntry:
+    """The journal's first entry (seq 1): the station's public key, signed by it."""
+    return append_entry(st, "start", st.now(), {"jwk": public_jwk(st.signing_key), "software": "station-kit"})
+
+
+def iter_entries(st: Station, after_seq: int = 0, batch: int = 2000) -> Iterator[tuple[int, str]]:
     """(seq, token) pairs in seq order, read in pages so a long journal does not sit in memory."""
     last = after_seq
     while True:
-        rows = list(
-            JournalEntry.select(JournalEntry.seq, JournalEntry.token)
-            .where(JournalEntry.seq > last)
-            .order_by(JournalEntry.seq)
-            .limit(batch)
-            .tuples()
-        )
+        rows = st.db.execute_sql(
+            "SELECT seq, token FROM journal_entry WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+        ).fetchall()
         if not rows:
             return
         yield from rows
@@ -147,10 +150,9 @@ def audit_entries(
     return JournalAudit(station_id, count, True, problems)
 
 
-def audit_journal(st, *, bank_head: tuple[int, str] | None = None) -> JournalAudit:
+def audit_journal(st: Station, *, bank_head: tuple[int, str] | None = None) -> JournalAudit:
     """Audit the station's own journal against its own keys (``station verify-journal``)."""
-    st.activate()
-    return audit_entries(iter_entries, st.keyset(), st.station_id, bank_head=bank_head)
+    return audit_entries(lambda: iter_entries(st), st.keyset(), st.station_id, bank_head=bank_head)
 
 
 class ExportError(ValueError):
@@ -197,40 +199,15 @@ def audit_export(
     return JournalAudit(audit.station, audit.entries, True, mislabelled + audit.problems)
 
 
-def export_journal(st, out: Path) -> int:
+def export_journal(st: Station, out: Path) -> int:
     """Write ``journal.jsonl`` and ``jwks.json`` into ``out``; returns the number of entries."""
     out.mkdir(parents=True, exist_ok=True)
-    st.activate()
     count = 0
     with open(out / "journal.jsonl", "w", encoding="utf-8") as handle:
-        for seq, token in iter_entries():
+        for seq, token in iter_entries(st):
             entry_type = unverified_payload(token)["type"]
             handle.write(json.dumps({"seq": seq, "type": entry_type, "jws": token}) + "\n")
             count += 1
     (out / "jwks.json").write_text(json.dumps(st.public_jwks(), indent=2), encoding="utf-8")
     return count
 
-
-def summarise(st) -> dict:
-    """Entries by type, and count and total amount (fen) of customer operations by type and status."""
-    from station.db import Operation
-    from station.services import drawer_cash
-
-    st.activate()
-    entries = dict(
-        JournalEntry.select(JournalEntry.type, fn.COUNT(JournalEntry.seq)).group_by(JournalEntry.type).tuples()
-    )
-    operations = {}
-    query = Operation.select(
-        Operation.type, Operation.status, fn.COUNT(Operation.txn), fn.SUM(Operation.amount_fen)
-    ).group_by(Operation.type, Operation.status)
-    for op_type, status, count, total in query.tuples():
-        operations.setdefault(op_type, {})[status] = {"count": count, "amount_fen": total}
-    head_seq, _ = journal_head()
-    return {
-        "station": st.station_id,
-        "head_seq": head_seq,
-        "entries_by_type": entries,
-        "operations": operations,
-        "drawer_cash_fen": drawer_cash(),
-    }

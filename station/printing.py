@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import UTC, date
 from functools import partial
 
-from station.context import Station
+from station.context import Station, bound_station
 from station.db import Agent, Biller
 from station.printer import PrintJob, run_job
 from station.protocol.tokens import unverified_payload
 from station.receipt_layout import COPIES, ReceiptSheet, render_busy_hours, render_receipt
-from station.services import Receipt, mask_number
+from station.receipts import Receipt, mask_number
 
 
 def _agent_line(receipt: Receipt) -> str | None:
@@ -29,9 +29,9 @@ def _agent_line(receipt: Receipt) -> str | None:
     return f"{agent_id} {agent.name}" if agent else agent_id
 
 
+@bound_station
 def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> ReceiptSheet:
     """What the paper shows of ``receipt`` at station ``st``: the receipt with its agent, biller and local time."""
-    st.activate()
     recorded_at = receipt.recorded_at
     if recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=UTC)

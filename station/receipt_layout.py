@@ -34,7 +34,7 @@ from station.protocol.entry_types import printable_text, spec_of
 from station.protocol.money import chinese_capitals, format_yuan
 
 if TYPE_CHECKING:  # the layout reads a receipt's fields; it needs neither the services nor their database
-    from station.services import Receipt
+    from station.receipts import Receipt
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import random
 from collections import Counter
 from datetime import date, datetime, time, timedelta
 
-from station import errors, services
-from station.context import Station
-from station.db import Biller, Customer, Payee
+from station import agents, business_day, errors, operations, receipts
+from station.context import Station, bound_station
+from station.db import Biller, Customer, JournalEntry, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, ensure_demo_agents, load_demo_customers
 from station.protocol.entry_types import spec_of
 
@@ -62,14 +62,14 @@ def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime |
         st.clock = real_clock
 
 
+@bound_station
 def _simulate(st: Station, transactions: int, seed: int, start: datetime | None) -> dict:
-    st.activate()
     rng = random.Random(seed)
     if not Customer.select().exists():
         load_demo_customers(st)
     ensure_demo_agents(st)
     tz = st.timezone
-    head_time = services.JournalEntry.select().order_by(services.JournalEntry.seq.desc()).first().recorded_at
+    head_time = JournalEntry.select().order_by(JournalEntry.seq.desc()).first().recorded_at
     begin = start or max(head_time, datetime.combine(st.local_date(head_time), OPEN_AT, tz))
     moment = _clock(st, begin.astimezone(tz))
     agent_id, _, _, agent_pin = DEMO_AGENTS[0]
@@ -78,8 +78,8 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
     customers = list(Customer.select().where(Customer.status == "active"))
     billers = {kind: list(Biller.select().where(Biller.kind == kind)) for kind in ("electricity", "water", "gas",
                                                                                      "mobile")}
-    session = services.login_agent(st, agent_id, agent_pin)
-    supervisor = services.login_agent(st, supervisor_id, supervisor_pin)
+    session = agents.login_agent(st, agent_id, agent_pin)
+    supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
 
     def advance(minutes: float) -> None:
         moment["now"] = moment["now"] + timedelta(minutes=minutes)
@@ -92,27 +92,27 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
         elif local.time() < OPEN_AT:
             local = datetime.combine(local.date(), OPEN_AT, tz)
         moment["now"] = local
-        session = services.login_agent(st, agent_id, agent_pin)
-        supervisor = services.login_agent(st, supervisor_id, supervisor_pin)
-        services.open_day(st, session, FLOAT_COUNTS)
+        session = agents.login_agent(st, agent_id, agent_pin)
+        supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
+        business_day.open_day(st, session, FLOAT_COUNTS)
         outcomes["day_open"] += 1
 
     def end_day(at: datetime | None = None) -> None:
-        business_date = date.fromisoformat(services.current_day().business_date)
+        business_date = date.fromisoformat(business_day.current_day(st).business_date)
         moment["now"] = at or datetime.combine(business_date, CLOSE_AT, tz)
-        cash = services.drawer_cash()
+        cash = business_day.drawer_cash(st)
         # A count is usually right, sometimes a little short.
         short = rng.choice([0, 0, 0, 0, 1_000, 500])
         counted = max(cash - short, 0)
         counts = {"100": counted // 100, "10": (counted % 100) // 10} if counted % 10 == 0 else {"100": 0}
-        services.close_day(st, session, counts)
+        business_day.close_day(st, session, counts)
         outcomes["day_close"] += 1
 
-    day = services.current_day()
+    day = business_day.current_day(st)
     if day is not None and date.fromisoformat(day.business_date) < moment["now"].astimezone(tz).date():
         # A day left open before a later start closes at the start: at its own 17:30 the clock would run back.
         end_day(at=moment["now"])
-    if services.current_day() is None:
+    if business_day.current_day(st) is None:
         start_day()
     for _ in range(transactions):
         local = moment["now"].astimezone(tz)
@@ -129,39 +129,39 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
             if receipt is not None:
                 outcomes[receipt.type] += 1
                 if spec_of(receipt.type).reversible and rng.random() < 0.01:
-                    services.reverse(st, supervisor, receipt.txn, services.new_txn_id(), "agent keyed wrong amount")
+                    operations.reverse(st, supervisor, receipt.txn, receipts.new_txn_id(), "agent keyed wrong amount")
                     outcomes["reversal"] += 1
         except errors.StationError as exc:
             outcomes[f"refused:{exc.code}"] += 1
             if isinstance(exc, errors.AgentSessionInvalid):
-                session = services.login_agent(st, agent_id, agent_pin)
+                session = agents.login_agent(st, agent_id, agent_pin)
     return dict(sorted(outcomes.items()))
 
 
 def _one_operation(st, rng, kind, session, customer, billers):
-    new = services.new_txn_id
+    new = receipts.new_txn_id
     if kind in ("bill_cash", "topup_cash"):
         biller = rng.choice(billers["mobile"] if kind == "topup_cash" else
                             billers["electricity"] + billers["water"] + billers["gas"])
         amount = rng.choice(biller.denominations) if biller.denominations else rng.randrange(30, 400) * 100
-        return services.pay_bill(st, session, None, biller.code, _bill_reference(rng, biller), amount, new())
+        return operations.pay_bill(st, session, None, biller.code, _bill_reference(rng, biller), amount, new())
     customer = Customer.get_by_id(customer.id)
     if kind == "wrong_pin":
-        services.authenticate_customer(st, session, customer, "000000")
+        agents.authenticate_customer(st, session, customer, "000000")
         return None
-    auth = services.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+    auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
     if kind == "withdrawal":
         amount = rng.choice([100, 200, 200, 300, 500, 500, 600, 800, 1000]) * 100
-        return services.withdraw_cash(st, session, auth, amount, new())
+        return operations.withdraw_cash(st, session, auth, amount, new())
     if kind == "too_much":
-        return services.withdraw_cash(st, session, auth, 120_000, new())
+        return operations.withdraw_cash(st, session, auth, 120_000, new())
     if kind == "deposit":
-        return services.deposit_cash(st, session, auth, rng.randrange(1, 50) * 10_000, new())
+        return operations.deposit_cash(st, session, auth, rng.randrange(1, 50) * 10_000, new())
     if kind == "balance_enquiry":
-        return services.balance_enquiry(st, session, auth, new()).receipt
+        return operations.balance_enquiry(st, session, auth, new()).receipt
     payee = Payee.select().where(Payee.customer == customer.id).first()
     amount = rng.choice([200, 500, 1000]) * 100
     if payee is not None:
-        return services.transfer(st, session, auth, payee.account, payee.name, amount, new())
-    return services.transfer(st, session, auth, "6222001234567890123", "王小明", amount, new(),
+        return operations.transfer(st, session, auth, payee.account, payee.name, amount, new())
+    return operations.transfer(st, session, auth, "6222001234567890123", "王小明", amount, new(),
                              fraud_warning_confirmed=True)

@@ -21,9 +21,11 @@ from pathlib import Path
 
 import requests
 
-from station.context import SIGNING_KEY_FILE, Station
+from station.business_day import drawer_cash
+from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
-from station.journal import append_entry, iter_entries, journal_head
+from station.journal import append_start_entry, iter_entries, journal_head
+from station.limits import unsynced_exposure
 from station.protocol import acks, batches, envelope_errors, key_codecs
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import (
@@ -156,18 +158,17 @@ def enroll_station(
     }
     write_private_file(data_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     st = Station(data_dir, clock=clock)
-    with st.db.atomic():
-        append_entry(st.signer, st.station_id, "start", st.now(),
-                     {"jwk": public_jwk(st.signing_key), "software": "station-kit"})
+    with st.write():
+        append_start_entry(st)
         st.set_setting("policy", answer.get("policy") or {})
     return st
 
 
 # -- batches ------------------------------------------------------------------------------------------------
+@bound_station
 def pending_entries(st: Station) -> int:
     """How many journal entries wait for the bank's ack (the outbox)."""
-    st.activate()
-    head_seq, _ = journal_head()
+    head_seq, _ = journal_head(st)
     return head_seq - st.setting("acked_seq", 0)
 
 
@@ -178,15 +179,15 @@ def _server(st: Station) -> dict:
     return server
 
 
+@bound_station
 def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int | None = None
                 ) -> batches.SealedBatch | None:
     """The next batch: entries after ``acked_seq``, at most ``max_entries`` and ``max_bytes`` sealed."""
-    st.activate()
     max_entries = max_entries or sync_setting(st, "max_entries")
     max_bytes = max_bytes or sync_setting(st, "max_bytes")
     acked = st.setting("acked_seq", 0)
     entries = []
-    for pair in iter_entries(after_seq=acked, batch=max_entries):
+    for pair in iter_entries(st, after_seq=acked, batch=max_entries):
         entries.append(pair)
         if len(entries) >= max_entries:
             break
@@ -195,9 +196,9 @@ def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int |
     return _seal(st, entries, max_bytes)
 
 
+@bound_station
 def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> batches.SealedBatch | None:
     """The last acknowledged entry again: the bank answers a duplicate with an ack and a fresh downlink."""
-    st.activate()
     acked = st.setting("acked_seq", 0)
     if not acked:
         return None
@@ -256,13 +257,13 @@ def open_answer(st: Station, answer: dict) -> acks.Ack:
 
 
 # -- applying an ack ----------------------------------------------------------------------------------------
+@bound_station
 def apply_ack(st: Station, ack: acks.Ack, sealed: batches.SealedBatch) -> None:
     """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction."""
-    st.activate()
     if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
         raise SyncRefused("The bank's ack does not cover the batch sent.", status=502)
     with st.db.atomic():
-        head_seq, _ = journal_head()
+        head_seq, _ = journal_head(st)
         if ack.acked_through > head_seq:
             raise SyncRefused("The bank acknowledges entries this station never wrote.", status=502)
         if chain_hash(JournalEntry.get_by_id(ack.acked_through).token) != ack.head:
@@ -306,6 +307,7 @@ def _locked_since(acked_through: int) -> set[str]:
     return locked
 
 
+@bound_station
 def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time: datetime) -> None:
     """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
     if "policy" in downlink:
@@ -430,12 +432,10 @@ def _rewind_after_gap(st: Station, refusal: SyncRefused) -> bool:
     return True
 
 
+@bound_station
 def station_status(st: Station) -> dict:
     """What `station status` shows: identity, sync state, outbox, exposure, drawer."""
-    from station.services import drawer_cash, unsynced_exposure
-
-    st.activate()
-    head_seq, _ = journal_head()
+    head_seq, _ = journal_head(st)
     exposure_fen, exposure_count = unsynced_exposure(st)
     return {
         "station_id": st.station_id,
@@ -447,7 +447,7 @@ def station_status(st: Station) -> dict:
         "pending_entries": head_seq - st.setting("acked_seq", 0),
         "unsynced_exposure_fen": exposure_fen,
         "unsynced_debits": exposure_count,
-        "drawer_cash_fen": drawer_cash(),
+        "drawer_cash_fen": drawer_cash(st),
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
         "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

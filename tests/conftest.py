@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from station import services
-from station.context import init_station
+from station import agents, business_day
 from station.demo import DEMO_AGENTS, load_demo_customers
+from station.provision import init_station
 
 
 class FakeClock:
@@ -48,25 +48,28 @@ def make_station(tmp_path, clock):
 
 @pytest.fixture
 def station(make_station):
-    return make_station()
+    """The test's station, bound in the test's own thread so the test can query the models directly."""
+    st = make_station()
+    with st.bound():
+        yield st
 
 
 @pytest.fixture
 def agent(station):
     agent_id, _, _, pin = DEMO_AGENTS[0]
-    return services.login_agent(station, agent_id, pin)
+    return agents.login_agent(station, agent_id, pin)
 
 
 @pytest.fixture
 def supervisor(station):
     agent_id, _, _, pin = DEMO_AGENTS[1]
-    return services.login_agent(station, agent_id, pin)
+    return agents.login_agent(station, agent_id, pin)
 
 
 @pytest.fixture
 def open_drawer(station, agent):
     """The day opened with 30,000 yuan in hundreds."""
-    services.open_day(station, agent, {"10000": 300})
+    business_day.open_day(station, agent, {"10000": 300})
     return station
 
 

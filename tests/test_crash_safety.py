@@ -13,33 +13,34 @@ import sys
 import textwrap
 import time
 
-from station import services
-from station.context import Station, init_station
-from station.db import JournalEntry
+from station.context import Station
+from station.db import JournalEntry, Operation
 from station.demo import load_demo_customers
 from station.journal import audit_journal
+from station.provision import init_station
 
 BURST = textwrap.dedent(
     """
     import sys
-    from station import services
+    from station import agents, business_day, operations, receipts
     from station.context import Station
     from station.db import Customer
 
     st = Station(sys.argv[1])
-    agent = services.login_agent(st, "A01", "1357")
-    if services.current_day() is None:
-        services.open_day(st, agent, {"10000": 100})
-    people = list(Customer.select().order_by(Customer.id))
-    auths = [services.authenticate_customer(st, agent, c, "123456") for c in people]
+    agent = agents.login_agent(st, "A01", "1357")
+    if business_day.current_day(st) is None:
+        business_day.open_day(st, agent, {"10000": 100})
+    with st.bound():
+        people = list(Customer.select().order_by(Customer.id))
+    auths = [agents.authenticate_customer(st, agent, c, "123456") for c in people]
     n = 0
     while True:
         n += 1
         auth = auths[n % len(auths)]
         if n % 3:
-            receipt = services.deposit_cash(st, agent, auth, "10", services.new_txn_id())
+            receipt = operations.deposit_cash(st, agent, auth, "10", receipts.new_txn_id())
         else:
-            receipt = services.pay_bill(st, agent, None, "ELEC-SGCC", "1234567890", "5", services.new_txn_id())
+            receipt = operations.pay_bill(st, agent, None, "ELEC-SGCC", "1234567890", "5", receipts.new_txn_id())
         # Handing the receipt to the customer: once this line is out, it must survive any crash.
         sys.stdout.write(f"{receipt.seq} {receipt.token}\\n")
         sys.stdout.flush()
@@ -74,14 +75,15 @@ def test_kill_minus_nine_never_loses_a_receipt(tmp_path):
     st = Station(folder)
     audit = audit_journal(st)
     assert audit.problems == []
-    stored = dict(JournalEntry.select(JournalEntry.seq, JournalEntry.token).tuples())
+    with st.bound():
+        stored = dict(JournalEntry.select(JournalEntry.seq, JournalEntry.token).tuples())
+        # Every stored customer operation has its business row, and every row its entry.
+        operations = {op.seq for op in Operation.select()}
+        customer_entries = {seq for seq, entry_type in JournalEntry.select(JournalEntry.seq, JournalEntry.type)
+                            .tuples() if entry_type in ("deposit", "bill_payment")}
     assert len(handed_out) > 30
     for seq, token in handed_out.items():
         assert stored.get(seq) == token
-    # Every stored customer operation has its business row, and every row its entry.
-    operations = {op.seq for op in services.Operation.select()}
-    customer_entries = {seq for seq, token in stored.items() if JournalEntry.get_by_id(seq).type
-                        in ("deposit", "bill_payment")}
     assert operations == customer_entries
     assert audit.entries == max(stored)
     st.close()

@@ -9,7 +9,7 @@ import pytest
 from test_ui_catalogue import zh_catalogue
 from ui_helpers import login
 
-from station import feedback, services
+from station import agents, business_day, errors, feedback, operations, receipts
 from station.db import Customer, JournalEntry, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.protocol.entry_types import (
@@ -93,35 +93,35 @@ def test_the_docs_table_is_the_registry():
 
 def written_by_the_station(st) -> dict[str, dict]:
     """One of every entry the station's own writers produce, from a scripted day: type -> payload."""
-    st.activate()
-    agent_id, _, _, agent_pin = DEMO_AGENTS[0]
-    supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
-    with pytest.raises(services.errors.WrongAgentPin):
-        services.login_agent(st, agent_id, "000000")
-    session = services.login_agent(st, agent_id, agent_pin)
-    supervisor = services.login_agent(st, supervisor_id, supervisor_pin)
-    services.unlock_agent(st, supervisor, agent_id)
-    services.open_day(st, session, {"10000": 300})
-    customer = Customer.select().where(Customer.card_number.is_null(False)).first()
-    with pytest.raises(services.errors.WrongCustomerPin):
-        services.authenticate_customer(st, session, customer, "000000")
-    auth = services.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
-    new = services.new_txn_id
-    paid = services.withdraw_cash(st, session, auth, 10_000, new())
-    services.deposit_cash(st, session, auth, 5_000, new())
-    payee = Payee.select().where(Payee.customer == customer.id).first()
-    sent = services.transfer(st, session, auth, payee.account if payee else "6222001234567890123",
-                             payee.name if payee else "王小明", 10_000, new(), fraud_warning_confirmed=True)
-    services.cancel_transfer(st, session, auth, sent.txn, new())
-    services.pay_bill(st, session, None, "ELEC-SGCC", "3300112233", 8_640, new())
-    services.balance_enquiry(st, session, auth, new())
-    services.reverse(st, supervisor, paid.txn, new(), "Wrong amount")
-    feedback.record_feedback(st, session, "praise", "服务很好\n谢谢", new())
-    services.close_day(st, session, {"10000": 300})
-    payloads = {}
-    for entry in JournalEntry.select().order_by(JournalEntry.seq):
-        payloads.setdefault(entry.type, unverified_payload(entry.token))
-    return payloads
+    with st.bound():
+        agent_id, _, _, agent_pin = DEMO_AGENTS[0]
+        supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
+        with pytest.raises(errors.WrongAgentPin):
+            agents.login_agent(st, agent_id, "000000")
+        session = agents.login_agent(st, agent_id, agent_pin)
+        supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
+        agents.unlock_agent(st, supervisor, agent_id)
+        business_day.open_day(st, session, {"10000": 300})
+        customer = Customer.select().where(Customer.card_number.is_null(False)).first()
+        with pytest.raises(errors.WrongCustomerPin):
+            agents.authenticate_customer(st, session, customer, "000000")
+        auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+        new = receipts.new_txn_id
+        paid = operations.withdraw_cash(st, session, auth, 10_000, new())
+        operations.deposit_cash(st, session, auth, 5_000, new())
+        payee = Payee.select().where(Payee.customer == customer.id).first()
+        sent = operations.transfer(st, session, auth, payee.account if payee else "6222001234567890123",
+                                 payee.name if payee else "王小明", 10_000, new(), fraud_warning_confirmed=True)
+        operations.cancel_transfer(st, session, auth, sent.txn, new())
+        operations.pay_bill(st, session, None, "ELEC-SGCC", "3300112233", 8_640, new())
+        operations.balance_enquiry(st, session, auth, new())
+        operations.reverse(st, supervisor, paid.txn, new(), "Wrong amount")
+        feedback.record_feedback(st, session, "praise", "服务很好\n谢谢", new())
+        business_day.close_day(st, session, {"10000": 300})
+        payloads = {}
+        for entry in JournalEntry.select().order_by(JournalEntry.seq):
+            payloads.setdefault(entry.type, unverified_payload(entry.token))
+        return payloads
 
 
 def test_adding_a_type_is_a_checklist(station):

@@ -13,24 +13,25 @@ from click.testing import CliRunner
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
-from station import services
+from station import agents, operations, receipts
 from station.cli import cli
-from station.context import Station, init_station
-from station.db import BusinessDay, DatabaseDamaged
+from station.context import Station
+from station.db import BusinessDay, Customer, DatabaseDamaged, JournalEntry, Operation
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import audit_journal
 from station.protocol.tokens import chain_hash, genesis_prev, unverified_payload
+from station.provision import init_station
 from station.simulate import simulate
 
 
 @pytest.fixture
 def busy_station(open_drawer, agent):
     st = open_drawer
-    customer = services.Customer.select().where(services.Customer.card_number.is_null(False)).first()
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    services.withdraw_cash(st, agent, auth, "500", services.new_txn_id())
-    services.pay_bill(st, agent, None, "ELEC-SGCC", "9876543210", "88.50", services.new_txn_id())
-    services.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", services.new_txn_id(),
+    customer = Customer.select().where(Customer.card_number.is_null(False)).first()
+    auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    operations.pay_bill(st, agent, None, "ELEC-SGCC", "9876543210", "88.50", receipts.new_txn_id())
+    operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", receipts.new_txn_id(),
                       fraud_warning_confirmed=True)
     return st
 
@@ -41,7 +42,7 @@ def raw(st: Station) -> sqlite3.Connection:
 
 def test_entries_are_gapless_chained_and_start_with_a_start_entry(busy_station):
     st = busy_station
-    rows = list(services.JournalEntry.select().order_by(services.JournalEntry.seq))
+    rows = list(JournalEntry.select().order_by(JournalEntry.seq))
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
     payloads = [unverified_payload(r.token) for r in rows]
     assert payloads[0]["type"] == "start"
@@ -49,25 +50,24 @@ def test_entries_are_gapless_chained_and_start_with_a_start_entry(busy_station):
     for before, after, payload in zip(rows, rows[1:], payloads[1:], strict=False):
         assert payload["prev"] == chain_hash(before.token)
         assert payload["seq"] == after.seq
-    audit = audit_journal(st)
-    assert (audit.entries, audit.problems) == (len(rows), [])
+    assert (audit_journal(st).entries, audit_journal(st).problems) == (len(rows), [])
 
 
 def test_no_card_number_or_pin_in_any_token(busy_station):
-    cards = [c.card_number for c in services.Customer.select() if c.card_number]
-    for row in services.JournalEntry.select():
+    cards = [c.card_number for c in Customer.select() if c.card_number]
+    for row in JournalEntry.select():
         payload = json.dumps(unverified_payload(row.token))
         assert not any(card in payload for card in cards)
         assert DEMO_CUSTOMER_PIN not in payload
 
 
 def test_receipt_header_and_payload(busy_station):
-    withdrawal = services.Operation.get(services.Operation.type == "withdrawal")
-    token = services.JournalEntry.get_by_id(withdrawal.seq).token
+    withdrawal = Operation.get(Operation.type == "withdrawal")
+    token = JournalEntry.get_by_id(withdrawal.seq).token
     header = json.loads(jwcrypto_jws.base64url_decode(token.split(".")[0]))
     assert header == {"alg": "Ed25519", "kid": busy_station.signer.kid}
     payload = unverified_payload(token)
-    customer = services.Customer.get_by_id(withdrawal.customer_id)
+    customer = Customer.get_by_id(withdrawal.customer_id)
     assert payload["account"] == customer.account_id
     assert payload["amount"] == 50_000 and payload["type"] == "withdrawal" and payload["txn"] == withdrawal.txn
     assert payload["ts"].endswith("Z") and payload["v"] == 1 and payload["station"] == "ST-0001"
@@ -95,7 +95,7 @@ def tamper(st: Station, sql: str, *params) -> None:
 
 
 def forged_token(st: Station, seq: int, **changes) -> str:
-    token = services.JournalEntry.get_by_id(seq).token
+    token = JournalEntry.get_by_id(seq).token
     header, _, signature = token.split(".")
     payload = {**unverified_payload(token), **changes}
     body = jwcrypto_jws.base64url_encode(json.dumps(payload, separators=(",", ":")).encode())
@@ -114,7 +114,7 @@ def test_verify_cli_reports_intact(busy_station):
 
 def test_edited_amount_is_caught(busy_station):
     st = busy_station
-    seq = services.Operation.get(services.Operation.type == "withdrawal").seq
+    seq = Operation.get(Operation.type == "withdrawal").seq
     tamper(st, "UPDATE journal_entry SET token = ? WHERE seq = ?", forged_token(st, seq, amount=5_000), seq)
     code, result = run_verify(st)
     assert code == 1
@@ -130,7 +130,7 @@ def test_deleted_entry_is_caught(busy_station):
 
 def test_reordered_entries_are_caught(busy_station):
     st = busy_station
-    a, b = (services.JournalEntry.get_by_id(s).token for s in (5, 6))
+    a, b = (JournalEntry.get_by_id(s).token for s in (5, 6))
     tamper(st, "UPDATE journal_entry SET token = CASE seq WHEN 5 THEN ? ELSE ? END WHERE seq IN (5, 6)", b, a)
     code, result = run_verify(st)
     assert (code, result["bad_seq"]) == (1, 5)
@@ -138,10 +138,9 @@ def test_reordered_entries_are_caught(busy_station):
 
 def test_entry_signed_by_another_key_is_caught(busy_station, tmp_path):
     st = busy_station
-    genuine = unverified_payload(services.JournalEntry.get_by_id(6).token)
+    genuine = unverified_payload(JournalEntry.get_by_id(6).token)
     thief = init_station(tmp_path / "other", "ST-0001")
     forged = thief.signer.sign(genuine)
-    st.activate()
     tamper(st, "UPDATE journal_entry SET token = ? WHERE seq = 6", forged)
     code, result = run_verify(st)
     assert (code, result["bad_seq"]) == (1, 6)
@@ -218,7 +217,7 @@ def test_simulate_from_a_given_local_start(station):
     result = CliRunner().invoke(cli, ["simulate", "--data-dir", str(station.data_dir), "-n", "5",
                                       "--start", "2026-11-05T07:40"])
     assert result.exit_code == 0, result.output
-    opened = services.JournalEntry.get(services.JournalEntry.type == "day_open")
+    opened = JournalEntry.get(JournalEntry.type == "day_open")
     assert opened.recorded_at.astimezone(station.timezone).isoformat().startswith("2026-11-05T07:40")
 
 
@@ -227,7 +226,7 @@ def test_simulate_after_a_day_left_open_keeps_the_clock_moving_forward(open_draw
     st = open_drawer
     start = datetime(2026, 11, 5, 7, 40, tzinfo=st.timezone)
     simulate(st, 120, seed=2, start=start)
-    stamps = [entry.recorded_at for entry in services.JournalEntry.select().order_by(services.JournalEntry.seq)]
+    stamps = [entry.recorded_at for entry in JournalEntry.select().order_by(JournalEntry.seq)]
     assert stamps == sorted(stamps)
     assert BusinessDay.get(BusinessDay.business_date == "2026-11-03").closed_at == start
     assert audit_journal(st).problems == []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from station import errors, services
+from station import agents, business_day, errors, limits, operations, receipts
 from station.db import Agent, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import journal_head
+from station.protocol.pins import check_pin
 
 PIN = DEMO_CUSTOMER_PIN
 
@@ -18,7 +19,7 @@ def customer(number: int = 0) -> Customer:
 
 @pytest.fixture
 def auth(open_drawer, agent):
-    return services.authenticate_customer(open_drawer, agent, customer(), PIN)
+    return agents.authenticate_customer(open_drawer, agent, customer(), PIN)
 
 
 def entries() -> int:
@@ -43,14 +44,14 @@ BAD_AMOUNTS = [
 def test_bad_amounts_are_refused_and_record_nothing(open_drawer, agent, auth, operation, amount, error, reason):
     st = open_drawer
     before = entries()
-    txn = services.new_txn_id()
+    txn = receipts.new_txn_id()
     calls = {
-        "withdrawal": lambda: services.withdraw_cash(st, agent, auth, amount, txn),
-        "deposit": lambda: services.deposit_cash(st, agent, auth, amount, txn),
-        "transfer": lambda: services.transfer(st, agent, auth, "6222000000000000001", "王小明", amount, txn,
+        "withdrawal": lambda: operations.withdraw_cash(st, agent, auth, amount, txn),
+        "deposit": lambda: operations.deposit_cash(st, agent, auth, amount, txn),
+        "transfer": lambda: operations.transfer(st, agent, auth, "6222000000000000001", "王小明", amount, txn,
                                               fraud_warning_confirmed=True),
-        "bill_cash": lambda: services.pay_bill(st, agent, None, "ELEC-SGCC", "1234567890", amount, txn),
-        "bill_account": lambda: services.pay_bill(st, agent, auth, "ELEC-SGCC", "1234567890", amount, txn,
+        "bill_cash": lambda: operations.pay_bill(st, agent, None, "ELEC-SGCC", "1234567890", amount, txn),
+        "bill_account": lambda: operations.pay_bill(st, agent, auth, "ELEC-SGCC", "1234567890", amount, txn,
                                                   funding="account"),
     }
     with pytest.raises(error) as refused:
@@ -60,7 +61,7 @@ def test_bad_amounts_are_refused_and_record_nothing(open_drawer, agent, auth, op
 
 
 def test_full_width_amount_is_normalised(open_drawer, agent, auth):
-    receipt = services.withdraw_cash(open_drawer, agent, auth, "１００", services.new_txn_id())
+    receipt = operations.withdraw_cash(open_drawer, agent, auth, "１００", receipts.new_txn_id())
     assert receipt.amount_fen == 10_000
 
 
@@ -75,7 +76,7 @@ def test_full_width_amount_is_normalised(open_drawer, agent, auth):
 )
 def test_withdrawal_amount_rules(open_drawer, agent, auth, amount, error, message):
     with pytest.raises(error) as refused:
-        services.withdraw_cash(open_drawer, agent, auth, amount, services.new_txn_id())
+        operations.withdraw_cash(open_drawer, agent, auth, amount, receipts.new_txn_id())
     assert refused.value.message == message
 
 
@@ -96,15 +97,15 @@ def test_withdrawal_amount_rules(open_drawer, agent, auth, amount, error, messag
 )
 def test_bad_customer_numbers(station, number, kind, error):
     with pytest.raises(error):
-        services.identify_customer(station, number, kind)
+        agents.identify_customer(station, number, kind)
 
 
 def test_card_and_passbook_find_the_same_kind_of_customer(station):
     first = customer()
-    assert services.identify_customer(station, first.card_number).id == first.id
+    assert agents.identify_customer(station, first.card_number).id == first.id
     spaced = " ".join(first.card_number[i:i + 4] for i in range(0, len(first.card_number), 4))
-    assert services.identify_customer(station, spaced).id == first.id
-    assert services.identify_customer(station, first.passbook_number, "passbook").id == first.id
+    assert agents.identify_customer(station, spaced).id == first.id
+    assert agents.identify_customer(station, first.passbook_number, "passbook").id == first.id
 
 
 def test_three_wrong_pins_lock_the_customer_and_journal_each_try(open_drawer, agent):
@@ -113,16 +114,16 @@ def test_three_wrong_pins_lock_the_customer_and_journal_each_try(open_drawer, ag
     before = entries()
     for remaining in (2, 1):
         with pytest.raises(errors.WrongCustomerPin) as refused:
-            services.authenticate_customer(st, agent, li, "000000")
+            agents.authenticate_customer(st, agent, li, "000000")
         assert refused.value.params == {"remaining": remaining}
     with pytest.raises(errors.CustomerLocked) as locked:
-        services.authenticate_customer(st, agent, li, "000000")
+        agents.authenticate_customer(st, agent, li, "000000")
     assert "visit the bank branch" in locked.value.message
     assert entries() == before + 3
     assert [e.type for e in JournalEntry.select().where(JournalEntry.seq > before)] == ["customer_pin_failed"] * 3
     # Even the right PIN does not help now.
     with pytest.raises(errors.CustomerLocked):
-        services.authenticate_customer(st, agent, li, PIN)
+        agents.authenticate_customer(st, agent, li, PIN)
     assert Operation.select().count() == 0
 
 
@@ -130,210 +131,210 @@ def test_a_right_pin_does_not_outrun_a_lock_set_while_it_was_checked(open_drawer
     # Parallel guesses: another thread's third wrong PIN locks the customer while this one's slow hash runs.
     st = open_drawer
     li = customer(1)
-    real_check_pin = services.check_pin
+    real_check_pin = check_pin
 
     def check_pin_racing_a_lockout(pin, verifier):
         Customer.update(status="locked", pin_failures=3).where(Customer.id == li.id).execute()
         return real_check_pin(pin, verifier)
 
-    monkeypatch.setattr(services, "check_pin", check_pin_racing_a_lockout)
+    monkeypatch.setattr(agents, "check_pin", check_pin_racing_a_lockout)
     with pytest.raises(errors.CustomerLocked):
-        services.authenticate_customer(st, agent, li, PIN)
+        agents.authenticate_customer(st, agent, li, PIN)
     assert Customer.get_by_id(li.id).pin_failures == 3
 
 
 def test_a_locked_customer_cannot_use_an_earlier_pin_check(open_drawer, agent):
     st = open_drawer
-    auth = services.authenticate_customer(st, agent, customer(), PIN)
+    auth = agents.authenticate_customer(st, agent, customer(), PIN)
     Customer.update(status="closed").where(Customer.id == auth.customer_id).execute()
     with pytest.raises(errors.CustomerNotActive):
-        services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
+        operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())
 
 
 def test_a_pin_check_expires(open_drawer, agent, clock, auth):
     clock.advance(minutes=6)
     with pytest.raises(errors.CustomerPinRequired):
-        services.withdraw_cash(open_drawer, agent, auth, "100", services.new_txn_id())
+        operations.withdraw_cash(open_drawer, agent, auth, "100", receipts.new_txn_id())
 
 
 def test_pin_check_belongs_to_its_agent(open_drawer, agent, supervisor, auth):
     with pytest.raises(errors.CustomerPinRequired):
-        services.withdraw_cash(open_drawer, supervisor, auth, "100", services.new_txn_id())
+        operations.withdraw_cash(open_drawer, supervisor, auth, "100", receipts.new_txn_id())
 
 
 # -- agents -----------------------------------------------------------------------------------------------
 def test_five_wrong_agent_pins_lock_the_agent(station):
     for remaining in (4, 3, 2, 1):
         with pytest.raises(errors.WrongAgentPin) as refused:
-            services.login_agent(station, "A01", "0000")
+            agents.login_agent(station, "A01", "0000")
         assert refused.value.params == {"remaining": remaining}
     with pytest.raises(errors.AgentLocked):
-        services.login_agent(station, "A01", "0000")
+        agents.login_agent(station, "A01", "0000")
     with pytest.raises(errors.AgentLocked):
-        services.login_agent(station, "A01", "1357")
+        agents.login_agent(station, "A01", "1357")
 
 
 def test_a_right_agent_pin_does_not_outrun_a_lock_set_while_it_was_checked(station, monkeypatch):
-    real_check_pin = services.check_pin
+    real_check_pin = check_pin
 
     def check_pin_racing_a_lockout(pin, verifier):
         Agent.update(failed_pins=5, locked=True).where(Agent.agent_id == "A01").execute()
         return real_check_pin(pin, verifier)
 
-    monkeypatch.setattr(services, "check_pin", check_pin_racing_a_lockout)
+    monkeypatch.setattr(agents, "check_pin", check_pin_racing_a_lockout)
     with pytest.raises(errors.AgentLocked):
-        services.login_agent(station, "A01", "1357")
+        agents.login_agent(station, "A01", "1357")
     assert Agent.get_by_id("A01").failed_pins == 5
 
 
 @pytest.mark.parametrize("pin", ["1234\n", "١٢٣٤", "12a4", "123"])
 def test_an_agent_pin_is_four_to_six_ascii_digits(station, pin):
     with pytest.raises(ValueError, match="A PIN is 4 to 6 digits"):
-        services.add_agent(station, "A03", "小刘 Liu", "agent", pin)
+        agents.add_agent(station, "A03", "小刘 Liu", "agent", pin)
     assert Agent.get_or_none(Agent.agent_id == "A03") is None
 
 
 def test_a_supervisor_unlocks_a_locked_agent(station, supervisor):
     for _ in range(5):
         with pytest.raises((errors.WrongAgentPin, errors.AgentLocked)):
-            services.login_agent(station, "A01", "0000")
-    services.add_agent(station, "A02", "小刘 Liu", "agent", "8642")
-    colleague = services.login_agent(station, "A02", "8642")
+            agents.login_agent(station, "A01", "0000")
+    agents.add_agent(station, "A02", "小刘 Liu", "agent", "8642")
+    colleague = agents.login_agent(station, "A02", "8642")
     with pytest.raises(errors.SupervisorRequired):
-        services.unlock_agent(station, colleague, "A01")
-    receipt = services.unlock_agent(station, supervisor, "A01")
+        agents.unlock_agent(station, colleague, "A01")
+    receipt = agents.unlock_agent(station, supervisor, "A01")
     assert receipt.type == "agent_unlocked"
-    assert services.login_agent(station, "A01", "1357").agent_id == "A01"
+    assert agents.login_agent(station, "A01", "1357").agent_id == "A01"
 
 
 def test_unknown_agent(station):
     with pytest.raises(errors.AgentUnknown):
-        services.login_agent(station, "NOBODY", "1357")
+        agents.login_agent(station, "NOBODY", "1357")
 
 
 def test_expired_agent_session_is_refused_first(open_drawer, agent, auth, clock):
     clock.advance(hours=13)
     # Even with an invalid amount, the session is checked first.
     with pytest.raises(errors.AgentSessionInvalid):
-        services.withdraw_cash(open_drawer, agent, auth, "-5", services.new_txn_id())
+        operations.withdraw_cash(open_drawer, agent, auth, "-5", receipts.new_txn_id())
     # And with a malformed transaction number.
     with pytest.raises(errors.AgentSessionInvalid):
-        services.withdraw_cash(open_drawer, agent, auth, "100", "not-a-uuid")
+        operations.withdraw_cash(open_drawer, agent, auth, "100", "not-a-uuid")
 
 
 def test_operations_need_an_open_day(station, agent):
-    auth = services.authenticate_customer(station, agent, customer(), PIN)
+    auth = agents.authenticate_customer(station, agent, customer(), PIN)
     with pytest.raises(errors.DayNotOpen):
-        services.withdraw_cash(station, agent, auth, "100", services.new_txn_id())
+        operations.withdraw_cash(station, agent, auth, "100", receipts.new_txn_id())
 
 
 # -- limits in order --------------------------------------------------------------------------------------
 def test_daily_limit(open_drawer, agent, auth):
     st = open_drawer
-    services.withdraw_cash(st, agent, auth, "600", services.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "600", receipts.new_txn_id())
     with pytest.raises(errors.OverDailyLimit) as refused:
-        services.withdraw_cash(st, agent, auth, "500", services.new_txn_id())
+        operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
     assert refused.value.message == "Daily limit reached: at most 1,000.00 yuan a day; 400.00 yuan left today."
-    services.withdraw_cash(st, agent, auth, "400", services.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "400", receipts.new_txn_id())
 
 
 def test_daily_limit_resets_the_next_day(open_drawer, agent, auth, clock):
     st = open_drawer
-    services.withdraw_cash(st, agent, auth, "1000", services.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id())
     clock.advance(days=1)
-    session = services.login_agent(st, "A01", "1357")
-    fresh = services.authenticate_customer(st, session, customer(), PIN)
-    services.withdraw_cash(st, session, fresh, "1000", services.new_txn_id())
+    session = agents.login_agent(st, "A01", "1357")
+    fresh = agents.authenticate_customer(st, session, customer(), PIN)
+    operations.withdraw_cash(st, session, fresh, "1000", receipts.new_txn_id())
 
 
 def test_offline_allowance(open_drawer, agent):
     st = open_drawer
     Customer.update(allowance_fen=50_000).where(Customer.id == customer().id).execute()
-    auth = services.authenticate_customer(st, agent, customer(), PIN)
-    services.withdraw_cash(st, agent, auth, "300", services.new_txn_id())
+    auth = agents.authenticate_customer(st, agent, customer(), PIN)
+    operations.withdraw_cash(st, agent, auth, "300", receipts.new_txn_id())
     with pytest.raises(errors.OverOfflineAllowance) as refused:
-        services.withdraw_cash(st, agent, auth, "300", services.new_txn_id())
+        operations.withdraw_cash(st, agent, auth, "300", receipts.new_txn_id())
     assert refused.value.params == {"left": "200.00"}
     # A deposit is a credit: it never needs the allowance.
-    services.deposit_cash(st, agent, auth, "5000", services.new_txn_id())
+    operations.deposit_cash(st, agent, auth, "5000", receipts.new_txn_id())
 
 
 def test_station_exposure_limit(open_drawer, agent):
     st = open_drawer
     st.set_setting("policy", {"max_unsynced_count": 2})
     for index in range(2):
-        auth = services.authenticate_customer(st, agent, customer(index), PIN)
-        services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
-    auth = services.authenticate_customer(st, agent, customer(2), PIN)
+        auth = agents.authenticate_customer(st, agent, customer(index), PIN)
+        operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())
+    auth = agents.authenticate_customer(st, agent, customer(2), PIN)
     with pytest.raises(errors.StationExposureLimit):
-        services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
+        operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())
     # Once the bank acknowledged them, the station may go on.
-    st.set_setting("acked_seq", journal_head()[0])
-    services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
+    st.set_setting("acked_seq", journal_head(st)[0])
+    operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())
 
 
 def test_offline_too_long_refuses_debits_but_not_credits(open_drawer, agent, clock):
     st = open_drawer
     clock.advance(hours=73)
-    session = services.login_agent(st, "A01", "1357")
-    auth = services.authenticate_customer(st, session, customer(), PIN)
+    session = agents.login_agent(st, "A01", "1357")
+    auth = agents.authenticate_customer(st, session, customer(), PIN)
     with pytest.raises(errors.OfflineTooLong) as refused:
-        services.withdraw_cash(st, session, auth, "100", services.new_txn_id())
+        operations.withdraw_cash(st, session, auth, "100", receipts.new_txn_id())
     assert "72 hours" in refused.value.message
     with pytest.raises(errors.OfflineTooLong):
-        services.pay_bill(st, session, auth, "ELEC-SGCC", "1234567890", "50", services.new_txn_id(),
+        operations.pay_bill(st, session, auth, "ELEC-SGCC", "1234567890", "50", receipts.new_txn_id(),
                           funding="account")
-    services.deposit_cash(st, session, auth, "100", services.new_txn_id())
-    services.pay_bill(st, session, None, "ELEC-SGCC", "1234567890", "50", services.new_txn_id())
+    operations.deposit_cash(st, session, auth, "100", receipts.new_txn_id())
+    operations.pay_bill(st, session, None, "ELEC-SGCC", "1234567890", "50", receipts.new_txn_id())
 
 
 def test_drawer_never_goes_negative(station, agent):
-    services.open_day(station, agent, {"10000": 3})
-    auth = services.authenticate_customer(station, agent, customer(), PIN)
+    business_day.open_day(station, agent, {"10000": 3})
+    auth = agents.authenticate_customer(station, agent, customer(), PIN)
     with pytest.raises(errors.InsufficientCash) as refused:
-        services.withdraw_cash(station, agent, auth, "400", services.new_txn_id())
+        operations.withdraw_cash(station, agent, auth, "400", receipts.new_txn_id())
     assert refused.value.message == "Not enough cash in the drawer: 300.00 yuan left."
-    services.withdraw_cash(station, agent, auth, "300", services.new_txn_id())
-    assert services.drawer_cash() == 0
+    operations.withdraw_cash(station, agent, auth, "300", receipts.new_txn_id())
+    assert business_day.drawer_cash(station) == 0
 
 
 def test_limits_are_checked_in_the_documented_order(station, agent):
     """Over the per-transaction limit AND over the drawer: the limit is reported, not the cash."""
-    services.open_day(station, agent, {"10000": 1})
-    auth = services.authenticate_customer(station, agent, customer(), PIN)
+    business_day.open_day(station, agent, {"10000": 1})
+    auth = agents.authenticate_customer(station, agent, customer(), PIN)
     with pytest.raises(errors.OverTransactionLimit):
-        services.withdraw_cash(station, agent, auth, "1100", services.new_txn_id())
+        operations.withdraw_cash(station, agent, auth, "1100", receipts.new_txn_id())
     with pytest.raises(errors.InsufficientCash):
-        services.withdraw_cash(station, agent, auth, "1000", services.new_txn_id())
+        operations.withdraw_cash(station, agent, auth, "1000", receipts.new_txn_id())
 
 
 # -- idempotency ------------------------------------------------------------------------------------------
 def test_same_txn_same_request_returns_the_original_receipt(open_drawer, agent, auth):
     st = open_drawer
-    txn = services.new_txn_id()
-    first = services.withdraw_cash(st, agent, auth, "500", txn)
+    txn = receipts.new_txn_id()
+    first = operations.withdraw_cash(st, agent, auth, "500", txn)
     before = entries()
-    again = services.withdraw_cash(st, agent, auth, "500.00", txn)
+    again = operations.withdraw_cash(st, agent, auth, "500.00", txn)
     assert again.token == first.token and again.seq == first.seq
     assert entries() == before
-    assert services.drawer_cash() == 30_000_00 - 500_00
+    assert business_day.drawer_cash(st) == 30_000_00 - 500_00
 
 
 @pytest.mark.parametrize("other", ["600", "-5"])
 def test_same_txn_different_request_is_refused(open_drawer, agent, auth, other):
     st = open_drawer
-    txn = services.new_txn_id()
-    services.withdraw_cash(st, agent, auth, "500", txn)
+    txn = receipts.new_txn_id()
+    operations.withdraw_cash(st, agent, auth, "500", txn)
     with pytest.raises(errors.TxnConflict):
-        services.withdraw_cash(st, agent, auth, other, txn)
+        operations.withdraw_cash(st, agent, auth, other, txn)
     with pytest.raises(errors.TxnConflict):
-        services.deposit_cash(st, agent, auth, "500", txn)
+        operations.deposit_cash(st, agent, auth, "500", txn)
 
 
 @pytest.mark.parametrize("txn", ["", "not-a-uuid", "12345678-1234-1234-1234-1234567890ZZ"])
 def test_bad_txn_ids(open_drawer, agent, auth, txn):
     with pytest.raises(errors.InvalidTxnId):
-        services.withdraw_cash(open_drawer, agent, auth, "100", txn)
+        operations.withdraw_cash(open_drawer, agent, auth, "100", txn)
 
 
 # -- transfers --------------------------------------------------------------------------------------------
@@ -349,29 +350,29 @@ def test_bad_txn_ids(open_drawer, agent, auth, txn):
 )
 def test_bad_payees(open_drawer, agent, auth, account, name, error):
     with pytest.raises(error):
-        services.transfer(open_drawer, agent, auth, account, name, "100", services.new_txn_id(),
+        operations.transfer(open_drawer, agent, auth, account, name, "100", receipts.new_txn_id(),
                           fraud_warning_confirmed=True)
 
 
 def test_transfer_to_own_account_is_refused(open_drawer, agent, auth):
     own = Customer.get_by_id(auth.customer_id).card_number
     with pytest.raises(errors.OwnAccountTransfer):
-        services.transfer(open_drawer, agent, auth, own, "自己", "100", services.new_txn_id(),
+        operations.transfer(open_drawer, agent, auth, own, "自己", "100", receipts.new_txn_id(),
                           fraud_warning_confirmed=True)
 
 
 def test_blocked_payee_is_refused_even_after_the_warning(open_drawer, agent, auth):
     BlockedPayee.create(account="6222000000000009999", reason="reported scam")
     with pytest.raises(errors.PayeeBlocked):
-        services.transfer(open_drawer, agent, auth, "6222000000000009999", "安全账户", "8000",
-                          services.new_txn_id(), fraud_warning_confirmed=True)
+        operations.transfer(open_drawer, agent, auth, "6222000000000009999", "安全账户", "8000",
+                          receipts.new_txn_id(), fraud_warning_confirmed=True)
 
 
 def test_new_payee_needs_the_fraud_warning(open_drawer, agent, auth):
     st = open_drawer
     with pytest.raises(errors.FraudWarningRequired):
-        services.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", services.new_txn_id())
-    receipt = services.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", services.new_txn_id(),
+        operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id())
+    receipt = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
                                 fraud_warning_confirmed=True)
     assert receipt.status == "recorded"
     assert receipt.fee_fen == 200
@@ -382,42 +383,42 @@ def test_known_payee_small_amount_needs_no_warning_but_large_does(open_drawer, a
     st = open_drawer
     mother = customer(0)  # index 0: the demo gives every third customer a known payee
     payee = Payee.get(Payee.customer == mother.id)
-    auth = services.authenticate_customer(st, agent, mother, PIN)
-    services.transfer(st, agent, auth, payee.account, payee.name, "500", services.new_txn_id())
-    assert services.needs_fraud_warning(st, mother, payee.account, 500_000)
+    auth = agents.authenticate_customer(st, agent, mother, PIN)
+    operations.transfer(st, agent, auth, payee.account, payee.name, "500", receipts.new_txn_id())
+    assert operations.needs_fraud_warning(st, mother, payee.account, 500_000)
 
 
 def test_cancel_a_pending_transfer_restores_the_allowance(open_drawer, agent, auth):
     st = open_drawer
     mother = Customer.get_by_id(auth.customer_id)
-    before = services.offline_available(st, mother)
-    sent = services.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", services.new_txn_id(),
+    before = limits.offline_available(st, mother)
+    sent = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
                              fraud_warning_confirmed=True)
-    assert services.offline_available(st, mother) == before - 800_00 - 200
-    cancel = services.cancel_transfer(st, agent, auth, sent.txn, services.new_txn_id())
+    assert limits.offline_available(st, mother) == before - 800_00 - 200
+    cancel = operations.cancel_transfer(st, agent, auth, sent.txn, receipts.new_txn_id())
     assert cancel.type == "transfer_cancel" and cancel.details["ref_seq"] == sent.seq
     assert Operation.get_by_id(sent.txn).status == "cancelled"
-    assert services.offline_available(st, mother) == before
+    assert limits.offline_available(st, mother) == before
     with pytest.raises(errors.NotCancellable):
-        services.cancel_transfer(st, agent, auth, sent.txn, services.new_txn_id())
+        operations.cancel_transfer(st, agent, auth, sent.txn, receipts.new_txn_id())
 
 
 def test_a_settled_transfer_cannot_be_cancelled(open_drawer, agent, auth):
     st = open_drawer
-    sent = services.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", services.new_txn_id(),
+    sent = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
                              fraud_warning_confirmed=True)
     Operation.update(status="settled").where(Operation.txn == sent.txn).execute()
     with pytest.raises(errors.NotCancellable):
-        services.cancel_transfer(st, agent, auth, sent.txn, services.new_txn_id())
+        operations.cancel_transfer(st, agent, auth, sent.txn, receipts.new_txn_id())
 
 
 def test_only_the_sender_can_cancel(open_drawer, agent, auth):
     st = open_drawer
-    sent = services.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", services.new_txn_id(),
+    sent = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
                              fraud_warning_confirmed=True)
-    stranger = services.authenticate_customer(st, agent, customer(3), PIN)
+    stranger = agents.authenticate_customer(st, agent, customer(3), PIN)
     with pytest.raises(errors.NoSuchReceipt):
-        services.cancel_transfer(st, agent, stranger, sent.txn, services.new_txn_id())
+        operations.cancel_transfer(st, agent, stranger, sent.txn, receipts.new_txn_id())
 
 
 # -- bills ------------------------------------------------------------------------------------------------
@@ -439,85 +440,85 @@ def test_only_the_sender_can_cancel(open_drawer, agent, auth):
 def test_bad_bills(open_drawer, agent, biller, reference, amount, error):
     before = entries()
     with pytest.raises(error):
-        services.pay_bill(open_drawer, agent, None, biller, reference, amount, services.new_txn_id())
+        operations.pay_bill(open_drawer, agent, None, biller, reference, amount, receipts.new_txn_id())
     assert entries() == before
 
 
 def test_bill_paid_in_cash_and_from_account(open_drawer, agent, auth):
     st = open_drawer
-    cash = services.pay_bill(st, agent, None, "MOBILE-CMCC", "138 0013 8000", "50", services.new_txn_id())
+    cash = operations.pay_bill(st, agent, None, "MOBILE-CMCC", "138 0013 8000", "50", receipts.new_txn_id())
     assert cash.details == {"biller": "MOBILE-CMCC", "ref": "13800138000", "funding": "cash"}
     assert cash.account_masked is None
-    assert services.drawer_cash() == 30_000_00 + 50_00
-    account = services.pay_bill(st, agent, auth, "WATER-COUNTY", "12345678", "35.60", services.new_txn_id(),
+    assert business_day.drawer_cash(st) == 30_000_00 + 50_00
+    account = operations.pay_bill(st, agent, auth, "WATER-COUNTY", "12345678", "35.60", receipts.new_txn_id(),
                                 funding="account")
     assert account.account_masked.endswith(Customer.get_by_id(auth.customer_id).card_number[-4:])
-    assert services.drawer_cash() == 30_000_00 + 50_00
+    assert business_day.drawer_cash(st) == 30_000_00 + 50_00
 
 
 def test_paying_from_an_account_needs_the_customer_pin(open_drawer, agent):
     with pytest.raises(errors.CustomerPinRequired):
-        services.pay_bill(open_drawer, agent, None, "ELEC-SGCC", "1234567890", "50", services.new_txn_id(),
+        operations.pay_bill(open_drawer, agent, None, "ELEC-SGCC", "1234567890", "50", receipts.new_txn_id(),
                           funding="account")
 
 
 # -- reversal ---------------------------------------------------------------------------------------------
 def test_supervisor_reverses_a_withdrawal(open_drawer, agent, supervisor, auth):
     st = open_drawer
-    paid = services.withdraw_cash(st, agent, auth, "500", services.new_txn_id())
+    paid = operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
     with pytest.raises(errors.SupervisorRequired):
-        services.reverse(st, agent, paid.txn, services.new_txn_id(), "wrong amount")
-    reversal = services.reverse(st, supervisor, paid.txn, services.new_txn_id(), "wrong amount")
+        operations.reverse(st, agent, paid.txn, receipts.new_txn_id(), "wrong amount")
+    reversal = operations.reverse(st, supervisor, paid.txn, receipts.new_txn_id(), "wrong amount")
     assert reversal.details["ref_seq"] == paid.seq
     assert Operation.get_by_id(paid.txn).status == "reversed"
-    assert services.drawer_cash() == 30_000_00
+    assert business_day.drawer_cash(st) == 30_000_00
     with pytest.raises(errors.AlreadyReversed):
-        services.reverse(st, supervisor, paid.txn, services.new_txn_id(), "again")
+        operations.reverse(st, supervisor, paid.txn, receipts.new_txn_id(), "again")
     # The reversed withdrawal no longer counts against the daily limit.
-    services.withdraw_cash(st, agent, auth, "1000", services.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id())
 
 
 def test_reversing_a_deposit_needs_the_cash(station, agent, supervisor):
-    services.open_day(station, agent, {"10000": 1})
-    auth = services.authenticate_customer(station, agent, customer(), PIN)
-    deposit = services.deposit_cash(station, agent, auth, "500", services.new_txn_id())
-    services.withdraw_cash(station, agent, auth, "600", services.new_txn_id())
+    business_day.open_day(station, agent, {"10000": 1})
+    auth = agents.authenticate_customer(station, agent, customer(), PIN)
+    deposit = operations.deposit_cash(station, agent, auth, "500", receipts.new_txn_id())
+    operations.withdraw_cash(station, agent, auth, "600", receipts.new_txn_id())
     with pytest.raises(errors.InsufficientCash):
-        services.reverse(station, supervisor, deposit.txn, services.new_txn_id(), "")
+        operations.reverse(station, supervisor, deposit.txn, receipts.new_txn_id(), "")
 
 
 def test_reversal_only_the_same_day(open_drawer, agent, supervisor, auth, clock):
     st = open_drawer
-    paid = services.withdraw_cash(st, agent, auth, "500", services.new_txn_id())
-    services.close_day(st, agent, {"10000": 295})
+    paid = operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    business_day.close_day(st, agent, {"10000": 295})
     clock.advance(hours=10)
-    session = services.login_agent(st, "S01", "2468")
-    services.open_day(st, session, {"10000": 295})
+    session = agents.login_agent(st, "S01", "2468")
+    business_day.open_day(st, session, {"10000": 295})
     with pytest.raises(errors.ReversalTooLate):
-        services.reverse(st, session, paid.txn, services.new_txn_id(), "")
+        operations.reverse(st, session, paid.txn, receipts.new_txn_id(), "")
 
 
 @pytest.mark.parametrize("kind", ["transfer", "balance_enquiry"])
 def test_not_reversible(open_drawer, agent, supervisor, auth, kind):
     st = open_drawer
     if kind == "transfer":
-        receipt = services.transfer(st, agent, auth, "6222000000000000001", "王小明", "100",
-                                    services.new_txn_id(), fraud_warning_confirmed=True)
+        receipt = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "100",
+                                    receipts.new_txn_id(), fraud_warning_confirmed=True)
     else:
-        receipt = services.balance_enquiry(st, agent, auth, services.new_txn_id()).receipt
+        receipt = operations.balance_enquiry(st, agent, auth, receipts.new_txn_id()).receipt
     with pytest.raises(errors.NotReversible):
-        services.reverse(st, supervisor, receipt.txn, services.new_txn_id(), "")
+        operations.reverse(st, supervisor, receipt.txn, receipts.new_txn_id(), "")
 
 
 def test_a_plain_agent_is_refused_a_reversal_before_anything_else(station, agent):
     """No open day, unknown receipt, replayed txn: the agent hears only that a supervisor is needed."""
     with pytest.raises(errors.SupervisorRequired):
-        services.reverse(station, agent, services.new_txn_id(), services.new_txn_id(), "")
+        operations.reverse(station, agent, receipts.new_txn_id(), receipts.new_txn_id(), "")
 
 
 def test_reverse_unknown_receipt(open_drawer, supervisor):
     with pytest.raises(errors.NoSuchReceipt):
-        services.reverse(open_drawer, supervisor, services.new_txn_id(), services.new_txn_id(), "")
+        operations.reverse(open_drawer, supervisor, receipts.new_txn_id(), receipts.new_txn_id(), "")
 
 
 # -- day and drawer ---------------------------------------------------------------------------------------
@@ -527,27 +528,27 @@ def test_reverse_unknown_receipt(open_drawer, supervisor):
 )
 def test_bad_cash_counts(station, agent, counts):
     with pytest.raises(errors.InvalidCashCount):
-        services.open_day(station, agent, counts)
+        business_day.open_day(station, agent, counts)
     assert BusinessDay.select().count() == 0
 
 
 def test_open_twice_is_refused(open_drawer, agent):
     with pytest.raises(errors.DayAlreadyOpen):
-        services.open_day(open_drawer, agent, {"10000": 1})
+        business_day.open_day(open_drawer, agent, {"10000": 1})
 
 
 def test_close_records_the_variance(open_drawer, agent, auth):
     st = open_drawer
-    services.withdraw_cash(st, agent, auth, "500", services.new_txn_id())
-    closed = services.close_day(st, agent, {"10000": 294, "5000": 1, "2000": 2, "500": 1})
+    operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    closed = business_day.close_day(st, agent, {"10000": 294, "5000": 1, "2000": 2, "500": 1})
     assert (closed.expected_fen, closed.counted_fen, closed.variance_fen) == (29_500_00, 29_495_00, -5_00)
-    assert services.current_day() is None
+    assert business_day.current_day(st) is None
     with pytest.raises(errors.DayNotOpen):
-        services.close_day(st, agent, {})
+        business_day.close_day(st, agent, {})
 
 
 def test_balance_enquiry_is_as_of_the_snapshot(open_drawer, agent, auth):
-    balance = services.balance_enquiry(open_drawer, agent, auth, services.new_txn_id())
+    balance = operations.balance_enquiry(open_drawer, agent, auth, receipts.new_txn_id())
     mother = Customer.get_by_id(auth.customer_id)
     assert balance.balance_fen == mother.balance_fen
     assert balance.balance_as_of == mother.balance_as_of
@@ -565,12 +566,12 @@ def test_a_database_held_by_another_writer_is_a_busy_refusal_and_records_nothing
     before = entries()
     try:
         with pytest.raises(errors.StationBusy):
-            services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
+            operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())
     finally:
         other.execute("ROLLBACK")
         other.close()
     assert entries() == before
-    services.withdraw_cash(st, agent, auth, "100", services.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())
 
 
 @pytest.mark.parametrize(
@@ -588,10 +589,48 @@ def test_check_amount_refuses_before_the_pin_and_records_nothing(open_drawer, ag
     Customer.update(allowance_fen=2_000_00).where(Customer.id == customer().id).execute()
     before = entries()
     with pytest.raises(error):
-        services.check_amount(st, agent, customer(), op_type, amount)
+        operations.check_amount(st, agent, customer(), op_type, amount)
     assert entries() == before
 
 
 def test_check_amount_passes_what_the_operation_would_take(open_drawer, agent):
-    assert services.check_amount(open_drawer, agent, customer(), "transfer", "500") == 500_00
-    assert services.check_amount(open_drawer, agent, customer(), "deposit", "12.50") == 12_50
+    assert operations.check_amount(open_drawer, agent, customer(), "transfer", "500") == 500_00
+    assert operations.check_amount(open_drawer, agent, customer(), "deposit", "12.50") == 12_50
+
+
+def test_may_reverse_says_what_reverse_does(open_drawer, agent, supervisor, auth, clock):
+    """The receipt screen offers Reverse only where the core's ``reverse`` would pass: a rule of the core."""
+    st = open_drawer
+    paid = operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    balance = operations.balance_enquiry(st, agent, auth, receipts.new_txn_id()).receipt
+    assert operations.may_reverse(st, Operation.get_by_id(paid.txn))
+    assert not operations.may_reverse(st, Operation.get_by_id(balance.txn))
+    business_day.close_day(st, agent, {"10000": 295})
+    clock.advance(hours=10)
+    session = agents.login_agent(st, "S01", "2468")
+    business_day.open_day(st, session, {"10000": 295})
+    yesterday = Operation.get_by_id(paid.txn)
+    assert not operations.may_reverse(st, yesterday)
+    with pytest.raises(errors.ReversalTooLate):
+        operations.reverse(st, session, paid.txn, receipts.new_txn_id(), "")
+
+
+def test_the_fee_quoted_is_the_fee_charged(open_drawer, agent, auth):
+    st = open_drawer
+    st.set_setting("policy", {"fees": {"withdrawal": 300}})
+    assert operations.quote_fee(st, "withdrawal") == 300
+    paid = operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    assert paid.fee_fen == operations.quote_fee(st, "withdrawal")
+
+
+def test_the_close_preview_is_what_the_close_records(open_drawer, agent, auth):
+    st = open_drawer
+    operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    counts = {"10000": 294, "5000": 1}
+    preview = business_day.close_preview(st, counts)
+    assert (preview.expected_fen, preview.counted_fen, preview.variance_fen) == (29_500_00, 29_450_00, -50_00)
+    closed = business_day.close_day(st, agent, counts)
+    assert (closed.expected_fen, closed.counted_fen, closed.variance_fen) == (
+        preview.expected_fen, preview.counted_fen, preview.variance_fen)
+    with pytest.raises(errors.DayNotOpen):
+        business_day.close_preview(st, counts)

@@ -16,8 +16,8 @@ import zxingcpp
 from escpos.printer import Dummy
 from PIL import Image, ImageOps
 
+from station import agents, business_day, operations, printing, receipt_layout, receipts
 from station import printer as transport
-from station import printing, receipt_layout, services
 from station.db import Customer
 from station.feedback import record_feedback
 from station.printer import FEED_AND_CUT
@@ -59,12 +59,12 @@ def in_chinese_mode(output: bytes, needle: bytes) -> bool:
 @pytest.fixture
 def customer_auth(station, agent):
     customer = Customer.select().order_by(Customer.id).first()
-    return services.authenticate_customer(station, agent, customer, "123456")
+    return agents.authenticate_customer(station, agent, customer, "123456")
 
 
 @pytest.fixture
 def withdrawal(open_drawer, agent, customer_auth):
-    return services.withdraw_cash(open_drawer, agent, customer_auth, "500", services.new_txn_id())
+    return operations.withdraw_cash(open_drawer, agent, customer_auth, "500", receipts.new_txn_id())
 
 
 @pytest.fixture
@@ -125,8 +125,8 @@ def test_reprint_is_marked_duplicate_on_both_copies(dummy, withdrawal):
 
 
 def test_transfer_receipt_says_it_waits_for_the_bank(dummy, open_drawer, agent, customer_auth):
-    receipt = services.transfer(open_drawer, agent, customer_auth, "6222020200112233445", "欧阳娜娜", "200",
-                                services.new_txn_id(), fraud_warning_confirmed=True)
+    receipt = operations.transfer(open_drawer, agent, customer_auth, "6222020200112233445", "欧阳娜娜", "200",
+                                receipts.new_txn_id(), fraud_warning_confirmed=True)
 
     output = printing.print_receipt(dummy, receipt).output
 
@@ -141,8 +141,8 @@ def test_qr_of_a_real_token_fits_384_dots_and_decodes_back_to_the_token(
     dummy, open_drawer, agent, customer_auth, payee_name
 ):
     # A transfer to a 30-character Chinese name is the longest token a customer operation makes today.
-    receipt = services.transfer(open_drawer, agent, customer_auth, "6222020200112233445", payee_name, "200",
-                                services.new_txn_id(), fraud_warning_confirmed=True)
+    receipt = operations.transfer(open_drawer, agent, customer_auth, "6222020200112233445", payee_name, "200",
+                                receipts.new_txn_id(), fraud_warning_confirmed=True)
     qr = receipt_layout.receipt_qr_image(receipt.token)
     assert qr.width == qr.height <= PAPER_DOTS
     assert qr.width % receipt_layout.QR_SCALE == 0
@@ -200,7 +200,7 @@ def test_render_receipt_refuses_an_unknown_copy(station, withdrawal):
 
 # -- the layout alone: data in, bytes out, no station and no database -------------------------------------
 def transfer_sheet(payee_name: str, **details) -> ReceiptSheet:
-    receipt = services.Receipt(
+    receipt = receipts.Receipt(
         seq=21, txn="5f0c6a3e-8a4b-4c52-9d7e-0b1f2a3c4d5e", type="transfer", token="eyJhbGciOiJFZDI1NTE5In0.e30.c2ln",
         amount_fen=20000, fee_fen=200, status="recorded", account_masked="6222 **** 0001",
         recorded_at=datetime(2026, 11, 2, 23, 40, tzinfo=UTC),
@@ -250,9 +250,9 @@ def test_control_characters_in_a_payee_name_never_reach_the_printer(payee_name):
 
 
 def test_a_reversal_prints_its_reason_cleared_of_control_characters(dummy, agent, supervisor):
-    services.open_day(dummy, agent, {"10000": 300})
-    bill = services.pay_bill(dummy, agent, None, "ELEC-SGCC", "1234567890", "88.50", services.new_txn_id())
-    reversal = services.reverse(dummy, supervisor, bill.txn, services.new_txn_id(), "wrong meter")
+    business_day.open_day(dummy, agent, {"10000": 300})
+    bill = operations.pay_bill(dummy, agent, None, "ELEC-SGCC", "1234567890", "88.50", receipts.new_txn_id())
+    reversal = operations.reverse(dummy, supervisor, bill.txn, receipts.new_txn_id(), "wrong meter")
     tampered = dataclasses.replace(reversal, details={**reversal.details, "reason": "wrong\x1b@\x1dV\x00meter"})
 
     output = printing.print_receipt(dummy, tampered).output
@@ -477,11 +477,11 @@ def test_printing_again_after_a_failure_prints_the_same_receipt(monkeypatch, dum
 
 def test_every_kind_of_receipt_prints_its_own_lines(dummy, agent, supervisor, customer_auth):
     station = dummy
-    services.open_day(station, agent, {"10000": 300})
-    bill = services.pay_bill(station, agent, None, "ELEC-SGCC", "1234567890", "88.50", services.new_txn_id())
-    enquiry = services.balance_enquiry(station, agent, customer_auth, services.new_txn_id()).receipt
-    reversal = services.reverse(station, supervisor, bill.txn, services.new_txn_id(), "typed the wrong meter")
-    day_close = services.close_day(station, agent, {"10000": 300}).receipt
+    business_day.open_day(station, agent, {"10000": 300})
+    bill = operations.pay_bill(station, agent, None, "ELEC-SGCC", "1234567890", "88.50", receipts.new_txn_id())
+    enquiry = operations.balance_enquiry(station, agent, customer_auth, receipts.new_txn_id()).receipt
+    reversal = operations.reverse(station, supervisor, bill.txn, receipts.new_txn_id(), "typed the wrong meter")
+    day_close = business_day.close_day(station, agent, {"10000": 300}).receipt
     voice = record_feedback(station, agent, "suggestion", "希望多放些零钱")
     expected = [
         (bill, ["缴费 Bill payment", "收费单位 Biller:", "国网电费 State Grid", "electricity",

@@ -7,8 +7,9 @@ import time
 from click.testing import CliRunner
 from sync_support import enrolled_station
 
+from station import agents, business_day, operations, receipts
 from station import cli as station_cli
-from station import services
+from station.db import Customer
 from station.demo import DEMO_CUSTOMER_PIN, ensure_demo_agents
 
 
@@ -43,16 +44,17 @@ def test_serve_without_enrollment_runs_no_sync(station, monkeypatch):
 
 def test_serve_syncs_in_the_background_and_on_request(server, tmp_path, clock, monkeypatch):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    ensure_demo_agents(st)
-    agent = services.login_agent(st, "A01", "1357")
-    services.open_day(st, agent, {"10000": 100})
-    customer = services.Customer.select().where(services.Customer.card_number.is_null(False)).first()
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    receipt = services.withdraw_cash(st, agent, auth, "200", services.new_txn_id())
-    st.close()
-    served = serve_without_blocking(monkeypatch)
-    result = CliRunner().invoke(station_cli.cli, ["serve", "--data-dir", str(st.data_dir)])
-    assert result.exit_code == 0, result.output
-    assert "in the background" in result.output
-    assert served["hooked"] is True
-    assert served["acked"] >= receipt.seq
+    with st.bound():
+        ensure_demo_agents(st)
+        agent = agents.login_agent(st, "A01", "1357")
+        business_day.open_day(st, agent, {"10000": 100})
+        customer = Customer.select().where(Customer.card_number.is_null(False)).first()
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        receipt = operations.withdraw_cash(st, agent, auth, "200", receipts.new_txn_id())
+        st.close()
+        served = serve_without_blocking(monkeypatch)
+        result = CliRunner().invoke(station_cli.cli, ["serve", "--data-dir", str(st.data_dir)])
+        assert result.exit_code == 0, result.output
+        assert "in the background" in result.output
+        assert served["hooked"] is True
+        assert served["acked"] >= receipt.seq

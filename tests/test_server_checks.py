@@ -8,9 +8,10 @@ import pytest
 from click.testing import CliRunner
 from sync_support import append_only_lifted, enrolled_station, server_db
 
-from station import services
+from station import agents, business_day, operations, receipts
 from station.db import Customer
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+from station.sync import sync_once
 from sync_server.admin import execute_due_transfers
 from sync_server.book import ledger_totals
 from sync_server.checks import CheckFailure, check_ledger
@@ -25,28 +26,27 @@ QUIET_CUSTOMER = "DM00020005"
 def a_day_at_the_counter(st) -> None:
     """Deposits, a withdrawal keyed wrong and reversed, a transfer cancelled and one kept, bills in cash and from the
     account, a day close 10 yuan short; synced, and the due transfer executed by the bank."""
-    for agent_id, name, role, pin in DEMO_AGENTS:
-        services.add_agent(st, agent_id, name, role, pin)
-    agent = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    supervisor = services.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
-    services.open_day(st, agent, {"10000": 300})
-    customer = Customer.get(Customer.account_id == ACCOUNT)
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    payee = customer.payees.get()
-    services.deposit_cash(st, agent, auth, "200", services.new_txn_id())
-    keyed_wrong = services.withdraw_cash(st, agent, auth, "300", services.new_txn_id())
-    services.reverse(st, supervisor, keyed_wrong.txn, services.new_txn_id(), "keyed wrong amount")
-    services.withdraw_cash(st, agent, auth, "30", services.new_txn_id())
-    cancelled = services.transfer(st, agent, auth, payee.account, payee.name, "300", services.new_txn_id())
-    services.cancel_transfer(st, agent, auth, cancelled.txn, services.new_txn_id())
-    services.transfer(st, agent, auth, payee.account, payee.name, "100", services.new_txn_id())
-    services.pay_bill(st, agent, None, "ELEC-SGCC", "3100000001", "86.40", services.new_txn_id())
-    services.pay_bill(st, agent, auth, "ELEC-SGCC", "3100000002", "120", services.new_txn_id(), funding="account")
-    counted = services.drawer_cash() - 10_00
-    services.close_day(st, agent, {"10000": counted // 10000, "100": (counted % 10000) // 100,
-                                   "10": (counted % 100) // 10})
-    from station.sync import sync_once
-
+    with st.bound():
+        for agent_id, name, role, pin in DEMO_AGENTS:
+            agents.add_agent(st, agent_id, name, role, pin)
+        agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        supervisor = agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
+        business_day.open_day(st, agent, {"10000": 300})
+        customer = Customer.get(Customer.account_id == ACCOUNT)
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        payee = customer.payees.get()
+        operations.deposit_cash(st, agent, auth, "200", receipts.new_txn_id())
+        keyed_wrong = operations.withdraw_cash(st, agent, auth, "300", receipts.new_txn_id())
+        operations.reverse(st, supervisor, keyed_wrong.txn, receipts.new_txn_id(), "keyed wrong amount")
+        operations.withdraw_cash(st, agent, auth, "30", receipts.new_txn_id())
+        cancelled = operations.transfer(st, agent, auth, payee.account, payee.name, "300", receipts.new_txn_id())
+        operations.cancel_transfer(st, agent, auth, cancelled.txn, receipts.new_txn_id())
+        operations.transfer(st, agent, auth, payee.account, payee.name, "100", receipts.new_txn_id())
+        operations.pay_bill(st, agent, None, "ELEC-SGCC", "3100000001", "86.40", receipts.new_txn_id())
+        operations.pay_bill(st, agent, auth, "ELEC-SGCC", "3100000002", "120", receipts.new_txn_id(), funding="account")
+        counted = business_day.drawer_cash(st) - 10_00
+        business_day.close_day(st, agent, {"10000": counted // 10000, "100": (counted % 10000) // 100,
+                                       "10": (counted % 100) // 10})
     assert sync_once(st).rejected == {}
     server_db()
     assert execute_due_transfers() == 1

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from sync_support import enrolled_station, server_db
 
-from station import services
+from station import receipts
 from station.db import JournalEntry, Operation
 from station.journal import append_entry, journal_head
 from station.protocol.tokens import chain_hash, unverified_payload, utc_timestamp
@@ -22,10 +22,9 @@ ACCOUNT = "DM00010001"
 
 def forge_operation(st, entry_type: str, body: dict):
     """A signed entry of ``entry_type`` and its operation row, as a newer (or tampered) station would write them."""
-    st.activate()
-    txn = services.new_txn_id()
-    with st.db.atomic():
-        entry = append_entry(st.signer, st.station_id, entry_type, st.now(), {"agent": "A01", **body}, txn=txn)
+    txn = receipts.new_txn_id()
+    with st.write():
+        entry = append_entry(st, entry_type, st.now(), {"agent": "A01", **body}, txn=txn)
         Operation.create(txn=txn, seq=entry.seq, type=entry_type, request_hash="-", agent_id="A01",
                          business_date=st.local_date().isoformat(), amount_fen=10_000, created_at=st.now())
     return entry
@@ -49,8 +48,8 @@ def test_an_unknown_type_is_rejected_as_unknown_type(server, tmp_path, clock, en
     stored = Entry.get((Entry.station_id == "ST-0001") & (Entry.seq == forged.seq))
     assert (stored.type, stored.outcome, stored.reason) == (entry_type, "rejected", "unknown_type")
     assert sum(ledger_totals().values()) == 0
-    st.activate()
-    op = Operation.get(Operation.seq == forged.seq)
+    with st.bound():
+        op = Operation.get(Operation.seq == forged.seq)
     assert (op.status, op.outcome_reason) == ("rejected", "unknown_type")
     # Listed for the bank's staff, by the command and by the function behind it.
     assert [(e["seq"], e["type"], e["reason"]) for e in list_entries("ST-0001", outcome="rejected")] == [
@@ -67,8 +66,8 @@ def test_an_amount_that_is_not_integer_fen_is_rejected(server, tmp_path, clock, 
     forged = forge_operation(st, "deposit", {"account": ACCOUNT, "amount": amount})
     assert sync_once(st).rejected == {forged.seq: "invalid_amount"}
     assert postings_of("ST-0001", forged.seq) == 0
-    st.activate()
-    assert Operation.get(Operation.seq == forged.seq).status == "rejected"
+    with st.bound():
+        assert Operation.get(Operation.seq == forged.seq).status == "rejected"
 
 
 @pytest.mark.parametrize("body", [
@@ -80,10 +79,9 @@ def test_an_amount_that_is_not_integer_fen_is_rejected(server, tmp_path, clock, 
 ])
 def test_a_field_of_the_wrong_json_type_is_malformed(server, tmp_path, clock, body):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    st.activate()
-    with st.db.atomic():
-        forged = append_entry(st.signer, st.station_id, "deposit", st.now(), {"agent": "A01", **body},
-                              txn=body.get("txn", services.new_txn_id()))
+    with st.write():
+        forged = append_entry(st, "deposit", st.now(), {"agent": "A01", **body},
+                              txn=body.get("txn", receipts.new_txn_id()))
     assert sync_once(st).rejected == {forged.seq: "malformed_entry"}
     assert postings_of("ST-0001", forged.seq) == 0
 
@@ -91,15 +89,14 @@ def test_a_field_of_the_wrong_json_type_is_malformed(server, tmp_path, clock, bo
 def test_a_float_seq_is_rejected_not_applied(server, tmp_path, clock):
     """``"seq": 21.0`` equals 21 in Python: the server must still refuse it as not an integer."""
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    st.activate()
-    head_seq, head_token = journal_head()
+    head_seq, head_token = journal_head(st)
     seq = head_seq + 1
     payload = {"v": 1, "station": st.station_id, "seq": float(seq), "type": "deposit", "ts": utc_timestamp(st.now()),
                "prev": chain_hash(head_token), "agent": "A01", "account": ACCOUNT, "amount": 10_000,
-               "txn": services.new_txn_id()}
+               "txn": receipts.new_txn_id()}
     token = st.signer.sign(payload)
     assert isinstance(unverified_payload(token)["seq"], float)
-    with st.db.atomic():
+    with st.write():
         JournalEntry.create(seq=seq, type="deposit", txn=payload["txn"], token=token, recorded_at=st.now())
     assert sync_once(st).rejected == {seq: "malformed_entry"}
     assert postings_of("ST-0001", seq) == 0
@@ -115,15 +112,14 @@ def test_a_non_canonical_token_is_rejected_and_the_next_entry_settles(server, tm
     from station.protocol.tokens import _registry
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    st.activate()
-    head_seq, head_token = journal_head()
+    head_seq, head_token = journal_head(st)
     seq = head_seq + 1
     payload = {"v": 1, "station": st.station_id, "seq": seq, "type": "deposit", "ts": utc_timestamp(st.now()),
                "prev": chain_hash(head_token), "agent": "A01", "account": ACCOUNT, "amount": 10_000,
-               "txn": services.new_txn_id()}
+               "txn": receipts.new_txn_id()}
     token = jws.serialize_compact({"alg": "Ed25519", "kid": st.signer.kid}, json.dumps(payload).encode(),
                                   st.signing_key, registry=_registry)
-    with st.db.atomic():
+    with st.write():
         JournalEntry.create(seq=seq, type="deposit", txn=payload["txn"], token=token, recorded_at=st.now())
     good = forge_operation(st, "deposit", {"account": ACCOUNT, "amount": 20_000})
     result = sync_once(st)

@@ -11,7 +11,7 @@ import pytest
 import requests
 from sync_support import enrolled_station, serve_in_thread, server_db, stop_server
 
-from station import services
+from station import agents, business_day, operations, receipts
 from station.context import Station
 from station.db import Customer, JournalEntry
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
@@ -30,19 +30,19 @@ PROBLEM = "urn:station-kit:problem:"
 
 def record_some(st, count=3, amount=10_000):
     """Open the day (once) and record ``count`` deposits for a downlinked customer."""
-    st.activate()
     from station.db import Agent
 
-    if Agent.select().count() == 0:
-        for agent_id, name, role, pin in DEMO_AGENTS:
-            services.add_agent(st, agent_id, name, role, pin)
-    session = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    if services.current_day() is None:
-        services.open_day(st, session, {"10000": 100})
-    customer = Customer.get(Customer.account_id == "DM00010001")
-    auth = services.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
-    for _ in range(count):
-        services.deposit_cash(st, session, auth, amount, services.new_txn_id())
+    with st.bound():
+        if Agent.select().count() == 0:
+            for agent_id, name, role, pin in DEMO_AGENTS:
+                agents.add_agent(st, agent_id, name, role, pin)
+        session = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        if business_day.current_day(st) is None:
+            business_day.open_day(st, session, {"10000": 100})
+        customer = Customer.get(Customer.account_id == "DM00010001")
+        auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+        for _ in range(count):
+            operations.deposit_cash(st, session, auth, amount, receipts.new_txn_id())
 
 
 def post(server, station_id, sealed_or_body, headers=None):
@@ -140,34 +140,38 @@ def _keys_of(st):
 
 def test_tampered_inner_entry_is_refused(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    record_some(st)
-    acked = st.setting("acked_seq")
-    entries = list(iter_entries(after_seq=acked))
-    header, payload_b64, sig = entries[-2][1].split(".")
-    payload = unverified_payload(entries[-2][1])
-    assert payload["type"] == "deposit"
-    payload["amount"] = payload["amount"] * 10
-    entries[-2] = (entries[-2][0], f"{header}.{b64url(canonical_json(payload))}.{sig}")
-    sealed = batches.seal_batch(entries, station_id="ST-0001", prev=chain_hash(JournalEntry.get_by_id(acked).token),
-                                signer=st.signer, server_encryption_key=_keys_of(st))
-    response = post(server, "ST-0001", sealed)
-    assert response.status_code == 422 and problem_type(response) == "invalid-entry"
-    assert response.json()["seq"] == entries[-2][0]
-    check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
-    assert applied_counts("ST-0001")[0] == acked
+    with st.bound():
+        record_some(st)
+        acked = st.setting("acked_seq")
+        entries = list(iter_entries(st, after_seq=acked))
+        header, payload_b64, sig = entries[-2][1].split(".")
+        payload = unverified_payload(entries[-2][1])
+        assert payload["type"] == "deposit"
+        payload["amount"] = payload["amount"] * 10
+        entries[-2] = (entries[-2][0], f"{header}.{b64url(canonical_json(payload))}.{sig}")
+        sealed = batches.seal_batch(entries, station_id="ST-0001",
+                                     prev=chain_hash(JournalEntry.get_by_id(acked).token),
+                                     signer=st.signer, server_encryption_key=_keys_of(st))
+        response = post(server, "ST-0001", sealed)
+        assert response.status_code == 422 and problem_type(response) == "invalid-entry"
+        assert response.json()["seq"] == entries[-2][0]
+        check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
+        assert applied_counts("ST-0001")[0] == acked
 
 
 def test_batch_signed_with_the_wrong_key_is_refused(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    record_some(st)
-    acked = st.setting("acked_seq")
-    entries = list(iter_entries(after_seq=acked))
-    thief = Signer(generate_signing_key())
-    sealed = batches.seal_batch(entries, station_id="ST-0001", prev=chain_hash(JournalEntry.get_by_id(acked).token),
-                                signer=thief, server_encryption_key=_keys_of(st))
-    response = post(server, "ST-0001", sealed)
-    assert response.status_code == 401 and problem_type(response) == "bad-signature"
-    check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
+    with st.bound():
+        record_some(st)
+        acked = st.setting("acked_seq")
+        entries = list(iter_entries(st, after_seq=acked))
+        thief = Signer(generate_signing_key())
+        sealed = batches.seal_batch(entries, station_id="ST-0001",
+                                     prev=chain_hash(JournalEntry.get_by_id(acked).token),
+                                     signer=thief, server_encryption_key=_keys_of(st))
+        response = post(server, "ST-0001", sealed)
+        assert response.status_code == 401 and problem_type(response) == "bad-signature"
+        check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
 
 
 def test_unknown_and_revoked_stations_are_refused(server, tmp_path, clock):
@@ -190,16 +194,17 @@ def test_unknown_and_revoked_stations_are_refused(server, tmp_path, clock):
 
 def test_gap_is_refused_with_the_expected_first_seq(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    record_some(st, 4)
-    acked = st.setting("acked_seq")
-    entries = list(iter_entries(after_seq=acked + 1))
-    sealed = batches.seal_batch(entries, station_id="ST-0001",
-                                prev=chain_hash(JournalEntry.get_by_id(acked + 1).token), signer=st.signer,
-                                server_encryption_key=_keys_of(st))
-    response = post(server, "ST-0001", sealed)
-    assert response.status_code == 409 and problem_type(response) == "gap"
-    assert response.json()["expected_first"] == acked + 1
-    check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
+    with st.bound():
+        record_some(st, 4)
+        acked = st.setting("acked_seq")
+        entries = list(iter_entries(st, after_seq=acked + 1))
+        sealed = batches.seal_batch(entries, station_id="ST-0001",
+                                     prev=chain_hash(JournalEntry.get_by_id(acked + 1).token), signer=st.signer,
+                                     server_encryption_key=_keys_of(st))
+        response = post(server, "ST-0001", sealed)
+        assert response.status_code == 409 and problem_type(response) == "gap"
+        assert response.json()["expected_first"] == acked + 1
+        check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
 
 
 def test_oversize_and_malformed_batches_are_refused(server, tmp_path, clock):
@@ -245,7 +250,7 @@ def test_server_dying_after_commit_then_retry_applies_once(server, tmp_path, clo
             sync_once(st, attempts=1)
         assert st.setting("acked_seq") == acked_before  # nothing left the outbox without its ack
         counts = applied_counts("ST-0001")
-        head_seq, _ = journal_head()
+        head_seq, _ = journal_head(st)
         assert counts[0] == head_seq  # ... but the server had committed it
         result = sync_once(st, attempts=1)
         assert result.acked_seq == head_seq and result.pending == 0
@@ -277,7 +282,7 @@ def test_one_batch_delivered_to_two_workers_at_once_applies_once(server, tmp_pat
     finally:
         stop_server(waitress2, thread2)
     assert [r.status_code for r in responses.values()] == [200, 200]
-    head_seq, _ = journal_head()
+    head_seq, _ = journal_head(st)
     entries, postings = applied_counts("ST-0001")
     assert entries == head_seq
     server_db()
@@ -381,7 +386,7 @@ def test_one_batch_raced_at_gunicorn_workers_applies_once(server, tmp_path, cloc
     for t in threads:
         t.join(timeout=90)
     assert [a.status_code for a in answers] == [200] * 6
-    head_seq, _ = journal_head()
+    head_seq, _ = journal_head(st)
     entries, postings = applied_counts("ST-0001")
     assert entries == head_seq
     server_db()

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from peewee import IntegerField, IntegrityError, SqliteDatabase
 from playhouse.migrate import migrate
 
+from station import agents, operations, receipts
 from station import db as station_db
-from station import services
 from station.cli import cli
 from station.context import Station
 from station.db import MIGRATIONS, MODELS, SchemaMismatch, SchemaTooNew, migrate_database, open_database, schema_version
@@ -107,11 +107,11 @@ def test_release_1_folder_is_upgraded_without_loss(release1_folder):
 
         # A new operation appends at head + 1 and chains onto release 1's entries.
         agent_id, _, _, pin = DEMO_AGENTS[0]
-        agent = services.login_agent(st, agent_id, pin)
-        customer = services.identify_customer(
+        agent = agents.login_agent(st, agent_id, pin)
+        customer = agents.identify_customer(
             st, next(row[3] for row in before["customer"] if row[3] and row[5] == "active"))
-        auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-        receipt = services.deposit_cash(st, agent, auth, "200", services.new_txn_id())
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        receipt = operations.deposit_cash(st, agent, auth, "200", receipts.new_txn_id())
         assert receipt.seq == 44
     finally:
         st.close()

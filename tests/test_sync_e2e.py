@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sync_support import enrolled_station, server_db
 
-from station import services
+from station import agents, business_day, operations, receipts
 from station.db import Customer, Operation
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
@@ -16,55 +16,55 @@ from sync_server.db import Account, Entry, Hold, Posting
 
 def add_demo_agents(st):
     for agent_id, name, role, pin in DEMO_AGENTS:
-        services.add_agent(st, agent_id, name, role, pin)
-    return services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        agents.add_agent(st, agent_id, name, role, pin)
+    return agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
 
 
 def customer_auth(st, session, account_id):
-    customer = Customer.get(Customer.account_id == account_id)
-    return services.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+    with st.bound():
+        customer = Customer.get(Customer.account_id == account_id)
+        return agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
 
 
 def test_enroll_record_offline_sync_ledger_equals_journal(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    st.activate()
-    assert Customer.select().count() == 20
-    first = Customer.get(Customer.account_id == "DM00010003")
-    assert first.allowance_fen == 100_000 and first.balance_fen > 0
+    with st.bound():
+        assert Customer.select().count() == 20
+        first = Customer.get(Customer.account_id == "DM00010003")
+        assert first.allowance_fen == 100_000 and first.balance_fen > 0
 
-    agent = add_demo_agents(st)
-    services.open_day(st, agent, {"10000": 300})
-    auth = customer_auth(st, agent, "DM00010003")
-    withdrawal = services.withdraw_cash(st, agent, auth, 50_000, services.new_txn_id())
-    services.deposit_cash(st, agent, auth, 20_000, services.new_txn_id())
-    payee = first.payees.get()
-    services.transfer(st, agent, auth, payee.account, payee.name, 10_000, services.new_txn_id())
-    services.pay_bill(st, agent, None, "ELEC-SGCC", "1234567890", 8_800, services.new_txn_id())
-    assert Operation.get_by_id(withdrawal.txn).status == "recorded"
-    before = first.balance_fen
+        agent = add_demo_agents(st)
+        business_day.open_day(st, agent, {"10000": 300})
+        auth = customer_auth(st, agent, "DM00010003")
+        withdrawal = operations.withdraw_cash(st, agent, auth, 50_000, receipts.new_txn_id())
+        operations.deposit_cash(st, agent, auth, 20_000, receipts.new_txn_id())
+        payee = first.payees.get()
+        operations.transfer(st, agent, auth, payee.account, payee.name, 10_000, receipts.new_txn_id())
+        operations.pay_bill(st, agent, None, "ELEC-SGCC", "1234567890", 8_800, receipts.new_txn_id())
+        assert Operation.get_by_id(withdrawal.txn).status == "recorded"
+        before = first.balance_fen
 
-    result = sync_once(st)
-    st.activate()
-    head_seq, _ = journal_head()
-    assert result.acked_seq == head_seq and result.pending == 0 and result.rejected == {}
-    assert {op.status for op in Operation.select()} == {"settled"}
-    status = station_status(st)
-    assert status["pending_entries"] == 0 and status["last_sync_at"]
+        result = sync_once(st)
+        head_seq, _ = journal_head(st)
+        assert result.acked_seq == head_seq and result.pending == 0 and result.rejected == {}
+        assert {op.status for op in Operation.select()} == {"settled"}
+        status = station_status(st)
+        assert status["pending_entries"] == 0 and status["last_sync_at"]
 
-    server_db()
-    assert Entry.select().where(Entry.station_id == "ST-0001").count() == head_seq
-    totals = ledger_totals()
-    assert sum(totals.values()) == 0
-    transfer_fee = st.policy["fees"]["transfer"]
-    expected = before - 50_000 + 20_000 - 10_000 - transfer_fee
-    assert Account.get_by_id("DM00010003").balance_fen == expected
-    assert Customer.get(Customer.account_id == "DM00010003").balance_fen == expected
-    assert Account.get_by_id("cash:ST-0001").balance_fen == services.drawer_cash()
-    # The hold was consumed by the debits, then refreshed to the allowance again.
-    assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == "DM00010003")).amount_fen == 100_000
-    for txn_seq in Posting.select(Posting.seq).where(Posting.station_id == "ST-0001").distinct():
-        legs = Posting.select().where((Posting.station_id == "ST-0001") & (Posting.seq == txn_seq.seq))
-        assert sum(p.amount_fen for p in legs) == 0
+        server_db()
+        assert Entry.select().where(Entry.station_id == "ST-0001").count() == head_seq
+        totals = ledger_totals()
+        assert sum(totals.values()) == 0
+        transfer_fee = st.policy["fees"]["transfer"]
+        expected = before - 50_000 + 20_000 - 10_000 - transfer_fee
+        assert Account.get_by_id("DM00010003").balance_fen == expected
+        assert Customer.get(Customer.account_id == "DM00010003").balance_fen == expected
+        assert Account.get_by_id("cash:ST-0001").balance_fen == business_day.drawer_cash(st)
+        # The hold was consumed by the debits, then refreshed to the allowance again.
+        assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == "DM00010003")).amount_fen == 100_000
+        for txn_seq in Posting.select(Posting.seq).where(Posting.station_id == "ST-0001").distinct():
+            legs = Posting.select().where((Posting.station_id == "ST-0001") & (Posting.seq == txn_seq.seq))
+            assert sum(p.amount_fen for p in legs) == 0
 
 
 @pytest.mark.parametrize("code, message", [
@@ -82,15 +82,14 @@ def test_simulate_drives_the_downlinked_customers_and_everything_reaches_the_ban
     from station.simulate import simulate
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    outcomes = simulate(st, 150, seed=4)
-    assert outcomes.get("withdrawal", 0) > 0
-    result = sync_once(st)
-    st.activate()
-    head_seq, _ = journal_head()
-    assert result.acked_seq == head_seq and result.pending == 0
-    server_db()
-    assert Entry.select().where(Entry.station_id == "ST-0001").count() == head_seq
-    assert sum(ledger_totals().values()) == 0
-    st.activate()
-    assert Account.get_by_id("cash:ST-0001").balance_fen == services.drawer_cash()
-    assert Operation.select().where(Operation.status == "recorded").count() == 0
+    with st.bound():
+        outcomes = simulate(st, 150, seed=4)
+        assert outcomes.get("withdrawal", 0) > 0
+        result = sync_once(st)
+        head_seq, _ = journal_head(st)
+        assert result.acked_seq == head_seq and result.pending == 0
+        server_db()
+        assert Entry.select().where(Entry.station_id == "ST-0001").count() == head_seq
+        assert sum(ledger_totals().values()) == 0
+        assert Account.get_by_id("cash:ST-0001").balance_fen == business_day.drawer_cash(st)
+        assert Operation.select().where(Operation.status == "recorded").count() == 0

@@ -18,7 +18,7 @@ def server_key():
 
 @pytest.fixture
 def journal(station):
-    return list(iter_entries())
+    return list(iter_entries(station))
 
 
 def seal(station, entries, server_key, prev=None, signer=None):
@@ -108,17 +108,17 @@ def test_a_header_with_other_members_is_refused(station, journal, server_key):
 
 
 def test_compact_form_is_small(station, server_key):
-    from station import services
+    from station import agents, business_day, operations, receipts
     from station.db import Customer
     from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 
-    agent = services.login_agent(station, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    services.open_day(station, agent, {"10000": 300})
+    agent = agents.login_agent(station, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    business_day.open_day(station, agent, {"10000": 300})
     customer = Customer.select().first()
-    auth = services.authenticate_customer(station, agent, customer, DEMO_CUSTOMER_PIN)
+    auth = agents.authenticate_customer(station, agent, customer, DEMO_CUSTOMER_PIN)
     for _ in range(200):
-        services.deposit_cash(station, agent, auth, 10_000, services.new_txn_id())
-    entries = list(iter_entries())
+        operations.deposit_cash(station, agent, auth, 10_000, receipts.new_txn_id())
+    entries = list(iter_entries(station))
     sealed = seal(station, entries, server_key)
     plain_zlib = len(zlib.compress("\n".join(t for _, t in entries).encode(), 9))
     assert len(sealed.body) / len(entries) <= 120

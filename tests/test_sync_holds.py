@@ -6,7 +6,7 @@ import pytest
 from stdnum import luhn
 from sync_support import enrolled_station, server_db
 
-from station import errors, services
+from station import agents, business_day, errors, operations, receipts
 from station.db import Customer, Operation
 from station.demo import DEMO_AGENTS
 from station.journal import append_entry
@@ -27,16 +27,16 @@ def shared_customer_csv():
 
 def login(st):
     for agent_id, name, role, pin in DEMO_AGENTS:
-        services.add_agent(st, agent_id, name, role, pin)
-    session = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    services.open_day(st, session, {"10000": 300})
+        agents.add_agent(st, agent_id, name, role, pin)
+    session = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    business_day.open_day(st, session, {"10000": 300})
     return session
 
 
 def auth_shared(st, session):
-    st.activate()
-    customer = Customer.get(Customer.account_id == SHARED)
-    return services.authenticate_customer(st, session, customer, "246810")
+    with st.bound():
+        customer = Customer.get(Customer.account_id == SHARED)
+    return agents.authenticate_customer(st, session, customer, "246810")
 
 
 def central_balance():
@@ -57,10 +57,10 @@ def test_one_customer_at_two_stations_never_below_zero(server, tmp_path, clock):
 
     # Both stations go offline and each pays out what its allowance allows.
     s1, s2 = login(one), login(two)
-    services.withdraw_cash(one, s1, auth_shared(one, s1), 100_000, services.new_txn_id())
+    operations.withdraw_cash(one, s1, auth_shared(one, s1), 100_000, receipts.new_txn_id())
     with pytest.raises(errors.OverOfflineAllowance):
-        services.withdraw_cash(two, s2, auth_shared(two, s2), 60_000, services.new_txn_id())
-    services.withdraw_cash(two, s2, auth_shared(two, s2), 50_000, services.new_txn_id())
+        operations.withdraw_cash(two, s2, auth_shared(two, s2), 60_000, receipts.new_txn_id())
+    operations.withdraw_cash(two, s2, auth_shared(two, s2), 50_000, receipts.new_txn_id())
 
     for st in (two, one):
         result = sync_once(st)
@@ -70,12 +70,12 @@ def test_one_customer_at_two_stations_never_below_zero(server, tmp_path, clock):
     server_db()
     assert {h.amount_fen for h in Hold.select().where(Hold.account_id == SHARED)} == {0}
     assert sum(ledger_totals().values()) == 0
-    one.activate()
-    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
-    clock.advance(days=1)  # a new day: the daily cap no longer stands in the way, the allowance does
-    s1 = services.login_agent(one, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    with pytest.raises(errors.OverOfflineAllowance):
-        services.withdraw_cash(one, s1, auth_shared(one, s1), 1_000, services.new_txn_id())
+    with one.bound():
+        assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
+        clock.advance(days=1)  # a new day: the daily cap no longer stands in the way, the allowance does
+        s1 = agents.login_agent(one, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        with pytest.raises(errors.OverOfflineAllowance):
+            operations.withdraw_cash(one, s1, auth_shared(one, s1), 1_000, receipts.new_txn_id())
 
 
 def test_a_debit_beyond_the_hold_and_the_balance_is_rejected_centrally(server, tmp_path, clock):
@@ -84,30 +84,30 @@ def test_a_debit_beyond_the_hold_and_the_balance_is_rejected_centrally(server, t
     import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     session = login(one)
-    services.withdraw_cash(one, session, auth_shared(one, session), 100_000, services.new_txn_id())
+    operations.withdraw_cash(one, session, auth_shared(one, session), 100_000, receipts.new_txn_id())
     with one.db.atomic():
-        forged = append_entry(one.signer, one.station_id, "withdrawal", one.now(),
-                              {"agent": "A01", "account": SHARED, "amount": 100_000}, txn=services.new_txn_id())
+        forged = append_entry(one, "withdrawal", one.now(),
+                              {"agent": "A01", "account": SHARED, "amount": 100_000}, txn=receipts.new_txn_id())
     result = sync_once(one)
     assert result.rejected == {forged.seq: "insufficient_funds"}
     assert central_balance() == 50_000
-    one.activate()
-    assert {op.status for op in Operation.select()} == {"settled"}
+    with one.bound():
+        assert {op.status for op in Operation.select()} == {"settled"}
 
 
 def test_a_customer_no_longer_served_at_a_station_loses_the_allowance_there(server, tmp_path, clock):
     server_db()
     import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
-    one.activate()
-    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 100_000
+    with one.bound():
+        assert Customer.get(Customer.account_id == SHARED).allowance_fen == 100_000
     server_db()
     from sync_server.db import HomeStation
 
     HomeStation.delete().where((HomeStation.account_id == SHARED) & (HomeStation.station_id == "ST-0001")).execute()
     sync_once(one)
-    one.activate()
-    assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
+    with one.bound():
+        assert Customer.get(Customer.account_id == SHARED).allowance_fen == 0
     server_db()
     assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == SHARED)).amount_fen == 0
 
@@ -124,8 +124,8 @@ def test_forged_entries_signed_by_a_tampered_station_never_post(server, tmp_path
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     before = central_balance()
     with one.db.atomic():
-        forged = append_entry(one.signer, one.station_id, "withdrawal", one.now(), {"agent": "A01", **body},
-                              txn=services.new_txn_id())
+        forged = append_entry(one, "withdrawal", one.now(), {"agent": "A01", **body},
+                              txn=receipts.new_txn_id())
     assert sync_once(one).rejected == {forged.seq: reason}
     assert central_balance() == before
     server_db()
@@ -147,8 +147,8 @@ def test_malformed_entries_signed_by_a_tampered_station_are_rejected_not_a_crash
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     before = central_balance()
     with one.db.atomic():
-        forged = append_entry(one.signer, one.station_id, entry_type, one.now(), {"agent": "A01", **body},
-                              txn=services.new_txn_id() if with_txn else None)
+        forged = append_entry(one, entry_type, one.now(), {"agent": "A01", **body},
+                              txn=receipts.new_txn_id() if with_txn else None)
     assert sync_once(one).rejected == {forged.seq: "malformed_entry"}
     assert central_balance() == before
     server_db()
@@ -158,8 +158,8 @@ def test_malformed_entries_signed_by_a_tampered_station_are_rejected_not_a_crash
 def forge(st, entry_type, body):
     """An entry signed by the station's own key that its services would never write."""
     with st.db.atomic():
-        return append_entry(st.signer, st.station_id, entry_type, st.now(), {"agent": "A01", **body},
-                            txn=services.new_txn_id())
+        return append_entry(st, entry_type, st.now(), {"agent": "A01", **body},
+                            txn=receipts.new_txn_id())
 
 
 def forged_transfer(st, amount=1_000):
@@ -210,7 +210,7 @@ def test_a_reversal_stays_spent_when_a_later_entry_reuses_the_txn(server, tmp_pa
     forge(one, "reversal", {"ref_txn": paid.txn})
     assert sync_once(one).rejected == {}
     with one.db.atomic():
-        append_entry(one.signer, one.station_id, "withdrawal", one.now(),
+        append_entry(one, "withdrawal", one.now(),
                      {"agent": "A01", "account": SHARED, "amount": 1_000}, txn=paid.txn)
     again = forge(one, "reversal", {"ref_txn": paid.txn})
     assert sync_once(one).rejected == {again.seq: "already_reversed"}

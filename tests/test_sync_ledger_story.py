@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sync_support import append_only_lifted, enrolled_station, server_db
 
-from station import errors, services
+from station import agents, business_day, errors, operations, receipts
 from station.db import Customer, Operation
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
@@ -21,10 +21,10 @@ ACCOUNT = "DM00010003"
 
 def open_counter(st):
     for agent_id, name, role, pin in DEMO_AGENTS:
-        services.add_agent(st, agent_id, name, role, pin)
-    agent = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    supervisor = services.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
-    services.open_day(st, agent, {"10000": 300})
+        agents.add_agent(st, agent_id, name, role, pin)
+    agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    supervisor = agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
+    business_day.open_day(st, agent, {"10000": 300})
     return agent, supervisor
 
 
@@ -35,48 +35,48 @@ def balance(account_id=ACCOUNT):
 
 def test_cancelled_transfer_and_reversed_withdrawal_leave_the_balance_whole(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    before = balance()
-    agent, supervisor = open_counter(st)
-    customer = Customer.get(Customer.account_id == ACCOUNT)
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    payee = customer.payees.get()
-    sent = services.transfer(st, agent, auth, payee.account, payee.name, 30_000, services.new_txn_id())
-    services.cancel_transfer(st, agent, auth, sent.txn, services.new_txn_id())
-    paid = services.withdraw_cash(st, agent, auth, 20_000, services.new_txn_id())
-    services.reverse(st, supervisor, paid.txn, services.new_txn_id(), "keyed wrong amount")
-    kept = services.transfer(st, agent, auth, payee.account, payee.name, 10_000, services.new_txn_id())
+    with st.bound():
+        before = balance()
+        agent, supervisor = open_counter(st)
+        customer = Customer.get(Customer.account_id == ACCOUNT)
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        payee = customer.payees.get()
+        sent = operations.transfer(st, agent, auth, payee.account, payee.name, 30_000, receipts.new_txn_id())
+        operations.cancel_transfer(st, agent, auth, sent.txn, receipts.new_txn_id())
+        paid = operations.withdraw_cash(st, agent, auth, 20_000, receipts.new_txn_id())
+        operations.reverse(st, supervisor, paid.txn, receipts.new_txn_id(), "keyed wrong amount")
+        kept = operations.transfer(st, agent, auth, payee.account, payee.name, 10_000, receipts.new_txn_id())
 
-    result = sync_once(st)
-    assert result.rejected == {}
-    fee = st.policy["fees"]["transfer"]
-    assert balance() == before - 10_000 - fee
-    server_db()
-    statuses = {t.txn: t.status for t in Transfer.select()}
-    assert statuses == {sent.txn: "cancelled", kept.txn: "pending"}
-    assert execute_due_transfers() == 1
-    assert Transfer.get(Transfer.txn == kept.txn).status == "executed"
-    assert balance("external:ST-0001") == 10_000
-    assert balance("transfers:ST-0001") == 0
-    assert sum(ledger_totals().values()) == 0
-    st.activate()
-    assert Operation.get_by_id(sent.txn).status == "cancelled"
-    assert Operation.get_by_id(paid.txn).status == "reversed"
-    assert Operation.get_by_id(kept.txn).status == "settled"
+        result = sync_once(st)
+        assert result.rejected == {}
+        fee = st.policy["fees"]["transfer"]
+        assert balance() == before - 10_000 - fee
+        server_db()
+        statuses = {t.txn: t.status for t in Transfer.select()}
+        assert statuses == {sent.txn: "cancelled", kept.txn: "pending"}
+        assert execute_due_transfers() == 1
+        assert Transfer.get(Transfer.txn == kept.txn).status == "executed"
+        assert balance("external:ST-0001") == 10_000
+        assert balance("transfers:ST-0001") == 0
+        assert sum(ledger_totals().values()) == 0
+        assert Operation.get_by_id(sent.txn).status == "cancelled"
+        assert Operation.get_by_id(paid.txn).status == "reversed"
+        assert Operation.get_by_id(kept.txn).status == "settled"
 
 
 def test_a_customer_locked_by_wrong_pins_stays_locked_after_sync(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    agent, _ = open_counter(st)
-    customer = Customer.get(Customer.account_id == ACCOUNT)
-    for _ in range(3):
-        with pytest.raises((errors.WrongCustomerPin, errors.CustomerLocked)):
-            services.authenticate_customer(st, agent, customer, "000000")
-    sync_once(st)
-    st.activate()
-    assert Customer.get(Customer.account_id == ACCOUNT).status == "locked"
-    assert Customer.get(Customer.account_id == ACCOUNT).allowance_fen == 0
-    server_db()
-    assert ServerCustomer.get_by_id(ACCOUNT).status == "locked"
+    with st.bound():
+        agent, _ = open_counter(st)
+        customer = Customer.get(Customer.account_id == ACCOUNT)
+        for _ in range(3):
+            with pytest.raises((errors.WrongCustomerPin, errors.CustomerLocked)):
+                agents.authenticate_customer(st, agent, customer, "000000")
+        sync_once(st)
+        assert Customer.get(Customer.account_id == ACCOUNT).status == "locked"
+        assert Customer.get(Customer.account_id == ACCOUNT).allowance_fen == 0
+        server_db()
+        assert ServerCustomer.get_by_id(ACCOUNT).status == "locked"
 
 
 def test_an_enrolled_station_id_cannot_get_a_second_device(server, tmp_path, clock):
@@ -91,7 +91,7 @@ def test_station_resends_what_a_restored_server_lost(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     open_counter(st)
     sync_once(st)
-    head_seq, _ = journal_head()
+    head_seq, _ = journal_head(st)
     server_db()
     # Simulate the restore: the server forgets everything after seq 1 (a restore writes around the triggers).
     from sync_server.db import Posting
@@ -105,93 +105,92 @@ def test_station_resends_what_a_restored_server_lost(server, tmp_path, clock):
     ServerStation.update(acked_seq=1, head=chain_hash(first.token)).where(
         ServerStation.station_id == "ST-0001").execute()
     Account.update(balance_fen=0).where(Account.account_id == "cash:ST-0001").execute()
-    st.activate()
-    services.deposit_cash(st, *_auth(st), 10_000, services.new_txn_id())
+    operations.deposit_cash(st, *_auth(st), 10_000, receipts.new_txn_id())
     result = sync_once(st)
-    head_seq, _ = journal_head()
+    head_seq, _ = journal_head(st)
     assert result.acked_seq == head_seq and result.pending == 0
     server_db()
     assert Entry.select().where(Entry.station_id == "ST-0001").count() == head_seq
 
 
 def _auth(st):
-    agent = services.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    customer = Customer.get(Customer.account_id == ACCOUNT)
-    return agent, services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    with st.bound():
+        agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        customer = Customer.get(Customer.account_id == ACCOUNT)
+        return agent, agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
 
 
 def test_a_transfer_to_a_payee_blocked_meanwhile_is_rejected_and_the_block_comes_down(server, tmp_path, clock):
     from sync_server.admin import block_payee
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    before = balance()
-    agent, _ = open_counter(st)
-    customer = Customer.get(Customer.account_id == ACCOUNT)
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    payee = customer.payees.get()
-    sent = services.transfer(st, agent, auth, payee.account, payee.name, 30_000, services.new_txn_id())
-    server_db()
-    block_payee(payee.account, "reported fraud")
-    result = sync_once(st)
-    st.activate()
-    assert result.rejected == {sent.seq: "payee_blocked"}
-    op = Operation.get_by_id(sent.txn)
-    assert (op.status, op.outcome_reason) == ("rejected", "payee_blocked")
-    assert balance() == before
-    st.activate()
-    with pytest.raises(errors.PayeeBlocked):
-        services.transfer(st, agent, auth, payee.account, payee.name, 10_000, services.new_txn_id())
+    with st.bound():
+        before = balance()
+        agent, _ = open_counter(st)
+        customer = Customer.get(Customer.account_id == ACCOUNT)
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        payee = customer.payees.get()
+        sent = operations.transfer(st, agent, auth, payee.account, payee.name, 30_000, receipts.new_txn_id())
+        server_db()
+        block_payee(payee.account, "reported fraud")
+        result = sync_once(st)
+        assert result.rejected == {sent.seq: "payee_blocked"}
+        op = Operation.get_by_id(sent.txn)
+        assert (op.status, op.outcome_reason) == ("rejected", "payee_blocked")
+        assert balance() == before
+        with pytest.raises(errors.PayeeBlocked):
+            operations.transfer(st, agent, auth, payee.account, payee.name, 10_000, receipts.new_txn_id())
 
 
 def test_a_transfer_whose_payee_is_blocked_during_its_delay_is_not_executed(server, tmp_path, clock):
     from sync_server.admin import block_payee
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    agent, _ = open_counter(st)
-    customer = Customer.get(Customer.account_id == ACCOUNT)
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    payee = customer.payees.get()
-    sent = services.transfer(st, agent, auth, payee.account, payee.name, 30_000, services.new_txn_id())
-    assert sync_once(st).rejected == {}
-    server_db()
-    block_payee(payee.account, "reported fraud")
-    assert execute_due_transfers() == 0
-    assert Transfer.get(Transfer.txn == sent.txn).status == "pending"
-    assert balance("transfers:ST-0001") == 30_000
+    with st.bound():
+        agent, _ = open_counter(st)
+        customer = Customer.get(Customer.account_id == ACCOUNT)
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        payee = customer.payees.get()
+        sent = operations.transfer(st, agent, auth, payee.account, payee.name, 30_000, receipts.new_txn_id())
+        assert sync_once(st).rejected == {}
+        server_db()
+        block_payee(payee.account, "reported fraud")
+        assert execute_due_transfers() == 0
+        assert Transfer.get(Transfer.txn == sent.txn).status == "pending"
+        assert balance("transfers:ST-0001") == 30_000
 
 
 def test_a_card_moved_to_another_account_by_the_bank_follows_the_downlink(server, tmp_path, clock):
     from sync_server.db import Customer as BankCustomer
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    card = Customer.get(Customer.account_id == ACCOUNT).card_number
-    server_db()
-    BankCustomer.update(card_number=None).where(BankCustomer.account_id == ACCOUNT).execute()
-    BankCustomer.update(card_number=card).where(BankCustomer.account_id == "DM00010001").execute()
-    sync_once(st)
-    st.activate()
-    assert Customer.get(Customer.account_id == "DM00010001").card_number == card
-    assert Customer.get(Customer.account_id == ACCOUNT).card_number is None
+    with st.bound():
+        card = Customer.get(Customer.account_id == ACCOUNT).card_number
+        server_db()
+        BankCustomer.update(card_number=None).where(BankCustomer.account_id == ACCOUNT).execute()
+        BankCustomer.update(card_number=card).where(BankCustomer.account_id == "DM00010001").execute()
+        sync_once(st)
+        assert Customer.get(Customer.account_id == "DM00010001").card_number == card
+        assert Customer.get(Customer.account_id == ACCOUNT).card_number is None
 
 
 def test_a_reversal_the_bank_refuses_leaves_the_original_standing_at_the_station(server, tmp_path, clock):
     from sync_server.db import Hold
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    agent, supervisor = open_counter(st)
-    customer = Customer.get(Customer.account_id == ACCOUNT)
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    paid_in = services.deposit_cash(st, agent, auth, 20_000, services.new_txn_id())
-    assert sync_once(st).rejected == {}
-    server_db()
-    # Meanwhile the rest of the balance is held for another station: taking the deposit back cannot fit.
-    mine = Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == ACCOUNT)).amount_fen
-    Hold.create(station_id="ST-0002", account_id=ACCOUNT, amount_fen=balance() - mine, updated_at="now")
-    undo = services.reverse(st, supervisor, paid_in.txn, services.new_txn_id(), "keyed twice")
-    st.activate()
-    assert Operation.get_by_id(paid_in.txn).status == "reversed"
+    with st.bound():
+        agent, supervisor = open_counter(st)
+        customer = Customer.get(Customer.account_id == ACCOUNT)
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        paid_in = operations.deposit_cash(st, agent, auth, 20_000, receipts.new_txn_id())
+        assert sync_once(st).rejected == {}
+        server_db()
+        # Meanwhile the rest of the balance is held for another station: taking the deposit back cannot fit.
+        mine = Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == ACCOUNT)).amount_fen
+        Hold.create(station_id="ST-0002", account_id=ACCOUNT, amount_fen=balance() - mine, updated_at="now")
+        undo = operations.reverse(st, supervisor, paid_in.txn, receipts.new_txn_id(), "keyed twice")
+        assert Operation.get_by_id(paid_in.txn).status == "reversed"
 
-    assert sync_once(st).rejected == {Operation.get_by_id(undo.txn).seq: "insufficient_funds"}
-    st.activate()
-    assert Operation.get_by_id(undo.txn).status == "rejected"
-    assert Operation.get_by_id(paid_in.txn).status == "settled"
+        assert sync_once(st).rejected == {Operation.get_by_id(undo.txn).seq: "insufficient_funds"}
+        assert Operation.get_by_id(undo.txn).status == "rejected"
+        assert Operation.get_by_id(paid_in.txn).status == "settled"

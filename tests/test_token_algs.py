@@ -13,7 +13,7 @@ from joserfc.jwk import KeySet
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
-from station import services
+from station import agents, business_day
 from station.cli import cli
 from station.demo import DEMO_AGENTS
 from station.journal import audit_journal, journal_head
@@ -96,11 +96,10 @@ def test_a_wrong_key_is_refused_under_either_name():
 def test_verify_journal_accepts_entries_signed_under_the_name_eddsa(station, monkeypatch):
     monkeypatch.setitem(station.signer._header, "alg", "EdDSA")
     agent_id, _, _, pin = DEMO_AGENTS[0]
-    services.open_day(station, services.login_agent(station, agent_id, pin), {"10000": 10})
-    head_seq, head_token = journal_head()
+    business_day.open_day(station, agents.login_agent(station, agent_id, pin), {"10000": 10})
+    head_seq, head_token = journal_head(station)
     assert json.loads(b64url_decode(head_token.split(".")[0]))["alg"] == "EdDSA"
-    audit = audit_journal(station)
-    assert (audit.entries, audit.problems) == (head_seq, [])
+    assert (audit_journal(station).entries, audit_journal(station).problems) == (head_seq, [])
     result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(station.data_dir), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["entries"] == head_seq

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from station import errors, services
+from station import errors, receipts
 from station.db import JournalEntry
 from station.feedback import InvalidFeedbackCategory, InvalidFeedbackText, record_feedback
 from station.protocol.tokens import verify_token
@@ -43,7 +43,7 @@ def test_feedback_needs_a_live_agent_session(station, agent, clock):
 
 
 def test_the_same_txn_records_once_and_refuses_other_words(station, agent):
-    txn = services.new_txn_id()
+    txn = receipts.new_txn_id()
     first = record_feedback(station, agent, "praise", "很耐心", txn)
     again = record_feedback(station, agent, "praise", "很耐心", txn)
     assert (again.seq, again.token, again.txn) == (first.seq, first.token, txn)

@@ -17,8 +17,9 @@ from ui_helpers import (
     withdraw,
 )
 
-from station import services
+from station import business_day, receipts
 from station.db import BlockedPayee, Customer, JournalEntry, Operation
+from station.protocol.money import format_yuan
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def agent_client(ui_client, open_drawer):
     return ui_client
 
 
-def test_withdraw_500_from_card_to_receipt(agent_client):
+def test_withdraw_500_from_card_to_receipt(agent_client, station):
     customer = card_customer()
     start(agent_client, "withdrawal")
     page = agent_client.get("/op/withdrawal/customer").get_data(as_text=True)
@@ -47,10 +48,10 @@ def test_withdraw_500_from_card_to_receipt(agent_client):
     assert response.status_code == 302
     receipt = agent_client.get(response.location).get_data(as_text=True)
     assert "伍佰元整" in receipt and "已离线记录，等待银行处理" in receipt and "<svg" in receipt
-    assert services.drawer_cash() == 3_000_000 - 50_000
+    assert business_day.drawer_cash(station) == 3_000_000 - 50_000
 
 
-def test_double_tap_on_pin_records_once(agent_client):
+def test_double_tap_on_pin_records_once(agent_client, station):
     customer = card_customer()
     start(agent_client, "withdrawal")
     identify(agent_client, "withdrawal", customer)
@@ -65,10 +66,10 @@ def test_double_tap_on_pin_records_once(agent_client):
     third = agent_client.post("/op/withdrawal/pin", data={"pin": CUSTOMER_PIN, "txn": txn})
     assert first.location == second.location == third.location
     assert Operation.select().where(Operation.type == "withdrawal").count() == 1
-    assert services.drawer_cash() == 3_000_000 - 20_000
+    assert business_day.drawer_cash(station) == 3_000_000 - 20_000
 
 
-def test_passbook_customer_deposits(agent_client):
+def test_passbook_customer_deposits(agent_client, station):
     customer = passbook_only_customer()
     start(agent_client, "deposit")
     assert identify(agent_client, "deposit", customer, "passbook").location == "/op/deposit/amount"
@@ -78,7 +79,7 @@ def test_passbook_customer_deposits(agent_client):
     txn = txn_of(agent_client.get("/op/deposit/pin").get_data(as_text=True))
     response = agent_client.post("/op/deposit/pin", data={"pin": CUSTOMER_PIN, "txn": txn})
     assert "存款" in agent_client.get(response.location).get_data(as_text=True)
-    assert services.drawer_cash() == 3_000_000 + 1_250
+    assert business_day.drawer_cash(station) == 3_000_000 + 1_250
 
 
 @pytest.mark.parametrize(
@@ -156,9 +157,9 @@ def test_wrong_pins_lock_the_customer(agent_client):
     customer = card_customer()
     page = withdraw(agent_client, customer, pin="000000")
     assert error_of(page.get_data(as_text=True)) == "密码错误，还可以再试 2 次。"
-    page = agent_client.post("/op/withdrawal/pin", data={"pin": "000001", "txn": services.new_txn_id()})
+    page = agent_client.post("/op/withdrawal/pin", data={"pin": "000001", "txn": receipts.new_txn_id()})
     assert error_of(page.get_data(as_text=True)) == "密码错误，还可以再试 1 次。"
-    page = agent_client.post("/op/withdrawal/pin", data={"pin": "000002", "txn": services.new_txn_id()})
+    page = agent_client.post("/op/withdrawal/pin", data={"pin": "000002", "txn": receipts.new_txn_id()})
     assert error_of(page.get_data(as_text=True)) == "密码错误次数太多，账户已锁定。请到银行网点解锁。"
     assert Customer.get_by_id(customer.id).status == "locked"
     assert Operation.select().count() == 0
@@ -227,9 +228,9 @@ def test_transfer_through_the_warning_then_cancelled(agent_client):
     page = agent_client.get(receipt_url).get_data(as_text=True)
     assert "转账正在等待银行处理，现在还可以撤销。" in page and 'id="cancel-transfer"' in page
     seq = int(receipt_url.rsplit("/", 1)[1])
-    page = agent_client.post(f"/receipts/{seq}/cancel", data={"pin": "999999", "txn": services.new_txn_id()})
+    page = agent_client.post(f"/receipts/{seq}/cancel", data={"pin": "999999", "txn": receipts.new_txn_id()})
     assert error_of(page.get_data(as_text=True)) == "密码错误，还可以再试 2 次。"
-    response = agent_client.post(f"/receipts/{seq}/cancel", data={"pin": CUSTOMER_PIN, "txn": services.new_txn_id()})
+    response = agent_client.post(f"/receipts/{seq}/cancel", data={"pin": CUSTOMER_PIN, "txn": receipts.new_txn_id()})
     assert "转账已撤销" in agent_client.get(response.location).get_data(as_text=True)
     assert Operation.get(Operation.seq == seq).status == "cancelled"
     assert "已撤销" in agent_client.get("/receipts/").get_data(as_text=True)
@@ -250,8 +251,8 @@ def test_transfer_without_the_warning_confirmed_is_refused_by_the_core(agent_cli
     customer = card_customer(1)
     new_payee_transfer(agent_client, customer, amount="300")
     with agent_client.session_transaction() as sess:
-        sess["op"] = {**sess["op"], "warning_done": True, "confirmed": True, "txn": services.new_txn_id()}
-    page = agent_client.post("/op/transfer/pin", data={"pin": CUSTOMER_PIN, "txn": services.new_txn_id()})
+        sess["op"] = {**sess["op"], "warning_done": True, "confirmed": True, "txn": receipts.new_txn_id()}
+    page = agent_client.post("/op/transfer/pin", data={"pin": CUSTOMER_PIN, "txn": receipts.new_txn_id()})
     assert error_of(page.get_data(as_text=True)) == "转账前请和客户一起阅读防诈骗提示并确认。"
 
 
@@ -275,7 +276,7 @@ def test_payee_refusals(agent_client, account, name, message):
     assert error_of(page.get_data(as_text=True)) == message
 
 
-def test_electricity_bill_in_cash(agent_client):
+def test_electricity_bill_in_cash(agent_client, station):
     start(agent_client, "bill_payment")
     page = agent_client.get("/op/bill_payment/biller").get_data(as_text=True)
     assert "国网电费" in page and 'class="badge electricity"' in page
@@ -288,7 +289,7 @@ def test_electricity_bill_in_cash(agent_client):
     assert "捌拾陆元肆角" in page
     response = agent_client.post("/op/bill_payment/confirm", data={"funding": "cash", "txn": txn_of(page)})
     assert "3300112233" in agent_client.get(response.location).get_data(as_text=True)
-    assert services.drawer_cash() == 3_000_000 + 8_640
+    assert business_day.drawer_cash(station) == 3_000_000 + 8_640
 
 
 def test_bill_amount_rule_refused_on_the_confirm_screen(agent_client):
@@ -338,7 +339,7 @@ def test_balance_enquiry(agent_client):
     txn = txn_of(agent_client.get("/op/balance_enquiry/pin").get_data(as_text=True))
     response = agent_client.post("/op/balance_enquiry/pin", data={"pin": CUSTOMER_PIN, "txn": txn})
     page = agent_client.get(response.location).get_data(as_text=True)
-    assert f"¥{services.format_yuan(customer.balance_fen)}" in page and "本站离线可用" in page
+    assert f"¥{format_yuan(customer.balance_fen)}" in page and "本站离线可用" in page
 
 
 def test_operations_are_refused_before_the_day_is_open(ui_client, station):

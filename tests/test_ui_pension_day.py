@@ -15,7 +15,7 @@ from ui_helpers import (
     withdraw,
 )
 
-from station import services
+from station import business_day, receipts
 from station.db import Customer, JournalEntry, Operation
 from station.protocol.tokens import unverified_payload
 
@@ -36,7 +36,7 @@ def test_pension_day(ui_client, station, clock, printed):
     # story's 30,000: the test station has 20 customers, not forty, and the drawer must still run low).
     login(client)
     client.post("/day/open", data={"n10000": "100", "n5000": "30", "n2000": "25"})
-    assert services.drawer_cash() == 1_200_000
+    assert business_day.drawer_cash(station) == 1_200_000
 
     # Pension withdrawals, by card and by passbook.
     customers = [card_customer(i) for i in range(6)]
@@ -54,8 +54,8 @@ def test_pension_day(ui_client, station, clock, printed):
     # Mrs. Li types her PIN wrong three times: locked, told to visit the branch, nothing recorded.
     li = customers[4]
     withdraw(client, li, "300", pin="111111")
-    client.post("/op/withdrawal/pin", data={"pin": "222222", "txn": services.new_txn_id()})
-    page = client.post("/op/withdrawal/pin", data={"pin": "333333", "txn": services.new_txn_id()})
+    client.post("/op/withdrawal/pin", data={"pin": "222222", "txn": receipts.new_txn_id()})
+    page = client.post("/op/withdrawal/pin", data={"pin": "333333", "txn": receipts.new_txn_id()})
     assert "请到银行网点解锁" in error_of(page.get_data(as_text=True))
     assert Customer.get_by_id(li.id).status == "locked"
 
@@ -69,7 +69,7 @@ def test_pension_day(ui_client, station, clock, printed):
     login(client)
     for customer in [card_customer(i) for i in range(6, 13)]:
         assert withdraw(client, customer, "1000").status_code == 302
-    assert services.drawer_cash() == 30_000
+    assert business_day.drawer_cash(station) == 30_000
     start(client, "withdrawal")
     identify(client, "withdrawal", card_customer(14))
     page = client.post("/op/withdrawal/amount", data={"amount": "500"}).get_data(as_text=True)
@@ -110,7 +110,7 @@ def test_pension_day(ui_client, station, clock, printed):
     assert "银行已处理完成" in client.get("/receipts/").get_data(as_text=True)
 
     # 17:30 day close: the count is 10 yuan short; the variance is recorded and signed.
-    expected = services.drawer_cash()
+    expected = business_day.drawer_cash(station)
     hundreds, rest = divmod(expected - 1_000, 10_000)
     counts = {"n10000": str(hundreds), "n10": str(rest // 10), "confirm": "1"}
     response = client.post("/day/close", data=counts)

@@ -17,7 +17,7 @@ from ui_helpers import (
     withdraw,
 )
 
-from station import services
+from station import agents, business_day, receipts
 from station.db import Agent, JournalEntry, Operation, PrintedReceipt
 from station.protocol.tokens import unverified_payload, verify_token
 
@@ -157,7 +157,7 @@ def withdrawal_seq(agent_client):
 def test_receipt_shows_what_the_issue_lists(agent_client, withdrawal_seq, station):
     page = agent_client.get(f"/receipts/{withdrawal_seq}").get_data(as_text=True)
     customer = card_customer()
-    for text in ("ST-0001", "田师傅 Tian", "2026年11月3日", "取款", services.mask_number(customer.card_number),
+    for text in ("ST-0001", "田师傅 Tian", "2026年11月3日", "取款", receipts.mask_number(customer.card_number),
                  "¥500.00", "伍佰元整", "已离线记录，等待银行处理", f"流水号 {withdrawal_seq}", "<svg", "viewBox"):
         assert text in page, text
     assert customer.card_number not in page
@@ -170,6 +170,18 @@ def test_receipts_list_of_today(agent_client, withdrawal_seq):
     assert f'id="open-{withdrawal_seq}"' in page and "¥500.00" in page and "07:40" in page
     english(agent_client)
     assert "Recorded offline, waiting for the bank" in agent_client.get("/receipts/").get_data(as_text=True)
+
+
+def test_reverse_is_offered_only_while_the_core_would_allow_it(agent_client, withdrawal_seq, station, clock):
+    assert 'id="reverse"' in agent_client.get(f"/receipts/{withdrawal_seq}").get_data(as_text=True)
+    supervisor = agents.login_agent(station, "S01", "2468")
+    business_day.close_day(station, supervisor, {"10000": 295})
+    clock.advance(hours=10)
+    supervisor = agents.login_agent(station, "S01", "2468")
+    business_day.open_day(station, supervisor, {"10000": 295})
+    login(agent_client)  # the ten hours logged the agent out
+    # Yesterday's withdrawal: the core refuses it as too late, so the screen does not offer it.
+    assert 'id="reverse"' not in agent_client.get(f"/receipts/{withdrawal_seq}").get_data(as_text=True)
 
 
 def test_unknown_receipt_is_404(agent_client):
@@ -219,22 +231,22 @@ def test_reversal_refusals(agent_client, withdrawal_seq, supervisor_id, pin, mes
     assert Operation.get(Operation.seq == withdrawal_seq).status == "recorded"
 
 
-def test_supervisor_reversal(agent_client, withdrawal_seq):
+def test_supervisor_reversal(agent_client, withdrawal_seq, station):
     page = agent_client.get(f"/receipts/{withdrawal_seq}/reverse").get_data(as_text=True)
     assert "周主管 Zhou" in page and "金额错了" in page
-    txn = services.new_txn_id()
+    txn = receipts.new_txn_id()
     form = {"supervisor_id": "S01", "pin": SUPERVISOR_PIN, "reason": "Wrong amount", "txn": txn}
     response = agent_client.post(f"/receipts/{withdrawal_seq}/reverse", data=form)
     page = agent_client.get(response.location).get_data(as_text=True)
     assert "冲正" in page
     assert Operation.get(Operation.seq == withdrawal_seq).status == "reversed"
-    assert services.drawer_cash() == 3_000_000
-    again = agent_client.post(f"/receipts/{withdrawal_seq}/reverse", data={**form, "txn": services.new_txn_id()})
+    assert business_day.drawer_cash(station) == 3_000_000
+    again = agent_client.post(f"/receipts/{withdrawal_seq}/reverse", data={**form, "txn": receipts.new_txn_id()})
     assert error_of(again.get_data(as_text=True)) == "这张凭证已经冲正过了。"
 
 
 # -- day open and close -----------------------------------------------------------------------------------
-def test_day_open_with_a_count(ui_client):
+def test_day_open_with_a_count(ui_client, station):
     login(ui_client)
     assert ui_client.get("/day/").location == "/day/open"
     page = ui_client.post("/day/open", data={"n10000": "2x"}).get_data(as_text=True)
@@ -242,11 +254,11 @@ def test_day_open_with_a_count(ui_client):
     response = ui_client.post("/day/open", data={"n10000": "250", "n5000": "100"})
     page = ui_client.get(response.location).get_data(as_text=True)
     assert "开门营业" in page and "叁万元整" in page
-    assert services.drawer_cash() == 3_000_000
+    assert business_day.drawer_cash(station) == 3_000_000
     assert ui_client.get("/day/open").location == "/day/close"
 
 
-def test_day_close_previews_then_records_the_variance(agent_client, ui_app):
+def test_day_close_previews_then_records_the_variance(agent_client, ui_app, station):
     syncs = []
     ui_app.extensions["sync_now"] = lambda: syncs.append(1)
     withdraw(agent_client, card_customer(), "500")
@@ -254,22 +266,22 @@ def test_day_close_previews_then_records_the_variance(agent_client, ui_app):
     page = agent_client.post("/day/close", data={**counts, "confirm": "0"}).get_data(as_text=True)
     assert syncs == []
     assert "¥29,500.00" in page and "¥29,490.00" in page and "¥-10.00" in page and 'id="close-day"' in page
-    assert services.current_day() is not None
+    assert business_day.current_day(station) is not None
     response = agent_client.post("/day/close", data={**counts, "confirm": "1"})
     page = agent_client.get(response.location).get_data(as_text=True)
     assert "日终" in page and 'id="variance">¥-10.00' in page
-    assert services.current_day() is None
+    assert business_day.current_day(station) is None
     body = unverified_payload(JournalEntry.select().order_by(JournalEntry.seq.desc()).first().token)
     assert body["type"] == "day_close" and body["variance"] == -1_000
     assert syncs == [1], "the day's close is sent to the bank at once"
     assert agent_client.get("/day/close").location == "/day/open"
 
 
-def test_day_close_refused_while_an_operation_is_half_done(agent_client):
+def test_day_close_refused_while_an_operation_is_half_done(agent_client, station):
     agent_client.post("/op/withdrawal/start")
     page = agent_client.post("/day/close", data={"n10000": "300", "confirm": "1"}).get_data(as_text=True)
     assert error_of(page) == "还有一笔业务没办完，请办完或取消后再日终。"
-    assert services.current_day() is not None
+    assert business_day.current_day(station) is not None
     agent_client.post("/op/cancel")
     assert agent_client.post("/day/close", data={"n10000": "300", "confirm": "1"}).status_code == 302
 

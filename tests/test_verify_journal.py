@@ -16,8 +16,9 @@ import requests
 from click.testing import CliRunner
 from sync_support import enrolled_station, server_db
 
-from station import services
+from station import agents, business_day, operations, receipts
 from station.cli import cli
+from station.db import Customer
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import iter_entries
 from station.protocol.journal_checks import check_journal_semantics
@@ -29,22 +30,22 @@ from sync_server.admin import list_stations
 def day(open_drawer, agent, supervisor):
     """A closed day: withdrawal, deposit and its reversal, a cash bill, a transfer and its cancellation."""
     st = open_drawer
-    customer = services.Customer.select().where(services.Customer.card_number.is_null(False)).first()
-    auth = services.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-    services.withdraw_cash(st, agent, auth, "500", services.new_txn_id())
-    deposit = services.deposit_cash(st, agent, auth, "100", services.new_txn_id())
-    services.reverse(st, supervisor, deposit.txn, services.new_txn_id(), "wrong amount")
-    services.pay_bill(st, agent, None, "ELEC-SGCC", "9876543210", "88.50", services.new_txn_id())
-    transfer = services.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", services.new_txn_id(),
+    customer = Customer.select().where(Customer.card_number.is_null(False)).first()
+    auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
+    deposit = operations.deposit_cash(st, agent, auth, "100", receipts.new_txn_id())
+    operations.reverse(st, supervisor, deposit.txn, receipts.new_txn_id(), "wrong amount")
+    operations.pay_bill(st, agent, None, "ELEC-SGCC", "9876543210", "88.50", receipts.new_txn_id())
+    transfer = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", receipts.new_txn_id(),
                                  fraud_warning_confirmed=True)
-    services.cancel_transfer(st, agent, auth, transfer.txn, services.new_txn_id())
-    services.close_day(st, agent, {"10000": 200})
+    operations.cancel_transfer(st, agent, auth, transfer.txn, receipts.new_txn_id())
+    business_day.close_day(st, agent, {"10000": 200})
     return st
 
 
 def entries_by_type(st) -> dict[str, list[int]]:
     found: dict[str, list[int]] = {}
-    for seq, token in iter_entries():
+    for seq, token in iter_entries(st):
         found.setdefault(unverified_payload(token)["type"], []).append(seq)
     return found
 
@@ -64,8 +65,7 @@ def store(st, tokens: list[str]) -> None:
 
 def resign(st, edit) -> None:
     """Let ``edit`` change the payloads (a list, seq order), then re-sign and re-chain all with the station's key."""
-    st.activate()
-    payloads = [unverified_payload(token) for _, token in iter_entries()]
+    payloads = [unverified_payload(token) for _, token in iter_entries(st)]
     edit(payloads)
     tokens, prev = [], genesis_prev(st.station_id)
     for payload in payloads:
@@ -77,8 +77,7 @@ def resign(st, edit) -> None:
 
 def replace_last(st, header: dict, payload_bytes_of) -> int:
     """Swap the last entry for one signed by the station's key with ``header`` over ``payload_bytes_of(payload)``."""
-    st.activate()
-    pairs = list(iter_entries())
+    pairs = list(iter_entries(st))
     payload = {**unverified_payload(pairs[-1][1]), "prev": chain_hash(pairs[-2][1])}
     # Signed by hand: joserfc itself refuses to sign some of these headers.
     signing_input = f"{b64url(canonical_json(header))}.{b64url(payload_bytes_of(payload))}"
@@ -113,7 +112,7 @@ def test_a_whole_honest_day_is_intact(day):
     ({"amount": 1.0}, "not an integer"),
 ])
 def test_numbers_must_be_json_integers(day, changes, reason):
-    last = max(seq for seq, _ in iter_entries())
+    last = max(seq for seq, _ in iter_entries(day))
     if changes.get("seq") == "float":
         changes = {"seq": float(last)}
     elif changes.get("seq") == "bool":

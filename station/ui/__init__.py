@@ -3,7 +3,7 @@
 Every page is rendered on the server; the only script is the on-screen keypad. The agent's session and the
 operation being keyed in live in Flask's signed session cookie (never a PIN, never a full card number); each
 operation's transaction UUID is issued with its form, so a double tap replays the first receipt instead of
-recording twice (``station.services`` is idempotent by UUID).
+recording twice (``station.writepath`` is idempotent by UUID).
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from station.errors import StationError
 from station.ui import common
-
-#: Locales the toggle offers; Flask-Babel resolves zh_CN to the zh_Hans_CN catalogue.
-LOCALES = ("zh_CN", "en")
-DEFAULT_LOCALE = "zh_CN"
+from station.ui.common import DEFAULT_LOCALE, LOCALES
 
 csrf = CSRFProtect()
 

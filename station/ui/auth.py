@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
-from station import services
+from station import agents
 from station.db import Agent
 from station.errors import StationError
-from station.ui import LOCALES
-from station.ui.common import Idle, agent_session_to_cookie, end_session, idle_seconds, station, translate_error
+from station.ui.common import (
+    LOCALES,
+    Idle,
+    agent_session_to_cookie,
+    end_session,
+    idle_seconds,
+    station,
+    translate_error,
+)
 
 bp = Blueprint("auth", __name__)
 
@@ -17,22 +24,22 @@ bp = Blueprint("auth", __name__)
 def login():
     """Tap your name, then type your PIN."""
     st = station()
-    agents = list(Agent.select().order_by(Agent.role, Agent.agent_id))
+    roster = list(Agent.select().order_by(Agent.role, Agent.agent_id))
     agent_id = request.values.get("agent_id", "")
     error = None
     if request.args.get("idle"):
         error = translate_error(Idle(minutes=idle_seconds() // 60))
     if request.method == "POST":
         try:
-            agent = services.login_agent(st, agent_id, request.form.get("pin", ""))
+            agent = agents.login_agent(st, agent_id, request.form.get("pin", ""))
         except StationError as err:
             error = translate_error(err)
         else:
             end_session()
             session["agent"] = agent_session_to_cookie(agent, st.now())
             return redirect(url_for("home.home"))
-    chosen = next((a for a in agents if a.agent_id == agent_id), None)
-    return render_template("login.html", agents=agents, chosen=chosen, error=error)
+    chosen = next((a for a in roster if a.agent_id == agent_id), None)
+    return render_template("login.html", agents=roster, chosen=chosen, error=error)
 
 
 @bp.post("/logout")

@@ -8,11 +8,14 @@ from datetime import datetime, timedelta
 from flask import current_app, g, redirect, request, session, url_for
 from flask_babel import format_datetime, get_locale, gettext
 
-from station import services
+from station import agents, business_day, limits, receipts
 from station.errors import N_, StationError
 from station.journal import journal_head
 from station.protocol.money import chinese_capitals, format_yuan
 
+#: Locales the toggle offers; Flask-Babel resolves zh_CN to the zh_Hans_CN catalogue.
+LOCALES = ("zh_CN", "en")
+DEFAULT_LOCALE = "zh_CN"
 #: "Online" on the status bar means a successful sync within this many seconds (the sync job runs more often).
 ONLINE_WINDOW_SECONDS = 15 * 60
 #: Warn on the status bar from this share of an offline limit (age, unsynced amount or count) on.
@@ -51,10 +54,8 @@ class Idle(StationError):
 
 
 def station():
-    """The opened station of this app."""
-    st = current_app.extensions["station"]
-    st.activate()
-    return st
+    """The opened station of this app (``station.app`` binds it for each request)."""
+    return current_app.extensions["station"]
 
 
 def translate_error(err: StationError) -> str:
@@ -64,7 +65,7 @@ def translate_error(err: StationError) -> str:
 
 
 # -- the agent session ------------------------------------------------------------------------------------
-def agent_session_to_cookie(agent: services.AgentSession, now: datetime) -> dict:
+def agent_session_to_cookie(agent: agents.AgentSession, now: datetime) -> dict:
     """The agent session as the signed cookie keeps it, with the time of the last request."""
     return {
         "agent_id": agent.agent_id,
@@ -77,12 +78,12 @@ def agent_session_to_cookie(agent: services.AgentSession, now: datetime) -> dict
     }
 
 
-def current_agent() -> services.AgentSession | None:
+def current_agent() -> agents.AgentSession | None:
     """The logged-in agent's session from the cookie, or None."""
     data = session.get("agent")
     if not data:
         return None
-    return services.AgentSession(
+    return agents.AgentSession(
         agent_id=data["agent_id"],
         name=data["name"],
         role=data["role"],
@@ -149,11 +150,11 @@ def status_bar() -> dict:
     st = station()
     policy = st.policy
     now = st.now()
-    synced = services.last_sync_at(st)
-    head_seq, _ = journal_head()
+    synced = limits.last_sync_at(st)
+    head_seq, _ = journal_head(station())
     waiting = head_seq - int(st.setting("acked_seq", 0) or 0)
-    exposure_fen, exposure_count = services.unsynced_exposure(st)
-    offline_age = now - services.offline_since(st)
+    exposure_fen, exposure_count = limits.unsynced_exposure(st)
+    offline_age = now - limits.offline_since(st)
     max_age = timedelta(hours=policy["max_offline_hours"])
     warning = None
     if offline_age > max_age:
@@ -168,7 +169,7 @@ def status_bar() -> dict:
         "online": synced is not None and (now - synced).total_seconds() <= ONLINE_WINDOW_SECONDS,
         "last_sync": synced,
         "waiting": waiting,
-        "drawer_fen": services.drawer_cash(),
+        "drawer_fen": business_day.drawer_cash(station()),
         "warning": warning,
     }
 
@@ -179,7 +180,7 @@ def template_globals() -> dict:
         "agent": current_agent(),
         "yuan": yuan,
         "capitals": chinese_capitals,
-        "mask": services.mask_number,
+        "mask": receipts.mask_number,
         "local_time": local_time,
         "lang": str(get_locale() or ""),
         "idle_seconds": idle_seconds,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from station import services
+from station import business_day
 from station.errors import StationError
+from station.protocol.money import format_yuan
 from station.ui.common import OperationInProgress, current_agent, login_required, station, translate_error
 from station.ui.operations import half_done
 
@@ -14,17 +15,17 @@ bp = Blueprint("day", __name__, url_prefix="/day")
 
 def counts_from_form() -> dict:
     """The typed pieces per denomination, as typed (the core validates them)."""
-    return {str(d): request.form.get(f"n{d}", "").strip() for d in services.DENOMINATIONS_FEN}
+    return {str(d): request.form.get(f"n{d}", "").strip() for d in business_day.DENOMINATIONS_FEN}
 
 
 def denomination_label(fen: int) -> str:
     """A denomination as a note or coin shows it: 100, 0.50."""
-    return services.format_yuan(fen).removesuffix(".00")
+    return format_yuan(fen).removesuffix(".00")
 
 
-def render_count(mode: str, counts: dict, error: str | None = None, preview: dict | None = None):
+def render_count(mode: str, counts: dict, error: str | None = None, preview: business_day.CloseCount | None = None):
     """The count screen for opening ("open") or closing ("close") the day."""
-    return render_template("day_count.html", mode=mode, counts=counts, denominations=services.DENOMINATIONS_FEN,
+    return render_template("day_count.html", mode=mode, counts=counts, denominations=business_day.DENOMINATIONS_FEN,
                            label=denomination_label, error=error, preview=preview)
 
 
@@ -32,7 +33,7 @@ def render_count(mode: str, counts: dict, error: str | None = None, preview: dic
 @login_required
 def index():
     """The day tile: open the day if none is open, else close it."""
-    return redirect(url_for("day.close_day" if services.current_day() else "day.open_day"))
+    return redirect(url_for("day.close_day" if business_day.current_day(station()) else "day.open_day"))
 
 
 @bp.route("/open", methods=["GET", "POST"])
@@ -40,11 +41,11 @@ def index():
 def open_day():
     """Count the cash float into the drawer and open the day."""
     counts = counts_from_form()
-    if services.current_day() is not None:
+    if business_day.current_day(station()) is not None:
         return redirect(url_for("day.close_day"))
     if request.method == "POST":
         try:
-            receipt = services.open_day(station(), current_agent(), counts)
+            receipt = business_day.open_day(station(), current_agent(), counts)
         except StationError as err:
             return render_count("open", counts, translate_error(err))
         return redirect(url_for("receipts.show", seq=receipt.seq))
@@ -56,19 +57,17 @@ def open_day():
 def close_day():
     """Count the drawer; first show expected, counted and variance, then record the close."""
     counts = counts_from_form()
-    if services.current_day() is None:
+    if business_day.current_day(station()) is None:
         return redirect(url_for("day.open_day"))
     if request.method == "GET":
         return render_count("close", counts)
     try:
         if half_done():
             raise OperationInProgress()
-        _, counted = services.count_total(counts)
         if request.form.get("confirm") != "1":
-            expected = services.drawer_cash()
-            preview = {"expected": expected, "counted": counted, "variance": counted - expected}
+            preview = business_day.close_preview(station(), counts)
             return render_count("close", counts, preview=preview)
-        result = services.close_day(station(), current_agent(), counts)
+        result = business_day.close_day(station(), current_agent(), counts)
     except StationError as err:
         return render_count("close", counts, translate_error(err))
     # The day's close goes to the bank at once, not at the next scheduled sync.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext
 
-from station import printing, services
+from station import business_day, printing
 from station.db import Operation
 from station.errors import StationError
 from station.protocol.entry_types import types_where
@@ -26,7 +26,7 @@ OPENING_HOURS = range(7, 20)
 @login_required
 def home():
     """The home tiles."""
-    return render_template("home.html", day_open=services.current_day() is not None)
+    return render_template("home.html", day_open=business_day.current_day(station()) is not None)
 
 
 @bp.get("/sync")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 
-from station import errors, services
+from station import agents, errors, operations, receipts
 from station.db import Biller, Customer, Payee
 from station.errors import StationError
 from station.protocol.entry_types import EntryType
@@ -163,7 +163,7 @@ def customer_step(op: dict):
     error = None
     if request.method == "POST":
         try:
-            customer = services.identify_customer(station(), number, id_kind)
+            customer = agents.identify_customer(station(), number, id_kind)
         except StationError as err:
             error = translate_error(err)
         else:
@@ -183,7 +183,7 @@ def amount_step(op: dict):
                 # Every check but the PIN (limits, the drawer): a refusal here spares the customer typing a PIN.
                 # The core checks again when it records. A transfer's come at the confirmation, after the fraud
                 # warning: a scam's amount should meet the warning, not a limit that only sends it elsewhere.
-                services.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount)
+                operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount)
             else:
                 parsed_amount(amount)
         except StationError as err:
@@ -205,7 +205,7 @@ def payee_step(op: dict):
     error = None
     if request.method == "POST":
         try:
-            account, name = services.check_payee(customer, account, name)
+            account, name = operations.check_payee(station(), customer, account, name)
         except StationError as err:
             error = translate_error(err)
         else:
@@ -218,7 +218,7 @@ def payee_step(op: dict):
 def warning_step(op: dict):
     """The fraud warning, when the core says this transfer needs it."""
     fen = parsed_amount(op["amount"])
-    if not services.needs_fraud_warning(station(), customer_of(op), op["payee_account"], fen):
+    if not operations.needs_fraud_warning(station(), customer_of(op), op["payee_account"], fen):
         save(op, warning_done=True)
         return go_next(op)
     if request.method == "POST":
@@ -250,7 +250,7 @@ def reference_step(op: dict):
     error = None
     if request.method == "POST":
         try:
-            reference = services.validate_bill_reference(biller, reference)
+            reference = operations.validate_bill_reference(biller, reference)
         except StationError as err:
             error = translate_error(err)
         else:
@@ -263,7 +263,7 @@ def reference_step(op: dict):
 def confirm_step(op: dict):
     """Amount in figures and capitals with the fee; a cash bill is recorded from here."""
     fen = parsed_amount(op["amount"])
-    policy_fee = station().policy["fees"].get(op["kind"], 0)
+    policy_fee = operations.quote_fee(station(), op["kind"])
     if request.method == "POST":
         if op["kind"] == EntryType.BILL_PAYMENT:
             funding = request.form.get("funding")
@@ -277,14 +277,14 @@ def confirm_step(op: dict):
                            biller=Biller.get_by_id(op["biller"]))
         if op["kind"] in ("withdrawal", "deposit", "transfer"):
             try:
-                services.check_amount(station(), current_agent(), customer_of(op), op["kind"], op["amount"])
+                operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], op["amount"])
             except StationError as err:
                 return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=None,
                                    error=translate_error(err))
         op["confirmed"] = True
         session["op"] = op
         return go_next(op)
-    op.setdefault("txn", services.new_txn_id())
+    op.setdefault("txn", receipts.new_txn_id())
     session["op"] = op
     biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == EntryType.BILL_PAYMENT else None
     return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller)
@@ -293,12 +293,12 @@ def confirm_step(op: dict):
 
 def pin_step(op: dict):
     """The customer's PIN on a masked pad, then the operation is recorded."""
-    op.setdefault("txn", services.new_txn_id())
+    op.setdefault("txn", receipts.new_txn_id())
     session["op"] = op
     if request.method == "POST":
         st = station()
         try:
-            auth = services.authenticate_customer(st, current_agent(), customer_of(op), request.form.get("pin", ""))
+            auth = agents.authenticate_customer(st, current_agent(), customer_of(op), request.form.get("pin", ""))
         except StationError as err:
             return render_step("op_pin.html", op, error=translate_error(err))
         return execute(op, auth, request.form.get("txn", ""), "op_pin.html")
@@ -312,17 +312,17 @@ def execute(op: dict, auth, txn: str, template: str, **context):
     kind = op["kind"]
     try:
         if kind == "withdrawal":
-            receipt = services.withdraw_cash(st, agent, auth, op["amount"], txn)
+            receipt = operations.withdraw_cash(st, agent, auth, op["amount"], txn)
         elif kind == "deposit":
-            receipt = services.deposit_cash(st, agent, auth, op["amount"], txn)
+            receipt = operations.deposit_cash(st, agent, auth, op["amount"], txn)
         elif kind == "transfer":
-            receipt = services.transfer(st, agent, auth, op["payee_account"], op["payee_name"], op["amount"], txn,
+            receipt = operations.transfer(st, agent, auth, op["payee_account"], op["payee_name"], op["amount"], txn,
                                         fraud_warning_confirmed=bool(op.get("fraud_ok")))
         elif kind == EntryType.BILL_PAYMENT:
-            receipt = services.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
+            receipt = operations.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
                                         funding=op.get("funding", "cash"))
         else:
-            receipt = services.balance_enquiry(st, agent, auth, txn).receipt
+            receipt = operations.balance_enquiry(st, agent, auth, txn).receipt
     except StationError as err:
         return render_step(template, op, error=translate_error(err), **context)
     # Keep the finished operation's UUID: a second tap on the same form lands on the same receipt.

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext
 from markupsafe import Markup
 
-from station import printing, services
+from station import agents, operations, printing, receipts
 from station.db import Agent, JournalEntry, Operation, PrintedReceipt
 from station.errors import N_, StationError
 from station.protocol.entry_types import SPECS, EntryType
@@ -40,17 +40,17 @@ def qr_svg(token: str) -> Markup:
     return Markup(segno.make_qr(token, error="l").svg_inline(border=2, dark="#000", light="#fff", omitsize=True))
 
 
-def receipt_at(seq: int) -> services.Receipt | None:
+def receipt_at(seq: int) -> receipts.Receipt | None:
     """The receipt of journal entry ``seq``: a customer operation, or a day or customer-voice entry."""
     op = Operation.get_or_none(Operation.seq == seq)
     if op is not None:
-        return services.receipt_for(op)
+        return receipts.receipt_for(station(), op)
     entry = JournalEntry.get_or_none(JournalEntry.seq == seq)
     if entry is None or entry.type not in TYPE_LABELS:
         return None
     payload = unverified_payload(entry.token)
     details = {k: v for k, v in payload.items() if k in ("expected", "variance", "category", "text", "counts")}
-    return services.Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token,
+    return receipts.Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token,
                             amount_fen=payload.get("amount", 0), fee_fen=0, status="recorded",
                             account_masked=None, recorded_at=entry.recorded_at, details=details)
 
@@ -92,7 +92,7 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         types=TYPE_LABELS,
         statuses=STATUS_LABELS,
         printed=PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None,
-        reversible=op is not None and services.may_reverse(op),
+        reversible=op is not None and operations.may_reverse(station(), op),
         cancellable=op is not None and op.type == EntryType.TRANSFER and op.status == "recorded",
         error=error,
     ), status
@@ -137,12 +137,12 @@ def reverse(seq):
     supervisors = list(Agent.select().where(Agent.role == "supervisor").order_by(Agent.agent_id))
     supervisor_id = request.form.get("supervisor_id", supervisors[0].agent_id if supervisors else "")
     reason = request.form.get("reason", REVERSAL_REASONS[0])
-    txn = request.form.get("txn") or services.new_txn_id()
+    txn = request.form.get("txn") or receipts.new_txn_id()
     error = None
     if request.method == "POST":
         try:
-            supervisor = services.login_agent(st, supervisor_id, request.form.get("pin", ""))
-            receipt = services.reverse(st, supervisor, op.txn, txn, reason)
+            supervisor = agents.login_agent(st, supervisor_id, request.form.get("pin", ""))
+            receipt = operations.reverse(st, supervisor, op.txn, txn, reason)
         except StationError as err:
             error = translate_error(err)
         else:
@@ -159,13 +159,13 @@ def cancel_transfer(seq):
     op = Operation.get_or_none((Operation.seq == seq) & (Operation.type == "transfer"))
     if op is None:
         abort(404)
-    txn = request.form.get("txn") or services.new_txn_id()
+    txn = request.form.get("txn") or receipts.new_txn_id()
     error = None
     if request.method == "POST":
         agent = current_agent()
         try:
-            auth = services.authenticate_customer(st, agent, op.customer, request.form.get("pin", ""))
-            receipt = services.cancel_transfer(st, agent, auth, op.txn, txn)
+            auth = agents.authenticate_customer(st, agent, op.customer, request.form.get("pin", ""))
+            receipt = operations.cancel_transfer(st, agent, auth, op.txn, txn)
         except StationError as err:
             error = translate_error(err)
         else:

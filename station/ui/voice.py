@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from station import services
+from station import receipts
 from station.errors import N_, StationError
 from station.feedback import CATEGORIES, MAX_TEXT, record_feedback
 from station.ui.common import current_agent, login_required, station, translate_error
@@ -29,7 +29,7 @@ def voice():
     category = request.form.get("category", "")
     text = request.form.get("text", "")
     # Issued with the form and kept across a refusal: a double tap on Save records once.
-    txn = request.form.get("txn") or services.new_txn_id()
+    txn = request.form.get("txn") or receipts.new_txn_id()
     error = None
     if request.method == "POST":
         try:

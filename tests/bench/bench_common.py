@@ -48,12 +48,12 @@ def serve(database_url: str, keys_dir: Path):
 
 def append_deposits(st, count: int) -> None:
     """``count`` deposits of 100 yuan spread over the station's customers, one minute apart."""
-    st.activate()
-    accounts = [c.account_id for c in Customer.select().order_by(Customer.account_id)]
-    moment = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
-    with st.db.atomic():
-        for index in range(count):
-            moment += timedelta(seconds=61)
-            append_entry(st.signer, st.station_id, "deposit", moment,
-                         {"agent": "A01", "account": accounts[index % len(accounts)], "amount": 10_000},
-                         txn=str(uuid.uuid4()))
+    with st.bound():
+        accounts = [c.account_id for c in Customer.select().order_by(Customer.account_id)]
+        moment = datetime(2026, 11, 2, 0, 0, tzinfo=UTC)
+        with st.db.atomic():
+            for index in range(count):
+                moment += timedelta(seconds=61)
+                append_entry(st, "deposit", moment,
+                             {"agent": "A01", "account": accounts[index % len(accounts)], "amount": 10_000},
+                             txn=str(uuid.uuid4()))

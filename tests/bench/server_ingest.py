@@ -89,7 +89,7 @@ def _prepare_station(folder: Path, base: str, code: str, station_id: str, entrie
     for start in range(0, entries, batch):
         st.set_setting("acked_seq", acked + start)
         batches.append(build_batch(st))
-    rows = [(station_id, seq, "deposit", None, token) for seq, token in iter_entries(after_seq=acked)]
+    rows = [(station_id, seq, "deposit", None, token) for seq, token in iter_entries(st, after_seq=acked)]
     st.close()
     return batches, rows
 

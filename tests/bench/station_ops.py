@@ -25,11 +25,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from station import services
-from station.context import init_station
+from station import agents, business_day, operations, receipts
+from station.db import Customer
 from station.demo import DEMO_AGENTS, load_demo_customers
 from station.journal import journal_head
 from station.protocol.pins import check_pin, make_pin_verifier
+from station.provision import init_station
 
 #: Operations between two simulated acknowledgements (about five minutes of a busy station, generously).
 ACK_EVERY = 500
@@ -71,8 +72,8 @@ def main() -> None:
     customers = max(100, args.operations // 9)
     load_demo_customers(st, count=customers, allowance_fen=10**9)
     agent_id, _, _, pin = DEMO_AGENTS[0]
-    session = services.login_agent(st, agent_id, pin)
-    services.open_day(st, session, {"10000": 10**6})
+    session = agents.login_agent(st, agent_id, pin)
+    business_day.open_day(st, session, {"10000": 10**6})
 
     verifier = make_pin_verifier("123456")
     pin_ms = []
@@ -86,8 +87,8 @@ def main() -> None:
     print(json.dumps({"floor_p50_ms": round(statistics.median(floor), 3), "floor_samples": len(floor)}))
 
     auths = [
-        services.authenticate_customer(st, session, c, "123456")
-        for c in services.Customer.select().order_by(services.Customer.id)
+        agents.authenticate_customer(st, session, c, "123456")
+        for c in Customer.select().order_by(Customer.id)
     ]
     samples = []
     started = time.perf_counter()
@@ -95,15 +96,15 @@ def main() -> None:
         auth = auths[index % len(auths)]
         moment["now"] += timedelta(milliseconds=10)
         start = time.perf_counter()
-        services.withdraw_cash(st, session, auth, 10_000, services.new_txn_id())
+        operations.withdraw_cash(st, session, auth, 10_000, receipts.new_txn_id())
         samples.append((time.perf_counter() - start) * 1000)
         if (index + 1) % ACK_EVERY == 0:
             # A station syncs every few minutes; the default policy refuses debits past 1,000 unsynced ones.
             # Acknowledge as the sync would (outside the timed path) so the run stays within the real policy.
-            st.set_setting("acked_seq", journal_head()[0])
+            st.set_setting("acked_seq", journal_head(st)[0])
         if (index + 1) % 2000 == 0:
             # Customer PIN checks are valid for minutes; re-authenticate outside the timed path.
-            auths = [services.CustomerAuth(a.customer_id, a.account_id, a.agent_id, moment["now"]) for a in auths]
+            auths = [agents.CustomerAuth(a.customer_id, a.account_id, a.agent_id, moment["now"]) for a in auths]
             print(json.dumps({"done": index + 1, "p50_ms": round(statistics.median(samples), 3)}))
     elapsed = time.perf_counter() - started
     floor_p50 = statistics.median(floor)

@@ -44,7 +44,7 @@ def main() -> None:
         append_deposits(st, args.entries)
         acked = st.setting("acked_seq")
 
-        tokens = [token for _, token in iter_entries(after_seq=acked)]
+        tokens = [token for _, token in iter_entries(st, after_seq=acked)]
         zlib_bytes = sum(len(zlib.compress("\n".join(tokens[i:i + args.batch]).encode(), 9))
                          for i in range(0, len(tokens), args.batch))
         started = time.perf_counter()

@@ -19,11 +19,11 @@ import time
 import requests
 from waitress.server import create_server
 
-from station import services
+from station import agents, business_day
 from station.app import create_app
-from station.context import init_station
 from station.db import Customer
 from station.demo import load_demo_customers
+from station.provision import init_station
 
 
 def percentile(samples: list[float], share: float) -> float:
@@ -55,8 +55,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         st = init_station(f"{data_dir}/station", "ST-BENCH")
         load_demo_customers(st, count=20)
-        agent = services.login_agent(st, "A01", "1357")
-        services.open_day(st, agent, {"10000": 300})
+        agent = agents.login_agent(st, "A01", "1357")
+        business_day.open_day(st, agent, {"10000": 300})
         app = create_app({"STATION": st})
         server = create_server(app, host="127.0.0.1", port=0, threads=4)
         threading.Thread(target=server.run, daemon=True).start()

@@ -1,0 +1,196 @@
+"""Agents and customer authentication: who may act at the counter, and for which customer.
+
+Step 1 of every operation's check order is the agent session (``check_session``), step 2 the customer's
+status and PIN (``authenticate_customer``, then ``authorised_customer`` inside the write). Wrong PINs are
+journaled: five in a row lock an agent, three (policy ``customer_pin_tries``) lock a customer. A PIN is
+checked with the slow hash outside any lock, then the lock state is read again inside the write transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from stdnum import luhn
+
+from station import errors
+from station.context import Station, bound_station
+from station.db import Agent, Customer
+from station.journal import append_entry
+from station.protocol.entry_types import EntryType
+from station.protocol.pins import check_pin, make_pin_verifier
+from station.receipts import Receipt, entry_receipt
+
+AGENT_SESSION_HOURS = 12
+
+_CARD_RE = re.compile(r"^\d{16,19}$")
+_PASSBOOK_RE = re.compile(r"^\d{8,15}$")
+
+
+@dataclass(frozen=True)
+class AgentSession:
+    """A logged-in agent at one station, until ``expires_at``."""
+
+    agent_id: str
+    name: str
+    role: str
+    station_id: str
+    started_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerAuth:
+    """Proof that a customer typed the right PIN, for one agent session, for a short while."""
+
+    customer_id: int
+    account_id: str
+    agent_id: str
+    verified_at: datetime
+
+
+@bound_station
+def add_agent(st: Station, agent_id: str, name: str, role: str, pin: str) -> None:
+    """Register an agent (journaled, without the PIN verifier)."""
+    verifier = make_pin_verifier(pin)
+    with st.write():
+        Agent.create(agent_id=agent_id, name=name, role=role, pin_verifier=verifier)
+        append_entry(st, EntryType.AGENT_ADDED, st.now(), {"agent": agent_id, "role": role})
+
+
+@bound_station
+def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
+    """Check an agent's PIN; five wrong PINs in a row lock the agent (each failure is journaled)."""
+    agent = Agent.get_or_none(Agent.agent_id == agent_id)
+    if agent is None:
+        raise errors.AgentUnknown()
+    if agent.locked:
+        raise errors.AgentLocked()
+    now = st.now()
+    if check_pin(pin, agent.pin_verifier):
+        # The slow hash ran outside any lock: parallel guesses may have locked the agent meanwhile.
+        with st.write():
+            agent = Agent.get_by_id(agent_id)
+            if agent.locked:
+                raise errors.AgentLocked()
+            if agent.failed_pins:
+                Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
+        return AgentSession(
+            agent_id=agent.agent_id,
+            name=agent.name,
+            role=agent.role,
+            station_id=st.station_id,
+            started_at=now,
+            expires_at=now + timedelta(hours=AGENT_SESSION_HOURS),
+        )
+    tries = st.policy["agent_pin_tries"]
+    with st.write():
+        agent = Agent.get_by_id(agent_id)
+        failures = agent.failed_pins + 1
+        locked = failures >= tries
+        Agent.update(failed_pins=failures, locked=locked).where(Agent.agent_id == agent_id).execute()
+        append_entry(
+            st, EntryType.AGENT_PIN_FAILED, now, {"agent": agent_id, "failures": failures, "locked": locked}
+        )
+    if locked:
+        raise errors.AgentLocked()
+    raise errors.WrongAgentPin(remaining=tries - failures)
+
+
+@bound_station
+def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receipt:
+    """A supervisor unlocks an agent locked by wrong PINs (journaled)."""
+    with st.write():
+        check_session(st, supervisor)
+        if supervisor.role != "supervisor":
+            raise errors.SupervisorRequired()
+        if Agent.get_or_none(Agent.agent_id == agent_id) is None:
+            raise errors.AgentUnknown()
+        Agent.update(failed_pins=0, locked=False).where(Agent.agent_id == agent_id).execute()
+        body = {"agent": agent_id, "supervisor": supervisor.agent_id}
+        entry = append_entry(st, EntryType.AGENT_UNLOCKED, st.now(), body)
+    return entry_receipt(entry)
+
+
+def check_session(st: Station, session: AgentSession | None) -> None:
+    """Refuse an ended, foreign or locked-out agent session (step 1 of every operation)."""
+    if session is None or session.station_id != st.station_id or st.now() >= session.expires_at:
+        raise errors.AgentSessionInvalid()
+    row = st.db.execute_sql("SELECT locked FROM agent WHERE agent_id = ?", (session.agent_id,)).fetchone()
+    if row is None or row[0]:
+        raise errors.AgentSessionInvalid()
+
+
+@bound_station
+def identify_customer(st: Station, number: str, kind: str = "card") -> Customer:
+    """Find a customer by bank card number (Luhn-checked) or passbook number."""
+    number = re.sub(r"\s+", "", str(number or ""))
+    if kind == "card":
+        if not _CARD_RE.match(number) or not luhn.is_valid(number):
+            raise errors.InvalidCardNumber()
+        customer = Customer.get_or_none(Customer.card_number == number)
+    elif kind == "passbook":
+        if not _PASSBOOK_RE.match(number):
+            raise errors.InvalidPassbookNumber()
+        customer = Customer.get_or_none(Customer.passbook_number == number)
+    else:
+        raise ValueError(f"unknown identifier kind {kind!r}")
+    if customer is None:
+        raise errors.CustomerNotFound()
+    return customer
+
+
+def refuse_inactive(customer: Customer) -> None:
+    """Refuse a locked or closed customer."""
+    if customer.status == "locked":
+        raise errors.CustomerLocked()
+    if customer.status != "active":
+        raise errors.CustomerNotActive()
+
+
+@bound_station
+def authenticate_customer(st: Station, session: AgentSession, customer: Customer, pin: str) -> CustomerAuth:
+    """Check the customer's PIN. Three wrong PINs lock the customer; each failure is journaled."""
+    check_session(st, session)
+    customer = Customer.get_by_id(customer.id)
+    refuse_inactive(customer)
+    now = st.now()
+    if check_pin(pin, customer.pin_verifier):
+        # The slow hash ran outside any lock: parallel guesses may have locked the customer meanwhile.
+        with st.write():
+            customer = Customer.get_by_id(customer.id)
+            refuse_inactive(customer)
+            if customer.pin_failures:
+                Customer.update(pin_failures=0).where(Customer.id == customer.id).execute()
+        return CustomerAuth(customer.id, customer.account_id, session.agent_id, now)
+    tries = st.policy["customer_pin_tries"]
+    with st.write():
+        customer = Customer.get_by_id(customer.id)
+        failures = customer.pin_failures + 1
+        locked = failures >= tries
+        Customer.update(pin_failures=failures, status="locked" if locked else customer.status).where(
+            Customer.id == customer.id
+        ).execute()
+        append_entry(
+            st,
+            EntryType.CUSTOMER_PIN_FAILED,
+            now,
+            {"account": customer.account_id, "agent": session.agent_id, "failures": failures, "locked": locked},
+        )
+    if locked:
+        raise errors.CustomerLocked()
+    raise errors.WrongCustomerPin(remaining=tries - failures)
+
+
+def authorised_customer(st: Station, session: AgentSession, auth: CustomerAuth | None) -> Customer:
+    """The customer a recent PIN check authorises for this agent, read again (step 2 inside the write)."""
+    if auth is None or auth.agent_id != session.agent_id:
+        raise errors.CustomerPinRequired()
+    if st.now() - auth.verified_at > timedelta(seconds=st.policy["customer_auth_seconds"]):
+        raise errors.CustomerPinRequired()
+    customer = next(iter(Customer.raw("SELECT * FROM customer WHERE id = ?", auth.customer_id)), None)
+    if customer is None:
+        raise errors.CustomerNotFound()
+    refuse_inactive(customer)
+    return customer

@@ -1,0 +1,154 @@
+"""The business day and the drawer: open with a counted float, close with a count, the variance recorded.
+
+Invariants: at most one day is open (``open_day`` refuses a second); the drawer never holds negative cash
+(``check_drawer`` before every cash-out, and ``CHECK (cash_fen >= 0)`` on ``business_day``); a count is by
+denomination, validated by ``count_total``; the close entry carries what the drawer should hold (``expected``),
+what was counted and their difference: ``close_preview`` computes the same ``CloseCount`` before the agent
+confirms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from station import errors
+from station.agents import AgentSession, check_session
+from station.context import Station, bound_station
+from station.db import BusinessDay, Operation
+from station.journal import append_entry
+from station.protocol.entry_types import EntryType
+from station.protocol.money import format_yuan
+from station.receipts import Receipt, entry_receipt
+
+#: Denominations a drawer count accepts, in fen: 100, 50, 20, 10, 5, 1 yuan notes/coins, 5 and 1 jiao coins.
+DENOMINATIONS_FEN = (10_000, 5_000, 2_000, 1_000, 500, 100, 50, 10)
+
+
+def check_drawer(day: BusinessDay, cash_fen: int) -> None:
+    """Refuse a change of ``cash_fen`` that would take the drawer below zero."""
+    if day.cash_fen + cash_fen < 0:
+        raise errors.InsufficientCash(cash=format_yuan(day.cash_fen))
+
+
+@bound_station
+def current_day(st: Station) -> BusinessDay | None:
+    """The open business day, if any (at most one is open: ``open_day`` refuses a second)."""
+    query = BusinessDay.raw("SELECT * FROM business_day WHERE closed_at IS NULL ORDER BY id DESC LIMIT 1")
+    return next(iter(query), None)
+
+
+def open_day_or_refuse(st: Station) -> BusinessDay:
+    """The open business day; refuses when none is open."""
+    day = current_day(st)
+    if day is None:
+        raise errors.DayNotOpen()
+    return day
+
+
+def drawer_cash(st: Station) -> int | None:
+    """The cash the drawer should hold now, or None when no day is open."""
+    day = current_day(st)
+    return None if day is None else day.cash_fen
+
+
+def count_total(counts: dict) -> tuple[dict, int]:
+    """Validate a count by denomination ({fen: pieces}); return the cleaned count and its total in fen."""
+    cleaned = {}
+    for key, pieces in (counts or {}).items():
+        try:
+            denomination = int(key)
+        except (TypeError, ValueError) as exc:
+            raise errors.InvalidCashCount() from exc
+        if denomination not in DENOMINATIONS_FEN:
+            raise errors.InvalidCashCount()
+        if isinstance(pieces, str):
+            pieces = pieces.strip() or "0"
+            if not pieces.isdecimal():
+                raise errors.InvalidCashCount()
+            pieces = int(pieces)
+        if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 0 or pieces > 1_000_000:
+            raise errors.InvalidCashCount()
+        if pieces:
+            cleaned[str(denomination)] = pieces
+    return cleaned, sum(int(d) * n for d, n in cleaned.items())
+
+
+@bound_station
+def open_day(st: Station, session: AgentSession, counts: dict) -> Receipt:
+    """Open the business day with the counted cash float."""
+    with st.write():
+        check_session(st, session)
+        if current_day(st) is not None:
+            raise errors.DayAlreadyOpen()
+        cleaned, total = count_total(counts)
+        now = st.now()
+        BusinessDay.create(
+            business_date=st.local_date(now).isoformat(),
+            opened_at=now,
+            opened_by=session.agent_id,
+            float_fen=total,
+            open_counts=cleaned,
+            cash_fen=total,
+        )
+        body = {"agent": session.agent_id, "amount": total, "counts": cleaned}
+        entry = append_entry(st, EntryType.DAY_OPEN, now, body)
+    return entry_receipt(entry, total, {"counts": cleaned})
+
+
+@dataclass(frozen=True)
+class CloseCount:
+    """The figures of a day close: what the drawer should hold, what was counted, their difference."""
+
+    expected_fen: int
+    counted_fen: int
+    variance_fen: int
+    counts: dict
+
+
+def _close_count(day: BusinessDay, counts: dict) -> CloseCount:
+    cleaned, counted = count_total(counts)
+    return CloseCount(day.cash_fen, counted, counted - day.cash_fen, cleaned)
+
+
+@bound_station
+def close_preview(st: Station, counts: dict) -> CloseCount:
+    """What ``close_day`` with ``counts`` would record (expected, counted, variance), recording nothing."""
+    return _close_count(open_day_or_refuse(st), counts)
+
+
+@dataclass(frozen=True)
+class DayClose:
+    """A recorded day close: its receipt and the figures the close entry carries."""
+
+    receipt: Receipt
+    expected_fen: int
+    counted_fen: int
+    variance_fen: int
+
+
+@bound_station
+def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
+    """Close the day: the counted cash against what the drawer should hold; the variance is recorded."""
+    with st.write():
+        check_session(st, session)
+        day = open_day_or_refuse(st)
+        count = _close_count(day, counts)
+        now = st.now()
+        BusinessDay.update(
+            closed_at=now, closed_by=session.agent_id, counted_fen=count.counted_fen,
+            variance_fen=count.variance_fen, close_counts=count.counts,
+        ).where(BusinessDay.id == day.id).execute()
+        operations = Operation.select().where(Operation.day == day.id).count()
+        body = {
+            "agent": session.agent_id,
+            "amount": count.counted_fen,
+            "expected": count.expected_fen,
+            "variance": count.variance_fen,
+            "counts": count.counts,
+            "operations": operations,
+            "business_date": day.business_date,
+        }
+        entry = append_entry(st, EntryType.DAY_CLOSE, now, body)
+    details = {"expected": count.expected_fen, "variance": count.variance_fen, "counts": count.counts}
+    receipt = entry_receipt(entry, count.counted_fen, details)
+    return DayClose(receipt, count.expected_fen, count.counted_fen, count.variance_fen)

@@ -1,0 +1,85 @@
+"""The offline risk limits: what bounds every debit a station decides alone.
+
+Steps 4 to 8 of every operation's check order (``station.operations``), in this order: per-transaction limit,
+per-customer daily limit, the customer's offline allowance (the bank's hold minus debits recorded since),
+the station's unsynced exposure (amount and count), the offline age. Credits pass every step but the first two:
+a deposit works however long the station has been offline. The drawer (step 9) is ``station.business_day``'s.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from station import errors
+from station.context import Station
+from station.db import Customer, JournalEntry
+from station.protocol.entry_types import LIVE_STATES
+from station.protocol.money import format_yuan
+
+#: ``LIVE_STATES`` as an SQL list, for the hand-written queries of the hot path.
+_LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE_STATES) + ")"
+
+
+def offline_available(st: Station, customer: Customer) -> int:
+    """The customer's offline allowance left: the bank's hold minus debits recorded since it was set."""
+    spent = st.db.execute_sql(
+        "SELECT COALESCE(SUM(debit_fen), 0) FROM operation"
+        f" WHERE customer_id = ? AND seq > ? AND status IN {_LIVE_SQL}",
+        (customer.id, customer.allowance_seq),
+    ).fetchone()[0]
+    return max(customer.allowance_fen - spent, 0)
+
+
+def unsynced_exposure(st: Station) -> tuple[int, int]:
+    """(fen, count) of live debits the bank has not acknowledged yet."""
+    total, count = st.db.execute_sql(
+        "SELECT COALESCE(SUM(debit_fen), 0), COUNT(*) FROM operation"
+        f" WHERE seq > ? AND debit_fen > 0 AND status IN {_LIVE_SQL}",
+        (st.setting("acked_seq", 0),),
+    ).fetchone()
+    return total, count
+
+
+def last_sync_at(st: Station) -> datetime | None:
+    """When the last sync with the bank succeeded, or None."""
+    value = st.setting("last_sync_at")
+    return datetime.fromisoformat(value) if value else None
+
+
+def offline_since(st: Station) -> datetime:
+    """When the station last heard from the bank: last sync, or its start entry if it never synced."""
+    synced = last_sync_at(st)
+    if synced is not None:
+        return synced
+    started = st.db.execute_sql("SELECT recorded_at FROM journal_entry WHERE seq = 1").fetchone()[0]
+    return JournalEntry.recorded_at.python_value(started)
+
+
+def check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fen: int, debit_fen: int) -> None:
+    """Steps 4 to 8 of the check order (per transaction, daily, offline allowance, exposure, offline age)."""
+    policy = st.policy
+    limits = policy["limits"][op_type]
+    if amount_fen > limits["per_txn"]:
+        raise errors.OverTransactionLimit(operation=op_type.replace("_", " "), limit=format_yuan(limits["per_txn"]))
+    if customer is not None:
+        today = st.local_date().isoformat()
+        used_today = st.db.execute_sql(
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM operation WHERE customer_id = ? AND business_date = ?"
+            f" AND type = ? AND status IN {_LIVE_SQL}",
+            (customer.id, today, op_type),
+        ).fetchone()[0]
+        if used_today + amount_fen > limits["daily"]:
+            raise errors.OverDailyLimit(
+                limit=format_yuan(limits["daily"]), left=format_yuan(max(limits["daily"] - used_today, 0))
+            )
+    if debit_fen == 0:
+        return
+    left = offline_available(st, customer)
+    if debit_fen > left:
+        raise errors.OverOfflineAllowance(left=format_yuan(left))
+    exposure_fen, exposure_count = unsynced_exposure(st)
+    if exposure_fen + debit_fen > policy["max_unsynced_fen"] or exposure_count + 1 > policy["max_unsynced_count"]:
+        raise errors.StationExposureLimit()
+    hours = policy["max_offline_hours"]
+    if st.now() - offline_since(st) > timedelta(hours=hours):
+        raise errors.OfflineTooLong(hours=hours)

@@ -1,0 +1,332 @@
+"""The customer operations: withdraw, deposit, transfer, pay a bill, balance enquiry, cancel, reverse.
+
+Every operation goes through ``station.writepath.customer_operation``: one IMMEDIATE transaction that checks,
+writes its business rows and appends its signed journal entry. Checks run in one fixed order, each with its own
+refusal (``station.errors``):
+
+    agent session, customer status and PIN, amount format, per-transaction limit, per-customer daily limit,
+    offline allowance, station unsynced exposure (amount and count), offline age, drawer cash.
+
+Steps 1 and 2 are ``station.agents``', 4 to 8 ``station.limits``', 9 ``station.business_day``'s. The fee of an
+operation comes from the bank's policy through ``quote_fee`` only: the confirm screen shows that quote and the
+plan charges it. What may be reversed is ``may_reverse``'s to say, and ``reverse`` refuses exactly what it refuses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from station import errors
+from station.agents import AgentSession, CustomerAuth, check_session, refuse_inactive
+from station.business_day import check_drawer, current_day, open_day_or_refuse
+from station.context import Station, bound_station
+from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
+from station.limits import check_debit_limits, offline_available
+from station.protocol.entry_types import LIVE_STATES, EntryType, spec_of
+from station.protocol.money import AmountError, format_yuan, parse_amount
+from station.receipts import Receipt
+from station.writepath import Plan, customer_operation
+
+_PAYEE_ACCOUNT_RE = re.compile(r"^\d{10,19}$")
+
+
+@dataclass(frozen=True)
+class Balance:
+    """A balance enquiry's receipt and figures (the bank's last snapshot, the offline allowance left)."""
+
+    receipt: Receipt
+    balance_fen: int | None
+    balance_as_of: datetime | None
+    offline_available_fen: int
+
+
+def _parse(amount) -> int:
+    """A typed amount in fen (``parse_amount``), its refusal as the station's ``InvalidAmount``."""
+    try:
+        return parse_amount(amount)
+    except AmountError as exc:
+        raise errors.InvalidAmount(exc.code) from exc
+
+
+def quote_fee(st: Station, op_type: str) -> int:
+    """The fee (fen) the bank's policy charges for an operation of ``op_type``: what the confirm screen shows
+    and what the operation's plan charges (a bill paid in cash or from the account pays the same fee)."""
+    return st.policy["fees"].get(op_type, 0)
+
+
+def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount) -> Plan:
+    amount_fen = _parse(amount)
+    limits = st.policy["limits"]["withdrawal"]
+    if amount_fen < limits["min"] or amount_fen % limits["multiple"]:
+        raise errors.WithdrawalAmountRule(minimum=format_yuan(limits["min"]), multiple=format_yuan(limits["multiple"]))
+    fee = quote_fee(st, EntryType.WITHDRAWAL)
+    check_debit_limits(st, customer, "withdrawal", amount_fen, amount_fen + fee)
+    check_drawer(day, -amount_fen)
+    return Plan(EntryType.WITHDRAWAL, customer, amount_fen, fee, amount_fen + fee, -amount_fen)
+
+
+def _plan_deposit(st: Station, customer: Customer, day: BusinessDay, amount) -> Plan:
+    amount_fen = _parse(amount)
+    check_debit_limits(st, customer, "deposit", amount_fen, 0)
+    return Plan(EntryType.DEPOSIT, customer, amount_fen, 0, 0, amount_fen)
+
+
+def _transfer_amount(st: Station, customer: Customer, amount) -> tuple[int, int]:
+    """(amount, fee) of a transfer, once the amount and every limit have been checked."""
+    amount_fen = _parse(amount)
+    fee = quote_fee(st, EntryType.TRANSFER)
+    check_debit_limits(st, customer, "transfer", amount_fen, amount_fen + fee)
+    return amount_fen, fee
+
+
+@bound_station
+def check_amount(st: Station, session: AgentSession, customer: Customer, op_type: str, amount) -> int:
+    """Every check of a withdrawal, deposit or transfer of ``amount`` except the PIN (and, for a transfer, the
+    payee and the fraud warning), so the agent learns of a refusal (over a limit, not enough cash in the drawer)
+    before the customer types a PIN. Returns the amount in fen; records nothing."""
+    check_session(st, session)
+    customer = Customer.get_by_id(customer.id)
+    refuse_inactive(customer)
+    day = open_day_or_refuse(st)
+    if op_type == "transfer":
+        return _transfer_amount(st, customer, amount)[0]
+    plans = {"withdrawal": _plan_withdrawal, "deposit": _plan_deposit}
+    return plans[op_type](st, customer, day, amount).amount_fen
+
+
+def withdraw_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount, txn: str) -> Receipt:
+    """Pay cash out of the drawer, debited from the customer's account."""
+
+    def request(customer):
+        return {"type": "withdrawal", "customer": customer.id, "amount": _parse(amount)}
+
+    def plan(customer, day):
+        return _plan_withdrawal(st, customer, day, amount)
+
+    return customer_operation(st, session, auth, txn, request, plan)
+
+
+def deposit_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount, txn: str) -> Receipt:
+    """Take cash into the drawer for the customer's account (a credit: allowed even when offline long)."""
+
+    def request(customer):
+        return {"type": "deposit", "customer": customer.id, "amount": _parse(amount)}
+
+    def plan(customer, day):
+        return _plan_deposit(st, customer, day, amount)
+
+    return customer_operation(st, session, auth, txn, request, plan)
+
+
+@bound_station
+def needs_fraud_warning(st: Station, customer: Customer, payee_account: str, amount_fen: int) -> bool:
+    """A first-time payee or a large amount: the agent must read the fraud warning with the customer."""
+    known = Payee.select().where((Payee.customer == customer.id) & (Payee.account == payee_account)).exists()
+    return not known or amount_fen >= st.policy["fraud_warning_fen"]
+
+
+@bound_station
+def check_payee(st: Station, customer: Customer, payee_account: str, payee_name: str) -> tuple[str, str]:
+    """The cleaned (account, name) of a transfer's payee; refuses a malformed, own or blocked account."""
+    account = re.sub(r"\s+", "", str(payee_account or ""))
+    if not _PAYEE_ACCOUNT_RE.match(account):
+        raise errors.InvalidPayeeAccount()
+    name = str(payee_name or "").strip()
+    if not name or len(name) > 30:
+        raise errors.InvalidPayeeName()
+    if account in (customer.card_number, customer.passbook_number, customer.account_id):
+        raise errors.OwnAccountTransfer()
+    if BlockedPayee.get_or_none(BlockedPayee.account == account) is not None:
+        raise errors.PayeeBlocked()
+    return account, name
+
+
+def transfer(
+    st: Station,
+    session: AgentSession,
+    auth: CustomerAuth,
+    payee_account: str,
+    payee_name: str,
+    amount,
+    txn: str,
+    *,
+    fraud_warning_confirmed: bool = False,
+) -> Receipt:
+    """Record a transfer for the bank to execute; it stays cancellable until the bank has executed it."""
+
+    def request(customer):
+        return {
+            "type": "transfer",
+            "customer": customer.id,
+            "payee": re.sub(r"\s+", "", str(payee_account or "")),
+            "name": str(payee_name or "").strip(),
+            "amount": _parse(amount),
+        }
+
+    def plan(customer, day):
+        account, name = check_payee(st, customer, payee_account, payee_name)
+        # The warning before the limits: a scam's amount must meet the warning, as on the touchscreen.
+        if needs_fraud_warning(st, customer, account, _parse(amount)) and not fraud_warning_confirmed:
+            raise errors.FraudWarningRequired()
+        amount_fen, fee = _transfer_amount(st, customer, amount)
+        details = {"payee_account": account, "payee_name": name}
+        return Plan(EntryType.TRANSFER, customer, amount_fen, fee, amount_fen + fee, 0, details)
+
+    return customer_operation(st, session, auth, txn, request, plan)
+
+
+def validate_bill_reference(biller: Biller, reference: str) -> str:
+    """The cleaned bill reference (account or phone number); refuses one the biller's pattern rejects."""
+    reference = re.sub(r"\s+", "", str(reference or ""))
+    if not re.fullmatch(biller.ref_pattern, reference):
+        hint = "Mobile numbers have 11 digits and start with 1." if biller.kind == "mobile" else ""
+        raise errors.InvalidBillReference(biller=biller.name_en, hint=hint)
+    if biller.ref_prefixes and not any(reference.startswith(p) for p in biller.ref_prefixes):
+        raise errors.WrongCarrier(biller=biller.name_en)
+    return reference
+
+
+def _check_bill_amount(biller: Biller, amount_fen: int) -> None:
+    if biller.denominations:
+        if amount_fen not in biller.denominations:
+            raise errors.TopUpDenominationRule(
+                choices=", ".join(format_yuan(d).removesuffix(".00") for d in biller.denominations)
+            )
+    elif not biller.min_fen <= amount_fen <= biller.max_fen:
+        raise errors.BillAmountRule(minimum=format_yuan(biller.min_fen), maximum=format_yuan(biller.max_fen))
+
+
+def pay_bill(
+    st: Station,
+    session: AgentSession,
+    auth: CustomerAuth | None,
+    biller_code: str,
+    reference: str,
+    amount,
+    txn: str,
+    *,
+    funding: str = "cash",
+) -> Receipt:
+    """Pay a utility bill or a mobile top-up, in cash (no customer PIN needed) or from the customer's account."""
+    if funding not in ("cash", "account"):
+        raise ValueError("funding is 'cash' or 'account'")
+
+    def request(customer):
+        return {
+            "type": "bill_payment",
+            "customer": customer.id if customer else None,
+            "biller": biller_code,
+            "ref": re.sub(r"\s+", "", str(reference or "")),
+            "amount": _parse(amount),
+            "funding": funding,
+        }
+
+    def plan(customer, day):
+        biller = Biller.get_or_none(Biller.code == biller_code)
+        if biller is None:
+            raise errors.UnknownBiller()
+        ref = validate_bill_reference(biller, reference)
+        amount_fen = _parse(amount)
+        _check_bill_amount(biller, amount_fen)
+        fee = quote_fee(st, EntryType.BILL_PAYMENT)
+        debit = amount_fen + fee if funding == "account" else 0
+        check_debit_limits(st, customer, "bill_payment", amount_fen, debit)
+        details = {"biller": biller.code, "ref": ref, "funding": funding}
+        cash = amount_fen + fee if funding == "cash" else 0
+        return Plan(EntryType.BILL_PAYMENT, customer, amount_fen, fee, debit, cash, details)
+
+    return customer_operation(st, session, auth, txn, request, plan, needs_customer=funding == "account")
+
+
+@bound_station
+def balance_enquiry(st: Station, session: AgentSession, auth: CustomerAuth, txn: str) -> Balance:
+    """The balance as of the bank's last snapshot, and what is left of the offline allowance (journaled)."""
+
+    def request(customer):
+        return {"type": "balance_enquiry", "customer": customer.id}
+
+    def plan(customer, day):
+        details = {"balance": customer.balance_fen, "offline_available": offline_available(st, customer)}
+        if customer.balance_as_of:
+            details["as_of"] = customer.balance_as_of.isoformat()
+        return Plan(EntryType.BALANCE_ENQUIRY, customer, 0, details=details)
+
+    receipt = customer_operation(st, session, auth, txn, request, plan)
+    customer = Customer.get_by_id(auth.customer_id)
+    return Balance(receipt, customer.balance_fen, customer.balance_as_of, offline_available(st, customer))
+
+
+def cancel_transfer(st: Station, session: AgentSession, auth: CustomerAuth, transfer_txn: str, txn: str
+                    ) -> Receipt:
+    """The customer withdraws a transfer the bank has not executed yet."""
+
+    def request(customer):
+        return {"type": "transfer_cancel", "customer": customer.id, "ref": transfer_txn}
+
+    def plan(customer, day):
+        original = Operation.get_or_none((Operation.txn == transfer_txn) & (Operation.type == "transfer"))
+        if original is None or original.customer_id != customer.id:
+            raise errors.NoSuchReceipt()
+        if original.status != "recorded":
+            raise errors.NotCancellable()
+        Operation.update(status="cancelled").where(Operation.txn == original.txn).execute()
+        details = {"ref_seq": original.seq}
+        return Plan(EntryType.TRANSFER_CANCEL, customer, original.amount_fen, details=details, ref_txn=original.txn)
+
+    return customer_operation(st, session, auth, txn, request, plan)
+
+
+def _refuse_unreversible(original: Operation, day: BusinessDay | None) -> None:
+    """Every rule of what may be reversed, in ``reverse``'s order; ``may_reverse`` asks the same questions."""
+    if not spec_of(original.type).reversible:
+        raise errors.NotReversible()
+    if original.status == "reversed":
+        raise errors.AlreadyReversed()
+    if original.status not in LIVE_STATES:
+        raise errors.NotReversible()
+    if day is None or original.day_id != day.id:
+        raise errors.ReversalTooLate()
+    check_drawer(day, -original.cash_fen)
+
+
+@bound_station
+def may_reverse(st: Station, op: Operation) -> bool:
+    """Whether a supervisor's ``reverse`` of ``op`` would pass every rule now: a reversible type that still
+    stands, recorded in the business day still open, and cash for it in the drawer."""
+    try:
+        _refuse_unreversible(op, current_day(st))
+    except errors.StationError:
+        return False
+    return True
+
+
+def reverse(st: Station, supervisor: AgentSession, original_txn: str, txn: str, reason: str = "") -> Receipt:
+    """A supervisor undoes one of today's operations with a new entry that points at the original."""
+
+    def request(_customer):
+        return {"type": "reversal", "ref": original_txn, "reason": reason}
+
+    # The role comes right after the session: a plain agent learns nothing about the day or the receipt.
+    check_session(st, supervisor)
+    if supervisor.role != "supervisor":
+        raise errors.SupervisorRequired()
+
+    def plan(_customer, day):
+        original = Operation.get_or_none(Operation.txn == original_txn)
+        if original is None:
+            raise errors.NoSuchReceipt()
+        _refuse_unreversible(original, day)
+        Operation.update(status="reversed").where(Operation.txn == original.txn).execute()
+        details = {"ref_seq": original.seq, "reason": str(reason)[:200]}
+        return Plan(
+            EntryType.REVERSAL,
+            original.customer,
+            original.amount_fen,
+            cash_fen=-original.cash_fen,
+            details=details,
+            ref_txn=original.txn,
+        )
+
+    return customer_operation(st, supervisor, None, txn, request, plan, needs_customer=False)

@@ -1,0 +1,84 @@
+"""What a recorded entry hands back to its caller: the receipt, and the customer's number as receipts show it.
+
+A card or passbook number never appears in full on a receipt (nor in a token or a log): ``mask_number`` is
+the one place that decides how much of it a receipt shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from station.context import Station, bound_station
+from station.db import Customer, JournalEntry, Operation
+
+
+@dataclass(frozen=True)
+class Receipt:
+    seq: int
+    txn: str | None
+    type: str
+    token: str
+    amount_fen: int
+    fee_fen: int
+    status: str
+    account_masked: str | None
+    recorded_at: datetime
+    details: dict = field(default_factory=dict)
+
+
+def mask_number(number: str | None) -> str | None:
+    """A card or passbook number as a receipt may show it: first four and last four digits."""
+    if not number:
+        return None
+    if len(number) <= 8:
+        return "*" * (len(number) - 4) + number[-4:]
+    return f"{number[:4]} **** {number[-4:]}"
+
+
+def customer_masked(customer: Customer | None) -> str | None:
+    """The customer's card (else passbook) number, masked; None without a customer."""
+    if customer is None:
+        return None
+    return mask_number(customer.card_number or customer.passbook_number)
+
+
+def new_txn_id() -> str:
+    """A fresh transaction UUID, chosen by the station (the idempotency key of an operation)."""
+    return str(uuid.uuid4())
+
+
+@bound_station
+def receipt_for(st: Station, op: Operation, token: str | None = None) -> Receipt:
+    """The receipt of a recorded operation (its journal entry's token plus what the screen shows)."""
+    if token is None:
+        token = JournalEntry.get_by_id(op.seq).token
+    return Receipt(
+        seq=op.seq,
+        txn=op.txn,
+        type=op.type,
+        token=token,
+        amount_fen=op.amount_fen,
+        fee_fen=op.fee_fen,
+        status=op.status,
+        account_masked=customer_masked(op.customer) if op.customer_id else None,
+        recorded_at=op.created_at,
+        details=dict(op.details or {}),
+    )
+
+
+def entry_receipt(entry: JournalEntry, amount_fen: int = 0, details: dict | None = None) -> Receipt:
+    """The receipt of a journal entry that is not a customer operation (agent, day open and close)."""
+    return Receipt(
+        seq=entry.seq,
+        txn=entry.txn,
+        type=entry.type,
+        token=entry.token,
+        amount_fen=amount_fen,
+        fee_fen=0,
+        status="recorded",
+        account_masked=None,
+        recorded_at=entry.recorded_at,
+        details=details or {},
+    )
