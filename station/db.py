@@ -90,6 +90,7 @@ def bound(database: SqliteDatabase) -> Iterator[SqliteDatabase]:
     finally:
         _bound_database.reset(token)
 
+
 PRAGMAS = {
     "journal_mode": "wal",
     "synchronous": 2,  # FULL: a returned receipt survives power loss
