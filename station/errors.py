@@ -187,6 +187,11 @@ class InvalidPayeeAccount(StationError):
     template = N_("The payee account number is not valid: it has 10 to 19 digits.")
 
 
+class InvalidReversalReason(StationError):
+    code = "invalid_reversal_reason"
+    template = N_("Give the reason for the reversal in plain text (at most 200 characters).")
+
+
 class InvalidPayeeName(StationError):
     code = "invalid_payee_name"
     template = N_("Enter the payee's name as on the account (at most 30 characters).")

@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 
 from station.context import Station
 from station.db import JournalEntry
+from station.protocol.entry_types import entry_problem, field_problems
 from station.protocol.journal_checks import JournalProblem, check_journal_semantics
 from station.protocol.tokens import (
     PROTOCOL_VERSION,
@@ -38,6 +39,10 @@ def journal_head(st: Station) -> tuple[int, str | None]:
     return (row[0], row[1]) if row else (0, None)
 
 
+class UnsignableEntry(ValueError):
+    """An entry that is not what its type's spec says: a programming error in a writer, refused before signing."""
+
+
 def append_entry(
     st: Station, entry_type: str, moment: datetime, body: dict, txn: str | None = None
 ) -> JournalEntry:
@@ -56,6 +61,11 @@ def append_entry(
     }
     if txn is not None:
         payload["txn"] = txn
+    problem = entry_problem(payload)
+    if problem is not None:
+        # A writer's bug, never a person's input (the services refuse bad input first): the station must not sign
+        # an entry the bank would reject as not what its type says.
+        raise UnsignableEntry(f"refusing to sign a {entry_type} entry: {'; '.join(field_problems(payload))}")
     token = st.signer.sign(payload)
     st.db.execute_sql(
         "INSERT INTO journal_entry (seq, type, txn, token, recorded_at) VALUES (?, ?, ?, ?, ?)",

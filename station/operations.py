@@ -24,7 +24,7 @@ from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
 from station.limits import check_debit_limits, offline_available
-from station.protocol.entry_types import LIVE_STATES, EntryType, spec_of
+from station.protocol.entry_types import LIVE_STATES, EntryType, printable, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.receipts import Receipt
 from station.writepath import Plan, customer_operation
@@ -134,7 +134,8 @@ def check_payee(st: Station, customer: Customer, payee_account: str, payee_name:
     if not _PAYEE_ACCOUNT_RE.match(account):
         raise errors.InvalidPayeeAccount()
     name = str(payee_name or "").strip()
-    if not name or len(name) > 30:
+    # Printable only: the name goes into a signed entry, onto paper and to the bank.
+    if not name or len(name) > 30 or not printable(name):
         raise errors.InvalidPayeeName()
     if account in (customer.card_number, customer.passbook_number, customer.account_id):
         raise errors.OwnAccountTransfer()
@@ -318,8 +319,10 @@ def reverse(st: Station, supervisor: AgentSession, original_txn: str, txn: str, 
         if original is None:
             raise errors.NoSuchReceipt()
         _refuse_unreversible(original, day)
+        if len(str(reason)) > 200 or not printable(str(reason)):
+            raise errors.InvalidReversalReason()
         Operation.update(status="reversed").where(Operation.txn == original.txn).execute()
-        details = {"ref_seq": original.seq, "reason": str(reason)[:200]}
+        details = {"ref_seq": original.seq, "reason": str(reason)}
         return Plan(
             EntryType.REVERSAL,
             original.customer,

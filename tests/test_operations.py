@@ -7,7 +7,7 @@ import pytest
 from station import agents, business_day, errors, limits, operations, receipts
 from station.db import Agent, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_CUSTOMER_PIN
-from station.journal import journal_head
+from station.journal import UnsignableEntry, append_entry, journal_head
 from station.protocol.pins import check_pin
 
 PIN = DEMO_CUSTOMER_PIN
@@ -346,6 +346,8 @@ def test_bad_txn_ids(open_drawer, agent, auth, txn):
         ("6222abc000000001", "王小明", errors.InvalidPayeeAccount),
         ("6222000000000000001", "", errors.InvalidPayeeName),
         ("6222000000000000001", "王" * 31, errors.InvalidPayeeName),
+        ("6222000000000000001", "王\x1b@小明", errors.InvalidPayeeName),  # ESC @ would reset the printer
+        ("6222000000000000001", "\u202e明小王", errors.InvalidPayeeName),  # a bidi override prints reversed
     ],
 )
 def test_bad_payees(open_drawer, agent, auth, account, name, error):
@@ -463,6 +465,27 @@ def test_paying_from_an_account_needs_the_customer_pin(open_drawer, agent):
 
 
 # -- reversal ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("reason", ["keyed\x1b[2J wrong", "wrong\namount", "原" * 201])
+def test_a_reversal_reason_is_plain_text_or_refused(open_drawer, agent, supervisor, auth, reason):
+    paid = operations.withdraw_cash(open_drawer, agent, auth, "500", receipts.new_txn_id())
+    head = journal_head(open_drawer)
+    with pytest.raises(errors.InvalidReversalReason):
+        operations.reverse(open_drawer, supervisor, paid.txn, receipts.new_txn_id(), reason)
+    assert journal_head(open_drawer) == head
+    assert Operation.get_by_id(paid.txn).status == "recorded"
+
+
+def test_the_station_never_signs_an_entry_its_type_does_not_allow(station):
+    """The writers refuse bad input first; the journal refuses what slips past them, before signing."""
+    head = journal_head(station)
+    with pytest.raises(UnsignableEntry, match="amount is '100', not an integer"), station.write():
+        append_entry(station, "deposit", station.now(), {"agent": "A01", "account": "DM1", "amount": "100"},
+                     txn=receipts.new_txn_id())
+    with pytest.raises(UnsignableEntry, match="not a known entry type"), station.write():
+        append_entry(station, "wmp_order", station.now(), {"agent": "A01"})
+    assert journal_head(station) == head
+
+
 def test_supervisor_reverses_a_withdrawal(open_drawer, agent, supervisor, auth):
     st = open_drawer
     paid = operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())

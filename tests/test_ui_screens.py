@@ -222,11 +222,13 @@ def test_printer_failure_keeps_the_operation_and_allows_retry(agent_client, stat
     [
         ("S01", "0000", "密码错误。再错 4 次，该操作员将被锁定。"),
         ("A01", AGENT_PIN, "只有主管可以办理。"),
+        ("S01", SUPERVISOR_PIN, "请用文字写明冲正原因（最多 200 个字）。"),  # a reason posted with ESC in it
     ],
 )
 def test_reversal_refusals(agent_client, withdrawal_seq, supervisor_id, pin, message):
+    reason = "Wrong\x1b@ amount" if pin == SUPERVISOR_PIN else "Wrong amount"
     page = agent_client.post(f"/receipts/{withdrawal_seq}/reverse",
-                             data={"supervisor_id": supervisor_id, "pin": pin, "reason": "Wrong amount"})
+                             data={"supervisor_id": supervisor_id, "pin": pin, "reason": reason})
     assert error_of(page.get_data(as_text=True)) == message
     assert Operation.get(Operation.seq == withdrawal_seq).status == "recorded"
 
