@@ -170,7 +170,7 @@ def _make_printer(st: Station, settings: dict) -> Escpos:
         return _AppendingFile(str(path), profile=profile)
     if kind == "network":
         return _Network(settings["host"], _int(settings.get("port", 9100), "port"), timeout=settings["timeout"],
-                       profile=profile)
+                        profile=profile)
     if kind == "serial":
         return Serial(settings["device"], baudrate=_int(settings.get("baudrate", 9600), "baudrate"),
                       timeout=settings["timeout"], profile=profile)

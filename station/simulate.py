@@ -77,7 +77,7 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
     outcomes: Counter = Counter()
     customers = list(Customer.select().where(Customer.status == "active"))
     billers = {kind: list(Biller.select().where(Biller.kind == kind)) for kind in ("electricity", "water", "gas",
-                                                                                     "mobile")}
+                                                                                   "mobile")}
     session = agents.login_agent(st, agent_id, agent_pin)
     supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
 
@@ -164,4 +164,4 @@ def _one_operation(st, rng, kind, session, customer, billers):
     if payee is not None:
         return operations.transfer(st, session, auth, payee.account, payee.name, amount, new())
     return operations.transfer(st, session, auth, "6222001234567890123", "王小明", amount, new(),
-                             fraud_warning_confirmed=True)
+                               fraud_warning_confirmed=True)

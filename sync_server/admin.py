@@ -141,7 +141,7 @@ def parse_customers_csv(text: str, *, pin_log2_n: int | None = None) -> list[dic
     missing = {"account_id", "name", "home_stations"} - set(reader.fieldnames or [])
     if missing or not ({"pin", "pin_verifier"} & set(reader.fieldnames or [])):
         raise ImportFailed([RowError(1, "columns must include account_id, name, pin (or pin_verifier), "
-                                        f"home_stations; missing {sorted(missing) or ['pin']}")])
+                                     f"home_stations; missing {sorted(missing) or ['pin']}")])
     rows, errors, seen = [], [], set()
     for line, row in enumerate(reader, start=2):
         problems = []

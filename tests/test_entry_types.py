@@ -111,7 +111,7 @@ def written_by_the_station(st) -> dict[str, dict]:
         operations.deposit_cash(st, session, auth, 5_000, new())
         payee = Payee.select().where(Payee.customer == customer.id).first()
         sent = operations.transfer(st, session, auth, payee.account if payee else "6222001234567890123",
-                                 payee.name if payee else "王小明", 10_000, new(), fraud_warning_confirmed=True)
+                                   payee.name if payee else "王小明", 10_000, new(), fraud_warning_confirmed=True)
         operations.cancel_transfer(st, session, auth, sent.txn, new())
         operations.pay_bill(st, session, None, "ELEC-SGCC", "3300112233", 8_640, new())
         operations.balance_enquiry(st, session, auth, new())

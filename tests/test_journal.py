@@ -32,7 +32,7 @@ def busy_station(open_drawer, agent):
     operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
     operations.pay_bill(st, agent, None, "ELEC-SGCC", "9876543210", "88.50", receipts.new_txn_id())
     operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", receipts.new_txn_id(),
-                      fraud_warning_confirmed=True)
+                        fraud_warning_confirmed=True)
     return st
 
 

@@ -49,10 +49,10 @@ def test_bad_amounts_are_refused_and_record_nothing(open_drawer, agent, auth, op
         "withdrawal": lambda: operations.withdraw_cash(st, agent, auth, amount, txn),
         "deposit": lambda: operations.deposit_cash(st, agent, auth, amount, txn),
         "transfer": lambda: operations.transfer(st, agent, auth, "6222000000000000001", "王小明", amount, txn,
-                                              fraud_warning_confirmed=True),
+                                                fraud_warning_confirmed=True),
         "bill_cash": lambda: operations.pay_bill(st, agent, None, "ELEC-SGCC", "1234567890", amount, txn),
         "bill_account": lambda: operations.pay_bill(st, agent, auth, "ELEC-SGCC", "1234567890", amount, txn,
-                                                  funding="account"),
+                                                    funding="account"),
     }
     with pytest.raises(error) as refused:
         calls[operation]()
@@ -283,7 +283,7 @@ def test_offline_too_long_refuses_debits_but_not_credits(open_drawer, agent, clo
     assert "72 hours" in refused.value.message
     with pytest.raises(errors.OfflineTooLong):
         operations.pay_bill(st, session, auth, "ELEC-SGCC", "1234567890", "50", receipts.new_txn_id(),
-                          funding="account")
+                            funding="account")
     operations.deposit_cash(st, session, auth, "100", receipts.new_txn_id())
     operations.pay_bill(st, session, None, "ELEC-SGCC", "1234567890", "50", receipts.new_txn_id())
 
@@ -353,21 +353,21 @@ def test_bad_txn_ids(open_drawer, agent, auth, txn):
 def test_bad_payees(open_drawer, agent, auth, account, name, error):
     with pytest.raises(error):
         operations.transfer(open_drawer, agent, auth, account, name, "100", receipts.new_txn_id(),
-                          fraud_warning_confirmed=True)
+                            fraud_warning_confirmed=True)
 
 
 def test_transfer_to_own_account_is_refused(open_drawer, agent, auth):
     own = Customer.get_by_id(auth.customer_id).card_number
     with pytest.raises(errors.OwnAccountTransfer):
         operations.transfer(open_drawer, agent, auth, own, "自己", "100", receipts.new_txn_id(),
-                          fraud_warning_confirmed=True)
+                            fraud_warning_confirmed=True)
 
 
 def test_blocked_payee_is_refused_even_after_the_warning(open_drawer, agent, auth):
     BlockedPayee.create(account="6222000000000009999", reason="reported scam")
     with pytest.raises(errors.PayeeBlocked):
         operations.transfer(open_drawer, agent, auth, "6222000000000009999", "安全账户", "8000",
-                          receipts.new_txn_id(), fraud_warning_confirmed=True)
+                            receipts.new_txn_id(), fraud_warning_confirmed=True)
 
 
 def test_new_payee_needs_the_fraud_warning(open_drawer, agent, auth):
@@ -375,7 +375,7 @@ def test_new_payee_needs_the_fraud_warning(open_drawer, agent, auth):
     with pytest.raises(errors.FraudWarningRequired):
         operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id())
     receipt = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
-                                fraud_warning_confirmed=True)
+                                  fraud_warning_confirmed=True)
     assert receipt.status == "recorded"
     assert receipt.fee_fen == 200
     assert receipt.details == {"payee_account": "6222000000000000001", "payee_name": "王小明"}
@@ -395,7 +395,7 @@ def test_cancel_a_pending_transfer_restores_the_allowance(open_drawer, agent, au
     mother = Customer.get_by_id(auth.customer_id)
     before = limits.offline_available(st, mother)
     sent = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
-                             fraud_warning_confirmed=True)
+                               fraud_warning_confirmed=True)
     assert limits.offline_available(st, mother) == before - 800_00 - 200
     cancel = operations.cancel_transfer(st, agent, auth, sent.txn, receipts.new_txn_id())
     assert cancel.type == "transfer_cancel" and cancel.details["ref_seq"] == sent.seq
@@ -408,7 +408,7 @@ def test_cancel_a_pending_transfer_restores_the_allowance(open_drawer, agent, au
 def test_a_settled_transfer_cannot_be_cancelled(open_drawer, agent, auth):
     st = open_drawer
     sent = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
-                             fraud_warning_confirmed=True)
+                               fraud_warning_confirmed=True)
     Operation.update(status="settled").where(Operation.txn == sent.txn).execute()
     with pytest.raises(errors.NotCancellable):
         operations.cancel_transfer(st, agent, auth, sent.txn, receipts.new_txn_id())
@@ -417,7 +417,7 @@ def test_a_settled_transfer_cannot_be_cancelled(open_drawer, agent, auth):
 def test_only_the_sender_can_cancel(open_drawer, agent, auth):
     st = open_drawer
     sent = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "800", receipts.new_txn_id(),
-                             fraud_warning_confirmed=True)
+                               fraud_warning_confirmed=True)
     stranger = agents.authenticate_customer(st, agent, customer(3), PIN)
     with pytest.raises(errors.NoSuchReceipt):
         operations.cancel_transfer(st, agent, stranger, sent.txn, receipts.new_txn_id())
@@ -453,7 +453,7 @@ def test_bill_paid_in_cash_and_from_account(open_drawer, agent, auth):
     assert cash.account_masked is None
     assert business_day.drawer_cash(st) == 30_000_00 + 50_00
     account = operations.pay_bill(st, agent, auth, "WATER-COUNTY", "12345678", "35.60", receipts.new_txn_id(),
-                                funding="account")
+                                  funding="account")
     assert account.account_masked.endswith(Customer.get_by_id(auth.customer_id).card_number[-4:])
     assert business_day.drawer_cash(st) == 30_000_00 + 50_00
 
@@ -461,7 +461,7 @@ def test_bill_paid_in_cash_and_from_account(open_drawer, agent, auth):
 def test_paying_from_an_account_needs_the_customer_pin(open_drawer, agent):
     with pytest.raises(errors.CustomerPinRequired):
         operations.pay_bill(open_drawer, agent, None, "ELEC-SGCC", "1234567890", "50", receipts.new_txn_id(),
-                          funding="account")
+                            funding="account")
 
 
 # -- reversal ---------------------------------------------------------------------------------------------
@@ -526,7 +526,7 @@ def test_not_reversible(open_drawer, agent, supervisor, auth, kind):
     st = open_drawer
     if kind == "transfer":
         receipt = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "100",
-                                    receipts.new_txn_id(), fraud_warning_confirmed=True)
+                                      receipts.new_txn_id(), fraud_warning_confirmed=True)
     else:
         receipt = operations.balance_enquiry(st, agent, auth, receipts.new_txn_id()).receipt
     with pytest.raises(errors.NotReversible):

@@ -126,7 +126,7 @@ def test_reprint_is_marked_duplicate_on_both_copies(dummy, withdrawal):
 
 def test_transfer_receipt_says_it_waits_for_the_bank(dummy, open_drawer, agent, customer_auth):
     receipt = operations.transfer(open_drawer, agent, customer_auth, "6222020200112233445", "欧阳娜娜", "200",
-                                receipts.new_txn_id(), fraud_warning_confirmed=True)
+                                  receipts.new_txn_id(), fraud_warning_confirmed=True)
 
     output = printing.print_receipt(dummy, receipt).output
 
@@ -142,7 +142,7 @@ def test_qr_of_a_real_token_fits_384_dots_and_decodes_back_to_the_token(
 ):
     # A transfer to a 30-character Chinese name is the longest token a customer operation makes today.
     receipt = operations.transfer(open_drawer, agent, customer_auth, "6222020200112233445", payee_name, "200",
-                                receipts.new_txn_id(), fraud_warning_confirmed=True)
+                                  receipts.new_txn_id(), fraud_warning_confirmed=True)
     qr = receipt_layout.receipt_qr_image(receipt.token)
     assert qr.width == qr.height <= PAPER_DOTS
     assert qr.width % receipt_layout.QR_SCALE == 0

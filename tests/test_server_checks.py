@@ -46,7 +46,7 @@ def a_day_at_the_counter(st) -> None:
         operations.pay_bill(st, agent, auth, "ELEC-SGCC", "3100000002", "120", receipts.new_txn_id(), funding="account")
         counted = business_day.drawer_cash(st) - 10_00
         business_day.close_day(st, agent, {"10000": counted // 10000, "100": (counted % 10000) // 100,
-                                       "10": (counted % 100) // 10})
+                                           "10": (counted % 100) // 10})
     assert sync_once(st).rejected == {}
     server_db()
     assert execute_due_transfers() == 1

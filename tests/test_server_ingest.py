@@ -150,8 +150,8 @@ def test_tampered_inner_entry_is_refused(server, tmp_path, clock):
         payload["amount"] = payload["amount"] * 10
         entries[-2] = (entries[-2][0], f"{header}.{b64url(canonical_json(payload))}.{sig}")
         sealed = batches.seal_batch(entries, station_id="ST-0001",
-                                     prev=chain_hash(JournalEntry.get_by_id(acked).token),
-                                     signer=st.signer, server_encryption_key=_keys_of(st))
+                                    prev=chain_hash(JournalEntry.get_by_id(acked).token),
+                                    signer=st.signer, server_encryption_key=_keys_of(st))
         response = post(server, "ST-0001", sealed)
         assert response.status_code == 422 and problem_type(response) == "invalid-entry"
         assert response.json()["seq"] == entries[-2][0]
@@ -167,8 +167,8 @@ def test_batch_signed_with_the_wrong_key_is_refused(server, tmp_path, clock):
         entries = list(iter_entries(st, after_seq=acked))
         thief = Signer(generate_signing_key())
         sealed = batches.seal_batch(entries, station_id="ST-0001",
-                                     prev=chain_hash(JournalEntry.get_by_id(acked).token),
-                                     signer=thief, server_encryption_key=_keys_of(st))
+                                    prev=chain_hash(JournalEntry.get_by_id(acked).token),
+                                    signer=thief, server_encryption_key=_keys_of(st))
         response = post(server, "ST-0001", sealed)
         assert response.status_code == 401 and problem_type(response) == "bad-signature"
         check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
@@ -199,8 +199,8 @@ def test_gap_is_refused_with_the_expected_first_seq(server, tmp_path, clock):
         acked = st.setting("acked_seq")
         entries = list(iter_entries(st, after_seq=acked + 1))
         sealed = batches.seal_batch(entries, station_id="ST-0001",
-                                     prev=chain_hash(JournalEntry.get_by_id(acked + 1).token), signer=st.signer,
-                                     server_encryption_key=_keys_of(st))
+                                    prev=chain_hash(JournalEntry.get_by_id(acked + 1).token), signer=st.signer,
+                                    server_encryption_key=_keys_of(st))
         response = post(server, "ST-0001", sealed)
         assert response.status_code == 409 and problem_type(response) == "gap"
         assert response.json()["expected_first"] == acked + 1

@@ -74,7 +74,7 @@ def test_a_non_canonical_token_travels_whole_and_is_placed_with_its_problem(stat
     assert (last.token, last.payload["type"]) == (token, "note")
     assert "not canonical JSON" in last.form_problem
     assert all(entry.form_problem is None for entry in open_(station, seal(station, journal, server_key),
-                                                               server_key).entries)
+                                                             server_key).entries)
 
 
 def test_a_seq_written_as_a_float_is_placed_with_its_problem(station, journal, server_key):

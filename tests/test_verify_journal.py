@@ -37,7 +37,7 @@ def day(open_drawer, agent, supervisor):
     operations.reverse(st, supervisor, deposit.txn, receipts.new_txn_id(), "wrong amount")
     operations.pay_bill(st, agent, None, "ELEC-SGCC", "9876543210", "88.50", receipts.new_txn_id())
     transfer = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", receipts.new_txn_id(),
-                                 fraud_warning_confirmed=True)
+                                   fraud_warning_confirmed=True)
     operations.cancel_transfer(st, agent, auth, transfer.txn, receipts.new_txn_id())
     business_day.close_day(st, agent, {"10000": 200})
     return st

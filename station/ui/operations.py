@@ -317,10 +317,10 @@ def execute(op: dict, auth, txn: str, template: str, **context):
             receipt = operations.deposit_cash(st, agent, auth, op["amount"], txn)
         elif kind == "transfer":
             receipt = operations.transfer(st, agent, auth, op["payee_account"], op["payee_name"], op["amount"], txn,
-                                        fraud_warning_confirmed=bool(op.get("fraud_ok")))
+                                          fraud_warning_confirmed=bool(op.get("fraud_ok")))
         elif kind == EntryType.BILL_PAYMENT:
             receipt = operations.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
-                                        funding=op.get("funding", "cash"))
+                                          funding=op.get("funding", "cash"))
         else:
             receipt = operations.balance_enquiry(st, agent, auth, txn).receipt
     except StationError as err:
