@@ -43,35 +43,52 @@ class UnsignableEntry(ValueError):
     """An entry that is not what its type's spec says: a programming error in a writer, refused before signing."""
 
 
-def append_entry(
-    st: Station, entry_type: str, moment: datetime, body: dict, txn: str | None = None
-) -> JournalEntry:
-    """Sign and store the next entry with the station's key; returns the stored row (``row.token`` is the receipt)."""
+def entry_payload(st: Station, entry_type: str, moment: datetime, body: dict, txn: str | None = None) -> dict:
+    """The next entry's payload: ``body`` with ``v``, ``station``, ``seq`` (head + 1), ``type``, ``ts`` and ``prev``
+    (the head's hash), read inside the caller's write transaction."""
     station_id = st.station_id
     head_seq, head_token = journal_head(st)
-    seq = head_seq + 1
     payload = {
         **body,
         "v": PROTOCOL_VERSION,
         "station": station_id,
-        "seq": seq,
+        "seq": head_seq + 1,
         "type": entry_type,
         "ts": utc_timestamp(moment),
         "prev": chain_hash(head_token) if head_token else genesis_prev(station_id),
     }
     if txn is not None:
         payload["txn"] = txn
-    problem = entry_problem(payload)
-    if problem is not None:
-        # A writer's bug, never a person's input (the services refuse bad input first): the station must not sign
-        # an entry the bank would reject as not what its type says.
-        raise UnsignableEntry(f"refusing to sign a {entry_type} entry: {'; '.join(field_problems(payload))}")
+    return payload
+
+
+def store_entry(st: Station, payload: dict, moment: datetime) -> JournalEntry:
+    """Sign ``payload`` (from :func:`entry_payload`) with the station's key and store it as the next entry.
+
+    It checks nothing of the fields: :func:`append_entry` does, and is what every writer calls.
+    """
     token = st.signer.sign(payload)
+    seq, entry_type, txn = payload["seq"], payload["type"], payload.get("txn")
     st.db.execute_sql(
         "INSERT INTO journal_entry (seq, type, txn, token, recorded_at) VALUES (?, ?, ?, ?, ?)",
         (seq, entry_type, txn, token, JournalEntry.recorded_at.db_value(moment)),
     )
     return JournalEntry(seq=seq, type=entry_type, txn=txn, token=token, recorded_at=moment)
+
+
+def append_entry(
+    st: Station, entry_type: str, moment: datetime, body: dict, txn: str | None = None
+) -> JournalEntry:
+    """Sign and store the next entry with the station's key; returns the stored row (``row.token`` is the receipt).
+
+    The payload must be what its type's spec says (``station.protocol.entry_types``): the station never signs an
+    entry the bank would reject as malformed.
+    """
+    payload = entry_payload(st, entry_type, moment, body, txn)
+    if entry_problem(payload) is not None:
+        # A writer's bug, never a person's input (the services refuse bad input first).
+        raise UnsignableEntry(f"refusing to sign a {entry_type} entry: {'; '.join(field_problems(payload))}")
+    return store_entry(st, payload, moment)
 
 
 def append_start_entry(st: Station) -> JournalEntry:

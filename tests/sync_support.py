@@ -150,3 +150,11 @@ def append_only_lifted(database):
         yield
         for _, sql in triggers:
             database.execute_sql(sql)
+
+
+def append_forged_entry(st, entry_type: str, moment, body: dict, txn: str | None = None):
+    """What a tampered device signs: the journal's format (seq, prev, ts, the station's key) around any body,
+    without the check ``append_entry`` makes before signing. Call it inside ``st.write()``."""
+    from station.journal import entry_payload, store_entry
+
+    return store_entry(st, entry_payload(st, entry_type, moment, body, txn), moment)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from sync_support import enrolled_station, server_db
+from sync_support import append_forged_entry, enrolled_station, server_db
 
 from station import receipts
 from station.db import JournalEntry, Operation
-from station.journal import append_entry, journal_head
+from station.journal import journal_head
 from station.protocol.tokens import chain_hash, unverified_payload, utc_timestamp
 from station.sync import sync_once
 from sync_server.admin import list_entries
@@ -24,7 +24,7 @@ def forge_operation(st, entry_type: str, body: dict):
     """A signed entry of ``entry_type`` and its operation row, as a newer (or tampered) station would write them."""
     txn = receipts.new_txn_id()
     with st.write():
-        entry = append_entry(st, entry_type, st.now(), {"agent": "A01", **body}, txn=txn)
+        entry = append_forged_entry(st, entry_type, st.now(), {"agent": "A01", **body}, txn=txn)
         Operation.create(txn=txn, seq=entry.seq, type=entry_type, request_hash="-", agent_id="A01",
                          business_date=st.local_date().isoformat(), amount_fen=10_000, created_at=st.now())
     return entry
@@ -80,7 +80,7 @@ def test_an_amount_that_is_not_integer_fen_is_rejected(server, tmp_path, clock, 
 def test_a_field_of_the_wrong_json_type_is_malformed(server, tmp_path, clock, body):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     with st.write():
-        forged = append_entry(st, "deposit", st.now(), {"agent": "A01", **body},
+        forged = append_forged_entry(st, "deposit", st.now(), {"agent": "A01", **body},
                               txn=body.get("txn", receipts.new_txn_id()))
     assert sync_once(st).rejected == {forged.seq: "malformed_entry"}
     assert postings_of("ST-0001", forged.seq) == 0

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 from stdnum import luhn
-from sync_support import enrolled_station, server_db
+from sync_support import append_forged_entry, enrolled_station, server_db
 
 from station import agents, business_day, errors, operations, receipts
 from station.db import Customer, Operation
 from station.demo import DEMO_AGENTS
-from station.journal import append_entry
 from station.sync import sync_once
 from sync_server.admin import import_customers, parse_customers_csv
 from sync_server.book import ledger_totals
@@ -86,7 +85,7 @@ def test_a_debit_beyond_the_hold_and_the_balance_is_rejected_centrally(server, t
     session = login(one)
     operations.withdraw_cash(one, session, auth_shared(one, session), 100_000, receipts.new_txn_id())
     with one.db.atomic():
-        forged = append_entry(one, "withdrawal", one.now(),
+        forged = append_forged_entry(one, "withdrawal", one.now(),
                               {"agent": "A01", "account": SHARED, "amount": 100_000}, txn=receipts.new_txn_id())
     result = sync_once(one)
     assert result.rejected == {forged.seq: "insufficient_funds"}
@@ -124,7 +123,7 @@ def test_forged_entries_signed_by_a_tampered_station_never_post(server, tmp_path
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     before = central_balance()
     with one.db.atomic():
-        forged = append_entry(one, "withdrawal", one.now(), {"agent": "A01", **body},
+        forged = append_forged_entry(one, "withdrawal", one.now(), {"agent": "A01", **body},
                               txn=receipts.new_txn_id())
     assert sync_once(one).rejected == {forged.seq: reason}
     assert central_balance() == before
@@ -147,7 +146,7 @@ def test_malformed_entries_signed_by_a_tampered_station_are_rejected_not_a_crash
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     before = central_balance()
     with one.db.atomic():
-        forged = append_entry(one, entry_type, one.now(), {"agent": "A01", **body},
+        forged = append_forged_entry(one, entry_type, one.now(), {"agent": "A01", **body},
                               txn=receipts.new_txn_id() if with_txn else None)
     assert sync_once(one).rejected == {forged.seq: "malformed_entry"}
     assert central_balance() == before
@@ -158,7 +157,7 @@ def test_malformed_entries_signed_by_a_tampered_station_are_rejected_not_a_crash
 def forge(st, entry_type, body):
     """An entry signed by the station's own key that its services would never write."""
     with st.db.atomic():
-        return append_entry(st, entry_type, st.now(), {"agent": "A01", **body},
+        return append_forged_entry(st, entry_type, st.now(), {"agent": "A01", **body},
                             txn=receipts.new_txn_id())
 
 
@@ -210,7 +209,7 @@ def test_a_reversal_stays_spent_when_a_later_entry_reuses_the_txn(server, tmp_pa
     forge(one, "reversal", {"ref_txn": paid.txn})
     assert sync_once(one).rejected == {}
     with one.db.atomic():
-        append_entry(one, "withdrawal", one.now(),
+        append_forged_entry(one, "withdrawal", one.now(),
                      {"agent": "A01", "account": SHARED, "amount": 1_000}, txn=paid.txn)
     again = forge(one, "reversal", {"ref_txn": paid.txn})
     assert sync_once(one).rejected == {again.seq: "already_reversed"}
