@@ -17,7 +17,7 @@ from station.context import Station, bound_station
 from station.db import BusinessDay, Operation
 from station.journal import append_entry
 from station.protocol.entry_types import EntryType
-from station.protocol.money import format_yuan
+from station.protocol.money import MAX_AMOUNT_FEN, format_yuan
 from station.receipts import Receipt, entry_receipt
 
 #: Denominations a drawer count accepts, in fen: 100, 50, 20, 10, 5, 1 yuan notes/coins, 5 and 1 jiao coins.
@@ -70,7 +70,11 @@ def count_total(counts: dict) -> tuple[dict, int]:
             raise errors.InvalidCashCount()
         if pieces:
             cleaned[str(denomination)] = pieces
-    return cleaned, sum(int(d) * n for d, n in cleaned.items())
+    total = sum(int(d) * n for d, n in cleaned.items())
+    if total > MAX_AMOUNT_FEN:
+        # No drawer holds that much, and no entry may carry it (the bank would reject it as an invalid amount).
+        raise errors.CashCountTooLarge(limit=format_yuan(MAX_AMOUNT_FEN))
+    return cleaned, total
 
 
 @bound_station

@@ -73,6 +73,11 @@ class InvalidCashCount(StationError):
     template = N_("The cash count is not valid: each denomination needs a whole number of notes or coins.")
 
 
+class CashCountTooLarge(StationError):
+    code = "cash_count_too_large"
+    template = N_("The cash count adds up to more than %(limit)s yuan: count the drawer again.")
+
+
 # -- customer ---------------------------------------------------------------------------------------------
 class InvalidCardNumber(StationError):
     code = "invalid_card_number"

@@ -555,6 +555,12 @@ def test_bad_cash_counts(station, agent, counts):
     assert BusinessDay.select().count() == 0
 
 
+def test_a_count_beyond_any_drawer_is_refused(station, agent):
+    with pytest.raises(errors.CashCountTooLarge, match="10,000,000.00"):
+        business_day.open_day(station, agent, {"10000": 100_000, "100": 1})
+    assert BusinessDay.select().count() == 0
+
+
 def test_open_twice_is_refused(open_drawer, agent):
     with pytest.raises(errors.DayAlreadyOpen):
         business_day.open_day(open_drawer, agent, {"10000": 1})

@@ -253,6 +253,8 @@ def test_day_open_with_a_count(ui_client, station):
     assert ui_client.get("/day/").location == "/day/open"
     page = ui_client.post("/day/open", data={"n10000": "2x"}).get_data(as_text=True)
     assert error_of(page) == "点钞数不对：每种面额请填写整张（枚）数。" and 'value="2x"' in page
+    page = ui_client.post("/day/open", data={"n10000": "1000000"}).get_data(as_text=True)
+    assert error_of(page) == "清点的现金合计超过 10,000,000.00 元，请重新清点钱箱。"
     response = ui_client.post("/day/open", data={"n10000": "250", "n5000": "100"})
     page = ui_client.get(response.location).get_data(as_text=True)
     assert "开门营业" in page and "叁万元整" in page

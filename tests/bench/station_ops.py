@@ -73,7 +73,7 @@ def main() -> None:
     load_demo_customers(st, count=customers, allowance_fen=10**9)
     agent_id, _, _, pin = DEMO_AGENTS[0]
     session = agents.login_agent(st, agent_id, pin)
-    business_day.open_day(st, session, {"10000": 10**6})
+    business_day.open_day(st, session, {"10000": 10**5})  # the largest drawer an entry may carry
 
     verifier = make_pin_verifier("123456")
     pin_ms = []
