@@ -19,6 +19,7 @@ from joserfc.jwk import KeySet
 from station.context import Station
 from station.db import JournalEntry
 from station.protocol.journal_checks import JournalProblem, check_journal_semantics
+from station.protocol.times import utc_text
 from station.protocol.tokens import (
     PROTOCOL_VERSION,
     ChainProblem,
@@ -27,7 +28,6 @@ from station.protocol.tokens import (
     is_integer,
     public_jwk,
     unverified_payload,
-    utc_timestamp,
     verify_chain,
 )
 
@@ -51,7 +51,7 @@ def append_entry(
         "station": station_id,
         "seq": seq,
         "type": entry_type,
-        "ts": utc_timestamp(moment),
+        "ts": utc_text(moment),
         "prev": chain_hash(head_token) if head_token else genesis_prev(station_id),
     }
     if txn is not None:

@@ -28,13 +28,13 @@ from station.journal import append_start_entry, iter_entries, journal_head
 from station.limits import unsynced_exposure
 from station.protocol import acks, batches, envelope_errors, key_codecs
 from station.protocol.private_files import write_private_file
+from station.protocol.times import utc_text
 from station.protocol.tokens import (
     chain_hash,
     generate_signing_key,
     genesis_prev,
     public_jwk,
     unverified_payload,
-    utc_timestamp,
 )
 
 ENCRYPTION_KEY_FILE = "keys/encryption.key"
@@ -221,7 +221,7 @@ def send_batch(st: Station, sealed: batches.SealedBatch, http: requests.Session 
                more: bool = False) -> dict:
     """POST one sealed batch (``more``: another follows at once); the server's answer, or a :class:`SyncError`."""
     server = _server(st)
-    headers = {**sealed.headers, "X-Station-Time": utc_timestamp(st.now()), "User-Agent": USER_AGENT}
+    headers = {**sealed.headers, "X-Station-Time": utc_text(st.now()), "User-Agent": USER_AGENT}
     if more:
         headers[batches.HEADER_MORE] = "1"
     http = http or requests
