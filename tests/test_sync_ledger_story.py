@@ -30,6 +30,13 @@ def open_counter(st):
     return agent, supervisor
 
 
+def counter_with_a_payee(st):
+    """The counter open, the customer authenticated, and a payee they know: ready to transfer."""
+    agent, _ = open_counter(st)
+    customer = Customer.get(Customer.account_id == ACCOUNT)
+    return agent, agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN), customer.payees.get()
+
+
 def balance(account_id=ACCOUNT):
     server_db()
     return Account.get_by_id(account_id).balance_fen
@@ -128,10 +135,7 @@ def test_a_transfer_to_a_payee_blocked_meanwhile_is_rejected_and_the_block_comes
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     with st.bound():
         before = balance()
-        agent, _ = open_counter(st)
-        customer = Customer.get(Customer.account_id == ACCOUNT)
-        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-        payee = customer.payees.get()
+        agent, auth, payee = counter_with_a_payee(st)
         sent = operations.transfer(st, agent, auth, payee.account, payee.name, 30_000, receipts.new_txn_id())
         server_db()
         block_payee(payee.account, "reported fraud")
@@ -149,10 +153,7 @@ def test_a_transfer_whose_payee_is_blocked_during_its_delay_is_not_executed(serv
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     with st.bound():
-        agent, _ = open_counter(st)
-        customer = Customer.get(Customer.account_id == ACCOUNT)
-        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-        payee = customer.payees.get()
+        agent, auth, payee = counter_with_a_payee(st)
         sent = operations.transfer(st, agent, auth, payee.account, payee.name, 30_000, receipts.new_txn_id())
         assert sync_once(st).rejected == {}
         server_db()
@@ -202,10 +203,7 @@ def test_transfers_stored_by_the_previous_release_execute_when_due_not_a_millise
     """``execute_after`` written as the previous release did (``+00:00``, microseconds or none) beside new rows."""
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     with st.bound():
-        agent, _ = open_counter(st)
-        customer = Customer.get(Customer.account_id == ACCOUNT)
-        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-        payee = customer.payees.get()
+        agent, auth, payee = counter_with_a_payee(st)
         sent = [operations.transfer(st, agent, auth, payee.account, payee.name, 1_000, receipts.new_txn_id()).txn
                 for _ in range(3)]
         assert sync_once(st).rejected == {}
