@@ -14,7 +14,6 @@ from release 1 (before the history table existed) is recognised by its tables an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,11 +27,13 @@ from peewee import (
     DatabaseProxy,
     ForeignKeyField,
     IntegerField,
-    Model,
     SqliteDatabase,
     TextField,
 )
 from playhouse.migrate import SqliteMigrator
+
+from dbkit import JSONField, SchemaTooNew, UTCTimeField, base_model, schema_version
+from station.protocol.times import utc_text
 
 #: The database the models use in the current thread or context; set only through :func:`bound`.
 _bound_database: ContextVar[SqliteDatabase | None] = ContextVar("station_database", default=None)
@@ -104,32 +105,7 @@ class DatabaseDamaged(RuntimeError):
     """``PRAGMA quick_check`` failed: the station refuses to start on a damaged database."""
 
 
-class JSONField(TextField):
-    def db_value(self, value):
-        return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-    def python_value(self, value):
-        return None if value is None else json.loads(value)
-
-
-class UTCDateTimeField(TextField):
-    """An aware datetime stored as UTC ISO-8601 text (sorts correctly; no local-time ambiguity)."""
-
-    def db_value(self, value):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime: the station stores aware UTC times only")
-        return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-    def python_value(self, value):
-        return None if value is None else datetime.fromisoformat(value)
-
-
-class BaseModel(Model):
-    class Meta:
-        database = db_proxy
-        legacy_table_names = False
+BaseModel = base_model(db_proxy)
 
 
 class Setting(BaseModel):
@@ -165,7 +141,7 @@ class Customer(BaseModel):
     allowance_fen = IntegerField(default=0, constraints=[Check("allowance_fen >= 0")])
     allowance_seq = IntegerField(default=0)
     balance_fen = IntegerField(null=True)
-    balance_as_of = UTCDateTimeField(null=True)
+    balance_as_of = UTCTimeField(null=True)
 
 
 class Payee(BaseModel):
@@ -202,12 +178,12 @@ class BusinessDay(BaseModel):
     """One open-to-close day of the drawer; ``cash_fen`` is the cash the drawer should hold now."""
 
     business_date = CharField()
-    opened_at = UTCDateTimeField()
+    opened_at = UTCTimeField()
     opened_by = CharField()
     float_fen = IntegerField()
     open_counts = JSONField()
     cash_fen = IntegerField(constraints=[Check("cash_fen >= 0")])
-    closed_at = UTCDateTimeField(null=True)
+    closed_at = UTCTimeField(null=True)
     closed_by = CharField(null=True)
     counted_fen = IntegerField(null=True)
     variance_fen = IntegerField(null=True)
@@ -221,7 +197,7 @@ class JournalEntry(BaseModel):
     type = CharField()
     txn = CharField(null=True, index=True)
     token = TextField()
-    recorded_at = UTCDateTimeField()
+    recorded_at = UTCTimeField()
 
 
 class Operation(BaseModel):
@@ -248,7 +224,7 @@ class Operation(BaseModel):
     outcome_reason = CharField(null=True)
     ref_txn = CharField(null=True)
     details = JSONField(default=dict)
-    created_at = UTCDateTimeField()
+    created_at = UTCTimeField()
 
     class Meta:
         indexes = ((("customer", "business_date"), False),)
@@ -258,7 +234,7 @@ class PrintedReceipt(BaseModel):
     """Receipts whose first paper copy came out: every later print is marked 重印 DUPLICATE."""
 
     seq = IntegerField(primary_key=True)
-    first_printed_at = UTCDateTimeField()
+    first_printed_at = UTCTimeField()
     prints = IntegerField(default=1)
 
 
@@ -268,10 +244,6 @@ SCHEMA_HISTORY_DDL = (
     'CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
     '"name" VARCHAR(255) NOT NULL, "applied_at" TEXT NOT NULL)'
 )
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was migrated by a newer release than this code: never run old code on it."""
 
 
 class SchemaMismatch(RuntimeError):
@@ -371,13 +343,6 @@ def _release_1(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
 MIGRATIONS = [_release_1]
 
 
-def schema_version(database: SqliteDatabase) -> int:
-    """The highest migration applied to ``database`` (0 for a database that has none recorded)."""
-    if not database.table_exists("schema_version"):
-        return 0
-    return database.execute_sql('SELECT COALESCE(MAX("version"), 0) FROM "schema_version"').fetchone()[0]
-
-
 def migrate_database(database: SqliteDatabase) -> list[int]:
     """Run the migrations ``database`` has not had, each in its own IMMEDIATE transaction; the versions applied.
 
@@ -400,7 +365,7 @@ def migrate_database(database: SqliteDatabase) -> list[int]:
             migration(database, SqliteMigrator(database))
             database.execute_sql(
                 'INSERT INTO "schema_version" ("version", "name", "applied_at") VALUES (?, ?, ?)',
-                (version, migration.__doc__.split("\n", 1)[0], datetime.now(UTC).isoformat(timespec="seconds")),
+                (version, migration.__doc__.split("\n", 1)[0], utc_text(datetime.now(UTC))),
             )
         applied.append(version)
     return applied

@@ -20,6 +20,7 @@ from station.context import Station
 from station.db import JournalEntry
 from station.protocol.entry_types import entry_problem, field_problems
 from station.protocol.journal_checks import JournalProblem, check_journal_semantics
+from station.protocol.times import utc_text
 from station.protocol.tokens import (
     PROTOCOL_VERSION,
     ChainProblem,
@@ -28,7 +29,6 @@ from station.protocol.tokens import (
     is_integer,
     public_jwk,
     unverified_payload,
-    utc_timestamp,
     verify_chain,
 )
 
@@ -54,7 +54,7 @@ def entry_payload(st: Station, entry_type: str, moment: datetime, body: dict, tx
         "station": station_id,
         "seq": head_seq + 1,
         "type": entry_type,
-        "ts": utc_timestamp(moment),
+        "ts": utc_text(moment),
         "prev": chain_hash(head_token) if head_token else genesis_prev(station_id),
     }
     if txn is not None:

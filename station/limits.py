@@ -15,6 +15,7 @@ from station.context import Station
 from station.db import Customer, JournalEntry
 from station.protocol.entry_types import LIVE_STATES
 from station.protocol.money import format_yuan
+from station.protocol.times import parse_utc
 
 #: ``LIVE_STATES`` as an SQL list, for the hand-written queries of the hot path.
 _LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE_STATES) + ")"
@@ -43,7 +44,7 @@ def unsynced_exposure(st: Station) -> tuple[int, int]:
 def last_sync_at(st: Station) -> datetime | None:
     """When the last sync with the bank succeeded, or None."""
     value = st.setting("last_sync_at")
-    return datetime.fromisoformat(value) if value else None
+    return parse_utc(value) if value else None
 
 
 def offline_since(st: Station) -> datetime:

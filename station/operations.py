@@ -26,6 +26,7 @@ from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, P
 from station.limits import check_debit_limits, offline_available
 from station.protocol.entry_types import LIVE_STATES, EntryType, printable, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
+from station.protocol.times import utc_text
 from station.receipts import Receipt
 from station.writepath import Plan, customer_operation
 
@@ -251,7 +252,7 @@ def balance_enquiry(st: Station, session: AgentSession, auth: CustomerAuth, txn:
     def plan(customer, day):
         details = {"balance": customer.balance_fen, "offline_available": offline_available(st, customer)}
         if customer.balance_as_of:
-            details["as_of"] = customer.balance_as_of.isoformat()
+            details["as_of"] = utc_text(customer.balance_as_of)
         return Plan(EntryType.BALANCE_ENQUIRY, customer, 0, details=details)
 
     receipt = customer_operation(st, session, auth, txn, request, plan)

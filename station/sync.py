@@ -28,13 +28,13 @@ from station.journal import append_start_entry, iter_entries, journal_head
 from station.limits import unsynced_exposure
 from station.protocol import acks, batches, envelope_errors, key_codecs
 from station.protocol.private_files import write_private_file
+from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import (
     chain_hash,
     generate_signing_key,
     genesis_prev,
     public_jwk,
     unverified_payload,
-    utc_timestamp,
 )
 
 ENCRYPTION_KEY_FILE = "keys/encryption.key"
@@ -221,7 +221,7 @@ def send_batch(st: Station, sealed: batches.SealedBatch, http: requests.Session 
                more: bool = False) -> dict:
     """POST one sealed batch (``more``: another follows at once); the server's answer, or a :class:`SyncError`."""
     server = _server(st)
-    headers = {**sealed.headers, "X-Station-Time": utc_timestamp(st.now()), "User-Agent": USER_AGENT}
+    headers = {**sealed.headers, "X-Station-Time": utc_text(st.now()), "User-Agent": USER_AGENT}
     if more:
         headers[batches.HEADER_MORE] = "1"
     http = http or requests
@@ -271,8 +271,8 @@ def apply_ack(st: Station, ack: acks.Ack, sealed: batches.SealedBatch) -> None:
         _apply_outcomes(ack)
         now = st.now()
         st.set_setting("acked_seq", max(ack.acked_through, st.setting("acked_seq", 0)))
-        st.set_setting("last_sync_at", now.isoformat())
-        server_time = datetime.fromisoformat(ack.server_time.replace("Z", "+00:00"))
+        st.set_setting("last_sync_at", utc_text(now))
+        server_time = parse_utc(ack.server_time)
         st.set_setting("server_time_offset_ms", int((server_time - now).total_seconds() * 1000))
         Setting.delete().where(Setting.key == "last_sync_error").execute()
         apply_downlink(st, ack.downlink, ack.acked_through, server_time)
@@ -449,5 +449,5 @@ def station_status(st: Station) -> dict:
         "unsynced_debits": exposure_count,
         "drawer_cash_fen": drawer_cash(st),
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
-        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "checked_at": utc_text(datetime.now(UTC)),
     }

@@ -19,6 +19,7 @@ from stdnum import luhn
 from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.pins import PIN_RE, make_pin_verifier
+from station.protocol.times import parse_utc, utc_text
 from sync_server.book import Book, station_account
 from sync_server.db import (
     Account,
@@ -68,7 +69,7 @@ def add_station(station_id: str, name: str) -> str:
     with db_proxy.atomic():
         station = Station.get_or_none(Station.station_id == station_id)
         if station is None:
-            Station.create(station_id=station_id, name=name, created_at=datetime.now(UTC).isoformat())
+            Station.create(station_id=station_id, name=name, created_at=utc_text(datetime.now(UTC)))
         elif station.status != "pending":
             # A second device under the same id would restart the journal at seq 1: a fork. Never allow it.
             raise AdminError(f"Station {station_id} is {station.status}; a replacement device gets a new id "
@@ -105,7 +106,7 @@ def list_entries(station_id: str, outcome: str | None = None) -> list[dict]:
 def revoke_station(station_id: str) -> None:
     """Refuse the station's uploads from now on and release the allowances held for it."""
     with db_proxy.atomic():
-        changed = Station.update(status="revoked", revoked_at=datetime.now(UTC).isoformat()).where(
+        changed = Station.update(status="revoked", revoked_at=utc_text(datetime.now(UTC))).where(
             Station.station_id == station_id).execute()
         if not changed:
             raise AdminError(f"No station {station_id}.")
@@ -127,7 +128,7 @@ def _bank_booking(legs: list[tuple[str, int, str]]) -> None:
     if sum(amount for _, amount, _ in legs) != 0:
         raise AdminError("postings do not sum to zero")
     seq = (Posting.select(fn.MAX(Posting.seq)).where(Posting.station_id == BANK_BOOKING).scalar() or 0) + 1
-    book = Book(BANK_BOOKING, {account for account, _, _ in legs}, datetime.now(UTC).isoformat())
+    book = Book(BANK_BOOKING, {account for account, _, _ in legs}, utc_text(datetime.now(UTC)))
     book.ensure_account("equity:opening", "opening_equity")
     book.post(legs)
     book.flush()
@@ -285,11 +286,16 @@ def execute_due_transfers(now: datetime | None = None) -> int:
     A transfer whose payee was blocked during the delay stays pending (the delay exists to stop such transfers):
     the customer may still cancel it, and an operator decides.
     """
-    now_text = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+    now = now or datetime.now(UTC)
+    now_text = utc_text(now)
     done = 0
     blocked = BlockedPayee.select(BlockedPayee.account)
-    due = list(Transfer.select().where((Transfer.status == "pending") & (Transfer.execute_after <= now_text)
-                                       & Transfer.payee_account.not_in(blocked)))
+    # As text, a row a previous release wrote (``+00:00``, microseconds) compares with ``now_text`` correctly to
+    # the millisecond and may look due up to 1 ms early, never late: the SQL picks the candidates, and the
+    # parsed times decide.
+    candidates = Transfer.select().where((Transfer.status == "pending") & (Transfer.execute_after <= now_text)
+                                         & Transfer.payee_account.not_in(blocked))
+    due = [transfer for transfer in candidates if parse_utc(transfer.execute_after) <= now]
     for transfer in due:
         with db_proxy.atomic():
             claimed = Transfer.update(status="executed", executed_at=now_text).where(
@@ -359,7 +365,7 @@ def load_demo_data(station_ids: list[str]) -> dict:
     for station_id in station_ids:
         if Station.get_or_none(Station.station_id == station_id) is None:
             Station.create(station_id=station_id, name=f"Demo station {station_id}",
-                           created_at=datetime.now(UTC).isoformat())
+                           created_at=utc_text(datetime.now(UTC)))
     rows, payees = demo_customer_rows(station_ids)
     import_customers(rows, payees)
     return {"stations": station_ids, "customers": len(rows), "billers": Biller.select().count()}

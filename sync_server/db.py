@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import json
 import os
 import weakref
 from datetime import UTC, datetime
@@ -35,7 +34,6 @@ from peewee import (
     Database,
     DatabaseProxy,
     IntegerField,
-    Model,
     PostgresqlDatabase,
     TextField,
 )
@@ -43,27 +41,14 @@ from playhouse import db_url
 from playhouse.migrate import SchemaMigrator, migrate
 from playhouse.pool import PooledPostgresqlDatabase
 
+from dbkit import JSONField, SchemaTooNew, base_model, schema_version
+from station.protocol.times import utc_text
+
 db_proxy = DatabaseProxy()
 DEFAULT_DATABASE_URL = "sqlite:///sync-server.db"
 
 
-def utc_now_text() -> str:
-    """Now, as UTC ISO-8601 text with milliseconds (how the server stores times)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-class JSONField(TextField):
-    def db_value(self, value):
-        return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-    def python_value(self, value):
-        return None if value is None else json.loads(value)
-
-
-class BaseModel(Model):
-    class Meta:
-        database = db_proxy
-        legacy_table_names = False
+BaseModel = base_model(db_proxy)
 
 
 class SchemaVersion(BaseModel):
@@ -302,10 +287,6 @@ def is_postgres(database: Database | None = None) -> bool:
 # MIGRATIONS (``playhouse.migrate`` through the ``migrator`` argument, or plain SQL), and
 # tests/test_server_migrations.py checks that the migrated schema equals the models'.
 
-class SchemaTooNew(RuntimeError):
-    """The database was migrated by a newer release than this code: never run old code on it."""
-
-
 class SchemaOutdated(RuntimeError):
     """The database lacks migrations this code needs: run ``sync-server init-db`` first."""
 
@@ -409,13 +390,6 @@ def _migration_name(migration) -> str:
     return (migration.__doc__ or migration.__name__).strip().split("\n", 1)[0]
 
 
-def schema_version(database: Database) -> int:
-    """The highest migration applied to ``database`` (0 for an empty one)."""
-    if not database.table_exists("schema_version"):
-        return 0
-    return database.execute_sql('SELECT COALESCE(MAX("version"), 0) FROM "schema_version"').fetchone()[0]
-
-
 def _prepare_history(database: Database) -> None:
     """Create the history table; release 1's (version, applied_at) gets its name column, filled in."""
     database.execute_sql(SCHEMA_HISTORY_DDL)
@@ -464,7 +438,8 @@ def migrate_database(database: Database, up_to: int | None = None) -> list[int]:
                 if version <= schema_version(database):  # another process migrated while we waited for the lock
                     continue
                 migration(database, SchemaMigrator.from_database(database))
-                SchemaVersion.create(version=version, name=_migration_name(migration), applied_at=utc_now_text())
+                SchemaVersion.create(version=version, name=_migration_name(migration),
+                                     applied_at=utc_text(datetime.now(UTC)))
             applied.append(version)
     return applied
 

@@ -21,11 +21,12 @@ posted, never a crashed batch). Invariants and where they are enforced:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from peewee import fn
 
 from station.protocol.entry_types import MALFORMED_ENTRY, MAX_ID, EntryType, entry_problem, printable, spec_of
+from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
 from sync_server.db import Biller, BlockedPayee, Customer, Entry, Posting, Transfer
@@ -213,8 +214,7 @@ class Applier:
             return Outcome("rejected", refusal)
         risky = amount >= int(self.policy["risky_transfer_fen"])
         delay = int(self.policy["risky_transfer_delay_seconds" if risky else "transfer_delay_seconds"])
-        execute_after = (datetime.fromisoformat(self.book.now) + timedelta(seconds=delay)).isoformat(
-            timespec="milliseconds")
+        execute_after = utc_text(parse_utc(self.book.now) + timedelta(seconds=delay))
         self.transfer_rows.append(dict(station_id=self.station_id, seq=seq, txn=p["txn"], account_id=account,
                                        payee_account=p["payee_account"], payee_name=p.get("payee_name", ""),
                                        amount_fen=amount, fee_fen=fee, status="pending",

@@ -29,6 +29,7 @@ from peewee import IntegrityError
 from station.protocol import acks, batches, key_codecs
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope_errors import EnvelopeError
+from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import genesis_prev, verification_jwk
 from sync_server.allowances import home_customer_ids, refresh_allowances
 from sync_server.book import Book, LedgerError
@@ -58,8 +59,8 @@ def new_enrollment_code(station_id: str, now: datetime | None = None) -> str:
     """A one-time code for ``station_id`` (valid 7 days), like ``K7QX-M2PD-9HWT``; only its hash is stored."""
     raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
     now = now or datetime.now(UTC)
-    EnrollmentCode.create(code_hash=code_hash(raw), station_id=station_id, created_at=now.isoformat(),
-                          expires_at=(now + timedelta(days=ENROLLMENT_CODE_DAYS)).isoformat())
+    EnrollmentCode.create(code_hash=code_hash(raw), station_id=station_id, created_at=utc_text(now),
+                          expires_at=utc_text(now + timedelta(days=ENROLLMENT_CODE_DAYS)))
     return "-".join(raw[i:i + 4] for i in range(0, 12, 4))
 
 
@@ -82,9 +83,9 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
             raise Problem("enrollment-code-invalid", "No such enrollment code: check it letter by letter.")
         if row.used_at is not None:
             raise Problem("enrollment-code-used", "This enrollment code has already been used; ask for a new one.")
-        if datetime.fromisoformat(row.expires_at) < now:
+        if parse_utc(row.expires_at) < now:
             raise Problem("enrollment-code-expired", "This enrollment code has expired; ask for a new one.")
-        used = EnrollmentCode.update(used_at=now.isoformat()).where(
+        used = EnrollmentCode.update(used_at=utc_text(now)).where(
             (EnrollmentCode.code_hash == row.code_hash) & EnrollmentCode.used_at.is_null()).execute()
         if used != 1:
             raise Problem("enrollment-code-used", "This enrollment code has already been used; ask for a new one.")
@@ -94,7 +95,7 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
         if station.status != "pending":
             raise Problem("enrollment-code-used", f"Station {station.station_id} has already enrolled.")
         Station.update(status="active", signing_jwk={**verification_jwk(signing_jwk), "kid": kid},
-                       encryption_jwk=encryption_jwk, kid=kid, enrolled_at=now.isoformat(), acked_seq=0,
+                       encryption_jwk=encryption_jwk, kid=kid, enrolled_at=utc_text(now), acked_seq=0,
                        head=None).where(
             Station.station_id == station.station_id).execute()
     return {
@@ -102,7 +103,7 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
         "name": station.name,
         "server": keys.public(),
         "policy": server_policy().get("station", {}),
-        "server_time": now.isoformat(timespec="milliseconds"),
+        "server_time": utc_text(now),
     }
 
 
@@ -165,7 +166,7 @@ class _Fork(Exception):
 
 
 def _apply(keys: ServerKeys, batch: batches.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
-    now_text = now.isoformat(timespec="milliseconds")
+    now_text = utc_text(now)
     try:
         with db_proxy.atomic():
             query = Station.select().where(Station.station_id == batch.station_id)
@@ -228,9 +229,7 @@ def _clock_offset_ms(now: datetime, station_time: str | None) -> int | None:
     if not station_time:
         return None
     try:
-        moment = datetime.fromisoformat(station_time.replace("Z", "+00:00"))
+        moment = parse_utc(station_time)
     except ValueError:
-        return None
-    if moment.tzinfo is None:
         return None
     return int((now - moment).total_seconds() * 1000)

@@ -93,9 +93,10 @@ def _imported_names(path: Path) -> set[str | tuple[str, str]]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Module -> project modules it imports, for ``station`` and ``sync_server`` (a package is its __init__)."""
+    """Module -> project modules it imports, for ``station``, ``sync_server`` and ``dbkit`` (a package is its
+    __init__)."""
     modules = {}
-    for root in ("station", "sync_server"):
+    for root in ("station", "sync_server", "dbkit"):
         for path in (ROOT / root).rglob("*.py"):
             modules[".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")] = path
     graph = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = {"station", "sync_server", "provisioning"}
+FIRST_PARTY = {"station", "sync_server", "dbkit", "provisioning"}
 
 
 def imported_modules(folder: str) -> dict[str, set[str]]:
@@ -69,6 +69,20 @@ def test_sync_server_imports_nothing_from_station_but_the_protocol():
     assert outside == {}
 
 
+def test_dbkit_imports_neither_side_but_the_pure_protocol():
+    first_party = {name: files for name, files in imported_modules("dbkit").items()
+                   if name.split(".")[0] in FIRST_PARTY - {"dbkit"}}
+    assert "station.protocol.times" in first_party
+    outside = {name: files for name, files in first_party.items()
+               if name != "station.protocol" and not name.startswith("station.protocol.")}
+    assert outside == {}
+
+
+def test_both_sides_use_dbkit():
+    assert "dbkit" in imported_modules("station")
+    assert "dbkit" in imported_modules("sync_server")
+
+
 def _distribution(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group()).lower()
 
@@ -112,7 +126,8 @@ def test_extras_split_core_station_and_server():
 
 
 @pytest.mark.parametrize(("folder", "side", "other"), [("sync_server", "server", "station"),
-                                                        ("station", "station", "server")])
+                                                        ("station", "station", "server"),
+                                                        ("dbkit", "core", "server")])
 def test_each_side_imports_only_the_core_and_its_own_extra(folder, side, other):
     declared = _declared()
     used = third_party_distributions(folder)

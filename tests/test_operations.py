@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from station import agents, business_day, errors, limits, operations, receipts
@@ -9,6 +11,8 @@ from station.db import Agent, BlockedPayee, BusinessDay, Customer, JournalEntry,
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import UnsignableEntry, append_entry, journal_head
 from station.protocol.pins import check_pin
+from station.protocol.times import utc_text
+from station.protocol.tokens import unverified_payload
 
 PIN = DEMO_CUSTOMER_PIN
 
@@ -583,6 +587,9 @@ def test_balance_enquiry_is_as_of_the_snapshot(open_drawer, agent, auth):
     assert balance.balance_as_of == mother.balance_as_of
     assert balance.offline_available_fen == mother.allowance_fen
     assert balance.receipt.type == "balance_enquiry"
+    # The snapshot's time rides in the token in the journal's ts form.
+    assert unverified_payload(balance.receipt.token)["as_of"] == utc_text(mother.balance_as_of)
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", utc_text(mother.balance_as_of))
 
 
 def test_a_database_held_by_another_writer_is_a_busy_refusal_and_records_nothing(open_drawer, agent, auth):

@@ -10,7 +10,8 @@ from sync_support import append_forged_entry, enrolled_station, server_db
 from station import receipts
 from station.db import JournalEntry, Operation
 from station.journal import journal_head
-from station.protocol.tokens import chain_hash, unverified_payload, utc_timestamp
+from station.protocol.times import utc_text
+from station.protocol.tokens import chain_hash, unverified_payload
 from station.sync import sync_once
 from sync_server.admin import list_entries
 from sync_server.book import ledger_totals
@@ -91,7 +92,7 @@ def test_a_float_seq_is_rejected_not_applied(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     head_seq, head_token = journal_head(st)
     seq = head_seq + 1
-    payload = {"v": 1, "station": st.station_id, "seq": float(seq), "type": "deposit", "ts": utc_timestamp(st.now()),
+    payload = {"v": 1, "station": st.station_id, "seq": float(seq), "type": "deposit", "ts": utc_text(st.now()),
                "prev": chain_hash(head_token), "agent": "A01", "account": ACCOUNT, "amount": 10_000,
                "txn": receipts.new_txn_id()}
     token = st.signer.sign(payload)
@@ -114,7 +115,7 @@ def test_a_non_canonical_token_is_rejected_and_the_next_entry_settles(server, tm
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     head_seq, head_token = journal_head(st)
     seq = head_seq + 1
-    payload = {"v": 1, "station": st.station_id, "seq": seq, "type": "deposit", "ts": utc_timestamp(st.now()),
+    payload = {"v": 1, "station": st.station_id, "seq": seq, "type": "deposit", "ts": utc_text(st.now()),
                "prev": chain_hash(head_token), "agent": "A01", "account": ACCOUNT, "amount": 10_000,
                "txn": receipts.new_txn_id()}
     token = jws.serialize_compact({"alg": "Ed25519", "kid": st.signer.kid}, json.dumps(payload).encode(),

@@ -8,7 +8,8 @@ import pytest
 
 from station.journal import iter_entries
 from station.protocol import acks, batches, compact, envelope_errors, key_codecs, sealing
-from station.protocol.tokens import Signer, chain_hash, generate_signing_key, genesis_prev, public_jwk, utc_timestamp
+from station.protocol.times import utc_text
+from station.protocol.tokens import Signer, chain_hash, generate_signing_key, genesis_prev, public_jwk
 
 
 @pytest.fixture
@@ -168,7 +169,7 @@ def test_ack_round_trip_and_a_swapped_downlink(station):
     server_signer = Signer(generate_signing_key())
     station_key = key_codecs.generate_encryption_key()
     common = dict(signer=server_signer, station_id="ST-0001", first=1, last=5, acked_through=5, head="h",
-                  rejected={3: "insufficient_funds"}, server_time=utc_timestamp(station.now()),
+                  rejected={3: "insufficient_funds"}, server_time=utc_text(station.now()),
                   station_encryption_key=station_key.public_key())
     answer = acks.make_ack(downlink={"customers": []}, **common)
     ack = acks.open_ack(answer, server_signing_jwk=public_jwk(server_signer.key), station_id="ST-0001",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sync_support import append_only_lifted, enrolled_station, server_db
 
@@ -26,6 +28,13 @@ def open_counter(st):
     supervisor = agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
     business_day.open_day(st, agent, {"10000": 300})
     return agent, supervisor
+
+
+def counter_with_a_payee(st):
+    """The counter open, the customer authenticated, and a payee they know: ready to transfer."""
+    agent, _ = open_counter(st)
+    customer = Customer.get(Customer.account_id == ACCOUNT)
+    return agent, agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN), customer.payees.get()
 
 
 def balance(account_id=ACCOUNT):
@@ -126,10 +135,7 @@ def test_a_transfer_to_a_payee_blocked_meanwhile_is_rejected_and_the_block_comes
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     with st.bound():
         before = balance()
-        agent, _ = open_counter(st)
-        customer = Customer.get(Customer.account_id == ACCOUNT)
-        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-        payee = customer.payees.get()
+        agent, auth, payee = counter_with_a_payee(st)
         sent = operations.transfer(st, agent, auth, payee.account, payee.name, 30_000, receipts.new_txn_id())
         server_db()
         block_payee(payee.account, "reported fraud")
@@ -147,10 +153,7 @@ def test_a_transfer_whose_payee_is_blocked_during_its_delay_is_not_executed(serv
 
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     with st.bound():
-        agent, _ = open_counter(st)
-        customer = Customer.get(Customer.account_id == ACCOUNT)
-        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
-        payee = customer.payees.get()
+        agent, auth, payee = counter_with_a_payee(st)
         sent = operations.transfer(st, agent, auth, payee.account, payee.name, 30_000, receipts.new_txn_id())
         assert sync_once(st).rejected == {}
         server_db()
@@ -194,3 +197,30 @@ def test_a_reversal_the_bank_refuses_leaves_the_original_standing_at_the_station
         assert sync_once(st).rejected == {Operation.get_by_id(undo.txn).seq: "insufficient_funds"}
         assert Operation.get_by_id(undo.txn).status == "rejected"
         assert Operation.get_by_id(paid_in.txn).status == "settled"
+
+
+def test_transfers_stored_by_the_previous_release_execute_when_due_not_a_millisecond_before(server, tmp_path, clock):
+    """``execute_after`` written as the previous release did (``+00:00``, microseconds or none) beside new rows."""
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    with st.bound():
+        agent, auth, payee = counter_with_a_payee(st)
+        sent = [operations.transfer(st, agent, auth, payee.account, payee.name, 1_000, receipts.new_txn_id()).txn
+                for _ in range(3)]
+        assert sync_once(st).rejected == {}
+    server_db()
+    due_at = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    stored = {sent[0]: "2026-11-30T09:00:00+00:00",  # no fraction: due at 09:00:00.000
+              sent[1]: "2026-11-30T09:00:00.000400+00:00",  # due 0.4 ms later
+              sent[2]: "2026-11-30T09:00:00.001Z"}  # this release's form
+    for txn, text in stored.items():
+        Transfer.update(execute_after=text).where(Transfer.txn == txn).execute()
+
+    def executed():
+        return {t.txn for t in Transfer.select().where(Transfer.status == "executed")}
+
+    assert execute_due_transfers(due_at - timedelta(milliseconds=1)) == 0
+    assert execute_due_transfers(due_at) == 1 and executed() == {sent[0]}
+    assert execute_due_transfers(due_at + timedelta(microseconds=399)) == 0
+    assert execute_due_transfers(due_at + timedelta(microseconds=400)) == 1 and executed() == set(sent[:2])
+    assert execute_due_transfers(due_at + timedelta(milliseconds=1)) == 1 and executed() == set(sent)
+    assert Transfer.get(Transfer.txn == sent[2]).executed_at == "2026-11-30T09:00:00.001Z"

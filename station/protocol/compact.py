@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from station.protocol.envelope_errors import BadEntry
+from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import PROTOCOL_VERSION, b64url, b64url_decode, canonical_json
 
 _FIXED_FIELDS = ("v", "station", "seq", "type", "ts", "prev", "txn")
@@ -109,15 +110,14 @@ def _ts_millis(ts: str) -> int | None:
     """Milliseconds since the epoch when ``ts`` is in the exact format the journal writes, else None."""
     if not isinstance(ts, str) or not _TS_RE.match(ts):
         return None
-    moment = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    moment = parse_utc(ts)
     millis = int(moment.timestamp() * 1000 + (0.5 if moment.timestamp() >= 0 else -0.5))
     return millis if _millis_ts(millis) == ts else None
 
 
 def _millis_ts(millis: int) -> str:
     seconds, ms = divmod(millis, 1000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
+    return utc_text(datetime.fromtimestamp(seconds, UTC).replace(microsecond=ms * 1000))
 
 
 def _split_token(token: str) -> tuple[str, dict, bytes]:

@@ -19,7 +19,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from joserfc import jws
@@ -104,11 +103,6 @@ def _jcs_key_order(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jcs_key_order(item) for item in value]
     return value
-
-
-def utc_timestamp(moment: datetime) -> str:
-    """``2026-11-28T08:10:00.123Z``: UTC, milliseconds, as tokens carry it."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def genesis_prev(station_id: str) -> str:

@@ -12,6 +12,7 @@ from station import agents, business_day, limits, receipts
 from station.errors import N_, StationError
 from station.journal import journal_head
 from station.protocol.money import chinese_capitals, format_yuan
+from station.protocol.times import parse_utc, utc_text
 
 #: Locales the toggle offers; Flask-Babel resolves zh_CN to the zh_Hans_CN catalogue.
 LOCALES = ("zh_CN", "en")
@@ -72,9 +73,9 @@ def agent_session_to_cookie(agent: agents.AgentSession, now: datetime) -> dict:
         "name": agent.name,
         "role": agent.role,
         "station_id": agent.station_id,
-        "started_at": agent.started_at.isoformat(),
-        "expires_at": agent.expires_at.isoformat(),
-        "last_seen": now.isoformat(),
+        "started_at": utc_text(agent.started_at),
+        "expires_at": utc_text(agent.expires_at),
+        "last_seen": utc_text(now),
     }
 
 
@@ -88,8 +89,8 @@ def current_agent() -> agents.AgentSession | None:
         name=data["name"],
         role=data["role"],
         station_id=data["station_id"],
-        started_at=datetime.fromisoformat(data["started_at"]),
-        expires_at=datetime.fromisoformat(data["expires_at"]),
+        started_at=parse_utc(data["started_at"]),
+        expires_at=parse_utc(data["expires_at"]),
     )
 
 
@@ -112,13 +113,13 @@ def load_agent() -> None:
     if not data or request.endpoint == "static":
         return
     now = station().now()
-    last_seen = datetime.fromisoformat(data["last_seen"])
-    expired = now >= datetime.fromisoformat(data["expires_at"])
+    last_seen = parse_utc(data["last_seen"])
+    expired = now >= parse_utc(data["expires_at"])
     if expired or now - last_seen > timedelta(seconds=idle_seconds()):
         end_session()
         g.logged_out_idle = True
         return
-    data["last_seen"] = now.isoformat()
+    data["last_seen"] = utc_text(now)
     session["agent"] = data
 
 
