@@ -86,10 +86,9 @@ def main() -> None:
     floor = floor_samples(folder, 2000)
     print(json.dumps({"floor_p50_ms": round(statistics.median(floor), 3), "floor_samples": len(floor)}))
 
-    auths = [
-        agents.authenticate_customer(st, session, c, "123456")
-        for c in Customer.select().order_by(Customer.id)
-    ]
+    with st.bound():
+        identified = list(Customer.select().order_by(Customer.id))
+    auths = [agents.authenticate_customer(st, session, c, "123456") for c in identified]
     samples = []
     started = time.perf_counter()
     for index in range(args.operations):

@@ -64,7 +64,8 @@ def main() -> None:
         try:
             with requests.Session() as session:
                 form_post(session, f"{base}/login", f"{base}/login?agent_id=A01", {"agent_id": "A01", "pin": "1357"})
-                card = Customer.select().where(Customer.card_number.is_null(False)).first().card_number
+                with st.bound():
+                    card = Customer.select().where(Customer.card_number.is_null(False)).first().card_number
                 # One finished withdrawal for the receipt screen, then one waiting on its confirm screen.
                 form_post(session, f"{base}/op/withdrawal/start", f"{base}/home", {})
                 form_post(session, f"{base}/op/withdrawal/customer", f"{base}/home", {"number": card})
