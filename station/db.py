@@ -33,6 +33,7 @@ from peewee import (
 from playhouse.migrate import SqliteMigrator
 
 from dbkit import JSONField, SchemaTooNew, UTCTimeField, base_model, schema_version
+from station.protocol.entry_types import OperationState
 from station.protocol.times import utc_text
 
 #: The database the models use in the current thread or context; set only through :func:`bound`.
@@ -220,7 +221,7 @@ class Operation(BaseModel):
     fee_fen = IntegerField(default=0, constraints=[Check("fee_fen >= 0")])
     debit_fen = IntegerField(default=0, constraints=[Check("debit_fen >= 0")])
     cash_fen = IntegerField(default=0)
-    status = CharField(default="recorded")
+    status = CharField(default=OperationState.RECORDED.value)
     outcome_reason = CharField(null=True)
     ref_txn = CharField(null=True)
     details = JSONField(default=dict)

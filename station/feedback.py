@@ -13,7 +13,7 @@ from station.context import Station, bound_station
 from station.db import JournalEntry
 from station.errors import N_, StationError
 from station.journal import append_entry
-from station.protocol.entry_types import SPECS, EntryType, printable
+from station.protocol.entry_types import SPECS, EntryType, OperationState, printable
 from station.protocol.tokens import unverified_payload
 
 CATEGORIES = SPECS[EntryType.FEEDBACK].fields["category"].choices
@@ -71,7 +71,7 @@ def _receipt(entry: JournalEntry, category: str, text: str) -> receipts.Receipt:
         token=entry.token,
         amount_fen=0,
         fee_fen=0,
-        status="recorded",
+        status=OperationState.RECORDED,
         account_masked=None,
         recorded_at=entry.recorded_at,
         details={"category": category, "text": text},

@@ -24,7 +24,7 @@ from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
 from station.limits import check_debit_limits, offline_available
-from station.protocol.entry_types import LIVE_STATES, EntryType, printable, spec_of
+from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState, printable, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.protocol.times import utc_text
 from station.receipts import Receipt
@@ -271,7 +271,7 @@ def cancel_transfer(st: Station, session: AgentSession, auth: CustomerAuth, tran
         original = Operation.get_or_none((Operation.txn == transfer_txn) & (Operation.type == "transfer"))
         if original is None or original.customer_id != customer.id:
             raise errors.NoSuchReceipt()
-        if original.status != "recorded":
+        if original.status != OperationState.RECORDED:
             raise errors.NotCancellable()
         Operation.update(status="cancelled").where(Operation.txn == original.txn).execute()
         details = {"ref_seq": original.seq}

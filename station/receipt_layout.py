@@ -30,7 +30,7 @@ import segno
 from escpos.escpos import Escpos
 from PIL import Image, ImageDraw, ImageFont
 
-from station.protocol.entry_types import printable_text, spec_of
+from station.protocol.entry_types import STATE_LABELS, EntryType, OperationState, printable_text, spec_of
 from station.protocol.money import chinese_capitals, format_yuan
 
 if TYPE_CHECKING:  # the layout reads a receipt's fields; it needs neither the services nor their database
@@ -52,13 +52,6 @@ COPIES = ("customer", "agent")
 KANJI_ON = b"\x1c&"  # FS &: enter Chinese (Kanji) character mode
 KANJI_OFF = b"\x1c."  # FS .: leave it
 
-_STATUS_LABELS = {
-    "recorded": ("已记录，待银行确认", "Recorded offline, waiting for the bank"),
-    "settled": ("已入账", "Settled by the bank"),
-    "rejected": ("银行已拒绝", "Rejected by the bank"),
-    "cancelled": ("已撤销", "Cancelled"),
-    "reversed": ("已冲正", "Reversed"),
-}
 _TRANSFER_WAITING = ("已记录，待银行执行转账", "Recorded, waiting for the bank to send it")
 
 
@@ -129,9 +122,10 @@ def _yuan(fen: int) -> str:
 
 # -- the receipt ------------------------------------------------------------------------------------------
 def _status_label(receipt: Receipt) -> tuple[str, str]:
-    if receipt.type == "transfer" and receipt.status == "recorded":
+    if receipt.type == EntryType.TRANSFER and receipt.status == OperationState.RECORDED:
         return _TRANSFER_WAITING
-    return _STATUS_LABELS.get(receipt.status, (receipt.status, receipt.status))
+    label = STATE_LABELS.get(receipt.status)
+    return label.printed if label else (receipt.status, receipt.status)
 
 
 def _detail_lines(sheet: ReceiptSheet) -> list[str]:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from station.context import Station, bound_station
 from station.db import Customer, JournalEntry, Operation
+from station.protocol.entry_types import OperationState
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def entry_receipt(entry: JournalEntry, amount_fen: int = 0, details: dict | None
         token=entry.token,
         amount_fen=amount_fen,
         fee_fen=0,
-        status="recorded",
+        status=OperationState.RECORDED,
         account_masked=None,
         recorded_at=entry.recorded_at,
         details=details or {},

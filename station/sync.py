@@ -27,6 +27,7 @@ from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, 
 from station.journal import append_start_entry, iter_entries, journal_head
 from station.limits import unsynced_exposure
 from station.protocol import acks, batches, envelope_errors, key_codecs
+from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import (
@@ -283,17 +284,18 @@ def _apply_outcomes(ack: acks.Ack) -> None:
     for op in ops:
         reason = ack.rejected.get(op.seq)
         if reason is not None:
-            if op.status in ("recorded", "settled"):
-                Operation.update(status="rejected", outcome_reason=reason).where(Operation.txn == op.txn).execute()
-            if op.type == "transfer_cancel" and reason == "already_executed" and op.ref_txn:
+            if op.status in LIVE_STATES:
+                Operation.update(status=OperationState.REJECTED, outcome_reason=reason).where(
+                    Operation.txn == op.txn).execute()
+            if op.type == EntryType.TRANSFER_CANCEL and reason == "already_executed" and op.ref_txn:
                 # The bank executed the transfer before the cancellation arrived: it stands.
-                Operation.update(status="settled").where(Operation.txn == op.ref_txn).execute()
-            if op.type == "reversal" and op.ref_txn:
+                Operation.update(status=OperationState.SETTLED).where(Operation.txn == op.ref_txn).execute()
+            if op.type == EntryType.REVERSAL and op.ref_txn:
                 # The bank refused to undo it (the money is no longer there): the original operation stands.
-                Operation.update(status="settled").where(
-                    (Operation.txn == op.ref_txn) & (Operation.status == "reversed")).execute()
-        elif op.status == "recorded":
-            Operation.update(status="settled").where(Operation.txn == op.txn).execute()
+                Operation.update(status=OperationState.SETTLED).where(
+                    (Operation.txn == op.ref_txn) & (Operation.status == OperationState.REVERSED)).execute()
+        elif op.status == OperationState.RECORDED:
+            Operation.update(status=OperationState.SETTLED).where(Operation.txn == op.txn).execute()
 
 
 def _locked_since(acked_through: int) -> set[str]:

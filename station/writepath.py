@@ -21,6 +21,7 @@ from station.business_day import open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import BusinessDay, Customer, Operation
 from station.journal import append_entry
+from station.protocol.entry_types import OperationState
 from station.protocol.tokens import canonical_json
 from station.receipts import Receipt, customer_masked, receipt_for
 
@@ -70,7 +71,7 @@ def _replay(st: Station, txn: str, request: dict) -> Receipt | None:
 _INSERT_OPERATION = (
     "INSERT INTO operation (txn, seq, type, request_hash, customer_id, day_id, agent_id, business_date, amount_fen,"
     " fee_fen, debit_fen, cash_fen, status, ref_txn, details, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'recorded', ?, ?, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -101,6 +102,7 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: Pl
             plan.fee_fen,
             plan.debit_fen,
             plan.cash_fen,
+            OperationState.RECORDED.value,
             plan.ref_txn,
             Operation.details.db_value(plan.details),
             Operation.created_at.db_value(now),
@@ -115,7 +117,7 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: Pl
         token=entry.token,
         amount_fen=plan.amount_fen,
         fee_fen=plan.fee_fen,
-        status="recorded",
+        status=OperationState.RECORDED,
         account_masked=customer_masked(plan.customer),
         recorded_at=now,
         details=dict(plan.details),

@@ -17,6 +17,7 @@ from station.protocol.entry_types import (
     LIVE_STATES,
     MALFORMED_ENTRY,
     SPECS,
+    STATE_LABELS,
     UNKNOWN_TYPE,
     EntryType,
     OperationState,
@@ -77,6 +78,16 @@ def test_payload_that_is_not_an_object_is_malformed():
 def test_operation_states():
     assert set(LIVE_STATES) == {OperationState.RECORDED, OperationState.SETTLED}
     assert types_where(reversible=True) == (EntryType.WITHDRAWAL, EntryType.DEPOSIT, EntryType.BILL_PAYMENT)
+
+
+def test_every_state_has_its_labels_on_screen_and_paper_translated():
+    """One label per state drives the receipt screens and the paper: none missing, each msgid translated."""
+    assert set(STATE_LABELS) == set(OperationState)
+    catalogue = zh_catalogue()
+    for state, label in STATE_LABELS.items():
+        assert catalogue.get(label.label) is not None and catalogue.get(label.label).string, state
+        chinese, english = label.printed
+        assert chinese and english == label.label, state
 
 
 def test_every_entry_type_has_a_server_handler_and_every_handler_a_registered_type():

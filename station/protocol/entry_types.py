@@ -61,6 +61,25 @@ class OperationState(StrEnum):
 LIVE_STATES = (OperationState.RECORDED, OperationState.SETTLED)
 
 
+@dataclass(frozen=True)
+class StateLabel:
+    """How a person reads an operation state: the UI's msgid and the (Chinese, English) pair printed on paper."""
+
+    label: str
+    printed: tuple[str, str]
+
+
+#: One label per operation state, for the receipt screens and the paper receipt.
+STATE_LABELS = MappingProxyType({
+    OperationState.RECORDED: StateLabel(N_("Recorded offline, waiting for the bank"),
+                                        ("已记录，待银行确认", "Recorded offline, waiting for the bank")),
+    OperationState.SETTLED: StateLabel(N_("Settled by the bank"), ("已入账", "Settled by the bank")),
+    OperationState.REJECTED: StateLabel(N_("Rejected by the bank"), ("银行已拒绝", "Rejected by the bank")),
+    OperationState.CANCELLED: StateLabel(N_("Cancelled"), ("已撤销", "Cancelled")),
+    OperationState.REVERSED: StateLabel(N_("Reversed"), ("已冲正", "Reversed")),
+})
+
+
 class Effect(StrEnum):
     """What an entry does to the customer's account at the bank."""
 

@@ -12,7 +12,7 @@ from markupsafe import Markup
 from station import agents, operations, printing, receipts
 from station.db import Agent, JournalEntry, Operation, PrintedReceipt
 from station.errors import N_, StationError
-from station.protocol.entry_types import SPECS, EntryType
+from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, OperationState
 from station.protocol.tokens import unverified_payload
 from station.ui.common import current_agent, login_required, station, translate_error
 
@@ -20,13 +20,8 @@ bp = Blueprint("receipts", __name__, url_prefix="/receipts")
 
 #: The label (msgid) of each entry type that has a receipt screen, from the registry.
 TYPE_LABELS = {entry_type: spec.label for entry_type, spec in SPECS.items() if spec.label}
-STATUS_LABELS = {
-    "recorded": N_("Recorded offline, waiting for the bank"),
-    "settled": N_("Settled by the bank"),
-    "rejected": N_("Rejected by the bank"),
-    "cancelled": N_("Cancelled"),
-    "reversed": N_("Reversed"),
-}
+#: The label (msgid) of each operation state, from the registry.
+STATUS_LABELS = {state: label.label for state, label in STATE_LABELS.items()}
 REVERSAL_REASONS = (N_("Wrong amount"), N_("Wrong customer"), N_("Customer changed mind"))
 
 
@@ -51,7 +46,7 @@ def receipt_at(seq: int) -> receipts.Receipt | None:
     payload = unverified_payload(entry.token)
     details = {k: v for k, v in payload.items() if k in ("expected", "variance", "category", "text", "counts")}
     return receipts.Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token,
-                            amount_fen=payload.get("amount", 0), fee_fen=0, status="recorded",
+                            amount_fen=payload.get("amount", 0), fee_fen=0, status=OperationState.RECORDED,
                             account_masked=None, recorded_at=entry.recorded_at, details=details)
 
 
@@ -93,7 +88,7 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         statuses=STATUS_LABELS,
         printed=PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None,
         reversible=op is not None and operations.may_reverse(station(), op),
-        cancellable=op is not None and op.type == EntryType.TRANSFER and op.status == "recorded",
+        cancellable=op is not None and op.type == EntryType.TRANSFER and op.status == OperationState.RECORDED,
         error=error,
     ), status
 
