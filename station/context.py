@@ -24,7 +24,7 @@ from peewee import OperationalError
 
 from station.db import Setting, bound, open_database
 from station.errors import StationBusy
-from station.policy import merged_policy
+from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, public_jwk
 

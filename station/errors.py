@@ -143,6 +143,16 @@ class WithdrawalAmountRule(StationError):
     template = N_("Withdrawals are at least %(minimum)s yuan, in multiples of %(multiple)s yuan.")
 
 
+class DepositAmountRule(StationError):
+    code = "deposit_amount_rule"
+    template = N_("Deposits are at least %(minimum)s yuan.")
+
+
+class StationDepositLimit(StationError):
+    code = "station_deposit_limit"
+    template = N_("This station has taken in its most deposits for today (%(limit)s yuan); %(left)s yuan left.")
+
+
 class BillAmountRule(StationError):
     code = "bill_amount_rule"
     template = N_("For this biller the amount must be between %(minimum)s and %(maximum)s yuan.")

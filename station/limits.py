@@ -4,6 +4,8 @@ Steps 4 to 8 of every operation's check order (``station.operations``), in this 
 per-customer daily limit, the customer's offline allowance (the bank's hold minus debits recorded since),
 the station's unsynced exposure (amount and count), the offline age. Credits pass every step but the first two:
 a deposit works however long the station has been offline. The drawer (step 9) is ``station.business_day``'s.
+A deposit is also bounded by the station's deposits of the day (``check_station_deposits``): cash taken in has to
+come from somewhere, and the bank checks the same total.
 """
 
 from __future__ import annotations
@@ -84,3 +86,15 @@ def check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fen
     hours = policy["max_offline_hours"]
     if st.now() - offline_since(st) > timedelta(hours=hours):
         raise errors.OfflineTooLong(hours=hours)
+
+
+def check_station_deposits(st: Station, amount_fen: int) -> None:
+    """Refuse a deposit that takes the station's live deposits of the local day past ``deposit_station_daily_fen``."""
+    limit = st.policy["deposit_station_daily_fen"]
+    taken_in = st.db.execute_sql(
+        "SELECT COALESCE(SUM(amount_fen), 0) FROM operation WHERE type = 'deposit' AND business_date = ?"
+        f" AND status IN {_LIVE_SQL}",
+        (st.local_date().isoformat(),),
+    ).fetchone()[0]
+    if taken_in + amount_fen > limit:
+        raise errors.StationDepositLimit(limit=format_yuan(limit), left=format_yuan(max(limit - taken_in, 0)))

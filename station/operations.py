@@ -23,7 +23,7 @@ from station.agents import AgentSession, CustomerAuth, check_session, refuse_ina
 from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
-from station.limits import check_debit_limits, offline_available
+from station.limits import check_debit_limits, check_station_deposits, offline_available
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState, printable, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.protocol.times import utc_text
@@ -70,7 +70,11 @@ def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount) 
 
 def _plan_deposit(st: Station, customer: Customer, day: BusinessDay, amount) -> Plan:
     amount_fen = _parse(amount)
+    minimum = st.policy["limits"]["deposit"]["min"]
+    if amount_fen < minimum:
+        raise errors.DepositAmountRule(minimum=format_yuan(minimum))
     check_debit_limits(st, customer, "deposit", amount_fen, 0)
+    check_station_deposits(st, amount_fen)
     return Plan(EntryType.DEPOSIT, customer, amount_fen, 0, 0, amount_fen)
 
 

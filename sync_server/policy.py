@@ -19,7 +19,7 @@ DEFAULT_SERVER_POLICY: dict = {
     #: Transfers at or above this wait ``risky_transfer_delay_seconds`` before the bank executes them.
     "risky_transfer_fen": 500_000,
     "risky_transfer_delay_seconds": 3600,
-    #: Overrides of the station's own policy, sent down in every downlink (see station/policy.py).
+    #: Overrides of the station's own policy, sent down in every downlink (see station/protocol/policy.py).
     "station": {},
 }
 

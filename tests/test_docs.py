@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from station.cli import cli
-from station.policy import DEFAULT_POLICY
+from station.protocol.policy import DEFAULT_POLICY
 
 ROOT = Path(__file__).resolve().parent.parent
 

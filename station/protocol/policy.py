@@ -1,7 +1,9 @@
-"""Offline risk policy: the safe defaults a station ships with.
+"""Offline risk policy: the safe defaults a station ships with, and how the bank's overrides apply to them.
 
-The bank's downlink replaces any of these values (stored in the ``policy`` setting); what it does not
-mention keeps the default here. All amounts are fen.
+The bank's downlink replaces any of these values (stored in the station's ``policy`` setting); what it does not
+mention keeps the default here. All amounts are fen. Pure code, shared: the station decides with
+``merged_policy(overrides)``, and the sync server re-checks every entry against the very same
+``merged_policy(server_policy()["station"])`` (``sync_server.policy.station_policy``), so both apply one policy.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ DEFAULT_POLICY: dict = {
     "limits": {
         # A rural service point's cash withdrawal: at most 1,000 yuan per card per day, minimum 10, in tens.
         "withdrawal": {"per_txn": 100_000, "daily": 100_000, "min": 1_000, "multiple": 1_000},
-        "deposit": {"per_txn": 5_000_000, "daily": 10_000_000},
+        # A deposit below ``min`` only farms the agent's commission (it is refused at the station and the bank).
+        "deposit": {"per_txn": 5_000_000, "daily": 10_000_000, "min": 1_000},
         "transfer": {"per_txn": 2_000_000, "daily": 2_000_000},
         "bill_payment": {"per_txn": 200_000, "daily": 500_000},
     },
     "fees": {"withdrawal": 0, "deposit": 0, "transfer": 200, "bill_payment": 0},
     "fraud_warning_fen": 500_000,
+    #: All deposits of one station in one local day: cash taken in has to come from somewhere.
+    "deposit_station_daily_fen": 20_000_000,
     "max_unsynced_fen": 5_000_000,
     "max_unsynced_count": 1_000,
     "max_offline_hours": 72,
