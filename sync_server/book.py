@@ -136,7 +136,7 @@ def insert_new_rows(model, rows: list[dict]) -> int:
         return 0
     meta = model._meta
     columns = list(rows[0])
-    target = ", ".join(f'"{meta.fields[name].column_name}"' for name in meta.primary_key.field_names)
+    target = ", ".join(f'"{key.column_name}"' for key in meta.get_primary_keys())
     names = ", ".join(f'"{meta.fields[c].column_name}"' for c in columns)
     cursor = db_proxy.cursor()
     if is_postgres():

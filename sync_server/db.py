@@ -4,7 +4,9 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - one journal entry per ``(station_id, seq)`` (the primary key of ``entry``; hot tables lead with station_id);
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
-- ``posting`` and ``entry`` are append-only: triggers refuse UPDATE and DELETE (``_migration_2``).
+- ``posting``, ``entry`` (``_migration_2``) and ``recon_item`` (``_migration_3``) are append-only: triggers
+  refuse UPDATE and DELETE;
+- a customer operation's txn is recorded once bank-wide (the primary key of ``seen_txn``).
 That the postings of one entry sum to zero is enforced in code (``sync_server.book``) before any write, and on
 PostgreSQL also by a constraint trigger deferred to COMMIT (``POSTGRES_LEDGER_TRIGGERS``). ``sync_server.checks``
 verifies all of these, and that stored balances and holds agree with the postings, on a live database.
@@ -84,6 +86,9 @@ class Station(BaseModel):
     last_sync_at = CharField(null=True)
     clock_offset_ms = BigIntegerField(null=True)
     revoked_at = CharField(null=True)
+    #: The seq acknowledged by the last complete sync (an ack without "more"): the station's unsynced exposure,
+    #: which the bank caps as the station does, is what it debited after this seq.
+    synced_seq = BigIntegerField(default=0, constraints=[Check("synced_seq >= 0")])
 
 
 class EnrollmentCode(BaseModel):
@@ -224,8 +229,47 @@ class Transfer(BaseModel):
         indexes = ((("station_id", "txn"), True),)
 
 
+class SeenTxn(BaseModel):
+    """Every customer operation's txn the bank has recorded, from any station: a txn is unique bank-wide."""
+
+    txn = CharField(primary_key=True)
+    station_id = CharField()
+    seq = BigIntegerField()
+
+
+class DailyTotal(BaseModel):
+    """Running totals of one station's local day that the bank's limits read: ``kind`` is an operation type and
+    ``subject`` the customer's account (settled amounts, less what was reversed or cancelled), or ``kind``
+    ``commission`` and ``subject`` the agent (commission paid)."""
+
+    station_id = CharField()
+    local_date = CharField()
+    kind = CharField()
+    subject = CharField()
+    amount_fen = BigIntegerField()
+
+    class Meta:
+        primary_key = CompositeKey("station_id", "local_date", "kind", "subject")
+
+
+class ReconItem(BaseModel):
+    """An exception for reconciliation staff, append-only: e.g. a rejected offline debit whose cash the agent
+    already paid out (``rejected_offline_debit``)."""
+
+    station_id = CharField()
+    seq = BigIntegerField()
+    kind = CharField()
+    account_id = CharField(null=True)
+    amount_fen = BigIntegerField()
+    reason = CharField()
+    created_at = CharField()
+
+    class Meta:
+        primary_key = CompositeKey("station_id", "seq", "kind")
+
+
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
-          BlockedPayee, Biller, Hold, Entry, Posting, Transfer]
+          BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -496,3 +540,45 @@ def _migration_2(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_2)
+
+
+#: Release 3: what the bank needs to enforce its own rules on every entry (``posting_rules``). ``{bigint}`` as in
+#: release 1. ``seen_txn`` is filled from the entries already held, first come first kept; ``synced_seq`` starts
+#: at ``acked_seq`` (each past sync counts as complete).
+RELEASE_3_SCHEMA = [
+    'ALTER TABLE "station" ADD COLUMN "synced_seq" {bigint} NOT NULL DEFAULT 0 CHECK (synced_seq >= 0)',
+    'UPDATE "station" SET "synced_seq" = "acked_seq"',
+    """CREATE TABLE "seen_txn" ("txn" VARCHAR(255) NOT NULL PRIMARY KEY, "station_id" VARCHAR(255) NOT NULL,
+       "seq" {bigint} NOT NULL)""",
+    """INSERT INTO "seen_txn" ("txn", "station_id", "seq") SELECT "txn", "station_id", "seq" FROM "entry"
+       WHERE "txn" IS NOT NULL AND "type" IN ('withdrawal', 'deposit', 'transfer', 'transfer_cancel', 'bill_payment',
+       'balance_enquiry', 'reversal') ORDER BY "received_at", "station_id", "seq" ON CONFLICT ("txn") DO NOTHING""",
+    """CREATE TABLE "daily_total" ("station_id" VARCHAR(255) NOT NULL, "local_date" VARCHAR(255) NOT NULL, "kind"
+       VARCHAR(255) NOT NULL, "subject" VARCHAR(255) NOT NULL, "amount_fen" {bigint} NOT NULL, PRIMARY KEY
+       ("station_id", "local_date", "kind", "subject"))""",
+    """CREATE TABLE "recon_item" ("station_id" VARCHAR(255) NOT NULL, "seq" {bigint} NOT NULL, "kind" VARCHAR(255)
+       NOT NULL, "account_id" VARCHAR(255), "amount_fen" {bigint} NOT NULL, "reason" VARCHAR(255) NOT NULL,
+       "created_at" VARCHAR(255) NOT NULL, PRIMARY KEY ("station_id", "seq", "kind"))""",
+]
+#: ``recon_item`` is append-only like the ledger (``refuse_ledger_change`` is release 2's function).
+POSTGRES_RECON_TRIGGERS = [
+    """CREATE TRIGGER recon_item_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON recon_item
+       FOR EACH STATEMENT EXECUTE FUNCTION refuse_ledger_change()""",
+]
+SQLITE_RECON_TRIGGERS = [
+    f"""CREATE TRIGGER recon_item_no_{action.lower()} BEFORE {action} ON recon_item
+       BEGIN SELECT RAISE(ABORT, 'recon_item rows are append-only: {action} refused'); END"""
+    for action in ("UPDATE", "DELETE")
+]
+
+
+def _migration_3(database: Database, migrator: SchemaMigrator) -> None:
+    """The bank's own rules: a station's last complete sync, txns seen bank-wide, daily totals, recon items."""
+    types = {"bigint": "BIGINT"} if is_postgres(database) else {"bigint": "INTEGER"}
+    for sql in RELEASE_3_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+    for statement in POSTGRES_RECON_TRIGGERS if is_postgres(database) else SQLITE_RECON_TRIGGERS:
+        database.execute_sql(statement)
+
+
+MIGRATIONS.append(_migration_3)

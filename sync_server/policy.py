@@ -2,12 +2,15 @@
 and overrides of the stations' own policy).
 
 Invariant: every reader gets a complete policy, the stored overrides (``ServerSetting`` ``policy``) laid over
-``DEFAULT_SERVER_POLICY``, so a key the bank never set has its default (``commission`` is merged per operation
-type). Enforced by ``server_policy``, the one reader of the stored row.
+``DEFAULT_SERVER_POLICY``, so a key the bank never set has its default (``commission`` and
+``commission_min_amount_fen`` are merged per operation type). Enforced by ``server_policy``, the one reader of the
+stored row. The stations' policy as they apply it, which the bank re-checks every entry against, is
+``station_policy``.
 """
 
 from __future__ import annotations
 
+from station.protocol.policy import merged_policy
 from sync_server.db import ServerSetting
 
 DEFAULT_SERVER_POLICY: dict = {
@@ -15,6 +18,10 @@ DEFAULT_SERVER_POLICY: dict = {
     "offline_allowance_fen": 100_000,
     #: Agent commission per operation type (fen), paid to the station's agent.
     "commission": {"withdrawal": 100, "deposit": 50, "transfer": 100, "bill_payment": 50},
+    #: Per operation type: an operation of less than this earns no commission (nor does a zero amount).
+    "commission_min_amount_fen": {"withdrawal": 10_000, "deposit": 10_000, "transfer": 10_000, "bill_payment": 1_000},
+    #: The most commission one agent earns at one station in one local day; operations past it still settle.
+    "commission_daily_cap_fen": 5_000,
     "transfer_delay_seconds": 0,
     #: Transfers at or above this wait ``risky_transfer_delay_seconds`` before the bank executes them.
     "risky_transfer_fen": 500_000,
@@ -29,5 +36,12 @@ def server_policy() -> dict:
     """The server policy: stored overrides laid over ``DEFAULT_SERVER_POLICY``."""
     row = ServerSetting.get_or_none(ServerSetting.key == "policy")
     policy = {**DEFAULT_SERVER_POLICY, **(row.value if row else {})}
-    policy["commission"] = {**DEFAULT_SERVER_POLICY["commission"], **policy.get("commission", {})}
+    for key in ("commission", "commission_min_amount_fen"):
+        policy[key] = {**DEFAULT_SERVER_POLICY[key], **policy.get(key, {})}
     return policy
+
+
+def station_policy(policy: dict) -> dict:
+    """The policy every station applies offline, exactly as it applies it: the stations' defaults with the
+    overrides ``policy["station"]`` that the downlink sends laid over them."""
+    return merged_policy(policy.get("station"))

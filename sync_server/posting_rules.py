@@ -1,35 +1,88 @@
 """The posting rules: how one verified entry of a station becomes an outcome and the legs it posts.
 
 A station's signature proves which device wrote an entry, not that the bank agrees: every entry is checked against
-the bank's own rules here, and one that fails is settled as ``rejected`` with a reason in the signed ack (never
-posted, never a crashed batch). Invariants and where they are enforced:
+the bank's own rules here, in code, before any posting, and one that fails is settled as ``rejected`` with a reason
+in the signed ack (never posted, never a crashed batch; the station marks it rejected and never sends it again).
+The rules are the station's own offline policy as the bank sent it down (``sync_server.policy.station_policy``,
+the same ``merged_policy`` the station applies) and the server policy (commission).
+
+The order of the checks, the first failing one giving the reason:
+1. the registry: a type it knows, in the shape it declares (``unknown_type``, ``invalid_amount``,
+   ``malformed_entry``: ``entry_problem``), and a ``ts`` that is a UTC time (``malformed_entry``);
+2. the txn of a customer operation is new bank-wide, this batch included (``duplicate_txn``: ``seen_txn``);
+3. what the entry names exists and may be used: the customer account (``unknown_account``, never another kind of
+   account: ``Applier._customer``), the biller (``unknown_biller``), the payee (``payee_blocked``), an open
+   account (``account_closed``); a money operation moves a positive amount (``invalid_amount``);
+4. a debit (withdrawal, transfer, bill paid from the account) is for a home customer of this station and
+   amount + fee fits this station's hold for the customer, the offline allowance the bank authorized
+   (``not_authorized``); never settled from the available balance;
+5. ``over_transaction_limit``: the amount exceeds ``limits[type].per_txn``;
+6. ``over_daily_limit``: the customer's settled amounts of the type at this station on the entry's local date
+   (``ts`` in the policy's ``timezone``), less those reversed or cancelled, plus this one exceed
+   ``limits[type].daily`` (as the station counts them: its own operations);
+7. ``amount_rule``: a withdrawal below ``min`` or not a multiple of ``multiple``, a deposit below ``min``;
+8. ``wrong_fee``: the fee (absent: 0) differs from ``fees[type]``;
+9. ``over_exposure_limit``: a debit taking the station's settled debits since its last complete sync past
+   ``max_unsynced_fen`` or ``max_unsynced_count``; ``over_deposit_limit``: a deposit taking the station's
+   deposits of the local day past ``deposit_station_daily_fen``.
+A rejected debit that is well-formed also becomes a reconciliation item ``rejected_offline_debit`` (the agent may
+already have paid the cash out; ``recon_item``). A customer's wrong-PIN lockout applies at the bank only for a home
+customer of the station (else ``not_authorized``). Commission (``Applier._commission``) is earned only on an
+amount of at least ``commission_min_amount_fen[type]`` and at most ``commission_daily_cap_fen`` per agent per
+station per local day; past them the operation still settles, without commission.
+
+Invariants and where they are enforced:
 - only an entry the registry knows, in the shape it declares, is applied: ``entry_problem`` first, then the
   handler of its type in ``Applier.HANDLERS``, one per registered type (a test holds the table to the registry);
-- an entry posts only to the customer account it names, never another kind of account: ``Applier._customer``;
-- a customer's **available** balance (balance minus every station's hold) never goes negative: a debit first
-  consumes the hold of the station that recorded it (the offline allowance it was spent from), and what exceeds
-  the hold must fit in the available balance, or the entry is rejected (``insufficient_funds``):
-  ``Applier._debit_customer``; the customer debit of a reversal or a cancellation must fit it too:
-  ``Applier._inverse``;
+- a station debits a customer only within the hold the bank placed for it (so a customer's **available** balance,
+  balance minus every station's hold, never goes negative): ``Applier._authorize_debit``; the customer debit of a
+  reversal or a cancellation must fit the available balance (``insufficient_funds``): ``Applier._inverse``;
 - an operation is reversed at most once (``Applier.already_reversed``), a transfer cancelled at most once and only
   while the bank has not executed it (``Applier._transfer_cancel``);
 - an entry's legs sum to zero and leave no balance or hold negative: ``Book.post`` and ``Book.set_hold``
-  (``sync_server.book``); entries, postings and transfers are inserted once: ``Applier.write`` raises
-  ``LedgerError`` when the rows are already there (another worker applied the batch).
+  (``sync_server.book``); entries, postings, transfers and seen txns are inserted once: ``Applier.write`` raises
+  ``LedgerError`` when the rows are already there (another worker applied the batch, or another station's batch
+  took the txn meanwhile: the batch is run again and finds it a duplicate).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
-from peewee import fn
+from peewee import JOIN, fn
 
-from station.protocol.entry_types import MALFORMED_ENTRY, MAX_ID, EntryType, entry_problem, printable, spec_of
+from station.protocol.entry_types import (
+    INVALID_AMOUNT,
+    MALFORMED_ENTRY,
+    MAX_ID,
+    EntryType,
+    entry_problem,
+    printable,
+    spec_of,
+)
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
-from sync_server.db import Biller, BlockedPayee, Customer, Entry, Posting, Transfer
+from sync_server.db import (
+    Account,
+    Biller,
+    BlockedPayee,
+    Customer,
+    DailyTotal,
+    Entry,
+    Posting,
+    ReconItem,
+    SeenTxn,
+    Transfer,
+)
+
+#: The types whose amounts the station's limits bound (per transaction, per customer per day).
+LIMITED_TYPES = (EntryType.WITHDRAWAL, EntryType.DEPOSIT, EntryType.TRANSFER, EntryType.BILL_PAYMENT)
+#: A ``DailyTotal`` subject: the station's own total of a kind (account ids are never empty).
+STATION_TOTAL = ""
+REJECTED_OFFLINE_DEBIT = "rejected_offline_debit"
 
 
 @dataclass
@@ -53,10 +106,21 @@ def _legs(*items: tuple[str, int, str]) -> list[tuple[str, int, str]]:
 class Applier:
     """Turns one station's verified entries into outcomes and postings (in memory, then one bulk write)."""
 
-    def __init__(self, book: Book, policy: dict):
+    def __init__(self, book: Book, policy: dict, station_policy: dict, home_ids: set[str], synced_seq: int):
+        """``policy``: the server policy; ``station_policy``: the station's, as it applies it; ``home_ids``: the
+        accounts this station is home to; ``synced_seq``: the seq of the station's last complete sync."""
         self.book = book
         self.policy = policy
+        self.station_policy = station_policy
+        self.home_ids = home_ids
+        self.timezone = ZoneInfo(station_policy["timezone"])
         self.station_id = book.station_id
+        self.recon_rows: list[dict] = []
+        self.seen_rows: list[dict] = []
+        self._seen: set[str] = set()
+        self._totals: dict[tuple[str, str, str], int] = {}
+        self._changed_totals: set[tuple[str, str, str]] = set()
+        self.exposure_fen, self.exposure_count = self._exposure_since(synced_seq)
         self.entry_rows: list[dict] = []
         self.posting_rows: list[dict] = []
         self.transfer_rows: list[dict] = []
@@ -111,10 +175,24 @@ class Applier:
         # Signed by the station's key, yet not an entry the registry knows in that shape: a tampered device or a
         # newer station. Rejected with the reason in the signed ack, never posted, never a crashed batch.
         problem = MALFORMED_ENTRY if form_problem else entry_problem(payload)
+        if problem is None and self._local_date(payload) is None:
+            problem = MALFORMED_ENTRY
+        duplicate = problem is None and self._duplicate(payload)
         if problem:
             outcome = Outcome("rejected", problem)
+        elif duplicate:
+            outcome = Outcome("rejected", "duplicate_txn")
+        elif payload["type"] in LIMITED_TYPES and payload["amount"] <= 0:
+            # A zero-amount operation moves nothing but would earn commission (and a transfer row refuses it).
+            outcome = Outcome("rejected", INVALID_AMOUNT)
         else:
             outcome = self.HANDLERS[EntryType(payload["type"])](self, seq, payload)
+            if outcome.outcome == "settled" and payload["type"] in LIMITED_TYPES:
+                self._count(payload, 1)
+        if problem is None and outcome.outcome == "rejected" and self._debits_customer(payload):
+            self.recon_rows.append(dict(
+                station_id=self.station_id, seq=seq, kind=REJECTED_OFFLINE_DEBIT, account_id=payload.get("account"),
+                amount_fen=payload["amount"] + payload.get("fee", 0), reason=outcome.reason, created_at=self.book.now))
         if outcome.outcome != "rejected" and outcome.legs:
             self.book.post(outcome.legs)
             for leg, (account_id, amount, memo) in enumerate(outcome.legs):
@@ -122,8 +200,9 @@ class Applier:
                                               amount_fen=amount, memo=memo))
         if outcome.outcome == "rejected":
             self.rejected[seq] = outcome.reason
-        # Only a well-formed entry's txn is stored and may be referenced by a later reversal or cancellation.
-        txn = payload.get("txn") if problem is None else None
+        # Only a well-formed entry's txn is stored and may be referenced by a later reversal or cancellation; a
+        # duplicate's is not (the txn stays the first entry's).
+        txn = payload.get("txn") if problem is None and not duplicate else None
         self.entry_rows.append(dict(station_id=self.station_id, seq=seq, type=_stored_type(payload.get("type")),
                                     txn=txn,
                                     token=token, received_at=self.book.now, outcome=outcome.outcome,
@@ -132,75 +211,180 @@ class Applier:
             self.by_txn[txn] = (payload, outcome)
         return outcome
 
+    # -- the bank's own rules ---------------------------------------------------------------------------------
+    def _local_date(self, payload: dict) -> str | None:
+        """The local date (policy timezone) of the entry's ``ts``; None when ``ts`` is not a UTC time."""
+        try:
+            return parse_utc(payload["ts"]).astimezone(self.timezone).date().isoformat()
+        except (ValueError, TypeError, OverflowError):
+            return None
+
+    def load_seen_txns(self, payloads: list[dict]) -> None:
+        """Read once which txns of the batch's customer operations the bank has already recorded (any station)."""
+        txns = sorted({p["txn"] for p in payloads if isinstance(p, dict) and isinstance(p.get("txn"), str)
+                       and printable(p["txn"]) and len(p["txn"]) <= MAX_ID})
+        for start in range(0, len(txns), 1000):
+            chunk = txns[start:start + 1000]
+            self._seen.update(txn for (txn,) in SeenTxn.select(SeenTxn.txn).where(SeenTxn.txn.in_(chunk)).tuples())
+
+    def _duplicate(self, payload: dict) -> bool:
+        """Whether a customer operation's txn was already recorded bank-wide (or earlier in this batch)."""
+        spec = spec_of(payload["type"])
+        if not spec.customer_operation:
+            return False
+        txn = payload["txn"]
+        if txn in self._seen:
+            return True
+        self._seen.add(txn)
+        self.seen_rows.append(dict(txn=txn, station_id=self.station_id, seq=payload["seq"]))
+        return False
+
+    @staticmethod
+    def _debits_customer(payload: dict) -> bool:
+        """Whether a well-formed entry takes money from a customer's account (cash may already be paid out)."""
+        return payload["type"] in (EntryType.WITHDRAWAL, EntryType.TRANSFER) or (
+            payload["type"] == EntryType.BILL_PAYMENT and payload.get("funding") == "account")
+
+    def _exposure_since(self, synced_seq: int) -> tuple[int, int]:
+        """(fen, count) of this station's settled customer debits after its last complete sync."""
+        debit_types = [EntryType.WITHDRAWAL, EntryType.TRANSFER, EntryType.BILL_PAYMENT]
+        # A debit entry has exactly one customer leg that is a debit: counting those legs counts the entries.
+        same_entry = (Entry.station_id == Posting.station_id) & (Entry.seq == Posting.seq)
+        total, count = (Posting.select(fn.COALESCE(fn.SUM(Posting.amount_fen), 0), fn.COUNT(Posting.seq))
+                        .join(Entry, JOIN.INNER, on=same_entry)
+                        .join_from(Posting, Account, JOIN.INNER, on=(Account.account_id == Posting.account_id))
+                        .where((Posting.station_id == self.station_id) & (Posting.seq > synced_seq)
+                               & (Posting.amount_fen > 0) & (Account.kind == "customer")
+                               & Entry.type.in_(debit_types)).tuples().get())
+        return int(total), int(count)
+
+    def _total(self, key: tuple[str, str, str]) -> int:
+        """A running total of this station's local day: (local_date, kind, subject), read once per batch."""
+        if key not in self._totals:
+            local_date, kind, subject = key
+            self._totals[key] = DailyTotal.select(DailyTotal.amount_fen).where(
+                (DailyTotal.station_id == self.station_id) & (DailyTotal.local_date == local_date)
+                & (DailyTotal.kind == kind) & (DailyTotal.subject == subject)).scalar() or 0
+        return self._totals[key]
+
+    def _add_total(self, key: tuple[str, str, str], amount: int) -> None:
+        self._totals[key] = self._total(key) + amount
+        self._changed_totals.add(key)
+
+    def _count(self, payload: dict, sign: int) -> None:
+        """Count a settled operation in (or, ``sign`` -1, a reversed one out of) its day's totals."""
+        local_date, entry_type = self._local_date(payload), payload["type"]
+        if isinstance(payload.get("account"), str):
+            self._add_total((local_date, entry_type, payload["account"]), sign * payload["amount"])
+        if entry_type == EntryType.DEPOSIT:
+            self._add_total((local_date, entry_type, STATION_TOTAL), sign * payload["amount"])
+
+    def _limits(self, op_type: str, p: dict, fee: int | None) -> str | None:
+        """Checks 5 to 8 (per transaction, daily, amount rule, fee) of an operation; the reason or None."""
+        limits = self.station_policy["limits"][op_type]
+        amount = p["amount"]
+        if amount > limits["per_txn"]:
+            return "over_transaction_limit"
+        if isinstance(p.get("account"), str):
+            used = self._total((self._local_date(p), op_type, p["account"]))
+            if used + amount > limits["daily"]:
+                return "over_daily_limit"
+        if amount < limits.get("min", 0) or amount % limits.get("multiple", 1):
+            return "amount_rule"
+        if fee is not None and fee != int(self.station_policy["fees"].get(op_type, 0)):
+            return "wrong_fee"
+        return None
+
+    def _authorize_debit(self, account_id: str, op_type: str, p: dict) -> str | None:
+        """Checks 4 to 9 of a customer debit; when all pass, the station's hold is consumed. The reason or None."""
+        amount, fee = p["amount"], p.get("fee", 0)
+        if account_id not in self.home_ids or amount + fee > self.book.hold(account_id):
+            return "not_authorized"
+        refusal = self._limits(op_type, p, fee)
+        if refusal:
+            return refusal
+        if (self.exposure_fen + amount + fee > self.station_policy["max_unsynced_fen"]
+                or self.exposure_count + 1 > self.station_policy["max_unsynced_count"]):
+            return "over_exposure_limit"
+        self.book.set_hold(account_id, self.book.hold(account_id) - amount - fee)
+        self.exposure_fen += amount + fee
+        self.exposure_count += 1
+        return None
+
     # -- helpers --------------------------------------------------------------------------------------------
     def _customer(self, payload: dict) -> str | None:
         """The customer account an entry names; never another kind of account, whatever a payload claims."""
         account = self.book.accounts.get(payload.get("account"))
         return account.account_id if account is not None and account.kind == "customer" else None
 
-    def _commission(self, entry_type: str) -> list[tuple[str, int, str]]:
-        fen = int(self.policy["commission"].get(entry_type, 0))
+    def _commission(self, entry_type: str, p: dict) -> list[tuple[str, int, str]]:
+        """The agent's commission legs for a settling operation: none on an amount below the type's minimum (or
+        zero), and only up to the agent's daily cap at this station."""
+        amount = p["amount"]
+        if amount <= 0 or amount < int(self.policy["commission_min_amount_fen"].get(entry_type, 0)):
+            return []
+        key = (self._local_date(p), "commission", p["agent"])
+        fen = min(int(self.policy["commission"].get(entry_type, 0)),
+                  int(self.policy["commission_daily_cap_fen"]) - self._total(key))
         if fen <= 0:
             return []
+        self._add_total(key, fen)
         return [(self.acct("commission_expense"), fen, "agent commission"),
                 (self.acct("agent_payable"), -fen, "agent commission")]
 
-    def _debit_customer(self, account_id: str, amount: int, from_allowance: bool) -> str | None:
-        """Take ``amount`` for a debit: the station's hold first, then the available balance; None or a reason."""
+    def _open_account(self, account_id: str) -> str | None:
+        """``account_closed`` for a closed customer account, else None."""
         customer = self.book.customers.get(account_id)
-        if customer is not None and customer.status == "closed":
-            return "account_closed"
-        held = self.book.hold(account_id) if from_allowance else 0
-        from_hold = min(held, amount)
-        # Consuming the hold leaves the available balance as it was; only the rest must fit in it.
-        if amount - from_hold > self.book.available(account_id):
-            return "insufficient_funds"
-        if from_hold:
-            self.book.set_hold(account_id, held - from_hold)
-        return None
+        return "account_closed" if customer is not None and customer.status == "closed" else None
 
     # -- entry types ------------------------------------------------------------------------------------------
     def _withdrawal(self, seq, p):
         account = self._customer(p)
         if account is None:
             return Outcome("rejected", "unknown_account")
-        amount, fee = int(p["amount"]), int(p.get("fee", 0))
-        refusal = self._debit_customer(account, amount + fee, True)
+        refusal = self._open_account(account) or self._authorize_debit(account, EntryType.WITHDRAWAL, p)
         if refusal:
             return Outcome("rejected", refusal)
+        amount, fee = p["amount"], p.get("fee", 0)
         return Outcome("settled", legs=_legs(
             (account, amount + fee, "withdrawal"), (self.acct("station_cash"), -amount, "cash paid out"),
-            (self.acct("fee_income"), -fee, "fee"), *self._commission("withdrawal")))
+            (self.acct("fee_income"), -fee, "fee"), *self._commission("withdrawal", p)))
 
     def _deposit(self, seq, p):
         account = self._customer(p)
         if account is None:
             return Outcome("rejected", "unknown_account")
-        if self.book.customers.get(account) is not None and self.book.customers[account].status == "closed":
-            return Outcome("rejected", "account_closed")
-        amount = int(p["amount"])
+        refusal = self._open_account(account) or self._limits(EntryType.DEPOSIT, p, None)
+        amount = p["amount"]
+        limit = self.station_policy["deposit_station_daily_fen"]
+        if refusal is None and self._total((self._local_date(p), EntryType.DEPOSIT, STATION_TOTAL)) + amount > limit:
+            refusal = "over_deposit_limit"
+        if refusal:
+            return Outcome("rejected", refusal)
         return Outcome("settled", legs=_legs(
             (self.acct("station_cash"), amount, "cash taken in"), (account, -amount, "deposit"),
-            *self._commission("deposit")))
+            *self._commission("deposit", p)))
 
     def _bill_payment(self, seq, p):
         if not self.biller_known(p.get("biller")):
             return Outcome("rejected", "unknown_biller")
-        amount, fee = int(p["amount"]), int(p.get("fee", 0))
-        biller = self.acct("biller_payable", p["biller"])
+        amount, fee = p["amount"], p.get("fee", 0)
         if p.get("funding") == "account":
             account = self._customer(p)
             if account is None:
                 return Outcome("rejected", "unknown_account")
-            refusal = self._debit_customer(account, amount + fee, True)
-            if refusal:
-                return Outcome("rejected", refusal)
+            refusal = self._open_account(account) or self._authorize_debit(account, EntryType.BILL_PAYMENT, p)
             source = account
         else:
+            # Paid in cash at the counter: the customer's money is not touched, the station's limits still apply.
+            refusal = self._limits(EntryType.BILL_PAYMENT, p, fee)
             source = self.acct("station_cash")
+        if refusal:
+            return Outcome("rejected", refusal)
+        biller = self.acct("biller_payable", p["biller"])
         return Outcome("settled", legs=_legs(
             (source, amount + fee, f"bill {p['biller']} {p.get('ref', '')}"), (biller, -amount, "bill payable"),
-            (self.acct("fee_income"), -fee, "fee"), *self._commission("bill_payment")))
+            (self.acct("fee_income"), -fee, "fee"), *self._commission("bill_payment", p)))
 
     def _transfer(self, seq, p):
         account = self._customer(p)
@@ -208,10 +392,10 @@ class Applier:
             return Outcome("rejected", "unknown_account")
         if self.payee_blocked(p.get("payee_account")):
             return Outcome("rejected", "payee_blocked")
-        amount, fee = int(p["amount"]), int(p.get("fee", 0))
-        refusal = self._debit_customer(account, amount + fee, True)
+        refusal = self._open_account(account) or self._authorize_debit(account, EntryType.TRANSFER, p)
         if refusal:
             return Outcome("rejected", refusal)
+        amount, fee = p["amount"], p.get("fee", 0)
         risky = amount >= int(self.policy["risky_transfer_fen"])
         delay = int(self.policy["risky_transfer_delay_seconds" if risky else "transfer_delay_seconds"])
         execute_after = utc_text(parse_utc(self.book.now) + timedelta(seconds=delay))
@@ -221,19 +405,30 @@ class Applier:
                                        execute_after=execute_after))
         return Outcome("settled", legs=_legs(
             (account, amount + fee, "transfer"), (self.acct("transfer_clearing"), -amount, "transfer to execute"),
-            (self.acct("fee_income"), -fee, "fee"), *self._commission("transfer")))
+            (self.acct("fee_income"), -fee, "fee"), *self._commission("transfer", p)))
 
-    def _original(self, ref_txn: str) -> tuple[str | None, str | None, list[tuple[str, int, str]]]:
-        """(type, outcome, legs) of the entry with ``ref_txn`` at this station, from this batch or the database."""
+    def _original(self, ref_txn: str) -> tuple[dict, str | None, list[tuple[str, int, str]]]:
+        """(payload, outcome, legs) of the entry with ``ref_txn`` at this station, from this batch or the database
+        (an empty payload when there is none)."""
         if ref_txn in self.by_txn:
             payload, outcome = self.by_txn[ref_txn]
-            return payload.get("type"), outcome.outcome, outcome.legs
-        entry = Entry.get_or_none((Entry.station_id == self.station_id) & (Entry.txn == ref_txn))
+            return payload, outcome.outcome, outcome.legs
+        entry = Entry.select().where((Entry.station_id == self.station_id) & (Entry.txn == ref_txn)).order_by(
+            Entry.seq).first()
         if entry is None:
-            return None, None, []
+            return {}, None, []
         legs = [(row.account_id, row.amount_fen, row.memo) for row in Posting.select().where(
             (Posting.station_id == self.station_id) & (Posting.seq == entry.seq)).order_by(Posting.leg)]
-        return entry.type, entry.outcome, legs
+        return unverified_payload(entry.token), entry.outcome, legs
+
+    def _uncount(self, original: dict, legs) -> None:
+        """An undone operation no longer counts in its day's totals, nor does the commission it earned."""
+        self._count(original, -1)
+        commission = sum(amount for account_id, amount, _ in legs
+                         if self.book.accounts.get(account_id) is not None
+                         and self.book.accounts[account_id].kind == "commission_expense")
+        if commission:
+            self._add_total((self._local_date(original), "commission", original["agent"]), -commission)
 
     def _inverse(self, legs, memo) -> Outcome | None:
         """The inverse of ``legs``; a customer debit in it must fit the available balance."""
@@ -247,8 +442,8 @@ class Applier:
 
     def _transfer_cancel(self, seq, p):
         ref = p.get("ref_txn")
-        original_type, original_outcome, legs = self._original(ref)
-        if original_type != "transfer":
+        original, original_outcome, legs = self._original(ref)
+        if original.get("type") != "transfer":
             return Outcome("rejected", "unknown_original")
         if original_outcome != "settled":
             return Outcome("settled")
@@ -266,14 +461,17 @@ class Applier:
                 status = Transfer.select(Transfer.status).where(
                     (Transfer.station_id == self.station_id) & (Transfer.txn == ref)).scalar()
                 return Outcome("rejected", "already_cancelled" if status == "cancelled" else "already_executed")
-        return self._inverse(legs, "transfer cancelled")
+        outcome = self._inverse(legs, "transfer cancelled")
+        if outcome.outcome == "settled":
+            self._uncount(original, legs)
+        return outcome
 
     def _reversal(self, seq, p):
         ref = p.get("ref_txn")
-        original_type, original_outcome, legs = self._original(ref)
-        if original_type is None:
+        original, original_outcome, legs = self._original(ref)
+        if not original:
             return Outcome("rejected", "unknown_original")
-        spec = spec_of(original_type)
+        spec = spec_of(original.get("type"))
         if spec is None or not spec.reversible:
             return Outcome("rejected", "not_reversible")
         if self.already_reversed(ref):
@@ -281,6 +479,8 @@ class Applier:
         outcome = Outcome("settled") if original_outcome != "settled" or not legs else self._inverse(legs, "reversal")
         if outcome.outcome == "settled":
             self._reversed.add(ref)
+            if original_outcome == "settled" and original["type"] in LIMITED_TYPES:
+                self._uncount(original, legs)
         return outcome
 
     def _day_open(self, seq, p):
@@ -299,9 +499,14 @@ class Applier:
         return Outcome("settled")
 
     def _customer_pin_failed(self, seq, p):
-        """Wrong PINs locked the customer at the station: lock them centrally too (a branch unlocks)."""
-        customer = self.book.customers.get(p.get("account"))
-        if p.get("locked") is True and customer is not None and customer.status == "active":
+        """Wrong PINs locked the customer at the station: lock them centrally too (a branch unlocks), but only a
+        home customer of the station (no other station holds the customer's PIN verifier)."""
+        if p["locked"] is not True:
+            return Outcome("acknowledged")
+        if p["account"] not in self.home_ids:
+            return Outcome("rejected", "not_authorized")
+        customer = self.book.customers.get(p["account"])
+        if customer is not None and customer.status == "active":
             Customer.update(status="locked").where(Customer.account_id == customer.account_id).execute()
             customer.status = "locked"
         return Outcome("acknowledged")
@@ -331,9 +536,19 @@ class Applier:
 
     # -- writing ----------------------------------------------------------------------------------------------
     def write(self) -> None:
-        """Bulk insert entries, postings and transfers; then the changed balances and holds."""
-        for rows, model in ((self.entry_rows, Entry), (self.posting_rows, Posting), (self.transfer_rows, Transfer)):
+        """Bulk insert entries, postings, transfers, seen txns and recon items; then the changed daily totals,
+        balances and holds."""
+        for rows, model in ((self.entry_rows, Entry), (self.posting_rows, Posting), (self.transfer_rows, Transfer),
+                            (self.seen_rows, SeenTxn), (self.recon_rows, ReconItem)):
             inserted = insert_new_rows(model, rows)
             if inserted != len(rows):
                 raise LedgerError(f"{model.__name__}: rows already present; the batch was applied elsewhere")
+        for key in sorted(self._changed_totals):
+            local_date, kind, subject = key
+            amount = self._totals[key]
+            DailyTotal.insert(station_id=self.station_id, local_date=local_date, kind=kind, subject=subject,
+                              amount_fen=amount).on_conflict(
+                conflict_target=[DailyTotal.station_id, DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject],
+                update={DailyTotal.amount_fen: amount}).execute()
+        self._changed_totals.clear()
         self.book.flush()

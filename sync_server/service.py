@@ -8,8 +8,9 @@ Ingest, in order: who is it (unknown, not enrolled, revoked, flagged: refused), 
 verify the station's signature and every entry, see ``station.protocol.batches``), then in one database
 transaction holding the station's row lock: compare any part already held (same content: a duplicate; different
 content: a fork, refused and flagged), refuse a gap, check the batch chains onto the stored head, apply the new
-entries to the ledger (``posting_rules`` over a ``book.Book``), refresh the station's allowances (holds,
-``allowances``) with the last batch of a sync, and answer with the signed ack and the downlink (``downlink``).
+entries to the ledger (``posting_rules`` over a ``book.Book``: each checked against the bank's own rules),
+refresh the station's allowances (holds, ``allowances``) and record its last complete sync (``synced_seq``) with
+the last batch of a sync, and answer with the signed ack and the downlink (``downlink``).
 
 Exactly once with several workers: the station's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 transactions begin IMMEDIATE), so a second worker with the same batch waits, then finds it applied and answers
@@ -36,7 +37,7 @@ from sync_server.book import Book, LedgerError
 from sync_server.db import EnrollmentCode, Entry, Station, db_proxy, is_postgres
 from sync_server.downlink import build_downlink
 from sync_server.keys import ServerKeys
-from sync_server.policy import server_policy
+from sync_server.policy import server_policy, station_policy
 from sync_server.posting_rules import Applier
 from sync_server.problems import Problem
 
@@ -188,11 +189,12 @@ def _apply(keys: ServerKeys, batch: batches.Batch, now: datetime, station_time: 
                 if new_entries[0].payload.get("prev") != expected_prev:
                     raise _Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq)
             policy = server_policy()
-            homes = set() if more else home_customer_ids(batch.station_id)
+            homes = home_customer_ids(batch.station_id)
             # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
             referenced = {e.payload["account"] for e in new_entries if fits(Kind.ID, e.payload.get("account"))}
-            book = Book(batch.station_id, homes | referenced, now_text)
-            applier = Applier(book, policy)
+            book = Book(batch.station_id, (set() if more else homes) | referenced, now_text)
+            applier = Applier(book, policy, station_policy(policy), homes, station.synced_seq)
+            applier.load_seen_txns([entry.payload for entry in new_entries])
             for entry in new_entries:
                 applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
             applier.write()
@@ -203,6 +205,9 @@ def _apply(keys: ServerKeys, batch: batches.Batch, now: datetime, station_time: 
             update = {Station.last_sync_at: now_text}
             if new_entries:
                 update.update({Station.acked_seq: acked_through, Station.head: head})
+            if not more:
+                # A complete sync: the station's unsynced exposure starts again after this seq (posting_rules).
+                update[Station.synced_seq] = acked_through
             offset = _clock_offset_ms(now, station_time)
             if offset is not None:
                 update[Station.clock_offset_ms] = offset

@@ -163,7 +163,17 @@ def test_release_1_database_is_upgraded_without_loss(tmp_path):
         database.close()
 
     after = sqlite_rows(path)
+    # Release 3 added the station's last complete sync (every past sync counts as complete) as the last column.
+    assert [row[-1] for row in after["station"]] == [row[8] for row in before["station"]]
+    after["station"] = [row[:-1] for row in after["station"]]
     assert after == before
+    # ...and the txns already held, once each: a later entry with one of them is a duplicate.
+    connection = sqlite3.connect(path)
+    seen = connection.execute('SELECT COUNT(*), COUNT(DISTINCT "txn") FROM "seen_txn"').fetchone()
+    operations = connection.execute('SELECT COUNT(DISTINCT "txn") FROM "entry" WHERE "type" IN (\'withdrawal\', '
+                                    '\'deposit\', \'transfer\', \'bill_payment\', \'reversal\')').fetchone()[0]
+    connection.close()
+    assert seen[0] == seen[1] >= operations > 0
     # The ledger's invariants still hold on the kept rows: each entry's legs sum to zero, each stored balance is
     # its postings' sum on the account's normal side, each hold is covered by the customer's balance.
     legs: dict[tuple, int] = {}

@@ -77,8 +77,11 @@ def test_one_customer_at_two_stations_never_below_zero(server, tmp_path, clock):
             operations.withdraw_cash(one, s1, auth_shared(one, s1), 1_000, receipts.new_txn_id())
 
 
-def test_a_debit_beyond_the_hold_and_the_balance_is_rejected_centrally(server, tmp_path, clock):
-    """A station that signs more than its allowance (a tampered device) cannot take the balance below zero."""
+def test_a_debit_beyond_the_hold_is_rejected_centrally(server, tmp_path, clock):
+    """A station that signs more than its allowance (a tampered device) is not authorized: the customer's balance
+    beyond the hold is never touched, and the cash paid out becomes a reconciliation item."""
+    from sync_server.db import ReconItem
+
     server_db()
     import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
@@ -88,10 +91,13 @@ def test_a_debit_beyond_the_hold_and_the_balance_is_rejected_centrally(server, t
         forged = append_forged_entry(one, "withdrawal", one.now(),
                               {"agent": "A01", "account": SHARED, "amount": 100_000}, txn=receipts.new_txn_id())
     result = sync_once(one)
-    assert result.rejected == {forged.seq: "insufficient_funds"}
+    assert result.rejected == {forged.seq: "not_authorized"}
     assert central_balance() == 50_000
     with one.bound():
         assert {op.status for op in Operation.select()} == {"settled"}
+    server_db()
+    assert [(r.seq, r.kind, r.account_id, r.amount_fen, r.reason) for r in ReconItem.select()] == [
+        (forged.seq, "rejected_offline_debit", SHARED, 100_000, "not_authorized")]
 
 
 def test_a_customer_no_longer_served_at_a_station_loses_the_allowance_there(server, tmp_path, clock):
@@ -162,8 +168,8 @@ def forge(st, entry_type, body):
 
 
 def forged_transfer(st, amount=1_000):
-    return forge(st, "transfer", {"account": SHARED, "amount": amount, "payee_account": "6222000011112222",
-                                  "payee_name": "x"})
+    return forge(st, "transfer", {"account": SHARED, "amount": amount, "fee": 200,
+                                  "payee_account": "6222000011112222", "payee_name": "x"})
 
 
 def test_a_forged_reversal_of_a_transfer_is_rejected_and_the_transfer_stays_pending(server, tmp_path, clock):
@@ -176,7 +182,7 @@ def test_a_forged_reversal_of_a_transfer_is_rejected_and_the_transfer_stays_pend
     sent = forged_transfer(one)
     undo = forge(one, "reversal", {"ref_txn": sent.txn})
     assert sync_once(one).rejected == {undo.seq: "not_reversible"}
-    assert central_balance() == before - 1_000
+    assert central_balance() == before - 1_200
     server_db()
     assert Transfer.get(Transfer.txn == sent.txn).status == "pending"
     assert sum(ledger_totals().values()) == 0
@@ -200,7 +206,7 @@ def test_a_withdrawal_is_reversed_once_only(server, tmp_path, clock, same_batch)
 
 
 def test_a_reversal_stays_spent_when_a_later_entry_reuses_the_txn(server, tmp_path, clock):
-    """A forged second entry with the reversed txn, in the batch of a second reversal, does not reopen it."""
+    """A forged second entry with the reversed txn is a duplicate, and a second reversal is still refused."""
     server_db()
     import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
@@ -209,11 +215,11 @@ def test_a_reversal_stays_spent_when_a_later_entry_reuses_the_txn(server, tmp_pa
     forge(one, "reversal", {"ref_txn": paid.txn})
     assert sync_once(one).rejected == {}
     with one.db.atomic():
-        append_forged_entry(one, "withdrawal", one.now(),
-                     {"agent": "A01", "account": SHARED, "amount": 1_000}, txn=paid.txn)
+        reused = append_forged_entry(one, "withdrawal", one.now(),
+                                     {"agent": "A01", "account": SHARED, "amount": 1_000}, txn=paid.txn)
     again = forge(one, "reversal", {"ref_txn": paid.txn})
-    assert sync_once(one).rejected == {again.seq: "already_reversed"}
-    assert central_balance() == before - 1_000
+    assert sync_once(one).rejected == {reused.seq: "duplicate_txn", again.seq: "already_reversed"}
+    assert central_balance() == before
     server_db()
     assert sum(ledger_totals().values()) == 0
 
