@@ -31,6 +31,7 @@ from sync_server.db import (
     HomeStation,
     KnownPayee,
     Posting,
+    ReconItem,
     ServerSetting,
     Station,
     Transfer,
@@ -101,6 +102,16 @@ def list_entries(station_id: str, outcome: str | None = None) -> list[dict]:
     if outcome is not None:
         query = query.where(Entry.outcome == outcome)
     return list(query.order_by(Entry.seq).dicts())
+
+
+def list_recon_items(station_id: str | None = None) -> list[dict]:
+    """Reconciliation items (e.g. ``rejected_offline_debit``: a debit the bank rejected after the agent may have
+    paid the cash out), by station and seq."""
+    query = ReconItem.select(ReconItem.station_id, ReconItem.seq, ReconItem.kind, ReconItem.account_id,
+                             ReconItem.amount_fen, ReconItem.reason, ReconItem.created_at)
+    if station_id is not None:
+        query = query.where(ReconItem.station_id == station_id)
+    return list(query.order_by(ReconItem.station_id, ReconItem.seq, ReconItem.kind).dicts())
 
 
 def revoke_station(station_id: str) -> None:

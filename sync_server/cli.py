@@ -197,6 +197,32 @@ def entries_list(database_url, station_id, outcome, as_json):
         click.echo(f"{row['seq']}\t{row['type']}\t{row['outcome']}\t{row['reason'] or '-'}\t{row['txn'] or '-'}")
 
 
+@cli.group("recon-items")
+def recon_items():
+    """Reconciliation items the bank recorded while applying entries (e.g. rejected offline debits)."""
+
+
+@recon_items.command("list")
+@database_option
+@click.option("--station", "station_id", help="Only this station's items, e.g. ST-0001.")
+@click.option("--json", "as_json", is_flag=True)
+def recon_items_list(database_url, station_id, as_json):
+    """List reconciliation items: station, seq, kind (e.g. rejected_offline_debit), account, fen, reason.
+
+    Example: sync-server recon-items list --station ST-0001
+    """
+    from sync_server.admin import list_recon_items
+
+    open_database(database_url)
+    rows = list_recon_items(station_id)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo("\t".join(str(row[key] if row[key] is not None else "-") for key in (
+            "station_id", "seq", "kind", "account_id", "amount_fen", "reason", "created_at")))
+
+
 @cli.group()
 def customers():
     """Customers: import from CSV."""
