@@ -23,6 +23,15 @@ def test_every_policy_setting_is_documented():
         assert f"`{key}`" in operations, f"policy setting {key} missing from docs/operations.md"
 
 
+def test_every_server_policy_setting_is_documented():
+    from sync_server.policy import DEFAULT_SERVER_POLICY
+
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = operations.split("## Server policy", 1)[1].split("\n## ", 1)[0]
+    for key in DEFAULT_SERVER_POLICY:
+        assert f"`{key}`" in section, f"server policy setting {key} missing from docs/operations.md"
+
+
 def test_quick_start_has_exactly_two_commands():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
