@@ -50,7 +50,7 @@ def test_two_stations_used_alternately_from_two_threads_never_mix(make_station):
                 # Both threads are inside a call at the same moment, each with its own station bound.
                 barrier.wait(timeout=30)
                 if (n % 2 == 0) == first:
-                    operations.deposit_cash(st, session, auth, 100, receipts.new_txn_id())
+                    operations.deposit_cash(st, session, auth, "100", receipts.new_txn_id())
                 else:
                     with st.bound():
                         Operation.select().count()
@@ -70,7 +70,7 @@ def test_two_stations_used_alternately_from_two_threads_never_mix(make_station):
             assert len(deposits) == rounds // 2
             # Each deposit went to a customer of this station's own database.
             assert {op.customer.account_id for op in deposits} <= {c.account_id for c in Customer.select()}
-        assert business_day.drawer_cash(st) == 100 * 100_00 + rounds // 2 * 100
+        assert business_day.drawer_cash(st) == 100 * 100_00 + rounds // 2 * 100_00
 
 
 def _imported_names(path: Path) -> set[str | tuple[str, str]]:
