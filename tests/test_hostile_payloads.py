@@ -13,8 +13,9 @@ import pytest
 from sync_support import append_forged_entry, enrolled_station, server_db
 
 from station import agents, business_day, operations, receipts
-from station.db import Customer, Operation
+from station.db import Customer, JournalEntry, Operation
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+from station.journal import entry_payload
 from station.protocol.entry_types import MAX_ID, MAX_TEXT
 from station.sync import pending_entries, sync_once
 from sync_server.checks import check_ledger
@@ -172,3 +173,16 @@ def test_a_transfer_of_amount_zero_makes_no_transfer_to_execute(counter):
     server_db()
     assert Transfer.select().where(Transfer.station_id == "ST-0001").count() == 0
 
+
+
+def test_an_entry_whose_ts_is_a_number_is_sent_whole_and_rejected(counter):
+    """The compact batch form cannot carry a ts that is a number: the station sends that entry whole (it once raised
+    while building the batch, wedging the outbox) and the bank rejects it."""
+    st, session = counter
+    with st.write():
+        payload = entry_payload(st, "deposit", st.now(), {"agent": AGENT, "account": ACCOUNT, "amount": 5_000},
+                                txn=receipts.new_txn_id())
+        payload["ts"] = 10**15
+        entry = JournalEntry.create(seq=payload["seq"], type="deposit", txn=payload["txn"],
+                                    token=st.signer.sign(payload), recorded_at=st.now())
+    assert_rejected(st, session, entry, "malformed_entry")
