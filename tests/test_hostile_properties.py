@@ -132,8 +132,7 @@ def sign_payload(station, fields: dict) -> int:
     return payload["seq"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[
-                                                                 HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(payloads=batches)
 def test_any_signed_json_gets_an_outcome_and_the_outbox_drains(hostile_station, payloads):
     station = hostile_station
