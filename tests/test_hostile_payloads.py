@@ -186,3 +186,19 @@ def test_an_entry_whose_ts_is_a_number_is_sent_whole_and_rejected(counter):
         entry = JournalEntry.create(seq=payload["seq"], type="deposit", txn=payload["txn"],
                                     token=st.signer.sign(payload), recorded_at=st.now())
     assert_rejected(st, session, entry, "malformed_entry")
+
+
+def test_two_transfers_sharing_a_txn_settle_once(counter):
+    """The second transfer with a txn already seen is rejected (``duplicate_txn``), in the same batch or later."""
+    st, session = counter
+    txn = receipts.new_txn_id()
+    first = forge(st, "transfer", transfer_body(amount=10_000), txn=txn)
+    second = forge(st, "transfer", transfer_body(amount=20_000), txn=txn, operation=False)
+    result = sync_once(st, attempts=1)
+    assert result.rejected == {second.seq: "duplicate_txn"}
+    assert stored_outcome(first.seq) == ("settled", None)
+    assert postings_of(second.seq) == 0
+    server_db()
+    assert [t.amount_fen for t in Transfer.select().where(Transfer.txn == txn)] == [10_000]
+    third = forge(st, "transfer", transfer_body(amount=30_000), txn=txn, operation=False)
+    assert_rejected(st, session, third, "duplicate_txn")
