@@ -24,7 +24,7 @@ from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
 from station.limits import check_debit_limits, check_station_deposits, offline_available
-from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState, printable, spec_of
+from station.protocol.entry_types import LIVE_STATES, MAX_ID, EntryType, OperationState, printable, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.protocol.times import utc_text
 from station.receipts import Receipt
@@ -186,7 +186,9 @@ def transfer(
 def validate_bill_reference(biller: Biller, reference: str) -> str:
     """The cleaned bill reference (account or phone number); refuses one the biller's pattern rejects."""
     reference = re.sub(r"\s+", "", str(reference or ""))
-    if not re.fullmatch(biller.ref_pattern, reference):
+    # The biller's pattern comes from the bank and may be loose: the reference is signed and printed all the same,
+    # so it must be printable and short whatever the pattern allows.
+    if len(reference) > MAX_ID or not printable(reference) or not re.fullmatch(biller.ref_pattern, reference):
         hint = "Mobile numbers have 11 digits and start with 1." if biller.kind == "mobile" else ""
         raise errors.InvalidBillReference(biller=biller.name_en, hint=hint)
     if biller.ref_prefixes and not any(reference.startswith(p) for p in biller.ref_prefixes):

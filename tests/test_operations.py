@@ -7,7 +7,7 @@ import re
 import pytest
 
 from station import agents, business_day, errors, limits, operations, receipts
-from station.db import Agent, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.db import Agent, Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import UnsignableEntry, append_entry, journal_head
 from station.protocol.pins import check_pin
@@ -447,6 +447,16 @@ def test_bad_bills(open_drawer, agent, biller, reference, amount, error):
     before = entries()
     with pytest.raises(error):
         operations.pay_bill(open_drawer, agent, None, biller, reference, amount, receipts.new_txn_id())
+    assert entries() == before
+
+
+@pytest.mark.parametrize("reference", ["12\x1b@34", "12\x1dV\x0034", "\u202e4321", "1\x00", "9" * 65])
+def test_a_bill_reference_is_printable_and_short_whatever_the_billers_pattern(open_drawer, agent, reference):
+    """A loose pattern from the bank still lets no control character or overlong reference into a signed entry."""
+    Biller.update(ref_pattern=r".+").where(Biller.code == "ELEC-SGCC").execute()
+    before = entries()
+    with pytest.raises(errors.InvalidBillReference):
+        operations.pay_bill(open_drawer, agent, None, "ELEC-SGCC", reference, "50", receipts.new_txn_id())
     assert entries() == before
 
 

@@ -48,8 +48,12 @@ def compact_entries(entries: Sequence[tuple[int, str]], station_id: str) -> Comp
         if header_b64 not in headers:
             headers.append(header_b64)
         item = _compact_entry(payload, headers.index(header_b64), previous_ms)
-        rebuilt = rebuild_token(headers, item, station_id, seq, payload.get("prev"), previous_ms, signature)
-        if rebuilt[0] != token:
+        try:
+            rebuilt = rebuild_token(headers, item, station_id, seq, payload.get("prev"), previous_ms, signature)
+        except BadEntry:
+            # An entry the compact form cannot carry (say, a ts that is a number): the bank judges it, whole.
+            rebuilt = None
+        if rebuilt is None or rebuilt[0] != token:
             # Not the journal's canonical form (a foreign or hand-made token): send it whole.
             item = token
         else:

@@ -93,6 +93,7 @@ class Kind(StrEnum):
     """The JSON type of a payload field. A JSON ``true`` is not an integer, nor is ``21.0``."""
 
     FEN = "fen"
+    POSITIVE_FEN = "positive fen"
     INTEGER = "integer"
     COUNT = "count"
     BOOLEAN = "boolean"
@@ -104,11 +105,16 @@ class Kind(StrEnum):
     FEN_OR_NULL = "fen or null"
 
 
+#: The largest integer any payload field holds: 2**53 - 1, where every JSON reader agrees on the value and JCS
+#: (``canonical_json``) writes it as this kit does.
+MAX_INTEGER = 2**53 - 1
+
 #: What each kind means, for docs/protocol.md.
 KIND_DOCS = {
     Kind.FEN: f"JSON integer of fen, 0 to {MAX_AMOUNT_FEN}",
-    Kind.INTEGER: "JSON integer (may be negative)",
-    Kind.COUNT: "JSON integer, 0 or more",
+    Kind.POSITIVE_FEN: f"JSON integer of fen, 1 to {MAX_AMOUNT_FEN}",
+    Kind.INTEGER: f"JSON integer, -{MAX_INTEGER} to {MAX_INTEGER}",
+    Kind.COUNT: f"JSON integer, 0 to {MAX_INTEGER}",
     Kind.BOOLEAN: "JSON `true` or `false`",
     Kind.ID: "non-empty printable string, at most 64 characters",
     Kind.TEXT: "printable string (no control or format characters), at most 255 characters",
@@ -140,7 +146,7 @@ def printable_text(text: str, replacement: str = "?") -> str:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_INTEGER <= value <= MAX_INTEGER
 
 
 def _is_fen(value) -> bool:
@@ -162,8 +168,13 @@ def _is_counts(value) -> bool:
         and _is_int(pieces) and pieces >= 0 for key, pieces in value.items())
 
 
+def _is_positive_fen(value) -> bool:
+    return _is_fen(value) and value > 0
+
+
 _CHECKS = {
     Kind.FEN: _is_fen,
+    Kind.POSITIVE_FEN: _is_positive_fen,
     Kind.INTEGER: _is_int,
     Kind.COUNT: lambda v: _is_int(v) and v >= 0,
     Kind.BOOLEAN: lambda v: isinstance(v, bool),
@@ -181,6 +192,10 @@ def fits(kind: Kind, value) -> bool:
     return _CHECKS[kind](value)
 
 
+#: Kinds whose misfit is an ``invalid_amount`` (the rest are ``malformed_entry``).
+_AMOUNT_KINDS = (Kind.FEN, Kind.POSITIVE_FEN)
+
+
 @dataclass(frozen=True)
 class Field:
     """One payload field: its JSON kind, whether every entry of the type carries it, and its allowed values."""
@@ -193,7 +208,7 @@ class Field:
     def problem(self, value) -> str | None:
         """The rejection reason for ``value`` in this field, or None."""
         if not _CHECKS[self.kind](value) or (self.choices and value not in self.choices):
-            return INVALID_AMOUNT if self.kind is Kind.FEN else MALFORMED_ENTRY
+            return INVALID_AMOUNT if self.kind in _AMOUNT_KINDS else MALFORMED_ENTRY
         return None
 
 
@@ -256,7 +271,9 @@ def _spec(entry_type: EntryType, fields: dict[str, Field], **facts) -> EntrySpec
 _AGENT = Field(Kind.ID)
 _TXN = Field(Kind.UUID)
 _ACCOUNT = Field(Kind.ID)
-_AMOUNT = Field(Kind.FEN)
+#: A debit's amount: a withdrawal, transfer or bill payment of 0 moves nothing and is no operation (the bank's
+#: transfer table refuses one outright).
+_AMOUNT = Field(Kind.POSITIVE_FEN)
 _FEE = _optional(Kind.FEN, "when not zero")
 
 SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
@@ -299,7 +316,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     }, customer_effect=Effect.DEBIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
         label=N_("Cash withdrawal"), printed=("取款", "Withdrawal")),
     _spec(EntryType.DEPOSIT, {
-        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT,
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": Field(Kind.FEN),
     }, customer_effect=Effect.CREDIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
         label=N_("Cash deposit"), printed=("存款", "Deposit")),
     _spec(EntryType.TRANSFER, {
@@ -387,7 +404,7 @@ def field_problems(payload: dict) -> list[str]:
     return problems
 
 
-_NUMBER_KINDS = (Kind.FEN, Kind.INTEGER, Kind.COUNT, Kind.FEN_OR_NULL)
+_NUMBER_KINDS = (Kind.FEN, Kind.POSITIVE_FEN, Kind.INTEGER, Kind.COUNT, Kind.FEN_OR_NULL)
 
 
 def _why_not(field: Field, value) -> str:
@@ -395,8 +412,10 @@ def _why_not(field: Field, value) -> str:
     if field.kind in _NUMBER_KINDS and value is not None:
         if not _is_int(value):
             return f"is {value!r}, not an integer"
-        if value < 0:
+        if value < 0 and field.kind is not Kind.INTEGER:
             return f"is negative ({value})"
+        if value == 0 and field.kind is Kind.POSITIVE_FEN:
+            return "is 0, not a positive amount"
     if field.choices and value not in field.choices:
         return f"is {value!r}, not " + " or ".join(field.choices)
     return f"is {value!r}, not {KIND_DOCS[field.kind]}"
