@@ -54,7 +54,6 @@ from zoneinfo import ZoneInfo
 from peewee import JOIN, fn
 
 from station.protocol.entry_types import (
-    INVALID_AMOUNT,
     MALFORMED_ENTRY,
     MAX_ID,
     EntryType,
@@ -182,9 +181,6 @@ class Applier:
             outcome = Outcome("rejected", problem)
         elif duplicate:
             outcome = Outcome("rejected", "duplicate_txn")
-        elif payload["type"] in LIMITED_TYPES and payload["amount"] <= 0:
-            # A zero-amount operation moves nothing but would earn commission (and a transfer row refuses it).
-            outcome = Outcome("rejected", INVALID_AMOUNT)
         else:
             outcome = self.HANDLERS[EntryType(payload["type"])](self, seq, payload)
             if outcome.outcome == "settled" and payload["type"] in LIMITED_TYPES:

@@ -316,7 +316,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     }, customer_effect=Effect.DEBIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
         label=N_("Cash withdrawal"), printed=("取款", "Withdrawal")),
     _spec(EntryType.DEPOSIT, {
-        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": Field(Kind.FEN),
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT,
     }, customer_effect=Effect.CREDIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
         label=N_("Cash deposit"), printed=("存款", "Deposit")),
     _spec(EntryType.TRANSFER, {
