@@ -7,12 +7,13 @@ The rules are the station's own offline policy as the bank sent it down (``sync_
 the same ``merged_policy`` the station applies) and the server policy (commission).
 
 The order of the checks, the first failing one giving the reason:
-1. the registry: a type it knows, in the shape it declares (``unknown_type``, ``invalid_amount``,
-   ``malformed_entry``: ``entry_problem``), and a ``ts`` that is a UTC time (``malformed_entry``);
+1. the registry: a type it knows, in the shape it declares (``unknown_type``, ``invalid_amount`` for an amount
+   that is not positive integer fen in range, ``malformed_entry``: ``entry_problem``), and a ``ts`` that is a UTC
+   time (``malformed_entry``);
 2. the txn of a customer operation is new bank-wide, this batch included (``duplicate_txn``: ``seen_txn``);
 3. what the entry names exists and may be used: the customer account (``unknown_account``, never another kind of
    account: ``Applier._customer``), the biller (``unknown_biller``), the payee (``payee_blocked``), an open
-   account (``account_closed``); a money operation moves a positive amount (``invalid_amount``);
+   account (``account_closed``);
 4. a debit (withdrawal, transfer, bill paid from the account) is for a home customer of this station and
    amount + fee fits this station's hold for the customer, the offline allowance the bank authorized
    (``not_authorized``); never settled from the available balance;
