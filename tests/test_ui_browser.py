@@ -280,3 +280,22 @@ def test_a_refused_supervisor_pin_still_fits(live, lang):
     page.click("#reverse-ok")
     page.wait_for_selector("#error")
     check_screen(page)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_deposit_below_the_minimum_is_refused_before_the_pin_and_fits(live, lang):
+    """The bank pays no commission on crumbs and the station refuses them at the amount step, in the person's
+    language, on one screen."""
+    base, page = live
+    log_in(page, base)
+    if lang == "en":
+        page.click("text=English")
+    page.click("#tile-deposit")
+    tap_digits(page, card_customer().card_number)
+    page.click("#next")
+    tap_digits(page, "5")
+    page.click("#next")
+    page.wait_for_selector("#error")
+    assert ("10.00" in page.inner_text("#error")) and page.url == base + "/op/deposit/amount"
+    check_screen(page)
+    assert Operation.select().count() == 0
