@@ -26,7 +26,7 @@ from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
 from station.journal import append_start_entry, iter_entries, journal_head
 from station.limits import unsynced_exposure
-from station.protocol import acks, batches, envelope_errors, key_codecs
+from station.protocol import acks, envelope, envelope_errors, key_codecs
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc, utc_text
@@ -182,7 +182,7 @@ def _server(st: Station) -> dict:
 
 @bound_station
 def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int | None = None
-                ) -> batches.SealedBatch | None:
+                ) -> envelope.SealedBatch | None:
     """The next batch: entries after ``acked_seq``, at most ``max_entries`` and ``max_bytes`` sealed."""
     max_entries = max_entries or sync_setting(st, "max_entries")
     max_bytes = max_bytes or sync_setting(st, "max_bytes")
@@ -198,7 +198,7 @@ def build_batch(st: Station, *, max_entries: int | None = None, max_bytes: int |
 
 
 @bound_station
-def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> batches.SealedBatch | None:
+def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> envelope.SealedBatch | None:
     """The last acknowledged entry again: the bank answers a duplicate with an ack and a fresh downlink."""
     acked = st.setting("acked_seq", 0)
     if not acked:
@@ -206,25 +206,25 @@ def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> batches.Sea
     return _seal(st, [(acked, JournalEntry.get_by_id(acked).token)], max_bytes or sync_setting(st, "max_bytes"))
 
 
-def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> batches.SealedBatch:
+def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelope.SealedBatch:
     before = entries[0][0] - 1
     prev = chain_hash(JournalEntry.get_by_id(before).token) if before else genesis_prev(st.station_id)
     server_key = key_codecs.encryption_public_from_jwk(_server(st)["encryption_jwk"])
     while True:
-        sealed = batches.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
+        sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
                                     server_encryption_key=server_key)
         if len(sealed.body) <= max_bytes or len(entries) == 1:
             return sealed
         entries = entries[: len(entries) // 2]
 
 
-def send_batch(st: Station, sealed: batches.SealedBatch, http: requests.Session | None = None, *,
+def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session | None = None, *,
                more: bool = False) -> dict:
     """POST one sealed batch (``more``: another follows at once); the server's answer, or a :class:`SyncError`."""
     server = _server(st)
     headers = {**sealed.headers, "X-Station-Time": utc_text(st.now()), "User-Agent": USER_AGENT}
     if more:
-        headers[batches.HEADER_MORE] = "1"
+        headers[envelope.HEADER_MORE] = "1"
     http = http or requests
     try:
         response = http.post(
@@ -259,7 +259,7 @@ def open_answer(st: Station, answer: dict) -> acks.Ack:
 
 # -- applying an ack ----------------------------------------------------------------------------------------
 @bound_station
-def apply_ack(st: Station, ack: acks.Ack, sealed: batches.SealedBatch) -> None:
+def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
     """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction."""
     if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
         raise SyncRefused("The bank's ack does not cover the batch sent.", status=502)

@@ -14,7 +14,7 @@ import os
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from station.protocol.batches import MAX_SEALED_BYTES
+from station.protocol.envelope import MAX_SEALED_BYTES
 from sync_server.db import DEFAULT_DATABASE_URL, check_schema, connect_url, db_proxy
 from sync_server.keys import load_keys
 from sync_server.problems import PROBLEM_CONTENT_TYPE, Problem

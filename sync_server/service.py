@@ -5,7 +5,7 @@ station's public keys. A code is used once: the update that marks it used is con
 one code cannot both enroll; a revoked or already enrolled station is refused.
 
 Ingest, in order: who is it (unknown, not enrolled, revoked, flagged: refused), open the envelope (decrypt,
-verify the station's signature and every entry, see ``station.protocol.batches``), then in one database
+verify the station's signature and every entry, see ``station.protocol.envelope``), then in one database
 transaction holding the station's row lock: compare any part already held (same content: a duplicate; different
 content: a fork, refused and flagged), refuse a gap, check the batch chains onto the stored head, apply the new
 entries to the ledger (``posting_rules`` over a ``book.Book``: each checked against the bank's own rules),
@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from joserfc.jwk import OKPKey
 from peewee import IntegrityError
 
-from station.protocol import acks, batches, key_codecs
+from station.protocol import acks, envelope, key_codecs
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope_errors import EnvelopeError
 from station.protocol.times import parse_utc, utc_text
@@ -133,13 +133,13 @@ def known_station(station_id: str) -> Station:
 
 def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetime | None = None) -> dict:
     """Apply one sealed batch exactly once; returns the response body (signed ack and sealed downlink)."""
-    if headers.get(batches.HEADER_STATION) != station_id:
-        raise Problem("malformed-request", f"The {batches.HEADER_STATION} header must name station {station_id}.")
-    first = _int_header(headers, batches.HEADER_FIRST)
-    last = _int_header(headers, batches.HEADER_LAST)
+    if headers.get(envelope.HEADER_STATION) != station_id:
+        raise Problem("malformed-request", f"The {envelope.HEADER_STATION} header must name station {station_id}.")
+    first = _int_header(headers, envelope.HEADER_FIRST)
+    last = _int_header(headers, envelope.HEADER_LAST)
     station = known_station(station_id)
     try:
-        batch = batches.open_batch(body, station_id=station_id, first=first, last=last,
+        batch = envelope.open_batch(body, station_id=station_id, first=first, last=last,
                                    server_encryption_key=keys.encryption_key,
                                    station_signing_jwk=station.signing_jwk)
     except EnvelopeError as exc:
@@ -148,7 +148,7 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
     now = now or datetime.now(UTC)
     station_time = headers.get("X-Station-Time")
     # More batches follow: the allowances are refreshed (and the full downlink sent) only with the last one.
-    more = headers.get(batches.HEADER_MORE) == "1"
+    more = headers.get(envelope.HEADER_MORE) == "1"
     for attempt in range(2):
         try:
             return _apply(keys, batch, now, station_time, more)
@@ -166,7 +166,7 @@ class _Fork(Exception):
         self.seq = seq
 
 
-def _apply(keys: ServerKeys, batch: batches.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
+def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
     now_text = utc_text(now)
     try:
         with db_proxy.atomic():

@@ -46,7 +46,7 @@ print(json.dumps({"imported": modules, "loaded": sorted(sys.modules)}))
 """
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
     report = json.loads(result.stdout)
-    assert {f"station.protocol.{name}" for name in ("envelope_errors", "key_codecs", "sealing", "compact", "batches",
+    assert {f"station.protocol.{name}" for name in ("envelope_errors", "key_codecs", "sealing", "compact", "envelope",
                                                     "acks", "tokens", "money", "pins")} <= set(report["imported"])
     loaded = set(report["loaded"])
     assert not {"flask", "peewee", "playhouse", "werkzeug", "station.db", "station.app"} & loaded

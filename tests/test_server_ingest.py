@@ -16,7 +16,7 @@ from station.context import Station
 from station.db import Customer, JournalEntry
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import iter_entries, journal_head
-from station.protocol import acks, batches, key_codecs
+from station.protocol import acks, envelope, key_codecs
 from station.protocol.tokens import Signer, b64url, canonical_json, chain_hash, generate_signing_key, unverified_payload
 from station.sync import SyncRefused, build_batch, sync_once
 from sync_server import create_app
@@ -46,8 +46,8 @@ def record_some(st, count=3, amount=10_000):
 
 
 def post(server, station_id, sealed_or_body, headers=None):
-    body = sealed_or_body.body if isinstance(sealed_or_body, batches.SealedBatch) else sealed_or_body
-    hdrs = dict(sealed_or_body.headers) if isinstance(sealed_or_body, batches.SealedBatch) else {}
+    body = sealed_or_body.body if isinstance(sealed_or_body, envelope.SealedBatch) else sealed_or_body
+    hdrs = dict(sealed_or_body.headers) if isinstance(sealed_or_body, envelope.SealedBatch) else {}
     hdrs.update(headers or {})
     return requests.post(f"{server.url}/api/v1/stations/{station_id}/batches", data=body, headers=hdrs, timeout=30)
 
@@ -128,7 +128,7 @@ def test_tampered_ciphertext_is_refused(server, tmp_path, clock):
     assert response.status_code == 400 and problem_type(response) == "undecryptable"
     check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
     # The range headers are bound into the HPKE info: changing them also fails to decrypt.
-    response = post(server, "ST-0001", sealed.body, {**sealed.headers, batches.HEADER_LAST: str(sealed.last - 1)})
+    response = post(server, "ST-0001", sealed.body, {**sealed.headers, envelope.HEADER_LAST: str(sealed.last - 1)})
     assert problem_type(response) == "undecryptable"
 
 
@@ -149,7 +149,7 @@ def test_tampered_inner_entry_is_refused(server, tmp_path, clock):
         assert payload["type"] == "deposit"
         payload["amount"] = payload["amount"] * 10
         entries[-2] = (entries[-2][0], f"{header}.{b64url(canonical_json(payload))}.{sig}")
-        sealed = batches.seal_batch(entries, station_id="ST-0001",
+        sealed = envelope.seal_batch(entries, station_id="ST-0001",
                                     prev=chain_hash(JournalEntry.get_by_id(acked).token),
                                     signer=st.signer, server_encryption_key=_keys_of(st))
         response = post(server, "ST-0001", sealed)
@@ -166,7 +166,7 @@ def test_batch_signed_with_the_wrong_key_is_refused(server, tmp_path, clock):
         acked = st.setting("acked_seq")
         entries = list(iter_entries(st, after_seq=acked))
         thief = Signer(generate_signing_key())
-        sealed = batches.seal_batch(entries, station_id="ST-0001",
+        sealed = envelope.seal_batch(entries, station_id="ST-0001",
                                     prev=chain_hash(JournalEntry.get_by_id(acked).token),
                                     signer=thief, server_encryption_key=_keys_of(st))
         response = post(server, "ST-0001", sealed)
@@ -178,7 +178,7 @@ def test_unknown_and_revoked_stations_are_refused(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     record_some(st)
     sealed = build_batch(st)
-    response = post(server, "ST-0009", sealed.body, {**sealed.headers, batches.HEADER_STATION: "ST-0009"})
+    response = post(server, "ST-0009", sealed.body, {**sealed.headers, envelope.HEADER_STATION: "ST-0009"})
     assert response.status_code == 404 and problem_type(response) == "unknown-station"
     check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
     server_db()
@@ -198,7 +198,7 @@ def test_gap_is_refused_with_the_expected_first_seq(server, tmp_path, clock):
         record_some(st, 4)
         acked = st.setting("acked_seq")
         entries = list(iter_entries(st, after_seq=acked + 1))
-        sealed = batches.seal_batch(entries, station_id="ST-0001",
+        sealed = envelope.seal_batch(entries, station_id="ST-0001",
                                     prev=chain_hash(JournalEntry.get_by_id(acked + 1).token), signer=st.signer,
                                     server_encryption_key=_keys_of(st))
         response = post(server, "ST-0001", sealed)
@@ -211,13 +211,13 @@ def test_oversize_and_malformed_batches_are_refused(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     record_some(st)
     sealed = build_batch(st)
-    response = post(server, "ST-0001", os.urandom(batches.MAX_SEALED_BYTES + 1), sealed.headers)
+    response = post(server, "ST-0001", os.urandom(envelope.MAX_SEALED_BYTES + 1), sealed.headers)
     assert response.status_code == 413 and problem_type(response) == "too-large"
     check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
     for first in ("one", "\u00b2"):  # a superscript two is a digit to str.isdigit(), not to int()
-        response = post(server, "ST-0001", sealed, {batches.HEADER_FIRST: first})
+        response = post(server, "ST-0001", sealed, {envelope.HEADER_FIRST: first})
         assert response.status_code == 400 and problem_type(response) == "malformed-request"
-        assert batches.HEADER_FIRST in response.json()["detail"]
+        assert envelope.HEADER_FIRST in response.json()["detail"]
         check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
 
 
@@ -334,7 +334,7 @@ def test_enrollment_codes_are_single_use_and_expire(server, tmp_path, clock):
     bad = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x"}, timeout=10)
     assert bad.status_code == 400 and problem_type(bad) == "malformed-request"
     check_against_openapi(bad, "/api/v1/enroll")
-    huge = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x" * batches.MAX_SEALED_BYTES, **keys},
+    huge = requests.post(f"{server.url}/api/v1/enroll", json={"code": "x" * envelope.MAX_SEALED_BYTES, **keys},
                          timeout=10)
     assert huge.status_code == 413 and problem_type(huge) == "too-large"
     check_against_openapi(huge, "/api/v1/enroll")

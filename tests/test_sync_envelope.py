@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 from station.journal import iter_entries
-from station.protocol import acks, batches, compact, envelope_errors, key_codecs, sealing
+from station.protocol import acks, compact, envelope, envelope_errors, key_codecs, sealing
 from station.protocol.times import utc_text
 from station.protocol.tokens import Signer, chain_hash, generate_signing_key, genesis_prev, public_jwk
 
@@ -23,7 +23,7 @@ def journal(station):
 
 
 def seal(station, entries, server_key, prev=None, signer=None):
-    return batches.seal_batch(entries, station_id=station.station_id, prev=prev or genesis_prev(station.station_id),
+    return envelope.seal_batch(entries, station_id=station.station_id, prev=prev or genesis_prev(station.station_id),
                               signer=signer or station.signer, server_encryption_key=server_key.public_key())
 
 
@@ -31,7 +31,7 @@ def open_(station, sealed, server_key, **overrides):
     args = dict(station_id=sealed.station_id, first=sealed.first, last=sealed.last, server_encryption_key=server_key,
                 station_signing_jwk=public_jwk(station.signing_key))
     args.update(overrides)
-    return batches.open_batch(sealed.body, **args)
+    return envelope.open_batch(sealed.body, **args)
 
 
 def test_round_trip_rebuilds_every_token_exactly(station, journal, server_key):
@@ -140,7 +140,7 @@ def test_every_flipped_byte_is_refused(station, journal, server_key):
         body = bytearray(sealed.body)
         body[index] ^= 0x80
         with pytest.raises(envelope_errors.EnvelopeError):
-            batches.open_batch(bytes(body), station_id="ST-0001", first=sealed.first, last=sealed.last,
+            envelope.open_batch(bytes(body), station_id="ST-0001", first=sealed.first, last=sealed.last,
                                server_encryption_key=server_key, station_signing_jwk=public_jwk(station.signing_key))
 
 
@@ -161,7 +161,7 @@ def test_a_decompression_bomb_is_refused(server_key):
     bomb = zlib.compress(b"\0" * (sealing.MAX_PLAIN_BYTES + 1), 9)
     sealed = sealing.SUITE.encrypt(bomb, server_key.public_key(), info=sealing.batch_info("ST-0001", 1, 1))
     with pytest.raises(envelope_errors.TooLarge):
-        batches.open_batch(sealed, station_id="ST-0001", first=1, last=1, server_encryption_key=server_key,
+        envelope.open_batch(sealed, station_id="ST-0001", first=1, last=1, server_encryption_key=server_key,
                            station_signing_jwk=public_jwk(generate_signing_key()))
 
 

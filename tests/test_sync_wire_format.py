@@ -14,7 +14,7 @@ import zlib
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import OKPKey
 
-from station.protocol import acks, batches, sealing
+from station.protocol import acks, envelope, sealing
 from station.protocol.tokens import Signer, b64url, b64url_decode, chain_hash, genesis_prev, public_jwk, verify_token
 
 SIGNING_KEY = OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "d": b64url(bytes(range(32))),
@@ -48,14 +48,14 @@ def _entries() -> list[tuple[int, str]]:
 
 def test_a_batch_has_the_bytes_it_had_when_the_format_shipped():
     entries = _entries()
-    sealed = batches.seal_batch(entries, station_id=STATION, prev=genesis_prev(STATION), signer=Signer(SIGNING_KEY),
+    sealed = envelope.seal_batch(entries, station_id=STATION, prev=genesis_prev(STATION), signer=Signer(SIGNING_KEY),
                                 server_encryption_key=ENCRYPTION_KEY.public_key())
     plaintext = zlib.decompress(sealing.SUITE.decrypt(sealed.body, ENCRYPTION_KEY,
                                                       info=b"station-kit/batch/v1|ST-0001|1|40"))
     assert plaintext[:4] == b"SKB1"
     assert hashlib.sha256(plaintext).hexdigest() == BATCH_SHA256
-    opened = batches.open_batch(sealed.body, station_id=STATION, first=1, last=40, server_encryption_key=ENCRYPTION_KEY,
-                                station_signing_jwk=public_jwk(SIGNING_KEY))
+    opened = envelope.open_batch(sealed.body, station_id=STATION, first=1, last=40,
+                                 server_encryption_key=ENCRYPTION_KEY, station_signing_jwk=public_jwk(SIGNING_KEY))
     assert [entry.token for entry in opened.entries] == [token for _, token in entries]
 
 

@@ -1,4 +1,5 @@
-"""The batch: a station's gapless run of journal entries, signed, compressed and sealed for the sync server.
+"""The sync envelope: a station's gapless run of journal entries (a batch), signed, compressed and sealed for the sync
+server.
 
 docs/protocol.md, section "Sync protocol", is the human-readable spec. Each entry travels in compact form
 (``station.protocol.compact``) with its raw Ed25519 signature; the batch body (JSON meta, then the signatures
