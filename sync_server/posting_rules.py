@@ -57,11 +57,14 @@ from peewee import JOIN, fn
 from station.protocol.entry_types import (
     MALFORMED_ENTRY,
     MAX_ID,
+    Effect,
     EntryType,
     entry_problem,
     printable,
     spec_of,
+    types_where,
 )
+from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
@@ -79,7 +82,9 @@ from sync_server.db import (
 )
 
 #: The types whose amounts the station's limits bound (per transaction, per customer per day).
-LIMITED_TYPES = (EntryType.WITHDRAWAL, EntryType.DEPOSIT, EntryType.TRANSFER, EntryType.BILL_PAYMENT)
+LIMITED_TYPES = tuple(EntryType(op_type) for op_type in DEFAULT_POLICY["limits"])
+#: The types that debit a customer's account (a bill only when paid from the account), from the registry.
+DEBIT_TYPES = types_where(customer_effect=Effect.DEBIT)
 #: A ``DailyTotal`` subject: the station's own total of a kind (account ids are never empty).
 STATION_TOTAL = ""
 REJECTED_OFFLINE_DEBIT = "rejected_offline_debit"
@@ -239,12 +244,11 @@ class Applier:
     @staticmethod
     def _debits_customer(payload: dict) -> bool:
         """Whether a well-formed entry takes money from a customer's account (cash may already be paid out)."""
-        return payload["type"] in (EntryType.WITHDRAWAL, EntryType.TRANSFER) or (
-            payload["type"] == EntryType.BILL_PAYMENT and payload.get("funding") == "account")
+        return payload["type"] in DEBIT_TYPES and (
+            payload["type"] != EntryType.BILL_PAYMENT or payload.get("funding") == "account")
 
     def _exposure_since(self, synced_seq: int) -> tuple[int, int]:
         """(fen, count) of this station's settled customer debits after its last complete sync."""
-        debit_types = [EntryType.WITHDRAWAL, EntryType.TRANSFER, EntryType.BILL_PAYMENT]
         # A debit entry has exactly one customer leg that is a debit: counting those legs counts the entries.
         same_entry = (Entry.station_id == Posting.station_id) & (Entry.seq == Posting.seq)
         total, count = (Posting.select(fn.COALESCE(fn.SUM(Posting.amount_fen), 0), fn.COUNT(Posting.seq))
@@ -252,7 +256,7 @@ class Applier:
                         .join_from(Posting, Account, JOIN.INNER, on=(Account.account_id == Posting.account_id))
                         .where((Posting.station_id == self.station_id) & (Posting.seq > synced_seq)
                                & (Posting.amount_fen > 0) & (Account.kind == "customer")
-                               & Entry.type.in_(debit_types)).tuples().get())
+                               & Entry.type.in_(DEBIT_TYPES)).tuples().get())
         return int(total), int(count)
 
     def _total(self, key: tuple[str, str, str]) -> int:

@@ -38,7 +38,8 @@ def tap_digits(page, digits):
         page.click(f'.keypad [data-key="{digit}"]')
 
 
-def log_in(page, base, agent_id="A01", pin=AGENT_PIN):
+def log_in(page, base, agent_id="A01", pin=AGENT_PIN, lang="zh"):
+    """Log the agent in from the login screen; ``lang="en"`` then switches the UI to English."""
     page.goto(base + "/login")
     check_screen(page)
     page.click(f"#agent-{agent_id}")
@@ -47,6 +48,8 @@ def log_in(page, base, agent_id="A01", pin=AGENT_PIN):
     tap_digits(page, pin)
     page.click("#login")
     page.wait_for_url(base + "/home")
+    if lang == "en":
+        page.click("text=English")
 
 
 def check_screen(page):
@@ -146,9 +149,7 @@ SCREENS = [
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_every_screen_fits_and_has_big_targets(live, lang):
     base, page = live
-    log_in(page, base)
-    if lang == "en":
-        page.click("text=English")
+    log_in(page, base, lang=lang)
     for path in SCREENS:
         page.goto(base + path)
         check_screen(page)
@@ -226,9 +227,7 @@ def test_double_tap_on_the_pin_ok_records_once(live):
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_a_refused_pin_still_fits_and_cancels(live, lang):
     base, page = live
-    log_in(page, base)
-    if lang == "en":
-        page.click("text=English")
+    log_in(page, base, lang=lang)
     page.click("#tile-withdrawal")
     tap_digits(page, card_customer().card_number)
     page.click("#next")
@@ -246,9 +245,7 @@ def test_a_refused_pin_still_fits_and_cancels(live, lang):
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_the_day_close_preview_fits(live, lang):
     base, page = live
-    log_in(page, base)
-    if lang == "en":
-        page.click("text=English")
+    log_in(page, base, lang=lang)
     page.goto(base + "/day/close")
     # 30,000 yuan less 10: the three amounts in full, as on the story's day.
     page.click("#n10000")
@@ -264,9 +261,7 @@ def test_the_day_close_preview_fits(live, lang):
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_a_refused_supervisor_pin_still_fits(live, lang):
     base, page = live
-    log_in(page, base)
-    if lang == "en":
-        page.click("text=English")
+    log_in(page, base, lang=lang)
     page.click("#tile-withdrawal")
     tap_digits(page, card_customer().card_number)
     page.click("#next")
@@ -287,9 +282,7 @@ def test_a_deposit_below_the_minimum_is_refused_before_the_pin_and_fits(live, la
     """The bank pays no commission on crumbs and the station refuses them at the amount step, in the person's
     language, on one screen."""
     base, page = live
-    log_in(page, base)
-    if lang == "en":
-        page.click("text=English")
+    log_in(page, base, lang=lang)
     page.click("#tile-deposit")
     tap_digits(page, card_customer().card_number)
     page.click("#next")

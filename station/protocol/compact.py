@@ -22,7 +22,7 @@ from typing import Any
 
 from station.protocol.envelope_errors import BadEntry
 from station.protocol.times import parse_utc, utc_text
-from station.protocol.tokens import PROTOCOL_VERSION, b64url, b64url_decode, canonical_json
+from station.protocol.tokens import PROTOCOL_VERSION, b64url, b64url_decode, canonical_json, is_integer
 
 _FIXED_FIELDS = ("v", "station", "seq", "type", "ts", "prev", "txn")
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -72,13 +72,13 @@ def rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature) 
     header_index = 0
     version = PROTOCOL_VERSION
     for extra in extras:
-        if isinstance(extra, int) and not isinstance(extra, bool):
+        if is_integer(extra):
             header_index = extra
         elif isinstance(extra, dict) and "v" in extra:
             version = extra["v"]
     if not 0 <= header_index < len(headers):
         raise BadEntry(f"entry {seq} names an unknown header", seq=seq)
-    if isinstance(ts, int) and not isinstance(ts, bool):
+    if is_integer(ts):
         millis = previous_ms + ts
         try:
             ts_text = _millis_ts(millis)

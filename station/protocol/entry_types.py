@@ -20,6 +20,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from station.protocol.money import MAX_AMOUNT_FEN
+from station.protocol.tokens import is_integer
 
 
 def N_(text: str) -> str:
@@ -146,7 +147,7 @@ def printable_text(text: str, replacement: str = "?") -> str:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and -MAX_INTEGER <= value <= MAX_INTEGER
+    return is_integer(value) and -MAX_INTEGER <= value <= MAX_INTEGER
 
 
 def _is_fen(value) -> bool:
