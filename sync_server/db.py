@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from peewee import (
+    AutoField,
     BigIntegerField,
     BooleanField,
     CharField,
@@ -268,8 +269,87 @@ class ReconItem(BaseModel):
         primary_key = CompositeKey("station_id", "seq", "kind")
 
 
+class StationTail(BaseModel):
+    """The newest journal position a station has signed for the bank (``tail`` of its batches): its seq, the
+    chain value after it, and the station's signed claim (a JWS) that recon re-verifies (``missing_tail``)."""
+
+    station_id = CharField(primary_key=True)
+    seq = BigIntegerField()
+    head = CharField()
+    claim = TextField()
+    received_at = CharField()
+
+
+class ReconException(BaseModel):
+    """A discrepancy ``recon run`` found, kept with a stable id: the same discrepancy found again (the same
+    ``fingerprint``: its kind and where it is, never its amounts) keeps its row. ``status`` is ``open`` or
+    ``resolved`` (by a clerk, or automatically once it is no longer found); every change is a ``ReconEvent``."""
+
+    id = AutoField()
+    fingerprint = CharField(unique=True)
+    kind = CharField()
+    station_id = CharField(null=True)
+    seq = BigIntegerField(null=True)
+    txn = CharField(null=True)
+    account_id = CharField(null=True)
+    biller = CharField(null=True)
+    reference = CharField(null=True)
+    amount_fen = BigIntegerField(null=True)
+    expected_fen = BigIntegerField(null=True)
+    day = CharField(null=True)
+    detail = JSONField(null=True)
+    status = CharField(default="open", constraints=[Check("status IN ('open', 'resolved')")])
+    first_found_at = CharField()
+    last_found_at = CharField()
+
+    class Meta:
+        indexes = ((("station_id", "kind"), False),)
+
+
+class ReconEvent(BaseModel):
+    """The audit trail of reconciliation exceptions, append-only: who did what to which exception, when."""
+
+    id = AutoField()
+    exception_id = BigIntegerField(index=True)
+    at = CharField()
+    by = CharField()
+    action = CharField(constraints=[Check("action IN ('opened', 'resolved', 'closed', 'reopened')")])
+    note = TextField(default="")
+
+
+class BillerFile(BaseModel):
+    """A biller's settlement file as imported (once: its SHA-256 is unique), and the value dates it covers."""
+
+    id = AutoField()
+    biller = CharField()
+    sha256 = CharField(unique=True)
+    name = CharField()
+    lines = IntegerField()
+    first_value_date = CharField()
+    last_value_date = CharField()
+    imported_at = CharField()
+    imported_by = CharField(default="")
+
+
+class BillerLine(BaseModel):
+    """One line of a biller's settlement file: what the biller says the bank paid it."""
+
+    file_id = BigIntegerField()
+    line_no = IntegerField()
+    biller = CharField()
+    reference = CharField()
+    amount_fen = BigIntegerField()
+    value_date = CharField()
+    bank_txn_id = CharField(null=True)
+
+    class Meta:
+        primary_key = CompositeKey("file_id", "line_no")
+        indexes = ((("biller", "value_date"), False),)
+
+
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
-          BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem]
+          BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
+          ReconException, ReconEvent, BillerFile, BillerLine]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -582,3 +662,56 @@ def _migration_3(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_3)
+
+
+#: Release 4: reconciliation (``sync_server.recon``). ``{bigint}`` as in release 1, ``{serial}`` the
+#: auto-incrementing primary key peewee writes (``SERIAL`` on PostgreSQL, ``INTEGER`` on SQLite).
+RELEASE_4_SCHEMA = [
+    """CREATE TABLE "station_tail" ("station_id" VARCHAR(255) NOT NULL PRIMARY KEY, "seq" {bigint} NOT NULL, "head"
+       VARCHAR(255) NOT NULL, "claim" TEXT NOT NULL, "received_at" VARCHAR(255) NOT NULL)""",
+    """CREATE TABLE "recon_exception" ("id" {serial} NOT NULL PRIMARY KEY, "fingerprint" VARCHAR(255) NOT NULL,
+       "kind" VARCHAR(255) NOT NULL, "station_id" VARCHAR(255), "seq" {bigint}, "txn" VARCHAR(255), "account_id"
+       VARCHAR(255), "biller" VARCHAR(255), "reference" VARCHAR(255), "amount_fen" {bigint}, "expected_fen"
+       {bigint}, "day" VARCHAR(255), "detail" TEXT, "status" VARCHAR(255) NOT NULL CHECK (status IN ('open',
+       'resolved')), "first_found_at" VARCHAR(255) NOT NULL, "last_found_at" VARCHAR(255) NOT NULL)""",
+    """CREATE UNIQUE INDEX "recon_exception_fingerprint" ON "recon_exception" ("fingerprint")""",
+    """CREATE INDEX "recon_exception_station_id_kind" ON "recon_exception" ("station_id", "kind")""",
+    """CREATE TABLE "recon_event" ("id" {serial} NOT NULL PRIMARY KEY, "exception_id" {bigint} NOT NULL, "at"
+       VARCHAR(255) NOT NULL, "by" VARCHAR(255) NOT NULL, "action" VARCHAR(255) NOT NULL CHECK (action IN
+       ('opened', 'resolved', 'closed', 'reopened')), "note" TEXT NOT NULL)""",
+    """CREATE INDEX "recon_event_exception_id" ON "recon_event" ("exception_id")""",
+    """CREATE TABLE "biller_file" ("id" {serial} NOT NULL PRIMARY KEY, "biller" VARCHAR(255) NOT NULL, "sha256"
+       VARCHAR(255) NOT NULL, "name" VARCHAR(255) NOT NULL, "lines" INTEGER NOT NULL, "first_value_date"
+       VARCHAR(255) NOT NULL, "last_value_date" VARCHAR(255) NOT NULL, "imported_at" VARCHAR(255) NOT NULL,
+       "imported_by" VARCHAR(255) NOT NULL)""",
+    """CREATE UNIQUE INDEX "biller_file_sha256" ON "biller_file" ("sha256")""",
+    """CREATE TABLE "biller_line" ("file_id" {bigint} NOT NULL, "line_no" INTEGER NOT NULL, "biller" VARCHAR(255)
+       NOT NULL, "reference" VARCHAR(255) NOT NULL, "amount_fen" {bigint} NOT NULL, "value_date" VARCHAR(255) NOT
+       NULL, "bank_txn_id" VARCHAR(255), PRIMARY KEY ("file_id", "line_no"))""",
+    """CREATE INDEX "biller_line_biller_value_date" ON "biller_line" ("biller", "value_date")""",
+]
+#: The audit trail and the imported settlement files are append-only, like the ledger.
+RECON_APPEND_ONLY = ("recon_event", "biller_file", "biller_line")
+POSTGRES_RECON_4_TRIGGERS = [
+    f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
+       FOR EACH STATEMENT EXECUTE FUNCTION refuse_ledger_change()"""
+    for table in RECON_APPEND_ONLY
+]
+SQLITE_RECON_4_TRIGGERS = [
+    f"""CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table}
+       BEGIN SELECT RAISE(ABORT, '{table} rows are append-only: {action} refused'); END"""
+    for table in RECON_APPEND_ONLY for action in ("UPDATE", "DELETE")
+]
+
+
+def _migration_4(database: Database, migrator: SchemaMigrator) -> None:
+    """Reconciliation: stations' signed tails, exceptions with their audit trail, billers' settlement files."""
+    types = {"bigint": "BIGINT", "serial": "SERIAL"} if is_postgres(database) else {
+        "bigint": "INTEGER", "serial": "INTEGER"}
+    for sql in RELEASE_4_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+    for statement in POSTGRES_RECON_4_TRIGGERS if is_postgres(database) else SQLITE_RECON_4_TRIGGERS:
+        database.execute_sql(statement)
+
+
+MIGRATIONS.append(_migration_4)
