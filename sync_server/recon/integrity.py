@@ -1,0 +1,10 @@
+"""Recon checks: integrity."""
+
+from __future__ import annotations
+
+from sync_server.recon.kinds import Discrepancy
+
+
+def checks(context) -> list[Discrepancy]:
+    """Every integrity discrepancy of the run's scope."""
+    return []

@@ -1,0 +1,10 @@
+"""Recon checks: ledger."""
+
+from __future__ import annotations
+
+from sync_server.recon.kinds import Discrepancy
+
+
+def checks(context) -> list[Discrepancy]:
+    """Every ledger discrepancy of the run's scope."""
+    return []

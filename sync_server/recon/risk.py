@@ -1,0 +1,10 @@
+"""Recon checks: risk."""
+
+from __future__ import annotations
+
+from sync_server.recon.kinds import Discrepancy
+
+
+def checks(context) -> list[Discrepancy]:
+    """Every risk discrepancy of the run's scope."""
+    return []
