@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sync_server.recon.i18n import gettext, money, render
-from sync_server.recon.kinds import KINDS, Discrepancy, N_
+from sync_server.recon.kinds import KINDS, N_, Discrepancy
 from sync_server.recon.run import Findings
 from sync_server.recon.store import Stored
 

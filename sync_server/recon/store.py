@@ -16,7 +16,7 @@ from datetime import datetime
 from station.protocol.times import utc_text
 from sync_server.db import ReconEvent, ReconException
 from sync_server.recon.context import Scope
-from sync_server.recon.kinds import KINDS, Discrepancy, N_
+from sync_server.recon.kinds import KINDS, N_, Discrepancy
 
 #: Who acts when recon itself opens, closes or reopens an exception.
 RECON = "recon"
