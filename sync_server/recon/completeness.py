@@ -77,7 +77,7 @@ def proof(context) -> list[dict]:
         SELECT s.station_id, s.status, s.acked_seq, COUNT(f.seq), COALESCE(MAX(f.seq), 0) FROM station s
         LEFT JOIN recon_fact f ON f.station_id = s.station_id
         WHERE 1 = 1{where} GROUP BY s.station_id, s.status, s.acked_seq ORDER BY s.station_id""", params)
-    verified = getattr(context, "heads_verified", {})
+    verified = context.heads_verified
     return [{"station": station_id, "status": status, "entries": count, "held_to": held, "acked_seq": acked,
              "head_verified": bool(verified.get(station_id)) if count else None}
             for station_id, status, acked, count, held in rows]
