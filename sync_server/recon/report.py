@@ -15,6 +15,16 @@ from sync_server.recon.kinds import KINDS, N_, Discrepancy
 from sync_server.recon.run import Findings
 from sync_server.recon.store import Stored
 
+#: Entry types as a clerk reads them.
+TYPE_LABELS = {
+    "withdrawal": N_("withdrawal"), "deposit": N_("deposit"), "transfer": N_("transfer"),
+    "transfer_cancel": N_("transfer cancellation"), "bill_payment": N_("bill payment"),
+    "reversal": N_("reversal"), "balance_enquiry": N_("balance enquiry"), "day_open": N_("day open"),
+    "day_close": N_("day close"), "start": N_("start"), "agent_added": N_("agent added"),
+    "agent_pin_failed": N_("agent PIN failure"), "agent_unlocked": N_("agent unlocked"),
+    "customer_pin_failed": N_("customer PIN failure"), "feedback": N_("customer voice"),
+}
+
 #: The columns of every discrepancy, in JSON and CSV.
 COLUMNS = ("id", "kind", "station", "seq", "txn", "account", "biller", "reference", "amount_fen", "expected_fen",
            "status", "day", "explanation", "action")
@@ -30,6 +40,11 @@ def values(d: Discrepancy, lang: str) -> dict:
             found[key[:-4]] = money(value, lang)
         else:
             found[key] = value
+    if isinstance(found.get("reason"), str):
+        # A reason is itself a message (with the same values), or a code the server recorded, shown as it is.
+        found["reason"] = render(lang, found["reason"], found)
+    if isinstance(found.get("type"), str):
+        found["type"] = gettext(lang, TYPE_LABELS.get(found["type"], found["type"]))
     return found
 
 
@@ -43,13 +58,20 @@ def as_dict(item: Stored, lang: str) -> dict:
             "explanation": render(lang, spec.explanation, shown), "action": render(lang, spec.action, shown)}
 
 
+def at_stake(d: Discrepancy) -> int:
+    """The money a discrepancy is about: the difference when it has an expected amount, else its amount."""
+    if d.amount_fen is not None and d.expected_fen is not None:
+        return abs(d.amount_fen - d.expected_fen)
+    return abs(d.amount_fen or 0)
+
+
 def summary(findings: Findings, stored: list[Stored]) -> dict:
     open_items = [item for item in stored if item.status == "open"]
     by_station: dict = defaultdict(int)
     amounts: dict = defaultdict(int)
     for item in open_items:
         by_station[item.discrepancy.station or "-"] += 1
-        amounts[item.discrepancy.kind] += abs(item.discrepancy.amount_fen or 0)
+        amounts[item.discrepancy.kind] += at_stake(item.discrepancy)
     return {
         "open": len(open_items),
         "found": len(stored),
@@ -110,7 +132,7 @@ def print_tables(console: Console, findings: Findings, stored: list[Stored], lan
         stations.add_column(_(column), justify="right" if column != N_("Station") else "left")
     for proof in facts["stations"]:
         stations.add_row(proof["station"], str(proof["entries"]), str(proof["acked_seq"]),
-                         _(N_("yes")) if proof["head_verified"] else _(N_("no")),
+                         _verdict(proof["head_verified"], lang),
                          str(facts["by_station"].get(proof["station"], 0)))
     console.print(stations)
     if facts["awaiting_settlement"]:
@@ -123,6 +145,16 @@ def print_tables(console: Console, findings: Findings, stored: list[Stored], lan
     verdict = N_("No open discrepancy: every entry is accounted for.") if not facts["open"] else N_(
         "{open} open discrepancies: see the list above.")
     console.print(render(lang, verdict, facts))
+
+
+def _verdict(proved: bool | None, lang: str) -> str:
+    if proved is None:
+        return "—"
+    return gettext(lang, N_("yes")) if proved else gettext(lang, N_("no"))
+
+
+#: Statuses and audit actions, as shown.
+WORDS = (N_("open"), N_("resolved"), N_("opened"), N_("closed"), N_("reopened"))
 
 
 def print_rows(console: Console, rows: list[dict], lang: str) -> None:
@@ -144,9 +176,9 @@ def print_exception(console: Console, shown: dict, lang: str) -> None:
                 "first_found_at", "last_found_at"):
         if shown.get(key) is not None:
             console.print(f"{key}: {shown[key]}", highlight=False)
-    for key in ("amount_fen", "expected_fen"):
+    for key, label in (("amount_fen", N_("amount")), ("expected_fen", N_("expected"))):
         if shown.get(key) is not None:
-            console.print(f"{key}: {money(shown[key], lang)}", highlight=False)
+            console.print(f"{_(label)}: {money(shown[key], lang)}", highlight=False)
     console.print(shown["explanation"], highlight=False)
     console.print(_(N_("What to do")) + ": " + shown["action"], highlight=False)
     trail = Table(title=_(N_("History")))
