@@ -396,6 +396,16 @@ def test_a_payment_listed_in_two_files_is_one_duplicate(history, tmp_path):
          {"count": 2, "payments": 1})]
 
 
+def test_a_payment_listed_twice_once_with_another_amount_is_a_duplicate_and_a_mismatch(history, tmp_path):
+    (bill, other_bill, _), _ = history
+    server_db()
+    import_biller_file(write_file(tmp_path, "a.csv", line(bill), line(bill, amount_fen=9_000), line(other_bill)),
+                       "ELEC-SGCC")
+    found, _ = biller_findings()
+    assert sorted((d.kind, d.txn, d.amount_fen, d.expected_fen) for d in found) == [
+        ("biller_amount_mismatch", bill.txn, 9_000, 8_850), ("biller_duplicate", bill.txn, 8_850, None)]
+
+
 def test_a_line_without_txn_listed_twice_is_one_duplicate(history, tmp_path):
     (bill, other_bill, _), _ = history
     server_db()
@@ -407,17 +417,19 @@ def test_a_line_without_txn_listed_twice_is_one_duplicate(history, tmp_path):
 
 
 def test_two_equal_payments_need_two_lines(server, tmp_path, clock):
-    """Two top-ups of the same phone for the same amount the same day: two lines without txn are no duplicate,
-    one line leaves exactly one payment missing."""
+    """Two top-ups of the same phone for the same amount the same day, listed without txn: one line leaves the
+    later payment missing, two lines match both, a third line is a duplicate."""
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     first, second = pay_bills(st, [("MOBILE-CMCC", "13800138000", "50"), ("MOBILE-CMCC", "13800138000", "50")])
     server_db()
-    import_biller_file(write_file(tmp_path, "two.csv", line(first, txn=False), line(second, txn=False)),
-                       "MOBILE-CMCC")
-    assert biller_findings()[0] == []
-    (tmp_path / "more").mkdir()
+    import_biller_file(write_file(tmp_path, "one.csv", line(first, txn=False)), "MOBILE-CMCC")
+    found, _ = biller_findings()
+    assert [(d.kind, d.seq, d.txn) for d in found] == [("biller_missing_in_file", second.seq, second.txn)]
     server_db()
-    import_biller_file(write_file(tmp_path / "more", "one.csv", line(first, txn=False) + "\n"), "MOBILE-CMCC")
+    import_biller_file(write_file(tmp_path, "two.csv", line(second, txn=False) + "\n"), "MOBILE-CMCC")
+    assert biller_findings()[0] == []
+    server_db()
+    import_biller_file(write_file(tmp_path, "three.csv", line(second, txn=False) + "\n\n"), "MOBILE-CMCC")
     found, _ = biller_findings()
     assert [(d.kind, d.seq, d.detail) for d in found] == [("biller_duplicate", None, {"count": 3, "payments": 2})]
 
