@@ -88,7 +88,7 @@ def _claimed_seq(claim, stored_seq: int) -> int:
 def _compare(context) -> list[Discrepancy]:
     """The verified claims against what the bank holds: one query, grouped by station."""
     rows = context.rows(
-        f"""SELECT t.station_id, t.seq, t.head, coalesce(h.held, 0), f.hash
+        f"""SELECT t.station_id, t.seq, coalesce(h.held, 0), f.hash
             FROM {TAIL_TABLE} t
             LEFT JOIN (SELECT station_id, max(seq) AS held FROM recon_fact GROUP BY station_id) h
                    ON h.station_id = t.station_id
@@ -96,7 +96,7 @@ def _compare(context) -> list[Discrepancy]:
             WHERE t.seq > coalesce(h.held, 0) OR (f.hash IS NOT NULL AND f.hash <> t.head)
             ORDER BY t.station_id""")
     found = []
-    for station_id, claimed, _head, held, held_hash in rows:
+    for station_id, claimed, held, held_hash in rows:
         if claimed > held:
             found.append(Discrepancy("missing_tail", station=station_id, seq=held + 1,
                                      detail={"claimed": claimed, "held": held, "missing": claimed - held}))
