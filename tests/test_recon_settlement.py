@@ -16,8 +16,9 @@ from station.db import Customer
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
 from station.sync import sync_once
+from sync_server.admin import _bank_booking
 from sync_server.db import Customer as BankCustomer
-from sync_server.db import Posting, ServerSetting
+from sync_server.db import Posting, ServerSetting, db_proxy
 from sync_server.recon.cli import cli
 
 ACCOUNT = "DM00010003"
@@ -81,6 +82,11 @@ def worked_day(server, tmp_path, clock):
 
 
 def settlement(server, day=DAY, fmt="json", lang="en"):
+    # The command binds the server's models to a database of its own (``db_proxy``), in this process where the
+    # test server runs: the test thread's connection is closed first, and every sync of a test happens before its
+    # first report (else a connection of the replaced Database object is dropped while still open).
+    if not db_proxy.obj.is_closed():
+        db_proxy.obj.close()
     result = CliRunner().invoke(cli, ["report", "settlement", "--database-url", server.database_url, "--date", day,
                                       "--format", fmt, "--lang", lang])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
@@ -101,10 +107,11 @@ def test_a_worked_day_figured_by_hand_ties_to_the_ledger(server, tmp_path, clock
     assert document["stations"] == [{
         "station": "ST-0001", "entries": head, "rejected": 0,
         "cash_paid_out_fen": WITHDRAWAL + DEPOSIT,  # the reversal pays the deposit back out
-        "cash_taken_in_fen": DEPOSIT + BILL + BILL_FEE, "cash_unbooked_fen": 0,
+        "cash_taken_in_fen": DEPOSIT + BILL + BILL_FEE, "cash_unbooked_fen": 0, "float_funded_fen": FLOAT,
         "float_journal_fen": EXPECTED - SHORTAGE, "float_booked_fen": EXPECTED - SHORTAGE,
         "cash_account_fen": EXPECTED - SHORTAGE, "last_count_seq": head, "day_closes": 1,
-        "variance_fen": -SHORTAGE, "commission_fen": commission, "fees_fen": WITHDRAWAL_FEE + BILL_FEE,
+        "variance_fen": -SHORTAGE, "variance_booked_fen": -SHORTAGE, "commission_fen": commission,
+        "fees_fen": WITHDRAWAL_FEE + BILL_FEE,
     }]
     assert document["billers"] == [{"biller": "ELEC-SGCC", "payments": 1, "reversals": 0, "payable_fen": BILL,
                                     "payable_by_journal_fen": BILL}]
@@ -123,7 +130,8 @@ def test_a_worked_day_figured_by_hand_ties_to_the_ledger(server, tmp_path, clock
         ("customer", None): (WITHDRAWAL + WITHDRAWAL_FEE,) * 2,
         ("fees", None): (300, 300), ("biller_payable", None): (BILL, BILL), ("transfer_clearing", None): (0, 0),
         ("agent_payable", None): (commission, commission), ("commission_expense", None): (commission, commission),
-        ("day_counts", None): (FLOAT - SHORTAGE, FLOAT - SHORTAGE), ("other_accounts", None): (0, 0),
+        ("day_counts", None): (FLOAT - SHORTAGE,) * 2, ("float_funding", None): (FLOAT, FLOAT),
+        ("cash_variance", None): (-SHORTAGE, -SHORTAGE), ("other_accounts", None): (0, 0),
         ("rejected", None): (0, 0), ("balanced", None): (0, 0),
         ("float", "ST-0001"): (EXPECTED - SHORTAGE,) * 2, ("biller", "ELEC-SGCC"): (BILL, BILL),
     }
@@ -170,8 +178,8 @@ def test_the_next_day_stands_alone_and_the_day_before_keeps_its_close(server, tm
     row = after["stations"][0]
     assert (row["cash_paid_out_fen"], row["cash_taken_in_fen"], row["float_journal_fen"], row["cash_account_fen"],
             row["commission_fen"], row["day_closes"]) == (0, 20_000, FLOAT + 20_000, FLOAT + 20_000, 50, 0)
-    counts = next(line for line in after["tie_out"] if line["line"] == "day_counts")
-    assert counts["ledger_fen"] == FLOAT - (EXPECTED - SHORTAGE)  # the float topped up at the open
+    counts = next(line for line in after["tie_out"] if line["line"] == "float_funding")
+    assert counts["ledger_fen"] == FLOAT - (EXPECTED - SHORTAGE) == row["float_funded_fen"]  # topped up at the open
 
 
 def test_a_deposit_the_bank_rejects_moves_the_drawer_not_the_ledger(server, tmp_path, clock):
@@ -193,7 +201,8 @@ def test_a_deposit_the_bank_rejects_moves_the_drawer_not_the_ledger(server, tmp_
     assert document["ties"], failing(document)
     row = document["stations"][0]
     assert (row["rejected"], row["cash_taken_in_fen"], row["cash_unbooked_fen"], row["variance_fen"],
-            row["cash_account_fen"], row["commission_fen"]) == (1, 0, 10_000, 0, FLOAT + 10_000, 0)
+            row["variance_booked_fen"], row["cash_account_fen"], row["commission_fen"]) == (
+        1, 0, 10_000, 0, 10_000, FLOAT + 10_000, 0)
     assert document["totals"]["ledger_by_kind_fen"]["cash_variance"] == -10_000
 
     # Someone books the rejected deposit by hand: the ledger now moves for an entry the bank refused.
@@ -235,8 +244,8 @@ def test_an_extra_posting_pair_on_a_settled_entry_does_not_tie(server, tmp_path,
 
 
 def test_each_station_is_figured_apart_and_the_tampered_one_is_named(server, tmp_path, clock):
-    """ST-0002 on the same day: a cash bill paid and reversed, a transfer. Then only ST-0001's ledger is
-    tampered with: the lines that do not tie name it, ST-0002's float still ties."""
+    """ST-0002 on the same day: a cash bill paid and reversed, a transfer, a transfer cancelled, a bill paid from
+    the customer's account. Then only ST-0001's ledger is tampered with: the lines that do not tie name it."""
     _, paid, _ = worked_day(server, tmp_path, clock)
     two = enrolled_station(server, tmp_path, "ST-0002", clock)
     with two.bound():
@@ -247,6 +256,10 @@ def test_each_station_is_figured_apart_and_the_tampered_one_is_named(server, tmp
         auth = authenticated(two, agent, "DM00020003")
         payee = Customer.get(Customer.account_id == "DM00020003").payees.get()
         operations.transfer(two, agent, auth, payee.account, payee.name, 10_000, receipts.new_txn_id())
+        withdrawn = operations.transfer(two, agent, auth, payee.account, payee.name, 20_000, receipts.new_txn_id())
+        operations.cancel_transfer(two, agent, auth, withdrawn.txn, receipts.new_txn_id())
+        operations.pay_bill(two, agent, auth, "ELEC-SGCC", "1234567890", 3_000, receipts.new_txn_id(),
+                            funding="account")
         assert sync_once(two).rejected == {}
     document = json.loads(settlement(server).stdout)
     assert document["ties"], failing(document)
@@ -256,11 +269,13 @@ def test_each_station_is_figured_apart_and_the_tampered_one_is_named(server, tmp
                                         "cash_account_fen", "day_closes", "commission_fen", "fees_fen")} == {
         "station": "ST-0002", "cash_paid_out_fen": 5_000 + BILL_FEE, "cash_taken_in_fen": 5_000 + BILL_FEE,
         "float_journal_fen": 1_000_000, "cash_account_fen": 1_000_000, "day_closes": 0,
-        "commission_fen": 50 - 50 + 100, "fees_fen": BILL_FEE - BILL_FEE + 200}
-    assert document["billers"] == [{"biller": "ELEC-SGCC", "payments": 2, "reversals": 1, "payable_fen": BILL,
-                                    "payable_by_journal_fen": BILL}]
-    clearing = next(line for line in document["tie_out"] if line["line"] == "transfer_clearing")
-    assert (clearing["report_fen"], clearing["ledger_fen"]) == (10_000, 10_000)
+        "commission_fen": 50 - 50 + 100 + 100 - 100 + 50, "fees_fen": BILL_FEE - BILL_FEE + 200 + 200 - 200 + BILL_FEE}
+    assert document["billers"] == [{"biller": "ELEC-SGCC", "payments": 3, "reversals": 1,
+                                    "payable_fen": BILL + 3_000, "payable_by_journal_fen": BILL + 3_000}]
+    lines = {line["line"]: (line["report_fen"], line["ledger_fen"]) for line in document["tie_out"]}
+    assert lines["transfer_clearing"] == (10_000, 10_000)
+    # ST-0001: the withdrawal and its fee; ST-0002: a transfer and its fee, a bill and its fee from the account.
+    assert lines["customer"] == (WITHDRAWAL + WITHDRAWAL_FEE + 10_200 + 3_000 + BILL_FEE,) * 2
 
     with append_only_lifted(server_db()):
         Posting.insert_many([
@@ -276,12 +291,19 @@ def test_each_station_is_figured_apart_and_the_tampered_one_is_named(server, tmp
 
 
 def test_a_bank_booking_on_a_stations_drawer_does_not_tie(server, tmp_path, clock):
-    worked_day(server, tmp_path, clock)
-    with append_only_lifted(server_db()):
-        Posting.insert_many([
-            dict(station_id="BANK", seq=9_001, leg=0, account_id="cash:ST-0001", amount_fen=5_000, memo="x"),
-            dict(station_id="BANK", seq=9_001, leg=1, account_id="equity:opening", amount_fen=-5_000, memo="x"),
-        ]).execute()
+    """After day D closed, the bank books 50 yuan onto the station's cash account (postings and balance, as
+    ``sync_server.admin`` books opening balances): no signed entry supports it. D's float does not tie; the next
+    morning's count absorbs the booking into the float funded, and that day's counts do not tie."""
+    st, _, _ = worked_day(server, tmp_path, clock)
+    server_db()
+    with server_db().atomic():
+        _bank_booking([("cash:ST-0001", 5_000, "x"), ("equity:opening", -5_000, "x")])
+    clock.advance(hours=14)
+    with st.bound():
+        agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        business_day.open_day(st, agent, {"10000": 300})
+        assert sync_once(st).rejected == {}
+
     result = settlement(server)
     assert result.exit_code == 1
     document = json.loads(result.stdout)
@@ -290,12 +312,21 @@ def test_a_bank_booking_on_a_stations_drawer_does_not_tie(server, tmp_path, cloc
     assert (line["report_fen"], line["ledger_fen"]) == (EXPECTED - SHORTAGE, EXPECTED)
     assert "Float position of station ST-0001" in result.stderr
 
+    result = settlement(server, day=NEXT_DAY)
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)
+    assert failing(document) == {("day_counts", None), ("float_funding", None)}
+    line = next(line for line in document["tie_out"] if line["line"] == "float_funding")
+    assert (line["report_fen"], line["ledger_fen"]) == (FLOAT - (EXPECTED - SHORTAGE), FLOAT - EXPECTED)
+
 
 @pytest.mark.parametrize("args", [
     ["--date", "2026-13-01"], ["--date", "yesterday"], ["--date", "2026-11-3"], [],
     ["--date", DAY, "--format", "xml"], ["--date", DAY, "--lang", "fr"],
 ])
 def test_usage_errors_exit_2(server, args):
+    if not db_proxy.obj.is_closed():
+        db_proxy.obj.close()
     result = CliRunner().invoke(cli, ["report", "settlement", "--database-url", server.database_url, *args])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output

@@ -62,6 +62,8 @@ TOTAL_LINES = {
     "agent_payable": N_("Agent commission payable"),
     "commission_expense": N_("Commission expense"),
     "day_counts": N_("Day open and close: drawer adjustments"),
+    "float_funding": N_("Float funded at day open"),
+    "cash_variance": N_("Cash over or short at day close, as booked"),
     "other_accounts": N_("Postings to accounts no operation of the day posts to"),
     "rejected": N_("Postings of entries the bank did not book"),
     "balanced": N_("All postings of the day's entries (sum)"),
@@ -74,16 +76,13 @@ LINE_KINDS = ("station_cash", "customer", "fee_income", "biller_payable", "trans
 
 #: Per station, in JSON and CSV (amounts in fen).
 STATION_FIELDS = ("station", "entries", "rejected", "cash_paid_out_fen", "cash_taken_in_fen", "cash_unbooked_fen",
-                  "float_journal_fen", "float_booked_fen", "cash_account_fen", "last_count_seq", "day_closes",
-                  "variance_fen", "commission_fen", "fees_fen")
+                  "float_funded_fen", "float_journal_fen", "float_booked_fen", "cash_account_fen", "last_count_seq",
+                  "day_closes", "variance_fen", "variance_booked_fen", "commission_fen", "fees_fen")
 #: Per biller.
 BILLER_FIELDS = ("biller", "payments", "reversals", "payable_fen", "payable_by_journal_fen")
 #: The columns of the CSV: one row per station, biller, the day's total and tie-out line, told apart by ``section``.
-CSV_COLUMNS = ("section", "date", "station", "biller", "line", "label", "entries", "rejected", "cash_paid_out_fen",
-               "cash_taken_in_fen", "cash_unbooked_fen", "float_journal_fen", "float_booked_fen", "cash_account_fen",
-               "last_count_seq", "day_closes", "variance_fen", "commission_fen", "fees_fen", "payments",
-               "reversals", "payable_fen", "payable_by_journal_fen", "report_fen", "ledger_fen", "ties",
-               "differing_stations")
+CSV_COLUMNS = ("section", "date", *STATION_FIELDS[:1], "biller", "line", "label", *STATION_FIELDS[1:],
+               *BILLER_FIELDS[1:], "report_fen", "ledger_fen", "ties", "differing_stations")
 
 
 @dataclass(frozen=True)
@@ -153,32 +152,57 @@ def _effects(p: str) -> dict[str, str]:
     }
 
 
-_STATION_TABLE = """CREATE TEMPORARY TABLE recon_settle_station (station_id TEXT PRIMARY KEY, end_seq BIGINT,
-    count_seq BIGINT, count_amount BIGINT)"""
-# Per station with entries on D: its last entry of D (the end of its day), its last count at or before it.
-_STATIONS = f"""INSERT INTO recon_settle_station (station_id, end_seq, count_seq, count_amount)
+_BOOKED_COUNT = f"f.type IN ({_in(COUNT_TYPES)}) AND f.outcome IN ({_in(BOOKED_OUTCOMES)})"
+_COUNT_TABLE = """CREATE TEMPORARY TABLE recon_settle_count (station_id TEXT, seq BIGINT, type TEXT, amount BIGINT,
+    prev_seq BIGINT, prev_amount BIGINT, in_day INTEGER, PRIMARY KEY (station_id, seq))"""
+# The booked counts of the stations with entries on D, up to their last entry of D, each with the count before it:
+# those of D, and each station's last one.
+_COUNTS = f"""INSERT INTO recon_settle_count (station_id, seq, type, amount, prev_seq, prev_amount, in_day)
 WITH ends AS (
     SELECT station_id, MAX(seq) AS end_seq FROM recon_fact WHERE day = ? GROUP BY station_id
 ), counts AS (
-    SELECT e.station_id, e.end_seq, MAX(f.seq) AS count_seq
-    FROM ends e LEFT JOIN recon_fact f ON f.station_id = e.station_id AND f.seq <= e.end_seq
-        AND f.type IN ({_in(COUNT_TYPES)})
-    GROUP BY e.station_id, e.end_seq
+    SELECT f.station_id, f.seq, f.type, COALESCE(f.amount, 0) AS amount, f.day,
+           LAG(f.seq) OVER (PARTITION BY f.station_id ORDER BY f.seq) AS prev_seq,
+           LAG(COALESCE(f.amount, 0)) OVER (PARTITION BY f.station_id ORDER BY f.seq) AS prev_amount
+    FROM ends e JOIN recon_fact f ON f.station_id = e.station_id AND f.seq <= e.end_seq
+    WHERE {_BOOKED_COUNT}
 )
-SELECT c.station_id, c.end_seq, COALESCE(c.count_seq, 0), COALESCE(k.amount, 0)
-FROM counts c LEFT JOIN recon_fact k ON k.station_id = c.station_id AND k.seq = c.count_seq"""
+SELECT c.station_id, c.seq, c.type, c.amount, COALESCE(c.prev_seq, 0), COALESCE(c.prev_amount, 0),
+       CASE WHEN c.day = ? THEN 1 ELSE 0 END
+FROM counts c
+WHERE c.day = ? OR c.seq = (SELECT MAX(k.seq) FROM counts k WHERE k.station_id = c.station_id)"""
+_STATION_TABLE = """CREATE TEMPORARY TABLE recon_settle_station (station_id TEXT PRIMARY KEY, start_seq BIGINT,
+    end_seq BIGINT, count_seq BIGINT, count_amount BIGINT)"""
+# Per station with entries on D: its last entry of D (the end of its day), its last count at or before it, and
+# where the entries whose effects the report needs begin: the first of D, of those after the last count, and of
+# those after the count before each count of D.
+_STATIONS = """INSERT INTO recon_settle_station (station_id, start_seq, end_seq, count_seq, count_amount)
+WITH ends AS (
+    SELECT station_id, MIN(seq) - 1 AS before_day, MAX(seq) AS end_seq FROM recon_fact WHERE day = ?
+    GROUP BY station_id
+), counts AS (
+    SELECT station_id, MAX(seq) AS count_seq, MIN(CASE WHEN in_day = 1 THEN prev_seq END) AS first_prev
+    FROM recon_settle_count GROUP BY station_id
+), starts AS (
+    SELECT e.station_id, e.before_day, e.end_seq, COALESCE(c.count_seq, 0) AS count_seq,
+           COALESCE(c.first_prev, c.count_seq, 0) AS after_count
+    FROM ends e LEFT JOIN counts c ON c.station_id = e.station_id
+)
+SELECT s.station_id, CASE WHEN s.after_count < s.before_day THEN s.after_count ELSE s.before_day END,
+       s.end_seq, s.count_seq, COALESCE(k.amount, 0)
+FROM starts s LEFT JOIN recon_settle_count k ON k.station_id = s.station_id AND k.seq = s.count_seq"""
 _ENTRY_TABLE = """CREATE TEMPORARY TABLE recon_settle (station_id TEXT, seq BIGINT, type TEXT, outcome TEXT,
     in_day INTEGER, after_count INTEGER, booked INTEGER, cash BIGINT, customer BIGINT, fees BIGINT, biller BIGINT,
     clearing BIGINT, biller_code TEXT, bill_payment INTEGER, bill_reversal INTEGER, variance BIGINT,
     day_close INTEGER, PRIMARY KEY (station_id, seq))"""
-# The entries of D, and those between each station's last count and the end of its day, with their effects.
+# The entries from each station's start to the end of its day (every entry of D among them), with their effects.
 _ENTRIES = f"""INSERT INTO recon_settle
 WITH d AS (
     SELECT f.station_id, f.seq, f.type, f.outcome, f.amount, f.fee, f.funding, f.biller, f.ref_txn, f.expected,
            CASE WHEN f.day = ? THEN 1 ELSE 0 END AS in_day,
-           CASE WHEN f.seq > s.count_seq AND f.seq <= s.end_seq THEN 1 ELSE 0 END AS after_count
+           CASE WHEN f.seq > s.count_seq THEN 1 ELSE 0 END AS after_count
     FROM recon_settle_station s JOIN recon_fact f ON f.station_id = s.station_id
-    WHERE f.day = ? OR (f.seq > s.count_seq AND f.seq <= s.end_seq)
+        AND f.seq > s.start_seq AND f.seq <= s.end_seq
 ), named AS (
     SELECT o.station_id, o.txn, MIN(o.seq) AS seq FROM recon_fact o
     WHERE EXISTS (SELECT 1 FROM d WHERE d.station_id = o.station_id AND d.type IN ({_UNDO}) AND d.ref_txn = o.txn)
@@ -215,6 +239,13 @@ _TOKEN_FIGURES = f"""SELECT r.station_id, SUM(r.in_day),
 FROM recon_settle r GROUP BY r.station_id"""
 _TOKEN_NAMES = ("entries", "rejected", "paid_out", "taken_in", "unbooked", "customer", "fees", "biller", "clearing",
                 "variance", "day_closes", "after_count", "after_count_booked")
+# What each count of D moved the cash account by, by the tokens: its amount less the count before it and the cash
+# effects booked between them (the ledger's balance at the count, when nothing else posts to the drawer).
+_COUNT_DELTAS = """SELECT c.station_id, c.type, c.amount - c.prev_amount - COALESCE(SUM(r.booked * r.cash), 0)
+FROM recon_settle_count c
+LEFT JOIN recon_settle r ON r.station_id = c.station_id AND r.seq > c.prev_seq AND r.seq < c.seq
+WHERE c.in_day = 1
+GROUP BY c.station_id, c.seq, c.type, c.amount, c.prev_amount"""
 _AGENT_PREFIX = station_account("agent_payable", "")[0]
 _CASH_PREFIX = station_account("station_cash", "")[0]
 # What the ledger posted for the entries of D, per station, account kind, booked or not, count or operation.
@@ -242,7 +273,7 @@ JOIN account a ON a.account_id = p.account_id AND a.kind = 'biller_payable'
 WHERE r.in_day = 1
 GROUP BY r.station_id, p.account_id"""
 _DROP = ("DROP TABLE IF EXISTS recon_settle", "DROP TABLE IF EXISTS recon_settle_station",
-         "DROP TABLE IF EXISTS recon_fact")
+         "DROP TABLE IF EXISTS recon_settle_count", "DROP TABLE IF EXISTS recon_fact")
 
 
 def _fen(value) -> int:
@@ -267,14 +298,15 @@ def settle(database: Database, day: str, now: datetime) -> Settlement:
             database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         context = Context.open(database, Scope(date_from=day, date_to=day, now=now), now)
         extract_facts(context)
-        for sql in _DROP[:2]:
+        for sql in _DROP[:3]:
             database.execute_sql(sql)
-        database.execute_sql(_STATION_TABLE)
-        database.execute_sql(_STATIONS.replace("?", database.param), [day])
-        database.execute_sql(_ENTRY_TABLE)
-        database.execute_sql(_ENTRIES.replace("?", database.param), [day, day])
-        counts = {row[0]: row for row in context.rows(
-            "SELECT station_id, end_seq, count_seq, count_amount FROM recon_settle_station")}
+        for table, fill, params in ((_COUNT_TABLE, _COUNTS, [day, day, day]), (_STATION_TABLE, _STATIONS, [day]),
+                                    (_ENTRY_TABLE, _ENTRIES, [day])):
+            database.execute_sql(table)
+            database.execute_sql(fill.replace("?", database.param), params)
+        counts = {station: (_fen(seq), _fen(amount)) for station, seq, amount in context.rows(
+            "SELECT station_id, count_seq, count_amount FROM recon_settle_station")}
+        deltas = context.rows(_COUNT_DELTAS)
         tokens = {row[0]: dict(zip(_TOKEN_NAMES, map(_fen, row[1:]), strict=True))
                   for row in context.rows(_TOKEN_FIGURES)}
         ledger = context.rows(_LEDGER_FIGURES)
@@ -284,10 +316,10 @@ def settle(database: Database, day: str, now: datetime) -> Settlement:
         # Temporary tables of this transaction (a failure rolls them back with it).
         for sql in _DROP:
             database.execute_sql(sql)
-    return _assemble(day, counts, tokens, ledger, cash_accounts, biller_tokens, biller_ledger)
+    return _assemble(day, counts, deltas, tokens, ledger, cash_accounts, biller_tokens, biller_ledger)
 
 
-def _assemble(day, counts, tokens, ledger_rows, cash_accounts, biller_tokens, biller_ledger) -> Settlement:
+def _assemble(day, counts, deltas, tokens, ledger_rows, cash_accounts, biller_tokens, biller_ledger) -> Settlement:
     """The report from the grouped figures (one row per station, kind or biller: never per entry)."""
     # ledger[station][(kind, booked, count)] = (sum, sum of absolute values); commission per station.
     ledger: dict = defaultdict(lambda: defaultdict(lambda: [0, 0]))
@@ -300,6 +332,11 @@ def _assemble(day, counts, tokens, ledger_rows, cash_accounts, biller_tokens, bi
         commission[station] -= _fen(own_agent)
         by_kind[kind or "unknown"] += _fen(total)
 
+    # moved[station][count type]: what the counts of D moved the cash account by, by the tokens.
+    moved: dict = defaultdict(lambda: defaultdict(int))
+    for station, count_type, delta in deltas:
+        moved[station][count_type] += _fen(delta)
+
     def posted(station, kinds=None, booked=None, count=None, absolute=False) -> int:
         return sum(value[1 if absolute else 0] for (k, b, c), value in ledger[station].items()
                    if (kinds is None or k in kinds) and (booked is None or b == booked)
@@ -308,17 +345,19 @@ def _assemble(day, counts, tokens, ledger_rows, cash_accounts, biller_tokens, bi
     stations = []
     for station in sorted(tokens):
         t = tokens[station]
-        _, end_seq, count_seq, count_amount = counts[station]
-        stations.append({
+        count_seq, count_amount = counts[station]
+        figures = {
             "station": station, "entries": t["entries"], "rejected": t["rejected"],
             "cash_paid_out_fen": t["paid_out"], "cash_taken_in_fen": t["taken_in"],
-            "cash_unbooked_fen": t["unbooked"],
-            "float_journal_fen": _fen(count_amount) + t["after_count"],
-            "float_booked_fen": _fen(count_amount) + t["after_count_booked"],
-            "cash_account_fen": cash_accounts.get(station, 0), "last_count_seq": _fen(count_seq) or None,
-            "day_closes": t["day_closes"], "variance_fen": t["variance"], "commission_fen": commission[station],
+            "cash_unbooked_fen": t["unbooked"], "float_funded_fen": moved[station][EntryType.DAY_OPEN],
+            "float_journal_fen": count_amount + t["after_count"],
+            "float_booked_fen": count_amount + t["after_count_booked"],
+            "cash_account_fen": cash_accounts.get(station, 0), "last_count_seq": count_seq or None,
+            "day_closes": t["day_closes"], "variance_fen": t["variance"],
+            "variance_booked_fen": moved[station][EntryType.DAY_CLOSE], "commission_fen": commission[station],
             "fees_fen": -t["fees"],
-        })
+        }
+        stations.append({name: figures[name] for name in STATION_FIELDS})
 
     # Each line of day totals: (report figure, ledger figure) per station.
     per_station = {
@@ -329,8 +368,9 @@ def _assemble(day, counts, tokens, ledger_rows, cash_accounts, biller_tokens, bi
         "transfer_clearing": lambda s: (-tokens[s]["clearing"], -posted(s, {"transfer_clearing"})),
         "agent_payable": lambda s: (commission[s], -posted(s, {"agent_payable"})),
         "commission_expense": lambda s: (commission[s], posted(s, {"commission_expense"})),
-        "day_counts": lambda s: (posted(s, {"station_cash"}, count=1),
-                                 -posted(s, {"float_funding", "cash_variance"})),
+        "day_counts": lambda s: (sum(moved[s].values()), posted(s, {"station_cash"}, count=1)),
+        "float_funding": lambda s: (moved[s][EntryType.DAY_OPEN], -posted(s, {"float_funding"})),
+        "cash_variance": lambda s: (moved[s][EntryType.DAY_CLOSE], -posted(s, {"cash_variance"})),
         "other_accounts": lambda s: (0, sum(value[1] for (k, _, _), value in ledger[s].items()
                                             if k not in LINE_KINDS)),
         "rejected": lambda s: (0, posted(s, booked=0, absolute=True)),
@@ -365,8 +405,9 @@ def _assemble(day, counts, tokens, ledger_rows, cash_accounts, biller_tokens, bi
         biller_rows.append({"biller": code, **{name: biller[name] for name in BILLER_FIELDS[1:]}})
 
     totals = {name: sum(row[name] for row in stations) for name in (
-        "entries", "rejected", "cash_paid_out_fen", "cash_taken_in_fen", "cash_unbooked_fen", "float_journal_fen",
-        "float_booked_fen", "cash_account_fen", "day_closes", "variance_fen", "commission_fen", "fees_fen")}
+        "entries", "rejected", "cash_paid_out_fen", "cash_taken_in_fen", "cash_unbooked_fen", "float_funded_fen",
+        "float_journal_fen", "float_booked_fen", "cash_account_fen", "day_closes", "variance_fen",
+        "variance_booked_fen", "commission_fen", "fees_fen")}
     totals["biller_payable_fen"] = sum(row["payable_fen"] for row in biller_rows)
     totals["bill_payments"] = sum(row["payments"] for row in biller_rows)
     totals["bill_reversals"] = sum(row["reversals"] for row in biller_rows)
@@ -423,12 +464,14 @@ def print_tables(console: Console, settlement: Settlement, lang: str) -> None:
         return
     rows = [*settlement.stations, {"station": _(N_("Total")), **settlement.totals}]
     console.print(_table(_(N_("Cash by station")), lang, (
-        N_("Station"), N_("Cash paid out"), N_("Cash taken in"), N_("Cash not booked"), N_("Variance")), [
+        N_("Station"), N_("Cash paid out"), N_("Cash taken in"), N_("Cash not booked"), N_("Variance"),
+        N_("Variance booked")), [
         (row["station"], yuan(row["cash_paid_out_fen"]), yuan(row["cash_taken_in_fen"]),
-         yuan(row["cash_unbooked_fen"]), yuan(row["variance_fen"])) for row in rows]))
+         yuan(row["cash_unbooked_fen"]), yuan(row["variance_fen"]), yuan(row["variance_booked_fen"]))
+        for row in rows]))
     console.print(_table(_(N_("Float at the end of the day")), lang, (
-        N_("Station"), N_("Float by journal"), N_("Float booked"), N_("Cash account")), [
-        (row["station"], yuan(row["float_journal_fen"]), yuan(row["float_booked_fen"]),
+        N_("Station"), N_("Float funded"), N_("Float by journal"), N_("Cash account")), [
+        (row["station"], yuan(row["float_funded_fen"]), yuan(row["float_journal_fen"]),
          yuan(row["cash_account_fen"])) for row in rows]))
     console.print(_table(_(N_("Entries and earnings by station")), lang, (
         N_("Station"), N_("Entries"), N_("Rejected"), N_("Commission"), N_("Fees")), [
