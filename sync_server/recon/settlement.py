@@ -12,17 +12,26 @@ what rejected entries did to the drawer is reported apart (``cash_unbooked_fen``
 (``sync_server.posting_rules``), in the ledger's debit-positive sense; a reversal or cancellation has minus its
 original's effects; the drawer's is ``station.protocol.journal_checks.cash_effect``.
 
+The drawer: a count (``day_open``, ``day_close``) sets the station's cash account to its amount, so what a count of
+D moved the account by is, by the tokens, its amount less the previous count's less the cash booked between them
+(``float_funded_fen`` at opens, ``variance_booked_fen`` at closes); the float at the end of D is the last count at or
+before the station's last entry of D plus the cash effects after it (``float_journal_fen``; counting booked
+entries only, ``float_booked_fen``, which the cash account's position ``cash_account_fen`` must equal).
+
 Invariants:
 - the report *ties* only when every line of its tie-out (:class:`TieLine`) has equal figures: the report's, from the
   tokens, and the ledger's, summed from ``posting`` per account kind for the entries of D; ``Settlement.ties``;
-- every posting of an entry of D is in exactly one line per kind (the drawer's postings split between operations
-  and day counts), so a posting anywhere the tokens do not explain makes a line not tie;
-- the queries are set-based (temporary tables, ``GROUP BY``), keyed and grouped by ``station_id`` first, and give
-  the same figures on SQLite and PostgreSQL; nothing is written but the temporary tables, dropped at the end.
+- every posting of an entry of D falls in the line of its account kind (the drawer's split between operations and
+  counts; kinds no operation posts to in ``other_accounts``), so a posting the tokens do not explain, or one on an
+  entry the bank did not book, makes a line not tie; one on a station's cash account from outside its journal
+  (a bank-side booking) makes its float position, or the next count, not tie;
+- the queries are set-based (temporary tables, ``GROUP BY``, ``LAG``), keyed and grouped by ``station_id`` first,
+  and give the same figures on SQLite and PostgreSQL; nothing is written but the temporary tables, dropped at the
+  end of the transaction.
 
-Figures the tokens cannot give are the ledger's by definition, and the tie-out says so: the agent's commission (the
-bank's policy, with its minimums and daily cap) is read from the station's ``agent_payable`` account, and the
-drawer adjustments a day count posts depend on the cash account's balance at the count.
+The one figure the tokens cannot give is the agent's commission (the bank's policy at the time, with its minimums
+and daily cap): it is read from the station's own ``agent_payable`` account, and its lines prove that the two legs
+agree and that no commission of the day went to another account.
 """
 
 from __future__ import annotations
