@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import date, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +16,7 @@ from station import agents, business_day, operations, receipts
 from station.db import Customer
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
+from station.simulate import simulate
 from station.sync import sync_once
 from sync_server.admin import _bank_booking
 from sync_server.db import Customer as BankCustomer
@@ -143,6 +145,25 @@ def test_a_worked_day_figured_by_hand_ties_to_the_ledger(server, tmp_path, clock
     assert settlement(server, fmt="table", lang="zh").exit_code == 0
     empty = json.loads(settlement(server, day=NEXT_DAY).stdout)
     assert (empty["stations"], empty["billers"], empty["ties"]) == ([], [], True)
+
+
+def test_simulated_days_at_two_stations_all_tie(server, tmp_path, clock):
+    """Days of the simulator's mix (withdrawals, bills, top-ups, transfers, refusals, reversals, counts a little
+    short, commission past its daily cap) at two stations: every day ties, and the figures add up across days."""
+    fees_at_the_bank(withdrawal=WITHDRAWAL_FEE, bill_payment=BILL_FEE)
+    stations = [enrolled_station(server, tmp_path, station_id, clock) for station_id in ("ST-0001", "ST-0002")]
+    for seed, st in enumerate(stations, start=1):
+        simulate(st, 200, seed=seed)
+        assert sync_once(st).pending == 0
+    days = [(date.fromisoformat(DAY) + timedelta(days=n)).isoformat() for n in range(5)]
+    reports = [json.loads(settlement(server, day=day).stdout) for day in days]
+    assert [report["ties"] for report in reports] == [True] * len(days), [failing(r) for r in reports]
+    assert reports[0]["stations"] and reports[1]["stations"] and not reports[-1]["stations"]
+    assert sum(r["totals"]["day_closes"] for r in reports) >= 4
+    server_db()
+    for kind, accounts in (("fee_income", "fees:"), ("agent_payable", "agent:"), ("station_cash", "cash:")):
+        total = sum(r["totals"]["ledger_by_kind_fen"].get(kind, 0) for r in reports)
+        assert total == sum(p.amount_fen for p in Posting.select().where(Posting.account_id.startswith(accounts)))
 
 
 def test_csv_parses_back_to_the_json_figures(server, tmp_path, clock):
