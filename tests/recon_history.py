@@ -6,9 +6,10 @@ Recon's benchmark (``tests/bench/recon_scale.py``) needs a million entries; its 
 
 - per station: a ``station`` row as ``sync_server.service.enroll`` and the last sync leave it (active, the
   enrolled ``signing_jwk`` with its ``kid``, ``acked_seq``/``synced_seq`` the last seq, ``head`` the chain value
-  after it, ``last_sync_at`` the evening before ``now``, ``clock_offset_ms`` 0), its 20 home customers (opening
-  balances posted against opening equity under station ``BANK``, as ``admin.import_customers`` posts them), their
-  holds as the last sync refreshed them (``allowances.refresh_allowances``);
+  after it, ``last_sync_at`` the evening before ``now``, ``clock_offset_ms`` 0), the tail claim of its last batch
+  (``station_tail``, signed as ``envelope.make_tail_claim`` signs it), its 20 home customers (opening balances
+  posted against opening equity under station ``BANK``, as ``admin.import_customers`` posts them), their holds as
+  the last sync refreshed them (``allowances.refresh_allowances``);
 - its journal: ``start``, two ``agent_added`` (an agent, a supervisor), then business days of ``day_open``,
   customer operations (withdrawals, deposits, bills paid in cash or from the account, balance enquiries, and a
   supervisor's reversal of one of the day's deposits or withdrawals now and then) and ``day_close``. Each entry
@@ -44,12 +45,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import OKPKey
 
 from station.protocol.demo_data import CHINA_MOBILE, GIVEN_NAMES, SURNAMES, TOP_UPS_FEN, demo_billers
+from station.protocol.envelope import make_tail_claim
 from station.protocol.key_codecs import encryption_public_jwk
 from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.times import utc_text
 from station.protocol.tokens import (
     ALG,
     PROTOCOL_VERSION,
+    Signer,
     b64url,
     canonical_json,
     chain_hash,
@@ -98,6 +101,7 @@ COLUMNS = {
     "posting": ("station_id", "seq", "leg", "account_id", "amount_fen", "memo"),
     "seen_txn": ("txn", "station_id", "seq"),
     "daily_total": ("station_id", "local_date", "kind", "subject", "amount_fen"),
+    "station_tail": ("station_id", "seq", "head", "claim", "received_at"),
 }
 
 
@@ -421,6 +425,10 @@ class _History:
             tables["hold"].append((self.station_id, customer.account_id, customer.hold, received))
         for (local_date, kind, subject), amount in sorted(self.totals.items()):
             tables["daily_total"].append((self.station_id, local_date, kind, subject, amount))
+        # The last batch's tail claim (the sync server keeps the newest: ``service._keep_tail``).
+        claim = make_tail_claim(Signer(self.signer.jwk_key), station_id=self.station_id, seq=self.seq,
+                                head=self.prev, ts=received)
+        tables["station_tail"].append((self.station_id, self.seq, self.prev, claim, received))
         self.rows.entries = self.seq
 
 
