@@ -6,9 +6,6 @@ payload's seq, station, type, txn, account, amounts, references, its ``prev``, t
 token itself, its header's ``kid`` and its local business day (``ts`` in the policy's time zone). It verifies no
 signature: the chain of hashes is compared in SQL (``integrity``), and only the heads of chained runs are verified.
 
-Beside it, ``recon_leg``: the ledger's postings summed per entry and account (``_extract_legs``), aggregated once
-in SQL and indexed, which the ledger checks join to the tokens' expected legs.
-
 The rows travel in chunks (constant memory): PostgreSQL reads through a server-side cursor and writes with COPY;
 SQLite iterates its cursor and inserts with ``executemany``.
 """
@@ -137,22 +134,7 @@ def extract_facts(context, progress=None) -> int:
     count += _write(context, chunk, progress)
     context.database.execute_sql("CREATE INDEX recon_fact_txn ON recon_fact (station_id, txn)")
     context.database.execute_sql("ANALYZE recon_fact")
-    _extract_legs(context)
     return count
-
-
-def _extract_legs(context) -> None:
-    """``recon_leg``: the ledger's legs per entry and account (``posting`` summed by station, seq and account) of
-    the stations in scope, aggregated once, with its key indexed and its statistics taken, for the checks that
-    compare legs with tokens (``ledger.amount_mismatches``)."""
-    where, params = context.station_filter()
-    context.database.execute_sql("DROP TABLE IF EXISTS recon_leg")
-    context.database.execute_sql(
-        "CREATE TEMPORARY TABLE recon_leg AS SELECT station_id, seq, account_id, CAST(SUM(amount_fen) AS BIGINT) "
-        f"AS actual FROM posting WHERE 1 = 1{where} GROUP BY station_id, seq, account_id"
-        .replace("?", context.database.param), params)
-    context.database.execute_sql("CREATE UNIQUE INDEX recon_leg_key ON recon_leg (station_id, seq, account_id)")
-    context.database.execute_sql("ANALYZE recon_leg")
 
 
 def _write(context, rows: list[tuple], progress) -> int:

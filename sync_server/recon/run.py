@@ -65,7 +65,6 @@ def find_discrepancies(database: Database, scope: Scope, now: datetime | None = 
         findings.stations = completeness.proof(context)
         findings.awaiting = billers.awaiting(context)
         database.execute_sql("DROP TABLE IF EXISTS recon_fact")
-        database.execute_sql("DROP TABLE IF EXISTS recon_leg")
     unique = {}
     for discrepancy in found:
         if scope.covers_day(discrepancy.day) and scope.covers_station(discrepancy.station):
