@@ -69,6 +69,30 @@ class Context:
         """Run a query written with ``?`` placeholders (never a ``?`` inside a literal) and return its rows."""
         return list(self.database.execute_sql(sql.replace("?", self.database.param), list(params)).fetchall())
 
+    def stream(self, sql: str, params: list | tuple = (), name: str = "recon_stream", size: int = 5_000):
+        """The rows of a query, in chunks (constant memory): a server-side cursor on PostgreSQL."""
+        sql = sql.replace("?", self.database.param)
+        if self.postgres:
+            with self.database.connection().cursor(name=name) as cursor:
+                cursor.itersize = size
+                cursor.execute(sql, list(params))
+                yield from cursor
+        else:
+            yield from self.database.execute_sql(sql, list(params))
+
+    def by_keys(self, sql: str, wanted, chunk: int = 500) -> list[tuple]:
+        """Rows of ``sql`` (written with ``station_id = ? AND seq IN ({seqs})``) for the ``(station_id, seq)``
+        pairs in ``wanted``: one query per station and chunk of seqs."""
+        by_station: dict[str, list[int]] = {}
+        for station_id, seq in sorted(wanted):
+            by_station.setdefault(station_id, []).append(seq)
+        rows = []
+        for station_id, seqs in by_station.items():
+            for start in range(0, len(seqs), chunk):
+                part = seqs[start:start + chunk]
+                rows += self.rows(sql.format(seqs=", ".join(["?"] * len(part))), [station_id, *part])
+        return rows
+
     def station_filter(self, column: str = "station_id") -> tuple[str, list]:
         """``AND <column> IN (?, ...)`` and its parameters when the run is limited to some stations, else ``""``."""
         if self.scope.stations is None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 
 from station.protocol.times import parse_utc
 from station.protocol.tokens import b64url, b64url_decode, genesis_prev, is_integer
@@ -95,20 +94,6 @@ def fact_row(station_id: str, seq: int, token: str, outcome: str, reason: str | 
             received_at, days(received_at))
 
 
-def _stored_entries(context) -> Iterator[tuple]:
-    where, params = context.station_filter()
-    sql = ("SELECT station_id, seq, token, outcome, reason, received_at FROM entry WHERE 1 = 1"
-           + where).replace("?", context.database.param)
-    if context.postgres:
-        # A server-side cursor: the rows arrive in chunks, never all at once.
-        with context.database.connection().cursor(name="recon_entries") as cursor:
-            cursor.itersize = CHUNK
-            cursor.execute(sql, params)
-            yield from cursor
-    else:
-        yield from context.database.execute_sql(sql, params)
-
-
 def create_fact_table(context) -> None:
     columns = ", ".join(f'"{name}" {kind}' for name, kind in FACT_COLUMNS)
     context.database.execute_sql("DROP TABLE IF EXISTS recon_fact")
@@ -122,7 +107,10 @@ def extract_facts(context, progress=None) -> int:
     days = _Days(context.timezone)
     count = 0
     chunk: list[tuple] = []
-    for station_id, seq, token, outcome, reason, received_at in _stored_entries(context):
+    where, params = context.station_filter()
+    stored = context.stream("SELECT station_id, seq, token, outcome, reason, received_at FROM entry WHERE 1 = 1"
+                            + where, params, name="recon_entries", size=CHUNK)
+    for station_id, seq, token, outcome, reason, received_at in stored:
         chunk.append(fact_row(station_id, seq, token, outcome, reason, received_at, headers, days))
         if len(chunk) >= CHUNK:
             count += _write(context, chunk, progress)

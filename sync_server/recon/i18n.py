@@ -43,5 +43,8 @@ def money(fen: int | None, lang: str) -> str:
 def render(lang: str, message: str, values: dict) -> str:
     """The message in ``lang`` with ``{name}`` filled; a name without a value is shown as ``?``."""
     text = gettext(lang, message)
-    names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
-    return text.format(**{name: "?" if values.get(name) is None else values[name] for name in names})
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(text) if name}
+        return text.format(**{name: "?" if values.get(name) is None else values[name] for name in names})
+    except (ValueError, IndexError, KeyError, AttributeError):
+        return text  # not a template (e.g. a reason recorded by the server): shown as it is

@@ -15,6 +15,16 @@ from sync_server.recon.kinds import KINDS, N_, Discrepancy
 from sync_server.recon.run import Findings
 from sync_server.recon.store import Stored
 
+#: Entry types as a clerk reads them.
+TYPE_LABELS = {
+    "withdrawal": N_("withdrawal"), "deposit": N_("deposit"), "transfer": N_("transfer"),
+    "transfer_cancel": N_("transfer cancellation"), "bill_payment": N_("bill payment"),
+    "reversal": N_("reversal"), "balance_enquiry": N_("balance enquiry"), "day_open": N_("day open"),
+    "day_close": N_("day close"), "start": N_("start"), "agent_added": N_("agent added"),
+    "agent_pin_failed": N_("agent PIN failure"), "agent_unlocked": N_("agent unlocked"),
+    "customer_pin_failed": N_("customer PIN failure"), "feedback": N_("customer voice"),
+}
+
 #: The columns of every discrepancy, in JSON and CSV.
 COLUMNS = ("id", "kind", "station", "seq", "txn", "account", "biller", "reference", "amount_fen", "expected_fen",
            "status", "day", "explanation", "action")
@@ -30,6 +40,11 @@ def values(d: Discrepancy, lang: str) -> dict:
             found[key[:-4]] = money(value, lang)
         else:
             found[key] = value
+    if isinstance(found.get("reason"), str):
+        # A reason is itself a message (with the same values), or a code the server recorded, shown as it is.
+        found["reason"] = render(lang, found["reason"], found)
+    if isinstance(found.get("type"), str):
+        found["type"] = gettext(lang, TYPE_LABELS.get(found["type"], found["type"]))
     return found
 
 
