@@ -1,11 +1,12 @@
 """A clean history for recon's tests: three stations' business days built through the real path.
 
-``history`` (a pytest fixture, over SQLite and, with ``TEST_DATABASE_URL``, PostgreSQL) runs the sync server of
-``sync_support.server``, enrolls ST-0001, ST-0002 and ST-0003 with one-time codes, and at each station and on each
-of two business days: opens the counter with a counted float, serves customers (withdrawals with a fee, a deposit,
-a transfer to a known payee, a transfer cancelled before the bank executed it, a bill paid in cash and one paid
-from the account, a withdrawal reversed by the supervisor, a balance enquiry), closes the day with a small
-shortage or surplus within the cash tolerance, and syncs; the bank then executes the transfers that are due.
+``history`` (a pytest fixture, over SQLite and, with ``TEST_DATABASE_URL``, PostgreSQL; a test module imports
+``history_fixture``) runs the sync server of ``sync_support.server``, enrolls ST-0001, ST-0002 and ST-0003 with
+one-time codes, and at each station and on each of two business days (3 and 4 November 2026, Beijing time): opens
+the counter with a counted float, serves customers (withdrawals with a fee, a deposit, a transfer to a known
+payee, a transfer cancelled before the bank executed it, a bill paid in cash, a mobile top-up and a bill paid from
+the account, a withdrawal reversed by the supervisor, a balance enquiry), closes the day with a small shortage or
+surplus within the cash tolerance, and syncs; the bank then executes the transfers that are due.
 Nothing in it is an anomaly: recon must report no discrepancy at all on it (``tests/test_recon_kinds.py``).
 
 Time is a ``FakeClock`` shared by the stations and the bank (``ServerClock`` makes the server's ``now`` the same
@@ -19,6 +20,8 @@ keeps its journal to itself, a moved clock, an entry signed by the station's own
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -152,6 +155,8 @@ class History:
     stations: dict[str, Station] = field(default_factory=dict)
     #: What the story recorded, per station: label -> receipt (e.g. ``"withdrawal-0"``: day 0's first withdrawal).
     receipts: dict[str, dict[str, object]] = field(default_factory=dict)
+    #: Other devices opened by the test (closed with the history).
+    devices: list[Station] = field(default_factory=list)
 
     @property
     def database_url(self) -> str:
@@ -222,10 +227,11 @@ class History:
         self.clock.now = datetime.combine(local.date() + timedelta(days=1), OPEN_AT, st.timezone).astimezone(UTC)
 
     @contextmanager
-    def day(self, station_id: str, variance: int = 0, sync: bool = True) -> Iterator[Counter]:
-        """A business day at the station: log in, open with the float, serve (the block), close with the count
-        ``variance`` fen off what the drawer should hold, then sync (unless ``sync`` is False)."""
-        st = self.stations[station_id]
+    def day(self, station: str | Station, variance: int = 0, sync: bool = True) -> Iterator[Counter]:
+        """A business day at the station (an id, or a device such as ``clone_device``'s): log in, open with the
+        float, serve (the block), close with the count ``variance`` fen off what the drawer should hold, then sync
+        (unless ``sync`` is False)."""
+        st = self.stations[station] if isinstance(station, str) else station
         with st.bound():
             agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
             supervisor = agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
@@ -237,6 +243,20 @@ class History:
             business_day.close_day(st, agent, counts_of(business_day.drawer_cash(st) + counter.variance))
             if sync:
                 sync_once(st)
+
+    def clone_device(self, station_id: str, folder: Path) -> Station:
+        """A second device with the station's SD card copied: the same keys, config and journal so far."""
+        st = self.stations[station_id]
+        shutil.copytree(st.data_dir, folder, ignore=lambda _, names: [n for n in names if n.startswith("station.db")])
+        with st.bound():
+            target = sqlite3.connect(folder / "station.db")
+            try:
+                st.db.connection().backup(target)
+            finally:
+                target.close()
+        clone = Station(folder, clock=self.clock)
+        self.devices.append(clone)
+        return clone
 
     def head(self, station_id: str) -> int:
         """The station's last seq."""
@@ -273,6 +293,15 @@ class History:
         self.db()
         return BankStation.get_by_id(station_id)
 
+    def policy(self, **overrides) -> None:
+        """Lay ``overrides`` over the server policy (e.g. ``recon={...}``; ``station={...}`` is merged into the
+        stations' overrides, which they learn at their next sync)."""
+        self.db()
+        value = ServerSetting.get_by_id("policy").value
+        if "station" in overrides:
+            overrides["station"] = {**value.get("station", {}), **overrides["station"]}
+        ServerSetting.update(value={**value, **overrides}).where(ServerSetting.key == "policy").execute()
+
     @contextmanager
     def insider(self):
         """An insider's (or a botched restore's) writes around the ledger's append-only triggers, in one
@@ -286,6 +315,18 @@ class History:
         account = Account.get_by_id(account_id)
         delta = debit_fen if account.kind in DEBIT_NORMAL else -debit_fen
         Account.update(balance_fen=Account.balance_fen + delta).where(Account.account_id == account_id).execute()
+
+    def unpost(self, station_id: str, seq: int, accounts: tuple[str, ...] | None = None) -> list[tuple]:
+        """An insider deletes an entry's postings (only those on ``accounts`` if given) and moves the stored
+        balances back, so that every balance still agrees with its postings; returns the deleted legs."""
+        legs = [(leg, account, amount) for leg, account, amount in self.postings(station_id, seq)
+                if accounts is None or account in accounts]
+        with self.insider():
+            for leg, account_id, amount in legs:
+                Posting.delete().where((Posting.station_id == station_id) & (Posting.seq == seq)
+                                       & (Posting.leg == leg)).execute()
+                self.move_balance(account_id, -amount)
+        return legs
 
     def bank_booking(self, legs: list[tuple[str, int, str]]) -> int:
         """A bank-side ledger transaction (station id ``BANK``), as ``sync_server.admin`` books them: the legs
@@ -366,9 +407,7 @@ def build_history(server, tmp_path: Path, clock) -> History:
     history = History(server, clock, tmp_path)
     server_db()
     load_demo_data(["ST-0003"])  # ST-0001 and ST-0002 come with the server fixture
-    row = ServerSetting.get_by_id("policy")
-    ServerSetting.update(value={**row.value, "station": {**row.value.get("station", {}), "fees": FEES}}).where(
-        ServerSetting.key == "policy").execute()
+    history.policy(station={"fees": FEES})
     for station_id in STATIONS:
         st = enrolled_station(server, tmp_path, station_id, clock)
         history.stations[station_id] = st
@@ -390,11 +429,11 @@ def build_history(server, tmp_path: Path, clock) -> History:
     return history
 
 
-@pytest.fixture
-def history(server, tmp_path, clock, monkeypatch) -> History:
+@pytest.fixture(name="history")
+def history_fixture(server, tmp_path, clock, monkeypatch) -> History:
     """A clean history of three stations over two business days (SQLite, and PostgreSQL when configured)."""
     monkeypatch.setattr(service, "datetime", ServerClock(clock).datetime)
     built = build_history(server, tmp_path, clock)
     yield built
-    for st in built.stations.values():
+    for st in [*built.stations.values(), *built.devices]:
         st.close()
