@@ -186,9 +186,11 @@ class History:
         scope = scope or Scope(now=now, **scope_fields)
         return find_discrepancies(self.db(), scope, now)
 
-    def recon(self, *args: str, as_of: datetime | None = None, input: str | None = None) -> Result:
+    def recon(self, *args: str, as_of: datetime | None = None, input: str | None = None, columns: int = 200
+              ) -> Result:
         """``recon ARGS --database-url URL`` through click's CliRunner; ``recon run`` gets ``--as-of`` (the clock)
-        unless ARGS name one. The models are bound to the server's database again afterwards."""
+        unless ARGS name one; tables are ``columns`` wide. The models are bound to the server's database again
+        afterwards."""
         from sync_server.recon.cli import cli
 
         args = list(args)
@@ -199,7 +201,7 @@ class History:
             args += ["--as-of", (as_of or self.now).isoformat()]
         bound = db_proxy.obj
         try:
-            return CliRunner().invoke(cli, args, input=input, catch_exceptions=False)
+            return CliRunner().invoke(cli, args, input=input, catch_exceptions=False, env={"COLUMNS": str(columns)})
         finally:
             db_proxy.initialize(bound)
 
