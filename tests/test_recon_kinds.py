@@ -73,6 +73,7 @@ def test_clean(history):
                        for e in Entry.select().where(Entry.type == "day_close"))
     assert variances == [-800, -500, -500, 0, 0, 300]
     assert history.find(date_from="2026-11-03", date_to="2026-11-03", stations=("ST-0002",)) == []
+    assert history.find(verify_all=True) == []
 
 
 # -- completeness ---------------------------------------------------------------------------------------------
@@ -164,6 +165,32 @@ def test_bad_signature__a_stored_entry_altered(history, position):
     bad = only(history.find(), "bad_signature")
     assert (bad.station, bad.seq) == ("ST-0001", seq)
     assert [p["head_verified"] for p in history.findings().stations] == [False, True, True]
+
+
+def test_bad_signature__under_a_rebuilt_chain_only_verify_all_finds_it(history):
+    """An insider alters a withdrawal's stored payload without its signature, and (with the station's key) signs
+    every later entry again onto it: the chain links and the head verifies, so only ``--verify-all``, which checks
+    every signature, finds the altered entry."""
+    seq = seq_of(history, "ST-0002", "withdrawal-0")
+
+    def change(payload):
+        original = history.entry("ST-0002", seq).token
+
+        def keep_signature(altered):
+            return _altered(original, lambda p: p.update(altered))
+
+        payload["agent"] = "A99"
+        return payload, keep_signature
+
+    history.rechain("ST-0002", seq, change)
+    assert history.payload("ST-0002", seq)["agent"] == "A99"
+    assert history.find() == []
+    bad = only(history.find(verify_all=True), "bad_signature")
+    assert (bad.station, bad.seq) == ("ST-0002", seq)
+    code, document = history.recon_json("--verify-all", "--lang", "en")
+    assert code == 1 and [(d["kind"], d["station"], d["seq"]) for d in document["discrepancies"]] == [
+        ("bad_signature", "ST-0002", seq)]
+    assert document["period"]["verify_all"] is True
 
 
 @pytest.mark.parametrize("cause", ["prev", "head"])
