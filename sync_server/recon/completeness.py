@@ -70,12 +70,14 @@ def checks(context) -> list[Discrepancy]:
 
 def proof(context) -> list[dict]:
     """Per station in scope: entries held, the highest seq, what the bank acknowledged, and whether the head's
-    signature verified (``integrity.head_results``, kept on the context by the integrity checks)."""
+    signature verified and its chain from genesis held (``context.heads_verified``, set by the integrity checks;
+    None when the bank holds no entry of the station)."""
     where, params = context.station_filter("s.station_id")
     rows = context.rows(f"""
         SELECT s.station_id, s.status, s.acked_seq, COUNT(f.seq), COALESCE(MAX(f.seq), 0) FROM station s
         LEFT JOIN recon_fact f ON f.station_id = s.station_id
         WHERE 1 = 1{where} GROUP BY s.station_id, s.status, s.acked_seq ORDER BY s.station_id""", params)
-    verified = getattr(context, "heads_verified", {})
+    verified = context.heads_verified
     return [{"station": station_id, "status": status, "entries": count, "held_to": held, "acked_seq": acked,
-             "head_verified": bool(verified.get(station_id))} for station_id, status, acked, count, held in rows]
+             "head_verified": bool(verified.get(station_id)) if count else None}
+            for station_id, status, acked, count, held in rows]

@@ -54,6 +54,9 @@ class Context:
     policy: dict = field(default_factory=dict)
     recon_policy: dict = field(default_factory=dict)
     timezone: ZoneInfo | None = None
+    #: Per station: whether its chain from genesis to its head held and the head's signature verified
+    #: (set by ``integrity.checks``, read by ``completeness.proof``).
+    heads_verified: dict = field(default_factory=dict)
 
     @classmethod
     def open(cls, database: Database, scope: Scope, now: datetime) -> Context:

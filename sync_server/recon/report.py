@@ -58,13 +58,20 @@ def as_dict(item: Stored, lang: str) -> dict:
             "explanation": render(lang, spec.explanation, shown), "action": render(lang, spec.action, shown)}
 
 
+def at_stake(d: Discrepancy) -> int:
+    """The money a discrepancy is about: the difference when it has an expected amount, else its amount."""
+    if d.amount_fen is not None and d.expected_fen is not None:
+        return abs(d.amount_fen - d.expected_fen)
+    return abs(d.amount_fen or 0)
+
+
 def summary(findings: Findings, stored: list[Stored]) -> dict:
     open_items = [item for item in stored if item.status == "open"]
     by_station: dict = defaultdict(int)
     amounts: dict = defaultdict(int)
     for item in open_items:
         by_station[item.discrepancy.station or "-"] += 1
-        amounts[item.discrepancy.kind] += abs(item.discrepancy.amount_fen or 0)
+        amounts[item.discrepancy.kind] += at_stake(item.discrepancy)
     return {
         "open": len(open_items),
         "found": len(stored),
@@ -125,7 +132,7 @@ def print_tables(console: Console, findings: Findings, stored: list[Stored], lan
         stations.add_column(_(column), justify="right" if column != N_("Station") else "left")
     for proof in facts["stations"]:
         stations.add_row(proof["station"], str(proof["entries"]), str(proof["acked_seq"]),
-                         _(N_("yes")) if proof["head_verified"] else _(N_("no")),
+                         _verdict(proof["head_verified"], lang),
                          str(facts["by_station"].get(proof["station"], 0)))
     console.print(stations)
     if facts["awaiting_settlement"]:
@@ -138,6 +145,16 @@ def print_tables(console: Console, findings: Findings, stored: list[Stored], lan
     verdict = N_("No open discrepancy: every entry is accounted for.") if not facts["open"] else N_(
         "{open} open discrepancies: see the list above.")
     console.print(render(lang, verdict, facts))
+
+
+def _verdict(proved: bool | None, lang: str) -> str:
+    if proved is None:
+        return "—"
+    return gettext(lang, N_("yes")) if proved else gettext(lang, N_("no"))
+
+
+#: Statuses and audit actions, as shown.
+WORDS = (N_("open"), N_("resolved"), N_("opened"), N_("closed"), N_("reopened"))
 
 
 def print_rows(console: Console, rows: list[dict], lang: str) -> None:
@@ -159,9 +176,9 @@ def print_exception(console: Console, shown: dict, lang: str) -> None:
                 "first_found_at", "last_found_at"):
         if shown.get(key) is not None:
             console.print(f"{key}: {shown[key]}", highlight=False)
-    for key in ("amount_fen", "expected_fen"):
+    for key, label in (("amount_fen", N_("amount")), ("expected_fen", N_("expected"))):
         if shown.get(key) is not None:
-            console.print(f"{key}: {money(shown[key], lang)}", highlight=False)
+            console.print(f"{_(label)}: {money(shown[key], lang)}", highlight=False)
     console.print(shown["explanation"], highlight=False)
     console.print(_(N_("What to do")) + ": " + shown["action"], highlight=False)
     trail = Table(title=_(N_("History")))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from peewee import Database
 
+from sync_server.db import is_postgres
 from sync_server.recon import billers, cash, completeness, integrity, ledger, risk
 from sync_server.recon.context import Context, Scope
 from sync_server.recon.facts import extract_facts
@@ -50,9 +51,10 @@ def find_discrepancies(database: Database, scope: Scope, now: datetime | None = 
     """
     now = now or scope.now or datetime.now(UTC)
     findings = Findings(scope, now)
-    with database.atomic():
-        if database.param == "%s":  # PostgreSQL: every query of the run sees the same committed state
-            database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    # One snapshot: REPEATABLE READ on PostgreSQL; on SQLite a deferred read transaction (WAL), which does not
+    # take the write lock, so stations keep syncing while recon runs.
+    snapshot = {"isolation_level": "REPEATABLE READ"} if is_postgres(database) else {"lock_type": "DEFERRED"}
+    with database.atomic(**snapshot):
         context = Context.open(database, scope, now)
         findings.entries = extract_facts(context, progress=(lambda n: progress("entries", n)) if progress else None)
         found: list[Discrepancy] = []
