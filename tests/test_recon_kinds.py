@@ -19,6 +19,7 @@ from station import receipts
 from station.protocol.times import utc_text
 from station.protocol.tokens import Signer, b64url, canonical_json, generate_signing_key
 from station.sync import SyncRefused, sync_once
+from sync_server.admin import add_station
 from sync_server.checks import check_ledger
 from sync_server.db import Entry, HomeStation, Posting, ReconItem
 from sync_server.db import Station as BankStation
@@ -114,6 +115,10 @@ def test_station_silent(history):
     assert silent.detail["since"] == utc_text(last_sync)
     history.policy(recon={"station_silent_hours": 72})
     assert history.find() == []
+    # A station registered but not enrolled yet has nothing to sync: never silent.
+    history.db()
+    add_station("ST-0004", "Not yet installed")
+    assert history.find(now=history.now + timedelta(days=30), stations=("ST-0004",)) == []
 
 
 # -- integrity ------------------------------------------------------------------------------------------------
@@ -236,11 +241,22 @@ def test_entry_without_postings(history):
     assert (missing.amount_fen, missing.detail["type"]) == (3_280, "bill_payment")
 
 
-@pytest.mark.parametrize("at", ["no entry", "an enquiry"])
+@pytest.mark.parametrize("at", ["no entry", "an enquiry", "a rejected deposit"])
 def test_postings_without_entry(history, at):
     """An insider posts 10 yuan from a customer to ST-0002's fees (balances moved to match) under a seq the
-    station never signed, or under a balance enquiry's seq (which moves no money)."""
-    seq = history.head("ST-0002") + 5 if at == "no entry" else seq_of(history, "ST-0002", "enquiry-1")
+    station never signed, under a balance enquiry's seq (which moves no money), or under a deposit the bank
+    rejected (its per-transaction limit lowered while the station was offline)."""
+    if at == "no entry":
+        seq = history.head("ST-0002") + 5
+    elif at == "an enquiry":
+        seq = seq_of(history, "ST-0002", "enquiry-1")
+    else:
+        history.policy(station={"limits": {"deposit": {"per_txn": 10_000}}})
+        history.next_morning()
+        with history.day("ST-0002") as counter:
+            seq = counter.deposit(account_of("ST-0002", 11), 50_000).seq
+        assert history.entry("ST-0002", seq).reason == "over_transaction_limit"
+        assert history.find() == []  # a rejected deposit is nothing to recover, and the count absorbed the cash
     customer = account_of("ST-0002", 9)
     with history.insider():
         Posting.insert_many([dict(station_id="ST-0002", seq=seq, leg=0, account_id=customer, amount_fen=1_000,
@@ -251,7 +267,8 @@ def test_postings_without_entry(history, at):
         history.move_balance("fees:ST-0002", -1_000)
     orphan = only(history.find(), "postings_without_entry")
     assert (orphan.station, orphan.seq, orphan.amount_fen) == ("ST-0002", seq, 1_000)
-    assert orphan.detail["reason"] == (ledger.NO_ENTRY if at == "no entry" else ledger.MOVES_NOTHING)
+    assert orphan.detail["reason"] == {"no entry": ledger.NO_ENTRY, "an enquiry": ledger.MOVES_NOTHING,
+                                       "a rejected deposit": ledger.REJECTED}[at]
 
 
 def test_unbalanced_postings(history):
@@ -264,33 +281,44 @@ def test_unbalanced_postings(history):
         "ST-0003", seq, -50, 0)
 
 
-def test_amount_mismatch(history):
-    """An insider takes 1 yuan more from a withdrawing customer and gives it to the agent: the postings still sum
-    to zero and the balances agree with them, but the customer's leg is not what the signed entry says."""
-    seq = seq_of(history, "ST-0001", "withdrawal-0")
-    customer = account_of("ST-0001", 2)
+@pytest.mark.parametrize("entry", ["withdrawal", "reversal"])
+def test_amount_mismatch(history, entry):
+    """An insider takes 1 yuan more from a customer (a withdrawal's debit) or gives 1 yuan more back (a
+    reversal's credit, which must be the exact inverse of its original's legs), against the agent's commission
+    account: the postings still sum to zero and the balances agree with them, but the customer's leg is not what
+    the signed entry says."""
+    customer = account_of("ST-0001", 2 if entry == "withdrawal" else 5)
+    label = "withdrawal-0" if entry == "withdrawal" else "reversal-0"
+    seq = seq_of(history, "ST-0001", label)
     legs = {account: amount for _, account, amount in history.postings("ST-0001", seq)}
-    assert legs[customer] == 20_200 and legs["agent:ST-0001"] == -100
+    signed = legs[customer]
+    assert (signed, legs["agent:ST-0001"]) == ((20_200, -100) if entry == "withdrawal" else (-10_200, 100))
+    delta = 100 if entry == "withdrawal" else -100
     with history.insider():
-        for account, delta in ((customer, 100), ("agent:ST-0001", -100)):
-            Posting.update(amount_fen=Posting.amount_fen + delta).where(
+        for account, change in ((customer, delta), ("agent:ST-0001", -delta)):
+            Posting.update(amount_fen=Posting.amount_fen + change).where(
                 (Posting.station_id == "ST-0001") & (Posting.seq == seq) & (Posting.account_id == account)).execute()
-            history.move_balance(account, delta)
+            history.move_balance(account, change)
     mismatch = only(history.find(), "amount_mismatch")
-    assert where([mismatch]) == [("amount_mismatch", "ST-0001", seq, history.receipts["ST-0001"]["withdrawal-0"].txn,
+    assert where([mismatch]) == [("amount_mismatch", "ST-0001", seq, history.receipts["ST-0001"][label].txn,
                                   customer)]
-    assert (mismatch.amount_fen, mismatch.expected_fen) == (20_300, 20_200)
+    assert (mismatch.amount_fen, mismatch.expected_fen, mismatch.detail["type"]) == (signed + delta, signed, entry)
 
 
-def test_balance_mismatch(history):
-    """An insider credits a customer 100 yuan without any posting."""
-    customer = account_of("ST-0002", 4)
-    before = history.balance(customer)
+@pytest.mark.parametrize("account, station", [
+    (account_of("ST-0002", 4), None),  # a customer's: no station's
+    ("fees:ST-0002", "ST-0002"),  # a station's own account
+    ("equity:opening", None),  # the bank's own account
+])
+def test_balance_mismatch(history, account, station):
+    """An insider changes an account's stored balance by 100 yuan without any posting."""
+    before = history.balance(account)
     with history.insider():
-        history.move_balance(customer, -10_000)
+        history.move_balance(account, -10_000)
     mismatch = only(history.find(), "balance_mismatch")
-    assert (mismatch.station, mismatch.seq, mismatch.account) == (None, None, customer)
-    assert (mismatch.amount_fen, mismatch.expected_fen) == (before + 10_000, before)
+    assert (mismatch.station, mismatch.seq, mismatch.account) == (station, None, account)
+    assert mismatch.amount_fen - mismatch.expected_fen == history.balance(account) - before
+    assert mismatch.expected_fen == before
 
 
 # -- cash -----------------------------------------------------------------------------------------------------
