@@ -4,6 +4,8 @@ The outbox is every journal entry above the ``acked_seq`` setting. ``acked_seq``
 verifies with the server's pinned key (and names this station's own chain head) has been applied, in the same
 transaction as its outcomes and downlink, so nothing leaves the outbox before its ack and a crash at any
 point just means the next sync sends the same entries again (the server answers a duplicate with the same ack).
+Every batch and heartbeat carries the station's signed tail claim (``tail_claim``: how far its journal reaches),
+so the bank knows what it still lacks even when the link drops halfway through a long sync.
 
 Sync settings live in ``config.json`` under ``"sync"`` (see ``SYNC_SETTINGS``, documented in docs/operations.md).
 """
@@ -206,13 +208,23 @@ def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> envelope.Se
     return _seal(st, [(acked, JournalEntry.get_by_id(acked).token)], max_bytes or sync_setting(st, "max_bytes"))
 
 
+def tail_claim(st: Station) -> str:
+    """The station's signed claim of where its journal ends now (seq and chain value): every batch carries it, so
+    the bank knows what it has not received yet even when the link drops before the rest arrives."""
+    head_seq, head_token = journal_head(st)
+    return envelope.make_tail_claim(st.signer, station_id=st.station_id, seq=head_seq, head=chain_hash(head_token),
+                                    ts=utc_text(st.now()))
+
+
 def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelope.SealedBatch:
     before = entries[0][0] - 1
     prev = chain_hash(JournalEntry.get_by_id(before).token) if before else genesis_prev(st.station_id)
     server_key = key_codecs.encryption_public_from_jwk(_server(st)["encryption_jwk"])
+    # Read after the entries: the journal only grows, so the claim reaches at least the batch's last entry.
+    tail = tail_claim(st)
     while True:
         sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
-                                    server_encryption_key=server_key)
+                                    server_encryption_key=server_key, tail=tail)
         if len(sealed.body) <= max_bytes or len(entries) == 1:
             return sealed
         entries = entries[: len(entries) // 2]

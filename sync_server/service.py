@@ -7,10 +7,12 @@ one code cannot both enroll; a revoked or already enrolled station is refused.
 Ingest, in order: who is it (unknown, not enrolled, revoked, flagged: refused), open the envelope (decrypt,
 verify the station's signature and every entry, see ``station.protocol.envelope``), then in one database
 transaction holding the station's row lock: compare any part already held (same content: a duplicate; different
-content: a fork, refused and flagged), refuse a gap, check the batch chains onto the stored head, apply the new
-entries to the ledger (``posting_rules`` over a ``book.Book``: each checked against the bank's own rules),
-refresh the station's allowances (holds, ``allowances``) and record its last complete sync (``synced_seq``) with
-the last batch of a sync, and answer with the signed ack and the downlink (``downlink``).
+content: a fork, refused and flagged), refuse a gap, check the batch chains onto the stored head, check and keep
+the station's signed tail claim (``_keep_tail``: the newest one, never moved back; one that contradicts the chain
+the bank holds, or an earlier claim, is a fork), apply the new entries to the ledger (``posting_rules`` over a
+``book.Book``: each checked against the bank's own rules), refresh the station's allowances (holds,
+``allowances``) and record its last complete sync (``synced_seq``) with the last batch of a sync, and answer with
+the signed ack and the downlink (``downlink``).
 
 Exactly once with several workers: the station's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 transactions begin IMMEDIATE), so a second worker with the same batch waits, then finds it applied and answers
@@ -25,16 +27,16 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from joserfc.jwk import OKPKey
-from peewee import IntegrityError
+from peewee import EXCLUDED, IntegrityError
 
 from station.protocol import acks, envelope, key_codecs
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope_errors import EnvelopeError
 from station.protocol.times import parse_utc, utc_text
-from station.protocol.tokens import genesis_prev, verification_jwk
+from station.protocol.tokens import chain_hash, genesis_prev, verification_jwk
 from sync_server.allowances import home_customer_ids, refresh_allowances
 from sync_server.book import Book, LedgerError
-from sync_server.db import EnrollmentCode, Entry, Station, db_proxy, is_postgres
+from sync_server.db import EnrollmentCode, Entry, Station, StationTail, db_proxy, is_postgres
 from sync_server.downlink import build_downlink
 from sync_server.keys import ServerKeys
 from sync_server.policy import server_policy, station_policy
@@ -188,6 +190,7 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
                 expected_prev = station.head or genesis_prev(batch.station_id)
                 if new_entries[0].payload.get("prev") != expected_prev:
                     raise _Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq)
+            _keep_tail(batch, acked, now_text)
             policy = server_policy()
             homes = home_customer_ids(batch.station_id)
             # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
@@ -227,6 +230,47 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
         acked_through=acked_through, head=head, rejected=rejected, server_time=now_text, downlink=downlink,
         station_encryption_key=key_codecs.encryption_public_from_jwk(station.encryption_jwk),
     )
+
+
+def _keep_tail(batch: envelope.Batch, acked: int, now_text: str) -> None:
+    """Check the batch's tail claim and the stored one against the chain, then keep the newest claim.
+
+    Runs in the batch's transaction, under the station's row lock, after the batch's entries were found to agree
+    with (and chain onto) what the bank holds. A contradiction is a fork (:class:`_Fork`: refused, flagged):
+    the claim names a chain value other than the entry the bank holds (or receives now) at its seq; it names the
+    same seq as the stored claim with another chain value; or this batch brings the entry at the stored claim's seq
+    and it is not the one the station signed for before. The stored claim only moves forward (a claim at or below
+    it, e.g. from a batch sent again after a lost ack, is checked and then dropped).
+    """
+    stored = StationTail.get_or_none(StationTail.station_id == batch.station_id)
+    claim = batch.tail
+
+    def held_chain_value(seq: int) -> str | None:
+        """The chain value after entry ``seq`` as the bank holds it once this batch is applied (None: not held)."""
+        if batch.first <= seq <= batch.last:
+            return chain_hash(batch.entries[seq - batch.first].token)
+        if seq <= acked:
+            token = Entry.select(Entry.token).where(
+                (Entry.station_id == batch.station_id) & (Entry.seq == seq)).scalar()
+            return chain_hash(token) if token is not None else None
+        return None
+
+    if claim is not None:
+        held = held_chain_value(claim.seq)
+        if held is not None and held != claim.head:
+            raise _Fork(f"the station signed that its journal ends at seq {claim.seq} with another entry than the "
+                        f"one the bank holds there", claim.seq)
+        if stored is not None and stored.seq == claim.seq and stored.head != claim.head:
+            raise _Fork(f"the station signed two different journal ends at seq {claim.seq}", claim.seq)
+    if stored is not None and batch.first <= stored.seq <= batch.last and held_chain_value(stored.seq) != stored.head:
+        raise _Fork(f"entry {stored.seq} is not the one the station signed as its journal end before", stored.seq)
+    if claim is not None and (stored is None or claim.seq > stored.seq):
+        StationTail.insert(station_id=batch.station_id, seq=claim.seq, head=claim.head, claim=claim.token,
+                           received_at=now_text).on_conflict(
+            conflict_target=[StationTail.station_id],
+            update={StationTail.seq: EXCLUDED.seq, StationTail.head: EXCLUDED.head,
+                    StationTail.claim: EXCLUDED.claim, StationTail.received_at: EXCLUDED.received_at},
+            where=(EXCLUDED.seq > StationTail.seq)).execute()
 
 
 def _clock_offset_ms(now: datetime, station_time: str | None) -> int | None:

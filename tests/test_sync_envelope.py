@@ -189,3 +189,153 @@ def test_ack_round_trip_and_a_swapped_downlink(station):
 def test_an_impossible_time_in_a_compact_entry_is_a_bad_entry_not_a_crash(delta):
     with pytest.raises(envelope_errors.BadEntry, match="impossible time"):
         compact.rebuild_token(["header"], [delta, "withdrawal", None, {}], "ST-0001", 5, "prev", 0, b"s" * 64)
+
+
+# -- the tail claim ---------------------------------------------------------------------------------------------
+TS = "2026-11-02T23:40:00.000Z"
+
+
+def tail_of(station, journal, signer=None, **changes) -> str:
+    """The station's claim that its journal ends at ``journal``'s last entry (``changes``: other values)."""
+    values = {"station_id": station.station_id, "seq": journal[-1][0], "head": chain_hash(journal[-1][1]), "ts": TS}
+    values.update(changes)
+    return envelope.make_tail_claim(signer or station.signer, **values)
+
+
+def _claim(header: dict, payload_bytes: bytes, key) -> str:
+    """A claim with any header and payload bytes, signed by ``key`` with plain Ed25519 (no JOSE library): what a
+    forger, a careless producer or an independent implementation makes."""
+    from station.protocol.tokens import b64url, canonical_json
+
+    signing_input = f"{b64url(canonical_json(header))}.{b64url(payload_bytes)}"
+    return f"{signing_input}.{b64url(key.private_key.sign(signing_input.encode('ascii')))}"
+
+
+def test_a_batch_without_a_tail_opens_with_none(station, journal, server_key):
+    assert open_(station, seal(station, journal, server_key), server_key).tail is None
+
+
+def test_a_tail_claim_travels_in_the_signed_body_and_opens_verified(station, journal, server_key):
+    """A batch of the first two entries says the journal reaches further: the claim names the journal's end."""
+    claim = tail_of(station, journal)
+    sealed = envelope.seal_batch(journal[:2], station_id="ST-0001", prev=genesis_prev("ST-0001"),
+                                 signer=station.signer, server_encryption_key=server_key.public_key(), tail=claim)
+    batch = open_(station, sealed, server_key)
+    assert batch.tail == envelope.TailClaim(claim, "ST-0001", len(journal), chain_hash(journal[-1][1]), TS)
+    assert [e.seq for e in batch.entries] == [1, 2]
+    payload = {"v": 1, "station": "ST-0001", "seq": len(journal), "head": chain_hash(journal[-1][1]), "ts": TS}
+    assert envelope.verify_tail_claim(claim, public_jwk(station.signing_key), "ST-0001") == payload
+    # Made without joserfc from docs/protocol.md, the claim is the same string, byte for byte.
+    from station.protocol.tokens import canonical_json
+
+    header = {"alg": "Ed25519", "kid": station.signer.kid, "typ": "station-kit-tail+jws"}
+    assert _claim(header, canonical_json(payload), station.signing_key) == claim
+
+
+def _forgeries(station, journal):
+    """name -> (claim, the refusal's message): every way a claim can be wrong."""
+    from station.protocol.tokens import canonical_json
+
+    key, kid = station.signing_key, station.signer.kid
+    header = {"alg": "Ed25519", "kid": kid, "typ": envelope.TAIL_TYP}
+    payload = {"v": 1, "station": "ST-0001", "seq": len(journal), "head": chain_hash(journal[-1][1]), "ts": TS}
+    good = tail_of(station, journal)
+    h, p, s = good.split(".")
+    altered = b64url_of(canonical_json({**payload, "seq": len(journal) + 500}))
+    thief = generate_signing_key()
+    return {
+        "another key": (tail_of(station, journal, signer=Signer(thief)), "does not name the station's key"),
+        "another key, the station's kid": (_claim(header, canonical_json(payload), thief), "does not verify"),
+        "seq raised after signing": (f"{h}.{altered}.{s}", "does not verify"),
+        "signature of another claim": (f"{h}.{p}.{tail_of(station, journal, seq=1).split('.')[2]}",
+                                       "does not verify"),
+        "another station": (tail_of(station, journal, station_id="ST-0002"), "for station 'ST-0002'"),
+        "no typ": (_claim({"alg": "Ed25519", "kid": kid}, canonical_json(payload), key), "exactly alg, kid and typ"),
+        "an entry's typ": (_claim({**header, "typ": "JWT"}, canonical_json(payload), key), "exactly alg, kid and typ"),
+        "crit in the header": (_claim({**header, "crit": ["b64"]}, canonical_json(payload), key), "exactly alg"),
+        "a member more": (_claim(header, canonical_json({**payload, "acked": 1}), key), "exactly v, station"),
+        "no ts": (_claim(header, canonical_json({k: v for k, v in payload.items() if k != "ts"}), key),
+                  "exactly v, station"),
+        "version 2": (_claim(header, canonical_json({**payload, "v": 2}), key), "version is 2"),
+        "seq 0": (tail_of(station, journal, seq=0), "not a positive integer"),
+        "seq as text": (tail_of(station, journal, seq="5"), "not a positive integer"),
+        "seq true": (tail_of(station, journal, seq=True), "not a positive integer"),
+        "seq 5.0": (_claim(header, canonical_json({**payload, "seq": 5.0}), key), "not an integer"),
+        "head not a hash": (tail_of(station, journal, head="abc"), "head or ts"),
+        "ts without offset": (tail_of(station, journal, ts="2026-11-02T23:40:00"), "head or ts"),
+        "spaces in the payload": (_claim(header, json_spaced(payload), key), "not canonical JSON"),
+        "padded base64": (f"{h}.{p}=.{s}", "not well-formed"),
+        "not three parts": (f"{h}.{p}", "not a compact JWS"),
+        "not ASCII": (good + "\u00e9", "not a compact JWS"),
+        "too long": (f"{h}.{'A' * 3000}.{s}", "not a compact JWS"),
+    }
+
+
+def b64url_of(data: bytes) -> str:
+    from station.protocol.tokens import b64url
+
+    return b64url(data)
+
+
+def json_spaced(payload: dict) -> bytes:
+    import json
+
+    return json.dumps(payload, sort_keys=True).encode()
+
+
+FORGERIES = ["another key", "another key, the station's kid", "seq raised after signing", "signature of another claim",
+             "another station", "no typ", "an entry's typ", "crit in the header", "a member more", "no ts",
+             "version 2", "seq 0", "seq as text", "seq true", "seq 5.0", "head not a hash", "ts without offset",
+             "spaces in the payload", "padded base64", "not three parts", "not ASCII", "too long"]
+
+
+@pytest.mark.parametrize("name", FORGERIES)
+def test_a_forged_or_altered_tail_claim_refuses_the_batch(station, journal, server_key, name):
+    """A claim is signed data of the batch: one that does not verify refuses the whole batch as a bad signature,
+    even though the batch's own signature (over the body holding the bad claim) verifies."""
+    forgeries = _forgeries(station, journal)
+    assert sorted(forgeries) == sorted(FORGERIES)
+    claim, message = forgeries[name]
+    sealed = envelope.seal_batch(journal, station_id="ST-0001", prev=genesis_prev("ST-0001"), signer=station.signer,
+                                 server_encryption_key=server_key.public_key(), tail=claim)
+    with pytest.raises(envelope_errors.BadTailClaim, match=message) as refused:
+        open_(station, sealed, server_key)
+    assert refused.value.code == "bad-signature"
+    with pytest.raises(envelope_errors.BadTailClaim):
+        envelope.verify_tail_claim(claim, public_jwk(station.signing_key), "ST-0001")
+
+
+def test_a_tail_claim_named_eddsa_verifies_as_entries_do(station, journal):
+    from station.protocol.tokens import canonical_json
+
+    payload = {"v": 1, "station": "ST-0001", "seq": 3, "head": chain_hash(journal[2][1]), "ts": TS}
+    claim = _claim({"alg": "EdDSA", "kid": station.signer.kid, "typ": envelope.TAIL_TYP}, canonical_json(payload),
+                   station.signing_key)
+    assert envelope.verify_tail_claim(claim, public_jwk(station.signing_key), "ST-0001") == payload
+
+
+def test_a_tail_that_is_not_text_is_refused_by_the_sealer(station, journal, server_key):
+    with pytest.raises(ValueError, match="compact JWS string"):
+        envelope.seal_batch(journal, station_id="ST-0001", prev=genesis_prev("ST-0001"), signer=station.signer,
+                            server_encryption_key=server_key.public_key(), tail={"seq": 5})
+
+
+def test_a_tail_that_is_not_text_in_a_signed_body_is_refused(station, journal, server_key):
+    """A sender that writes its own meta (not ``seal_batch``) with a tail that is a JSON object."""
+    import struct
+
+    from station.protocol.compact import compact_entries
+    from station.protocol.tokens import canonical_json
+
+    run = compact_entries(journal, "ST-0001")
+    meta = {"v": 1, "station": "ST-0001", "first": 1, "last": len(journal), "prev": genesis_prev("ST-0001"),
+            "head": chain_hash(journal[-1][1]), "headers": run.headers, "entries": run.items, "tail": {"seq": 99}}
+    body_json = canonical_json(meta)
+    body = struct.pack(">I", len(body_json)) + body_json + run.signatures
+    signed = envelope._sign_detached(station.signer, body)
+    plaintext = envelope.BATCH_MAGIC + struct.pack(">I", len(signed)) + signed.encode("ascii") + body
+    sealed = sealing.seal(plaintext, server_key.public_key(), info=sealing.batch_info("ST-0001", 1, len(journal)),
+                          level=9)
+    with pytest.raises(envelope_errors.BadTailClaim, match="not a compact JWS"):
+        envelope.open_batch(sealed, station_id="ST-0001", first=1, last=len(journal), server_encryption_key=server_key,
+                            station_signing_jwk=public_jwk(station.signing_key))

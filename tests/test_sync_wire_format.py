@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from joserfc.jwk import OKPKey
@@ -71,3 +72,35 @@ def test_an_ack_and_its_downlink_have_the_bytes_they_had_when_the_format_shipped
     payload = verify_token(answer["ack"], SIGNING_KEY)
     del payload["downlink_sha256"]  # the hash of a randomised ciphertext
     assert json.dumps(payload, sort_keys=True) == ACK_PAYLOAD
+
+
+#: The test vector of docs/protocol.md, "Tail claim" (the key above, seq 2000, head = base64url(SHA-256("x"))).
+TAIL_CLAIM = (
+    "eyJhbGciOiJFZDI1NTE5Iiwia2lkIjoiMUlHMnRNSDdKMndiSlpuT2Y4TEp6UWl0S2Y3TE12b0FFbHN1RE1WTTU0WSIsInR5cCI6InN0YXRpb24ta2l0"
+    "LXRhaWwrandzIn0.eyJoZWFkIjoiTFhFV1FyY21zRVFCWW55cC02d3k5Y2hURDdHUVBNVGJBaVdIRjVJYVNJRSIsInNlcSI6MjAwMCwic3RhdGlvbiI6"
+    "IlNULTAwMDEiLCJ0cyI6IjIwMjYtMTEtMDJUMjM6NDA6MDAuMDAwWiIsInYiOjF9.zS-mSNyJNhKX6DskRfOFR9Ny2azfkYiYrnRgKwmblFAPftv0kJn3"
+    "J8oBbU8VMjJzXDW0RAEvStrxIcvb6hJgAw"
+)
+
+
+def test_a_tail_claim_is_the_documented_test_vector():
+    claim = envelope.make_tail_claim(Signer(SIGNING_KEY), station_id=STATION, seq=2000,
+                                     head=b64url(hashlib.sha256(b"x").digest()), ts="2026-11-02T23:40:00.000Z")
+    assert claim == TAIL_CLAIM
+    assert TAIL_CLAIM in Path(__file__).parents[1].joinpath("docs", "protocol.md").read_text(encoding="utf-8")
+    assert envelope.verify_tail_claim(claim, public_jwk(SIGNING_KEY), STATION)["seq"] == 2000
+
+
+def test_a_batch_without_a_tail_claim_keeps_its_bytes_and_one_with_it_adds_only_the_member():
+    """Older servers read the meta by name, so a tail claim is one more member of the signed meta, nothing else."""
+    entries = _entries()
+    plain = {}
+    for tail in (None, TAIL_CLAIM):
+        sealed = envelope.seal_batch(entries, station_id=STATION, prev=genesis_prev(STATION),
+                                     signer=Signer(SIGNING_KEY), server_encryption_key=ENCRYPTION_KEY.public_key(),
+                                     tail=tail)
+        plaintext = zlib.decompress(sealing.SUITE.decrypt(sealed.body, ENCRYPTION_KEY,
+                                                          info=b"station-kit/batch/v1|ST-0001|1|40"))
+        body = plaintext[8 + int.from_bytes(plaintext[4:8], "big"):]
+        plain[tail] = json.loads(body[4:4 + int.from_bytes(body[:4], "big")])
+    assert plain[TAIL_CLAIM] == {**plain[None], "tail": TAIL_CLAIM}

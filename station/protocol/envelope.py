@@ -7,9 +7,17 @@ joined) is signed by the station key as a JWS with detached payload, then compre
 server's X25519 key (``station.protocol.sealing``; the ``info`` binds station id and range, which also travel in
 plain HTTP headers so the server knows whose key to use).
 
+A batch (a heartbeat too) may carry a **tail claim** (``tail`` in the signed body): a compact JWS of its own, signed
+by the station key, saying how far the station's journal reached when it sealed the batch (seq and chain value).
+The bank keeps the newest one (``station_tail``), so reconciliation can prove that entries are missing even when
+they never arrived (``missing_tail``); it is a JWS of its own, not just a field of the batch, because the batch
+signature covers bytes the bank does not keep, while the claim is small enough to store and verify again at any time.
+
 Guarantees of :func:`open_batch`: an opened batch is exactly ``last - first + 1`` entries, each signed by the
-station key, chained onto the declared ``prev`` and ending at the declared ``head``; nothing of a batch is
-returned unless all of it verifies, and every refusal is an :class:`EnvelopeError`.
+station key, chained onto the declared ``prev`` and ending at the declared ``head``, and its tail claim, when it
+has one, verifies with the station key (:func:`verify_tail_claim`); nothing of a batch is returned unless all of
+it verifies, and every refusal is an :class:`EnvelopeError`. Whether a claim agrees with what the bank holds is not
+the envelope's to say: the server compares it with its chain (a contradiction is a fork).
 """
 
 from __future__ import annotations
@@ -29,11 +37,13 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 from station.protocol.compact import compact_entries, rebuild_token
-from station.protocol.envelope_errors import BadBatchSignature, BadEntry, EnvelopeError, TooLarge
+from station.protocol.envelope_errors import BadBatchSignature, BadEntry, BadTailClaim, EnvelopeError, TooLarge
 from station.protocol.key_codecs import ed25519_public_from_jwk
 from station.protocol.sealing import ENVELOPE_VERSION, MAX_PLAIN_BYTES, batch_info, seal, unseal
+from station.protocol.times import parse_utc
 from station.protocol.tokens import (
     ACCEPTED_ALGS,
+    PROTOCOL_VERSION,
     NonCanonicalPayload,
     Signer,
     TokenError,
@@ -44,6 +54,7 @@ from station.protocol.tokens import (
     check_header,
     is_integer,
     jws_registry,
+    parse_canonical,
     verification_key,
     verify_token,
 )
@@ -61,7 +72,27 @@ MAX_SEALED_BYTES = 2 * 1024 * 1024
 MAX_BATCH_ENTRIES = 5000
 SIGNATURE_BYTES = 64
 
+#: The ``typ`` of a tail claim's protected header (the header is exactly ``alg``, ``kid`` and ``typ``).
+TAIL_TYP = "station-kit-tail+jws"
+#: The members of a tail claim's payload, no more and no fewer.
+TAIL_MEMBERS = frozenset({"v", "station", "seq", "head", "ts"})
+#: A claim is about 300 characters; anything much longer is refused before it is decoded.
+MAX_TAIL_CHARS = 2048
+_CHAIN_VALUE_BYTES = 32
+
 _registry = jws_registry(MAX_PLAIN_BYTES)
+
+
+@dataclass(frozen=True)
+class TailClaim:
+    """A verified tail claim: the station's journal reached ``seq``, whose chain value is ``head``, at its clock's
+    ``ts``; ``token`` is the claim itself (a compact JWS), which the bank stores and recon verifies again."""
+
+    token: str
+    station_id: str
+    seq: int
+    head: str
+    ts: str
 
 
 @dataclass(frozen=True)
@@ -89,6 +120,8 @@ class Batch:
     prev: str
     head: str
     entries: list[OpenedEntry] = field(default_factory=list)
+    #: The station's signed claim of its journal's end when it sealed the batch; None from a station that sends none.
+    tail: TailClaim | None = None
 
 
 @dataclass(frozen=True)
@@ -118,18 +151,23 @@ def seal_batch(
     prev: str,
     signer: Signer,
     server_encryption_key: X25519PublicKey,
+    tail: str | None = None,
 ) -> SealedBatch:
     """Build, sign, compress and seal a batch of ``(seq, token)`` pairs (gapless, ascending).
 
-    ``prev`` is the chain head before the first entry (the ``prev`` of the first entry's payload).
+    ``prev`` is the chain head before the first entry (the ``prev`` of the first entry's payload). ``tail``: the
+    station's tail claim (:func:`make_tail_claim`), carried in the signed body; without it the body is exactly what
+    stations sent before tail claims existed.
     """
     if not entries:
         raise ValueError("a batch holds at least one entry")
     first, last = entries[0][0], entries[-1][0]
     if last - first + 1 != len(entries) or any(seq != first + i for i, (seq, _) in enumerate(entries)):
         raise ValueError("a batch is a gapless run of entries")
+    if tail is not None and not isinstance(tail, str):
+        raise ValueError("a tail claim is a compact JWS string")
     run = compact_entries(entries, station_id)
-    body_json = canonical_json({
+    meta = {
         "v": ENVELOPE_VERSION,
         "station": station_id,
         "first": first,
@@ -138,7 +176,10 @@ def seal_batch(
         "head": chain_hash(entries[-1][1]),
         "headers": run.headers,
         "entries": run.items,
-    })
+    }
+    if tail is not None:
+        meta["tail"] = tail
+    body_json = canonical_json(meta)
     body = struct.pack(">I", len(body_json)) + body_json + run.signatures
     signed = _sign_detached(signer, body)
     plaintext = BATCH_MAGIC + struct.pack(">I", len(signed)) + signed.encode("ascii") + body
@@ -152,6 +193,75 @@ def _sign_detached(signer: Signer, body: bytes) -> str:
     token = jws.serialize_compact(header, body, signer.key, registry=_registry)
     head, _, sig = token.split(".")
     return f"{head}..{sig}"
+
+
+def make_tail_claim(signer: Signer, *, station_id: str, seq: int, head: str, ts: str) -> str:
+    """The station's signed claim that its journal reaches ``seq`` with chain value ``head`` (SHA-256 of entry
+    ``seq``'s JWS, base64url), at its own clock's ``ts`` (``utc_text``); see :func:`verify_tail_claim`."""
+    header = {"alg": "Ed25519", "kid": signer.kid, "typ": TAIL_TYP}  # in canonical (sorted) order: joserfc keeps it
+    payload = {"v": PROTOCOL_VERSION, "station": station_id, "seq": seq, "head": head, "ts": ts}
+    return jws.serialize_compact(header, canonical_json(payload), signer.key, registry=_registry)
+
+
+def verify_tail_claim(token: str, station_signing_jwk: Mapping, station_id: str) -> dict:
+    """The payload of a tail claim that verifies with the station's key; raises :class:`BadTailClaim`.
+
+    As strict as an entry (``station.protocol.tokens``), so that one claim has one encoding: a compact JWS of
+    unpadded base64url; the protected header is the canonical JSON of exactly ``alg`` (``Ed25519``, or ``EdDSA``),
+    ``kid`` (the thumbprint of ``station_signing_jwk``) and ``typ`` ``station-kit-tail+jws``; the signature verifies;
+    the payload is the canonical JSON of exactly ``v`` (the integer 1), ``station`` (``station_id``), ``seq`` (an
+    integer >= 1), ``head`` (base64url of 32 bytes) and ``ts`` (a time with an offset).
+    """
+    if not isinstance(token, str) or len(token) > MAX_TAIL_CHARS or not token.isascii() or token.count(".") != 2:
+        raise BadTailClaim("the tail claim is not a compact JWS")
+    try:
+        key = verification_key(station_signing_jwk)
+    except (JoseError, ValueError, KeyError, TypeError) as exc:
+        raise BadTailClaim("the station has no usable signing key to verify its tail claim") from exc
+    header_b64, payload_b64, signature_b64 = token.split(".")
+    try:
+        header = parse_canonical(b64url_decode(header_b64), "the tail claim's header")
+        payload_bytes = b64url_decode(payload_b64)
+        b64url_decode(signature_b64)
+    except (TokenError, ValueError) as exc:
+        raise BadTailClaim(f"the tail claim is not well-formed ({exc})") from exc
+    if set(header) != {"alg", "kid", "typ"} or header["typ"] != TAIL_TYP or header["alg"] not in ACCEPTED_ALGS:
+        raise BadTailClaim(f"the tail claim's header is not exactly alg, kid and typ {TAIL_TYP}")
+    if header["kid"] != key.thumbprint():
+        raise BadTailClaim("the tail claim does not name the station's key")
+    try:
+        jws.deserialize_compact(token, key, registry=_registry)
+    except (JoseError, ValueError, KeyError, TypeError) as exc:
+        raise BadTailClaim("the tail claim's signature does not verify with the station's key") from exc
+    try:
+        payload = parse_canonical(payload_bytes, "the tail claim's payload")
+    except TokenError as exc:
+        raise BadTailClaim(str(exc)) from exc
+    if set(payload) != TAIL_MEMBERS:
+        raise BadTailClaim("the tail claim's payload is not exactly v, station, seq, head and ts")
+    if not is_integer(payload["v"]) or payload["v"] != PROTOCOL_VERSION:
+        raise BadTailClaim(f"the tail claim's version is {payload['v']!r}, not {PROTOCOL_VERSION}")
+    if payload["station"] != station_id:
+        raise BadTailClaim(f"the tail claim is for station {payload['station']!r}")
+    if not is_integer(payload["seq"]) or payload["seq"] < 1:
+        raise BadTailClaim("the tail claim's seq is not a positive integer")
+    try:
+        if len(b64url_decode(payload["head"])) != _CHAIN_VALUE_BYTES:
+            raise ValueError("not 32 bytes")
+        if not isinstance(payload["ts"], str):
+            raise ValueError("ts is not text")
+        parse_utc(payload["ts"])
+    except ValueError as exc:
+        raise BadTailClaim(f"the tail claim's head or ts is not well-formed ({exc})") from exc
+    return payload
+
+
+def _open_tail(meta: dict, station_id: str, station_signing_jwk: Mapping) -> TailClaim | None:
+    if "tail" not in meta:
+        return None
+    token = meta["tail"]
+    payload = verify_tail_claim(token, station_signing_jwk, station_id)
+    return TailClaim(token, station_id, payload["seq"], payload["head"], payload["ts"])
 
 
 def _verify_detached(detached: str, body: bytes, key: OKPKey) -> dict:
@@ -211,9 +321,10 @@ def open_batch(
         raise EnvelopeError("the batch lacks entries, headers or prev")
     if len(items) != last - first + 1 or len(signatures) != SIGNATURE_BYTES * len(items):
         raise EnvelopeError("the batch does not hold exactly its range of entries")
+    tail = _open_tail(meta, station_id, station_signing_jwk)
     return Batch(station_id, first, last, prev, meta.get("head"),
                  _verify_entries(items, headers, signatures, station_id, first, prev, meta.get("head"),
-                                 station_signing_jwk, station_key))
+                                 station_signing_jwk, station_key), tail)
 
 
 def _verify_entries(items, headers, signatures, station_id, first, prev, head, jwk, station_key) -> list:

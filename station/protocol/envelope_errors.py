@@ -30,6 +30,11 @@ class BadBatchSignature(EnvelopeError):
     code = "bad-signature"
 
 
+class BadTailClaim(BadBatchSignature):
+    """The batch's tail claim (how far the station's journal reaches) is not a well-formed claim signed with the
+    station's key: the batch is refused as a bad signature, since the claim is signed data of the batch."""
+
+
 class BadEntry(EnvelopeError):
     """One entry of a batch is malformed, unsigned, or not chained where it should be."""
 

@@ -258,3 +258,34 @@ def exceptions_resolve(database_url, exception_id, note, by, lang):
     except ValueError as exc:
         raise ReconError(render(lang, N_("Exception {id} is already resolved."), {"id": exception_id})) from exc
     click.echo(render(lang, N_("Exception {id} resolved."), {"id": exception_id}))
+
+
+# -- billers' settlement files ------------------------------------------------------------------------------
+@cli.group()
+def billers():
+    """Billers' settlement files: import them (each file once, all or nothing) to check what billers were paid."""
+
+
+@billers.command("import")
+@database_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--biller", "biller_code", required=True, help="The biller's code in the bank, e.g. ELEC-SGCC.")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False),
+              help="A JSON file describing another layout (columns, amount unit, date format, delimiter, encoding).")
+@click.option("--by", "by", default="", help="Who imports it (kept with the file).")
+def billers_import(database_url, file, biller_code, mapping, by):
+    """Import a biller's settlement file (CSV, UTF-8 or GB18030): every bad line is listed and nothing is imported;
+    the same file imported again is kept once.
+
+    Example: recon billers import sgcc-20261102.csv --biller ELEC-SGCC --mapping sgcc.json --by wang.li
+    """
+    from sync_server.recon.billers_import import BillerImportError, import_biller_file
+
+    open_database(database_url)
+    try:
+        result = import_biller_file(file, biller_code, mapping, by)
+    except BillerImportError as exc:
+        raise ReconError(str(exc)) from exc
+    except DatabaseError as exc:
+        raise ReconError(f"The database refused the import ({_first_line(exc)}).") from exc
+    click.echo(result.message)

@@ -84,7 +84,8 @@ _SPECS = [
                 "{expected}."),
              N_("Agree the amount with {biller} and settle the difference.")),
     KindSpec("biller_duplicate", "billers",
-             N_("{biller}'s settlement files list payment {txn} (reference {reference}, {amount}) {count} times."),
+             N_("{biller}'s settlement files list one payment (reference {reference}, {amount}, {day}) {count} "
+                "times."),
              N_("Ask {biller} to withdraw the duplicate line; pay it only once.")),
     # -- cash ---------------------------------------------------------------------------------------------
     KindSpec("cash_variance", "cash",
@@ -117,7 +118,7 @@ KINDS: dict[str, KindSpec] = {spec.kind: spec for spec in _SPECS}
 GROUPS: tuple[str, ...] = ("completeness", "integrity", "ledger", "billers", "cash", "risk")
 
 #: The fields that say where a discrepancy is; with its kind they make its identity (``fingerprint``).
-LOCATION_FIELDS = ("station", "seq", "txn", "account", "biller", "reference")
+LOCATION_FIELDS = ("station", "seq", "txn", "account", "biller", "reference", "day")
 
 
 @dataclass(frozen=True)
