@@ -38,13 +38,14 @@ from station.context import Station
 from station.db import Customer, Operation, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
+from station.protocol.envelope import make_tail_claim
 from station.protocol.times import utc_text
 from station.protocol.tokens import chain_hash, unverified_payload
 from station.sync import sync_once
 from sync_server import service
 from sync_server.admin import BANK_BOOKING, execute_due_transfers, load_demo_data
 from sync_server.book import Book
-from sync_server.db import DEBIT_NORMAL, Account, Entry, Posting, ServerSetting, db_proxy
+from sync_server.db import DEBIT_NORMAL, Account, Entry, Posting, ServerSetting, StationTail, db_proxy
 from sync_server.db import Station as BankStation
 from sync_server.recon.context import Scope
 from sync_server.recon.kinds import Discrepancy
@@ -362,8 +363,9 @@ class History:
                 ) -> dict[int, str]:
         """An insider with the station's key rewrites its stored history from ``seq``: ``change(payload)`` gives
         entry ``seq``'s new payload and the signer to sign it with; every later entry is signed again by the
-        station's key with ``prev`` linking to the rewritten one, so the chain breaks nowhere else.
-        Returns the new tokens by seq (already stored)."""
+        station's key with ``prev`` linking to the rewritten one, so the chain breaks nowhere else, and so is the
+        station's stored tail claim (its seq, the new chain value, its time), which would otherwise contradict the
+        new head. Returns the new tokens by seq (already stored)."""
         self.db()
         stored = dict(Entry.select(Entry.seq, Entry.token).where(
             (Entry.station_id == station_id) & (Entry.seq >= seq)).order_by(Entry.seq).tuples())
@@ -378,6 +380,12 @@ class History:
                 sign = signer.sign
             new[number] = sign(payload)
         self.replace_tokens(station_id, new)
+        tail = StationTail.get_or_none(StationTail.station_id == station_id)
+        if tail is not None and tail.seq in new:
+            claim = unverified_payload(tail.claim)
+            head = chain_hash(new[tail.seq])
+            token = make_tail_claim(signer, station_id=station_id, seq=tail.seq, head=head, ts=claim["ts"])
+            StationTail.update(head=head, claim=token).where(StationTail.station_id == station_id).execute()
         return new
 
 

@@ -90,15 +90,18 @@ def test_seq_gap__an_entry_deleted_from_the_middle(history):
 
 def test_seq_gap__acknowledged_entries_the_bank_no_longer_holds(history):
     """The last entry (a day close) is deleted with its postings and the balances put back as before it: the bank
-    acknowledged a seq it does not hold."""
+    acknowledged a seq it does not hold. Implied: the station's signed tail claim names that entry too, so it is
+    also ``missing_tail`` (the same seq, from the station's signature rather than the bank's own record)."""
     head = history.head("ST-0001")
     assert history.payload("ST-0001", head)["type"] == "day_close"
     history.unpost("ST-0001", head)
     with history.insider():
         Entry.delete().where((Entry.station_id == "ST-0001") & (Entry.seq == head)).execute()
-    gap = only(history.find(), "seq_gap")
-    assert (gap.station, gap.seq, gap.detail["first"], gap.detail["last"], gap.detail["missing"]) == (
-        "ST-0001", head, head, head, 1)
+    found = history.find()
+    assert sorted(where(found)) == [("missing_tail", "ST-0001", head, None, None),
+                                    ("seq_gap", "ST-0001", head, None, None)]
+    gap = next(d for d in found if d.kind == "seq_gap")
+    assert (gap.detail["first"], gap.detail["last"], gap.detail["missing"]) == (head, head, 1)
 
 
 def test_station_silent(history):
