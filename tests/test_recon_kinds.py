@@ -3,13 +3,14 @@ no discrepancy at all; each test injects exactly one anomaly, the way it would h
 booking, a cloned device, a station that does not sync, a clock moved, an entry signed by the station's own key),
 and recon reports exactly one discrepancy of that kind at that place, and nothing else.
 
-The biller kinds and ``missing_tail`` have their own tests (tests/test_recon_billers.py, tests/test_recon_tail.py).
+The biller kinds and ``missing_tail`` have their own tests (tests/test_recon_billers.py, tests/test_sync_tail.py).
 On SQLite and, with ``TEST_DATABASE_URL``, PostgreSQL.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from recon_support import STATIONS, account_of, history_fixture  # noqa: F401
@@ -27,7 +28,7 @@ from sync_server.recon import integrity, ledger, risk
 from sync_server.recon.kinds import KINDS
 
 #: Kinds tested elsewhere: the billers' files (tests/test_recon_billers.py) and the signed tails
-#: (tests/test_recon_tail.py).
+#: (tests/test_sync_tail.py).
 ELSEWHERE = {"biller_missing_in_file", "biller_unexpected_in_file", "biller_amount_mismatch", "biller_duplicate",
              "missing_tail"}
 
@@ -51,6 +52,10 @@ def seq_of(history, station_id: str, label: str) -> int:
 def test_every_kind_has_a_test_here_or_elsewhere():
     tested = {name.removeprefix("test_").split("__")[0] for name in globals() if name.startswith("test_")}
     assert set(KINDS) - ELSEWHERE <= tested
+    here = Path(__file__).parent
+    elsewhere = (here / "test_recon_billers.py").read_text(encoding="utf-8") + (
+        here / "test_sync_tail.py").read_text(encoding="utf-8")
+    assert all(f'"{kind}"' in elsewhere for kind in ELSEWHERE)
 
 
 # -- the clean history ----------------------------------------------------------------------------------------
