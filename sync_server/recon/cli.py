@@ -289,3 +289,44 @@ def billers_import(database_url, file, biller_code, mapping, by):
     except DatabaseError as exc:
         raise ReconError(f"The database refused the import ({_first_line(exc)}).") from exc
     click.echo(result.message)
+
+
+# -- settlement report --------------------------------------------------------------------------------------
+@cli.group("report")
+def report_group():
+    """Reports for the back office: the daily settlement."""
+
+
+@report_group.command("settlement")
+@database_option
+@click.option("--date", "day", required=True, help="The business day, YYYY-MM-DD.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@lang_option
+def report_settlement(database_url, day, fmt, lang):
+    """One business day's settlement: per station (cash paid out and taken in, float position, variance,
+    commission, fees), per biller (amount payable), and day totals tied to the ledger line by line.
+
+    Exit 0 when every line ties, 1 when one does not (a message says which), 2 on a usage, connection or data
+    error.
+
+    Example: recon report settlement --date 2026-11-30 --format json --lang en
+    """
+    from sync_server.recon import settlement
+
+    day = _day(day, "--date")
+    database = open_database(database_url)
+    try:
+        result = settlement.settle(database, day, datetime.now(UTC))
+    except DatabaseError as exc:
+        raise ReconError(f"The database refused a query ({_first_line(exc)}).") from exc
+    if fmt == "json":
+        click.echo(settlement.to_json(result, lang), nl=False)
+    elif fmt == "csv":
+        click.echo(settlement.to_csv(result, lang), nl=False)
+    else:
+        settlement.print_tables(Console(), result, lang)
+    if not result.ties:
+        click.echo(settlement.verdict(result, lang), err=True)
+        sys.exit(1)
+    if fmt == "table":
+        click.echo(settlement.verdict(result, lang))
