@@ -80,7 +80,7 @@ def _tops(context) -> set[tuple[str, int]]:
     return {(station_id, seq) for station_id, seq in rows}
 
 
-def _station_keys(context) -> dict[str, tuple[str | None, Ed25519PublicKey | None]]:
+def station_keys(context) -> dict[str, tuple[str | None, Ed25519PublicKey | None]]:
     """(kid, public key) of each station in scope as enrolled (None for a station never enrolled)."""
     query = Station.select(Station.station_id, Station.kid, Station.signing_jwk)
     if context.scope.stations is not None:
@@ -130,7 +130,7 @@ def _days(context, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], str | 
 
 def checks(context) -> list[Discrepancy]:
     """Every integrity discrepancy of the run's scope; records ``context.heads_verified`` for the proof."""
-    keys = _station_keys(context)
+    keys = station_keys(context)
     unknown = _unknown_keys(context, keys)
     breaks = _breaks(context)
     recorded = _recorded_heads(context)

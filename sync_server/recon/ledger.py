@@ -174,9 +174,12 @@ def balance_mismatches(context) -> list[Discrepancy]:
     """Accounts whose stored balance differs from their postings; station accounts in scope only, when the run
     is limited to some stations."""
     found = []
+    stations = {station_id for (station_id,) in context.rows("SELECT station_id FROM station")}
     for failure in balance_matches_postings():
         account = failure.account_id
-        station = account.rsplit(":", 1)[1] if ":" in account else None
+        # A station's own accounts end with its id (``cash:ST-0001``, ``biller:CODE:ST-0001``: book.station_account).
+        suffix = account.rsplit(":", 1)[-1]
+        station = suffix if ":" in account and suffix in stations else None
         if context.scope.stations is not None and station not in context.scope.stations:
             continue
         found.append(Discrepancy("balance_mismatch", station=station, account=account,

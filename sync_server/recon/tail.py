@@ -96,11 +96,26 @@ def _compare(context) -> list[Discrepancy]:
             WHERE t.seq > coalesce(h.held, 0) OR (f.hash IS NOT NULL AND f.hash <> t.head)
             ORDER BY t.station_id""")
     found = []
+    forks = [(station_id, claimed) for station_id, claimed, held, _ in rows if claimed <= held]
+    altered = _altered(context, forks)
     for station_id, claimed, held, held_hash in rows:
         if claimed > held:
             found.append(Discrepancy("missing_tail", station=station_id, seq=held + 1,
                                      detail={"claimed": claimed, "held": held, "missing": claimed - held}))
-        else:
+        elif (station_id, claimed) not in altered:
             found.append(Discrepancy("fork", station=station_id, seq=claimed,
                                      detail={"reason": FORK_REASON, "held_hash": held_hash}))
     return found
+
+
+def _altered(context, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Of the held entries a claim contradicts, those whose own signature fails with the station's enrolled key:
+    altered in the bank's database after the station signed them. That is ``integrity``'s ``bad_signature`` (or
+    ``unknown_key``), and the claim's disagreement follows from it: no fork is reported as well."""
+    from sync_server.recon.integrity import signature_ok, station_keys
+
+    keys = station_keys(context)
+    rows = context.by_keys("SELECT station_id, seq, token FROM entry WHERE station_id = ? AND seq IN ({seqs})",
+                           set(wanted))
+    return {(station_id, seq) for station_id, seq, token in rows
+            if keys.get(station_id, (None, None))[1] is None or not signature_ok(token, keys[station_id][1])}
