@@ -133,6 +133,10 @@ def extract_facts(context, progress=None) -> int:
             chunk = []
     count += _write(context, chunk, progress)
     context.database.execute_sql("CREATE INDEX recon_fact_txn ON recon_fact (station_id, txn)")
+    # Reversals and cancellations look up the others of their original (``risk.reversal_mismatches``): without
+    # it, a range scan of the station's entries per undoing entry (1M entries: 3 of that check's 4.5 seconds).
+    context.database.execute_sql(
+        "CREATE INDEX recon_fact_ref ON recon_fact (station_id, ref_txn) WHERE ref_txn IS NOT NULL")
     context.database.execute_sql("ANALYZE recon_fact")
     return count
 
