@@ -55,6 +55,10 @@ def find_discrepancies(database: Database, scope: Scope, now: datetime | None = 
     # take the write lock, so stations keep syncing while recon runs.
     snapshot = {"isolation_level": "REPEATABLE READ"} if is_postgres(database) else {"lock_type": "DEFERRED"}
     with database.atomic(**snapshot):
+        if is_postgres(database):
+            # Each check's query runs once over the whole period: compiling it (JIT, on by default since
+            # PostgreSQL 12) cost more than it saved (1M entries: 2 s for one query's compilation, 2.5 s in all).
+            database.execute_sql("SET LOCAL jit = off")
         context = Context.open(database, scope, now)
         findings.entries = extract_facts(context, progress=(lambda n: progress("entries", n)) if progress else None)
         found: list[Discrepancy] = []
