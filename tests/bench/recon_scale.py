@@ -74,6 +74,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="recon runs per size (the median is reported)")
     parser.add_argument("--profile", action="store_true", help="also time each SQL statement of one run")
     parser.add_argument("--seed", default="bench")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each size's database (its name is printed) for EXPLAIN; drop it by hand")
     args = parser.parse_args()
     sizes = [20_000] if args.quick else [int(size) for size in args.sizes.split(",")]
     now = datetime.now(UTC)
@@ -105,8 +107,9 @@ def measure(args, size: int, now: datetime) -> dict:
         runs = [run_in_child(url, now, profile=False) for _ in range(max(1, args.repeat))]
         profile = run_in_child(url, now, profile=True) if args.profile else None
     finally:
-        with psycopg.connect(args.database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not args.keep:
+            with psycopg.connect(args.database_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     seconds = statistics.median(run["seconds"] for run in runs)
     floor = copy_out + copy_in
     result = {
@@ -125,6 +128,8 @@ def measure(args, size: int, now: datetime) -> dict:
         "ratio_to_floor": round(seconds / floor, 2),
         "build_seconds": round(build_seconds, 1),
     }
+    if args.keep:
+        result["database"] = name
     if profile:
         result["profile"] = {"seconds": round(profile["seconds"], 3), "statements": profile["statements"]}
     return result
