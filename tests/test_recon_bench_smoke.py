@@ -25,7 +25,8 @@ from sync_server.recon.context import Scope
 from sync_server.recon.run import find_discrepancies
 
 NOW = datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
-STATIONS, ENTRIES = 3, 50
+#: Four business days per station: days open on the cash left by the day before, holds are refreshed.
+STATIONS, ENTRIES = 3, 130
 
 
 @pytest.fixture
@@ -51,14 +52,18 @@ def test_clean_history_verifies_and_balances(history_db):
     station's head; the ledger's own invariant checks pass."""
     stations = build_small_history(history_db, STATIONS, ENTRIES, NOW)
     assert Entry.select().count() == STATIONS * ENTRIES
+    types = set()
     for station in Station.select().order_by(Station.station_id):
         tokens = list(Entry.select(Entry.seq, Entry.token).where(Entry.station_id == station.station_id)
                       .order_by(Entry.seq).tuples())
         assert verify_chain(tokens, verification_key(station.signing_jwk), station.station_id) is None
         assert check_journal_semantics([unverified_payload(token) for _, token in tokens]) == []
         assert (station.acked_seq, station.head) == (ENTRIES, chain_hash(tokens[-1][1]))
-        types = {unverified_payload(token)["type"] for _, token in tokens}
-        assert {"withdrawal", "deposit", "bill_payment", "day_open", "day_close"} <= types
+        payloads = [unverified_payload(token) for _, token in tokens]
+        assert sum(1 for p in payloads if p["type"] == "day_close") == 4
+        types |= {p["type"] for p in payloads} | {f"bill_payment/{p['funding']}" for p in payloads if "funding" in p}
+    assert {"withdrawal", "deposit", "bill_payment/cash", "bill_payment/account", "balance_enquiry", "reversal",
+            "day_open", "day_close"} <= types
     assert [s.station_id for s in Station.select().order_by(Station.station_id)] == stations
     assert check_ledger() == []
 
