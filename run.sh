@@ -79,7 +79,8 @@ TXT
 run_tests() {
     install test
     "$VENV/bin/ruff" check .
-    "$VENV/bin/python" -m pytest "$@"
+    # One pytest worker per core (pytest-xdist): the suite waits on fsync and PostgreSQL as much as it computes.
+    "$VENV/bin/python" -m pytest -n "${PYTEST_WORKERS:-auto}" "$@"
 }
 
 case "${1:-}" in

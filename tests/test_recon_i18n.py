@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import string
 from io import BytesIO
 from pathlib import Path
@@ -23,10 +24,11 @@ def catalogue():
         return read_po(handle, locale="zh_Hans_CN")
 
 
-def extracted_ids() -> set[str]:
+@functools.cache
+def extracted_ids() -> frozenset[str]:
     """What ``pybabel extract -F babel-recon.cfg -k N_`` finds in sync_server/recon."""
     found = extract_from_dir(str(ROOT / "sync_server/recon"), [("**.py", "python")], keywords={"N_": None})
-    return {message for _file, _line, message, _comments, _context in found}
+    return frozenset(message for _file, _line, message, _comments, _context in found)
 
 
 def placeholders(text: str) -> set[str]:

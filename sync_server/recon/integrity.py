@@ -21,6 +21,7 @@ authenticates every entry below it, as in git or Certificate Transparency. The c
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -223,7 +224,8 @@ def verify_all(context, keys, skip: set[tuple[str, int]], chunk: int = 2_000) ->
         for future in futures:
             failed.update({where: False for where in future.result()})
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # forkserver: the workers do not inherit the caller's threads or its database connection.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
         batch: list = []
         for station_id, seq, token in stored:
             if (station_id, seq) in skip:
