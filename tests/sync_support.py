@@ -158,3 +158,35 @@ def append_forged_entry(st, entry_type: str, moment, body: dict, txn: str | None
     from station.journal import entry_payload, store_entry
 
     return store_entry(st, entry_payload(st, entry_type, moment, body, txn), moment)
+
+
+def open_counter(st):
+    """The demo agents added and logged in, the day opened with ¥30,000: (agent, supervisor) sessions."""
+    from station import agents, business_day
+    from station.demo import DEMO_AGENTS
+
+    for agent_id, name, role, pin in DEMO_AGENTS:
+        agents.add_agent(st, agent_id, name, role, pin)
+    agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    supervisor = agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
+    business_day.open_day(st, agent, {"10000": 300})
+    return agent, supervisor
+
+
+def record_some(st, count=3, amount=10_000):
+    """Open the day (once) and record ``count`` deposits for a downlinked customer."""
+    from station import agents, business_day, operations, receipts
+    from station.db import Agent, Customer
+    from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+
+    with st.bound():
+        if Agent.select().count() == 0:
+            for agent_id, name, role, pin in DEMO_AGENTS:
+                agents.add_agent(st, agent_id, name, role, pin)
+        session = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        if business_day.current_day(st) is None:
+            business_day.open_day(st, session, {"10000": 100})
+        customer = Customer.get(Customer.account_id == "DM00010001")
+        auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+        for _ in range(count):
+            operations.deposit_cash(st, session, auth, amount, receipts.new_txn_id())

@@ -9,10 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from sync_support import enrolled_station, server_db
+from sync_support import enrolled_station, open_counter, server_db
 
-from station import agents, business_day, operations, receipts
-from station.demo import DEMO_AGENTS
+from station import operations, receipts
 from station.protocol.demo_data import demo_billers
 from station.protocol.times import parse_utc
 from station.sync import sync_once
@@ -247,15 +246,6 @@ class Payment:
     reference: str
     amount_fen: int
     value_date: str
-
-
-def open_counter(st):
-    for agent_id, name, role, pin in DEMO_AGENTS:
-        agents.add_agent(st, agent_id, name, role, pin)
-    agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    supervisor = agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
-    business_day.open_day(st, agent, {"10000": 300})
-    return agent, supervisor
 
 
 def value_date(station_id: str, txn: str) -> str:

@@ -9,12 +9,10 @@ import threading
 import jsonschema
 import pytest
 import requests
-from sync_support import enrolled_station, serve_in_thread, server_db, stop_server
+from sync_support import enrolled_station, record_some, serve_in_thread, server_db, stop_server
 
-from station import agents, business_day, operations, receipts
 from station.context import Station
-from station.db import Customer, JournalEntry
-from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+from station.db import JournalEntry
 from station.journal import iter_entries, journal_head
 from station.protocol import acks, envelope, key_codecs
 from station.protocol.tokens import Signer, b64url, canonical_json, chain_hash, generate_signing_key, unverified_payload
@@ -26,23 +24,6 @@ from sync_server.db import Station as ServerStation
 from sync_server.openapi import openapi_document
 
 PROBLEM = "urn:station-kit:problem:"
-
-
-def record_some(st, count=3, amount=10_000):
-    """Open the day (once) and record ``count`` deposits for a downlinked customer."""
-    from station.db import Agent
-
-    with st.bound():
-        if Agent.select().count() == 0:
-            for agent_id, name, role, pin in DEMO_AGENTS:
-                agents.add_agent(st, agent_id, name, role, pin)
-        session = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-        if business_day.current_day(st) is None:
-            business_day.open_day(st, session, {"10000": 100})
-        customer = Customer.get(Customer.account_id == "DM00010001")
-        auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
-        for _ in range(count):
-            operations.deposit_cash(st, session, auth, amount, receipts.new_txn_id())
 
 
 def post(server, station_id, sealed_or_body, headers=None):

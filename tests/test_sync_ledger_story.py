@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sync_support import append_only_lifted, enrolled_station, server_db
+from sync_support import append_only_lifted, enrolled_station, open_counter, server_db
 
-from station import agents, business_day, errors, operations, receipts
+from station import agents, errors, operations, receipts
 from station.db import Customer, Operation
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
@@ -19,15 +19,6 @@ from sync_server.db import Customer as ServerCustomer
 from sync_server.db import Station as ServerStation
 
 ACCOUNT = "DM00010003"
-
-
-def open_counter(st):
-    for agent_id, name, role, pin in DEMO_AGENTS:
-        agents.add_agent(st, agent_id, name, role, pin)
-    agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-    supervisor = agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])
-    business_day.open_day(st, agent, {"10000": 300})
-    return agent, supervisor
 
 
 def counter_with_a_payee(st):

@@ -7,11 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from sync_support import enrolled_station, server_db
+from sync_support import enrolled_station, record_some, server_db
 
-from station import agents, business_day, operations, receipts
-from station.db import Agent, Customer
-from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import iter_entries
 from station.protocol import envelope, key_codecs
 from station.protocol.tokens import (
@@ -33,21 +30,6 @@ from sync_server.recon.kinds import Discrepancy
 
 PROBLEM = "urn:station-kit:problem:"
 TS = "2026-11-02T23:40:00.000Z"
-
-
-def record_deposits(st, count: int) -> None:
-    """Open the day (once) and record ``count`` deposits for a downlinked customer."""
-    with st.bound():
-        if Agent.select().count() == 0:
-            for agent_id, name, role, pin in DEMO_AGENTS:
-                agents.add_agent(st, agent_id, name, role, pin)
-        session = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-        if business_day.current_day(st) is None:
-            business_day.open_day(st, session, {"10000": 100})
-        auth = agents.authenticate_customer(st, session, Customer.get(Customer.account_id == "DM00010001"),
-                                            DEMO_CUSTOMER_PIN)
-        for _ in range(count):
-            operations.deposit_cash(st, session, auth, 10_000, receipts.new_txn_id())
 
 
 def partial_sync(st, batch_entries: int = 2) -> int:
@@ -99,7 +81,7 @@ def tail_findings(scope: Scope | None = None) -> list[Discrepancy]:
 def test_every_batch_carries_the_journal_end_and_the_bank_keeps_the_newest(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     assert stored_tail() == (1, chain_hash(journal(st)[0][1]))  # the first sync: the start entry
-    record_deposits(st, 6)
+    record_some(st, 6)
     entries = journal(st)
     end = (len(entries), chain_hash(entries[-1][1]))
     held = partial_sync(st)
@@ -114,7 +96,7 @@ def test_every_batch_carries_the_journal_end_and_the_bank_keeps_the_newest(serve
 
     sync_once(st)
     assert stored_tail() == end and ServerStation.get_by_id("ST-0001").acked_seq == end[0]
-    record_deposits(st, 1)
+    record_some(st, 1)
     sync_once(st)
     newest = journal(st)[-1]
     assert stored_tail() == (newest[0], chain_hash(newest[1]))
@@ -124,7 +106,7 @@ def test_a_station_that_loses_its_link_after_one_batch_leaves_missing_tail_until
         server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     enrolled_station(server, tmp_path, "ST-0002", clock)
-    record_deposits(st, 6)
+    record_some(st, 6)
     claimed = len(journal(st))
     held = partial_sync(st)
     assert tail_findings() == [Discrepancy("missing_tail", station="ST-0001", seq=held + 1)]
@@ -139,7 +121,7 @@ def test_a_station_that_loses_its_link_after_one_batch_leaves_missing_tail_until
 def test_recon_trusts_the_signed_claim_not_the_columns_beside_it(server, tmp_path, clock):
     """An insider lowers the stored seq to hide what is missing: the claim still says how far the journal reaches."""
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    record_deposits(st, 4)
+    record_some(st, 4)
     claimed = len(journal(st))
     held = partial_sync(st)
     StationTail.update(seq=held, head=chain_hash(journal(st)[held - 1][1])).where(
@@ -172,7 +154,7 @@ def _contradiction(server, st, case: str):
                                   "the entry at an earlier end differs"])
 def test_a_tail_claim_that_contradicts_the_chain_is_a_fork_refused_and_flagged(server, tmp_path, clock, case):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    record_deposits(st, 6)
+    record_some(st, 6)
     seq, send_contradiction = _contradiction(server, st, case)
     acked_before, tail_before = ServerStation.get_by_id("ST-0001").acked_seq, stored_tail()
     response = send_contradiction()
@@ -186,7 +168,7 @@ def test_a_tail_claim_that_contradicts_the_chain_is_a_fork_refused_and_flagged(s
 
 def test_recon_finds_a_stored_claim_that_contradicts_the_held_chain_as_a_fork(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    record_deposits(st, 3)
+    record_some(st, 3)
     sync_once(st)
     entries = journal(st)
     forged = claim(st, 3, chain_hash(entries[3][1]))  # seq 3 with entry 4's chain value, signed by the station
@@ -202,7 +184,7 @@ def test_recon_finds_a_stored_claim_that_contradicts_the_held_chain_as_a_fork(se
 def test_a_stored_claim_that_no_longer_verifies_is_a_bad_signature_at_the_claimed_seq(
         server, tmp_path, clock, change):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    record_deposits(st, 3)
+    record_some(st, 3)
     held = partial_sync(st)
     row = StationTail.get_by_id("ST-0001")
     header, payload, signature = row.claim.split(".")

@@ -273,7 +273,7 @@ def test_an_export_line_with_a_float_seq_is_refused(day, tmp_path):
 
 def test_deleting_the_newest_entries_is_caught_only_against_the_banks_head(server, tmp_path, clock):
     """The bank publishes the trust anchor (/jwks) and the outside head (station list --json)."""
-    from test_server_ingest import record_some
+    from sync_support import record_some
 
     from station.sync import sync_once
 
