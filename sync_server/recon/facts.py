@@ -12,13 +12,11 @@ SQLite iterates its cursor and inserts with ``executemany``.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import re
 
 from station.protocol.times import parse_utc
-from station.protocol.tokens import b64url, genesis_prev, is_integer
+from station.protocol.tokens import b64url, b64url_decode, genesis_prev, is_integer
 
 #: Columns of ``recon_fact`` in order: (name, SQL type).
 FACT_COLUMNS = (
@@ -30,24 +28,9 @@ FACT_COLUMNS = (
     ("biller", "TEXT"), ("ref", "TEXT"), ("funding", "TEXT"), ("ref_txn", "TEXT"), ("ref_seq", "BIGINT"),
     ("expected", "BIGINT"), ("ts", "TEXT"), ("day", "TEXT"), ("received_at", "TEXT"),
     ("booked_day", "TEXT"),  # the bank's local date of received_at: the value date of what it pays on
-
 )
 _NAMES = [name for name, _ in FACT_COLUMNS]
 CHUNK = 5_000
-
-
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-def _b64url_decode(text: str) -> bytes:
-    """``tokens.b64url_decode``'s strictness (only the alphabet, only the one encoding of the bytes), at C speed:
-    it runs twice per entry (header and payload), on a million entries."""
-    if not _B64URL.fullmatch(text):
-        raise ValueError("not unpadded base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode("ascii"):
-        raise ValueError("not the canonical base64url of its bytes")
-    return data
 
 
 def _text(value) -> str | None:
@@ -91,12 +74,12 @@ def fact_row(station_id: str, seq: int, token: str, outcome: str, reason: str | 
     if len(parts) == 3:
         if parts[0] not in headers:
             try:
-                headers[parts[0]] = json.loads(_b64url_decode(parts[0]))
+                headers[parts[0]] = json.loads(b64url_decode(parts[0]))
             except (ValueError, RecursionError):
                 headers[parts[0]] = None
         header = headers[parts[0]]
         try:
-            payload = json.loads(_b64url_decode(parts[1]))
+            payload = json.loads(b64url_decode(parts[1]))
         except (ValueError, RecursionError):
             payload = None
     if not isinstance(header, dict) or not isinstance(payload, dict):
