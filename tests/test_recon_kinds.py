@@ -313,6 +313,38 @@ def test_amount_mismatch(history, entry):
     assert (mismatch.amount_fen, mismatch.expected_fen, mismatch.detail["type"]) == (signed + delta, signed, entry)
 
 
+def test_amount_mismatch_on_a_leg_the_token_does_not_explain(history):
+    """An insider adds a balanced pair of legs to a withdrawal: 10 yuan to another customer, taken from the
+    station's fee income. The fee leg is then wrong and the other customer's leg has no place in the entry."""
+    seq = seq_of(history, "ST-0001", "withdrawal-0")
+    other = account_of("ST-0002", 3)
+    legs = history.postings("ST-0001", seq)
+    with history.insider():
+        Posting.insert_many([
+            dict(station_id="ST-0001", seq=seq, leg=len(legs), account_id=other, amount_fen=-1_000, memo="x"),
+            dict(station_id="ST-0001", seq=seq, leg=len(legs) + 1, account_id="fees:ST-0001", amount_fen=1_000,
+                 memo="x")]).execute()
+        history.move_balance(other, -1_000)
+        history.move_balance("fees:ST-0001", 1_000)
+    mismatch = only(history.find(), "amount_mismatch")
+    assert (mismatch.station, mismatch.seq) == ("ST-0001", seq)
+    assert mismatch.account in (other, "fees:ST-0001")
+
+
+def test_amount_mismatch_on_a_commission_beyond_the_policy(history):
+    """An insider pays the agent 10 yuan more commission on a withdrawal than the policy's 1 yuan: the pair
+    balances, but no withdrawal earns more than the policy's commission."""
+    seq = seq_of(history, "ST-0001", "withdrawal-0")
+    with history.insider():
+        for account, change in (("commission:ST-0001", 1_000), ("agent:ST-0001", -1_000)):
+            Posting.update(amount_fen=Posting.amount_fen + change).where(
+                (Posting.station_id == "ST-0001") & (Posting.seq == seq) & (Posting.account_id == account)).execute()
+            history.move_balance(account, change)
+    mismatch = only(history.find(), "amount_mismatch")
+    assert (mismatch.station, mismatch.seq, mismatch.account) == ("ST-0001", seq, "commission:ST-0001")
+    assert (mismatch.amount_fen, mismatch.expected_fen) == (1_100, 100)
+
+
 @pytest.mark.parametrize("account, station", [
     (account_of("ST-0002", 4), None),  # a customer's: no station's
     ("fees:ST-0002", "ST-0002"),  # a station's own account

@@ -7,8 +7,10 @@
 - ``postings_without_entry``: postings of a station's seq with no signed entry, of a rejected entry, or of an
   entry that moves no money (bank-side bookings, station ``BANK``, have no entries and are not listed);
 - ``amount_mismatch``: an entry's legs on the accounts its token determines differ from what the token says
-  (customer, drawer, fee, biller and clearing legs; commission depends on the bank's policy and is not derived);
-  a reversal or cancellation must post exactly the inverse of its original's legs;
+  (customer, drawer, fee, biller and clearing legs), a leg posts to any other account than those and the agent's
+  commission pair, or the commission exceeds the policy's for the type (its exact figure also depends on the
+  day's minimums and cap, which the settlement report ties); a reversal or cancellation must post exactly the
+  inverse of its original's legs;
 - ``balance_mismatch``: an account's stored balance is not the sum of its postings on its normal side
   (``sync_server.checks.balance_matches_postings``).
 """
@@ -109,12 +111,20 @@ def _slot(index: int, part: int) -> str:
 
 def _direct_mismatches(context) -> list[tuple]:
     """(station, seq, account, expected, actual, type, txn, day) of every leg of a settled withdrawal, deposit,
-    transfer or bill payment whose account did not move by what the token says.
+    transfer or bill payment whose account did not move by what the token says; and of legs the token does not
+    explain: on any other account than its expected legs and the agent's commission pair (expected 0), or a
+    commission (``commission:`` debited) beyond the policy's commission for the type (expected: the policy's
+    figure). A commission leg without its ``agent:`` twin leaves the entry unbalanced (``unbalanced``), or another
+    leg wrong.
 
     One join of ``recon_fact`` with ``posting`` on the entry's key, grouped by entry, each expected leg a column
     (``SUM`` of the postings on its account): one pass over the postings, at a million entries a few seconds
     (the leg-per-row form, an aggregate of ``posting`` per account joined to a union of the expected legs, took
     four times as long, and where PostgreSQL misjudged the reversal pairs as one row, hours)."""
+    commission, agent = "'commission:' || f.station_id", "'agent:' || f.station_id"
+    known = ", ".join([*(f"COALESCE({_slot(i, 0)}, '')" for i in range(_SLOTS)), commission, agent])
+    rates = context.policy.get("commission") or {}
+    top = " ".join(f"WHEN '{t}' THEN {int(rates.get(t, 0))}" for t in EXPECTED_LEGS)
     columns = ", ".join(
         f"{_slot(i, 0)} AS a{i}, {_slot(i, 1)} AS e{i}, "
         f"CAST(SUM(CASE WHEN p.account_id = {_slot(i, 0)} THEN p.amount_fen ELSE 0 END) AS BIGINT) AS x{i}"
@@ -122,17 +132,30 @@ def _direct_mismatches(context) -> list[tuple]:
     differs = " OR ".join(f"e{i} <> x{i}" for i in range(_SLOTS))
     rows = context.rows(f"""
         SELECT * FROM (
-            SELECT f.station_id, f.seq, f.type, f.txn, f.day, {columns}
+            SELECT f.station_id, f.seq, f.type, f.txn, f.day, {columns},
+                   MAX(CASE WHEN p.account_id NOT IN ({known}) THEN p.account_id END) AS other_account,
+                   CAST(SUM(CASE WHEN p.account_id NOT IN ({known}) THEN p.amount_fen ELSE 0 END) AS BIGINT)
+                       AS other_sum,
+                   COUNT(CASE WHEN p.account_id NOT IN ({known}) THEN 1 END) AS other_legs,
+                   CAST(SUM(CASE WHEN p.account_id = {commission} THEN p.amount_fen ELSE 0 END) AS BIGINT) AS paid,
+                   CASE f.type {top} ELSE 0 END AS rate, {commission} AS commission_account
             FROM recon_fact f JOIN posting p ON p.station_id = f.station_id AND p.seq = f.seq
             WHERE f.outcome = 'settled' AND f.type IN ({_in(EXPECTED_LEGS)}) AND f.amount IS NOT NULL
             GROUP BY f.station_id, f.seq, f.type, f.txn, f.day, f.account, f.amount, f.fee, f.biller, f.funding) d
-        WHERE {differs}""")
+        WHERE {differs} OR other_legs > 0 OR paid < 0 OR paid > rate""")
     found = []
     for station_id, seq, entry_type, txn, day, *legs in rows:
+        slots, (other_account, other_sum, other_legs, paid, rate, commission_account) = (
+            legs[:3 * _SLOTS], legs[3 * _SLOTS:])
         for i in range(_SLOTS):
-            account, expected, actual = legs[3 * i:3 * i + 3]
+            account, expected, actual = slots[3 * i:3 * i + 3]
             if expected is not None and expected != actual:
                 found.append((station_id, seq, account, expected, actual, entry_type, txn, day))
+        if other_legs:
+            found.append((station_id, seq, other_account, 0, other_sum, entry_type, txn, day))
+        if not 0 <= paid <= rate:
+            found.append((station_id, seq, commission_account, min(max(paid, 0), rate), paid, entry_type, txn,
+                          day))
     return found
 
 
