@@ -141,6 +141,10 @@ def test_json_and_csv_parse_back_with_the_documented_fields(history, tmp_path):
     result = history.recon("run", "--lang", "en", "--output", str(table))
     assert result.exit_code == 1 and result.stdout == ""
     assert "balance_mismatch" in table.read_text(encoding="utf-8")
+    # A report that cannot be written: exit 2 with the reason, before anything is run or kept.
+    for fmt in ("json", "table"):
+        result = history.recon("run", "--format", fmt, "--output", str(tmp_path / "no-such-folder" / "r.out"))
+        assert result.exit_code == 2 and "no-such-folder" in result.output and "Traceback" not in result.output
 
 
 def test_explanations_are_chinese_by_default_and_english_with_lang_en(history):

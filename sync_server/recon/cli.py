@@ -132,6 +132,8 @@ def run(database_url, day, date_from, date_to, stations, fmt, output, lang, veri
     if date_from and date_to and date_from > date_to:
         raise click.UsageError("--from is after --to")
     now = _now(as_of)
+    if output is not None and not Path(output).resolve().parent.is_dir():
+        raise ReconError(f"Cannot write {output}: its folder does not exist.")
     database = open_database(database_url)
     scope = Scope(date_from, date_to, tuple(dict.fromkeys(stations)) or None, now, verify_all)
     from sync_server.recon.run import find_discrepancies
@@ -159,8 +161,11 @@ def run(database_url, day, date_from, date_to, stations, fmt, output, lang, veri
         if output is None:
             report.print_tables(Console(), findings, stored, lang)
         else:
-            with open(output, "w", encoding="utf-8") as handle:
-                report.print_tables(Console(file=handle, width=160), findings, stored, lang)
+            try:
+                with open(output, "w", encoding="utf-8") as handle:
+                    report.print_tables(Console(file=handle, width=160), findings, stored, lang)
+            except OSError as exc:
+                raise ReconError(f"Cannot write {output}: {exc.strerror}.") from exc
     sys.exit(1 if any(item.status == "open" for item in stored) else 0)
 
 
