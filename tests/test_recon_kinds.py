@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from recon_support import STATIONS, account_of, history_fixture  # noqa: F401
@@ -482,3 +483,32 @@ def test_reversal_mismatch(history, field, reason):
     assert (mismatch.station, mismatch.seq, mismatch.txn) == ("ST-0003", forged.seq, forged.txn)
     assert mismatch.detail["reason"] == reason
     assert mismatch.detail["ref_txn"] == original.txn
+
+
+@pytest.mark.parametrize("body", [
+    {"agent": "A01", "account": "DM\x00", "amount": 10**30},  # NUL in text, an integer beyond any column
+    {"agent": "A01", "account": "DM00030002", "amount": -(2**63), "fee": 2**63},
+    {"agent": "A01", "account": ["not", "text"], "amount": {"nested": [[[[1]]]]}, "biller": True},
+    {"agent": "A01", "account": "王" * 300, "amount": 1, "ref": "\u202e\u0007"},
+], ids=["nul-and-huge", "int64-edges", "wrong-json-types", "long-and-control-text"])
+def test_signed_but_malformed_entries_never_break_a_run(history, body):
+    """A tampered station signs withdrawals the bank rejects as malformed (it stores them): recon reads their
+    tokens like any other, writes nothing it cannot store, and reports the cash the station says it paid out only
+    when the amount is one (a rejected withdrawal of a sane amount is money to recover)."""
+    st = history.station("ST-0002")
+    history.clock.advance(minutes=10)
+    with st.write():
+        forged = append_forged_entry(st, "withdrawal", st.now(), body, txn=receipts.new_txn_id())
+    assert sync_once(st).rejected.get(forged.seq) in ("malformed_entry", "invalid_amount")
+    found = history.find()
+    assert {d.kind for d in found} <= {"rejected_offline_debit"}, [(d.kind, d.detail) for d in found]
+    result = history.recon("run", "--format", "json")
+    assert result.exit_code in (0, 1), result.output
+    day = forged_day(forged)
+    result = history.recon("report", "settlement", "--date", day, "--format", "json")
+    assert result.exit_code == 0, result.output  # a rejected entry moves nothing in the ledger: the day ties
+
+
+def forged_day(entry) -> str:
+    """The business day (Beijing) of a station entry."""
+    return entry.recorded_at.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()

@@ -33,12 +33,24 @@ _NAMES = [name for name, _ in FACT_COLUMNS]
 CHUNK = 5_000
 
 
+#: The integers a payload may hold (docs/protocol.md, "JSON types"); anything beyond is not a fact (None).
+MAX_INTEGER = 2**53 - 1
+
+
 def _text(value) -> str | None:
-    return value if isinstance(value, str) else None
+    """Text as a database column can hold it: no NUL, no lone surrogate (a signed payload may carry either)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return value
 
 
 def _int(value) -> int | None:
-    return value if is_integer(value) else None
+    return value if is_integer(value) and -MAX_INTEGER <= value <= MAX_INTEGER else None
 
 
 class _Days:

@@ -36,10 +36,16 @@ class Stored:
     discrepancy: Discrepancy
 
 
+def _short(value):
+    """Text as its column holds it (255 characters): longer text, which a signed payload may carry, is cut with
+    an ellipsis. The identity (``fingerprint``) is computed from the whole value."""
+    return value[:254] + "…" if isinstance(value, str) and len(value) > 255 else value
+
+
 def _fields(d: Discrepancy) -> dict:
-    return dict(kind=d.kind, station_id=d.station, seq=d.seq, txn=d.txn, account_id=d.account, biller=d.biller,
-                reference=d.reference, amount_fen=d.amount_fen, expected_fen=d.expected_fen, day=d.day,
-                detail=d.detail or {})
+    return dict(kind=d.kind, station_id=_short(d.station), seq=d.seq, txn=_short(d.txn), account_id=_short(d.account),
+                biller=_short(d.biller), reference=_short(d.reference), amount_fen=d.amount_fen,
+                expected_fen=d.expected_fen, day=_short(d.day), detail=d.detail or {})
 
 
 def as_discrepancy(row: ReconException) -> Discrepancy:
