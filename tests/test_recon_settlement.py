@@ -256,10 +256,10 @@ def test_an_extra_posting_pair_on_a_settled_entry_does_not_tie(server, tmp_path,
     assert (fees["report_fen"], fees["ledger_fen"], fees["differing_stations"]) == (300, 1_300, ["ST-0001"])
     assert result.stderr.splitlines() == [
         "The settlement of 2026-11-03 does not tie to the ledger:",
-        "- Cash taken in less cash paid out (operations): report CNY -410.50, ledger CNY -400.50, "
-        "difference CNY -10.00 (stations ST-0001)",
-        "- Fees earned: report CNY 3.00, ledger CNY 13.00, difference CNY -10.00 (stations ST-0001)",
-        "- Float position of station ST-0001: report CNY 29,539.50, ledger CNY 29,549.50, difference CNY -10.00"]
+        "- Cash taken in less cash paid out (operations): report -CNY 410.50, ledger -CNY 400.50, "
+        "difference -CNY 10.00 (stations ST-0001)",
+        "- Fees earned: report CNY 3.00, ledger CNY 13.00, difference -CNY 10.00 (stations ST-0001)",
+        "- Float position of station ST-0001: report CNY 29,539.50, ledger CNY 29,549.50, difference -CNY 10.00"]
     table = settlement(server, fmt="table")
     assert table.exit_code == 1 and "does not tie" in table.stdout
 

@@ -34,10 +34,11 @@ def gettext(lang: str, message: str) -> str:
 
 
 def money(fen: int | None, lang: str) -> str:
-    """``¥1,234.50`` (zh) or ``CNY 1,234.50`` (en); an empty text for None."""
+    """``¥1,234.50`` (zh) or ``CNY 1,234.50`` (en), ``-¥35.50`` below zero; an empty text for None."""
     if fen is None:
         return ""
-    return ("¥" if lang == "zh" else "CNY ") + format_yuan(fen)
+    sign = "-" if fen < 0 else ""
+    return sign + ("¥" if lang == "zh" else "CNY ") + format_yuan(abs(fen))
 
 
 def render(lang: str, message: str, values: dict) -> str:

@@ -79,6 +79,15 @@ TOTAL_LINES = {
 }
 FLOAT_LINE = N_("Float position of station {station}")
 BILLER_LINE = N_("Payable to biller {biller}")
+#: Account kinds as the clerk reads them (``sync_server.db.ACCOUNT_KINDS``).
+ACCOUNT_KIND_LABELS = {
+    "customer": N_("customer accounts"), "station_cash": N_("station cash"), "float_funding": N_("float funding"),
+    "cash_variance": N_("cash over or short"), "agent_payable": N_("agent commission payable"),
+    "commission_expense": N_("commission expense"), "fee_income": N_("fee income"),
+    "biller_payable": N_("payable to billers"), "transfer_clearing": N_("transfers to execute"),
+    "external_clearing": N_("external transfers"), "opening_equity": N_("opening equity"),
+}
+
 #: Account kinds a line of the tie-out accounts for; postings to any other kind go to ``other_accounts``.
 LINE_KINDS = ("station_cash", "customer", "fee_income", "biller_payable", "transfer_clearing", "agent_payable",
               "commission_expense", "float_funding", "cash_variance")
@@ -492,7 +501,8 @@ def print_tables(console: Console, settlement: Settlement, lang: str) -> None:
                               for row in settlement.billers]))
     console.print(_table(_(N_("Ledger postings of the day's entries by account kind")), lang,
                          (N_("Account kind"), N_("Sum (debit positive)")),
-                         [(kind, yuan(total)) for kind, total in settlement.totals["ledger_by_kind_fen"].items()]))
+                         [(_(ACCOUNT_KIND_LABELS.get(kind, kind)), yuan(total))
+                          for kind, total in settlement.totals["ledger_by_kind_fen"].items()]))
     tie = _table(_(N_("Tie-out")), lang, (N_("Line"), N_("Report"), N_("Ledger"), N_("Result")), [
         (line.label(lang), yuan(line.report_fen), yuan(line.ledger_fen),
          (_(N_("ties")) if line.ties else _(N_("does not tie")))
