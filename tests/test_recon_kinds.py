@@ -92,6 +92,18 @@ def test_seq_gap__an_entry_deleted_from_the_middle(history):
     gap = only(history.find(), "seq_gap")
     assert (gap.station, gap.seq, gap.day) == ("ST-0002", seq, "2026-11-03")
     assert (gap.detail["first"], gap.detail["last"], gap.detail["missing"]) == (seq, seq, 1)
+    # Its chain from genesis is not proved any more, though its head's signature still verifies.
+    assert [p["head_verified"] for p in history.findings().stations] == [True, False, True]
+
+
+def test_seq_gap__the_first_entries_deleted(history):
+    """An insider deletes the station's first entries (start and the agents added: no postings): the chain has
+    no genesis any more, so nothing of it is proved, though every remaining link holds."""
+    with history.insider():
+        Entry.delete().where((Entry.station_id == "ST-0003") & (Entry.seq <= 3)).execute()
+    gap = only(history.find(), "seq_gap")
+    assert (gap.station, gap.seq, gap.detail["first"], gap.detail["last"]) == ("ST-0003", 1, 1, 3)
+    assert [p["head_verified"] for p in history.findings().stations] == [True, True, False]
 
 
 def test_seq_gap__acknowledged_entries_the_bank_no_longer_holds(history):

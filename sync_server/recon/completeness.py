@@ -79,5 +79,6 @@ def proof(context) -> list[dict]:
         WHERE 1 = 1{where} GROUP BY s.station_id, s.status, s.acked_seq ORDER BY s.station_id""", params)
     verified = context.heads_verified
     return [{"station": station_id, "status": status, "entries": count, "held_to": held, "acked_seq": acked,
-             "head_verified": bool(verified.get(station_id)) if count else None}
+             # Proved: the chain from seq 1 to the head, without a gap, held and the head's signature verified.
+             "head_verified": bool(verified.get(station_id)) and count == held if count else None}
             for station_id, status, acked, count, held in rows]

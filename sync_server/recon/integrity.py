@@ -158,12 +158,11 @@ def checks(context) -> list[Discrepancy]:
                                      detail={"reason": BREAK_REASONS["head"], "cause": "head"}))
     found += forks(context)
     broken_stations = {s for s, _ in breaks} | {s for s, _ in bad} | {s for s, _ in unknown}
-    context.heads_verified = {s: verdicts.get((s, n), False) and s not in broken_stations
-                              for s, n in tops} if tops else {}
-    for s, _ in tops:
-        # A station with a gap has several tops: its chain from genesis to its head is not proved.
-        if sum(1 for station_id, _ in tops if station_id == s) > 1:
-            context.heads_verified[s] = False
+    # The head of each station is its highest top; a gap below it (another top) is ``completeness.proof``'s to see.
+    heads = {}
+    for station_id, seq in tops:
+        heads[station_id] = max(seq, heads.get(station_id, 0))
+    context.heads_verified = {s: verdicts.get((s, n), False) and s not in broken_stations for s, n in heads.items()}
     return found
 
 
