@@ -63,8 +63,10 @@ def record_run(database, discrepancies: list[Discrepancy], scope: Scope, now: da
     stored = []
     with database.atomic():
         found = {d.fingerprint: d for d in discrepancies}
-        existing = {row.fingerprint: row for row in ReconException.select().where(
-            ReconException.fingerprint.in_(list(found)))} if found else {}
+        fingerprints = list(found)
+        existing = {row.fingerprint: row for start in range(0, len(fingerprints), 500)
+                    for row in ReconException.select().where(
+                        ReconException.fingerprint.in_(fingerprints[start:start + 500]))}
         for fingerprint, d in found.items():
             row = existing.get(fingerprint)
             if row is None:
