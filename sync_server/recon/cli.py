@@ -6,6 +6,7 @@ traceback). docs/recon.md is the manual.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from datetime import UTC, date, datetime
@@ -201,8 +202,6 @@ def exceptions_list(database_url, status, kind, fmt, lang):
     rows = [report.as_dict(Stored(row.id, row.status, as_discrepancy(row)), lang)
             for row in list_exceptions(status, kind)]
     if fmt == "json":
-        import json
-
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
     elif fmt == "csv":
         click.echo(report.to_csv(rows), nl=False)
@@ -232,8 +231,6 @@ def exceptions_show(database_url, exception_id, lang, as_json):
     shown["history"] = [{"at": e.at, "by": e.by, "action": e.action, "note": gettext(lang, e.note) if e.note else ""}
                         for e in events]
     if as_json:
-        import json
-
         click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
         return
     report.print_exception(Console(), shown, lang)
