@@ -90,16 +90,65 @@ class Station(BaseModel):
     #: The seq acknowledged by the last complete sync (an ack without "more"): the station's unsynced exposure,
     #: which the bank caps as the station does, is what it debited after this seq.
     synced_seq = BigIntegerField(default=0, constraints=[Check("synced_seq >= 0")])
+    #: Where the station stands and who runs it (``station bulk-add``), for the printed enrollment sheet.
+    village = CharField(null=True)
+    agent = CharField(null=True)
+    #: The bank asked this station to rotate its signing key (``station rotate-key``); cleared by the rotation.
+    rotate_requested = BooleanField(default=False)
 
 
 class EnrollmentCode(BaseModel):
-    """A one-time code; only its SHA-256 is stored."""
+    """A one-time code; only its SHA-256 is stored. ``purpose``: ``enroll`` a new station, or ``replace`` the
+    device of an enrolled one (the new device continues the chain from the bank's head)."""
 
     code_hash = CharField(primary_key=True)
     station_id = CharField(index=True)
     created_at = CharField()
     expires_at = CharField()
     used_at = CharField(null=True)
+    purpose = CharField(default="enroll", constraints=[Check("purpose IN ('enroll', 'replace')")])
+
+
+class StationKey(BaseModel):
+    """Every signing key a station has had, kept for ever so its receipts keep verifying: the key signs the
+    station's entries from ``from_seq`` on (until the next key's ``from_seq``). ``source``: ``enrollment`` (seq
+    1), ``rotation`` (announced by a signed ``key_rotation`` entry of the previous key) or ``replacement`` (a new
+    device enrolled with a replacement code, whose start entry continues the chain)."""
+
+    station_id = CharField()
+    kid = CharField()
+    jwk = JSONField()
+    from_seq = BigIntegerField(constraints=[Check("from_seq >= 1")])
+    source = CharField(constraints=[Check("source IN ('enrollment', 'rotation', 'replacement')")])
+    created_at = CharField()
+
+    class Meta:
+        primary_key = CompositeKey("station_id", "kid")
+
+
+class StationEvent(BaseModel):
+    """The audit trail of what the bank did to a station (append-only): who, when, what and why."""
+
+    id = AutoField()
+    station_id = CharField(index=True)
+    at = CharField()
+    by = CharField()
+    action = CharField()
+    reason = TextField(default="")
+    detail = JSONField(null=True)
+
+
+class StationFork(BaseModel):
+    """A fork the bank refused: at ``seq`` it holds ``held_token`` (None: it held nothing there yet) and the
+    station sent ``offered_token``; kept so that ``station show`` can put both contents side by side."""
+
+    id = AutoField()
+    station_id = CharField(index=True)
+    seq = BigIntegerField()
+    reason = TextField()
+    held_token = TextField(null=True)
+    offered_token = TextField(null=True)
+    detected_at = CharField()
 
 
 ACCOUNT_KINDS = (
@@ -349,7 +398,7 @@ class BillerLine(BaseModel):
 
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
           BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
-          ReconException, ReconEvent, BillerFile, BillerLine]
+          ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -715,3 +764,52 @@ def _migration_4(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_4)
+
+
+#: Release 5: the device life cycle (``sync_server.lifecycle``). ``{bigint}``, ``{boolean}``, ``{serial}`` as
+#: before. Every station enrolled so far gets its one key as its enrollment key, from seq 1.
+RELEASE_5_SCHEMA = [
+    'ALTER TABLE "station" ADD COLUMN "village" VARCHAR(255)',
+    'ALTER TABLE "station" ADD COLUMN "agent" VARCHAR(255)',
+    'ALTER TABLE "station" ADD COLUMN "rotate_requested" {boolean} NOT NULL DEFAULT {false}',
+    """ALTER TABLE "enrollment_code" ADD COLUMN "purpose" VARCHAR(255) NOT NULL DEFAULT 'enroll'
+       CHECK (purpose IN ('enroll', 'replace'))""",
+    """CREATE TABLE "station_key" ("station_id" VARCHAR(255) NOT NULL, "kid" VARCHAR(255) NOT NULL, "jwk" TEXT NOT
+       NULL, "from_seq" {bigint} NOT NULL CHECK (from_seq >= 1), "source" VARCHAR(255) NOT NULL CHECK (source IN
+       ('enrollment', 'rotation', 'replacement')), "created_at" VARCHAR(255) NOT NULL, PRIMARY KEY ("station_id",
+       "kid"))""",
+    """INSERT INTO "station_key" ("station_id", "kid", "jwk", "from_seq", "source", "created_at")
+       SELECT "station_id", "kid", "signing_jwk", 1, 'enrollment', COALESCE("enrolled_at", "created_at")
+       FROM "station" WHERE "kid" IS NOT NULL AND "signing_jwk" IS NOT NULL""",
+    """CREATE TABLE "station_event" ("id" {serial} NOT NULL PRIMARY KEY, "station_id" VARCHAR(255) NOT NULL, "at"
+       VARCHAR(255) NOT NULL, "by" VARCHAR(255) NOT NULL, "action" VARCHAR(255) NOT NULL, "reason" TEXT NOT NULL,
+       "detail" TEXT)""",
+    'CREATE INDEX "station_event_station_id" ON "station_event" ("station_id")',
+    """CREATE TABLE "station_fork" ("id" {serial} NOT NULL PRIMARY KEY, "station_id" VARCHAR(255) NOT NULL, "seq"
+       {bigint} NOT NULL, "reason" TEXT NOT NULL, "held_token" TEXT, "offered_token" TEXT, "detected_at"
+       VARCHAR(255) NOT NULL)""",
+    'CREATE INDEX "station_fork_station_id" ON "station_fork" ("station_id")',
+]
+POSTGRES_LIFECYCLE_TRIGGERS = [
+    """CREATE TRIGGER station_event_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON station_event
+       FOR EACH STATEMENT EXECUTE FUNCTION refuse_ledger_change()""",
+]
+SQLITE_LIFECYCLE_TRIGGERS = [
+    f"""CREATE TRIGGER station_event_no_{action.lower()} BEFORE {action} ON station_event
+       BEGIN SELECT RAISE(ABORT, 'station_event rows are append-only: {action} refused'); END"""
+    for action in ("UPDATE", "DELETE")
+]
+
+
+def _migration_5(database: Database, migrator: SchemaMigrator) -> None:
+    """Device life cycle: every key of a station, its audit trail, refused forks, replacement codes."""
+    types = ({"bigint": "BIGINT", "serial": "SERIAL", "boolean": "BOOLEAN", "false": "false"}
+             if is_postgres(database) else {"bigint": "INTEGER", "serial": "INTEGER", "boolean": "INTEGER",
+                                             "false": "0"})
+    for sql in RELEASE_5_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+    for statement in POSTGRES_LIFECYCLE_TRIGGERS if is_postgres(database) else SQLITE_LIFECYCLE_TRIGGERS:
+        database.execute_sql(statement)
+
+
+MIGRATIONS.append(_migration_5)

@@ -30,13 +30,14 @@ from joserfc.jwk import OKPKey
 from peewee import EXCLUDED, IntegrityError
 
 from station.protocol import acks, envelope, key_codecs
+from station.protocol.enrollment_qr import CODE_ALPHABET, CODE_LENGTH, format_code, normalise_code
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope_errors import EnvelopeError
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import chain_hash, genesis_prev, verification_jwk
 from sync_server.allowances import home_customer_ids, refresh_allowances
 from sync_server.book import Book, LedgerError
-from sync_server.db import EnrollmentCode, Entry, Station, StationTail, db_proxy, is_postgres
+from sync_server.db import EnrollmentCode, Entry, Station, StationKey, StationTail, db_proxy, is_postgres
 from sync_server.downlink import build_downlink
 from sync_server.keys import ServerKeys
 from sync_server.policy import server_policy, station_policy
@@ -44,15 +45,9 @@ from sync_server.posting_rules import Applier
 from sync_server.problems import Problem
 
 ENROLLMENT_CODE_DAYS = 7
-_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 # -- enrollment ---------------------------------------------------------------------------------------------
-def normalise_code(code: str) -> str:
-    """An enrollment code as stored: capitals and digits only (dashes, spaces, case ignored)."""
-    return "".join(ch for ch in str(code or "").upper() if ch.isalnum())
-
-
 def code_hash(code: str) -> str:
     """SHA-256 (hex) of the normalised code: codes themselves are never stored."""
     return hashlib.sha256(normalise_code(code).encode()).hexdigest()
@@ -60,11 +55,11 @@ def code_hash(code: str) -> str:
 
 def new_enrollment_code(station_id: str, now: datetime | None = None) -> str:
     """A one-time code for ``station_id`` (valid 7 days), like ``K7QX-M2PD-9HWT``; only its hash is stored."""
-    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(12))
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     now = now or datetime.now(UTC)
     EnrollmentCode.create(code_hash=code_hash(raw), station_id=station_id, created_at=utc_text(now),
                           expires_at=utc_text(now + timedelta(days=ENROLLMENT_CODE_DAYS)))
-    return "-".join(raw[i:i + 4] for i in range(0, 12, 4))
+    return format_code(raw)
 
 
 def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict:
@@ -97,10 +92,13 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
             raise Problem("station-revoked", f"Station {station.station_id} is revoked.")
         if station.status != "pending":
             raise Problem("enrollment-code-used", f"Station {station.station_id} has already enrolled.")
-        Station.update(status="active", signing_jwk={**verification_jwk(signing_jwk), "kid": kid},
+        public = {**verification_jwk(signing_jwk), "kid": kid}
+        Station.update(status="active", signing_jwk=public,
                        encryption_jwk=encryption_jwk, kid=kid, enrolled_at=utc_text(now), acked_seq=0,
                        head=None).where(
             Station.station_id == station.station_id).execute()
+        StationKey.create(station_id=station.station_id, kid=kid, jwk=public, from_seq=1, source="enrollment",
+                          created_at=utc_text(now))
     return {
         "station_id": station.station_id,
         "name": station.name,

@@ -163,9 +163,14 @@ def test_release_1_database_is_upgraded_without_loss(tmp_path):
         database.close()
 
     after = sqlite_rows(path)
-    # Release 3 added the station's last complete sync (every past sync counts as complete) as the last column.
-    assert [row[-1] for row in after["station"]] == [row[8] for row in before["station"]]
-    after["station"] = [row[:-1] for row in after["station"]]
+    # Release 3 added the station's last complete sync (every past sync counts as complete) as a column; release 5
+    # village, agent and rotate_requested after it.
+    assert [row[-4] for row in after["station"]] == [row[8] for row in before["station"]]
+    assert {row[-3:] for row in after["station"]} == {(None, None, 0)}
+    after["station"] = [row[:-4] for row in after["station"]]
+    # ...and release 5 each enrollment code's purpose: every code so far enrolled a new station.
+    assert {row[-1] for row in after["enrollment_code"]} == {"enroll"}
+    after["enrollment_code"] = [row[:-1] for row in after["enrollment_code"]]
     assert after == before
     # ...and the txns already held, once each: a later entry with one of them is a duplicate.
     connection = sqlite3.connect(path)
