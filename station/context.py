@@ -24,13 +24,13 @@ from peewee import OperationalError
 
 from station.db import Setting, bound, open_database
 from station.errors import StationBusy
+from station.keys import SIGNING_KEY_FILE, finish_rotation, kid_at, private_key_for, public_keys
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
-from station.protocol.tokens import Signer, generate_signing_key, public_jwk
+from station.protocol.tokens import Signer, generate_signing_key, key_id
 
 DATA_DIR_ENV = "STATION_DATA_DIR"
 DEFAULT_DATA_DIR = "station-data"
-SIGNING_KEY_FILE = "keys/signing.jwk"
 
 
 class StationNotInitialised(RuntimeError):
@@ -57,8 +57,9 @@ class Station:
         self.signing_key = OKPKey.import_key(
             json.loads((self.data_dir / SIGNING_KEY_FILE).read_text(encoding="utf-8"))
         )
-        self.signer = Signer(self.signing_key)
         self.db = open_database(str(self.data_dir / "station.db"))
+        self.signing_key = finish_rotation(self.data_dir, self.db, self.signing_key)
+        self.signer = Signer(self.signing_key)
         self.clock = clock or (lambda: datetime.now(UTC))
         self._local = threading.local()
         self._generation = 0
@@ -131,7 +132,16 @@ class Station:
         return self._settings()[1]
 
     def public_jwks(self) -> dict:
-        return {"keys": [public_jwk(self.signing_key)]}
+        """Every public key this device has signed with (``station.keys``): its receipts verify with these."""
+        return {"keys": public_keys(self.data_dir, self.signing_key)}
+
+    def signer_for(self, seq: int) -> Signer:
+        """The signer of the key that signs entry ``seq`` (a batch ending at N is signed with the key of N + 1)."""
+        kid = kid_at(self.db, seq) or key_id(self.signing_key)
+        key = private_key_for(self.data_dir, self.signing_key, kid)
+        if key is None:
+            raise RuntimeError(f"the private key {kid} of seq {seq} has been deleted after its rotation")
+        return self.signer if key is self.signing_key else Signer(key)
 
     def keyset(self) -> KeySet:
         return KeySet.import_key_set(self.public_jwks())

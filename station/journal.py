@@ -39,6 +39,23 @@ def journal_head(st: Station) -> tuple[int, str | None]:
     return (row[0], row[1]) if row else (0, None)
 
 
+def chain_base(st: Station) -> tuple[int, str]:
+    """(seq, chain value) the device's journal continues after: (0, genesis) for a station's first device; the
+    bank's head for a replacement device (``station.sync.enroll_station``), whose journal starts after it."""
+    base = st.setting("chain_base")
+    if base:
+        return base["seq"], base["head"]
+    return 0, genesis_prev(st.station_id)
+
+
+def chain_value_before(st: Station, seq: int) -> str:
+    """The ``prev`` of entry ``seq``: the chain value after entry ``seq - 1`` (or the chain base)."""
+    base_seq, base_head = chain_base(st)
+    if seq - 1 <= base_seq:
+        return base_head
+    return chain_hash(JournalEntry.get_by_id(seq - 1).token)
+
+
 class UnsignableEntry(ValueError):
     """An entry that is not what its type's spec says: a programming error in a writer, refused before signing."""
 
@@ -48,6 +65,10 @@ def entry_payload(st: Station, entry_type: str, moment: datetime, body: dict, tx
     (the head's hash), read inside the caller's write transaction."""
     station_id = st.station_id
     head_seq, head_token = journal_head(st)
+    if head_token is None:
+        head_seq, prev = chain_base(st)
+    else:
+        prev = chain_hash(head_token)
     payload = {
         **body,
         "v": PROTOCOL_VERSION,
@@ -55,7 +76,7 @@ def entry_payload(st: Station, entry_type: str, moment: datetime, body: dict, tx
         "seq": head_seq + 1,
         "type": entry_type,
         "ts": utc_text(moment),
-        "prev": chain_hash(head_token) if head_token else genesis_prev(station_id),
+        "prev": prev,
     }
     if txn is not None:
         payload["txn"] = txn
@@ -92,8 +113,13 @@ def append_entry(
 
 
 def append_start_entry(st: Station) -> JournalEntry:
-    """The journal's first entry (seq 1): the station's public key, signed by it."""
-    return append_entry(st, "start", st.now(), {"jwk": public_jwk(st.signing_key), "software": "station-kit"})
+    """The journal's first entry: the station's public key, signed by it. Seq 1, or on a replacement device the
+    seq after the bank's head, which it names (``continues``)."""
+    body = {"jwk": public_jwk(st.signing_key), "software": "station-kit"}
+    base_seq, _ = chain_base(st)
+    if base_seq:
+        body["continues"] = base_seq
+    return append_entry(st, "start", st.now(), body)
 
 
 def iter_entries(st: Station, after_seq: int = 0, batch: int = 2000) -> Iterator[tuple[int, str]]:
@@ -138,6 +164,8 @@ def audit_entries(
     station_id: str,
     *,
     bank_head: tuple[int, str] | None = None,
+    first_seq: int = 1,
+    prev: str | None = None,
 ) -> JournalAudit:
     """Verify the chain of ``pairs()`` (seq, token), then, only if it holds, check what the entries say.
 
@@ -153,7 +181,7 @@ def audit_entries(
             count += 1
             yield pair
 
-    problem = verify_chain(counted(), keys, station_id)
+    problem = verify_chain(counted(), keys, station_id, first_seq=first_seq, prev=prev)
     if problem is None and count == 0:
         problem = ChainProblem(1, "the journal is empty: no start entry")
     if problem is not None:
@@ -178,8 +206,11 @@ def audit_entries(
 
 
 def audit_journal(st: Station, *, bank_head: tuple[int, str] | None = None) -> JournalAudit:
-    """Audit the station's own journal against its own keys (``station verify-journal``)."""
-    return audit_entries(lambda: iter_entries(st), st.keyset(), st.station_id, bank_head=bank_head)
+    """Audit the station's own journal against its own keys (``station verify-journal``); a replacement device's
+    journal from its chain base on."""
+    base_seq, base_head = chain_base(st)
+    return audit_entries(lambda: iter_entries(st), st.keyset(), st.station_id, bank_head=bank_head,
+                         first_seq=base_seq + 1, prev=base_head)
 
 
 class ExportError(ValueError):

@@ -26,7 +26,8 @@ import requests
 from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
-from station.journal import append_start_entry, iter_entries, journal_head
+from station.journal import append_start_entry, chain_value_before, iter_entries, journal_head
+from station.keys import prune_retired_keys
 from station.limits import unsynced_exposure
 from station.protocol import acks, envelope, envelope_errors, key_codecs
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
@@ -35,7 +36,6 @@ from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import (
     chain_hash,
     generate_signing_key,
-    genesis_prev,
     public_jwk,
     unverified_payload,
 )
@@ -208,22 +208,25 @@ def build_heartbeat(st: Station, *, max_bytes: int | None = None) -> envelope.Se
     return _seal(st, [(acked, JournalEntry.get_by_id(acked).token)], max_bytes or sync_setting(st, "max_bytes"))
 
 
-def tail_claim(st: Station) -> str:
+def tail_claim(st: Station, signer=None) -> str:
     """The station's signed claim of where its journal ends now (seq and chain value): every batch carries it, so
-    the bank knows what it has not received yet even when the link drops before the rest arrives."""
+    the bank knows what it has not received yet even when the link drops before the rest arrives. ``signer``:
+    the batch's (default: the current key)."""
     head_seq, head_token = journal_head(st)
-    return envelope.make_tail_claim(st.signer, station_id=st.station_id, seq=head_seq, head=chain_hash(head_token),
-                                    ts=utc_text(st.now()))
+    return envelope.make_tail_claim(signer or st.signer, station_id=st.station_id, seq=head_seq,
+                                    head=chain_hash(head_token), ts=utc_text(st.now()))
 
 
 def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelope.SealedBatch:
-    before = entries[0][0] - 1
-    prev = chain_hash(JournalEntry.get_by_id(before).token) if before else genesis_prev(st.station_id)
+    prev = chain_value_before(st, entries[0][0])
     server_key = key_codecs.encryption_public_from_jwk(_server(st)["encryption_jwk"])
-    # Read after the entries: the journal only grows, so the claim reaches at least the batch's last entry.
-    tail = tail_claim(st)
     while True:
-        sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=st.signer,
+        # Signed with the key that follows the batch's last entry (docs/protocol.md, "Keys"): the bank knows it
+        # from the entries it holds or receives now, even when the station rotated its key after them.
+        signer = st.signer_for(entries[-1][0] + 1)
+        # Read after the entries: the journal only grows, so the claim reaches at least the batch's last entry.
+        tail = tail_claim(st, signer)
+        sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=signer,
                                     server_encryption_key=server_key, tail=tail)
         if len(sealed.body) <= max_bytes or len(entries) == 1:
             return sealed
@@ -289,6 +292,7 @@ def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
         st.set_setting("server_time_offset_ms", int((server_time - now).total_seconds() * 1000))
         Setting.delete().where(Setting.key == "last_sync_error").execute()
         apply_downlink(st, ack.downlink, ack.acked_through, server_time)
+    prune_retired_keys(st)
 
 
 def _apply_outcomes(ack: acks.Ack) -> None:

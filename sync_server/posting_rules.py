@@ -66,7 +66,7 @@ from station.protocol.entry_types import (
 )
 from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.times import parse_utc, utc_text
-from station.protocol.tokens import unverified_payload
+from station.protocol.tokens import rotation_key, unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
 from sync_server.db import (
     Account,
@@ -516,6 +516,12 @@ class Applier:
         """An entry the bank records without postings (the station's own housekeeping, a customer's voice)."""
         return Outcome("acknowledged")
 
+    def _key_rotation(self, seq, p):
+        """The station's next key: recorded by ``service`` from the envelope's key track, which followed it."""
+        if rotation_key(p, "") is None:
+            return Outcome("rejected", MALFORMED_ENTRY)
+        return Outcome("acknowledged")
+
     #: The handler of each entry type: every registered type has one, and no other type is applied.
     HANDLERS = {
         EntryType.START: _acknowledge,
@@ -533,6 +539,7 @@ class Applier:
         EntryType.BALANCE_ENQUIRY: _balance_enquiry,
         EntryType.REVERSAL: _reversal,
         EntryType.FEEDBACK: _acknowledge,
+        EntryType.KEY_ROTATION: _key_rotation,
     }
 
     # -- writing ----------------------------------------------------------------------------------------------

@@ -34,11 +34,12 @@ from station.protocol.enrollment_qr import CODE_ALPHABET, CODE_LENGTH, format_co
 from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope_errors import EnvelopeError
 from station.protocol.times import parse_utc, utc_text
-from station.protocol.tokens import chain_hash, genesis_prev, verification_jwk
+from station.protocol.tokens import KeyTrack, chain_hash, genesis_prev, verification_jwk
 from sync_server.allowances import home_customer_ids, refresh_allowances
 from sync_server.book import Book, LedgerError
 from sync_server.db import EnrollmentCode, Entry, Station, StationKey, StationTail, db_proxy, is_postgres
 from sync_server.downlink import build_downlink
+from sync_server.keyring import key_track, record_rotations
 from sync_server.keys import ServerKeys
 from sync_server.policy import server_policy, station_policy
 from sync_server.posting_rules import Applier
@@ -137,11 +138,11 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
         raise Problem("malformed-request", f"The {envelope.HEADER_STATION} header must name station {station_id}.")
     first = _int_header(headers, envelope.HEADER_FIRST)
     last = _int_header(headers, envelope.HEADER_LAST)
-    station = known_station(station_id)
+    known_station(station_id)
     try:
+        track = key_track(station_id, first)
         batch = envelope.open_batch(body, station_id=station_id, first=first, last=last,
-                                   server_encryption_key=keys.encryption_key,
-                                   station_signing_jwk=station.signing_jwk)
+                                   server_encryption_key=keys.encryption_key, key_track=track)
     except EnvelopeError as exc:
         extra = {"seq": exc.seq} if exc.seq is not None else {}
         raise Problem(exc.code, str(exc), **extra) from exc
@@ -151,7 +152,7 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
     more = headers.get(envelope.HEADER_MORE) == "1"
     for attempt in range(2):
         try:
-            return _apply(keys, batch, now, station_time, more)
+            return _apply(keys, batch, now, station_time, more, track)
         except (IntegrityError, LedgerError):
             # Another worker applied (part of) this batch between our checks: run again, it is a duplicate now.
             if attempt:
@@ -166,7 +167,8 @@ class _Fork(Exception):
         self.seq = seq
 
 
-def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool) -> dict:
+def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool,
+           track: KeyTrack) -> dict:
     now_text = utc_text(now)
     try:
         with db_proxy.atomic():
@@ -199,6 +201,7 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
             for entry in new_entries:
                 applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
             applier.write()
+            record_rotations(batch.station_id, track, acked, now)
             allowances = None if more else refresh_allowances(book, policy)
             book.flush()
             acked_through = max(acked, batch.last)

@@ -46,6 +46,7 @@ class EntryType(StrEnum):
     BALANCE_ENQUIRY = "balance_enquiry"
     REVERSAL = "reversal"
     FEEDBACK = "feedback"
+    KEY_ROTATION = "key_rotation"
 
 
 class OperationState(StrEnum):
@@ -279,9 +280,10 @@ _FEE = _optional(Kind.FEN, "when not zero")
 
 SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     _spec(EntryType.START, {
-        "jwk": Field(Kind.OBJECT, doc="the station's public key"),
+        "jwk": Field(Kind.OBJECT, doc="the station's public key, which signs this entry"),
         "software": Field(Kind.TEXT),
-    }, doc="always seq 1"),
+        "continues": _optional(Kind.COUNT, "a replacement device: the bank's head seq it continues after"),
+    }, doc="seq 1; or seq N + 1 on a replacement device continuing from the bank's head N (prev chains onto it)"),
     _spec(EntryType.AGENT_ADDED, {
         "agent": _AGENT,
         "role": Field(Kind.ID, choices=("agent", "supervisor")),
@@ -363,6 +365,10 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "text": Field(Kind.TEXT, doc="what the customer said"),
         "txn": _optional(Kind.UUID),
     }, label=N_("Customer voice"), printed=("客户之声", "Customer voice")),
+    _spec(EntryType.KEY_ROTATION, {
+        "jwk": Field(Kind.OBJECT, doc="the next public key, which signs every later entry"),
+        "reason": Field(Kind.ID, choices=("scheduled", "bank_request", "technician")),
+    }, doc="signed with the old key"),
 )})
 
 

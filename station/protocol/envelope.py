@@ -44,6 +44,7 @@ from station.protocol.times import parse_utc
 from station.protocol.tokens import (
     ACCEPTED_ALGS,
     PROTOCOL_VERSION,
+    KeyTrack,
     NonCanonicalPayload,
     Signer,
     TokenError,
@@ -55,6 +56,7 @@ from station.protocol.tokens import (
     is_integer,
     jws_registry,
     parse_canonical,
+    token_kid,
     verification_key,
     verify_token,
 )
@@ -285,9 +287,21 @@ def open_batch(
     first: int,
     last: int,
     server_encryption_key: X25519PrivateKey,
-    station_signing_jwk: Mapping,
+    station_signing_jwk: Mapping | None = None,
+    key_track: KeyTrack | None = None,
 ) -> Batch:
-    """Decrypt, decompress and verify a sealed batch; raises an :class:`EnvelopeError` subclass."""
+    """Decrypt, decompress and verify a sealed batch; raises an :class:`EnvelopeError` subclass.
+
+    The station's keys: ``key_track`` (the bank's keys of the station, the one that signs entry ``first`` as its
+    ``current``), or one ``station_signing_jwk`` for a station that never changed its key. Each entry must be
+    signed with the key the chain says (:class:`KeyTrack`: a ``key_rotation`` entry hands over to the next key);
+    the batch and its tail claim with the key that follows the batch's last entry.
+    """
+    if key_track is None:
+        if station_signing_jwk is None:
+            raise ValueError("open_batch needs the station's key or key track")
+        key = verification_key(station_signing_jwk)
+        key_track = KeyTrack([key], current=key.thumbprint())
     if len(sealed) > MAX_SEALED_BYTES:
         raise TooLarge(f"a sealed batch is at most {MAX_SEALED_BYTES} bytes")
     if last < first or first < 1 or last - first + 1 > MAX_BATCH_ENTRIES:
@@ -303,8 +317,12 @@ def open_batch(
         (json_len,) = struct.unpack(">I", body[:4])
     except (struct.error, UnicodeDecodeError) as exc:
         raise EnvelopeError("the batch is truncated") from exc
-    station_key = verification_key(station_signing_jwk)
-    _verify_detached(detached, body, station_key)
+    # The batch's signature is checked first when the bank knows its key; a key that one of the batch's own
+    # rotation entries introduces is checked once those entries have verified.
+    batch_kid = _detached_kid(detached)
+    checked = batch_kid in key_track.anchors
+    if checked:
+        _verify_detached(detached, body, key_track.anchors[batch_kid])
     try:
         meta = json.loads(body[4:4 + json_len])
     except ValueError as exc:
@@ -321,26 +339,43 @@ def open_batch(
         raise EnvelopeError("the batch lacks entries, headers or prev")
     if len(items) != last - first + 1 or len(signatures) != SIGNATURE_BYTES * len(items):
         raise EnvelopeError("the batch does not hold exactly its range of entries")
-    tail = _open_tail(meta, station_id, station_signing_jwk)
-    return Batch(station_id, first, last, prev, meta.get("head"),
-                 _verify_entries(items, headers, signatures, station_id, first, prev, meta.get("head"),
-                                 station_signing_jwk, station_key), tail)
+    opened = _verify_entries(items, headers, signatures, station_id, first, prev, meta.get("head"), key_track)
+    if batch_kid != key_track.current:
+        raise BadBatchSignature("the batch is not signed with the station's key after its last entry")
+    batch_key = key_track.key(batch_kid)
+    if not checked:
+        _verify_detached(detached, body, batch_key)
+    tail = _open_tail(meta, station_id, batch_key.as_dict(private=False))
+    return Batch(station_id, first, last, prev, meta.get("head"), opened, tail)
 
 
-def _verify_entries(items, headers, signatures, station_id, first, prev, head, jwk, station_key) -> list:
-    public = ed25519_public_from_jwk(jwk)
-    kid = station_key.thumbprint()
-    header_problems: dict[str, str | None] = {}
+def _detached_kid(detached: str) -> str:
+    """The ``kid`` of a detached batch signature's header (verified later); raises :class:`BadBatchSignature`."""
+    parts = detached.split(".")
+    if len(parts) != 3 or parts[1] != "":
+        raise BadBatchSignature("the batch signature is not a detached JWS")
+    try:
+        header = json.loads(b64url_decode(parts[0]))
+    except ValueError as exc:
+        raise BadBatchSignature("the batch signature's header is not JSON") from exc
+    kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(kid, str):
+        raise BadBatchSignature("the batch signature does not name its key")
+    return kid
+
+
+def _verify_entries(items, headers, signatures, station_id, first, prev, head, track: KeyTrack) -> list:
+    header_kids: dict[str, str | TokenError] = {}
     for header_b64 in headers:
         if not isinstance(header_b64, str):
             raise EnvelopeError("a batch header is not text")
         try:
-            check_header(header_b64, kid)
-            header_problems[header_b64] = None
+            header_kids[header_b64] = check_header(header_b64)["kid"]
         except TokenError as exc:
-            header_problems[header_b64] = str(exc)
+            header_kids[header_b64] = exc
+    publics: dict[str, Ed25519PublicKey] = {}
     opened = []
-    unsigned: list[tuple[int, bytes, bytes]] = []
+    unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]] = []
     expected_prev = prev
     previous_ms = 0
     for index, item in enumerate(items):
@@ -349,8 +384,9 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
         form_problem = None
         if isinstance(item, str):
             token = item
+            kid = token_kid(token) or ""
             try:
-                payload = verify_token(token, station_key)
+                payload = verify_token(token, track.key(kid))
             except NonCanonicalPayload as exc:
                 payload, form_problem = exc.payload, str(exc)
             except TokenError as exc:
@@ -358,9 +394,16 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
         else:
             token, millis = rebuild_token(headers, item, station_id, seq, expected_prev, previous_ms, signature)
             header_b64, payload_b64, _ = token.split(".")
-            if header_problems[header_b64] is not None:
-                raise BadEntry(f"entry {seq}: {header_problems[header_b64]}", seq=seq)
-            unsigned.append((seq, signature, f"{header_b64}.{payload_b64}".encode("ascii")))
+            kid = header_kids[header_b64]
+            if isinstance(kid, TokenError):
+                raise BadEntry(f"entry {seq}: {kid}", seq=seq)
+            try:
+                key = track.key(kid)
+            except TokenError as exc:
+                raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
+            if kid not in publics:
+                publics[kid] = ed25519_public_from_jwk(key.as_dict(private=False))
+            unsigned.append((seq, publics[kid], signature, f"{header_b64}.{payload_b64}".encode("ascii")))
             # Canonical by construction. A number that is not an integer is the ledger's to reject in the ack
             # (invalid_amount): refusing the batch would wedge the station's outbox on one signed entry.
             payload = json.loads(b64url_decode(payload_b64))
@@ -375,9 +418,13 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, j
             raise BadEntry(f"entry {seq}: prev does not match the hash of the previous entry", seq=seq)
         if seq == 1 and payload.get("type") != "start":
             raise BadEntry("the first entry is not a start entry", seq=1)
+        try:
+            track.follow(seq, kid, payload)
+        except TokenError as exc:
+            raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
         opened.append(OpenedEntry(seq, token, payload, form_problem))
         expected_prev = chain_hash(token)
-    bad_seq = _first_bad_signature(public, unsigned)
+    bad_seq = _first_bad_signature(unsigned)
     if bad_seq is not None:
         # A changed entry also breaks the next one's rebuilt prev: the first failure is the changed entry.
         raise BadEntry(f"entry {bad_seq}: signature does not verify", seq=bad_seq)
@@ -401,8 +448,8 @@ def _executor() -> ThreadPoolExecutor:
     return _pool
 
 
-def _first_bad_in(public: Ed25519PublicKey, chunk: list[tuple[int, bytes, bytes]]) -> int | None:
-    for seq, signature, signing_input in chunk:
+def _first_bad_in(chunk: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> int | None:
+    for seq, public, signature, signing_input in chunk:
         try:
             public.verify(signature, signing_input)
         except InvalidSignature:
@@ -410,11 +457,12 @@ def _first_bad_in(public: Ed25519PublicKey, chunk: list[tuple[int, bytes, bytes]
     return None
 
 
-def _first_bad_signature(public: Ed25519PublicKey, unsigned: list[tuple[int, bytes, bytes]]) -> int | None:
-    """The lowest seq whose signature does not verify, or None; large batches are checked on several cores."""
+def _first_bad_signature(unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> int | None:
+    """The lowest seq whose signature (with its entry's key) does not verify, or None; large batches are checked
+    on several cores."""
     if len(unsigned) < _PARALLEL_FROM or (os.cpu_count() or 1) == 1:
-        return _first_bad_in(public, unsigned)
+        return _first_bad_in(unsigned)
     size = -(-len(unsigned) // min(4, os.cpu_count() or 1))
     chunks = [unsigned[i:i + size] for i in range(0, len(unsigned), size)]
-    failures = [seq for seq in _executor().map(lambda chunk: _first_bad_in(public, chunk), chunks) if seq is not None]
+    failures = [seq for seq in _executor().map(_first_bad_in, chunks) if seq is not None]
     return min(failures) if failures else None

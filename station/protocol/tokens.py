@@ -259,9 +259,108 @@ class ChainProblem:
     reason: str
 
 
+class KeyTrack:
+    """Which key signs each entry of a station's chain, followed along the chain (docs/protocol.md, "Keys").
+
+    ``anchors`` are the keys a verifier trusts for the station (the bank's published JWKS, or the keys the bank
+    enrolled). An entry is signed with the key of the previous entry, except:
+
+    - a ``start`` entry carries its own key (``jwk``) and is signed with it; that key must be an anchor (the bank
+      enrolled it: seq 1 for a new station, a later seq for a replacement device that continues the chain);
+      ``replacements`` (kid -> seq), when given, also pins a replacement key to the one seq it may start at;
+    - a ``key_rotation`` entry is signed with the old key and names the next one (``jwk``), which signs every
+      entry after it. Such a key needs not be an anchor: the old key vouches for it.
+
+    ``current`` is the key that signs the next entry (None: not known yet, e.g. a chain read from its middle,
+    where the first entry may be signed by any anchor).
+    """
+
+    def __init__(self, anchors, *, current: str | None = None, replacements: Mapping[str, int] | None = None):
+        self.anchors: dict[str, OKPKey] = {}
+        for key in _keys_of(anchors):
+            self.anchors[key.thumbprint()] = key
+        self.introduced: dict[str, OKPKey] = {}
+        #: (seq, key) of each rotation followed: the key signs from seq + 1 on.
+        self.rotations: list[tuple[int, OKPKey]] = []
+        self.current = current
+        self.replacements = replacements
+
+    def key(self, kid: str) -> OKPKey:
+        """The key named ``kid`` (an anchor or a key introduced by a rotation); raises :class:`TokenError`."""
+        key = self.introduced.get(kid) or self.anchors.get(kid)
+        if key is None:
+            raise TokenError(f"signed with key {kid!r}, which is not one of the station's keys")
+        return key
+
+    def follow(self, seq: int, kid: str, payload: Mapping[str, Any]) -> None:
+        """Check that entry ``seq`` (verified with ``kid``, payload ``payload``) was signed with the right key, then
+        move to the key that signs the next entry; raises :class:`TokenError`."""
+        entry_type = payload.get("type")
+        if entry_type == "start":
+            carried = _kid_of(payload.get("jwk"))
+            # A start entry without a usable key is malformed, which the ledger rejects; one that names another key
+            # than its signer's contradicts itself.
+            if "jwk" in payload and carried is not None and carried != kid:
+                raise TokenError("the start entry is not signed with the key it carries")
+            if kid not in self.anchors:
+                raise TokenError("the start entry's key is not one the bank enrolled for the station")
+            if seq > 1 and self.replacements is not None and self.replacements.get(kid) != seq:
+                raise TokenError(f"key {kid} was not enrolled to continue the chain at seq {seq}")
+        elif self.current is not None and kid != self.current:
+            raise TokenError(f"signed with key {kid}, but the station's key at seq {seq} is {self.current}")
+        self.current = kid
+        if entry_type == "key_rotation":
+            # A rotation that names no usable Ed25519 public key (or the key it is signed with) hands over nothing:
+            # the ledger rejects it as malformed and the old key signs on.
+            new_key = rotation_key(payload, kid)
+            if new_key is not None:
+                self.introduced[new_key.thumbprint()] = new_key
+                self.rotations.append((seq, new_key))
+                self.current = new_key.thumbprint()
+
+
+def rotation_key(payload: Mapping[str, Any], kid: str) -> OKPKey | None:
+    """The key a ``key_rotation`` entry signed with ``kid`` hands over to, or None when it names no usable one."""
+    new_key = _public_ed25519(payload.get("jwk"))
+    return new_key if new_key is not None and new_key.thumbprint() != kid else None
+
+
+def _public_ed25519(jwk) -> OKPKey | None:
+    """The Ed25519 public key of a published JWK (without a private part), or None."""
+    if not isinstance(jwk, Mapping) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" in jwk:
+        return None
+    try:
+        return verification_key(jwk)
+    except (JoseError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _kid_of(jwk) -> str | None:
+    key = _public_ed25519(jwk)
+    return key.thumbprint() if key is not None else None
+
+
+def _keys_of(anchors) -> list[OKPKey]:
+    if isinstance(anchors, OKPKey):
+        return [anchors]
+    if isinstance(anchors, KeySet):
+        return list(anchors.keys)
+    return [key if isinstance(key, OKPKey) else verification_key(key) for key in anchors]
+
+
+def token_kid(token: str) -> str | None:
+    """The ``kid`` of a token's protected header, unverified (None when it cannot be read)."""
+    try:
+        header = json.loads(b64url_decode(token.split(".")[0]))
+    except (ValueError, IndexError, AttributeError):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
+
+
 def verify_chain(
     tokens: Iterable[tuple[int, str]],
-    keys: KeySet | OKPKey,
+    keys: KeySet | OKPKey | KeyTrack,
     station_id: str,
     *,
     first_seq: int = 1,
@@ -269,11 +368,13 @@ def verify_chain(
 ) -> ChainProblem | None:
     """Check a run of ``(seq, token)`` pairs; ``None`` when intact, else the first problem.
 
-    Checks each token with :func:`verify_token`, that payload ``seq`` is the integer stored seq and follows
-    without gaps from ``first_seq``, that ``v`` is the integer 1, that ``station`` is ``station_id``, that ``prev``
-    chains, and that seq 1 is a start entry chained to the genesis value. ``prev`` is the chain head before
-    ``first_seq`` (genesis when starting at 1).
+    Checks each token with :func:`verify_token` under the key :class:`KeyTrack` expects (``keys`` are the anchors,
+    or a ready track), that payload ``seq`` is the integer stored seq and follows without gaps from
+    ``first_seq``, that ``v`` is the integer 1, that ``station`` is ``station_id``, that ``prev`` chains, and that
+    seq 1 is a start entry chained to the genesis value. ``prev`` is the chain head before ``first_seq`` (genesis
+    when starting at 1).
     """
+    track = keys if isinstance(keys, KeyTrack) else KeyTrack(keys)
     expected_seq = first_seq
     expected_prev = prev if prev is not None else genesis_prev(station_id)
     for stored_seq, token in tokens:
@@ -282,7 +383,8 @@ def verify_chain(
         if stored_seq != expected_seq:
             return ChainProblem(expected_seq, f"gap: expected seq {expected_seq}, found {stored_seq}")
         try:
-            payload = verify_token(token, keys)
+            kid = token_kid(token)
+            payload = verify_token(token, track.key(kid or ""))
         except TokenError as exc:
             return ChainProblem(stored_seq, str(exc))
         if not is_integer(payload.get("seq")) or payload["seq"] != stored_seq:
@@ -295,6 +397,10 @@ def verify_chain(
             return ChainProblem(stored_seq, "prev does not match the hash of the previous entry")
         if stored_seq == 1 and payload.get("type") != "start":
             return ChainProblem(1, "the first entry is not a start entry")
+        try:
+            track.follow(stored_seq, kid, payload)
+        except TokenError as exc:
+            return ChainProblem(stored_seq, str(exc))
         expected_prev = chain_hash(token)
         expected_seq += 1
     return None

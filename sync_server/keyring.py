@@ -1,0 +1,62 @@
+"""Every signing key of each station, and which one signs which seq (docs/protocol.md, "Keys").
+
+``station_key`` holds a station's keys for ever (its receipts keep verifying after a rotation, a replacement or a
+revocation): the enrollment key from seq 1, each key a signed ``key_rotation`` entry handed over to, from the seq
+after it, and each replacement device's key from the seq its start entry continues at. ``station.signing_jwk`` and
+``kid`` are the newest of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from joserfc.jwk import KeySet
+
+from station.protocol.times import utc_text
+from station.protocol.tokens import KeyTrack, public_jwk, verification_jwk
+from sync_server.db import Station, StationEvent, StationKey
+
+
+def station_key_rows(station_id: str) -> list[StationKey]:
+    return list(StationKey.select().where(StationKey.station_id == station_id).order_by(StationKey.from_seq))
+
+
+def station_keyset(station_id: str) -> KeySet:
+    """Every public key the bank holds for the station (what it publishes as the station's JWKS)."""
+    return KeySet.import_key_set({"keys": [verification_jwk(row.jwk) for row in station_key_rows(station_id)]})
+
+
+def key_track(station_id: str, first_seq: int) -> KeyTrack:
+    """The station's keys as anchors, the key of ``first_seq`` as the current one, replacement keys pinned to the
+    seq they start at: what a batch or an imported journal starting at ``first_seq`` is verified with."""
+    rows = station_key_rows(station_id)
+    if not rows:
+        # A station row written without its key history (older tools): its one key.
+        station = Station.get_or_none(Station.station_id == station_id)
+        if station is not None and station.signing_jwk:
+            rows = [StationKey(station_id=station_id, kid=station.kid, jwk=station.signing_jwk, from_seq=1,
+                               source="enrollment")]
+    current = None
+    for row in rows:
+        if row.from_seq <= first_seq:
+            current = row.kid
+    return KeyTrack([verification_jwk(row.jwk) for row in rows], current=current,
+                    replacements={row.kid: row.from_seq for row in rows if row.source == "replacement"})
+
+
+def record_rotations(station_id: str, track: KeyTrack, after_seq: int, now: datetime) -> None:
+    """Record the keys the batch's rotation entries (beyond ``after_seq``, the bank's head before it) handed over
+    to; the newest becomes the station's current key and a pending rotation request is fulfilled."""
+    rotations = [(seq, key) for seq, key in track.rotations if seq > after_seq]
+    if not rotations:
+        return
+    for seq, key in rotations:
+        jwk = public_jwk(key)
+        StationKey.insert(station_id=station_id, kid=jwk["kid"], jwk=jwk, from_seq=seq + 1, source="rotation",
+                          created_at=utc_text(now)).on_conflict(
+            conflict_target=[StationKey.station_id, StationKey.kid], action="IGNORE").execute()
+        StationEvent.create(station_id=station_id, at=utc_text(now), by=station_id, action="key_rotated",
+                            reason=f"key_rotation entry {seq}", detail={"kid": jwk["kid"], "from_seq": seq + 1})
+    newest = public_jwk(rotations[-1][1])
+    Station.update(signing_jwk=newest, kid=newest["kid"], rotate_requested=False).where(
+        Station.station_id == station_id).execute()
