@@ -134,6 +134,31 @@ def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, h
     sys.exit(0 if audit.intact else 1)
 
 
+@cli.command("rotate-key")
+@data_dir_option
+@click.option("--reason", type=click.Choice(["technician", "scheduled", "bank_request"]), default="technician",
+              show_default=True, help="Why the key is rotated (written in the rotation entry).")
+def rotate_key_cmd(data_dir, reason):
+    """Replace the station's signing key: a key_rotation entry, signed with the old key, names the new one.
+
+    Safe while `station serve` runs. Receipts signed with either key keep verifying; the old private key is deleted
+    once the bank has acknowledged the rotation (at once on a station that does not sync).
+
+    Example: station rotate-key --data-dir /var/lib/station
+    """
+    from station.errors import StationBusy
+    from station.keys import rotate_key
+
+    st = open_station(data_dir)
+    old_kid = st.signer.kid
+    try:
+        entry = rotate_key(st, reason)
+    except StationBusy as exc:
+        raise click.ClickException("The station is busy writing; try again in a moment.") from exc
+    click.echo(f"Station {st.station_id}: key {old_kid} handed over to {st.signer.kid} at seq {entry.seq}. "
+               "Sync to let the bank know.")
+
+
 @cli.command("export-journal")
 @data_dir_option
 @click.argument("out", type=click.Path(file_okay=False))

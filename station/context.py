@@ -24,7 +24,7 @@ from peewee import OperationalError
 
 from station.db import Setting, bound, open_database
 from station.errors import StationBusy
-from station.keys import SIGNING_KEY_FILE, finish_rotation, kid_at, private_key_for, public_keys
+from station.keys import SIGNING_KEY_FILE, current_signer, finish_rotation, kid_at, private_key_for, public_keys
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, key_id
@@ -137,6 +137,7 @@ class Station:
 
     def signer_for(self, seq: int) -> Signer:
         """The signer of the key that signs entry ``seq`` (a batch ending at N is signed with the key of N + 1)."""
+        current_signer(self)  # another process may have rotated the key
         kid = kid_at(self.db, seq) or key_id(self.signing_key)
         key = private_key_for(self.data_dir, self.signing_key, kid)
         if key is None:

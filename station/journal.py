@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 
 from station.context import Station
 from station.db import JournalEntry
+from station.keys import current_signer
 from station.protocol.entry_types import entry_problem, field_problems
 from station.protocol.journal_checks import JournalProblem, check_journal_semantics
 from station.protocol.times import utc_text
@@ -88,7 +89,7 @@ def store_entry(st: Station, payload: dict, moment: datetime) -> JournalEntry:
 
     It checks nothing of the fields: :func:`append_entry` does, and is what every writer calls.
     """
-    token = st.signer.sign(payload)
+    token = current_signer(st).sign(payload)
     seq, entry_type, txn = payload["seq"], payload["type"], payload.get("txn")
     st.db.execute_sql(
         "INSERT INTO journal_entry (seq, type, txn, token, recorded_at) VALUES (?, ?, ?, ?, ?)",

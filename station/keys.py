@@ -126,7 +126,9 @@ def rotate_key(st, reason: str = "technician"):
     try:
         with st.write():
             entry = append_entry(st, "key_rotation", st.now(), {"jwk": public_jwk(new_key), "reason": reason})
-            # Every later entry is signed with the new key: switched while this transaction holds the write lock.
+            # Every later entry is signed with the new key: switched while this transaction holds the write lock;
+            # another process serving this station sees the setting and reloads its key (``current_signer``).
+            st.set_setting("signing_kid", key_id(new_key))
             st.signing_key, st.signer = new_key, Signer(new_key)
     except BaseException:
         st.signing_key, st.signer = old_key, old_signer
@@ -136,6 +138,22 @@ def rotate_key(st, reason: str = "technician"):
     os.replace(data_dir / NEXT_KEY_FILE, data_dir / SIGNING_KEY_FILE)
     prune_retired_keys(st)
     return entry
+
+
+def current_signer(st) -> Signer:
+    """The signer of the next entry, called inside the write transaction: when another process (``station
+    rotate-key`` beside ``station serve``) rotated the key, this one loads the new key before it signs."""
+    expected = st.setting("signing_kid")
+    if expected is None or expected == st.signer.kid:
+        return st.signer
+    key = load_private_key(st.data_dir / SIGNING_KEY_FILE)
+    next_path = st.data_dir / NEXT_KEY_FILE
+    if key_id(key) != expected and next_path.exists():
+        key = load_private_key(next_path)
+    if key_id(key) != expected:
+        raise RuntimeError(f"the journal's signing key is {expected}, but no key file holds it")
+    st.signing_key, st.signer = key, Signer(key)
+    return st.signer
 
 
 def prune_retired_keys(st) -> list[str]:

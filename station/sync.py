@@ -27,7 +27,7 @@ from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
 from station.journal import append_start_entry, chain_value_before, iter_entries, journal_head
-from station.keys import prune_retired_keys
+from station.keys import prune_retired_keys, rotate_key
 from station.limits import unsynced_exposure
 from station.protocol import acks, envelope, envelope_errors, key_codecs
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
@@ -330,6 +330,9 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
     """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
     if "policy" in downlink:
         st.set_setting("policy", downlink["policy"] or {})
+    if downlink.get("rotate_key") is True:
+        # The bank asks for a new signing key (its key-age policy, or an operator): rotated at the next sync.
+        st.set_setting("rotate_requested", True)
     if "customers" not in downlink:
         return
     still_locked = _locked_since(acked_through)
@@ -390,6 +393,10 @@ def sync_once(
     max_batches: int | None = None,
 ) -> SyncResult:
     """Send batches until the outbox is empty (or ``max_batches``); retry transient failures with backoff."""
+    if st.setting("rotate_requested"):
+        # Asked by the bank in an earlier ack: the rotation entry goes out with this sync.
+        rotate_key(st, "bank_request")
+        st.set_setting("rotate_requested", False)
     own_session = http is None
     http = http or requests.Session()
     attempts = attempts or sync_setting(st, "attempts")

@@ -12,6 +12,7 @@ from ui_helpers import login
 from station import agents, business_day, errors, feedback, operations, receipts
 from station.db import Customer, JournalEntry, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+from station.keys import rotate_key
 from station.protocol.entry_types import (
     INVALID_AMOUNT,
     LIVE_STATES,
@@ -129,6 +130,7 @@ def written_by_the_station(st) -> dict[str, dict]:
         operations.reverse(st, supervisor, paid.txn, new(), "Wrong amount")
         feedback.record_feedback(st, session, "praise", "服务很好\n谢谢", new())
         business_day.close_day(st, session, {"10000": 300})
+        rotate_key(st, "technician")
         payloads = {}
         for entry in JournalEntry.select().order_by(JournalEntry.seq):
             payloads.setdefault(entry.type, unverified_payload(entry.token))

@@ -30,8 +30,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from station.protocol.key_codecs import ed25519_public_from_jwk
-from station.protocol.tokens import b64url_decode
-from sync_server.db import Station
+from station.protocol.tokens import b64url_decode, token_kid
+from sync_server.db import Station, StationKey
 from sync_server.recon.kinds import N_, Discrepancy
 
 BREAK_REASONS = {
@@ -81,18 +81,24 @@ def _tops(context) -> set[tuple[str, int]]:
     return {(station_id, seq) for station_id, seq in rows}
 
 
-def station_keys(context) -> dict[str, tuple[str | None, Ed25519PublicKey | None]]:
-    """(kid, public key) of each station in scope as enrolled (None for a station never enrolled)."""
-    query = Station.select(Station.station_id, Station.kid, Station.signing_jwk)
+def station_keys(context) -> dict[str, dict[str, Ed25519PublicKey]]:
+    """Every signing key of each station in scope, by kid (``station_key``: the keys it enrolled, rotated to and
+    continued with on a replacement device); a station never enrolled has none."""
+    query = StationKey.select(StationKey.station_id, StationKey.kid, StationKey.jwk)
     if context.scope.stations is not None:
-        query = query.where(Station.station_id.in_(context.scope.stations))
-    keys = {}
+        query = query.where(StationKey.station_id.in_(context.scope.stations))
+    keys: dict[str, dict[str, Ed25519PublicKey]] = {}
     for station_id, kid, jwk in query.tuples():
         try:
-            keys[station_id] = (kid, ed25519_public_from_jwk(jwk) if jwk else None)
+            keys.setdefault(station_id, {})[kid] = ed25519_public_from_jwk(jwk)
         except ValueError:
-            keys[station_id] = (kid, None)
+            keys.setdefault(station_id, {})
     return keys
+
+
+def key_of(keys: dict[str, dict[str, Ed25519PublicKey]], station_id: str, token: str) -> Ed25519PublicKey | None:
+    """The station's key that ``token``'s header names (None: no such key of that station)."""
+    return keys.get(station_id, {}).get(token_kid(token) or "")
 
 
 def _tokens(context, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], str]:
@@ -112,11 +118,16 @@ def signature_ok(token: str, key: Ed25519PublicKey) -> bool:
         return False
 
 
-def _unknown_keys(context, keys) -> dict[tuple[str, int], Discrepancy]:
+def _unknown_keys(context) -> dict[tuple[str, int], Discrepancy]:
+    """Entries not signed with the station's key of their seq: the key with the highest ``from_seq`` at or below
+    it (a rotation hands over from the seq after it, a replacement device from its start entry)."""
     where, params = context.station_filter("f.station_id")
     rows = context.rows(f"""
-        SELECT f.station_id, f.seq, f.kid, f.day FROM recon_fact f JOIN station s ON s.station_id = f.station_id
-        WHERE f.readable = 1{where} AND (s.kid IS NULL OR f.kid IS NULL OR f.kid <> s.kid)""", params)
+        SELECT f.station_id, f.seq, f.kid, f.day FROM recon_fact f
+        WHERE f.readable = 1{where} AND NOT EXISTS (
+            SELECT 1 FROM station_key k WHERE k.station_id = f.station_id AND k.kid = f.kid AND k.from_seq <= f.seq
+            AND NOT EXISTS (SELECT 1 FROM station_key later WHERE later.station_id = k.station_id
+                            AND later.from_seq > k.from_seq AND later.from_seq <= f.seq))""", params)
     return {(station_id, seq): Discrepancy("unknown_key", station=station_id, seq=seq, day=day,
                                            detail={"kid": kid or "-"})
             for station_id, seq, kid, day in rows}
@@ -132,13 +143,13 @@ def _days(context, wanted: set[tuple[str, int]]) -> dict[tuple[str, int], str | 
 def checks(context) -> list[Discrepancy]:
     """Every integrity discrepancy of the run's scope; records ``context.heads_verified`` for the proof."""
     keys = station_keys(context)
-    unknown = _unknown_keys(context, keys)
+    unknown = _unknown_keys(context)
     breaks = _breaks(context)
     recorded = _recorded_heads(context)
     tops = _tops(context)
     wanted = tops | set(breaks) | {(s, n - 1) for s, n in breaks if n > 1} | set(recorded)
     tokens = _tokens(context, wanted - set(unknown))
-    verdicts = {where: signature_ok(token, keys[where[0]][1]) if keys.get(where[0], (None, None))[1] else False
+    verdicts = {where: (key := key_of(keys, where[0], token)) is not None and signature_ok(token, key)
                 for where, token in tokens.items()}
     if context.scope.verify_all:
         verdicts.update(verify_all(context, keys, set(unknown)))
@@ -193,11 +204,15 @@ def forks(context) -> list[Discrepancy]:
 
 
 # -- --verify-all -------------------------------------------------------------------------------------------
-def _verify_chunk(items: list[tuple[str, int, bytes, str]]) -> list[tuple[str, int]]:
-    """In a worker: the (station, seq) of every token whose signature fails with its station's raw public key."""
+def _verify_chunk(items: list[tuple[str, int, bytes | None, str]]) -> list[tuple[str, int]]:
+    """In a worker: the (station, seq) of every token whose signature fails with the raw public key of the
+    station's key its header names (None: the station has no such key)."""
     keys: dict[bytes, Ed25519PublicKey] = {}
     failed = []
     for station_id, seq, raw, token in items:
+        if raw is None:
+            failed.append((station_id, seq))
+            continue
         key = keys.get(raw) or keys.setdefault(raw, Ed25519PublicKey.from_public_bytes(raw))
         if not signature_ok(token, key):
             failed.append((station_id, seq))
@@ -211,7 +226,8 @@ def verify_all(context, keys, skip: set[tuple[str, int]], chunk: int = 2_000) ->
 
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    raw = {s: key.public_bytes(Encoding.Raw, PublicFormat.Raw) for s, (_, key) in keys.items() if key is not None}
+    raw = {s: {kid: key.public_bytes(Encoding.Raw, PublicFormat.Raw) for kid, key in by_kid.items()}
+           for s, by_kid in keys.items()}
     where, params = context.station_filter()
     stored = context.stream(f"SELECT station_id, seq, token FROM entry WHERE 1 = 1{where}", params,
                             name="recon_verify_all")
@@ -232,7 +248,7 @@ def verify_all(context, keys, skip: set[tuple[str, int]], chunk: int = 2_000) ->
             if station_id not in raw:
                 failed[(station_id, seq)] = False
                 continue
-            batch.append((station_id, seq, raw[station_id], token))
+            batch.append((station_id, seq, raw[station_id].get(token_kid(token) or ""), token))
             if len(batch) >= chunk:
                 pending.add(pool.submit(_verify_chunk, batch))
                 batch = []

@@ -31,7 +31,8 @@ import json
 
 from station.protocol.envelope import verify_tail_claim
 from station.protocol.envelope_errors import EnvelopeError
-from station.protocol.tokens import b64url_decode, is_integer
+from station.protocol.tokens import b64url_decode, is_integer, token_kid
+from sync_server.db import StationKey
 from sync_server.recon.kinds import N_, Discrepancy
 
 #: The fork reason (a message id: the clerk's language is chosen when it is shown).
@@ -60,12 +61,19 @@ def checks(context) -> list[Discrepancy]:
 def _verified_claims(context) -> tuple[list[tuple[str, int, str]], list[Discrepancy]]:
     """(station, N, H) of every stored claim in scope that verifies, and a ``bad_signature`` for each that does not."""
     where, params = context.station_filter("t.station_id")
-    rows = context.rows("SELECT t.station_id, t.seq, t.claim, s.signing_jwk FROM station_tail t "
-                        "LEFT JOIN station s ON s.station_id = t.station_id WHERE 1 = 1" + where, params)
+    rows = context.rows("SELECT t.station_id, t.seq, t.claim FROM station_tail t WHERE 1 = 1" + where, params)
+    keys: dict[tuple[str, str], object] = {}
+    station_filter = [row[0] for row in rows]
+    for start in range(0, len(station_filter), 500):
+        for station_id, kid, jwk in StationKey.select(StationKey.station_id, StationKey.kid, StationKey.jwk).where(
+                StationKey.station_id.in_(station_filter[start:start + 500])).tuples():
+            keys[station_id, kid] = jwk
     verified, refused = [], []
-    for station_id, stored_seq, claim, signing_jwk in rows:
+    for station_id, stored_seq, claim in rows:
         try:
-            jwk = json.loads(signing_jwk) if isinstance(signing_jwk, str) else signing_jwk
+            # Signed with the key of the batch that carried it, which a later rotation may have replaced.
+            jwk = keys.get((station_id, token_kid(claim) or ""))
+            jwk = json.loads(jwk) if isinstance(jwk, str) else jwk
             payload = verify_tail_claim(claim, jwk or {}, station_id)
         except (EnvelopeError, ValueError) as exc:
             refused.append(Discrepancy("bad_signature", station=station_id, seq=_claimed_seq(claim, stored_seq),
@@ -112,10 +120,10 @@ def _altered(context, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
     """Of the held entries a claim contradicts, those whose own signature fails with the station's enrolled key:
     altered in the bank's database after the station signed them. That is ``integrity``'s ``bad_signature`` (or
     ``unknown_key``), and the claim's disagreement follows from it: no fork is reported as well."""
-    from sync_server.recon.integrity import signature_ok, station_keys
+    from sync_server.recon.integrity import key_of, signature_ok, station_keys
 
     keys = station_keys(context)
     rows = context.by_keys("SELECT station_id, seq, token FROM entry WHERE station_id = ? AND seq IN ({seqs})",
                            set(wanted))
     return {(station_id, seq) for station_id, seq, token in rows
-            if keys.get(station_id, (None, None))[1] is None or not signature_ok(token, keys[station_id][1])}
+            if (key := key_of(keys, station_id, token)) is None or not signature_ok(token, key)}
