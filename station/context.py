@@ -24,7 +24,7 @@ from peewee import OperationalError
 
 from station.db import Setting, bound, open_database
 from station.errors import StationBusy
-from station.keys import SIGNING_KEY_FILE, current_signer, finish_rotation, kid_at, private_key_for, public_keys
+from station.keys import SIGNING_KEY_FILE, KeyMissing, current_signer, finish_rotation, kid_at, private_key_for, public_keys
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, key_id
@@ -141,7 +141,7 @@ class Station:
         kid = kid_at(self.db, seq) or key_id(self.signing_key)
         key = private_key_for(self.data_dir, self.signing_key, kid)
         if key is None:
-            raise RuntimeError(f"the private key {kid} of seq {seq} has been deleted after its rotation")
+            raise KeyMissing(f"the private key {kid}, which signs seq {seq}, is not on this device")
         return self.signer if key is self.signing_key else Signer(key)
 
     def keyset(self) -> KeySet:

@@ -34,6 +34,11 @@ PUBLIC_KEYS_FILE = "keys/public-keys.json"
 ROTATION_REASONS = ("scheduled", "bank_request", "technician")
 
 
+class KeyMissing(RuntimeError):
+    """The private key the journal names for a seq is not on this device (deleted after its rotation, or the key
+    files do not belong to this journal)."""
+
+
 def load_private_key(path: Path) -> OKPKey:
     return OKPKey.import_key(json.loads(path.read_text(encoding="utf-8")))
 
@@ -151,7 +156,7 @@ def current_signer(st) -> Signer:
     if key_id(key) != expected and next_path.exists():
         key = load_private_key(next_path)
     if key_id(key) != expected:
-        raise RuntimeError(f"the journal's signing key is {expected}, but no key file holds it")
+        raise KeyMissing(f"the journal's signing key is {expected}, but no key file holds it")
     st.signing_key, st.signer = key, Signer(key)
     return st.signer
 

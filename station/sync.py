@@ -27,7 +27,7 @@ from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
 from station.journal import append_start_entry, chain_value_before, iter_entries, journal_head
-from station.keys import prune_retired_keys, rotate_key
+from station.keys import KeyMissing, prune_retired_keys, rotate_key
 from station.limits import unsynced_exposure
 from station.protocol import acks, envelope, envelope_errors, key_codecs
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
@@ -223,7 +223,10 @@ def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelo
     while True:
         # Signed with the key that follows the batch's last entry (docs/protocol.md, "Keys"): the bank knows it
         # from the entries it holds or receives now, even when the station rotated its key after them.
-        signer = st.signer_for(entries[-1][0] + 1)
+        try:
+            signer = st.signer_for(entries[-1][0] + 1)
+        except KeyMissing as exc:
+            raise SyncError(f"This station cannot sign its batch: {exc}. Call the technician.") from exc
         # Read after the entries: the journal only grows, so the claim reaches at least the batch's last entry.
         tail = tail_claim(st, signer)
         sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=signer,

@@ -1,0 +1,260 @@
+"""Key rotation: a signed key_rotation entry hands the journal over to a new key, at the station and at the bank.
+
+Receipts signed with either key keep verifying (with another JOSE library too); the bank accepts the new key only
+from that entry; an entry signed with a key the chain did not hand over to is refused.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from jwcrypto import jwk as jwcrypto_jwk
+from jwcrypto import jws as jwcrypto_jws
+
+from station import keys as station_keys
+from station.cli import cli
+from station.context import Station
+from station.db import JournalEntry
+from station.journal import audit_journal, export_journal
+from station.keys import NEXT_KEY_FILE, RETIRED_DIR, SIGNING_KEY_FILE, rotate_key
+from station.protocol.tokens import (
+    KeyTrack,
+    Signer,
+    chain_hash,
+    generate_signing_key,
+    key_id,
+    public_jwk,
+    token_kid,
+    unverified_payload,
+    verify_chain,
+)
+from station.sync import SyncError, SyncRefused, sync_once
+from sync_server.db import Station as ServerStation
+from sync_server.db import StationEvent, StationKey
+from sync_server.keyring import station_keyset
+from tests.sync_support import database_url, enrolled_station, pg_database_url, record_some, server, server_db  # noqa: F401
+
+
+def jwcrypto_verifies(token: str, jwks: dict) -> dict:
+    """Verify ``token`` with jwcrypto against a published JWKS (an independent verifier)."""
+    keyset = jwcrypto_jwk.JWKSet.from_json(json.dumps(jwks))
+    kid = token_kid(token)
+    key = keyset.get_key(kid)
+    assert key is not None, f"no key {kid} in the JWKS"
+    signed = jwcrypto_jws.JWS()
+    signed.deserialize(token)
+    signed.allowed_algs = ["Ed25519", "EdDSA"]
+    signed.verify(key)
+    return json.loads(signed.payload)
+
+
+def deposit(st) -> None:
+    """One deposit at a station that does not sync (its demo customers), the day opened if need be."""
+    from station import agents, business_day, operations, receipts
+    from station.db import Customer
+    from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+
+    with st.bound():
+        session = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        if business_day.current_day(st) is None:
+            business_day.open_day(st, session, {"10000": 100})
+        customer = Customer.select().where(Customer.card_number.is_null(False)).first()
+        auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
+        operations.deposit_cash(st, session, auth, 10_000, receipts.new_txn_id())
+
+
+def tokens(st) -> list[tuple[int, str]]:
+    with st.bound():
+        return [(e.seq, e.token) for e in JournalEntry.select().order_by(JournalEntry.seq)]
+
+
+def test_rotation_hands_the_journal_over_to_a_new_key(open_drawer, station):
+    old_kid = station.signer.kid
+    before = len(tokens(station))
+    entry = rotate_key(station, "technician")
+    new_kid = station.signer.kid
+    assert new_kid != old_kid
+    payload = unverified_payload(entry.token)
+    assert payload["type"] == "key_rotation" and payload["reason"] == "technician"
+    assert payload["jwk"]["kid"] == new_kid and "d" not in payload["jwk"]
+    assert token_kid(entry.token) == old_kid  # the old key signs the hand-over
+    deposit(station)
+    after = tokens(station)[before + 1:]
+    assert after and all(token_kid(token) == new_kid for _, token in after)
+    # The new key is on disk as the signing key; a station that does not sync needs the old private key no more.
+    assert key_id(station_keys.load_private_key(station.data_dir / SIGNING_KEY_FILE)) == new_kid
+    assert not (station.data_dir / NEXT_KEY_FILE).exists()
+    assert not list((station.data_dir / RETIRED_DIR).glob("*.jwk"))
+    # The published keys hold both; the journal verifies; old and new receipts verify with jwcrypto.
+    jwks = station.public_jwks()
+    assert {key["kid"] for key in jwks["keys"]} == {old_kid, new_kid}
+    assert audit_journal(station).intact
+    for _, token in tokens(station):
+        jwcrypto_verifies(token, jwks)
+
+
+def test_the_chain_accepts_the_new_key_only_from_the_rotation_entry(station):
+    rotate_key(station, "technician")
+    chain = tokens(station)
+    anchors = station.keyset()
+    assert verify_chain(chain, anchors, station.station_id) is None
+    # An entry after the rotation re-signed with a key the chain never handed over to: refused at that seq.
+    intruder = Signer(generate_signing_key())
+    forged_payload = {**unverified_payload(chain[-1][1])}
+    forged = intruder.sign(forged_payload)
+    problem = verify_chain(chain[:-1] + [(chain[-1][0], forged)], anchors, station.station_id)
+    assert problem is not None and problem.seq == chain[-1][0]
+    # The intruder's key published beside the station's does not help: it is not the key the chain hands over to.
+    with_intruder = {"keys": station.public_jwks()["keys"] + [public_jwk(intruder.key)]}
+    problem = verify_chain(chain[:-1] + [(chain[-1][0], forged)],
+                           KeyTrack(with_intruder["keys"]), station.station_id)
+    assert problem is not None and "the station's key at seq" in problem.reason
+
+
+def test_an_entry_signed_with_the_old_key_after_the_rotation_is_refused(open_drawer, station):
+    old_signer = station.signer
+    rotate_key(station, "technician")
+    # A thief with the old key writes on after the rotation: the chain names the new key there.
+    with station.write():
+        from station.journal import entry_payload, store_entry
+
+        payload = entry_payload(station, "feedback", station.now(), {"agent": "A01", "category": "praise",
+                                                                      "text": "x"})
+        station.signer = old_signer
+        station.set_setting("signing_kid", old_signer.kid)
+        store_entry(station, payload, station.now())
+    audit = audit_journal(station)
+    assert not audit.intact and audit.problems[0].seq == payload["seq"]
+    assert "the station's key at seq" in audit.problems[0].reason
+
+
+def test_a_rotation_by_another_process_is_followed_by_the_serving_one(open_drawer, station):
+    serving = station
+    technician = Station(station.data_dir, clock=station.clock)
+    try:
+        rotate_key(technician, "technician")
+        deposit(serving)  # the serving process signs with the key the journal names now
+        last_seq, last_token = tokens(serving)[-1]
+        assert token_kid(last_token) == technician.signer.kid == serving.signer.kid
+        assert audit_journal(serving).intact
+    finally:
+        technician.close()
+
+
+def test_a_rotation_interrupted_before_its_commit_is_undone_and_after_it_finished(station):
+    data_dir = station.data_dir
+    old_kid = station.signer.kid
+    # Crash before the commit: next.jwk is on disk, the journal does not name it.
+    (data_dir / NEXT_KEY_FILE).write_text(json.dumps(generate_signing_key().as_dict(private=True)))
+    reopened = Station(data_dir)
+    assert reopened.signer.kid == old_kid and not (data_dir / NEXT_KEY_FILE).exists()
+    reopened.close()
+    # Crash after the commit, before the renames: the rotation is finished when the station opens.
+    signing = (data_dir / SIGNING_KEY_FILE).read_text()
+    entry = rotate_key(station, "technician")
+    new_private = (data_dir / SIGNING_KEY_FILE).read_text()
+    (data_dir / NEXT_KEY_FILE).write_text(new_private)
+    (data_dir / SIGNING_KEY_FILE).write_text(signing)
+    reopened = Station(data_dir)
+    try:
+        assert reopened.signer.kid == unverified_payload(entry.token)["jwk"]["kid"]
+        assert not (data_dir / NEXT_KEY_FILE).exists()
+        assert audit_journal(reopened).intact
+    finally:
+        reopened.close()
+
+
+def test_the_cli_rotates_and_says_so(station):
+    old_kid = station.signer.kid
+    result = CliRunner().invoke(cli, ["rotate-key", "--data-dir", str(station.data_dir)])
+    assert result.exit_code == 0, result.output
+    assert old_kid in result.output and "seq" in result.output
+    bad = CliRunner().invoke(cli, ["rotate-key", "--data-dir", str(station.data_dir), "--reason", "whim"])
+    assert bad.exit_code == 2
+
+
+# -- at the bank ----------------------------------------------------------------------------------------------
+def test_the_bank_takes_the_new_key_from_the_rotation_entry(server, tmp_path, clock):  # noqa: F811
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    old_kid = st.signer.kid
+    record_some(st, count=2)
+    sync_once(st)
+    rotation = rotate_key(st, "scheduled")
+    retired = st.data_dir / RETIRED_DIR / f"{old_kid}.jwk"
+    assert retired.exists()  # a batch of entries before the rotation may still need it
+    record_some(st, count=2)
+    result = sync_once(st)
+    assert result.pending == 0 and not result.rejected
+    assert not retired.exists()  # the bank holds the rotation: the old private key is deleted
+    server_db()
+    station_row = ServerStation.get_by_id("ST-0001")
+    assert station_row.kid == st.signer.kid and not station_row.rotate_requested
+    rows = {row.kid: row for row in StationKey.select().where(StationKey.station_id == "ST-0001")}
+    assert set(rows) == {old_kid, st.signer.kid}
+    assert rows[st.signer.kid].from_seq == rotation.seq + 1 and rows[st.signer.kid].source == "rotation"
+    assert StationEvent.select().where((StationEvent.station_id == "ST-0001")
+                                       & (StationEvent.action == "key_rotated")).count() == 1
+    # Every receipt, before and after, verifies with the keys the bank holds (jwcrypto), and so does the chain.
+    bank_jwks = {"keys": [key.as_dict(private=False) for key in station_keyset("ST-0001").keys]}
+    for _, token in tokens(st):
+        jwcrypto_verifies(token, bank_jwks)
+    assert verify_chain(tokens(st), station_keyset("ST-0001"), "ST-0001") is None
+    # A heartbeat after the rotation (signed with the new key) is accepted too.
+    assert sync_once(st).pending == 0
+
+
+def test_rotation_and_entries_after_it_in_one_batch_and_an_export_that_verifies(server, tmp_path, clock):  # noqa: F811
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, count=1)
+    rotate_key(st, "technician")
+    record_some(st, count=1)
+    rotate_key(st, "technician")
+    record_some(st, count=1)
+    assert sync_once(st).pending == 0  # one batch: two hand-overs, then entries of the third key
+    server_db()
+    assert StationKey.select().where(StationKey.station_id == "ST-0001").count() == 3
+    export_journal(st, tmp_path / "export")
+    exported = json.loads((tmp_path / "export" / "jwks.json").read_text())
+    assert len(exported["keys"]) == 3
+
+
+def test_a_batch_signed_with_a_key_the_chain_never_handed_over_to_is_refused(server, tmp_path, clock):  # noqa: F811
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, count=1)
+    # A copy of the device that swapped in its own key without a rotation entry.
+    intruder = generate_signing_key()
+    (st.data_dir / SIGNING_KEY_FILE).write_text(json.dumps(intruder.as_dict(private=True)))
+    stolen = Station(st.data_dir, clock=clock)
+    try:
+        record_some(stolen, count=1)
+        # The copy cannot sign a batch with the key the journal names: it says so instead of a traceback.
+        with pytest.raises(SyncError, match="cannot sign its batch"):
+            sync_once(stolen)
+        # ...and when it signs the batch with its own key too, the bank refuses the entry it signed.
+        stolen.signer_for = lambda seq: Signer(intruder)
+        with pytest.raises(SyncRefused) as refused:
+            sync_once(stolen)
+        assert refused.value.problem.get("seq") == tokens(stolen)[-1][0]
+        assert "not one of the station's keys" in str(refused.value)
+    finally:
+        stolen.close()
+    server_db()
+    assert ServerStation.get_by_id("ST-0001").acked_seq < tokens(st)[-1][0]
+
+
+def test_the_bank_asks_and_the_station_rotates_at_the_next_sync(server, tmp_path, clock):  # noqa: F811
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    old_kid = st.signer.kid
+    server_db()
+    ServerStation.update(rotate_requested=True).where(ServerStation.station_id == "ST-0001").execute()
+    sync_once(st)  # the downlink carries the request
+    assert st.setting("rotate_requested") is True and st.signer.kid == old_kid
+    sync_once(st)  # the rotation entry goes out with this sync
+    assert st.signer.kid != old_kid and not st.setting("rotate_requested")
+    rotations = [token for _, token in tokens(st) if unverified_payload(token)["type"] == "key_rotation"]
+    assert len(rotations) == 1 and unverified_payload(rotations[0])["reason"] == "bank_request"
+    row = ServerStation.get_by_id("ST-0001")
+    assert row.kid == st.signer.kid and row.rotate_requested is False
+    assert chain_hash(tokens(st)[-1][1]) == row.head
