@@ -24,7 +24,15 @@ from peewee import OperationalError
 
 from station.db import Setting, bound, open_database
 from station.errors import StationBusy
-from station.keys import SIGNING_KEY_FILE, KeyMissing, current_signer, finish_rotation, kid_at, private_key_for, public_keys
+from station.keys import (
+    SIGNING_KEY_FILE,
+    KeyMissing,
+    current_signer,
+    finish_rotation,
+    kid_at,
+    private_key_for,
+    public_keys,
+)
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, key_id

@@ -34,8 +34,10 @@ from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import (
+    b64url_decode,
     chain_hash,
     generate_signing_key,
+    is_integer,
     public_jwk,
     unverified_payload,
 )
@@ -146,6 +148,7 @@ def enroll_station(
         key_codecs.ed25519_public_from_jwk(server["signing_jwk"])
         key_codecs.encryption_public_from_jwk(server["encryption_jwk"])
         station_id = answer["station_id"]
+        base = _chain_base(answer.get("continue_from"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A captive portal or a plain web server answers 200 too: say so instead of a traceback.
         raise EnrollError(f"{server_url} answered, but not as a station-kit sync server: check the URL.") from exc
@@ -162,9 +165,23 @@ def enroll_station(
     write_private_file(data_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     st = Station(data_dir, clock=clock)
     with st.write():
+        if base is not None:
+            # A replacement device: its journal continues after the bank's head (its start entry names it).
+            st.set_setting("chain_base", base)
+            st.set_setting("acked_seq", base["seq"])
         append_start_entry(st)
         st.set_setting("policy", answer.get("policy") or {})
     return st
+
+
+def _chain_base(continue_from) -> dict | None:
+    """The bank's head a replacement device continues after, from the enrollment answer (None: a new station)."""
+    if continue_from is None:
+        return None
+    seq, head = continue_from["seq"], continue_from["head"]
+    if not is_integer(seq) or seq < 0 or not isinstance(head, str) or len(b64url_decode(head)) != 32:
+        raise ValueError("continue_from is not a seq and a chain value")
+    return {"seq": seq, "head": head} if seq > 0 else None
 
 
 # -- batches ------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from sync_server.db import (
     ReconItem,
     ServerSetting,
     Station,
+    StationEvent,
     Transfer,
     db_proxy,
 )
@@ -112,6 +113,27 @@ def list_recon_items(station_id: str | None = None) -> list[dict]:
     if station_id is not None:
         query = query.where(ReconItem.station_id == station_id)
     return list(query.order_by(ReconItem.station_id, ReconItem.seq, ReconItem.kind).dicts())
+
+
+def replace_station(station_id: str, by: str = "") -> str:
+    """A one-time code with which a new device takes over an enrolled station (the old one died): it continues
+    the chain from the bank's head. Import the old device's journal first if it can still be read."""
+    with db_proxy.atomic():
+        station = Station.get_or_none(Station.station_id == station_id)
+        if station is None:
+            raise AdminError(f"No station {station_id}.")
+        if station.status != "active":
+            raise AdminError(f"Station {station_id} is {station.status}: only an enrolled station's device is "
+                             "replaced (a pending one enrolls with `station add`'s code).")
+        if station.flagged:
+            raise AdminError(f"Station {station_id} is flagged ({station.flag_reason}): look at it and clear the "
+                             "flag first (`sync-server station show` / `clear-flag`).")
+        now = datetime.now(UTC)
+        code = new_enrollment_code(station_id, now, purpose="replace")
+        StationEvent.create(station_id=station_id, at=utc_text(now), by=by or "-", action="replacement_issued",
+                            reason=f"replacement code issued; the bank holds seq 1..{station.acked_seq}",
+                            detail={"acked_seq": station.acked_seq})
+        return code
 
 
 def revoke_station(station_id: str) -> None:

@@ -170,6 +170,35 @@ def station_revoke(database_url, station_id):
     click.echo(f"Station {station_id} revoked.")
 
 
+@station.command("replace")
+@database_option
+@click.argument("station_id")
+@click.option("--by", default="", help="Who issues the code (kept in the station's audit trail).")
+@click.option("--server-url", envvar="SYNC_SERVER_PUBLIC_URL", default=None,
+              help="The URL stations reach the bank at: also print the enrollment QR payload.")
+def station_replace(database_url, station_id, by, server_url):
+    """A one-time code for a replacement device of an enrolled station (valid 7 days); the last line is the code.
+
+    The new device enrolls with it under the same station id and continues the chain from the bank's head.
+    Import the old device's journal first (`sync-server journal import`) if its SD card can still be read.
+
+    Example: sync-server station replace ST-0007 --by "Li Wei"
+    """
+    from station.protocol.enrollment_qr import NotAnEnrollmentCode, make_payload
+    from sync_server.admin import replace_station
+
+    open_database(database_url)
+    code = _admin_call(replace_station, station_id, by)
+    click.echo(f"Replacement device for {station_id}: it continues the chain from the bank's head. "
+               "One-time code, valid 7 days:")
+    if server_url:
+        try:
+            click.echo(make_payload(server_url, station_id, code))
+        except NotAnEnrollmentCode as exc:
+            raise click.ClickException(f"--server-url: {exc}") from exc
+    click.echo(code)
+
+
 @cli.group()
 def entries():
     """Journal entries received from stations: list them with their outcomes."""

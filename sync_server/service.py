@@ -37,7 +37,16 @@ from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import KeyTrack, chain_hash, genesis_prev, verification_jwk
 from sync_server.allowances import home_customer_ids, refresh_allowances
 from sync_server.book import Book, LedgerError
-from sync_server.db import EnrollmentCode, Entry, Station, StationKey, StationTail, db_proxy, is_postgres
+from sync_server.db import (
+    EnrollmentCode,
+    Entry,
+    Station,
+    StationEvent,
+    StationKey,
+    StationTail,
+    db_proxy,
+    is_postgres,
+)
 from sync_server.downlink import build_downlink
 from sync_server.keyring import key_track, record_rotations
 from sync_server.keys import ServerKeys
@@ -54,12 +63,13 @@ def code_hash(code: str) -> str:
     return hashlib.sha256(normalise_code(code).encode()).hexdigest()
 
 
-def new_enrollment_code(station_id: str, now: datetime | None = None) -> str:
-    """A one-time code for ``station_id`` (valid 7 days), like ``K7QX-M2PD-9HWT``; only its hash is stored."""
+def new_enrollment_code(station_id: str, now: datetime | None = None, *, purpose: str = "enroll") -> str:
+    """A one-time code for ``station_id`` (valid 7 days), like ``K7QX-M2PD-9HWT``; only its hash is stored.
+    ``purpose``: ``enroll`` a new station, or ``replace`` the device of an enrolled one."""
     raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
     now = now or datetime.now(UTC)
     EnrollmentCode.create(code_hash=code_hash(raw), station_id=station_id, created_at=utc_text(now),
-                          expires_at=utc_text(now + timedelta(days=ENROLLMENT_CODE_DAYS)))
+                          expires_at=utc_text(now + timedelta(days=ENROLLMENT_CODE_DAYS)), purpose=purpose)
     return format_code(raw)
 
 
@@ -88,25 +98,57 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
             (EnrollmentCode.code_hash == row.code_hash) & EnrollmentCode.used_at.is_null()).execute()
         if used != 1:
             raise Problem("enrollment-code-used", "This enrollment code has already been used; ask for a new one.")
-        station = Station.get_by_id(row.station_id)
+        query = Station.select().where(Station.station_id == row.station_id)
+        station = (query.for_update() if is_postgres() else query).get()
         if station.status == "revoked":
             raise Problem("station-revoked", f"Station {station.station_id} is revoked.")
+        public = {**verification_jwk(signing_jwk), "kid": kid}
+        answer = {
+            "station_id": station.station_id,
+            "name": station.name,
+            "server": keys.public(),
+            "policy": server_policy().get("station", {}),
+            "server_time": utc_text(now),
+        }
+        if row.purpose == "replace":
+            answer["continue_from"] = _enroll_replacement(station, public, encryption_jwk, now)
+            return answer
         if station.status != "pending":
             raise Problem("enrollment-code-used", f"Station {station.station_id} has already enrolled.")
-        public = {**verification_jwk(signing_jwk), "kid": kid}
         Station.update(status="active", signing_jwk=public,
                        encryption_jwk=encryption_jwk, kid=kid, enrolled_at=utc_text(now), acked_seq=0,
                        head=None).where(
             Station.station_id == station.station_id).execute()
         StationKey.create(station_id=station.station_id, kid=kid, jwk=public, from_seq=1, source="enrollment",
                           created_at=utc_text(now))
-    return {
-        "station_id": station.station_id,
-        "name": station.name,
-        "server": keys.public(),
-        "policy": server_policy().get("station", {}),
-        "server_time": utc_text(now),
-    }
+    return answer
+
+
+def _enroll_replacement(station: Station, public: dict, encryption_jwk: dict, now: datetime) -> dict:
+    """A new device for an enrolled station: its key signs from the seq after the bank's head, where its start
+    entry continues the chain. What the old device recorded and never delivered is lost to the bank unless its
+    journal was imported before (``sync-server journal import``): its signed tail claim is kept in the audit trail
+    and dropped, since the new device's entries take those seqs."""
+    if station.status != "active":
+        raise Problem("station-not-enrolled", f"Station {station.station_id} has no device to replace yet: "
+                                              "enroll it with its enrollment code.")
+    if station.flagged:
+        raise Problem("station-flagged", f"Station {station.station_id} is flagged: {station.flag_reason}. "
+                                         "An operator clears the flag first (`sync-server station clear-flag`).")
+    head = station.head or genesis_prev(station.station_id)
+    tail = StationTail.get_or_none(StationTail.station_id == station.station_id)
+    lost = tail.seq - station.acked_seq if tail is not None and tail.seq > station.acked_seq else 0
+    StationKey.create(station_id=station.station_id, kid=public["kid"], jwk=public, from_seq=station.acked_seq + 1,
+                      source="replacement", created_at=utc_text(now))
+    Station.update(signing_jwk=public, encryption_jwk=encryption_jwk, kid=public["kid"], rotate_requested=False,
+                   synced_seq=station.acked_seq).where(Station.station_id == station.station_id).execute()
+    StationTail.delete().where(StationTail.station_id == station.station_id).execute()
+    StationEvent.create(
+        station_id=station.station_id, at=utc_text(now), by=station.station_id, action="device_replaced",
+        reason=f"a replacement device continues after seq {station.acked_seq}",
+        detail={"kid": public["kid"], "continues": station.acked_seq, "head": head, "entries_never_received": lost,
+                "old_tail_seq": tail.seq if tail else None, "old_tail_claim": tail.claim if tail else None})
+    return {"seq": station.acked_seq, "head": head}
 
 
 # -- ingest -------------------------------------------------------------------------------------------------

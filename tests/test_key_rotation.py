@@ -258,3 +258,75 @@ def test_the_bank_asks_and_the_station_rotates_at_the_next_sync(server, tmp_path
     row = ServerStation.get_by_id("ST-0001")
     assert row.kid == st.signer.kid and row.rotate_requested is False
     assert chain_hash(tokens(st)[-1][1]) == row.head
+
+
+# -- a replacement device -------------------------------------------------------------------------------------
+def test_a_replacement_device_continues_the_chain_from_the_banks_head(server, tmp_path, clock):  # noqa: F811
+    from station.sync import enroll_station
+    from sync_server.admin import replace_station
+
+    old = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(old, count=2)
+    sync_once(old)
+    rotate_key(old, "technician")
+    record_some(old, count=1)
+    sync_once(old)
+    record_some(old, count=2)
+    # One more entry reaches the bank, with the signed claim that the journal goes one further; then the device
+    # dies: that last deposit never arrives.
+    old.update_config("sync", {"max_entries": 1})
+    sync_once(old, max_batches=1)
+    server_db()
+    bank = ServerStation.get_by_id("ST-0001")
+    held = tokens(old)[:bank.acked_seq]
+    assert bank.acked_seq == tokens(old)[-1][0] - 1
+    code = replace_station("ST-0001", by="Li Wei")
+    new = enroll_station(tmp_path / "replacement", server.url, code, clock=clock)
+    try:
+        first = tokens(new)
+        assert len(first) == 1 and first[0][0] == bank.acked_seq + 1
+        start = unverified_payload(first[0][1])
+        assert start["type"] == "start" and start["continues"] == bank.acked_seq
+        assert start["prev"] == chain_hash(held[-1][1]) and token_kid(first[0][1]) == new.signer.kid
+        assert audit_journal(new).intact
+        assert sync_once(new).pending == 0  # the start entry, and the customers in the downlink
+        record_some(new, count=2)
+        result = sync_once(new)
+        assert result.pending == 0 and not result.rejected
+        server_db()
+        bank = ServerStation.get_by_id("ST-0001")
+        assert bank.kid == new.signer.kid and bank.acked_seq == tokens(new)[-1][0]
+        # The bank's chain is one chain: the old device's entries, then the new one's, each under its key.
+        whole = held + tokens(new)
+        assert verify_chain(whole, station_keyset("ST-0001"), "ST-0001") is None
+        bank_jwks = {"keys": [key.as_dict(private=False) for key in station_keyset("ST-0001").keys]}
+        for _, token in whole:
+            jwcrypto_verifies(token, bank_jwks)
+        event = StationEvent.get((StationEvent.station_id == "ST-0001") & (StationEvent.action == "device_replaced"))
+        assert event.detail["entries_never_received"] == 1  # the old device's last deposit never arrived
+        # The old device, should it come back, is refused: its entry at that seq is not the bank's.
+        with pytest.raises(SyncRefused):
+            sync_once(old)
+    finally:
+        new.close()
+
+
+def test_a_replacement_code_is_refused_for_a_station_that_never_enrolled_and_is_one_time(server, tmp_path, clock):  # noqa: F811
+    from sync_server.admin import AdminError, add_station, replace_station
+
+    server_db()
+    add_station("ST-0002", "Pending")
+    with pytest.raises(AdminError, match="only an enrolled station"):
+        replace_station("ST-0002")
+    with pytest.raises(AdminError, match="No station"):
+        replace_station("ST-9999")
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    code = replace_station("ST-0001")
+    from station.sync import EnrollError, enroll_station
+
+    new = enroll_station(tmp_path / "replacement", server.url, code, clock=clock)
+    new.close()
+    with pytest.raises(EnrollError, match="already been used"):
+        enroll_station(tmp_path / "another", server.url, code, clock=clock)
+    assert not (tmp_path / "another" / "config.json").exists()
+    st.close()
