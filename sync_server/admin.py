@@ -10,6 +10,7 @@ import csv
 import io
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +18,7 @@ from peewee import fn
 from stdnum import luhn
 
 from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
+from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.pins import PIN_RE, make_pin_verifier
 from station.protocol.times import parse_utc, utc_text
@@ -64,18 +66,56 @@ class ImportFailed(AdminError):
 
 
 # -- stations -----------------------------------------------------------------------------------------------
-def add_station(station_id: str, name: str) -> str:
-    """Register a station (or issue a new code for one not yet enrolled); returns a one-time enrollment code."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}", station_id or ""):
-        raise AdminError("A station id is 1 to 40 letters, digits, '-' or '_', e.g. ST-0001.")
+#: Longest name, village and agent the enrollment sheet prints on a station's card.
+STATION_TEXT_LIMITS = {"name": 60, "village": 60, "agent": 40}
+
+
+def station_text(field: str, value: str | None) -> tuple[str, str | None]:
+    """A station's ``field`` as stored: runs of spaces (also the full-width one) made one, ends trimmed; and the
+    problem with it (a control or other unprintable character, too long, a name left empty), or None."""
+    value = value or ""
+    for position, ch in enumerate(value, start=1):
+        if not (ch.isprintable() or unicodedata.category(ch) == "Zs"):
+            return value, f"{field} holds a character that cannot be printed (U+{ord(ch):04X} at position {position})"
+    text = " ".join(value.split())
+    if field == "name" and not text:
+        return text, "name is empty"
+    if len(text) > STATION_TEXT_LIMITS[field]:
+        return text, f"{field} is longer than {STATION_TEXT_LIMITS[field]} characters"
+    return text, None
+
+
+def check_station_id(station_id: str | None) -> str | None:
+    """The problem with a station id, or None."""
+    if STATION_ID_PATTERN.fullmatch(station_id or ""):
+        return None
+    return "a station id is 1 to 40 letters, digits, '-' or '_', e.g. ST-0001"
+
+
+def add_station(station_id: str, name: str, village: str | None = None, agent: str | None = None) -> str:
+    """Register a station (or issue a new code for one not yet enrolled, taking the name and any village or agent
+    given); returns a one-time enrollment code."""
+    problems = [check_station_id(station_id)]
+    details = {}
+    for field, value in (("name", name), ("village", village), ("agent", agent)):
+        if value is not None:
+            details[field], problem = station_text(field, value)
+            problems.append(problem)
+    problems = [problem for problem in problems if problem]
+    if problems:
+        message = "; ".join(problems)
+        raise AdminError(message[0].upper() + message[1:] + ".")
+    details = {field: value or None for field, value in details.items()}
     with db_proxy.atomic():
         station = Station.get_or_none(Station.station_id == station_id)
         if station is None:
-            Station.create(station_id=station_id, name=name, created_at=utc_text(datetime.now(UTC)))
+            Station.create(station_id=station_id, created_at=utc_text(datetime.now(UTC)), **details)
         elif station.status != "pending":
             # A second device under the same id would restart the journal at seq 1: a fork. Never allow it.
             raise AdminError(f"Station {station_id} is {station.status}; a replacement device gets a new id "
                              f"(revoke {station_id} first if the old device is lost).")
+        else:
+            Station.update(**details).where(Station.station_id == station_id).execute()
         return new_enrollment_code(station_id)
 
 

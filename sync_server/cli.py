@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -114,23 +115,57 @@ def serve(dev, host, port, workers):
 
 @cli.group()
 def station():
-    """Stations: add (with an enrollment code), list, revoke."""
+    """Stations: add (with an enrollment code), bulk-add (a printed enrollment sheet), list, revoke."""
+
+
+server_url_option = click.option(
+    "--server-url", envvar="SYNC_SERVER_PUBLIC_URL",
+    help="The address stations use to reach this server, put in the QR (env SYNC_SERVER_PUBLIC_URL), "
+         "e.g. https://sync.bank.example.")
 
 
 @station.command("add")
 @database_option
 @click.argument("station_id")
 @click.option("--name", required=True, help="Where the station is, e.g. 'Liujia village shop'.")
-def station_add(database_url, station_id, name):
+@click.option("--village", help="The village, e.g. 刘家村.")
+@click.option("--agent", help="The agent who runs the station, e.g. 刘秀英.")
+@server_url_option
+@click.option("--qr", "qr_file", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the enrollment QR to this PNG file (needs --server-url).")
+def station_add(database_url, station_id, name, village, agent, server_url, qr_file):
     """Register a station; the last line printed is its one-time enrollment code (valid 7 days).
 
-    Example: sync-server station add ST-0001 --name "Liujia village shop"
+    With --server-url the line before it is the enrollment QR's payload, and --qr writes the QR as a PNG.
+
+    Example: sync-server station add ST-0001 --name "Liujia village shop" --server-url https://sync.bank.example
     """
+    from station.protocol.enrollment_qr import NotAnEnrollmentCode, check_server_url, make_payload
     from sync_server.admin import add_station
 
+    if qr_file and not server_url:
+        raise click.UsageError("--qr needs --server-url (or SYNC_SERVER_PUBLIC_URL): the QR carries the address.")
+    if server_url:
+        try:
+            server_url = check_server_url(server_url)
+        except NotAnEnrollmentCode as exc:
+            raise click.BadParameter(str(exc), param_hint="--server-url") from exc
     open_database(database_url)
-    code = _admin_call(add_station, station_id, name)
+    code = _admin_call(add_station, station_id, name, village, agent)
     click.echo(f"Station {station_id} ({name}) registered. One-time enrollment code, valid 7 days:")
+    if server_url:
+        payload = make_payload(server_url, station_id, code)
+        if qr_file:
+            from station.protocol.private_files import write_private_file
+            from sync_server.sheet_layout import qr_png
+
+            try:
+                write_private_file(Path(qr_file), qr_png(payload))
+            except OSError as exc:
+                raise click.ClickException(f"The code was issued but {qr_file} could not be written "
+                                           f"({exc.strerror}); run station add again for a new code.") from exc
+            click.echo(f"QR written to {qr_file}.")
+        click.echo(payload)
     click.echo(code)
 
 
@@ -390,3 +425,59 @@ def check(database_url, as_json):
     else:
         click.echo(f"Ledger sound: {len(CHECKS)} checks passed.")
     sys.exit(1 if failures else 0)
+
+
+# -- station bulk-add: a printed enrollment sheet for a batch of stations ------------------------------------
+@station.command("bulk-add")
+@database_option
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for enrollment-sheet.html/.pdf and one QR PNG per station (created 0700).")
+@server_url_option
+@click.option("--reissue", is_flag=True,
+              help="Give pending stations a new code, ending their older unused ones (a lost or unprintable sheet).")
+@click.option("--by", default=None, help="Who runs this, for the stations' audit trail (default: the login name).")
+def station_bulk_add(database_url, csv_file, out_dir, server_url, reissue, by):
+    """Register the stations of a CSV (header id,name,village,agent; UTF-8 or GB18030) and print their codes.
+
+    Writes OUT/enrollment-sheet.html and OUT/enrollment-sheet.pdf (six stations to an A4 page: QR, typed code,
+    server, expiry, steps for the technician) and OUT/<station id>.png. Every bad line is reported and nothing is
+    done until the file is clean. Safe to run again: no station is added twice, a still valid code is kept.
+
+    Example: sync-server station bulk-add stations.csv --out sheet/ --server-url https://sync.bank.example
+    """
+    from sync_server.sheets import bulk_add, parse_stations_csv
+
+    if not server_url:
+        raise click.UsageError("Give --server-url (or set SYNC_SERVER_PUBLIC_URL): the address stations use to "
+                               "reach this server, e.g. https://sync.bank.example.")
+    try:
+        data = Path(csv_file).read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {csv_file}: {exc.strerror}.") from exc
+    rows, encoding = _admin_call(parse_stations_csv, data)
+    if by is None:
+        try:
+            by = getpass.getuser()
+        except (KeyError, OSError):
+            by = "unknown"
+    database = open_database(database_url)
+    try:
+        check_schema(database)
+    except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
+        raise click.ClickException(str(exc).strip()) from exc
+    result = _admin_call(bulk_add, rows, server_url, Path(out_dir), reissue=reissue, by=by)
+    width = max(len("station"), *(len(o.station_id) for o in result.outcomes))
+    click.echo(f"{'station':<{width}}  {'status':<16}  code valid until")
+    for outcome in result.outcomes:
+        click.echo(f"{outcome.station_id:<{width}}  {outcome.status:<16}  {result.local(outcome.valid_until)}")
+        for note in outcome.notes:
+            click.echo(f"{'':<{width}}  - {note}")
+    for message in result.messages:
+        click.echo(message)
+    printed = sum(o.on_sheet for o in result.outcomes)
+    click.echo(f"Read {csv_file} as {encoding}. {printed} station(s) on the sheet.")
+    if printed:
+        click.echo(f"Wrote {result.out_dir / 'enrollment-sheet.html'}, {result.out_dir / 'enrollment-sheet.pdf'} "
+                   f"and each station's QR as {result.out_dir}/<station>.png. Keep them like keys until the codes "
+                   "are used; destroy them after enrollment.")

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 
-def write_private_file(path: Path, text: str, *, replace: bool = True) -> None:
-    """Write ``text`` to ``path`` (mode 0600) durably and atomically.
+def write_private_file(path: Path, text: str | bytes, *, replace: bool = True) -> None:
+    """Write ``text`` (UTF-8) or bytes to ``path`` (mode 0600) durably and atomically.
 
     With ``replace=False`` an existing file is kept and ``FileExistsError`` raised: the server's keys, once
     stations have pinned them, are never overwritten.
@@ -23,8 +23,8 @@ def write_private_file(path: Path, text: str, *, replace: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         if replace:
