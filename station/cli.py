@@ -147,7 +147,7 @@ def rotate_key_cmd(data_dir, reason):
     Example: station rotate-key --data-dir /var/lib/station
     """
     from station.errors import StationBusy
-    from station.keys import rotate_key
+    from station.rotation import rotate_key
 
     st = open_station(data_dir)
     old_kid = st.signer.kid

@@ -11,9 +11,9 @@ Files in the data folder's ``keys/`` (mode 0600):
 
 Which key signs which entry is written in the journal itself (docs/protocol.md, "Keys"): a ``start`` entry carries
 the key that signs it and what follows; a ``key_rotation`` entry, signed with the old key, names the next one.
-:func:`rotate_key` writes that entry and switches the station's signer inside the same write transaction, so no
-other writer thread can sign the next entry with the old key; a crash between the commit and the file renames is
-finished when the station opens next (:func:`finish_rotation`).
+``station.rotation.rotate_key`` writes that entry and switches the station's signer inside the same write
+transaction, so no other writer thread can sign the next entry with the old key; a crash between the commit and
+the file renames is finished when the station opens next (:func:`finish_rotation`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from joserfc.jwk import OKPKey
 
 from station.protocol.private_files import write_private_file
-from station.protocol.tokens import Signer, generate_signing_key, key_id, public_jwk, unverified_payload
+from station.protocol.tokens import Signer, key_id, public_jwk, rotation_key, token_kid, unverified_payload
 
 SIGNING_KEY_FILE = "keys/signing.jwk"
 NEXT_KEY_FILE = "keys/next.jwk"
@@ -44,14 +44,17 @@ def load_private_key(path: Path) -> OKPKey:
 
 
 def key_spans(db) -> list[tuple[int, str]]:
-    """(first seq, kid) of each key of the journal, in order: from its start entries and key rotations."""
+    """(first seq, kid) of each key of the journal, in order, as ``KeyTrack`` follows them: a start entry's
+    signing key from its seq, the key a rotation hands over to from the seq after it."""
     spans = []
     rows = db.execute_sql("SELECT seq, type, token FROM journal_entry WHERE type IN ('start', 'key_rotation') "
                           "ORDER BY seq").fetchall()
     for seq, entry_type, token in rows:
-        jwk = unverified_payload(token).get("jwk") or {}
-        kid = OKPKey.import_key(jwk).thumbprint()
-        spans.append((seq if entry_type == "start" else seq + 1, kid))
+        kid = token_kid(token)
+        if entry_type == "start":
+            spans.append((seq, kid))
+        elif (new_key := rotation_key(unverified_payload(token), kid or "")) is not None:
+            spans.append((seq + 1, new_key.thumbprint()))
     return spans
 
 
@@ -94,14 +97,14 @@ def finish_rotation(data_dir: Path, db, signing_key: OKPKey) -> OKPKey:
     pending = load_private_key(next_path)
     spans = key_spans(db)
     if spans and spans[-1][1] == key_id(pending) and key_id(signing_key) != key_id(pending):
-        _retire(data_dir, signing_key)
+        retire_key(data_dir, signing_key)
         os.replace(next_path, data_dir / SIGNING_KEY_FILE)
         return pending
     next_path.unlink()
     return signing_key
 
 
-def _retire(data_dir: Path, key: OKPKey) -> None:
+def retire_key(data_dir: Path, key: OKPKey) -> None:
     write_private_file(data_dir / RETIRED_DIR / f"{key_id(key)}.jwk", json.dumps(key.as_dict(private=True)))
 
 
@@ -111,38 +114,6 @@ def private_key_for(data_dir: Path, current: OKPKey, kid: str) -> OKPKey | None:
         return current
     path = data_dir / RETIRED_DIR / f"{kid}.jwk"
     return load_private_key(path) if path.exists() else None
-
-
-def rotate_key(st, reason: str = "technician"):
-    """Write a ``key_rotation`` entry signed with the current key, naming a new key that signs from then on.
-
-    Returns the journal entry. The new private key is on disk (``next.jwk``) before the entry commits; the signer
-    switches inside the write transaction (writers serialise on it); the files are renamed after the commit.
-    """
-    from station.journal import append_entry
-
-    if reason not in ROTATION_REASONS:
-        raise ValueError(f"reason is one of {', '.join(ROTATION_REASONS)}")
-    data_dir = st.data_dir
-    new_key = generate_signing_key()
-    old_key, old_signer = st.signing_key, st.signer
-    write_private_file(data_dir / NEXT_KEY_FILE, json.dumps(new_key.as_dict(private=True)))
-    remember_public_key(data_dir, new_key, old_key)
-    try:
-        with st.write():
-            entry = append_entry(st, "key_rotation", st.now(), {"jwk": public_jwk(new_key), "reason": reason})
-            # Every later entry is signed with the new key: switched while this transaction holds the write lock;
-            # another process serving this station sees the setting and reloads its key (``current_signer``).
-            st.set_setting("signing_kid", key_id(new_key))
-            st.signing_key, st.signer = new_key, Signer(new_key)
-    except BaseException:
-        st.signing_key, st.signer = old_key, old_signer
-        (data_dir / NEXT_KEY_FILE).unlink(missing_ok=True)
-        raise
-    _retire(data_dir, old_key)
-    os.replace(data_dir / NEXT_KEY_FILE, data_dir / SIGNING_KEY_FILE)
-    prune_retired_keys(st)
-    return entry
 
 
 def current_signer(st) -> Signer:

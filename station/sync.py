@@ -27,7 +27,7 @@ from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
 from station.journal import append_start_entry, chain_value_before, iter_entries, journal_head
-from station.keys import KeyMissing, prune_retired_keys, rotate_key
+from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
 from station.protocol import acks, envelope, envelope_errors, key_codecs
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
@@ -41,6 +41,7 @@ from station.protocol.tokens import (
     public_jwk,
     unverified_payload,
 )
+from station.rotation import rotate_key
 
 ENCRYPTION_KEY_FILE = "keys/encryption.key"
 USER_AGENT = "station-kit-station/0.1"

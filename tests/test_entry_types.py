@@ -12,7 +12,6 @@ from ui_helpers import login
 from station import agents, business_day, errors, feedback, operations, receipts
 from station.db import Customer, JournalEntry, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
-from station.keys import rotate_key
 from station.protocol.entry_types import (
     INVALID_AMOUNT,
     LIVE_STATES,
@@ -27,6 +26,7 @@ from station.protocol.entry_types import (
     types_where,
 )
 from station.protocol.tokens import unverified_payload
+from station.rotation import rotate_key
 from station.ui.operations import FLOWS
 from sync_server.posting_rules import Applier
 

@@ -18,7 +18,7 @@ from station.cli import cli
 from station.context import Station
 from station.db import JournalEntry
 from station.journal import audit_journal, export_journal
-from station.keys import NEXT_KEY_FILE, RETIRED_DIR, SIGNING_KEY_FILE, rotate_key
+from station.keys import NEXT_KEY_FILE, RETIRED_DIR, SIGNING_KEY_FILE
 from station.protocol.tokens import (
     KeyTrack,
     Signer,
@@ -30,6 +30,7 @@ from station.protocol.tokens import (
     unverified_payload,
     verify_chain,
 )
+from station.rotation import rotate_key
 from station.sync import SyncError, SyncRefused, sync_once
 from sync_server.db import Station as ServerStation
 from sync_server.db import StationEvent, StationKey
@@ -266,6 +267,7 @@ def test_a_replacement_device_continues_the_chain_from_the_banks_head(server, tm
     from sync_server.admin import replace_station
 
     old = enrolled_station(server, tmp_path, "ST-0001", clock)
+    old.update_config("sync", {"attempts": 1})
     record_some(old, count=2)
     sync_once(old)
     rotate_key(old, "technician")
@@ -274,7 +276,7 @@ def test_a_replacement_device_continues_the_chain_from_the_banks_head(server, tm
     record_some(old, count=2)
     # One more entry reaches the bank, with the signed claim that the journal goes one further; then the device
     # dies: that last deposit never arrives.
-    old.update_config("sync", {"max_entries": 1})
+    old.update_config("sync", {"max_entries": 1, "attempts": 1})
     sync_once(old, max_batches=1)
     server_db()
     bank = ServerStation.get_by_id("ST-0001")
@@ -289,6 +291,9 @@ def test_a_replacement_device_continues_the_chain_from_the_banks_head(server, tm
         assert start["type"] == "start" and start["continues"] == bank.acked_seq
         assert start["prev"] == chain_hash(held[-1][1]) and token_kid(first[0][1]) == new.signer.kid
         assert audit_journal(new).intact
+        # The old device back before the new one synced: the seq after the bank's head is the new device's.
+        with pytest.raises(SyncRefused, match="replacement device"):
+            sync_once(old)
         assert sync_once(new).pending == 0  # the start entry, and the customers in the downlink
         record_some(new, count=2)
         result = sync_once(new)
@@ -304,9 +309,13 @@ def test_a_replacement_device_continues_the_chain_from_the_banks_head(server, tm
             jwcrypto_verifies(token, bank_jwks)
         event = StationEvent.get((StationEvent.station_id == "ST-0001") & (StationEvent.action == "device_replaced"))
         assert event.detail["entries_never_received"] == 1  # the old device's last deposit never arrived
-        # The old device, should it come back, is refused: its entry at that seq is not the bank's.
-        with pytest.raises(SyncRefused):
+        # The old device, should it come back, is refused (its entry at that seq is not the replacement's start),
+        # and the station is not flagged for it: the new device syncs on.
+        with pytest.raises(SyncRefused, match="replacement device"):
             sync_once(old)
+        server_db()
+        assert not ServerStation.get_by_id("ST-0001").flagged
+        assert sync_once(new).pending == 0
     finally:
         new.close()
 

@@ -284,6 +284,7 @@ class KeyTrack:
         self.rotations: list[tuple[int, OKPKey]] = []
         self.current = current
         self.replacements = replacements
+        self._pinned = {seq: kid for kid, seq in (replacements or {}).items()}
 
     def key(self, kid: str) -> OKPKey:
         """The key named ``kid`` (an anchor or a key introduced by a rotation); raises :class:`TokenError`."""
@@ -296,16 +297,23 @@ class KeyTrack:
         """Check that entry ``seq`` (verified with ``kid``, payload ``payload``) was signed with the right key, then
         move to the key that signs the next entry; raises :class:`TokenError`."""
         entry_type = payload.get("type")
+        pinned = self._pinned.get(seq)
+        if pinned is not None and (entry_type != "start" or kid != pinned):
+            # The bank gave this seq to a replacement device: the old device's entries cannot take it.
+            raise TokenError(f"seq {seq} belongs to the replacement device's start entry (key {pinned})")
         if entry_type == "start":
             carried = _kid_of(payload.get("jwk"))
             # A start entry without a usable key is malformed, which the ledger rejects; one that names another key
             # than its signer's contradicts itself.
             if "jwk" in payload and carried is not None and carried != kid:
                 raise TokenError("the start entry is not signed with the key it carries")
-            if kid not in self.anchors:
-                raise TokenError("the start entry's key is not one the bank enrolled for the station")
-            if seq > 1 and self.replacements is not None and self.replacements.get(kid) != seq:
-                raise TokenError(f"key {kid} was not enrolled to continue the chain at seq {seq}")
+            # A start entry signed with the key in force hands over nothing (the ledger judges the entry); one that
+            # brings another key must bring one the bank enrolled, for a replacement device at this very seq.
+            if kid != self.current:
+                if kid not in self.anchors:
+                    raise TokenError("the start entry's key is not one the bank enrolled for the station")
+                if seq > 1 and self.replacements is not None and self.replacements.get(kid) != seq:
+                    raise TokenError(f"key {kid} was not enrolled to continue the chain at seq {seq}")
         elif self.current is not None and kid != self.current:
             raise TokenError(f"signed with key {kid}, but the station's key at seq {seq} is {self.current}")
         self.current = kid
