@@ -1,17 +1,56 @@
 #!/usr/bin/env bash
 # The README's two commands: `./run.sh demo` and `./run.sh test`.
 # Both create .venv (Python >= 3.11) and install the project into it first: `demo` with the station and server
-# extras (`.[station,server]`), `test` with everything plus the test tools (`.[test]`).
+# extras (`.[station,server]`), `test` with everything plus the test tools (`.[test]`). What they need from Debian
+# and is missing (the venv module; for the tests Chromium, a Chinese font, shellcheck, cage and systemd-analyze)
+# is installed with apt-get, as root or with sudo; when everything is there, apt is not called at all.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 
+# apt_install PACKAGE...: install Debian packages as root, or with sudo.
+apt_install() {
+    local sudo=()
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "run.sh: install these Debian/Ubuntu packages (or their equivalents) first: $*" >&2
+        exit 1
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "run.sh: missing Debian packages: $*. Run as root, or install them: apt-get install $*" >&2
+            exit 1
+        fi
+        sudo=(sudo)
+    fi
+    echo "run.sh: installing from Debian: $*"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# What the test suite needs from the machine: the browser tests launch /usr/bin/chromium and compare the rendering
+# of Chinese text; tests/test_provisioning.py runs shellcheck and systemd-analyze and stages the kiosk's cage.
+test_packages() {
+    local missing=()
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+    command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    [ -x /usr/bin/cage ] || missing+=(cage)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
 install() {
     local extras=$1
-    if [ ! -x "$VENV/bin/python" ]; then
-        "$PYTHON" -m venv "$VENV"
+    if [ ! -x "$VENV/bin/pip" ]; then
+        # Debian's python3 makes venvs only with python3-venv installed.
+        if ! "$PYTHON" -m venv --clear "$VENV" >/dev/null 2>&1; then
+            apt_install python3-venv
+            "$PYTHON" -m venv --clear "$VENV"
+        fi
     fi
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e ".[$extras]"
@@ -77,6 +116,7 @@ TXT
 }
 
 run_tests() {
+    test_packages
     install test
     "$VENV/bin/ruff" check .
     # One pytest worker per core (pytest-xdist): the suite waits on fsync and PostgreSQL as much as it computes.

@@ -246,6 +246,10 @@ def serve(data_dir, host, port):
     else:
         click.echo("Not enrolled with a sync server: operations stay on this device (`station enroll` to sync).")
     click.echo(f"Station {st.station_id} serving on http://{host}:{port}/")
+    # Under systemd (station.service): READY=1 once /health answers, then the watchdog; otherwise nothing.
+    from station.systemd import health_url, start_watchdog
+
+    start_watchdog(health_url(host, port))
     try:
         serve_app(app, host, port)
     finally:
@@ -321,3 +325,29 @@ def status(data_dir, as_json):
                f"Database schema version: {info['schema_version']}")
     if info["last_sync_error"]:
         click.echo(f"Last sync error: {info['last_sync_error']}")
+
+
+@cli.command("wait-ready")
+@click.option("--url", default="http://127.0.0.1:8080/health", show_default=True,
+              help="The station's health URL to ask.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=120, show_default=True,
+              help="Seconds to wait before giving up.")
+def wait_ready(url, timeout):
+    """Wait until the station answers on its /health URL; exit 1 if it does not within --timeout.
+
+    The kiosk (station-kiosk.service) runs this before it starts the browser.
+
+    Example: station wait-ready --url http://127.0.0.1:8080/health --timeout 120
+    """
+    from math import isfinite
+
+    from station.systemd import wait_until_answers
+
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter("give an http:// or https:// URL, e.g. http://127.0.0.1:8080/health",
+                                 param_hint="--url")
+    if not isfinite(timeout):
+        raise click.BadParameter("give a number of seconds, e.g. 120", param_hint="--timeout")
+    if not wait_until_answers(url, timeout):
+        raise click.ClickException(f"The station did not answer at {url} within {timeout:g} s.")
+    click.echo(f"The station answers at {url}.")
