@@ -106,7 +106,8 @@ def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, h
     from joserfc.errors import JoseError
     from joserfc.jwk import KeySet
 
-    from station.journal import ExportError, audit_export, audit_journal
+    from station.journal import audit_export, audit_journal
+    from station.protocol.journal_export import ExportError
 
     bank_head = _bank_head(acked_seq, head)
     if export_dir is None:

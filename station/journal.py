@@ -21,13 +21,13 @@ from station.db import JournalEntry
 from station.keys import current_signer
 from station.protocol.entry_types import entry_problem, field_problems
 from station.protocol.journal_checks import JournalProblem, check_journal_semantics
+from station.protocol.journal_export import JOURNAL_FILE, JWKS_FILE, export_line, mislabelled, read_export
 from station.protocol.times import utc_text
 from station.protocol.tokens import (
     PROTOCOL_VERSION,
     ChainProblem,
     chain_hash,
     genesis_prev,
-    is_integer,
     public_jwk,
     unverified_payload,
     verify_chain,
@@ -214,29 +214,6 @@ def audit_journal(st: Station, *, bank_head: tuple[int, str] | None = None) -> J
                          first_seq=base_seq + 1, prev=base_head)
 
 
-class ExportError(ValueError):
-    """An export folder that cannot be read as ``journal.jsonl`` lines."""
-
-
-def read_export(folder: Path) -> list[tuple[int, str, str]]:
-    """The ``(seq, type, jws)`` of every line of ``folder/journal.jsonl``; raises :class:`ExportError`."""
-    try:
-        text = (folder / "journal.jsonl").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExportError(f"cannot read {folder / 'journal.jsonl'}: {exc}") from exc
-    lines = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        try:
-            item = json.loads(line)
-        except ValueError as exc:
-            raise ExportError(f"line {number} is not JSON") from exc
-        if (not isinstance(item, dict) or set(item) != {"seq", "type", "jws"} or not is_integer(item["seq"])
-                or not isinstance(item["type"], str) or not isinstance(item["jws"], str)):
-            raise ExportError(f"line {number} is not an object of an integer seq, a type and a jws")
-        lines.append((item["seq"], item["type"], item["jws"]))
-    return lines
-
-
 def audit_export(
     folder: Path, keys: KeySet, station_id: str | None = None, *, bank_head: tuple[int, str] | None = None
 ) -> JournalAudit:
@@ -252,21 +229,18 @@ def audit_export(
                           bank_head=bank_head)
     if not audit.chain_verified:
         return audit
-    mislabelled = [JournalProblem(seq, f"the export line says type {declared!r}, the entry {actual!r}")
-                   for seq, declared, token in lines
-                   if declared != (actual := unverified_payload(token).get("type"))]
-    return JournalAudit(audit.station, audit.entries, True, mislabelled + audit.problems)
+    labels = [JournalProblem(seq, problem) for seq, problem in mislabelled(lines)]
+    return JournalAudit(audit.station, audit.entries, True, labels + audit.problems)
 
 
 def export_journal(st: Station, out: Path) -> int:
     """Write ``journal.jsonl`` and ``jwks.json`` into ``out``; returns the number of entries."""
     out.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(out / "journal.jsonl", "w", encoding="utf-8") as handle:
+    with open(out / JOURNAL_FILE, "w", encoding="utf-8") as handle:
         for seq, token in iter_entries(st):
-            entry_type = unverified_payload(token)["type"]
-            handle.write(json.dumps({"seq": seq, "type": entry_type, "jws": token}) + "\n")
+            handle.write(export_line(seq, token))
             count += 1
-    (out / "jwks.json").write_text(json.dumps(st.public_jwks(), indent=2), encoding="utf-8")
+    (out / JWKS_FILE).write_text(json.dumps(st.public_jwks(), indent=2), encoding="utf-8")
     return count
 

@@ -36,9 +36,14 @@ from sync_server.db import (
     ReconItem,
     ServerSetting,
     Station,
-    StationEvent,
     Transfer,
     db_proxy,
+)
+from sync_server.lifecycle import (
+    MAX_NAME_CHARS,
+    MAX_REASON_CHARS,
+    operator_text,
+    record_event,
 )
 from sync_server.policy import DEFAULT_SERVER_POLICY
 from sync_server.service import new_enrollment_code
@@ -170,20 +175,33 @@ def replace_station(station_id: str, by: str = "") -> str:
                              "flag first (`sync-server station show` / `clear-flag`).")
         now = datetime.now(UTC)
         code = new_enrollment_code(station_id, now, purpose="replace")
-        StationEvent.create(station_id=station_id, at=utc_text(now), by=by or "-", action="replacement_issued",
-                            reason=f"replacement code issued; the bank holds seq 1..{station.acked_seq}",
-                            detail={"acked_seq": station.acked_seq})
+        record_event(station_id, "replacement_issued", by or "-",
+                     f"replacement code issued; the bank holds seq 1..{station.acked_seq}",
+                     {"acked_seq": station.acked_seq}, now=now)
         return code
 
 
-def revoke_station(station_id: str) -> None:
-    """Refuse the station's uploads from now on and release the allowances held for it."""
+def revoke_station(station_id: str, *, reason: str = "not given", by: str = "unknown") -> None:
+    """Refuse the station's uploads from now on and release the allowances held for it (a ``revoked`` event).
+
+    Its keys stay published (``GET /api/v1/stations/ID/jwks``) so its receipts keep verifying, and its journal can
+    still be imported from the device or a backup (``journal_import``). ``sync-server station revoke`` requires
+    ``reason`` and ``by``; the defaults are for scripts and tests. Text that is not printable is refused
+    (``lifecycle.LifecycleError``).
+    """
+    reason = operator_text(reason, "the reason (--reason)", MAX_REASON_CHARS)
+    by = operator_text(by, "your name (--by)", MAX_NAME_CHARS)
+    now = datetime.now(UTC)
     with db_proxy.atomic():
-        changed = Station.update(status="revoked", revoked_at=utc_text(datetime.now(UTC))).where(
-            Station.station_id == station_id).execute()
-        if not changed:
+        station = Station.get_or_none(Station.station_id == station_id)
+        if station is None:
             raise AdminError(f"No station {station_id}.")
+        if station.status == "revoked":
+            raise AdminError(f"Station {station_id} was already revoked at {station.revoked_at}.")
+        Station.update(status="revoked", revoked_at=utc_text(now)).where(Station.station_id == station_id).execute()
         Hold.update(amount_fen=0).where(Hold.station_id == station_id).execute()
+        record_event(station_id, "revoked", by, reason,
+                     {"status_before": station.status, "acked_seq": station.acked_seq}, now=now)
 
 
 def block_payee(account: str, reason: str = "") -> None:

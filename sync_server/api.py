@@ -6,7 +6,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from station.protocol.tokens import verification_jwk
 from sync_server import service
-from sync_server.db import Station, db_proxy, schema_version
+from sync_server.db import db_proxy, schema_version
+from sync_server.lifecycle import station_keys
 from sync_server.openapi import openapi_document
 from sync_server.problems import Problem
 
@@ -38,12 +39,13 @@ def enroll():
 
 @bp.get("/stations/<station_id>/jwks")
 def station_jwks(station_id):
-    """The station's public signing keys, to verify its receipts (also after it is revoked)."""
-    station = Station.get_or_none(Station.station_id == station_id)
-    if station is None or station.signing_jwk is None:
+    """Every public signing key the station has had (old ones too), to verify its receipts, also after it is
+    revoked."""
+    keys = station_keys(station_id)
+    if not keys:
         raise Problem("unknown-station", f"The bank knows no enrolled station {station_id}.")
     # Published without ``alg`` also for stations enrolled when the key carried one, so both names verify.
-    return jsonify(keys=[verification_jwk(station.signing_jwk)])
+    return jsonify(keys=[verification_jwk(key.jwk) for key in keys])
 
 
 @bp.post("/stations/<station_id>/batches")

@@ -40,10 +40,11 @@ def open_database(url: str):
 
 def _admin_call(fn, *args, **kwargs):
     from sync_server.admin import AdminError
+    from sync_server.lifecycle import LifecycleError
 
     try:
         return fn(*args, **kwargs)
-    except AdminError as exc:
+    except (AdminError, LifecycleError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -115,7 +116,8 @@ def serve(dev, host, port, workers):
 
 @cli.group()
 def station():
-    """Stations: add (with an enrollment code), bulk-add (a printed enrollment sheet), list, revoke."""
+    """Stations: add, bulk-add (a printed enrollment sheet), replace a device, list, show, revoke, clear a fork flag,
+    key rotation."""
 
 
 server_url_option = click.option(
@@ -193,15 +195,20 @@ def station_list(database_url, as_json):
 @station.command("revoke")
 @database_option
 @click.argument("station_id")
-def station_revoke(database_url, station_id):
+@click.option("--reason", required=True, help="Why, for the audit trail, e.g. 'device stolen, police report 1234'.")
+@click.option("--by", "by", required=True, help="Your name, for the audit trail.")
+def station_revoke(database_url, station_id, reason, by):
     """Revoke a station (stolen or retired): its uploads are refused, its allowances released.
 
-    Example: sync-server station revoke ST-0007
+    Its keys stay published so its receipts keep verifying; its journal can still be imported
+    (sync-server journal import).
+
+    Example: sync-server station revoke ST-0007 --reason "device stolen" --by "Wang Fang"
     """
     from sync_server.admin import revoke_station
 
     open_database(database_url)
-    _admin_call(revoke_station, station_id)
+    _admin_call(revoke_station, station_id, reason=reason, by=by)
     click.echo(f"Station {station_id} revoked.")
 
 
@@ -481,3 +488,158 @@ def station_bulk_add(database_url, csv_file, out_dir, server_url, reissue, by):
         click.echo(f"Wrote {result.out_dir / 'enrollment-sheet.html'}, {result.out_dir / 'enrollment-sheet.pdf'} "
                    f"and each station's QR as {result.out_dir}/<station>.png. Keep them like keys until the codes "
                    "are used; destroy them after enrollment.")
+
+
+# -- station life cycle at the bank: show, clear-flag, rotate-key; journal import ------------------------------
+def _login_name() -> str:
+    """The operating-system user running the command (the default ``--by``)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _shown(value, width: int = 46) -> str:
+    """A payload value on one line of at most ``width`` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _echo_station_report(report: dict) -> None:
+    flag = f"FLAGGED: {report['flag_reason']}" if report["flagged"] else "not flagged"
+    click.echo(f"Station {report['station_id']} ({report['name']})")
+    for label, value in (
+            ("status", report["status"] + (f" since {report['revoked_at']}" if report["revoked_at"] else "")),
+            ("flag", flag), ("village", report["village"] or "-"), ("agent", report["agent"] or "-"),
+            ("enrolled", report["enrolled_at"] or "not yet"),
+            ("bank holds", f"seq 1..{report['acked_seq']} (head {report['head'] or '-'})"),
+            ("last sync", report["last_sync_at"] or "never"),
+            ("clock offset", "-" if report["clock_offset_ms"] is None else f"{report['clock_offset_ms']} ms"),
+            ("tail claim", f"seq {report['tail']['seq']} (received {report['tail']['received_at']})"
+             if report["tail"] else "none"),
+            ("key rotation", "due" + (" (asked)" if report["rotate_requested"] else " (key too old)")
+             if report["rotation_due"] else "not due")):
+        click.echo(f"  {label + ':':<14}{value}")
+    click.echo("Keys:")
+    for key in report["keys"]:
+        click.echo(f"  {key['kid']}  from seq {key['from_seq']}  {key['source']}  {key['created_at']}")
+    click.echo("Recent events:" if report["events"] else "Recent events: none")
+    for event in report["events"]:
+        detail = f"  {json.dumps(event['detail'], ensure_ascii=False)}" if event["detail"] else ""
+        click.echo(f"  {event['at']}  {event['action']}  by {event['by']}: {event['reason'] or '-'}{detail}")
+    if not report["flagged"]:
+        return
+    fork = report["fork"]
+    if fork is None:
+        click.echo("Fork: the contents were not recorded (flagged before this release); see the flag reason.")
+        return
+    click.echo(f"Fork at seq {fork['seq']} ({fork['detected_at']}): {fork['reason']}")
+    click.echo(f"  differing fields: {', '.join(fork['differing']) or 'none'}")
+    click.echo(f"    {'field':<12}{'held by the bank':<48}offered by the station")
+    for field in fork["fields"]:
+        line = (f"{'≠' if field['differs'] else ' '}   {field['field']:<12}{_shown(field['held']):<48}"
+                f"{_shown(field['offered'])}")
+        click.echo(click.style(line, fg="red", bold=True) if field["differs"] else line)
+
+
+@station.command("show")
+@database_option
+@click.argument("station_id")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as one JSON object.")
+def station_show(database_url, station_id, as_json):
+    """Everything the bank knows about a station: status, flag, keys, sync state, tail claim, audit trail,
+    and for a flagged station the fork it refused (both contents side by side, differing fields marked).
+
+    Example: sync-server station show ST-0001
+    """
+    from sync_server.lifecycle import station_report
+
+    open_database(database_url)
+    report = _admin_call(station_report, station_id)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        _echo_station_report(report)
+
+
+@station.command("clear-flag")
+@database_option
+@click.argument("station_id")
+@click.option("--reason", required=True, help="What you found and decided, for the audit trail.")
+@click.option("--by", "by", required=True, help="Your name, for the audit trail.")
+def station_clear_flag(database_url, station_id, reason, by):
+    """Clear a station's fork flag after looking at it (sync-server station show); its next honest sync is
+    accepted again.
+
+    Example: sync-server station clear-flag ST-0001 --reason "clone destroyed, original kept" --by "Wang Fang"
+    """
+    from sync_server.lifecycle import clear_flag
+
+    open_database(database_url)
+    was = _admin_call(clear_flag, station_id, reason, by)
+    click.echo(f"Flag of station {station_id} cleared (it was: {was}).")
+
+
+@station.command("rotate-key")
+@database_option
+@click.argument("station_ids", nargs=-1)
+@click.option("--max-age-days", type=click.IntRange(min=0),
+              help="Set the server policy's maximum key age in days (0: keys never age out).")
+@click.option("--by", "by", default=_login_name, show_default="your login name",
+              help="Your name, for the audit trail of the stations asked.")
+@click.option("--json", "as_json", is_flag=True, help="List the stations due as JSON.")
+def station_rotate_key(database_url, station_ids, max_age_days, by, as_json):
+    """Ask stations to rotate their signing keys, set the maximum key age, or list the stations due.
+
+    With station ids: their next downlink tells them to rotate. With --max-age-days: every station whose key is
+    older is told so. With neither: list the stations whose downlink says to rotate, and why.
+
+    Example: sync-server station rotate-key ST-0001 ST-0002 --by "Wang Fang"
+
+    Example: sync-server station rotate-key --max-age-days 180
+    """
+    from sync_server.lifecycle import request_rotation, rotations_due, set_max_key_age
+
+    open_database(database_url)
+    if max_age_days is not None:
+        _admin_call(set_max_key_age, max_age_days)
+        click.echo(f"Maximum key age set to {max_age_days} days." if max_age_days
+                   else "Keys no longer age out (maximum key age 0).")
+    if station_ids:
+        asked = _admin_call(request_rotation, list(station_ids), by)
+        click.echo(f"Asked to rotate their keys with their next sync: {', '.join(asked)}.")
+    if station_ids or max_age_days is not None:
+        return
+    due = rotations_due()
+    if as_json:
+        click.echo(json.dumps(due, indent=2, ensure_ascii=False))
+        return
+    if not due:
+        click.echo("No station is due to rotate its key.")
+    for row in due:
+        click.echo(f"{row['station_id']}\tkey {row['kid']}\tfrom {row['key_created_at']} ({row['key_age_days']} "
+                   f"days)\t{' and '.join(row['why'])}")
+
+
+@cli.group()
+def journal():
+    """Station journals carried to the bank by hand (an export from a broken or recovered device)."""
+
+
+@journal.command("import")
+@database_option
+@click.argument("export_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--station", "station_id", required=True, help="The station the export belongs to, e.g. ST-0001.")
+@click.option("--by", "by", default=_login_name, show_default="your login name", help="Your name, for the audit trail.")
+def journal_import(database_url, export_dir, station_id, by):
+    """Import a journal export (station export-journal), verified like a sync against the keys the bank holds;
+    applies only what the bank does not hold yet. Safe to run twice.
+
+    Example: sync-server journal import /media/usb/ST-0001-export --station ST-0001 --by "Wang Fang"
+    """
+    from sync_server.journal_import import import_journal
+
+    open_database(database_url)
+    click.echo(_admin_call(import_journal, Path(export_dir), station_id, by=by).message)

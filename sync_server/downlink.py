@@ -12,15 +12,19 @@ from sync_server.book import Book
 from sync_server.db import Biller, BlockedPayee, KnownPayee
 
 
-def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, acked_seq: int, server_time: str
-                   ) -> dict:
+def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, acked_seq: int, server_time: str,
+                   *, rotate_key: bool = False) -> dict:
     """What the station needs next: policy, its customers with allowances, billers, blocked and known payees.
 
     Without ``allowances`` (more batches follow) only the policy is sent: the station keeps its allowances, which
-    stay consistent because the holds were consumed but not refreshed either.
+    stay consistent because the holds were consumed but not refreshed either. ``rotate_key``: the bank wants the
+    station to rotate its signing key (``lifecycle.rotation_due``); the member is sent only when true.
     """
+    downlink = {"v": 1, "acked_seq": acked_seq, "server_time": server_time, "policy": policy.get("station", {})}
+    if rotate_key:
+        downlink["rotate_key"] = True
     if allowances is None:
-        return {"v": 1, "acked_seq": acked_seq, "server_time": server_time, "policy": policy.get("station", {})}
+        return downlink
     payees: dict[str, list] = {}
     if allowances:
         for row in KnownPayee.select().where(KnownPayee.account_id.in_(sorted(allowances))):
@@ -39,12 +43,9 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
          "ref_prefixes": b.ref_prefixes, "min_fen": b.min_fen, "max_fen": b.max_fen, "denominations": b.denominations}
         for b in Biller.select().order_by(Biller.code)
     ]
-    return {
-        "v": 1,
-        "acked_seq": acked_seq,
-        "server_time": server_time,
-        "policy": policy.get("station", {}),
-        "customers": customers,
-        "billers": billers,
-        "blocked_payees": [b.account for b in BlockedPayee.select().order_by(BlockedPayee.account)],
-    }
+    downlink.update(
+        customers=customers,
+        billers=billers,
+        blocked_payees=[b.account for b in BlockedPayee.select().order_by(BlockedPayee.account)],
+    )
+    return downlink

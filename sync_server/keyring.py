@@ -10,26 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from joserfc.jwk import KeySet
-
 from station.protocol.times import utc_text
 from station.protocol.tokens import KeyTrack, public_jwk, verification_jwk
 from sync_server.db import Station, StationEvent, StationKey
-
-
-def station_key_rows(station_id: str) -> list[StationKey]:
-    return list(StationKey.select().where(StationKey.station_id == station_id).order_by(StationKey.from_seq))
-
-
-def station_keyset(station_id: str) -> KeySet:
-    """Every public key the bank holds for the station (what it publishes as the station's JWKS)."""
-    return KeySet.import_key_set({"keys": [verification_jwk(row.jwk) for row in station_key_rows(station_id)]})
+from sync_server.lifecycle import station_keys
 
 
 def key_track(station_id: str, first_seq: int) -> KeyTrack:
     """The station's keys as anchors, the key of ``first_seq`` as the current one, replacement keys pinned to the
     seq they start at: what a batch or an imported journal starting at ``first_seq`` is verified with."""
-    rows = station_key_rows(station_id)
+    rows = station_keys(station_id)
     if not rows:
         # A station row written without its key history (older tools): its one key.
         station = Station.get_or_none(Station.station_id == station_id)
@@ -44,10 +34,10 @@ def key_track(station_id: str, first_seq: int) -> KeyTrack:
                     replacements={row.kid: row.from_seq for row in rows if row.source == "replacement"})
 
 
-def record_rotations(station_id: str, track: KeyTrack, after_seq: int, now: datetime) -> None:
-    """Record the keys the batch's rotation entries (beyond ``after_seq``, the bank's head before it) handed over
+def record_rotations(station_id: str, track: KeyTrack, after_seq: int, upto_seq: int, now: datetime) -> None:
+    """Record the keys that the rotation entries applied now (seq ``after_seq`` + 1 to ``upto_seq``) handed over
     to; the newest becomes the station's current key and a pending rotation request is fulfilled."""
-    rotations = [(seq, key) for seq, key in track.rotations if seq > after_seq]
+    rotations = [(seq, key) for seq, key in track.rotations if after_seq < seq <= upto_seq]
     if not rotations:
         return
     for seq, key in rotations:

@@ -37,6 +37,7 @@ SCHEMAS = {
             "instance": {"type": "string"},
             "expected_first": {"type": "integer", "description": "gap: the seq the next batch must start at"},
             "seq": {"type": "integer", "description": "the entry the refusal is about"},
+            "revoked_at": {"type": "string", "description": "station-revoked: when the bank revoked the station"},
         },
     },
     "Health": {"type": "object", "required": ["status", "schema_version"],
@@ -94,7 +95,8 @@ def openapi_document() -> dict:
                                                    "station-revoked", "enrollment-code-used",
                                                    "enrollment-code-expired", "too-large", "internal-error")}}},
             "/api/v1/stations/{station_id}/jwks": {"get": {
-                "summary": "A station's public signing keys", "parameters": [station_param],
+                "summary": "Every public signing key a station has had (also after revocation)",
+                "parameters": [station_param],
                 "responses": {"200": {"description": "JWKS", "content": _json("Jwks")},
                               **_problem_responses("unknown-station", "internal-error")}}},
             "/api/v1/stations/{station_id}/batches": {"post": {

@@ -26,6 +26,9 @@ DEFAULT_SERVER_POLICY: dict = {
     #: Transfers at or above this wait ``risky_transfer_delay_seconds`` before the bank executes them.
     "risky_transfer_fen": 500_000,
     "risky_transfer_delay_seconds": 3600,
+    #: A station whose current signing key is older than this many days is told to rotate it in its downlink
+    #: (``rotate_key``); 0: keys never age out. ``sync-server station rotate-key --max-age-days N`` sets it.
+    "max_key_age_days": 365,
     #: Overrides of the station's own policy, sent down in every downlink (see station/protocol/policy.py).
     "station": {},
 }

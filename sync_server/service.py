@@ -12,7 +12,9 @@ the station's signed tail claim (``_keep_tail``: the newest one, never moved bac
 the bank holds, or an earlier claim, is a fork), apply the new entries to the ledger (``posting_rules`` over a
 ``book.Book``: each checked against the bank's own rules), refresh the station's allowances (holds,
 ``allowances``) and record its last complete sync (``synced_seq``) with the last batch of a sync, and answer with
-the signed ack and the downlink (``downlink``).
+the signed ack and the downlink (``downlink``). Everything after the envelope is opened is ``apply_entries``, the
+one path by which entries reach the ledger: a hand-carried journal export (``journal_import``) goes through it too.
+A refused fork is kept with both contents (``StationFork``, ``record_fork``).
 
 Exactly once with several workers: the station's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 transactions begin IMMEDIATE), so a second worker with the same batch waits, then finds it applied and answers
@@ -24,7 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from joserfc.jwk import OKPKey
 from peewee import EXCLUDED, IntegrityError
@@ -42,6 +47,7 @@ from sync_server.db import (
     Entry,
     Station,
     StationEvent,
+    StationFork,
     StationKey,
     StationTail,
     db_proxy,
@@ -50,11 +56,13 @@ from sync_server.db import (
 from sync_server.downlink import build_downlink
 from sync_server.keyring import key_track, record_rotations
 from sync_server.keys import ServerKeys
+from sync_server.lifecycle import rotation_due
 from sync_server.policy import server_policy, station_policy
 from sync_server.posting_rules import Applier
 from sync_server.problems import Problem
 
 ENROLLMENT_CODE_DAYS = 7
+T = TypeVar("T")
 
 
 # -- enrollment ---------------------------------------------------------------------------------------------
@@ -166,12 +174,21 @@ def known_station(station_id: str) -> Station:
     if station is None:
         raise Problem("unknown-station", f"The bank knows no station {station_id}.")
     if station.status == "revoked":
-        raise Problem("station-revoked", f"Station {station_id} is revoked: its uploads are refused.")
+        when = {"revoked_at": station.revoked_at} if station.revoked_at else {}
+        raise Problem("station-revoked", revoked_detail(station), **when)
     if station.status != "active":
         raise Problem("station-not-enrolled", f"Station {station_id} has not enrolled yet.")
     if station.flagged:
         raise Problem("station-flagged", f"Station {station_id} is flagged: {station.flag_reason}")
     return station
+
+
+def revoked_detail(station: Station) -> str:
+    """Why a revoked station's upload is refused, in words the shop's agent understands (the station shows it)."""
+    when = f" on {station.revoked_at[:10]}" if station.revoked_at else ""
+    return (f"The bank has revoked station {station.station_id}{when}: this device may no longer send records to "
+            f"the bank. Do not serve customers on it; call the bank. What it recorded stays on the device and can "
+            f"be carried to the bank by a technician.")
 
 
 def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetime | None = None) -> dict:
@@ -192,21 +209,52 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
     station_time = headers.get("X-Station-Time")
     # More batches follow: the allowances are refreshed (and the full downlink sent) only with the last one.
     more = headers.get(envelope.HEADER_MORE) == "1"
-    for attempt in range(2):
-        try:
-            return _apply(keys, batch, now, station_time, more, track)
-        except (IntegrityError, LedgerError):
-            # Another worker applied (part of) this batch between our checks: run again, it is a duplicate now.
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    return once_more_on_conflict(lambda: _apply(keys, batch, now, station_time, more, track))
 
 
-class _Fork(Exception):
-    def __init__(self, reason: str, seq: int):
+def once_more_on_conflict(apply: Callable[[], T]) -> T:
+    """Run ``apply`` (a transaction applying entries); run it once more when another worker applied (part of) the
+    same entries between its checks and its writes (``IntegrityError``, ``LedgerError``): they are duplicates now."""
+    try:
+        return apply()
+    except (IntegrityError, LedgerError):
+        return apply()
+
+
+class Fork(Exception):
+    """Entries or a tail claim, signed by the station, that contradict what the bank holds: refused and flagged.
+
+    ``held_token`` is what the bank holds at ``seq`` (an entry, or the station's earlier tail claim; None: nothing
+    there yet), ``offered_token`` what the station sent there now; both are kept (``StationFork``) so that
+    ``sync-server station show`` can put the two contents side by side.
+    """
+
+    def __init__(self, reason: str, seq: int, *, held_token: str | None = None, offered_token: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.seq = seq
+        self.held_token = held_token
+        self.offered_token = offered_token
+
+
+@dataclass
+class Applied:
+    """What :func:`apply_entries` did: the book it used, the allowances it refreshed (None: not refreshed), and
+    how far the bank now holds the station's journal."""
+
+    book: Book
+    policy: dict
+    allowances: dict[str, int] | None
+    acked_through: int
+    head: str | None
+    new_entries: int
+
+
+def locked_station(station_id: str) -> Station:
+    """The station's row, locked until the transaction ends (PostgreSQL ``FOR UPDATE``; SQLite transactions are
+    IMMEDIATE, so the whole database is)."""
+    query = Station.select().where(Station.station_id == station_id)
+    return (query.for_update() if is_postgres() else query).get()
 
 
 def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool,
@@ -214,72 +262,106 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
     now_text = utc_text(now)
     try:
         with db_proxy.atomic():
-            query = Station.select().where(Station.station_id == batch.station_id)
-            station = (query.for_update() if is_postgres() else query).get()
+            station = locked_station(batch.station_id)
             known_station(station.station_id)
-            acked = station.acked_seq
-            if batch.first > acked + 1:
-                raise Problem("gap", f"The bank holds entries up to {acked}; send from {acked + 1}.",
-                              expected_first=acked + 1)
-            held = dict(Entry.select(Entry.seq, Entry.token).where(
-                (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, min(batch.last, acked))
-            ).tuples())
-            for entry in batch.entries:
-                if entry.seq <= acked and held.get(entry.seq) != entry.token:
-                    raise _Fork(f"entry {entry.seq} differs from the one the bank holds", entry.seq)
-            new_entries = [entry for entry in batch.entries if entry.seq > acked]
-            if new_entries:
-                expected_prev = station.head or genesis_prev(batch.station_id)
-                if new_entries[0].payload.get("prev") != expected_prev:
-                    raise _Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq)
-            _keep_tail(batch, acked, now_text)
-            policy = server_policy()
-            homes = home_customer_ids(batch.station_id)
-            # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
-            referenced = {e.payload["account"] for e in new_entries if fits(Kind.ID, e.payload.get("account"))}
-            book = Book(batch.station_id, (set() if more else homes) | referenced, now_text)
-            applier = Applier(book, policy, station_policy(policy), homes, station.synced_seq)
-            applier.load_seen_txns([entry.payload for entry in new_entries])
-            for entry in new_entries:
-                applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
-            applier.write()
-            record_rotations(batch.station_id, track, acked, now)
-            allowances = None if more else refresh_allowances(book, policy)
-            book.flush()
-            acked_through = max(acked, batch.last)
-            head = batch.head if new_entries else station.head
-            update = {Station.last_sync_at: now_text}
-            if new_entries:
-                update.update({Station.acked_seq: acked_through, Station.head: head})
-            if not more:
-                # A complete sync: the station's unsynced exposure starts again after this seq (posting_rules).
-                update[Station.synced_seq] = acked_through
-            offset = _clock_offset_ms(now, station_time)
-            if offset is not None:
-                update[Station.clock_offset_ms] = offset
-            Station.update(update).where(Station.station_id == batch.station_id).execute()
+            applied = apply_entries(station, batch, now, more=more, station_time=station_time, track=track)
             rejected = dict(Entry.select(Entry.seq, Entry.reason).where(
                 (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, batch.last)
                 & (Entry.outcome == "rejected")).tuples())
-            downlink = build_downlink(book, allowances, policy, acked_through, now_text)
-    except _Fork as fork:
-        with db_proxy.atomic():
-            Station.update(flagged=True, flag_reason=f"fork at seq {fork.seq}: {fork.reason}").where(
-                Station.station_id == batch.station_id).execute()
+            downlink = build_downlink(applied.book, applied.allowances, applied.policy, applied.acked_through,
+                                      now_text, rotate_key=rotation_due(station, applied.policy, now))
+    except Fork as fork:
+        record_fork(batch.station_id, fork, now)
         raise Problem("fork", f"Refused and flagged: {fork.reason}. Nothing of this batch was applied.",
                       seq=fork.seq) from None
     return acks.make_ack(
         signer=keys.signer, station_id=batch.station_id, first=batch.first, last=batch.last,
-        acked_through=acked_through, head=head, rejected=rejected, server_time=now_text, downlink=downlink,
-        station_encryption_key=key_codecs.encryption_public_from_jwk(station.encryption_jwk),
+        acked_through=applied.acked_through, head=applied.head, rejected=rejected, server_time=now_text,
+        downlink=downlink, station_encryption_key=key_codecs.encryption_public_from_jwk(station.encryption_jwk),
     )
+
+
+def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, more: bool,
+                  station_time: str | None = None, device_contact: bool = True,
+                  track: KeyTrack | None = None) -> Applied:
+    """Apply a verified run of a station's entries: the one path of a synced batch and of an imported journal.
+
+    Runs in the caller's transaction, which holds the station's row lock (:func:`locked_station`). In order: refuse
+    a gap; compare the part the bank already holds (same tokens: a duplicate; different: :class:`Fork`); check
+    the new entries chain onto the stored head and the tail claims (``_keep_tail``); apply the new entries to the
+    ledger (``Applier``); with the last batch of a sync (``more`` false) refresh the station's allowances (not for
+    a revoked station: it gets no holds) and record the complete sync (``synced_seq``); move ``acked_seq`` and
+    ``head``. ``device_contact``: the station itself sent this (a sync), so its last sync and clock offset are
+    recorded; an import carried by hand is no contact with the device.
+    """
+    now_text = utc_text(now)
+    acked = station.acked_seq
+    if batch.first > acked + 1:
+        raise Problem("gap", f"The bank holds entries up to {acked}; send from {acked + 1}.",
+                      expected_first=acked + 1)
+    held = dict(Entry.select(Entry.seq, Entry.token).where(
+        (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, min(batch.last, acked))
+    ).tuples())
+    for entry in batch.entries:
+        if entry.seq <= acked and held.get(entry.seq) != entry.token:
+            raise Fork(f"entry {entry.seq} differs from the one the bank holds", entry.seq,
+                       held_token=held.get(entry.seq), offered_token=entry.token)
+    new_entries = [entry for entry in batch.entries if entry.seq > acked]
+    if new_entries:
+        expected_prev = station.head or genesis_prev(batch.station_id)
+        if new_entries[0].payload.get("prev") != expected_prev:
+            raise Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq,
+                       offered_token=new_entries[0].token)
+    _keep_tail(batch, acked, now_text)
+    refresh = not more and station.status == "active"
+    policy = server_policy()
+    homes = home_customer_ids(batch.station_id)
+    # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
+    referenced = {e.payload["account"] for e in new_entries if fits(Kind.ID, e.payload.get("account"))}
+    book = Book(batch.station_id, (homes if refresh else set()) | referenced, now_text)
+    applier = Applier(book, policy, station_policy(policy), homes, station.synced_seq)
+    applier.load_seen_txns([entry.payload for entry in new_entries])
+    for entry in new_entries:
+        applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
+    applier.write()
+    if track is not None:
+        # The keys the batch's rotation entries handed over to (the track followed them while verifying).
+        record_rotations(batch.station_id, track, acked, batch.last, now)
+    allowances = refresh_allowances(book, policy) if refresh else None
+    book.flush()
+    acked_through = max(acked, batch.last)
+    head = batch.head if new_entries else station.head
+    update = {}
+    if device_contact:
+        update[Station.last_sync_at] = now_text
+        offset = _clock_offset_ms(now, station_time)
+        if offset is not None:
+            update[Station.clock_offset_ms] = offset
+    if new_entries:
+        update.update({Station.acked_seq: acked_through, Station.head: head})
+    if not more:
+        # A complete sync: the station's unsynced exposure starts again after this seq (posting_rules).
+        update[Station.synced_seq] = acked_through
+    if update:
+        Station.update(update).where(Station.station_id == batch.station_id).execute()
+    return Applied(book, policy, allowances, acked_through, head, len(new_entries))
+
+
+def record_fork(station_id: str, fork: Fork, now: datetime) -> None:
+    """Flag the station and keep both contents at the fork's seq (its own transaction: the refused one rolled
+    back). The station stays refused until an operator has looked (``sync-server station clear-flag``)."""
+    with db_proxy.atomic():
+        Station.update(flagged=True, flag_reason=f"fork at seq {fork.seq}: {fork.reason}").where(
+            Station.station_id == station_id).execute()
+        StationFork.create(station_id=station_id, seq=fork.seq, reason=fork.reason, held_token=fork.held_token,
+                           offered_token=fork.offered_token, detected_at=utc_text(now))
 
 
 def _keep_tail(batch: envelope.Batch, acked: int, now_text: str) -> None:
     """Check the batch's tail claim and the stored one against the chain, then keep the newest claim.
 
     Runs in the batch's transaction, under the station's row lock, after the batch's entries were found to agree
-    with (and chain onto) what the bank holds. A contradiction is a fork (:class:`_Fork`: refused, flagged):
+    with (and chain onto) what the bank holds. A contradiction is a fork (:class:`Fork`: refused, flagged):
     the claim names a chain value other than the entry the bank holds (or receives now) at its seq; it names the
     same seq as the stored claim with another chain value; or this batch brings the entry at the stored claim's seq
     and it is not the one the station signed for before. The stored claim only moves forward (a claim at or below
@@ -288,25 +370,32 @@ def _keep_tail(batch: envelope.Batch, acked: int, now_text: str) -> None:
     stored = StationTail.get_or_none(StationTail.station_id == batch.station_id)
     claim = batch.tail
 
+    def held_token(seq: int) -> str | None:
+        """Entry ``seq`` as the bank holds it once this batch is applied (None: not held)."""
+        if batch.first <= seq <= batch.last:
+            return batch.entries[seq - batch.first].token
+        if seq <= acked:
+            return Entry.select(Entry.token).where(
+                (Entry.station_id == batch.station_id) & (Entry.seq == seq)).scalar()
+        return None
+
     def held_chain_value(seq: int) -> str | None:
         """The chain value after entry ``seq`` as the bank holds it once this batch is applied (None: not held)."""
-        if batch.first <= seq <= batch.last:
-            return chain_hash(batch.entries[seq - batch.first].token)
-        if seq <= acked:
-            token = Entry.select(Entry.token).where(
-                (Entry.station_id == batch.station_id) & (Entry.seq == seq)).scalar()
-            return chain_hash(token) if token is not None else None
-        return None
+        token = held_token(seq)
+        return chain_hash(token) if token is not None else None
 
     if claim is not None:
         held = held_chain_value(claim.seq)
         if held is not None and held != claim.head:
-            raise _Fork(f"the station signed that its journal ends at seq {claim.seq} with another entry than the "
-                        f"one the bank holds there", claim.seq)
+            raise Fork(f"the station signed that its journal ends at seq {claim.seq} with another entry than the "
+                       f"one the bank holds there", claim.seq, held_token=held_token(claim.seq),
+                       offered_token=claim.token)
         if stored is not None and stored.seq == claim.seq and stored.head != claim.head:
-            raise _Fork(f"the station signed two different journal ends at seq {claim.seq}", claim.seq)
+            raise Fork(f"the station signed two different journal ends at seq {claim.seq}", claim.seq,
+                       held_token=stored.claim, offered_token=claim.token)
     if stored is not None and batch.first <= stored.seq <= batch.last and held_chain_value(stored.seq) != stored.head:
-        raise _Fork(f"entry {stored.seq} is not the one the station signed as its journal end before", stored.seq)
+        raise Fork(f"entry {stored.seq} is not the one the station signed as its journal end before", stored.seq,
+                   held_token=stored.claim, offered_token=held_token(stored.seq))
     if claim is not None and (stored is None or claim.seq > stored.seq):
         StationTail.insert(station_id=batch.station_id, seq=claim.seq, head=claim.head, claim=claim.token,
                            received_at=now_text).on_conflict(

@@ -18,15 +18,19 @@ from recon_support import STATIONS, account_of, history_fixture  # noqa: F401
 from sync_support import append_forged_entry
 
 from station import receipts
+from station.journal import export_journal
 from station.protocol.times import utc_text
 from station.protocol.tokens import Signer, b64url, canonical_json, generate_signing_key
 from station.sync import SyncRefused, sync_once
-from sync_server.admin import add_station
+from sync_server.admin import add_station, revoke_station
 from sync_server.checks import check_ledger
 from sync_server.db import Entry, HomeStation, Posting, ReconItem
 from sync_server.db import Station as BankStation
+from sync_server.journal_import import import_journal
 from sync_server.recon import integrity, ledger, risk
+from sync_server.recon.i18n import render
 from sync_server.recon.kinds import KINDS
+from sync_server.recon.report import values
 
 #: Kinds tested elsewhere: the billers' files (tests/test_recon_billers.py) and the signed tails
 #: (tests/test_sync_tail.py).
@@ -140,6 +144,37 @@ def test_station_silent(history):
     history.db()
     add_station("ST-0004", "Not yet installed")
     assert history.find(now=history.now + timedelta(days=30), stations=("ST-0004",)) == []
+
+
+def test_station_revoked(history, tmp_path):
+    """ST-0003 records a day, sends only its first entries, and is stolen: revoked, it is listed with the entries
+    its signed journal end names beyond what arrived (not also as ``missing_tail``: it cannot sync any more).
+    Its journal imported from the recovered device, it stays listed, with nothing missing."""
+    st = history.station("ST-0003")
+    with history.day("ST-0003", sync=False) as counter:
+        counter.deposit(account_of("ST-0003", 4), 10_000)
+        counter.deposit(account_of("ST-0003", 5), 20_000)
+    st.config.setdefault("sync", {})["max_entries"] = 2
+    held = sync_once(st, max_batches=1).acked_seq
+    st.config["sync"].pop("max_entries")
+    head = history.head("ST-0003")
+    assert held < head
+    history.db()
+    revoke_station("ST-0003", reason="device stolen", by="Wang Fang")
+    revoked_at = history.bank_station("ST-0003").revoked_at
+    revoked = only(history.find(), "station_revoked")
+    assert (revoked.station, revoked.seq, revoked.day) == ("ST-0003", None, None)
+    assert revoked.detail == {"revoked_at": revoked_at, "held": held, "claimed": head, "missing": head - held}
+    explained = render("en", KINDS["station_revoked"].explanation, values(revoked, "en"))
+    assert explained == (f"Station ST-0003 was revoked at {revoked_at}: the bank holds its journal up to seq "
+                         f"{held}, and {head - held} more entries the station signed for (up to seq {head}) never "
+                         f"arrived.")
+    with st.bound():
+        export_journal(st, tmp_path / "export")
+    import_journal(tmp_path / "export", "ST-0003", by="Wang Fang")
+    revoked = only(history.find(), "station_revoked")
+    assert revoked.detail == {"revoked_at": revoked_at, "held": head, "claimed": head, "missing": 0}
+    assert history.find(stations=("ST-0001", "ST-0002")) == []
 
 
 # -- integrity ------------------------------------------------------------------------------------------------

@@ -45,9 +45,11 @@ def test_server_admin_commands(database_url, tmp_path):
     assert CODE_RE.match(added.strip().splitlines()[-1])
     listed = json.loads(run(server_cli, ["station", "list", "--json", *db]).output)
     assert [s["station_id"] for s in listed] == ["ST-0001", "ST-0002", "ST-0003"]
-    run(server_cli, ["station", "revoke", "ST-0003", *db])
+    assert run(server_cli, ["station", "revoke", "ST-0003", *db], ok=False).exit_code == 2  # --reason, --by
+    run(server_cli, ["station", "revoke", "ST-0003", "--reason", "retired", "--by", "Wang Fang", *db])
     assert "revoked" in run(server_cli, ["station", "list", *db]).output
-    assert run(server_cli, ["station", "revoke", "ST-0404", *db], ok=False).exit_code != 0
+    assert run(server_cli, ["station", "revoke", "ST-0404", "--reason", "x", "--by", "y", *db],
+               ok=False).exit_code != 0
     run(server_cli, ["payees", "block", "6222021234567890", "--reason", "reported fraud", *db])
     assert "Executed 0 transfers" in run(server_cli, ["transfers", "execute", *db]).output
 

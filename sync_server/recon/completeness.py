@@ -3,7 +3,10 @@
 - ``seq_gap``: a station's entries, by seq, skip numbers (``LAG(seq)`` over each station's entries), or the bank
   acknowledged entries it does not hold (``station.acked_seq`` above the highest seq held);
 - ``missing_tail``: the station signed that its journal goes further than what the bank holds (``tail``);
-- ``station_silent``: an active station has not synced for longer than ``recon.station_silent_hours``.
+- ``station_silent``: an active station has not synced for longer than ``recon.station_silent_hours``;
+- ``station_revoked``: a revoked station (stolen, lost, retired): when, how far the bank holds its journal, and how
+  many entries its last verified tail claim names beyond that (they never arrived: the device or a backup holds
+  them, ``sync-server journal import``). Located at the station alone, so it keeps its id as entries arrive.
 
 ``proof`` says per station what the bank holds and whether the chain from genesis to its head was proved
 (``integrity`` verifies the head's signature).
@@ -63,9 +66,26 @@ def silent_stations(context) -> list[Discrepancy]:
     return found
 
 
+def revoked_stations(context) -> list[Discrepancy]:
+    """Revoked stations, with what of their journal never arrived (``context.tail_claims``: run ``tail.checks``
+    first)."""
+    where, params = context.station_filter("s.station_id")
+    rows = context.rows(f"""
+        SELECT s.station_id, s.revoked_at, COALESCE(MAX(f.seq), 0) FROM station s
+        LEFT JOIN recon_fact f ON f.station_id = s.station_id
+        WHERE s.status = 'revoked'{where} GROUP BY s.station_id, s.revoked_at ORDER BY s.station_id""", params)
+    found = []
+    for station_id, revoked_at, held in rows:
+        claimed = max(held, context.tail_claims.get(station_id, 0))
+        found.append(Discrepancy("station_revoked", station=station_id, detail={
+            "revoked_at": utc_text(parse_utc(revoked_at)) if revoked_at else None, "held": held,
+            "claimed": claimed, "missing": claimed - held}))
+    return found
+
+
 def checks(context) -> list[Discrepancy]:
     """Every completeness discrepancy of the run's scope."""
-    return seq_gaps(context) + tail.checks(context) + silent_stations(context)
+    return seq_gaps(context) + tail.checks(context) + silent_stations(context) + revoked_stations(context)
 
 
 def proof(context) -> list[dict]:

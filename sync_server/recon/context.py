@@ -57,6 +57,9 @@ class Context:
     #: Per station: whether its chain from genesis to its head held and the head's signature verified
     #: (set by ``integrity.checks``, read by ``completeness.proof``).
     heads_verified: dict = field(default_factory=dict)
+    #: Per station: the seq its stored tail claim names, for the claims that verified (set by ``tail.checks``,
+    #: read by ``completeness.revoked_stations``).
+    tail_claims: dict = field(default_factory=dict)
 
     @classmethod
     def open(cls, database: Database, scope: Scope, now: datetime) -> Context:

@@ -39,6 +39,11 @@ _SPECS = [
     KindSpec("station_silent", "completeness",
              N_("Station {station} has not synced since {since} ({hours} hours, policy {limit} hours)."),
              N_("Call the agent: check the device, its power and its link; operations may be waiting on it.")),
+    KindSpec("station_revoked", "completeness",
+             N_("Station {station} was revoked at {revoked_at}: the bank holds its journal up to seq {held}, and "
+                "{missing} more entries the station signed for (up to seq {claimed}) never arrived."),
+             N_("Recover the device or its backup, export its journal and import it (sync-server journal import); "
+                "settle the agent's cash for the station.")),
     # -- integrity ----------------------------------------------------------------------------------------
     KindSpec("fork", "integrity",
              N_("Station {station} holds two different histories at seq {seq}: {reason}."),

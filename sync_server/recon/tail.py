@@ -10,7 +10,9 @@ Then one set-based query compares the claims with ``recon_fact`` (what the bank 
 
 - ``missing_tail``: N > M (M = 0 when the bank holds nothing): the station recorded and signed for entries M+1..N
   and the bank does not hold them. Located at the station and seq M+1, the first missing entry, so the same
-  shortfall keeps its id while nothing arrives; ``detail`` ``{"claimed": N, "held": M, "missing": N - M}``.
+  shortfall keeps its id while nothing arrives; ``detail`` ``{"claimed": N, "held": M, "missing": N - M}``. Not
+  for a revoked station, which can no longer sync: ``station_revoked`` (``completeness``) counts those entries,
+  from the verified claims this check leaves in ``context.tail_claims``.
 - ``fork``: the bank holds entry N and its chain value is not H: the station signed for one history and the bank
   holds another at that seq (``detail["reason"]``). An entry missing below M is ``seq_gap``'s, not this check's.
 - ``bad_signature``: a stored claim that does not verify with the station's enrolled key (or is not a well-formed
@@ -43,6 +45,7 @@ TAIL_TABLE = "recon_tail"
 def checks(context) -> list[Discrepancy]:
     """``missing_tail``, ``fork`` and ``bad_signature`` from the stations' stored tail claims (see the module)."""
     verified, refused = _verified_claims(context)
+    context.tail_claims = {station_id: seq for station_id, seq, _ in verified}
     found = list(refused)
     if not verified:
         return found
@@ -96,18 +99,21 @@ def _claimed_seq(claim, stored_seq: int) -> int:
 def _compare(context) -> list[Discrepancy]:
     """The verified claims against what the bank holds: one query, grouped by station."""
     rows = context.rows(
-        f"""SELECT t.station_id, t.seq, coalesce(h.held, 0), f.hash
+        f"""SELECT t.station_id, t.seq, coalesce(h.held, 0), f.hash, s.status
             FROM {TAIL_TABLE} t
             LEFT JOIN (SELECT station_id, max(seq) AS held FROM recon_fact GROUP BY station_id) h
                    ON h.station_id = t.station_id
             LEFT JOIN recon_fact f ON f.station_id = t.station_id AND f.seq = t.seq
+            LEFT JOIN station s ON s.station_id = t.station_id
             WHERE t.seq > coalesce(h.held, 0) OR (f.hash IS NOT NULL AND f.hash <> t.head)
             ORDER BY t.station_id""")
     found = []
-    forks = [(station_id, claimed) for station_id, claimed, held, _ in rows if claimed <= held]
+    forks = [(station_id, claimed) for station_id, claimed, held, _, _ in rows if claimed <= held]
     altered = _altered(context, forks)
-    for station_id, claimed, held, held_hash in rows:
+    for station_id, claimed, held, held_hash, status in rows:
         if claimed > held:
+            if status == "revoked":
+                continue  # a revoked station cannot sync: ``station_revoked`` counts what never arrived
             found.append(Discrepancy("missing_tail", station=station_id, seq=held + 1,
                                      detail={"claimed": claimed, "held": held, "missing": claimed - held}))
         elif (station_id, claimed) not in altered:
