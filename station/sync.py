@@ -351,8 +351,10 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
     """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
     if "policy" in downlink:
         st.set_setting("policy", downlink["policy"] or {})
-    if downlink.get("rotate_key") is True:
-        # The bank asks for a new signing key (its key-age policy, or an operator): rotated at the next sync.
+    if downlink.get("rotate_key") is True and not JournalEntry.select().where(
+            (JournalEntry.seq > acked_through) & (JournalEntry.type == EntryType.KEY_ROTATION)).exists():
+        # The bank asks for a new signing key (its key-age policy, or an operator): rotated at the next sync,
+        # unless a rotation the bank has not received yet already answers it.
         st.set_setting("rotate_requested", True)
     if "customers" not in downlink:
         return

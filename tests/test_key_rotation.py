@@ -34,7 +34,7 @@ from station.rotation import rotate_key
 from station.sync import SyncError, SyncRefused, sync_once
 from sync_server.db import Station as ServerStation
 from sync_server.db import StationEvent, StationKey
-from sync_server.keyring import station_keyset
+from sync_server.lifecycle import station_keyset
 from tests.sync_support import database_url, enrolled_station, pg_database_url, record_some, server, server_db  # noqa: F401
 
 
