@@ -352,3 +352,66 @@ def wait_ready(url, timeout):
     if not wait_until_answers(url, timeout):
         raise click.ClickException(f"The station did not answer at {url} within {timeout:g} s.")
     click.echo(f"The station answers at {url}.")
+
+
+# -- backup and restore ---------------------------------------------------------------------------------------
+def _size_text(size: int) -> str:
+    if size < 1000:
+        return f"{size} bytes"
+    return f"{size / 1000:.1f} kB" if size < 1_000_000 else f"{size / 1_000_000:.1f} MB"
+
+
+@cli.command()
+@data_dir_option
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def backup(data_dir, out, force):
+    """Write one archive OUT (mode 0600) of the database, keys and config, consistent while the station serves.
+
+    Example: station backup --data-dir /var/lib/station /var/backups/station/ST-0001-2026-11-02.tar.gz
+    """
+    from station.backup import BackupError, backup_station
+
+    st = open_station(data_dir)
+    try:
+        result = backup_station(st, out, force=force)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        st.close()
+    click.echo(f"Backed up station {result.station_id} (journal to seq {result.head_seq}, acknowledged by the bank "
+               f"to seq {result.acked_seq}) to {result.path}: {_size_text(result.size)}.")
+
+
+@cli.command()
+@data_dir_option
+@click.argument("archive", type=click.Path(dir_okay=False))
+@click.option("--replace", is_flag=True,
+              help="The data folder holds a station: keep it aside (renamed, with the time) and restore in its place.")
+@click.option("--without-bank", is_flag=True,
+              help="Do not ask the bank for its head of the station (only when it cannot be reached; see the docs).")
+def restore(data_dir, archive, replace, without_bank):
+    """Check a backup ARCHIVE and put it in the data folder; refuses a backup older than the bank's head.
+
+    Example: station restore --data-dir /var/lib/station /media/usb/ST-0001-2026-11-02.tar.gz
+    """
+    from station.backup import BackupError, restore_backup
+
+    target = resolve_data_dir(data_dir)
+    try:
+        result = restore_backup(archive, target, replace=replace, without_bank=without_bank)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"Restored station {result.station_id} into {result.target}: journal to seq {result.head_seq}.")
+    if result.bank is not None:
+        pending = result.head_seq - result.bank.acked_seq
+        click.echo(f"The bank holds its journal to seq {result.bank.acked_seq}; "
+                   f"{pending} entries will be sent at the next sync." if pending else
+                   f"The bank holds its journal to seq {result.bank.acked_seq}, as this backup does.")
+    elif without_bank:
+        click.echo("Not checked with the bank (--without-bank): run `station sync` as soon as the network is up; "
+                   "a refusal then means this backup was older than the bank's copy (see docs/operations.md).")
+    else:
+        click.echo("Not enrolled with a bank: nothing to check.")
+    if result.set_aside is not None:
+        click.echo(f"The folder that was there is kept as {result.set_aside}.")

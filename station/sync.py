@@ -29,7 +29,7 @@ from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, 
 from station.journal import append_start_entry, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
-from station.protocol import acks, envelope, envelope_errors, key_codecs
+from station.protocol import acks, envelope, envelope_errors, heads, key_codecs
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc, utc_text
@@ -108,6 +108,8 @@ def _problem_message(response: requests.Response) -> tuple[str, dict]:
     try:
         problem = response.json()
     except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):  # JSON, but not a problem (a proxy's or another server's answer)
         problem = {}
     detail = problem.get("detail") or problem.get("title") or response.reason
     return f"{detail} ({response.status_code} {problem.get('type', '')})".strip(), problem
@@ -499,3 +501,39 @@ def station_status(st: Station) -> dict:
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
         "checked_at": utc_text(datetime.now(UTC)),
     }
+
+
+# -- the bank's head of this station (``station restore``) ---------------------------------------------------
+def fetch_bank_head(st: Station, http: requests.Session | None = None) -> heads.BankHead:
+    """How far the bank holds this station's journal: an answer signed with the pinned server key, for a nonce
+    chosen here (so an old answer replayed on the way is refused).
+
+    Raises :class:`ServerUnreachable` (network), :class:`SyncRefused` (the bank's refusal, such as an unknown
+    station; status 5xx for a server error, 502 for an answer that is not the bank's signed head for this request).
+    """
+    server = _server(st)
+    nonce = heads.new_nonce()
+    try:
+        response = (http or requests).get(
+            f"{server['url']}/api/v1/stations/{st.station_id}/head", params={"nonce": nonce},
+            timeout=(sync_setting(st, "connect_timeout"), sync_setting(st, "read_timeout")),
+            verify=_verify_option(st), headers={"User-Agent": USER_AGENT},
+        )
+    except requests.RequestException as exc:
+        raise ServerUnreachable(f"Cannot reach the bank's server at {server['url']}: "
+                                f"{exc.__class__.__name__}.") from exc
+    except OSError as exc:  # requests' own: a ca_bundle path that does not exist on this device
+        raise ServerUnreachable(f"Cannot reach the bank's server at {server['url']}: {exc}.") from exc
+    if response.status_code != 200:
+        message, problem = _problem_message(response)
+        raise SyncRefused(f"The bank did not tell its head of station {st.station_id}: {message}", problem,
+                          response.status_code)
+    try:
+        token = response.json()["signed_head"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SyncRefused(f"{server['url']} answered, but not as a station-kit sync server.", status=502) from exc
+    try:
+        return heads.open_signed_head(token, server_signing_jwk=server["signing_jwk"], station_id=st.station_id,
+                                      nonce=nonce)
+    except heads.BadHeadAnswer as exc:
+        raise SyncRefused(f"The answer about station {st.station_id} is not the bank's: {exc}.", status=502) from exc

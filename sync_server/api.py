@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, current_app, jsonify, request
 
+from station.protocol import heads
+from station.protocol.times import utc_text
 from station.protocol.tokens import verification_jwk
 from sync_server import service
-from sync_server.db import db_proxy, schema_version
+from sync_server.db import Station, StationTail, db_proxy, schema_version
 from sync_server.lifecycle import station_keys
 from sync_server.openapi import openapi_document
 from sync_server.problems import Problem
@@ -53,3 +57,23 @@ def post_batch(station_id):
     """Ingest one sealed batch (``application/vnd.station-kit.batch``); answer with the signed ack."""
     body = request.get_data(cache=False)
     return jsonify(service.ingest(_keys(), station_id, request.headers, body))
+
+
+@bp.get("/stations/<station_id>/head")
+def station_head(station_id):
+    """How far the bank holds the station's journal, signed by the server for this request's ``nonce``.
+
+    ``station restore`` asks before putting a backup back on a device: a backup older than this head would fork.
+    """
+    nonce = request.args.get("nonce", "")
+    if not heads.NONCE_RE.fullmatch(nonce):
+        raise Problem("malformed-request", "Send ?nonce= with 16 to 128 characters of base64url (A-Z a-z 0-9 - _).")
+    station = Station.get_or_none(Station.station_id == station_id)
+    if station is None:
+        raise Problem("unknown-station", f"The bank knows no station {station_id}.")
+    tail = StationTail.get_or_none(StationTail.station_id == station_id)
+    token = heads.make_signed_head(
+        _keys().signer, station_id=station_id, status=station.status, acked_seq=station.acked_seq,
+        head=station.head if station.acked_seq else None, tail=None if tail is None else (tail.seq, tail.head),
+        server_time=utc_text(datetime.now(UTC)), nonce=nonce)
+    return jsonify(signed_head=token)

@@ -61,6 +61,15 @@ SCHEMAS = {
             "policy": {"type": "object"}, "server_time": {"type": "string"},
         },
     },
+    "SignedHead": {
+        "type": "object", "required": ["signed_head"],
+        "properties": {
+            "signed_head": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+                            "description": "JWS signed by the server; payload {v, typ: station-head, station, "
+                                           "status, acked_seq, head, tail, server_time, nonce} (docs/protocol.md, "
+                                           "Head of a station)"},
+        },
+    },
     "Ack": {
         "type": "object", "required": ["ack", "downlink"],
         "properties": {
@@ -99,6 +108,14 @@ def openapi_document() -> dict:
                 "parameters": [station_param],
                 "responses": {"200": {"description": "JWKS", "content": _json("Jwks")},
                               **_problem_responses("unknown-station", "internal-error")}}},
+            "/api/v1/stations/{station_id}/head": {"get": {
+                "summary": "How far the bank holds a station's journal, signed for one request",
+                "parameters": [station_param, {
+                    "name": "nonce", "in": "query", "required": True,
+                    "description": "chosen by the caller, echoed in the signed answer",
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"}}],
+                "responses": {"200": {"description": "signed head", "content": _json("SignedHead")},
+                              **_problem_responses("malformed-request", "unknown-station", "internal-error")}}},
             "/api/v1/stations/{station_id}/batches": {"post": {
                 "summary": "Upload one sealed batch of journal entries",
                 "parameters": [station_param] + [

@@ -7,6 +7,7 @@ session and dropped afterwards; each test gets a fresh ``public`` schema in it.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from contextlib import contextmanager
@@ -125,6 +126,25 @@ def enrolled_station(server: RunningServer, tmp_path: Path, station_id: str, clo
     st = enroll_station(tmp_path / station_id, server.url, code, clock=clock)
     sync_once(st)
     return st
+
+
+def forked_devices(server: RunningServer, tmp_path: Path, clock, station_id: str = "ST-0001"):
+    """Two devices with one station's keys: its data folder copied right after enrollment. The station records
+    two deposits and syncs them; the copy records three others (unsynced), so from the first deposit on the two
+    journals differ. Returns ``(station, copy)``."""
+    from station.context import Station
+    from station.sync import sync_once
+
+    st = enrolled_station(server, tmp_path, station_id, clock)
+    st.close()
+    copy_dir = tmp_path / f"{station_id}-copy"
+    shutil.copytree(st.data_dir, copy_dir)
+    st = Station(st.data_dir, clock=clock)
+    record_some(st, 2)
+    sync_once(st)
+    copy = Station(copy_dir, clock=clock)
+    record_some(copy, 3, amount=20_000)
+    return st, copy
 
 
 @contextmanager

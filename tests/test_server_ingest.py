@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 
 import jsonschema
 import pytest
 import requests
-from sync_support import enrolled_station, record_some, serve_in_thread, server_db, stop_server
+from sync_support import enrolled_station, forked_devices, record_some, serve_in_thread, server_db, stop_server
 
-from station.context import Station
 from station.db import JournalEntry
 from station.journal import iter_entries, journal_head
 from station.protocol import acks, envelope, key_codecs
@@ -76,16 +74,8 @@ def test_duplicate_batch_gets_the_same_answer_and_changes_nothing(server, tmp_pa
 
 
 def test_fork_is_refused_and_flags_the_station(server, tmp_path, clock):
-    st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    st.close()
-    clone_dir = tmp_path / "clone"
-    shutil.copytree(st.data_dir, clone_dir)
-    st = Station(st.data_dir, clock=clock)
-    record_some(st, 2)
-    sync_once(st)
+    st, clone = forked_devices(server, tmp_path, clock)
     counts = applied_counts("ST-0001")
-    clone = Station(clone_dir, clock=clock)
-    record_some(clone, 3, amount=20_000)
     response = post(server, "ST-0001", build_batch(clone))
     assert response.status_code == 409 and problem_type(response) == "fork"
     check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
@@ -286,7 +276,8 @@ def test_health_and_openapi(server):
     doc = requests.get(f"{server.url}/api/v1/openapi.json", timeout=10).json()
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {"/api/v1/health", "/api/v1/openapi.json", "/api/v1/enroll",
-                                 "/api/v1/stations/{station_id}/jwks", "/api/v1/stations/{station_id}/batches"}
+                                 "/api/v1/stations/{station_id}/jwks", "/api/v1/stations/{station_id}/head",
+                                 "/api/v1/stations/{station_id}/batches"}
     missing = requests.get(f"{server.url}/api/v1/nothing-here", timeout=10)
     assert missing.status_code == 404 and problem_type(missing) == "not-found"
 
