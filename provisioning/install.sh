@@ -12,7 +12,8 @@
 #   - the data folder (default /var/lib/station, mode 0700, owned by station), never removed;
 #   - /etc/station-kit/station.env (STATION_DATA_DIR, and STATION_SERVER_URL, the bank's sync server the
 #     enrollment screen offers, so the technician only scans or types the enrollment code);
-#   - station.service and station-kiosk.service (from systemd/ beside this script), enabled.
+#   - station.service and station-kiosk.service (from systemd/ beside this script), enabled, and the daily
+#     backup (station-backup.service, started by station-backup.timer, enabled).
 # No input method from the OS: the UI has its own on-screen keyboard, and a USB QR scanner types like a keyboard.
 #
 # Idempotent: a second run with the same options changes nothing. Run it again with a newer wheel to upgrade
@@ -37,7 +38,9 @@ STATION_USER=station
 KIOSK_USER=station-kiosk
 KIOSK_HOME=/var/lib/station-kiosk
 KIOSK_CACHE=/var/cache/station-kiosk
-UNITS=(station.service station-kiosk.service)
+UNITS=(station.service station-kiosk.service station-backup.service station-backup.timer)
+# What starts on boot: the station, its kiosk, and the daily backup (its timer starts station-backup.service).
+ENABLED_UNITS=(station.service station-kiosk.service station-backup.timer)
 DISTRIBUTION=station-kit
 EXTRAS=station
 
@@ -139,7 +142,7 @@ uninstall() {
     data=$(env_value STATION_DATA_DIR)
     say "Removing the station (the data folder ${data:-$DEFAULT_DATA_DIR} is kept)"
     local unit
-    for unit in "${UNITS[@]}"; do
+    for unit in "${ENABLED_UNITS[@]}"; do
         if [ "$live" -eq 1 ] && systemctl is-active --quiet "$unit"; then
             systemctl stop "$unit"
             did "stopped $unit"
@@ -151,6 +154,7 @@ uninstall() {
     done
     local path
     for path in "$UNIT_DIR/station.service" "$UNIT_DIR/station-kiosk.service" "$UNIT_DIR/station.service.d" \
+        "$UNIT_DIR/station-backup.service" "$UNIT_DIR/station-backup.timer" \
         "$PAM_FILE" "$CONF_DIR" "$PREFIX" "$KIOSK_HOME" "$KIOSK_CACHE"; do
         if [ -e "$R$path" ] || [ -L "$R$path" ]; then
             rm -rf -- "$R$path"
@@ -430,7 +434,7 @@ ReadWritePaths=
 ReadWritePaths=$data_dir
 EOF
 fi
-for unit in "${UNITS[@]}"; do
+for unit in "${ENABLED_UNITS[@]}"; do
     if ! systemctl "${systemctl_root[@]}" is-enabled --quiet "$unit" 2>/dev/null; then
         systemctl "${systemctl_root[@]}" enable --quiet "$unit"
         did "enabled $unit"
