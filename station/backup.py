@@ -55,6 +55,7 @@ MANIFEST = "manifest.json"
 DATABASE = "station.db"
 CONFIG = "config.json"
 KEYS = "keys"
+RETIRED = f"{KEYS}/retired"
 SIGNING_KEY = f"{KEYS}/signing.jwk"
 #: A key file's name: plain, no path, not hidden (the writer's temporary files start with a dot).
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -144,9 +145,13 @@ def _read_small(path: Path) -> bytes:
 def _small_members(data_dir: Path) -> dict[str, bytes]:
     """config.json and every regular key file (not links, not the writer's hidden temporary files)."""
     members = {CONFIG: _read_small(data_dir / CONFIG)}
-    for path in sorted((data_dir / KEYS).iterdir()):
-        if KEY_NAME.fullmatch(path.name) and stat.S_ISREG(path.lstat().st_mode):
-            members[f"{KEYS}/{path.name}"] = _read_small(path)
+    # keys/ and keys/retired/ (an old private key kept until the bank has the rotation that retired it).
+    for folder in (KEYS, RETIRED):
+        if not (data_dir / folder).is_dir():
+            continue
+        for path in sorted((data_dir / folder).iterdir()):
+            if KEY_NAME.fullmatch(path.name) and stat.S_ISREG(path.lstat().st_mode):
+                members[f"{folder}/{path.name}"] = _read_small(path)
     if SIGNING_KEY not in members:
         raise BackupError(f"{data_dir / SIGNING_KEY} is missing: no backup made.")
     return members
@@ -251,8 +256,8 @@ def _exists(out: Path) -> BackupError:
 def _allowed_name(name: str) -> bool:
     if name in (MANIFEST, DATABASE, CONFIG):
         return True
-    folder, _, key = name.partition("/")
-    return folder == KEYS and KEY_NAME.fullmatch(key) is not None
+    folder, _, key = name.rpartition("/")
+    return folder in (KEYS, RETIRED) and KEY_NAME.fullmatch(key) is not None
 
 
 def _check_members(members: list[tarfile.TarInfo]) -> dict[str, tarfile.TarInfo]:
@@ -368,6 +373,8 @@ def unpack_backup(archive: str | os.PathLike, staging: Path) -> dict:
             if required not in members:
                 raise RestoreRefused(f"The backup has no {required}. Nothing was restored.")
         (staging / KEYS).mkdir(mode=0o700)
+        if any(name.startswith(f"{RETIRED}/") for name in members):
+            (staging / RETIRED).mkdir(mode=0o700)
         for name, member in members.items():
             if member.size != listed[name]["size"] or (name != DATABASE and member.size > MAX_SMALL_BYTES):
                 raise RestoreRefused(f"The archive's {name} is not the size its manifest says. Nothing was restored.")

@@ -339,3 +339,26 @@ def test_a_replacement_code_is_refused_for_a_station_that_never_enrolled_and_is_
         enroll_station(tmp_path / "another", server.url, code, clock=clock)
     assert not (tmp_path / "another" / "config.json").exists()
     st.close()
+
+
+def test_a_backup_taken_between_a_rotation_and_its_ack_restores_and_syncs(server, tmp_path, clock):  # noqa: F811
+    from station.backup import backup_station, restore_backup
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, count=2)  # not yet at the bank
+    old_kid = st.signer.kid
+    rotate_key(st, "technician")
+    record_some(st, count=1)
+    out = tmp_path / "st.tar.gz"
+    backup_station(st, out)  # the retired key goes with it: the batch before the rotation still needs it
+    st.close()
+    restore_backup(out, tmp_path / "new-device")
+    restored = Station(tmp_path / "new-device", clock=clock)
+    try:
+        assert (restored.data_dir / RETIRED_DIR / f"{old_kid}.jwk").exists()
+        assert audit_journal(restored).intact
+        assert {key["kid"] for key in restored.public_jwks()["keys"]} == {old_kid, restored.signer.kid}
+        assert sync_once(restored).pending == 0
+        assert not (restored.data_dir / RETIRED_DIR / f"{old_kid}.jwk").exists()
+    finally:
+        restored.close()
