@@ -220,13 +220,21 @@ def audit_export(
     """Audit an exported folder with the given trust anchor ``keys`` (never the folder's own jwks.json).
 
     ``station_id`` defaults to the station named by the first entry. Beyond :func:`audit_entries`, each line's
-    ``type`` must be its payload's (its ``seq`` is checked by the chain).
+    ``type`` must be its payload's (its ``seq`` is checked by the chain). A replacement device's export starts after
+    the bank's head N with a start entry that says ``continues`` N: its chain is checked from there (that it
+    joins the old device's entry N is the bank's to check: ``--acked-seq``/``--head`` or ``journal import``).
     """
     lines = read_export(folder)
     if station_id is None:
         station_id = str(unverified_payload(lines[0][2]).get("station")) if lines else ""
+    first_seq, prev = 1, None
+    if lines and lines[0][0] > 1:
+        # A replacement device's journal: it starts after the bank's head, with a start entry that names it.
+        start = unverified_payload(lines[0][2])
+        if start.get("type") == "start" and start.get("continues") == lines[0][0] - 1:
+            first_seq, prev = lines[0][0], start.get("prev")
     audit = audit_entries(lambda: ((seq, token) for seq, _, token in lines), keys, station_id,
-                          bank_head=bank_head)
+                          bank_head=bank_head, first_seq=first_seq, prev=prev)
     if not audit.chain_verified:
         return audit
     labels = [JournalProblem(seq, problem) for seq, problem in mislabelled(lines)]

@@ -362,3 +362,29 @@ def test_a_backup_taken_between_a_rotation_and_its_ack_restores_and_syncs(server
         assert not (restored.data_dir / RETIRED_DIR / f"{old_kid}.jwk").exists()
     finally:
         restored.close()
+
+
+def test_a_replacement_devices_export_verifies_and_imports(server, tmp_path, clock):  # noqa: F811
+    from station.journal import audit_export
+    from station.sync import enroll_station
+    from sync_server.admin import replace_station
+    from sync_server.journal_import import import_journal
+
+    old = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(old, count=1)
+    sync_once(old)
+    server_db()
+    new = enroll_station(tmp_path / "replacement", server.url, replace_station("ST-0001"), clock=clock)
+    try:
+        sync_once(new)
+        record_some(new, count=2)  # recorded; the new device dies before it syncs them
+        export_journal(new, tmp_path / "export")
+        server_db()
+        audit = audit_export(tmp_path / "export", station_keyset("ST-0001"), "ST-0001")
+        assert audit.intact, audit.as_dict()
+        unsent = tokens(new)[-1][0] - ServerStation.get_by_id("ST-0001").acked_seq
+        result = import_journal(tmp_path / "export", "ST-0001", by="Wang Fang")
+        assert unsent >= 2 and result.entries == unsent
+        assert ServerStation.get_by_id("ST-0001").acked_seq == tokens(new)[-1][0]
+    finally:
+        new.close()
