@@ -388,3 +388,32 @@ def test_a_replacement_devices_export_verifies_and_imports(server, tmp_path, clo
         assert ServerStation.get_by_id("ST-0001").acked_seq == tokens(new)[-1][0]
     finally:
         new.close()
+
+
+def test_recon_proves_a_rotated_and_replaced_station_clean(server, tmp_path, clock):  # noqa: F811
+    from datetime import UTC, datetime, timedelta
+
+    from station.simulate import simulate
+    from station.sync import enroll_station
+    from sync_server.admin import replace_station
+    from sync_server.recon.context import Scope
+    from sync_server.recon.run import find_discrepancies
+
+    clock.now = datetime.now(UTC) - timedelta(hours=2)  # the station's clock agrees with the bank's
+    old = enrolled_station(server, tmp_path, "ST-0001", clock)
+    simulate(old, 15, seed=2, start=clock.now)
+    rotate_key(old, "scheduled")
+    simulate(old, 10, seed=3)
+    sync_once(old)
+    server_db()
+    new = enroll_station(tmp_path / "replacement", server.url, replace_station("ST-0001"), clock=clock)
+    try:
+        sync_once(new)
+        simulate(new, 10, seed=4)
+        sync_once(new)
+        findings = find_discrepancies(server_db(), Scope(), datetime.now(UTC))
+        assert [(d.kind, d.seq, d.detail) for d in findings.discrepancies if d.kind in (
+            "unknown_key", "bad_signature", "broken_chain", "fork", "missing_tail", "seq_gap")] == []
+        assert [proof["head_verified"] for proof in findings.stations if proof["entries"]] == [True]
+    finally:
+        new.close()
