@@ -96,9 +96,14 @@ def key_too_old(key: StationKey | None, policy: dict, now: datetime) -> bool:
     return bool(days and key is not None and parse_utc(key.created_at) < now - timedelta(days=days))
 
 
-def rotation_due(station: Station, policy: dict, now: datetime) -> bool:
-    """Whether the station's downlink tells it to rotate its key: the bank asked, or its key is past the maximum age."""
-    return bool(station.rotate_requested) or key_too_old(current_key(station.station_id), policy, now)
+def rotation_due(station_id: str, policy: dict, now: datetime) -> bool:
+    """Whether the station's downlink tells it to rotate its key: the bank asked, or its key is past the maximum age.
+
+    Read from the database as it is now: called after a batch's entries are applied, so a key rotation among them
+    (which fulfils the request and brings a new current key) is seen, and the ack does not ask again.
+    """
+    asked = Station.select(Station.rotate_requested).where(Station.station_id == station_id).scalar()
+    return bool(asked) or key_too_old(current_key(station_id), policy, now)
 
 
 def request_rotation(station_ids: list[str], by: str, now: datetime | None = None) -> list[str]:
@@ -224,7 +229,7 @@ def station_report(station_id: str, now: datetime | None = None) -> dict:
         "acked_seq": station.acked_seq, "head": station.head, "synced_seq": station.synced_seq,
         "last_sync_at": station.last_sync_at, "clock_offset_ms": station.clock_offset_ms,
         "rotate_requested": station.rotate_requested,
-        "rotation_due": station.status == "active" and rotation_due(station, server_policy(), now),
+        "rotation_due": station.status == "active" and rotation_due(station_id, server_policy(), now),
         "keys": [{"kid": key.kid, "from_seq": key.from_seq, "source": key.source, "created_at": key.created_at}
                  for key in station_keys(station_id)],
         "tail": ({"seq": tail.seq, "head": tail.head, "received_at": tail.received_at} if tail else None),

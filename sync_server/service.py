@@ -269,10 +269,7 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
                 (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, batch.last)
                 & (Entry.outcome == "rejected")).tuples())
             downlink = build_downlink(applied.book, applied.allowances, applied.policy, applied.acked_through,
-                                      now_text,
-                                      # Read again: a rotation entry in this very batch fulfilled the request.
-                                      rotate_key=rotation_due(Station.get_by_id(batch.station_id), applied.policy,
-                                                              now))
+                                      now_text, rotate_key=rotation_due(station.station_id, applied.policy, now))
     except Fork as fork:
         record_fork(batch.station_id, fork, now)
         raise Problem("fork", f"Refused and flagged: {fork.reason}. Nothing of this batch was applied.",

@@ -243,7 +243,8 @@ def test_an_export_is_verified_with_the_keys_the_bank_holds_never_its_own_jwks(s
     assert json.loads((folder / "jwks.json").read_text())["keys"][0]["kid"] == thief.signer.kid
     with pytest.raises(ImportRefused) as refused:
         import_journal(folder, "ST-0001", by="Wang Fang")
-    assert refused.value.seq == 1 and "not one of the station's keys" in str(refused.value)
+    # Refused at the start entry, whatever words the chain check uses for a key the bank never enrolled.
+    assert refused.value.seq == 1 and str(refused.value).startswith("The export does not verify at seq 1: ")
     assert len(held("ST-0001")) == 1
     thief.close()
 
