@@ -102,6 +102,7 @@ COLUMNS = {
     "seen_txn": ("txn", "station_id", "seq"),
     "daily_total": ("station_id", "local_date", "kind", "subject", "amount_fen"),
     "station_tail": ("station_id", "seq", "head", "claim", "received_at"),
+    "station_key": ("station_id", "kid", "jwk", "from_seq", "source", "created_at"),
 }
 
 
@@ -418,6 +419,9 @@ class _History:
             json.dumps(jwk, sort_keys=True, ensure_ascii=False),
             json.dumps(self.signer.encryption_jwk, sort_keys=True, ensure_ascii=False), self.signer.kid, self.seq,
             self.prev, utc_text(enrolled - timedelta(hours=1)), utc_text(enrolled), received, 0, None, self.seq))
+        # Its one key, enrolled from seq 1 (``service.enroll``).
+        tables["station_key"].append((self.station_id, self.signer.kid, json.dumps(jwk, sort_keys=True,
+                                      ensure_ascii=False), 1, "enrollment", utc_text(enrolled)))
         for account_id, (kind, name, balance) in self.balances.items():
             if account_id != OPENING_EQUITY:
                 tables["account"].append((account_id, kind, name, balance))

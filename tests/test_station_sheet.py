@@ -64,7 +64,8 @@ def bulk(database_url, csv_path, out, server_url, *extra):
 
 
 def decode(image: Image.Image) -> str:
-    found = zxingcpp.read_barcodes(image)
+    # QR codes only: a 1-D reader (ITF) now and then "finds" a barcode in a row of QR modules.
+    found = zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)
     assert [barcode.format for barcode in found] == [zxingcpp.BarcodeFormat.QRCode]
     return found[0].text
 
