@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import Flask, g, jsonify
 
 from station.context import DATA_DIR_ENV, DEFAULT_DATA_DIR, Station
+from station.device_state import device_state
 from station.protocol.private_files import write_private_file
 
 #: The per-device key that signs the touchscreen's session cookie; it lives in the data folder, never the package.
@@ -58,7 +59,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         from station.journal import journal_head
 
         head_seq, _ = journal_head(station)
-        return jsonify(station=station.station_id, head_seq=head_seq)
+        return jsonify(station=station.station_id, head_seq=head_seq, state=device_state(station).value)
 
     from station.ui import init_ui
 

@@ -4,7 +4,8 @@ Invariants: at most one day is open (``open_day`` refuses a second); the drawer 
 (``check_drawer`` before every cash-out, and ``CHECK (cash_fen >= 0)`` on ``business_day``); a count is by
 denomination, validated by ``count_total``; the close entry carries what the drawer should hold (``expected``),
 what was counted and their difference: ``close_preview`` computes the same ``CloseCount`` before the agent
-confirms.
+confirms. A revoked station, or one whose clock is not set, neither opens nor closes a day
+(``station.device_state.refuse_new_operations``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from station import errors
 from station.agents import AgentSession, check_session
 from station.context import Station, bound_station
 from station.db import BusinessDay, Operation
+from station.device_state import refuse_new_operations
 from station.journal import append_entry
 from station.protocol.entry_types import EntryType
 from station.protocol.money import MAX_AMOUNT_FEN, format_yuan
@@ -82,6 +84,7 @@ def open_day(st: Station, session: AgentSession, counts: dict) -> Receipt:
     """Open the business day with the counted cash float."""
     with st.write():
         check_session(st, session)
+        refuse_new_operations(st)
         if current_day(st) is not None:
             raise errors.DayAlreadyOpen()
         cleaned, total = count_total(counts)
@@ -135,6 +138,7 @@ def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
     """Close the day: the counted cash against what the drawer should hold; the variance is recorded."""
     with st.write():
         check_session(st, session)
+        refuse_new_operations(st)
         day = open_day_or_refuse(st)
         count = _close_count(day, counts)
         now = st.now()

@@ -66,12 +66,16 @@ def simulate(data_dir, transactions, seed, start):
 
     Example: station simulate --data-dir /tmp/st1 --transactions 200 --seed 3 --start 2026-11-02T07:40
     """
+    from station.simulate import StartBeforeJournal
     from station.simulate import simulate as run
 
     st = open_station(data_dir)
     if start is not None:
         start = start.replace(tzinfo=st.timezone)
-    outcomes = run(st, transactions, seed=seed, start=start)
+    try:
+        outcomes = run(st, transactions, seed=seed, start=start)
+    except StartBeforeJournal as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(outcomes, indent=2, ensure_ascii=False))
 
 
@@ -227,35 +231,30 @@ def serve_app(app, host: str, port: int) -> None:
 def serve(data_dir, host, port):
     """Run the touchscreen UI under waitress (one process).
 
+    On a data folder with no station yet it shows the enrollment screen (scan the bank's QR, or type the code
+    with $STATION_SERVER_URL set), then the station's own screens once enrolled, without a restart.
+
     Example: station serve --data-dir /var/lib/station --port 8080
     """
-    from station.app import create_app
+    from station.serving import Serving
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # peewee's DEBUG log prints every query's parameters (card numbers among them): never below INFO.
     logging.getLogger("peewee").setLevel(logging.INFO)
-    st = open_station(data_dir)
-    app = create_app({"STATION": st, "STATION_DATA_DIR": str(st.data_dir)})
-    scheduler = None
-    if st.config.get("server"):
-        from station.scheduler import start_scheduler, sync_now
-
-        # The one place the background sync starts: the serving process, once.
-        scheduler = start_scheduler(st, app.config)
-        app.extensions["sync_now"] = lambda: sync_now(scheduler)
-        click.echo(f"Syncing with {st.config['server'].get('url')} in the background.")
-    else:
-        click.echo("Not enrolled with a sync server: operations stay on this device (`station enroll` to sync).")
-    click.echo(f"Station {st.station_id} serving on http://{host}:{port}/")
-    # Under systemd (station.service): READY=1 once /health answers, then the watchdog; otherwise nothing.
-    from station.systemd import health_url, start_watchdog
-
-    start_watchdog(health_url(host, port))
+    serving = Serving(resolve_data_dir(data_dir), echo=click.echo)
     try:
+        try:
+            app = serving.app()
+        except (DatabaseDamaged, SchemaTooNew, SchemaMismatch) as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(f"Serving on http://{host}:{port}/")
+        # Under systemd (station.service): READY=1 once /health answers, then the watchdog; otherwise nothing.
+        from station.systemd import health_url, start_watchdog
+
+        start_watchdog(health_url(host, port))
         serve_app(app, host, port)
     finally:
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
+        serving.shutdown()
 
 
 @cli.command()
@@ -326,6 +325,11 @@ def status(data_dir, as_json):
                f"Database schema version: {info['schema_version']}")
     if info["last_sync_error"]:
         click.echo(f"Last sync error: {info['last_sync_error']}")
+    if info["revoked"]:
+        click.echo(f"REVOKED by the bank (refused at {info['revoked'].get('at')}): no new operations; call the bank.")
+    elif info["device_state"] == "clock_not_set":
+        click.echo("Clock not set (before this release or before the journal's last entry): no new operations "
+                   "until network time arrives.")
 
 
 @cli.command("wait-ready")

@@ -134,6 +134,12 @@ class Station:
             ).execute()
         self._generation += 1
 
+    def delete_setting(self, key: str) -> None:
+        """Remove one setting (nothing happens when it is not there)."""
+        with self.bound():
+            Setting.delete().where(Setting.key == key).execute()
+        self._generation += 1
+
     @property
     def policy(self) -> dict:
         """The offline risk policy in force (defaults overlaid with the bank's last downlink)."""

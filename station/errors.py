@@ -276,3 +276,14 @@ class NotCancellable(StationError):
 class NoSuchReceipt(StationError):
     code = "no_such_receipt"
     template = N_("No such receipt at this station.")
+
+
+# -- the device's state (station.device_state) ------------------------------------------------------------
+class StationRevoked(StationError):
+    code = "station_revoked"
+    template = N_("The bank has revoked this station: no new operations. Call the bank.")
+
+
+class ClockNotSet(StationError):
+    code = "clock_not_set"
+    template = N_("The clock is not set: waiting for network time. No new operations until it is.")

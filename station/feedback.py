@@ -11,6 +11,7 @@ import uuid
 from station import agents, errors, receipts
 from station.context import Station, bound_station
 from station.db import JournalEntry
+from station.device_state import refuse_new_operations
 from station.errors import N_, StationError
 from station.journal import append_entry
 from station.protocol.entry_types import SPECS, EntryType, OperationState, printable
@@ -58,6 +59,7 @@ def record_feedback(
             if (earlier.type, said.get("category"), said.get("text")) != (EntryType.FEEDBACK, category, text):
                 raise errors.TxnConflict()
             return _receipt(earlier, category, text)
+        refuse_new_operations(st)
         body = {"agent": session.agent_id, "category": category, "text": text}
         entry = append_entry(st, EntryType.FEEDBACK, st.now(), body, txn=txn)
     return _receipt(entry, category, text)

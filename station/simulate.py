@@ -36,6 +36,10 @@ OPERATION_WEIGHTS = {
 }
 
 
+class StartBeforeJournal(ValueError):
+    """A simulation asked to start before the journal's last entry."""
+
+
 def _clock(st: Station, start: datetime):
     moment = {"now": start}
     st.clock = lambda: moment["now"]
@@ -53,7 +57,8 @@ def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime |
     """Run about ``transactions`` customer operations; returns counts by outcome (refusals by their code).
 
     The station's clock follows a virtual clock from ``start`` (default: the journal's last entry, or 07:40 of
-    its day) while the simulation runs, and is given back afterwards.
+    its day) while the simulation runs, and is given back afterwards. A ``start`` before the journal's last entry
+    is refused (:class:`StartBeforeJournal`): the station records nothing with a clock behind its journal.
     """
     real_clock = st.clock
     try:
@@ -70,6 +75,10 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
     ensure_demo_agents(st)
     tz = st.timezone
     head_time = JournalEntry.select().order_by(JournalEntry.seq.desc()).first().recorded_at
+    if start is not None and start < head_time:
+        # The station refuses a clock behind its journal (station.device_state): every operation would be refused.
+        raise StartBeforeJournal(f"The start {start.isoformat()} is before the journal's last entry "
+                                 f"({head_time.isoformat()}): start later, or leave --start out.")
     begin = start or max(head_time, datetime.combine(st.local_date(head_time), OPEN_AT, tz))
     moment = _clock(st, begin.astimezone(tz))
     agent_id, _, _, agent_pin = DEMO_AGENTS[0]

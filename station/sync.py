@@ -25,7 +25,8 @@ import requests
 
 from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station
-from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, Setting
+from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
+from station.device_state import clock_not_set, device_state, revocation
 from station.journal import append_start_entry, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
@@ -44,6 +45,11 @@ from station.protocol.tokens import (
 from station.rotation import rotate_key
 
 ENCRYPTION_KEY_FILE = "keys/encryption.key"
+#: The problem type of the bank's refusal of a revoked station (sync_server/problems.py).
+PROBLEM_TYPE_PREFIX = "urn:station-kit:problem:"
+STATION_REVOKED_PROBLEM = PROBLEM_TYPE_PREFIX + "station-revoked"
+#: The most of the bank's (unsigned) refusal text kept and shown on the screen.
+REVOKED_DETAIL_CHARS = 200
 USER_AGENT = "station-kit-station/0.1"
 
 #: name -> (default, one-line help). Read from config.json "sync"; docs/operations.md lists every one.
@@ -81,7 +87,16 @@ class SyncRefused(SyncError):
 
 
 class EnrollError(RuntimeError):
-    """Enrollment failed: wrong, used or expired code, unreachable server, or a folder already in use."""
+    """Enrollment failed: wrong, used or expired code, unreachable server, or a folder already in use.
+
+    ``reason`` says which, for a screen to word it: ``folder_in_use``, ``clock_not_set``, ``unreachable``,
+    ``not_station_kit``, or the server's problem slug (``enrollment-code-invalid``, ``enrollment-code-used``,
+    ``enrollment-code-expired``, ``station-revoked``, ...; ``refused`` when the answer names none). The message
+    never holds the code."""
+
+    def __init__(self, message: str, reason: str = "refused"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -125,10 +140,18 @@ def enroll_station(
     http: requests.Session | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> Station:
-    """Create this device's keys, enroll with ``code``, pin the server's keys, start the journal."""
+    """Create this device's keys, enroll with ``code``, pin the server's keys, start the journal.
+
+    Nothing is written to ``data_dir`` before the bank has accepted the code, so any refusal leaves the folder
+    as it was, ready for another try."""
     data_dir = Path(data_dir)
     if (data_dir / "config.json").exists():
-        raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.")
+        raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.", "folder_in_use")
+    now = (clock or (lambda: datetime.now(UTC)))()
+    if clock_not_set(now):
+        # The journal's first entry would carry this time; and the code would be spent on it.
+        raise EnrollError(f"This device's clock reads {utc_text(now)}: set the time (network time) first.",
+                          "clock_not_set")
     signing_key = generate_signing_key()
     encryption_key = key_codecs.generate_encryption_key()
     server_url = server_url.rstrip("/")
@@ -141,10 +164,15 @@ def enroll_station(
             verify=_verify_option(ca_bundle), headers={"User-Agent": USER_AGENT},
         )
     except requests.RequestException as exc:
-        raise EnrollError(f"Cannot reach the bank's server at {server_url}: {exc.__class__.__name__}.") from exc
+        raise EnrollError(f"Cannot reach the bank's server at {server_url}: {exc.__class__.__name__}.",
+                          "unreachable") from exc
     if response.status_code != 200:
-        message, _ = _problem_message(response)
-        raise EnrollError(f"Enrollment refused: {message}")
+        message, problem = _problem_message(response)
+        problem_type = problem.get("type")
+        reason = "refused"
+        if isinstance(problem_type, str) and problem_type.startswith(PROBLEM_TYPE_PREFIX):
+            reason = problem_type.removeprefix(PROBLEM_TYPE_PREFIX)
+        raise EnrollError(f"Enrollment refused: {message}", reason)
     try:
         answer = response.json()
         server = answer["server"]
@@ -154,7 +182,8 @@ def enroll_station(
         base = _chain_base(answer.get("continue_from"))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         # A captive portal or a plain web server answers 200 too: say so instead of a traceback.
-        raise EnrollError(f"{server_url} answered, but not as a station-kit sync server: check the URL.") from exc
+        raise EnrollError(f"{server_url} answered, but not as a station-kit sync server: check the URL.",
+                          "not_station_kit") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     write_private_file(data_dir / SIGNING_KEY_FILE, json.dumps(signing_key.as_dict(private=True)))
     write_private_file(data_dir / ENCRYPTION_KEY_FILE, key_codecs.encryption_private_to_text(encryption_key))
@@ -313,7 +342,9 @@ def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
         st.set_setting("last_sync_at", utc_text(now))
         server_time = parse_utc(ack.server_time)
         st.set_setting("server_time_offset_ms", int((server_time - now).total_seconds() * 1000))
-        Setting.delete().where(Setting.key == "last_sync_error").execute()
+        st.delete_setting("last_sync_error")
+        # An ack that verifies with the pinned key outweighs an unsigned refusal (or the bank took it back).
+        st.delete_setting("revoked")
         apply_downlink(st, ack.downlink, ack.acked_through, server_time)
     prune_retired_keys(st)
 
@@ -462,11 +493,23 @@ def sync_once(
             rejected.update(ack.rejected)
     except SyncError as exc:
         st.set_setting("last_sync_error", str(exc))
+        if isinstance(exc, SyncRefused):
+            _note_revocation(st, exc)
         raise
     finally:
         if own_session:
             http.close()
     return SyncResult(batches, entries, st.setting("acked_seq", 0), pending_entries(st), rejected)
+
+
+def _note_revocation(st: Station, refusal: SyncRefused) -> None:
+    """The bank refused this station as revoked: keep it (setting ``revoked``), so the screen shows it and no new
+    operation is recorded (``station.device_state``). The first refusal's time is kept."""
+    if refusal.problem.get("type") != STATION_REVOKED_PROBLEM or st.setting("revoked"):
+        return
+    detail = refusal.problem.get("detail")
+    detail = "".join(ch for ch in (detail if isinstance(detail, str) else str(refusal)) if ch.isprintable())
+    st.set_setting("revoked", {"at": utc_text(st.now()), "detail": detail[:REVOKED_DETAIL_CHARS]})
 
 
 def _rewind_after_gap(st: Station, refusal: SyncRefused) -> bool:
@@ -499,6 +542,8 @@ def station_status(st: Station) -> dict:
         "unsynced_debits": exposure_count,
         "drawer_cash_fen": drawer_cash(st),
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
+        "device_state": device_state(st).value,
+        "revoked": revocation(st),
         "checked_at": utc_text(datetime.now(UTC)),
     }
 

@@ -20,6 +20,7 @@ from station.agents import AgentSession, authorised_customer, check_session
 from station.business_day import open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import BusinessDay, Customer, Operation
+from station.device_state import refuse_new_operations
 from station.journal import append_entry
 from station.protocol.entry_types import OperationState
 from station.protocol.tokens import canonical_json
@@ -126,7 +127,10 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: Pl
 
 @bound_station
 def customer_operation(st, session, auth, txn, request, plan_fn, *, needs_customer=True) -> Receipt:
-    """Run one customer operation: replay check, checks in order (``plan_fn`` does 3 to 9), write."""
+    """Run one customer operation: replay check, checks in order (``plan_fn`` does 3 to 9), write.
+
+    A replay still answers; otherwise a revoked station, or one whose clock is not set, records nothing
+    (``station.device_state``)."""
     with st.write():
         check_session(st, session)
         txn = _check_txn_id(txn)
@@ -139,6 +143,7 @@ def customer_operation(st, session, auth, txn, request, plan_fn, *, needs_custom
             raise
         if replay is not None:
             return replay
+        refuse_new_operations(st)
         day = open_day_or_refuse(st)
         plan = plan_fn(customer, day)
         return _write(st, session, txn, request(customer), plan, day)

@@ -108,4 +108,7 @@ def printed(station, monkeypatch):
 
 
 # The sync server fixtures (server over SQLite and, with TEST_DATABASE_URL, PostgreSQL): tests/sync_support.py.
-from sync_support import database_url, pg_database_url, server  # noqa: E402, F401
+from sync_support import database_url, pg_database_url, server, slow_bank  # noqa: E402, F401
+
+# Debian's Chromium for the browser tests, once per module: tests/ui_browser_support.py.
+from ui_browser_support import browser  # noqa: E402, F401

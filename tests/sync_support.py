@@ -111,6 +111,23 @@ def server(database_url, tmp_path):
         db_proxy.obj.close()
 
 
+@pytest.fixture
+def slow_bank():
+    """A sync server stand-in that answers only when the test lets it (``release.set()``), then with a problem
+    the station has no special words for: ``(url, release)``."""
+    release = threading.Event()
+
+    def app(environ, start_response):
+        release.wait(timeout=30)
+        start_response("503 Service Unavailable", [("Content-Type", "application/problem+json")])
+        return [b'{"type": "urn:station-kit:problem:internal-error", "title": "Busy", "detail": "Try later."}']
+
+    url, server, thread = serve_in_thread(app, threads=2)
+    yield url, release
+    release.set()
+    stop_server(server, thread)
+
+
 def server_db():
     """Use the server's database from the test thread (call inside the test)."""
     db_proxy.obj.connect(reuse_if_open=True)

@@ -17,7 +17,7 @@ from station import agents, operations, receipts
 from station.cli import cli
 from station.context import Station
 from station.db import BusinessDay, Customer, DatabaseDamaged, JournalEntry, Operation
-from station.demo import DEMO_CUSTOMER_PIN
+from station.demo import DEMO_CUSTOMER_PIN, load_demo_customers
 from station.journal import audit_journal
 from station.protocol.tokens import chain_hash, genesis_prev, unverified_payload
 from station.provision import init_station
@@ -198,10 +198,12 @@ def test_damaged_database_is_refused_with_a_recovery_hint(station):
         Station(station.data_dir)
 
 
-def test_simulate_then_verify_and_summary(tmp_path):
+def test_simulate_then_verify_and_summary(tmp_path, clock):
     runner = CliRunner()
     folder = str(tmp_path / "sim")
-    assert runner.invoke(cli, ["init", "--data-dir", folder, "--station-id", "ST-0002", "--demo"]).exit_code == 0
+    # `station init --demo`, a day before the fixed start below (the station refuses a clock behind its journal).
+    clock.advance(days=-1)
+    load_demo_customers(init_station(folder, "ST-0002", clock=clock))
     # A fixed start: without one the hour of the run picks the mix, and so whether a withdrawal gets reversed.
     result = runner.invoke(cli, ["simulate", "--data-dir", folder, "--transactions", "150", "--seed", "4",
                                  "--start", "2026-11-02T07:40"])
@@ -217,6 +219,13 @@ def test_simulate_then_verify_and_summary(tmp_path):
     assert sum(status["count"] for status in withdrawals.values()) == outcomes["withdrawal"]
     reversed_ops = sum(by_status.get("reversed", {}).get("count", 0) for by_status in summary["operations"].values())
     assert reversed_ops == outcomes.get("reversal", 0)
+
+
+def test_simulate_refuses_a_start_before_the_journal(station):
+    result = CliRunner().invoke(cli, ["simulate", "--data-dir", str(station.data_dir), "-n", "5",
+                                      "--start", "2026-11-01T07:40"])
+    assert result.exit_code == 1 and "before the journal's last entry" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_simulate_from_a_given_local_start(station):

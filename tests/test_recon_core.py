@@ -13,10 +13,15 @@ from sync_server.recon.run import find_discrepancies
 
 
 def test_a_simulated_day_at_two_stations_reconciles_clean(server, tmp_path, clock):
-    clock.now = datetime.now(UTC)  # the station's clock agrees with the bank's (else: clock_offset)
+    # Enrolled three hours ago (a station records nothing with a clock behind its journal), then the simulated
+    # hours; the stations' clock agrees with the bank's when they sync (else: clock_offset).
+    clock.now = datetime.now(UTC) - timedelta(hours=3)
     stations = [enrolled_station(server, tmp_path, station_id, clock) for station_id in ("ST-0001", "ST-0002")]
+    start = clock.now
     for seed, st in enumerate(stations, start=1):
-        simulate(st, 40, seed=seed, start=clock.now - timedelta(hours=3))
+        clock.now = start
+        simulate(st, 40, seed=seed, start=start)
+        clock.now = datetime.now(UTC)
         assert sync_once(st)
     database = server_db()
     findings = find_discrepancies(database, Scope(), datetime.now(UTC))

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import sync_playwright
-from ui_browser_support import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, serving
+from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, card_customer
 
 from station.app import create_app
 from station.db import Operation
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def live(station, open_drawer, browser):
     app = create_app({"STATION": station, "SECRET_KEY": "browser-test"})
     with serving(app) as base:
-        page = browser.new_page(viewport=VIEWPORT)
-        page.set_default_timeout(5000)
-        # Script errors and Content-Security-Policy violations both land on the console as errors.
-        page.console_errors = []
-        page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
-        page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+        page = new_page(browser)
         yield base, page
         page.close()
 
@@ -50,24 +36,6 @@ def log_in(page, base, agent_id="A01", pin=AGENT_PIN, lang="zh"):
     page.wait_for_url(base + "/home")
     if lang == "en":
         page.click("text=English")
-
-
-def check_screen(page):
-    """No horizontal scroll at 800x480, every visible touch target at least 48 x 48 px, and (these screens are
-    short) no vertical scroll either: nothing the agent must tap hides below the fold."""
-    page.wait_for_load_state("load")
-    assert page.console_errors == [], page.url
-    assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"], page.url
-    assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"], page.url
-    small = page.evaluate(
-        """() => Array.from(document.querySelectorAll(
-               'a, button, label.choice, input:not([type=hidden]):not([type=radio]), textarea'))
-             .filter(el => el.offsetParent !== null)
-             .map(el => [el.id || el.textContent.trim().slice(0, 20), el.getBoundingClientRect()])
-             .filter(([, r]) => r.width < 48 || r.height < 48)
-             .map(([name, r]) => `${name}: ${Math.round(r.width)}x${Math.round(r.height)}`)"""
-    )
-    assert small == [], f"{page.url}: {small}"
 
 
 def test_withdraw_500_receipt_print_and_log_out(live, printed, tmp_path):

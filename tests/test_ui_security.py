@@ -7,6 +7,7 @@ import re
 
 from click.testing import CliRunner
 from ui_helpers import CUSTOMER_PIN, card_customer, login, withdraw
+from werkzeug.test import Client
 
 from station import cli
 from station.app import create_app
@@ -88,6 +89,22 @@ def test_station_serve_binds_to_loopback_by_default(station, monkeypatch):
     assert logging.getLogger("peewee").getEffectiveLevel() >= logging.INFO
 
 
-def test_station_serve_refuses_an_empty_data_dir(tmp_path):
+def test_station_serve_on_an_empty_data_dir_shows_the_enrollment_screen(tmp_path, monkeypatch):
+    served = {}
+    monkeypatch.setattr(cli, "serve_app", lambda app, host, port: served.update(app=app, host=host, port=port))
     result = CliRunner().invoke(cli.cli, ["serve", "--data-dir", str(tmp_path / "none")])
-    assert result.exit_code == 1 and "No station in" in result.output
+    assert result.exit_code == 0, result.output
+    assert "No station in" in result.output and "enrollment screen" in result.output
+    client = Client(served["app"])
+    assert client.get("/").location == "/setup"
+    assert 'id="not-enrolled"' in client.get("/setup").get_data(as_text=True)
+    # Only the screen's session key was written: nothing of a station.
+    assert sorted(p.name for p in (tmp_path / "none").rglob("*")) == ["keys", "ui_session.key"]
+
+
+def test_station_serve_refuses_a_damaged_database(station, monkeypatch):
+    monkeypatch.setattr(cli, "serve_app", lambda app, host, port: None)
+    station.close()
+    (station.data_dir / "station.db").write_bytes(b"not a database" * 100)
+    result = CliRunner().invoke(cli.cli, ["serve", "--data-dir", str(station.data_dir)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output

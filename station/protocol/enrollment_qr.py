@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlsplit
 
+from station.protocol.entry_types import N_
+
 SCHEME = "stationkit"
 VERSION = "1"
 #: A station id as ``sync-server station add`` accepts it.
@@ -25,7 +27,9 @@ CODE_LENGTH = 12
 
 
 class NotAnEnrollmentCode(ValueError):
-    """Text that is neither an enrollment QR payload nor a typed code; the message says what is wrong."""
+    """Text that is neither an enrollment QR payload nor a typed code; the message says what is wrong.
+
+    Messages are marked ``N_``: the station's set-up screen shows them translated (``gettext(str(exc))``)."""
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,9 @@ def check_server_url(url: str) -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-        raise NotAnEnrollmentCode("the server address must look like https://sync.bank.example")
+        raise NotAnEnrollmentCode(N_("the server address must look like https://sync.bank.example"))
     if not url.isascii() or any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise NotAnEnrollmentCode("the server address holds characters a URL cannot")
+        raise NotAnEnrollmentCode(N_("the server address holds characters a URL cannot"))
     return url.rstrip("/")
 
 
@@ -71,7 +75,7 @@ def make_payload(server: str, station_id: str, code: str) -> str:
 def _check_code(code: str) -> str:
     normal = normalise_code(code)
     if len(normal) != CODE_LENGTH or any(ch not in CODE_ALPHABET for ch in normal):
-        raise NotAnEnrollmentCode(f"an enrollment code is {CODE_LENGTH} letters and digits, like K7QX-M2PD-9HWT")
+        raise NotAnEnrollmentCode(N_("an enrollment code is 12 letters and digits, like K7QX-M2PD-9HWT"))
     return format_code(normal)
 
 
@@ -82,23 +86,23 @@ def parse(text: str) -> EnrollmentTicket:
     exactly a payload of this version, or a 12-character code, raises :class:`NotAnEnrollmentCode`."""
     text = (text or "").strip()
     if not text:
-        raise NotAnEnrollmentCode("nothing was scanned or typed")
+        raise NotAnEnrollmentCode(N_("nothing was scanned or typed"))
     if len(text) > 2048 or not text.isascii() or not text.isprintable():
-        raise NotAnEnrollmentCode("this is not an enrollment QR: it holds characters the bank's QR never has")
+        raise NotAnEnrollmentCode(N_("this is not an enrollment QR: it holds characters the bank's QR never has"))
     if not text.lower().startswith(f"{SCHEME}:"):
         return EnrollmentTicket(None, _check_code(text))
     parts = urlsplit(text)
     if parts.scheme.lower() != SCHEME or parts.path != "enroll":
-        raise NotAnEnrollmentCode("this QR is not a station enrollment QR")
+        raise NotAnEnrollmentCode(N_("this QR is not a station enrollment QR"))
     try:
         fields = parse_qs(parts.query, strict_parsing=True, max_num_fields=8)
     except ValueError as exc:
-        raise NotAnEnrollmentCode("this enrollment QR is damaged: scan it again") from exc
+        raise NotAnEnrollmentCode(N_("this enrollment QR is damaged: scan it again")) from exc
     if any(len(values) != 1 for values in fields.values()) or set(fields) != {"v", "station", "code", "server"}:
-        raise NotAnEnrollmentCode("this enrollment QR is damaged: scan it again")
+        raise NotAnEnrollmentCode(N_("this enrollment QR is damaged: scan it again"))
     if fields["v"][0] != VERSION:
-        raise NotAnEnrollmentCode("this enrollment QR is from a newer release: update the station software")
+        raise NotAnEnrollmentCode(N_("this enrollment QR is from a newer release: update the station software"))
     station_id = fields["station"][0]
     if not STATION_ID_PATTERN.fullmatch(station_id):
-        raise NotAnEnrollmentCode("this enrollment QR names no valid station")
+        raise NotAnEnrollmentCode(N_("this enrollment QR names no valid station"))
     return EnrollmentTicket(check_server_url(fields["server"][0]), _check_code(fields["code"][0]), station_id)

@@ -28,6 +28,7 @@
         input.value += k;
       }
       input.dispatchEvent(new Event("input", { bubbles: true }));
+      if (input.hasAttribute("data-scanner")) { input.focus(); }
       return;
     }
     var phrase = event.target.closest("[data-append]");
@@ -40,6 +41,14 @@
     var field = event.target.closest("input[data-keypad]");
     if (field) { activate(field); }
   });
+
+  // A USB QR scanner types like a keyboard: whatever it types outside a text field goes to the scanner field,
+  // so a scan lands there even after a tap elsewhere moved the focus away.
+  document.addEventListener("keydown", function (event) {
+    var field = document.querySelector("input[data-scanner]");
+    var active = document.activeElement;
+    if (field && active !== field && !(active && active.matches("input, textarea"))) { field.focus(); }
+  }, true);
 
   document.addEventListener("submit", function (event) {
     var form = event.target;

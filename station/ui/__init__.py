@@ -45,6 +45,7 @@ def init_ui(app: Flask) -> None:
     for module in (auth, home, operations, receipts, day, voice):
         app.register_blueprint(module.bp)
     app.before_request(common.load_agent)
+    app.before_request(common.revoked_gate)
     app.context_processor(common.template_globals)
 
     @app.errorhandler(CSRFError)
@@ -66,12 +67,16 @@ def init_ui(app: Flask) -> None:
     def index():
         return redirect(url_for("home.home") if common.current_agent() else url_for("auth.login"))
 
-    @app.after_request
-    def security_headers(response):
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if not request.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
+    app.after_request(security_headers)
+
+
+def security_headers(response):
+    """The touchscreen's headers on every response (the set-up screens' too): a strict CSP, no framing, and no
+    caching of screens that show customers' data."""
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response

@@ -9,6 +9,7 @@ from flask import current_app, g, redirect, request, session, url_for
 from flask_babel import format_datetime, get_locale, gettext
 
 from station import agents, business_day, limits, receipts
+from station.device_state import revocation
 from station.errors import N_, StationError
 from station.journal import journal_head
 from station.protocol.money import chinese_capitals, format_yuan
@@ -21,6 +22,12 @@ DEFAULT_LOCALE = "zh_CN"
 ONLINE_WINDOW_SECONDS = 15 * 60
 #: Warn on the status bar from this share of an offline limit (age, unsynced amount or count) on.
 OFFLINE_WARNING_SHARE = 0.75
+#: What a revoked station still serves, none of it a new operation: its revoked screen, logging in and out, the
+#: language, and today's receipts to look at and reprint. Every other screen leads to the revoked screen.
+SERVED_WHEN_REVOKED = frozenset({
+    "static", "health", "home.revoked", "auth.login", "auth.logout", "auth.set_language",
+    "receipts.index", "receipts.show", "receipts.print_copy",
+})
 
 
 # -- refusals of the UI itself (the core's live in station.errors) ----------------------------------------
@@ -123,6 +130,13 @@ def load_agent() -> None:
     session["agent"] = data
 
 
+def revoked_gate():
+    """Before each request: once the bank has revoked this station, only ``SERVED_WHEN_REVOKED`` is served."""
+    if request.endpoint in SERVED_WHEN_REVOKED or revocation(station()) is None:
+        return None
+    return redirect(url_for("home.revoked"))
+
+
 def login_required(view):
     """Send a person without an agent session to the login screen (saying why after an idle logout)."""
 
@@ -186,4 +200,5 @@ def template_globals() -> dict:
         "lang": str(get_locale() or ""),
         "idle_seconds": idle_seconds,
         "status_bar": status_bar,
+        "lang_endpoint": "auth.set_language",
     }

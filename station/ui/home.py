@@ -10,8 +10,10 @@ from flask_babel import gettext
 
 from station import business_day, printing
 from station.db import Operation
+from station.device_state import DeviceState, device_state, revocation
 from station.errors import StationError
 from station.protocol.entry_types import types_where
+from station.protocol.times import parse_utc
 from station.ui.common import SyncNotConfigured, login_required, station, translate_error
 
 bp = Blueprint("home", __name__)
@@ -20,13 +22,31 @@ bp = Blueprint("home", __name__)
 VISIT_TYPES = types_where(home_tile=True)
 #: Hours always on the chart (a village shop's day); a visit outside them widens the chart to include it.
 OPENING_HOURS = range(7, 20)
+#: While the clock is not set, the home screen reloads itself this often to notice network time arriving.
+CLOCK_POLL_SECONDS = 10
 
 
 @bp.get("/home")
 @login_required
 def home():
-    """The home tiles."""
-    return render_template("home.html", day_open=business_day.current_day(station()) is not None)
+    """The home tiles; while the clock is not set, a notice instead of the day's and no operation tile."""
+    clock_not_set = device_state(station()) is DeviceState.CLOCK_NOT_SET
+    return render_template("home.html", day_open=business_day.current_day(station()) is not None,
+                           clock_not_set=clock_not_set, poll=CLOCK_POLL_SECONDS if clock_not_set else None)
+
+
+@bp.get("/revoked")
+def revoked():
+    """The whole screen says the bank revoked this station (``common.revoked_gate`` leads every other screen here,
+    but for today's receipts)."""
+    state = revocation(station())
+    if state is None:
+        return redirect(url_for("index"))
+    try:
+        refused_at = parse_utc(state.get("at"))
+    except (TypeError, ValueError):
+        refused_at = None
+    return render_template("revoked.html", refused_at=refused_at)
 
 
 @bp.get("/sync")

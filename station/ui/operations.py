@@ -13,6 +13,7 @@ from flask_babel import gettext
 
 from station import agents, errors, operations, receipts
 from station.db import Biller, Customer, Payee
+from station.device_state import refuse_new_operations
 from station.errors import StationError
 from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, parse_amount
@@ -113,6 +114,8 @@ def start(kind):
     """Start a new operation of ``kind`` (a tile on the home screen)."""
     if kind not in FLOWS:
         abort(404)
+    # The core refuses again when it records; refusing here spares the customer the steps and the PIN.
+    refuse_new_operations(station())
     session["op"] = {"kind": kind}
     return go_next(session["op"])
 

@@ -1,0 +1,67 @@
+"""What ``station serve`` runs: the station's own app with its background sync, or first the set-up screens.
+
+A data folder with a station in it: ``station.app.create_app`` and, when the station is enrolled with a sync
+server, the background sync (``station.scheduler``), started here and nowhere else. A folder with no station
+yet (a new device): the set-up screens of ``station.setup_ui`` on the same port until enrollment succeeds,
+then the same app and background sync for the new station, without a restart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from station.app import create_app
+from station.context import Station, StationNotInitialised
+from station.setup_ui import CA_BUNDLE_ENV, SERVER_URL_ENV, FirstBoot, SetupDispatcher
+
+
+class Serving:
+    """The app ``station serve`` hands to waitress, and the background sync it starts (stopped by ``shutdown``).
+
+    ``echo`` receives one line per event worth telling the person who started the server.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, *, echo: Callable[[str], None] = print):
+        self.data_dir = Path(data_dir)
+        self.echo = echo
+        self.schedulers = []
+        self.stations: list[Station] = []
+
+    def app(self):
+        """The station's app for a folder that holds one; else the set-up screens (``SetupDispatcher``).
+
+        A damaged or too new database raises as ``Station`` does: the caller says so and stops."""
+        try:
+            st = Station(self.data_dir)
+        except StationNotInitialised:
+            first_boot = FirstBoot(self.data_dir, server_url=os.environ.get(SERVER_URL_ENV),
+                                   ca_bundle=os.environ.get(CA_BUNDLE_ENV))
+            self.echo(f"No station in {self.data_dir} yet: showing the enrollment screen (scan the bank's QR).")
+            return SetupDispatcher(first_boot, self.station_app)
+        return self.station_app(st)
+
+    def station_app(self, st: Station):
+        """The station's Flask app; the background sync starts with it when the station has a sync server."""
+        self.stations.append(st)
+        app = create_app({"STATION": st, "STATION_DATA_DIR": str(st.data_dir)})
+        if st.config.get("server"):
+            from station.scheduler import start_scheduler, sync_now
+
+            # The one place the background sync starts: the serving process, once per station.
+            scheduler = start_scheduler(st, app.config)
+            self.schedulers.append(scheduler)
+            app.extensions["sync_now"] = lambda: sync_now(scheduler)
+            self.echo(f"Syncing with {st.config['server'].get('url')} in the background.")
+        else:
+            self.echo("Not enrolled with a sync server: operations stay on this device (`station enroll` to sync).")
+        self.echo(f"Station {st.station_id} ready.")
+        return app
+
+    def shutdown(self) -> None:
+        """Stop the background sync and close the stations' databases."""
+        for scheduler in self.schedulers:
+            scheduler.shutdown(wait=False)
+        for st in self.stations:
+            st.close()
