@@ -166,6 +166,9 @@ def enroll_station(
     except requests.RequestException as exc:
         raise EnrollError(f"Cannot reach the bank's server at {server_url}: {exc.__class__.__name__}.",
                           "unreachable") from exc
+    except OSError as exc:  # e.g. a CA bundle that cannot be read: requests does not wrap it
+        raise EnrollError(f"Cannot reach the bank's server at {server_url}: {exc.strerror or exc} "
+                          f"({getattr(exc, 'filename', '') or 'the CA bundle'}).", "unreachable") from exc
     if response.status_code != 200:
         message, problem = _problem_message(response)
         problem_type = problem.get("type")
@@ -301,6 +304,10 @@ def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session
         )
     except requests.RequestException as exc:
         raise ServerUnreachable(f"Cannot reach the bank's server: {exc.__class__.__name__}.") from exc
+    except OSError as exc:
+        # requests does not wrap every local failure, e.g. a CA bundle (sync "ca_bundle") that cannot be read.
+        raise SyncError(f"Cannot send to the bank: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''}). "
+                        "Check the sync settings (ca_bundle).") from exc
     if response.status_code != 200:
         message, problem = _problem_message(response)
         raise SyncRefused(f"The bank refused batch {sealed.first}-{sealed.last}: {message}", problem,
@@ -544,6 +551,10 @@ def station_status(st: Station) -> dict:
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
         "device_state": device_state(st).value,
         "revoked": revocation(st),
+        # The key that signs the next entry, every key the device has signed with, and a rotation the bank asked.
+        "signing_kid": st.signer.kid,
+        "signing_keys": len(st.public_jwks()["keys"]),
+        "rotate_requested": bool(st.setting("rotate_requested")),
         "checked_at": utc_text(datetime.now(UTC)),
     }
 

@@ -417,3 +417,19 @@ def test_recon_proves_a_rotated_and_replaced_station_clean(server, tmp_path, clo
         assert [proof["head_verified"] for proof in findings.stations if proof["entries"]] == [True]
     finally:
         new.close()
+
+
+def test_status_shows_the_key_and_a_missing_ca_bundle_is_a_clear_sync_error(server, tmp_path, clock):  # noqa: F811
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    before = json.loads(CliRunner().invoke(cli, ["status", "--data-dir", str(st.data_dir), "--json"]).output)
+    assert before["signing_kid"] == st.signer.kid and before["signing_keys"] == 1
+    assert before["rotate_requested"] is False
+    rotate_key(st, "technician")
+    after = json.loads(CliRunner().invoke(cli, ["status", "--data-dir", str(st.data_dir), "--json"]).output)
+    assert after["signing_kid"] == st.signer.kid != before["signing_kid"] and after["signing_keys"] == 2
+    # A CA bundle that is not there: the sync says so (exit 1, no traceback), and nothing leaves the outbox.
+    st.update_config("sync", {"ca_bundle": str(tmp_path / "no-such-bundle.pem"), "attempts": 1})
+    st.update_config("server", {**st.config["server"], "url": "https://127.0.0.1:9"})  # TLS reads the bundle
+    result = CliRunner().invoke(cli, ["sync", "--data-dir", str(st.data_dir)])
+    assert result.exit_code == 1 and "ca_bundle" in result.output, result.output
+    assert not isinstance(result.exception, OSError)
