@@ -476,6 +476,13 @@ def check_with_bank(st: Station, http: requests.Session | None = None) -> BankHe
     if bank.status == "revoked":
         raise RestoreRefused(f"The bank has revoked station {st.station_id}: a restored device could not sync. "
                              "Ask the bank. Nothing was restored.")
+    if bank.kid is not None and bank.kid not in {key["kid"] for key in st.public_jwks()["keys"]}:
+        # Not a key of this backup: the bank enrolled a replacement device for the station (its entries go on from
+        # the bank's head under that key), so this device's next entry would be refused.
+        raise RestoreRefused(
+            f"Refused: the bank expects station {st.station_id}'s next entry to be signed with key {bank.kid}, which "
+            "this backup does not hold: a replacement device has been enrolled for the station. Use that device, or "
+            "ask the bank for a new replacement code (`sync-server station replace`). Nothing was restored.")
     head_seq, _ = journal_head(st)
     checks = [(bank.acked_seq, bank.head, f"the bank holds its journal up to seq {bank.acked_seq}")]
     if bank.tail_seq is not None:

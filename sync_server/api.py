@@ -75,5 +75,5 @@ def station_head(station_id):
     token = heads.make_signed_head(
         _keys().signer, station_id=station_id, status=station.status, acked_seq=station.acked_seq,
         head=station.head if station.acked_seq else None, tail=None if tail is None else (tail.seq, tail.head),
-        server_time=utc_text(datetime.now(UTC)), nonce=nonce)
+        server_time=utc_text(datetime.now(UTC)), nonce=nonce, kid=station.kid)
     return jsonify(signed_head=token)

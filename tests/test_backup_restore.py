@@ -403,7 +403,8 @@ def test_round_trip_serves_and_syncs_without_a_fork(server, tmp_path, clock):
     try:
         client = create_app({"STATION": restored, "TESTING": True}).test_client()
         health = client.get("/health")
-        assert health.status_code == 200 and health.get_json() == {"station": "ST-0001", "head_seq": backup_head}
+        assert health.status_code == 200
+        assert health.get_json() == {"station": "ST-0001", "head_seq": backup_head, "state": "ready"}
         assert audit_journal(restored).intact
         record_some(restored, 2)
         synced = sync_once(restored)

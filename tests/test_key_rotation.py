@@ -433,3 +433,20 @@ def test_status_shows_the_key_and_a_missing_ca_bundle_is_a_clear_sync_error(serv
     result = CliRunner().invoke(cli, ["sync", "--data-dir", str(st.data_dir)])
     assert result.exit_code == 1 and "ca_bundle" in result.output, result.output
     assert not isinstance(result.exception, OSError)
+
+
+def test_a_backup_of_a_replaced_device_is_refused(server, tmp_path, clock):  # noqa: F811
+    from station.backup import RestoreRefused, backup_station, restore_backup
+    from station.sync import enroll_station
+    from sync_server.admin import replace_station
+
+    old = enrolled_station(server, tmp_path, "ST-0001", clock)
+    out = tmp_path / "old.tar.gz"
+    backup_station(old, out)
+    old.close()
+    server_db()
+    new = enroll_station(tmp_path / "replacement", server.url, replace_station("ST-0001"), clock=clock)
+    new.close()  # enrolled, not yet synced: the bank's acked seq is still the old device's
+    with pytest.raises(RestoreRefused, match="replacement device has been enrolled"):
+        restore_backup(out, tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()

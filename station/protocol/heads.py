@@ -5,13 +5,14 @@ a backup whose journal stops before the bank's head, or differs from it, would m
 different entry at a seq the bank already holds (a fork). The answer is a JWS signed by the server's Ed25519 key,
 payload (canonical JSON, see docs/protocol.md "Head of a station"):
 
-    {"v": 1, "typ": "station-head", "station", "status", "acked_seq", "head", "tail", "server_time", "nonce"}
+    {"v": 1, "typ": "station-head", "station", "status", "acked_seq", "head", "tail", "kid", "server_time", "nonce"}
 
 ``head`` is the chain value after entry ``acked_seq`` (null before the first), ``tail`` the station's newest signed
-claim of where its journal reaches (``{"seq", "head"}``, or null), and ``nonce`` the one the station sent, so an
-old answer replayed by someone in the path is refused. Guarantee of :func:`open_signed_head`: a :class:`BankHead` is
-returned only when the JWS verifies with the pinned server key and names this station and this nonce; every
-refusal is a :class:`BadHeadAnswer`.
+claim of where its journal reaches (``{"seq", "head"}``, or null), ``kid`` the key that signs its next entry as the
+bank knows it (null before enrollment; a replacement device's once the bank has enrolled one), and ``nonce`` the one
+the station sent, so an old answer replayed by someone in the path is refused. Guarantee of
+:func:`open_signed_head`: a :class:`BankHead` is returned only when the JWS verifies with the pinned server key and
+names this station and this nonce; every refusal is a :class:`BadHeadAnswer`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class BankHead:
     tail_seq: int | None
     tail_head: str | None
     server_time: str
+    #: The key the bank expects the station's next entry to be signed with (None: not enrolled, or an older bank).
+    kid: str | None = None
 
 
 def new_nonce() -> str:
@@ -63,6 +66,7 @@ def make_signed_head(
     tail: tuple[int, str] | None,
     server_time: str,
     nonce: str,
+    kid: str | None = None,
 ) -> str:
     """The server's answer: a JWS compact string signed with its key (``nonce`` must match :data:`NONCE_RE`)."""
     if not NONCE_RE.fullmatch(nonce):
@@ -75,6 +79,7 @@ def make_signed_head(
         "acked_seq": acked_seq,
         "head": head,
         "tail": None if tail is None else {"seq": tail[0], "head": tail[1]},
+        "kid": kid,
         "server_time": server_time,
         "nonce": nonce,
     })
@@ -107,6 +112,9 @@ def open_signed_head(token, *, server_signing_jwk: Mapping, station_id: str, non
     if tail is not None and not (isinstance(tail, dict) and set(tail) == {"seq", "head"} and is_integer(tail["seq"])
                                  and tail["seq"] >= 1 and _chain_value(tail["head"])):
         raise BadHeadAnswer("its tail is not a seq and a chain value")
+    kid = payload.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise BadHeadAnswer("its kid is not text")
     return BankHead(station_id=station_id, status=payload["status"], acked_seq=acked_seq, head=head,
                     tail_seq=None if tail is None else tail["seq"], tail_head=None if tail is None else tail["head"],
-                    server_time=payload["server_time"])
+                    server_time=payload["server_time"], kid=kid)
