@@ -227,3 +227,22 @@ def record_some(st, count=3, amount=10_000):
         auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
         for _ in range(count):
             operations.deposit_cash(st, session, auth, amount, receipts.new_txn_id())
+
+
+def partial_sync(st, batch_entries: int = 2) -> int:
+    """One batch of ``batch_entries`` is sent and the link drops: returns the seq the bank then holds."""
+    from station.sync import sync_once
+
+    st.config.setdefault("sync", {})["max_entries"] = batch_entries
+    result = sync_once(st, max_batches=1)
+    st.config["sync"].pop("max_entries")
+    assert result.batches == 1 and result.pending > 0
+    return result.acked_seq
+
+
+def journal(st) -> list[tuple[int, str]]:
+    """The station's journal as (seq, token) pairs."""
+    from station.journal import iter_entries
+
+    with st.bound():
+        return list(iter_entries(st))

@@ -14,14 +14,14 @@ import requests
 from click.testing import CliRunner
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
-from sync_support import enrolled_station, record_some, server_db
+from sync_support import enrolled_station, journal, partial_sync, record_some, server_db
 
 import station.sync as station_sync
 from station import agents, business_day, operations, receipts
 from station.context import Station
 from station.db import Customer
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
-from station.journal import export_journal, iter_entries
+from station.journal import export_journal
 from station.protocol.tokens import generate_signing_key, key_id, public_jwk, unverified_payload
 from station.provision import init_station
 from station.sync import SyncRefused, sync_once
@@ -61,18 +61,6 @@ def cli(server, *args, ok=True):
     return result
 
 
-def partial_sync(st, batch_entries: int = 2) -> int:
-    """One batch is sent and the link drops: returns the seq the bank then holds."""
-    st.config.setdefault("sync", {})["max_entries"] = batch_entries
-    result = sync_once(st, max_batches=1)
-    st.config["sync"].pop("max_entries")
-    assert result.batches == 1 and result.pending > 0
-    return result.acked_seq
-
-
-def journal(st) -> list[tuple[int, str]]:
-    with st.bound():
-        return list(iter_entries(st))
 
 
 def held(station_id: str) -> list[tuple[int, str]]:

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from sync_support import enrolled_station, record_some, server_db
+from sync_support import enrolled_station, journal, partial_sync, record_some, server_db
 
-from station.journal import iter_entries
 from station.protocol import envelope, key_codecs
 from station.protocol.tokens import (
     Signer,
@@ -32,18 +31,6 @@ PROBLEM = "urn:station-kit:problem:"
 TS = "2026-11-02T23:40:00.000Z"
 
 
-def partial_sync(st, batch_entries: int = 2) -> int:
-    """One batch of ``batch_entries`` is sent and the link drops: returns the seq the bank then holds."""
-    st.config.setdefault("sync", {})["max_entries"] = batch_entries
-    result = sync_once(st, max_batches=1)
-    st.config["sync"].pop("max_entries")
-    assert result.batches == 1 and result.pending > 0
-    return result.acked_seq
-
-
-def journal(st) -> list[tuple[int, str]]:
-    with st.bound():
-        return list(iter_entries(st))
 
 
 def claim(st, seq: int, head: str, signer=None) -> str:
