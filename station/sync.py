@@ -27,7 +27,7 @@ from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
 from station.device_state import clock_not_set, device_state, revocation
-from station.journal import append_start_entry, chain_value_before, iter_entries, journal_head
+from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
 from station.protocol import acks, envelope, envelope_errors, heads, key_codecs
@@ -526,7 +526,9 @@ def _rewind_after_gap(st: Station, refusal: SyncRefused) -> bool:
         return False
     expected = refusal.problem.get("expected_first")
     acked = st.setting("acked_seq", 0)
-    if not isinstance(expected, int) or not 1 <= expected <= acked:
+    # A replacement device holds nothing before its chain base: it cannot send what the bank lacks there.
+    base_seq, _ = chain_base(st)
+    if not isinstance(expected, int) or not base_seq + 1 <= expected <= acked:
         return False
     st.set_setting("acked_seq", expected - 1)
     return True
