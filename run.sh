@@ -75,8 +75,8 @@ demo() {
         "$VENV/bin/sync-server" demo-data --stations ST-0001
     fi
     "$VENV/bin/sync-server" serve --host 127.0.0.1 --port "$server_port" --workers 2 &
-    local server_pid=$!
-    trap 'kill $server_pid 2>/dev/null || true' EXIT
+    server_pid=$!  # global: the EXIT trap runs after this function has returned
+    trap 'kill "${server_pid:-}" 2>/dev/null || true' EXIT
     "$VENV/bin/python" - "$server_url" <<'PY'
 import sys, time, requests
 for _ in range(100):
@@ -92,11 +92,14 @@ PY
     if [ ! -f "$station/config.json" ]; then
         local code
         code=$("$VENV/bin/sync-server" station add ST-0001 --name "Liujia village shop" | tail -n 1)
-        "$VENV/bin/station" enroll --server "$server_url" --code "$code" --data-dir "$station"
-        "$VENV/bin/station" sync --data-dir "$station"
+        # Enrolled, then a morning of activity that has already happened (today's, or yesterday's before 09:00
+        # Beijing time): a station refuses to record with a clock behind its journal.
+        "$VENV/bin/python" - "$station" "$server_url" "$code" <<'PY'
+import sys
+from station.demo import enroll_demo_station
+enroll_demo_station(sys.argv[1], sys.argv[2], sys.argv[3], transactions=60, seed=1).close()
+PY
         "$VENV/bin/station" printer --data-dir "$station" '{"kind": "file", "path": "printed-receipts.escpos"}'
-        "$VENV/bin/station" simulate --data-dir "$station" --transactions 60 --seed 1 \
-            --start "$(TZ=Asia/Shanghai date +%Y-%m-%dT07:40)"
         "$VENV/bin/station" sync --data-dir "$station"
     fi
     "$VENV/bin/station" verify-journal --data-dir "$station"

@@ -9,6 +9,8 @@ README.md: agents ``A01`` (agent Tian, PIN 1357) and ``S01`` (supervisor Zhou, P
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from stdnum import luhn
 
@@ -17,7 +19,10 @@ from station.context import Station, bound_station
 from station.db import Agent, Biller, Customer, Payee
 from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
 from station.protocol.pins import make_pin_verifier
+from station.protocol.policy import merged_policy
 
+#: The demo station's time zone: the policy's default (the bank's downlink may change a real station's).
+DEMO_TIMEZONE = ZoneInfo(merged_policy(None)["timezone"])
 DEMO_AGENTS = (("A01", "田师傅 Tian", "agent", "1357"), ("S01", "周主管 Zhou", "supervisor", "2468"))
 
 
@@ -64,3 +69,25 @@ def ensure_demo_agents(st: Station) -> None:
     for agent_id, name, role, pin in DEMO_AGENTS:
         if Agent.get_or_none(Agent.agent_id == agent_id) is None:
             add_agent(st, agent_id, name, role, pin)
+
+
+def enroll_demo_station(data_dir, server_url: str, code: str, *, transactions: int = 60, seed: int = 1,
+                        now: datetime | None = None):
+    """The demo's station (``./run.sh demo``): enrolled with ``code``, then a morning of activity that has already
+    happened, never ahead of the real clock (the station refuses to record with a clock behind its journal).
+
+    The morning is today's from 07:40 in the station's time zone when it is past 09:00 there, else yesterday's;
+    the device "enrolled" ten minutes before it. Returns the station with the real clock back."""
+    from station.simulate import simulate
+    from station.sync import enroll_station, sync_once
+
+    now = now or datetime.now(UTC)
+    local = now.astimezone(DEMO_TIMEZONE)
+    day = local.date() if local.time() >= time(9, 0) else local.date() - timedelta(days=1)
+    start = datetime.combine(day, time(7, 40), DEMO_TIMEZONE)
+    moment = {"now": start - timedelta(minutes=10)}
+    st = enroll_station(data_dir, server_url, code, clock=lambda: moment["now"])
+    sync_once(st)  # the customers of the bank's downlink
+    simulate(st, transactions, seed=seed, start=start, until=now)
+    st.clock = lambda: datetime.now(UTC)
+    return st

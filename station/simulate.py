@@ -53,22 +53,25 @@ def _bill_reference(rng: random.Random, biller: Biller) -> str:
     return f"{rng.randrange(10 ** digits):0{digits}d}"
 
 
-def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime | None = None) -> dict:
+def simulate(st: Station, transactions: int, *, seed: int = 1, start: datetime | None = None,
+             until: datetime | None = None) -> dict:
     """Run about ``transactions`` customer operations; returns counts by outcome (refusals by their code).
 
     The station's clock follows a virtual clock from ``start`` (default: the journal's last entry, or 07:40 of
     its day) while the simulation runs, and is given back afterwards. A ``start`` before the journal's last entry
     is refused (:class:`StartBeforeJournal`): the station records nothing with a clock behind its journal.
+    ``until``: no operation later than this moment (a demo's history never runs ahead of the real clock); the
+    simulation stops there, with fewer operations.
     """
     real_clock = st.clock
     try:
-        return _simulate(st, transactions, seed, start)
+        return _simulate(st, transactions, seed, start, until)
     finally:
         st.clock = real_clock
 
 
 @bound_station
-def _simulate(st: Station, transactions: int, seed: int, start: datetime | None) -> dict:
+def _simulate(st: Station, transactions: int, seed: int, start: datetime | None, until: datetime | None) -> dict:
     rng = random.Random(seed)
     if not Customer.select().exists():
         load_demo_customers(st)
@@ -127,10 +130,14 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None)
         local = moment["now"].astimezone(tz)
         weight = HOUR_WEIGHTS.get(local.hour, 1)
         advance(rng.expovariate(weight * CUSTOMERS_PER_WEIGHT / 60))
+        if until is not None and moment["now"] > until:
+            break
         if moment["now"].astimezone(tz).time() >= CLOSE_AT:
             end_day()
             start_day()
             advance(rng.uniform(20, 40))
+            if until is not None and moment["now"] > until:
+                break
         kind = rng.choices(list(OPERATION_WEIGHTS), weights=list(OPERATION_WEIGHTS.values()))[0]
         customer = rng.choice(customers)
         try:

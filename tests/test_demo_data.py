@@ -48,3 +48,28 @@ def test_demo_billers_are_fresh_copies():
     billers = demo_billers()
     billers[3]["ref_prefixes"].append("999")
     assert "999" not in demo_billers()[3]["ref_prefixes"]
+
+
+def test_the_demo_station_has_a_morning_that_already_happened(server, tmp_path):
+    """./run.sh demo: the activity never runs ahead of the real clock, so the station serves and records at once."""
+    from datetime import UTC, datetime
+
+    from station.db import JournalEntry
+    from station.demo import enroll_demo_station
+    from station.device_state import device_state
+    from sync_server.admin import add_station
+
+    server_db()
+    for now, day in ((datetime(2026, 11, 2, 2, 30, tzinfo=UTC), "2026-11-02"),   # 10:30 in Beijing: today's
+                     (datetime(2026, 11, 2, 22, 30, tzinfo=UTC), "2026-11-02")):  # 06:30 the next day: yesterday's
+        station_id = f"ST-00{now.hour:02d}"
+        st = enroll_demo_station(tmp_path / station_id, server.url, add_station(station_id, "Demo"), now=now)
+        try:
+            with st.bound():
+                times = [entry.recorded_at for entry in JournalEntry.select()]
+                assert max(times) <= now and len(times) > 5
+                assert {t.astimezone(st.timezone).date().isoformat() for t in times} == {day}
+            st.clock = lambda now=now: now  # the real clock at that moment
+            assert device_state(st).value == "ready"
+        finally:
+            st.close()
