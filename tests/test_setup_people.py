@@ -217,6 +217,16 @@ def test_a_second_tap_of_a_step_already_done_writes_nothing(shop):
 
 
 # -- never once a supervisor exists ------------------------------------------------------------------------------
+def test_before_enrollment_there_is_no_one_to_add(tmp_path, clock):
+    fb = FirstBoot(tmp_path / "new-device", clock=clock)
+    browser = Client(dispatcher_for(fb))
+    assert browser.get("/setup/people").headers["Location"] == "/"
+    answer = browser.post("/setup/people", data={"role": "supervisor", **SETUP_SUPERVISOR,
+                                                 "pin_again": SETUP_SUPERVISOR["pin"]})
+    assert answer.headers["Location"] == "/" and not (tmp_path / "new-device" / "station.db").exists()
+    assert 'id="not-enrolled"' in page(browser, "/setup")
+
+
 def test_another_browser_cannot_add_the_agent_after_the_supervisor(shop):
     st, browser = shop
     post_person(browser, "supervisor", **SETUP_SUPERVISOR)
