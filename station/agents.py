@@ -4,11 +4,20 @@ Step 1 of every operation's check order is the agent session (``check_session``)
 status and PIN (``authenticate_customer``, then ``authorised_customer`` inside the write). Wrong PINs are
 journaled: five in a row lock an agent, three (policy ``customer_pin_tries``) lock a customer. A PIN is
 checked with the slow hash outside any lock, then the lock state is read again inside the write transaction.
+
+Adding an agent (``add_agent``: the first-boot set-up screen, ``station agent add``, the demo data) checks
+everything before it writes, then writes the row and its ``agent_added`` entry (never the PIN) in one
+transaction: an ID is 1 to 16 of A-Z, 0-9 and dashes (it names the agent in journal entries, on the login
+screen and in its address), a name one line of at most 40 printable characters (what the bank's enrollment
+sheet allows for the shop's agent), a PIN 4 to 6 digits that is not one digit repeated nor digits in a row.
+The set-up screen adds the shop's people in order (``next_setup_role``): the supervisor while there is none,
+then an agent while there is none; past that, adding people is a supervisor's business.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -18,11 +27,17 @@ from station import errors
 from station.context import Station, bound_station
 from station.db import Agent, Customer
 from station.journal import append_entry
-from station.protocol.entry_types import EntryType
-from station.protocol.pins import check_pin, make_pin_verifier
+from station.protocol.entry_types import EntryType, one_line
+from station.protocol.pins import PIN_RE, check_pin, make_pin_verifier, weak_pin
 from station.receipts import Receipt, entry_receipt
 
 AGENT_SESSION_HOURS = 12
+ROLES = ("agent", "supervisor")
+#: The first letter of the IDs the set-up screen suggests (S01, A01).
+ID_PREFIX = {"supervisor": "S", "agent": "A"}
+MAX_AGENT_ID = 16
+MAX_AGENT_NAME = 40
+_AGENT_ID_RE = re.compile(rf"[A-Z0-9][A-Z0-9-]{{0,{MAX_AGENT_ID - 1}}}")
 
 _CARD_RE = re.compile(r"^\d{16,19}$")
 _PASSBOOK_RE = re.compile(r"^\d{8,15}$")
@@ -50,13 +65,68 @@ class CustomerAuth:
     verified_at: datetime
 
 
+def new_agent_fields(agent_id: str, name: str, role: str) -> tuple[str, str]:
+    """The ID and name of a new agent as kept (the ID upper-cased, full-width letters made plain; the name's runs
+    of spaces made one), or the refusal of the first that breaks the rules (``InvalidAgentId``,
+    ``InvalidAgentName``, ``InvalidAgentRole``)."""
+    agent_id = unicodedata.normalize("NFKC", str(agent_id or "")).strip().upper()
+    if not _AGENT_ID_RE.fullmatch(agent_id):
+        raise errors.InvalidAgentId(limit=MAX_AGENT_ID)
+    text = one_line(name, MAX_AGENT_NAME)
+    if text is None:
+        raise errors.InvalidAgentName(limit=MAX_AGENT_NAME)
+    if role not in ROLES:
+        raise errors.InvalidAgentRole()
+    return agent_id, text
+
+
+def check_new_pin(pin: str) -> None:
+    """Refuse a new agent's PIN that is not 4 to 6 ASCII digits (``AgentPinRule``) or is easy to guess
+    (``WeakAgentPin``)."""
+    if not PIN_RE.match(pin or ""):
+        raise errors.AgentPinRule()
+    if weak_pin(pin):
+        raise errors.WeakAgentPin()
+
+
 @bound_station
-def add_agent(st: Station, agent_id: str, name: str, role: str, pin: str) -> None:
-    """Register an agent (journaled, without the PIN verifier)."""
-    verifier = make_pin_verifier(pin)
+def add_agent(st: Station, agent_id: str, name: str, role: str, pin: str, *, set_up: bool = False) -> Agent:
+    """Register an agent (journaled, without the PIN verifier) and return it; a refusal writes nothing.
+
+    ``set_up``: the first-boot screen's step, which adds only the role ``next_setup_role`` names (checked in the
+    same transaction, so two taps cannot add two supervisors): ``PeopleAlreadySetUp`` otherwise."""
+    agent_id, name = new_agent_fields(agent_id, name, role)
+    check_new_pin(pin)
+    verifier = make_pin_verifier(pin)  # the slow hash, before the write lock
     with st.write():
-        Agent.create(agent_id=agent_id, name=name, role=role, pin_verifier=verifier)
+        if set_up and next_setup_role(st) != role:
+            raise errors.PeopleAlreadySetUp()
+        if Agent.get_or_none(Agent.agent_id == agent_id) is not None:
+            raise errors.AgentIdTaken(agent=agent_id)
+        agent = Agent.create(agent_id=agent_id, name=name, role=role, pin_verifier=verifier)
         append_entry(st, EntryType.AGENT_ADDED, st.now(), {"agent": agent_id, "role": role})
+    return agent
+
+
+def next_setup_role(st: Station) -> str | None:
+    """Whom the set-up screen adds next: ``supervisor`` while the station has none, then ``agent`` while it has
+    none; None once both are there (the login screen takes over)."""
+    roles = {role for (role,) in st.db.execute_sql("SELECT DISTINCT role FROM agent")}
+    return next((role for role in ("supervisor", "agent") if role not in roles), None)
+
+
+@bound_station
+def list_agents(st: Station) -> list[Agent]:
+    """Every agent of the station, supervisors first, as the login screen lists them."""
+    return list(Agent.select().order_by(Agent.role.desc(), Agent.agent_id))
+
+
+@bound_station
+def suggested_agent_id(st: Station, role: str) -> str:
+    """The first free ID of the role's pattern: S01, S02, ... for a supervisor; A01, A02, ... for an agent."""
+    taken = {agent_id for (agent_id,) in Agent.select(Agent.agent_id).tuples()}
+    return next(candidate for number in range(1, len(taken) + 2)
+                if (candidate := f"{ID_PREFIX[role]}{number:02d}") not in taken)
 
 
 @bound_station

@@ -419,3 +419,81 @@ def restore(data_dir, archive, replace, without_bank):
         click.echo("Not enrolled with a bank: nothing to check.")
     if result.set_aside is not None:
         click.echo(f"The folder that was there is kept as {result.set_aside}.")
+
+
+# -- the shop's people: agents and supervisors ------------------------------------------------------------------
+@cli.group()
+def agent():
+    """The people who log in at the counter: agents and supervisors."""
+
+
+def _read_pin_line() -> str:
+    """The PIN on the first line of standard input (``--pin-stdin``), without its line ending."""
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@agent.command("add")
+@data_dir_option
+@click.option("--id", "agent_id", required=True,
+              help="What they log in as: 1 to 16 letters A-Z, digits or dashes, e.g. A01 (lower case is upper-cased).")
+@click.option("--name", required=True, help="Their name as the login screen shows it (at most 40 characters).")
+@click.option("--role", type=click.Choice(["agent", "supervisor"]), required=True,
+              help="agent: serves customers; supervisor: also unlocks agents and signs off the day.")
+@click.option("--pin-stdin", is_flag=True,
+              help="Read the PIN from the first line of standard input (scripts) instead of asking for it twice.")
+def agent_add(data_dir, agent_id, name, role, pin_stdin):
+    """Add an agent or a supervisor. The PIN (4 to 6 digits, not 1111 or 1234) is asked twice, hidden; the
+    journal records an agent_added entry, never the PIN.
+
+    Example: station agent add --data-dir /var/lib/station --id S01 --name 刘秀英 --role supervisor
+
+    Example: echo 2580 | station agent add --id A02 --name "Wang Fang" --role agent --pin-stdin
+    """
+    from station.agents import add_agent, list_agents, new_agent_fields
+    from station.errors import InvalidAgentId, InvalidAgentName, StationError
+
+    try:
+        agent_id, name = new_agent_fields(agent_id, name, role)
+    except (InvalidAgentId, InvalidAgentName) as exc:
+        hint = "--id" if isinstance(exc, InvalidAgentId) else "--name"
+        raise click.BadParameter(exc.message, param_hint=hint) from exc
+    st = open_station(data_dir)
+    try:
+        if any(existing.agent_id == agent_id for existing in list_agents(st)):
+            # Said before the PIN is typed twice for nothing (add_agent checks again inside its write).
+            raise click.ClickException(f"Station {st.station_id} has an agent {agent_id} already: choose another ID.")
+        if pin_stdin:
+            pin = _read_pin_line()
+        else:
+            pin = click.prompt("PIN (4 to 6 digits)", hide_input=True, confirmation_prompt="PIN again")
+        try:
+            added = add_agent(st, agent_id, name, role, pin)
+        except StationError as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"Added {role} {added.agent_id} ({added.name}) to station {st.station_id}.")
+    finally:
+        st.close()
+
+
+@agent.command("list")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def agent_list(data_dir, as_json):
+    """List the station's agents and supervisors: ID, name, role, and whether wrong PINs locked them.
+
+    Example: station agent list --data-dir /var/lib/station
+    """
+    from station.agents import list_agents
+
+    st = open_station(data_dir)
+    try:
+        rows = [{"id": a.agent_id, "name": a.name, "role": a.role, "locked": bool(a.locked)} for a in list_agents(st)]
+    finally:
+        st.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif not rows:
+        click.echo("No agents yet: add the supervisor first (`station agent add --role supervisor ...`).")
+    else:
+        for row in rows:
+            click.echo(f"{row['id']:<16} {row['role']:<10} {'LOCKED' if row['locked'] else 'ok':<6} {row['name']}")

@@ -57,6 +57,49 @@ class SupervisorRequired(StationError):
     template = N_("Only a supervisor can do this.")
 
 
+# -- adding an agent (station.agents.add_agent) ------------------------------------------------------------
+class InvalidAgentId(StationError):
+    code = "agent_id_invalid"
+    template = N_("An ID is 1 to %(limit)d letters A-Z, digits or dashes, starting with a letter or digit, "
+                  "e.g. A01.")
+
+
+class AgentIdTaken(StationError):
+    code = "agent_id_taken"
+    template = N_("The ID %(agent)s is taken already: choose another.")
+
+
+class InvalidAgentName(StationError):
+    code = "agent_name_invalid"
+    template = N_("Type the person's name: 1 to %(limit)d characters, no control characters.")
+
+
+class InvalidAgentRole(StationError):
+    code = "agent_role_invalid"
+    template = N_("A role is agent or supervisor.")
+
+
+class AgentPinRule(StationError):
+    code = "agent_pin_rule"
+    template = N_("A PIN is 4 to 6 digits.")
+
+
+class WeakAgentPin(StationError):
+    code = "agent_pin_weak"
+    template = N_("This PIN is too easy to guess (one digit repeated, or digits in a row such as 1234): "
+                  "choose another.")
+
+
+class PinsDiffer(StationError):
+    code = "agent_pins_differ"
+    template = N_("The two PINs are not the same: type the PIN twice again.")
+
+
+class PeopleAlreadySetUp(StationError):
+    code = "people_already_set_up"
+    template = N_("The shop's people are set up already: a supervisor adds anyone else.")
+
+
 # -- day and drawer ---------------------------------------------------------------------------------------
 class DayNotOpen(StationError):
     code = "day_not_open"

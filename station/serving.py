@@ -3,7 +3,9 @@
 A data folder with a station in it: ``station.app.create_app`` and, when the station is enrolled with a sync
 server, the background sync (``station.scheduler``), started here and nowhere else. A folder with no station
 yet (a new device): the set-up screens of ``station.setup_ui`` on the same port until enrollment succeeds,
-then the same app and background sync for the new station, without a restart.
+then the same app and background sync for the new station, without a restart. A station with no supervisor yet
+(enrolled from a shell with ``station enroll``, or a set-up left halfway) starts with the set-up's step that adds
+the shop's people, its app and background sync already running.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from station.agents import next_setup_role
 from station.app import create_app
 from station.context import Station, StationNotInitialised
 from station.setup_ui import CA_BUNDLE_ENV, SERVER_URL_ENV, FirstBoot, SetupDispatcher
@@ -30,7 +33,8 @@ class Serving:
         self.stations: list[Station] = []
 
     def app(self):
-        """The station's app for a folder that holds one; else the set-up screens (``SetupDispatcher``).
+        """The station's app for a folder that holds one with a supervisor; else the set-up screens
+        (``SetupDispatcher``): enrollment first for an empty folder, the shop's people for a station without them.
 
         A damaged or too new database raises as ``Station`` does: the caller says so and stops."""
         try:
@@ -40,6 +44,10 @@ class Serving:
                                    ca_bundle=os.environ.get(CA_BUNDLE_ENV))
             self.echo(f"No station in {self.data_dir} yet: showing the enrollment screen (scan the bank's QR).")
             return SetupDispatcher(first_boot, self.station_app)
+        if next_setup_role(st) == "supervisor":
+            self.echo(f"Station {st.station_id} has no supervisor yet: showing the set-up screen to add the shop's "
+                      "people (or `station agent add`).")
+            return SetupDispatcher(FirstBoot(self.data_dir, station=st), self.station_app)
         return self.station_app(st)
 
     def station_app(self, st: Station):

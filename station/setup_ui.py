@@ -13,6 +13,15 @@ usual port. They show one state at a time (``SetupState``):
 - **enrolled**: the station id and key id, then the station's own screens (``SetupDispatcher`` swaps apps);
 - **revoked**: the bank refused the code because the station it belongs to is revoked.
 
+Once enrolled, a station with no supervisor yet cannot be used (nobody could log in), so the set-up keeps the
+screen (``SetupDispatcher.people_pending``) for one more step, **the shop's people** (``/setup/people``): first
+the supervisor, then the agent (whose name the bank may have sent with the enrollment answer), each with an ID,
+a name and a PIN typed twice on the pad, each added by ``station.agents.add_agent``. Only the browser that has
+just added the supervisor may add the agent, for the station's idle time (``SUPERVISOR_ADDED`` in its signed
+session): anyone else, and anyone once both exist, finds the login screen, so the set-up never adds a person to a
+station that has a supervisor to ask. ``station serve`` on a station enrolled from a shell (``station enroll``)
+with no supervisor shows the same step.
+
 A refusal (wrong, used or expired code, unreachable server, not a station-kit server, a QR of another release)
 is kept as a ``Failure`` and worded in the person's language on the same screen; ``enroll_station`` writes
 nothing before the bank has accepted, so the folder stays ready for another try. The code is never stored,
@@ -27,19 +36,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from flask import Blueprint, Flask, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import Babel, get_locale, gettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from station import agents
 from station.app import device_secret_key
 from station.context import Station
 from station.device_state import clock_not_set
-from station.errors import N_, ClockNotSet
+from station.errors import N_, ClockNotSet, PinsDiffer, StationError
 from station.protocol.enrollment_qr import CODE_ALPHABET, NotAnEnrollmentCode, check_server_url, parse
+from station.protocol.times import parse_utc, utc_text
 from station.sync import EnrollError, enroll_station
 from station.ui import security_headers, select_locale
 from station.ui.auth import set_language
@@ -76,6 +87,10 @@ SERVER_NEEDED = N_("A typed code needs the bank's server address too: type it in
 ALREADY_ENROLLED = N_("This device is already enrolled as station %(station)s.")
 ALREADY_ENROLLING = N_("An enrollment is already under way: wait for the bank's answer.")
 DEVICE_FAILED = N_("Enrollment failed on this device (%(detail)s). Restart the device and try again.")
+SUPERVISOR_ADDED_NOTE = N_("Supervisor %(name)s (%(agent)s) added. Now the agent.")
+PEOPLE_SET_UP_NOTE = N_("Agent %(name)s (%(agent)s) added: the shop's people are set up. Log in.")
+#: The signed session's note that this browser has just added the supervisor: it may add the agent until then.
+SUPERVISOR_ADDED = "setup_supervisor_added"
 
 
 class SetupState(StrEnum):
@@ -127,13 +142,14 @@ class FirstBoot:
 
     def __init__(self, data_dir: str | os.PathLike, *, server_url: str | None = None, ca_bundle: str | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 on_enrolled: Callable[[Station], None] | None = None):
+                 on_enrolled: Callable[[Station], None] | None = None, station: Station | None = None):
         self.data_dir = Path(data_dir)
         self.server_url = (server_url or "").strip() or None
         self.ca_bundle = ca_bundle or None
         self.clock = clock or (lambda: datetime.now(UTC))
         self.on_enrolled = on_enrolled
-        self.station: Station | None = None
+        #: The station once enrolled (given at once for a folder enrolled before, whose people are still missing).
+        self.station: Station | None = station
         self.station_hint: str | None = None
         self.attempt: Attempt | None = None
         self.failure: Failure | None = None
@@ -243,15 +259,29 @@ class SetupDispatcher:
         self.make_station_app = make_station_app
         self.setup_app = create_setup_app(first_boot, **app_config)
         self.station_app: Callable | None = None
+        self.station: Station | None = None
+        self._has_supervisor = False
         first_boot.on_enrolled = self._enrolled
+        if first_boot.station is not None:
+            self._enrolled(first_boot.station)
 
     def _enrolled(self, st: Station) -> None:
+        # The station before its app: a request that sees the app finds the station too.
+        self.station = st
         self.station_app = self.make_station_app(st)
+
+    def people_pending(self) -> bool:
+        """Whether the enrolled station still has no supervisor: then every screen but ``/health`` stays the
+        set-up's (people are never removed, so once one is there the answer is kept)."""
+        if not self._has_supervisor:
+            self._has_supervisor = agents.next_setup_role(self.station) != "supervisor"
+        return not self._has_supervisor
 
     def __call__(self, environ, start_response):
         station_app = self.station_app
         path = environ.get("PATH_INFO", "")
-        if station_app is None or path == "/setup" or path.startswith("/setup/"):
+        if (station_app is None or path == "/setup" or path.startswith("/setup/")
+                or (path != "/health" and self.people_pending())):
             return self.setup_app(environ, start_response)
         return station_app(environ, start_response)
 
@@ -277,6 +307,7 @@ def render_setup(failure: Failure | None = None, status: int = 200):
         elapsed=int(time.monotonic() - attempt.started) if attempt else 0,
         station=fb.station,
         station_hint=fb.station_hint,
+        people_role=people_role(fb),
         revoked_station=fb.revoked_station,
         device_time=fb.clock().astimezone(UTC).strftime("%Y-%m-%d %H:%M"),
     ), status
@@ -303,6 +334,64 @@ def dismiss():
     """Leave the revoked (or a refusal's) screen for another try."""
     first_boot().dismiss()
     return redirect(url_for("setup.index"))
+
+
+# -- the shop's people ----------------------------------------------------------------------------------------
+def people_role(fb: FirstBoot) -> str | None:
+    """Whom this browser may add now: the supervisor while the station has none; then the agent, while there is
+    none, only for the browser that has just added the supervisor (``SUPERVISOR_ADDED``, until the station's idle
+    time runs out); None otherwise (not enrolled, or the login screen's turn)."""
+    st = fb.station
+    if st is None:
+        return None
+    role = agents.next_setup_role(st)
+    if role == "agent":
+        note = session.get(SUPERVISOR_ADDED) or {}
+        if note.get("station") != st.station_id or st.now() >= parse_utc(note["until"]):
+            return None
+    return role
+
+
+def render_people(role: str, agent_id: str, name: str, failure: Failure | None = None):
+    """The people step's form for ``role``: what was typed kept, never a PIN; ``failure`` said in the form."""
+    return render_template("setup_people.html", role=role, agent_id=agent_id, name=name,
+                           problem=failure.message() if failure else None, id_limit=agents.MAX_AGENT_ID,
+                           name_limit=agents.MAX_AGENT_NAME)
+
+
+@bp.route("/people", methods=["GET", "POST"])
+def people():
+    """Add the shop's people, one a screen: the supervisor, then the agent; then the login screen takes over."""
+    fb = first_boot()
+    role = people_role(fb)
+    if role is None:
+        return redirect(url_for("index"))
+    st = fb.station
+    if request.method == "GET":
+        name = st.config.get("agent", "") if role == "agent" else ""
+        return render_people(role, agents.suggested_agent_id(st, role), name)
+    if request.form.get("role") != role:
+        # The form of a step already done (a second tap, a page left open): show the step due now.
+        return redirect(url_for("setup.people"))
+    typed_id, typed_name = request.form.get("agent_id", ""), request.form.get("name", "")
+    pin = request.form.get("pin", "")
+    try:
+        agent_id, name = agents.new_agent_fields(typed_id, typed_name, role)
+        if pin != request.form.get("pin_again", ""):
+            raise PinsDiffer()
+        added = agents.add_agent(st, agent_id, name, role, pin, set_up=True)
+    except StationError as refused:
+        return render_people(role, typed_id, typed_name, Failure(refused.template, refused.params))
+    log.info("the set-up screen added %s %s", role, added.agent_id)
+    note = {"name": added.name, "agent": added.agent_id}
+    if role == "supervisor":
+        until = st.now() + timedelta(seconds=st.policy["agent_idle_seconds"])
+        session[SUPERVISOR_ADDED] = {"station": st.station_id, "until": utc_text(until)}
+        flash(gettext(SUPERVISOR_ADDED_NOTE, **note))
+        return redirect(url_for("setup.people"))
+    session.pop(SUPERVISOR_ADDED, None)
+    flash(gettext(PEOPLE_SET_UP_NOTE, **note))
+    return redirect(url_for("index"))
 
 
 # The station's own language toggle (its fallback address, "index", leads here too).

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from station.agents import MAX_AGENT_NAME
 from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
@@ -31,7 +32,7 @@ from station.journal import append_start_entry, chain_base, chain_value_before, 
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
 from station.protocol import acks, envelope, envelope_errors, heads, key_codecs
-from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
+from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState, one_line
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import (
@@ -51,6 +52,9 @@ STATION_REVOKED_PROBLEM = PROBLEM_TYPE_PREFIX + "station-revoked"
 #: The most of the bank's (unsigned) refusal text kept and shown on the screen.
 REVOKED_DETAIL_CHARS = 200
 USER_AGENT = "station-kit-station/0.1"
+#: What the enrollment answer may say about the shop, kept in config.json: field -> longest text kept (the limits
+#: of the bank's enrollment sheet; an agent's name is also what ``station.agents`` accepts).
+SHOP_DETAILS = {"agent": MAX_AGENT_NAME, "village": 60}
 
 #: name -> (default, one-line help). Read from config.json "sync"; docs/operations.md lists every one.
 SYNC_SETTINGS: dict[str, tuple[object, str]] = {
@@ -196,6 +200,7 @@ def enroll_station(
         "server": {"url": server_url, "signing_jwk": server["signing_jwk"],
                    "encryption_jwk": server["encryption_jwk"]},
         "sync": {"ca_bundle": ca_bundle} if ca_bundle else {},
+        **_shop_details(answer),
     }
     write_private_file(data_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     st = Station(data_dir, clock=clock)
@@ -207,6 +212,15 @@ def enroll_station(
         append_start_entry(st)
         st.set_setting("policy", answer.get("policy") or {})
     return st
+
+
+def _shop_details(answer: dict) -> dict:
+    """Who runs the shop and where, as the bank knows them (``agent``, ``village``), to keep in ``config.json``.
+
+    Only a suggestion for the set-up screen: a value that is not one line of printable text within the bank's
+    own limits is dropped, never a reason to refuse the enrollment."""
+    details = {field: one_line(answer.get(field), limit) for field, limit in SHOP_DETAILS.items()}
+    return {field: text for field, text in details.items() if text}
 
 
 def _chain_base(continue_from) -> dict | None:

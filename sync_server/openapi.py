@@ -59,6 +59,8 @@ SCHEMAS = {
                        "properties": {"signing_jwk": {"$ref": "#/components/schemas/Jwk"},
                                       "encryption_jwk": {"$ref": "#/components/schemas/Jwk"}}},
             "policy": {"type": "object"}, "server_time": {"type": "string"},
+            "agent": {"type": "string", "description": "who runs the shop, when the bank knows (station add --agent)"},
+            "village": {"type": "string", "description": "where the shop is, when the bank knows"},
         },
     },
     "SignedHead": {

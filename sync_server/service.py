@@ -118,6 +118,10 @@ def enroll(keys: ServerKeys, request: dict, now: datetime | None = None) -> dict
             "policy": server_policy().get("station", {}),
             "server_time": utc_text(now),
         }
+        # Who runs the shop and where, when the bank knows (`station add --agent/--village`, `bulk-add`): the
+        # station's set-up screen offers the agent's name when the shop's people are added.
+        answer.update({field: value for field, value in (("agent", station.agent), ("village", station.village))
+                       if value})
         if row.purpose == "replace":
             answer["continue_from"] = _enroll_replacement(station, public, encryption_jwk, now)
             return answer

@@ -191,9 +191,9 @@ def test_a_right_agent_pin_does_not_outrun_a_lock_set_while_it_was_checked(stati
     assert Agent.get_by_id("A01").failed_pins == 5
 
 
-@pytest.mark.parametrize("pin", ["1234\n", "١٢٣٤", "12a4", "123"])
+@pytest.mark.parametrize("pin", ["2580\n", "١٢٣٤", "12a4", "123", "1234567"])
 def test_an_agent_pin_is_four_to_six_ascii_digits(station, pin):
-    with pytest.raises(ValueError, match="A PIN is 4 to 6 digits"):
+    with pytest.raises(errors.AgentPinRule, match="A PIN is 4 to 6 digits"):
         agents.add_agent(station, "A03", "小刘 Liu", "agent", pin)
     assert Agent.get_or_none(Agent.agent_id == "A03") is None
 

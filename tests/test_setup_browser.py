@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sync_support import enrolled_station, record_some, server_db
-from ui_browser_support import check_screen, new_page, serving
+from ui_browser_support import check_screen, new_page, serving, tap_pin
 from ui_helpers import AGENT_PIN
 
 from station import setup_ui
@@ -64,7 +64,8 @@ def choose(page, lang):
 
 
 def test_a_scanner_types_the_qr_then_the_station_takes_over(new_device, server):
-    code = new_code()
+    server_db()
+    code = add_station("ST-0009", "Shop 9", agent="刘秀英")
     fb, base, page = new_device()
     page.goto(base + "/")
     page.wait_for_url(base + "/setup")
@@ -79,10 +80,25 @@ def test_a_scanner_types_the_qr_then_the_station_takes_over(new_device, server):
     assert page.inner_text("#enrolled-kid") == fb.station.signer.kid
     assert normalise_code(code) not in normalise_code(page.content())
     check_screen(page)
+    # Nobody could log in yet: the shop's supervisor, then its agent (the name the bank gave), PINs on the pad.
     page.click("#continue")
+    page.wait_for_url(base + "/setup/people")
+    page.fill("#name", "周主管")
+    tap_pin(page, "pin", "2580")
+    tap_pin(page, "pin_again", "2580")
+    page.click("#save")
+    page.wait_for_selector("#people-agent")
+    assert page.input_value("#name") == "刘秀英"
+    tap_pin(page, "pin", "3691")
+    tap_pin(page, "pin_again", "3691")
+    page.click("#save")
     page.wait_for_url(base + "/login")
     check_screen(page)
     assert "谁上班" in page.inner_text("main")
+    page.click("#agent-A01")
+    tap_pin(page, "pin", "3691")
+    page.click("#login")
+    page.wait_for_url(base + "/home")
 
 
 def test_a_code_tapped_on_the_pad(new_device, server):

@@ -13,6 +13,7 @@ from html import unescape
 import pytest
 from click.testing import CliRunner
 from sync_support import serve_in_thread, server_db, stop_server
+from ui_helpers import add_shop_people
 from ui_helpers import error_of as escaped_error_of
 from werkzeug.test import Client
 
@@ -332,8 +333,11 @@ def test_dispatcher_swaps_to_the_station_app_without_a_restart(device, clock, se
     finish(fb)
     assert made == [fb.station]
     assert 'id="enrolled"' in browser.get("/setup").get_data(as_text=True)
-    assert browser.get("/").headers["Location"] == "/login"
+    # Nobody can log in yet: every screen but /health stays the set-up's until the shop's people are added.
+    assert browser.get("/").headers["Location"] == "/setup"
     assert browser.get("/health").json["station"] == "ST-0009"
+    assert add_shop_people(browser).headers["Location"] == "/"
+    assert browser.get("/").headers["Location"] == "/login"
     fb.station.close()
 
 
@@ -349,6 +353,8 @@ def test_station_serve_enrolls_from_the_screen_then_syncs_in_the_background(devi
                                             "csrf_token": token})
         finish(app.first_boot)
         served["setup"] = browser.get("/setup").get_data(as_text=True)
+        served["before_people"] = browser.get("/").headers.get("Location")
+        add_shop_people(browser)
         served["login"] = browser.get("/").headers.get("Location")
         station_app = app.station_app
         served["hooked"] = station_app.extensions.get("sync_now") is not None
@@ -364,5 +370,6 @@ def test_station_serve_enrolls_from_the_screen_then_syncs_in_the_background(devi
     result = CliRunner().invoke(cli.cli, ["serve", "--data-dir", str(device)])
     assert result.exit_code == 0, result.output
     assert "enrollment screen" in result.output and "in the background" in result.output
-    assert 'id="enrolled"' in served["setup"] and served["login"] == "/login"
+    assert 'id="enrolled"' in served["setup"] and served["before_people"] == "/setup"
+    assert served["login"] == "/login"
     assert served["hooked"] and served["synced"] is not None

@@ -12,8 +12,11 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_every_command_is_in_the_operations_doc():
-    for name in cli.cli.commands:
+    for name, command in cli.cli.commands.items():
         assert f"`station {name}" in OPERATIONS, name
+        # A group's commands each have their own row (`station agent add`, `station agent list`).
+        for sub in getattr(command, "commands", {}):
+            assert f"`station {name} {sub}" in OPERATIONS, f"{name} {sub}"
 
 
 def test_serve_is_in_the_readme():

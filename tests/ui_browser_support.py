@@ -84,3 +84,10 @@ def check_screen(page):
              .map(([name, r]) => `${name}: ${Math.round(r.width)}x${Math.round(r.height)}`)"""
     )
     assert small == [], f"{page.url}: {small}"
+
+
+def tap_pin(page, field, digits):
+    """Tap the PIN field ``field`` (the pad types into the field tapped last), then ``digits`` on the pad."""
+    page.click(f"#{field}")
+    for digit in digits:
+        page.click(f'.keypad [data-key="{digit}"]')

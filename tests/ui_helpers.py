@@ -62,3 +62,31 @@ def withdraw(client, customer, amount="500", pin=CUSTOMER_PIN):
     client.post("/op/withdrawal/confirm")
     page = client.get("/op/withdrawal/pin").get_data(as_text=True)
     return client.post("/op/withdrawal/pin", data={"pin": pin, "txn": txn_of(page)})
+
+
+# -- the set-up screen's "shop's people" step ----------------------------------------------------------------
+#: The people the set-up tests add (PINs neither weak nor the demo agents').
+SETUP_SUPERVISOR = {"agent_id": "S01", "name": "周主管", "pin": "2580"}
+SETUP_AGENT = {"agent_id": "A01", "name": "刘秀英", "pin": "3691"}
+
+
+def csrf_token_of(html: str) -> str | None:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    return match.group(1) if match else None
+
+
+def post_person(client, role, agent_id, name, pin, pin_again=None):
+    """Fill the people step's form for ``role`` (with the page's CSRF token when it has one) and save it."""
+    html = client.get("/setup/people").get_data(as_text=True)
+    data = {"role": role, "agent_id": agent_id, "name": name, "pin": pin,
+            "pin_again": pin if pin_again is None else pin_again}
+    token = csrf_token_of(html)
+    if token:
+        data["csrf_token"] = token
+    return client.post("/setup/people", data=data)
+
+
+def add_shop_people(client, supervisor=SETUP_SUPERVISOR, agent=SETUP_AGENT):
+    """The set-up's people step done: the supervisor, then the agent; returns the agent's answer."""
+    assert post_person(client, "supervisor", **supervisor).status_code == 302
+    return post_person(client, "agent", **agent)

@@ -147,6 +147,16 @@ def printable_text(text: str, replacement: str = "?") -> str:
     return "".join(replacement if unicodedata.category(char) in _UNPRINTABLE else char for char in text)
 
 
+def one_line(value, limit: int) -> str | None:
+    """``value`` as one line of text a person typed: runs of spaces (the full-width one too) made one, ends
+    trimmed; None when it is not a string, is empty or longer than ``limit`` after that, or holds any character
+    that cannot be printed (a line break is refused, not turned into a space)."""
+    if not isinstance(value, str) or not all(ch.isprintable() or unicodedata.category(ch) == "Zs" for ch in value):
+        return None
+    text = " ".join(value.split())
+    return text if 0 < len(text) <= limit else None
+
+
 def _is_int(value) -> bool:
     return is_integer(value) and -MAX_INTEGER <= value <= MAX_INTEGER
 

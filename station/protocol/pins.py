@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
+from itertools import pairwise
 
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -20,6 +21,13 @@ from station.protocol.tokens import b64url, b64url_decode
 DEFAULT_LOG2_N = 14
 #: ASCII digits only (``\d`` would take other scripts' digits) and no trailing newline (which ``$`` allows).
 PIN_RE = re.compile(r"^[0-9]{4,6}\Z")
+
+
+def weak_pin(pin: str) -> bool:
+    """True for a PIN anyone tries first: one digit repeated (1111) or digits in a row, up or down, wrapping
+    past 9 (1234, 654321, 7890). ``pin`` is a PIN ``PIN_RE`` accepts."""
+    steps = {(int(b) - int(a)) % 10 for a, b in pairwise(pin)}
+    return len(steps) == 1 and steps <= {0, 1, 9}
 
 
 def _derive(pin: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
