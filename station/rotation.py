@@ -31,18 +31,20 @@ def rotate_key(st, reason: str = "technician"):
         raise ValueError(f"reason is one of {', '.join(ROTATION_REASONS)}")
     data_dir = st.data_dir
     new_key = generate_signing_key()
-    old_key, old_signer = st.signing_key, st.signer
     write_private_file(data_dir / NEXT_KEY_FILE, json.dumps(new_key.as_dict(private=True)))
-    remember_public_key(data_dir, new_key, old_key)
+    remember_public_key(data_dir, new_key, st.signing_key)
+    before = st.signing_key, st.signer
     try:
         with st.write():
+            # Signed with the key in force (``current_signer`` loads it first if another process rotated).
             entry = append_entry(st, "key_rotation", st.now(), {"jwk": public_jwk(new_key), "reason": reason})
+            old_key = st.signing_key
             # Every later entry is signed with the new key: switched while this transaction holds the write lock;
             # another process serving this station sees the setting and reloads its key (``current_signer``).
             st.set_setting("signing_kid", key_id(new_key))
             st.signing_key, st.signer = new_key, Signer(new_key)
     except BaseException:
-        st.signing_key, st.signer = old_key, old_signer
+        st.signing_key, st.signer = before
         (data_dir / NEXT_KEY_FILE).unlink(missing_ok=True)
         raise
     retire_key(data_dir, old_key)

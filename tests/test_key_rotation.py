@@ -450,3 +450,24 @@ def test_a_backup_of_a_replaced_device_is_refused(server, tmp_path, clock):  # n
     with pytest.raises(RestoreRefused, match="replacement device has been enrolled"):
         restore_backup(out, tmp_path / "restored")
     assert not (tmp_path / "restored").exists()
+
+
+def test_two_processes_rotating_one_after_the_other_keep_one_chain(station):
+    first = Station(station.data_dir, clock=station.clock)
+    try:
+        rotate_key(first, "technician")
+        rotate_key(station, "technician")  # this process still held the key from before the first rotation
+        assert audit_journal(station).intact
+        chain = tokens(station)
+        first_rotation, second_rotation = chain[-2][1], chain[-1][1]
+        # The second rotation is signed with the key the first handed over to, and names this process's new key.
+        assert token_kid(second_rotation) == unverified_payload(first_rotation)["jwk"]["kid"]
+        assert unverified_payload(second_rotation)["jwk"]["kid"] == station.signer.kid
+        reopened = Station(station.data_dir)
+        try:
+            assert reopened.signer.kid == station.signer.kid
+            assert not list((reopened.data_dir / RETIRED_DIR).glob("*.jwk"))
+        finally:
+            reopened.close()
+    finally:
+        first.close()
