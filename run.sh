@@ -96,7 +96,7 @@ PY
         # Beijing time): a station refuses to record with a clock behind its journal.
         "$VENV/bin/python" - "$station" "$server_url" "$code" <<'PY'
 import sys
-from station.demo import enroll_demo_station
+from station.simulate import enroll_demo_station
 enroll_demo_station(sys.argv[1], sys.argv[2], sys.argv[3], transactions=60, seed=1).close()
 PY
         "$VENV/bin/station" printer --data-dir "$station" '{"kind": "file", "path": "printed-receipts.escpos"}'

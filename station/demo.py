@@ -9,7 +9,6 @@ README.md: agents ``A01`` (agent Tian, PIN 1357) and ``S01`` (supervisor Zhou, P
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from stdnum import luhn
@@ -70,24 +69,3 @@ def ensure_demo_agents(st: Station) -> None:
         if Agent.get_or_none(Agent.agent_id == agent_id) is None:
             add_agent(st, agent_id, name, role, pin)
 
-
-def enroll_demo_station(data_dir, server_url: str, code: str, *, transactions: int = 60, seed: int = 1,
-                        now: datetime | None = None):
-    """The demo's station (``./run.sh demo``): enrolled with ``code``, then a morning of activity that has already
-    happened, never ahead of the real clock (the station refuses to record with a clock behind its journal).
-
-    The morning is today's from 07:40 in the station's time zone when it is past 09:00 there, else yesterday's;
-    the device "enrolled" ten minutes before it. Returns the station with the real clock back."""
-    from station.simulate import simulate
-    from station.sync import enroll_station, sync_once
-
-    now = now or datetime.now(UTC)
-    local = now.astimezone(DEMO_TIMEZONE)
-    day = local.date() if local.time() >= time(9, 0) else local.date() - timedelta(days=1)
-    start = datetime.combine(day, time(7, 40), DEMO_TIMEZONE)
-    moment = {"now": start - timedelta(minutes=10)}
-    st = enroll_station(data_dir, server_url, code, clock=lambda: moment["now"])
-    sync_once(st)  # the customers of the bank's downlink
-    simulate(st, transactions, seed=seed, start=start, until=now)
-    st.clock = lambda: datetime.now(UTC)
-    return st

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from station import agents, business_day, errors, operations, receipts
 from station.context import Station, bound_station
 from station.db import Biller, Customer, JournalEntry, Payee
-from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, ensure_demo_agents, load_demo_customers
+from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, DEMO_TIMEZONE, ensure_demo_agents, load_demo_customers
 from station.protocol.entry_types import spec_of
 
 OPEN_AT = time(7, 40)
@@ -181,3 +181,24 @@ def _one_operation(st, rng, kind, session, customer, billers):
         return operations.transfer(st, session, auth, payee.account, payee.name, amount, new())
     return operations.transfer(st, session, auth, "6222001234567890123", "王小明", amount, new(),
                                fraud_warning_confirmed=True)
+
+
+def enroll_demo_station(data_dir, server_url: str, code: str, *, transactions: int = 60, seed: int = 1,
+                        now: datetime | None = None):
+    """The demo's station (``./run.sh demo``): enrolled with ``code``, then a morning of activity that has already
+    happened, never ahead of the real clock (the station refuses to record with a clock behind its journal).
+
+    The morning is today's from 07:40 in the station's time zone when it is past 09:00 there, else yesterday's;
+    the device "enrolled" ten minutes before it. Returns the station with the real clock back."""
+    from station.sync import enroll_station, sync_once
+
+    now = now or datetime.now(UTC)
+    local = now.astimezone(DEMO_TIMEZONE)
+    day = local.date() if local.time() >= time(9, 0) else local.date() - timedelta(days=1)
+    start = datetime.combine(day, time(7, 40), DEMO_TIMEZONE)
+    moment = {"now": start - timedelta(minutes=10)}
+    st = enroll_station(data_dir, server_url, code, clock=lambda: moment["now"])
+    sync_once(st)  # the customers of the bank's downlink
+    simulate(st, transactions, seed=seed, start=start, until=now)
+    st.clock = lambda: datetime.now(UTC)
+    return st

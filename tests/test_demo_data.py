@@ -55,8 +55,8 @@ def test_the_demo_station_has_a_morning_that_already_happened(server, tmp_path):
     from datetime import UTC, datetime
 
     from station.db import JournalEntry
-    from station.demo import enroll_demo_station
     from station.device_state import device_state
+    from station.simulate import enroll_demo_station
     from sync_server.admin import add_station
 
     server_db()
