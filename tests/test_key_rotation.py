@@ -471,3 +471,22 @@ def test_two_processes_rotating_one_after_the_other_keep_one_chain(station):
             reopened.close()
     finally:
         first.close()
+
+
+@pytest.mark.parametrize("header", [b"[" * 100_000, b'{"alg":"Ed25519"}', b"not json", b'{"kid":7}'])
+def test_a_batch_signature_header_that_names_no_key_is_refused_not_a_crash(station, header):
+    import struct
+
+    from station.protocol import envelope, key_codecs
+    from station.protocol.envelope_errors import EnvelopeError
+    from station.protocol.sealing import batch_info, seal
+    from station.protocol.tokens import b64url
+
+    server_key = key_codecs.generate_encryption_key()
+    detached = f"{b64url(header)}..{b64url(bytes(64))}".encode("ascii")
+    body = struct.pack(">I", 2) + b"{}"
+    plaintext = envelope.BATCH_MAGIC + struct.pack(">I", len(detached)) + detached + body
+    sealed = seal(plaintext, server_key.public_key(), info=batch_info("ST-0001", 1, 1), level=1)
+    with pytest.raises(EnvelopeError):
+        envelope.open_batch(sealed, station_id="ST-0001", first=1, last=1, server_encryption_key=server_key,
+                            station_signing_jwk=public_jwk(station.signing_key))

@@ -356,7 +356,7 @@ def _detached_kid(detached: str) -> str:
         raise BadBatchSignature("the batch signature is not a detached JWS")
     try:
         header = json.loads(b64url_decode(parts[0]))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadBatchSignature("the batch signature's header is not JSON") from exc
     kid = header.get("kid") if isinstance(header, dict) else None
     if not isinstance(kid, str):

@@ -360,7 +360,7 @@ def token_kid(token: str) -> str | None:
     """The ``kid`` of a token's protected header, unverified (None when it cannot be read)."""
     try:
         header = json.loads(b64url_decode(token.split(".")[0]))
-    except (ValueError, IndexError, AttributeError):
+    except (ValueError, IndexError, AttributeError, RecursionError):
         return None
     kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) else None
