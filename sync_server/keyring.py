@@ -12,6 +12,7 @@ from datetime import datetime
 
 from station.protocol.times import utc_text
 from station.protocol.tokens import KeyTrack, public_jwk, verification_jwk
+from sync_server.book import insert_new_rows
 from sync_server.db import Station, StationEvent, StationKey
 from sync_server.lifecycle import station_keys
 
@@ -42,9 +43,9 @@ def record_rotations(station_id: str, track: KeyTrack, after_seq: int, upto_seq:
         return
     for seq, key in rotations:
         jwk = public_jwk(key)
-        StationKey.insert(station_id=station_id, kid=jwk["kid"], jwk=jwk, from_seq=seq + 1, source="rotation",
-                          created_at=utc_text(now)).on_conflict(
-            conflict_target=[StationKey.station_id, StationKey.kid], action="IGNORE").execute()
+        # ON CONFLICT (station_id, kid) DO NOTHING: the same rotation applied again (never INSERT OR IGNORE).
+        insert_new_rows(StationKey, [dict(station_id=station_id, kid=jwk["kid"], jwk=StationKey.jwk.db_value(jwk),
+                                          from_seq=seq + 1, source="rotation", created_at=utc_text(now))])
         StationEvent.create(station_id=station_id, at=utc_text(now), by=station_id, action="key_rotated",
                             reason=f"key_rotation entry {seq}", detail={"kid": jwk["kid"], "from_seq": seq + 1})
     newest = public_jwk(rotations[-1][1])
