@@ -126,6 +126,40 @@ server_url_option = click.option(
          "e.g. https://sync.bank.example.")
 
 
+def _checked_server_url(server_url: str | None, qr_file: str | None) -> str | None:
+    """The --server-url for a QR, checked before any code is issued (a code is not spent on a typo)."""
+    from station.protocol.enrollment_qr import NotAnEnrollmentCode, check_server_url
+
+    if qr_file and not server_url:
+        raise click.UsageError("--qr needs --server-url (or SYNC_SERVER_PUBLIC_URL): the QR carries the address.")
+    if not server_url:
+        return None
+    try:
+        return check_server_url(server_url)
+    except NotAnEnrollmentCode as exc:
+        raise click.BadParameter(str(exc), param_hint="--server-url") from exc
+
+
+def _echo_code(station_id: str, code: str, server_url: str | None, qr_file: str | None) -> None:
+    """The QR payload (with a server URL) and its PNG (with --qr), then the code itself on the last line."""
+    from station.protocol.enrollment_qr import make_payload
+
+    if server_url:
+        payload = make_payload(server_url, station_id, code)
+        if qr_file:
+            from station.protocol.private_files import write_private_file
+            from sync_server.sheet_layout import qr_png
+
+            try:
+                write_private_file(Path(qr_file), qr_png(payload))
+            except OSError as exc:
+                raise click.ClickException(f"The code was issued but {qr_file} could not be written "
+                                           f"({exc.strerror}); run the command again for a new code.") from exc
+            click.echo(f"QR written to {qr_file}.")
+        click.echo(payload)
+    click.echo(code)
+
+
 @station.command("add")
 @database_option
 @click.argument("station_id")
@@ -142,33 +176,13 @@ def station_add(database_url, station_id, name, village, agent, server_url, qr_f
 
     Example: sync-server station add ST-0001 --name "Liujia village shop" --server-url https://sync.bank.example
     """
-    from station.protocol.enrollment_qr import NotAnEnrollmentCode, check_server_url, make_payload
     from sync_server.admin import add_station
 
-    if qr_file and not server_url:
-        raise click.UsageError("--qr needs --server-url (or SYNC_SERVER_PUBLIC_URL): the QR carries the address.")
-    if server_url:
-        try:
-            server_url = check_server_url(server_url)
-        except NotAnEnrollmentCode as exc:
-            raise click.BadParameter(str(exc), param_hint="--server-url") from exc
+    server_url = _checked_server_url(server_url, qr_file)
     open_database(database_url)
     code = _admin_call(add_station, station_id, name, village, agent)
     click.echo(f"Station {station_id} ({name}) registered. One-time enrollment code, valid 7 days:")
-    if server_url:
-        payload = make_payload(server_url, station_id, code)
-        if qr_file:
-            from station.protocol.private_files import write_private_file
-            from sync_server.sheet_layout import qr_png
-
-            try:
-                write_private_file(Path(qr_file), qr_png(payload))
-            except OSError as exc:
-                raise click.ClickException(f"The code was issued but {qr_file} could not be written "
-                                           f"({exc.strerror}); run station add again for a new code.") from exc
-            click.echo(f"QR written to {qr_file}.")
-        click.echo(payload)
-    click.echo(code)
+    _echo_code(station_id, code, server_url, qr_file)
 
 
 @station.command("list")
@@ -216,29 +230,26 @@ def station_revoke(database_url, station_id, reason, by):
 @database_option
 @click.argument("station_id")
 @click.option("--by", default="", help="Who issues the code (kept in the station's audit trail).")
-@click.option("--server-url", envvar="SYNC_SERVER_PUBLIC_URL", default=None,
-              help="The URL stations reach the bank at: also print the enrollment QR payload.")
-def station_replace(database_url, station_id, by, server_url):
+@server_url_option
+@click.option("--qr", "qr_file", type=click.Path(dir_okay=False, writable=True),
+              help="Also write the enrollment QR to this PNG file (needs --server-url).")
+def station_replace(database_url, station_id, by, server_url, qr_file):
     """A one-time code for a replacement device of an enrolled station (valid 7 days); the last line is the code.
 
     The new device enrolls with it under the same station id and continues the chain from the bank's head.
     Import the old device's journal first (`sync-server journal import`) if its SD card can still be read.
+    With --server-url the line before the code is the enrollment QR's payload, and --qr writes the QR as a PNG.
 
-    Example: sync-server station replace ST-0007 --by "Li Wei"
+    Example: sync-server station replace ST-0007 --by "Li Wei" --server-url https://sync.bank.example --qr st7.png
     """
-    from station.protocol.enrollment_qr import NotAnEnrollmentCode, make_payload
     from sync_server.admin import replace_station
 
+    server_url = _checked_server_url(server_url, qr_file)
     open_database(database_url)
     code = _admin_call(replace_station, station_id, by)
     click.echo(f"Replacement device for {station_id}: it continues the chain from the bank's head. "
                "One-time code, valid 7 days:")
-    if server_url:
-        try:
-            click.echo(make_payload(server_url, station_id, code))
-        except NotAnEnrollmentCode as exc:
-            raise click.ClickException(f"--server-url: {exc}") from exc
-    click.echo(code)
+    _echo_code(station_id, code, server_url, qr_file)
 
 
 @cli.group()

@@ -490,3 +490,30 @@ def test_a_batch_signature_header_that_names_no_key_is_refused_not_a_crash(stati
     with pytest.raises(EnvelopeError):
         envelope.open_batch(sealed, station_id="ST-0001", first=1, last=1, server_encryption_key=server_key,
                             station_signing_jwk=public_jwk(station.signing_key))
+
+
+def test_sync_server_station_replace_prints_the_code_and_writes_the_qr(server, tmp_path, clock):  # noqa: F811
+    import zxingcpp
+    from PIL import Image
+
+    from station.protocol.enrollment_qr import parse
+    from station.sync import enroll_station
+    from sync_server.cli import cli as server_cli
+
+    enrolled_station(server, tmp_path, "ST-0001", clock)
+    database = ["--database-url", server.database_url]
+    bad = CliRunner().invoke(server_cli, ["station", "replace", "ST-0001", "--server-url", "ftp://x", *database])
+    assert bad.exit_code == 2 and "--server-url" in bad.output  # refused before a code is spent
+    qr = tmp_path / "replace.png"
+    result = CliRunner().invoke(server_cli, ["station", "replace", "ST-0001", "--by", "Wang Fang", "--server-url",
+                                             server.url, "--qr", str(qr), *database])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    found = zxingcpp.read_barcodes(Image.open(qr), formats=zxingcpp.BarcodeFormat.QRCode)
+    ticket = parse(found[0].text)
+    assert found[0].text == lines[-2] and ticket.code == lines[-1] and ticket.station_id == "ST-0001"
+    new = enroll_station(tmp_path / "replacement", ticket.server, ticket.code, clock=clock)
+    try:
+        assert new.station_id == "ST-0001" and new.setting("chain_base")["seq"] >= 1
+    finally:
+        new.close()
