@@ -71,6 +71,8 @@ class Station:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._local = threading.local()
         self._generation = 0
+        #: (seq read up to, key spans): ``station.keys.station_key_spans``'s cache of the journal's keys.
+        self._key_spans: tuple[int, list[tuple[int, str]]] = (0, [])
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -152,7 +154,7 @@ class Station:
     def signer_for(self, seq: int) -> Signer:
         """The signer of the key that signs entry ``seq`` (a batch ending at N is signed with the key of N + 1)."""
         current_signer(self)  # another process may have rotated the key
-        kid = kid_at(self.db, seq) or key_id(self.signing_key)
+        kid = kid_at(self, seq) or key_id(self.signing_key)
         key = private_key_for(self.data_dir, self.signing_key, kid)
         if key is None:
             raise KeyMissing(f"the private key {kid}, which signs seq {seq}, is not on this device")

@@ -43,12 +43,10 @@ def load_private_key(path: Path) -> OKPKey:
     return OKPKey.import_key(json.loads(path.read_text(encoding="utf-8")))
 
 
-def key_spans(db) -> list[tuple[int, str]]:
-    """(first seq, kid) of each key of the journal, in order, as ``KeyTrack`` follows them: a start entry's
-    signing key from its seq, the key a rotation hands over to from the seq after it."""
+def _spans_of(rows) -> list[tuple[int, str]]:
+    """(first seq, kid) of the keys that the given (seq, type, token) start and key_rotation entries bring, as
+    ``KeyTrack`` follows them: a start entry's signing key from its seq, a rotation's next key from the seq after."""
     spans = []
-    rows = db.execute_sql("SELECT seq, type, token FROM journal_entry WHERE type IN ('start', 'key_rotation') "
-                          "ORDER BY seq").fetchall()
     for seq, entry_type, token in rows:
         kid = token_kid(token)
         if entry_type == "start":
@@ -58,10 +56,30 @@ def key_spans(db) -> list[tuple[int, str]]:
     return spans
 
 
-def kid_at(db, seq: int) -> str | None:
+_SPAN_ENTRIES = ("SELECT seq, type, token FROM journal_entry WHERE seq > ? AND seq <= ? "
+                 "AND type IN ('start', 'key_rotation') ORDER BY seq")
+
+
+def key_spans(db) -> list[tuple[int, str]]:
+    """(first seq, kid) of each key of the journal, in order (the whole journal read once)."""
+    return _spans_of(db.execute_sql(_SPAN_ENTRIES, (0, 2**62)).fetchall())
+
+
+def station_key_spans(st) -> list[tuple[int, str]]:
+    """:func:`key_spans` of ``st``'s journal, kept on the station and brought up to date by reading only the
+    entries appended since (the journal is append-only): a sync asks once per batch."""
+    scanned, spans = st._key_spans
+    head = st.db.execute_sql("SELECT MAX(seq) FROM journal_entry").fetchone()[0] or 0
+    if head > scanned:
+        spans = spans + _spans_of(st.db.execute_sql(_SPAN_ENTRIES, (scanned, head)).fetchall())
+        st._key_spans = (head, spans)
+    return spans
+
+
+def kid_at(st, seq: int) -> str | None:
     """The kid of the key that signs entry ``seq`` (None before the journal's first start entry)."""
     kid = None
-    for first, span_kid in key_spans(db):
+    for first, span_kid in station_key_spans(st):
         if first <= seq:
             kid = span_kid
     return kid
@@ -138,14 +156,14 @@ def prune_retired_keys(st) -> list[str]:
     A batch is signed with the key of the entry after its last one, so a retired key is needed while the bank
     has not acknowledged the rotation entry that ended it. A station with no bank needs none.
     """
-    retired_dir = st.data_dir / RETIRED_DIR
-    if not retired_dir.exists():
+    retired = list((st.data_dir / RETIRED_DIR).glob("*.jwk"))
+    if not retired:  # the usual case: no need to look at the journal's keys
         return []
     acked = st.setting("acked_seq", 0) if st.config.get("server") else None
-    spans = key_spans(st.db)
+    spans = station_key_spans(st)
     ends = {kid: spans[i + 1][0] for i, (_, kid) in enumerate(spans[:-1])}  # kid -> first seq of the next key
     deleted = []
-    for path in retired_dir.glob("*.jwk"):
+    for path in retired:
         kid = path.stem
         if kid == key_id(st.signing_key):
             continue
