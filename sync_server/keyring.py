@@ -20,13 +20,7 @@ from sync_server.lifecycle import station_keys
 def key_track(station_id: str, first_seq: int) -> KeyTrack:
     """The station's keys as anchors, the key of ``first_seq`` as the current one, replacement keys pinned to the
     seq they start at: what a batch or an imported journal starting at ``first_seq`` is verified with."""
-    rows = station_keys(station_id)
-    if not rows:
-        # A station row written without its key history (older tools): its one key.
-        station = Station.get_or_none(Station.station_id == station_id)
-        if station is not None and station.signing_jwk:
-            rows = [StationKey(station_id=station_id, kid=station.kid, jwk=station.signing_jwk, from_seq=1,
-                               source="enrollment")]
+    rows = station_keys(station_id)  # migration 5 gave every station enrolled before it its one key
     current = None
     for row in rows:
         if row.from_seq <= first_seq:
