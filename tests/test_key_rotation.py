@@ -517,3 +517,21 @@ def test_sync_server_station_replace_prints_the_code_and_writes_the_qr(server, t
         assert new.station_id == "ST-0001" and new.setting("chain_base")["seq"] >= 1
     finally:
         new.close()
+
+
+@pytest.mark.parametrize("jwk", [{"kty": "OKP", "crv": "Ed25519", "x": "not-a-key"}, {"kty": "RSA"}, "text", None])
+def test_a_signed_rotation_naming_no_usable_key_is_rejected_and_the_old_key_signs_on(server, tmp_path, clock,  # noqa: F811
+                                                                                    jwk):
+    from tests.sync_support import append_forged_entry
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    old_kid = st.signer.kid
+    with st.write():
+        forged = append_forged_entry(st, "key_rotation", st.now(), {"jwk": jwk, "reason": "technician"})
+    record_some(st, count=1)  # still signed with the old key: the rotation handed over nothing
+    result = sync_once(st)
+    assert result.pending == 0 and result.rejected == {forged.seq: "malformed_entry"}
+    server_db()
+    assert ServerStation.get_by_id("ST-0001").kid == old_kid
+    assert StationKey.select().where(StationKey.station_id == "ST-0001").count() == 1
+    assert audit_journal(st).problems[0].seq == forged.seq  # the station's own check names it too

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from station.protocol.entry_types import EntryType, field_problems, originals_of, types_where
-from station.protocol.tokens import is_integer
+from station.protocol.tokens import is_integer, rotation_key
 
 #: Entries that need an open business day (they move money for a customer or answer one).
 CUSTOMER_OPERATIONS = frozenset(types_where(customer_operation=True))
@@ -123,6 +123,10 @@ def check_journal_semantics(payloads: Iterable[Mapping[str, Any]]) -> list[Journ
         if originals_of(entry_type):
             original_cash = _check_reference(payload, undoable, undone, report)
         cash = cash_effect(payload, original_cash)
+        jwk = payload.get("jwk")
+        if entry_type == EntryType.KEY_ROTATION and isinstance(jwk, dict) and rotation_key(payload, "") is None:
+            # What the bank rejects as malformed_entry: the chain's key does not change (``KeyTrack``).
+            report("the key rotation names no Ed25519 public key: it hands over nothing")
         if entry_type == EntryType.DAY_OPEN:
             if drawer is not None:
                 report(f"a day is opened while the day opened at seq {opened_at} is still open")
