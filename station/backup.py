@@ -57,8 +57,9 @@ CONFIG = "config.json"
 KEYS = "keys"
 RETIRED = f"{KEYS}/retired"
 SIGNING_KEY = f"{KEYS}/signing.jwk"
-#: A key file's name: plain, no path, not hidden (the writer's temporary files start with a dot).
-KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: A key file's name: plain, no path, not hidden (the writer's temporary files start with a dot). A retired key's
+#: file is named by its kid, a base64url thumbprint, which may start with "-" or "_".
+KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
 #: Manifest, config and keys are small; anything larger is not a station's.
 MAX_SMALL_BYTES = 1024 * 1024
 CHUNK = 1024 * 1024

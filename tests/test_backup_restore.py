@@ -228,6 +228,18 @@ def test_restore_writes_a_private_folder(station, tmp_path, backup_of):
     assert (target / "keys/signing.jwk").read_bytes() == (station.data_dir / "keys/signing.jwk").read_bytes()
 
 
+@pytest.mark.parametrize("kid", ["-b1m-ifaneWOsbX3NJ5suucXwn6BHUGo6O9P1kV4ldo", "_x9Q", "plainKid0"])
+def test_retired_keys_of_every_kid_survive_the_round_trip(station, tmp_path, backup_of, kid):
+    # A kid is a base64url thumbprint: about one in 32 starts with "-" and one in 32 with "_" (CI met one).
+    retired = station.data_dir / "keys" / "retired"
+    retired.mkdir(mode=0o700, exist_ok=True)
+    (retired / f"{kid}.jwk").write_text("{}")
+    out = backup_of(station)
+    assert f"keys/retired/{kid}.jwk" in archive_members(out)
+    restore_backup(out, tmp_path / "device")
+    assert (tmp_path / "device" / "keys" / "retired" / f"{kid}.jwk").read_text() == "{}"
+
+
 def _traversal(members):
     members["../evil"] = b"outside"
 
