@@ -71,6 +71,9 @@ class Station:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._local = threading.local()
         self._generation = 0
+        #: Held by whatever talks to the bank about the outbox in this process (``station.sync.sync_once``: the
+        #: scheduler's sync, "sync now", the push after an online operation), so two never send at once.
+        self.sync_lock = threading.RLock()
         #: (seq read up to, key spans): ``station.keys.station_key_spans``'s cache of the journal's keys.
         self._key_spans: tuple[int, list[tuple[int, str]]] = (0, [])
 

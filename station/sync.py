@@ -469,7 +469,14 @@ def sync_once(
     rng: random.Random | None = None,
     max_batches: int | None = None,
 ) -> SyncResult:
-    """Send batches until the outbox is empty (or ``max_batches``); retry transient failures with backoff."""
+    """Send batches until the outbox is empty (or ``max_batches``); retry transient failures with backoff.
+
+    One at a time per station in this process (``Station.sync_lock``)."""
+    with st.sync_lock:
+        return _sync_once(st, http=http, attempts=attempts, sleep=sleep, rng=rng, max_batches=max_batches)
+
+
+def _sync_once(st, *, http, attempts, sleep, rng, max_batches) -> SyncResult:
     if st.setting("rotate_requested"):
         # Asked by the bank in an earlier ack: the rotation entry goes out with this sync.
         rotate_key(st, "bank_request")

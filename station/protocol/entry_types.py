@@ -287,6 +287,8 @@ _ACCOUNT = Field(Kind.ID)
 #: transfer table refuses one outright).
 _AMOUNT = Field(Kind.POSITIVE_FEN)
 _FEE = _optional(Kind.FEN, "when not zero")
+#: The bank's real-time authorization the operation was recorded under (station.protocol.authorizations).
+_AUTH = _optional(Kind.ID, "the auth_id of the bank's real-time authorization, when it was asked online")
 
 SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     _spec(EntryType.START, {
@@ -325,7 +327,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "business_date": Field(Kind.ID),
     }, moves_cash=True, label=N_("Day closed"), printed=("日终", "Day close")),
     _spec(EntryType.WITHDRAWAL, {
-        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE,
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE, "auth": _AUTH,
     }, customer_effect=Effect.DEBIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
         label=N_("Cash withdrawal"), printed=("取款", "Withdrawal")),
     _spec(EntryType.DEPOSIT, {
@@ -336,6 +338,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE,
         "payee_account": Field(Kind.ID, doc="in full: the bank executes the transfer"),
         "payee_name": Field(Kind.TEXT),
+        "auth": _AUTH,
     }, customer_effect=Effect.DEBIT, cancellable=True, customer_operation=True, home_tile=True,
         label=N_("Transfer"), printed=("转账", "Transfer")),
     _spec(EntryType.TRANSFER_CANCEL, {
@@ -343,6 +346,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "ref_txn": Field(Kind.UUID, doc="the transfer withdrawn"),
         "amount": _optional(Kind.FEN, "the transfer's"),
         "ref_seq": _optional(Kind.COUNT, "the transfer's seq"),
+        "auth": _AUTH,
     }, customer_effect=Effect.CREDIT, undoes="cancellable", customer_operation=True,
         label=N_("Transfer cancelled"), printed=("撤销转账", "Transfer cancelled")),
     _spec(EntryType.BILL_PAYMENT, {
@@ -350,6 +354,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "biller": Field(Kind.ID), "ref": Field(Kind.ID),
         "funding": Field(Kind.ID, choices=("cash", "account")),
         "account": _optional(Kind.ID, "when a customer is identified"),
+        "auth": _AUTH,
     }, customer_effect=Effect.DEBIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
         label=N_("Bill payment"), printed=("缴费", "Bill payment"), doc="debits the account only when funded from it"),
     _spec(EntryType.BALANCE_ENQUIRY, {
@@ -358,6 +363,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "balance": Field(Kind.FEN_OR_NULL, doc="the bank's snapshot"),
         "offline_available": Field(Kind.FEN),
         "as_of": _optional(Kind.ID, "when the snapshot has a time"),
+        "auth": _AUTH,
     }, customer_operation=True, home_tile=True, label=N_("Balance enquiry"), printed=("查询", "Balance enquiry")),
     _spec(EntryType.REVERSAL, {
         "txn": _TXN,
