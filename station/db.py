@@ -143,6 +143,9 @@ class Customer(BaseModel):
     allowance_seq = IntegerField(default=0)
     balance_fen = IntegerField(null=True)
     balance_as_of = UTCTimeField(null=True)
+    #: The bank's balance snapshot counts this station's entries through this seq (None: unknown, e.g. the demo
+    #: loader's): the live balance is the snapshot minus this station's live debits after it (``station.online``).
+    balance_seq = IntegerField(null=True)
 
 
 class Payee(BaseModel):
@@ -226,9 +229,33 @@ class Operation(BaseModel):
     ref_txn = CharField(null=True)
     details = JSONField(default=dict)
     created_at = UTCTimeField()
+    #: The bank's real-time authorization it was recorded under (``bank_authorization.auth_id``), or None when
+    #: recorded under the offline rules. An authorized debit is held by the bank, outside the offline allowance.
+    auth_id = CharField(null=True)
 
     class Meta:
         indexes = ((("customer", "business_date"), False),)
+
+
+class BankAuthorization(BaseModel):
+    """Every real-time answer of the bank this station received (``station.online``), kept as its signed word.
+
+    ``auth_id`` and ``expires_at`` are set for a grant, ``reason`` for a refusal; ``token`` is the answer's JWS,
+    verified with the pinned server key before it was stored. Times are the bank's.
+    """
+
+    auth_id = CharField(null=True, unique=True)
+    txn = CharField(index=True)
+    kind = CharField()
+    account_id = CharField()
+    amount_fen = IntegerField()
+    fee_fen = IntegerField()
+    reason = CharField(null=True)
+    expires_at = UTCTimeField(null=True)
+    execute_after = UTCTimeField(null=True)
+    server_time = UTCTimeField()
+    token = TextField()
+    received_at = UTCTimeField()
 
 
 class PrintedReceipt(BaseModel):
@@ -239,7 +266,8 @@ class PrintedReceipt(BaseModel):
     prints = IntegerField(default=1)
 
 
-MODELS = [Setting, Agent, Customer, Payee, BlockedPayee, Biller, BusinessDay, JournalEntry, Operation, PrintedReceipt]
+MODELS = [Setting, Agent, Customer, Payee, BlockedPayee, Biller, BusinessDay, JournalEntry, Operation, PrintedReceipt,
+          BankAuthorization]
 
 SCHEMA_HISTORY_DDL = (
     'CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
@@ -340,8 +368,28 @@ def _release_1(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
             )
 
 
+#: Migration 2 exactly as written (issue 11: online operations).
+ONLINE_AUTHORIZATIONS_SCHEMA = [
+    'CREATE TABLE "bank_authorization" ("id" INTEGER NOT NULL PRIMARY KEY, "auth_id" VARCHAR(255), "txn" '
+    'VARCHAR(255) NOT NULL, "kind" VARCHAR(255) NOT NULL, "account_id" VARCHAR(255) NOT NULL, "amount_fen" INTEGER '
+    'NOT NULL, "fee_fen" INTEGER NOT NULL, "reason" VARCHAR(255), "expires_at" TEXT, "execute_after" TEXT, '
+    '"server_time" TEXT NOT NULL, "token" TEXT NOT NULL, "received_at" TEXT NOT NULL)',
+    'CREATE UNIQUE INDEX "bank_authorization_auth_id" ON "bank_authorization" ("auth_id")',
+    'CREATE INDEX "bank_authorization_txn" ON "bank_authorization" ("txn")',
+    # SQLite writes an added column before the table's constraints: the same text create_tables gives.
+    'ALTER TABLE "operation" ADD COLUMN "auth_id" VARCHAR(255)',
+    'ALTER TABLE "customer" ADD COLUMN "balance_seq" INTEGER',
+]
+
+
+def _online_authorizations(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    """Online operations: the bank's real-time authorizations, operation.auth_id, customer.balance_seq."""
+    for sql in ONLINE_AUTHORIZATIONS_SCHEMA:
+        database.execute_sql(sql)
+
+
 #: Ordered: the migration at index i brings the schema to version i + 1. Append; never edit a released one.
-MIGRATIONS = [_release_1]
+MIGRATIONS = [_release_1, _online_authorizations]
 
 
 def migrate_database(database: SqliteDatabase) -> list[int]:

@@ -16,6 +16,7 @@ from stdnum import luhn
 from station.agents import add_agent
 from station.context import Station, bound_station
 from station.db import Agent, Biller, Customer, Payee
+from station.journal import journal_head
 from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
 from station.protocol.pins import make_pin_verifier
 from station.protocol.policy import merged_policy
@@ -40,6 +41,7 @@ def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowanc
     # come from the bank's downlink.
     verifier = make_pin_verifier(DEMO_CUSTOMER_PIN, log2_n=DEMO_PIN_LOG2_N)
     now = st.now()
+    head_seq, _ = journal_head(st)
     with st.db.atomic():
         load_billers()
         for index in range(count):
@@ -55,6 +57,7 @@ def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowanc
                 allowance_fen=allowance_fen,
                 balance_fen=rng.randrange(2_000, 60_000) * 100,
                 balance_as_of=now,
+                balance_seq=head_seq,
             )
             if index % 3 == 0:
                 Payee.create(customer=customer, account=payee_body + luhn.calc_check_digit(payee_body),

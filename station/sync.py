@@ -422,7 +422,7 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
             name=item["name"], card_number=item.get("card_number"), passbook_number=item.get("passbook_number"),
             status=item.get("status", "active"), pin_verifier=item["pin_verifier"],
             allowance_fen=int(item.get("allowance_fen", 0)), allowance_seq=acked_through,
-            balance_fen=item.get("balance_fen"), balance_as_of=server_time,
+            balance_fen=item.get("balance_fen"), balance_as_of=server_time, balance_seq=acked_through,
         )
         for number_field in (Customer.card_number, Customer.passbook_number):
             number = fields[number_field.name]
