@@ -330,3 +330,82 @@ class StationRevoked(StationError):
 class ClockNotSet(StationError):
     code = "clock_not_set"
     template = N_("The clock is not set: waiting for network time. No new operations until it is.")
+
+
+# -- the bank's real-time refusals (station.online; reasons of station.protocol.authorizations.REFUSALS) -----
+class BankRefused(StationError):
+    """The bank refused the operation in real time, with its signed answer: nothing is recorded. ``reason`` is
+    the bank's (one of ``REFUSALS``); each has its own class, worded for the agent and the customer."""
+
+    code = "bank_refused"
+    reason = ""
+    template = N_("The bank refused this operation. Nothing was recorded.")
+
+
+class BankInsufficientFunds(BankRefused):
+    code, reason = "bank_insufficient_funds", "insufficient_funds"
+    template = N_("The bank refused: not enough money in the account for this amount and its fee. "
+                  "Nothing was recorded.")
+
+
+class BankAccountLocked(BankRefused):
+    code, reason = "bank_account_locked", "account_locked"
+    template = N_("The bank refused: this account is locked. Please visit the bank branch to unlock it.")
+
+
+class BankAccountClosed(BankRefused):
+    code, reason = "bank_account_closed", "account_closed"
+    template = N_("The bank refused: this account is closed.")
+
+
+class BankUnknownAccount(BankRefused):
+    code, reason = "bank_unknown_account", "unknown_account"
+    template = N_("The bank refused: it does not know this account. Please visit the bank branch.")
+
+
+class BankPayeeBlocked(BankRefused):
+    code, reason = "bank_payee_blocked", "payee_blocked"
+    template = N_("The bank refused: it has blocked the payee's account. Do not send money to it.")
+
+
+class BankOverTransactionLimit(BankRefused):
+    code, reason = "bank_over_transaction_limit", "over_transaction_limit"
+    template = N_("The bank refused: more than the bank allows in one transaction.")
+
+
+class BankOverDailyLimit(BankRefused):
+    code, reason = "bank_over_daily_limit", "over_daily_limit"
+    template = N_("The bank refused: more than the bank allows this customer in one day.")
+
+
+class BankUnknownBiller(BankRefused):
+    code, reason = "bank_unknown_biller", "unknown_biller"
+    template = N_("The bank refused: it does not know this biller.")
+
+
+class BankNotCancellable(BankRefused):
+    code, reason = "bank_not_cancellable", "not_cancellable"
+    template = N_("The bank refused: this transfer was already sent (or cancelled) and cannot be cancelled now.")
+
+
+#: The class of each refusal reason the bank may give.
+BANK_REFUSALS = {cls.reason: cls for cls in BankRefused.__subclasses__()}
+
+#: Why the bank rejected an entry in its ack (``operation.outcome_reason``; docs/protocol.md), in words for the
+#: receipt. A reason not listed here is shown as the bank's code.
+REJECTION_REASONS = {
+    "not_authorized": N_("beyond what the bank allowed this station for the customer"),
+    "insufficient_funds": N_("not enough money in the account"),
+    "account_closed": N_("the account is closed"),
+    "unknown_account": N_("the bank does not know the account"),
+    "payee_blocked": N_("the bank blocked the payee's account"),
+    "over_transaction_limit": N_("over the bank's limit for one transaction"),
+    "over_daily_limit": N_("over the bank's daily limit"),
+    "over_exposure_limit": N_("the station had too much waiting for the bank"),
+    "amount_rule": N_("the amount breaks the bank's rules"),
+    "wrong_fee": N_("the fee differs from the bank's"),
+    "duplicate_txn": N_("the bank already has this transaction"),
+    "already_executed": N_("the bank had already sent the transfer"),
+    "already_cancelled": N_("it was already cancelled"),
+    "unknown_biller": N_("the bank does not know the biller"),
+}

@@ -6,6 +6,10 @@ the station's unsynced exposure (amount and count), the offline age. Credits pas
 a deposit works however long the station has been offline. The drawer (step 9) is ``station.business_day``'s.
 A deposit is also bounded by the station's deposits of the day (``check_station_deposits``): cash taken in has to
 come from somewhere, and the bank checks the same total.
+
+A debit recorded under the bank's real-time authorization (``operation.auth_id``; ``station.online``) is held by
+the bank apart from the offline allowance: it skips steps 6 to 8 and counts in neither the allowance spent nor the
+unsynced exposure. Steps 4 and 5 apply to it as to every other.
 """
 
 from __future__ import annotations
@@ -24,20 +28,20 @@ _LIVE_SQL = "(" + ", ".join(f"'{state}'" for state in LIVE_STATES) + ")"
 
 
 def offline_available(st: Station, customer: Customer) -> int:
-    """The customer's offline allowance left: the bank's hold minus debits recorded since it was set."""
+    """The customer's offline allowance left: the bank's hold minus offline debits recorded since it was set."""
     spent = st.db.execute_sql(
         "SELECT COALESCE(SUM(debit_fen), 0) FROM operation"
-        f" WHERE customer_id = ? AND seq > ? AND status IN {_LIVE_SQL}",
+        f" WHERE customer_id = ? AND seq > ? AND status IN {_LIVE_SQL} AND auth_id IS NULL",
         (customer.id, customer.allowance_seq),
     ).fetchone()[0]
     return max(customer.allowance_fen - spent, 0)
 
 
 def unsynced_exposure(st: Station) -> tuple[int, int]:
-    """(fen, count) of live debits the bank has not acknowledged yet."""
+    """(fen, count) of live offline debits the bank has not acknowledged yet (authorized ones it holds already)."""
     total, count = st.db.execute_sql(
         "SELECT COALESCE(SUM(debit_fen), 0), COUNT(*) FROM operation"
-        f" WHERE seq > ? AND debit_fen > 0 AND status IN {_LIVE_SQL}",
+        f" WHERE seq > ? AND debit_fen > 0 AND status IN {_LIVE_SQL} AND auth_id IS NULL",
         (st.setting("acked_seq", 0),),
     ).fetchone()
     return total, count
@@ -58,24 +62,30 @@ def offline_since(st: Station) -> datetime:
     return JournalEntry.recorded_at.python_value(started)
 
 
-def check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fen: int, debit_fen: int) -> None:
-    """Steps 4 to 8 of the check order (per transaction, daily, offline allowance, exposure, offline age)."""
+def used_today(st: Station, customer: Customer, op_type: str) -> int:
+    """The customer's live amounts of ``op_type`` at this station on the local day (the daily limit's count)."""
+    return st.db.execute_sql(
+        "SELECT COALESCE(SUM(amount_fen), 0) FROM operation WHERE customer_id = ? AND business_date = ?"
+        f" AND type = ? AND status IN {_LIVE_SQL}",
+        (customer.id, st.local_date().isoformat(), op_type),
+    ).fetchone()[0]
+
+
+def check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fen: int, debit_fen: int, *,
+                       authorized: bool = False) -> None:
+    """Steps 4 to 8 of the check order (per transaction, daily, offline allowance, exposure, offline age);
+    ``authorized``: the bank authorized it in real time, so 6 to 8 (the offline rules) do not apply."""
     policy = st.policy
     limits = policy["limits"][op_type]
     if amount_fen > limits["per_txn"]:
         raise errors.OverTransactionLimit(operation=op_type.replace("_", " "), limit=format_yuan(limits["per_txn"]))
     if customer is not None:
-        today = st.local_date().isoformat()
-        used_today = st.db.execute_sql(
-            "SELECT COALESCE(SUM(amount_fen), 0) FROM operation WHERE customer_id = ? AND business_date = ?"
-            f" AND type = ? AND status IN {_LIVE_SQL}",
-            (customer.id, today, op_type),
-        ).fetchone()[0]
-        if used_today + amount_fen > limits["daily"]:
+        used = used_today(st, customer, op_type)
+        if used + amount_fen > limits["daily"]:
             raise errors.OverDailyLimit(
-                limit=format_yuan(limits["daily"]), left=format_yuan(max(limits["daily"] - used_today, 0))
+                limit=format_yuan(limits["daily"]), left=format_yuan(max(limits["daily"] - used, 0))
             )
-    if debit_fen == 0:
+    if debit_fen == 0 or authorized:
         return
     left = offline_available(st, customer)
     if debit_fen > left:

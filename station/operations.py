@@ -10,6 +10,11 @@ refusal (``station.errors``):
 Steps 1 and 2 are ``station.agents``', 4 to 8 ``station.limits``', 9 ``station.business_day``'s. The fee of an
 operation comes from the bank's policy through ``quote_fee`` only: the confirm screen shows that quote and the
 plan charges it. What may be reversed is ``may_reverse``'s to say, and ``reverse`` refuses exactly what it refuses.
+
+Online: a withdrawal, transfer, bill paid from the account, balance enquiry or transfer cancellation may be given
+the bank's real-time authorization (``authorization=``, from ``station.online.authorize``). When it is the bank's
+grant of exactly this operation and has not expired (``station.online.usable_grant``), steps 6 to 8 (the offline
+rules) are skipped and the entry names it (``auth``); otherwise the operation is checked and recorded offline.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
 from station.limits import check_debit_limits, check_station_deposits, offline_available
+from station.online import live_balance, usable_grant
 from station.protocol.entry_types import LIVE_STATES, MAX_ID, EntryType, OperationState, printable, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
-from station.protocol.times import utc_text
+from station.protocol.times import parse_utc, utc_text
 from station.receipts import Receipt
 from station.writepath import Plan, customer_operation
 
@@ -35,12 +41,14 @@ _PAYEE_ACCOUNT_RE = re.compile(r"^\d{10,19}$")
 
 @dataclass(frozen=True)
 class Balance:
-    """A balance enquiry's receipt and figures (the bank's last snapshot, the offline allowance left)."""
+    """A balance enquiry's receipt and what it showed: the balance (the bank's snapshot minus this station's debits
+    since), the snapshot's time, the offline allowance left, and whether the bank answered live (``online``)."""
 
     receipt: Receipt
     balance_fen: int | None
     balance_as_of: datetime | None
     offline_available_fen: int
+    online: bool = False
 
 
 def _parse(amount) -> int:
@@ -57,15 +65,26 @@ def quote_fee(st: Station, op_type: str) -> int:
     return st.policy["fees"].get(op_type, 0)
 
 
-def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount) -> Plan:
+def _granted(st: Station, authorization, kind: str, txn: str | None, customer: Customer | None, amount_fen: int,
+             fee: int) -> str | None:
+    """The auth_id the operation is recorded under: ``authorization`` when it is usable for exactly this one."""
+    if authorization is None or customer is None or txn is None:
+        return None
+    return usable_grant(st, authorization, kind=kind, txn=str(txn).lower(), account=customer.account_id,
+                        amount=amount_fen, fee=fee)
+
+
+def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount, *, authorization=None,
+                     txn: str | None = None, ask_bank: bool = False) -> Plan:
     amount_fen = _parse(amount)
     limits = st.policy["limits"]["withdrawal"]
     if amount_fen < limits["min"] or amount_fen % limits["multiple"]:
         raise errors.WithdrawalAmountRule(minimum=format_yuan(limits["min"]), multiple=format_yuan(limits["multiple"]))
     fee = quote_fee(st, EntryType.WITHDRAWAL)
-    check_debit_limits(st, customer, "withdrawal", amount_fen, amount_fen + fee)
+    auth_id = _granted(st, authorization, EntryType.WITHDRAWAL, txn, customer, amount_fen, fee)
+    check_debit_limits(st, customer, "withdrawal", amount_fen, amount_fen + fee, authorized=ask_bank or bool(auth_id))
     check_drawer(day, -amount_fen)
-    return Plan(EntryType.WITHDRAWAL, customer, amount_fen, fee, amount_fen + fee, -amount_fen)
+    return Plan(EntryType.WITHDRAWAL, customer, amount_fen, fee, amount_fen + fee, -amount_fen, auth_id=auth_id)
 
 
 def _plan_deposit(st: Station, customer: Customer, day: BusinessDay, amount) -> Plan:
@@ -78,37 +97,44 @@ def _plan_deposit(st: Station, customer: Customer, day: BusinessDay, amount) -> 
     return Plan(EntryType.DEPOSIT, customer, amount_fen, 0, 0, amount_fen)
 
 
-def _transfer_amount(st: Station, customer: Customer, amount) -> tuple[int, int]:
-    """(amount, fee) of a transfer, once the amount and every limit have been checked."""
+def _transfer_amount(st: Station, customer: Customer, amount, *, authorization=None, txn: str | None = None,
+                     ask_bank: bool = False) -> tuple[int, int, str | None]:
+    """(amount, fee, auth_id) of a transfer, once the amount and every limit have been checked."""
     amount_fen = _parse(amount)
     fee = quote_fee(st, EntryType.TRANSFER)
-    check_debit_limits(st, customer, "transfer", amount_fen, amount_fen + fee)
-    return amount_fen, fee
+    auth_id = _granted(st, authorization, EntryType.TRANSFER, txn, customer, amount_fen, fee)
+    check_debit_limits(st, customer, "transfer", amount_fen, amount_fen + fee, authorized=ask_bank or bool(auth_id))
+    return amount_fen, fee, auth_id
 
 
 @bound_station
-def check_amount(st: Station, session: AgentSession, customer: Customer, op_type: str, amount) -> int:
+def check_amount(st: Station, session: AgentSession, customer: Customer, op_type: str, amount, *,
+                 ask_bank: bool = False) -> int:
     """Every check of a withdrawal, deposit or transfer of ``amount`` except the PIN (and, for a transfer, the
     payee and the fraud warning), so the agent learns of a refusal (over a limit, not enough cash in the drawer)
-    before the customer types a PIN. Returns the amount in fen; records nothing."""
+    before the customer types a PIN. ``ask_bank``: the bank is asked next, so the offline rules (allowance,
+    exposure, offline age) are left to it. Returns the amount in fen; records nothing."""
     check_session(st, session)
     customer = Customer.get_by_id(customer.id)
     refuse_inactive(customer)
     day = open_day_or_refuse(st)
     if op_type == "transfer":
-        return _transfer_amount(st, customer, amount)[0]
-    plans = {"withdrawal": _plan_withdrawal, "deposit": _plan_deposit}
-    return plans[op_type](st, customer, day, amount).amount_fen
+        return _transfer_amount(st, customer, amount, ask_bank=ask_bank)[0]
+    if op_type == "withdrawal":
+        return _plan_withdrawal(st, customer, day, amount, ask_bank=ask_bank).amount_fen
+    return _plan_deposit(st, customer, day, amount).amount_fen
 
 
-def withdraw_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount, txn: str) -> Receipt:
-    """Pay cash out of the drawer, debited from the customer's account."""
+def withdraw_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount, txn: str, *,
+                  authorization=None) -> Receipt:
+    """Pay cash out of the drawer, debited from the customer's account (under the bank's ``authorization``
+    when it is usable: module docstring)."""
 
     def request(customer):
         return {"type": "withdrawal", "customer": customer.id, "amount": _parse(amount)}
 
     def plan(customer, day):
-        return _plan_withdrawal(st, customer, day, amount)
+        return _plan_withdrawal(st, customer, day, amount, authorization=authorization, txn=txn)
 
     return customer_operation(st, session, auth, txn, request, plan)
 
@@ -159,6 +185,7 @@ def transfer(
     txn: str,
     *,
     fraud_warning_confirmed: bool = False,
+    authorization=None,
 ) -> Receipt:
     """Record a transfer for the bank to execute; it stays cancellable until the bank has executed it."""
 
@@ -176,9 +203,9 @@ def transfer(
         # The warning before the limits: a scam's amount must meet the warning, as on the touchscreen.
         if needs_fraud_warning(st, customer, account, _parse(amount)) and not fraud_warning_confirmed:
             raise errors.FraudWarningRequired()
-        amount_fen, fee = _transfer_amount(st, customer, amount)
+        amount_fen, fee, auth_id = _transfer_amount(st, customer, amount, authorization=authorization, txn=txn)
         details = {"payee_account": account, "payee_name": name}
-        return Plan(EntryType.TRANSFER, customer, amount_fen, fee, amount_fen + fee, 0, details)
+        return Plan(EntryType.TRANSFER, customer, amount_fen, fee, amount_fen + fee, 0, details, auth_id=auth_id)
 
     return customer_operation(st, session, auth, txn, request, plan)
 
@@ -216,6 +243,7 @@ def pay_bill(
     txn: str,
     *,
     funding: str = "cash",
+    authorization=None,
 ) -> Receipt:
     """Pay a utility bill or a mobile top-up, in cash (no customer PIN needed) or from the customer's account."""
     if funding not in ("cash", "account"):
@@ -240,35 +268,46 @@ def pay_bill(
         _check_bill_amount(biller, amount_fen)
         fee = quote_fee(st, EntryType.BILL_PAYMENT)
         debit = amount_fen + fee if funding == "account" else 0
-        check_debit_limits(st, customer, "bill_payment", amount_fen, debit)
+        auth_id = _granted(st, authorization, EntryType.BILL_PAYMENT, txn, customer, amount_fen, fee) if debit else None
+        check_debit_limits(st, customer, "bill_payment", amount_fen, debit, authorized=bool(auth_id))
         details = {"biller": biller.code, "ref": ref, "funding": funding}
         cash = amount_fen + fee if funding == "cash" else 0
-        return Plan(EntryType.BILL_PAYMENT, customer, amount_fen, fee, debit, cash, details)
+        return Plan(EntryType.BILL_PAYMENT, customer, amount_fen, fee, debit, cash, details, auth_id=auth_id)
 
     return customer_operation(st, session, auth, txn, request, plan, needs_customer=funding == "account")
 
 
 @bound_station
-def balance_enquiry(st: Station, session: AgentSession, auth: CustomerAuth, txn: str) -> Balance:
-    """The balance as of the bank's last snapshot, and what is left of the offline allowance (journaled)."""
+def balance_enquiry(st: Station, session: AgentSession, auth: CustomerAuth, txn: str, *,
+                    authorization=None) -> Balance:
+    """The balance (the bank's snapshot minus this station's debits since it: live when ``authorization`` is
+    the bank's usable answer to this enquiry, which brought a fresh snapshot), its time, and the offline
+    allowance left; the entry records what was shown."""
 
     def request(customer):
         return {"type": "balance_enquiry", "customer": customer.id}
 
     def plan(customer, day):
-        details = {"balance": customer.balance_fen, "offline_available": offline_available(st, customer)}
+        auth_id = _granted(st, authorization, EntryType.BALANCE_ENQUIRY, txn, customer, 0, 0)
+        balance = live_balance(st, customer)
+        details = {"balance": None if balance is None else max(balance, 0),
+                   "offline_available": offline_available(st, customer)}
         if customer.balance_as_of:
             details["as_of"] = utc_text(customer.balance_as_of)
-        return Plan(EntryType.BALANCE_ENQUIRY, customer, 0, details=details)
+        return Plan(EntryType.BALANCE_ENQUIRY, customer, 0, details=details, auth_id=auth_id)
 
     receipt = customer_operation(st, session, auth, txn, request, plan)
-    customer = Customer.get_by_id(auth.customer_id)
-    return Balance(receipt, customer.balance_fen, customer.balance_as_of, offline_available(st, customer))
+    shown = receipt.details
+    as_of = parse_utc(shown["as_of"]) if shown.get("as_of") else None
+    online = Operation.get_by_id(receipt.txn).auth_id is not None
+    return Balance(receipt, shown.get("balance"), as_of, shown.get("offline_available", 0), online)
 
 
-def cancel_transfer(st: Station, session: AgentSession, auth: CustomerAuth, transfer_txn: str, txn: str
-                    ) -> Receipt:
-    """The customer withdraws a transfer the bank has not executed yet."""
+def cancel_transfer(st: Station, session: AgentSession, auth: CustomerAuth, transfer_txn: str, txn: str, *,
+                    authorization=None) -> Receipt:
+    """The customer withdraws a transfer the bank has not executed yet: offline only one the bank has not
+    received (recorded); a settled one only with the bank's real-time grant (kind ``transfer_cancel``, amount
+    the transfer's, fee 0), since only the bank knows whether it has executed it."""
 
     def request(customer):
         return {"type": "transfer_cancel", "customer": customer.id, "ref": transfer_txn}
@@ -277,11 +316,13 @@ def cancel_transfer(st: Station, session: AgentSession, auth: CustomerAuth, tran
         original = Operation.get_or_none((Operation.txn == transfer_txn) & (Operation.type == "transfer"))
         if original is None or original.customer_id != customer.id:
             raise errors.NoSuchReceipt()
-        if original.status != OperationState.RECORDED:
+        auth_id = _granted(st, authorization, EntryType.TRANSFER_CANCEL, txn, customer, original.amount_fen, 0)
+        if original.status != OperationState.RECORDED and not (auth_id and original.status == OperationState.SETTLED):
             raise errors.NotCancellable()
         Operation.update(status="cancelled").where(Operation.txn == original.txn).execute()
         details = {"ref_seq": original.seq}
-        return Plan(EntryType.TRANSFER_CANCEL, customer, original.amount_fen, details=details, ref_txn=original.txn)
+        return Plan(EntryType.TRANSFER_CANCEL, customer, original.amount_fen, details=details, ref_txn=original.txn,
+                    auth_id=auth_id)
 
     return customer_operation(st, session, auth, txn, request, plan)
 

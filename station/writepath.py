@@ -39,6 +39,8 @@ class Plan:
     cash_fen: int = 0
     details: dict = field(default_factory=dict)
     ref_txn: str | None = None
+    #: The bank's real-time authorization it is recorded under (``station.online.usable_grant``), or None.
+    auth_id: str | None = None
 
 
 def _check_txn_id(txn: str) -> str:
@@ -71,8 +73,8 @@ def _replay(st: Station, txn: str, request: dict) -> Receipt | None:
 
 _INSERT_OPERATION = (
     "INSERT INTO operation (txn, seq, type, request_hash, customer_id, day_id, agent_id, business_date, amount_fen,"
-    " fee_fen, debit_fen, cash_fen, status, ref_txn, details, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " fee_fen, debit_fen, cash_fen, status, ref_txn, details, created_at, auth_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -87,6 +89,8 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: Pl
         body["fee"] = plan.fee_fen
     if plan.ref_txn:
         body["ref_txn"] = plan.ref_txn
+    if plan.auth_id:
+        body["auth"] = plan.auth_id
     entry = append_entry(st, plan.op_type, now, body, txn=txn)
     st.db.execute_sql(
         _INSERT_OPERATION,
@@ -107,6 +111,7 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: Pl
             plan.ref_txn,
             Operation.details.db_value(plan.details),
             Operation.created_at.db_value(now),
+            plan.auth_id,
         ),
     )
     if plan.cash_fen:

@@ -360,7 +360,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     _spec(EntryType.BALANCE_ENQUIRY, {
         "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT,
         "amount": Field(Kind.FEN, doc="0"),
-        "balance": Field(Kind.FEN_OR_NULL, doc="the bank's snapshot"),
+        "balance": Field(Kind.FEN_OR_NULL, doc="as shown: the bank's snapshot less this station's debits since"),
         "offline_available": Field(Kind.FEN),
         "as_of": _optional(Kind.ID, "when the snapshot has a time"),
         "auth": _AUTH,
