@@ -48,7 +48,7 @@ from station.protocol.authorizations import (
     request_payload,
     seal_request,
 )
-from station.protocol.entry_types import LIVE_STATES
+from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import b64url_decode
 from station.sync import USER_AGENT, SyncError, _encryption_key, pending_entries, sync_once, sync_setting
@@ -184,6 +184,23 @@ def grant_of(st: Station, op: Operation) -> BankAuthorization | None:
         return None
     with st.bound():
         return BankAuthorization.get_or_none(BankAuthorization.auth_id == op.auth_id)
+
+
+def transfer_cancel_until(st: Station, op: Operation) -> datetime | None:
+    """Until when the bank said a transfer can be cancelled (its grant's ``execute_after``), or None."""
+    grant = grant_of(st, op) if op.type == EntryType.TRANSFER else None
+    return grant.execute_after if grant is not None else None
+
+
+def transfer_cancellable(st: Station, op: Operation) -> bool:
+    """Whether a cancellation of ``op`` may be tried: a transfer the bank has not received (recorded); or, with
+    the bank to ask, one it settled whose execution time (when the bank named one) has not come."""
+    if op.type != EntryType.TRANSFER:
+        return False
+    if op.status == OperationState.RECORDED:
+        return True
+    until = transfer_cancel_until(st, op)
+    return op.status == OperationState.SETTLED and should_ask_bank(st) and (until is None or until > bank_now(st))
 
 
 # -- balances -----------------------------------------------------------------------------------------------

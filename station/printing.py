@@ -10,15 +10,41 @@ The only queries of printing are in :func:`receipt_sheet` (the agent's and the b
 
 from __future__ import annotations
 
-from datetime import UTC, date
-from functools import partial
+from datetime import UTC, date, datetime
+from functools import lru_cache, partial
+from pathlib import Path
+
+from babel.support import Translations
 
 from station.context import Station, bound_station
-from station.db import Agent, Biller
+from station.db import Agent, Biller, Operation
+from station.errors import REJECTION_REASONS
+from station.online import transfer_cancel_until, transfer_cancellable
 from station.printer import PrintJob, run_job
+from station.protocol.entry_types import EntryType, OperationState
+from station.protocol.times import parse_utc
 from station.protocol.tokens import unverified_payload
 from station.receipt_layout import COPIES, ReceiptSheet, render_busy_hours, render_receipt
 from station.receipts import Receipt, mask_number
+
+TRANSLATIONS = Path(__file__).parent / "translations"
+
+
+@lru_cache(maxsize=1)
+def _chinese() -> Translations:
+    """The station's zh catalogue: the paper prints the UI's own Chinese words (one source for both)."""
+    return Translations.load(str(TRANSLATIONS), ["zh_Hans_CN"])
+
+
+def _rejection(op: Operation | None) -> tuple[str, str] | None:
+    if op is None or op.status != OperationState.REJECTED or not op.outcome_reason:
+        return None
+    words = REJECTION_REASONS.get(op.outcome_reason)
+    return (_chinese().gettext(words), words) if words else (op.outcome_reason, op.outcome_reason)
+
+
+def _local_hhmm(st: Station, moment: datetime | None) -> str | None:
+    return moment.astimezone(st.timezone).strftime("%H:%M") if moment else None
 
 
 def _agent_line(receipt: Receipt) -> str | None:
@@ -39,6 +65,8 @@ def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
     if receipt.type == "bill_payment":
         row = Biller.get_or_none(Biller.code == receipt.details.get("biller"))
         biller = f"{row.name_zh} {row.name_en}" if row else None
+    op = Operation.get_or_none(Operation.seq == receipt.seq)
+    as_of = receipt.details.get("as_of") if receipt.type == EntryType.BALANCE_ENQUIRY else None
     return ReceiptSheet(
         receipt=receipt,
         station_id=st.station_id,
@@ -47,6 +75,11 @@ def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
         biller=biller,
         payee_account=mask_number(receipt.details.get("payee_account")) if receipt.type == "transfer" else None,
         duplicate=duplicate,
+        rejection=_rejection(op),
+        cancellable=op is not None and transfer_cancellable(st, op),
+        cancel_until=_local_hhmm(st, transfer_cancel_until(st, op)) if op is not None else None,
+        balance_as_of=_local_hhmm(st, parse_utc(as_of)) if as_of else None,
+        balance_live=bool(op is not None and op.auth_id),
     )
 
 

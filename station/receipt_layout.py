@@ -65,7 +65,10 @@ class ReceiptSheet:
 
     ``local_time``: when it was recorded, in the station's time zone. ``agent``: "A01 田师傅 Tian" (or the bare
     id of an agent the station no longer knows). ``biller``: a bill payment's biller as printed. ``payee_account``:
-    a transfer's payee account, masked. ``duplicate``: a reprint, marked 重印 DUPLICATE.
+    a transfer's payee account, masked. ``duplicate``: a reprint, marked 重印 DUPLICATE. ``rejection``: why the
+    bank rejected it, (Chinese, English). ``cancellable``: a transfer that can still be cancelled, ``cancel_until``
+    until when (local "HH:MM", the bank's execution time; None: until the bank sends it). ``balance_as_of``: a
+    balance enquiry's snapshot time (local "HH:MM"), ``balance_live`` when the bank answered it live.
     """
 
     receipt: Receipt
@@ -75,6 +78,11 @@ class ReceiptSheet:
     biller: str | None = None
     payee_account: str | None = None
     duplicate: bool = False
+    rejection: tuple[str, str] | None = None
+    cancellable: bool = False
+    cancel_until: str | None = None
+    balance_as_of: str | None = None
+    balance_live: bool = False
 
 
 # -- text -------------------------------------------------------------------------------------------------
@@ -121,11 +129,23 @@ def _yuan(fen: int) -> str:
 
 
 # -- the receipt ------------------------------------------------------------------------------------------
-def _status_label(receipt: Receipt) -> tuple[str, str]:
+def _status_label(sheet: ReceiptSheet) -> tuple[str, str]:
+    receipt = sheet.receipt
     if receipt.type == EntryType.TRANSFER and receipt.status == OperationState.RECORDED:
         return _TRANSFER_WAITING
     label = STATE_LABELS.get(receipt.status)
-    return label.printed if label else (receipt.status, receipt.status)
+    zh, en = label.printed if label else (receipt.status, receipt.status)
+    if receipt.status == OperationState.REJECTED and sheet.rejection:
+        zh, en = f"{zh}：{sheet.rejection[0]}", f"{en}: {sheet.rejection[1]}"
+    return zh, en
+
+
+def _cancel_lines(sheet: ReceiptSheet) -> list[str]:
+    if not sheet.cancellable:
+        return []
+    if sheet.cancel_until:
+        return [f"  {sheet.cancel_until} 前可撤销", f"  Cancellable until {sheet.cancel_until}"]
+    return ["  银行执行前可撤销", "  Cancellable until the bank sends it"]
 
 
 def _detail_lines(sheet: ReceiptSheet) -> list[str]:
@@ -149,13 +169,18 @@ def _detail_lines(sheet: ReceiptSheet) -> list[str]:
     return lines
 
 
-def _money_lines(receipt: Receipt) -> list[str]:
+def _money_lines(sheet: ReceiptSheet) -> list[str]:
+    receipt = sheet.receipt
     if receipt.type == "feedback":
         return []
     if receipt.type == "balance_enquiry":
         lines = []
         if receipt.details.get("balance") is not None:
             lines += _field("余额 Balance", _yuan(receipt.details["balance"]))
+            if sheet.balance_as_of and sheet.balance_live:
+                lines += _field("银行实时 Live, 截至", sheet.balance_as_of)
+            elif sheet.balance_as_of:
+                lines += _field("截至 As of", sheet.balance_as_of)
         lines += _field("离线可用 Offline avail.", _yuan(receipt.details.get("offline_available", 0)))
         return lines
     return [
@@ -168,7 +193,7 @@ def _money_lines(receipt: Receipt) -> list[str]:
 def receipt_lines(sheet: ReceiptSheet) -> list[str]:
     """The text lines of a receipt between its header and its transaction id, as printed in font A."""
     receipt = sheet.receipt
-    zh_status, en_status = _status_label(receipt)
+    zh_status, en_status = _status_label(sheet)
     lines = ["-" * LINE_COLUMNS, *_field("服务点 Station", sheet.station_id)]
     if sheet.agent:
         lines += _field("代理人 Agent", sheet.agent)
@@ -177,9 +202,10 @@ def receipt_lines(sheet: ReceiptSheet) -> list[str]:
     lines += _field("业务 Type", " ".join(printed) if printed else receipt.type)
     if receipt.account_masked:
         lines += _field("账户 Account", receipt.account_masked)
-    lines += _money_lines(receipt)
+    lines += _money_lines(sheet)
     lines += _detail_lines(sheet)
-    lines += ["状态 Status:", f"  {zh_status}", *("  " + part for part in wrap(en_status, LINE_COLUMNS - 2))]
+    lines += ["状态 Status:", *("  " + part for part in wrap(zh_status, LINE_COLUMNS - 2)),
+              *("  " + part for part in wrap(en_status, LINE_COLUMNS - 2)), *_cancel_lines(sheet)]
     lines += _field("流水号 Seq", str(receipt.seq))
     return lines
 

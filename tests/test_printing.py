@@ -106,7 +106,7 @@ def test_receipt_is_gb18030_in_chinese_mode_with_raster_qr_and_a_cut_per_copy(du
     output = printing.print_receipt(dummy, withdrawal).output
 
     for text in ("助农服务点回单", "客户联 CUSTOMER COPY", "留存联 AGENT COPY", "取款 Withdrawal", "伍佰元整",
-                 "金额 Amount: 500.00 元", "已记录，待银行确认", "代理人 Agent: A01 田师傅 Tian",
+                 "金额 Amount: 500.00 元", "已离线记录，等待银行处理", "代理人 Agent: A01 田师傅 Tian",
                  "服务点 Station: ST-0001", "账户 Account: " + withdrawal.account_masked):
         assert in_chinese_mode(output, gb(text)), text
     # 07:40 in Beijing: the receipt shows local time, not the UTC the journal keeps.

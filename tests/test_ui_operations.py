@@ -226,7 +226,7 @@ def test_transfer_through_the_warning_then_cancelled(agent_client):
     txn = txn_of(agent_client.get("/op/transfer/pin").get_data(as_text=True))
     receipt_url = agent_client.post("/op/transfer/pin", data={"pin": CUSTOMER_PIN, "txn": txn}).location
     page = agent_client.get(receipt_url).get_data(as_text=True)
-    assert "转账正在等待银行处理，现在还可以撤销。" in page and 'id="cancel-transfer"' in page
+    assert "银行执行前可以撤销" in page and 'id="cancel-transfer"' in page
     seq = int(receipt_url.rsplit("/", 1)[1])
     page = agent_client.post(f"/receipts/{seq}/cancel", data={"pin": "999999", "txn": receipts.new_txn_id()})
     assert error_of(page.get_data(as_text=True)) == "密码错误，还可以再试 2 次。"

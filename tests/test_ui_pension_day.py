@@ -94,7 +94,7 @@ def test_pension_day(ui_client, station, clock, printed):
     client.post("/op/transfer/confirm")
     txn = txn_of(client.get("/op/transfer/pin").get_data(as_text=True))
     receipt = client.post("/op/transfer/pin", data={"pin": CUSTOMER_PIN, "txn": txn}).location
-    assert "转账正在等待银行处理" in client.get(receipt).get_data(as_text=True)
+    assert "银行执行前可以撤销" in client.get(receipt).get_data(as_text=True)
 
     # Three electricity bills paid in cash; a reprint is marked duplicate.
     for reference, amount in (("3300000001", "86.40"), ("3300000002", "120"), ("3300000003", "45.50")):
@@ -107,7 +107,7 @@ def test_pension_day(ui_client, station, clock, printed):
 
     # The bank settles the son's transfer: the receipts screen shows it.
     Operation.update(status="settled").where(Operation.seq == seq).execute()
-    assert "银行已处理完成" in client.get("/receipts/").get_data(as_text=True)
+    assert "银行已确认" in client.get("/receipts/").get_data(as_text=True)
 
     # 17:30 day close: the count is 10 yuan short; the variance is recorded and signed.
     expected = business_day.drawer_cash(station)

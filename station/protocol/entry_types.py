@@ -74,8 +74,8 @@ class StateLabel:
 #: One label per operation state, for the receipt screens and the paper receipt.
 STATE_LABELS = MappingProxyType({
     OperationState.RECORDED: StateLabel(N_("Recorded offline, waiting for the bank"),
-                                        ("已记录，待银行确认", "Recorded offline, waiting for the bank")),
-    OperationState.SETTLED: StateLabel(N_("Settled by the bank"), ("已入账", "Settled by the bank")),
+                                        ("已离线记录，等待银行处理", "Recorded offline, waiting for the bank")),
+    OperationState.SETTLED: StateLabel(N_("Settled by the bank"), ("银行已确认", "Settled by the bank")),
     OperationState.REJECTED: StateLabel(N_("Rejected by the bank"), ("银行已拒绝", "Rejected by the bank")),
     OperationState.CANCELLED: StateLabel(N_("Cancelled"), ("已撤销", "Cancelled")),
     OperationState.REVERSED: StateLabel(N_("Reversed"), ("已冲正", "Reversed")),

@@ -4,6 +4,15 @@ The operation being keyed in is ``session["op"]``: only ids and typed values, ne
 number. A step whose data is missing sends the person back to it, so no step can be skipped. Changing a typed
 value drops the confirmation and the transaction UUID, so the next confirm screen issues a fresh one; the
 PIN form carries that UUID, and a second tap on it replays the first receipt (the core is idempotent).
+
+Online (``station.online``): the bank is asked before the customer types a PIN, with the operation's txn (the
+authorization is bound to it): a withdrawal when its amount is submitted, a transfer when its confirm screen is
+(after the fraud warning), a balance enquiry and a bill paid from the account when the customer is identified.
+``op["bank"]`` says how it went: ``granted`` (``op["auth_id"]``, the grant's id: the cookie holds only ids),
+``no_answer`` (the bank did not answer in time: the offline rules run now, and the screens say so before the
+PIN) or ``offline`` (the link is known down: not asked). A refusal shows on the same screen and nothing goes on.
+Changing a typed value drops the authorization with the confirmations. After recording, the outbox is pushed at
+once (``station.online.push_now``) when the bank was asked or should be.
 """
 
 from __future__ import annotations
@@ -11,10 +20,11 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 
-from station import agents, errors, operations, receipts
+from station import agents, errors, limits, online, operations, receipts
 from station.db import Biller, Customer, Payee
 from station.device_state import refuse_new_operations
 from station.errors import StationError
+from station.link import should_ask_bank
 from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, parse_amount
 from station.ui.common import NoOperationInProgress, current_agent, login_required, station, translate_error
@@ -43,8 +53,15 @@ STEP_KEYS = {
     "warning": "warning_done",
     "confirm": "confirmed",
 }
-#: Typed values each step's change invalidates (later confirmations and the transaction UUID).
-CONFIRMATIONS = ("warning_done", "fraud_ok", "confirmed", "txn")
+#: Typed values each step's change invalidates (later confirmations, the transaction UUID, the bank's answer).
+CONFIRMATIONS = ("warning_done", "fraud_ok", "confirmed", "txn", "bank", "auth_id")
+#: Kinds the bank is asked about (``station.protocol.authorizations.KINDS``) and the step whose submission asks.
+ASKED_AT = {
+    EntryType.WITHDRAWAL: "amount",
+    EntryType.TRANSFER: "confirm",
+    EntryType.BALANCE_ENQUIRY: "customer",
+    EntryType.BILL_PAYMENT: "customer",  # only when paid from the account: the customer is identified last
+}
 
 
 def flow_steps(op: dict) -> tuple[str, ...]:
@@ -167,10 +184,15 @@ def customer_step(op: dict):
     if request.method == "POST":
         try:
             customer = agents.identify_customer(station(), number, id_kind)
+            save(op, customer_id=customer.id)
+            if ASKED_AT.get(op["kind"]) == "customer" and (op["kind"] == EntryType.BALANCE_ENQUIRY
+                                                           or op.get("funding") == "account"):
+                ask_bank(op)
         except StationError as err:
+            op.pop("customer_id", None)
+            session["op"] = op
             error = translate_error(err)
         else:
-            save(op, customer_id=customer.id)
             return go_next(op)
     return render_step("op_customer.html", op, number=number, id_kind=id_kind, error=error)
 
@@ -186,18 +208,23 @@ def amount_step(op: dict):
                 # Every check but the PIN (limits, the drawer): a refusal here spares the customer typing a PIN.
                 # The core checks again when it records. A transfer's come at the confirmation, after the fraud
                 # warning: a scam's amount should meet the warning, not a limit that only sends it elsewhere.
-                operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount)
+                asking = op["kind"] == EntryType.WITHDRAWAL and should_ask_bank(station())
+                operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount,
+                                        ask_bank=asking)
             else:
                 parsed_amount(amount)
+            save(op, amount=amount.strip())
+            if ASKED_AT.get(op["kind"]) == "amount":
+                ask_bank(op)
         except StationError as err:
+            forget_amount(op)
             error = translate_error(err)
         else:
-            save(op, amount=amount.strip())
             return go_next(op)
     quick = QUICK_WITHDRAWALS if op["kind"] == "withdrawal" else ()
     choices = [str(d // 100) for d in biller.denominations] if biller and biller.denominations else ()
     return render_step("op_amount.html", op, amount=amount, quick=quick, choices=choices, biller=biller,
-                       error=error)
+                       error=error, usable=usable_limits(op))
 
 
 def payee_step(op: dict):
@@ -280,8 +307,20 @@ def confirm_step(op: dict):
                            biller=Biller.get_by_id(op["biller"]))
         if op["kind"] in ("withdrawal", "deposit", "transfer"):
             try:
-                operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], op["amount"])
+                asking = op["kind"] == EntryType.TRANSFER and should_ask_bank(station())
+                operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], op["amount"],
+                                        ask_bank=asking or op.get("bank") == "granted")
+                if ASKED_AT.get(op["kind"]) == "confirm":
+                    op.setdefault("txn", request.form.get("txn") or receipts.new_txn_id())
+                    ask_bank(op)
             except StationError as err:
+                if op["kind"] == EntryType.TRANSFER:
+                    # A refusal spends the txn: another try is another request (the bank refuses a txn reused
+                    # with other fields).
+                    for key in ("txn", "bank", "auth_id"):
+                        op.pop(key, None)
+                    op["txn"] = receipts.new_txn_id()
+                    session["op"] = op
                 return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=None,
                                    error=translate_error(err))
         op["confirmed"] = True
@@ -292,6 +331,67 @@ def confirm_step(op: dict):
     biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == EntryType.BILL_PAYMENT else None
     return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller)
 
+
+
+# -- the bank -------------------------------------------------------------------------------------------------
+def ask_bank(op: dict) -> None:
+    """Ask the bank about the operation now (its txn is made first: the answer is bound to it) and note how it
+    went in ``op["bank"]``; a refusal is raised (``BankRefused``). With no answer the offline checks run here, so
+    a refusal by them also shows before the PIN."""
+    st = station()
+    op.setdefault("txn", receipts.new_txn_id())
+    op.pop("auth_id", None)
+    session["op"] = op
+    if not should_ask_bank(st):
+        op["bank"] = "offline"
+        session["op"] = op
+        return
+    grant = online.authorize(st, op["kind"], **bank_request(op))
+    if grant is None:
+        op["bank"] = "no_answer"
+        session["op"] = op
+        if op["kind"] in (EntryType.WITHDRAWAL, EntryType.TRANSFER):
+            operations.check_amount(st, current_agent(), customer_of(op), op["kind"], op["amount"])
+        return
+    op.update(bank="granted", auth_id=grant.auth_id)
+    session["op"] = op
+
+
+def bank_request(op: dict) -> dict:
+    """The fields of the operation's authorization request (the operation's own, and its fee from the policy)."""
+    kind = op["kind"]
+    request = {"txn": op["txn"], "agent": current_agent().agent_id, "account": customer_of(op).account_id,
+               "amount": 0, "fee": 0}
+    if kind != EntryType.BALANCE_ENQUIRY:
+        request.update(amount=parsed_amount(op["amount"]), fee=operations.quote_fee(station(), kind))
+    if kind == EntryType.TRANSFER:
+        request["payee_account"] = op["payee_account"]
+    elif kind == EntryType.BILL_PAYMENT:
+        request["biller"] = op["biller"]
+    return request
+
+
+def forget_amount(op: dict) -> None:
+    """A refused amount is not kept (nor its txn or the bank's answer): the step is to be done again."""
+    if op.get("kind") in (EntryType.WITHDRAWAL, EntryType.DEPOSIT, EntryType.TRANSFER, EntryType.BILL_PAYMENT):
+        for key in ("amount", *CONFIRMATIONS):
+            op.pop(key, None)
+        session["op"] = op
+
+
+def usable_limits(op: dict) -> dict | None:
+    """What the customer can use, shown on the amount screen before the PIN: online the bank's limits (per
+    transaction and what is left today), offline the offline allowance left. None without a customer."""
+    customer = customer_of(op)
+    kind = op["kind"]
+    if customer is None or kind not in (EntryType.WITHDRAWAL, EntryType.TRANSFER):
+        return None
+    st = station()
+    policy_limits = st.policy["limits"][kind]
+    left_today = max(policy_limits["daily"] - limits.used_today(st, customer, kind), 0)
+    if should_ask_bank(st):
+        return {"online": True, "per_txn": policy_limits["per_txn"], "left_today": left_today}
+    return {"online": False, "offline_left": limits.offline_available(st, customer), "left_today": left_today}
 
 
 def pin_step(op: dict):
@@ -313,23 +413,27 @@ def execute(op: dict, auth, txn: str, template: str, **context):
     st = station()
     agent = current_agent()
     kind = op["kind"]
+    # The bank's grant, by its id, for the txn it was given for (a grant for another txn is never used).
+    grant = op.get("auth_id") if txn == op.get("txn") else None
     try:
         if kind == "withdrawal":
-            receipt = operations.withdraw_cash(st, agent, auth, op["amount"], txn)
+            receipt = operations.withdraw_cash(st, agent, auth, op["amount"], txn, authorization=grant)
         elif kind == "deposit":
             receipt = operations.deposit_cash(st, agent, auth, op["amount"], txn)
         elif kind == "transfer":
             receipt = operations.transfer(st, agent, auth, op["payee_account"], op["payee_name"], op["amount"], txn,
-                                          fraud_warning_confirmed=bool(op.get("fraud_ok")))
+                                          fraud_warning_confirmed=bool(op.get("fraud_ok")), authorization=grant)
         elif kind == EntryType.BILL_PAYMENT:
             receipt = operations.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
-                                          funding=op.get("funding", "cash"))
+                                          funding=op.get("funding", "cash"), authorization=grant)
         else:
-            receipt = operations.balance_enquiry(st, agent, auth, txn).receipt
+            receipt = operations.balance_enquiry(st, agent, auth, txn, authorization=grant).receipt
     except StationError as err:
         return render_step(template, op, error=translate_error(err), **context)
     # Keep the finished operation's UUID: a second tap on the same form lands on the same receipt.
     session["op"] = {"kind": kind, "txn": txn, "done_seq": receipt.seq}
+    if grant or should_ask_bank(st):
+        online.push_now(st)
     return redirect(url_for("receipts.show", seq=receipt.seq))
 
 

@@ -1,4 +1,10 @@
-"""Receipts: one receipt with its QR, today's list, print and reprint, supervisor reversal, transfer cancel."""
+"""Receipts: one receipt with its QR, today's list, print and reprint, supervisor reversal, transfer cancel.
+
+A receipt says where the operation stands with the bank: settled ("confirmed by the bank") once its signed ack
+arrived, rejected with the reason in words, otherwise recorded offline and waiting. A transfer says until when it
+can be cancelled (the bank's ``execute_after`` from its grant, in local time; otherwise "until the bank sends it");
+a cancellation asks the bank in real time after the customer's PIN, and its refusal shows at once.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext
 from markupsafe import Markup
 
-from station import agents, operations, printing, receipts
+from station import agents, online, operations, printing, receipts
 from station.db import Agent, JournalEntry, Operation, PrintedReceipt
-from station.errors import N_, StationError
+from station.errors import N_, REJECTION_REASONS, StationError
+from station.link import should_ask_bank
 from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, OperationState
+from station.protocol.times import parse_utc
 from station.protocol.tokens import unverified_payload
-from station.ui.common import current_agent, login_required, station, translate_error
+from station.ui.common import current_agent, local_time, login_required, station, translate_error
 
 bp = Blueprint("receipts", __name__, url_prefix="/receipts")
 
@@ -73,11 +81,29 @@ def index():
     return render_template("receipts.html", operations=today_operations(), types=TYPE_LABELS, statuses=STATUS_LABELS)
 
 
+def rejection_words(op: Operation | None) -> str | None:
+    """Why the bank rejected ``op``, in the person's language (the bank's code when it has no words here)."""
+    if op is None or op.status != OperationState.REJECTED or not op.outcome_reason:
+        return None
+    words = REJECTION_REASONS.get(op.outcome_reason)
+    return gettext(words) if words else op.outcome_reason
+
+
+def balance_shown(receipt: receipts.Receipt, op: Operation | None) -> dict | None:
+    """A balance enquiry's figures as its receipt shows them: live (the bank answered) or as of the snapshot."""
+    if receipt.type != EntryType.BALANCE_ENQUIRY:
+        return None
+    as_of = receipt.details.get("as_of")
+    return {"live": bool(op is not None and op.auth_id),
+            "as_of": local_time(parse_utc(as_of), "HH:mm") if as_of else None}
+
+
 def _show(seq: int, error: str | None = None, status: int = 200):
     receipt = receipt_at(seq)
     if receipt is None:
         abort(404)
     op = Operation.get_or_none(Operation.seq == seq)
+    until = online.transfer_cancel_until(station(), op) if op is not None else None
     return render_template(
         "receipt.html",
         receipt=receipt,
@@ -88,7 +114,10 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         statuses=STATUS_LABELS,
         printed=PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None,
         reversible=op is not None and operations.may_reverse(station(), op),
-        cancellable=op is not None and op.type == EntryType.TRANSFER and op.status == OperationState.RECORDED,
+        cancellable=op is not None and online.transfer_cancellable(station(), op),
+        cancel_until=local_time(until, "HH:mm") if until else None,
+        rejection=rejection_words(op),
+        balance=balance_shown(receipt, op),
         error=error,
     ), status
 
@@ -160,9 +189,17 @@ def cancel_transfer(seq):
         agent = current_agent()
         try:
             auth = agents.authenticate_customer(st, agent, op.customer, request.form.get("pin", ""))
-            receipt = operations.cancel_transfer(st, agent, auth, op.txn, txn)
+            # The bank first (after the PIN: a cancellation is the customer's decision): its refusal (already
+            # sent) shows here at once; no answer leaves it to the offline rules and the bank's ack.
+            grant = online.authorize(st, EntryType.TRANSFER_CANCEL, txn=txn, agent=agent.agent_id,
+                                     account=op.customer.account_id, amount=op.amount_fen, fee=0, ref_txn=op.txn)
+            receipt = operations.cancel_transfer(st, agent, auth, op.txn, txn, authorization=grant)
         except StationError as err:
             error = translate_error(err)
+            # A refused txn is spent: another try is another request.
+            txn = receipts.new_txn_id()
         else:
+            if grant is not None or should_ask_bank(st):
+                online.push_now(st)
             return redirect(url_for("receipts.show", seq=receipt.seq))
     return render_template("cancel_transfer.html", op=op, txn=txn, error=error)
