@@ -22,9 +22,11 @@ from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.pins import PIN_RE, make_pin_verifier
 from station.protocol.times import parse_utc, utc_text
+from sync_server.authorize import cancellation_pending
 from sync_server.book import Book, station_account
 from sync_server.db import (
     Account,
+    Authorization,
     Biller,
     BlockedPayee,
     Customer,
@@ -38,6 +40,7 @@ from sync_server.db import (
     Station,
     Transfer,
     db_proxy,
+    is_postgres,
 )
 from sync_server.lifecycle import (
     MAX_NAME_CHARS,
@@ -182,7 +185,8 @@ def replace_station(station_id: str, by: str = "") -> str:
 
 
 def revoke_station(station_id: str, *, reason: str = "not given", by: str = "unknown") -> None:
-    """Refuse the station's uploads from now on and release the allowances held for it (a ``revoked`` event).
+    """Refuse the station's uploads from now on and release the allowances and real-time authorizations held for
+    it (a ``revoked`` event).
 
     Its keys stay published (``GET /api/v1/stations/ID/jwks``) so its receipts keep verifying, and its journal can
     still be imported from the device or a backup (``journal_import``). ``sync-server station revoke`` requires
@@ -200,6 +204,10 @@ def revoke_station(station_id: str, *, reason: str = "not given", by: str = "unk
             raise AdminError(f"Station {station_id} was already revoked at {station.revoked_at}.")
         Station.update(status="revoked", revoked_at=utc_text(now)).where(Station.station_id == station_id).execute()
         Hold.update(amount_fen=0).where(Hold.station_id == station_id).execute()
+        # Its live real-time authorizations are released too: an entry naming one settles only as an expired
+        # grant would (from what the customer has available then).
+        Authorization.update(status="expired").where(
+            (Authorization.station_id == station_id) & (Authorization.status == "active")).execute()
         record_event(station_id, "revoked", by, reason,
                      {"status_before": station.status, "acked_seq": station.acked_seq}, now=now)
 
@@ -375,7 +383,10 @@ def execute_due_transfers(now: datetime | None = None) -> int:
     """Execute pending transfers whose delay has passed: clearing -> payee (a customer here, else external).
 
     A transfer whose payee was blocked during the delay stays pending (the delay exists to stop such transfers):
-    the customer may still cancel it, and an operator decides.
+    the customer may still cancel it, and an operator decides. So does a transfer the bank has granted a
+    cancellation of in real time while that grant is live (``authorize.cancellation_pending``): its cancellation
+    entry is on its way. Each transfer is claimed under its row lock (PostgreSQL), which a cancellation grant
+    takes too, so a grant and the execution never both happen.
     """
     now = now or datetime.now(UTC)
     now_text = utc_text(now)
@@ -389,11 +400,16 @@ def execute_due_transfers(now: datetime | None = None) -> int:
     due = [transfer for transfer in candidates if parse_utc(transfer.execute_after) <= now]
     for transfer in due:
         with db_proxy.atomic():
-            claimed = Transfer.update(status="executed", executed_at=now_text).where(
+            row = Transfer.select().where(
                 (Transfer.station_id == transfer.station_id) & (Transfer.seq == transfer.seq)
-                & (Transfer.status == "pending") & Transfer.payee_account.not_in(blocked)).execute()
-            if claimed != 1:
+                & (Transfer.status == "pending") & Transfer.payee_account.not_in(blocked))
+            if is_postgres():
+                row = row.for_update()
+            # Read after the row lock: a cancellation granted meanwhile is seen (and one granted later waits).
+            if not row.exists() or cancellation_pending(transfer.station_id, transfer.txn, now_text):
                 continue
+            Transfer.update(status="executed", executed_at=now_text).where(
+                (Transfer.station_id == transfer.station_id) & (Transfer.seq == transfer.seq)).execute()
             clearing, _ = station_account("transfer_clearing", transfer.station_id)
             internal = Customer.get_or_none(Customer.account_id == transfer.payee_account)
             if internal is not None:

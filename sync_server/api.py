@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, jsonify, request
 
-from station.protocol import heads
+from station.protocol import authorizations, heads
 from station.protocol.times import utc_text
 from station.protocol.tokens import verification_jwk
 from sync_server import service
+from sync_server.authorize import authorize
 from sync_server.db import Station, StationTail, db_proxy, schema_version
 from sync_server.lifecycle import station_keys
 from sync_server.openapi import openapi_document
@@ -57,6 +58,15 @@ def post_batch(station_id):
     """Ingest one sealed batch (``application/vnd.station-kit.batch``); answer with the signed ack."""
     body = request.get_data(cache=False)
     return jsonify(service.ingest(_keys(), station_id, request.headers, body))
+
+
+@bp.post("/stations/<station_id>/authorizations")
+def post_authorization(station_id):
+    """Answer a sealed real-time authorization request (``application/vnd.station-kit.authorization``) with the
+    bank's signed decision, sealed to the station (docs/protocol.md, "Real-time authorization")."""
+    body = request.get_data(cache=False)
+    answer = authorize(_keys(), station_id, request.headers, body)
+    return current_app.response_class(answer.body, mimetype=authorizations.CONTENT_TYPE)
 
 
 @bp.get("/stations/<station_id>/head")

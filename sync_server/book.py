@@ -1,5 +1,9 @@
 """The book: the central ledger's accounts and holds, as one batch reads and changes them.
 
+A customer's money is held two ways: each station's offline allowance (``Hold``, one row per station and customer)
+and each live real-time authorization (``Authorization`` with ``status`` active and ``expires_at`` after the book's
+``now``; an expired one holds nothing, whatever its status still says). ``held`` and ``available`` count both.
+
 Amounts of postings are debit-positive; a balance is stored on the account's normal side. Invariants and where
 they are enforced:
 - the legs of one entry sum to zero: ``Book.post`` refuses otherwise, before anything is written (and on
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from peewee import BigIntegerField, IntegerField, fn
 
-from sync_server.db import DEBIT_NORMAL, Account, Customer, Hold, Posting, db_proxy, is_postgres
+from sync_server.db import DEBIT_NORMAL, Account, Authorization, Customer, Hold, Posting, db_proxy, is_postgres
 
 
 class LedgerError(RuntimeError):
@@ -55,6 +59,11 @@ class Book:
         self.holds: dict[tuple[str, str], int] = {}
         for hold in Hold.select().where(Hold.account_id.in_(sorted(customer_ids))):
             self.holds[(hold.station_id, hold.account_id)] = hold.amount_fen
+        #: auth_id -> (account, fen) of every live authorization hold on these customers, at any station.
+        self.authorizations: dict[str, tuple[str, int]] = {
+            auth_id: (account_id, amount) for auth_id, account_id, amount in live_authorizations(
+                now, Authorization.account_id.in_(sorted(customer_ids))).select(
+                Authorization.auth_id, Authorization.account_id, Authorization.hold_fen).tuples()}
         self.changed_accounts: set[str] = set()
         self.changed_holds: set[tuple[str, str]] = set()
 
@@ -64,8 +73,13 @@ class Book:
         return self.accounts[account_id].balance_fen
 
     def held(self, account_id: str) -> int:
-        """All holds on a customer's account, at every station."""
-        return sum(amount for (_, acct), amount in self.holds.items() if acct == account_id)
+        """All holds on a customer's account: every station's offline allowance and every live authorization."""
+        return (sum(amount for (_, acct), amount in self.holds.items() if acct == account_id)
+                + self.authorized(account_id))
+
+    def authorized(self, account_id: str) -> int:
+        """What the live real-time authorizations hold of a customer's account, at every station."""
+        return sum(amount for acct, amount in self.authorizations.values() if acct == account_id)
 
     def available(self, account_id: str) -> int:
         """Balance minus every hold: what may still be spent online or newly held."""
@@ -89,6 +103,16 @@ class Book:
         if account_id not in self.accounts:
             query = Account.select().where(Account.account_id == account_id)
             self.accounts[account_id] = (query.for_update() if is_postgres() else query).get()
+
+    def add_authorization(self, auth_id: str, account_id: str, amount: int) -> None:
+        """A new live authorization hold (the caller writes its row)."""
+        if amount < 0:
+            raise LedgerError("a hold is never negative")
+        self.authorizations[auth_id] = (account_id, amount)
+
+    def release_authorization(self, auth_id: str) -> None:
+        """An authorization consumed by its entry holds nothing any more (the caller writes its row)."""
+        self.authorizations.pop(auth_id, None)
 
     def set_hold(self, account_id: str, amount: int) -> None:
         """Set this station's hold on a customer (written by ``flush``)."""
@@ -124,6 +148,22 @@ class Book:
                                       update={Hold.amount_fen: amount, Hold.updated_at: self.now}).execute()
         self.changed_accounts.clear()
         self.changed_holds.clear()
+
+
+def live_authorizations(now: str, where=None):
+    """The authorizations that hold money at ``now`` (UTC text): active and not expired, with a hold."""
+    query = Authorization.select().where((Authorization.status == "active") & (Authorization.expires_at > now)
+                                         & (Authorization.hold_fen > 0))
+    return query.where(where) if where is not None else query
+
+
+def expire_authorizations(station_id: str, now: str) -> int:
+    """Mark the station's authorizations whose time (``now``, UTC text) has passed ``expired``; how many. They held
+    nothing already (every reader counts only ``live_authorizations``): the sweep keeps the status true. Call it
+    holding the station's row lock, as every writer of a station's authorizations does."""
+    return Authorization.update(status="expired").where(
+        (Authorization.station_id == station_id) & (Authorization.status == "active")
+        & (Authorization.expires_at <= now)).execute()
 
 
 def insert_new_rows(model, rows: list[dict]) -> int:

@@ -12,7 +12,8 @@ gone wrong, a bug.
   normal side (postings are debit-positive; ``DEBIT_NORMAL`` accounts grow with debits, the others with credits),
   and no posting names an account that does not exist;
 - ``holds_within_balance``: no hold is negative, holds are on customer accounts, and a customer's holds at every
-  station together do not exceed the balance;
+  station and live real-time authorizations (active and not expired: ``book.live_authorizations``) together do
+  not exceed the balance;
 - ``customer_balance_not_negative``: no customer's balance is below zero.
 """
 
@@ -20,10 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from peewee import JOIN, Case, fn
+from peewee import JOIN, Case, Select, fn
 
-from sync_server.db import DEBIT_NORMAL, Account, Hold, Posting
+from station.protocol.times import utc_text
+from sync_server.book import live_authorizations
+from sync_server.db import DEBIT_NORMAL, Account, Authorization, Hold, Posting, db_proxy
 
 
 @dataclass(frozen=True)
@@ -82,17 +86,23 @@ def balance_matches_postings() -> list[CheckFailure]:
     return _in_order(failures)
 
 
-def holds_within_balance() -> list[CheckFailure]:
-    """Negative holds, holds on accounts that are not customers', and customers held beyond their balance."""
+def holds_within_balance(now: datetime | None = None) -> list[CheckFailure]:
+    """Negative holds, holds on accounts that are not customers', and customers held beyond their balance by their
+    offline holds and the authorizations live at ``now`` (default: the current time)."""
     negative = Hold.select(Hold.account_id, Hold.station_id, Hold.amount_fen).where(Hold.amount_fen < 0)
     failures = [CheckFailure("holds_within_balance", f"hold of {amount} fen at {station_id} is negative",
                              account_id=account_id, station_id=station_id, expected_fen=0, actual_fen=amount)
                 for account_id, station_id, amount in negative.tuples()]
-    held = fn.SUM(Hold.amount_fen).cast("BIGINT")
-    query = (Hold.select(Hold.account_id, held, Account.kind, Account.balance_fen)
-             .join(Account, JOIN.LEFT_OUTER, on=(Hold.account_id == Account.account_id))
-             .group_by(Hold.account_id, Account.kind, Account.balance_fen)
-             .having(Account.kind.is_null() | (Account.kind != "customer") | (held > Account.balance_fen)))
+    live = live_authorizations(utc_text(now or datetime.now(UTC)))
+    holds = (Hold.select(Hold.account_id, Hold.amount_fen.alias("amount_fen"))
+             .union_all(live.select(Authorization.account_id, Authorization.hold_fen.alias("amount_fen")))
+             .alias("holds"))
+    held = fn.SUM(holds.c.amount_fen).cast("BIGINT")
+    query = (Select([holds], [holds.c.account_id, held, Account.kind, Account.balance_fen])
+             .join(Account, JOIN.LEFT_OUTER, on=(holds.c.account_id == Account.account_id))
+             .group_by(holds.c.account_id, Account.kind, Account.balance_fen)
+             .having(Account.kind.is_null() | (Account.kind != "customer") | (held > Account.balance_fen))
+             .bind(db_proxy))
     for account_id, total, kind, balance in query.tuples():
         if kind == "customer":
             failures.append(CheckFailure("holds_within_balance",

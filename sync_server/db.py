@@ -7,6 +7,8 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - ``posting``, ``entry`` (``_migration_2``) and ``recon_item`` (``_migration_3``) are append-only: triggers
   refuse UPDATE and DELETE;
 - a customer operation's txn is recorded once bank-wide (the primary key of ``seen_txn``).
+- a station's txn has at most one authorization grant (a unique index over ``authorization`` rows that are not
+  refusals), and each of its request nonces is taken once (the primary key of ``authorization_nonce``).
 That the postings of one entry sum to zero is enforced in code (``sync_server.book``) before any write, and on
 PostgreSQL also by a constraint trigger deferred to COMMIT (``POSTGRES_LEDGER_TRIGGERS``). ``sync_server.checks``
 verifies all of these, and that stored balances and holds agree with the postings, on a live database.
@@ -396,9 +398,64 @@ class BillerLine(BaseModel):
         indexes = ((("biller", "value_date"), False),)
 
 
+AUTHORIZATION_STATUSES = ("active", "used", "expired", "refused")
+
+
+class Authorization(BaseModel):
+    """The bank's real-time answer to a station's request (``sync_server.authorize``): a grant or a refusal.
+
+    A granted debit holds ``hold_fen`` (amount + fee; 0 for a balance enquiry or a transfer cancellation) of the
+    customer's balance while it is live: ``status`` ``active`` and ``expires_at`` after now (UTC text, which sorts
+    in time order). The entry that names ``auth_id`` consumes it (``used``, ``used_seq``); unused, it becomes
+    ``expired``. A refusal (``refused``, ``reason``) holds nothing and is kept for the bank's audit. One grant per
+    ``(station_id, txn)`` (a unique index over the rows that are not refusals: a refused txn may be asked again).
+    """
+
+    auth_id = CharField(primary_key=True)
+    station_id = CharField()
+    txn = CharField()
+    kind = CharField()
+    account_id = CharField()
+    amount_fen = BigIntegerField(constraints=[Check("amount_fen >= 0")])
+    fee_fen = BigIntegerField(constraints=[Check("fee_fen >= 0")])
+    hold_fen = BigIntegerField(constraints=[Check("hold_fen >= 0")])
+    payee_account = CharField(null=True)
+    biller = CharField(null=True)
+    ref_txn = CharField(null=True)
+    request_hash = CharField()
+    status = CharField(constraints=[Check("status IN ({})".format(", ".join(f"'{s}'" for s in
+                                                                            AUTHORIZATION_STATUSES)))])
+    reason = CharField(null=True)
+    created_at = CharField()
+    expires_at = CharField()
+    execute_after = CharField(null=True)
+    used_seq = BigIntegerField(null=True)
+
+    class Meta:
+        #: The live holds of an account (``book.Book``, ``checks``).
+        indexes = ((("account_id", "status", "expires_at"), False),)
+
+
+Authorization.add_index(Authorization.index(Authorization.station_id, Authorization.txn, unique=True).where(
+    Authorization.status != "refused"))
+
+
+class AuthorizationNonce(BaseModel):
+    """The nonces of a station's authorization requests, each taken once (a replayed request is refused); kept
+    while a request with it could still be fresh, then pruned (``sync_server.authorize``)."""
+
+    station_id = CharField()
+    nonce = CharField()
+    seen_at = CharField()
+
+    class Meta:
+        primary_key = CompositeKey("station_id", "nonce")
+
+
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
           BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
-          ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork]
+          ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork, Authorization,
+          AuthorizationNonce]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -813,3 +870,32 @@ def _migration_5(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_5)
+
+
+#: Release 6: real-time authorization (``sync_server.authorize``). ``{bigint}`` as before. The unique index of
+#: grants leaves refusals out (a ``WHERE`` both backends know), so a refused txn may be asked again.
+RELEASE_6_SCHEMA = [
+    """CREATE TABLE "authorization" ("auth_id" VARCHAR(255) NOT NULL PRIMARY KEY, "station_id" VARCHAR(255) NOT
+       NULL, "txn" VARCHAR(255) NOT NULL, "kind" VARCHAR(255) NOT NULL, "account_id" VARCHAR(255) NOT NULL,
+       "amount_fen" {bigint} NOT NULL CHECK (amount_fen >= 0), "fee_fen" {bigint} NOT NULL CHECK (fee_fen >= 0),
+       "hold_fen" {bigint} NOT NULL CHECK (hold_fen >= 0), "payee_account" VARCHAR(255), "biller" VARCHAR(255),
+       "ref_txn" VARCHAR(255), "request_hash" VARCHAR(255) NOT NULL, "status" VARCHAR(255) NOT NULL CHECK (status
+       IN ('active', 'used', 'expired', 'refused')), "reason" VARCHAR(255), "created_at" VARCHAR(255) NOT NULL,
+       "expires_at" VARCHAR(255) NOT NULL, "execute_after" VARCHAR(255), "used_seq" {bigint})""",
+    """CREATE INDEX "authorization_account_id_status_expires_at" ON "authorization" ("account_id", "status",
+       "expires_at")""",
+    """CREATE UNIQUE INDEX "authorization_station_id_txn" ON "authorization" ("station_id", "txn")
+       WHERE ("status" != 'refused')""",
+    """CREATE TABLE "authorization_nonce" ("station_id" VARCHAR(255) NOT NULL, "nonce" VARCHAR(255) NOT NULL,
+       "seen_at" VARCHAR(255) NOT NULL, PRIMARY KEY ("station_id", "nonce"))""",
+]
+
+
+def _migration_6(database: Database, migrator: SchemaMigrator) -> None:
+    """Real-time authorization: the bank's grants and refusals, and the request nonces it has seen."""
+    types = {"bigint": "BIGINT"} if is_postgres(database) else {"bigint": "INTEGER"}
+    for sql in RELEASE_6_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+
+
+MIGRATIONS.append(_migration_6)

@@ -26,6 +26,8 @@ DEFAULT_SERVER_POLICY: dict = {
     #: Transfers at or above this wait ``risky_transfer_delay_seconds`` before the bank executes them.
     "risky_transfer_fen": 500_000,
     "risky_transfer_delay_seconds": 3600,
+    #: How long a real-time authorization's hold lasts when no entry consumes it (``sync_server.authorize``).
+    "authorization_ttl_seconds": 300,
     #: A station whose current signing key is older than this many days is told to rotate it in its downlink
     #: (``rotate_key``); 0: keys never age out. ``sync-server station rotate-key --max-age-days N`` sets it.
     "max_key_age_days": 365,

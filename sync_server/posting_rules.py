@@ -16,7 +16,14 @@ The order of the checks, the first failing one giving the reason:
    account (``account_closed``);
 4. a debit (withdrawal, transfer, bill paid from the account) is for a home customer of this station and
    amount + fee fits this station's hold for the customer, the offline allowance the bank authorized
-   (``not_authorized``); never settled from the available balance;
+   (``not_authorized``); never settled from the available balance. An entry that names a real-time
+   authorization (``auth``) is checked against it instead (``Applier._claim``): it must be this station's grant,
+   not used yet, of the entry's type, txn, account, amount and fee (and payee, biller, or transfer cancelled)
+   (``not_authorized``). A live grant settles the debit from its own hold (neither the station's offline hold
+   nor its unsynced exposure is touched, nor the daily limit checked again: the grant counted it); a grant that
+   expired before the entry came settles it only when amount + fee fits what the bank would grant now, the
+   available balance plus this station's offline hold (``authorization_expired``). Either way the grant is
+   consumed (``used``), and the checks 5, 7 and 8 below still apply;
 5. ``over_transaction_limit``: the amount exceeds ``limits[type].per_txn``;
 6. ``over_daily_limit``: the customer's settled amounts of the type at this station on the entry's local date
    (``ts`` in the policy's ``timezone``), less those reversed or cancelled, plus this one exceed
@@ -35,8 +42,9 @@ station per local day; past them the operation still settles, without commission
 Invariants and where they are enforced:
 - only an entry the registry knows, in the shape it declares, is applied: ``entry_problem`` first, then the
   handler of its type in ``Applier.HANDLERS``, one per registered type (a test holds the table to the registry);
-- a station debits a customer only within the hold the bank placed for it (so a customer's **available** balance,
-  balance minus every station's hold, never goes negative): ``Applier._authorize_debit``; the customer debit of a
+- a station debits a customer only within the hold the bank placed for it, its offline hold or its real-time
+  authorization's (so a customer's **available** balance, balance minus every station's hold and every live
+  authorization, never goes negative): ``Applier._authorize_debit``; the customer debit of a
   reversal or a cancellation must fit the available balance (``insufficient_funds``): ``Applier._inverse``;
 - an operation is reversed at most once (``Applier.already_reversed``), a transfer cancelled at most once and only
   while the bank has not executed it (``Applier._transfer_cancel``);
@@ -59,7 +67,9 @@ from station.protocol.entry_types import (
     MAX_ID,
     Effect,
     EntryType,
+    Kind,
     entry_problem,
+    fits,
     printable,
     spec_of,
     types_where,
@@ -70,6 +80,7 @@ from station.protocol.tokens import rotation_key, unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
 from sync_server.db import (
     Account,
+    Authorization,
     Biller,
     BlockedPayee,
     Customer,
@@ -108,6 +119,22 @@ def _legs(*items: tuple[str, int, str]) -> list[tuple[str, int, str]]:
     return [leg for leg in items if leg[1] != 0]
 
 
+#: What a grant and the entry that names it must agree on, besides the type: (grant column, payload field, the
+#: payload's value when absent).
+_GRANT_FIELDS = (("txn", "txn", None), ("account_id", "account", None), ("amount_fen", "amount", 0),
+                 ("fee_fen", "fee", 0), ("payee_account", "payee_account", None), ("biller", "biller", None),
+                 ("ref_txn", "ref_txn", None))
+
+
+def _grant_matches(grant: Authorization, p: dict) -> bool:
+    """Whether the entry is the operation the grant was given for: its type, txn, account, amount, fee, payee (a
+    transfer), biller (a bill, paid from the account) or transfer cancelled."""
+    if grant.kind != p["type"] or (p["type"] == EntryType.BILL_PAYMENT and p.get("funding") != "account"):
+        return False
+    return all(getattr(grant, column) == p.get(field, absent) for column, field, absent in _GRANT_FIELDS
+               if column in ("txn", "account_id", "amount_fen", "fee_fen") or getattr(grant, column) is not None)
+
+
 class Applier:
     """Turns one station's verified entries into outcomes and postings (in memory, then one bulk write)."""
 
@@ -135,6 +162,10 @@ class Applier:
         self._blocked: dict[str, bool] = {}
         #: The txns this batch has reversed (its rows are written only at the end).
         self._reversed: set[str] = set()
+        #: This station's authorizations the batch's entries name (``load_authorizations``), and those consumed:
+        #: auth_id -> the seq of the entry that used it.
+        self.authorizations: dict[str, Authorization] = {}
+        self.used_authorizations: dict[str, int] = {}
 
     def already_reversed(self, ref_txn: str) -> bool:
         """Whether a settled reversal of ``ref_txn`` exists at this station, in this batch or in the database.
@@ -229,6 +260,33 @@ class Applier:
             chunk = txns[start:start + 1000]
             self._seen.update(txn for (txn,) in SeenTxn.select(SeenTxn.txn).where(SeenTxn.txn.in_(chunk)).tuples())
 
+    def load_authorizations(self, payloads: list[dict]) -> None:
+        """Read once the station's authorizations that the batch's entries name (another station's are not read:
+        to this station they do not exist)."""
+        auth_ids = sorted({p["auth"] for p in payloads if isinstance(p, dict) and fits(Kind.ID, p.get("auth"))})
+        for start in range(0, len(auth_ids), 1000):
+            self.authorizations.update({row.auth_id: row for row in Authorization.select().where(
+                (Authorization.station_id == self.station_id)
+                & Authorization.auth_id.in_(auth_ids[start:start + 1000]))})
+
+    def _claim(self, p: dict) -> tuple[str | None, Authorization | None]:
+        """(refusal, grant) for an entry that names an authorization: ``not_authorized`` unless the grant is this
+        station's, unused, and for exactly this operation. The caller consumes it (``_consume``) once it settles."""
+        row = self.authorizations.get(p["auth"])
+        if (row is None or row.status not in ("active", "expired") or row.auth_id in self.used_authorizations
+                or not _grant_matches(row, p)):
+            return "not_authorized", None
+        return None, row
+
+    def _live(self, row: Authorization) -> bool:
+        """Whether the grant still holds its money at the book's time."""
+        return row.status == "active" and row.expires_at > self.book.now
+
+    def _consume(self, seq: int, row: Authorization) -> None:
+        """The grant is used by entry ``seq``: its hold is gone with it (written by ``write``)."""
+        self.used_authorizations[row.auth_id] = seq
+        self.book.release_authorization(row.auth_id)
+
     def _duplicate(self, payload: dict) -> bool:
         """Whether a customer operation's txn was already recorded bank-wide (or earlier in this batch)."""
         spec = spec_of(payload["type"])
@@ -256,7 +314,12 @@ class Applier:
                         .join_from(Posting, Account, JOIN.INNER, on=(Account.account_id == Posting.account_id))
                         .where((Posting.station_id == self.station_id) & (Posting.seq > synced_seq)
                                & (Posting.amount_fen > 0) & (Account.kind == "customer")
-                               & Entry.type.in_(DEBIT_TYPES)).tuples().get())
+                               & Entry.type.in_(DEBIT_TYPES)
+                               # A debit settled under a real-time authorization is no offline exposure.
+                               & Posting.seq.not_in(Authorization.select(Authorization.used_seq).where(
+                                   (Authorization.station_id == self.station_id)
+                                   & (Authorization.status == "used") & (Authorization.used_seq > synced_seq))))
+                         .tuples().get())
         return int(total), int(count)
 
     def _total(self, key: tuple[str, str, str]) -> int:
@@ -280,13 +343,14 @@ class Applier:
         if entry_type == EntryType.DEPOSIT:
             self._add_total((local_date, entry_type, STATION_TOTAL), sign * payload["amount"])
 
-    def _limits(self, op_type: str, p: dict, fee: int | None) -> str | None:
-        """Checks 5 to 8 (per transaction, daily, amount rule, fee) of an operation; the reason or None."""
+    def _limits(self, op_type: str, p: dict, fee: int | None, *, daily: bool = True) -> str | None:
+        """Checks 5 to 8 (per transaction, daily unless ``daily`` is false, amount rule, fee) of an operation; the
+        reason or None."""
         limits = self.station_policy["limits"][op_type]
         amount = p["amount"]
         if amount > limits["per_txn"]:
             return "over_transaction_limit"
-        if isinstance(p.get("account"), str):
+        if daily and isinstance(p.get("account"), str):
             used = self._total((self._local_date(p), op_type, p["account"]))
             if used + amount > limits["daily"]:
                 return "over_daily_limit"
@@ -299,6 +363,8 @@ class Applier:
     def _authorize_debit(self, account_id: str, op_type: str, p: dict) -> str | None:
         """Checks 4 to 9 of a customer debit; when all pass, the station's hold is consumed. The reason or None."""
         amount, fee = p["amount"], p.get("fee", 0)
+        if "auth" in p:
+            return self._authorized_debit(account_id, op_type, p)
         if account_id not in self.home_ids or amount + fee > self.book.hold(account_id):
             return "not_authorized"
         refusal = self._limits(op_type, p, fee)
@@ -311,6 +377,33 @@ class Applier:
         self.exposure_fen += amount + fee
         self.exposure_count += 1
         return None
+
+    def _authorized_debit(self, account_id: str, op_type: str, p: dict) -> str | None:
+        """Check 4 of a debit that names a real-time authorization, then 5, 7 and 8; when all pass, the grant is
+        consumed (an expired one's amount + fee taken as the bank would grant it now). The reason or None."""
+        refusal, row = self._claim(p)
+        if refusal:
+            return refusal
+        debit = p["amount"] + p.get("fee", 0)
+        from_offline_hold = 0
+        if not self._live(row):
+            from_offline_hold = max(0, debit - max(0, self.book.available(account_id)))
+            if from_offline_hold > self.book.hold(account_id):
+                return "authorization_expired"
+        refusal = self._limits(op_type, p, p.get("fee", 0), daily=False)
+        if refusal:
+            return refusal
+        if from_offline_hold:
+            self.book.set_hold(account_id, self.book.hold(account_id) - from_offline_hold)
+        self._consume(p["seq"], row)
+        return None
+
+    def _authorized_entry(self, seq: int, p: dict) -> tuple[str | None, Authorization | None]:
+        """(refusal, grant) of an entry without money of its own (a balance enquiry, a transfer cancellation):
+        no ``auth``, nothing to check; else the grant it names (consumed by the caller once it settles)."""
+        if "auth" not in p:
+            return None, None
+        return self._claim(p)
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _customer(self, payload: dict) -> str | None:
@@ -376,6 +469,10 @@ class Applier:
                 return Outcome("rejected", "unknown_account")
             refusal = self._open_account(account) or self._authorize_debit(account, EntryType.BILL_PAYMENT, p)
             source = account
+        elif "auth" in p:
+            # The bank authorizes bills paid from the account only: a cash bill naming a grant is not the one granted.
+            refusal = "not_authorized"
+            source = None
         else:
             # Paid in cash at the counter: the customer's money is not touched, the station's limits still apply.
             refusal = self._limits(EntryType.BILL_PAYMENT, p, fee)
@@ -397,9 +494,15 @@ class Applier:
         if refusal:
             return Outcome("rejected", refusal)
         amount, fee = p["amount"], p.get("fee", 0)
-        risky = amount >= int(self.policy["risky_transfer_fen"])
-        delay = int(self.policy["risky_transfer_delay_seconds" if risky else "transfer_delay_seconds"])
-        execute_after = utc_text(parse_utc(self.book.now) + timedelta(seconds=delay))
+        grant = self.authorizations.get(p.get("auth")) if "auth" in p else None
+        if grant is not None and grant.execute_after:
+            # Executed when the grant said (the time the customer was told it can be cancelled until): counted
+            # from the grant, never later than counted from now.
+            execute_after = grant.execute_after
+        else:
+            risky = amount >= int(self.policy["risky_transfer_fen"])
+            delay = int(self.policy["risky_transfer_delay_seconds" if risky else "transfer_delay_seconds"])
+            execute_after = utc_text(parse_utc(self.book.now) + timedelta(seconds=delay))
         self.transfer_rows.append(dict(station_id=self.station_id, seq=seq, txn=p["txn"], account_id=account,
                                        payee_account=p["payee_account"], payee_name=p.get("payee_name", ""),
                                        amount_fen=amount, fee_fen=fee, status="pending",
@@ -442,6 +545,15 @@ class Applier:
         return Outcome("settled", legs=inverse)
 
     def _transfer_cancel(self, seq, p):
+        refusal, grant = self._authorized_entry(seq, p)
+        if refusal:
+            return Outcome("rejected", refusal)
+        outcome = self._cancel_transfer(seq, p)
+        if grant is not None and outcome.outcome == "settled":
+            self._consume(seq, grant)
+        return outcome
+
+    def _cancel_transfer(self, seq, p):
         ref = p.get("ref_txn")
         original, original_outcome, legs = self._original(ref)
         if original.get("type") != "transfer":
@@ -497,6 +609,11 @@ class Applier:
                                                   (self.acct("cash_variance"), -delta, "cash over/short")))
 
     def _balance_enquiry(self, seq, p):
+        refusal, grant = self._authorized_entry(seq, p)
+        if refusal:
+            return Outcome("rejected", refusal)
+        if grant is not None:
+            self._consume(seq, grant)
         return Outcome("settled")
 
     def _customer_pin_failed(self, seq, p):
@@ -559,4 +676,10 @@ class Applier:
                 conflict_target=[DailyTotal.station_id, DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject],
                 update={DailyTotal.amount_fen: amount}).execute()
         self._changed_totals.clear()
+        for auth_id, seq in sorted(self.used_authorizations.items()):
+            used = Authorization.update(status="used", used_seq=seq).where(
+                (Authorization.auth_id == auth_id) & (Authorization.station_id == self.station_id)
+                & Authorization.status.in_(("active", "expired"))).execute()
+            if used != 1:
+                raise LedgerError(f"authorization {auth_id} was used meanwhile; the batch was applied elsewhere")
         self.book.flush()

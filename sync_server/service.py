@@ -41,7 +41,7 @@ from station.protocol.envelope_errors import EnvelopeError
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import KeyTrack, chain_hash, genesis_prev, verification_jwk
 from sync_server.allowances import home_customer_ids, refresh_allowances
-from sync_server.book import Book, LedgerError
+from sync_server.book import Book, LedgerError, expire_authorizations
 from sync_server.db import (
     EnrollmentCode,
     Entry,
@@ -292,11 +292,12 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
 
     Runs in the caller's transaction, which holds the station's row lock (:func:`locked_station`). In order: refuse
     a gap; compare the part the bank already holds (same tokens: a duplicate; different: :class:`Fork`); check
-    the new entries chain onto the stored head and the tail claims (``_keep_tail``); apply the new entries to the
-    ledger (``Applier``); with the last batch of a sync (``more`` false) refresh the station's allowances (not for
-    a revoked station: it gets no holds) and record the complete sync (``synced_seq``); move ``acked_seq`` and
-    ``head``. ``device_contact``: the station itself sent this (a sync), so its last sync and clock offset are
-    recorded; an import carried by hand is no contact with the device.
+    the new entries chain onto the stored head and the tail claims (``_keep_tail``); mark the station's expired
+    real-time authorizations (``expire_authorizations``); apply the new entries to the ledger (``Applier``); with
+    the last batch of a sync (``more`` false) refresh the station's allowances (not for a revoked station: it gets
+    no holds) and record the complete sync (``synced_seq``); move ``acked_seq`` and ``head``. ``device_contact``:
+    the station itself sent this (a sync), so its last sync and clock offset are recorded; an import carried by
+    hand is no contact with the device.
     """
     now_text = utc_text(now)
     acked = station.acked_seq
@@ -317,6 +318,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
             raise Fork(f"entry {new_entries[0].seq} does not chain onto the bank's head", new_entries[0].seq,
                        offered_token=new_entries[0].token)
     _keep_tail(batch, acked, now_text)
+    expire_authorizations(batch.station_id, now_text)
     refresh = not more and station.status == "active"
     policy = server_policy()
     homes = home_customer_ids(batch.station_id)
@@ -325,6 +327,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     book = Book(batch.station_id, (homes if refresh else set()) | referenced, now_text)
     applier = Applier(book, policy, station_policy(policy), homes, station.synced_seq)
     applier.load_seen_txns([entry.payload for entry in new_entries])
+    applier.load_authorizations([entry.payload for entry in new_entries])
     for entry in new_entries:
         applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
     applier.write()
