@@ -99,7 +99,7 @@ def authorize(st: Station, kind: str, *, txn: str, agent: str, account: str, amo
                     response.status_code, response.text[:200])
         return None
     try:
-        sealed = b64url_decode(response.json()["authorization"])
+        sealed = _sealed_answer(response)
         answer = open_answer(sealed, request=request, server_signing_jwk=server["signing_jwk"],
                              station_encryption_key=_encryption_key(st))
     except (ValueError, KeyError, TypeError, BadAuthorization) as exc:
@@ -110,6 +110,14 @@ def authorize(st: Station, kind: str, *, txn: str, agent: str, account: str, amo
     if not answer.granted:
         raise errors.BANK_REFUSALS.get(answer.reason, errors.BankRefused)()
     return answer
+
+
+def _sealed_answer(response: requests.Response) -> bytes:
+    """The sealed answer of a 200: JSON ``{"authorization": base64url}``, or the sealed bytes themselves when the
+    bank answers with the authorization media type (``CONTENT_TYPE``)."""
+    if response.headers.get("Content-Type", "").split(";")[0].strip() == CONTENT_TYPE:
+        return response.content
+    return b64url_decode(response.json()["authorization"])
 
 
 def keep_answer(st: Station, answer: Authorization) -> None:
