@@ -566,3 +566,30 @@ def test_the_endpoint_is_in_the_openapi_document():
                  "clock-skew", "replayed", "authorization-conflict", "unknown-station", "station-not-enrolled",
                  "station-revoked", "station-flagged"):
         assert slug in documented, slug
+
+
+def test_the_commands_list_and_expire_authorizations(server, bank):
+    import json
+
+    from click.testing import CliRunner
+
+    from sync_server.cli import cli
+
+    _, refused = ask(server, bank, "transfer", amount=150_000, fee=200)
+    _, granted = ask(server, bank, amount=20_000)
+    url = ["--database-url", server.database_url]
+    result = CliRunner().invoke(cli, ["authorizations", "list", "--json", *url])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert sorted((row["kind"], row["status"], row["reason"]) for row in rows) == [
+        ("transfer", "refused", "insufficient_funds"), ("withdrawal", "active", None)]
+    result = CliRunner().invoke(cli, ["authorizations", "list", "--status", "refused", "--station", "ST-0001", *url])
+    assert result.exit_code == 0 and "insufficient_funds" in result.output and granted.auth_id not in result.output
+    result = CliRunner().invoke(cli, ["authorizations", "expire", *url])
+    assert result.exit_code == 0 and "Marked 0 authorizations expired." in result.output
+    server_db()
+    Authorization.update(expires_at=utc_text(datetime.now(UTC) - timedelta(seconds=1))).where(
+        Authorization.auth_id == granted.auth_id).execute()
+    result = CliRunner().invoke(cli, ["authorizations", "expire", *url])
+    assert "Marked 1 authorizations expired." in result.output
+    assert grant_row(granted.auth_id).status == "expired"
