@@ -479,6 +479,12 @@ def test_an_entry_arriving_after_its_grant_expired_settles_only_if_it_still_fits
     assert Entry.get((Entry.station_id == "ST-0001") & (Entry.seq == first)).outcome == "settled"
     assert ReconItem.get(ReconItem.seq == second).reason == "authorization_expired"
     sound()
+    # Reconciliation lists the transfer that no longer fitted as a debit beyond what the bank allowed.
+    from sync_server.recon.context import Scope
+    from sync_server.recon.run import find_discrepancies
+
+    found = [d for d in find_discrepancies(server_db(), Scope()).discrepancies if d.kind == "allowance_exceeded"]
+    assert [(d.seq, d.amount_fen, d.detail["reason"]) for d in found] == [(second, 90_200, "authorization_expired")]
 
 
 def test_a_transfer_under_a_grant_executes_when_the_grant_said(server, bank):
