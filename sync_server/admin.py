@@ -163,6 +163,21 @@ def list_recon_items(station_id: str | None = None) -> list[dict]:
     return list(query.order_by(ReconItem.station_id, ReconItem.seq, ReconItem.kind).dicts())
 
 
+def list_authorizations(station_id: str | None = None, status: str | None = None) -> list[dict]:
+    """The bank's real-time authorizations, newest first: grants (active, used, expired) and refusals, with the
+    money each holds (``hold_fen``, while active and not expired) and the entry that used it."""
+    query = Authorization.select(
+        Authorization.auth_id, Authorization.station_id, Authorization.txn, Authorization.kind,
+        Authorization.account_id, Authorization.amount_fen, Authorization.fee_fen, Authorization.hold_fen,
+        Authorization.status, Authorization.reason, Authorization.created_at, Authorization.expires_at,
+        Authorization.execute_after, Authorization.used_seq)
+    if station_id is not None:
+        query = query.where(Authorization.station_id == station_id)
+    if status is not None:
+        query = query.where(Authorization.status == status)
+    return list(query.order_by(Authorization.created_at.desc(), Authorization.auth_id).dicts())
+
+
 def replace_station(station_id: str, by: str = "") -> str:
     """A one-time code with which a new device takes over an enrolled station (the old one died): it continues
     the chain from the bank's head. Import the old device's journal first if it can still be read."""

@@ -384,6 +384,51 @@ def transfers_execute(database_url):
     click.echo(f"Executed {execute_due_transfers()} transfers.")
 
 
+@cli.group()
+def authorizations():
+    """Real-time authorizations the bank gave or refused stations: list them, mark the expired ones."""
+
+
+@authorizations.command("list")
+@database_option
+@click.option("--station", "station_id", help="Only this station's, e.g. ST-0001.")
+@click.option("--status", type=click.Choice(["active", "used", "expired", "refused"]),
+              help="Only those with this status, e.g. refused.")
+@click.option("--json", "as_json", is_flag=True)
+def authorizations_list(database_url, station_id, status, as_json):
+    """List authorizations, newest first: created, station, kind, account, fen, status, reason, expiry, auth_id.
+
+    An active one whose expiry has passed holds nothing any more (`authorizations expire` marks it).
+
+    Example: sync-server authorizations list --station ST-0001 --status refused
+    """
+    from sync_server.admin import list_authorizations
+
+    open_database(database_url)
+    rows = list_authorizations(station_id, status)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo("\t".join(str(row[key] if row[key] is not None else "-") for key in (
+            "created_at", "station_id", "kind", "account_id", "amount_fen", "fee_fen", "status", "reason",
+            "expires_at", "auth_id")))
+
+
+@authorizations.command("expire")
+@database_option
+def authorizations_expire(database_url):
+    """Mark every active authorization whose time has passed expired (ingest and each request also do, per
+    station); what they held was released at their expiry already.
+
+    Example: sync-server authorizations expire
+    """
+    from sync_server.authorize import expire_all
+
+    open_database(database_url)
+    click.echo(f"Marked {expire_all()} authorizations expired.")
+
+
 @cli.command("demo-data")
 @database_option
 @click.option("--stations", default="ST-0001", show_default=True, help="Comma-separated station ids.")

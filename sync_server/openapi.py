@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from station.protocol import authorizations
 from sync_server.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, PROBLEMS
 
 
@@ -38,6 +39,7 @@ SCHEMAS = {
             "expected_first": {"type": "integer", "description": "gap: the seq the next batch must start at"},
             "seq": {"type": "integer", "description": "the entry the refusal is about"},
             "revoked_at": {"type": "string", "description": "station-revoked: when the bank revoked the station"},
+            "server_time": {"type": "string", "description": "clock-skew: the bank's time when it refused"},
         },
     },
     "Health": {"type": "object", "required": ["status", "schema_version"],
@@ -133,6 +135,25 @@ def openapi_document() -> dict:
                                                    "bad-signature", "unknown-station", "station-not-enrolled",
                                                    "station-revoked", "station-flagged", "fork", "gap",
                                                    "invalid-entry", "too-large", "internal-error")}}},
+            "/api/v1/stations/{station_id}/authorizations": {"post": {
+                "summary": "Ask the bank in real time to authorize one operation (signed, then sealed both ways)",
+                "description": "The body is the station's signed request sealed to the server's X25519 key; the "
+                               "answer, a grant or a refusal with its reason, is signed by the server and sealed "
+                               "to the station's key (docs/protocol.md, Real-time authorization).",
+                "parameters": [station_param] + [
+                    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+                    for name in (authorizations.HEADER_STATION, authorizations.HEADER_NONCE)],
+                "requestBody": {"required": True, "content": {authorizations.CONTENT_TYPE: {
+                    "schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}},
+                "responses": {"200": {"description": "the bank's decision (granted or refused), sealed to the "
+                                                     "station",
+                                      "content": {authorizations.CONTENT_TYPE: {"schema": {
+                                          "type": "string", "contentMediaType": "application/octet-stream"}}}},
+                              **_problem_responses("malformed-request", "malformed-authorization", "undecryptable",
+                                                   "clock-skew", "bad-signature", "unknown-station",
+                                                   "station-not-enrolled", "station-revoked", "station-flagged",
+                                                   "replayed", "authorization-conflict", "too-large",
+                                                   "internal-error")}}},
         },
         "components": {"schemas": SCHEMAS},
     }

@@ -30,7 +30,8 @@ The order of the checks, the first failing one giving the reason:
    ``limits[type].daily`` (as the station counts them: its own operations);
 7. ``amount_rule``: a withdrawal below ``min`` or not a multiple of ``multiple``, a deposit below ``min``;
 8. ``wrong_fee``: the fee (absent: 0) differs from ``fees[type]``;
-9. ``over_exposure_limit``: a debit taking the station's settled debits since its last complete sync past
+9. ``over_exposure_limit``: a debit taking the station's settled debits since its last complete sync (those
+   settled under a real-time authorization do not count) past
    ``max_unsynced_fen`` or ``max_unsynced_count``; ``over_deposit_limit``: a deposit taking the station's
    deposits of the local day past ``deposit_station_daily_fen``.
 A rejected debit that is well-formed also becomes a reconciliation item ``rejected_offline_debit`` (the agent may

@@ -277,7 +277,8 @@ def test_health_and_openapi(server):
     assert doc["openapi"] == "3.1.0"
     assert set(doc["paths"]) == {"/api/v1/health", "/api/v1/openapi.json", "/api/v1/enroll",
                                  "/api/v1/stations/{station_id}/jwks", "/api/v1/stations/{station_id}/head",
-                                 "/api/v1/stations/{station_id}/batches"}
+                                 "/api/v1/stations/{station_id}/batches",
+                                 "/api/v1/stations/{station_id}/authorizations"}
     missing = requests.get(f"{server.url}/api/v1/nothing-here", timeout=10)
     assert missing.status_code == 404 and problem_type(missing) == "not-found"
 
