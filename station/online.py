@@ -50,7 +50,6 @@ from station.protocol.authorizations import (
 )
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState
 from station.protocol.times import parse_utc, utc_text
-from station.protocol.tokens import b64url_decode
 from station.sync import USER_AGENT, SyncError, _encryption_key, pending_entries, sync_once, sync_setting
 
 log = logging.getLogger(__name__)
@@ -113,11 +112,10 @@ def authorize(st: Station, kind: str, *, txn: str, agent: str, account: str, amo
 
 
 def _sealed_answer(response: requests.Response) -> bytes:
-    """The sealed answer of a 200: JSON ``{"authorization": base64url}``, or the sealed bytes themselves when the
-    bank answers with the authorization media type (``CONTENT_TYPE``)."""
-    if response.headers.get("Content-Type", "").split(";")[0].strip() == CONTENT_TYPE:
-        return response.content
-    return b64url_decode(response.json()["authorization"])
+    """The sealed answer of a 200: the body itself, of the authorization media type (``CONTENT_TYPE``)."""
+    if response.headers.get("Content-Type", "").split(";")[0].strip() != CONTENT_TYPE:
+        raise BadAuthorization(f"the answer is not of type {CONTENT_TYPE}")
+    return response.content
 
 
 def keep_answer(st: Station, answer: Authorization) -> None:

@@ -9,7 +9,6 @@ station's config and gives the station an encryption key.
 
 from __future__ import annotations
 
-import json
 import threading
 from datetime import timedelta
 
@@ -17,10 +16,10 @@ from sync_support import serve_in_thread, stop_server
 
 from station.context import Station
 from station.protocol import key_codecs
-from station.protocol.authorizations import answer_payload, open_request, seal_answer, verify_request
+from station.protocol.authorizations import CONTENT_TYPE, answer_payload, open_request, seal_answer, verify_request
 from station.protocol.private_files import write_private_file
 from station.protocol.times import utc_text
-from station.protocol.tokens import Signer, b64url, generate_signing_key, public_jwk
+from station.protocol.tokens import Signer, generate_signing_key, public_jwk
 from station.sync import ENCRYPTION_KEY_FILE
 
 
@@ -84,8 +83,8 @@ class StubBank:
             self.hold.wait(timeout=30)
         signer = Signer(generate_signing_key()) if self.tamper else self.signer
         sealed = seal_answer(self.answer(request), signer, self.station_encryption)
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps({"authorization": b64url(sealed)}).encode()]
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE)])
+        return [sealed]
 
 
 class running:

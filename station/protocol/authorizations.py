@@ -11,7 +11,8 @@ Sign, then encrypt, both ways (as batches and acks are; docs/protocol.md "Real-t
 - the answer is a JWS signed with the server's key, payload ``{"v": 1, "typ": "authorization", "station",
   "nonce", "kind", "txn", "account", "amount", "fee", "decision", "reason", "auth_id", "expires_at",
   "server_time", "balance", "acked_seq", "execute_after"}``, sealed with HPKE to the station's X25519 key,
-  ``info`` = ``station-kit/authorization/v1|<station>|<nonce>``.
+  ``info`` = ``station-kit/authorization/v1|<station>|<nonce>``. Both bodies travel as they are, of the media type
+  :data:`CONTENT_TYPE` (refusals of the request itself are problem+json).
 
 ``decision`` is ``granted`` or ``refused`` (with ``reason``, one of :data:`REFUSALS`). A granted debit places a hold
 of ``amount + fee`` on the customer's account until ``expires_at`` (the bank's time); the entry that records the
