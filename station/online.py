@@ -249,7 +249,7 @@ def push_now(st: Station) -> bool:
         if pending_entries(st) == 0:
             return False
         with _ShortTimeouts(float(link_setting(st, "auth_timeout_seconds"))) as http:
-            sync_once(st, http=http, attempts=1, max_batches=1)
+            sync_once(st, http=http, attempts=1, max_batches=1, push=True)
         return True
     except SyncError as exc:
         log.info("push after the operation failed (the scheduler will send it): %s", exc)

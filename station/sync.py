@@ -303,12 +303,15 @@ def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelo
 
 
 def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session | None = None, *,
-               more: bool = False) -> dict:
-    """POST one sealed batch (``more``: another follows at once); the server's answer, or a :class:`SyncError`."""
+               more: bool = False, push: bool = False) -> dict:
+    """POST one sealed batch (``more``: another follows at once; ``push``: right after an online operation, the
+    bank refreshes only the customers it names); the server's answer, or a :class:`SyncError`."""
     server = _server(st)
     headers = {**sealed.headers, "X-Station-Time": utc_text(st.now()), "User-Agent": USER_AGENT}
     if more:
         headers[envelope.HEADER_MORE] = "1"
+    if push:
+        headers[envelope.HEADER_PUSH] = "1"
     http = http or requests
     try:
         response = http.post(
@@ -414,9 +417,11 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
         return
     still_locked = _locked_since(acked_through)
     served = [item["account_id"] for item in downlink.get("customers", [])]
-    # Customers the bank no longer serves here keep their records (receipts refer to them) but lose the allowance.
-    Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
-        Customer.account_id.not_in(served) & (Customer.allowance_fen > 0)).execute()
+    if downlink.get("customers_partial") is not True:
+        # Customers the bank no longer serves here keep their records (receipts refer to them) but lose the
+        # allowance. A partial downlink (the answer to a push) names only the customers its batch touched.
+        Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
+            Customer.account_id.not_in(served) & (Customer.allowance_fen > 0)).execute()
     for item in downlink.get("customers", []):
         fields = dict(
             name=item["name"], card_number=item.get("card_number"), passbook_number=item.get("passbook_number"),
@@ -468,15 +473,16 @@ def sync_once(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     max_batches: int | None = None,
+    push: bool = False,
 ) -> SyncResult:
     """Send batches until the outbox is empty (or ``max_batches``); retry transient failures with backoff.
 
     One at a time per station in this process (``Station.sync_lock``)."""
     with st.sync_lock:
-        return _sync_once(st, http=http, attempts=attempts, sleep=sleep, rng=rng, max_batches=max_batches)
+        return _sync_once(st, http=http, attempts=attempts, sleep=sleep, rng=rng, max_batches=max_batches, push=push)
 
 
-def _sync_once(st, *, http, attempts, sleep, rng, max_batches) -> SyncResult:
+def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResult:
     if st.setting("rotate_requested"):
         # Asked by the bank in an earlier ack: the rotation entry goes out with this sync.
         rotate_key(st, "bank_request")
@@ -502,7 +508,7 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches) -> SyncResult:
             for attempt in range(attempts):
                 try:
                     more = max_batches is None and pending_entries(st) > sealed.last - st.setting("acked_seq", 0)
-                    ack = open_answer(st, send_batch(st, sealed, http, more=more))
+                    ack = open_answer(st, send_batch(st, sealed, http, more=more, push=push and not heartbeat))
                     break
                 except SyncError as exc:
                     if isinstance(exc, SyncRefused) and _rewind_after_gap(st, exc):

@@ -13,21 +13,24 @@ from sync_server.book import Book
 from sync_server.db import Hold, HomeStation
 
 
-def refresh_allowances(book: Book, policy: dict) -> dict[str, int]:
+def refresh_allowances(book: Book, policy: dict, only: set[str] | None = None) -> dict[str, int]:
     """Set this station's hold for each customer it serves to the allowance it may pay out offline now.
 
     The new hold is the policy's allowance, capped by what the customer has available besides this hold.
+    ``only``: refresh just these home customers (a push's partial refresh); the others keep their holds, as the
+    station keeps their allowances.
     """
     target = int(policy["offline_allowance_fen"])
     allowances = {}
     homes = home_customer_ids(book.station_id)
-    # A customer no longer served by this station: release what was held for it (the station zeroes it too).
-    stale = (Hold.station_id == book.station_id) & (Hold.amount_fen > 0)
-    if homes:
-        stale &= Hold.account_id.not_in(sorted(homes))
-    Hold.update(amount_fen=0, updated_at=book.now).where(stale).execute()
+    if only is None:
+        # A customer no longer served by this station: release what was held for it (the station zeroes it too).
+        stale = (Hold.station_id == book.station_id) & (Hold.amount_fen > 0)
+        if homes:
+            stale &= Hold.account_id.not_in(sorted(homes))
+        Hold.update(amount_fen=0, updated_at=book.now).where(stale).execute()
     for account_id, customer in book.customers.items():
-        if account_id not in homes:
+        if account_id not in homes or (only is not None and account_id not in only):
             continue
         others = book.held(account_id) - book.hold(account_id)
         allowance = 0 if customer.status != "active" else max(0, min(target, book.balance(account_id) - others))

@@ -13,12 +13,15 @@ from sync_server.db import Biller, BlockedPayee, KnownPayee
 
 
 def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, acked_seq: int, server_time: str,
-                   *, rotate_key: bool = False) -> dict:
+                   *, rotate_key: bool = False, partial: bool = False) -> dict:
     """What the station needs next: policy, its customers with allowances, billers, blocked and known payees.
 
     Without ``allowances`` (more batches follow) only the policy is sent: the station keeps its allowances, which
     stay consistent because the holds were consumed but not refreshed either. ``rotate_key``: the bank wants the
     station to rotate its signing key (``lifecycle.rotation_due``); the member is sent only when true.
+    ``partial`` (a push right after an online operation): ``allowances`` holds only the customers the batch named;
+    they are sent with ``"customers_partial": true`` and without billers and blocked payees, and the station
+    leaves every other customer as it is.
     """
     downlink = {"v": 1, "acked_seq": acked_seq, "server_time": server_time, "policy": policy.get("station", {})}
     if rotate_key:
@@ -30,6 +33,8 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
         for row in KnownPayee.select().where(KnownPayee.account_id.in_(sorted(allowances))):
             payees.setdefault(row.account_id, []).append([row.payee_account, row.name])
     customers = []
+    if partial:
+        downlink["customers_partial"] = True
     for account_id in sorted(allowances):
         customer = book.customers[account_id]
         customers.append({
@@ -38,6 +43,9 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
             "pin_verifier": customer.pin_verifier, "allowance_fen": allowances[account_id],
             "balance_fen": book.balance(account_id), "payees": sorted(payees.get(account_id, [])),
         })
+    if partial:
+        downlink["customers"] = customers
+        return downlink
     billers = [
         {"code": b.code, "kind": b.kind, "name_zh": b.name_zh, "name_en": b.name_en, "ref_pattern": b.ref_pattern,
          "ref_prefixes": b.ref_prefixes, "min_fen": b.min_fen, "max_fen": b.max_fen, "denominations": b.denominations}

@@ -213,7 +213,9 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
     station_time = headers.get("X-Station-Time")
     # More batches follow: the allowances are refreshed (and the full downlink sent) only with the last one.
     more = headers.get(envelope.HEADER_MORE) == "1"
-    return once_more_on_conflict(lambda: _apply(keys, batch, now, station_time, more, track))
+    # The push after an online operation: only the customers it names are refreshed and sent down.
+    push = headers.get(envelope.HEADER_PUSH) == "1"
+    return once_more_on_conflict(lambda: _apply(keys, batch, now, station_time, more, track, push))
 
 
 def once_more_on_conflict(apply: Callable[[], T]) -> T:
@@ -252,6 +254,8 @@ class Applied:
     acked_through: int
     head: str | None
     new_entries: int
+    #: Only the customers the batch names were refreshed (a push): the downlink sends only them.
+    partial: bool = False
 
 
 def locked_station(station_id: str) -> Station:
@@ -262,18 +266,20 @@ def locked_station(station_id: str) -> Station:
 
 
 def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool,
-           track: KeyTrack) -> dict:
+           track: KeyTrack, push: bool = False) -> dict:
     now_text = utc_text(now)
     try:
         with db_proxy.atomic():
             station = locked_station(batch.station_id)
             known_station(station.station_id)
-            applied = apply_entries(station, batch, now, more=more, station_time=station_time, track=track)
+            applied = apply_entries(station, batch, now, more=more, station_time=station_time, track=track,
+                                    push=push)
             rejected = dict(Entry.select(Entry.seq, Entry.reason).where(
                 (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, batch.last)
                 & (Entry.outcome == "rejected")).tuples())
             downlink = build_downlink(applied.book, applied.allowances, applied.policy, applied.acked_through,
-                                      now_text, rotate_key=rotation_due(station.station_id, applied.policy, now))
+                                      now_text, rotate_key=rotation_due(station.station_id, applied.policy, now),
+                                      partial=applied.partial)
     except Fork as fork:
         record_fork(batch.station_id, fork, now)
         raise Problem("fork", f"Refused and flagged: {fork.reason}. Nothing of this batch was applied.",
@@ -287,7 +293,7 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
 
 def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, more: bool,
                   station_time: str | None = None, device_contact: bool = True,
-                  track: KeyTrack | None = None) -> Applied:
+                  track: KeyTrack | None = None, push: bool = False) -> Applied:
     """Apply a verified run of a station's entries: the one path of a synced batch and of an imported journal.
 
     Runs in the caller's transaction, which holds the station's row lock (:func:`locked_station`). In order: refuse
@@ -297,7 +303,8 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     the last batch of a sync (``more`` false) refresh the station's allowances (not for a revoked station: it gets
     no holds) and record the complete sync (``synced_seq``); move ``acked_seq`` and ``head``. ``device_contact``:
     the station itself sent this (a sync), so its last sync and clock offset are recorded; an import carried by
-    hand is no contact with the device.
+    hand is no contact with the device. ``push``: the station's push right after an online operation; the refresh
+    then covers only the home customers the new entries name (``Applied.partial``).
     """
     now_text = utc_text(now)
     acked = station.acked_seq
@@ -324,7 +331,8 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     homes = home_customer_ids(batch.station_id)
     # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
     referenced = {e.payload["account"] for e in new_entries if fits(Kind.ID, e.payload.get("account"))}
-    book = Book(batch.station_id, (homes if refresh else set()) | referenced, now_text)
+    partial = refresh and push
+    book = Book(batch.station_id, (homes if refresh and not partial else set()) | referenced, now_text)
     applier = Applier(book, policy, station_policy(policy), homes, station.synced_seq)
     applier.load_seen_txns([entry.payload for entry in new_entries])
     applier.load_authorizations([entry.payload for entry in new_entries])
@@ -334,7 +342,9 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     if track is not None:
         # The keys the batch's rotation entries handed over to (the track followed them while verifying).
         record_rotations(batch.station_id, track, acked, batch.last, now)
-    allowances = refresh_allowances(book, policy) if refresh else None
+    allowances = None
+    if refresh:
+        allowances = refresh_allowances(book, policy, only=(referenced & homes) if partial else None)
     book.flush()
     acked_through = max(acked, batch.last)
     head = batch.head if new_entries else station.head
@@ -351,7 +361,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
         update[Station.synced_seq] = acked_through
     if update:
         Station.update(update).where(Station.station_id == batch.station_id).execute()
-    return Applied(book, policy, allowances, acked_through, head, len(new_entries))
+    return Applied(book, policy, allowances, acked_through, head, len(new_entries), partial)
 
 
 def record_fork(station_id: str, fork: Fork, now: datetime) -> None:

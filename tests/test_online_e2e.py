@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import FakeClock
-from sync_support import enrolled_station, open_counter
+from sync_support import enrolled_station, open_counter, server_db
 
 from station import agents, errors, limits, online, operations, receipts
 from station.db import Customer, Operation
@@ -88,3 +88,33 @@ def test_the_live_balance_online_and_the_snapshot_offline(counter):
     offline = operations.balance_enquiry(st, agent, auth, receipts.new_txn_id())
     assert not offline.online and offline.balance_fen == before - 50_000
     assert offline.balance_as_of is not None
+
+
+def test_the_push_refreshes_only_the_customer_it_names(counter, server):
+    """The answer to a push is a partial downlink: the bank refreshes the hold of the customer the operation
+    touched, the station updates that customer and leaves every other customer's allowance as it was."""
+    from sync_server.db import Hold
+
+    st, agent = counter
+    spender, other = list(Customer.select().where(Customer.allowance_fen > 0).order_by(Customer.id))[:2]
+    auth = agents.authenticate_customer(st, agent, spender, DEMO_CUSTOMER_PIN)
+    operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())  # within the offline allowance
+    # Another station's sync would change the other customer's hold: here it is changed by hand at the bank.
+    server_db()
+    Hold.update(amount_fen=12_300).where((Hold.station_id == "ST-0001") & (Hold.account_id == other.account_id)
+                                         ).execute()
+    other_before = Customer.get_by_id(other.id).allowance_fen
+    assert online.push_now(st) is True
+    assert pending_entries(st) == 0
+    refreshed = Customer.get_by_id(spender.id)
+    assert refreshed.allowance_seq == st.setting("acked_seq")
+    assert Customer.get_by_id(other.id).allowance_fen == other_before  # not in the partial downlink
+    assert limits.offline_available(st, refreshed) == refreshed.allowance_fen
+    assert Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == other.account_id)).amount_fen == 12_300
+    # The next full sync refreshes every customer again and sends them all, with the bank's holds.
+    from station.sync import sync_once
+
+    sync_once(st)
+    server_db()
+    held = Hold.get((Hold.station_id == "ST-0001") & (Hold.account_id == other.account_id)).amount_fen
+    assert held != 12_300 and Customer.get_by_id(other.id).allowance_fen == held

@@ -69,6 +69,9 @@ HEADER_FIRST = "X-Batch-First"
 HEADER_LAST = "X-Batch-Last"
 #: "1" when the station has more batches to send right after this one (the server then defers the downlink).
 HEADER_MORE = "X-Sync-More"
+#: "1" when the batch is the push right after an online operation: the server then refreshes and sends down only
+#: the customers the batch names (a partial downlink), not every customer of the station.
+HEADER_PUSH = "X-Sync-Push"
 #: A sealed batch larger than this is refused before any work is done (2G links never send this much at once).
 MAX_SEALED_BYTES = 2 * 1024 * 1024
 MAX_BATCH_ENTRIES = 5000
