@@ -191,6 +191,20 @@ def link_status(st, now: datetime | None = None) -> dict:
     return status
 
 
+def probe_due(st, now: datetime | None = None) -> bool:
+    """Whether ``station serve``'s probe job should probe now: the station is enrolled and no request to the bank
+    was noted within the last ``probe_seconds`` (a sync or an authorization already measured the link)."""
+    if not st.config.get("server"):
+        return False
+    record = getattr(st, "_link", None) or st.setting(LINK_SETTING) or {}
+    attempted = record.get("last_attempt_at")
+    if not attempted:
+        return True
+    age = ((now or st.now()) - parse_utc(attempted)).total_seconds()
+    # A last attempt "in the future" (the clock was set back) says nothing about the link now.
+    return not 0 <= age < float(link_setting(st, "probe_seconds"))
+
+
 def should_ask_bank(st) -> bool:
     """Whether an operation should ask the bank before the offline rules: the station is enrolled, and the last
     attempt did not fail within the last ``stale_seconds`` (a known-down link does not cost every customer the
