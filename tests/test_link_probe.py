@@ -190,24 +190,24 @@ def test_an_answer_for_another_probe_or_tampered_is_refused(server, tmp_path, cl
 # -- the fault proxy drives the link state ------------------------------------------------------------------
 def test_the_fault_proxy_drives_the_link_through_every_mode(server, tmp_path, clock, monkeypatch):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
-    monkeypatch.setattr(sync_module, "PROBE_TIMEOUT", (2.0, 0.5))
-    st.config["link"] = {"slow_ms": 150}
+    st.config["link"] = {"slow_ms": 600}
     seen = set()
     with FaultProxy.to_url(server.url) as proxy:
         st.config["server"]["url"] = proxy.url
         assert probe(st).status == "active" and state(st) == ("online", None)
         seen.add(proxy.mode)
 
-        proxy.set_mode("slow", delay_ms=300)
+        proxy.set_mode("slow", delay_ms=800)
         assert probe(st).status == "active"
-        assert state(st) == ("degraded", "slow") and link_status(st)["latency_ms"] >= 300
+        assert state(st) == ("degraded", "slow") and link_status(st)["latency_ms"] >= 800
         seen.add(proxy.mode)
 
-        proxy.set_mode("slow", delay_ms=1500)  # past the probe's read timeout
+        monkeypatch.setattr(sync_module, "PROBE_TIMEOUT", (2.0, 0.3))  # the delay is past the read timeout
         with pytest.raises(ServerUnreachable) as failed:
             probe(st)
         assert failed.value.reason == "timeout" and state(st) == ("degraded", "timeout")
 
+        monkeypatch.undo()
         proxy.set_mode("reset")
         with pytest.raises(ServerUnreachable) as failed:
             probe(st)

@@ -169,3 +169,15 @@ def test_a_probe_is_due_only_when_nothing_else_went_out_lately(st, clock):
     assert probe_due(st)
     st.config.pop("server")
     assert not probe_due(st), "no bank to probe"
+
+
+def test_every_link_setting_and_status_field_is_documented():
+    from pathlib import Path
+
+    operations = (Path(__file__).resolve().parents[1] / "docs/operations.md").read_text(encoding="utf-8")
+    section = operations.split("### Link state", 1)[1].split("\n## ", 1)[0]
+    for name in LINK_SETTINGS:
+        assert f"`{name}`" in section, name
+    for field in ("link", "link_reason", "last_success_at", "last_failure_at", "last_failure_reason",
+                  "oldest_waiting_seconds", "last_sync_failed_at", "last_sync_failure_reason"):
+        assert f"`{field}`" in section, field
