@@ -9,6 +9,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 from fault_proxy import MODES, FaultProxy
+from hypothesis import given, settings
+from hypothesis import strategies as hypothesis_strategies
 from sync_support import enrolled_station, record_some, server_db
 from test_server_ingest import check_against_openapi, problem_type
 
@@ -22,6 +24,7 @@ from station.scheduler import JOB_ID, PROBE_JOB_ID, ProbeJob, start_scheduler, s
 from station.sync import ServerUnreachable, SyncRefused, probe, sync_once
 from sync_server.admin import revoke_station
 from sync_server.db import Station as ServerStation
+from sync_server.openapi import openapi_document
 
 PATH = "/api/v1/stations/{station_id}/probe"
 
@@ -331,3 +334,32 @@ def test_sync_now_waits_for_the_outcome_of_the_run_it_asked_for(server, tmp_path
     finally:
         scheduler.shutdown(wait=True)
     st.close()
+
+
+JSON = hypothesis_strategies.recursive(
+    hypothesis_strategies.none() | hypothesis_strategies.booleans() | hypothesis_strategies.integers()
+    | hypothesis_strategies.floats(allow_nan=False) | hypothesis_strategies.text(max_size=40),
+    lambda children: hypothesis_strategies.lists(children, max_size=4)
+    | hypothesis_strategies.dictionaries(hypothesis_strategies.text(max_size=10), children, max_size=4),
+    max_leaves=12)
+PROBE_FIELDS = hypothesis_strategies.sampled_from(["v", "typ", "station", "nonce", "ts", "extra"])
+
+
+def test_no_probe_makes_the_bank_fail(server, tmp_path, clock):
+    """Whatever the body, or whatever payload the station's own key signs, the bank answers with a documented
+    status: never a 500."""
+    station = enrolled_station(server, tmp_path, "ST-0001", clock)
+    documented = set(openapi_document()["paths"][PATH]["post"]["responses"]) - {"500"}
+    client = server.app.test_client()
+
+    @settings(max_examples=150, deadline=None)
+    @given(body=JSON, payload=hypothesis_strategies.dictionaries(PROBE_FIELDS, JSON, max_size=6),
+           signed=hypothesis_strategies.booleans())
+    def check(body, payload, signed):
+        if signed:
+            body = {"probe": station.signer.sign({"v": 1, "typ": "probe", "station": "ST-0001", **payload})}
+        response = client.post("/api/v1/stations/ST-0001/probe", json=body)
+        assert str(response.status_code) in documented, (response.status_code, response.get_data(as_text=True))
+
+    check()
+    station.close()
