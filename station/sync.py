@@ -7,6 +7,10 @@ point just means the next sync sends the same entries again (the server answers 
 Every batch and heartbeat carries the station's signed tail claim (``tail_claim``: how far its journal reaches),
 so the bank knows what it still lacks even when the link drops halfway through a long sync.
 
+Every request to the bank (a batch, the head check, the link probe ``probe``) notes its outcome for the measured link
+state (``station.link``); an answer that does not verify is a failure ``bad_answer``. A sync that fails says why in
+``SyncError.reason`` (kept in the ``last_sync_failure`` setting for the screens).
+
 Sync settings live in ``config.json`` under ``"sync"`` (see ``SYNC_SETTINGS``, documented in docs/operations.md).
 """
 
