@@ -317,7 +317,10 @@ def status(data_dir, as_json):
         return
     drawer = "day not open" if info["drawer_cash_fen"] is None else format_yuan(info["drawer_cash_fen"])
     click.echo(f"Station {info['station_id']} (server {info['server'] or 'not enrolled'})\n"
-               f"Last successful sync: {info['last_sync_at'] or 'never'}\n"
+               f"Link: {link_in_words(info)}\n"
+               f"Last successful sync: {info['last_sync_at'] or 'never'}"
+               f"{sync_failure_in_words(info)}\n"
+               f"Oldest entry waiting: {waiting_in_words(info['oldest_waiting_seconds'])}\n"
                f"Acknowledged through seq {info['acked_seq']} of {info['head_seq']}; "
                f"{info['pending_entries']} entries waiting\n"
                f"Unsynced debits: {info['unsynced_debits']} totalling {format_yuan(info['unsynced_exposure_fen'])}\n"
@@ -330,6 +333,59 @@ def status(data_dir, as_json):
     elif info["device_state"] == "clock_not_set":
         click.echo("Clock not set (before this release or before the journal's last entry): no new operations "
                    "until network time arrives.")
+
+
+#: Each link or sync failure reason in words for the technician (``station.sync.SYNC_FAILURE_REASONS``, and the
+#: link state's own reasons).
+REASON_WORDS = {
+    "never": "no answer from the bank yet",
+    "no_recent_answer": "no answer from the bank lately",
+    "slow": "the bank answers slowly",
+    "intermittent": "requests fail now and then",
+    "not_enrolled": "not enrolled with a bank",
+    "dns": "the server's name does not resolve (DNS)",
+    "refused": "connection refused",
+    "tls": "TLS failed",
+    "timeout": "timed out",
+    "reset": "connection reset",
+    "unreachable": "network unreachable",
+    "http_5xx": "the server answered with an error (5xx)",
+    "http_4xx": "the bank refused the request (4xx)",
+    "revoked": "the bank revoked this station",
+    "bad_answer": "an answer that is not the bank's (does not verify)",
+    "flagged": "the bank flagged this station after a fork",
+    "local": "a problem on this device",
+}
+
+
+def link_in_words(info: dict) -> str:
+    """The measured link state of ``station_status`` in one line."""
+    words = info["link"].upper()
+    if info["link_reason"]:
+        words += f" ({REASON_WORDS.get(info['link_reason'], info['link_reason'])})"
+    words += f"; last answer from the bank {info['last_success_at'] or 'never'}"
+    if info["last_failure_at"]:
+        words += (f"; last failure {info['last_failure_at']} "
+                  f"({REASON_WORDS.get(info['last_failure_reason'], info['last_failure_reason'])})")
+    return words
+
+
+def sync_failure_in_words(info: dict) -> str:
+    """", last sync FAILED at T (reason)" when the last sync failed after the last success, else ""."""
+    failed = info["last_sync_failed_at"]
+    if not failed or (info["last_sync_at"] and info["last_sync_at"] >= failed):
+        return ""
+    reason = info["last_sync_failure_reason"]
+    return f"; the last sync FAILED at {failed} ({REASON_WORDS.get(reason, reason)})"
+
+
+def waiting_in_words(seconds: int | None) -> str:
+    """The age of the oldest entry waiting for the bank, or "none"."""
+    if seconds is None:
+        return "none"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
 @cli.command("wait-ready")

@@ -5,12 +5,13 @@ the caller judged itself (an answer that does not verify is a failure, ``bad_ans
 what was noted into the state the screens and ``station status --json`` show:
 
 - ``offline``: nothing ever answered; or the last attempt failed with a hard reason (``dns``, ``refused``,
-  ``tls``, ``revoked``) or after another failure; or the last success is older than ``stale_seconds`` (nothing
-  has tried for a while, so the station does not know);
+  ``tls``, ``revoked``) or after another failure or long after the last answer; or the last success is older than
+  ``stale_seconds`` (nothing has tried for a while, so the station does not know);
 - ``degraded``: the last attempt failed once after a success (``timeout``, ``reset``, ``http_5xx``,
-  ``bad_answer``), or the last attempt succeeded but one of the recent ones failed, or it was slow (over
-  ``slow_ms``);
-- ``online``: the last attempt succeeded, fast, and the recent ones too.
+  ``bad_answer``), or the last attempt succeeded but the recent ones failed in two separate runs or more (the link
+  drops in and out: ``intermittent``), or it was slow (over ``slow_ms``);
+- ``online``: the last attempt succeeded, fast, and the recent ones failed in one run at most (a link that was down
+  and is back is online at its first answer).
 
 "Online" is never shown while the last attempt failed. The state is kept in this process (``Station._link``) and
 in the ``link`` setting, written when the state or the reason changes and otherwise at most every
@@ -171,24 +172,43 @@ def link_status(st, now: datetime | None = None) -> dict:
     if "last_ok" not in record:
         status["reason"] = "never"
         return status
+    stale = float(link_setting(st, "stale_seconds"))
+    success_age = (now - parse_utc(record["last_success_at"])).total_seconds() \
+        if record.get("last_success_at") else None
     if not record["last_ok"]:
         reason = record.get("last_failure_reason")
         hard = reason in HARD_REASONS or int(record.get("consecutive_failures", 1)) >= 2
-        status["link"] = "offline" if hard or not record.get("last_success_at") else "degraded"
+        # One soft failure right after an answer: degraded; after an answer long ago, nothing says it works.
+        status["link"] = "offline" if hard or success_age is None or success_age > stale else "degraded"
         status["reason"] = reason
         return status
-    age = (now - parse_utc(record["last_success_at"])).total_seconds()
-    if age > float(link_setting(st, "stale_seconds")):
+    if success_age > stale:
         status["reason"] = "no_recent_answer"
         return status
-    recent = record.get("recent", [])
+    recent = [bool(ok) for ok, _ in record.get("recent", [])]
+    # Runs of failures among the recent outcomes: each failure that starts the window or follows a success.
+    failure_runs = sum(1 for i, ok in enumerate(recent) if not ok and (i == 0 or recent[i - 1]))
     slow = (record.get("latency_ms") or 0) > int(link_setting(st, "slow_ms"))
-    if slow or any(not ok for ok, _ in recent):
+    if slow or failure_runs >= 2:
         status["link"] = "degraded"
         status["reason"] = "slow" if slow else "intermittent"
         return status
     status["link"] = "online"
     return status
+
+
+def probe_due(st, now: datetime | None = None) -> bool:
+    """Whether ``station serve``'s probe job should probe now: the station is enrolled and no request to the bank
+    was noted within the last ``probe_seconds`` (a sync or an authorization already measured the link)."""
+    if not st.config.get("server"):
+        return False
+    record = getattr(st, "_link", None) or st.setting(LINK_SETTING) or {}
+    attempted = record.get("last_attempt_at")
+    if not attempted:
+        return True
+    age = ((now or st.now()) - parse_utc(attempted)).total_seconds()
+    # A last attempt "in the future" (the clock was set back) says nothing about the link now.
+    return not 0 <= age < float(link_setting(st, "probe_seconds"))
 
 
 def should_ask_bank(st) -> bool:

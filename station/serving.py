@@ -10,6 +10,7 @@ the shop's people, its app and background sync already running.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -60,7 +61,8 @@ class Serving:
             # The one place the background sync starts: the serving process, once per station.
             scheduler = start_scheduler(st, app.config)
             self.schedulers.append(scheduler)
-            app.extensions["sync_now"] = lambda: sync_now(scheduler)
+            # hook(wait=seconds): the outcome of the sync it asked for, or None (still running, or wait=0).
+            app.extensions["sync_now"] = functools.partial(sync_now, scheduler)
             self.echo(f"Syncing with {st.config['server'].get('url')} in the background.")
         else:
             self.echo("Not enrolled with a sync server: operations stay on this device (`station enroll` to sync).")

@@ -7,6 +7,10 @@ point just means the next sync sends the same entries again (the server answers 
 Every batch and heartbeat carries the station's signed tail claim (``tail_claim``: how far its journal reaches),
 so the bank knows what it still lacks even when the link drops halfway through a long sync.
 
+Every request to the bank (a batch, the head check, the link probe ``probe``) notes its outcome for the measured link
+state (``station.link``); an answer that does not verify is a failure ``bad_answer``. A sync that fails says why in
+``SyncError.reason`` (kept in the ``last_sync_failure`` setting for the screens).
+
 Sync settings live in ``config.json`` under ``"sync"`` (see ``SYNC_SETTINGS``, documented in docs/operations.md).
 """
 
@@ -31,7 +35,8 @@ from station.device_state import clock_not_set, device_state, revocation
 from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
-from station.protocol import acks, envelope, envelope_errors, heads, key_codecs
+from station.link import REASONS, call_bank, classify, link_status, note_failure, note_success
+from station.protocol import acks, envelope, envelope_errors, heads, key_codecs, probes
 from station.protocol.entry_types import LIVE_STATES, EntryType, OperationState, one_line
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc, utc_text
@@ -56,6 +61,12 @@ USER_AGENT = "station-kit-station/0.1"
 #: of the bank's enrollment sheet; an agent's name is also what ``station.agents`` accepts).
 SHOP_DETAILS = {"agent": MAX_AGENT_NAME, "village": 60}
 
+#: Why a sync (or a probe) fails, for the screens: the link's reasons (``station.link.REASONS``), ``flagged`` (the
+#: bank stopped taking this station's batches after a fork) and ``local`` (this device: a key or a setting).
+SYNC_FAILURE_REASONS = (*REASONS, "flagged", "local")
+#: (connect, read) seconds of a probe: short, and longer than an answer the link calls slow (``slow_ms``).
+PROBE_TIMEOUT = (5.0, 10.0)
+
 #: name -> (default, one-line help). Read from config.json "sync"; docs/operations.md lists every one.
 SYNC_SETTINGS: dict[str, tuple[object, str]] = {
     "max_entries": (500, "Most entries in one batch."),
@@ -71,23 +82,44 @@ SYNC_SETTINGS: dict[str, tuple[object, str]] = {
 
 
 class SyncError(RuntimeError):
-    """A sync that did not complete. ``retryable``: worth trying again later (network, server busy)."""
+    """A sync that did not complete. ``retryable``: worth trying again later (network, server busy).
+
+    ``reason`` says why in one word the screens put in the agent's words (:data:`SYNC_FAILURE_REASONS`)."""
 
     retryable = False
 
+    def __init__(self, message: str, reason: str = "local"):
+        super().__init__(message)
+        self.reason = reason
+
 
 class ServerUnreachable(SyncError):
+    """No answer from the bank; ``reason`` is the link's (``station.link.classify``: refused, timeout, ...)."""
+
     retryable = True
+
+    def __init__(self, message: str, reason: str = "unreachable"):
+        super().__init__(message, reason)
 
 
 class SyncRefused(SyncError):
-    """The server refused with a problem+json body (``problem``)."""
+    """The server refused with a problem+json body (``problem``), or its answer is not the bank's
+    (``reason`` ``bad_answer``, status 502)."""
 
-    def __init__(self, message: str, problem: dict | None = None, status: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, problem: dict | None = None, status: int | None = None,
+                 reason: str | None = None):
         self.problem = problem or {}
         self.status = status
         self.retryable = status is not None and status >= 500
+        super().__init__(message, reason or self._reason())
+
+    def _reason(self) -> str:
+        problem_type = self.problem.get("type")
+        if problem_type == STATION_REVOKED_PROBLEM:
+            return "revoked"
+        if problem_type in (PROBLEM_TYPE_PREFIX + "station-flagged", PROBLEM_TYPE_PREFIX + "fork"):
+            return "flagged"
+        return "http_5xx" if self.retryable else "http_4xx"
 
 
 class EnrollError(RuntimeError):
@@ -110,6 +142,20 @@ class SyncResult:
     acked_seq: int
     pending: int
     rejected: dict[int, str]
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """How one run of the background sync ended (``station.scheduler``; the "sync now" button shows it).
+
+    ``at``: the station's time when it ended; a failure's ``reason`` (:data:`SYNC_FAILURE_REASONS`) is worded for
+    the agent, its ``message`` is for the technician."""
+
+    ok: bool
+    at: str
+    result: SyncResult | None = None
+    reason: str | None = None
+    message: str | None = None
 
 
 def sync_setting(st: Station, name: str):
@@ -241,6 +287,13 @@ def pending_entries(st: Station) -> int:
     return head_seq - st.setting("acked_seq", 0)
 
 
+@bound_station
+def oldest_waiting_at(st: Station) -> datetime | None:
+    """When the oldest entry waiting for the bank's ack was recorded (the station's clock), or None."""
+    entry = JournalEntry.get_or_none(JournalEntry.seq == st.setting("acked_seq", 0) + 1)
+    return None if entry is None else entry.recorded_at
+
+
 def _server(st: Station) -> dict:
     server = st.config.get("server")
     if not server:
@@ -314,13 +367,15 @@ def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session
         headers[envelope.HEADER_PUSH] = "1"
     http = http or requests
     try:
-        response = http.post(
+        # The outcome is noted for the link state (station.link); an answer that does not verify, by open_answer.
+        response = call_bank(st, "sync", lambda: http.post(
             f"{server['url']}/api/v1/stations/{st.station_id}/batches", data=sealed.body, headers=headers,
             timeout=(sync_setting(st, "connect_timeout"), sync_setting(st, "read_timeout")),
             verify=_verify_option(st),
-        )
+        ))
     except requests.RequestException as exc:
-        raise ServerUnreachable(f"Cannot reach the bank's server: {exc.__class__.__name__}.") from exc
+        raise ServerUnreachable(f"Cannot reach the bank's server: {exc.__class__.__name__}.",
+                                classify(exc)[0]) from exc
     except OSError as exc:
         # requests does not wrap every local failure, e.g. a CA bundle (sync "ca_bundle") that cannot be read.
         raise SyncError(f"Cannot send to the bank: {exc.strerror or exc} ({getattr(exc, 'filename', '') or ''}). "
@@ -332,7 +387,8 @@ def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session
     try:
         return response.json()
     except ValueError as exc:
-        raise SyncRefused("The bank's answer is not JSON.", status=502) from exc
+        note_failure(st, "sync", "bad_answer", "the answer is not JSON")
+        raise SyncRefused("The bank's answer is not JSON.", status=502, reason="bad_answer") from exc
 
 
 def _encryption_key(st: Station):
@@ -345,7 +401,8 @@ def open_answer(st: Station, answer: dict) -> acks.Ack:
         return acks.open_ack(answer, server_signing_jwk=_server(st)["signing_jwk"], station_id=st.station_id,
                              station_encryption_key=_encryption_key(st))
     except envelope_errors.EnvelopeError as exc:
-        raise SyncRefused(f"The bank's answer does not verify: {exc}", status=502) from exc
+        note_failure(st, "sync", "bad_answer", str(exc))
+        raise SyncRefused(f"The bank's answer does not verify: {exc}", status=502, reason="bad_answer") from exc
 
 
 # -- applying an ack ----------------------------------------------------------------------------------------
@@ -353,13 +410,15 @@ def open_answer(st: Station, answer: dict) -> acks.Ack:
 def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
     """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction."""
     if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
-        raise SyncRefused("The bank's ack does not cover the batch sent.", status=502)
+        raise SyncRefused("The bank's ack does not cover the batch sent.", status=502, reason="bad_answer")
     with st.db.atomic():
         head_seq, _ = journal_head(st)
         if ack.acked_through > head_seq:
-            raise SyncRefused("The bank acknowledges entries this station never wrote.", status=502)
+            raise SyncRefused("The bank acknowledges entries this station never wrote.", status=502,
+                              reason="bad_answer")
         if chain_hash(JournalEntry.get_by_id(ack.acked_through).token) != ack.head:
-            raise SyncRefused("The bank's chain head differs from this station's journal.", status=502)
+            raise SyncRefused("The bank's chain head differs from this station's journal.", status=502,
+                              reason="bad_answer")
         _apply_outcomes(ack)
         now = st.now()
         st.set_setting("acked_seq", max(ack.acked_through, st.setting("acked_seq", 0)))
@@ -527,6 +586,7 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
             rejected.update(ack.rejected)
     except SyncError as exc:
         st.set_setting("last_sync_error", str(exc))
+        st.set_setting("last_sync_failure", {"at": utc_text(st.now()), "reason": exc.reason})
         if isinstance(exc, SyncRefused):
             _note_revocation(st, exc)
         raise
@@ -563,13 +623,31 @@ def _rewind_after_gap(st: Station, refusal: SyncRefused) -> bool:
 
 @bound_station
 def station_status(st: Station) -> dict:
-    """What `station status` shows: identity, sync state, outbox, exposure, drawer."""
+    """What `station status` shows: identity, link, sync state, outbox, exposure, drawer.
+
+    ``link`` (``online``/``degraded``/``offline``) and ``link_reason`` are measured from the requests the station
+    made (``station.link.link_status``); ``last_success_at``, ``last_failure_at`` and ``last_failure_reason`` are
+    those of any request to the bank (sync, probe, authorization), ``last_sync_*`` those of syncs."""
     head_seq, _ = journal_head(st)
     exposure_fen, exposure_count = unsynced_exposure(st)
+    link = link_status(st)
+    oldest = oldest_waiting_at(st)
+    failure = st.setting("last_sync_failure") or {}
     return {
         "station_id": st.station_id,
         "server": (st.config.get("server") or {}).get("url"),
+        "link": link["link"],
+        "link_reason": link["reason"],
+        "last_success_at": link["last_success_at"],
+        "last_failure_at": link["last_failure_at"],
+        "last_failure_reason": link["last_failure_reason"],
+        "last_failure_detail": link["last_failure_detail"],
+        "latency_ms": link["latency_ms"],
+        "oldest_waiting_at": None if oldest is None else utc_text(oldest),
+        "oldest_waiting_seconds": None if oldest is None else max(0, int((st.now() - oldest).total_seconds())),
         "last_sync_at": st.setting("last_sync_at"),
+        "last_sync_failed_at": failure.get("at"),
+        "last_sync_failure_reason": failure.get("reason"),
         "last_sync_error": st.setting("last_sync_error"),
         "acked_seq": st.setting("acked_seq", 0),
         "head_seq": head_seq,
@@ -588,6 +666,50 @@ def station_status(st: Station) -> dict:
     }
 
 
+# -- the link probe ----------------------------------------------------------------------------------------
+def probe(st: Station, http: requests.Session | None = None) -> probes.ProbeAnswer:
+    """Ask the bank whether it is there and still deals with this station (docs/protocol.md "Link probe"), with
+    short timeouts (:data:`PROBE_TIMEOUT`); the outcome is noted for the link state (``station.link``).
+
+    Signed with the key the bank knows as the station's current one: the key that follows the acknowledged
+    entries. Returns the verified answer, or raises :class:`ServerUnreachable` (network) or :class:`SyncRefused`
+    (the bank's refusal; ``bad_answer`` for an answer that is not the bank's for this probe). A refusal as revoked
+    is kept as after a sync (``_note_revocation``)."""
+    server = _server(st)
+    nonce = heads.new_nonce()
+    try:
+        signer = st.signer_for(st.setting("acked_seq", 0) + 1)
+    except KeyMissing as exc:
+        raise SyncError(f"This station cannot sign its probe: {exc}. Call the technician.") from exc
+    token = probes.make_probe(signer, station_id=st.station_id, nonce=nonce, ts=utc_text(st.now()))
+    started = time.monotonic()
+    try:
+        response = (http or requests).post(
+            f"{server['url']}/api/v1/stations/{st.station_id}/probe", json={"probe": token}, timeout=PROBE_TIMEOUT,
+            verify=_verify_option(st), headers={"User-Agent": USER_AGENT})
+    except (requests.RequestException, OSError) as exc:
+        reason, detail = classify(exc)
+        note_failure(st, "probe", reason, detail)
+        raise ServerUnreachable(f"Cannot reach the bank's server at {server['url']}: {detail}.", reason) from exc
+    latency_ms = int((time.monotonic() - started) * 1000)
+    if response.status_code != 200:
+        message, problem = _problem_message(response)
+        refusal = SyncRefused(f"The bank refused the probe of station {st.station_id}: {message}", problem,
+                              response.status_code)
+        note_failure(st, "probe", refusal.reason if refusal.reason in REASONS else "http_4xx", message)
+        _note_revocation(st, refusal)
+        raise refusal
+    try:
+        answer = probes.open_probe_answer(response.json()["answer"], server_signing_jwk=server["signing_jwk"],
+                                          station_id=st.station_id, nonce=nonce)
+    except (ValueError, KeyError, TypeError, probes.BadProbeAnswer) as exc:
+        note_failure(st, "probe", "bad_answer", str(exc))
+        raise SyncRefused(f"The answer to the probe is not the bank's: {exc}", status=502,
+                          reason="bad_answer") from exc
+    note_success(st, "probe", latency_ms)
+    return answer
+
+
 # -- the bank's head of this station (``station restore``) ---------------------------------------------------
 def fetch_bank_head(st: Station, http: requests.Session | None = None) -> heads.BankHead:
     """How far the bank holds this station's journal: an answer signed with the pinned server key, for a nonce
@@ -599,14 +721,14 @@ def fetch_bank_head(st: Station, http: requests.Session | None = None) -> heads.
     server = _server(st)
     nonce = heads.new_nonce()
     try:
-        response = (http or requests).get(
+        response = call_bank(st, "head", lambda: (http or requests).get(
             f"{server['url']}/api/v1/stations/{st.station_id}/head", params={"nonce": nonce},
             timeout=(sync_setting(st, "connect_timeout"), sync_setting(st, "read_timeout")),
             verify=_verify_option(st), headers={"User-Agent": USER_AGENT},
-        )
+        ))
     except requests.RequestException as exc:
         raise ServerUnreachable(f"Cannot reach the bank's server at {server['url']}: "
-                                f"{exc.__class__.__name__}.") from exc
+                                f"{exc.__class__.__name__}.", classify(exc)[0]) from exc
     except OSError as exc:  # requests' own: a ca_bundle path that does not exist on this device
         raise ServerUnreachable(f"Cannot reach the bank's server at {server['url']}: {exc}.") from exc
     if response.status_code != 200:
@@ -616,9 +738,13 @@ def fetch_bank_head(st: Station, http: requests.Session | None = None) -> heads.
     try:
         token = response.json()["signed_head"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise SyncRefused(f"{server['url']} answered, but not as a station-kit sync server.", status=502) from exc
+        note_failure(st, "head", "bad_answer", "the answer is not a signed head")
+        raise SyncRefused(f"{server['url']} answered, but not as a station-kit sync server.", status=502,
+                          reason="bad_answer") from exc
     try:
         return heads.open_signed_head(token, server_signing_jwk=server["signing_jwk"], station_id=st.station_id,
                                       nonce=nonce)
     except heads.BadHeadAnswer as exc:
-        raise SyncRefused(f"The answer about station {st.station_id} is not the bank's: {exc}.", status=502) from exc
+        note_failure(st, "head", "bad_answer", str(exc))
+        raise SyncRefused(f"The answer about station {st.station_id} is not the bank's: {exc}.", status=502,
+                          reason="bad_answer") from exc

@@ -14,6 +14,7 @@ from sync_server.authorize import authorize
 from sync_server.db import Station, StationTail, db_proxy, schema_version
 from sync_server.lifecycle import station_keys
 from sync_server.openapi import openapi_document
+from sync_server.probe import answer_probe
 from sync_server.problems import Problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -67,6 +68,13 @@ def post_authorization(station_id):
     body = request.get_data(cache=False)
     answer = authorize(_keys(), station_id, request.headers, body)
     return current_app.response_class(answer.body, mimetype=authorizations.CONTENT_TYPE)
+
+
+@bp.post("/stations/<station_id>/probe")
+def probe(station_id):
+    """The link probe: ``{"probe": JWS}`` signed with the station's current key, answered ``{"answer": JWS}``
+    signed with the server's key for the probe's nonce (``sync_server.probe``)."""
+    return jsonify(answer_probe(_keys(), station_id, request.get_json(silent=True)))
 
 
 @bp.get("/stations/<station_id>/head")

@@ -74,6 +74,23 @@ SCHEMAS = {
                                            "Head of a station)"},
         },
     },
+    "ProbeRequest": {
+        "type": "object", "required": ["probe"],
+        "properties": {
+            "probe": {"type": "string", "maxLength": 2048,
+                      "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+                      "description": "JWS signed with the station's current key; payload {v: 1, typ: probe, station, "
+                                     "nonce, ts} (docs/protocol.md, Link probe)"},
+        },
+    },
+    "ProbeAnswer": {
+        "type": "object", "required": ["answer"],
+        "properties": {
+            "answer": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+                       "description": "JWS signed by the server; payload {v: 1, typ: probe-answer, station, nonce, "
+                                      "server_time, status: active} (docs/protocol.md, Link probe)"},
+        },
+    },
     "Ack": {
         "type": "object", "required": ["ack", "downlink"],
         "properties": {
@@ -120,6 +137,15 @@ def openapi_document() -> dict:
                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,128}$"}}],
                 "responses": {"200": {"description": "signed head", "content": _json("SignedHead")},
                               **_problem_responses("malformed-request", "unknown-station", "internal-error")}}},
+            "/api/v1/stations/{station_id}/probe": {"post": {
+                "summary": "Link probe: is the bank there, and does it still deal with this station?",
+                "parameters": [station_param],
+                "requestBody": {"required": True, "content": _json("ProbeRequest")},
+                "responses": {"200": {"description": "signed answer for the probe's nonce",
+                                      "content": _json("ProbeAnswer")},
+                              **_problem_responses("malformed-request", "bad-signature", "unknown-station",
+                                                   "station-not-enrolled", "station-revoked", "station-flagged",
+                                                   "too-large", "internal-error")}}},
             "/api/v1/stations/{station_id}/batches": {"post": {
                 "summary": "Upload one sealed batch of journal entries",
                 "parameters": [station_param] + [

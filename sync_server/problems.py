@@ -14,7 +14,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "malformed-request": (400, "The request is not well-formed"),
     "malformed-batch": (400, "The batch is not well-formed"),
     "undecryptable": (400, "The batch or request does not decrypt"),
-    "bad-signature": (401, "The batch or request is not signed with the station's key"),
+    "bad-signature": (401, "Not signed with the station's key"),
     "unknown-station": (404, "No such station"),
     "station-not-enrolled": (403, "The station has not enrolled yet"),
     "station-revoked": (403, "The station is revoked"),

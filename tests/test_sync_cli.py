@@ -172,10 +172,10 @@ def test_sync_job_backs_off_while_the_server_is_unreachable(server, tmp_path, cl
         scheduler.shutdown(wait=True)
 
 
-def test_sync_now_during_a_run_runs_again_at_once(monkeypatch):
+def test_sync_now_during_a_run_runs_again_at_once(monkeypatch, station):
     import station.scheduler as scheduler_module
 
-    job = scheduler_module.SyncJob(station=None)
+    job = scheduler_module.SyncJob(station)
     runs = []
 
     def sync_once(station, attempts):

@@ -25,5 +25,5 @@ def test_serve_is_in_the_readme():
 
 def test_ui_settings_are_documented():
     for setting in ("agent_idle_seconds", "customer_auth_seconds", "keys/ui_session.key", "WTF_CSRF_ENABLED",
-                    "ONLINE_WINDOW_SECONDS", "OFFLINE_WARNING_SHARE", "sync_now", "station.printer"):
+                    "SYNC_NOW_WAIT_SECONDS", "OFFLINE_WARNING_SHARE", "sync_now", "station.printer"):
         assert f"`{setting}`" in OPERATIONS, setting

@@ -19,7 +19,10 @@ from ui_helpers import (
 
 from station import agents, business_day, receipts
 from station.db import Agent, JournalEntry, Operation, PrintedReceipt
+from station.link import note_failure, note_success
 from station.protocol.tokens import unverified_payload, verify_token
+from station.sync import SyncOutcome
+from station.ui.home import SYNC_NOW_WAIT_SECONDS
 
 
 @pytest.fixture
@@ -123,14 +126,23 @@ def test_home_tiles_and_status_bar_in_both_languages(agent_client, station):
     assert "Drawer ¥30,000.00" in page
 
 
-def test_status_bar_counts_entries_waiting_and_shows_online(agent_client, station, clock):
+def test_status_bar_counts_entries_waiting_and_shows_the_measured_link(agent_client, station, clock):
     head = JournalEntry.select().count()
     page = agent_client.get("/home").get_data(as_text=True)
     assert f"待传 {head}" in page
     station.set_setting("acked_seq", head - 1)
     station.set_setting("last_sync_at", (clock.now - timedelta(minutes=2)).isoformat())
     page = agent_client.get("/home").get_data(as_text=True)
-    assert "待传 1" in page and 'id="link-state">在线' in page and "offline-warning" not in page
+    # A recent sync is not a measurement of the link now: no request answered, so not "online".
+    assert "待传 1" in page and 'data-link="offline">离线' in page and "offline-warning" not in page
+    station.config["server"] = {"url": "http://127.0.0.1:9"}
+    note_success(station, "probe", 40)
+    page = agent_client.get("/home").get_data(as_text=True)
+    assert 'data-link="online">在线' in page
+    note_failure(station, "probe", "timeout")
+    assert 'data-link="degraded">不稳定' in agent_client.get("/home").get_data(as_text=True)
+    note_failure(station, "probe", "timeout")
+    assert 'data-link="offline">离线' in agent_client.get("/home").get_data(as_text=True)
 
 
 def test_status_bar_warns_near_and_past_the_offline_age_limit(agent_client, station, clock):
@@ -264,7 +276,7 @@ def test_day_open_with_a_count(ui_client, station):
 
 def test_day_close_previews_then_records_the_variance(agent_client, ui_app, station):
     syncs = []
-    ui_app.extensions["sync_now"] = lambda: syncs.append(1)
+    ui_app.extensions["sync_now"] = lambda wait=0: syncs.append(wait)
     withdraw(agent_client, card_customer(), "500")
     counts = {"n10000": "294", "n1000": "9"}
     page = agent_client.post("/day/close", data={**counts, "confirm": "0"}).get_data(as_text=True)
@@ -277,7 +289,7 @@ def test_day_close_previews_then_records_the_variance(agent_client, ui_app, stat
     assert business_day.current_day(station) is None
     body = unverified_payload(JournalEntry.select().order_by(JournalEntry.seq.desc()).first().token)
     assert body["type"] == "day_close" and body["variance"] == -1_000
-    assert syncs == [1], "the day's close is sent to the bank at once"
+    assert syncs == [0], "the day's close is sent to the bank at once (without waiting for the answer)"
     assert agent_client.get("/day/close").location == "/day/open"
 
 
@@ -331,13 +343,66 @@ def test_sync_not_configured_in_both_languages(agent_client):
     assert "Sync is not configured on this station yet." in agent_client.get("/sync").get_data(as_text=True)
 
 
-def test_sync_hook_is_called(agent_client, ui_app):
+@pytest.mark.parametrize(
+    ("outcome", "zh", "en"),
+    [
+        # Babel's English time has a narrow no-break space before AM (CLDR).
+        (SyncOutcome(ok=True, at="2026-11-02T23:41:00.000Z"), "已与银行同步（07:41）。",
+         "Synced with the bank at 7:41\u202fAM."),
+        (None, "还在同步：银行还没有答复，答复后状态栏会显示。",
+         "Still syncing: the bank has not answered yet. The status bar shows when it has."),
+    ],
+)
+def test_sync_now_reports_how_the_sync_ended(agent_client, ui_app, outcome, zh, en):
     calls = []
-    ui_app.extensions["sync_now"] = lambda: calls.append(1)
+
+    def hook(wait=0):
+        calls.append(wait)
+        return outcome
+
+    ui_app.extensions["sync_now"] = hook
     assert 'id="sync-now"' in agent_client.get("/sync").get_data(as_text=True)
     response = agent_client.post("/sync")
-    assert calls == [1]
-    assert "已开始同步：银行答复后，状态栏会显示。" in agent_client.get(response.location).get_data(as_text=True)
+    assert calls == [SYNC_NOW_WAIT_SECONDS]
+    assert zh in agent_client.get(response.location).get_data(as_text=True)
+    english(agent_client)
+    response = agent_client.post("/sync")
+    assert en in agent_client.get(response.location).get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("reason", "zh", "en"),
+    [
+        ("refused", "同步失败：连不上银行服务器。记录都保存在本机，网络恢复后会自动上传。",
+         "Sync failed: cannot connect to the bank's server. Records stay on this device and go to the bank when "
+         "the link is back."),
+        ("timeout", "同步失败：网络超时。记录都保存在本机，网络恢复后会自动上传。",
+         "Sync failed: the network timed out. Records stay on this device and go to the bank when the link is back."),
+        ("http_5xx", "同步失败：银行服务器出错。记录都保存在本机，网络恢复后会自动上传。",
+         "Sync failed: the bank's server had an error. Records stay on this device and go to the bank when the "
+         "link is back."),
+        ("revoked", "同步失败：本站已被银行停用。请联系银行。",
+         "Sync failed: the bank has revoked this station. Call the bank."),
+        ("flagged", "同步失败：银行已暂停接收本站的记录。请联系银行。",
+         "Sync failed: the bank has stopped taking this station's records. Call the bank."),
+        ("local", "同步失败：本机出了问题。记录都保存在本机。请联系技术员。",
+         "Sync failed: a problem on this device. Records stay on this device. Call the technician."),
+    ],
+)
+def test_a_failed_sync_now_says_why(agent_client, ui_app, station, clock, reason, zh, en):
+    def hook(wait=0):
+        # What the sync job does when it fails: the failure is kept for the screens.
+        station.set_setting("last_sync_failure", {"at": "2026-11-02T23:40:00.000Z", "reason": reason})
+        return SyncOutcome(ok=False, at="2026-11-02T23:40:00.000Z", reason=reason, message="for the technician")
+
+    ui_app.extensions["sync_now"] = hook
+    response = agent_client.post("/sync")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and error_of(page) == zh
+    assert 'id="last-sync">同步失败<' in page and "已开始同步" not in page
+    english(agent_client)
+    page = agent_client.post("/sync").get_data(as_text=True)
+    assert error_of(page) == en.replace("'", "&#39;")
 
 
 def test_busy_hours_chart(agent_client, clock):

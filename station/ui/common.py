@@ -5,21 +5,48 @@ from __future__ import annotations
 import functools
 from datetime import datetime, timedelta
 
+from babel.dates import format_skeleton, format_timedelta
 from flask import current_app, g, redirect, request, session, url_for
-from flask_babel import format_datetime, get_locale, gettext
+from flask_babel import format_datetime, format_time, get_locale, gettext
 
 from station import agents, business_day, limits, receipts
 from station.device_state import revocation
 from station.errors import N_, StationError
 from station.journal import journal_head
+from station.link import link_status
 from station.protocol.money import chinese_capitals, format_yuan
 from station.protocol.times import parse_utc, utc_text
+from station.sync import oldest_waiting_at
 
 #: Locales the toggle offers; Flask-Babel resolves zh_CN to the zh_Hans_CN catalogue.
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
-#: "Online" on the status bar means a successful sync within this many seconds (the sync job runs more often).
-ONLINE_WINDOW_SECONDS = 15 * 60
+#: The measured link state (``station.link.link_status``) as the status bar and the sync screen name it.
+LINK_STATES = {"online": N_("Online"), "degraded": N_("Unstable"), "offline": N_("Offline")}
+#: Why the link is not online, or why a sync failed, in the agent's words (``station.link.REASONS``, the link
+#: state's own reasons and ``station.sync.SYNC_FAILURE_REASONS``).
+REASON_WORDS = {
+    "never": N_("no answer from the bank yet"),
+    "no_recent_answer": N_("no answer from the bank lately"),
+    "slow": N_("the bank answers slowly"),
+    "intermittent": N_("the connection keeps dropping"),
+    "not_enrolled": N_("this station is not enrolled with the bank"),
+    "dns": N_("cannot find the bank's server (check the network)"),
+    "refused": N_("cannot connect to the bank's server"),
+    "tls": N_("the secure connection to the bank failed"),
+    "timeout": N_("the network timed out"),
+    "reset": N_("the connection was cut off"),
+    "unreachable": N_("the network is down"),
+    "http_5xx": N_("the bank's server had an error"),
+    "http_4xx": N_("the bank refused this station's request"),
+    "revoked": N_("the bank has revoked this station"),
+    "bad_answer": N_("the bank's answer could not be verified"),
+    "flagged": N_("the bank has stopped taking this station's records"),
+    "local": N_("a problem on this device"),
+}
+#: What the agent should do after a failed sync, by reason; the rest: wait, the station syncs by itself.
+CALL_THE_BANK = frozenset({"revoked", "flagged", "http_4xx", "not_enrolled"})
+CALL_THE_TECHNICIAN = frozenset({"local", "tls", "bad_answer"})
 #: Warn on the status bar from this share of an offline limit (age, unsynced amount or count) on.
 OFFLINE_WARNING_SHARE = 0.75
 #: What a revoked station still serves, none of it a new operation: its revoked screen, logging in and out, the
@@ -160,12 +187,55 @@ def local_time(moment: datetime | None, style: str = "short") -> str:
     return "-" if moment is None else format_datetime(moment, style)
 
 
+def reason_words(reason: str | None) -> str:
+    """A link or sync failure reason in the person's language ("" for none)."""
+    if not reason:
+        return ""
+    return gettext(REASON_WORDS.get(reason, REASON_WORDS["local"]))
+
+
+def sync_failure_message(reason: str) -> str:
+    """A failed sync in words, with what to do: "Sync failed: <reason>. <advice>"."""
+    if reason in CALL_THE_BANK:
+        advice = gettext("Call the bank.")
+    elif reason in CALL_THE_TECHNICIAN:
+        advice = gettext("Records stay on this device. Call the technician.")
+    else:
+        advice = gettext("Records stay on this device and go to the bank when the link is back.")
+    return gettext("Sync failed: %(reason)s. %(advice)s", reason=reason_words(reason), advice=advice)
+
+
+def bar_time(moment: datetime | None) -> str:
+    """A moment as short as the status bar needs it: the time alone today (the station's date), else the date
+    alone (the sync screen gives both)."""
+    if moment is None:
+        return "-"
+    st = station()
+    if st.local_date(moment) == st.local_date():
+        return format_time(moment, "short")
+    return format_skeleton("Md", moment, tzinfo=st.timezone, locale=get_locale())
+
+
+def age_words(since: datetime | None) -> str:
+    """How long ago ``since`` was, short ("2 hr", "2小时"); "" for None."""
+    if since is None:
+        return ""
+    age = max(station().now() - since, timedelta(0))
+    return format_timedelta(age, granularity="minute", format="short", locale=get_locale())
+
+
 def status_bar() -> dict:
-    """Online/offline, last sync, entries waiting for the bank, drawer cash and any offline-limit warning."""
+    """The measured link state, the last sync's outcome, entries waiting for the bank (and the age of the oldest),
+    drawer cash and any offline-limit warning: what the status bar and the sync screen show."""
     st = station()
     policy = st.policy
     now = st.now()
+    link = link_status(st)
     synced = limits.last_sync_at(st)
+    failure = st.setting("last_sync_failure") or {}
+    failed_at = parse_utc(failure["at"]) if failure.get("at") else None
+    if failed_at is not None and synced is not None and synced >= failed_at:
+        failed_at = None  # a success since: the last sync's outcome is that success
     head_seq, _ = journal_head(station())
     waiting = head_seq - int(st.setting("acked_seq", 0) or 0)
     exposure_fen, exposure_count = limits.unsynced_exposure(st)
@@ -181,9 +251,16 @@ def status_bar() -> dict:
     ):
         warning = gettext("Close to the offline limit: sync soon.")
     return {
-        "online": synced is not None and (now - synced).total_seconds() <= ONLINE_WINDOW_SECONDS,
+        "link": link["link"],
+        "link_label": gettext(LINK_STATES[link["link"]]),
+        # Why it is not online (none when online).
+        "link_reason": reason_words(link["reason"]) if link["link"] != "online" else "",
+        "last_contact": parse_utc(link["last_success_at"]) if link["last_success_at"] else None,
         "last_sync": synced,
+        "sync_failed_at": failed_at,
+        "sync_failure": reason_words(failure.get("reason")) if failed_at else "",
         "waiting": waiting,
+        "oldest_age": age_words(oldest_waiting_at(st)) if waiting else "",
         "drawer_fen": business_day.drawer_cash(station()),
         "warning": warning,
     }
@@ -200,5 +277,6 @@ def template_globals() -> dict:
         "lang": str(get_locale() or ""),
         "idle_seconds": idle_seconds,
         "status_bar": status_bar,
+        "bar_time": bar_time,
         "lang_endpoint": "auth.set_language",
     }

@@ -14,7 +14,14 @@ from station.device_state import DeviceState, device_state, revocation
 from station.errors import StationError
 from station.protocol.entry_types import types_where
 from station.protocol.times import parse_utc
-from station.ui.common import SyncNotConfigured, login_required, station, translate_error
+from station.ui.common import (
+    SyncNotConfigured,
+    bar_time,
+    login_required,
+    station,
+    sync_failure_message,
+    translate_error,
+)
 
 bp = Blueprint("home", __name__)
 
@@ -22,6 +29,8 @@ bp = Blueprint("home", __name__)
 VISIT_TYPES = types_where(home_tile=True)
 #: Hours always on the chart (a village shop's day); a visit outside them widens the chart to include it.
 OPENING_HOURS = range(7, 20)
+#: How long "sync now" waits for the bank before it says the sync is still running (the sync goes on regardless).
+SYNC_NOW_WAIT_SECONDS = 20
 #: While the clock is not set, the home screen reloads itself this often to notice network time arriving.
 CLOCK_POLL_SECONDS = 10
 
@@ -52,22 +61,31 @@ def revoked():
 @bp.get("/sync")
 @login_required
 def sync():
-    """Sync status and, when the kit has a sync hook, a button to sync now."""
+    """The link state, the last sync's outcome, what waits for the bank and, when the kit has a sync hook, a button
+    to sync now."""
     return render_template("sync.html", configured=current_app.extensions.get("sync_now") is not None)
 
 
 @bp.post("/sync")
 @login_required
 def sync_now():
-    """Ask the background sync (``app.extensions["sync_now"]``, installed by ``station serve``) to run now."""
+    """Run the background sync now (``app.extensions["sync_now"]``, installed by ``station serve``) and say how it
+    ended: synced, failed and why (logged for the technician by the sync job), or still running after
+    ``SYNC_NOW_WAIT_SECONDS``."""
     hook = current_app.extensions.get("sync_now")
     try:
         if hook is None:
             raise SyncNotConfigured()
-        hook()
+        outcome = hook(wait=SYNC_NOW_WAIT_SECONDS)
     except StationError as err:
         return render_template("sync.html", configured=hook is not None, error=translate_error(err)), 503
-    flash(gettext("Sync started: the status bar shows when the bank has answered."))
+    if outcome is None:
+        flash(gettext("Still syncing: the bank has not answered yet. The status bar shows when it has."))
+    elif outcome.ok:
+        flash(gettext("Synced with the bank at %(time)s.", time=bar_time(parse_utc(outcome.at))))
+    else:
+        # The station did what was asked and says how it went: a page, not an HTTP error of its own.
+        return render_template("sync.html", configured=True, error=sync_failure_message(outcome.reason))
     return redirect(url_for("home.sync"))
 
 
