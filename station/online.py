@@ -35,7 +35,7 @@ import requests
 from station import errors
 from station.context import Station
 from station.db import BankAuthorization, Customer, Operation
-from station.keys import current_signer
+from station.keys import KeyMissing
 from station.link import call_bank, link_setting, note_failure, should_ask_bank
 from station.protocol import heads, key_codecs
 from station.protocol.authorizations import (
@@ -76,8 +76,13 @@ def authorize(st: Station, kind: str, *, txn: str, agent: str, account: str, amo
         return None
     server = st.config["server"]
     nonce = heads.new_nonce()
-    with st.bound():
-        signer = current_signer(st)
+    try:
+        # The key the bank knows as the station's newest: the one after the entries it acknowledged (a rotation
+        # the bank has not received yet signs nothing it could verify).
+        signer = st.signer_for(st.setting("acked_seq", 0) + 1)
+    except KeyMissing as exc:
+        log.warning("no key to sign an authorization request with: %s", exc)
+        return None
     request = request_payload(station_id=st.station_id, nonce=nonce, ts=utc_text(st.now()), kind=kind, txn=txn,
                               agent=agent, account=account, amount=amount, fee=fee, **extra)
     body = seal_request(request, signer, key_codecs.encryption_public_from_jwk(server["encryption_jwk"]))

@@ -2,7 +2,8 @@
 
 Sign, then encrypt, both ways (as batches and acks are; docs/protocol.md "Real-time authorization"):
 
-- the request is a JWS signed with the station's current key (the key that signs its next entry), payload
+- the request is a JWS signed with the key the bank knows as the station's newest (the one after the entries it
+  acknowledged), payload
   ``{"v": 1, "typ": "authorization-request", "station", "nonce", "ts", "kind", "txn", "agent", "account",
   "amount", "fee"}`` plus, per kind, ``payee_account`` (transfer), ``biller`` (bill paid from the account) or
   ``ref_txn`` (transfer cancellation); sealed with HPKE to the server's X25519 key, ``info`` =
