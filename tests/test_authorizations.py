@@ -311,6 +311,8 @@ def test_hostile_bodies_get_a_problem_never_a_500(server, bank):
         (sealed(server, bank, {**payload, "amount": 1.5}), {}, 400, "malformed-authorization"),
         (sealed(server, bank, {**payload, "ts": "yesterday"}), {}, 400, "malformed-authorization"),
         (sealed(server, bank, payload, signer=stranger), {}, 401, "bad-signature"),
+        (protocol.seal_request(payload, bank.signer, key_codecs.generate_encryption_key().public_key()), {}, 400,
+         "undecryptable"),  # sealed to another key than the bank's
     ]
     for body, extra, status, slug in cases:
         response = post(server, bank, payload, body, extra)
