@@ -1,10 +1,11 @@
 """Offline allowances: what each station may pay out for a customer with the network down, held centrally.
 
-Invariant: the holds of all stations together never exceed a customer's balance, so offline spending at two
-stations at once can never overdraw the account. Enforced by ``refresh_allowances``: a station's new hold is the
-policy's allowance capped by what the customer has available besides it; only an active customer at one of its
-home stations gets one, and a station that no longer serves a customer has its hold released. Spending consumes
-the hold (``posting_rules``); ``Book`` writes it and refuses a negative one.
+Invariant: the holds of all stations together, with the customer's live real-time authorizations
+(``sync_server.authorize``), never exceed a customer's balance, so offline spending at two stations at once can
+never overdraw the account. Enforced by ``refresh_allowances``: a station's new hold is the policy's allowance
+capped by what the customer has available besides it (``Book.held`` counts the live authorizations too); only
+an active customer at one of its home stations gets one, and a station that no longer serves a customer has its
+hold released. Spending consumes the hold (``posting_rules``); ``Book`` writes it and refuses a negative one.
 """
 
 from __future__ import annotations

@@ -124,6 +124,8 @@ def open_verified(keys: ServerKeys, station_id: str, nonce: str, body: bytes) ->
                 else "malformed-authorization")
         raise Problem(slug, f"Authorization request refused: {exc}.") from exc
     keys_held = station_keys(station_id)
+    if not keys_held:
+        raise Problem("bad-signature", f"The bank holds no signing key of station {station_id}.")
     try:
         return protocol.verify_request(token, keys_held[-1].jwk)
     except protocol.BadAuthorization as exc:
@@ -158,6 +160,9 @@ def _answer(station_id: str, request: dict, now: datetime) -> dict:
         known_station(station_id)  # revoked or flagged while this request was opened
         _take_nonce(station_id, request["nonce"], now)
         expire_authorizations(station_id, now_text)
+        if request["kind"] == "transfer_cancel":
+            # Locked before the account, in the order ``admin.execute_due_transfers`` takes them.
+            _transfer_query(station_id, request["ref_txn"]).execute()
         account = request["account"]
         book = Book(station_id, {account} if fits(Kind.ID, account) else set(), now_text)
         digest = request_hash(request)
@@ -272,9 +277,7 @@ def _cancellation(book: Book, request: dict) -> Decision:
     the bank has not received yet too (the cancellation entry follows it in the chain). While the grant is live,
     the bank does not execute the transfer (``cancellation_pending``)."""
     station_id, ref_txn = book.station_id, request["ref_txn"]
-    query = Transfer.select().where((Transfer.station_id == station_id) & (Transfer.txn == ref_txn))
-    # Locked on PostgreSQL: ``admin.execute_due_transfers`` locks the row before it looks for a live grant.
-    transfer = (query.for_update() if is_postgres() else query).first()
+    transfer = _transfer_query(station_id, ref_txn).first()
     if transfer is not None:
         if transfer.account_id != request["account"] or transfer.status != "pending":
             return Decision("not_cancellable")
@@ -283,6 +286,13 @@ def _cancellation(book: Book, request: dict) -> Decision:
     if original is not None and original != "transfer":
         return Decision("not_cancellable")
     return Decision(None)
+
+
+def _transfer_query(station_id: str, txn: str):
+    """The station's transfer ``txn``, row-locked on PostgreSQL: ``admin.execute_due_transfers`` locks the row
+    before it looks for a live cancellation grant, so a grant and the execution never both happen."""
+    query = Transfer.select().where((Transfer.station_id == station_id) & (Transfer.txn == txn))
+    return query.for_update() if is_postgres() else query
 
 
 def cancellation_pending(station_id: str, txn: str, now_text: str) -> bool:

@@ -399,7 +399,7 @@ class Applier:
         self._consume(p["seq"], row)
         return None
 
-    def _authorized_entry(self, seq: int, p: dict) -> tuple[str | None, Authorization | None]:
+    def _authorized_entry(self, p: dict) -> tuple[str | None, Authorization | None]:
         """(refusal, grant) of an entry without money of its own (a balance enquiry, a transfer cancellation):
         no ``auth``, nothing to check; else the grant it names (consumed by the caller once it settles)."""
         if "auth" not in p:
@@ -546,7 +546,7 @@ class Applier:
         return Outcome("settled", legs=inverse)
 
     def _transfer_cancel(self, seq, p):
-        refusal, grant = self._authorized_entry(seq, p)
+        refusal, grant = self._authorized_entry(p)
         if refusal:
             return Outcome("rejected", refusal)
         outcome = self._cancel_transfer(seq, p)
@@ -610,7 +610,7 @@ class Applier:
                                                   (self.acct("cash_variance"), -delta, "cash over/short")))
 
     def _balance_enquiry(self, seq, p):
-        refusal, grant = self._authorized_entry(seq, p)
+        refusal, grant = self._authorized_entry(p)
         if refusal:
             return Outcome("rejected", refusal)
         if grant is not None:

@@ -311,6 +311,8 @@ def test_hostile_bodies_get_a_problem_never_a_500(server, bank):
         (sealed(server, bank, {**payload, "amount": 1.5}), {}, 400, "malformed-authorization"),
         (sealed(server, bank, {**payload, "ts": "yesterday"}), {}, 400, "malformed-authorization"),
         (sealed(server, bank, payload, signer=stranger), {}, 401, "bad-signature"),
+        (protocol.seal_request(payload, bank.signer, key_codecs.generate_encryption_key().public_key()), {}, 400,
+         "undecryptable"),  # sealed to another key than the bank's
     ]
     for body, extra, status, slug in cases:
         response = post(server, bank, payload, body, extra)
@@ -599,3 +601,28 @@ def test_the_commands_list_and_expire_authorizations(server, bank):
     result = CliRunner().invoke(cli, ["authorizations", "expire", *url])
     assert "Marked 1 authorizations expired." in result.output
     assert grant_row(granted.auth_id).status == "expired"
+
+
+def test_a_balance_enquiry_and_a_cancellation_naming_a_grant_consume_it_only_when_they_match(server, bank):
+    payload, answer = ask(server, bank, "balance_enquiry", amount=0)
+    enquiry = {"account": CUSTOMER, "amount": 0, "balance": answer.balance, "offline_available": 100_000,
+               "as_of": answer.server_time, "auth": answer.auth_id}
+    other = record_entry(bank, "balance_enquiry", {**enquiry, "account": OTHER}, payload["txn"])
+    again = record_entry(bank, "balance_enquiry", enquiry, receipts.new_txn_id())  # another txn than granted
+    assert push(bank) == {other: "not_authorized", again: "not_authorized"}
+    assert grant_row(answer.auth_id).status == "active"
+    payload, answer = ask(server, bank, "balance_enquiry", amount=0)
+    seq = record_entry(bank, "balance_enquiry", {**enquiry, "auth": answer.auth_id}, payload["txn"])
+    assert push(bank) == {}
+    assert (grant_row(answer.auth_id).status, grant_row(answer.auth_id).used_seq) == ("used", seq)
+    # A cancellation naming a grant for another transfer is not authorized, and cancels nothing.
+    transfer, granted = ask(server, bank, "transfer", amount=30_000, fee=200)
+    record_entry(bank, "transfer", {"account": CUSTOMER, "amount": 30_000, "fee": 200, "payee_account": PAYEE,
+                                    "payee_name": "王", "auth": granted.auth_id}, transfer["txn"])
+    cancel, cancel_grant = ask(server, bank, "transfer_cancel", amount=30_000)  # another ref_txn
+    seq = record_entry(bank, "transfer_cancel", {"account": CUSTOMER, "ref_txn": transfer["txn"], "amount": 30_000,
+                                                 "auth": cancel_grant.auth_id}, cancel["txn"])
+    assert push(bank) == {seq: "not_authorized"}
+    server_db()
+    assert Transfer.get(Transfer.txn == transfer["txn"]).status == "pending"
+    sound()
