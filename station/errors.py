@@ -408,4 +408,12 @@ REJECTION_REASONS = {
     "already_executed": N_("the bank had already sent the transfer"),
     "already_cancelled": N_("it was already cancelled"),
     "unknown_biller": N_("the bank does not know the biller"),
+    "authorization_expired": N_("the bank's authorization had expired and the money was no longer there"),
+    "over_deposit_limit": N_("over the station's deposits for the day"),
+    "already_reversed": N_("it was already reversed"),
+    "not_reversible": N_("this kind of operation cannot be reversed"),
+    "unknown_original": N_("the bank does not know the operation it refers to"),
+    "invalid_amount": N_("the amount is not valid"),
+    "malformed_entry": N_("the record is not well-formed"),
+    "unknown_type": N_("the bank does not know this kind of record"),
 }

@@ -152,3 +152,38 @@ def test_the_live_balance_online_and_the_as_of_balance_offline(live, lang):
         else:
             assert shown.startswith("截至 " if lang == "zh" else "As of ")
         assert page.inner_text("#balance") == f"¥{rich.balance_fen // 100:,}.00"
+
+
+@pytest.mark.parametrize(("lang", "mode"), [("zh", "slow"), ("en", "reset")])
+def test_no_answer_in_time_says_so_before_the_pin_and_the_offline_rules_apply(live, lang, mode):
+    """The bank does not answer within ``auth_timeout_seconds`` (a slow link) or the connection drops (reset): the
+    PIN screen says the offline rules apply before the customer types a PIN, and the withdrawal is recorded under
+    the offline allowance, waiting for the bank."""
+    from fault_proxy import FaultProxy
+
+    st, base, page = live
+    log_in(page, base, lang)
+    who = card_customer(rich=True)
+    with FaultProxy.to_url(st.config["server"]["url"]) as proxy:
+        st.config["server"] = {**st.config["server"], "url": proxy.url}
+        st.config["link"] = {"auth_timeout_seconds": 0.5}
+        proxy.set_mode(mode, delay_ms=2_000) if mode == "slow" else proxy.set_mode(mode)
+        page.click("#tile-withdrawal")
+        tap(page, who.card_number)
+        page.click("#next")
+        page.wait_for_url(base + "/op/withdrawal/amount")
+        tap(page, "200")
+        page.click("#next")
+        page.wait_for_url(base + "/op/withdrawal/confirm")
+        page.click("#confirm")
+        page.wait_for_url(base + "/op/withdrawal/pin")
+        notice = page.inner_text("#bank-mode")
+        assert ("银行暂时联系不上" if lang == "zh" else "cannot be reached") in notice
+        check_screen(page)
+        tap(page, CUSTOMER_PIN)
+        page.click("#pin-ok")
+        page.wait_for_selector("#receipt")
+        check_screen(page)
+        op = Operation.get(Operation.type == "withdrawal")
+        assert (op.amount_fen, op.auth_id, op.status) == (20_000, None, "recorded")
+        assert ("等待银行处理" if lang == "zh" else "waiting for the bank") in page.inner_text("#status")

@@ -343,3 +343,19 @@ def test_the_push_does_not_wait_for_a_running_sync(open_drawer, bank, agent):
     finally:
         release.set()
         worker.join()
+
+
+def test_every_reason_the_bank_rejects_an_entry_with_has_words_on_the_receipt():
+    """The receipt words the bank's rejection (``errors.REJECTION_REASONS``) instead of showing its code: every
+    reason the posting rules can give has an entry, found by reading the rules' source."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = (root / "sync_server/posting_rules.py").read_text(encoding="utf-8")
+    given = set(re.findall(r'Outcome\("rejected", "([a-z_]+)"\)', source))
+    given |= set(re.findall(r'(?:return|refusal =) "([a-z_]+)"', source))
+    given.discard("malformed")  # _stored_type's name for a type that is not text: not a reason
+    given |= {"malformed_entry", "invalid_amount", "unknown_type"}  # entry_problem's, from the registry
+    assert len(given) > 15
+    assert sorted(given - set(errors.REJECTION_REASONS)) == []
