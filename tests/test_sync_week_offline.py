@@ -93,9 +93,9 @@ def test_a_drain_carries_the_full_downlink_once_with_its_last_batch(server, tmp_
         seen = []
         real_open = sync_module.open_answer
 
-        def spying_send(station, sealed, http=None, *, more=False):
+        def spying_send(station, sealed, http=None, *, more=False, **options):
             seen.append(more)
-            return real_send(station, sealed, http, more=more)
+            return real_send(station, sealed, http, more=more, **options)
 
         def spying_open(station, answer):
             ack = real_open(station, answer)
