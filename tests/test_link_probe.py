@@ -163,7 +163,7 @@ def test_an_answer_for_another_probe_or_tampered_is_refused(server, tmp_path, cl
     old = requests.post(f"{server.url}/api/v1/stations/ST-0001/probe",
                         json={"probe": signed_probe(st.signer)}, timeout=10)
     assert old.status_code == 200
-    with pytest.raises(SyncRefused, match="another probe") as refused:
+    with pytest.raises(SyncRefused, match="another request") as refused:
         probe(st, http=Answering(old))
     assert refused.value.reason == "bad_answer" and state(st) == ("degraded", "bad_answer")
 

@@ -92,18 +92,28 @@ def _chain_value(value) -> bool:
         return False
 
 
-def open_signed_head(token, *, server_signing_jwk: Mapping, station_id: str, nonce: str) -> BankHead:
-    """Verify the answer with the pinned server key, for ``station_id`` and ``nonce``; raises :class:`BadHeadAnswer`."""
+def open_nonce_answer(token, *, server_signing_jwk: Mapping, typ: str, version: int, station_id: str, nonce: str,
+                      refusal: type[ValueError], what: str) -> dict:
+    """The payload of a server answer to one request of this station: a JWS that verifies with the pinned server
+    key, of ``typ`` and ``version``, naming ``station_id`` and the request's ``nonce`` (an old answer replayed is
+    refused). Every refusal is ``refusal`` (``what`` names the answer in its message)."""
     try:
         payload = verify_token(token, verification_key(server_signing_jwk))
     except (TokenError, ValueError, KeyError, TypeError) as exc:
-        raise BadHeadAnswer(f"it does not verify with the bank's key pinned at enrollment ({exc})") from exc
-    if payload.get("typ") != HEAD_TYP or payload.get("v") != HEAD_VERSION:
-        raise BadHeadAnswer("it is not a head answer")
+        raise refusal(f"it does not verify with the bank's key pinned at enrollment ({exc})") from exc
+    if payload.get("typ") != typ or payload.get("v") != version:
+        raise refusal(f"it is not {what}")
     if payload.get("station") != station_id:
-        raise BadHeadAnswer(f"it is about station {payload.get('station')!r}, not {station_id}")
+        raise refusal(f"it is about station {payload.get('station')!r}, not {station_id}")
     if payload.get("nonce") != nonce:
-        raise BadHeadAnswer("it answers another request (an old answer replayed?)")
+        raise refusal("it answers another request (an old answer replayed?)")
+    return payload
+
+
+def open_signed_head(token, *, server_signing_jwk: Mapping, station_id: str, nonce: str) -> BankHead:
+    """Verify the answer with the pinned server key, for ``station_id`` and ``nonce``; raises :class:`BadHeadAnswer`."""
+    payload = open_nonce_answer(token, server_signing_jwk=server_signing_jwk, typ=HEAD_TYP, version=HEAD_VERSION,
+                                station_id=station_id, nonce=nonce, refusal=BadHeadAnswer, what="a head answer")
     acked_seq, head, tail = payload.get("acked_seq"), payload.get("head"), payload.get("tail")
     if (not is_integer(acked_seq) or acked_seq < 0 or payload.get("status") not in STATUSES
             or not (head is None if acked_seq == 0 else _chain_value(head))

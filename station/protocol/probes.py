@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from station.protocol.heads import open_nonce_answer
 from station.protocol.tokens import (
     Signer,
     TokenError,
@@ -111,16 +112,8 @@ def make_probe_answer(signer: Signer, probe: Mapping, *, server_time: str, statu
 
 def open_probe_answer(token, *, server_signing_jwk: Mapping, station_id: str, nonce: str) -> ProbeAnswer:
     """Verify the bank's answer with the pinned server key, for ``station_id`` and ``nonce``."""
-    try:
-        payload = verify_token(token, verification_key(server_signing_jwk))
-    except (TokenError, ValueError, KeyError, TypeError) as exc:
-        raise BadProbeAnswer(f"it does not verify with the bank's key pinned at enrollment ({exc})") from exc
-    if payload.get("typ") != ANSWER_TYP or payload.get("v") != VERSION:
-        raise BadProbeAnswer("it is not a probe answer")
-    if payload.get("station") != station_id:
-        raise BadProbeAnswer(f"it is about station {payload.get('station')!r}, not {station_id}")
-    if payload.get("nonce") != nonce:
-        raise BadProbeAnswer("it answers another probe (an old answer replayed?)")
+    payload = open_nonce_answer(token, server_signing_jwk=server_signing_jwk, typ=ANSWER_TYP, version=VERSION,
+                                station_id=station_id, nonce=nonce, refusal=BadProbeAnswer, what="a probe answer")
     if payload.get("status") != ANSWERED_STATUS or not isinstance(payload.get("server_time"), str):
         raise BadProbeAnswer("its fields are not a probe answer's")
     return ProbeAnswer(station_id=station_id, status=payload["status"], server_time=payload["server_time"])
