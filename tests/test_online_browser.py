@@ -22,6 +22,13 @@ NEW_PAYEE = "6222000000009999"
 
 
 @pytest.fixture
+def database_url(tmp_path):
+    """SQLite only: the screens are the same whatever the bank's database; the bank's side of every online
+    operation runs on PostgreSQL too in test_online_e2e.py and test_authorizations.py."""
+    return f"sqlite:///{tmp_path / 'sync-server.db'}"
+
+
+@pytest.fixture
 def live(server, tmp_path, browser):
     """(station, base url, page): an enrolled station, its day open, the app served, a page at 800x480."""
     clock = FakeClock(datetime.now(UTC).replace(microsecond=0))

@@ -23,6 +23,13 @@ SECRET = "browser-test"
 
 
 @pytest.fixture
+def database_url(tmp_path):
+    """SQLite only: the screens are the same whatever the bank's database; enrollment and revocation at the bank
+    run on PostgreSQL too in test_setup_ui.py and test_bank_lifecycle.py."""
+    return f"sqlite:///{tmp_path / 'sync-server.db'}"
+
+
+@pytest.fixture
 def new_device(tmp_path, clock, browser):
     """``start(**first_boot_options)`` serves a new device's screens; returns (first_boot, base URL, page)."""
     with ExitStack() as stack:
