@@ -194,3 +194,26 @@ def test_no_answer_in_time_says_so_before_the_pin_and_the_offline_rules_apply(li
         op = Operation.get(Operation.type == "withdrawal")
         assert (op.amount_fen, op.auth_id, op.status) == (20_000, None, "recorded")
         assert ("等待银行处理" if lang == "zh" else "waiting for the bank") in page.inner_text("#status")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_amount_screen_fits_with_the_limits_and_a_refusal(live, lang):
+    """The fullest amount screen: the bank's limits line and a refusal (over the per-transaction limit) at once,
+    in both languages; nothing is asked of the bank for an amount the station's own rules refuse."""
+    st, base, page = live
+    log_in(page, base, lang)
+    rich = card_customer(rich=True)
+    page.click("#tile-withdrawal")
+    tap(page, rich.card_number)
+    page.click("#next")
+    page.wait_for_url(base + "/op/withdrawal/amount")
+    tap(page, "5000")
+    page.click("#next")
+    page.wait_for_selector("#error")
+    assert page.url == base + "/op/withdrawal/amount"
+    assert page.is_visible("#limits")
+    check_screen(page)
+    with st.bound():
+        from station.db import BankAuthorization
+
+        assert BankAuthorization.select().count() == 0
