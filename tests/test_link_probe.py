@@ -191,6 +191,12 @@ def test_an_answer_for_another_probe_or_tampered_is_refused(server, tmp_path, cl
 
 
 # -- the fault proxy drives the link state ------------------------------------------------------------------
+#: The station's side of the link (the proxy, the status, the jobs) is the same whatever the bank's database: these
+#: run against a SQLite bank only; the probe's bank side above runs on both.
+STATION_SIDE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@STATION_SIDE
 def test_the_fault_proxy_drives_the_link_through_every_mode(server, tmp_path, clock, monkeypatch):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     st.config["link"] = {"slow_ms": 600}
@@ -250,6 +256,7 @@ def test_the_proxy_refuses_an_unknown_mode_and_a_slow_mode_without_delay():
 
 
 # -- station status -----------------------------------------------------------------------------------------
+@STATION_SIDE
 def test_station_status_reports_the_link_and_the_oldest_waiting_entry(server, tmp_path, clock, monkeypatch):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     record_some(st, 2)
@@ -287,6 +294,7 @@ def test_station_status_reports_the_link_and_the_oldest_waiting_entry(server, tm
 
 
 # -- station serve's jobs -------------------------------------------------------------------------------------
+@STATION_SIDE
 def test_the_probe_job_probes_only_when_nothing_else_measured_the_link(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)  # its first sync measured the link just now
     job = ProbeJob(st)
@@ -307,6 +315,7 @@ def test_the_probe_job_probes_only_when_nothing_else_measured_the_link(server, t
     st.close()
 
 
+@STATION_SIDE
 def test_sync_now_waits_for_the_outcome_of_the_run_it_asked_for(server, tmp_path, clock, slow_bank):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     record_some(st, 1)
