@@ -46,6 +46,17 @@ def serve(database_url: str, keys_dir: Path):
     return f"http://127.0.0.1:{server.effective_port}", app
 
 
+def enrolled_bench_station(folder: Path, database_url: str | None):
+    """A sync server (SQLite in ``folder`` unless ``database_url``) serving on loopback, and station ST-0001
+    enrolled with it in ``folder / "station"``: (station, database URL)."""
+    from station.sync import enroll_station
+
+    url = database_url or f"sqlite:///{folder / 'server.db'}"
+    prepared = prepare_server(folder, url, ["ST-0001"])
+    base, _ = serve(url, prepared["keys_dir"])
+    return enroll_station(folder / "station", base, prepared["codes"]["ST-0001"]), url
+
+
 def append_deposits(st, count: int) -> None:
     """``count`` deposits of 100 yuan spread over the station's customers, one minute apart."""
     with st.bound():

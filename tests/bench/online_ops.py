@@ -26,14 +26,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import emit, prepare_server, serve  # noqa: E402
+from bench_common import emit, enrolled_bench_station  # noqa: E402
 
 from station import agents, business_day, online, operations, receipts  # noqa: E402
 from station.db import Customer, Operation  # noqa: E402
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN  # noqa: E402
 from station.link import note_failure, should_ask_bank  # noqa: E402
 from station.protocol.entry_types import EntryType, OperationState  # noqa: E402
-from station.sync import enroll_station, sync_once  # noqa: E402
+from station.sync import sync_once  # noqa: E402
 
 AMOUNT_FEN = 1_000
 
@@ -67,11 +67,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temporary folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        url = args.database_url or f"sqlite:///{folder / 'server.db'}"
-        prepared = prepare_server(folder, url, ["ST-0001"])
-        base, _ = serve(url, prepared["keys_dir"])
-        st = enroll_station(folder / "station", base, prepared["codes"]["ST-0001"])
+        st, url = enrolled_bench_station(Path(tmp), args.database_url)
         sync_once(st)  # customers, PIN verifiers and allowances come down
         agent_id, name, role, agent_pin = DEMO_AGENTS[0]
         agents.add_agent(st, agent_id, name, role, agent_pin)

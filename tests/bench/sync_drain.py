@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import append_deposits, emit, prepare_server, serve  # noqa: E402
+from bench_common import append_deposits, emit, enrolled_bench_station  # noqa: E402
 
 from station.journal import iter_entries  # noqa: E402
-from station.sync import build_batch, enroll_station, sync_once  # noqa: E402
+from station.sync import build_batch, sync_once  # noqa: E402
 
 
 def main() -> None:
@@ -34,11 +34,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temporary folder")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        url = args.database_url or f"sqlite:///{folder / 'server.db'}"
-        prepared = prepare_server(folder, url, ["ST-0001"])
-        base, _ = serve(url, prepared["keys_dir"])
-        st = enroll_station(folder / "station", base, prepared["codes"]["ST-0001"])
+        st, _ = enrolled_bench_station(Path(tmp), args.database_url)
         st.config["sync"] = {"max_entries": args.batch, "max_bytes": 4 * 1024 * 1024}
         sync_once(st)
         append_deposits(st, args.entries)
