@@ -140,6 +140,15 @@ def _checked_server_url(server_url: str | None, qr_file: str | None) -> str | No
         raise click.BadParameter(str(exc), param_hint="--server-url") from exc
 
 
+def _echo_rows(rows: list[dict], as_json: bool, columns: tuple[str, ...]) -> None:
+    """A list command's rows: JSON, or one tab-separated line each of ``columns`` ("-" for none)."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        click.echo("\t".join(str(row[key] if row[key] is not None else "-") for key in columns))
+
+
 def _echo_code(station_id: str, code: str, server_url: str | None, qr_file: str | None) -> None:
     """The QR payload (with a server URL) and its PNG (with --qr), then the code itself on the last line."""
     from station.protocol.enrollment_qr import make_payload
@@ -296,13 +305,8 @@ def recon_items_list(database_url, station_id, as_json):
     from sync_server.admin import list_recon_items
 
     open_database(database_url)
-    rows = list_recon_items(station_id)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    for row in rows:
-        click.echo("\t".join(str(row[key] if row[key] is not None else "-") for key in (
-            "station_id", "seq", "kind", "account_id", "amount_fen", "reason", "created_at")))
+    _echo_rows(list_recon_items(station_id), as_json,
+               ("station_id", "seq", "kind", "account_id", "amount_fen", "reason", "created_at"))
 
 
 @cli.group()
@@ -405,14 +409,9 @@ def authorizations_list(database_url, station_id, status, as_json):
     from sync_server.admin import list_authorizations
 
     open_database(database_url)
-    rows = list_authorizations(station_id, status)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    for row in rows:
-        click.echo("\t".join(str(row[key] if row[key] is not None else "-") for key in (
-            "created_at", "station_id", "kind", "account_id", "amount_fen", "fee_fen", "status", "reason",
-            "expires_at", "auth_id")))
+    _echo_rows(list_authorizations(station_id, status), as_json,
+               ("created_at", "station_id", "kind", "account_id", "amount_fen", "fee_fen", "status", "reason",
+                "expires_at", "auth_id"))
 
 
 @authorizations.command("expire")
