@@ -93,6 +93,28 @@ def database_url(request, tmp_path):
     return url
 
 
+def start_module_bank(request, tmp: Path, station_ids: list[str]) -> RunningServer:
+    """A bank for a module-scoped fixture parametrized over ``BACKENDS`` (``request.param``): its database
+    (SQLite in ``tmp``, or an emptied PostgreSQL schema), keys, migrations and demo data for ``station_ids``,
+    serving on loopback."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'sync-server.db'}"
+    else:
+        url = request.getfixturevalue("pg_database_url")
+    database = connect_url(url)
+    db_proxy.initialize(database)
+    database.connect()
+    if request.param != "sqlite":
+        database.execute_sql("DROP SCHEMA public CASCADE")
+        database.execute_sql("CREATE SCHEMA public")
+    keys_dir = tmp / "server-keys"
+    create_keys(keys_dir)
+    migrate_database(database)
+    load_demo_data(station_ids)
+    database.close()
+    return start_server(url, keys_dir)
+
+
 @pytest.fixture
 def server(database_url, tmp_path):
     """A migrated sync server with keys and demo data for ST-0001 and ST-0002, serving on loopback."""

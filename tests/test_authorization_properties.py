@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sync_support import BACKENDS, append_forged_entry, enrolled_station, server_db, start_server
+from sync_support import BACKENDS, append_forged_entry, enrolled_station, server_db, start_module_bank
 
 from station import receipts
 from station.protocol import authorizations as protocol
@@ -25,7 +25,7 @@ from station.protocol.heads import new_nonce
 from station.protocol.times import utc_text
 from station.sync import sync_once
 from sync_server import service
-from sync_server.admin import import_customers, load_demo_data, parse_customers_csv
+from sync_server.admin import import_customers, parse_customers_csv
 from sync_server.authorize import authorize, expire_all
 from sync_server.book import Book
 from sync_server.checks import (
@@ -34,8 +34,7 @@ from sync_server.checks import (
     holds_within_balance,
     legs_balance,
 )
-from sync_server.db import Authorization, Customer, Entry, connect_url, db_proxy, migrate_database
-from sync_server.keys import create_keys
+from sync_server.db import Authorization, Customer, Entry, db_proxy
 from sync_server.problems import Problem
 
 PAYEE = "6222000011112222"
@@ -78,20 +77,7 @@ class InProcessBank:
 def bank_station(request, tmp_path_factory):
     """A server and ST-0001 enrolled, for the whole module."""
     tmp = tmp_path_factory.mktemp("authorizations")
-    url = f"sqlite:///{tmp / 'sync-server.db'}" if request.param == "sqlite" else request.getfixturevalue(
-        "pg_database_url")
-    database = connect_url(url)
-    db_proxy.initialize(database)
-    database.connect()
-    if request.param != "sqlite":
-        database.execute_sql("DROP SCHEMA public CASCADE")
-        database.execute_sql("CREATE SCHEMA public")
-    keys_dir = tmp / "server-keys"
-    create_keys(keys_dir)
-    migrate_database(database)
-    load_demo_data(["ST-0001"])
-    database.close()
-    server = start_server(url, keys_dir)
+    server = start_module_bank(request, tmp, ["ST-0001"])
     clock = BankClock()
     station = enrolled_station(server, tmp, "ST-0001", clock)
     yield station, server.app.extensions["server_keys"], clock

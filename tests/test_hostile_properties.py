@@ -14,17 +14,15 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sync_support import BACKENDS, enrolled_station, server_db, start_server
+from sync_support import BACKENDS, enrolled_station, server_db, start_module_bank
 
 from station import receipts
 from station.db import JournalEntry
 from station.journal import entry_payload
 from station.protocol.entry_types import ENVELOPE_FIELDS, SPECS, EntryType
 from station.sync import sync_once
-from sync_server.admin import load_demo_data
 from sync_server.checks import check_ledger
-from sync_server.db import Entry, connect_url, db_proxy, migrate_database
-from sync_server.keys import create_keys
+from sync_server.db import Entry, db_proxy
 
 ACCOUNT = "DM00010001"
 FIELD_NAMES = sorted({name for spec in SPECS.values() for name in spec.fields} | set(ENVELOPE_FIELDS))
@@ -91,22 +89,7 @@ class Clock:
 def hostile_station(request, tmp_path_factory):
     """One server and one enrolled station ST-0001 for the whole module (Hypothesis runs many examples)."""
     tmp = tmp_path_factory.mktemp("hostile")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'sync-server.db'}"
-    else:
-        url = request.getfixturevalue("pg_database_url")
-    database = connect_url(url)
-    db_proxy.initialize(database)
-    database.connect()
-    if request.param != "sqlite":
-        database.execute_sql("DROP SCHEMA public CASCADE")
-        database.execute_sql("CREATE SCHEMA public")
-    keys_dir = tmp / "server-keys"
-    create_keys(keys_dir)
-    migrate_database(database)
-    load_demo_data(["ST-0001", "ST-0002"])
-    database.close()
-    server = start_server(url, keys_dir)
+    server = start_module_bank(request, tmp, ["ST-0001", "ST-0002"])
     st_ = enrolled_station(server, tmp, "ST-0001", Clock())
     yield st_
     st_.close()
