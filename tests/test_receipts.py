@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 from babel.support import Translations
 from escpos.printer import Dummy
-from ui_helpers import CUSTOMER_PIN, card_customer, passbook_only_customer
+from ui_helpers import CUSTOMER_PIN, card_customer, login, passbook_only_customer
 
 from station import business_day, errors, operations, printing, receipts
 from station.agents import authenticate_customer, login_agent
@@ -173,3 +173,26 @@ def test_the_paper_names_the_company_a_top_up_s_phone_a_balance_s_time_and_a_rev
     assert "业务 Type: 余额 Balance" in paper and "查询" not in paper
     # The snapshot (the demo loader's, yesterday) prints with its date: "as of 07:40" alone would read as today.
     assert "截至 As of:" in paper and "2026-11-03 07:40" in paper
+
+
+def test_a_biller_name_from_the_bank_reaches_the_paper_as_text_only(station, agent):
+    """The bank's downlink names the company; a control character in it must not become a printer command."""
+    Biller.update(name_zh="国网\x1b@\x1dV电费", name_en="Grid\x07").where(Biller.code == "ELEC-SGCC").execute()
+    business_day.open_day(station, agent, {"10000": 300})
+    bill = operations.pay_bill(station, agent, None, "ELEC-SGCC", "1234567890", "20", receipts.new_txn_id())
+    paper = _paper(station, bill)
+    assert "收款单位 Paid to:\n  国网?@?V电费 Grid?\n" in paper
+    fields = paper.split("收款单位")[1].split("流水号 Seq")[0]
+    assert not any(ord(char) < 0x20 and char != "\n" for char in fields), fields
+
+
+def test_a_balance_from_an_earlier_day_says_its_date_on_screen(station, agent, clock, ui_client):
+    customer = card_customer(0)  # the demo loader's snapshot: 2026-11-03 07:40 in Beijing
+    clock.advance(days=1)
+    agent = login_agent(station, *DEMO_AGENTS[0][::3])
+    business_day.open_day(station, agent, {"10000": 300})
+    auth = authenticate_customer(station, agent, customer, CUSTOMER_PIN)
+    enquiry = operations.balance_enquiry(station, agent, auth, receipts.new_txn_id()).receipt
+    login(ui_client)
+    page = ui_client.get(f"/receipts/{enquiry.seq}").get_data(as_text=True)
+    assert "<h1>余额" in page and "截至 2026-11-03 07:40" in page

@@ -93,8 +93,9 @@ def balance_shown(receipt: receipts.Receipt, op: Operation | None) -> dict | Non
         return None
     as_of = receipt.details.get("as_of")
     moment = parse_utc(as_of) if as_of else None
-    # A snapshot of an earlier day says which day: "as of 14:05" alone would read as today.
-    style = "HH:mm" if moment is None or station().local_date(moment) == station().local_date() else "yyyy-MM-dd HH:mm"
+    # A snapshot of an earlier day than the enquiry's says which day: "as of 14:05" alone would read as that day.
+    same_day = moment is None or station().local_date(moment) == station().local_date(receipt.recorded_at)
+    style = "HH:mm" if same_day else "yyyy-MM-dd HH:mm"
     return {"live": bool(op is not None and op.auth_id), "as_of": local_time(moment, style) if moment else None}
 
 
