@@ -10,6 +10,7 @@ newest first; a search finds rows by the tail of the customer's card or passbook
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
@@ -131,7 +132,7 @@ def search_terms(query: str) -> tuple[str | None, int | None]:
     "1000" finds both a card ending in 1000 and 1,000 yuan; "50" and "12.5" are amounts only. Text that is
     neither (letters, an absurd amount) finds nothing rather than failing.
     """
-    text = "".join(query.split())
+    text = "".join(unicodedata.normalize("NFKC", query).split())
     tail = text if text.isascii() and text.isdigit() and len(text) >= TAIL_DIGITS else None
     try:
         amount_fen = parse_amount(text)

@@ -134,6 +134,8 @@ def test_todays_list_holds_operations_and_day_entries_newest_first_and_finds_by_
 
     assert found(card.card_number[-4:]) == [withdrawal.seq]
     assert found(passbook.passbook_number[-4:]) == [deposit.seq]
+    assert found(" ".join(card.card_number[-4:]).translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})) == [
+        withdrawal.seq]  # full-width digits with spaces, as a scanner or a keyboard might type them
     assert found("300") == [withdrawal.seq]  # 3 digits: an amount only
     assert found("1000.00") == [deposit.seq]
     assert found("30000") == [day_open.seq]
