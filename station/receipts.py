@@ -165,10 +165,17 @@ def todays_receipts(st: Station, query: str = "") -> list[ListedReceipt]:
     entries = JournalEntry.select().where(JournalEntry.type.in_(JOURNAL_ONLY_TYPES), JournalEntry.recorded_at >= start,
                                           JournalEntry.recorded_at < end)
     for entry in entries:
-        amount = unverified_payload(entry.token).get("amount", 0)
+        payload = unverified_payload(entry.token)
+        amount = payload.get("amount", 0)
         amount = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
-        if found(amount):
+        # An entry naming a customer's account (e.g. a transfer the customer stopped) lists them as well.
+        account = payload.get("account")
+        customer = Customer.get_or_none(Customer.account_id == account) if isinstance(account, str) else None
+        number = (customer.card_number or customer.passbook_number) if customer else None
+        if found(amount, number):
             rows.append(ListedReceipt(seq=entry.seq, type=entry.type, recorded_at=entry.recorded_at,
-                                      amount_fen=amount, status=None))
+                                      amount_fen=amount, status=None,
+                                      customer_name=customer.name if customer else None,
+                                      customer_masked=mask_number(number)))
     rows.sort(key=lambda row: row.seq, reverse=True)
     return rows

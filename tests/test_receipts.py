@@ -198,3 +198,17 @@ def test_a_balance_from_an_earlier_day_says_its_date_on_screen(station, agent, c
     login(ui_client)
     page = ui_client.get(f"/receipts/{enquiry.seq}").get_data(as_text=True)
     assert "<h1>余额" in page and "截至 2026-11-03 07:40" in page
+
+
+def test_any_journal_only_type_with_a_label_is_listed_with_its_customer(station, agent, monkeypatch):
+    """The list reads journal-only types from the registry: a new one (like a transfer the customer stopped) needs
+    no change here. A wrong PIN's entry, which names the account, stands in for one."""
+    business_day.open_day(station, agent, {"10000": 300})
+    customer = card_customer(2)
+    with pytest.raises(errors.StationError):
+        authenticate_customer(station, agent, customer, "000000")
+    assert [r.type for r in receipts.todays_receipts(station)] == ["day_open"]
+    monkeypatch.setattr(receipts, "JOURNAL_ONLY_TYPES", (*receipts.JOURNAL_ONLY_TYPES, "customer_pin_failed"))
+    failed = receipts.todays_receipts(station, customer.card_number[-4:])
+    assert [(r.type, r.customer_name, r.customer_masked, r.status) for r in failed] == [
+        ("customer_pin_failed", customer.name, receipts.mask_number(customer.card_number), None)]
