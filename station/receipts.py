@@ -5,7 +5,8 @@ the one place that decides how much of it a receipt shows.
 
 Today's list (:func:`todays_receipts`) holds the customer operations and the journal-only entries that have a
 receipt (the registry's ``label``: day open and close, customer voice, and any later type that declares one),
-newest first; a search finds rows by the tail of the customer's card or passbook number or by amount.
+newest first, each with its customer when it names one; a search finds rows by the tail of the customer's card
+or passbook number or by amount.
 """
 
 from __future__ import annotations
