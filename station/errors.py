@@ -276,8 +276,24 @@ class UnknownBiller(StationError):
 
 
 class InvalidBillReference(StationError):
+    """A bill reference the biller's rules refuse; the message says what is expected when the rules say it.
+
+    ``station.operations.bill_reference_refusal`` picks the template from the biller's pattern: the number of
+    digits (``%(digits)s``: "10" or "10-12") and a phone number's first digits (``%(prefix)s``).
+    """
+
     code = "invalid_bill_reference"
-    template = N_("That is not a valid %(biller)s reference. %(hint)s")
+    template = N_("That is not a valid account number for this company: check the number on the bill.")
+    ACCOUNT_DIGITS = N_("The account number is %(digits)s digits.")
+    PHONE_DIGITS = N_("A phone number is %(digits)s digits.")
+    PHONE_DIGITS_PREFIX = N_("A phone number is %(digits)s digits, starting with %(prefix)s.")
+    PHONE = N_("That is not a valid phone number: check it with the customer.")
+
+
+class BillerRulesBroken(StationError):
+    code = "biller_rules_broken"
+    template = N_("The bank's account number rules for this company are broken: it cannot be paid here until "
+                  "the bank fixes them. Nothing was recorded.")
 
 
 class WrongCarrier(StationError):

@@ -37,6 +37,9 @@ from station.receipts import Receipt
 from station.writepath import Plan, customer_operation
 
 _PAYEE_ACCOUNT_RE = re.compile(r"^\d{10,19}$")
+#: A biller's reference pattern made of digits only: fixed leading digits, then ``\d`` or ``[0-9]`` with an
+#: optional ``{n}`` or ``{m,n}`` (what ``bill_reference_refusal`` can put in words).
+_DIGITS_ONLY = re.compile(r"(?P<prefix>\d*)(?:\\d|\[0-9\])(?:\{(?P<low>\d+)(?:,(?P<high>\d+))?\})?")
 
 
 @dataclass(frozen=True)
@@ -210,14 +213,39 @@ def transfer(
     return customer_operation(st, session, auth, txn, request, plan)
 
 
+def bill_reference_refusal(biller: Biller) -> errors.InvalidBillReference:
+    """The refusal of a reference ``biller`` does not accept, saying what it expects when its pattern says it.
+
+    A pattern of digits only (``\\d{10}``, ``1\\d{10}``, ``[0-9]{10,12}``: leading fixed digits, then a run of
+    digits) is described by its length and, for a phone, its first digits; any other pattern gets the general
+    "check the number on the bill".
+    """
+    shape = _DIGITS_ONLY.fullmatch(biller.ref_pattern or "")
+    phone = biller.kind == "mobile"
+    if shape is None:
+        return errors.InvalidBillReference(errors.InvalidBillReference.PHONE if phone else None)
+    fixed, low = len(shape["prefix"]), int(shape["low"] or 1)
+    high = int(shape["high"] or low)
+    digits = str(fixed + low) if low == high else f"{fixed + low}-{fixed + high}"
+    if phone and shape["prefix"]:
+        return errors.InvalidBillReference(errors.InvalidBillReference.PHONE_DIGITS_PREFIX, digits=digits,
+                                           prefix=shape["prefix"])
+    template = errors.InvalidBillReference.PHONE_DIGITS if phone else errors.InvalidBillReference.ACCOUNT_DIGITS
+    return errors.InvalidBillReference(template, digits=digits)
+
+
 def validate_bill_reference(biller: Biller, reference: str) -> str:
     """The cleaned bill reference (account or phone number); refuses one the biller's pattern rejects."""
     reference = re.sub(r"\s+", "", str(reference or ""))
+    try:
+        pattern = re.compile(biller.ref_pattern)
+    except re.error as exc:
+        # The bank checks patterns on import; one broken all the same must not turn every bill into an error page.
+        raise errors.BillerRulesBroken() from exc
     # The biller's pattern comes from the bank and may be loose: the reference is signed and printed all the same,
     # so it must be printable and short whatever the pattern allows.
-    if len(reference) > MAX_ID or not printable(reference) or not re.fullmatch(biller.ref_pattern, reference):
-        hint = "Mobile numbers have 11 digits and start with 1." if biller.kind == "mobile" else ""
-        raise errors.InvalidBillReference(biller=biller.name_en, hint=hint)
+    if len(reference) > MAX_ID or not printable(reference) or not pattern.fullmatch(reference):
+        raise bill_reference_refusal(biller)
     if biller.ref_prefixes and not any(reference.startswith(p) for p in biller.ref_prefixes):
         raise errors.WrongCarrier(biller=biller.name_en)
     return reference

@@ -25,7 +25,7 @@ from station.protocol.entry_types import EntryType, OperationState
 from station.protocol.times import parse_utc
 from station.protocol.tokens import unverified_payload
 from station.receipt_layout import COPIES, ReceiptSheet, render_busy_hours, render_receipt
-from station.receipts import Receipt, mask_number
+from station.receipts import REVERSAL_REASONS, Receipt, mask_number
 
 TRANSLATIONS = Path(__file__).parent / "translations"
 
@@ -47,6 +47,20 @@ def _local_hhmm(st: Station, moment: datetime | None) -> str | None:
     return moment.astimezone(st.timezone).strftime("%H:%M") if moment else None
 
 
+def _as_of(st: Station, moment: datetime, day: date) -> str:
+    """A balance's snapshot time on paper: "14:05", or "2026-11-02 14:05" when not of the receipt's ``day``."""
+    local = moment.astimezone(st.timezone)
+    return local.strftime("%H:%M" if local.date() == day else "%Y-%m-%d %H:%M")
+
+
+def _reason(receipt: Receipt) -> tuple[str, str] | None:
+    """A reversal's reason as (Chinese, English): one of the screen's reasons translated, else as typed."""
+    reason = str(receipt.details.get("reason") or "")
+    if not reason:
+        return None
+    return (_chinese().gettext(reason), reason) if reason in REVERSAL_REASONS else (reason, reason)
+
+
 def _agent_line(receipt: Receipt) -> str | None:
     agent_id = unverified_payload(receipt.token).get("agent")
     if not agent_id:
@@ -61,24 +75,31 @@ def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
     recorded_at = receipt.recorded_at
     if recorded_at.tzinfo is None:
         recorded_at = recorded_at.replace(tzinfo=UTC)
-    biller = None
+    local_time = recorded_at.astimezone(st.timezone)
+    biller = biller_kind = None
     if receipt.type == "bill_payment":
         row = Biller.get_or_none(Biller.code == receipt.details.get("biller"))
-        biller = f"{row.name_zh} {row.name_en}" if row else None
+        biller, biller_kind = (f"{row.name_zh} {row.name_en}", row.kind) if row else (None, None)
+    original = None
+    if receipt.type in (EntryType.REVERSAL, EntryType.TRANSFER_CANCEL) and "ref_seq" in receipt.details:
+        original = Operation.get_or_none(Operation.seq == receipt.details["ref_seq"])
     op = Operation.get_or_none(Operation.seq == receipt.seq)
     as_of = receipt.details.get("as_of") if receipt.type == EntryType.BALANCE_ENQUIRY else None
     return ReceiptSheet(
         receipt=receipt,
         station_id=st.station_id,
-        local_time=recorded_at.astimezone(st.timezone),
+        local_time=local_time,
         agent=_agent_line(receipt),
         biller=biller,
+        biller_kind=biller_kind,
+        original_type=original.type if original else None,
+        reason=_reason(receipt) if receipt.type == EntryType.REVERSAL else None,
         payee_account=mask_number(receipt.details.get("payee_account")) if receipt.type == "transfer" else None,
         duplicate=duplicate,
         rejection=_rejection(op),
         cancellable=op is not None and transfer_cancellable(st, op),
         cancel_until=_local_hhmm(st, transfer_cancel_until(st, op)) if op is not None else None,
-        balance_as_of=_local_hhmm(st, parse_utc(as_of)) if as_of else None,
+        balance_as_of=_as_of(st, parse_utc(as_of), local_time.date()) if as_of else None,
         balance_live=bool(op is not None and op.auth_id),
     )
 

@@ -68,7 +68,10 @@ class ReceiptSheet:
     a transfer's payee account, masked. ``duplicate``: a reprint, marked 重印 DUPLICATE. ``rejection``: why the
     bank rejected it, (Chinese, English). ``cancellable``: a transfer that can still be cancelled, ``cancel_until``
     until when (local "HH:MM", the bank's execution time; None: until the bank sends it). ``balance_as_of``: a
-    balance enquiry's snapshot time (local "HH:MM"), ``balance_live`` when the bank answered it live.
+    balance enquiry's snapshot time (local "HH:MM", with the date when it is not the receipt's day),
+    ``balance_live`` when the bank answered it live. ``biller_kind``: a bill's biller kind (a top-up's reference
+    is a phone number). ``original_type``: the type of the operation a reversal or cancellation undoes;
+    ``reason``: a reversal's reason, (Chinese, English).
     """
 
     receipt: Receipt
@@ -83,6 +86,9 @@ class ReceiptSheet:
     cancel_until: str | None = None
     balance_as_of: str | None = None
     balance_live: bool = False
+    biller_kind: str | None = None
+    original_type: str | None = None
+    reason: tuple[str, str] | None = None
 
 
 # -- text -------------------------------------------------------------------------------------------------
@@ -155,12 +161,19 @@ def _detail_lines(sheet: ReceiptSheet) -> list[str]:
         lines += _field("收款人 Payee", str(details.get("payee_name", "")))
         lines += _field("收款账户 Payee acct", sheet.payee_account or "")
     elif receipt.type == "bill_payment":
-        lines += _field("收费单位 Biller", sheet.biller or str(details.get("biller", "")))
-        lines += _field("缴费号 Reference", str(details.get("ref", "")))
+        lines += _field("收款单位 Paid to", sheet.biller or str(details.get("biller", "")))
+        label = "手机号 Phone no." if sheet.biller_kind == "mobile" else "户号 Account no."
+        lines += _field(label, str(details.get("ref", "")))
     elif receipt.type in ("reversal", "transfer_cancel") and "ref_seq" in details:
         lines += _field("原流水号 Original seq", str(details["ref_seq"]))
-        if details.get("reason"):
-            lines += _field("原因 Reason", str(details["reason"]))
+        if (original := spec_of(sheet.original_type)) and original.printed:
+            lines += _field("原业务 Original", " ".join(original.printed))
+        if sheet.reason:
+            lines += _field("原因 Reason", " ".join(dict.fromkeys(sheet.reason)))
+        if receipt.cash_fen > 0:
+            lines += _field("收回现金 Taken back", _yuan(receipt.cash_fen))
+        elif receipt.cash_fen < 0:
+            lines += _field("退还现金 Paid back", _yuan(-receipt.cash_fen))
     elif receipt.type == "day_close":
         lines += _field("应有 Expected", _yuan(details.get("expected", 0)))
         lines += _field("差额 Variance", _yuan(details.get("variance", 0)))

@@ -127,6 +127,7 @@ def _write(st: Station, session: AgentSession, txn: str, request: dict, plan: Pl
         account_masked=customer_masked(plan.customer),
         recorded_at=now,
         details=dict(plan.details),
+        cash_fen=plan.cash_fen,
     )
 
 

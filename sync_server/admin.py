@@ -339,6 +339,29 @@ BILLER_COLUMNS = ("code", "kind", "name_zh", "name_en", "ref_pattern", "ref_pref
                   "denominations")
 
 
+#: In a reference pattern: an escaped character or a [...] set (a brace inside either is a plain character),
+#: and a repeat count.
+_ESCAPE_OR_SET = re.compile(r"\\.|\[(?:\\.|[^\]])*\]")
+_REPEAT_COUNT = re.compile(r"\{\d*(?:,\d*)?\}")
+
+
+def ref_pattern_problem(pattern) -> str | None:
+    """What is wrong with a biller's reference pattern (None: nothing): stations match references with it."""
+    if not isinstance(pattern, str) or not pattern.strip():
+        return "ref_pattern is empty"
+    try:
+        re.compile(pattern.strip())
+    except re.error:
+        return "ref_pattern is not a valid regular expression"
+    # Python reads a '{' that starts no repeat count as a plain character: "\d{10" (cut at its comma) compiles,
+    # yet matches only the text "1{10". Outside escapes and [...] sets, braces must be repeat counts.
+    bare = _REPEAT_COUNT.sub("", _ESCAPE_OR_SET.sub("", pattern))
+    if "{" in bare or "}" in bare:
+        return "ref_pattern has a '{' or '}' that is not a repeat count such as {10} or {10,12}"
+    return None
+
+
+
 def parse_billers_csv(text: str) -> list[dict]:
     """Validate a billers CSV (columns ``BILLER_COLUMNS``; lists separated by ';'); raise ImportFailed."""
     reader = csv.DictReader(io.StringIO(text))
@@ -354,10 +377,8 @@ def parse_billers_csv(text: str) -> list[dict]:
         kind = (row.get("kind") or "").strip()
         if kind not in ("electricity", "water", "gas", "mobile"):
             problems.append("kind must be electricity, water, gas or mobile")
-        try:
-            re.compile(row.get("ref_pattern") or "")
-        except re.error:
-            problems.append("ref_pattern is not a valid regular expression")
+        if problem := ref_pattern_problem(row.get("ref_pattern")):
+            problems.append(problem)
 
         def fen_list(text):
             return [int(x) for x in (text or "").split(";") if x.strip()]
@@ -385,7 +406,15 @@ def parse_billers_csv(text: str) -> list[dict]:
 
 
 def import_billers(rows: list[dict]) -> int:
-    """Create or update billers from validated rows, in one transaction."""
+    """Create or update billers from validated rows, in one transaction; ImportFailed for a broken pattern.
+
+    The patterns are checked here as well as in ``parse_billers_csv``, so that no path (the demo data included)
+    can store one a station cannot compile: every bill of that biller would be refused.
+    """
+    broken = [RowError(line, f"{row.get('code')}: {problem}") for line, row in enumerate(rows, start=1)
+              if (problem := ref_pattern_problem(row.get("ref_pattern")))]
+    if broken:
+        raise ImportFailed(broken)
     with db_proxy.atomic():
         for row in rows:
             fields = {getattr(Biller, k): v for k, v in row.items() if k != "code"}

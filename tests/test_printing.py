@@ -490,11 +490,12 @@ def test_every_kind_of_receipt_prints_its_own_lines(dummy, agent, supervisor, cu
     day_close = business_day.close_day(station, agent, {"10000": 300}).receipt
     voice = record_feedback(station, agent, "suggestion", "希望多放些零钱")
     expected = [
-        (bill, ["缴费 Bill payment", "收费单位 Biller:", "国网电费 State Grid", "electricity",
-                "缴费号 Reference: 1234567890", "捌拾捌元伍角"]),
-        (enquiry, ["查询 Balance enquiry", "离线可用 Offline avail.:"]),
-        (reversal, ["冲正 Reversal", f"原流水号 Original seq: {bill.seq}", "代理人 Agent: S01 周主管 Zhou",
-                    "原因 Reason:", "  typed the wrong meter"]),
+        (bill, ["缴费 Bill payment", "收款单位 Paid to:", "国网电费 State Grid", "electricity",
+                "户号 Account no.: 1234567890", "捌拾捌元伍角"]),
+        (enquiry, ["业务 Type: 余额 Balance", "离线可用 Offline avail.:"]),
+        (reversal, ["冲正 Reversal", f"原流水号 Original seq: {bill.seq}", "原业务 Original:", "  缴费 Bill payment",
+                    "代理人 Agent: S01 周主管 Zhou", "原因 Reason:", "  typed the wrong meter",
+                    "退还现金 Paid back: 88.50 元"]),
         (voice, ["客户之声 Customer voice", "内容 Said: 希望多放些零钱"]),
         (day_close, ["日终 Day close", "应有 Expected: 30,000.00 元", "差额 Variance: 0.00 元"]),
     ]

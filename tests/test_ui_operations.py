@@ -282,7 +282,7 @@ def test_electricity_bill_in_cash(agent_client, station):
     assert "国网电费" in page and 'class="badge electricity"' in page
     agent_client.post("/op/bill_payment/biller", data={"biller": "ELEC-SGCC"})
     page = agent_client.post("/op/bill_payment/reference", data={"reference": "123"}).get_data(as_text=True)
-    assert error_of(page) == "户号或手机号不对，请核对。"
+    assert error_of(page) == "户号是 10 位数字。"
     agent_client.post("/op/bill_payment/reference", data={"reference": "3300112233"})
     agent_client.post("/op/bill_payment/amount", data={"amount": "86.40"})
     page = agent_client.get("/op/bill_payment/confirm").get_data(as_text=True)

@@ -364,7 +364,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "offline_available": Field(Kind.FEN),
         "as_of": _optional(Kind.ID, "when the snapshot has a time"),
         "auth": _AUTH,
-    }, customer_operation=True, home_tile=True, label=N_("Balance enquiry"), printed=("查询", "Balance enquiry")),
+    }, customer_operation=True, home_tile=True, label=N_("Balance"), printed=("余额", "Balance")),
     _spec(EntryType.REVERSAL, {
         "txn": _TXN,
         "agent": Field(Kind.ID, doc="the supervisor"),

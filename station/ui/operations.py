@@ -32,7 +32,6 @@ from station.ui.common import NoOperationInProgress, current_agent, login_requir
 bp = Blueprint("ops", __name__, url_prefix="/op")
 
 QUICK_WITHDRAWALS = ("100", "200", "500", "1000")
-BILLER_ICONS = {"electricity": "⚡", "water": "💧", "gas": "🔥", "mobile": "📱"}
 
 #: The steps of each flow, keyed by the entry type it records (every type the registry puts on a home tile has
 #: one), in order. A bill paid from the customer's account adds "customer" and "pin".
@@ -270,7 +269,7 @@ def biller_step(op: dict):
             save(op, biller=biller.code)
             return go_next(op)
     billers = list(Biller.select().order_by(Biller.kind, Biller.code))
-    return render_step("op_biller.html", op, billers=billers, icons=BILLER_ICONS)
+    return render_step("op_biller.html", op, billers=billers)
 
 
 def reference_step(op: dict):
@@ -286,8 +285,7 @@ def reference_step(op: dict):
         else:
             save(op, ref=reference)
             return go_next(op)
-    return render_step("op_reference.html", op, biller=biller, reference=reference, icons=BILLER_ICONS,
-                       error=error)
+    return render_step("op_reference.html", op, biller=biller, reference=reference, error=error)
 
 
 def confirm_step(op: dict):

@@ -16,10 +16,10 @@ from flask_babel import gettext
 from markupsafe import Markup
 
 from station import agents, online, operations, printing, receipts
-from station.db import Agent, JournalEntry, Operation, PrintedReceipt
-from station.errors import N_, REJECTION_REASONS, StationError
+from station.db import Agent, Biller, JournalEntry, Operation, PrintedReceipt
+from station.errors import REJECTION_REASONS, StationError
 from station.link import should_ask_bank
-from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, OperationState
+from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, OperationState, printable_text
 from station.protocol.times import parse_utc
 from station.protocol.tokens import unverified_payload
 from station.ui.common import current_agent, local_time, login_required, station, translate_error
@@ -30,7 +30,7 @@ bp = Blueprint("receipts", __name__, url_prefix="/receipts")
 TYPE_LABELS = {entry_type: spec.label for entry_type, spec in SPECS.items() if spec.label}
 #: The label (msgid) of each operation state, from the registry.
 STATUS_LABELS = {state: label.label for state, label in STATE_LABELS.items()}
-REVERSAL_REASONS = (N_("Wrong amount"), N_("Wrong customer"), N_("Customer changed mind"))
+REVERSAL_REASONS = receipts.REVERSAL_REASONS
 
 
 @functools.lru_cache(maxsize=64)
@@ -66,19 +66,17 @@ def agent_of(seq: int) -> str:
     return agent.name if agent else (agent_id or "-")
 
 
-def today_operations():
-    """Today's customer operations (the station's local date), newest first."""
-    st = station()
-    return list(
-        Operation.select().where(Operation.business_date == st.local_date().isoformat()).order_by(Operation.seq.desc())
-    )
+#: Longest search the list accepts (a card number is 19 digits; an amount fewer).
+SEARCH_LIMIT = 19
 
 
 @bp.get("/")
 @login_required
 def index():
-    """Today's receipts."""
-    return render_template("receipts.html", operations=today_operations(), types=TYPE_LABELS, statuses=STATUS_LABELS)
+    """Today's receipts, newest first: operations and day open/close entries; ``q`` searches them."""
+    query = printable_text(request.args.get("q", ""))[:SEARCH_LIMIT].strip()
+    return render_template("receipts.html", rows=receipts.todays_receipts(station(), query), query=query,
+                           types=TYPE_LABELS, statuses=STATUS_LABELS)
 
 
 def rejection_words(op: Operation | None) -> str | None:
@@ -94,8 +92,26 @@ def balance_shown(receipt: receipts.Receipt, op: Operation | None) -> dict | Non
     if receipt.type != EntryType.BALANCE_ENQUIRY:
         return None
     as_of = receipt.details.get("as_of")
-    return {"live": bool(op is not None and op.auth_id),
-            "as_of": local_time(parse_utc(as_of), "HH:mm") if as_of else None}
+    moment = parse_utc(as_of) if as_of else None
+    # A snapshot of an earlier day than the enquiry's says which day: "as of 14:05" alone would read as that day.
+    same_day = moment is None or station().local_date(moment) == station().local_date(receipt.recorded_at)
+    style = "HH:mm" if same_day else "yyyy-MM-dd HH:mm"
+    return {"live": bool(op is not None and op.auth_id), "as_of": local_time(moment, style) if moment else None}
+
+
+def reversal_shown(receipt: receipts.Receipt) -> dict | None:
+    """A reversal's or cancellation's original (its seq and type), its reason in words and the cash it moved.
+
+    ``cash_back``: cash the agent takes back from the customer (a reversed withdrawal); ``cash_paid``: cash the
+    agent pays back (a reversed deposit or cash bill payment). Neither for one that moved no cash.
+    """
+    if receipt.type not in (EntryType.REVERSAL, EntryType.TRANSFER_CANCEL) or "ref_seq" not in receipt.details:
+        return None
+    original = Operation.get_or_none(Operation.seq == receipt.details["ref_seq"])
+    reason = receipt.details.get("reason") or ""
+    return {"seq": receipt.details["ref_seq"], "type": original.type if original else None,
+            "reason": gettext(reason) if reason in REVERSAL_REASONS else reason,
+            "cash_back": max(receipt.cash_fen, 0), "cash_paid": max(-receipt.cash_fen, 0)}
 
 
 def _show(seq: int, error: str | None = None, status: int = 200):
@@ -118,6 +134,9 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         cancel_until=local_time(until, "HH:mm") if until else None,
         rejection=rejection_words(op),
         balance=balance_shown(receipt, op),
+        biller=Biller.get_or_none(Biller.code == receipt.details.get("biller"))
+        if receipt.type == EntryType.BILL_PAYMENT else None,
+        reversal=reversal_shown(receipt),
         error=error,
     ), status
 
