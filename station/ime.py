@@ -80,7 +80,7 @@ class CandidateIndex:
         for word, readings in words.items():
             rank = min(uses[char, reading] for char, reading in zip(word, readings, strict=True))
             self.words[readings[0]].append((tuple(readings), word, rank))
-        given = {name: i for i, name in enumerate(given_names)}
+        given = set(given_names)
         for entries in self.words.values():
             entries.sort(key=lambda entry: -entry[2])
         self.name_words = defaultdict(list)
@@ -108,29 +108,39 @@ class CandidateIndex:
 
     def split(self, letters: str) -> list[tuple[str, bool, int]]:
         """The typed letters as syllables: (syllable, whole, letters used up to its end). The last of each run
-        between apostrophes may be the start of a syllable (w, zh, xia on its way to xiang); a run that is no
-        pinyin at all is dropped with everything after it."""
+        between apostrophes may be the start of a syllable (w, zh, xia on its way to xiang); the letters from where
+        they stop being pinyin on (a slip of the finger) are left out, with everything after them."""
         pieces, offset = [], 0
         for run in letters.split("'"):
-            parsed = self._split_run(run)
-            if parsed is None:
-                break
-            for piece, whole in parsed:
+            readable = next(parsed for end in range(len(run), -1, -1)
+                            if (parsed := self._split_run(run[:end])) is not None)
+            for piece, whole in readable:
                 offset += len(piece)
                 pieces.append((piece, whole, offset))
+            if sum(map(len, (piece for piece, _ in readable))) < len(run):
+                break
             offset += 1
         return pieces
 
-    def _split_run(self, run: str) -> list[tuple[str, bool]] | None:
-        if not run:
+    def _split_run(self, run: str, failed: set[int] | None = None, start: int = 0) -> list[tuple[str, bool]] | None:
+        """``run[start:]`` as whole syllables, longest first, and perhaps the start of one at the end; None if it
+        cannot be read (``failed`` remembers the offsets that cannot, so a long run costs no more than its length
+        squared)."""
+        failed = set() if failed is None else failed
+        if start == len(run):
             return []
-        for length in range(min(self.longest, len(run)), 0, -1):
-            head = run[:length]
+        if start in failed:
+            return None
+        for length in range(min(self.longest, len(run) - start), 0, -1):
+            head = run[start:start + length]
             if head in self.syllables:
-                rest = self._split_run(run[length:])
+                rest = self._split_run(run, failed, start + length)
                 if rest is not None:
                     return [(head, True), *rest]
-        return [(run, False)] if run in self.prefixes else None
+        if run[start:] in self.prefixes:
+            return [(run[start:], False)]
+        failed.add(start)
+        return None
 
     def candidates(self, letters: str, field: str) -> tuple[tuple[str, ...], list[Candidate]]:
         """Every candidate for ``letters`` in order: words using all the syllables typed, then words using the
@@ -153,12 +163,9 @@ class CandidateIndex:
             last_is_open = count == len(pieces)
             groups = ([self.name_words] if name else []) + [self.words]
             for group in groups:
-                matches = [
-                    (entry[0][-1] != wanted[-1][0], word)
-                    for entry in self._entries(group, first)
-                    for word in [entry[1]]
-                    if len(entry[0]) == count and self._fits(entry[0], wanted, last_is_open)
-                ]
+                matches = [(syllables[-1] != wanted[-1][0], word) for syllables, word, _ in self._entries(group, first)
+                           if len(syllables) == count and self._fits(syllables, wanted, last_is_open)]
+                # Words whose last syllable is the one typed, then those it only begins (sorted() keeps the rank).
                 for _, word in sorted(matches, key=lambda match: match[0]):
                     offer(word, used)
         head, whole, used = pieces[0]

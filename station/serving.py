@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from station import ime
 from station.agents import next_setup_role
 from station.app import create_app
 from station.context import Station, StationNotInitialised
@@ -56,8 +55,6 @@ class Serving:
         """The station's Flask app; the background sync starts with it when the station has a sync server."""
         self.stations.append(st)
         app = create_app({"STATION": st, "STATION_DATA_DIR": str(st.data_dir)})
-        # The pinyin keyboard's index takes seconds to build on a Pi: build it now, not on the first keystroke.
-        ime.warm_up()
         if st.config.get("server"):
             from station.scheduler import start_scheduler, sync_now
 

@@ -14,6 +14,12 @@ def index():
     return ime.candidate_index()
 
 
+def test_built_once_per_process(index):
+    thread = ime.warm_up()
+    thread.join()
+    assert ime.candidate_index() is index
+
+
 def texts(index, letters, field="text", count=None):
     return [c.text for c in index.candidates(letters, field)[1][:count]]
 
@@ -52,11 +58,15 @@ def test_only_standard_simplified_characters(index):
     assert "養" not in offered and "媽" not in offered and "妈" in offered
 
 
-@pytest.mark.parametrize("letters", ["zzz", "q", "'", "xv"])
-def test_nonsense_is_no_candidate_and_no_error(index, letters):
-    page = index.page(letters, "text", 0)
-    assert all(c.text for c in page.candidates)
-    assert index.page("zzz", "text", 0).candidates == ()
+@pytest.mark.parametrize("letters", ["v", "'", "''", "vvv'wang", "ii"])
+def test_no_pinyin_no_candidates(index, letters):
+    assert index.page(letters, "text", 0) == ime.Page((), (), 0, False)
+
+
+def test_a_slip_of_the_finger_is_left_out(index):
+    assert index.candidates("wangq", "text")[0] == ("wang", "q")
+    syllables, found = index.candidates("wangv", "name")
+    assert syllables == ("wang",) and found[0] == Candidate("王", 4)
 
 
 def small_index():

@@ -32,8 +32,8 @@ def live(tmp_path_factory, browser):
     st = init_station(tmp_path_factory.mktemp("ime") / "ST-0001", "ST-0001", clock=clock)
     load_demo_customers(st, count=20)
     app = create_app({"STATION": st, "SECRET_KEY": "browser-test"})
-    # As the serving process does at start: the first keystroke does not wait for the index.
-    ime.warm_up()
+    # Built before the first keystroke, as `station serve` does at start (here before serving, not beside it).
+    ime.candidate_index()
     with st.bound(), serving(app) as base:
         agent_id, _, _, pin = DEMO_AGENTS[0]
         business_day.open_day(st, agents.login_agent(st, agent_id, pin), {"10000": 300})
@@ -43,7 +43,6 @@ def live(tmp_path_factory, browser):
         tap_digits(page, AGENT_PIN)
         page.click("#login")
         page.wait_for_url(base + "/home")
-        ime.candidate_index()
         yield base, page
         page.close()
     st.close()
