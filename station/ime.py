@@ -22,6 +22,8 @@ candidates, a few hundred bytes over the loopback, from lookups in memory.
 
 from __future__ import annotations
 
+import importlib.util
+import pkgutil
 import re
 import threading
 from collections import Counter, defaultdict
@@ -214,8 +216,32 @@ class CandidateIndex:
         return Page(syllables, tuple(found[start:end]), number, end < len(found))
 
 
+def cedict_phrases() -> dict[str, list[list[str]]]:
+    """CC-CEDICT's words with their readings, as pypinyin-dict ships them (in parts, ``cc_cedict_0`` ...).
+
+    The parts are run as modules without being registered in ``sys.modules`` (which ``import`` would do): once the
+    index is built the 100,000 entries are let go instead of staying in memory for the life of the process.
+    """
+    from pypinyin_dict import phrase_pinyin_data
+
+    phrases = {}
+    for part in sorted(pkgutil.iter_modules(phrase_pinyin_data.__path__), key=lambda part: part.name):
+        if re.fullmatch(r"cc_cedict_\d+", part.name):
+            spec = part.module_finder.find_spec(part.name, None)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            phrases.update(module.phrases_dict)
+    if not phrases:
+        raise LookupError("pypinyin-dict ships no CC-CEDICT phrases")
+    return phrases
+
+
 class _Loader:
-    """The index, built once per process on first use (a lock keeps two first requests from building it twice)."""
+    """The index, built once per process on first use (a lock keeps two first requests from building it twice).
+
+    The packages are imported here, not at the top: their dictionaries take memory and seconds to load, which the
+    station's commands and a screen without a text field need not pay.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -225,14 +251,13 @@ class _Loader:
         from faker.providers.person.zh_CN import Provider as ChinesePeople
         from pypinyin.phrases_dict import phrases_dict
         from pypinyin.pinyin_dict import pinyin_dict
-        from pypinyin_dict.phrase_pinyin_data.cc_cedict import phrases_dict as cedict
         from pypinyin_dict.pinyin_data.kmandarin_8105 import pinyin_dict as standard_8105
 
         standard = {chr(code) for code in standard_8105}
         char_readings = {chr(code): [toneless(r) for r in readings.split(",")]
                          for code, readings in pinyin_dict.items() if chr(code) in standard}
         words = {}
-        for source in (phrases_dict, cedict):
+        for source in (phrases_dict, cedict_phrases()):
             for word, readings in source.items():
                 if (len(word) in WORD_LENGTHS and len(readings) == len(word) and word not in words
                         and standard.issuperset(word)):
