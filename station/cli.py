@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from station import ime
 from station.context import DATA_DIR_ENV, Station, StationNotInitialised, resolve_data_dir
 from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, schema_version
 from station.provision import init_station
@@ -220,6 +221,8 @@ def serve_app(app, host: str, port: int) -> None:
     """Serve ``app`` with waitress in this one process (the station's database allows one writer process)."""
     from waitress import serve as waitress_serve
 
+    # The pinyin keyboard's index takes seconds to build on a Pi: build it now, not on the first keystroke.
+    ime.warm_up()
     waitress_serve(app, host=host, port=port, threads=4, ident="station")
 
 

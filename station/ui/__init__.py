@@ -1,6 +1,7 @@
 """The village agent's touchscreen UI: Flask blueprints, Chinese first, English by a toggle.
 
-Every page is rendered on the server; the only script is the on-screen keypad. The agent's session and the
+Every page is rendered on the server; the only script is the on-screen keypad and pinyin keyboard (whose
+candidates come from ``station.ui.ime``). The agent's session and the
 operation being keyed in live in Flask's signed session cookie (never a PIN, never a full card number); each
 operation's transaction UUID is issued with its form, so a double tap replays the first receipt instead of
 recording twice (``station.writepath`` is idempotent by UUID).
@@ -32,7 +33,7 @@ def select_locale() -> str:
 
 def init_ui(app: Flask) -> None:
     """Register the UI's blueprints, Flask-Babel, CSRF protection and the security headers on ``app``."""
-    from station.ui import auth, day, home, operations, receipts, voice
+    from station.ui import auth, day, home, ime, operations, receipts, voice
 
     station = app.extensions["station"]
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
@@ -42,7 +43,7 @@ def init_ui(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the session ends on idle logout instead
     Babel(app, locale_selector=select_locale)
     csrf.init_app(app)
-    for module in (auth, home, operations, receipts, day, voice):
+    for module in (auth, home, operations, receipts, day, voice, ime):
         app.register_blueprint(module.bp)
     app.before_request(common.load_agent)
     app.before_request(common.revoked_gate)
