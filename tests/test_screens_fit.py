@@ -13,18 +13,17 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
-from ui_helpers import AGENT_PIN, CUSTOMER_PIN, SUPERVISOR_PIN
+from ui_helpers import AGENT_PIN, CUSTOMER_PIN
 
 from station import agents, business_day, operations, receipts
 from station.app import create_app
 from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_AGENTS, load_demo_customers
-from station.protocol.entry_types import EntryType
 from station.provision import init_station
 
 #: A long customer name (the bank's data may carry one) and the longest payee name the payee screen accepts.

@@ -101,7 +101,8 @@ _FIT_SCRIPT = """([controls, targets, width, height]) => {
     const holder = scroller(el);
     const shown = holder ? holder.getBoundingClientRect() : r;
     if (shown.left < 0 || shown.top < 0 || shown.right > width + 0.5 || shown.bottom > height + 0.5) {
-      problems.push(`outside the screen: ${name(el)} at ${box(r)}` + (holder ? ` in a scrolling box at ${box(shown)}` : ""));
+      const where = holder ? ` in a scrolling box at ${box(shown)}` : "";
+      problems.push(`outside the screen: ${name(el)} at ${box(r)}${where}`);
     }
   }
   for (const el of document.querySelectorAll(targets)) {
