@@ -20,11 +20,12 @@ from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN
 
-from station import agents, business_day, operations, receipts
+from station import agents, business_day, operations, receipts, setup_ui
 from station.app import create_app
 from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_AGENTS, load_demo_customers
 from station.provision import init_station
+from station.setup_ui import Attempt, FirstBoot, SetupDispatcher
 
 #: A long customer name (the bank's data may carry one) and the longest payee name the payee screen accepts.
 LONG_CUSTOMER_NAME = "欧阳阿卜杜热合曼·买买提明江"
@@ -42,6 +43,10 @@ class Counter:
     base: str
     page: object  # logged in as agent A01
     anon: object  # nobody logged in
+    setup: object  # the set-up screens of a device not enrolled yet (``first_boot``, at ``setup_base``)
+    setup_base: str
+    first_boot: FirstBoot
+    new_station: object  # enrolled, nobody added yet (the set-up's people step)
     sync_outcome: list  # what the sync hook answers next (None: still syncing)
     customers: dict
 
@@ -51,12 +56,13 @@ class Counter:
         return page.get_attribute("input[name=csrf_token]", "value")
 
     def go(self, path: str, page=None) -> None:
-        (page or self.page).goto(self.base + path)
+        page = page or self.page
+        page.goto(self.base_of(page) + path)
 
     def post(self, path: str, data: dict | None = None, *, page=None) -> None:
         """A form post with the page's cookies, not shown: a step on the way to the state."""
         page = page or self.page
-        response = page.request.post(self.base + path, form={"csrf_token": self.token(page), **(data or {})})
+        response = page.request.post(self.base_of(page) + path, form={"csrf_token": self.token(page), **(data or {})})
         assert response.status < 500, f"{path}: {response.status}"
 
     def show(self, path: str, data: dict | None = None, *, page=None) -> None:
@@ -77,11 +83,16 @@ class Counter:
                      document.body.appendChild(form);
                      form.submit();
                    }""",
-                [self.base + path, fields],
+                [self.base_of(page) + path, fields],
             )
 
     def language(self, lang: str, page=None) -> None:
-        self.post("/lang", {"lang": "en" if lang == "en" else "zh_CN", "next": "/"}, page=page)
+        page = page or self.page
+        action = page.get_attribute("header.bar form", "action").removeprefix(self.base_of(page))
+        self.post(action, {"lang": "en" if lang == "en" else "zh_CN", "next": "/"}, page=page)
+
+    def base_of(self, page) -> str:
+        return self.setup_base if page is self.setup else self.base
 
     def op(self, kind: str, *, customer: str = "plain", payee=None, amount=None, warning=False,
            confirm=False, biller=None, ref=None, funding=None) -> None:
@@ -142,6 +153,22 @@ class Counter:
                 self.st.set_setting(key, before)
 
     @contextmanager
+    def first_boot_state(self, **state) -> Iterator[None]:
+        """The set-up's ``FirstBoot`` in a state (an attempt under way, a revoked code, enrolled); the screens
+        that wait reload themselves only after the case."""
+        before = {key: getattr(self.first_boot, key) for key in state}
+        polls = dict(setup_ui.POLL_SECONDS)
+        setup_ui.POLL_SECONDS.update(dict.fromkeys(polls, 600))
+        for key, value in state.items():
+            setattr(self.first_boot, key, value)
+        try:
+            yield
+        finally:
+            for key, value in before.items():
+                setattr(self.first_boot, key, value)
+            setup_ui.POLL_SECONDS.update(polls)
+
+    @contextmanager
     def printer(self, config: dict) -> Iterator[None]:
         before = self.st.config.get("printer")
         self.st.config["printer"] = config
@@ -175,7 +202,8 @@ def op_refused(kind, step, data, **keyed):
     def reach(c):
         c.op(kind, **keyed)
         c.go(f"/op/{kind}/{step}")
-        c.show(f"/op/{kind}/{step}", data)
+        txn = c.page.locator("input[name=txn]")
+        c.show(f"/op/{kind}/{step}", {"txn": txn.get_attribute("value")} | data if txn.count() else data)
 
     return reach
 
@@ -259,6 +287,7 @@ def cancel_screen(wrong_pin=False):
 
 def day_count(mode, data=None):
     def reach(c):
+        c.post("/op/cancel")  # an earlier case's operation, half keyed in, would refuse the close
         c.go(f"/day/{mode}")
         if data is not None:
             c.show(f"/day/{mode}", data)
@@ -330,6 +359,25 @@ def sync_failed_in_bar(reach):
     return reached
 
 
+def set_up(path="/setup", data=None, **state):
+    """A set-up screen in a ``FirstBoot`` state (``station=True``: enrolled, its people still to add)."""
+
+    def reach(c):
+        if state.pop("station", False):
+            state["station"] = c.new_station
+        c.stack.enter_context(c.first_boot_state(**state))
+        c.go(path, page=c.setup)
+        if data is not None:
+            c.show(path if path != "/setup" else "/setup/enroll", data, page=c.setup)
+
+    return reach
+
+
+def set_up_clock_not_set(c):
+    c.stack.enter_context(c.first_boot_state(clock=lambda: datetime(1970, 1, 1, tzinfo=UTC)))
+    c.go("/setup", page=c.setup)
+
+
 PAYEE = ("6222000000009999", "张三")
 LONG_PAYEE = ("6222000000009999", LONG_PAYEE_NAME)
 BIG = "99999"
@@ -340,16 +388,49 @@ BROKEN_PRINTER = {"kind": "file", "path": "/nonexistent/lp0"}  # above every per
 REFUSED_PAGE = re.compile(r"Failed to load resource: the server responded with a status of (400|404|409|503) .*")
 
 
+#: What each screen shows whatever its state: a selector that must be visible once the case has reached it.
+SCREEN_SHOWS = {
+    "login": "header.bar", "error": "#error", "home": ".tiles", "receipt": "#receipt", "receipts list": "#receipts",
+    "reverse": "#reverse-form", "cancel transfer": "#cancel-form", "day open": "#count-form",
+    "day close": "#count-form",
+    "sync": "#sync-status", "chart": "#chart", "customer voice": "#voice-form", "revoked": "#revoked",
+    "set-up": "header.bar", "set-up people": "#save",
+    "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account", "warning": "#fraud-warning",
+    "confirm": "#summary", "pin": "#pin", "biller": ".billers", "reference": "#reference",
+}
+#: What each part of a state's name promises (the parts are separated by ", "); parts not here promise nothing.
+STATE_SHOWS = {
+    "refused": "#error", "wrong PIN": "#error", "unknown card": "#error", "wrong carrier": "#error",
+    "printer error": "#error", "no operation in progress": "#error", "operation half done": "#error",
+    "idle logout message": "#error", "failed": "#error", "not a code": "#error", "a code without the server": "#error",
+    "PINs differ": "#error", "404": "#error", "404 logged out": "#error",
+    "after a message": ".flash", "after printing": ".flash", "synced message": ".flash",
+    "still syncing message": ".flash",
+    "offline warning": "#offline-warning", "sync failed in the bar": "#last-sync.failed", "day not open": "#day-closed",
+    "long name": f':text("{LONG_CUSTOMER_NAME}")',
+    "long names": f':text("{LONG_CUSTOMER_NAME}"), :text("{LONG_PAYEE_NAME}")',
+    "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
+    "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
+    "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
+    "supervisor": "#people-supervisor", "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
+}
+
+
 @dataclass(frozen=True)
 class Case:
     screen: str
     state: str
     reach: Callable[[Counter], None]
-    page: str = "page"  # "anon": the screen of nobody logged in
+    page: str = "page"  # "anon": the screen of nobody logged in; "setup": a device's first boot
 
     @property
     def id(self) -> str:
         return f"{self.screen}[{self.state}]"
+
+    def shows(self) -> list[str]:
+        """The selectors that prove the case reached its screen and state."""
+        screen = SCREEN_SHOWS.get(self.screen) or SCREEN_SHOWS[self.screen.split()[-1]]
+        return [screen] + [STATE_SHOWS[part] for part in self.state.split(", ") if part in STATE_SHOWS]
 
 
 CASES = [
@@ -379,7 +460,7 @@ CASES = [
     Case("withdrawal amount", "refused", op_refused("withdrawal", "amount", {"amount": BIG}, customer="long")),
     Case("withdrawal amount", "offline warning, refused",
          with_state("offline_warning", op_refused("withdrawal", "amount", {"amount": "100"}, customer="long"))),
-    Case("withdrawal confirm", "long name", op_step("withdrawal", "confirm", customer="long", amount="1000")),
+    Case("withdrawal confirm", "long name", op_step("withdrawal", "confirm", customer="long", amount="300")),
     Case("withdrawal pin", "normal", op_step("withdrawal", "pin", amount="500", confirm=True)),
     Case("withdrawal pin", "wrong PIN, long name",
          wrong_customer_pin("withdrawal", customer="long", amount="500", confirm=True)),
@@ -414,11 +495,14 @@ CASES = [
                                                       biller="GAS-COUNTY")),
     Case("bill reference", "phone, wrong carrier", op_refused("bill_payment", "reference",
                                                               {"reference": "13012345678"}, biller="MOBILE-CMCC")),
-    Case("bill amount", "electricity, refused", op_refused("bill_payment", "amount", {"amount": "99999"},
+    Case("bill amount", "electricity, refused", op_refused("bill_payment", "amount", {"amount": "12.345"},
                                                            biller="ELEC-SGCC", ref="1234567890")),
     Case("bill amount", "phone top-up", op_step("bill_payment", "amount", biller="MOBILE-CMCC", ref="13912345678")),
-    Case("bill amount", "phone top-up, refused", op_refused("bill_payment", "amount", {"amount": "7"},
-                                                            biller="MOBILE-CMCC", ref="13912345678")),
+    Case("bill confirm", "top-up", op_step("bill_payment", "confirm", biller="MOBILE-CMCC", ref="13912345678",
+                                                 amount="50")),
+    Case("bill confirm", "over the biller's most, refused",
+         op_refused("bill_payment", "confirm", {"funding": "cash"}, biller="ELEC-SGCC", ref="1234567890",
+                    amount="99999")),
     Case("bill confirm", "gas", op_step("bill_payment", "confirm", biller="GAS-COUNTY", ref="1234567890",
                                         amount="88.50")),
     Case("bill customer", "from the account", op_step("bill_payment", "customer", biller="ELEC-SGCC",
@@ -471,6 +555,18 @@ CASES = [
     Case("customer voice", "normal", go("/voice/")),
     Case("customer voice", "refused", voice_refused({"text": "x"})),
     Case("customer voice", "refused, long text", voice_refused({"category": "praise", "text": "长" * 600})),
+    # first boot: the set-up screens
+    Case("set-up", "not enrolled", set_up(), page="setup"),
+    Case("set-up", "not a code", set_up(data={"scan": "hello"}), page="setup"),
+    Case("set-up", "a code without the server", set_up(data={"scan": "K7QX-M2PD-9HWT"}), page="setup"),
+    Case("set-up", "enrolling", set_up(attempt=Attempt("https://sync.bank.example", "ST-0009", 0.0)), page="setup"),
+    Case("set-up", "revoked", set_up(revoked_station="ST-0009"), page="setup"),
+    Case("set-up", "clock not set", set_up_clock_not_set, page="setup"),
+    Case("set-up", "enrolled, another station named", set_up(station=True, station_hint="ST-0011"), page="setup"),
+    Case("set-up people", "supervisor", set_up("/setup/people", station=True), page="setup"),
+    Case("set-up people", "PINs differ, long typed name",
+         set_up("/setup/people", {"role": "supervisor", "agent_id": "S01", "name": "欧阳阿卜杜热合曼·买买提明江",
+                                  "pin": "2580", "pin_again": "2581"}, station=True), page="setup"),
     # a revoked station
     Case("revoked", "logged out", revoked("anon"), page="anon"),
     Case("revoked", "logged in", revoked("page")),
@@ -528,9 +624,15 @@ def counter(tmp_path_factory, browser):
         record_day(st)
         app = create_app({"STATION": st, "SECRET_KEY": "fit-test"})
         base = stack.enter_context(serving(app))
-        page, anon = new_page(browser), new_page(browser)
-        stack.callback(page.close)
-        stack.callback(anon.close)
+        page, anon, setup = new_page(browser), new_page(browser), new_page(browser)
+        for each in (page, anon, setup):
+            stack.callback(each.close)
+        # A device not enrolled yet, and a station enrolled with nobody added (the set-up's people step).
+        first_boot = FirstBoot(tmp_path_factory.mktemp("device") / "device", clock=clock)
+        new_station = init_station(tmp_path_factory.mktemp("new") / "ST-0010", "ST-0010", clock=clock)
+        stack.callback(new_station.close)
+        setup_base = stack.enter_context(serving(SetupDispatcher(first_boot, create_app, SECRET_KEY="fit-test")))
+        setup.goto(setup_base + "/setup")
         page.goto(base + f"/login?agent_id={DEMO_AGENTS[0][0]}")
         for digit in AGENT_PIN:
             page.click(f'.keypad [data-key="{digit}"]')
@@ -539,7 +641,7 @@ def counter(tmp_path_factory, browser):
         anon.goto(base + "/login")
         customers = {"plain": plain, "long": Customer.get_by_id(long_one.id),
                      "with payee": with_payee, "long with payee": Customer.get_by_id(long_with_payee.id)}
-        c = Counter(st, clock, base, page, anon, [None], customers)
+        c = Counter(st, clock, base, page, anon, setup, setup_base, first_boot, new_station, [None], customers)
         c.app = app
         yield c
 
@@ -555,5 +657,7 @@ def test_screen_fits(counter, case, lang):
         case.reach(counter)
         # An error screen comes with its HTTP status (404, 409, 503): Chromium logs that, and it is no script error.
         page.console_errors[:] = [text for text in page.console_errors if not REFUSED_PAGE.fullmatch(text)]
+        missing = [selector for selector in case.shows() if not page.locator(selector).first.is_visible()]
+        assert missing == [], f"{case.id} in {lang} ({page.url}) did not reach its state: nothing shows {missing}"
         check_screen(page, f"{case.id} in {lang}")
     assert page.evaluate("document.documentElement.lang") == ("zh-CN" if lang == "zh" else "en"), case.id
