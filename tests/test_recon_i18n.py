@@ -11,7 +11,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 
-from sync_server.recon.i18n import money, render
+from sync_server.recon.i18n import labelled, money, render
 from sync_server.recon.kinds import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,3 +73,8 @@ def test_explanations_in_chinese_by_default_and_in_english_on_request():
     assert render("en", spec.explanation, values).startswith("Station ST-0001 paid out CNY 500.00 to account")
     # A value missing from the discrepancy shows as "?", never as a KeyError.
     assert "?" in render("en", spec.explanation, {})
+
+
+def test_a_label_and_its_value_take_the_colon_of_the_language():
+    assert labelled("zh", "What to do", "核对流水") == "处理办法：核对流水"
+    assert labelled("en", "What to do", "check the journal") == "What to do: check the journal"

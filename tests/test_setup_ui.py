@@ -199,13 +199,13 @@ def captive_portal():
 
 REFUSALS = [
     # (case, zh, en)
-    ("unknown", "银行不认识这个注册码", "The bank does not know this code"),
+    ("unknown", "银行查不到这个注册码", "The bank does not know this code"),
     ("used", "这个注册码已经用过", "This code has already been used"),
     ("expired", "这个注册码已过期", "This code has expired"),
     ("unreachable", "连不上银行的服务器", "Cannot reach the bank's server"),
     ("portal", "不是银行的站点服务器", "it is not the bank's station server"),
     ("newer_qr", "更新的版本", "from a newer release"),
-    ("other_qr", "不是站点注册二维码", "this QR is not a station enrollment QR"),
+    ("other_qr", "不是服务点注册二维码", "this QR is not a station enrollment QR"),
     ("short_code", "12 个字母和数字", "12 letters and digits"),
     ("bad_server", "服务器地址应", "the server address must look like"),
 ]

@@ -68,22 +68,67 @@ def new_page(browser):
     return page
 
 
-def check_screen(page):
-    """No horizontal scroll at 800x480, every visible touch target at least 48 x 48 px, and (these screens are
-    short) no vertical scroll either: nothing the agent must tap hides below the fold."""
+#: What the agent taps: every visible one must lie inside the screen (or inside a scrolling list that does).
+CONTROLS = "a, button, input:not([type=hidden]), textarea, select, label.choice"
+#: What must be at least 48 x 48 px (a radio button is tapped through its label.choice).
+TOUCH_TARGETS = "a, button, label.choice, select, input:not([type=hidden]):not([type=radio]), textarea"
+
+# Run in the page: the screen's overflow, controls outside the viewport (a control inside a scrolling box, such as
+# the receipts list, counts when that box lies inside it), and touch targets under 48 x 48 px, each named with its
+# box ("x,y wxh") so a failure says what moved where.
+_FIT_SCRIPT = """([controls, targets, width, height]) => {
+  const problems = [];
+  const doc = document.documentElement;
+  if (doc.scrollWidth > width) problems.push(`page scrollWidth ${doc.scrollWidth} > ${width}`);
+  if (doc.scrollHeight > height) problems.push(`page scrollHeight ${doc.scrollHeight} > ${height}`);
+  const visible = el => el.offsetParent !== null || getComputedStyle(el).position === "fixed";
+  const name = el => {
+    const text = (el.id ? "#" + el.id + " " : "") + (el.innerText || el.value || el.getAttribute("aria-label") || "");
+    return `<${el.tagName.toLowerCase()}> ${text.trim().replace(/\\s+/g, " ").slice(0, 30)}`;
+  };
+  const box = r => `${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}x${Math.round(r.height)}`;
+  const scroller = el => {
+    for (let up = el.parentElement; up && up !== document.body; up = up.parentElement) {
+      const style = getComputedStyle(up);
+      if (/(auto|scroll)/.test(style.overflowY + style.overflowX)) return up;
+    }
+    return null;
+  };
+  for (const el of document.querySelectorAll(controls)) {
+    if (!visible(el)) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    const holder = scroller(el);
+    const shown = holder ? holder.getBoundingClientRect() : r;
+    if (shown.left < 0 || shown.top < 0 || shown.right > width + 0.5 || shown.bottom > height + 0.5) {
+      const where = holder ? ` in a scrolling box at ${box(shown)}` : "";
+      problems.push(`outside the screen: ${name(el)} at ${box(r)}${where}`);
+    }
+  }
+  for (const el of document.querySelectorAll(targets)) {
+    if (!visible(el)) continue;
+    const r = el.getBoundingClientRect();
+    if (r.width < 48 || r.height < 48) problems.push(`under 48x48: ${name(el)} at ${box(r)}`);
+  }
+  return problems;
+}"""
+
+
+def screen_problems(page) -> list[str]:
+    """What breaks the 800x480 rule on the page as it stands: horizontal or vertical scroll, a visible control not
+    entirely on the screen, a touch target under 48 x 48 px (each with its box)."""
+    return page.evaluate(_FIT_SCRIPT, [CONTROLS, TOUCH_TARGETS, VIEWPORT["width"], VIEWPORT["height"]])
+
+
+def check_screen(page, where: str = ""):
+    """No horizontal scroll at 800x480, no vertical scroll either (these screens are short: nothing the agent must
+    tap hides below the fold), every visible control inside the screen, every touch target at least 48 x 48 px,
+    and no script error. ``where`` names the screen in the failure message (the URL is always given)."""
     page.wait_for_load_state("load")
-    assert page.console_errors == [], page.url
-    assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"], page.url
-    assert page.evaluate("document.documentElement.scrollHeight") <= VIEWPORT["height"], page.url
-    small = page.evaluate(
-        """() => Array.from(document.querySelectorAll(
-               'a, button, label.choice, input:not([type=hidden]):not([type=radio]), textarea'))
-             .filter(el => el.offsetParent !== null)
-             .map(el => [el.id || el.textContent.trim().slice(0, 20), el.getBoundingClientRect()])
-             .filter(([, r]) => r.width < 48 || r.height < 48)
-             .map(([name, r]) => `${name}: ${Math.round(r.width)}x${Math.round(r.height)}`)"""
-    )
-    assert small == [], f"{page.url}: {small}"
+    label = f"{where} ({page.url})" if where else page.url
+    assert page.console_errors == [], f"{label}: {page.console_errors}"
+    problems = screen_problems(page)
+    assert problems == [], f"{label} does not fit 800x480:\n  " + "\n  ".join(problems)
 
 
 def tap_pin(page, field, digits):

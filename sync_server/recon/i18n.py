@@ -33,6 +33,11 @@ def gettext(lang: str, message: str) -> str:
     return translations(lang).gettext(message)
 
 
+def labelled(lang: str, label: str, value: str) -> str:
+    """``label: value`` in ``lang``: Chinese takes the full-width colon (金额：¥35.50), English ``: ``."""
+    return gettext(lang, label) + ("：" if lang == "zh" else ": ") + value
+
+
 def money(fen: int | None, lang: str) -> str:
     """``¥1,234.50`` (zh) or ``CNY 1,234.50`` (en), ``-¥35.50`` below zero; an empty text for None."""
     if fen is None:

@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from rich.console import Console
 from rich.table import Table
 
-from sync_server.recon.i18n import gettext, money, render
+from sync_server.recon.i18n import gettext, labelled, money, render
 from sync_server.recon.kinds import KINDS, N_, Discrepancy
 from sync_server.recon.run import Findings
 from sync_server.recon.store import Stored
@@ -178,9 +178,9 @@ def print_exception(console: Console, shown: dict, lang: str) -> None:
             console.print(f"{key}: {shown[key]}", highlight=False)
     for key, label in (("amount_fen", N_("amount")), ("expected_fen", N_("expected"))):
         if shown.get(key) is not None:
-            console.print(f"{_(label)}: {money(shown[key], lang)}", highlight=False)
+            console.print(labelled(lang, label, money(shown[key], lang)), highlight=False)
     console.print(shown["explanation"], highlight=False)
-    console.print(_(N_("What to do")) + ": " + shown["action"], highlight=False)
+    console.print(labelled(lang, N_("What to do"), shown["action"]), highlight=False)
     trail = Table(title=_(N_("History")))
     for column in (N_("When"), N_("Who"), N_("What"), N_("Note")):
         trail.add_column(_(column))

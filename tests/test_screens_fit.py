@@ -1,0 +1,671 @@
+"""Every screen fits 800x480 in every state, in Chinese and in English (docs/operations.md, "Every screen fits").
+
+One served station and one Chromium for the module. ``CASES`` is the table: one line per (screen, state), each
+naming the function that brings the page there (HTTP form posts through the logged-in page's own cookies, then
+the screen itself loaded or posted in the page, so an error or a flash message shows as the agent sees it).
+Each case runs in zh and in en and is checked by ``check_screen`` (tests/ui_browser_support.py): no scroll, every
+visible control inside the screen, every touch target at least 48 x 48 px. A new screen is one ``Case`` line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+from conftest import FakeClock
+from ui_browser_support import check_screen, new_page, serving
+from ui_helpers import AGENT_PIN, CUSTOMER_PIN
+
+from station import agents, business_day, operations, receipts, setup_ui
+from station.app import create_app
+from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.demo import DEMO_AGENTS, load_demo_customers
+from station.provision import init_station
+from station.setup_ui import Attempt, FirstBoot, SetupDispatcher
+
+#: A long customer name (the bank's data may carry one) and the longest payee name the payee screen accepts.
+LONG_CUSTOMER_NAME = "欧阳阿卜杜热合曼·买买提明江"
+LONG_PAYEE_NAME = "乌鲁木齐市天山区阿卜杜热合曼·买买提明江"
+#: Receipts today before the tests: enough rows that the list must scroll inside its box.
+MANY_RECEIPTS = 30
+
+
+@dataclass
+class Counter:
+    """The served station, the logged-in page, and how to reach a state through it."""
+
+    st: object
+    clock: FakeClock
+    base: str
+    page: object  # logged in as agent A01
+    anon: object  # nobody logged in
+    setup: object  # the set-up screens of a device not enrolled yet (``first_boot``, at ``setup_base``)
+    setup_base: str
+    first_boot: FirstBoot
+    new_station: object  # enrolled, nobody added yet (the set-up's people step)
+    sync_outcome: list  # what the sync hook answers next (None: still syncing)
+    customers: dict
+    languages: dict = field(default_factory=dict)  # each page's language now
+
+    # -- getting there -------------------------------------------------------------------------------------
+    def token(self, page=None) -> str:
+        page = page or self.page
+        return page.get_attribute("input[name=csrf_token]", "value")
+
+    def go(self, path: str, page=None) -> None:
+        page = page or self.page
+        page.goto(self.base_of(page) + path)
+
+    def post(self, path: str, data: dict | None = None, *, page=None) -> None:
+        """A form post with the page's cookies, not shown: a step on the way to the state."""
+        page = page or self.page
+        response = page.request.post(self.base_of(page) + path, form={"csrf_token": self.token(page), **(data or {})})
+        assert response.status < 500, f"{path}: {response.status}"
+
+    def show(self, path: str, data: dict | None = None, *, page=None) -> None:
+        """A form posted in the page itself: the page shows the answer (a refusal, or where a redirect leads)."""
+        page = page or self.page
+        fields = {"csrf_token": self.token(page), **(data or {})}
+        with page.expect_navigation():
+            page.evaluate(
+                """([action, fields]) => {
+                     const form = document.createElement("form");
+                     form.method = "post";
+                     form.action = action;
+                     for (const [name, value] of Object.entries(fields)) {
+                       const input = document.createElement("input");
+                       input.type = "hidden"; input.name = name; input.value = value;
+                       form.appendChild(input);
+                     }
+                     document.body.appendChild(form);
+                     form.submit();
+                   }""",
+                [self.base_of(page) + path, fields],
+            )
+
+    def language(self, lang: str, page=None) -> None:
+        page = page or self.page
+        action = page.get_attribute("header.bar form", "action").removeprefix(self.base_of(page))
+        self.post(action, {"lang": "en" if lang == "en" else "zh_CN", "next": "/"}, page=page)
+
+    def base_of(self, page) -> str:
+        return self.setup_base if page is self.setup else self.base
+
+    def op(self, kind: str, *, customer: str = "plain", payee=None, amount=None, warning=False,
+           confirm=False, biller=None, ref=None, funding=None) -> None:
+        """Key an operation in up to a step (each given value submits its step)."""
+        self.post(f"/op/{kind}/start")
+        if biller is not None:
+            self.post(f"/op/{kind}/biller", {"biller": biller})
+            if ref is not None:
+                self.post(f"/op/{kind}/reference", {"reference": ref})
+        elif customer is not None:
+            self.identify(kind, customer)
+        if payee is not None:
+            self.post(f"/op/{kind}/payee", {"payee_account": payee[0], "payee_name": payee[1]})
+        if amount is not None:
+            self.post(f"/op/{kind}/amount", {"amount": amount})
+        if warning:
+            self.post(f"/op/{kind}/warning", {"decision": "send"})
+        if confirm:
+            self.post(f"/op/{kind}/confirm", {"funding": funding} if funding else {})
+        if funding == "account" and customer is not None:
+            self.identify(kind, customer)
+
+    def identify(self, kind: str, customer: str) -> None:
+        self.post(f"/op/{kind}/customer", {"id_kind": "card", "number": self.customers[customer].card_number})
+
+    def receipt_of(self, entry_type: str) -> int:
+        """The seq of the latest entry of ``entry_type`` (a receipt screen)."""
+        return JournalEntry.select().where(JournalEntry.type == entry_type).order_by(JournalEntry.seq.desc()).get().seq
+
+    # -- states -----------------------------------------------------------------------------------------------
+    @contextmanager
+    def offline_warning(self) -> Iterator[None]:
+        """The bar's offline warning (and the home screen's notice): no sync for longer than the policy allows."""
+        self.clock.advance(seconds=1)
+        with self.setting("policy", {**(self.st.setting("policy") or {}), "max_offline_hours": 0}):
+            yield
+
+    @contextmanager
+    def day_not_open(self) -> Iterator[None]:
+        """No day open (the open day marked closed for the case, then open again)."""
+        day = business_day.current_day(self.st)
+        BusinessDay.update(closed_at=self.clock()).where(BusinessDay.id == day.id).execute()
+        try:
+            yield
+        finally:
+            BusinessDay.update(closed_at=None).where(BusinessDay.id == day.id).execute()
+
+    @contextmanager
+    def setting(self, key: str, value) -> Iterator[None]:
+        before = self.st.setting(key)
+        self.st.set_setting(key, value)
+        try:
+            yield
+        finally:
+            if before is None:
+                self.st.delete_setting(key)
+            else:
+                self.st.set_setting(key, before)
+
+    @contextmanager
+    def first_boot_state(self, **state) -> Iterator[None]:
+        """The set-up's ``FirstBoot`` in a state (an attempt under way, a revoked code, enrolled); the screens
+        that wait reload themselves only after the case."""
+        before = {key: getattr(self.first_boot, key) for key in state}
+        polls = dict(setup_ui.POLL_SECONDS)
+        setup_ui.POLL_SECONDS.update(dict.fromkeys(polls, 600))
+        for key, value in state.items():
+            setattr(self.first_boot, key, value)
+        try:
+            yield
+        finally:
+            for key, value in before.items():
+                setattr(self.first_boot, key, value)
+            setup_ui.POLL_SECONDS.update(polls)
+
+    @contextmanager
+    def printer(self, config: dict) -> Iterator[None]:
+        before = self.st.config.get("printer")
+        self.st.config["printer"] = config
+        try:
+            yield
+        finally:
+            self.st.config["printer"] = before
+
+
+def wrong_pin_reset(name: str) -> None:
+    Customer.update(pin_failures=0, status="active").where(Customer.id == name).execute()
+
+
+# -- the cases: how to reach each (screen, state) ----------------------------------------------------------------
+def login_wrong_pin(c):
+    c.show("/login", {"agent_id": "S01", "pin": "0000"}, page=c.anon)
+    Agent.update(failed_pins=0).where(Agent.agent_id == "S01").execute()
+
+
+def op_step(kind, step, **keyed):
+    def reach(c):
+        c.op(kind, **keyed)
+        c.go(f"/op/{kind}/{step}")
+
+    return reach
+
+
+def op_refused(kind, step, data, **keyed):
+    """The step posted with ``data`` in the page: the screen shows the refusal."""
+
+    def reach(c):
+        c.op(kind, **keyed)
+        c.go(f"/op/{kind}/{step}")
+        txn = c.page.locator("input[name=txn]")
+        c.show(f"/op/{kind}/{step}", {"txn": txn.get_attribute("value")} | data if txn.count() else data)
+
+    return reach
+
+
+def wrong_customer_pin(kind, **keyed):
+    def reach(c):
+        c.op(kind, **keyed)
+        c.go(f"/op/{kind}/pin")
+        txn = c.page.get_attribute("input[name=txn]", "value")
+        c.show(f"/op/{kind}/pin", {"pin": "000000", "txn": txn})
+        customer = c.customers[keyed.get("customer", "plain")]
+        wrong_pin_reset(customer.id)
+
+    return reach
+
+
+def home_after_fraud_stop(c):
+    c.op("transfer", payee=("6222000000009999", "张三"), amount="300")
+    c.show("/op/transfer/warning", {"decision": "stop"})
+
+
+def with_state(state: str, reach):
+    """``reach`` under one of the Counter's context states (``offline_warning``, ``day_not_open``)."""
+
+    def reached(c):
+        c.stack.enter_context(getattr(c, state)())
+        reach(c)
+
+    return reached
+
+
+def go(path, page="page"):
+    return lambda c: c.go(path, page=getattr(c, page))
+
+
+def receipt(entry_type, then=None):
+    def reach(c):
+        c.go(f"/receipts/{c.receipt_of(entry_type)}")
+        if then:
+            then(c)
+
+    return reach
+
+
+def printed_receipt(c):
+    seq = c.receipt_of("withdrawal")
+    c.go(f"/receipts/{seq}")
+    c.show(f"/receipts/{seq}/print")
+
+
+def printer_error_receipt(c):
+    seq = c.receipt_of("withdrawal")
+    c.go(f"/receipts/{seq}")
+    c.stack.enter_context(c.printer(BROKEN_PRINTER))
+    c.show(f"/receipts/{seq}/print")
+
+
+def reverse_screen(wrong_pin=False):
+    def reach(c):
+        seq = c.receipt_of("deposit")
+        c.go(f"/receipts/{seq}/reverse")
+        if wrong_pin:
+            c.show(f"/receipts/{seq}/reverse", {"supervisor_id": "S01", "reason": "Wrong amount", "pin": "0000",
+                                                 "txn": c.page.get_attribute("input[name=txn]", "value")})
+            Agent.update(failed_pins=0).where(Agent.agent_id == "S01").execute()
+
+    return reach
+
+
+def cancel_screen(wrong_pin=False):
+    def reach(c):
+        op = (Operation.select().where((Operation.type == "transfer") & (Operation.status == "recorded"))
+              .order_by(Operation.seq.desc()).get())
+        c.go(f"/receipts/{op.seq}/cancel")
+        if wrong_pin:
+            c.show(f"/receipts/{op.seq}/cancel", {"pin": "000000"})
+            wrong_pin_reset(op.customer_id)
+
+    return reach
+
+
+def day_count(mode, data=None):
+    def reach(c):
+        c.post("/op/cancel")  # an earlier case's operation, half keyed in, would refuse the close
+        c.go(f"/day/{mode}")
+        if data is not None:
+            c.show(f"/day/{mode}", data)
+
+    return reach
+
+
+def day_close_half_done(c):
+    c.op("withdrawal")
+    c.go("/day/close")
+    c.show("/day/close", {"n10000": "300", "confirm": "0"})
+
+
+def sync_screen(configured=True, outcome="none", show=None):
+    def reach(c):
+        if configured:
+            c.app.extensions["sync_now"] = lambda wait=None: c.sync_outcome[0]
+            c.stack.callback(c.app.extensions.pop, "sync_now", None)
+        c.sync_outcome[0] = {
+            "none": None,
+            "ok": _Outcome(True, "2026-11-03T00:10:00Z", None),
+            "failed": _Outcome(False, "2026-11-03T00:10:00Z", "timeout"),
+        }[outcome]
+        c.go("/sync")
+        if show:
+            c.show("/sync")
+
+    return reach
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    at: str
+    reason: str | None
+
+
+def chart_printed(error=False):
+    def reach(c):
+        c.go("/chart")
+        if error:
+            c.stack.enter_context(c.printer(BROKEN_PRINTER))
+        c.show("/chart/print")
+
+    return reach
+
+
+def voice_refused(data):
+    def reach(c):
+        c.go("/voice/")
+        c.show("/voice/", {"txn": c.page.get_attribute("input[name=txn]", "value"), **data})
+
+    return reach
+
+
+def revoked(page):
+    def reach(c):
+        c.stack.enter_context(c.setting("revoked", {"at": "2026-11-02T23:00:00Z", "detail": "revoked"}))
+        c.go("/revoked", page=getattr(c, page))
+
+    return reach
+
+
+def sync_failed_in_bar(reach):
+    def reached(c):
+        c.stack.enter_context(c.setting("last_sync_failure", {"at": "2026-11-02T23:39:00Z", "reason": "timeout"}))
+        reach(c)
+
+    return reached
+
+
+def set_up(path="/setup", data=None, **state):
+    """A set-up screen in a ``FirstBoot`` state (``station=True``: enrolled, its people still to add)."""
+
+    def reach(c):
+        if state.pop("station", False):
+            state["station"] = c.new_station
+        c.stack.enter_context(c.first_boot_state(**state))
+        c.go(path, page=c.setup)
+        if data is not None:
+            c.show(path if path != "/setup" else "/setup/enroll", data, page=c.setup)
+
+    return reach
+
+
+def set_up_clock_not_set(c):
+    c.stack.enter_context(c.first_boot_state(clock=lambda: datetime(1970, 1, 1, tzinfo=UTC)))
+    c.go("/setup", page=c.setup)
+
+
+PAYEE = ("6222000000009999", "张三")
+LONG_PAYEE = ("6222000000009999", LONG_PAYEE_NAME)
+BIG = "99999"
+#: A printer that is not there: printing fails with the printer's error on the screen.
+BROKEN_PRINTER = {"kind": "file", "path": "/nonexistent/lp0"}  # above every per-transaction limit: a refusal
+
+
+REFUSED_PAGE = re.compile(r"Failed to load resource: the server responded with a status of (400|404|409|503) .*")
+
+
+#: What each screen shows whatever its state: a selector that must be visible once the case has reached it.
+SCREEN_SHOWS = {
+    "login": "header.bar", "error": "#error", "home": ".tiles", "receipt": "#receipt", "receipts list": "#receipts",
+    "reverse": "#reverse-form", "cancel transfer": "#cancel-form", "day open": "#count-form",
+    "day close": "#count-form",
+    "sync": "#sync-status", "chart": "#chart", "customer voice": "#voice-form", "revoked": "#revoked",
+    "set-up": "header.bar", "set-up people": "#save",
+    "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account", "warning": "#fraud-warning",
+    "confirm": "#summary", "pin": "#pin", "biller": ".billers", "reference": "#reference",
+}
+#: What each part of a state's name promises (the parts are separated by ", "); parts not here promise nothing.
+STATE_SHOWS = {
+    "refused": "#error", "wrong PIN": "#error", "unknown card": "#error", "wrong carrier": "#error",
+    "printer error": "#error", "no operation in progress": "#error", "operation half done": "#error",
+    "idle logout message": "#error", "failed": "#error", "not a code": "#error", "a code without the server": "#error",
+    "PINs differ": "#error", "404": "#error", "404 logged out": "#error",
+    "after a message": ".flash", "after printing": ".flash", "synced message": ".flash",
+    "still syncing message": ".flash",
+    "offline warning": "#offline-warning", "sync failed in the bar": "#last-sync.failed", "day not open": "#day-closed",
+    "long name": f':text("{LONG_CUSTOMER_NAME}")',
+    "long names": f':text("{LONG_CUSTOMER_NAME}"), :text("{LONG_PAYEE_NAME}")',
+    "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
+    "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
+    "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
+    "supervisor": "#people-supervisor", "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    screen: str
+    state: str
+    reach: Callable[[Counter], None]
+    page: str = "page"  # "anon": the screen of nobody logged in; "setup": a device's first boot
+
+    @property
+    def id(self) -> str:
+        return f"{self.screen}[{self.state}]"
+
+    def shows(self) -> list[str]:
+        """The selectors that prove the case reached its screen and state."""
+        screen = SCREEN_SHOWS.get(self.screen) or SCREEN_SHOWS[self.screen.split()[-1]]
+        return [screen] + [STATE_SHOWS[part] for part in self.state.split(", ") if part in STATE_SHOWS]
+
+
+CASES = [
+    Case("login", "names", go("/login", "anon"), page="anon"),
+    Case("login", "pin", go("/login?agent_id=A01", "anon"), page="anon"),
+    Case("login", "wrong PIN", login_wrong_pin, page="anon"),
+    Case("login", "idle logout message", go("/login?idle=1", "anon"), page="anon"),
+    Case("error", "404 logged out", go("/no/such/screen", "anon"), page="anon"),
+    Case("error", "404", go("/no/such/screen")),
+    Case("error", "no operation in progress", lambda c: (c.post("/op/cancel"), c.go("/op/deposit/amount"))),
+    Case("home", "normal", go("/home")),
+    Case("home", "after a message", home_after_fraud_stop),
+    Case("home", "offline warning", with_state("offline_warning", go("/home"))),
+    Case("home", "day not open", with_state("day_not_open", go("/home"))),
+    Case("home", "sync failed in the bar", sync_failed_in_bar(go("/home"))),
+    # withdrawal
+    Case("withdrawal customer", "normal", op_step("withdrawal", "customer", customer=None)),
+    Case("withdrawal customer", "passbook", lambda c: (c.op("withdrawal", customer=None),
+                                                       c.go("/op/withdrawal/customer?id_kind=passbook"))),
+    Case("withdrawal customer", "unknown card", op_refused("withdrawal", "customer",
+                                                           {"id_kind": "card", "number": "6217000000000000"},
+                                                           customer=None)),
+    Case("withdrawal customer", "offline warning",
+         with_state("offline_warning", op_step("withdrawal", "customer", customer=None))),
+    Case("withdrawal amount", "normal", op_step("withdrawal", "amount")),
+    Case("withdrawal amount", "long name", op_step("withdrawal", "amount", customer="long")),
+    Case("withdrawal amount", "refused", op_refused("withdrawal", "amount", {"amount": BIG}, customer="long")),
+    Case("withdrawal amount", "offline warning, refused",
+         with_state("offline_warning", op_refused("withdrawal", "amount", {"amount": "100"}, customer="long"))),
+    Case("withdrawal confirm", "long name", op_step("withdrawal", "confirm", customer="long", amount="300")),
+    Case("withdrawal pin", "normal", op_step("withdrawal", "pin", amount="500", confirm=True)),
+    Case("withdrawal pin", "wrong PIN, long name",
+         wrong_customer_pin("withdrawal", customer="long", amount="500", confirm=True)),
+    # deposit
+    Case("deposit amount", "normal", op_step("deposit", "amount")),
+    Case("deposit amount", "refused", op_refused("deposit", "amount", {"amount": "0.001"}, customer="long")),
+    Case("deposit confirm", "normal", op_step("deposit", "confirm", amount="1234.50")),
+    Case("deposit pin", "wrong PIN", wrong_customer_pin("deposit", amount="100", confirm=True)),
+    # transfer
+    Case("transfer payee", "known payees", op_step("transfer", "payee", customer="with payee")),
+    Case("transfer payee", "new payee", op_step("transfer", "payee")),
+    Case("transfer payee", "refused", op_refused("transfer", "payee", {"payee_account": "123", "payee_name": ""})),
+    Case("transfer payee", "known payees, refused", op_refused("transfer", "payee", {"payee_account": "123"},
+                                                                customer="with payee")),
+    Case("transfer payee", "known payees, refused, long names",
+         op_refused("transfer", "payee", {"payee_account": "123", "payee_name": LONG_PAYEE_NAME},
+                    customer="long with payee")),
+    Case("transfer amount", "long names", op_step("transfer", "amount", customer="long", payee=LONG_PAYEE)),
+    Case("transfer amount", "refused", op_refused("transfer", "amount", {"amount": "abc"}, customer="long",
+                                                  payee=LONG_PAYEE)),
+    Case("transfer warning", "long names",
+         op_step("transfer", "warning", customer="long", payee=LONG_PAYEE, amount="300")),
+    Case("transfer confirm", "normal", op_step("transfer", "confirm", payee=PAYEE, amount="300", warning=True)),
+    Case("transfer confirm", "refused, long names",
+         op_refused("transfer", "confirm", {}, customer="long", payee=LONG_PAYEE, amount=BIG, warning=True)),
+    Case("transfer confirm", "offline warning, refused",
+         with_state("offline_warning", op_refused("transfer", "confirm", {}, payee=PAYEE, amount="300",
+                                                  warning=True))),
+    Case("transfer pin", "wrong PIN, long names",
+         wrong_customer_pin("transfer", customer="long", payee=LONG_PAYEE, amount="300", warning=True, confirm=True)),
+    # bills
+    Case("bill biller", "normal", op_step("bill_payment", "biller", customer=None)),
+    Case("bill reference", "electricity", op_step("bill_payment", "reference", biller="ELEC-SGCC")),
+    Case("bill reference", "water, refused", op_refused("bill_payment", "reference", {"reference": "12"},
+                                                        biller="WATER-COUNTY")),
+    Case("bill reference", "gas, refused", op_refused("bill_payment", "reference", {"reference": "12"},
+                                                      biller="GAS-COUNTY")),
+    Case("bill reference", "phone, wrong carrier", op_refused("bill_payment", "reference",
+                                                              {"reference": "13012345678"}, biller="MOBILE-CMCC")),
+    Case("bill amount", "electricity, refused", op_refused("bill_payment", "amount", {"amount": "12.345"},
+                                                           biller="ELEC-SGCC", ref="1234567890")),
+    Case("bill amount", "phone top-up", op_step("bill_payment", "amount", biller="MOBILE-CMCC", ref="13912345678")),
+    Case("bill confirm", "top-up", op_step("bill_payment", "confirm", biller="MOBILE-CMCC", ref="13912345678",
+                                                 amount="50")),
+    Case("bill confirm", "over the biller's most, refused",
+         op_refused("bill_payment", "confirm", {"funding": "cash"}, biller="ELEC-SGCC", ref="1234567890",
+                    amount="99999")),
+    Case("bill confirm", "gas", op_step("bill_payment", "confirm", biller="GAS-COUNTY", ref="1234567890",
+                                        amount="88.50")),
+    Case("bill customer", "from the account", op_step("bill_payment", "customer", biller="ELEC-SGCC",
+                                                      ref="1234567890", amount="50", confirm=True,
+                                                      funding="account", customer=None)),
+    Case("bill pin", "from the account, wrong PIN",
+         wrong_customer_pin("bill_payment", biller="ELEC-SGCC", ref="1234567890", amount="50", confirm=True,
+                            funding="account", customer="long")),
+    # balance
+    Case("balance customer", "normal", op_step("balance_enquiry", "customer", customer=None)),
+    Case("balance pin", "wrong PIN, long name", wrong_customer_pin("balance_enquiry", customer="long")),
+    # receipts
+    Case("receipt", "withdrawal", receipt("withdrawal")),
+    Case("receipt", "after printing", printed_receipt),
+    Case("receipt", "printer error", printer_error_receipt),
+    Case("receipt", "deposit", receipt("deposit")),
+    Case("receipt", "transfer, long names", receipt("transfer")),
+    Case("receipt", "transfer cancelled", receipt("transfer_cancel")),
+    Case("receipt", "bill", receipt("bill_payment")),
+    Case("receipt", "balance", receipt("balance_enquiry")),
+    Case("receipt", "reversal", receipt("reversal")),
+    Case("receipt", "customer voice", receipt("feedback")),
+    Case("receipt", "day open", receipt("day_open")),
+    Case("receipt", "day close", receipt("day_close")),
+    Case("receipt", "offline warning", with_state("offline_warning", receipt("transfer"))),
+    Case("receipts list", "many rows", go("/receipts/")),
+    Case("reverse", "normal", reverse_screen()),
+    Case("reverse", "wrong PIN", reverse_screen(wrong_pin=True)),
+    Case("cancel transfer", "normal", cancel_screen()),
+    Case("cancel transfer", "wrong PIN", cancel_screen(wrong_pin=True)),
+    # the day
+    Case("day open", "normal", with_state("day_not_open", day_count("open"))),
+    Case("day open", "refused", with_state("day_not_open", day_count("open", {"n10000": "x"}))),
+    Case("day close", "normal", day_count("close")),
+    Case("day close", "preview", day_count("close", {"n10000": "290", "n5000": "3", "confirm": "0"})),
+    Case("day close", "refused", day_count("close", {"n10000": "x", "confirm": "0"})),
+    Case("day close", "operation half done", day_close_half_done),
+    Case("day close", "preview, offline warning",
+         with_state("offline_warning", day_count("close", {"n10000": "290", "confirm": "0"}))),
+    # sync, chart, voice
+    Case("sync", "not configured", sync_screen(configured=False)),
+    Case("sync", "configured", sync_screen()),
+    Case("sync", "synced message", sync_screen(outcome="ok", show=True)),
+    Case("sync", "still syncing message", sync_screen(outcome="none", show=True)),
+    Case("sync", "failed", sync_failed_in_bar(sync_screen(outcome="failed", show=True))),
+    Case("sync", "offline warning", with_state("offline_warning", sync_screen())),
+    Case("chart", "normal", go("/chart")),
+    Case("chart", "after printing", chart_printed()),
+    Case("chart", "printer error", chart_printed(error=True)),
+    Case("customer voice", "normal", go("/voice/")),
+    Case("customer voice", "refused", voice_refused({"text": "x"})),
+    Case("customer voice", "refused, long text", voice_refused({"category": "praise", "text": "长" * 600})),
+    # first boot: the set-up screens
+    Case("set-up", "not enrolled", set_up(), page="setup"),
+    Case("set-up", "not a code", set_up(data={"scan": "hello"}), page="setup"),
+    Case("set-up", "a code without the server", set_up(data={"scan": "K7QX-M2PD-9HWT"}), page="setup"),
+    Case("set-up", "enrolling", set_up(attempt=Attempt("https://sync.bank.example", "ST-0009", 0.0)), page="setup"),
+    Case("set-up", "revoked", set_up(revoked_station="ST-0009"), page="setup"),
+    Case("set-up", "clock not set", set_up_clock_not_set, page="setup"),
+    Case("set-up", "enrolled, another station named", set_up(station=True, station_hint="ST-0011"), page="setup"),
+    Case("set-up people", "supervisor", set_up("/setup/people", station=True), page="setup"),
+    Case("set-up people", "PINs differ, long typed name",
+         set_up("/setup/people", {"role": "supervisor", "agent_id": "S01", "name": "欧阳阿卜杜热合曼·买买提明江",
+                                  "pin": "2580", "pin_again": "2581"}, station=True), page="setup"),
+    # a revoked station
+    Case("revoked", "logged out", revoked("anon"), page="anon"),
+    Case("revoked", "logged in", revoked("page")),
+]
+
+
+# -- the served station ------------------------------------------------------------------------------------------
+def record_day(st) -> None:
+    """Today's operations behind the receipt screens: one of each kind, a reversal, a cancelled transfer, the
+    day opened and closed once before (its receipts), and ``MANY_RECEIPTS`` deposits for the list."""
+    agent_id, _, _, pin = DEMO_AGENTS[0]
+    supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
+    agent = agents.login_agent(st, agent_id, pin)
+    business_day.open_day(st, agent, {"10000": 300})
+    business_day.close_day(st, agent, {"10000": 300})
+    business_day.open_day(st, agent, {"10000": 300})
+    customer = Customer.get(Customer.name == LONG_CUSTOMER_NAME)
+
+    def auth():
+        return agents.authenticate_customer(st, agent, customer, CUSTOMER_PIN)
+
+    for index in range(MANY_RECEIPTS):
+        operations.deposit_cash(st, agent, auth(), f"{100 + index}", receipts.new_txn_id())
+    operations.withdraw_cash(st, agent, auth(), "500", receipts.new_txn_id())
+    operations.pay_bill(st, agent, None, "MOBILE-CMCC", "13912345678", "50", receipts.new_txn_id())
+    operations.balance_enquiry(st, agent, auth(), receipts.new_txn_id())
+    for _ in range(2):
+        transfer = operations.transfer(st, agent, auth(), *LONG_PAYEE, "300", receipts.new_txn_id(),
+                                       fraud_warning_confirmed=True)
+    operations.cancel_transfer(st, agent, auth(), transfer.txn, receipts.new_txn_id())
+    reversed_deposit = operations.deposit_cash(st, agent, auth(), "100", receipts.new_txn_id())
+    supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
+    operations.reverse(st, supervisor, reversed_deposit.txn, receipts.new_txn_id(), "Wrong amount")
+    operations.deposit_cash(st, agent, auth(), "200", receipts.new_txn_id())
+    from station.feedback import record_feedback
+
+    record_feedback(st, agent, "praise", "服务热情，有耐心。" * 10, receipts.new_txn_id())
+
+
+@pytest.fixture(scope="module")
+def counter(tmp_path_factory, browser):
+    clock = FakeClock(datetime(2026, 11, 3, 1, 40, tzinfo=UTC))  # 09:40 in Beijing
+    st = init_station(tmp_path_factory.mktemp("fit") / "ST-0001", "ST-0001", clock=clock)
+    load_demo_customers(st, count=20)
+    st.config["printer"] = {"kind": "dummy"}
+    with ExitStack() as stack, st.bound():
+        stack.callback(st.close)
+        plain, long_one = (Customer.select().where(Customer.card_number.is_null(False))
+                                  .where(Customer.id.not_in(Payee.select(Payee.customer)))
+                                  .order_by(Customer.id)[:2])
+        with_payee = Payee.select().order_by(Payee.id).first().customer
+        long_with_payee = Payee.select().order_by(Payee.id.desc()).first().customer
+        Customer.update(name=LONG_CUSTOMER_NAME).where(Customer.id.in_([long_one.id, long_with_payee.id])).execute()
+        Payee.create(customer=long_with_payee, account=LONG_PAYEE[0], name=LONG_PAYEE_NAME)
+        record_day(st)
+        app = create_app({"STATION": st, "SECRET_KEY": "fit-test"})
+        base = stack.enter_context(serving(app))
+        page, anon, setup = new_page(browser), new_page(browser), new_page(browser)
+        for each in (page, anon, setup):
+            stack.callback(each.close)
+        # A device not enrolled yet, and a station enrolled with nobody added (the set-up's people step).
+        first_boot = FirstBoot(tmp_path_factory.mktemp("device") / "device", clock=clock)
+        new_station = init_station(tmp_path_factory.mktemp("new") / "ST-0010", "ST-0010", clock=clock)
+        stack.callback(new_station.close)
+        setup_base = stack.enter_context(serving(SetupDispatcher(first_boot, create_app, SECRET_KEY="fit-test")))
+        setup.goto(setup_base + "/setup")
+        page.goto(base + f"/login?agent_id={DEMO_AGENTS[0][0]}")
+        for digit in AGENT_PIN:
+            page.click(f'.keypad [data-key="{digit}"]')
+        page.click("#login")
+        page.wait_for_url(base + "/home")
+        anon.goto(base + "/login")
+        customers = {"plain": plain, "long": Customer.get_by_id(long_one.id),
+                     "with payee": with_payee, "long with payee": Customer.get_by_id(long_with_payee.id)}
+        c = Counter(st, clock, base, page, anon, setup, setup_base, first_boot, new_station, [None], customers)
+        c.app = app
+        yield c
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_screen_fits(counter, case, lang):
+    page = getattr(counter, case.page)
+    page.console_errors.clear()
+    with ExitStack() as stack:
+        counter.stack = stack
+        if counter.languages.get(case.page) != lang:  # the cases run language by language
+            counter.language(lang, page=page)
+            counter.languages[case.page] = lang
+        case.reach(counter)
+        # An error screen comes with its HTTP status (404, 409, 503): Chromium logs that, and it is no script error.
+        page.console_errors[:] = [text for text in page.console_errors if not REFUSED_PAGE.fullmatch(text)]
+        missing = [selector for selector in case.shows() if not page.locator(selector).first.is_visible()]
+        assert missing == [], f"{case.id} in {lang} ({page.url}) did not reach its state: nothing shows {missing}"
+        check_screen(page, f"{case.id} in {lang}")
+    assert page.evaluate("document.documentElement.lang") == ("zh-CN" if lang == "zh" else "en"), case.id
