@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from station.context import Station, bound_station
 from station.db import Customer, JournalEntry, Operation
@@ -29,20 +30,40 @@ class Receipt:
     details: dict = field(default_factory=dict)
 
 
-def mask_number(number: str | None) -> str | None:
-    """A card or passbook number as a receipt may show it: first four and last four digits."""
+def mask_number(number: str | None, kind: str = "card") -> str | None:
+    """A card or passbook number as a receipt may show it: a card (or an account) by its first four and last four
+    digits, as bank slips print a card (6228 **** 1234); a passbook by its last four alone (****1234), as a
+    passbook's account is quoted, so the two never look alike."""
     if not number:
         return None
-    if len(number) <= 8:
-        return "*" * (len(number) - 4) + number[-4:]
+    if kind == "passbook" or len(number) <= 8:
+        return "****" + number[-4:]
     return f"{number[:4]} **** {number[-4:]}"
 
 
-def customer_masked(customer: Customer | None) -> str | None:
-    """The customer's card (else passbook) number, masked; None without a customer."""
+class CustomerNumber(NamedTuple):
+    """The number a customer is known by at the counter: its kind (``card`` or ``passbook``) and its mask."""
+
+    kind: str
+    masked: str
+
+
+def customer_number(customer: Customer | None) -> CustomerNumber | None:
+    """The customer's card number, else (a passbook-only customer) the passbook's, masked as its kind is; None
+    without a customer. The screens label it with its kind (卡 / 存折); the receipt shows the same mask."""
     if customer is None:
         return None
-    return mask_number(customer.card_number or customer.passbook_number)
+    if customer.card_number:
+        return CustomerNumber("card", mask_number(customer.card_number))
+    if customer.passbook_number:
+        return CustomerNumber("passbook", mask_number(customer.passbook_number, "passbook"))
+    return None
+
+
+def customer_masked(customer: Customer | None) -> str | None:
+    """The customer's card (else passbook) number, masked (``customer_number``); None without a customer."""
+    number = customer_number(customer)
+    return number.masked if number else None
 
 
 def new_txn_id() -> str:
