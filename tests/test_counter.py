@@ -295,7 +295,8 @@ def test_day_close_lists_the_half_done_operation_and_its_cancel_comes_back(agent
 # -- 6. a reversal says where the cash goes ----------------------------------------------------------------------
 @pytest.mark.parametrize(("lang", "take", "give"), [
     ("zh", "收回现金 ¥1,000.00：先向客户收回，再请主管确认。", "退还现金 ¥300.00：主管确认后退给客户。"),
-    ("en", "Take back ¥1,000.00 cash from the customer first.", "Give back ¥300.00 cash once the supervisor confirms.")])
+    ("en", "Take back ¥1,000.00 cash from the customer first.",
+     "Give back ¥300.00 cash once the supervisor confirms.")])
 def test_the_reversal_screen_says_to_take_back_or_give_back_the_cash(agent_client, open_drawer, agent, lang, take,
                                                                     give):
     if lang == "en":

@@ -242,6 +242,10 @@ def test_the_day_close_says_short_and_asks_reason_and_supervisor(counter, page, 
     assert page.input_value("#reason-text") == words(lang, "少点一张五十", "one 50 note missed")
     check_screen(page)
     tap(page, SUPERVISOR_PIN)
+    # Close the day is the form's first submit (Enter in the words closes, never recounts), shown after Count again.
+    assert page.locator("#count-form button[type=submit], #count-form button:not([type])").first.get_attribute(
+        "id") == "close-day"
+    assert page.locator("#close-day").bounding_box()["x"] > page.locator("#recount").bounding_box()["x"]
     page.click("#close-day")
     page.wait_for_url(f"{base}/receipts/**")
     assert business_day.current_day(st) is None
