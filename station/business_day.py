@@ -29,7 +29,7 @@ from station.receipts import Receipt, entry_receipt
 
 #: Denominations a drawer count accepts, in fen: 100, 50, 20, 10, 5, 1 yuan notes/coins, 5 and 1 jiao coins.
 DENOMINATIONS_FEN = (10_000, 5_000, 2_000, 1_000, 500, 100, 50, 10)
-#: The longest reason for a variance the close entry carries (a short sentence on the agent's receipt).
+#: The longest reason for a variance the close entry carries (a short sentence for the bank's cash reconciliation).
 MAX_VARIANCE_REASON = 200
 
 
