@@ -194,7 +194,17 @@ def check_session(st: Station, session: AgentSession | None) -> None:
 
 @bound_station
 def identify_customer(st: Station, number: str, kind: str = "card") -> Customer:
-    """Find a customer by bank card number (Luhn-checked) or passbook number."""
+    """Find a customer by bank card number (Luhn-checked) or passbook number, refusing a locked or closed one.
+
+    Every flow that identifies a customer (withdrawal, deposit, transfer, balance enquiry, a bill paid from the
+    account) stops here, before an amount is typed: a locked customer (``CustomerLocked``) or a closed account
+    (``CustomerNotActive``) is told so at the first step, not after the customer has said what they want.
+
+    A deposit is refused too. A closed account takes no money at all. A locked one would at a branch teller, who
+    checks the customer's ID card instead of the PIN (a PIN lock blocks only what the PIN authorises); here the
+    customer's PIN is the only proof that the cash goes into their own account and not a stranger's (an offline
+    deposit cannot be pulled back once the day is closed), and a locked customer's PIN can no longer be checked.
+    So the agent sends the customer to the branch, where the lock is lifted and the deposit taken."""
     number = re.sub(r"\s+", "", str(number or ""))
     if kind == "card":
         if not _CARD_RE.match(number) or not luhn.is_valid(number):
@@ -208,6 +218,7 @@ def identify_customer(st: Station, number: str, kind: str = "card") -> Customer:
         raise ValueError(f"unknown identifier kind {kind!r}")
     if customer is None:
         raise errors.CustomerNotFound()
+    refuse_inactive(customer)
     return customer
 
 

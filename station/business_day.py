@@ -6,6 +6,11 @@ denomination, validated by ``count_total``; the close entry carries what the dra
 what was counted and their difference: ``close_preview`` computes the same ``CloseCount`` before the agent
 confirms. A revoked station, or one whose clock is not set, neither opens nor closes a day
 (``station.device_state.refuse_new_operations``).
+
+A variance beyond the policy's ``day_close_tolerance_fen`` (either way: a shortage or an overage) closes the day
+only with a reason and a supervisor's approval (the supervisor's own session: the PIN is checked by
+``station.agents.login_agent`` and never journaled); the close entry then carries ``reason`` and ``supervisor``,
+and the bank refuses a close beyond the tolerance without them (``variance_not_approved``).
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from station.context import Station, bound_station
 from station.db import BusinessDay, Operation
 from station.device_state import refuse_new_operations
 from station.journal import append_entry
-from station.protocol.entry_types import EntryType
+from station.protocol.entry_types import EntryType, printable
 from station.protocol.money import MAX_AMOUNT_FEN, format_yuan
 from station.receipts import Receipt, entry_receipt
 
 #: Denominations a drawer count accepts, in fen: 100, 50, 20, 10, 5, 1 yuan notes/coins, 5 and 1 jiao coins.
 DENOMINATIONS_FEN = (10_000, 5_000, 2_000, 1_000, 500, 100, 50, 10)
+#: The longest reason for a variance the close entry carries (a short sentence for the bank's cash reconciliation).
+MAX_VARIANCE_REASON = 200
 
 
 def check_drawer(day: BusinessDay, cash_fen: int) -> None:
@@ -104,23 +111,55 @@ def open_day(st: Station, session: AgentSession, counts: dict) -> Receipt:
 
 @dataclass(frozen=True)
 class CloseCount:
-    """The figures of a day close: what the drawer should hold, what was counted, their difference."""
+    """The figures of a day close: what the drawer should hold, what was counted, their difference, and whether
+    the difference is beyond the tolerance (a reason and a supervisor's approval needed)."""
 
     expected_fen: int
     counted_fen: int
     variance_fen: int
     counts: dict
+    needs_approval: bool = False
 
 
-def _close_count(day: BusinessDay, counts: dict) -> CloseCount:
+def variance_tolerance(st: Station) -> int:
+    """The variance (fen, either way) a day closes with and no supervisor (policy ``day_close_tolerance_fen``)."""
+    return int(st.policy["day_close_tolerance_fen"])
+
+
+def _close_count(st: Station, day: BusinessDay, counts: dict) -> CloseCount:
     cleaned, counted = count_total(counts)
-    return CloseCount(day.cash_fen, counted, counted - day.cash_fen, cleaned)
+    variance = counted - day.cash_fen
+    return CloseCount(day.cash_fen, counted, variance, cleaned, abs(variance) > variance_tolerance(st))
+
+
+def clean_variance_reason(reason: str | None) -> str:
+    """The reason for a variance as the entry carries it (spaces trimmed; "" for none); refuses one that is too
+    long or not printable (``InvalidVarianceReason``)."""
+    text = " ".join(str(reason or "").split())
+    if len(text) > MAX_VARIANCE_REASON or not printable(text):
+        raise errors.InvalidVarianceReason()
+    return text
+
+
+def check_variance_approval(st: Station, count: CloseCount, reason: str, supervisor: AgentSession | None) -> None:
+    """Refuse a close whose variance is beyond the tolerance without a reason (``VarianceReasonRequired``) or a
+    supervisor (``VarianceApprovalRequired``, ``SupervisorRequired`` for an agent's session)."""
+    if not count.needs_approval:
+        return
+    words = {"variance": format_yuan(abs(count.variance_fen)), "tolerance": format_yuan(variance_tolerance(st))}
+    if not reason:
+        raise errors.VarianceReasonRequired(**words)
+    if supervisor is None:
+        raise errors.VarianceApprovalRequired(**words)
+    check_session(st, supervisor)
+    if supervisor.role != "supervisor":
+        raise errors.SupervisorRequired()
 
 
 @bound_station
 def close_preview(st: Station, counts: dict) -> CloseCount:
     """What ``close_day`` with ``counts`` would record (expected, counted, variance), recording nothing."""
-    return _close_count(open_day_or_refuse(st), counts)
+    return _close_count(st, open_day_or_refuse(st), counts)
 
 
 @dataclass(frozen=True)
@@ -134,13 +173,18 @@ class DayClose:
 
 
 @bound_station
-def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
-    """Close the day: the counted cash against what the drawer should hold; the variance is recorded."""
+def close_day(st: Station, session: AgentSession, counts: dict, *, reason: str = "",
+              supervisor: AgentSession | None = None) -> DayClose:
+    """Close the day: the counted cash against what the drawer should hold; the variance is recorded. Beyond the
+    tolerance it needs ``reason`` and the approving ``supervisor``'s session (module docstring); a reason given
+    for a smaller variance is recorded too."""
+    reason = clean_variance_reason(reason)
     with st.write():
         check_session(st, session)
         refuse_new_operations(st)
         day = open_day_or_refuse(st)
-        count = _close_count(day, counts)
+        count = _close_count(st, day, counts)
+        check_variance_approval(st, count, reason, supervisor)
         now = st.now()
         BusinessDay.update(
             closed_at=now, closed_by=session.agent_id, counted_fen=count.counted_fen,
@@ -156,6 +200,10 @@ def close_day(st: Station, session: AgentSession, counts: dict) -> DayClose:
             "operations": operations,
             "business_date": day.business_date,
         }
+        if reason:
+            body["reason"] = reason
+        if count.needs_approval:
+            body["supervisor"] = supervisor.agent_id
         entry = append_entry(st, EntryType.DAY_CLOSE, now, body)
     details = {"expected": count.expected_fen, "variance": count.variance_fen, "counts": count.counts}
     receipt = entry_receipt(entry, count.counted_fen, details)

@@ -121,6 +121,22 @@ class CashCountTooLarge(StationError):
     template = N_("The cash count adds up to more than %(limit)s yuan: count the drawer again.")
 
 
+class VarianceReasonRequired(StationError):
+    code = "variance_reason_required"
+    template = N_("The drawer is %(variance)s yuan out, more than %(tolerance)s yuan: choose or type the reason.")
+
+
+class InvalidVarianceReason(StationError):
+    code = "invalid_variance_reason"
+    template = N_("Give the reason for the variance in plain text (at most 200 characters).")
+
+
+class VarianceApprovalRequired(StationError):
+    code = "variance_approval_required"
+    template = N_("The drawer is %(variance)s yuan out, more than %(tolerance)s yuan: a supervisor must approve "
+                  "the close with their PIN.")
+
+
 # -- customer ---------------------------------------------------------------------------------------------
 class InvalidCardNumber(StationError):
     code = "invalid_card_number"
@@ -144,7 +160,7 @@ class CustomerLocked(StationError):
 
 class CustomerNotActive(StationError):
     code = "customer_not_active"
-    template = N_("This account cannot be used here. Please visit the bank branch.")
+    template = N_("This account is closed and cannot be used. Please visit the bank branch.")
 
 
 class WrongCustomerPin(StationError):
@@ -427,6 +443,7 @@ REJECTION_REASONS = {
     "authorization_expired": N_("the bank's authorization had expired and the money was no longer there"),
     "over_deposit_limit": N_("over the station's deposits for the day"),
     "already_reversed": N_("it was already reversed"),
+    "variance_not_approved": N_("a cash variance beyond the tolerance without a reason and a supervisor's approval"),
     "not_reversible": N_("this kind of operation cannot be reversed"),
     "unknown_original": N_("the bank does not know the operation it refers to"),
     "invalid_amount": N_("the amount is not valid"),

@@ -15,6 +15,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import NamedTuple
 
 from peewee import JOIN
 
@@ -64,20 +65,40 @@ class ListedReceipt:
     customer_masked: str | None = None
 
 
-def mask_number(number: str | None) -> str | None:
-    """A card or passbook number as a receipt may show it: first four and last four digits."""
+def mask_number(number: str | None, kind: str = "card") -> str | None:
+    """A card or passbook number as a receipt may show it: a card (or an account) by its first four and last four
+    digits, as bank slips print a card (6228 **** 1234); a passbook by its last four alone (****1234), as a
+    passbook's account is quoted, so the two never look alike."""
     if not number:
         return None
-    if len(number) <= 8:
-        return "*" * (len(number) - 4) + number[-4:]
+    if kind == "passbook" or len(number) <= 8:
+        return "****" + number[-4:]
     return f"{number[:4]} **** {number[-4:]}"
 
 
-def customer_masked(customer: Customer | None) -> str | None:
-    """The customer's card (else passbook) number, masked; None without a customer."""
+class CustomerNumber(NamedTuple):
+    """The number a customer is known by at the counter: its kind (``card`` or ``passbook``) and its mask."""
+
+    kind: str
+    masked: str
+
+
+def customer_number(customer: Customer | None) -> CustomerNumber | None:
+    """The customer's card number, else (a passbook-only customer) the passbook's, masked as its kind is; None
+    without a customer. The screens label it with its kind (卡 / 存折); the receipt shows the same mask."""
     if customer is None:
         return None
-    return mask_number(customer.card_number or customer.passbook_number)
+    if customer.card_number:
+        return CustomerNumber("card", mask_number(customer.card_number))
+    if customer.passbook_number:
+        return CustomerNumber("passbook", mask_number(customer.passbook_number, "passbook"))
+    return None
+
+
+def customer_masked(customer: Customer | None) -> str | None:
+    """The customer's card (else passbook) number, masked (``customer_number``); None without a customer."""
+    number = customer_number(customer)
+    return number.masked if number else None
 
 
 def new_txn_id() -> str:
@@ -161,7 +182,7 @@ def todays_receipts(st: Station, query: str = "") -> list[ListedReceipt]:
             rows.append(ListedReceipt(seq=op.seq, type=op.type, recorded_at=op.created_at,
                                       amount_fen=op.amount_fen, status=op.status,
                                       customer_name=customer.name if customer else None,
-                                      customer_masked=mask_number(number)))
+                                      customer_masked=customer_masked(customer)))
     start, end = _local_day_bounds(st)
     entries = JournalEntry.select().where(JournalEntry.type.in_(JOURNAL_ONLY_TYPES), JournalEntry.recorded_at >= start,
                                           JournalEntry.recorded_at < end)
@@ -177,6 +198,6 @@ def todays_receipts(st: Station, query: str = "") -> list[ListedReceipt]:
             rows.append(ListedReceipt(seq=entry.seq, type=entry.type, recorded_at=entry.recorded_at,
                                       amount_fen=amount, status=None,
                                       customer_name=customer.name if customer else None,
-                                      customer_masked=mask_number(number)))
+                                      customer_masked=customer_masked(customer)))
     rows.sort(key=lambda row: row.seq, reverse=True)
     return rows

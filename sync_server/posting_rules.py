@@ -39,6 +39,9 @@ already have paid the cash out; ``recon_item``). A customer's wrong-PIN lockout 
 customer of the station (else ``not_authorized``). Commission (``Applier._commission``) is earned only on an
 amount of at least ``commission_min_amount_fen[type]`` and at most ``commission_daily_cap_fen`` per agent per
 station per local day; past them the operation still settles, without commission.
+A day close whose variance (``amount - expected``, and the ``variance`` it states) is beyond the station policy's
+``day_close_tolerance_fen`` needs a ``reason`` and a ``supervisor`` the station added as one (its ``agent_added``
+entries): else ``variance_not_approved``, and nothing is posted.
 
 Invariants and where they are enforced:
 - only an entry the registry knows, in the shape it declares, is applied: ``entry_problem`` first, then the
@@ -167,6 +170,9 @@ class Applier:
         #: auth_id -> the seq of the entry that used it.
         self.authorizations: dict[str, Authorization] = {}
         self.used_authorizations: dict[str, int] = {}
+        #: The station's supervisors (``_supervisor_known``: None until a day close asks), and those this batch added.
+        self._supervisors: set[str] | None = None
+        self._batch_supervisors: set[str] = set()
 
     def already_reversed(self, ref_txn: str) -> bool:
         """Whether a settled reversal of ``ref_txn`` exists at this station, in this batch or in the database.
@@ -603,7 +609,35 @@ class Applier:
         return Outcome("acknowledged", legs=_legs((cash, delta, "float counted in"),
                                                   (self.acct("float_funding"), -delta, "float counted in")))
 
+    def _supervisor_known(self, agent_id) -> bool:
+        """Whether the station added ``agent_id`` as a supervisor (its acknowledged ``agent_added`` entries, this
+        batch's included: ``_agent_added``); read once per batch."""
+        if self._supervisors is None:
+            self._supervisors = set()
+            added = Entry.select(Entry.token).where(
+                (Entry.station_id == self.station_id) & (Entry.type == EntryType.AGENT_ADDED)
+                & (Entry.outcome == "acknowledged")).tuples()
+            for (token,) in added:
+                payload = unverified_payload(token)
+                if payload.get("role") == "supervisor":
+                    self._supervisors.add(payload.get("agent"))
+            self._supervisors |= self._batch_supervisors
+        return agent_id in self._supervisors
+
+    def _agent_added(self, seq, p):
+        if p["role"] == "supervisor":
+            self._batch_supervisors.add(p["agent"])
+            if self._supervisors is not None:
+                self._supervisors.add(p["agent"])
+        return Outcome("acknowledged")
+
     def _day_close(self, seq, p):
+        # The variance as the bank computes it from the count and the expected amount, not only as the station
+        # states it: beyond the tolerance, a reason and a supervisor the station added (never a PIN) must be there.
+        variance = max(abs(int(p["variance"])), abs(int(p["amount"]) - int(p["expected"])))
+        if variance > int(self.station_policy["day_close_tolerance_fen"]) and not (
+                str(p.get("reason", "")).strip() and self._supervisor_known(p.get("supervisor"))):
+            return Outcome("rejected", "variance_not_approved")
         cash = self.acct("station_cash")
         delta = int(p["amount"]) - self.book.balance(cash)
         return Outcome("acknowledged", legs=_legs((cash, delta, "day close count"),
@@ -643,7 +677,7 @@ class Applier:
     #: The handler of each entry type: every registered type has one, and no other type is applied.
     HANDLERS = {
         EntryType.START: _acknowledge,
-        EntryType.AGENT_ADDED: _acknowledge,
+        EntryType.AGENT_ADDED: _agent_added,
         EntryType.AGENT_PIN_FAILED: _acknowledge,
         EntryType.AGENT_UNLOCKED: _acknowledge,
         EntryType.CUSTOMER_PIN_FAILED: _customer_pin_failed,

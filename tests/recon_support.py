@@ -243,7 +243,12 @@ class History:
             yield counter
             counter.step()
             agent = agents.login_agent(st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-            business_day.close_day(st, agent, counts_of(business_day.drawer_cash(st) + counter.variance))
+            # Beyond the tolerance a close needs a reason and a supervisor's approval (station.business_day).
+            approval = {}
+            if abs(counter.variance) > business_day.variance_tolerance(st):
+                approval = {"reason": "Miscount",
+                            "supervisor": agents.login_agent(st, DEMO_AGENTS[1][0], DEMO_AGENTS[1][3])}
+            business_day.close_day(st, agent, counts_of(business_day.drawer_cash(st) + counter.variance), **approval)
             if sync:
                 sync_once(st)
 

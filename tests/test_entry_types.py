@@ -129,7 +129,8 @@ def written_by_the_station(st) -> dict[str, dict]:
         operations.balance_enquiry(st, session, auth, new())
         operations.reverse(st, supervisor, paid.txn, new(), "Wrong amount")
         feedback.record_feedback(st, session, "praise", "服务很好\n谢谢", new())
-        business_day.close_day(st, session, {"10000": 300})
+        # The drawer is out beyond the tolerance: the close carries the reason and the approving supervisor.
+        business_day.close_day(st, session, {"10000": 300}, reason="Miscount", supervisor=supervisor)
         rotate_key(st, "technician")
         payloads = {}
         for entry in JournalEntry.select().order_by(JournalEntry.seq):

@@ -669,13 +669,14 @@ def test_the_fee_quoted_is_the_fee_charged(open_drawer, agent, auth):
     assert paid.fee_fen == operations.quote_fee(st, "withdrawal")
 
 
-def test_the_close_preview_is_what_the_close_records(open_drawer, agent, auth):
+def test_the_close_preview_is_what_the_close_records(open_drawer, agent, supervisor, auth):
     st = open_drawer
     operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
     counts = {"10000": 294, "5000": 1}
     preview = business_day.close_preview(st, counts)
     assert (preview.expected_fen, preview.counted_fen, preview.variance_fen) == (29_500_00, 29_450_00, -50_00)
-    closed = business_day.close_day(st, agent, counts)
+    assert preview.needs_approval  # beyond the default tolerance of 10 yuan
+    closed = business_day.close_day(st, agent, counts, reason="Miscount", supervisor=supervisor)
     assert (closed.expected_fen, closed.counted_fen, closed.variance_fen) == (
         preview.expected_fen, preview.counted_fen, preview.variance_fen)
     with pytest.raises(errors.DayNotOpen):

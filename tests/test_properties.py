@@ -97,7 +97,7 @@ def run_script(station: Station, moment: dict, script) -> None:
                 supervisor = agents.login_agent(station, "S01", "2468")
                 continue
             if action == "new_day":
-                business_day.close_day(station, agent, {"10000": index})
+                business_day.close_day(station, agent, {"10000": index}, reason="Miscount", supervisor=supervisor)
                 business_day.open_day(station, agent, {"10000": 5 * index})
                 continue
             if action == "reverse_last":

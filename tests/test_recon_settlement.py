@@ -76,7 +76,7 @@ def worked_day(server, tmp_path, clock):
         clock.advance(minutes=10)
         operations.reverse(st, supervisor, deposit.txn, receipts.new_txn_id(), "keyed twice")
         clock.advance(hours=9)
-        closed = business_day.close_day(st, agent, CLOSE_COUNTS)
+        closed = business_day.close_day(st, agent, CLOSE_COUNTS, reason="Miscount", supervisor=supervisor)
         assert (closed.expected_fen, closed.variance_fen) == (EXPECTED, -SHORTAGE)
         assert sync_once(st).rejected == {}
         head, _ = journal_head(st)

@@ -222,7 +222,7 @@ def test_the_day_close_preview_fits(live, lang):
     tap_digits(page, "9")
     page.click("#check-count")
     page.wait_for_selector("#variance")
-    assert page.inner_text("#variance") == "¥-10.00"
+    assert page.inner_text("#variance") == ("短款 ¥10.00" if lang == "zh" else "Short ¥10.00")
     check_screen(page)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -281,7 +282,8 @@ def test_day_close_previews_then_records_the_variance(agent_client, ui_app, stat
     counts = {"n10000": "294", "n1000": "9"}
     page = agent_client.post("/day/close", data={**counts, "confirm": "0"}).get_data(as_text=True)
     assert syncs == []
-    assert "¥29,500.00" in page and "¥29,490.00" in page and "¥-10.00" in page and 'id="close-day"' in page
+    assert "¥29,500.00" in page and "¥29,490.00" in page and 'id="close-day"' in page
+    assert re.search(r'id="variance"[^>]*>短款 ¥10.00<', page), "a shortage in words, not a signed number"
     assert business_day.current_day(station) is not None
     response = agent_client.post("/day/close", data={**counts, "confirm": "1"})
     page = agent_client.get(response.location).get_data(as_text=True)

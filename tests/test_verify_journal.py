@@ -39,7 +39,7 @@ def day(open_drawer, agent, supervisor):
     transfer = operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "200", receipts.new_txn_id(),
                                    fraud_warning_confirmed=True)
     operations.cancel_transfer(st, agent, auth, transfer.txn, receipts.new_txn_id())
-    business_day.close_day(st, agent, {"10000": 200})
+    business_day.close_day(st, agent, {"10000": 200}, reason="Fake note", supervisor=supervisor)
     return st
 
 

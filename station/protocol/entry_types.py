@@ -325,6 +325,10 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "counts": Field(Kind.COUNTS),
         "operations": Field(Kind.COUNT),
         "business_date": Field(Kind.ID),
+        "reason": _optional(Kind.TEXT, "why the drawer is out; required when the variance, short or over, is "
+                                       "beyond the policy's day_close_tolerance_fen"),
+        "supervisor": _optional(Kind.ID, "the supervisor who approved that variance: their PIN is checked at the "
+                                         "station, never journaled; required with the reason"),
     }, moves_cash=True, label=N_("Day closed"), printed=("日终", "Day close")),
     _spec(EntryType.WITHDRAWAL, {
         "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE, "auth": _AUTH,

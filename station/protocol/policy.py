@@ -27,6 +27,11 @@ DEFAULT_POLICY: dict = {
     "max_unsynced_count": 1_000,
     "max_offline_hours": 72,
     "customer_pin_tries": 3,
+    #: A day close whose variance (short or over) is beyond this needs a reason and a supervisor's PIN, and the bank
+    #: refuses one without them. 10 yuan: the bank's cash reconciliation flags a variance from the same amount on
+    #: (recon ``cash_variance_tolerance_fen``), so every close it would question carries its explanation, while a
+    #: few jiao of coin miscounted do not call the supervisor to the counter.
+    "day_close_tolerance_fen": 1_000,
     "agent_pin_tries": 5,
     "agent_idle_seconds": 600,
     "customer_auth_seconds": 300,

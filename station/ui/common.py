@@ -273,6 +273,7 @@ def template_globals() -> dict:
         "yuan": yuan,
         "capitals": chinese_capitals,
         "mask": receipts.mask_number,
+        "customer_number": receipts.customer_number,
         "local_time": local_time,
         "lang": str(get_locale() or ""),
         "idle_seconds": idle_seconds,

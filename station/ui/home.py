@@ -22,6 +22,7 @@ from station.ui.common import (
     sync_failure_message,
     translate_error,
 )
+from station.ui.operations import half_done_summary
 
 bp = Blueprint("home", __name__)
 
@@ -38,10 +39,12 @@ CLOCK_POLL_SECONDS = 10
 @bp.get("/home")
 @login_required
 def home():
-    """The home tiles; while the clock is not set, a notice instead of the day's and no operation tile."""
+    """The home tiles; while the clock is not set, a notice instead of the day's and no operation tile. An operation
+    left half done is listed above them with Resume and Cancel."""
     clock_not_set = device_state(station()) is DeviceState.CLOCK_NOT_SET
     return render_template("home.html", day_open=business_day.current_day(station()) is not None,
-                           clock_not_set=clock_not_set, poll=CLOCK_POLL_SECONDS if clock_not_set else None)
+                           clock_not_set=clock_not_set, poll=CLOCK_POLL_SECONDS if clock_not_set else None,
+                           pending=half_done_summary())
 
 
 @bp.get("/revoked")

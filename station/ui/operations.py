@@ -85,6 +85,22 @@ def half_done() -> bool:
     return bool(op) and not op.get("done_seq")
 
 
+def half_done_summary() -> dict | None:
+    """The operation left half done, as the home and day close screens list it with Resume and Cancel: its kind,
+    its customer (name and masked number) and its amount once typed, and where Resume leads; None when none is."""
+    if not half_done() or session["op"].get("kind") not in FLOWS:
+        return None
+    op = session["op"]
+    amount = None
+    if op.get("amount"):
+        try:
+            amount = parsed_amount(op["amount"])
+        except StationError:
+            amount = None
+    return {"kind": op["kind"], "customer": customer_of(op), "amount_fen": amount,
+            "resume": url_for("ops.step", kind=op["kind"], step=next_step(op))}
+
+
 def pending(kind: str) -> dict:
     """The operation being keyed in, if it is of ``kind``."""
     op = session.get("op")
@@ -139,9 +155,9 @@ def start(kind):
 @bp.post("/cancel")
 @login_required
 def cancel():
-    """Drop the operation being keyed in."""
+    """Drop the operation being keyed in; back to the day close screen when it was cancelled from there."""
     session.pop("op", None)
-    return redirect(url_for("home.home"))
+    return redirect(url_for("day.close_day" if request.form.get("back") == "day" else "home.home"))
 
 
 @bp.route("/<kind>/<step>", methods=["GET", "POST"])
@@ -393,13 +409,22 @@ def usable_limits(op: dict) -> dict | None:
 
 
 def pin_step(op: dict):
-    """The customer's PIN on a masked pad, then the operation is recorded."""
+    """The customer's PIN on a masked pad, then the operation is recorded. Once the customer is locked (the last
+    wrong PIN, or since: a reload) the pad and OK are gone: the screen says so and offers only Cancel and Home."""
     op.setdefault("txn", receipts.new_txn_id())
     session["op"] = op
+    customer = customer_of(op)
+    try:
+        if customer is not None:
+            agents.refuse_inactive(customer)
+    except StationError as err:
+        return render_step("op_pin.html", op, error=translate_error(err), locked=True)
     if request.method == "POST":
         st = station()
         try:
             auth = agents.authenticate_customer(st, current_agent(), customer_of(op), request.form.get("pin", ""))
+        except (errors.CustomerLocked, errors.CustomerNotActive) as err:
+            return render_step("op_pin.html", op, error=translate_error(err), locked=True)
         except StationError as err:
             return render_step("op_pin.html", op, error=translate_error(err))
         return execute(op, auth, request.form.get("txn", ""), "op_pin.html")

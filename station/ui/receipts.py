@@ -172,7 +172,9 @@ def print_copy(seq):
 @bp.route("/<int:seq>/reverse", methods=["GET", "POST"])
 @login_required
 def reverse(seq):
-    """A supervisor types their PIN to undo one of today's operations."""
+    """A supervisor types their PIN to undo one of today's operations. The screen says first what happens to the
+    cash: a withdrawal's is taken back from the customer before the supervisor confirms, a deposit's (or a bill
+    paid in cash) given back to the customer once they have (``cash_back``: the drawer's change, fen)."""
     st = station()
     op = Operation.get_or_none(Operation.seq == seq)
     if op is None:
@@ -191,7 +193,8 @@ def reverse(seq):
         else:
             return redirect(url_for("receipts.show", seq=receipt.seq))
     return render_template("reverse.html", op=op, supervisors=supervisors, supervisor_id=supervisor_id,
-                           reasons=REVERSAL_REASONS, reason=reason, txn=txn, types=TYPE_LABELS, error=error)
+                           reasons=REVERSAL_REASONS, reason=reason, txn=txn, types=TYPE_LABELS, error=error,
+                           cash_back=-op.cash_fen)
 
 
 @bp.route("/<int:seq>/cancel", methods=["GET", "POST"])
