@@ -107,7 +107,8 @@ def test_todays_list_holds_operations_and_day_entries_newest_first_and_finds_by_
     business_day.open_day(station, agent, {"10000": 300})
     operations.pay_bill(station, agent, None, "ELEC-SGCC", "1234567890", "300", receipts.new_txn_id())
     yesterday = receipts.todays_receipts(station)
-    business_day.close_day(station, agent, {"10000": 300})
+    # The drawer's variance is beside the point here: the close carries a reason and a supervisor's approval.
+    business_day.close_day(station, agent, {"10000": 300}, reason="Miscount", supervisor=supervisor)
     clock.advance(days=1)
     agent = login_agent(station, *DEMO_AGENTS[0][::3])
     day_open = business_day.open_day(station, agent, {"10000": 300})
@@ -125,7 +126,7 @@ def test_todays_list_holds_operations_and_day_entries_newest_first_and_finds_by_
     by_seq = {r.seq: r for r in rows}
     assert (by_seq[withdrawal.seq].customer_name, by_seq[withdrawal.seq].customer_masked) == (
         card.name, receipts.mask_number(card.card_number))
-    assert by_seq[deposit.seq].customer_masked == receipts.mask_number(passbook.passbook_number)
+    assert by_seq[deposit.seq].customer_masked == receipts.mask_number(passbook.passbook_number, "passbook")
     assert by_seq[bill.seq].customer_name is None and by_seq[day_open.seq].status is None
     assert by_seq[day_open.seq].amount_fen == 3_000_000
 
@@ -165,7 +166,8 @@ def test_the_paper_names_the_company_a_top_up_s_phone_a_balance_s_time_and_a_rev
                  "原因 Reason:\n  金额错了 Wrong amount", "收回现金 Taken back: 500.00 元"):
         assert line in paper, line
 
-    business_day.close_day(station, agent, {"10000": 300})
+    # The drawer's variance is beside the point here: the close carries a reason and a supervisor's approval.
+    business_day.close_day(station, agent, {"10000": 300}, reason="Miscount", supervisor=supervisor)
     clock.advance(days=1)
     agent = login_agent(station, *DEMO_AGENTS[0][::3])
     business_day.open_day(station, agent, {"10000": 300})
