@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from ui_helpers import identity_present
 
 from station import agents, business_day, errors, limits, operations, receipts
 from station.db import Customer, JournalEntry, Operation, Payee
@@ -46,7 +47,7 @@ def test_pension_day(make_station, clock):
         wang = agents.authenticate_customer(st, tian, mr_wang, PIN)
         with pytest.raises(errors.OverTransactionLimit, match="1,000.00"):
             operations.withdraw_cash(st, tian, wang, "1200", receipts.new_txn_id())
-        operations.withdraw_cash(st, tian, wang, "1000", receipts.new_txn_id())
+        operations.withdraw_cash(st, tian, wang, "1000", receipts.new_txn_id(), identity=identity_present(st))
         paid_out = 1000_00
 
         # Forty pensioners, card or passbook, until the drawer runs low: then refused before the PIN is typed.
