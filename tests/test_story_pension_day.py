@@ -65,9 +65,11 @@ def test_pension_day(make_station, clock):
                 continue
             auth = agents.authenticate_customer(st, tian, found, PIN)
             txn = receipts.new_txn_id()
-            first = operations.withdraw_cash(st, tian, auth, str(pension), txn)
+            # Above 500 yuan the agent records the ID card of the person present.
+            shown = identity_present(st) if pension > 500 else None
+            first = operations.withdraw_cash(st, tian, auth, str(pension), txn, identity=shown)
             # A double tap on "confirm" sends the same transaction again: recorded once.
-            assert operations.withdraw_cash(st, tian, auth, str(pension), txn).seq == first.seq
+            assert operations.withdraw_cash(st, tian, auth, str(pension), txn, identity=shown).seq == first.seq
             paid_out += pension * 100
         assert passbook_customers == 8
         assert refused_for_cash >= 1
