@@ -331,7 +331,8 @@ def identity_step(op: dict):
             op.update(identity_done=True, id_hash=fields["id_hash"], id_last4=fields["id_last4"])
             session["op"] = op
             return go_next(op)
-    return render_step("op_identity.html", op, typed=typed, fen=fen, proxy=proxy, error=error,
+    # Shown again to be corrected (only in this answer), at most what the pad types.
+    return render_step("op_identity.html", op, typed=typed[:18], fen=fen, proxy=proxy, error=error,
                        limit=station().policy["id_check_fen"])
 
 
