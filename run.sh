@@ -38,6 +38,8 @@ test_packages() {
     command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     [ -x /usr/bin/cage ] || missing+=(cage)
+    # espeak-ng: the confirm screen's amount read aloud (station/speech.py); its tests synthesise a real WAV.
+    command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}"
     fi

@@ -234,7 +234,7 @@ apt_candidate() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]';
 debian_packages() {
     # cage: the kiosk's Wayland compositor (see station-kiosk.service for why).
     # fonts-wqy-microhei: a compact CJK font for Chromium (fonts-noto-cjk is ten times its size).
-    # espeak-ng: reads amounts aloud; its Mandarin voice (cmn) is in espeak-ng-data, a dependency.
+    # espeak-ng: reads amounts aloud; its Mandarin voices (cmn, cmn-latn-pinyin) are in espeak-ng-data.
     # libpam-systemd, dbus: the kiosk's logind session that gives it the screen and touch panel.
     # libusb-1.0-0: python-escpos's USB printers; python3-venv: the venv; ca-certificates: HTTPS to the bank.
     local wanted=(python3-venv cage fonts-wqy-microhei espeak-ng espeak-ng-data libpam-systemd dbus libusb-1.0-0

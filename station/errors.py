@@ -202,6 +202,30 @@ class WithdrawalAmountRule(StationError):
     template = N_("Withdrawals are at least %(minimum)s yuan, in multiples of %(multiple)s yuan.")
 
 
+class IdentityRequired(StationError):
+    code = "identity_required"
+    template = N_("Above %(limit)s yuan, or for a proxy, record the ID card of the person present first.")
+
+
+#: Why a typed ID card number is refused (``station.protocol.id_card.IdNumberError.code``), in words.
+ID_NUMBER_MESSAGES = {
+    "format": N_("An ID card number is 18 characters: 17 digits, then a digit or X."),
+    "birth_date": N_("The birth date in this ID card number (characters 7 to 14) is not a real date."),
+    "check_digit": N_("This ID card number does not add up: check each digit against the card."),
+}
+
+
+class InvalidIdNumber(StationError):
+    """``reason`` is the ID card parser's code; the template is the matching entry of ID_NUMBER_MESSAGES."""
+
+    code = "invalid_id_number"
+    template = ID_NUMBER_MESSAGES["format"]
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(ID_NUMBER_MESSAGES.get(reason, self.template))
+
+
 class DepositAmountRule(StationError):
     code = "deposit_amount_rule"
     template = N_("Deposits are at least %(minimum)s yuan.")
@@ -436,6 +460,7 @@ REJECTION_REASONS = {
     "over_exposure_limit": N_("the station had too much waiting for the bank"),
     "amount_rule": N_("the amount breaks the bank's rules"),
     "wrong_fee": N_("the fee differs from the bank's"),
+    "id_required": N_("the ID card of the person present was not recorded"),
     "duplicate_txn": N_("the bank already has this transaction"),
     "already_executed": N_("the bank had already sent the transfer"),
     "already_cancelled": N_("it was already cancelled"),

@@ -5,7 +5,9 @@ writes its business rows and appends its signed journal entry. Checks run in one
 refusal (``station.errors``):
 
     agent session, customer status and PIN, amount format, per-transaction limit, per-customer daily limit,
-    offline allowance, station unsynced exposure (amount and count), offline age, drawer cash.
+    offline allowance, station unsynced exposure (amount and count), offline age, drawer cash, and for a
+    withdrawal above the policy's ``id_check_fen`` or by a proxy the ID card of the person present
+    (``station.identity``).
 
 Steps 1 and 2 are ``station.agents``', 4 to 8 ``station.limits``', 9 ``station.business_day``'s. The fee of an
 operation comes from the bank's policy through ``quote_fee`` only: the confirm screen shows that quote and the
@@ -28,6 +30,7 @@ from station.agents import AgentSession, CustomerAuth, check_session, refuse_ina
 from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
+from station.identity import refuse_without_identity
 from station.limits import check_debit_limits, check_station_deposits, offline_available
 from station.online import live_balance, usable_grant
 from station.protocol.entry_types import LIVE_STATES, MAX_ID, EntryType, OperationState, printable, spec_of
@@ -78,7 +81,8 @@ def _granted(st: Station, authorization, kind: str, txn: str | None, customer: C
 
 
 def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount, *, authorization=None,
-                     txn: str | None = None, ask_bank: bool = False) -> Plan:
+                     txn: str | None = None, ask_bank: bool = False, identity: dict | None = None,
+                     check_identity: bool = True) -> Plan:
     amount_fen = _parse(amount)
     limits = st.policy["limits"]["withdrawal"]
     if amount_fen < limits["min"] or amount_fen % limits["multiple"]:
@@ -87,7 +91,11 @@ def _plan_withdrawal(st: Station, customer: Customer, day: BusinessDay, amount, 
     auth_id = _granted(st, authorization, EntryType.WITHDRAWAL, txn, customer, amount_fen, fee)
     check_debit_limits(st, customer, "withdrawal", amount_fen, amount_fen + fee, authorized=ask_bank or bool(auth_id))
     check_drawer(day, -amount_fen)
-    return Plan(EntryType.WITHDRAWAL, customer, amount_fen, fee, amount_fen + fee, -amount_fen, auth_id=auth_id)
+    if check_identity:
+        refuse_without_identity(st, amount_fen, identity)
+    details = {key: identity[key] for key in ("id_hash", "id_last4", "proxy") if identity and key in identity}
+    return Plan(EntryType.WITHDRAWAL, customer, amount_fen, fee, amount_fen + fee, -amount_fen, details,
+                auth_id=auth_id)
 
 
 def _plan_deposit(st: Station, customer: Customer, day: BusinessDay, amount) -> Plan:
@@ -124,20 +132,22 @@ def check_amount(st: Station, session: AgentSession, customer: Customer, op_type
     if op_type == "transfer":
         return _transfer_amount(st, customer, amount, ask_bank=ask_bank)[0]
     if op_type == "withdrawal":
-        return _plan_withdrawal(st, customer, day, amount, ask_bank=ask_bank).amount_fen
+        # The ID card, when one is needed, is typed after the amount: withdraw_cash refuses without it.
+        return _plan_withdrawal(st, customer, day, amount, ask_bank=ask_bank, check_identity=False).amount_fen
     return _plan_deposit(st, customer, day, amount).amount_fen
 
 
 def withdraw_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount, txn: str, *,
-                  authorization=None) -> Receipt:
+                  authorization=None, identity: dict | None = None) -> Receipt:
     """Pay cash out of the drawer, debited from the customer's account (under the bank's ``authorization``
-    when it is usable: module docstring)."""
+    when it is usable: module docstring). ``identity``: the ID card fields of the person present
+    (``station.identity.identity_fields``), required above the policy's ``id_check_fen`` or for a proxy."""
 
     def request(customer):
-        return {"type": "withdrawal", "customer": customer.id, "amount": _parse(amount)}
+        return {"type": "withdrawal", "customer": customer.id, "amount": _parse(amount), **(identity or {})}
 
     def plan(customer, day):
-        return _plan_withdrawal(st, customer, day, amount, authorization=authorization, txn=txn)
+        return _plan_withdrawal(st, customer, day, amount, authorization=authorization, txn=txn, identity=identity)
 
     return customer_operation(st, session, auth, txn, request, plan)
 

@@ -15,7 +15,9 @@ from station import agents, business_day, errors, operations, receipts
 from station.context import Station, bound_station
 from station.db import Biller, Customer, JournalEntry, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, DEMO_TIMEZONE, ensure_demo_agents, load_demo_customers
+from station.identity import identity_fields, identity_required
 from station.protocol.entry_types import spec_of
+from station.protocol.id_card import check_character
 
 OPEN_AT = time(7, 40)
 CLOSE_AT = time(17, 30)
@@ -34,6 +36,14 @@ OPERATION_WEIGHTS = {
     "wrong_pin": 2,
     "too_much": 2,
 }
+
+
+def id_number_of(customer: Customer) -> str:
+    """A valid (GB 11643) made-up ID card number for a demo customer, the same one each visit; drawn from no random
+    source, so adding it left every simulated day as it was."""
+    born = date(1940, 1, 1) + timedelta(days=customer.id * 97 % 10_000)
+    first17 = f"110105{born:%Y%m%d}{customer.id % 1000:03d}"
+    return first17 + check_character(first17)
 
 
 class StartBeforeJournal(ValueError):
@@ -168,7 +178,9 @@ def _one_operation(st, rng, kind, session, customer, billers):
     auth = agents.authenticate_customer(st, session, customer, DEMO_CUSTOMER_PIN)
     if kind == "withdrawal":
         amount = rng.choice([100, 200, 200, 300, 500, 500, 600, 800, 1000]) * 100
-        return operations.withdraw_cash(st, session, auth, amount, new())
+        identity = identity_fields(st, id_number_of(customer), proxy=False) if identity_required(
+            st, amount, False) else None
+        return operations.withdraw_cash(st, session, auth, amount, new(), identity=identity)
     if kind == "too_much":
         return operations.withdraw_cash(st, session, auth, 120_000, new())
     if kind == "deposit":

@@ -29,6 +29,9 @@ The order of the checks, the first failing one giving the reason:
    (``ts`` in the policy's ``timezone``), less those reversed or cancelled, plus this one exceed
    ``limits[type].daily`` (as the station counts them: its own operations);
 7. ``amount_rule``: a withdrawal below ``min`` or not a multiple of ``multiple``, a deposit below ``min``;
+   ``id_required``: a withdrawal above the policy's ``id_check_fen``, or with ``proxy`` true, without the ID card
+   fields ``id_hash`` and ``id_last4`` (``malformed_entry`` when only one is there or either is ill-formed:
+   ``station.protocol.id_card.identity_problem``);
 8. ``wrong_fee``: the fee (absent: 0) differs from ``fees[type]``;
 9. ``over_exposure_limit``: a debit taking the station's settled debits since its last complete sync (those
    settled under a real-time authorization do not count) past
@@ -78,6 +81,7 @@ from station.protocol.entry_types import (
     spec_of,
     types_where,
 )
+from station.protocol.id_card import identity_problem
 from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import rotation_key, unverified_payload
@@ -351,8 +355,8 @@ class Applier:
             self._add_total((local_date, entry_type, STATION_TOTAL), sign * payload["amount"])
 
     def _limits(self, op_type: str, p: dict, fee: int | None, *, daily: bool = True) -> str | None:
-        """Checks 5 to 8 (per transaction, daily unless ``daily`` is false, amount rule, fee) of an operation; the
-        reason or None."""
+        """Checks 5 to 8 (per transaction, daily unless ``daily`` is false, amount rule and a withdrawal's ID card,
+        fee) of an operation; the reason or None."""
         limits = self.station_policy["limits"][op_type]
         amount = p["amount"]
         if amount > limits["per_txn"]:
@@ -363,6 +367,8 @@ class Applier:
                 return "over_daily_limit"
         if amount < limits.get("min", 0) or amount % limits.get("multiple", 1):
             return "amount_rule"
+        if op_type == EntryType.WITHDRAWAL and (problem := identity_problem(self.station_policy, p)):
+            return problem
         if fee is not None and fee != int(self.station_policy["fees"].get(op_type, 0)):
             return "wrong_fee"
         return None

@@ -31,12 +31,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sync_support import append_only_lifted, enrolled_station, server_db
+from ui_helpers import identity_present
 
 from station import agents, business_day, operations, receipts
 from station.business_day import DENOMINATIONS_FEN
 from station.context import Station
 from station.db import Customer, Operation, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+from station.identity import identity_required
 from station.journal import journal_head
 from station.protocol.envelope import make_tail_claim
 from station.protocol.times import utc_text
@@ -114,7 +116,9 @@ class Counter:
         return agents.authenticate_customer(self.st, self.agent, customer, DEMO_CUSTOMER_PIN)
 
     def withdraw(self, account_id: str, amount: int):
-        return operations.withdraw_cash(self.st, self.agent, self.auth(account_id), amount, receipts.new_txn_id())
+        identity = identity_present(self.st) if identity_required(self.st, amount, False) else None
+        return operations.withdraw_cash(self.st, self.agent, self.auth(account_id), amount, receipts.new_txn_id(),
+                                        identity=identity)
 
     def deposit(self, account_id: str, amount: int):
         return operations.deposit_cash(self.st, self.agent, self.auth(account_id), amount, receipts.new_txn_id())

@@ -8,8 +8,10 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 from sync_support import append_forged_entry, enrolled_station, server_db
+from ui_helpers import ID_NUMBER
 
 from station import receipts
+from station.identity import identity_fields
 from station.sync import sync_once
 from sync_server.admin import list_recon_items
 from sync_server.checks import check_ledger
@@ -211,11 +213,12 @@ def test_a_reversed_withdrawal_gives_back_its_daily_limit_and_commission(server,
     """The bank counts the day as the station does: a reversed operation no longer counts."""
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     server_overrides(commission_daily_cap_fen=100)
-    paid = forge(one, "withdrawal", {"account": OWN, "amount": 100_000})
+    shown = identity_fields(one, ID_NUMBER, proxy=False)  # above 500 yuan the ID card of the person present
+    paid = forge(one, "withdrawal", {"account": OWN, "amount": 100_000, **shown})
     forge(one, "reversal", {"ref_txn": paid.txn})
     assert sync_once(one).rejected == {}
     assert balance("agent:ST-0001") == 0
-    again = forge(one, "withdrawal", {"account": OWN, "amount": 100_000})
+    again = forge(one, "withdrawal", {"account": OWN, "amount": 100_000, **shown})
     assert sync_once(one).rejected == {}
     assert posted("ST-0001", again.seq)
     assert balance("agent:ST-0001") == 100

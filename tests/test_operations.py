@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from ui_helpers import identity_present
 
 from station import agents, business_day, errors, limits, operations, receipts
 from station.db import Agent, Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
@@ -235,7 +236,7 @@ def test_operations_need_an_open_day(station, agent):
 # -- limits in order --------------------------------------------------------------------------------------
 def test_daily_limit(open_drawer, agent, auth):
     st = open_drawer
-    operations.withdraw_cash(st, agent, auth, "600", receipts.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "600", receipts.new_txn_id(), identity=identity_present(st))
     with pytest.raises(errors.OverDailyLimit) as refused:
         operations.withdraw_cash(st, agent, auth, "500", receipts.new_txn_id())
     assert refused.value.message == "Daily limit reached: at most 1,000.00 yuan a day; 400.00 yuan left today."
@@ -244,11 +245,11 @@ def test_daily_limit(open_drawer, agent, auth):
 
 def test_daily_limit_resets_the_next_day(open_drawer, agent, auth, clock):
     st = open_drawer
-    operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id(), identity=identity_present(st))
     clock.advance(days=1)
     session = agents.login_agent(st, "A01", "1357")
     fresh = agents.authenticate_customer(st, session, customer(), PIN)
-    operations.withdraw_cash(st, session, fresh, "1000", receipts.new_txn_id())
+    operations.withdraw_cash(st, session, fresh, "1000", receipts.new_txn_id(), identity=identity_present(st))
 
 
 def test_offline_allowance(open_drawer, agent):
@@ -512,14 +513,14 @@ def test_supervisor_reverses_a_withdrawal(open_drawer, agent, supervisor, auth):
     with pytest.raises(errors.AlreadyReversed):
         operations.reverse(st, supervisor, paid.txn, receipts.new_txn_id(), "again")
     # The reversed withdrawal no longer counts against the daily limit.
-    operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id())
+    operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id(), identity=identity_present(st))
 
 
 def test_reversing_a_deposit_needs_the_cash(station, agent, supervisor):
     business_day.open_day(station, agent, {"10000": 1})
     auth = agents.authenticate_customer(station, agent, customer(), PIN)
     deposit = operations.deposit_cash(station, agent, auth, "500", receipts.new_txn_id())
-    operations.withdraw_cash(station, agent, auth, "600", receipts.new_txn_id())
+    operations.withdraw_cash(station, agent, auth, "600", receipts.new_txn_id(), identity=identity_present(station))
     with pytest.raises(errors.InsufficientCash):
         operations.reverse(station, supervisor, deposit.txn, receipts.new_txn_id(), "")
 

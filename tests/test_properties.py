@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ui_helpers import identity_present
 
 from station import agents, business_day, errors, limits, operations, receipts
 from station.context import Station
@@ -111,7 +112,9 @@ def run_script(station: Station, moment: dict, script) -> None:
             auth = agents.authenticate_customer(station, agent, customer, DEMO_CUSTOMER_PIN)
             txn = receipts.new_txn_id()
             if action == "withdraw":
-                last["reversible"] = operations.withdraw_cash(station, agent, auth, amount, txn)
+                # The ID card shown every time: a large withdrawal then meets its limits, not the ID step.
+                last["reversible"] = operations.withdraw_cash(station, agent, auth, amount, txn,
+                                                              identity=identity_present(station))
             elif action == "deposit":
                 last["reversible"] = operations.deposit_cash(station, agent, auth, amount, txn)
             elif action == "transfer":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from ui_helpers import identity_present
 
 from station import agents, business_day, errors, limits, operations, receipts
 from station.db import Customer, JournalEntry, Operation, Payee
@@ -46,7 +47,7 @@ def test_pension_day(make_station, clock):
         wang = agents.authenticate_customer(st, tian, mr_wang, PIN)
         with pytest.raises(errors.OverTransactionLimit, match="1,000.00"):
             operations.withdraw_cash(st, tian, wang, "1200", receipts.new_txn_id())
-        operations.withdraw_cash(st, tian, wang, "1000", receipts.new_txn_id())
+        operations.withdraw_cash(st, tian, wang, "1000", receipts.new_txn_id(), identity=identity_present(st))
         paid_out = 1000_00
 
         # Forty pensioners, card or passbook, until the drawer runs low: then refused before the PIN is typed.
@@ -64,9 +65,11 @@ def test_pension_day(make_station, clock):
                 continue
             auth = agents.authenticate_customer(st, tian, found, PIN)
             txn = receipts.new_txn_id()
-            first = operations.withdraw_cash(st, tian, auth, str(pension), txn)
+            # Above 500 yuan the agent records the ID card of the person present.
+            shown = identity_present(st) if pension > 500 else None
+            first = operations.withdraw_cash(st, tian, auth, str(pension), txn, identity=shown)
             # A double tap on "confirm" sends the same transaction again: recorded once.
-            assert operations.withdraw_cash(st, tian, auth, str(pension), txn).seq == first.seq
+            assert operations.withdraw_cash(st, tian, auth, str(pension), txn, identity=shown).seq == first.seq
             paid_out += pension * 100
         assert passbook_customers == 8
         assert refused_for_cash >= 1

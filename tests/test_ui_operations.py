@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from ui_helpers import (
     CUSTOMER_PIN,
+    ID_NUMBER,
     card_customer,
     customer_with_payee,
     english,
@@ -131,6 +132,7 @@ def test_limit_refusals_at_the_pin_keep_a_way_to_change_the_amount(agent_client)
     start(agent_client, "withdrawal")
     identify(agent_client, "withdrawal", customer)
     agent_client.post("/op/withdrawal/amount", data={"amount": "600"})
+    agent_client.post("/op/withdrawal/identity", data={"id_number": ID_NUMBER})
     agent_client.post("/op/withdrawal/confirm")
     txn = txn_of(agent_client.get("/op/withdrawal/pin").get_data(as_text=True))
     # Between the amount step and the PIN, a withdrawal on another screen used most of the customer's day.

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 
 from station.db import Customer, Payee
+from station.identity import identity_fields
 
 AGENT_PIN = "1357"
 SUPERVISOR_PIN = "2468"
 CUSTOMER_PIN = "123456"
+#: A valid resident ID card number (GB 11643-1999's own example), typed at a withdrawal above ``id_check_fen``.
+ID_NUMBER = "11010519491231002X"
 
 
 def login(client, agent_id="A01", pin=AGENT_PIN):
@@ -17,6 +20,11 @@ def login(client, agent_id="A01", pin=AGENT_PIN):
 
 def english(client):
     client.post("/lang", data={"lang": "en", "next": "/"})
+
+
+def identity_present(st) -> dict:
+    """The ID card fields of ``ID_NUMBER``, for a withdrawal above ``id_check_fen`` recorded by the core."""
+    return identity_fields(st, ID_NUMBER, proxy=False)
 
 
 def card_customer(index=0) -> Customer:
@@ -59,6 +67,8 @@ def withdraw(client, customer, amount="500", pin=CUSTOMER_PIN):
     response = client.post("/op/withdrawal/amount", data={"amount": amount})
     if response.status_code != 302:
         return response  # refused on the amount screen, before the customer types a PIN
+    if response.location.endswith("/identity"):
+        client.post("/op/withdrawal/identity", data={"id_number": ID_NUMBER})
     client.post("/op/withdrawal/confirm")
     page = client.get("/op/withdrawal/pin").get_data(as_text=True)
     return client.post("/op/withdrawal/pin", data={"pin": pin, "txn": txn_of(page)})

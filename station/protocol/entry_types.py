@@ -332,6 +332,10 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     }, moves_cash=True, label=N_("Day closed"), printed=("日终", "Day close")),
     _spec(EntryType.WITHDRAWAL, {
         "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT, "fee": _FEE, "auth": _AUTH,
+        "id_hash": _optional(Kind.ID, "64 lowercase hex: HMAC-SHA256 of the ID card number of the person present, "
+                             "under the station's key; required above the policy's `id_check_fen` or with `proxy`"),
+        "id_last4": _optional(Kind.ID, "the ID card number's last 4 characters (digits, X), with `id_hash`"),
+        "proxy": _optional(Kind.BOOLEAN, "true: withdrawn by a proxy (代办) for the account holder"),
     }, customer_effect=Effect.DEBIT, moves_cash=True, reversible=True, customer_operation=True, home_tile=True,
         label=N_("Cash withdrawal"), printed=("取款", "Withdrawal")),
     _spec(EntryType.DEPOSIT, {

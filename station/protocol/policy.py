@@ -21,6 +21,9 @@ DEFAULT_POLICY: dict = {
     },
     "fees": {"withdrawal": 0, "deposit": 0, "transfer": 200, "bill_payment": 0},
     "fraud_warning_fen": 500_000,
+    #: A withdrawal above this (or by a proxy, 代办) records the ID card of the person present: a pension is a few
+    #: hundred yuan, so the everyday withdrawal passes without it and the day's whole cap (1,000 yuan) needs it.
+    "id_check_fen": 50_000,
     #: All deposits of one station in one local day: cash taken in has to come from somewhere.
     "deposit_station_daily_fen": 20_000_000,
     "max_unsynced_fen": 5_000_000,

@@ -13,6 +13,7 @@ from station.ui.common import (
     agent_session_to_cookie,
     end_session,
     idle_seconds,
+    login_required,
     station,
     translate_error,
 )
@@ -59,6 +60,16 @@ def set_language():
     if not is_local_path(target):
         target = url_for("index")
     return redirect(target)
+
+
+@bp.post("/large-print")
+@login_required
+def toggle_large_print():
+    """Large print on or off for the rest of the agent's session (every screen; logging out ends it, so the next
+    session starts with the standard layout, which shows the most); stay on the same page."""
+    session["large_print"] = not session.get("large_print")
+    target = request.form.get("next") or ""
+    return redirect(target if is_local_path(target) else url_for("index"))
 
 
 def is_local_path(target: str) -> bool:

@@ -11,22 +11,27 @@ authorization is bound to it): a withdrawal when its amount is submitted, a tran
 ``op["bank"]`` says how it went: ``granted`` (``op["auth_id"]``, the grant's id: the cookie holds only ids),
 ``no_answer`` (the bank did not answer in time: the offline rules run now, and the screens say so before the
 PIN) or ``offline`` (the link is known down: not asked). A refusal shows on the same screen and nothing goes on.
-Changing a typed value drops the authorization with the confirmations. After recording, the outbox is pushed at
+Changing a typed value drops the authorization with the confirmations.
+
+A withdrawal above the policy's ``id_check_fen``, or marked as made by a proxy (代办, ``op["proxy"]``, a toggle on
+the amount screen), has an ID card step after the amount: ``op`` then holds only the number's keyed hash and last
+4 characters (``station.identity``), never the number. After recording, the outbox is pushed at
 once (``station.online.push_now``) when the bank was asked or should be.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 
-from station import agents, errors, limits, online, operations, receipts
+from station import agents, errors, identity, limits, online, operations, receipts
 from station.db import Biller, Customer, Payee
 from station.device_state import refuse_new_operations
 from station.errors import StationError
 from station.link import should_ask_bank
 from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, parse_amount
+from station.speech import SPOKEN_TYPES, SpeechFailed, amount_speech, speech_available, speech_wav
 from station.ui.common import NoOperationInProgress, current_agent, login_required, station, translate_error
 
 bp = Blueprint("ops", __name__, url_prefix="/op")
@@ -36,7 +41,7 @@ QUICK_WITHDRAWALS = ("100", "200", "500", "1000")
 #: The steps of each flow, keyed by the entry type it records (every type the registry puts on a home tile has
 #: one), in order. A bill paid from the customer's account adds "customer" and "pin".
 FLOWS = {
-    EntryType.WITHDRAWAL: ("customer", "amount", "confirm", "pin"),
+    EntryType.WITHDRAWAL: ("customer", "amount", "identity", "confirm", "pin"),
     EntryType.DEPOSIT: ("customer", "amount", "confirm", "pin"),
     EntryType.TRANSFER: ("customer", "payee", "amount", "warning", "confirm", "pin"),
     EntryType.BILL_PAYMENT: ("biller", "reference", "amount", "confirm"),
@@ -50,10 +55,13 @@ STEP_KEYS = {
     "biller": "biller",
     "reference": "ref",
     "warning": "warning_done",
+    "identity": "identity_done",
     "confirm": "confirmed",
 }
-#: Typed values each step's change invalidates (later confirmations, the transaction UUID, the bank's answer).
-CONFIRMATIONS = ("warning_done", "fraud_ok", "confirmed", "txn", "bank", "auth_id")
+#: Typed values each step's change invalidates (later confirmations, the ID card recorded for the amount, the
+#: transaction UUID, the bank's answer).
+CONFIRMATIONS = ("warning_done", "fraud_ok", "identity_done", "id_hash", "id_last4", "confirmed", "txn", "bank",
+                 "auth_id")
 #: Kinds the bank is asked about (``station.protocol.authorizations.KINDS``) and the step whose submission asks.
 ASKED_AT = {
     EntryType.WITHDRAWAL: "amount",
@@ -160,6 +168,40 @@ def cancel():
     return redirect(url_for("day.close_day" if request.form.get("back") == "day" else "home.home"))
 
 
+@bp.post("/withdrawal/proxy")
+@login_required
+def toggle_proxy():
+    """Mark the withdrawal being keyed in as made by a proxy (代办), or not: the ID card step follows the amount.
+    The amount is typed again after a change (it may need the bank asked again, and the ID card then)."""
+    op = session.get("op")
+    if not op or op.get("kind") != EntryType.WITHDRAWAL or op.get("done_seq"):
+        return redirect(url_for("home.home"))
+    forget_amount(op)
+    op["proxy"] = not op.get("proxy")
+    session["op"] = op
+    return redirect(url_for("ops.step", kind=EntryType.WITHDRAWAL, step="amount"))
+
+
+@bp.get("/speech.wav")
+@login_required
+def speech():
+    """The pending operation's amount read aloud in Mandarin (a WAV made on the device: ``station.speech``). The
+    text comes from the operation in the session, never from the request. 404 on a device without espeak-ng,
+    409 without an operation with an amount, 503 when the synthesis fails."""
+    if not speech_available():
+        abort(404)
+    op = session.get("op")
+    if not op or op.get("done_seq") or not op.get("amount") or op.get("kind") not in SPOKEN_TYPES:
+        return render_template("error.html", message=translate_error(NoOperationInProgress())), 409
+    try:
+        wav = speech_wav(amount_speech(op["kind"], parsed_amount(op["amount"])))
+    except StationError as err:
+        return render_template("error.html", message=translate_error(err)), 409
+    except SpeechFailed:
+        return render_template("error.html", message=gettext("Speech is not available right now.")), 503
+    return Response(wav, mimetype="audio/wav", headers={"Cache-Control": "no-store"})
+
+
 @bp.route("/<kind>/<step>", methods=["GET", "POST"])
 @login_required
 def step(kind, step):
@@ -185,6 +227,7 @@ def step(kind, step):
 def render_step(template: str, op: dict, **context):
     """Render a step's template with the operation and its customer."""
     context.setdefault("error", None)
+    context.setdefault("speech", op.get("kind") in SPOKEN_TYPES and bool(op.get("amount")) and speech_available())
     return render_template(template, op=op, customer=customer_of(op), steps=flow_steps(op), **context)
 
 
@@ -231,6 +274,10 @@ def amount_step(op: dict):
             save(op, amount=amount.strip())
             if ASKED_AT.get(op["kind"]) == "amount":
                 ask_bank(op)
+            if op["kind"] == EntryType.WITHDRAWAL and not identity.identity_required(
+                    station(), parsed_amount(op["amount"]), bool(op.get("proxy"))):
+                op["identity_done"] = True  # no ID card step: straight on to the confirmation
+                session["op"] = op
         except StationError as err:
             forget_amount(op)
             error = translate_error(err)
@@ -275,6 +322,33 @@ def warning_step(op: dict):
         flash(gettext("Good decision: nothing was sent."))
         return redirect(url_for("home.home"))
     return render_step("op_warning.html", op, amount_fen=fen)
+
+
+def identity_step(op: dict):
+    """The ID card number of the person present, for a withdrawal above the policy's ``id_check_fen`` or by a
+    proxy; skipped otherwise. Only its keyed hash and last 4 characters are kept (``station.identity``)."""
+    fen = parsed_amount(op["amount"])
+    proxy = bool(op.get("proxy"))
+    if not identity.identity_required(station(), fen, proxy):
+        op.update(identity_done=True)
+        session["op"] = op
+        return go_next(op)
+    error = None
+    typed = ""
+    if request.method == "POST":
+        typed = request.form.get("id_number", "")
+        try:
+            fields = identity.identity_fields(station(), typed, proxy=proxy)
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            # Not save(): this step comes after the bank was asked about the amount, and keeps its answer.
+            op.update(identity_done=True, id_hash=fields["id_hash"], id_last4=fields["id_last4"])
+            session["op"] = op
+            return go_next(op)
+    # Shown again to be corrected (only in this answer), at most what the pad types.
+    return render_step("op_identity.html", op, typed=typed[:18], fen=fen, proxy=proxy, error=error,
+                       limit=station().policy["id_check_fen"])
 
 
 def biller_step(op: dict):
@@ -385,6 +459,14 @@ def bank_request(op: dict) -> dict:
     return request
 
 
+def withdrawal_identity(op: dict) -> dict | None:
+    """The ID card fields of a withdrawal as the journal carries them, or None when none was recorded."""
+    fields = {key: op[key] for key in ("id_hash", "id_last4") if op.get(key)}
+    if op.get("proxy"):
+        fields["proxy"] = True
+    return fields or None
+
+
 def forget_amount(op: dict) -> None:
     """A refused amount is not kept (nor its txn or the bank's answer): the step is to be done again."""
     if op.get("kind") in (EntryType.WITHDRAWAL, EntryType.DEPOSIT, EntryType.TRANSFER, EntryType.BILL_PAYMENT):
@@ -440,7 +522,8 @@ def execute(op: dict, auth, txn: str, template: str, **context):
     grant = op.get("auth_id") if txn == op.get("txn") else None
     try:
         if kind == "withdrawal":
-            receipt = operations.withdraw_cash(st, agent, auth, op["amount"], txn, authorization=grant)
+            receipt = operations.withdraw_cash(st, agent, auth, op["amount"], txn, authorization=grant,
+                                               identity=withdrawal_identity(op))
         elif kind == "deposit":
             receipt = operations.deposit_cash(st, agent, auth, op["amount"], txn)
         elif kind == "transfer":
@@ -465,6 +548,7 @@ STEP_VIEWS = {
     "amount": amount_step,
     "payee": payee_step,
     "warning": warning_step,
+    "identity": identity_step,
     "biller": biller_step,
     "reference": reference_step,
     "confirm": confirm_step,
