@@ -10,11 +10,13 @@ import re
 import pytest
 from ui_helpers import (
     CUSTOMER_PIN,
+    ID_NUMBER,
     SUPERVISOR_PIN,
     card_customer,
     english,
     error_of,
     identify,
+    identity_present,
     login,
     passbook_only_customer,
     start,
@@ -263,6 +265,7 @@ def test_home_lists_the_half_done_operation_with_resume_and_cancel(agent_client,
     start(agent_client, "withdrawal")
     identify(agent_client, "withdrawal", customer)
     agent_client.post("/op/withdrawal/amount", data={"amount": "1000"})
+    agent_client.post("/op/withdrawal/identity", data={"id_number": ID_NUMBER})  # above id_check_fen
     page = agent_client.get("/home").get_data(as_text=True)
     assert 'id="pending-op"' in page and all(word in page for word in words)
     assert customer.name in page and 'id="pending-amount">¥1,000.00<' in page
@@ -303,7 +306,8 @@ def test_the_reversal_screen_says_to_take_back_or_give_back_the_cash(agent_clien
         english(agent_client)
     customer = card_customer()
     auth = agents.authenticate_customer(open_drawer, agent, customer, CUSTOMER_PIN)
-    paid = operations.withdraw_cash(open_drawer, agent, auth, "1000", receipts.new_txn_id())
+    paid = operations.withdraw_cash(open_drawer, agent, auth, "1000", receipts.new_txn_id(),
+                                   identity=identity_present(open_drawer))
     taken = operations.deposit_cash(open_drawer, agent, auth, "300", receipts.new_txn_id())
     balance = operations.balance_enquiry(open_drawer, agent, auth, receipts.new_txn_id()).receipt
     for seq, words in ((paid.seq, take), (taken.seq, give)):
