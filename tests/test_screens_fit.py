@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import pytest
 from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
-from ui_helpers import AGENT_PIN, CUSTOMER_PIN
+from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
 from station import agents, business_day, operations, receipts, setup_ui
 from station.app import create_app
@@ -96,7 +96,7 @@ class Counter:
         return self.setup_base if page is self.setup else self.base
 
     def op(self, kind: str, *, customer: str = "plain", payee=None, amount=None, warning=False,
-           confirm=False, biller=None, ref=None, funding=None) -> None:
+           confirm=False, biller=None, ref=None, funding=None, identity=None) -> None:
         """Key an operation in up to a step (each given value submits its step)."""
         self.post(f"/op/{kind}/start")
         if biller is not None:
@@ -109,6 +109,8 @@ class Counter:
             self.post(f"/op/{kind}/payee", {"payee_account": payee[0], "payee_name": payee[1]})
         if amount is not None:
             self.post(f"/op/{kind}/amount", {"amount": amount})
+        if identity is not None:
+            self.post(f"/op/{kind}/identity", {"id_number": identity})
         if warning:
             self.post(f"/op/{kind}/warning", {"decision": "send"})
         if confirm:
@@ -140,6 +142,15 @@ class Counter:
             yield
         finally:
             BusinessDay.update(closed_at=None).where(BusinessDay.id == day.id).execute()
+
+    @contextmanager
+    def large_print(self) -> Iterator[None]:
+        """Large print on for the agent's session (the home screen's toggle), off again after the case."""
+        self.post("/large-print")
+        try:
+            yield
+        finally:
+            self.post("/large-print")
 
     @contextmanager
     def setting(self, key: str, value) -> Iterator[None]:
@@ -219,6 +230,41 @@ def wrong_customer_pin(kind, **keyed):
         wrong_pin_reset(customer.id)
 
     return reach
+
+
+def locked_customer_refused(c):
+    """A locked customer identified: refused on the customer step (the customer unlocked after the case)."""
+    customer = c.customers["long"]
+    Customer.update(status="locked").where(Customer.id == customer.id).execute()
+    c.stack.callback(wrong_pin_reset, customer.id)
+    c.op("withdrawal", customer=None)
+    c.go("/op/withdrawal/customer")
+    c.show("/op/withdrawal/customer", {"id_kind": "card", "number": customer.card_number})
+
+
+def locked_by_pins(kind, **keyed):
+    """The customer's last wrong PIN: the PIN screen without its pad (the customer unlocked after the case)."""
+
+    def reach(c):
+        c.op(kind, **keyed)
+        customer = c.customers[keyed.get("customer", "plain")]
+        c.stack.callback(wrong_pin_reset, customer.id)
+        c.go(f"/op/{kind}/pin")
+        for _ in range(c.st.policy["customer_pin_tries"]):
+            c.show(f"/op/{kind}/pin", {"pin": "000000", "txn": c.page.get_attribute("input[name=txn]", "value")})
+
+    return reach
+
+
+def tap_after(reach, field):
+    """``reach``, then a tap on the text field ``field``: the pinyin keyboard comes up in the number pad's place."""
+
+    def reached(c):
+        reach(c)
+        c.page.click(field)
+        c.page.locator("#imepad").wait_for(state="visible")
+
+    return reached
 
 
 def home_after_fraud_stop(c):
@@ -397,7 +443,8 @@ SCREEN_SHOWS = {
     "sync": "#sync-status", "chart": "#chart", "customer voice": "#voice-form", "revoked": "#revoked",
     "set-up": "header.bar", "set-up people": "#save",
     "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account", "warning": "#fraud-warning",
-    "confirm": "#summary", "pin": "#pin", "biller": ".billers", "reference": "#reference",
+    "confirm": "#summary", "pin": "#pin, #pin-locked", "identity": "#id_number", "biller": ".billers",
+    "reference": "#reference",
 }
 #: What each part of a state's name promises (the parts are separated by ", "); parts not here promise nothing.
 STATE_SHOWS = {
@@ -413,7 +460,10 @@ STATE_SHOWS = {
     "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
     "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
     "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
-    "supervisor": "#people-supervisor", "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
+    "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
+    "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
+    "nothing found": "#no-rows", "beyond the tolerance": "#variance-reasons", "large print": "body.large",
+    "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
 }
 
 
@@ -446,6 +496,9 @@ CASES = [
     Case("home", "after a message", home_after_fraud_stop),
     Case("home", "offline warning", with_state("offline_warning", go("/home"))),
     Case("home", "day not open", with_state("day_not_open", go("/home"))),
+    Case("home", "half done", lambda c: (c.op("withdrawal", customer="long", amount="300"), c.go("/home"))),
+    Case("home", "large print, half done",
+         with_state("large_print", lambda c: (c.op("deposit", customer="long", amount="300"), c.go("/home")))),
     Case("home", "sync failed in the bar", sync_failed_in_bar(go("/home"))),
     # withdrawal
     Case("withdrawal customer", "normal", op_step("withdrawal", "customer", customer=None)),
@@ -456,7 +509,21 @@ CASES = [
                                                            customer=None)),
     Case("withdrawal customer", "offline warning",
          with_state("offline_warning", op_step("withdrawal", "customer", customer=None))),
+    Case("withdrawal customer", "locked customer", locked_customer_refused),
     Case("withdrawal amount", "normal", op_step("withdrawal", "amount")),
+    Case("withdrawal amount", "large print, refused",
+         with_state("large_print", op_refused("withdrawal", "amount", {"amount": BIG}, customer="long"))),
+    Case("withdrawal identity", "normal", op_step("withdrawal", "identity", amount="1000")),
+    Case("withdrawal identity", "refused", op_refused("withdrawal", "identity", {"id_number": "110105194912310021"},
+                                                     amount="1000")),
+    Case("withdrawal identity", "large print, refused",
+         with_state("large_print", op_refused("withdrawal", "identity", {"id_number": "1"}, amount="1000"))),
+    # (the long-named customer withdrew earlier today: 1,000 yuan more would pass the daily limit)
+    Case("withdrawal confirm", "ID card", op_step("withdrawal", "confirm", amount="1000", identity=ID_NUMBER)),
+    Case("withdrawal confirm", "large print, ID card",
+         with_state("large_print", op_step("withdrawal", "confirm", amount="1000", identity=ID_NUMBER))),
+    Case("withdrawal pin", "locked by the last wrong PIN",
+         locked_by_pins("withdrawal", customer="long", amount="300", confirm=True)),
     Case("withdrawal amount", "long name", op_step("withdrawal", "amount", customer="long")),
     Case("withdrawal amount", "refused", op_refused("withdrawal", "amount", {"amount": BIG}, customer="long")),
     Case("withdrawal amount", "offline warning, refused",
@@ -479,6 +546,12 @@ CASES = [
     Case("transfer payee", "known payees, refused, long names",
          op_refused("transfer", "payee", {"payee_account": "123", "payee_name": LONG_PAYEE_NAME},
                     customer="long with payee")),
+    Case("transfer payee", "keyboard up", tap_after(op_step("transfer", "payee"), "#payee_name")),
+    Case("transfer payee", "refused, keyboard up", tap_after(
+        op_refused("transfer", "payee", {"payee_account": "6222000000009999", "payee_name": ""}), "#payee_name")),
+    Case("transfer payee", "large print, known payees, refused, keyboard up", with_state("large_print", tap_after(
+        op_refused("transfer", "payee", {"payee_account": "6222000000009999", "payee_name": ""},
+                   customer="long with payee"), "#payee_name"))),
     Case("transfer amount", "long names", op_step("transfer", "amount", customer="long", payee=LONG_PAYEE)),
     Case("transfer amount", "refused", op_refused("transfer", "amount", {"amount": "abc"}, customer="long",
                                                   payee=LONG_PAYEE)),
@@ -535,6 +608,9 @@ CASES = [
     Case("receipt", "day close", receipt("day_close")),
     Case("receipt", "offline warning", with_state("offline_warning", receipt("transfer"))),
     Case("receipts list", "many rows", go("/receipts/")),
+    Case("receipts list", "nothing found", go("/receipts/?q=98765")),
+    Case("receipts list", "large print, many rows", with_state("large_print", go("/receipts/"))),
+    Case("receipt", "large print, transfer, long names", with_state("large_print", receipt("transfer"))),
     Case("reverse", "normal", reverse_screen()),
     Case("reverse", "wrong PIN", reverse_screen(wrong_pin=True)),
     Case("cancel transfer", "normal", cancel_screen()),
@@ -546,6 +622,10 @@ CASES = [
     Case("day close", "preview", day_count("close", {"n10000": "290", "n5000": "3", "confirm": "0"})),
     Case("day close", "refused", day_count("close", {"n10000": "x", "confirm": "0"})),
     Case("day close", "operation half done", day_close_half_done),
+    Case("day close", "beyond the tolerance", day_count("close", {"n10000": "290", "confirm": "0"})),
+    Case("day close", "beyond the tolerance, refused", day_count("close", {"n10000": "290", "confirm": "1"})),
+    Case("day close", "large print, beyond the tolerance, refused",
+         with_state("large_print", day_count("close", {"n10000": "290", "confirm": "1"}))),
     Case("day close", "preview, offline warning",
          with_state("offline_warning", day_count("close", {"n10000": "290", "confirm": "0"}))),
     # sync, chart, voice
@@ -560,6 +640,10 @@ CASES = [
     Case("chart", "printer error", chart_printed(error=True)),
     Case("customer voice", "normal", go("/voice/")),
     Case("customer voice", "refused", voice_refused({"text": "x"})),
+    Case("customer voice", "keyboard up", tap_after(go("/voice/"), "#text")),
+    Case("customer voice", "refused, keyboard up", tap_after(voice_refused({"text": "x"}), "#text")),
+    Case("customer voice", "large print, refused, keyboard up",
+         with_state("large_print", tap_after(voice_refused({"text": "x"}), "#text"))),
     Case("customer voice", "refused, long text", voice_refused({"category": "praise", "text": "长" * 600})),
     # first boot: the set-up screens
     Case("set-up", "not enrolled", set_up(), page="setup"),
