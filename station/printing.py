@@ -73,7 +73,8 @@ def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
         local_time=recorded_at.astimezone(st.timezone),
         agent=_agent_line(receipt),
         biller=biller,
-        payee_account=mask_number(receipt.details.get("payee_account")) if receipt.type == "transfer" else None,
+        payee_account=(mask_number(receipt.details.get("payee_account"))
+                       if receipt.type in ("transfer", "transfer_stopped") else None),
         duplicate=duplicate,
         rejection=_rejection(op),
         cancellable=op is not None and transfer_cancellable(st, op),

@@ -100,8 +100,9 @@ def test_release_1_folder_is_upgraded_without_loss(release1_folder):
         history = st.db.execute_sql('SELECT "version", "name" FROM "schema_version"').fetchall()
         assert [version for version, _ in history] == list(range(1, len(MIGRATIONS) + 1))
         assert history[0][1].startswith("Release 1")
-        # Migration 2 adds operation.auth_id and customer.balance_seq, empty for every row release 1 wrote.
-        added = {"operation": (None,), "customer": (None,)}
+        # Migration 2 adds operation.auth_id and customer.balance_seq, migration 3 customer.birth_year: empty for
+        # every row release 1 wrote.
+        added = {"operation": (None,), "customer": (None, None)}
         assert rows_of(release1_folder / "station.db") == {
             table: [row + added.get(table, ()) for row in rows] for table, rows in before.items()}
 

@@ -9,6 +9,8 @@ a cancellation asks the bank in real time after the customer's PIN, and its refu
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
+from datetime import datetime
 
 import segno
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -16,7 +18,7 @@ from flask_babel import gettext
 from markupsafe import Markup
 
 from station import agents, online, operations, printing, receipts
-from station.db import Agent, JournalEntry, Operation, PrintedReceipt
+from station.db import Agent, Customer, JournalEntry, Operation, PrintedReceipt
 from station.errors import N_, REJECTION_REASONS, StationError
 from station.link import should_ask_bank
 from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, OperationState
@@ -51,6 +53,9 @@ def receipt_at(seq: int) -> receipts.Receipt | None:
     entry = JournalEntry.get_or_none(JournalEntry.seq == seq)
     if entry is None or entry.type not in TYPE_LABELS:
         return None
+    if entry.type == EntryType.TRANSFER_STOPPED:
+        account = unverified_payload(entry.token).get("account")
+        return operations.stopped_receipt(entry, Customer.get_or_none(Customer.account_id == account))
     payload = unverified_payload(entry.token)
     details = {k: v for k, v in payload.items() if k in ("expected", "variance", "category", "text", "counts")}
     return receipts.Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token,
@@ -67,11 +72,32 @@ def agent_of(seq: int) -> str:
 
 
 def today_operations():
-    """Today's customer operations (the station's local date), newest first."""
+    """Today's customer operations (the station's local date), and the transfers customers stopped at the fraud
+    warning (``transfer_stopped``: no operation row, a receipt all the same), newest first."""
     st = station()
-    return list(
-        Operation.select().where(Operation.business_date == st.local_date().isoformat()).order_by(Operation.seq.desc())
+    today = st.local_date()
+    operations_today = list(
+        Operation.select().where(Operation.business_date == today.isoformat()).order_by(Operation.seq.desc())
     )
+    stopped = []
+    for entry in JournalEntry.select().where(JournalEntry.type == EntryType.TRANSFER_STOPPED).order_by(
+            JournalEntry.seq.desc()):
+        if st.local_date(entry.recorded_at) != today:
+            break
+        stopped.append(StoppedRow(entry.seq, entry.recorded_at, entry.type,
+                                  unverified_payload(entry.token).get("amount", 0)))
+    return sorted(operations_today + stopped, key=lambda row: row.seq, reverse=True)
+
+
+@dataclass(frozen=True)
+class StoppedRow:
+    """A transfer stopped at the fraud warning as today's list shows it (nothing was sent: no status)."""
+
+    seq: int
+    created_at: datetime
+    type: str
+    amount_fen: int
+    status: str = "stopped"
 
 
 @bp.get("/")
