@@ -29,6 +29,7 @@ from station.agents import AgentSession, CustomerAuth, check_session, login_agen
 from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.device_state import refuse_new_operations
 from station.journal import append_entry
 from station.limits import check_debit_limits, check_station_deposits, offline_available
 from station.online import live_balance, usable_grant
@@ -224,6 +225,7 @@ def stop_transfer(st: Station, session: AgentSession, customer: Customer, payee_
         account, name = check_payee(st, customer, payee_account, payee_name)
         earlier = JournalEntry.get_or_none(JournalEntry.txn == txn)
         if earlier is None:
+            refuse_new_operations(st)
             warning = fraud_warning(st, customer, account, name, amount_fen)
             body = {"agent": session.agent_id, "account": customer.account_id, "amount": amount_fen,
                     "payee_account": account, "payee_name": name, "new_payee": warning.new_payee,
