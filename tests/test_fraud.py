@@ -10,6 +10,7 @@ import pytest
 from station import agents, errors, operations, receipts
 from station.db import Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+from station.printing import receipt_sheet
 from station.protocol.policy import DEFAULT_POLICY, merged_policy, policy_problems
 from station.protocol.scams import (
     DEFAULT_SCAM_MARKERS,
@@ -22,6 +23,7 @@ from station.protocol.scams import (
     warning_for,
 )
 from station.protocol.tokens import unverified_payload
+from station.receipt_layout import receipt_lines
 from station.sync import apply_downlink
 
 SUPERVISOR_ID, _, _, SUPERVISOR_PIN = DEMO_AGENTS[1]
@@ -155,6 +157,10 @@ def test_a_stopped_transfer_is_journaled_once_without_a_pin(open_drawer, agent):
         "markers": ["安全账户", "公安"]}
     assert not any("pin" in key for key in payload)
     assert receipt.account_masked.endswith(mother.card_number[-4:]) and Operation.select().count() == 0
+    # On paper: not sent, to whom (the account masked), never "waiting for the bank".
+    lines = receipt_lines(receipt_sheet(st, receipt))
+    assert "  未汇出：客户在防诈提示后终止" in lines and "收款人 Payee: 公安局安全账户" in lines
+    assert "  6222 **** 0077" in lines and not any("等待" in line for line in lines)
 
 
 def test_a_stop_with_a_bad_payee_or_txn_records_nothing(open_drawer, agent):
