@@ -146,6 +146,9 @@ class Customer(BaseModel):
     #: The bank's balance snapshot counts this station's entries through this seq (None: unknown, e.g. the demo
     #: loader's): the live balance is the snapshot minus this station's live debits after it (``station.online``).
     balance_seq = IntegerField(null=True)
+    #: As the bank sends it (None: unknown): a customer of ``elderly_age`` or more is asked to call family at the
+    #: fraud warning.
+    birth_year = IntegerField(null=True)
 
 
 class Payee(BaseModel):
@@ -388,8 +391,13 @@ def _online_authorizations(database: SqliteDatabase, migrator: SqliteMigrator) -
         database.execute_sql(sql)
 
 
+def _customer_birth_year(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    """Customer birth year: the fraud warning asks to call the family of an elderly customer."""
+    database.execute_sql('ALTER TABLE "customer" ADD COLUMN "birth_year" INTEGER')
+
+
 #: Ordered: the migration at index i brings the schema to version i + 1. Append; never edit a released one.
-MIGRATIONS = [_release_1, _online_authorizations]
+MIGRATIONS = [_release_1, _online_authorizations, _customer_birth_year]
 
 
 def migrate_database(database: SqliteDatabase) -> list[int]:

@@ -17,7 +17,14 @@ from station.agents import add_agent
 from station.context import Station, bound_station
 from station.db import Agent, Biller, Customer, Payee
 from station.journal import journal_head
-from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
+from station.protocol.demo_data import (
+    DEMO_CUSTOMER_PIN,
+    DEMO_PIN_LOG2_N,
+    GIVEN_NAMES,
+    SURNAMES,
+    demo_billers,
+    demo_birth_year,
+)
 from station.protocol.pins import make_pin_verifier
 from station.protocol.policy import merged_policy
 
@@ -58,6 +65,7 @@ def load_demo_customers(st: Station, count: int = 60, *, seed: int = 7, allowanc
                 balance_fen=rng.randrange(2_000, 60_000) * 100,
                 balance_as_of=now,
                 balance_seq=head_seq,
+                birth_year=demo_birth_year(index),
             )
             if index % 3 == 0:
                 Payee.create(customer=customer, account=payee_body + luhn.calc_check_digit(payee_body),

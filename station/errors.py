@@ -310,6 +310,11 @@ class FraudWarningRequired(StationError):
     template = N_("Read the fraud warning with the customer and confirm it before sending.")
 
 
+class FraudSupervisorRequired(StationError):
+    code = "fraud_supervisor_required"
+    template = N_("From ¥%(amount)s a supervisor must type their PIN to continue past the fraud warning.")
+
+
 class UnknownBiller(StationError):
     code = "unknown_biller"
     template = N_("Unknown biller.")
@@ -455,6 +460,8 @@ REJECTION_REASONS = {
     "account_closed": N_("the account is closed"),
     "unknown_account": N_("the bank does not know the account"),
     "payee_blocked": N_("the bank blocked the payee's account"),
+    "fraud_warning_skipped": N_("the fraud warning was due and not read with the customer"),
+    "supervisor_approval_missing": N_("a supervisor's approval past the fraud warning was missing"),
     "over_transaction_limit": N_("over the bank's limit for one transaction"),
     "over_daily_limit": N_("over the bank's daily limit"),
     "over_exposure_limit": N_("the station had too much waiting for the bank"),

@@ -22,21 +22,26 @@ rules) are skipped and the entry names it (``auth``); otherwise the operation is
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
 from station import errors
-from station.agents import AgentSession, CustomerAuth, check_session, refuse_inactive
+from station.agents import AgentSession, CustomerAuth, check_session, login_agent, refuse_inactive
 from station.business_day import check_drawer, current_day, open_day_or_refuse
 from station.context import Station, bound_station
-from station.db import Biller, BlockedPayee, BusinessDay, Customer, Operation, Payee
+from station.db import Biller, BlockedPayee, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.device_state import refuse_new_operations
 from station.identity import refuse_without_identity
+from station.journal import append_entry
 from station.limits import check_debit_limits, check_station_deposits, offline_available
 from station.online import live_balance, usable_grant
 from station.protocol.entry_types import LIVE_STATES, MAX_ID, EntryType, OperationState, printable, spec_of
 from station.protocol.money import AmountError, format_yuan, parse_amount
+from station.protocol.scams import FraudWarning, is_elderly, warning_for
 from station.protocol.times import parse_utc, utc_text
-from station.receipts import Receipt
+from station.protocol.tokens import unverified_payload
+from station.receipts import Receipt, customer_masked
 from station.writepath import Plan, customer_operation
 
 _PAYEE_ACCOUNT_RE = re.compile(r"^\d{10,19}$")
@@ -165,10 +170,93 @@ def deposit_cash(st: Station, session: AgentSession, auth: CustomerAuth, amount,
 
 
 @bound_station
-def needs_fraud_warning(st: Station, customer: Customer, payee_account: str, amount_fen: int) -> bool:
-    """A first-time payee or a large amount: the agent must read the fraud warning with the customer."""
+def fraud_warning(st: Station, customer: Customer, payee_account: str, payee_name: str, amount_fen: int
+                  ) -> FraudWarning:
+    """Why this transfer gets the fraud warning (a first-time payee, a large amount, a scam marker in the payee's
+    name), and whether going past it needs a supervisor's PIN: ``station.protocol.scams``, the bank's rule too."""
     known = Payee.select().where((Payee.customer == customer.id) & (Payee.account == payee_account)).exists()
-    return not known or amount_fen >= st.policy["fraud_warning_fen"]
+    return warning_for(st.policy, known_payee=known, amount_fen=amount_fen, payee_name=payee_name)
+
+
+def needs_fraud_warning(st: Station, customer: Customer, payee_account: str, amount_fen: int, payee_name: str = ""
+                        ) -> bool:
+    """Whether the agent must read the fraud warning with the customer before this transfer."""
+    return bool(fraud_warning(st, customer, payee_account, payee_name, amount_fen))
+
+
+@bound_station
+def customer_is_elderly(st: Station, customer: Customer) -> bool:
+    """Whether the customer is ``elderly_age`` or older this year (by the birth year the bank sent)."""
+    return is_elderly(customer.birth_year, st.local_date().year, st.policy["elderly_age"])
+
+
+@dataclass(frozen=True)
+class SupervisorApproval:
+    """A supervisor typed their PIN to let ``agent_id``'s transfer past the fraud warning, at ``approved_at``."""
+
+    supervisor_id: str
+    agent_id: str
+    approved_at: datetime
+
+
+@bound_station
+def approve_past_warning(st: Station, session: AgentSession, supervisor_id: str, pin: str) -> SupervisorApproval:
+    """A supervisor's PIN (checked and journaled like a login: wrong ones count towards the lock) lets the agent's
+    transfer past the fraud warning; an agent who is not a supervisor is refused."""
+    check_session(st, session)
+    supervisor = login_agent(st, supervisor_id, pin)
+    if supervisor.role != "supervisor":
+        raise errors.SupervisorRequired()
+    return SupervisorApproval(supervisor.agent_id, session.agent_id, st.now())
+
+
+def _check_approval(st: Station, session: AgentSession, approval: SupervisorApproval | None) -> str:
+    """The approving supervisor's id; refuses a missing, stale or foreign approval, or one whose supervisor is no
+    longer one (or is locked)."""
+    if approval is None or approval.agent_id != session.agent_id:
+        raise errors.FraudSupervisorRequired(amount=format_yuan(st.policy["fraud_supervisor_fen"]))
+    age = (st.now() - approval.approved_at).total_seconds()
+    row = st.db.execute_sql("SELECT role, locked FROM agent WHERE agent_id = ?", (approval.supervisor_id,)).fetchone()
+    if not 0 <= age <= st.policy["customer_auth_seconds"] or row is None or row[0] != "supervisor" or row[1]:
+        raise errors.FraudSupervisorRequired(amount=format_yuan(st.policy["fraud_supervisor_fen"]))
+    return approval.supervisor_id
+
+
+def stop_transfer(st: Station, session: AgentSession, customer: Customer, payee_account: str, payee_name: str,
+                  amount, txn: str) -> Receipt:
+    """The customer decided not to send at the fraud warning: journal it (``transfer_stopped``: the amount, the
+    payee, why the warning showed; no PIN was typed) so the bank sees the attempted scam. ``txn`` is the warning
+    screen's UUID: a second tap returns the first receipt."""
+    amount_fen = _parse(amount)
+    try:
+        txn = str(uuid.UUID(str(txn)))
+    except ValueError as exc:
+        raise errors.InvalidTxnId() from exc
+    with st.write():
+        check_session(st, session)
+        customer = Customer.get_by_id(customer.id)
+        account, name = check_payee(st, customer, payee_account, payee_name)
+        earlier = JournalEntry.get_or_none(JournalEntry.txn == txn)
+        if earlier is None:
+            refuse_new_operations(st)
+            warning = fraud_warning(st, customer, account, name, amount_fen)
+            body = {"agent": session.agent_id, "account": customer.account_id, "amount": amount_fen,
+                    "payee_account": account, "payee_name": name, "new_payee": warning.new_payee,
+                    "over_threshold": warning.over_threshold, "markers": list(warning.markers)}
+            earlier = append_entry(st, EntryType.TRANSFER_STOPPED, st.now(), body, txn=txn)
+        elif earlier.type != EntryType.TRANSFER_STOPPED:
+            raise errors.TxnConflict()
+    return stopped_receipt(earlier, customer)
+
+
+def stopped_receipt(entry: JournalEntry, customer: Customer | None) -> Receipt:
+    """The receipt of a ``transfer_stopped`` entry: the amount not sent, to whom, and why the warning showed."""
+    payload = unverified_payload(entry.token)
+    details = {k: payload[k] for k in ("payee_account", "payee_name", "new_payee", "over_threshold", "markers")
+               if k in payload}
+    return Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token, amount_fen=payload["amount"],
+                   fee_fen=0, status=OperationState.RECORDED, account_masked=customer_masked(customer),
+                   recorded_at=entry.recorded_at, details=details)
 
 
 @bound_station
@@ -198,9 +286,14 @@ def transfer(
     txn: str,
     *,
     fraud_warning_confirmed: bool = False,
+    approval: SupervisorApproval | None = None,
     authorization=None,
 ) -> Receipt:
-    """Record a transfer for the bank to execute; it stays cancellable until the bank has executed it."""
+    """Record a transfer for the bank to execute; it stays cancellable until the bank has executed it.
+
+    When the fraud warning is due (``fraud_warning``) the agent must have read it with the customer
+    (``fraud_warning_confirmed``) and, at or above ``fraud_supervisor_fen``, a supervisor must have approved going
+    past it (``approval``, from ``approve_past_warning``); the entry says so (``warned``, ``approved_by``)."""
 
     def request(customer):
         return {
@@ -214,10 +307,15 @@ def transfer(
     def plan(customer, day):
         account, name = check_payee(st, customer, payee_account, payee_name)
         # The warning before the limits: a scam's amount must meet the warning, as on the touchscreen.
-        if needs_fraud_warning(st, customer, account, _parse(amount)) and not fraud_warning_confirmed:
-            raise errors.FraudWarningRequired()
-        amount_fen, fee, auth_id = _transfer_amount(st, customer, amount, authorization=authorization, txn=txn)
+        warning = fraud_warning(st, customer, account, name, _parse(amount))
         details = {"payee_account": account, "payee_name": name}
+        if warning:
+            if not fraud_warning_confirmed:
+                raise errors.FraudWarningRequired()
+            details["warned"] = True
+            if warning.needs_supervisor:
+                details["approved_by"] = _check_approval(st, session, approval)
+        amount_fen, fee, auth_id = _transfer_amount(st, customer, amount, authorization=authorization, txn=txn)
         return Plan(EntryType.TRANSFER, customer, amount_fen, fee, amount_fen + fee, 0, details, auth_id=auth_id)
 
     return customer_operation(st, session, auth, txn, request, plan)

@@ -94,7 +94,8 @@ def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
         biller_kind=biller_kind,
         original_type=original.type if original else None,
         reason=_reason(receipt) if receipt.type == EntryType.REVERSAL else None,
-        payee_account=mask_number(receipt.details.get("payee_account")) if receipt.type == "transfer" else None,
+        payee_account=(mask_number(receipt.details.get("payee_account"))
+                       if receipt.type in ("transfer", "transfer_stopped") else None),
         duplicate=duplicate,
         rejection=_rejection(op),
         cancellable=op is not None and transfer_cancellable(st, op),

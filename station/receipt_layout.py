@@ -53,6 +53,7 @@ KANJI_ON = b"\x1c&"  # FS &: enter Chinese (Kanji) character mode
 KANJI_OFF = b"\x1c."  # FS .: leave it
 
 _TRANSFER_WAITING = ("已记录，待银行执行转账", "Recorded, waiting for the bank to send it")
+_TRANSFER_STOPPED = ("未汇出：客户在防诈提示后终止", "Not sent: the customer stopped at the fraud warning")
 
 
 class QrTooLarge(ValueError):
@@ -139,6 +140,8 @@ def _status_label(sheet: ReceiptSheet) -> tuple[str, str]:
     receipt = sheet.receipt
     if receipt.type == EntryType.TRANSFER and receipt.status == OperationState.RECORDED:
         return _TRANSFER_WAITING
+    if receipt.type == EntryType.TRANSFER_STOPPED:
+        return _TRANSFER_STOPPED
     label = STATE_LABELS.get(receipt.status)
     zh, en = label.printed if label else (receipt.status, receipt.status)
     if receipt.status == OperationState.REJECTED and sheet.rejection:
@@ -157,7 +160,7 @@ def _cancel_lines(sheet: ReceiptSheet) -> list[str]:
 def _detail_lines(sheet: ReceiptSheet) -> list[str]:
     receipt = sheet.receipt
     details, lines = receipt.details, []
-    if receipt.type == "transfer":
+    if receipt.type in ("transfer", "transfer_stopped"):
         lines += _field("收款人 Payee", str(details.get("payee_name", "")))
         lines += _field("收款账户 Payee acct", sheet.payee_account or "")
     elif receipt.type == "bill_payment":

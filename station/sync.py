@@ -462,6 +462,11 @@ def _locked_since(acked_through: int) -> set[str]:
     return locked
 
 
+def _birth_year(value) -> int | None:
+    """A downlinked birth year as the station keeps it: a plausible year, else unknown (None)."""
+    return value if is_integer(value) and 1900 <= value <= 2100 else None
+
+
 @bound_station
 def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time: datetime) -> None:
     """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
@@ -487,6 +492,7 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
             status=item.get("status", "active"), pin_verifier=item["pin_verifier"],
             allowance_fen=int(item.get("allowance_fen", 0)), allowance_seq=acked_through,
             balance_fen=item.get("balance_fen"), balance_as_of=server_time, balance_seq=acked_through,
+            birth_year=_birth_year(item.get("birth_year")),
         )
         for number_field in (Customer.card_number, Customer.passbook_number):
             number = fields[number_field.name]

@@ -17,7 +17,14 @@ from datetime import UTC, datetime
 from peewee import fn
 from stdnum import luhn
 
-from station.protocol.demo_data import DEMO_CUSTOMER_PIN, DEMO_PIN_LOG2_N, GIVEN_NAMES, SURNAMES, demo_billers
+from station.protocol.demo_data import (
+    DEMO_CUSTOMER_PIN,
+    DEMO_PIN_LOG2_N,
+    GIVEN_NAMES,
+    SURNAMES,
+    demo_billers,
+    demo_birth_year,
+)
 from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.pins import PIN_RE, make_pin_verifier
@@ -234,7 +241,8 @@ def block_payee(account: str, reason: str = "") -> None:
 
 
 # -- customers ----------------------------------------------------------------------------------------------
-CUSTOMER_COLUMNS = ("account_id", "name", "card_number", "passbook_number", "pin", "balance", "home_stations")
+CUSTOMER_COLUMNS = ("account_id", "name", "card_number", "passbook_number", "pin", "balance", "home_stations",
+                    "birth_year")
 
 
 def _bank_booking(legs: list[tuple[str, int, str]]) -> None:
@@ -287,11 +295,15 @@ def parse_customers_csv(text: str, *, pin_log2_n: int | None = None) -> list[dic
             problems.append(f"balance: {exc.message}")
             balance = 0
         homes = [h.strip() for h in (row.get("home_stations") or "").split(";") if h.strip()]
+        birth_year = (row.get("birth_year") or "").strip()
+        if birth_year and not (re.fullmatch(r"\d{4}", birth_year) and 1900 <= int(birth_year) <= 2100):
+            problems.append("birth_year must be a year such as 1948")
         if problems:
             errors.append(RowError(line, "; ".join(problems)))
             continue
         rows.append(dict(account_id=account_id, name=name, card_number=card, passbook_number=passbook,
                          pin=pin, pin_verifier=verifier, balance_fen=balance, home_stations=homes,
+                         birth_year=int(birth_year) if birth_year else None,
                          status=(row.get("status") or "active").strip() or "active"))
     if errors:
         raise ImportFailed(errors)
@@ -312,6 +324,7 @@ def import_customers(rows: list[dict], payees: dict[str, list[tuple[str, str]]] 
     with db_proxy.atomic():
         for row in rows:
             data = {k: row[k] for k in ("name", "card_number", "passbook_number", "pin_verifier", "status")}
+            data["birth_year"] = row.get("birth_year")
             existing = Customer.get_or_none(Customer.account_id == row["account_id"])
             if existing is None:
                 Customer.create(account_id=row["account_id"], **data)
@@ -501,6 +514,7 @@ def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS
                 card_number=None if index % 5 == 4 else card_body + luhn.calc_check_digit(card_body),
                 passbook_number=f"88{digits}{index:06d}", pin_verifier=verifier, status="active",
                 balance_fen=rng.randrange(2_000, 60_000) * 100, home_stations=homes,
+                birth_year=demo_birth_year(index),
             ))
             if index % 3 == 0:
                 payees[account_id] = [(payee_body + luhn.calc_check_digit(payee_body),

@@ -318,7 +318,8 @@ def customers():
 @database_option
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
 def customers_import(database_url, csv_file):
-    """Import customers (columns: account_id,name,card_number,passbook_number,pin,balance,home_stations).
+    """Import customers (columns: account_id,name,card_number,passbook_number,pin,balance,home_stations;
+    optional birth_year).
 
     Example: sync-server customers import customers.csv
     """
@@ -676,6 +677,52 @@ def station_rotate_key(database_url, station_ids, max_age_days, by, as_json):
     for row in due:
         click.echo(f"{row['station_id']}\tkey {row['kid']}\tfrom {row['key_created_at']} ({row['key_age_days']} "
                    f"days)\t{' and '.join(row['why'])}")
+
+
+@cli.group()
+def fraud():
+    """Anti-fraud: transfers customers stopped at the fraud warning, and the scam markers stations warn on."""
+
+
+@fraud.command("stopped")
+@database_option
+@click.option("--station", "station_id", help="Only this station's, e.g. ST-0001.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="From this local date, e.g. 2026-12-01.")
+@click.option("--json", "as_json", is_flag=True)
+def fraud_stopped(database_url, station_id, since, as_json):
+    """List attempted scams: transfers stopped at a station's fraud warning (station, seq, local time, agent,
+    account, fen, payee account and name, why the warning showed).
+
+    Example: sync-server fraud stopped --station ST-0001 --since 2026-12-01
+    """
+    from sync_server.fraud import stopped_transfers
+
+    open_database(database_url)
+    rows = stopped_transfers(station_id, since.date() if since else None)
+    if not rows and not as_json:
+        click.echo("No transfer was stopped at the fraud warning.")
+    _echo_rows(rows, as_json, ("station_id", "seq", "local_time", "agent", "account_id", "amount_fen",
+                               "payee_account", "payee_name", "why"))
+
+
+@fraud.command("markers")
+@database_option
+@click.option("--set", "words", multiple=True,
+              help="Replace the list with these words (repeat the option); sent down with the next downlink.")
+def fraud_markers(database_url, words):
+    """Show the scam markers (words in a payee name that show the fraud warning whatever the amount), or set them.
+
+    Example: sync-server fraud markers --set 安全账户 --set 公安 --set 法院
+    """
+    from sync_server.fraud import FraudError, scam_markers, set_scam_markers
+
+    open_database(database_url)
+    if words:
+        try:
+            set_scam_markers(list(words))
+        except FraudError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo("\n".join(scam_markers()))
 
 
 @cli.group()

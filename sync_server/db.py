@@ -180,6 +180,8 @@ class Customer(BaseModel):
     passbook_number = CharField(unique=True, null=True)
     status = CharField(default="active", constraints=[Check("status IN ('active', 'locked', 'closed')")])
     pin_verifier = CharField()
+    #: Sent down to the stations: the fraud warning asks to call an elderly customer's family (None: unknown).
+    birth_year = IntegerField(null=True)
 
 
 class HomeStation(BaseModel):
@@ -899,3 +901,11 @@ def _migration_6(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_6)
+
+
+def _migration_7(database: Database, migrator: SchemaMigrator) -> None:
+    """Customer birth year: sent down so the fraud warning asks to call an elderly customer's family."""
+    database.execute_sql('ALTER TABLE "customer" ADD COLUMN "birth_year" INTEGER')
+
+
+MIGRATIONS.append(_migration_7)

@@ -43,6 +43,8 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
             "pin_verifier": customer.pin_verifier, "allowance_fen": allowances[account_id],
             "balance_fen": book.balance(account_id), "payees": sorted(payees.get(account_id, [])),
         })
+        if customer.birth_year is not None:
+            customers[-1]["birth_year"] = customer.birth_year
     if partial:
         downlink["customers"] = customers
         return downlink

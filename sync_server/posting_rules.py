@@ -13,7 +13,10 @@ The order of the checks, the first failing one giving the reason:
 2. the txn of a customer operation is new bank-wide, this batch included (``duplicate_txn``: ``seen_txn``);
 3. what the entry names exists and may be used: the customer account (``unknown_account``, never another kind of
    account: ``Applier._customer``), the biller (``unknown_biller``), the payee (``payee_blocked``), an open
-   account (``account_closed``);
+   account (``account_closed``); a transfer the fraud warning was due for (the station's rule,
+   ``station.protocol.scams``, with the bank's known payees) says it was gone past (``fraud_warning_skipped``),
+   and one that went past it at ``fraud_supervisor_fen`` or more names a supervisor of this station
+   (``supervisor_approval_missing``): ``Applier._fraud_warning``;
 4. a debit (withdrawal, transfer, bill paid from the account) is for a home customer of this station and
    amount + fee fits this station's hold for the customer, the offline allowance the bank authorized
    (``not_authorized``); never settled from the available balance. An entry that names a real-time
@@ -83,6 +86,7 @@ from station.protocol.entry_types import (
 )
 from station.protocol.id_card import identity_problem
 from station.protocol.policy import DEFAULT_POLICY
+from station.protocol.scams import matched_markers, warning_for
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import rotation_key, unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
@@ -94,6 +98,7 @@ from sync_server.db import (
     Customer,
     DailyTotal,
     Entry,
+    KnownPayee,
     Posting,
     ReconItem,
     SeenTxn,
@@ -168,6 +173,8 @@ class Applier:
         self.rejected: dict[int, str] = {}
         self._billers: dict[str, bool] = {}
         self._blocked: dict[str, bool] = {}
+        self._known_payees: dict[tuple[str, str], bool] = {}
+        self._supervisors: set[str] | None = None
         #: The txns this batch has reversed (its rows are written only at the end).
         self._reversed: set[str] = set()
         #: This station's authorizations the batch's entries name (``load_authorizations``), and those consumed:
@@ -207,6 +214,25 @@ class Applier:
         if account not in self._blocked:
             self._blocked[account] = BlockedPayee.get_or_none(BlockedPayee.account == account) is not None
         return self._blocked[account]
+
+    def payee_known(self, account_id: str, payee_account) -> bool:
+        """Whether the bank lists ``payee_account`` as a known payee of the customer (looked up once per batch)."""
+        key = (account_id, payee_account)
+        if key not in self._known_payees:
+            self._known_payees[key] = KnownPayee.select().where(
+                (KnownPayee.account_id == account_id) & (KnownPayee.payee_account == payee_account)).exists()
+        return self._known_payees[key]
+
+    def supervisors(self) -> set[str]:
+        """The agent ids this station added as supervisors (``agent_added`` entries the bank acknowledged, and
+        those earlier in this batch: ``_agent_added``), read once per batch."""
+        if self._supervisors is None:
+            rows = Entry.select(Entry.token).where((Entry.station_id == self.station_id)
+                                                   & (Entry.type == EntryType.AGENT_ADDED)
+                                                   & (Entry.outcome == "acknowledged")).tuples()
+            self._supervisors = {payload["agent"] for (token,) in rows
+                                 if (payload := unverified_payload(token)).get("role") == "supervisor"}
+        return self._supervisors
 
     def acct(self, kind: str, extra: str | None = None) -> str:
         """This station's account of ``kind`` (created on first use)."""
@@ -503,7 +529,8 @@ class Applier:
             return Outcome("rejected", "unknown_account")
         if self.payee_blocked(p.get("payee_account")):
             return Outcome("rejected", "payee_blocked")
-        refusal = self._open_account(account) or self._authorize_debit(account, EntryType.TRANSFER, p)
+        refusal = (self._open_account(account) or self._fraud_warning(account, p)
+                   or self._authorize_debit(account, EntryType.TRANSFER, p))
         if refusal:
             return Outcome("rejected", refusal)
         amount, fee = p["amount"], p.get("fee", 0)
@@ -523,6 +550,37 @@ class Applier:
         return Outcome("settled", legs=_legs(
             (account, amount + fee, "transfer"), (self.acct("transfer_clearing"), -amount, "transfer to execute"),
             (self.acct("fee_income"), -fee, "fee"), *self._commission("transfer", p)))
+
+    def _fraud_warning(self, account: str, p: dict) -> str | None:
+        """The fraud warning re-checked (``station.protocol.scams``, the station's own rule): a transfer to a payee
+        the bank does not list as the customer's, of at least ``fraud_warning_fen``, or to a payee name with a scam
+        marker must say the warning was gone past (``fraud_warning_skipped``); one that went past a warning at
+        ``fraud_supervisor_fen`` or more must name a supervisor of this station (``supervisor_approval_missing``)."""
+        warning = warning_for(self.station_policy, known_payee=self.payee_known(account, p["payee_account"]),
+                              amount_fen=p["amount"], payee_name=p["payee_name"])
+        warned = p.get("warned") is True
+        if warning and not warned:
+            return "fraud_warning_skipped"
+        if (warned and p["amount"] >= self.station_policy["fraud_supervisor_fen"]
+                and p.get("approved_by") not in self.supervisors()):
+            return "supervisor_approval_missing"
+        return None
+
+    def _transfer_stopped(self, seq, p):
+        """A transfer the customer stopped at the fraud warning: recorded for the bank's anti-fraud team, no money
+        moves. The customer must be the bank's, and every scam marker it claims must be in the payee's name (the
+        list itself may have changed since: the bank's current one is not asked)."""
+        if self._customer(p) is None:
+            return Outcome("rejected", "unknown_account")
+        if len(matched_markers(p["markers"], p["payee_name"])) != len(set(p["markers"])):
+            return Outcome("rejected", MALFORMED_ENTRY)
+        return Outcome("acknowledged")
+
+    def _agent_added(self, seq, p):
+        """A person added at the station: a supervisor may approve transfers past the fraud warning from now on."""
+        if p["role"] == "supervisor":
+            self.supervisors().add(p["agent"])
+        return Outcome("acknowledged")
 
     def _original(self, ref_txn: str) -> tuple[dict, str | None, list[tuple[str, int, str]]]:
         """(payload, outcome, legs) of the entry with ``ref_txn`` at this station, from this batch or the database
@@ -693,6 +751,7 @@ class Applier:
         EntryType.DEPOSIT: _deposit,
         EntryType.TRANSFER: _transfer,
         EntryType.TRANSFER_CANCEL: _transfer_cancel,
+        EntryType.TRANSFER_STOPPED: _transfer_stopped,
         EntryType.BILL_PAYMENT: _bill_payment,
         EntryType.BALANCE_ENQUIRY: _balance_enquiry,
         EntryType.REVERSAL: _reversal,

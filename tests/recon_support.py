@@ -5,8 +5,9 @@
 one-time codes, and at each station and on each of two business days (3 and 4 November 2026, Beijing time): opens
 the counter with a counted float, serves customers (withdrawals with a fee, a deposit, a transfer to a known
 payee, a transfer cancelled before the bank executed it, a bill paid in cash, a mobile top-up and a bill paid from
-the account, a withdrawal reversed by the supervisor, a balance enquiry), closes the day with a small shortage or
-surplus within the cash tolerance, and syncs; the bank then executes the transfers that are due.
+the account, a withdrawal reversed by the supervisor, a balance enquiry, a transfer stopped at the fraud warning),
+closes the day with a small shortage or surplus within the cash tolerance, and syncs; the bank then executes the
+transfers that are due.
 Nothing in it is an anomaly: recon must report no discrepancy at all on it (``tests/test_recon_kinds.py``).
 
 Time is a ``FakeClock`` shared by the stations and the bank (``ServerClock`` makes the server's ``now`` the same
@@ -144,6 +145,13 @@ class Counter:
 
     def enquiry(self, account_id: str):
         return operations.balance_enquiry(self.st, self.agent, self.auth(account_id), receipts.new_txn_id())
+
+    def stop(self, account_id: str, amount: int):
+        """The customer stops at the fraud warning: a transfer to a "safe account" that is never sent."""
+        self.step()
+        customer = Customer.get(Customer.account_id == account_id)
+        return operations.stop_transfer(self.st, self.agent, customer, "6222000099990000", "公安局安全账户", amount,
+                                        receipts.new_txn_id())
 
     def reverse(self, txn: str, reason: str = "agent keyed the wrong customer"):
         self.step()
@@ -415,6 +423,7 @@ def story(counter: Counter, station_id: str, day: int) -> dict[str, object]:
     done["withdrawal_reversed"] = mistaken
     done["reversal"] = counter.reverse(mistaken.txn)
     done["enquiry"] = counter.enquiry(b).receipt
+    done["transfer_stopped"] = counter.stop(d, 800_000)
     if station_id == "ST-0002" and day == 0:
         # A customer of ST-0001 who also calls ST-0002 home: holds at two stations.
         done["withdrawal_shared"] = counter.withdraw(account_of("ST-0001", 0), 30_000)

@@ -128,7 +128,7 @@ def _ask(station, keys, clock, customer: str, kind: str, units: int) -> tuple[di
 def _entry_body(payload: dict, auth_id: str, amount: int) -> dict:
     body = {"agent": "A01", "account": payload["account"], "amount": amount, "auth": auth_id}
     if payload["kind"] == "transfer":
-        body.update(fee=200, payee_account=PAYEE, payee_name="王")
+        body.update(fee=200, payee_account=PAYEE, payee_name="王", warned=True)  # a new payee: past the warning
     return body
 
 

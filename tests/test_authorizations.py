@@ -132,6 +132,8 @@ def grant_row(auth_id: str) -> Authorization:
 
 def record_entry(st, entry_type: str, body: dict, txn: str) -> int:
     """The station signs an entry naming the grant (as the station's online operations write it) and syncs."""
+    if entry_type == "transfer":
+        body = {"warned": True, **body}  # PAYEE is new to the customer: the station showed the fraud warning
     with st.db.atomic():
         entry = append_forged_entry(st, entry_type, st.now(), {"agent": "A01", **body}, txn=txn)
     return entry.seq

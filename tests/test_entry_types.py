@@ -125,6 +125,7 @@ def written_by_the_station(st) -> dict[str, dict]:
         sent = operations.transfer(st, session, auth, payee.account if payee else "6222001234567890123",
                                    payee.name if payee else "王小明", 10_000, new(), fraud_warning_confirmed=True)
         operations.cancel_transfer(st, session, auth, sent.txn, new())
+        operations.stop_transfer(st, session, customer, "6222001234567890123", "公安局安全账户", 20_000, new())
         operations.pay_bill(st, session, None, "ELEC-SGCC", "3300112233", 8_640, new())
         operations.balance_enquiry(st, session, auth, new())
         operations.reverse(st, supervisor, paid.txn, new(), "Wrong amount")

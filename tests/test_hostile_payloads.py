@@ -26,9 +26,10 @@ AGENT = DEMO_AGENTS[0][0]
 
 
 def transfer_body(**changes) -> dict:
-    """A well-formed transfer's fields (besides the chain's, with the policy's 2-yuan fee), with ``changes`` applied."""
+    """A well-formed transfer's fields (besides the chain's, with the policy's 2-yuan fee; past the fraud warning, as
+    a new payee's), with ``changes`` applied."""
     return {"agent": AGENT, "account": ACCOUNT, "amount": 10_000, "fee": 200, "payee_account": "6222020200112233445",
-            "payee_name": "Li Wei", **changes}
+            "payee_name": "Li Wei", "warned": True, **changes}
 
 
 def open_counter(st):

@@ -78,7 +78,7 @@ def test_a_foreign_customers_transfers_are_not_authorized(server, tmp_path, cloc
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     before = balance(FOREIGN)
     sent = [forge(one, "transfer", {"account": FOREIGN, "amount": 499_900, "fee": 200, "payee_account": PAYEE,
-                                    "payee_name": "李伟"}) for _ in range(7)]
+                                    "payee_name": "李伟", "warned": True}) for _ in range(7)]
     assert sync_once(one).rejected == {entry.seq: "not_authorized" for entry in sent}
     assert balance(FOREIGN) == before
     assert not any(posted("ST-0001", entry.seq) for entry in sent)

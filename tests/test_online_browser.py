@@ -16,6 +16,7 @@ from ui_helpers import AGENT_PIN, CUSTOMER_PIN
 
 from station.app import create_app
 from station.db import Customer, Operation
+from station.demo import DEMO_AGENTS
 from station.link import note_failure
 
 NEW_PAYEE = "6222000000009999"
@@ -76,6 +77,11 @@ def transfer_to_confirm(page, base, who: Customer, yuan: str):
     tap(page, yuan)
     page.click("#next")
     page.click("#confirm-warning")
+    if int(yuan) * 100 >= 1_000_000:  # from fraud_supervisor_fen the supervisor's PIN, on the warning screen
+        page.wait_for_selector("#approve-warning")
+        check_screen(page)
+        tap(page, DEMO_AGENTS[1][3])
+        page.click("#approve-warning")
     page.wait_for_url(base + "/op/transfer/confirm")
     check_screen(page)
     page.click("#confirm")

@@ -13,7 +13,7 @@ from sync_support import enrolled_station, open_counter, server_db
 
 from station import agents, errors, limits, online, operations, receipts
 from station.db import Customer, Operation
-from station.demo import DEMO_CUSTOMER_PIN
+from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.link import note_failure
 from station.protocol.tokens import unverified_payload
 from station.sync import pending_entries
@@ -47,8 +47,12 @@ def transfer_online(st, agent, who, yuan):
     grant = online.authorize(st, "transfer", txn=txn, agent=agent.agent_id, account=who.account_id,
                              amount=yuan * 100, fee=operations.quote_fee(st, "transfer"), payee_account=PAYEE[0])
     auth = agents.authenticate_customer(st, agent, who, DEMO_CUSTOMER_PIN)
+    # A new payee: past the fraud warning, from 10,000 yuan with the supervisor's PIN (the bank checks who).
+    supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
+    approval = (operations.approve_past_warning(st, agent, supervisor_id, supervisor_pin)
+                if yuan * 100 >= st.policy["fraud_supervisor_fen"] else None)
     return grant, operations.transfer(st, agent, auth, *PAYEE, str(yuan), txn, fraud_warning_confirmed=True,
-                                      authorization=grant)
+                                      approval=approval, authorization=grant)
 
 
 def test_a_20000_yuan_transfer_is_authorized_recorded_pushed_and_settled(counter):

@@ -16,7 +16,7 @@ from ui_helpers import identity_present
 
 from station import agents, errors, limits, online, operations, receipts
 from station.db import BankAuthorization, Customer, Operation
-from station.demo import DEMO_CUSTOMER_PIN
+from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.journal import journal_head
 from station.link import link_status, note_failure
 from station.protocol.authorizations import REFUSALS
@@ -54,8 +54,12 @@ def ask_transfer(st, agent, who, yuan, txn=None):
 
 
 def send(st, agent, who, yuan, txn, authorization=None):
+    """A transfer to the new payee past the fraud warning (from 10,000 yuan with the supervisor's approval)."""
+    supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
+    approval = (operations.approve_past_warning(st, agent, supervisor_id, supervisor_pin)
+                if yuan * 100 >= st.policy["fraud_supervisor_fen"] else None)
     return operations.transfer(st, agent, pin(st, agent, who), *PAYEE, str(yuan), txn,
-                               fraud_warning_confirmed=True, authorization=authorization)
+                               fraud_warning_confirmed=True, approval=approval, authorization=authorization)
 
 
 def entry_of(receipt) -> dict:

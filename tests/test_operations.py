@@ -383,7 +383,7 @@ def test_new_payee_needs_the_fraud_warning(open_drawer, agent, auth):
                                   fraud_warning_confirmed=True)
     assert receipt.status == "recorded"
     assert receipt.fee_fen == 200
-    assert receipt.details == {"payee_account": "6222000000000000001", "payee_name": "王小明"}
+    assert receipt.details == {"payee_account": "6222000000000000001", "payee_name": "王小明", "warned": True}
 
 
 def test_known_payee_small_amount_needs_no_warning_but_large_does(open_drawer, agent):

@@ -171,6 +171,9 @@ def test_release_1_database_is_upgraded_without_loss(tmp_path):
     # ...and release 5 each enrollment code's purpose: every code so far enrolled a new station.
     assert {row[-1] for row in after["enrollment_code"]} == {"enroll"}
     after["enrollment_code"] = [row[:-1] for row in after["enrollment_code"]]
+    # ...and release 7 each customer's birth year, unknown for every customer so far.
+    assert {row[-1] for row in after["customer"]} == {None}
+    after["customer"] = [row[:-1] for row in after["customer"]]
     assert after == before
     # ...and the txns already held, once each: a later entry with one of them is a duplicate.
     connection = sqlite3.connect(path)
@@ -192,6 +195,24 @@ def test_release_1_database_is_upgraded_without_loss(tmp_path):
         assert balance_fen == (posted if kind in DEBIT_NORMAL else -posted), account_id
     balances = {account_id: balance for account_id, _, _, balance in after["account"]}
     assert all(0 <= amount <= balances[account_id] for _, account_id, amount, _ in after["hold"])
+
+
+def test_the_birth_year_migration_keeps_the_customers_of_the_release_before(database_url):
+    """Migration 7 on a database of release 6 with customers: each is kept, its birth year unknown until the bank
+    imports one; the column then takes a year."""
+    database = connect_url(database_url)
+    database.connect()
+    try:
+        assert migrate_database(database, up_to=6) == list(range(1, 7))
+        database.execute_sql("INSERT INTO customer (account_id, name, card_number, passbook_number, status, "
+                             "pin_verifier) VALUES ('DM00010000', '李奶奶', NULL, '8800010000', 'active', 'scrypt$x')")
+        assert migrate_database(database) == list(range(7, len(MIGRATIONS) + 1))
+        rows = database.execute_sql("SELECT account_id, name, birth_year FROM customer").fetchall()
+        assert [tuple(row) for row in rows] == [("DM00010000", "李奶奶", None)]
+        database.execute_sql("UPDATE customer SET birth_year = 1948")
+        assert database.execute_sql("SELECT birth_year FROM customer").fetchone()[0] == 1948
+    finally:
+        database.close()
 
 
 def test_migrating_twice_changes_nothing(tmp_path):

@@ -100,8 +100,9 @@ def test_release_1_folder_is_upgraded_without_loss(release1_folder):
         history = st.db.execute_sql('SELECT "version", "name" FROM "schema_version"').fetchall()
         assert [version for version, _ in history] == list(range(1, len(MIGRATIONS) + 1))
         assert history[0][1].startswith("Release 1")
-        # Migration 2 adds operation.auth_id and customer.balance_seq, empty for every row release 1 wrote.
-        added = {"operation": (None,), "customer": (None,)}
+        # Migration 2 adds operation.auth_id and customer.balance_seq, migration 3 customer.birth_year: empty for
+        # every row release 1 wrote.
+        added = {"operation": (None,), "customer": (None, None)}
         assert rows_of(release1_folder / "station.db") == {
             table: [row + added.get(table, ()) for row in rows] for table, rows in before.items()}
 
@@ -124,6 +125,25 @@ def test_release_1_folder_is_upgraded_without_loss(release1_folder):
     result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(release1_folder), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"station": "ST-0001", "entries": 44, "intact": True, "problems": []}
+
+
+def test_the_birth_year_migration_keeps_the_customers_of_the_release_before(release1_folder):
+    """Migration 3 on a database of release 2 (issue 11): every customer is kept, with its birth year unknown
+    until the bank's downlink sends one."""
+    path = release1_folder / "station.db"
+    database = SqliteDatabase(str(path))
+    database.connect()
+    database.execute_sql(station_db.SCHEMA_HISTORY_DDL)
+    for version, migration in enumerate(MIGRATIONS[:2], start=1):
+        migration(database, None)
+        database.execute_sql("INSERT INTO schema_version VALUES (?, ?, '2026-11-30T00:00:00+00:00')",
+                             (version, migration.__doc__))
+    before = database.execute_sql("SELECT * FROM customer ORDER BY id").fetchall()
+    assert migrate_database(database) == list(range(3, len(MIGRATIONS) + 1))
+    after = database.execute_sql("SELECT * FROM customer ORDER BY id").fetchall()
+    database.close()
+    assert len(before) == 60 and [row[:-1] for row in after] == before
+    assert {row[-1] for row in after} == {None}
 
 
 def test_migrating_twice_changes_nothing(release1_folder):

@@ -81,6 +81,10 @@ def test_pension_day(make_station, clock):
         assert operations.needs_fraud_warning(st, scared, "6222020000000000007", 8000_00)
         with pytest.raises(errors.FraudWarningRequired):
             operations.transfer(st, tian, auth, "6222020000000000007", "安全账户", "8000", receipts.new_txn_id())
+        # The attempt is journaled for the bank's anti-fraud team (and, say, "安全账户" is a scam word).
+        stopped = operations.stop_transfer(st, tian, scared, "6222020000000000007", "安全账户", "8000",
+                                           receipts.new_txn_id())
+        assert stopped.details["markers"] == ["安全账户"] and stopped.amount_fen == 8000_00
 
         # A daughter sends 500 to her son (a known payee): waiting for the bank.
         daughter = people[45]
@@ -109,7 +113,8 @@ def test_pension_day(make_station, clock):
         kinds = Counter(e.type for e in JournalEntry.select().where(JournalEntry.seq >= start_seq))
         withdrawals = 1 + 40 - refused_for_cash
         assert kinds == Counter(
-            day_open=1, customer_pin_failed=3, withdrawal=withdrawals, transfer=1, bill_payment=4, day_close=1
+            day_open=1, customer_pin_failed=3, withdrawal=withdrawals, transfer=1, transfer_stopped=1, bill_payment=4,
+            day_close=1,
         )
         assert not Operation.select().where(Operation.customer == mrs_li.id).exists()
         assert Customer.get_by_id(mrs_li.id).status == "locked"

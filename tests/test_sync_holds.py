@@ -169,7 +169,7 @@ def forge(st, entry_type, body):
 
 def forged_transfer(st, amount=1_000):
     return forge(st, "transfer", {"account": SHARED, "amount": amount, "fee": 200,
-                                  "payee_account": "6222000011112222", "payee_name": "x"})
+                                  "payee_account": "6222000011112222", "payee_name": "x", "warned": True})
 
 
 def test_a_forged_reversal_of_a_transfer_is_rejected_and_the_transfer_stays_pending(server, tmp_path, clock):

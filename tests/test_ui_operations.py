@@ -21,6 +21,7 @@ from ui_helpers import (
 from station import business_day, receipts
 from station.db import BlockedPayee, Customer, JournalEntry, Operation
 from station.protocol.money import format_yuan
+from station.protocol.tokens import unverified_payload
 
 
 @pytest.fixture
@@ -204,6 +205,11 @@ def test_fraud_warning_and_deciding_not_to_send(agent_client):
     assert response.location == "/home"
     assert "做得对，钱没有转出。" in agent_client.get("/home").get_data(as_text=True)
     assert Operation.select().count() == 0
+    # The attempt is journaled for the bank (no PIN was typed: none is in it).
+    stopped = [unverified_payload(entry.token)
+               for entry in JournalEntry.select().where(JournalEntry.type == "transfer_stopped")]
+    assert [(p["amount"], p["payee_name"], p["new_payee"], p["account"]) for p in stopped] == [
+        (800_000, "张三", True, customer.account_id)]
 
 
 def test_a_transfer_over_the_allowance_is_refused_at_the_confirmation_before_the_pin(agent_client):

@@ -47,3 +47,9 @@ GIVEN_NAMES = ("秀英", "桂英", "玉兰", "建国", "国强", "德明", "淑�
 def demo_billers() -> list[dict]:
     """The demo billers, one dict each with every column of a biller (fresh copies: callers may change them)."""
     return copy.deepcopy(list(_DEMO_BILLERS))
+
+
+def demo_birth_year(index: int) -> int:
+    """The birth year of a station's ``index``-th demo customer: a village's mix, about half of them 60 or older
+    (the first one is)."""
+    return 1938 + (index * 17 + 20) % 60 if index % 2 == 0 else 1960 + (index * 7) % 40

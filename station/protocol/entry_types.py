@@ -42,6 +42,7 @@ class EntryType(StrEnum):
     DEPOSIT = "deposit"
     TRANSFER = "transfer"
     TRANSFER_CANCEL = "transfer_cancel"
+    TRANSFER_STOPPED = "transfer_stopped"
     BILL_PAYMENT = "bill_payment"
     BALANCE_ENQUIRY = "balance_enquiry"
     REVERSAL = "reversal"
@@ -105,7 +106,11 @@ class Kind(StrEnum):
     OBJECT = "object"
     COUNTS = "counts"
     FEN_OR_NULL = "fen or null"
+    TEXTS = "texts"
 
+
+#: The most strings a ``texts`` field holds.
+MAX_TEXTS = 64
 
 #: The largest integer any payload field holds: 2**53 - 1, where every JSON reader agrees on the value and JCS
 #: (``canonical_json``) writes it as this kit does.
@@ -124,6 +129,7 @@ KIND_DOCS = {
     Kind.OBJECT: "JSON object",
     Kind.COUNTS: 'JSON object: denomination in fen (decimal digits) to a count of pieces, `{"10000": 250}`',
     Kind.FEN_OR_NULL: "fen, or `null`",
+    Kind.TEXTS: f"JSON array of at most {MAX_TEXTS} non-empty printable strings of at most 64 characters",
 }
 
 #: Rejection reasons a payload check gives (they travel in the signed ack).
@@ -184,18 +190,23 @@ def _is_positive_fen(value) -> bool:
     return _is_fen(value) and value > 0
 
 
+def _is_id(value) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID and printable(value)
+
+
 _CHECKS = {
     Kind.FEN: _is_fen,
     Kind.POSITIVE_FEN: _is_positive_fen,
     Kind.INTEGER: _is_int,
     Kind.COUNT: lambda v: _is_int(v) and v >= 0,
     Kind.BOOLEAN: lambda v: isinstance(v, bool),
-    Kind.ID: lambda v: isinstance(v, str) and 0 < len(v) <= MAX_ID and printable(v),
+    Kind.ID: _is_id,
     Kind.TEXT: lambda v: isinstance(v, str) and len(v) <= MAX_TEXT and printable(v),
     Kind.UUID: _is_uuid,
     Kind.OBJECT: lambda v: isinstance(v, dict),
     Kind.COUNTS: _is_counts,
     Kind.FEN_OR_NULL: lambda v: v is None or _is_fen(v),
+    Kind.TEXTS: lambda v: isinstance(v, list) and len(v) <= MAX_TEXTS and all(_is_id(item) for item in v),
 }
 
 
@@ -347,8 +358,23 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "payee_account": Field(Kind.ID, doc="in full: the bank executes the transfer"),
         "payee_name": Field(Kind.TEXT),
         "auth": _AUTH,
+        "warned": _optional(Kind.BOOLEAN, "`true`: the fraud warning was shown, read with the customer and gone "
+                                          "past (present whenever the warning was due)"),
+        "approved_by": _optional(Kind.ID, "the supervisor whose PIN let it past the warning (at least "
+                                          "`fraud_supervisor_fen`)"),
     }, customer_effect=Effect.DEBIT, cancellable=True, customer_operation=True, home_tile=True,
         label=N_("Transfer"), printed=("转账", "Transfer")),
+    _spec(EntryType.TRANSFER_STOPPED, {
+        "txn": Field(Kind.UUID, doc="the warning screen's, so a double tap records once"),
+        "agent": _AGENT, "account": _ACCOUNT,
+        "amount": _AMOUNT,
+        "payee_account": Field(Kind.ID),
+        "payee_name": Field(Kind.TEXT),
+        "new_payee": Field(Kind.BOOLEAN, doc="why the warning showed: a payee new to the customer"),
+        "over_threshold": Field(Kind.BOOLEAN, doc="why: at least `fraud_warning_fen`"),
+        "markers": Field(Kind.TEXTS, doc="why: the scam markers the payee name matched"),
+    }, label=N_("Transfer stopped"), printed=("转账已终止", "Transfer stopped"),
+        doc="the customer stopped at the fraud warning: nothing was sent; no PIN"),
     _spec(EntryType.TRANSFER_CANCEL, {
         "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT,
         "ref_txn": Field(Kind.UUID, doc="the transfer withdrawn"),

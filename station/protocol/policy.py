@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 
+from station.protocol.scams import DEFAULT_SCAM_MARKERS, valid_markers
+from station.protocol.tokens import is_integer
+
 DEFAULT_POLICY: dict = {
     "limits": {
         # A rural service point's cash withdrawal: at most 1,000 yuan per card per day, minimum 10, in tens.
@@ -24,6 +27,12 @@ DEFAULT_POLICY: dict = {
     #: A withdrawal above this (or by a proxy, 代办) records the ID card of the person present: a pension is a few
     #: hundred yuan, so the everyday withdrawal passes without it and the day's whole cap (1,000 yuan) needs it.
     "id_check_fen": 50_000,
+    #: Going past the fraud warning on a transfer of at least this needs a supervisor's PIN.
+    "fraud_supervisor_fen": 1_000_000,
+    #: Words in a payee name or reference that show the fraud warning whatever the amount (``station.protocol.scams``).
+    "scam_markers": list(DEFAULT_SCAM_MARKERS),
+    #: A customer this old or older (from the birth year the bank sends) is asked to call the family at the warning.
+    "elderly_age": 60,
     #: All deposits of one station in one local day: cash taken in has to come from somewhere.
     "deposit_station_daily_fen": 20_000_000,
     "max_unsynced_fen": 5_000_000,
@@ -42,10 +51,27 @@ DEFAULT_POLICY: dict = {
 }
 
 
+#: Keys whose value must pass a check before it replaces the default: a bad value keeps the default, on the
+#: station and at the bank alike (both merge with this function).
+_CHECKED = {
+    "scam_markers": lambda value: valid_markers(value) is not None,
+    "fraud_supervisor_fen": lambda value: is_integer(value) and 0 < value <= 2**53 - 1,
+    "elderly_age": lambda value: is_integer(value) and 0 < value <= 150,
+}
+
+
+def policy_problems(overrides: dict | None) -> list[str]:
+    """The keys of ``overrides`` whose values ``merged_policy`` would not use (their defaults apply instead)."""
+    return [key for key, check in _CHECKED.items() if key in (overrides or {}) and not check(overrides[key])]
+
+
 def merged_policy(overrides: dict | None) -> dict:
-    """The defaults with ``overrides`` laid over them, one level of nesting deep for ``limits``/``fees``."""
+    """The defaults with ``overrides`` laid over them, one level of nesting deep for ``limits``/``fees``; a
+    checked key's bad value (``policy_problems``) is left out."""
     policy = copy.deepcopy(DEFAULT_POLICY)
     for key, value in (overrides or {}).items():
+        if key in _CHECKED and not _CHECKED[key](value):
+            continue
         if key == "limits" and isinstance(value, dict):
             for op_type, limits in value.items():
                 policy["limits"].setdefault(op_type, {}).update(limits)

@@ -25,12 +25,13 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_babel import gettext
 
 from station import agents, errors, identity, limits, online, operations, receipts
-from station.db import Biller, Customer, Payee
+from station.db import Agent, Biller, Customer, Payee
 from station.device_state import refuse_new_operations
 from station.errors import StationError
 from station.link import should_ask_bank
 from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, parse_amount
+from station.protocol.times import parse_utc, utc_text
 from station.speech import SPOKEN_TYPES, SpeechFailed, amount_speech, speech_available, speech_wav
 from station.ui.common import NoOperationInProgress, current_agent, login_required, station, translate_error
 
@@ -60,8 +61,8 @@ STEP_KEYS = {
 }
 #: Typed values each step's change invalidates (later confirmations, the ID card recorded for the amount, the
 #: transaction UUID, the bank's answer).
-CONFIRMATIONS = ("warning_done", "fraud_ok", "identity_done", "id_hash", "id_last4", "confirmed", "txn", "bank",
-                 "auth_id")
+CONFIRMATIONS = ("warning_done", "fraud_ok", "approval", "stop_txn", "identity_done", "id_hash", "id_last4",
+                 "confirmed", "txn", "bank", "auth_id")
 #: Kinds the bank is asked about (``station.protocol.authorizations.KINDS``) and the step whose submission asks.
 ASKED_AT = {
     EntryType.WITHDRAWAL: "amount",
@@ -308,20 +309,49 @@ def payee_step(op: dict):
 
 
 def warning_step(op: dict):
-    """The fraud warning, when the core says this transfer needs it."""
+    """The fraud warning, when the core says this transfer needs it (with why, the 96110 hotline, and for an
+    elderly customer a call to the family). The customer stopping is journaled (``transfer_stopped``); going on
+    above ``fraud_supervisor_fen`` takes a supervisor's PIN, typed on this screen (a second state of it)."""
+    st = station()
     fen = parsed_amount(op["amount"])
-    if not operations.needs_fraud_warning(station(), customer_of(op), op["payee_account"], fen):
+    customer = customer_of(op)
+    warning = operations.fraud_warning(st, customer, op["payee_account"], op["payee_name"], fen)
+    if not warning:
         save(op, warning_done=True)
         return go_next(op)
-    if request.method == "POST":
-        if request.form.get("decision") == "send":
-            op.update(warning_done=True, fraud_ok=True)
-            session["op"] = op
-            return go_next(op)
+    op.setdefault("stop_txn", receipts.new_txn_id())
+    session["op"] = op
+    decision = request.form.get("decision") if request.method == "POST" else None
+    supervisors = list(Agent.select().where(Agent.role == "supervisor").order_by(Agent.agent_id))
+    context = dict(amount_fen=fen, warning=warning, elderly=operations.customer_is_elderly(st, customer),
+                   supervisors=supervisors, supervisor_fen=st.policy["fraud_supervisor_fen"],
+                   supervisor_id=request.form.get("supervisor_id") or (supervisors[0].agent_id if supervisors else ""))
+    if decision == "stop":
+        try:
+            operations.stop_transfer(st, current_agent(), customer, op["payee_account"], op["payee_name"],
+                                     op["amount"], request.form.get("stop_txn") or op["stop_txn"])
+        except StationError as err:
+            return render_step("op_warning.html", op, error=translate_error(err), **context)
         session.pop("op", None)
-        flash(gettext("Good decision: nothing was sent."))
+        flash(gettext("Good decision: nothing was sent. The bank is told of the attempt."))
         return redirect(url_for("home.home"))
-    return render_step("op_warning.html", op, amount_fen=fen)
+    if decision == "send" and not warning.needs_supervisor:
+        op.update(warning_done=True, fraud_ok=True)
+        session["op"] = op
+        return go_next(op)
+    if decision == "send":
+        return render_step("op_warning.html", op, asking_supervisor=True, **context)
+    if decision == "approve" and warning.needs_supervisor:
+        try:
+            approval = operations.approve_past_warning(st, current_agent(), context["supervisor_id"],
+                                                       request.form.get("pin", ""))
+        except StationError as err:
+            return render_step("op_warning.html", op, asking_supervisor=True, error=translate_error(err), **context)
+        op.update(warning_done=True, fraud_ok=True,
+                  approval={"supervisor_id": approval.supervisor_id, "approved_at": utc_text(approval.approved_at)})
+        session["op"] = op
+        return go_next(op)
+    return render_step("op_warning.html", op, **context)
 
 
 def identity_step(op: dict):
@@ -528,7 +558,8 @@ def execute(op: dict, auth, txn: str, template: str, **context):
             receipt = operations.deposit_cash(st, agent, auth, op["amount"], txn)
         elif kind == "transfer":
             receipt = operations.transfer(st, agent, auth, op["payee_account"], op["payee_name"], op["amount"], txn,
-                                          fraud_warning_confirmed=bool(op.get("fraud_ok")), authorization=grant)
+                                          fraud_warning_confirmed=bool(op.get("fraud_ok")),
+                                          approval=approval_of(op, agent), authorization=grant)
         elif kind == EntryType.BILL_PAYMENT:
             receipt = operations.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
                                           funding=op.get("funding", "cash"), authorization=grant)
@@ -541,6 +572,14 @@ def execute(op: dict, auth, txn: str, template: str, **context):
     if grant or should_ask_bank(st):
         online.push_now(st)
     return redirect(url_for("receipts.show", seq=receipt.seq))
+
+
+def approval_of(op: dict, agent) -> operations.SupervisorApproval | None:
+    """The supervisor's approval the warning step noted (the core checks it is still good), or None."""
+    noted = op.get("approval")
+    if not noted or agent is None:
+        return None
+    return operations.SupervisorApproval(noted["supervisor_id"], agent.agent_id, parse_utc(noted["approved_at"]))
 
 
 STEP_VIEWS = {

@@ -16,7 +16,7 @@ from flask_babel import gettext
 from markupsafe import Markup
 
 from station import agents, online, operations, printing, receipts
-from station.db import Agent, Biller, JournalEntry, Operation, PrintedReceipt
+from station.db import Agent, Biller, Customer, JournalEntry, Operation, PrintedReceipt
 from station.errors import REJECTION_REASONS, StationError
 from station.link import should_ask_bank
 from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, OperationState, printable_text
@@ -51,6 +51,9 @@ def receipt_at(seq: int) -> receipts.Receipt | None:
     entry = JournalEntry.get_or_none(JournalEntry.seq == seq)
     if entry is None or entry.type not in TYPE_LABELS:
         return None
+    if entry.type == EntryType.TRANSFER_STOPPED:
+        account = unverified_payload(entry.token).get("account")
+        return operations.stopped_receipt(entry, Customer.get_or_none(Customer.account_id == account))
     payload = unverified_payload(entry.token)
     details = {k: v for k, v in payload.items() if k in ("expected", "variance", "category", "text", "counts")}
     return receipts.Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token,

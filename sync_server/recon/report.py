@@ -23,6 +23,7 @@ TYPE_LABELS = {
     "day_close": N_("day close"), "start": N_("start"), "agent_added": N_("agent added"),
     "agent_pin_failed": N_("agent PIN failure"), "agent_unlocked": N_("agent unlocked"),
     "customer_pin_failed": N_("customer PIN failure"), "feedback": N_("customer voice"),
+    "transfer_stopped": N_("transfer stopped at the fraud warning"),
 }
 
 #: The columns of every discrepancy, in JSON and CSV.
