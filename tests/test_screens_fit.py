@@ -267,6 +267,35 @@ def tap_after(reach, field):
     return reached
 
 
+def elderly(reach):
+    """``reach`` with the plain and long-named customers born 80 years ago (their birth years back after)."""
+
+    def reached(c):
+        for name in ("plain", "long"):
+            customer = Customer.get_by_id(c.customers[name].id)
+            c.stack.callback(Customer.update(birth_year=customer.birth_year).where(Customer.id == customer.id).execute)
+            Customer.update(birth_year=c.st.local_date().year - 80).where(Customer.id == customer.id).execute()
+        reach(c)
+
+    return reached
+
+
+def supervisor_asked(wrong_pin=False, **keyed):
+    """A transfer at or above ``fraud_supervisor_fen`` gone past the warning: the supervisor's PIN pad (refused)."""
+
+    def reach(c):
+        c.op("transfer", **keyed)
+        c.go("/op/transfer/warning")
+        stop_txn = c.page.get_attribute("input[name=stop_txn]", "value")
+        c.show("/op/transfer/warning", {"decision": "send", "stop_txn": stop_txn})
+        if wrong_pin:
+            c.show("/op/transfer/warning", {"decision": "approve", "stop_txn": stop_txn, "supervisor_id": "S01",
+                                            "pin": "000000"})
+            Agent.update(failed_pins=0).where(Agent.agent_id == "S01").execute()
+
+    return reach
+
+
 def home_after_fraud_stop(c):
     c.op("transfer", payee=("6222000000009999", "张三"), amount="300")
     c.show("/op/transfer/warning", {"decision": "stop"})
@@ -428,6 +457,8 @@ def set_up_clock_not_set(c):
 PAYEE = ("6222000000009999", "张三")
 LONG_PAYEE = ("6222000000009999", LONG_PAYEE_NAME)
 BIG = "99999"
+SCAM_PAYEE_NAME = "公安局安全账户"
+SUPERVISED = "12000"  # at least fraud_supervisor_fen: going past the warning takes a supervisor's PIN
 #: A printer that is not there: printing fails with the printer's error on the screen.
 BROKEN_PRINTER = {"kind": "file", "path": "/nonexistent/lp0"}  # above every per-transaction limit: a refusal
 
@@ -442,7 +473,7 @@ SCREEN_SHOWS = {
     "day close": "#count-form",
     "sync": "#sync-status", "chart": "#chart", "customer voice": "#voice-form", "revoked": "#revoked",
     "set-up": "header.bar", "set-up people": "#save",
-    "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account", "warning": "#fraud-warning",
+    "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account", "warning": "#fraud-warning, #warning-form",
     "confirm": "#summary", "pin": "#pin, #pin-locked", "identity": "#id_number", "biller": ".billers",
     "reference": "#reference",
 }
@@ -462,7 +493,8 @@ STATE_SHOWS = {
     "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
-    "nothing found": "#no-rows", "beyond the tolerance": "#variance-reasons", "large print": "body.large",
+    "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
+    "supervisor PIN": "#approve-warning", "beyond the tolerance": "#variance-reasons", "large print": "body.large",
     "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
 }
 
@@ -557,6 +589,15 @@ CASES = [
                                                   payee=LONG_PAYEE)),
     Case("transfer warning", "long names",
          op_step("transfer", "warning", customer="long", payee=LONG_PAYEE, amount="300")),
+    Case("transfer warning", "scam words, elderly",
+         elderly(op_step("transfer", "warning", customer="long", payee=(LONG_PAYEE[0], SCAM_PAYEE_NAME),
+                         amount="100"))),
+    Case("transfer warning", "large print, scam words, elderly",
+         with_state("large_print", elderly(op_step("transfer", "warning", payee=("6222000000009999",
+                                                                                SCAM_PAYEE_NAME), amount="100")))),
+    Case("transfer warning", "supervisor PIN", supervisor_asked(payee=PAYEE, amount=SUPERVISED)),
+    Case("transfer warning", "supervisor PIN, wrong PIN, long names",
+         supervisor_asked(wrong_pin=True, customer="long", payee=LONG_PAYEE, amount=SUPERVISED)),
     Case("transfer confirm", "normal", op_step("transfer", "confirm", payee=PAYEE, amount="300", warning=True)),
     Case("transfer confirm", "refused, long names",
          op_refused("transfer", "confirm", {}, customer="long", payee=LONG_PAYEE, amount=BIG, warning=True)),
@@ -605,6 +646,7 @@ CASES = [
     Case("receipt", "reversal", receipt("reversal")),
     Case("receipt", "customer voice", receipt("feedback")),
     Case("receipt", "day open", receipt("day_open")),
+    Case("receipt", "transfer stopped", receipt("transfer_stopped")),
     Case("receipt", "day close", receipt("day_close")),
     Case("receipt", "offline warning", with_state("offline_warning", receipt("transfer"))),
     Case("receipts list", "many rows", go("/receipts/")),
@@ -691,6 +733,7 @@ def record_day(st) -> None:
     supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
     operations.reverse(st, supervisor, reversed_deposit.txn, receipts.new_txn_id(), "Wrong amount")
     operations.deposit_cash(st, agent, auth(), "200", receipts.new_txn_id())
+    operations.stop_transfer(st, agent, customer, "6222000000009999", SCAM_PAYEE_NAME, "100", receipts.new_txn_id())
     from station.feedback import record_feedback
 
     record_feedback(st, agent, "praise", "服务热情，有耐心。" * 10, receipts.new_txn_id())
