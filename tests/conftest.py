@@ -142,7 +142,9 @@ def printed(station, monkeypatch):
     return jobs
 
 
-# The sync server fixtures (server over SQLite and, with TEST_DATABASE_URL, PostgreSQL): tests/sync_support.py.
+# The sync server fixtures (server over SQLite and, with TEST_DATABASE_URL, PostgreSQL): tests/sync_support.py;
+# recon's clean history, built once per test process and copied per test: tests/recon_support.py.
+from recon_support import history_templates  # noqa: E402, F401
 from sync_support import bank_templates, database_url, pg_database_url, server, slow_bank  # noqa: E402, F401
 
 # Debian's Chromium for the browser tests, once per module: tests/ui_browser_support.py.

@@ -183,11 +183,11 @@ def bank_templates(tmp_path_factory):
         drop_pg_database(pg_template_url())
 
 
-def pg_template_url() -> str:
-    """A database of its own for this test process's PostgreSQL bank template (created on first use)."""
+def pg_template_url(kind: str = "bank") -> str:
+    """A database of its own for this test process's PostgreSQL template ``kind`` (created on first use)."""
     import psycopg
 
-    name = f"sk_tmpl_{os.getpid()}"
+    name = f"sk_tmpl_{os.getpid()}_{kind}"
     with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{name}"')
