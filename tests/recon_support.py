@@ -523,18 +523,22 @@ def history_fixture(database_url, tmp_path, clock, monkeypatch, history_template
     backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     template = history_templates(backend, clock)
     keys_dir = tmp_path / "server-keys"
-    if not copy_bank(template.bank, database_url, keys_dir):
-        raise RuntimeError(f"the history's bank could not be copied into {database_url}")
-    db_proxy.initialize(connect_url(database_url))
-    running = start_server(database_url, keys_dir)
-    clock.now = template.end
     monkeypatch.setattr(service, "datetime", ServerClock(clock).datetime)
-    built = History(running, clock, tmp_path, receipts=copy.deepcopy(template.receipts))
-    for station_id, folder in template.folders.items():
-        shutil.copytree(folder, tmp_path / station_id)
-        st = Station(tmp_path / station_id, clock=clock)
-        st.update_config("server", {**st.config["server"], "url": running.url})
-        built.stations[station_id] = st
+    if copy_bank(template.bank, database_url, keys_dir):
+        db_proxy.initialize(connect_url(database_url))
+        running = start_server(database_url, keys_dir)
+        clock.now = template.end
+        built = History(running, clock, tmp_path, receipts=copy.deepcopy(template.receipts))
+        for station_id, folder in template.folders.items():
+            shutil.copytree(folder, tmp_path / station_id)
+            st = Station(tmp_path / station_id, clock=clock)
+            st.update_config("server", {**st.config["server"], "url": running.url})
+            built.stations[station_id] = st
+    else:  # no pg_dump to copy PostgreSQL with: built from scratch, as the template was
+        build_bank(database_url, keys_dir)
+        db_proxy.initialize(connect_url(database_url))
+        running = start_server(database_url, keys_dir)
+        built = build_history(running, tmp_path, clock)
     yield built
     for st in [*built.stations.values(), *built.devices]:
         st.close()
