@@ -486,6 +486,10 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
         # allowance. A partial downlink (the answer to a push) names only the customers its batch touched.
         Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
             Customer.account_id.not_in(served) & (Customer.allowance_fen > 0)).execute()
+    # The customers already here, in one query (not one per item: a full downlink names every customer).
+    known = {customer.account_id: customer
+             for customer in Customer.select(Customer.id, Customer.account_id, Customer.status)
+             .where(Customer.account_id.in_(served))}
     for item in downlink.get("customers", []):
         fields = dict(
             name=item["name"], card_number=item.get("card_number"), passbook_number=item.get("passbook_number"),
@@ -500,15 +504,16 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
                 # The bank's record wins: a card or passbook now belongs to this account, not to an old record.
                 Customer.update({number_field: None}).where(
                     (number_field == number) & (Customer.account_id != item["account_id"])).execute()
-        customer = Customer.get_or_none(Customer.account_id == item["account_id"])
+        customer = known.get(item["account_id"])
         if customer is None:
-            customer = Customer.create(account_id=item["account_id"], **fields)
+            customer = known[item["account_id"]] = Customer.create(account_id=item["account_id"], **fields)
         else:
             if customer.status == "locked" and item["account_id"] in still_locked:
                 fields["status"] = "locked"
             elif fields["status"] == "active" and customer.status == "locked":
                 fields["pin_failures"] = 0
             Customer.update(**fields).where(Customer.id == customer.id).execute()
+            customer.status = fields["status"]
         Payee.delete().where(Payee.customer == customer.id).execute()
         for account, name in item.get("payees", []):
             Payee.create(customer=customer.id, account=account, name=name)

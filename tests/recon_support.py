@@ -20,6 +20,7 @@ keeps its journal to itself, a moved clock, an entry signed by the station's own
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import sqlite3
@@ -31,7 +32,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from sync_support import append_only_lifted, enrolled_station, server_db
+from sync_support import (
+    BankTemplate,
+    append_only_lifted,
+    build_bank,
+    copy_bank,
+    drop_pg_database,
+    enrolled_station,
+    pg_dump_sql,
+    pg_template_url,
+    server_db,
+    start_server,
+)
 from ui_helpers import identity_present
 
 from station import agents, business_day, operations, receipts
@@ -48,7 +60,7 @@ from station.sync import sync_once
 from sync_server import service
 from sync_server.admin import BANK_BOOKING, execute_due_transfers, load_demo_data
 from sync_server.book import Book
-from sync_server.db import DEBIT_NORMAL, Account, Entry, Posting, ServerSetting, StationTail, db_proxy
+from sync_server.db import DEBIT_NORMAL, Account, Entry, Posting, ServerSetting, StationTail, connect_url, db_proxy
 from sync_server.db import Station as BankStation
 from sync_server.recon.context import Scope
 from sync_server.recon.kinds import Discrepancy
@@ -457,11 +469,97 @@ def build_history(server, tmp_path: Path, clock) -> History:
     return history
 
 
+@dataclass
+class HistoryTemplate:
+    """A history built once: the bank (``BankTemplate``), the stations' closed data folders, the clock's start and
+    end, what the story recorded, and where the template's own database is."""
+
+    bank: BankTemplate
+    folders: dict[str, Path]
+    start: datetime
+    end: datetime
+    receipts: dict[str, dict[str, object]]
+    url: str
+
+
+@pytest.fixture(scope="session")
+def history_templates(tmp_path_factory, bank_templates):
+    """``template(backend, clock)``: the clean history built once per test process (xdist worker), backend and
+    start of the test's clock, from the ``server`` fixture's bank; each ``history`` is a copy of it (its bank's
+    database, the stations' data folders) instead of three enrollments and two business days of syncs per test."""
+    built: dict[tuple, HistoryTemplate] = {}
+
+    def template(backend: str, test_clock) -> HistoryTemplate:
+        start = test_clock.now
+        if (backend, start) not in built:
+            root = tmp_path_factory.mktemp(f"history-{backend}")
+            if backend == "sqlite":
+                url = f"sqlite:///{root / 'sync-server.db'}"
+            else:
+                url = pg_template_url(f"history{len(built)}")
+                with psycopg_connect(url) as conn:
+                    conn.execute("DROP SCHEMA public CASCADE")
+                    conn.execute("CREATE SCHEMA public")
+            keys_dir = root / "server-keys"
+            if not copy_bank(bank_templates(backend), url, keys_dir):
+                build_bank(url, keys_dir)
+            db_proxy.initialize(connect_url(url))
+            running = start_server(url, keys_dir)
+            clock = type(test_clock)(start)
+            try:
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(service, "datetime", ServerClock(clock).datetime)
+                    history = build_history(running, root, clock)
+            finally:
+                running.stop()
+                if not db_proxy.obj.is_closed():
+                    db_proxy.obj.close()
+            for st in history.stations.values():
+                st.close()
+            bank = BankTemplate(keys_dir, sqlite_file=root / "sync-server.db") if backend == "sqlite" else \
+                BankTemplate(keys_dir, sql=pg_dump_sql(url))
+            built[backend, start] = HistoryTemplate(bank, {sid: root / sid for sid in STATIONS}, start, clock.now,
+                                                    history.receipts, url)
+        return built[backend, start]
+
+    yield template
+    for template_ in built.values():
+        if template_.bank.sqlite_file is None:
+            drop_pg_database(template_.url)
+
+
+def psycopg_connect(url: str):
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
 @pytest.fixture(name="history")
-def history_fixture(server, tmp_path, clock, monkeypatch) -> History:
-    """A clean history of three stations over two business days (SQLite, and PostgreSQL when configured)."""
+def history_fixture(database_url, tmp_path, clock, monkeypatch, history_templates) -> History:
+    """A clean history of three stations over two business days (SQLite, and PostgreSQL when configured): a copy
+    of the one built once per test process (``history_templates``), served by a sync server of its own."""
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    template = history_templates(backend, clock)
+    keys_dir = tmp_path / "server-keys"
     monkeypatch.setattr(service, "datetime", ServerClock(clock).datetime)
-    built = build_history(server, tmp_path, clock)
+    if copy_bank(template.bank, database_url, keys_dir):
+        db_proxy.initialize(connect_url(database_url))
+        running = start_server(database_url, keys_dir)
+        clock.now = template.end
+        built = History(running, clock, tmp_path, receipts=copy.deepcopy(template.receipts))
+        for station_id, folder in template.folders.items():
+            shutil.copytree(folder, tmp_path / station_id)
+            st = Station(tmp_path / station_id, clock=clock)
+            st.update_config("server", {**st.config["server"], "url": running.url})
+            built.stations[station_id] = st
+    else:  # no pg_dump to copy PostgreSQL with: built from scratch, as the template was
+        build_bank(database_url, keys_dir)
+        db_proxy.initialize(connect_url(database_url))
+        running = start_server(database_url, keys_dir)
+        built = build_history(running, tmp_path, clock)
     yield built
     for st in [*built.stations.values(), *built.devices]:
         st.close()
+    running.stop()
+    if not db_proxy.obj.is_closed():
+        db_proxy.obj.close()

@@ -1,19 +1,21 @@
 """Helpers for the sync tests: a real sync server on loopback over SQLite or PostgreSQL, enrolled stations.
 
 PostgreSQL runs only when ``TEST_DATABASE_URL`` is set: a uniquely named database is created for the test
-session and dropped afterwards; each test gets a fresh ``public`` schema in it.
+session and dropped afterwards; each test gets a fresh ``public`` schema in it. The ``server`` fixture's bank
+(migrated, with demo data) is built once per test process and backend and copied into each test's database.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 import pytest
 from waitress.server import create_server
@@ -75,6 +77,8 @@ def pg_database_url():
     parsed = urlparse(TEST_DATABASE_URL)
     with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        # A test database is dropped at the end: its commits need not wait for the disk.
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     yield urlunparse(parsed._replace(path=f"/{name}"))
     with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -115,10 +119,8 @@ def start_module_bank(request, tmp: Path, station_ids: list[str]) -> RunningServ
     return start_server(url, keys_dir)
 
 
-@pytest.fixture
-def server(database_url, tmp_path):
-    """A migrated sync server with keys and demo data for ST-0001 and ST-0002, serving on loopback."""
-    keys_dir = tmp_path / "server-keys"
+def build_bank(database_url: str, keys_dir: Path) -> None:
+    """The ``server`` fixture's bank from scratch: keys, migrations, demo data for ST-0001 and ST-0002."""
     create_keys(keys_dir)
     database = connect_url(database_url)
     db_proxy.initialize(database)
@@ -126,6 +128,109 @@ def server(database_url, tmp_path):
     migrate_database(database)
     load_demo_data(["ST-0001", "ST-0002"])
     database.close()
+
+
+@dataclass
+class BankTemplate:
+    """A bank built once by ``build_bank`` in a test process: its keys, and its database as a file (SQLite) or
+    as the SQL of ``pg_dump`` (PostgreSQL); ``sql`` is None where ``pg_dump`` cannot dump it."""
+
+    keys_dir: Path
+    sqlite_file: Path | None = None
+    sql: str | None = None
+
+
+def pg_dump_sql(url: str) -> str | None:
+    """The ``public`` schema of ``url`` (tables, data, sequences, functions, triggers) as SQL that one
+    ``execute`` replays into an empty ``public`` schema; None without a working ``pg_dump``."""
+    parsed = urlparse(url)
+    command = ["pg_dump", "--no-owner", "--no-privileges", "--inserts", "--schema=public",
+               "--host", parsed.hostname or "127.0.0.1", "--port", str(parsed.port or 5432),
+               "--username", parsed.username or "postgres", parsed.path.lstrip("/")]
+    env = {**os.environ, **({"PGPASSWORD": unquote(parsed.password)} if parsed.password else {})}
+    if shutil.which("pg_dump") is None:
+        return None
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        return None
+    # psql's meta-commands (``\restrict``) are not SQL; the schema itself exists already.
+    lines = [line for line in done.stdout.splitlines()
+             if not line.startswith("\\") and line.strip() != "CREATE SCHEMA public;"]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="session")
+def bank_templates(tmp_path_factory):
+    """``template(backend)``: the ``server`` fixture's bank, built once per test process (xdist worker) and
+    backend, copied into each test's own database (a few milliseconds instead of the seconds of migrations and
+    demo data). The servers of one test process share their keys."""
+    built: dict[str, BankTemplate] = {}
+
+    def template(backend: str) -> BankTemplate:
+        if backend not in built:
+            tmp = tmp_path_factory.mktemp(f"bank-template-{backend}")
+            if backend == "sqlite":
+                build_bank(f"sqlite:///{tmp / 'sync-server.db'}", tmp / "server-keys")
+                built[backend] = BankTemplate(tmp / "server-keys", sqlite_file=tmp / "sync-server.db")
+            else:
+                url = pg_template_url()
+                build_bank(url, tmp / "server-keys")
+                built[backend] = BankTemplate(tmp / "server-keys", sql=pg_dump_sql(url))
+        return built[backend]
+
+    yield template
+    if "postgresql" in built:
+        drop_pg_database(pg_template_url())
+
+
+def pg_template_url(kind: str = "bank") -> str:
+    """A database of its own for this test process's PostgreSQL template ``kind`` (created on first use)."""
+    import psycopg
+
+    name = f"sk_tmpl_{os.getpid()}_{kind}"
+    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    return urlunparse(urlparse(TEST_DATABASE_URL)._replace(path=f"/{name}"))
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(TEST_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{urlparse(url).path.lstrip("/")}" WITH (FORCE)')
+
+
+def copy_bank(template: BankTemplate, database_url: str, keys_dir: Path) -> bool:
+    """Copy ``template`` into the empty database at ``database_url`` and ``keys_dir``; False when it cannot
+    (the test's database is not empty, or there is no dump), and nothing was changed."""
+    if urlparse(database_url).scheme == "sqlite":
+        target = Path(urlparse(database_url).path)
+        if target.exists() or template.sqlite_file is None:
+            return False
+        shutil.copyfile(template.sqlite_file, target)
+    else:
+        import psycopg
+
+        if template.sql is None:
+            return False
+        with psycopg.connect(database_url) as conn:  # one transaction: all of it or nothing
+            if conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]:
+                return False
+            conn.execute(template.sql)
+    shutil.copytree(template.keys_dir, keys_dir)
+    return True
+
+
+@pytest.fixture
+def server(database_url, tmp_path, bank_templates):
+    """A migrated sync server with keys and demo data for ST-0001 and ST-0002, serving on loopback."""
+    keys_dir = tmp_path / "server-keys"
+    backend = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    if not copy_bank(bank_templates(backend), database_url, keys_dir):
+        build_bank(database_url, keys_dir)
+    db_proxy.initialize(connect_url(database_url))
     running = start_server(database_url, keys_dir)
     yield running
     running.stop()

@@ -473,7 +473,8 @@ SCREEN_SHOWS = {
     "day close": "#count-form",
     "sync": "#sync-status", "chart": "#chart", "customer voice": "#voice-form", "revoked": "#revoked",
     "set-up": "header.bar", "set-up people": "#save",
-    "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account", "warning": "#fraud-warning, #warning-form",
+    "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account",
+    "warning": "#fraud-warning, #warning-form",
     "confirm": "#summary", "pin": "#pin, #pin-locked", "identity": "#id_number", "biller": ".billers",
     "reference": "#reference",
 }
