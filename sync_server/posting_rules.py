@@ -174,6 +174,7 @@ class Applier:
         self._billers: dict[str, bool] = {}
         self._blocked: dict[str, bool] = {}
         self._known_payees: dict[tuple[str, str], bool] = {}
+        #: The station's supervisors (``supervisors``: None until an entry asks; this batch's added to them).
         self._supervisors: set[str] | None = None
         #: The txns this batch has reversed (its rows are written only at the end).
         self._reversed: set[str] = set()
@@ -181,9 +182,6 @@ class Applier:
         #: auth_id -> the seq of the entry that used it.
         self.authorizations: dict[str, Authorization] = {}
         self.used_authorizations: dict[str, int] = {}
-        #: The station's supervisors (``_supervisor_known``: None until a day close asks), and those this batch added.
-        self._supervisors: set[str] | None = None
-        self._batch_supervisors: set[str] = set()
 
     def already_reversed(self, ref_txn: str) -> bool:
         """Whether a settled reversal of ``ref_txn`` exists at this station, in this batch or in the database.
@@ -577,7 +575,8 @@ class Applier:
         return Outcome("acknowledged")
 
     def _agent_added(self, seq, p):
-        """A person added at the station: a supervisor may approve transfers past the fraud warning from now on."""
+        """A person added at the station: a supervisor may approve transfers past the fraud warning and a day close's
+        variance from now on."""
         if p["role"] == "supervisor":
             self.supervisors().add(p["agent"])
         return Outcome("acknowledged")
@@ -673,34 +672,12 @@ class Applier:
         return Outcome("acknowledged", legs=_legs((cash, delta, "float counted in"),
                                                   (self.acct("float_funding"), -delta, "float counted in")))
 
-    def _supervisor_known(self, agent_id) -> bool:
-        """Whether the station added ``agent_id`` as a supervisor (its acknowledged ``agent_added`` entries, this
-        batch's included: ``_agent_added``); read once per batch."""
-        if self._supervisors is None:
-            self._supervisors = set()
-            added = Entry.select(Entry.token).where(
-                (Entry.station_id == self.station_id) & (Entry.type == EntryType.AGENT_ADDED)
-                & (Entry.outcome == "acknowledged")).tuples()
-            for (token,) in added:
-                payload = unverified_payload(token)
-                if payload.get("role") == "supervisor":
-                    self._supervisors.add(payload.get("agent"))
-            self._supervisors |= self._batch_supervisors
-        return agent_id in self._supervisors
-
-    def _agent_added(self, seq, p):
-        if p["role"] == "supervisor":
-            self._batch_supervisors.add(p["agent"])
-            if self._supervisors is not None:
-                self._supervisors.add(p["agent"])
-        return Outcome("acknowledged")
-
     def _day_close(self, seq, p):
         # The variance as the bank computes it from the count and the expected amount, not only as the station
         # states it: beyond the tolerance, a reason and a supervisor the station added (never a PIN) must be there.
         variance = max(abs(int(p["variance"])), abs(int(p["amount"]) - int(p["expected"])))
         if variance > int(self.station_policy["day_close_tolerance_fen"]) and not (
-                str(p.get("reason", "")).strip() and self._supervisor_known(p.get("supervisor"))):
+                str(p.get("reason", "")).strip() and p.get("supervisor") in self.supervisors()):
             return Outcome("rejected", "variance_not_approved")
         cash = self.acct("station_cash")
         delta = int(p["amount"]) - self.book.balance(cash)

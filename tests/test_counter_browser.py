@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import pytest
 from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
-from ui_helpers import AGENT_PIN, CUSTOMER_PIN, SUPERVISOR_PIN
+from ui_helpers import AGENT_PIN, CUSTOMER_PIN, SUPERVISOR_PIN, identity_present
 
 from station import agents, business_day, operations, receipts
 from station.app import create_app
@@ -185,7 +185,7 @@ def test_the_reversal_says_to_take_back_the_cash(counter, page, lang):
     st, base = counter
     agent = session(st, 0)
     auth = agents.authenticate_customer(st, agent, cards(7 + LANGS.index(lang)), CUSTOMER_PIN)
-    paid = operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id())
+    paid = operations.withdraw_cash(st, agent, auth, "1000", receipts.new_txn_id(), identity=identity_present(st))
     taken = operations.deposit_cash(st, agent, auth, "300", receipts.new_txn_id())
     log_in(page, base, lang)
     page.goto(f"{base}/receipts/{paid.seq}/reverse")

@@ -64,7 +64,8 @@ def test_a_20000_yuan_transfer_is_authorized_recorded_pushed_and_settled(counter
     assert grant.execute_after is not None
     assert online.push_now(st) is True
     assert pending_entries(st) == 0
-    assert Operation.get_by_id(receipt.txn).status == "settled"
+    op = Operation.get_by_id(receipt.txn)
+    assert (op.status, op.outcome_reason) == ("settled", None)
 
 
 def test_a_transfer_beyond_the_balance_is_refused_and_records_nothing(counter):

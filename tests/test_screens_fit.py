@@ -600,8 +600,9 @@ CASES = [
     Case("transfer warning", "supervisor PIN, wrong PIN, long names",
          supervisor_asked(wrong_pin=True, customer="long", payee=LONG_PAYEE, amount=SUPERVISED)),
     Case("transfer confirm", "normal", op_step("transfer", "confirm", payee=PAYEE, amount="300", warning=True)),
+    # (below fraud_supervisor_fen, beyond what the customer may send offline)
     Case("transfer confirm", "refused, long names",
-         op_refused("transfer", "confirm", {}, customer="long", payee=LONG_PAYEE, amount=BIG, warning=True)),
+         op_refused("transfer", "confirm", {}, customer="long", payee=LONG_PAYEE, amount="9999", warning=True)),
     Case("transfer confirm", "offline warning, refused",
          with_state("offline_warning", op_refused("transfer", "confirm", {}, payee=PAYEE, amount="300",
                                                   warning=True))),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from stdnum import luhn
 from sync_support import append_forged_entry, enrolled_station, server_db
+from ui_helpers import identity_present
 
 from station import agents, business_day, errors, operations, receipts
 from station.db import Customer, Operation
@@ -56,9 +57,11 @@ def test_one_customer_at_two_stations_never_below_zero(server, tmp_path, clock):
 
     # Both stations go offline and each pays out what its allowance allows.
     s1, s2 = login(one), login(two)
-    operations.withdraw_cash(one, s1, auth_shared(one, s1), 100_000, receipts.new_txn_id())
+    operations.withdraw_cash(one, s1, auth_shared(one, s1), 100_000, receipts.new_txn_id(),
+                             identity=identity_present(one))
     with pytest.raises(errors.OverOfflineAllowance):
-        operations.withdraw_cash(two, s2, auth_shared(two, s2), 60_000, receipts.new_txn_id())
+        operations.withdraw_cash(two, s2, auth_shared(two, s2), 60_000, receipts.new_txn_id(),
+                                 identity=identity_present(two))
     operations.withdraw_cash(two, s2, auth_shared(two, s2), 50_000, receipts.new_txn_id())
 
     for st in (two, one):
@@ -86,7 +89,8 @@ def test_a_debit_beyond_the_hold_is_rejected_centrally(server, tmp_path, clock):
     import_customers(parse_customers_csv(shared_customer_csv(), pin_log2_n=8))
     one = enrolled_station(server, tmp_path, "ST-0001", clock)
     session = login(one)
-    operations.withdraw_cash(one, session, auth_shared(one, session), 100_000, receipts.new_txn_id())
+    operations.withdraw_cash(one, session, auth_shared(one, session), 100_000, receipts.new_txn_id(),
+                             identity=identity_present(one))
     with one.db.atomic():
         forged = append_forged_entry(one, "withdrawal", one.now(),
                               {"agent": "A01", "account": SHARED, "amount": 100_000}, txn=receipts.new_txn_id())
