@@ -23,7 +23,7 @@ from station.context import Station, bound_station
 from station.db import BusinessDay, Operation
 from station.device_state import refuse_new_operations
 from station.journal import append_entry
-from station.protocol.entry_types import EntryType, printable
+from station.protocol.entry_types import N_, EntryType, printable
 from station.protocol.money import MAX_AMOUNT_FEN, format_yuan
 from station.receipts import Receipt, entry_receipt
 
@@ -31,6 +31,9 @@ from station.receipts import Receipt, entry_receipt
 DENOMINATIONS_FEN = (10_000, 5_000, 2_000, 1_000, 500, 100, 50, 10)
 #: The longest reason for a variance the close entry carries (a short sentence for the bank's cash reconciliation).
 MAX_VARIANCE_REASON = 200
+#: Why a drawer is out, as the agent picks it (the msgid is what the close entry records, then any typed words
+#: after ": ", as reversal reasons are recorded).
+VARIANCE_REASONS = (N_("Wrong change"), N_("Fake note"), N_("Miscount"), N_("Unknown"))
 
 
 def check_drawer(day: BusinessDay, cash_fen: int) -> None:

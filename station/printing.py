@@ -16,6 +16,7 @@ from pathlib import Path
 
 from babel.support import Translations
 
+from station.business_day import VARIANCE_REASONS
 from station.context import Station, bound_station
 from station.db import Agent, Biller, Operation
 from station.errors import REJECTION_REASONS
@@ -54,11 +55,17 @@ def _as_of(st: Station, moment: datetime, day: date) -> str:
 
 
 def _reason(receipt: Receipt) -> tuple[str, str] | None:
-    """A reversal's reason as (Chinese, English): one of the screen's reasons translated, else as typed."""
+    """A reversal's or a day close's reason as (Chinese, English): one of the screen's reasons translated, else as
+    typed; a day close's typed words follow its reason after ": "."""
     reason = str(receipt.details.get("reason") or "")
     if not reason:
         return None
-    return (_chinese().gettext(reason), reason) if reason in REVERSAL_REASONS else (reason, reason)
+    if reason in REVERSAL_REASONS:
+        return _chinese().gettext(reason), reason
+    choice, _, words = reason.partition(": ")
+    if choice in VARIANCE_REASONS:
+        return _chinese().gettext(choice) + ("：" + words if words else ""), reason
+    return reason, reason
 
 
 def _agent_line(receipt: Receipt) -> str | None:
@@ -93,7 +100,7 @@ def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
         biller=biller,
         biller_kind=biller_kind,
         original_type=original.type if original else None,
-        reason=_reason(receipt) if receipt.type == EntryType.REVERSAL else None,
+        reason=_reason(receipt) if receipt.type in (EntryType.REVERSAL, EntryType.DAY_CLOSE) else None,
         payee_account=(mask_number(receipt.details.get("payee_account"))
                        if receipt.type in ("transfer", "transfer_stopped") else None),
         duplicate=duplicate,

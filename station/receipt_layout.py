@@ -72,7 +72,7 @@ class ReceiptSheet:
     balance enquiry's snapshot time (local "HH:MM", with the date when it is not the receipt's day),
     ``balance_live`` when the bank answered it live. ``biller_kind``: a bill's biller kind (a top-up's reference
     is a phone number). ``original_type``: the type of the operation a reversal or cancellation undoes;
-    ``reason``: a reversal's reason, (Chinese, English).
+    ``reason``: a reversal's or a day close's reason, (Chinese, English).
     """
 
     receipt: Receipt
@@ -160,6 +160,9 @@ def _cancel_lines(sheet: ReceiptSheet) -> list[str]:
 def _detail_lines(sheet: ReceiptSheet) -> list[str]:
     receipt = sheet.receipt
     details, lines = receipt.details, []
+    if details.get("id_last4"):
+        proxy = " 代办 proxy" if details.get("proxy") else ""
+        lines += _field("身份证 ID card", f"****{details['id_last4']}{proxy}")
     if receipt.type in ("transfer", "transfer_stopped"):
         lines += _field("收款人 Payee", str(details.get("payee_name", "")))
         lines += _field("收款账户 Payee acct", sheet.payee_account or "")
@@ -179,7 +182,17 @@ def _detail_lines(sheet: ReceiptSheet) -> list[str]:
             lines += _field("退还现金 Paid back", _yuan(-receipt.cash_fen))
     elif receipt.type == "day_close":
         lines += _field("应有 Expected", _yuan(details.get("expected", 0)))
-        lines += _field("差额 Variance", _yuan(details.get("variance", 0)))
+        variance = int(details.get("variance", 0))
+        if variance < 0:
+            lines += _field("短款 Short", _yuan(-variance))
+        elif variance > 0:
+            lines += _field("长款 Over", _yuan(variance))
+        else:
+            lines += _field("差额 Variance", _yuan(0))
+        if sheet.reason:
+            lines += _field("原因 Reason", " ".join(dict.fromkeys(sheet.reason)))
+        if details.get("supervisor"):
+            lines += _field("主管批准 Approved by", str(details["supervisor"]))
     elif receipt.type == "feedback":
         lines += _field("内容 Said", str(details.get("text", "")))
     return lines

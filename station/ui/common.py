@@ -276,6 +276,7 @@ def template_globals() -> dict:
         "customer_number": receipts.customer_number,
         "local_time": local_time,
         "lang": str(get_locale() or ""),
+        "variance_reasons": business_day.VARIANCE_REASONS,
         "idle_seconds": idle_seconds,
         "status_bar": status_bar,
         "bar_time": bar_time,

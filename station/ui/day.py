@@ -13,15 +13,14 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from station import agents, business_day
 from station.db import Agent
-from station.errors import N_, StationError
+from station.errors import StationError
 from station.protocol.money import format_yuan
 from station.ui.common import OperationInProgress, current_agent, login_required, station, translate_error
 from station.ui.operations import half_done, half_done_summary
 
 bp = Blueprint("day", __name__, url_prefix="/day")
 
-#: Why a drawer is out, as the agent picks it (the msgid is what the close entry records, as reversal reasons).
-VARIANCE_REASONS = (N_("Wrong change"), N_("Fake note"), N_("Miscount"), N_("Unknown"))
+VARIANCE_REASONS = business_day.VARIANCE_REASONS
 
 
 def counts_from_form() -> dict:

@@ -55,7 +55,8 @@ def receipt_at(seq: int) -> receipts.Receipt | None:
         account = unverified_payload(entry.token).get("account")
         return operations.stopped_receipt(entry, Customer.get_or_none(Customer.account_id == account))
     payload = unverified_payload(entry.token)
-    details = {k: v for k, v in payload.items() if k in ("expected", "variance", "category", "text", "counts")}
+    details = {k: v for k, v in payload.items() if k in ("expected", "variance", "category", "text", "counts", "reason",
+                                                           "supervisor")}
     return receipts.Receipt(seq=entry.seq, txn=entry.txn, type=entry.type, token=entry.token,
                             amount_fen=payload.get("amount", 0), fee_fen=0, status=OperationState.RECORDED,
                             account_masked=None, recorded_at=entry.recorded_at, details=details)
