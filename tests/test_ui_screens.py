@@ -287,7 +287,7 @@ def test_day_close_previews_then_records_the_variance(agent_client, ui_app, stat
     assert business_day.current_day(station) is not None
     response = agent_client.post("/day/close", data={**counts, "confirm": "1"})
     page = agent_client.get(response.location).get_data(as_text=True)
-    assert "日终" in page and 'id="variance">¥-10.00' in page
+    assert "日终" in page and 'id="variance" data-fen="-1000">短款 ¥10.00<' in page
     assert business_day.current_day(station) is None
     body = unverified_payload(JournalEntry.select().order_by(JournalEntry.seq.desc()).first().token)
     assert body["type"] == "day_close" and body["variance"] == -1_000
