@@ -164,8 +164,9 @@ def _make_printer(st: Station, settings: dict) -> Escpos:
     if kind == "file":
         path = Path(settings["path"])
         path = path if path.is_absolute() else st.data_dir / path
-        # Opening a missing /dev node for writing would create a plain file there and "print" into it.
-        if path.parts[:2] == ("/", "dev") and not path.exists():
+        # Opening a missing /dev node for writing would create a plain file there and "print" into it; /dev/shm is
+        # a folder of plain files (tmpfs), no device nodes.
+        if path.parts[:2] == ("/", "dev") and path.parts[2:3] != ("shm",) and not path.exists():
             raise PrinterUnavailable(detail=f"{path} does not exist")
         return _AppendingFile(str(path), profile=profile)
     if kind == "network":

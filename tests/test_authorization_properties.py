@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sync_support import BACKENDS, append_forged_entry, enrolled_station, server_db, start_module_bank
+from ui_helpers import identity_present
 
 from station import receipts
 from station.protocol import authorizations as protocol
@@ -125,11 +126,18 @@ def _ask(station, keys, clock, customer: str, kind: str, units: int) -> tuple[di
         "signing_jwk"], station_encryption_key=station_key)
 
 
-def _entry_body(payload: dict, auth_id: str, amount: int) -> dict:
+def _entry_body(station, payload: dict, auth_id: str, amount: int) -> dict:
     body = {"agent": "A01", "account": payload["account"], "amount": amount, "auth": auth_id}
     if payload["kind"] == "transfer":
         body.update(fee=200, payee_account=PAYEE, payee_name="王", warned=True)  # a new payee: past the warning
+    else:
+        body.update(_identity(station, amount))
     return body
+
+
+def _identity(station, amount: int) -> dict:
+    """A withdrawal above ``id_check_fen`` records the ID card of the person present (the bank checks it is there)."""
+    return identity_present(station) if amount > station.policy["id_check_fen"] else {}
 
 
 def _sound(clock: BankClock, customer: str) -> None:
@@ -162,7 +170,7 @@ def test_grants_entries_and_expiries_keep_the_holds_within_the_balance(bank_stat
             amount = payload["amount"] + (0 if step[2] == "exact" else 1_000)
             with station.db.atomic():
                 entry = append_forged_entry(station, payload["kind"], clock.now,
-                                            _entry_body(payload, answer.auth_id, amount), txn=payload["txn"])
+                                            _entry_body(station, payload, answer.auth_id, amount), txn=payload["txn"])
             named[entry.seq] = answer.auth_id
             if step[2] == "exact" and payload["txn"] not in recorded_txns:
                 first_uses[entry.seq] = answer.auth_id
@@ -170,7 +178,8 @@ def test_grants_entries_and_expiries_keep_the_holds_within_the_balance(bank_stat
         elif step[0] == "offline":
             with station.db.atomic():
                 append_forged_entry(station, "withdrawal", clock.now,
-                                    {"agent": "A01", "account": customer, "amount": step[1] * 1_000},
+                                    {"agent": "A01", "account": customer, "amount": step[1] * 1_000,
+                                     **_identity(station, step[1] * 1_000)},
                                     txn=receipts.new_txn_id())
         elif step[0] == "wait":
             clock.now += timedelta(seconds=step[1])
