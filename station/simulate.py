@@ -92,7 +92,12 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None,
         # The station refuses a clock behind its journal (station.device_state): every operation would be refused.
         raise StartBeforeJournal(f"The start {start.isoformat()} is before the journal's last entry "
                                  f"({head_time.isoformat()}): start later, or leave --start out.")
-    begin = start or max(head_time, datetime.combine(st.local_date(head_time), OPEN_AT, tz))
+    # Left out, the start is the journal's last entry, or the opening of its day or of the day left open, whichever
+    # is latest: a day left open dated after the last entry (an entry recorded since by a clock behind the journal)
+    # would otherwise be closed at its own 17:30, past the end of the agent session logged in at the start.
+    open_day = business_day.current_day(st)
+    open_date = date.fromisoformat(open_day.business_date) if open_day is not None else st.local_date(head_time)
+    begin = start or max(head_time, datetime.combine(max(st.local_date(head_time), open_date), OPEN_AT, tz))
     moment = _clock(st, begin.astimezone(tz))
     agent_id, _, _, agent_pin = DEMO_AGENTS[0]
     supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]

@@ -6,18 +6,18 @@ import json
 import os
 import sqlite3
 import stat
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
-from station import agents, operations, receipts
+from station import agents, business_day, errors, operations, receipts
 from station.cli import cli
 from station.context import Station
 from station.db import BusinessDay, Customer, DatabaseDamaged, JournalEntry, Operation
-from station.demo import DEMO_CUSTOMER_PIN, load_demo_customers
+from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, load_demo_customers
 from station.journal import audit_journal
 from station.protocol.tokens import chain_hash, genesis_prev, unverified_payload
 from station.provision import init_station
@@ -245,3 +245,20 @@ def test_simulate_after_a_day_left_open_keeps_the_clock_moving_forward(open_draw
     assert stamps == sorted(stamps)
     assert BusinessDay.get(BusinessDay.business_date == "2026-11-03").closed_at == start
     assert audit_journal(st).problems == []
+
+
+
+def test_simulate_again_after_an_entry_behind_a_day_opened_ahead(station, clock):
+    # The first run closes its day at 17:30 and opens the next one; an entry is then recorded by the station's own
+    # clock, still on the first day. A second run starts at the day left open, not at that entry: closing that day
+    # at its own 17:30 would be past the end of an agent session logged in on the first day.
+    clock.now = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)  # 16:00 in Beijing
+    simulate(station, 40, seed=3, start=clock.now)
+    assert business_day.current_day(station).business_date == "2026-11-04"
+    with pytest.raises(errors.StationError):
+        agents.login_agent(station, DEMO_AGENTS[0][0], "000000")  # journaled (agent_pin_failed) at 16:00 on the 3rd
+    behind = JournalEntry.select().order_by(JournalEntry.seq.desc()).first()
+    assert behind.recorded_at == clock.now
+    simulate(station, 10, seed=4)
+    after = JournalEntry.select().where(JournalEntry.seq > behind.seq).order_by(JournalEntry.seq).first()
+    assert after.recorded_at.astimezone(station.timezone) >= datetime(2026, 11, 4, 7, 40, tzinfo=station.timezone)

@@ -333,8 +333,10 @@ def test_sync_now_waits_for_the_outcome_of_the_run_it_asked_for(server, tmp_path
             record_some(st, 1)
             outcome = sync_now(scheduler, wait=20)
             assert not outcome.ok and outcome.reason == "refused" and "Cannot reach" in outcome.message
-        url, release = slow_bank
-        st.config["server"]["url"] = url
+            # At once, before the proxy stops (which can take a while): the failed run's retry, 1 s later at the
+            # earliest, must go to the slow bank too, not to the proxy's closed port.
+            url, release = slow_bank
+            st.config["server"]["url"] = url
         assert sync_now(scheduler, wait=0.3) is None, "still running: the bank has not answered"
         run = scheduler.sync_job.started
         release.set()
