@@ -184,3 +184,8 @@ def test_recon_reports_what_the_hostile_batches_left(bank):
     explained = " ".join(item["explanation"] for item in document["discrepancies"]
                          if item["kind"] == "rejected_offline_debit")
     assert "id_required" in explained  # the cash paid out without the ID card is to be recovered
+    # The transfer the bank refused for the fraud warning: the customer believes it was sent.
+    refused = [item for item in document["discrepancies"] if item["kind"] == "allowance_exceeded"]
+    assert any("fraud_warning_skipped" in item["explanation"] for item in refused)
+    # The day closes refused for their variance are still the cash variances they are.
+    assert any(item["kind"] == "cash_variance" for item in document["discrepancies"])
