@@ -155,14 +155,15 @@ def test_policy_values_an_admin_typed_wrong_keep_the_defaults_on_both_sides(bank
     station_policy(id_check_fen="500 yuan", day_close_tolerance_fen=None, fraud_warning_fen="5000",
                    fraud_supervisor_fen=True)
     try:
-        sync_once(st)  # the bank reads its policy without failing; it comes down and the station keeps its defaults
-        assert (st.policy["id_check_fen"], st.policy["day_close_tolerance_fen"], st.policy["fraud_warning_fen"],
-                st.policy["fraud_supervisor_fen"]) == (50_000, 1_000, 500_000, 1_000_000)
+        # The bank re-checks these against its policy (never a 500 for the batch)...
         no_id = forge(st, withdrawal(amount=60_000), "withdrawal")
         short = forge(st, day_close(), "day_close", txn=None)
         unwarned = forge(st, transfer(warned=False), "transfer")
         assert sync_once(st).rejected == {no_id: "id_required", short: "variance_not_approved",
                                           unwarned: "fraud_warning_skipped"}
+        # ...and the policy that came down leaves the station with the defaults the bank applied.
+        assert (st.policy["id_check_fen"], st.policy["day_close_tolerance_fen"], st.policy["fraud_warning_fen"],
+                st.policy["fraud_supervisor_fen"]) == (50_000, 1_000, 500_000, 1_000_000)
     finally:
         station_policy(id_check_fen=50_000, day_close_tolerance_fen=1_000, fraud_warning_fen=500_000,
                        fraud_supervisor_fen=1_000_000)
