@@ -150,6 +150,14 @@ def test_a_variance_approved_by_an_agent_or_another_stations_supervisor_is_not_a
     assert sync_once(st).rejected == dict.fromkeys(refused, "variance_not_approved")
 
 
+def test_a_transfer_approved_by_another_stations_supervisor_is_missing_its_approval(bank):
+    _, st = bank
+    big = 1_000_000  # fraud_supervisor_fen: above the customer's hold too, which the bank checks after the warning
+    seqs = {who: forge(st, transfer(amount=big, approved_by=who), "transfer") for who in ("S77", "A01", "S01")}
+    assert sync_once(st).rejected == {seqs["S77"]: "supervisor_approval_missing",
+                                      seqs["A01"]: "supervisor_approval_missing", seqs["S01"]: "not_authorized"}
+
+
 def test_policy_values_an_admin_typed_wrong_keep_the_defaults_on_both_sides(bank):
     _, st = bank
     station_policy(id_check_fen="500 yuan", day_close_tolerance_fen=None, fraud_warning_fen="5000",
