@@ -566,10 +566,13 @@ class Applier:
 
     def _transfer_stopped(self, seq, p):
         """A transfer the customer stopped at the fraud warning: recorded for the bank's anti-fraud team, no money
-        moves. The customer must be the bank's, and every scam marker it claims must be in the payee's name (the
-        list itself may have changed since: the bank's current one is not asked)."""
+        moves. The customer must be the bank's and a home customer of this station (the only customers it holds and
+        can serve: another's would be a forged report, ``not_authorized``), and every scam marker it claims must be
+        in the payee's name (the list itself may have changed since: the bank's current one is not asked)."""
         if self._customer(p) is None:
             return Outcome("rejected", "unknown_account")
+        if p["account"] not in self.home_ids:
+            return Outcome("rejected", "not_authorized")
         if len(matched_markers(p["markers"], p["payee_name"])) != len(set(p["markers"])):
             return Outcome("rejected", MALFORMED_ENTRY)
         return Outcome("acknowledged")

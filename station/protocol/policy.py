@@ -57,6 +57,10 @@ _CHECKED = {
     "scam_markers": lambda value: valid_markers(value) is not None,
     "fraud_supervisor_fen": lambda value: is_integer(value) and 0 < value <= 2**53 - 1,
     "elderly_age": lambda value: is_integer(value) and 0 < value <= 150,
+    # Compared with amounts (and ``int()``-ed) by the bank's re-checks: a string or null there would fail the batch.
+    "fraud_warning_fen": lambda value: is_integer(value) and 0 <= value <= 2**53 - 1,
+    "id_check_fen": lambda value: is_integer(value) and 0 <= value <= 2**53 - 1,
+    "day_close_tolerance_fen": lambda value: is_integer(value) and 0 <= value <= 2**53 - 1,
 }
 
 

@@ -4,8 +4,10 @@
   reason), unless a settled reversal of it shows the cash was taken back: money to recover;
 - ``allowance_exceeded``: a debit that moved no cash (a transfer, a bill paid from the account) that the bank
   rejected as beyond what it allowed the station offline (``not_authorized``, ``over_exposure_limit``,
-  ``over_daily_limit``, ``over_transaction_limit``) or under a real-time authorization that expired before the
-  entry came and no longer fitted (``authorization_expired``);
+  ``over_daily_limit``, ``over_transaction_limit``), under a real-time authorization that expired before the
+  entry came and no longer fitted (``authorization_expired``), or a transfer past the fraud warning without it or
+  the supervisor it needed (``fraud_warning_skipped``, ``supervisor_approval_missing``): the customer believes it
+  sent;
 - ``clock_offset``: the station's clock, as measured at its last sync, is further from the bank's than
   ``recon.clock_offset_max_ms``;
 - ``reversal_mismatch``: a settled reversal or cancellation that does not match its original: none at the
@@ -19,7 +21,7 @@ from station.protocol.entry_types import EntryType, originals_of
 from sync_server.recon.kinds import N_, Discrepancy
 
 ALLOWANCE_REASONS = ("not_authorized", "over_exposure_limit", "over_daily_limit", "over_transaction_limit",
-                     "authorization_expired")
+                     "authorization_expired", "fraud_warning_skipped", "supervisor_approval_missing")
 
 
 def _in(values) -> str:
