@@ -372,7 +372,11 @@ def identity_step(op: dict):
         except StationError as err:
             error = translate_error(err)
         else:
-            # Not save(): this step comes after the bank was asked about the amount, and keeps its answer.
+            # Not save(): this step comes after the bank was asked about the amount, and keeps its answer (and the
+            # txn it is bound to). A different card typed once confirmed (the back button, a second tab) voids that
+            # confirmation: the confirm screen shows the card's last 4, and the PIN must not record one unseen.
+            if op.get("id_hash") not in (None, fields["id_hash"]):
+                op.pop("confirmed", None)
             op.update(identity_done=True, id_hash=fields["id_hash"], id_last4=fields["id_last4"])
             session["op"] = op
             return go_next(op)
