@@ -27,7 +27,7 @@ from flask_babel import gettext
 from station import agents, errors, identity, limits, online, operations, receipts
 from station.db import Agent, Biller, Customer, Payee
 from station.device_state import refuse_new_operations
-from station.errors import StationError
+from station.errors import N_, StationError
 from station.link import should_ask_bank
 from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, parse_amount
@@ -38,6 +38,13 @@ from station.ui.common import NoOperationInProgress, current_agent, login_requir
 bp = Blueprint("ops", __name__, url_prefix="/op")
 
 QUICK_WITHDRAWALS = ("100", "200", "500", "1000")
+
+
+class ApprovalExpired(StationError):
+    """The supervisor's approval past the fraud warning ran out (``customer_auth_seconds``) before the PIN."""
+
+    code = "fraud_approval_expired"
+    template = N_("The supervisor's approval has run out: the supervisor types their PIN again.")
 
 #: The steps of each flow, keyed by the entry type it records (every type the registry puts on a home tile has
 #: one), in order. A bill paid from the customer's account adds "customer" and "pin".
@@ -341,6 +348,11 @@ def warning_step(op: dict):
         return go_next(op)
     if decision == "send":
         return render_step("op_warning.html", op, asking_supervisor=True, **context)
+    if op.pop("approval_expired", False):
+        session["op"] = op
+        if warning.needs_supervisor:
+            return render_step("op_warning.html", op, asking_supervisor=True,
+                               error=translate_error(ApprovalExpired()), **context)
     if decision == "approve" and warning.needs_supervisor:
         try:
             approval = operations.approve_past_warning(st, current_agent(), context["supervisor_id"],
@@ -569,6 +581,14 @@ def execute(op: dict, auth, txn: str, template: str, **context):
                                           funding=op.get("funding", "cash"), authorization=grant)
         else:
             receipt = operations.balance_enquiry(st, agent, auth, txn, authorization=grant).receipt
+    except (errors.FraudWarningRequired, errors.FraudSupervisorRequired) as err:
+        # The warning's answer no longer holds (the supervisor's approval ran out while the customer got to the
+        # PIN, or the bank's policy changed meanwhile): back to the warning, not a refusal the PIN screen repeats.
+        for key in ("warning_done", "fraud_ok", "approval"):
+            op.pop(key, None)
+        op["approval_expired"] = isinstance(err, errors.FraudSupervisorRequired)
+        session["op"] = op
+        return redirect(url_for("ops.step", kind=kind, step="warning"))
     except StationError as err:
         return render_step(template, op, error=translate_error(err), **context)
     # Keep the finished operation's UUID: a second tap on the same form lands on the same receipt.
