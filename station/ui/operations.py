@@ -589,6 +589,13 @@ def execute(op: dict, auth, txn: str, template: str, **context):
         op["approval_expired"] = isinstance(err, errors.FraudSupervisorRequired)
         session["op"] = op
         return redirect(url_for("ops.step", kind=kind, step="warning"))
+    except errors.IdentityRequired:
+        # The policy's id_check_fen came down (a sync) since the amount step skipped the ID card: ask for it now,
+        # then the confirmation again (it shows the card), not a refusal the PIN screen repeats.
+        for key in ("identity_done", "confirmed"):
+            op.pop(key, None)
+        session["op"] = op
+        return redirect(url_for("ops.step", kind=kind, step="identity"))
     except StationError as err:
         return render_step(template, op, error=translate_error(err), **context)
     # Keep the finished operation's UUID: a second tap on the same form lands on the same receipt.
