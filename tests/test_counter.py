@@ -183,7 +183,9 @@ def test_a_variance_beyond_the_tolerance_needs_a_reason_and_a_supervisor(open_dr
     with pytest.raises(errors.InvalidVarianceReason):
         business_day.close_day(st, agent, counts, reason="x" * 201, supervisor=supervisor)
     assert entries() == before and business_day.current_day(st) is not None
-    business_day.close_day(st, agent, counts, reason="  Miscount:   a 50 note  ", supervisor=supervisor)
+    closed = business_day.close_day(st, agent, counts, reason="  Miscount:   a 50 note  ", supervisor=supervisor)
+    # The receipt handed back says what the entry says (as the receipts screen reads it), reason and approver too.
+    assert (closed.receipt.details["reason"], closed.receipt.details["supervisor"]) == ("Miscount: a 50 note", "S01")
     body = last_payload()
     assert (body["type"], body["reason"], body["supervisor"], body["agent"]) == (
         "day_close", "Miscount: a 50 note", "S01", "A01")
