@@ -3,6 +3,7 @@ transfer journaled, the elderly customer (``station.protocol.scams``, ``station.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -153,7 +154,9 @@ def test_an_approval_run_out_before_the_pin_goes_back_to_the_supervisor_not_a_de
     identify(ui_client, "transfer", mother)
     ui_client.post("/op/transfer/payee", data={"payee_account": "6222000000000000001", "payee_name": "王小明"})
     ui_client.post("/op/transfer/amount", data={"amount": "1500"})
-    approve = {"decision": "approve", "supervisor_id": SUPERVISOR_ID, "pin": SUPERVISOR_PIN}
+    page = ui_client.get("/op/transfer/warning").get_data(as_text=True)
+    approve = {"decision": "approve", "supervisor_id": SUPERVISOR_ID, "pin": SUPERVISOR_PIN,
+               "stop_txn": re.search(r'name="stop_txn" value="([^"]+)"', page).group(1)}
     assert ui_client.post("/op/transfer/warning", data=approve).location.endswith("/confirm")
     ui_client.post("/op/transfer/confirm")
     clock.advance(seconds=supervised.policy["customer_auth_seconds"] + 1)
@@ -168,6 +171,31 @@ def test_an_approval_run_out_before_the_pin_goes_back_to_the_supervisor_not_a_de
     page = ui_client.get("/op/transfer/pin").get_data(as_text=True)
     assert ui_client.post("/op/transfer/pin", data={"pin": DEMO_CUSTOMER_PIN, "txn": txn_of(page)}).status_code == 302
     assert unverified_payload(JournalEntry.get_by_id(Operation.get().seq).token)["approved_by"] == SUPERVISOR_ID
+
+
+def test_a_supervisor_approves_only_the_transfer_the_screen_shows(supervised, ui_client):
+    """A second tab: the supervisor's PIN typed on the warning of a 1,500 yuan transfer, while the operation being
+    keyed in is now another one (20,000 yuan to someone else). The PIN pad comes back with this transfer's figures;
+    nothing is approved, and no PIN try is spent."""
+    login(ui_client)
+    mother = customer(0)
+    start(ui_client, "transfer")
+    identify(ui_client, "transfer", mother)
+    ui_client.post("/op/transfer/payee", data={"payee_account": "6222000000000000001", "payee_name": "王小明"})
+    ui_client.post("/op/transfer/amount", data={"amount": "1500"})
+    shown = ui_client.get("/op/transfer/warning").get_data(as_text=True)
+    old_screen = re.search(r'name="stop_txn" value="([^"]+)"', shown).group(1)
+    ui_client.post("/op/cancel")  # the other tab: a new transfer
+    start(ui_client, "transfer")
+    identify(ui_client, "transfer", mother)
+    ui_client.post("/op/transfer/payee", data={"payee_account": "6222000000000000002", "payee_name": "李四"})
+    ui_client.post("/op/transfer/amount", data={"amount": "20000"})
+    answer = ui_client.post("/op/transfer/warning", data={"decision": "approve", "supervisor_id": SUPERVISOR_ID,
+                                                          "pin": SUPERVISOR_PIN, "stop_txn": old_screen})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and 'id="approve-warning"' in page and "20,000.00" in page and "李四" in page
+    with ui_client.session_transaction() as cookie:
+        assert "approval" not in cookie["op"] and "warning_done" not in cookie["op"]
 
 
 def test_a_stopped_transfer_is_journaled_once_without_a_pin(open_drawer, agent):

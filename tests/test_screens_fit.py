@@ -303,7 +303,9 @@ def approval_run_out(c):
     policy = c.st.setting("policy") or {}
     c.stack.enter_context(c.setting("policy", {**policy, "fraud_supervisor_fen": 100_000}))
     c.op("transfer", customer="long", payee=LONG_PAYEE, amount="1500")
-    c.post("/op/transfer/warning", {"decision": "approve", "supervisor_id": "S01", "pin": DEMO_AGENTS[1][3]})
+    c.go("/op/transfer/warning")
+    c.post("/op/transfer/warning", {"decision": "approve", "supervisor_id": "S01", "pin": DEMO_AGENTS[1][3],
+                                    "stop_txn": c.page.get_attribute("input[name=stop_txn]", "value")})
     c.post("/op/transfer/confirm")
     c.clock.advance(seconds=c.st.policy["customer_auth_seconds"] + 1)
     c.go("/op/transfer/pin")

@@ -354,6 +354,10 @@ def warning_step(op: dict):
             return render_step("op_warning.html", op, asking_supervisor=True,
                                error=translate_error(ApprovalExpired()), **context)
     if decision == "approve" and warning.needs_supervisor:
+        if request.form.get("stop_txn") != op["stop_txn"]:
+            # The PIN pad of another transfer's warning (a second tab, a page from before a change): the supervisor
+            # approves only what this screen shows, so it shows this transfer's amount and payee, and asks again.
+            return render_step("op_warning.html", op, asking_supervisor=True, **context)
         try:
             approval = operations.approve_past_warning(st, current_agent(), context["supervisor_id"],
                                                        request.form.get("pin", ""))
