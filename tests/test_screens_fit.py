@@ -511,7 +511,7 @@ STATE_SHOWS = {
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
     "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
-    "supervisor PIN": "#approve-warning", "approval run out": "#error",
+    "supervisor PIN": "#approve-warning", "approval run out": "#error", "figures changed": "#error",
     "beyond the tolerance": "#variance-reasons", "large print": "body.large",
     "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
 }
@@ -686,6 +686,10 @@ CASES = [
     Case("day close", "operation half done", day_close_half_done),
     Case("day close", "beyond the tolerance", day_count("close", {"n10000": "290", "confirm": "0"})),
     Case("day close", "beyond the tolerance, refused", day_count("close", {"n10000": "290", "confirm": "1"})),
+    # The approval screen posted after the drawer's figures changed (a second tab): refused, the new figures shown.
+    Case("day close", "beyond the tolerance, figures changed",
+         day_count("close", {"n10000": "290", "confirm": "1", "reason": "Unknown", "reason_text": "一张百元假钞",
+                             "supervisor_id": "S01", "pin": "0000", "expected": "1"})),
     Case("day close", "large print, beyond the tolerance, refused",
          with_state("large_print", day_count("close", {"n10000": "290", "confirm": "1"}))),
     Case("day close", "preview, offline warning",
