@@ -208,6 +208,8 @@ def close_day(st: Station, session: AgentSession, counts: dict, *, reason: str =
         if count.needs_approval:
             body["supervisor"] = supervisor.agent_id
         entry = append_entry(st, EntryType.DAY_CLOSE, now, body)
-    details = {"expected": count.expected_fen, "variance": count.variance_fen, "counts": count.counts}
+    # The receipt's details as the receipts screen reads them back from the entry (the reason and approver too).
+    details = {"expected": count.expected_fen, "variance": count.variance_fen, "counts": count.counts,
+               **{key: body[key] for key in ("reason", "supervisor") if key in body}}
     receipt = entry_receipt(entry, count.counted_fen, details)
     return DayClose(receipt, count.expected_fen, count.counted_fen, count.variance_fen)

@@ -183,7 +183,9 @@ def test_a_variance_beyond_the_tolerance_needs_a_reason_and_a_supervisor(open_dr
     with pytest.raises(errors.InvalidVarianceReason):
         business_day.close_day(st, agent, counts, reason="x" * 201, supervisor=supervisor)
     assert entries() == before and business_day.current_day(st) is not None
-    business_day.close_day(st, agent, counts, reason="  Miscount:   a 50 note  ", supervisor=supervisor)
+    closed = business_day.close_day(st, agent, counts, reason="  Miscount:   a 50 note  ", supervisor=supervisor)
+    # The receipt handed back says what the entry says (as the receipts screen reads it), reason and approver too.
+    assert (closed.receipt.details["reason"], closed.receipt.details["supervisor"]) == ("Miscount: a 50 note", "S01")
     body = last_payload()
     assert (body["type"], body["reason"], body["supervisor"], body["agent"]) == (
         "day_close", "Miscount: a 50 note", "S01", "A01")
@@ -219,6 +221,7 @@ def test_the_close_beyond_the_tolerance_asks_reason_and_supervisor_and_keeps_the
         english(agent_client)
     page = agent_client.post("/day/close", data={**SHORT, "confirm": "0"}).get_data(as_text=True)
     assert 'id="variance-reasons"' in page and 'id="variance-supervisors"' in page and 'name="pin"' in page
+    expected = {"expected": shown_expected(page)}
     before = entries()
     refusals = [
         ({}, "钱箱差 50.00 元，超过 10.00 元：请选择或输入原因。" if lang == "zh"
@@ -231,7 +234,8 @@ def test_the_close_beyond_the_tolerance_asks_reason_and_supervisor_and_keeps_the
          else "Wrong PIN. Tries left before this agent is locked: 4."),
     ]
     for fields, message in refusals:
-        page = agent_client.post("/day/close", data={**SHORT, "confirm": "1", **fields}).get_data(as_text=True)
+        page = agent_client.post("/day/close", data={**SHORT, "confirm": "1", **expected, **fields}
+                                 ).get_data(as_text=True)
         assert error_of(page) == message
         # The same screen, the counts kept in the form, the reason still chosen.
         assert 'name="n10000" value="299"' in page and 'name="n5000" value="1"' in page
@@ -242,13 +246,36 @@ def test_the_close_beyond_the_tolerance_asks_reason_and_supervisor_and_keeps_the
     assert [e.type for e in JournalEntry.select().where(JournalEntry.seq > before)] == ["agent_pin_failed"]
     response = agent_client.post("/day/close", data={**SHORT, "confirm": "1", "reason": "Miscount",
                                                      "reason_text": "一张50元", "supervisor_id": "S01",
-                                                     "pin": SUPERVISOR_PIN})
+                                                     "pin": SUPERVISOR_PIN, **expected})
     assert response.status_code == 302
     body = last_payload()
     assert (body["type"], body["reason"], body["supervisor"], body["variance"]) == (
         "day_close", "Miscount: 一张50元", "S01", -5_000)
     assert SUPERVISOR_PIN not in json.dumps(body)
     assert BusinessDay.select().where(BusinessDay.closed_at.is_null()).count() == 0
+
+
+def shown_expected(page: str) -> str:
+    """The expected cash (fen) the approval screen was showing, as its form sends it back."""
+    return re.search(r'name="expected" value="(-?\d+)"', page).group(1)
+
+
+def test_the_supervisor_approves_only_the_figures_shown(agent_client, station):
+    """An operation recorded after the approval screen showed (a second tab) changes what the drawer should
+    hold: the close is refused before the PIN is checked, and the screen shows the new figures to approve."""
+    page = agent_client.post("/day/close", data={**SHORT, "confirm": "0"}).get_data(as_text=True)
+    seen = shown_expected(page)
+    approve = {**SHORT, "confirm": "1", "reason": "Miscount", "supervisor_id": "S01", "pin": SUPERVISOR_PIN}
+    agent = agents.login_agent(station, "A01", "1357")
+    operations.deposit_cash(station, agent, agents.authenticate_customer(station, agent, card_customer(),
+                                                                         CUSTOMER_PIN), "500", receipts.new_txn_id())
+    before = entries()
+    page = agent_client.post("/day/close", data={**approve, "expected": seen}).get_data(as_text=True)
+    assert error_of(page) == "应有金额已变动：请核对后重新输入主管密码。"
+    assert entries() == before and business_day.current_day(station) is not None  # no PIN try, no close
+    assert re.search(r'id="variance"[^>]*>短款 ¥550.00<', page) and shown_expected(page) != seen
+    assert agent_client.post("/day/close", data={**approve, "expected": shown_expected(page)}).status_code == 302
+    assert last_payload()["variance"] == -55_000
 
 
 def test_count_again_from_the_approval_goes_back_to_the_boxes(agent_client):

@@ -3,9 +3,11 @@ transfer journaled, the elderly customer (``station.protocol.scams``, ``station.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
+from ui_helpers import error_of, identify, login, start, txn_of
 
 from station import agents, errors, operations, receipts
 from station.db import Customer, JournalEntry, Operation, Payee
@@ -140,6 +142,60 @@ def test_a_stale_or_someone_elses_approval_is_refused(supervised, agent, clock):
             operations.transfer(st, agent, auth, "6222000000000000001", "王小明", "1500", receipts.new_txn_id(),
                                 fraud_warning_confirmed=True, approval=given)
     assert Operation.select().count() == 0
+
+
+def test_an_approval_run_out_before_the_pin_goes_back_to_the_supervisor_not_a_dead_end(supervised, ui_client, clock):
+    """On the touchscreen: the customer reached the PIN after the approval ran out (``customer_auth_seconds``). The
+    PIN screen does not repeat the refusal forever: the warning's supervisor PIN pad comes back, saying why, and a
+    fresh approval sends the transfer."""
+    login(ui_client)
+    mother = customer(0)
+    start(ui_client, "transfer")
+    identify(ui_client, "transfer", mother)
+    ui_client.post("/op/transfer/payee", data={"payee_account": "6222000000000000001", "payee_name": "王小明"})
+    ui_client.post("/op/transfer/amount", data={"amount": "1500"})
+    page = ui_client.get("/op/transfer/warning").get_data(as_text=True)
+    approve = {"decision": "approve", "supervisor_id": SUPERVISOR_ID, "pin": SUPERVISOR_PIN,
+               "stop_txn": re.search(r'name="stop_txn" value="([^"]+)"', page).group(1)}
+    assert ui_client.post("/op/transfer/warning", data=approve).location.endswith("/confirm")
+    ui_client.post("/op/transfer/confirm")
+    clock.advance(seconds=supervised.policy["customer_auth_seconds"] + 1)
+    page = ui_client.get("/op/transfer/pin").get_data(as_text=True)
+    answer = ui_client.post("/op/transfer/pin", data={"pin": DEMO_CUSTOMER_PIN, "txn": txn_of(page)})
+    assert answer.status_code == 302 and answer.location.endswith("/op/transfer/warning")
+    page = ui_client.get("/op/transfer/warning").get_data(as_text=True)
+    assert error_of(page) == "主管批准已过时效：请主管重新输入密码。" and 'id="approve-warning"' in page
+    assert error_of(ui_client.get("/op/transfer/warning").get_data(as_text=True)) is None  # said once
+    assert ui_client.get("/op/transfer/pin").location.endswith("/op/transfer/warning")
+    assert ui_client.post("/op/transfer/warning", data=approve).location.endswith("/pin")
+    page = ui_client.get("/op/transfer/pin").get_data(as_text=True)
+    assert ui_client.post("/op/transfer/pin", data={"pin": DEMO_CUSTOMER_PIN, "txn": txn_of(page)}).status_code == 302
+    assert unverified_payload(JournalEntry.get_by_id(Operation.get().seq).token)["approved_by"] == SUPERVISOR_ID
+
+
+def test_a_supervisor_approves_only_the_transfer_the_screen_shows(supervised, ui_client):
+    """A second tab: the supervisor's PIN typed on the warning of a 1,500 yuan transfer, while the operation being
+    keyed in is now another one (20,000 yuan to someone else). The PIN pad comes back with this transfer's figures;
+    nothing is approved, and no PIN try is spent."""
+    login(ui_client)
+    mother = customer(0)
+    start(ui_client, "transfer")
+    identify(ui_client, "transfer", mother)
+    ui_client.post("/op/transfer/payee", data={"payee_account": "6222000000000000001", "payee_name": "王小明"})
+    ui_client.post("/op/transfer/amount", data={"amount": "1500"})
+    shown = ui_client.get("/op/transfer/warning").get_data(as_text=True)
+    old_screen = re.search(r'name="stop_txn" value="([^"]+)"', shown).group(1)
+    ui_client.post("/op/cancel")  # the other tab: a new transfer
+    start(ui_client, "transfer")
+    identify(ui_client, "transfer", mother)
+    ui_client.post("/op/transfer/payee", data={"payee_account": "6222000000000000002", "payee_name": "李四"})
+    ui_client.post("/op/transfer/amount", data={"amount": "20000"})
+    answer = ui_client.post("/op/transfer/warning", data={"decision": "approve", "supervisor_id": SUPERVISOR_ID,
+                                                          "pin": SUPERVISOR_PIN, "stop_txn": old_screen})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 200 and 'id="approve-warning"' in page and "20,000.00" in page and "李四" in page
+    with ui_client.session_transaction() as cookie:
+        assert "approval" not in cookie["op"] and "warning_done" not in cookie["op"]
 
 
 def test_a_stopped_transfer_is_journaled_once_without_a_pin(open_drawer, agent):

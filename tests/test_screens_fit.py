@@ -296,6 +296,22 @@ def supervisor_asked(wrong_pin=False, **keyed):
     return reach
 
 
+def approval_run_out(c):
+    """Past the warning with the supervisor's PIN, then the customer's PIN after the approval ran out: the
+    warning's supervisor PIN pad again, saying why."""
+    # The supervisor from 1,000 yuan: 1,500 yuan to a new payee stays within what the customer may send offline.
+    policy = c.st.setting("policy") or {}
+    c.stack.enter_context(c.setting("policy", {**policy, "fraud_supervisor_fen": 100_000}))
+    c.op("transfer", customer="long", payee=LONG_PAYEE, amount="1500")
+    c.go("/op/transfer/warning")
+    c.post("/op/transfer/warning", {"decision": "approve", "supervisor_id": "S01", "pin": DEMO_AGENTS[1][3],
+                                    "stop_txn": c.page.get_attribute("input[name=stop_txn]", "value")})
+    c.post("/op/transfer/confirm")
+    c.clock.advance(seconds=c.st.policy["customer_auth_seconds"] + 1)
+    c.go("/op/transfer/pin")
+    c.show("/op/transfer/pin", {"pin": CUSTOMER_PIN, "txn": c.page.get_attribute("input[name=txn]", "value")})
+
+
 def home_after_fraud_stop(c):
     c.op("transfer", payee=("6222000000009999", "张三"), amount="300")
     c.show("/op/transfer/warning", {"decision": "stop"})
@@ -495,7 +511,8 @@ STATE_SHOWS = {
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
     "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
-    "supervisor PIN": "#approve-warning", "beyond the tolerance": "#variance-reasons", "large print": "body.large",
+    "supervisor PIN": "#approve-warning", "approval run out": "#error", "figures changed": "#error",
+    "beyond the tolerance": "#variance-reasons", "large print": "body.large",
     "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
 }
 
@@ -599,6 +616,7 @@ CASES = [
     Case("transfer warning", "supervisor PIN", supervisor_asked(payee=PAYEE, amount=SUPERVISED)),
     Case("transfer warning", "supervisor PIN, wrong PIN, long names",
          supervisor_asked(wrong_pin=True, customer="long", payee=LONG_PAYEE, amount=SUPERVISED)),
+    Case("transfer warning", "supervisor PIN, approval run out, long names", approval_run_out),
     Case("transfer confirm", "normal", op_step("transfer", "confirm", payee=PAYEE, amount="300", warning=True)),
     # (below fraud_supervisor_fen, beyond what the customer may send offline)
     Case("transfer confirm", "refused, long names",
@@ -668,6 +686,10 @@ CASES = [
     Case("day close", "operation half done", day_close_half_done),
     Case("day close", "beyond the tolerance", day_count("close", {"n10000": "290", "confirm": "0"})),
     Case("day close", "beyond the tolerance, refused", day_count("close", {"n10000": "290", "confirm": "1"})),
+    # The approval screen posted after the drawer's figures changed (a second tab): refused, the new figures shown.
+    Case("day close", "beyond the tolerance, figures changed",
+         day_count("close", {"n10000": "290", "confirm": "1", "reason": "Unknown", "reason_text": "一张百元假钞",
+                             "supervisor_id": "S01", "pin": "0000", "expected": "1"})),
     Case("day close", "large print, beyond the tolerance, refused",
          with_state("large_print", day_count("close", {"n10000": "290", "confirm": "1"}))),
     Case("day close", "preview, offline warning",

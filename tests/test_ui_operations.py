@@ -261,7 +261,10 @@ def test_transfer_without_the_warning_confirmed_is_refused_by_the_core(agent_cli
     with agent_client.session_transaction() as sess:
         sess["op"] = {**sess["op"], "warning_done": True, "confirmed": True, "txn": receipts.new_txn_id()}
     page = agent_client.post("/op/transfer/pin", data={"pin": CUSTOMER_PIN, "txn": receipts.new_txn_id()})
-    assert error_of(page.get_data(as_text=True)) == "转账前请和客户一起阅读防诈骗提示并确认。"
+    # Nothing recorded; the PIN screen sends the agent back to the warning (not a refusal it repeats).
+    assert page.status_code == 302 and page.location.endswith("/op/transfer/warning")
+    assert Operation.select().count() == 0
+    assert 'id="fraud-warning"' in agent_client.get("/op/transfer/warning").get_data(as_text=True)
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,8 @@ def test_language_toggle_only_redirects_to_local_paths(ui_client):
     assert ui_client.post("/lang", data={"lang": "en", "next": "/login"}).location == "/login"
     assert ui_client.post("/lang", data={"lang": "en", "next": "//evil.example/x"}).location == "/"
     assert ui_client.post("/lang", data={"lang": "en", "next": "https://evil.example/"}).location == "/"
+    # A backslash: Chromium reads "/\\evil.example" as "//evil.example", another host.
+    assert ui_client.post("/lang", data={"lang": "en", "next": "/\\evil.example/x"}).location == "/"
     assert ui_client.post("/lang", data={"lang": "en", "next": "/home\n/x"}).location == "/"
     ui_client.post("/lang", data={"lang": "xx", "next": "/login"})
     assert "Who is working?" in ui_client.get("/login").get_data(as_text=True)

@@ -73,6 +73,8 @@ def toggle_large_print():
 
 
 def is_local_path(target: str) -> bool:
-    """A path on this station in printable ASCII: never an absolute URL handed in by a form ("//host"), and
-    never a control character (a newline cannot go into the Location header: it raised a 500)."""
-    return target.startswith("/") and not target.startswith("//") and all("!" <= char <= "~" for char in target)
+    """A path on this station in printable ASCII: never an absolute URL handed in by a form ("//host", or "/\\host",
+    which a browser reads as "//host"), and never a control character (a newline cannot go into the Location
+    header: it raised a 500)."""
+    return (target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and all("!" <= char <= "~" for char in target))

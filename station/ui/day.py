@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from station import agents, business_day
 from station.db import Agent
-from station.errors import StationError
+from station.errors import N_, StationError
 from station.protocol.money import format_yuan
 from station.ui.common import OperationInProgress, current_agent, login_required, station, translate_error
 from station.ui.operations import half_done, half_done_summary
@@ -21,6 +21,14 @@ from station.ui.operations import half_done, half_done_summary
 bp = Blueprint("day", __name__, url_prefix="/day")
 
 VARIANCE_REASONS = business_day.VARIANCE_REASONS
+
+
+class ExpectedChanged(StationError):
+    """The approval screen showed other figures than the drawer's now (an operation recorded since, e.g. in a
+    second tab): the supervisor approves only the variance they saw."""
+
+    code = "expected_changed"
+    template = N_("The expected cash changed: check the figures and type the PIN again.")
 
 
 def counts_from_form() -> dict:
@@ -91,6 +99,8 @@ def _approving_supervisor(preview: business_day.CloseCount, reason: str) -> agen
     if not (reason and supervisor_id and pin):
         # Raises: no reason (asked first), else no supervisor's PIN.
         business_day.check_variance_approval(station(), preview, reason, None)
+    if request.form.get("expected") != str(preview.expected_fen):
+        raise ExpectedChanged()  # before the PIN is checked: no try spent
     return agents.login_agent(station(), supervisor_id, pin)
 
 

@@ -27,7 +27,7 @@ from flask_babel import gettext
 from station import agents, errors, identity, limits, online, operations, receipts
 from station.db import Agent, Biller, Customer, Payee
 from station.device_state import refuse_new_operations
-from station.errors import StationError
+from station.errors import N_, StationError
 from station.link import should_ask_bank
 from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, parse_amount
@@ -38,6 +38,13 @@ from station.ui.common import NoOperationInProgress, current_agent, login_requir
 bp = Blueprint("ops", __name__, url_prefix="/op")
 
 QUICK_WITHDRAWALS = ("100", "200", "500", "1000")
+
+
+class ApprovalExpired(StationError):
+    """The supervisor's approval past the fraud warning ran out (``customer_auth_seconds``) before the PIN."""
+
+    code = "fraud_approval_expired"
+    template = N_("The supervisor's approval has run out: the supervisor types their PIN again.")
 
 #: The steps of each flow, keyed by the entry type it records (every type the registry puts on a home tile has
 #: one), in order. A bill paid from the customer's account adds "customer" and "pin".
@@ -341,7 +348,16 @@ def warning_step(op: dict):
         return go_next(op)
     if decision == "send":
         return render_step("op_warning.html", op, asking_supervisor=True, **context)
+    if op.pop("approval_expired", False):
+        session["op"] = op
+        if warning.needs_supervisor:
+            return render_step("op_warning.html", op, asking_supervisor=True,
+                               error=translate_error(ApprovalExpired()), **context)
     if decision == "approve" and warning.needs_supervisor:
+        if request.form.get("stop_txn") != op["stop_txn"]:
+            # The PIN pad of another transfer's warning (a second tab, a page from before a change): the supervisor
+            # approves only what this screen shows, so it shows this transfer's amount and payee, and asks again.
+            return render_step("op_warning.html", op, asking_supervisor=True, **context)
         try:
             approval = operations.approve_past_warning(st, current_agent(), context["supervisor_id"],
                                                        request.form.get("pin", ""))
@@ -372,7 +388,11 @@ def identity_step(op: dict):
         except StationError as err:
             error = translate_error(err)
         else:
-            # Not save(): this step comes after the bank was asked about the amount, and keeps its answer.
+            # Not save(): this step comes after the bank was asked about the amount, and keeps its answer (and the
+            # txn it is bound to). A different card typed once confirmed (the back button, a second tab) voids that
+            # confirmation: the confirm screen shows the card's last 4, and the PIN must not record one unseen.
+            if op.get("id_hash") not in (None, fields["id_hash"]):
+                op.pop("confirmed", None)
             op.update(identity_done=True, id_hash=fields["id_hash"], id_last4=fields["id_last4"])
             session["op"] = op
             return go_next(op)
@@ -565,6 +585,21 @@ def execute(op: dict, auth, txn: str, template: str, **context):
                                           funding=op.get("funding", "cash"), authorization=grant)
         else:
             receipt = operations.balance_enquiry(st, agent, auth, txn, authorization=grant).receipt
+    except (errors.FraudWarningRequired, errors.FraudSupervisorRequired) as err:
+        # The warning's answer no longer holds (the supervisor's approval ran out while the customer got to the
+        # PIN, or the bank's policy changed meanwhile): back to the warning, not a refusal the PIN screen repeats.
+        for key in ("warning_done", "fraud_ok", "approval"):
+            op.pop(key, None)
+        op["approval_expired"] = isinstance(err, errors.FraudSupervisorRequired)
+        session["op"] = op
+        return redirect(url_for("ops.step", kind=kind, step="warning"))
+    except errors.IdentityRequired:
+        # The policy's id_check_fen came down (a sync) since the amount step skipped the ID card: ask for it now,
+        # then the confirmation again (it shows the card), not a refusal the PIN screen repeats.
+        for key in ("identity_done", "confirmed"):
+            op.pop(key, None)
+        session["op"] = op
+        return redirect(url_for("ops.step", kind=kind, step="identity"))
     except StationError as err:
         return render_step(template, op, error=translate_error(err), **context)
     # Keep the finished operation's UUID: a second tap on the same form lands on the same receipt.
