@@ -36,11 +36,19 @@ def openapi():
     return jsonify(openapi_document())
 
 
+def json_body():
+    """The request's JSON body, or None when it is not JSON. JSON nested too deep for the parser (a RecursionError,
+    which ``silent`` does not catch) is a malformed request, not a 500."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError as exc:
+        raise Problem("malformed-request", "The JSON body is nested too deeply.") from exc
+
+
 @bp.post("/enroll")
 def enroll():
     """A station enrolls with a one-time code and its public keys."""
-    body = request.get_json(silent=True)
-    return jsonify(service.enroll(_keys(), body))
+    return jsonify(service.enroll(_keys(), json_body()))
 
 
 @bp.get("/stations/<station_id>/jwks")
@@ -74,7 +82,7 @@ def post_authorization(station_id):
 def probe(station_id):
     """The link probe: ``{"probe": JWS}`` signed with the station's current key, answered ``{"answer": JWS}``
     signed with the server's key for the probe's nonce (``sync_server.probe``)."""
-    return jsonify(answer_probe(_keys(), station_id, request.get_json(silent=True)))
+    return jsonify(answer_probe(_keys(), station_id, json_body()))
 
 
 @bp.get("/stations/<station_id>/head")

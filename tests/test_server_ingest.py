@@ -368,3 +368,12 @@ def test_one_batch_raced_at_gunicorn_workers_applies_once(server, tmp_path, cloc
     assert Entry.select().where((Entry.station_id == "ST-0001") & (Entry.type == "deposit")).count() == 20
     deposits = Posting.select().where((Posting.account_id == "DM00010001") & (Posting.station_id == "ST-0001"))
     assert sum(p.amount_fen for p in deposits) == -20 * 10_000
+
+
+@pytest.mark.parametrize("path", ["/api/v1/enroll", "/api/v1/stations/ST-0001/probe"])
+def test_json_nested_too_deep_is_a_malformed_request_not_a_500(server, path):
+    deep = "[" * 100_000 + "]" * 100_000  # a few hundred KB at most: the parser recurses once per level
+    response = requests.post(f"{server.url}{path}", data=deep, headers={"Content-Type": "application/json"},
+                             timeout=10)
+    assert response.status_code == 400 and problem_type(response) == "malformed-request"
+    assert "nested too deeply" in response.json()["detail"]

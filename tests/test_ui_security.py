@@ -108,3 +108,10 @@ def test_station_serve_refuses_a_damaged_database(station, monkeypatch):
     (station.data_dir / "station.db").write_bytes(b"not a database" * 100)
     result = CliRunner().invoke(cli.cli, ["serve", "--data-dir", str(station.data_dir)])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+
+
+def test_the_session_cookie_is_samesite_strict_and_httponly(ui_client):
+    # Flask's own default (None) must not win over the station's Strict.
+    response = ui_client.post("/lang", data={"lang": "en", "next": "/login"})
+    cookie = response.headers["Set-Cookie"]
+    assert "SameSite=Strict" in cookie and "HttpOnly" in cookie

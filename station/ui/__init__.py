@@ -38,7 +38,10 @@ def init_ui(app: Flask) -> None:
     station = app.extensions["station"]
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", station.policy["timezone"])
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Strict")
+    # Flask's defaults hold SESSION_COOKIE_SAMESITE as None, so setdefault would leave it unset: set it unless the
+    # app's own config chose a value.
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the session ends on idle logout instead
     Babel(app, locale_selector=select_locale)
