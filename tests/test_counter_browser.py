@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import FakeClock
-from ui_browser_support import check_screen, new_page, serving
-from ui_helpers import AGENT_PIN, CUSTOMER_PIN, SUPERVISOR_PIN, identity_present
+from ui_browser_support import check_screen, log_in, new_page, serving, tap_keys
+from ui_helpers import CUSTOMER_PIN, SUPERVISOR_PIN, identity_present
 
 from station import agents, business_day, operations, receipts
 from station.app import create_app
@@ -56,22 +56,6 @@ def cards(index: int) -> Customer:
     return list(Customer.select().where(Customer.card_number.is_null(False)).order_by(Customer.id))[index]
 
 
-def tap(page, digits: str) -> None:
-    for digit in digits:
-        page.click(f'.keypad [data-key="{digit}"]')
-
-
-def log_in(page, base: str, lang: str) -> None:
-    page.goto(base + "/login")
-    page.click("#agent-A01")
-    tap(page, AGENT_PIN)
-    page.click("#login")
-    page.wait_for_url(base + "/home")
-    if lang == "en":
-        page.click("text=English")
-        page.wait_for_selector("text=中文")
-
-
 def words(lang: str, zh: str, en: str) -> str:
     return zh if lang == "zh" else en
 
@@ -83,7 +67,7 @@ def test_a_locked_customer_is_refused_at_identification(counter, page, lang):
     Customer.update(status="locked").where(Customer.id == customer.id).execute()
     log_in(page, base, lang)
     page.click("#tile-withdrawal")
-    tap(page, customer.card_number)
+    tap_keys(page, customer.card_number)
     page.click("#next")
     assert page.inner_text("#error") == words(
         lang, "密码错误次数太多，账户已锁定。请到银行网点解锁。",
@@ -98,11 +82,11 @@ def test_the_third_wrong_pin_takes_the_pad_away_even_after_a_reload(counter, pag
     customer = cards(4 + LANGS.index(lang))
     log_in(page, base, lang)
     page.click("#tile-balance_enquiry")
-    tap(page, customer.card_number)
+    tap_keys(page, customer.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/balance_enquiry/pin")
     for try_number in range(3):
-        tap(page, "000000")
+        tap_keys(page, "000000")
         page.click("#pin-ok")
         page.wait_for_selector("#error")
         check_screen(page)
@@ -129,14 +113,14 @@ def test_a_passbook_customer_is_shown_with_a_passbook_mask(counter, page, lang):
     page.click("#tile-deposit")
     page.click("#kind-passbook")
     page.wait_for_url("**/op/deposit/customer?id_kind=passbook")
-    tap(page, passbook.passbook_number)
+    tap_keys(page, passbook.passbook_number)
     page.click("#next")
     page.wait_for_url(base + "/op/deposit/amount")
     masked = "****" + passbook.passbook_number[-4:]
     assert page.inner_text("#who .id-kind") == words(lang, "存折", "Passbook")
     assert page.inner_text("#who .id-number") == masked
     check_screen(page)
-    tap(page, "200")
+    tap_keys(page, "200")
     page.click("#next")
     page.wait_for_url(base + "/op/deposit/confirm")
     assert f"{words(lang, '存折', 'Passbook')} {masked}" in page.inner_text("#summary")
@@ -150,10 +134,10 @@ def test_a_half_done_withdrawal_is_listed_with_resume_and_cancel(counter, page, 
     customer = cards(6)
     log_in(page, base, lang)
     page.click("#tile-withdrawal")
-    tap(page, customer.card_number)
+    tap_keys(page, customer.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/withdrawal/amount")
-    tap(page, "500")
+    tap_keys(page, "500")
     page.click("#next")
     page.wait_for_url(base + "/op/withdrawal/confirm")
     page.click("header a.btn")  # 首页 / Home, in the middle of the withdrawal
@@ -193,7 +177,7 @@ def test_the_reversal_says_to_take_back_the_cash(counter, page, lang):
         lang, "收回现金 ¥1,000.00：先向客户收回，再请主管确认。",
         "Take back ¥1,000.00 cash from the customer first.")
     check_screen(page)
-    tap(page, "9999")
+    tap_keys(page, "9999")
     page.click("#reverse-ok")
     page.wait_for_selector("#error")
     assert page.locator("#cash-back").is_visible()
@@ -215,9 +199,9 @@ def test_the_day_close_says_short_and_asks_reason_and_supervisor(counter, page, 
     page.goto(base + "/day/close")
     hundreds, rest = divmod(expected - 5_000, 10_000)  # 50 yuan short
     page.click("#n10000")
-    tap(page, str(hundreds))
+    tap_keys(page, str(hundreds))
     page.click("#n100")
-    tap(page, str(rest // 100))
+    tap_keys(page, str(rest // 100))
     page.click("#check-count")
     page.wait_for_selector("#variance")
     assert page.inner_text("#variance") == words(lang, "短款 ¥50.00", "Short ¥50.00")
@@ -230,7 +214,7 @@ def test_the_day_close_says_short_and_asks_reason_and_supervisor(counter, page, 
     check_screen(page)
     page.click("#variance-reasons label >> nth=2")  # 清点差错 / Miscount
     page.fill("#reason-text", words(lang, "少点一张五十", "one 50 note missed"))
-    tap(page, "9999")
+    tap_keys(page, "9999")
     page.click("#close-day")
     page.wait_for_selector("#error")
     # (The reversal tests above typed wrong supervisor PINs too: the tries left are fewer than 4.)
@@ -241,7 +225,7 @@ def test_the_day_close_says_short_and_asks_reason_and_supervisor(counter, page, 
     assert page.is_checked("#variance-reasons input >> nth=2")
     assert page.input_value("#reason-text") == words(lang, "少点一张五十", "one 50 note missed")
     check_screen(page)
-    tap(page, SUPERVISOR_PIN)
+    tap_keys(page, SUPERVISOR_PIN)
     # Close the day is the form's first submit (Enter in the words closes, never recounts), shown after Count again.
     assert page.locator("#count-form button[type=submit], #count-form button:not([type])").first.get_attribute(
         "id") == "close-day"

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import FakeClock
-from ui_browser_support import check_screen, new_page, serving
-from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER, card_customer, customer_with_payee
+from ui_browser_support import check_screen, log_in, new_page, serving, tap_keys
+from ui_helpers import CUSTOMER_PIN, ID_NUMBER, card_customer, customer_with_payee
 
 from station import agents, business_day
 from station.app import create_app
@@ -42,25 +42,9 @@ def page(live, browser):
     page.close()
 
 
-def tap(page, keys):
-    for key in keys:
-        page.click(f'.keypad [data-key="{key}"]')
-
-
 def key_in(page, field, text):
     """Put ``text`` in the pad's field at once (the walk checks screens, not tapping: the ID test taps)."""
     page.eval_on_selector(f"#{field}", "(el, text) => { el.value = text; }", text)
-
-
-def log_in(page, base, lang):
-    page.goto(base + "/login")
-    page.click("#agent-A01")
-    tap(page, AGENT_PIN)
-    page.click("#login")
-    page.wait_for_url(base + "/home")
-    if lang == "en" and page.get_attribute("html", "lang") != "en":  # the choice outlives a logout
-        page.click("text=English")
-        page.wait_for_selector("text=中文")
 
 
 def large_print_on(page, base):
@@ -87,7 +71,7 @@ def walk_flow(page, base, kind, customer, amount):
     page.click(f"#tile-{kind}")
     page.wait_for_url(f"{base}/op/{kind}/customer")
     fits(page)
-    tap(page, "12345")
+    tap_keys(page, "12345")
     page.click("#next")
     page.wait_for_selector("#error")
     fits(page)
@@ -98,12 +82,12 @@ def walk_flow(page, base, kind, customer, amount):
     else:
         page.wait_for_url(f"{base}/op/{kind}/amount")
         fits(page)
-        tap(page, "5")  # below the minimum of both
+        tap_keys(page, "5")  # below the minimum of both
         page.click("#next")
         page.wait_for_selector("#error")
         fits(page)
         page.goto(f"{base}/op/{kind}/amount")
-        tap(page, amount)
+        tap_keys(page, amount)
         page.click("#next")
         if page.url.endswith("/identity"):
             fits(page)
@@ -114,12 +98,12 @@ def walk_flow(page, base, kind, customer, amount):
         page.click("#confirm")
         page.wait_for_url(f"{base}/op/{kind}/pin")
     fits(page)
-    tap(page, "000000")
+    tap_keys(page, "000000")
     page.click("#pin-ok")
     page.wait_for_selector("#error")
     fits(page)
     page.click("#pin")
-    tap(page, CUSTOMER_PIN)
+    tap_keys(page, CUSTOMER_PIN)
     page.click("#pin-ok")
     page.wait_for_selector("#receipt")
     fits(page)
@@ -175,7 +159,7 @@ def test_the_amount_is_read_aloud_on_the_confirm_screen(live, page):
     _, base = live
     log_in(page, base, "zh")
     page.click("#tile-withdrawal")
-    tap(page, card_customer(8).card_number)
+    tap_keys(page, card_customer(8).card_number)
     page.click("#next")
     page.click("#quick-500")
     page.wait_for_url(base + "/op/withdrawal/confirm")
@@ -202,16 +186,16 @@ def test_the_id_card_step_with_a_wrong_then_a_right_number(live, page, lang):
     log_in(page, base, lang)
     customer = card_customer(9 if lang == "zh" else 10)
     page.click("#tile-withdrawal")
-    tap(page, customer.card_number)
+    tap_keys(page, customer.card_number)
     page.click("#next")
-    tap(page, "800")
+    tap_keys(page, "800")
     page.click("#next")
     page.wait_for_url(base + "/op/withdrawal/identity")
     fits(page, large=False)
-    tap(page, "11010519491231002")
+    tap_keys(page, "11010519491231002")
     page.click("#key-x")
     page.click('.keypad [data-key="back"]')
-    tap(page, "1")  # the check character mistyped
+    tap_keys(page, "1")  # the check character mistyped
     page.click("#next")
     page.wait_for_selector("#error")
     expected = {"zh": "这个身份证号码对不上，请对照证件逐位核对。",
@@ -221,14 +205,14 @@ def test_the_id_card_step_with_a_wrong_then_a_right_number(live, page, lang):
     large_print_on(page, base)
     page.wait_for_url(base + "/op/withdrawal/identity")
     fits(page)
-    tap(page, "110105194913210020")  # a check character right, a birth month 13
+    tap_keys(page, "110105194913210020")  # a check character right, a birth month 13
     page.click("#next")
     page.wait_for_selector("#error")
     assert page.inner_text("#error").startswith({"zh": "这个身份证号码里的出生日期", "en": "The birth date"}[lang])
     assert page.input_value("#id_number") == "110105194913210020"  # kept on the screen to correct, only there
     fits(page)
     page.click('.keypad [data-key="clear"]')
-    tap(page, "11010519491231002")
+    tap_keys(page, "11010519491231002")
     page.click("#key-x")
     assert page.input_value("#id_number") == ID_NUMBER
     page.click("#next")
@@ -241,7 +225,7 @@ def test_the_id_card_step_with_a_wrong_then_a_right_number(live, page, lang):
     assert held["op"]["id_last4"] == "002X" and ID_NUMBER not in json.dumps(held)
     page.click("#confirm")
     page.wait_for_url(base + "/op/withdrawal/pin")
-    tap(page, CUSTOMER_PIN)
+    tap_keys(page, CUSTOMER_PIN)
     page.click("#pin-ok")
     page.wait_for_selector("#receipt")
     fits(page)
@@ -255,7 +239,7 @@ def test_a_proxy_withdrawal_asks_for_the_id_card_whatever_the_amount(live, page)
     _, base = live
     log_in(page, base, "en")
     page.click("#tile-withdrawal")
-    tap(page, card_customer(11).card_number)
+    tap_keys(page, card_customer(11).card_number)
     page.click("#next")
     page.click("#proxy")
     page.wait_for_selector("#proxy[aria-pressed=true]")

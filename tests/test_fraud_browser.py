@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import FakeClock
 from sync_support import enrolled_station, open_counter, server_db, start_module_bank
-from ui_browser_support import check_screen, new_page, serving
+from ui_browser_support import check_screen, new_page, serving, tap_keys
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN
 
 from station.app import create_app
@@ -55,11 +55,6 @@ def live(request, tmp_path_factory, browser):
         db_proxy.obj.close()
 
 
-def tap(page, digits):
-    for digit in digits:
-        page.click(f'.keypad [data-key="{digit}"]')
-
-
 def customer(elderly: bool) -> Customer:
     year = datetime.now(UTC).year
     query = Customer.select().where(Customer.card_number.is_null(False)).order_by(Customer.id)
@@ -69,14 +64,14 @@ def customer(elderly: bool) -> Customer:
 def to_the_warning(page, base, who: Customer, payee: tuple[str, str], yuan: str) -> None:
     page.goto(base + "/home")
     page.click("#tile-transfer")
-    tap(page, who.card_number)
+    tap_keys(page, who.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/payee")
-    tap(page, payee[0])
+    tap_keys(page, payee[0])
     page.fill("#payee_name", payee[1])
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/amount")
-    tap(page, yuan)
+    tap_keys(page, yuan)
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/warning")
 
@@ -85,7 +80,7 @@ def test_a_scam_stopped_at_the_counter_reaches_the_bank(live):
     bank, st, base, page = live
     page.goto(base + "/login")
     page.click("#agent-A01")
-    tap(page, AGENT_PIN)
+    tap_keys(page, AGENT_PIN)
     page.click("#login")
     page.wait_for_url(base + "/home")
     elderly = customer(elderly=True)
@@ -129,18 +124,18 @@ def test_at_the_supervisor_threshold_the_supervisors_pin_lets_it_through(live):
     page.click("#approve-warning")  # no PIN typed
     page.wait_for_selector("#error")
     check_screen(page)
-    tap(page, "000000")
+    tap_keys(page, "000000")
     page.click("#approve-warning")
     page.wait_for_selector("#error")
     assert "密码错误" in page.inner_text("#error")
     check_screen(page)
     assert page.url == base + "/op/transfer/warning"
-    tap(page, SUPERVISOR_PIN)
+    tap_keys(page, SUPERVISOR_PIN)
     page.click("#approve-warning")
     page.wait_for_url(base + "/op/transfer/confirm")
     page.click("#confirm")
     page.wait_for_url(base + "/op/transfer/pin")
-    tap(page, CUSTOMER_PIN)
+    tap_keys(page, CUSTOMER_PIN)
     page.click("#pin-ok")
     page.wait_for_selector("#receipt")
     entry = JournalEntry.get(JournalEntry.type == "transfer")
@@ -161,7 +156,7 @@ def test_every_state_of_the_warning_fits_in_english(live):
     page.click("#confirm-warning")
     page.wait_for_selector("#approve-warning")
     check_screen(page)
-    tap(page, "1234")
+    tap_keys(page, "1234")
     page.click("#approve-warning")
     page.wait_for_selector("#error")
     assert "Wrong PIN" in page.inner_text("#error")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import FakeClock
-from ui_browser_support import check_screen, new_page, serving
+from ui_browser_support import check_screen, new_page, serving, tap_keys
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, card_customer, customer_with_payee
 
 from station import agents, business_day, ime
@@ -39,17 +39,12 @@ def live(tmp_path_factory, browser):
         page = new_page(browser)
         page.goto(base + "/login")
         page.click("#agent-A01")
-        tap_digits(page, AGENT_PIN)
+        tap_keys(page, AGENT_PIN)
         page.click("#login")
         page.wait_for_url(base + "/home")
         yield base, page
         page.close()
     st.close()
-
-
-def tap_digits(page, digits):
-    for digit in digits:
-        page.click(f'.keypad [data-key="{digit}"]')
 
 
 def tap_pinyin(page, letters, choice):
@@ -85,13 +80,13 @@ def test_a_new_payee_named_by_taps_and_the_transfer_to_her(live, lang):
     page.click("#tile-transfer")
     # In English a customer with payees already: the screen lists them above the fields, and still fits.
     customer = card_customer(2) if lang == "zh" else customer_with_payee()[0]
-    tap_digits(page, customer.card_number)
+    tap_keys(page, customer.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/payee")
     assert page.is_visible("#payee-1") == (lang == "en")
     assert page.is_visible(".keypad") and not page.is_visible("#imepad")
     check_screen(page)
-    tap_digits(page, NEW_PAYEE)
+    tap_keys(page, NEW_PAYEE)
     # Next with no name: refused, and the name is the field waiting, with the keyboard up.
     page.click("#next")
     page.wait_for_selector("#error")
@@ -116,14 +111,14 @@ def test_a_new_payee_named_by_taps_and_the_transfer_to_her(live, lang):
     check_screen(page)
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/amount")
-    tap_digits(page, "200")
+    tap_keys(page, "200")
     page.click("#next")
     # A first-time payee: the fraud warning, read with the customer.
     page.wait_for_url(base + "/op/transfer/warning")
     page.click("#confirm-warning")
     page.wait_for_url(base + "/op/transfer/confirm")
     page.click("#confirm")
-    tap_digits(page, CUSTOMER_PIN)
+    tap_keys(page, CUSTOMER_PIN)
     page.click("#pin-ok")
     page.wait_for_selector("#receipt")
     transfer = Operation.select().where(Operation.type == "transfer").order_by(Operation.seq.desc()).first()

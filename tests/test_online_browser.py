@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from conftest import FakeClock
 from sync_support import enrolled_station, open_counter
-from ui_browser_support import check_screen, new_page, serving
-from ui_helpers import AGENT_PIN, CUSTOMER_PIN
+from ui_browser_support import check_screen, log_in, new_page, serving, tap_keys
+from ui_helpers import CUSTOMER_PIN
 
 from station.app import create_app
 from station.db import Customer, Operation
@@ -43,21 +43,6 @@ def live(server, tmp_path, browser):
     st.close()
 
 
-def tap(page, digits):
-    for digit in digits:
-        page.click(f'.keypad [data-key="{digit}"]')
-
-
-def log_in(page, base, lang):
-    page.goto(base + "/login")
-    page.click("#agent-A01")
-    tap(page, AGENT_PIN)
-    page.click("#login")
-    page.wait_for_url(base + "/home")
-    if lang == "en":
-        page.click("text=English")
-
-
 def card_customer(rich: bool) -> Customer:
     """A card customer with more than 21,000 yuan at the bank (``rich``) or less than 10,000."""
     query = Customer.select().where(Customer.card_number.is_null(False)).order_by(Customer.id)
@@ -66,21 +51,21 @@ def card_customer(rich: bool) -> Customer:
 
 def transfer_to_confirm(page, base, who: Customer, yuan: str):
     page.click("#tile-transfer")
-    tap(page, who.card_number)
+    tap_keys(page, who.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/payee")
-    tap(page, NEW_PAYEE)
+    tap_keys(page, NEW_PAYEE)
     page.fill("#payee_name", "张三")
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/amount")
     check_screen(page)
-    tap(page, yuan)
+    tap_keys(page, yuan)
     page.click("#next")
     page.click("#confirm-warning")
     if int(yuan) * 100 >= 1_000_000:  # from fraud_supervisor_fen the supervisor's PIN, on the warning screen
         page.wait_for_selector("#approve-warning")
         check_screen(page)
-        tap(page, DEMO_AGENTS[1][3])
+        tap_keys(page, DEMO_AGENTS[1][3])
         page.click("#approve-warning")
     page.wait_for_url(base + "/op/transfer/confirm")
     check_screen(page)
@@ -97,7 +82,7 @@ def test_a_20000_yuan_transfer_is_authorized_pushed_and_confirmed(live, lang):
     mode = page.inner_text("#bank-mode")
     assert ("银行已授权" if lang == "zh" else "authorized") in mode
     check_screen(page)
-    tap(page, CUSTOMER_PIN)
+    tap_keys(page, CUSTOMER_PIN)
     page.click("#pin-ok")
     page.wait_for_selector("#receipt")
     check_screen(page)
@@ -112,7 +97,7 @@ def test_the_amount_screen_shows_the_banks_limits_then_the_offline_allowance(liv
     log_in(page, base, "zh")
     rich = card_customer(rich=True)
     page.click("#tile-withdrawal")
-    tap(page, rich.card_number)
+    tap_keys(page, rich.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/withdrawal/amount")
     assert page.inner_text("#limits") == "银行限额：单笔最多 1,000.00 元，今天还可用 1,000.00 元"
@@ -120,7 +105,7 @@ def test_the_amount_screen_shows_the_banks_limits_then_the_offline_allowance(liv
     page.click("#cancel-op")
     note_failure(st, "probe", "refused")
     page.click("#tile-withdrawal")
-    tap(page, rich.card_number)
+    tap_keys(page, rich.card_number)
     page.click("#next")
     assert page.inner_text("#limits").startswith("离线办理：还剩 ")
     check_screen(page)
@@ -148,14 +133,14 @@ def test_the_live_balance_online_and_the_as_of_balance_offline(live, lang):
             note_failure(st, "probe", "refused")
         page.goto(base + "/home")
         page.click("#tile-balance_enquiry")
-        tap(page, rich.card_number)
+        tap_keys(page, rich.card_number)
         page.click("#next")
         page.wait_for_url(base + "/op/balance_enquiry/pin")
         check_screen(page)
         expected_mode = {(True, "zh"): "银行已授权", (False, "zh"): "离线办理",
                          (True, "en"): "authorized", (False, "en"): "Offline"}[link_up, lang]
         assert expected_mode in page.inner_text("#bank-mode")
-        tap(page, CUSTOMER_PIN)
+        tap_keys(page, CUSTOMER_PIN)
         page.click("#pin-ok")
         page.wait_for_selector("#receipt")
         check_screen(page)
@@ -182,10 +167,10 @@ def test_no_answer_in_time_says_so_before_the_pin_and_the_offline_rules_apply(li
         st.config["link"] = {"auth_timeout_seconds": 0.5}
         proxy.set_mode(mode, delay_ms=2_000) if mode == "slow" else proxy.set_mode(mode)
         page.click("#tile-withdrawal")
-        tap(page, who.card_number)
+        tap_keys(page, who.card_number)
         page.click("#next")
         page.wait_for_url(base + "/op/withdrawal/amount")
-        tap(page, "200")
+        tap_keys(page, "200")
         page.click("#next")
         page.wait_for_url(base + "/op/withdrawal/confirm")
         page.click("#confirm")
@@ -193,7 +178,7 @@ def test_no_answer_in_time_says_so_before_the_pin_and_the_offline_rules_apply(li
         notice = page.inner_text("#bank-mode")
         assert ("银行暂时联系不上" if lang == "zh" else "cannot be reached") in notice
         check_screen(page)
-        tap(page, CUSTOMER_PIN)
+        tap_keys(page, CUSTOMER_PIN)
         page.click("#pin-ok")
         page.wait_for_selector("#receipt")
         check_screen(page)
@@ -210,10 +195,10 @@ def test_the_amount_screen_fits_with_the_limits_and_a_refusal(live, lang):
     log_in(page, base, lang)
     rich = card_customer(rich=True)
     page.click("#tile-withdrawal")
-    tap(page, rich.card_number)
+    tap_keys(page, rich.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/withdrawal/amount")
-    tap(page, "5000")
+    tap_keys(page, "5000")
     page.click("#next")
     page.wait_for_selector("#error")
     assert page.url == base + "/op/withdrawal/amount"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from ui_browser_support import check_screen, new_page, serving
+from ui_browser_support import check_screen, new_page, serving, tap_keys
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN
 
 from station import agents, business_day, operations, receipts
@@ -70,7 +70,7 @@ def page(request, base, browser):
     page = new_page(browser)
     page.goto(base + "/login")
     page.click("#agent-A01")
-    tap(page, AGENT_PIN)
+    tap_keys(page, AGENT_PIN)
     page.click("#login")
     page.wait_for_url(base + "/home")
     if request.param == "en":
@@ -82,14 +82,9 @@ def page(request, base, browser):
     page.close()
 
 
-def tap(page, digits: str, pad: str = ".keypad") -> None:
-    for digit in digits:
-        page.click(f'{pad} [data-key="{digit}"]')
-
-
 def search(page, typed: str) -> None:
     page.goto(page.base + "/receipts/")
-    tap(page, typed, ".searchpad")
+    tap_keys(page, typed, ".searchpad")
     page.click("#search")
     page.wait_for_selector("#receipts")
     check_screen(page)
@@ -171,7 +166,7 @@ def test_bills_show_distinct_icons_say_what_a_reference_must_be_and_amounts_in_y
     kinds = page.eval_on_selector_all(".billers .badge svg", "svgs => svgs.map(s => s.dataset.kind)")
     assert len(set(zip(kinds, icons, strict=True))) == len(set(kinds)) == len(set(icons)) == 4
     page.click("#biller-GAS-COUNTY")
-    tap(page, "12345")
+    tap_keys(page, "12345")
     page.click("#next")
     assert page.inner_text("#error") == words(lang, "户号是 10-12 位数字。", "The account number is 10-12 digits.")
     check_screen(page)
@@ -180,12 +175,12 @@ def test_bills_show_distinct_icons_say_what_a_reference_must_be_and_amounts_in_y
     page.click("#tile-bill_payment")
     page.click("#biller-MOBILE-CMCC")
     assert page.inner_text("p.label") == words(lang, "手机号", "Phone number")
-    tap(page, "1381234")
+    tap_keys(page, "1381234")
     page.click("#next")
     assert page.inner_text("#error") == words(lang, "手机号是 11 位数字，以 1 开头。",
                                                "A phone number is 11 digits, starting with 1.")
     check_screen(page)
-    tap(page, "5678")
+    tap_keys(page, "5678")
     page.click("#next")
     assert page.inner_text("#quick-50") == words(lang, "50元", "¥50")
     check_screen(page)
@@ -196,7 +191,7 @@ def test_bills_show_distinct_icons_say_what_a_reference_must_be_and_amounts_in_y
     page.click("#cancel-op")
 
     page.click("#tile-withdrawal")
-    tap(page, crowd[5].card_number)
+    tap_keys(page, crowd[5].card_number)
     page.click("#next")
     assert [page.inner_text(f"#quick-{q}") for q in ("100", "1000")] == (
         ["100元", "1000元"] if lang == "zh" else ["¥100", "¥1000"])

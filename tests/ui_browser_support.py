@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 from playwright.sync_api import sync_playwright
+from ui_helpers import AGENT_PIN
 from waitress.server import create_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -136,3 +137,23 @@ def tap_pin(page, field, digits):
     page.click(f"#{field}")
     for digit in digits:
         page.click(f'.keypad [data-key="{digit}"]')
+
+
+def tap_keys(page, keys, pad: str = ".keypad"):
+    """Tap each of ``keys`` (digits, X, ...) on the on-screen pad ``pad``, as a finger would."""
+    for key in keys:
+        page.click(f'{pad} [data-key="{key}"]')
+
+
+def log_in(page, base: str, lang: str = "zh", agent_id: str = "A01", pin: str | None = None):
+    """Log agent ``agent_id`` in from the login screen by taps; ``lang="en"`` then switches the UI to English (once:
+    the choice outlives a logout)."""
+    page.goto(base + "/login")
+    page.click(f"#agent-{agent_id}")
+    page.wait_for_selector("#pin")
+    tap_keys(page, pin or AGENT_PIN)
+    page.click("#login")
+    page.wait_for_url(base + "/home")
+    if lang == "en" and page.get_attribute("html", "lang") != "en":
+        page.click("text=English")
+        page.wait_for_selector("text=中文")
