@@ -23,7 +23,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 from peewee import OperationalError
 
-from station.db import RECOVERY, DatabaseDamaged, Setting, bound, open_database
+from station.db import RECOVERY, DatabaseDamaged, Setting, bound, damaged, open_database
 from station.errors import StationBusy
 from station.keys import (
     SIGNING_KEY_FILE,
@@ -149,7 +149,12 @@ class Station:
         key = (conn.execute("PRAGMA data_version").fetchone()[0], self._generation)
         cache = getattr(self._local, "cache", None)
         if cache is None or cache[0] != key:
-            settings = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM setting")}
+            settings = {}
+            for name, value in conn.execute("SELECT key, value FROM setting"):
+                try:
+                    settings[name] = json.loads(value)
+                except ValueError as exc:  # never written by this software: the file is damaged
+                    raise damaged(str(self.data_dir / "station.db"), f"setting {name!r} is not JSON") from exc
             cache = (key, settings, merged_policy(settings.get("policy")))
             self._local.cache = cache
         return cache[1], cache[2]

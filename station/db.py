@@ -143,9 +143,9 @@ def sqlite_damage(exc: BaseException | None) -> str | None:
     return None
 
 
-def damaged(path: str, reason: str) -> DatabaseDamaged:
-    """The refusal for a damaged database at ``path``, with SQLite's ``reason``."""
-    return DatabaseDamaged(f"The station database {path} is damaged ({reason}). {RECOVERY} What still reads can be "
+def damaged(where: str, reason: str) -> DatabaseDamaged:
+    """The refusal for a damaged database (``where``: its path, or words for it), with SQLite's ``reason``."""
+    return DatabaseDamaged(f"The station database {where} is damaged ({reason}). {RECOVERY} What still reads can be "
                            "salvaged from the copy with `sqlite3 station.db .recover`.")
 
 

@@ -11,10 +11,10 @@ Checked, after the chain has verified (``station.journal.audit_journal``):
 
 - each ``journal_entry`` row's ``type`` and ``txn`` columns are its token's;
 - one ``operation`` row per customer-operation entry and none without one, with the entry's txn, type, agent,
-  account, amount, fee, ref_txn, auth, time, cash effect and details, in the business day then open;
+  account, amount, fee, debit, ref_txn, auth, time, cash effect and details, in the business day then open;
 - an operation is ``reversed`` or ``cancelled`` exactly when a later reversal or cancellation names it;
 - one ``business_day`` row per ``day_open`` entry, in order, with its float, counts and opener; once closed, with
-  the close's counted cash, variance, counts and closer; and drawer cash as the entries leave it.
+  the close's counted cash, variance, counts, closer and business date; and drawer cash as the entries leave it.
 """
 
 from __future__ import annotations
@@ -24,25 +24,26 @@ from collections.abc import Iterator
 from typing import Any
 
 from station.context import Station
-from station.protocol.entry_types import EntryType, OperationState, spec_of
+from station.protocol.entry_types import Effect, EntryType, OperationState, spec_of
 from station.protocol.journal_checks import JournalProblem, cash_effect
 from station.protocol.times import parse_utc, utc_text
-from station.protocol.tokens import unverified_payload
+from station.protocol.tokens import is_integer, unverified_payload
 
 #: The operation row's columns (text read as bytes: a damaged one must not stop the check), in SELECT order.
-_OPERATION_COLUMNS = ("seq", "txn", "type", "agent_id", "account", "amount_fen", "fee_fen", "cash_fen", "status",
-                      "ref_txn", "auth_id", "created_at", "details", "day_id")
+_OPERATION_COLUMNS = ("seq", "txn", "type", "agent_id", "account", "amount_fen", "fee_fen", "debit_fen", "cash_fen",
+                      "status", "ref_txn", "auth_id", "created_at", "details", "day_id")
 _OPERATIONS = (
-    "SELECT o.seq, CAST(o.txn AS BLOB), CAST(o.type AS BLOB), CAST(o.agent_id AS BLOB), CAST(c.account_id AS BLOB),"
-    " o.amount_fen, o.fee_fen, o.cash_fen, CAST(o.status AS BLOB), CAST(o.ref_txn AS BLOB), CAST(o.auth_id AS BLOB),"
-    " CAST(o.created_at AS BLOB), CAST(o.details AS BLOB), o.day_id"
+    "SELECT o.seq, CAST(o.txn AS BLOB), CAST(o.type AS BLOB), CAST(o.agent_id AS BLOB),"
+    " CAST(c.account_id AS BLOB), o.amount_fen, o.fee_fen, o.debit_fen, o.cash_fen, CAST(o.status AS BLOB),"
+    " CAST(o.ref_txn AS BLOB), CAST(o.auth_id AS BLOB), CAST(o.created_at AS BLOB), CAST(o.details AS BLOB), o.day_id"
     " FROM operation o LEFT JOIN customer c ON c.id = o.customer_id ORDER BY o.seq"
 )
-_DAY_COLUMNS = ("id", "opened_by", "float_fen", "open_counts", "cash_fen", "closed_at", "closed_by", "counted_fen",
-                "variance_fen", "close_counts")
+_DAY_COLUMNS = ("id", "business_date", "opened_by", "float_fen", "open_counts", "cash_fen", "closed_at", "closed_by",
+                "counted_fen", "variance_fen", "close_counts")
 _DAYS = (
-    "SELECT id, CAST(opened_by AS BLOB), float_fen, CAST(open_counts AS BLOB), cash_fen, CAST(closed_at AS BLOB),"
-    " CAST(closed_by AS BLOB), counted_fen, variance_fen, CAST(close_counts AS BLOB) FROM business_day ORDER BY id"
+    "SELECT id, CAST(business_date AS BLOB), CAST(opened_by AS BLOB), float_fen, CAST(open_counts AS BLOB), cash_fen,"
+    " CAST(closed_at AS BLOB), CAST(closed_by AS BLOB), counted_fen, variance_fen, CAST(close_counts AS BLOB)"
+    " FROM business_day ORDER BY id"
 )
 _UNDONE_STATUS = {EntryType.REVERSAL: OperationState.REVERSED.value,
                   EntryType.TRANSFER_CANCEL: OperationState.CANCELLED.value}
@@ -80,6 +81,15 @@ def _entries(st: Station) -> Iterator[tuple[int, Any, Any, dict]]:
     sql = "SELECT seq, CAST(type AS BLOB), CAST(txn AS BLOB), token FROM journal_entry ORDER BY seq"
     for row in _rows(st, sql, ("seq", "type", "txn", "token")):
         yield row["seq"], row["type"], row["txn"], unverified_payload(row["token"])
+
+
+def _debit(spec, payload: dict) -> Any:
+    """What the operation takes from the customer's account: amount and fee of a debit (a bill only when paid from
+    the account), else nothing."""
+    if spec.customer_effect != Effect.DEBIT or payload.get("funding", "account") != "account":
+        return 0
+    amount, fee = payload.get("amount"), payload.get("fee", 0)
+    return amount + fee if is_integer(amount) and is_integer(fee) else amount
 
 
 def _differences(row: dict, expected: dict) -> list[str]:
@@ -121,6 +131,7 @@ class _Days:
         for problem in _differences(found, {
                 "counted_fen": payload.get("amount"), "variance_fen": payload.get("variance"),
                 "closed_by": payload.get("agent"), "close_counts": payload.get("counts"),
+                "business_date": payload.get("business_date"),
                 "cash_fen": payload.get("expected")}):
             self.report(seq, f"business_day {row['id']}: {problem}")
         if row["closed_at"] is None:
@@ -188,8 +199,8 @@ def row_problems(st: Station) -> list[JournalProblem]:
             marked[row["txn"]] = (seq, row["status"])
         expected = {"txn": txn, "type": entry_type, "agent_id": payload.get("agent"),
                     "account": payload.get("account"), "amount_fen": payload.get("amount"),
-                    "fee_fen": payload.get("fee", 0), "cash_fen": cash, "ref_txn": payload.get("ref_txn"),
-                    "auth_id": payload.get("auth"), "created_at": payload.get("ts"),
+                    "fee_fen": payload.get("fee", 0), "debit_fen": _debit(spec, payload), "cash_fen": cash,
+                    "ref_txn": payload.get("ref_txn"), "auth_id": payload.get("auth"), "created_at": payload.get("ts"),
                     "day_id": days.open["id"] if days.open is not None else None}
         for problem in _differences({**row, "created_at": _time(row["created_at"])}, expected):
             report(seq, f"operation row: {problem}")
