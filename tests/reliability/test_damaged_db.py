@@ -40,7 +40,7 @@ from click.testing import CliRunner
 
 from station.cli import cli
 from station.context import DataFolderDamaged, Station
-from station.db import DatabaseMissing, open_database
+from station.db import DatabaseDamaged, DatabaseMissing, open_database
 from station.demo import load_demo_customers
 from station.provision import init_station
 from station.simulate import simulate
@@ -108,7 +108,7 @@ class Original:
     folder: Path
     tokens: dict[int, str]
     rows: dict[str, list[tuple]]
-    token_spans: list[tuple[int, int]]  # (offset, length) of each stored token in station.db
+    token_spans: list[tuple[int, int, int]]  # (offset, length, seq) of each stored token in station.db
 
 
 #: The columns an entry vouches for (``station.journal_rows``): a copy that verifies must still hold these values.
@@ -141,7 +141,7 @@ def original(tmp_path_factory) -> Original:
     assert outcomes["day_close"] >= 1 and outcomes.get("reversal", 0) >= 1, outcomes
     tokens, rows = read_journal(folder / "station.db")
     data = (folder / "station.db").read_bytes()
-    spans = [(data.index(token.encode("ascii")), len(token)) for token in tokens.values()]
+    spans = [(data.index(token.encode("ascii")), len(token), seq) for seq, token in tokens.items()]
     return Original(folder, tokens, rows, spans)
 
 
@@ -165,6 +165,7 @@ class Outcome:
     kind: str | None
     problem: str | None = None
     lost: int = 0
+    bad_seq: int | None = None
 
 
 def verify_outcome(original: Original, folder: Path) -> Outcome:
@@ -182,7 +183,7 @@ def verify_outcome(original: Original, folder: Path) -> Outcome:
         return Outcome(None, f"exit {result.exit_code}, not the JSON verdict: {result.output!r}")
     if result.exit_code == 1:
         if not audit["intact"] and isinstance(audit.get("bad_seq"), int) and audit.get("reason"):
-            return Outcome("broken")
+            return Outcome("broken", bad_seq=audit["bad_seq"])
         return Outcome(None, f"exit 1 without BROKEN at seq N: {audit}")
     if result.exit_code != 0 or not audit["intact"]:
         return Outcome(None, f"exit {result.exit_code} with {audit}")
@@ -195,6 +196,18 @@ def verify_outcome(original: Original, folder: Path) -> Outcome:
     if changed:
         return Outcome(None, f"verified intact, but rows of {changed} changed unnoticed")
     return Outcome("ok")
+
+
+def open_problem(folder: Path) -> str | None:
+    """Opening the station in this process: it opens, or ``open_database`` refuses with ``DatabaseDamaged`` (the
+    CLI's own net must not be what saves it); else what it raised."""
+    try:
+        Station(folder).close()
+    except DatabaseDamaged as exc:
+        return None if RECOVERY_WORDS in str(exc) else f"DatabaseDamaged without the backup's word: {exc}"
+    except Exception as exc:  # any other exception is the failure this trial looks for
+        return "Station() raised:\n" + "".join(traceback.format_exception(exc))
+    return None
 
 
 def station_process(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -220,12 +233,17 @@ def process_outcome(folder: Path, verified_ok: bool) -> str | None:
     return None
 
 
-def run_trials(original: Original, tmp_path: Path, fault: str, damages: list[tuple[str, Callable]]) -> None:
+def run_trials(original: Original, tmp_path: Path, fault: str, damages: list[tuple[str, Callable]],
+               broken_at: list[int] | None = None) -> None:
+    """Run each damage on its own copy; ``broken_at``: the seq each must be found BROKEN at (no other outcome)."""
     tally = Tally(fault)
     for number, (what, damage) in enumerate(damages):
         folder = damaged_copy(original, tmp_path, f"{fault}-{number}", damage)
         outcome = verify_outcome(original, folder)
-        problem = outcome.problem
+        problem = open_problem(folder) or outcome.problem
+        expected = None if broken_at is None else ("broken", broken_at[number])
+        if problem is None and expected is not None and (outcome.kind, outcome.bad_seq) != expected:
+            problem = f"{outcome.kind} at seq {outcome.bad_seq}, not BROKEN at seq {expected[1]}"
         if problem is None and number < SUBPROCESS_TRIALS[FULL]:
             problem = process_outcome(folder, verified_ok=outcome.kind == "ok")
         tally.add(f"{what} ({outcome.kind})", problem, outcome.lost)
@@ -260,18 +278,20 @@ def flip(offset: int, bit: int):
 
 def test_a_bit_flipped_in_a_journal_token_is_broken_at_its_seq(original, tmp_path):
     rng = random.Random(29)
-    damages = []
+    damages, seqs = [], []
     for _ in range(trials_of("token_bit_flip")):
-        start, length = rng.choice(original.token_spans)
+        start, length, seq = rng.choice(original.token_spans)
         offset, bit = start + rng.randrange(length), rng.randrange(8)
-        damages.append((f"bit {bit} of byte {offset} (in a token)", flip(offset, bit)))
-    run_trials(original, tmp_path, "token_bit_flip", damages)
+        damages.append((f"bit {bit} of byte {offset} (in the token of seq {seq})", flip(offset, bit)))
+        seqs.append(seq)
+    # Every byte of a token is signed (and base64url is decoded strictly): the flipped entry is the one found.
+    run_trials(original, tmp_path, "token_bit_flip", damages, broken_at=seqs)
 
 
 def test_a_bit_flipped_anywhere_else_is_refused_found_or_harmless(original, tmp_path):
     size = (original.folder / "station.db").stat().st_size
     in_tokens = set()
-    for start, length in original.token_spans:
+    for start, length, _seq in original.token_spans:
         in_tokens.update(range(start, start + length))
     elsewhere = [offset for offset in range(size) if offset not in in_tokens]
     rng = random.Random(31)
