@@ -123,9 +123,9 @@ class DatabaseMissing(DatabaseDamaged):
 
 #: What to do, said with every refusal (docs/operations.md, "A damaged or missing database").
 RECOVERY = (
-    "Do not serve customers. Copy the whole data folder aside (never delete it), then restore the latest backup: "
-    "`station restore --replace BACKUP` (docs/operations.md, \"A damaged or missing database\"). Call the bank: "
-    "everything up to the last acknowledged sync is safe at the bank."
+    "Do not serve customers. Restore the latest backup with `station restore --replace BACKUP`, which keeps this "
+    "folder aside, never deleted (docs/operations.md, \"A damaged or missing database\"). Call the bank: everything "
+    "up to the last acknowledged sync is safe at the bank."
 )
 
 
@@ -146,7 +146,7 @@ def sqlite_damage(exc: BaseException | None) -> str | None:
 def damaged(where: str, reason: str) -> DatabaseDamaged:
     """The refusal for a damaged database (``where``: its path, or words for it), with SQLite's ``reason``."""
     return DatabaseDamaged(f"The station database {where} is damaged ({reason}). {RECOVERY} What still reads can be "
-                           "salvaged from the copy with `sqlite3 station.db .recover`.")
+                           "salvaged from the folder kept aside with `sqlite3 station.db .recover`.")
 
 
 BaseModel = base_model(db_proxy)
