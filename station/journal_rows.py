@@ -165,7 +165,7 @@ def row_problems(st: Station) -> list[JournalProblem]:
     pending = next(operations, None)
     days = _Days(st, report)
     cash_by_txn: dict[Any, int] = {}
-    undone: dict[Any, tuple[int, str]] = {}  # original txn -> (seq of the entry that undid it, status it must have)
+    undone: dict[Any, tuple[int, str]] = {}  # original txn -> (its seq, the status it must have)
     marked: dict[Any, tuple[int, str]] = {}  # txn -> (seq, status) of rows marked reversed or cancelled
     last_seq = 0
     for seq, type_column, txn_column, payload in _entries(st):
@@ -194,7 +194,8 @@ def row_problems(st: Station) -> list[JournalProblem]:
             if days.open is not None and isinstance(days.drawer, int):
                 days.drawer += cash
         if entry_type in _UNDONE_STATUS:
-            undone[payload.get("ref_txn")] = (seq, _UNDONE_STATUS[entry_type])
+            ref_seq = payload.get("ref_seq")
+            undone[payload.get("ref_txn")] = (ref_seq if is_integer(ref_seq) else seq, _UNDONE_STATUS[entry_type])
         if row["status"] in _UNDONE_STATUS.values():
             marked[row["txn"]] = (seq, row["status"])
         expected = {"txn": txn, "type": entry_type, "agent_id": payload.get("agent"),
