@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
 import click
+from peewee import DatabaseError
 
 from station import ime
 from station.context import DATA_DIR_ENV, Station, StationNotInitialised, resolve_data_dir
-from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, schema_version
+from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, damaged, schema_version, sqlite_damage
 from station.provision import init_station
 
 data_dir_option = click.option(
@@ -30,7 +32,24 @@ def open_station(data_dir) -> Station:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+class StationCommands(click.Group):
+    """The ``station`` group: a database found damaged while any command runs (after the check at opening: a page
+    read later, text that is not UTF-8) ends the command with the damaged-database message and exit 1, never a
+    traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DatabaseDamaged as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            reason = sqlite_damage(exc)
+            if reason is None:
+                raise
+            raise click.ClickException(str(damaged("of this station", reason))) from exc
+
+
+@click.group(cls=StationCommands)
 def cli():
     """Village service station: offline banking operations with signed, hash-chained receipts."""
 
@@ -101,8 +120,10 @@ def _bank_head(acked_seq, head):
 def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, head, as_json):
     """Check signatures, the hash chain, gapless seq, then what the entries say together. Exit 1 on any problem.
 
-    After the chain: JSON integer types, each txn once, reversals and cancellations pointing at the right
-    entry, and the drawer replayed through every day open and close. Every problem is listed.
+    The station's database must pass `PRAGMA integrity_check` first. After the chain: JSON integer types, each txn
+    once, reversals and cancellations pointing at the right entry, the drawer replayed through every day open and
+    close, and the operation and business-day rows against their entries. Every problem is listed, the first as
+    "BROKEN at seq N".
 
     Example: station verify-journal --data-dir /tmp/st1 --json
 
@@ -135,7 +156,9 @@ def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, h
     elif audit.intact:
         click.echo(f"Journal of {audit.station} intact: {audit.entries} entries verified.")
     else:
-        for problem in audit.problems:
+        first, *others = audit.problems
+        click.echo(f"Journal of {audit.station} BROKEN at seq {first.seq}: {first.reason}", err=True)
+        for problem in others:
             click.echo(f"Journal of {audit.station}: seq {problem.seq}: {problem.reason}", err=True)
     sys.exit(0 if audit.intact else 1)
 

@@ -29,7 +29,7 @@ import requests
 
 from station.agents import MAX_AGENT_NAME
 from station.business_day import drawer_cash
-from station.context import SIGNING_KEY_FILE, Station, bound_station
+from station.context import SIGNING_KEY_FILE, Station, bound_station, holds_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
 from station.device_state import clock_not_set, device_state, revocation
 from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
@@ -195,7 +195,7 @@ def enroll_station(
     Nothing is written to ``data_dir`` before the bank has accepted the code, so any refusal leaves the folder
     as it was, ready for another try."""
     data_dir = Path(data_dir)
-    if (data_dir / "config.json").exists():
+    if holds_station(data_dir):
         raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.", "folder_in_use")
     now = (clock or (lambda: datetime.now(UTC)))()
     if clock_not_set(now):
@@ -249,7 +249,7 @@ def enroll_station(
         **_shop_details(answer),
     }
     write_private_file(data_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
-    st = Station(data_dir, clock=clock)
+    st = Station(data_dir, clock=clock, new=True)
     with st.write():
         if base is not None:
             # A replacement device: its journal continues after the bank's head (its start entry names it).
