@@ -244,3 +244,18 @@ def test_sync_goes_on_while_full_and_an_ack_without_room_is_asked_again(server, 
         assert device_state(st) is DeviceState.READY
         assert head == acked
     st.close()
+
+
+def test_a_backup_to_a_full_disk_says_so_and_leaves_nothing(station, tmp_path, monkeypatch):
+    from station import backup
+
+    out_dir = tmp_path / "usb"
+    out_dir.mkdir()
+
+    def no_room(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(backup.tarfile, "open", no_room)
+    with pytest.raises(backup.BackupError, match="No space left on device"):
+        backup.backup_station(station, out_dir / "station.tar.gz")
+    assert list(out_dir.iterdir()) == []
