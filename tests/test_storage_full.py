@@ -259,3 +259,21 @@ def test_a_backup_to_a_full_disk_says_so_and_leaves_nothing(station, tmp_path, m
     with pytest.raises(backup.BackupError, match="No space left on device"):
         backup.backup_station(station, out_dir / "station.tar.gz")
     assert list(out_dir.iterdir()) == []
+
+
+def test_station_status_and_the_sync_screen_say_it(station, ui_app, monkeypatch):
+    from click.testing import CliRunner
+
+    from station import cli
+    from station.ui.common import sync_failure_message
+
+    monkeypatch.setattr(storage, "free_bytes", lambda st: 0)
+    runner = CliRunner()
+    result = runner.invoke(cli.cli, ["status", "--data-dir", str(station.data_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"device_state": "storage_full"' in result.output
+    text = runner.invoke(cli.cli, ["status", "--data-dir", str(station.data_dir)]).output
+    assert "STORAGE FULL: no new operations until space is freed" in text
+    assert "storage_full" in sync.SYNC_FAILURE_REASONS and "storage_full" in cli.REASON_WORDS
+    with ui_app.test_request_context():
+        assert sync_failure_message("storage_full") == "同步失败：本设备存储空间已满。记录都保存在本机。请联系技术员。"
