@@ -356,6 +356,8 @@ def status(data_dir, as_json):
         click.echo(f"Last sync error: {info['last_sync_error']}")
     if info["revoked"]:
         click.echo(f"REVOKED by the bank (refused at {info['revoked'].get('at')}): no new operations; call the bank.")
+    elif info["device_state"] == "storage_full":
+        click.echo("STORAGE FULL: no new operations until space is freed in the data folder; receipts and sync go on.")
     elif info["device_state"] == "clock_not_set":
         click.echo("Clock not set (before this release or before the journal's last entry): no new operations "
                    "until network time arrives.")
@@ -380,6 +382,7 @@ REASON_WORDS = {
     "revoked": "the bank revoked this station",
     "bad_answer": "an answer that is not the bank's (does not verify)",
     "flagged": "the bank flagged this station after a fork",
+    "storage_full": "storage full: the bank's answer could not be saved (asked again at the next sync)",
     "local": "a problem on this device",
 }
 

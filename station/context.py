@@ -24,7 +24,7 @@ from joserfc.jwk import KeySet, OKPKey
 from peewee import OperationalError
 
 from station.db import RECOVERY, DatabaseDamaged, Setting, bound, damaged, open_database
-from station.errors import StationBusy
+from station.errors import StationBusy, StorageFull
 from station.keys import (
     SIGNING_KEY_FILE,
     KeyMissing,
@@ -37,6 +37,7 @@ from station.keys import (
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, key_id
+from station.storage import is_storage_full, note_storage_full
 
 DATA_DIR_ENV = "STATION_DATA_DIR"
 DEFAULT_DATA_DIR = "station-data"
@@ -101,18 +102,24 @@ class Station:
         self.sync_lock = threading.RLock()
         #: (seq read up to, key spans): ``station.keys.station_key_spans``'s cache of the journal's keys.
         self._key_spans: tuple[int, list[tuple[int, str]]] = (0, [])
+        #: When a write first failed for want of room (``station.storage``), until space is back; None otherwise.
+        self.storage_full_since: datetime | None = None
 
     @contextmanager
     def write(self) -> Iterator[None]:
         """One IMMEDIATE write transaction; waiting past the busy timeout is a StationBusy refusal, not a crash.
 
         Another writer (a long ``station sync`` in a second process, say) can hold the database for a while; the
-        operation then records nothing and the person is asked to try again. The station is bound for the block.
+        operation then records nothing and the person is asked to try again. A full disk rolls the whole
+        transaction back and is a StorageFull refusal (``station.storage``). The station is bound for the block.
         """
         try:
             with self.bound(), self.db.atomic():
                 yield
         except OperationalError as exc:
+            if is_storage_full(exc):
+                note_storage_full(self, "a write to the database", exc)
+                raise StorageFull() from exc
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StationBusy() from exc
             raise

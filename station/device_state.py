@@ -1,8 +1,11 @@
-"""May this device record anything new now? Two states say no: the bank revoked it, or its clock is not set.
+"""May this device record anything new now? Three states say no: the bank revoked it, its storage is full, or its
+clock is not set.
 
 - **Revoked**: the bank refused a sync with ``urn:station-kit:problem:station-revoked``; ``station.sync`` then
   keeps the setting ``revoked`` = ``{"at": ..., "detail": ...}`` (cleared only by an ack that verifies with the
   bank's pinned key, since the refusal itself is not signed).
+- **Storage full**: a write failed for want of room, or the data folder's file system is below its reserve
+  (``station.storage``); it ends by itself when space is back.
 - **Clock not set**: a Raspberry Pi has no real-time clock. Until network time arrives its clock reads 1970, or
   the time fake-hwclock saved before the last shutdown. A clock before ``EARLIEST_PLAUSIBLE_TIME`` (no device
   of this release runs before the release was built) or before the journal's last entry would sign entries
@@ -24,6 +27,7 @@ from enum import StrEnum
 from station import errors
 from station.context import Station
 from station.db import JournalEntry
+from station.storage import storage_full
 
 #: No clock reads earlier than this on a device of this release (its build month). Raise it with each release.
 EARLIEST_PLAUSIBLE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
@@ -32,6 +36,7 @@ EARLIEST_PLAUSIBLE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
 class DeviceState(StrEnum):
     READY = "ready"
     REVOKED = "revoked"
+    STORAGE_FULL = "storage_full"
     CLOCK_NOT_SET = "clock_not_set"
 
 
@@ -52,18 +57,23 @@ def revocation(st: Station) -> dict | None:
 
 
 def device_state(st: Station) -> DeviceState:
-    """Revoked first (it is final), then the clock."""
+    """Revoked first (it is final), then storage, then the clock."""
     if revocation(st) is not None:
         return DeviceState.REVOKED
+    if storage_full(st):
+        return DeviceState.STORAGE_FULL
     if clock_not_set(st.now(), last_entry_at(st)):
         return DeviceState.CLOCK_NOT_SET
     return DeviceState.READY
 
 
 def refuse_new_operations(st: Station) -> None:
-    """Raise ``StationRevoked`` or ``ClockNotSet`` unless this device may record a new operation now."""
+    """Raise ``StationRevoked``, ``StorageFull`` or ``ClockNotSet`` unless this device may record a new operation
+    now."""
     state = device_state(st)
     if state is DeviceState.REVOKED:
         raise errors.StationRevoked()
+    if state is DeviceState.STORAGE_FULL:
+        raise errors.StorageFull()
     if state is DeviceState.CLOCK_NOT_SET:
         raise errors.ClockNotSet()

@@ -31,6 +31,14 @@ class StationBusy(StationError):
     template = N_("The station is busy for a moment. Nothing was recorded; please try again.")
 
 
+class StorageFull(StationError):
+    """No room left on the device (``station.storage``): what was being written was rolled back whole."""
+
+    code = "storage_full"
+    template = N_("Storage is full: nothing was recorded. Call the technician. Receipts already recorded can "
+                  "still be reprinted.")
+
+
 # -- agent session ----------------------------------------------------------------------------------------
 class AgentSessionInvalid(StationError):
     code = "agent_session_invalid"

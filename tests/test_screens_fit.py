@@ -20,7 +20,7 @@ from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
-from station import agents, business_day, operations, receipts, setup_ui
+from station import agents, business_day, operations, receipts, setup_ui, storage
 from station.app import create_app
 from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_AGENTS, load_demo_customers
@@ -142,6 +142,17 @@ class Counter:
             yield
         finally:
             BusinessDay.update(closed_at=None).where(BusinessDay.id == day.id).execute()
+
+    @contextmanager
+    def storage_full(self) -> Iterator[None]:
+        """Storage full: the data folder's file system below its reserve (``station.storage``) for the case; the
+        station notices the room back at its next check."""
+        real = storage.free_bytes
+        storage.free_bytes = lambda st: 0
+        try:
+            yield
+        finally:
+            storage.free_bytes = real
 
     @contextmanager
     def large_print(self) -> Iterator[None]:
@@ -479,7 +490,8 @@ SUPERVISED = "12000"  # at least fraud_supervisor_fen: going past the warning ta
 BROKEN_PRINTER = {"kind": "file", "path": "/nonexistent/lp0"}  # above every per-transaction limit: a refusal
 
 
-REFUSED_PAGE = re.compile(r"Failed to load resource: the server responded with a status of (400|404|409|503) .*")
+REFUSED_PAGE = re.compile(
+    r"Failed to load resource: the server responded with a status of (400|404|409|503|507) .*")
 
 
 #: What each screen shows whatever its state: a selector that must be visible once the case has reached it.
@@ -508,6 +520,7 @@ STATE_SHOWS = {
     "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
     "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
     "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
+    "storage full": "#storage-full",
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
     "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
@@ -550,6 +563,12 @@ CASES = [
     Case("home", "large print, half done",
          with_state("large_print", lambda c: (c.op("deposit", customer="long", amount="300"), c.go("/home")))),
     Case("home", "sync failed in the bar", sync_failed_in_bar(go("/home"))),
+    Case("home", "storage full", with_state("storage_full", go("/home"))),
+    Case("home", "storage full, offline warning, half done",
+         with_state("offline_warning", lambda c: (c.op("deposit", customer="long", amount="300"),
+                                                  c.stack.enter_context(c.storage_full()), c.go("/home")))),
+    Case("error", "storage full refused", with_state("storage_full", lambda c: (
+        c.go("/home"), c.show("/op/withdrawal/start")))),
     # withdrawal
     Case("withdrawal customer", "normal", op_step("withdrawal", "customer", customer=None)),
     Case("withdrawal customer", "passbook", lambda c: (c.op("withdrawal", customer=None),

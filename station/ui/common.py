@@ -42,11 +42,12 @@ REASON_WORDS = {
     "revoked": N_("the bank has revoked this station"),
     "bad_answer": N_("the bank's answer could not be verified"),
     "flagged": N_("the bank has stopped taking this station's records"),
+    "storage_full": N_("the storage of this device is full"),
     "local": N_("a problem on this device"),
 }
 #: What the agent should do after a failed sync, by reason; the rest: wait, the station syncs by itself.
 CALL_THE_BANK = frozenset({"revoked", "flagged", "http_4xx", "not_enrolled"})
-CALL_THE_TECHNICIAN = frozenset({"local", "tls", "bad_answer"})
+CALL_THE_TECHNICIAN = frozenset({"local", "tls", "bad_answer", "storage_full"})
 #: Warn on the status bar from this share of an offline limit (age, unsynced amount or count) on.
 OFFLINE_WARNING_SHARE = 0.75
 #: What a revoked station still serves, none of it a new operation: its revoked screen, logging in and out, the
