@@ -12,6 +12,7 @@ import click
 from station import ime
 from station.context import DATA_DIR_ENV, Station, StationNotInitialised, resolve_data_dir
 from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, schema_version
+from station.protocol.commands import GuardedGroup
 from station.provision import init_station
 
 data_dir_option = click.option(
@@ -30,7 +31,7 @@ def open_station(data_dir) -> Station:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+@click.group(cls=GuardedGroup)
 def cli():
     """Village service station: offline banking operations with signed, hash-chained receipts."""
 
@@ -334,8 +335,10 @@ def status(data_dir, as_json):
     if info["revoked"]:
         click.echo(f"REVOKED by the bank (refused at {info['revoked'].get('at')}): no new operations; call the bank.")
     elif info["device_state"] == "clock_not_set":
-        click.echo("Clock not set (before this release or before the journal's last entry): no new operations "
-                   "until network time arrives.")
+        click.echo("Clock not set (before this release): no new operations until network time arrives.")
+    elif info["device_state"] == "clock_wrong":
+        click.echo(f"CLOCK WRONG: it reads earlier than what this station already recorded ({info['clock_floor']}) "
+                   "by more than a few seconds. No new operations until the clock is set right (check NTP).")
 
 
 #: Each link or sync failure reason in words for the technician (``station.sync.SYNC_FAILURE_REASONS``, and the

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from peewee import DatabaseError, SqliteDatabase
 
+from station.protocol.commands import GuardedGroup
 from sync_server import DEFAULT_KEYS_DIR, database_for
 from sync_server.db import (
     DEFAULT_DATABASE_URL,
@@ -48,7 +49,7 @@ def _admin_call(fn, *args, **kwargs):
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+@click.group(cls=GuardedGroup)
 def cli():
     """The bank's sync server: enrollment, batch ingest, central ledger."""
 

@@ -10,13 +10,14 @@ from flask_babel import gettext
 
 from station import business_day, printing
 from station.db import Operation
-from station.device_state import DeviceState, device_state, revocation
+from station.device_state import revocation
 from station.errors import StationError
 from station.protocol.entry_types import types_where
 from station.protocol.times import parse_utc
 from station.ui.common import (
     SyncNotConfigured,
     bar_time,
+    clock_stop,
     login_required,
     station,
     sync_failure_message,
@@ -39,12 +40,11 @@ CLOCK_POLL_SECONDS = 10
 @bp.get("/home")
 @login_required
 def home():
-    """The home tiles; while the clock is not set, a notice instead of the day's and no operation tile. An operation
-    left half done is listed above them with Resume and Cancel."""
-    clock_not_set = device_state(station()) is DeviceState.CLOCK_NOT_SET
-    return render_template("home.html", day_open=business_day.current_day(station()) is not None,
-                           clock_not_set=clock_not_set, poll=CLOCK_POLL_SECONDS if clock_not_set else None,
-                           pending=half_done_summary())
+    """The home tiles; while the clock is not set (or is wrong: call the technician), a notice instead of the
+    day's and no operation tile. An operation left half done is listed above them with Resume and Cancel."""
+    clock = clock_stop(station())
+    return render_template("home.html", day_open=business_day.current_day(station()) is not None, clock=clock,
+                           poll=CLOCK_POLL_SECONDS if clock else None, pending=half_done_summary())
 
 
 @bp.get("/revoked")
