@@ -39,13 +39,15 @@ from station import errors
 from station.context import Station
 from station.db import JournalEntry
 from station.link import LINK_SETTING
-from station.protocol.times import parse_utc
+from station.protocol.times import parse_utc, utc_text
 
 #: No clock reads earlier than this on a device of this release (its build month). Raise it with each release.
 EARLIEST_PLAUSIBLE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
 #: How far the clock may read behind ``clock_floor`` and still be right: NTP steps a drifting clock back by a
 #: fraction of a second, and two requests may read the clock in one order and write in the other.
 CLOCK_TOLERANCE = timedelta(seconds=5)
+#: The floor kept when an entry is stamped a little behind it (``refuse_wrong_clock``).
+KEPT_FLOOR_SETTING = "clock_floor"
 
 
 class DeviceState(StrEnum):
@@ -75,7 +77,8 @@ def clock_floor(st: Station) -> datetime | None:
     """The latest moment this device wrote down by its own clock (module docstring): the journal's last entry, the
     last sync, the last attempt to reach the bank; None for a device that has written none."""
     link = st.setting(LINK_SETTING) or {}
-    noted = [parse_utc(text) for text in (st.setting("last_sync_at"), link.get("latest_attempt_at")) if text]
+    noted = [parse_utc(text) for text in (st.setting("last_sync_at"), link.get("latest_attempt_at"),
+                                          st.setting(KEPT_FLOOR_SETTING)) if text]
     return max([moment for moment in (last_entry_at(st), *noted) if moment is not None], default=None)
 
 
@@ -102,12 +105,19 @@ def clock_state(st: Station) -> DeviceState:
 
 
 def refuse_wrong_clock(st: Station) -> None:
-    """Raise ``ClockNotSet`` or ``ClockWrong`` unless the clock may stamp a new journal entry."""
+    """Raise ``ClockNotSet`` or ``ClockWrong`` unless the clock may stamp a new journal entry.
+
+    A clock behind the floor but within ``CLOCK_TOLERANCE`` may; the floor is then kept (setting
+    ``clock_floor``), so that the entry stamped a little earlier does not lower it: steps back within the tolerance
+    never add up to a clock set back."""
     state = clock_state(st)
     if state is DeviceState.CLOCK_NOT_SET:
         raise errors.ClockNotSet()
     if state is DeviceState.CLOCK_WRONG:
         raise errors.ClockWrong()
+    floor = clock_floor(st)
+    if floor is not None and st.now() < floor:
+        st.set_setting(KEPT_FLOOR_SETTING, utc_text(floor))
 
 
 def refuse_new_operations(st: Station) -> None:

@@ -139,6 +139,11 @@ def end_session() -> None:
     """End the agent's session at the station (every copy of the cookie stops working) and forget the agent and any
     half-keyed operation; keep the language choice."""
     agents.unbind_session(station(), (session.get("agent") or {}).get("sid"))
+    forget_agent()
+
+
+def forget_agent() -> None:
+    """Forget the agent and any half-keyed operation in this cookie alone; keep the language choice."""
     lang = session.get("lang")
     session.clear()
     if lang:
@@ -154,7 +159,7 @@ def load_agent() -> None:
         return
     st = station()
     if not agents.session_bound(st, data.get("sid"), data.get("agent_id")):
-        end_session()
+        forget_agent()  # whatever session it names is not this cookie's to end
         return
     now = st.now()
     last_seen = parse_utc(data["last_seen"])
