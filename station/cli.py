@@ -68,6 +68,7 @@ def simulate(data_dir, transactions, seed, start):
 
     Example: station simulate --data-dir /tmp/st1 --transactions 200 --seed 3 --start 2026-11-02T07:40
     """
+    from station.errors import StationError
     from station.simulate import StartBeforeJournal
     from station.simulate import simulate as run
 
@@ -78,6 +79,8 @@ def simulate(data_dir, transactions, seed, start):
         outcomes = run(st, transactions, seed=seed, start=start)
     except StartBeforeJournal as exc:
         raise click.ClickException(str(exc)) from exc
+    except StationError as exc:  # the station refused the day's open or close (a revoked station, say)
+        raise click.ClickException(exc.message) from exc
     click.echo(json.dumps(outcomes, indent=2, ensure_ascii=False))
 
 
