@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
+from sync_support import enrolled_station, record_some
 from ui_helpers import card_customer, english, login
 
 from station import agents, cli, errors, operations, receipts
@@ -17,6 +18,8 @@ from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.device_state import CLOCK_TOLERANCE, DeviceState, clock_floor, device_state
 from station.link import note_failure
 from station.protocol.times import utc_text
+from station.sync import sync_once
+from sync_server.cli import cli as server_cli
 
 CLOCK_WRONG_ZH = "时钟不对：比本服务点已有的记录还早。不能办理新业务。请联系技术员。"
 CLOCK_WRONG_EN = "The clock is wrong: it is earlier than what this station already recorded."
@@ -148,3 +151,38 @@ def test_station_status_says_the_clock_is_wrong(open_drawer, clock):
     assert status["device_state"] == "clock_wrong" and status["clock_floor"] == utc_text(clock.now)
     text = runner.invoke(cli.cli, ["status", "--data-dir", str(st.data_dir)]).output
     assert "CLOCK WRONG" in text
+
+
+# -- the bank measures and reports the offset ---------------------------------------------------------------------
+def test_the_bank_reports_a_station_whose_clock_is_off(server, tmp_path, clock):
+    """The station syncs with its clock an hour behind the bank's (the sync itself is allowed: it records nothing,
+    and it is how the bank learns): `sync-server station list` and `show` flag it; set right, the flag goes. The
+    bank reads the real time, so the station's clock starts from it (the offsets are then within a few ms)."""
+    clock.now = datetime.now(UTC)
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, count=1)
+    db = ["--database-url", server.database_url]
+    runner = CliRunner()
+
+    def listed() -> tuple[int, bool]:
+        row = json.loads(runner.invoke(server_cli, ["station", "list", "--json", *db]).output)[0]
+        return row["clock_offset_ms"], row["clock_wrong"]
+
+    offset, wrong = listed()
+    assert abs(offset) < 60_000 and not wrong
+    clock.now = datetime.now(UTC)
+    st.clock = lambda: clock.now - timedelta(hours=1)
+    assert device_state(st) is DeviceState.CLOCK_WRONG
+    sync_once(st)
+    offset, wrong = listed()
+    assert 3_600_000 <= offset < 3_660_000 and wrong
+    line = runner.invoke(server_cli, ["station", "list", *db]).output.splitlines()[0]
+    assert line.startswith("ST-0001") and "clock 60 min behind" in line and line.endswith("CLOCK WRONG")
+    shown = runner.invoke(server_cli, ["station", "show", "ST-0001", *db]).output
+    assert f"{offset} ms (60 min behind) CLOCK WRONG" in shown
+    clock.now = datetime.now(UTC)
+    st.clock = clock
+    sync_once(st)
+    offset, wrong = listed()
+    assert abs(offset) < 60_000 and not wrong
+    assert "CLOCK WRONG" not in runner.invoke(server_cli, ["station", "list", *db]).output
