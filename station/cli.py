@@ -14,6 +14,7 @@ from peewee import DatabaseError
 from station import ime
 from station.context import DATA_DIR_ENV, Station, StationNotInitialised, resolve_data_dir
 from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, damaged, schema_version, sqlite_damage
+from station.protocol.commands import GuardedGroup
 from station.provision import init_station
 
 data_dir_option = click.option(
@@ -32,10 +33,10 @@ def open_station(data_dir) -> Station:
         raise click.ClickException(str(exc)) from exc
 
 
-class StationCommands(click.Group):
+class StationCommands(GuardedGroup):
     """The ``station`` group: a database found damaged while any command runs (after the check at opening: a page
     read later, text that is not UTF-8) ends the command with the damaged-database message and exit 1, never a
-    traceback."""
+    traceback. Any other unexpected error: ``GuardedGroup`` (one line, exit 70)."""
 
     def invoke(self, ctx):
         try:
@@ -86,6 +87,7 @@ def simulate(data_dir, transactions, seed, start):
 
     Example: station simulate --data-dir /tmp/st1 --transactions 200 --seed 3 --start 2026-11-02T07:40
     """
+    from station.errors import StationError
     from station.simulate import StartBeforeJournal
     from station.simulate import simulate as run
 
@@ -96,6 +98,8 @@ def simulate(data_dir, transactions, seed, start):
         outcomes = run(st, transactions, seed=seed, start=start)
     except StartBeforeJournal as exc:
         raise click.ClickException(str(exc)) from exc
+    except StationError as exc:  # the station refused the day's open or close (a revoked station, say)
+        raise click.ClickException(exc.message) from exc
     click.echo(json.dumps(outcomes, indent=2, ensure_ascii=False))
 
 
@@ -359,8 +363,10 @@ def status(data_dir, as_json):
     elif info["device_state"] == "storage_full":
         click.echo("STORAGE FULL: no new operations until space is freed in the data folder; receipts and sync go on.")
     elif info["device_state"] == "clock_not_set":
-        click.echo("Clock not set (before this release or before the journal's last entry): no new operations "
-                   "until network time arrives.")
+        click.echo("Clock not set (before this release): no new operations until network time arrives.")
+    elif info["device_state"] == "clock_wrong":
+        click.echo(f"CLOCK WRONG: it reads earlier than what this station already recorded ({info['clock_floor']}) "
+                   "by more than a few seconds. No new operations until the clock is set right (check NTP).")
 
 
 #: Each link or sync failure reason in words for the technician (``station.sync.SYNC_FAILURE_REASONS``, and the

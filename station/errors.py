@@ -401,6 +401,12 @@ class ClockNotSet(StationError):
     template = N_("The clock is not set: waiting for network time. No new operations until it is.")
 
 
+class ClockWrong(StationError):
+    code = "clock_wrong"
+    template = N_("The clock is wrong: it is earlier than what this station already recorded. No new operations. "
+                  "Call the technician.")
+
+
 # -- the bank's real-time refusals (station.online; reasons of station.protocol.authorizations.REFUSALS) -----
 class BankRefused(StationError):
     """The bank refused the operation in real time, with its signed answer: nothing is recorded. ``reason`` is

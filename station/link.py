@@ -104,6 +104,10 @@ def _note(st, ok: bool, what: str, *, latency_ms: int | None = None, reason: str
         record["recent"] = (record.get("recent", []) + [[bool(ok), latency_ms]])[-RECENT:]
         record["last_ok"] = bool(ok)
         record["last_attempt_at"] = now
+        # The latest attempt by a clock that only moves forward here: a clock set back cannot lower it
+        # (``station.device_state.clock_floor``).
+        seen = record.get("latest_attempt_at")
+        record["latest_attempt_at"] = now if seen is None or parse_utc(seen) < parse_utc(now) else seen
         record["last_what"] = what
         if ok:
             record["last_success_at"] = now

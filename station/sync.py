@@ -33,7 +33,7 @@ from station.agents import MAX_AGENT_NAME
 from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station, holds_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
-from station.device_state import clock_not_set, device_state, revocation
+from station.device_state import clock_floor, clock_not_set, device_state, revocation
 from station.errors import StorageFull
 from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
@@ -710,6 +710,7 @@ def station_status(st: Station) -> dict:
         "drawer_cash_fen": drawer_cash(st),
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
         "device_state": device_state(st).value,
+        "clock_floor": None if (floor := clock_floor(st)) is None else utc_text(floor),
         "revoked": revocation(st),
         # The key that signs the next entry, every key the device has signed with, and a rotation the bank asked.
         "signing_kid": st.signer.kid,

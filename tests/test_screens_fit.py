@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import FakeClock
@@ -132,6 +132,16 @@ class Counter:
         self.clock.advance(seconds=1)
         with self.setting("policy", {**(self.st.setting("policy") or {}), "max_offline_hours": 0}):
             yield
+
+    @contextmanager
+    def clock_wrong(self) -> Iterator[None]:
+        """The clock set an hour back, behind the journal: "the clock is wrong, call the technician"."""
+        before = self.clock.now
+        self.clock.now = before - timedelta(hours=1)
+        try:
+            yield
+        finally:
+            self.clock.now = before
 
     @contextmanager
     def day_not_open(self) -> Iterator[None]:
@@ -476,6 +486,15 @@ def set_up(path="/setup", data=None, **state):
     return reach
 
 
+def home_clock_wrong(c):
+    """Logged in (nobody's session survives the clock going back) to the home screen that says the clock is wrong;
+    logged out again, before the clock is set right."""
+    c.stack.enter_context(c.clock_wrong())
+    c.show("/login", {"agent_id": "A01", "pin": AGENT_PIN}, page=c.anon)
+    c.stack.callback(c.go, "/login", page=c.anon)  # the next case finds the language toggle where it expects it
+    c.stack.callback(c.post, "/logout", page=c.anon)
+
+
 def set_up_clock_not_set(c):
     c.stack.enter_context(c.first_boot_state(clock=lambda: datetime(1970, 1, 1, tzinfo=UTC)))
     c.go("/setup", page=c.setup)
@@ -519,8 +538,8 @@ STATE_SHOWS = {
     "long names": f':text("{LONG_CUSTOMER_NAME}"), :text("{LONG_PAYEE_NAME}")',
     "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
     "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
-    "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
-    "storage full": "#storage-full",
+    "clock not set": "#clock-not-set", "clock wrong": "#clock-wrong", "another station named": "#station-mismatch",
+    "revoked": "#revoked", "storage full": "#storage-full",
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
     "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
@@ -552,6 +571,9 @@ CASES = [
     Case("login", "pin", go("/login?agent_id=A01", "anon"), page="anon"),
     Case("login", "wrong PIN", login_wrong_pin, page="anon"),
     Case("login", "idle logout message", go("/login?idle=1", "anon"), page="anon"),
+    Case("login", "clock wrong", with_state("clock_wrong", go("/login", "anon")), page="anon"),
+    Case("login", "pin, clock wrong", with_state("clock_wrong", go("/login?agent_id=A01", "anon")), page="anon"),
+    Case("home", "clock wrong", home_clock_wrong, page="anon"),
     Case("error", "404 logged out", go("/no/such/screen", "anon"), page="anon"),
     Case("error", "404", go("/no/such/screen")),
     Case("error", "no operation in progress", lambda c: (c.post("/op/cancel"), c.go("/op/deposit/amount"))),

@@ -11,6 +11,7 @@ from station.ui.common import (
     LOCALES,
     Idle,
     agent_session_to_cookie,
+    clock_stop,
     end_session,
     idle_seconds,
     login_required,
@@ -33,14 +34,15 @@ def login():
     if request.method == "POST":
         try:
             agent = agents.login_agent(st, agent_id, request.form.get("pin", ""))
+            sid = agents.bind_session(st, agent)
         except StationError as err:
             error = translate_error(err)
         else:
             end_session()
-            session["agent"] = agent_session_to_cookie(agent, st.now())
+            session["agent"] = agent_session_to_cookie(agent, st.now(), sid)
             return redirect(url_for("home.home"))
     chosen = next((a for a in roster if a.agent_id == agent_id), None)
-    return render_template("login.html", agents=roster, chosen=chosen, error=error)
+    return render_template("login.html", agents=roster, chosen=chosen, error=error, clock=clock_stop(st))
 
 
 @bp.post("/logout")

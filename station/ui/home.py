@@ -17,6 +17,7 @@ from station.protocol.times import parse_utc
 from station.ui.common import (
     SyncNotConfigured,
     bar_time,
+    clock_stop,
     login_required,
     station,
     sync_failure_message,
@@ -40,15 +41,14 @@ CLOCK_POLL_SECONDS = 10
 @bp.get("/home")
 @login_required
 def home():
-    """The home tiles; while the storage is full or the clock is not set, a notice instead of the day's and no
-    operation tile (the screen reloads itself to notice the state end). An operation left half done is listed above
-    them with Resume and Cancel."""
-    state = device_state(station())
-    waiting = state in (DeviceState.CLOCK_NOT_SET, DeviceState.STORAGE_FULL)
-    return render_template("home.html", day_open=business_day.current_day(station()) is not None,
-                           clock_not_set=state is DeviceState.CLOCK_NOT_SET,
-                           storage_full=state is DeviceState.STORAGE_FULL,
-                           poll=CLOCK_POLL_SECONDS if waiting else None, pending=half_done_summary())
+    """The home tiles; while the storage is full or the clock is not set (or is wrong: call the technician), a notice
+    instead of the day's and no operation tile (the screen reloads itself to notice the state end). An operation
+    left half done is listed above them with Resume and Cancel."""
+    clock = clock_stop(station())
+    storage = device_state(station()) is DeviceState.STORAGE_FULL
+    return render_template("home.html", day_open=business_day.current_day(station()) is not None, clock=clock,
+                           storage_full=storage, poll=CLOCK_POLL_SECONDS if clock or storage else None,
+                           pending=half_done_summary())
 
 
 @bp.get("/revoked")
