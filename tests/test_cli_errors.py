@@ -70,9 +70,8 @@ def test_station_on_a_damaged_config_says_so_in_one_line(station):
     result = run("station.cli", "status", "--data-dir", str(station.data_dir))
     assert result.returncode != 0 and "Traceback" not in result.stderr + result.stdout
     assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
-    # The technician's way to the details.
-    detailed = run("station.cli", "status", "--data-dir", str(station.data_dir), debug=True)
-    assert "Traceback" in detailed.stderr and detailed.returncode == result.returncode
+    # A damaged config is a foreseen refusal (station.db.DataFolderDamaged): status 1, with what to do.
+    assert result.returncode == 1 and "station restore --replace" in result.stderr
 
 
 def test_sync_server_on_damaged_keys_says_so_in_one_line(tmp_path):
@@ -83,6 +82,9 @@ def test_sync_server_on_damaged_keys_says_so_in_one_line(tmp_path):
     result = run("sync_server.cli", "keys", "--keys-dir", str(keys))
     assert result.returncode == UNEXPECTED_ERROR_EXIT and "Traceback" not in result.stderr + result.stdout
     assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+    # The technician's way to the details.
+    detailed = run("sync_server.cli", "keys", "--keys-dir", str(keys), debug=True)
+    assert "Traceback" in detailed.stderr and detailed.returncode == result.returncode
 
 
 def test_recon_on_a_database_it_cannot_open_says_so_in_one_line(tmp_path):
