@@ -556,3 +556,28 @@ def agent_list(data_dir, as_json):
     else:
         for row in rows:
             click.echo(f"{row['id']:<16} {row['role']:<10} {'LOCKED' if row['locked'] else 'ok':<6} {row['name']}")
+
+
+@agent.command("unlock")
+@data_dir_option
+@click.argument("agent_id")
+def agent_unlock(data_dir, agent_id):
+    """The technician unlocks an agent that wrong PINs locked (or a supervisor made to wait): journaled as an
+    agent_unlocked entry by the technician, which the bank sees at the next sync.
+
+    On the screen a supervisor unlocks an agent with their own PIN; with no supervisor at hand and no technician,
+    the bank reads out a one-time code (docs/operations.md, "Locked out").
+
+    Example: station agent unlock --data-dir /var/lib/station A01
+    """
+    from station.agents import technician_unlock
+    from station.errors import StationError
+
+    st = open_station(data_dir)
+    try:
+        receipt = technician_unlock(st, agent_id.strip().upper())
+    except StationError as exc:
+        raise click.ClickException(f"{agent_id}: {exc.message}") from exc
+    finally:
+        st.close()
+    click.echo(f"Unlocked {agent_id.strip().upper()} at station {st.station_id} (journal entry {receipt.seq}).")
