@@ -503,6 +503,7 @@ REJECTION_REASONS = {
     "authorization_expired": N_("the bank's authorization had expired and the money was no longer there"),
     "over_deposit_limit": N_("over the station's deposits for the day"),
     "already_reversed": N_("it was already reversed"),
+    "unlock_not_authorized": N_("the unlock was not by a supervisor of this station or a code the bank issued"),
     "variance_not_approved": N_("a cash variance beyond the tolerance without a reason and a supervisor's approval"),
     "not_reversible": N_("this kind of operation cannot be reversed"),
     "unknown_original": N_("the bank does not know the operation it refers to"),
