@@ -12,10 +12,11 @@ from __future__ import annotations
 import unicodedata
 from datetime import datetime
 
-from station.protocol.entry_types import Kind, fits
+from station.protocol.entry_types import EntryType
 from station.protocol.key_codecs import encryption_public_from_jwk
 from station.protocol.unlock_codes import unlock_code, unlock_key
-from sync_server.db import Station, StationEvent, db_proxy, is_postgres
+from station.protocol.tokens import unverified_payload
+from sync_server.db import Entry, Station, StationEvent, db_proxy, is_postgres
 from sync_server.keys import ServerKeys
 from sync_server.lifecycle import (
     MAX_NAME_CHARS,
@@ -34,14 +35,15 @@ def issue_unlock_code(station_id: str, agent_id: str, *, by: str, reason: str, k
     """(counter, code) of the next unlock code for ``agent_id`` at ``station_id``, recorded in its audit trail.
 
     ``LifecycleError`` for a station the bank does not know, has revoked or has no encryption key for (never
-    enrolled), an agent ID that cannot be one, or a missing name or reason."""
+    enrolled), an agent the station has not reported adding (``agent_known``), or a missing name or reason."""
     agent_id = unicodedata.normalize("NFKC", agent_id or "").strip().upper()
-    if not fits(Kind.ID, agent_id):
-        raise LifecycleError("Give the agent's ID as the station shows it, e.g. S01.")
     by = operator_text(by, "your name (--by)", MAX_NAME_CHARS)
     reason = operator_text(reason, "the reason (--reason)", MAX_REASON_CHARS)
     with db_proxy.atomic():
         existing_station(station_id)
+        if not agent_known(station_id, agent_id):
+            raise LifecycleError(f"The bank has no record of an agent {agent_id} at station {station_id} (its "
+                                 "agent_added entry has not reached the bank): check the ID the screen shows.")
         query = Station.select().where(Station.station_id == station_id)
         # Two codes issued at once for one station take two counters (PostgreSQL: the row lock orders them).
         station = (query.for_update() if is_postgres() else query).get()
@@ -56,6 +58,13 @@ def issue_unlock_code(station_id: str, agent_id: str, *, by: str, reason: str, k
             (StationEvent.station_id == station_id) & (StationEvent.action == ACTION)).count() + 1
         record_event(station_id, ACTION, by, reason, {"agent": agent_id, "counter": counter}, now=now)
     return counter, unlock_code(key, counter)
+
+
+def agent_known(station_id: str, agent_id: str) -> bool:
+    """Whether an ``agent_added`` entry of ``station_id`` that the bank acknowledged names ``agent_id``."""
+    tokens = Entry.select(Entry.token).where((Entry.station_id == station_id) & (Entry.type == EntryType.AGENT_ADDED)
+                                             & (Entry.outcome == "acknowledged")).tuples()
+    return any(unverified_payload(token).get("agent") == agent_id for (token,) in tokens)
 
 
 def code_issued(station_id: str, agent_id, counter) -> bool:
