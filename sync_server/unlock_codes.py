@@ -14,8 +14,8 @@ from datetime import datetime
 
 from station.protocol.entry_types import EntryType
 from station.protocol.key_codecs import encryption_public_from_jwk
-from station.protocol.unlock_codes import unlock_code, unlock_key
 from station.protocol.tokens import unverified_payload
+from station.protocol.unlock_codes import unlock_code, unlock_key
 from sync_server.db import Entry, Station, StationEvent, db_proxy, is_postgres
 from sync_server.keys import ServerKeys
 from sync_server.lifecycle import (
