@@ -2,8 +2,13 @@
 
 Step 1 of every operation's check order is the agent session (``check_session``), step 2 the customer's
 status and PIN (``authenticate_customer``, then ``authorised_customer`` inside the write). Wrong PINs are
-journaled: five in a row lock an agent, three (policy ``customer_pin_tries``) lock a customer. A PIN is
-checked with the slow hash outside any lock, then the lock state is read again inside the write transaction.
+journaled: five in a row (policy ``agent_pin_tries``) lock an agent, three (``customer_pin_tries``) a customer. The
+last supervisor who can still log in is never locked: they wait instead, longer after each further wrong PIN,
+measured on the boot clock (``start_wait``, ``seconds_left``), so wrong PINs alone can never leave a station with
+nobody to unlock the others. A lock (or a wait) is lifted by a supervisor's PIN (``unlock_agent``), the technician
+(``technician_unlock``) or the bank's one-time code (``station.bank_unlock``), each journaled with who did it
+(``record_unlock``). A PIN is checked with the slow hash outside any lock, then the lock state is read again inside
+the write transaction.
 
 Adding an agent (``add_agent``: the first-boot set-up screen, ``station agent add``, the demo data) checks
 everything before it writes, then writes the row and its ``agent_added`` entry (never the PIN) in one
