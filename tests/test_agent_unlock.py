@@ -140,7 +140,11 @@ def test_a_supervisor_unlock_is_journaled_with_who_unlocked(station, supervisor)
 
 def test_the_technician_unlocks_at_the_command_line(station, boot):
     wrong_pins(station, "S01", 5)
+    wrong_pins(station, "A01", 5)
     runner = CliRunner()
+    listed = runner.invoke(cli, ["agent", "list", "--data-dir", str(station.data_dir)]).output
+    assert [line.split()[:3] for line in listed.splitlines()] == [["S01", "supervisor", "WAIT"],
+                                                                ["A01", "agent", "LOCKED"]]
     result = runner.invoke(cli, ["agent", "unlock", "--data-dir", str(station.data_dir), "s01"])
     assert result.exit_code == 0, result.output
     assert "Unlocked S01 at station ST-0001" in result.output
