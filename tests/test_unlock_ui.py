@@ -4,11 +4,14 @@ with the time to try again; each refusal is a plain message, never a 500."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from test_agent_unlock import BootClock, bank_code, server_key, wrong_pins  # noqa: F401 (server_key: a fixture)
 from ui_helpers import AGENT_PIN, SUPERVISOR_PIN, english, error_of
 
 from station import agents
+from station.app import create_app
 from station.db import Agent, JournalEntry
 
 
@@ -100,3 +103,19 @@ def test_a_station_not_enrolled_says_it_cannot_check_codes(client, station):
     html = client.post("/unlock/code", data={"agent_id": "A01", "code": "12345678"}).get_data(as_text=True)
     assert error_of(html) == ("This station is not enrolled with the bank, so it cannot check unlock codes. Call the "
                               "technician.")
+
+
+def test_an_unlock_needs_the_form_token(station, boot):
+    """A page elsewhere cannot post an unlock (the supervisor's PIN would be a guess anyway: it counts as one)."""
+    wrong_pins(station, "A01", 5)
+    client = create_app({"STATION": station, "SECRET_KEY": "csrf-test"}).test_client()
+    for path in ("/unlock/", "/unlock/code"):
+        response = client.post(path, data={"agent_id": "A01", "supervisor_id": "S01", "pin": SUPERVISOR_PIN,
+                                           "code": "12345678"})
+        assert response.status_code == 400
+    assert Agent.get_by_id("A01").locked and Agent.get_by_id("S01").failed_pins == 0
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/unlock/?agent_id=A01").get_data(
+        as_text=True)).group(1)
+    client.post("/unlock/", data={"agent_id": "A01", "supervisor_id": "S01", "pin": SUPERVISOR_PIN,
+                                  "csrf_token": token})
+    assert not Agent.get_by_id("A01").locked
