@@ -2,8 +2,13 @@
 
 Step 1 of every operation's check order is the agent session (``check_session``), step 2 the customer's
 status and PIN (``authenticate_customer``, then ``authorised_customer`` inside the write). Wrong PINs are
-journaled: five in a row lock an agent, three (policy ``customer_pin_tries``) lock a customer. A PIN is
-checked with the slow hash outside any lock, then the lock state is read again inside the write transaction.
+journaled: five in a row (policy ``agent_pin_tries``) lock an agent, three (``customer_pin_tries``) a customer. The
+last supervisor who can still log in is never locked: they wait instead, longer after each further wrong PIN,
+measured on the boot clock (``start_wait``, ``seconds_left``), so wrong PINs alone can never leave a station with
+nobody to unlock the others. A lock (or a wait) is lifted by a supervisor's PIN (``unlock_agent``), the technician
+(``technician_unlock``) or the bank's one-time code (``station.bank_unlock``), each journaled with who did it
+(``record_unlock``). A PIN is checked with the slow hash outside any lock, then the lock state is read again inside
+the write transaction.
 
 Adding an agent (``add_agent``: the first-boot set-up screen, ``station agent add``, the demo data) checks
 everything before it writes, then writes the row and its ``agent_added`` entry (never the PIN) in one
@@ -17,6 +22,7 @@ then an agent while there is none; past that, adding people is a supervisor's bu
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import unicodedata
@@ -138,21 +144,26 @@ def suggested_agent_id(st: Station, role: str) -> str:
 
 @bound_station
 def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
-    """Check an agent's PIN; five wrong PINs in a row lock the agent (each failure is journaled)."""
+    """Check an agent's PIN; each failure is journaled. ``agent_pin_tries`` wrong PINs in a row lock an agent, but
+    never the last supervisor who can still log in: they wait instead (``AgentWaiting``, ``pin_wait``), longer
+    after each further wrong PIN, so wrong PINs alone can never leave a station without anyone to unlock it."""
     agent = Agent.get_or_none(Agent.agent_id == agent_id)
     if agent is None:
         raise errors.AgentUnknown()
     if agent.locked:
         raise errors.AgentLocked()
+    refuse_while_waiting(st, agent_id)
     now = st.now()
     if check_pin(pin, agent.pin_verifier):
-        # The slow hash ran outside any lock: parallel guesses may have locked the agent meanwhile.
+        # The slow hash ran outside any lock: parallel guesses may have locked the agent (or set a wait) meanwhile.
         with st.write():
             agent = Agent.get_by_id(agent_id)
             if agent.locked:
                 raise errors.AgentLocked()
+            refuse_while_waiting(st, agent_id)
             if agent.failed_pins:
                 Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
+                st.delete_setting(_wait_key(agent_id))
         return AgentSession(
             agent_id=agent.agent_id,
             name=agent.name,
@@ -165,32 +176,121 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
     with st.write():
         agent = Agent.get_by_id(agent_id)
         failures = agent.failed_pins + 1
-        locked = failures >= tries
-        Agent.update(failed_pins=failures, locked=locked).where(Agent.agent_id == agent_id).execute()
-        append_entry(
-            st, EntryType.AGENT_PIN_FAILED, now, {"agent": agent_id, "failures": failures, "locked": locked}
-        )
-        if locked:
+        body = {"agent": agent_id, "failures": failures, "locked": False}
+        if failures >= tries and _last_supervisor(agent):
+            body["wait_seconds"] = start_wait(st, _wait_key(agent_id), failures - tries)
+        else:
+            body["locked"] = failures >= tries
+        Agent.update(failed_pins=failures, locked=body["locked"]).where(Agent.agent_id == agent_id).execute()
+        append_entry(st, EntryType.AGENT_PIN_FAILED, now, body)
+        if body["locked"]:
             end_agent_sessions(st, agent_id)
-    if locked:
+    if body["locked"]:
         raise errors.AgentLocked()
+    if "wait_seconds" in body:
+        raise waiting_error(st, errors.AgentWaiting, body["wait_seconds"])
     raise errors.WrongAgentPin(remaining=tries - failures)
+
+
+def _last_supervisor(agent: Agent) -> bool:
+    """Whether ``agent`` is a supervisor and no other supervisor of the station is unlocked."""
+    return agent.role == "supervisor" and not Agent.select().where(
+        (Agent.role == "supervisor") & (Agent.agent_id != agent.agent_id) & (Agent.locked == False)  # noqa: E712
+    ).exists()
+
+
+# -- waiting after wrong PINs (the last supervisor) or wrong unlock codes -----------------------------------------
+#: The first wait, doubled after each further failure up to ``MAX_WAIT_SECONDS``: a person who mistyped waits a
+#: minute; a guesser gets about twenty tries a day, each journaled and sent to the bank.
+FIRST_WAIT_SECONDS = 60
+MAX_WAIT_SECONDS = 4 * 3600
+
+
+def wait_seconds(extra_failures: int) -> int:
+    """How long to wait after the first failure past the limit (0), the next (1), ...: 1, 2, 4 ... minutes, at
+    most ``MAX_WAIT_SECONDS``."""
+    return min(FIRST_WAIT_SECONDS * 2 ** min(extra_failures, 20), MAX_WAIT_SECONDS)
+
+
+def _wait_key(agent_id: str) -> str:
+    return f"pin_wait:{agent_id}"
+
+
+def start_wait(st: Station, key: str, extra_failures: int) -> int:
+    """Start (or start again) the wait kept as setting ``key``, measured on the boot clock; its length in seconds."""
+    seconds = wait_seconds(extra_failures)
+    boot, since_boot = st.boot_clock()
+    st.set_setting(key, {"boot": boot, "until": since_boot + seconds, "seconds": seconds})
+    return seconds
+
+
+def seconds_left(st: Station, key: str) -> int:
+    """Seconds left of the wait kept as setting ``key`` (0: none). Measured on the boot clock, so setting the date
+    forward does not shorten it; after a reboot the time the device was off is unknown, so the wait starts over."""
+    wait = st.setting(key)
+    if not wait:
+        return 0
+    boot, since_boot = st.boot_clock()
+    if wait.get("boot") != boot:
+        with st.write():
+            st.set_setting(key, {"boot": boot, "until": since_boot + wait["seconds"], "seconds": wait["seconds"]})
+        return int(wait["seconds"])
+    return max(0, math.ceil(wait["until"] - since_boot))
+
+
+def pin_wait(st: Station, agent_id: str) -> int:
+    """Seconds before ``agent_id`` may type a PIN again (0: now)."""
+    return seconds_left(st, _wait_key(agent_id))
+
+
+def waiting_error(st: Station, error: type[errors.StationError], seconds: int) -> errors.StationError:
+    """``error`` saying how long to wait, in minutes, and until when on the station's clock (HH:MM)."""
+    until = (st.now() + timedelta(seconds=seconds)).astimezone(st.timezone)
+    return error(minutes=math.ceil(seconds / 60), time=until.strftime("%H:%M"))
+
+
+def refuse_while_waiting(st: Station, agent_id: str) -> None:
+    """``AgentWaiting`` while the agent's wait after wrong PINs lasts."""
+    if seconds := pin_wait(st, agent_id):
+        raise waiting_error(st, errors.AgentWaiting, seconds)
+
+
+def needs_unlock(st: Station, agent: Agent) -> bool:
+    """Whether wrong PINs locked ``agent`` or made them wait."""
+    return bool(agent.locked) or agent.failed_pins >= st.policy["agent_pin_tries"]
+
+
+# -- unlocking ----------------------------------------------------------------------------------------------------
+def record_unlock(st: Station, agent_id: str, by: str, **fields) -> Receipt:
+    """Unlock ``agent_id`` (locked, or waiting after wrong PINs) and journal who did it; inside the caller's write
+    transaction. ``ClockNotSet``/``ClockWrong``, ``AgentUnknown``, ``AgentNotLocked`` (nothing written)."""
+    refuse_wrong_clock(st)
+    agent = Agent.get_or_none(Agent.agent_id == agent_id)
+    if agent is None:
+        raise errors.AgentUnknown()
+    if not needs_unlock(st, agent):
+        raise errors.AgentNotLocked()
+    Agent.update(failed_pins=0, locked=False).where(Agent.agent_id == agent_id).execute()
+    st.delete_setting(_wait_key(agent_id))
+    entry = append_entry(st, EntryType.AGENT_UNLOCKED, st.now(), {"agent": agent_id, "by": by, **fields})
+    return entry_receipt(entry)
 
 
 @bound_station
 def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receipt:
-    """A supervisor unlocks an agent locked by wrong PINs (journaled)."""
+    """A supervisor unlocks an agent locked (or made to wait) by wrong PINs (journaled)."""
     with st.write():
         check_session(st, supervisor)
-        refuse_wrong_clock(st)
         if supervisor.role != "supervisor":
             raise errors.SupervisorRequired()
-        if Agent.get_or_none(Agent.agent_id == agent_id) is None:
-            raise errors.AgentUnknown()
-        Agent.update(failed_pins=0, locked=False).where(Agent.agent_id == agent_id).execute()
-        body = {"agent": agent_id, "supervisor": supervisor.agent_id}
-        entry = append_entry(st, EntryType.AGENT_UNLOCKED, st.now(), body)
-    return entry_receipt(entry)
+        return record_unlock(st, agent_id, "supervisor", supervisor=supervisor.agent_id)
+
+
+@bound_station
+def technician_unlock(st: Station, agent_id: str) -> Receipt:
+    """The technician, at the device's command line, unlocks an agent (journaled as ``by`` technician)."""
+    with st.write():
+        return record_unlock(st, agent_id, "technician")
 
 
 def session_current(st: Station, session: AgentSession) -> bool:

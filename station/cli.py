@@ -570,15 +570,17 @@ def agent_add(data_dir, agent_id, name, role, pin_stdin):
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def agent_list(data_dir, as_json):
-    """List the station's agents and supervisors: ID, name, role, and whether wrong PINs locked them.
+    """List the station's agents and supervisors: ID, name, role, and whether wrong PINs locked them (LOCKED) or
+    made the last supervisor wait (WAIT; `station agent unlock` lifts either).
 
     Example: station agent list --data-dir /var/lib/station
     """
-    from station.agents import list_agents
+    from station.agents import list_agents, pin_wait
 
     st = open_station(data_dir)
     try:
         rows = [{"id": a.agent_id, "name": a.name, "role": a.role, "locked": bool(a.locked)} for a in list_agents(st)]
+        waiting = {row["id"] for row in rows if not row["locked"] and pin_wait(st, row["id"])}
     finally:
         st.close()
     if as_json:
@@ -587,4 +589,30 @@ def agent_list(data_dir, as_json):
         click.echo("No agents yet: add the supervisor first (`station agent add --role supervisor ...`).")
     else:
         for row in rows:
-            click.echo(f"{row['id']:<16} {row['role']:<10} {'LOCKED' if row['locked'] else 'ok':<6} {row['name']}")
+            state = "LOCKED" if row["locked"] else "WAIT" if row["id"] in waiting else "ok"
+            click.echo(f"{row['id']:<16} {row['role']:<10} {state:<6} {row['name']}")
+
+
+@agent.command("unlock")
+@data_dir_option
+@click.argument("agent_id")
+def agent_unlock(data_dir, agent_id):
+    """The technician unlocks an agent that wrong PINs locked (or a supervisor made to wait): journaled as an
+    agent_unlocked entry by the technician, which the bank sees at the next sync.
+
+    On the screen a supervisor unlocks an agent with their own PIN; with no supervisor at hand and no technician,
+    the bank reads out a one-time code (docs/operations.md, "Locked out").
+
+    Example: station agent unlock --data-dir /var/lib/station A01
+    """
+    from station.agents import technician_unlock
+    from station.errors import StationError
+
+    st = open_station(data_dir)
+    try:
+        receipt = technician_unlock(st, agent_id.strip().upper())
+    except StationError as exc:
+        raise click.ClickException(f"{agent_id}: {exc.message}") from exc
+    finally:
+        st.close()
+    click.echo(f"Unlocked {agent_id.strip().upper()} at station {st.station_id} (journal entry {receipt.seq}).")

@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -41,6 +42,19 @@ from station.storage import is_storage_full, note_storage_full
 
 DATA_DIR_ENV = "STATION_DATA_DIR"
 DEFAULT_DATA_DIR = "station-data"
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_clock() -> tuple[str, float]:
+    """(this boot's id, seconds since boot): a clock that setting the date cannot move, for waits that must last
+    (``station.agents``' back-off after wrong PINs). A reboot changes the id; without one (not Linux), each
+    process counts as a boot of its own."""
+    try:
+        boot_id = BOOT_ID_FILE.read_text(encoding="ascii").strip()
+    except OSError:
+        boot_id = f"process-{os.getpid()}"
+    seconds = time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+    return boot_id, seconds
 
 
 class StationNotInitialised(RuntimeError):
@@ -95,6 +109,8 @@ class Station:
         self.signing_key = finish_rotation(self.data_dir, self.db, self.signing_key)
         self.signer = Signer(self.signing_key)
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: What waits are measured on (``boot_clock``); a test may put its own in its place.
+        self.boot_clock: Callable[[], tuple[str, float]] = boot_clock
         self._local = threading.local()
         self._generation = 0
         #: Held by whatever talks to the bank about the outbox in this process (``station.sync.sync_once``: the

@@ -60,6 +60,34 @@ class AgentLocked(StationError):
     template = N_("This agent is locked after too many wrong PINs. A supervisor must unlock it.")
 
 
+class AgentWaiting(StationError):
+    """The last supervisor who can log in is never locked: after too many wrong PINs they wait, longer each time."""
+
+    code = "agent_waiting"
+    template = N_("Too many wrong PINs. Try again in %(minutes)d min, at %(time)s.")
+
+
+class AgentNotLocked(StationError):
+    code = "agent_not_locked"
+    template = N_("This person is not locked: nothing to unlock.")
+
+
+class UnlockCodeWrong(StationError):
+    code = "unlock_code_wrong"
+    template = N_("This unlock code is wrong, used already, or for another person. Check it with the bank.")
+
+
+class UnlockCodesWaiting(StationError):
+    code = "unlock_codes_waiting"
+    template = N_("Too many wrong unlock codes. Try again in %(minutes)d min, at %(time)s.")
+
+
+class UnlockCodesUnavailable(StationError):
+    code = "unlock_codes_unavailable"
+    template = N_("This station is not enrolled with the bank, so it cannot check unlock codes. Call the "
+                  "technician.")
+
+
 class SupervisorRequired(StationError):
     code = "supervisor_required"
     template = N_("Only a supervisor can do this.")
@@ -489,6 +517,7 @@ REJECTION_REASONS = {
     "authorization_expired": N_("the bank's authorization had expired and the money was no longer there"),
     "over_deposit_limit": N_("over the station's deposits for the day"),
     "already_reversed": N_("it was already reversed"),
+    "unlock_not_authorized": N_("the unlock was not by a supervisor of this station or a code the bank issued"),
     "variance_not_approved": N_("a cash variance beyond the tolerance without a reason and a supervisor's approval"),
     "not_reversible": N_("this kind of operation cannot be reversed"),
     "unknown_original": N_("the bank does not know the operation it refers to"),

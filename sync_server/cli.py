@@ -760,3 +760,36 @@ def journal_import(database_url, export_dir, station_id, by):
 
     open_database(database_url)
     click.echo(_admin_call(import_journal, Path(export_dir), station_id, by=by).message)
+
+
+@cli.group()
+def agents():
+    """The people at a station's counter, seen from the bank: unlock codes read out over the phone."""
+
+
+@agents.command("unlock-code")
+@database_option
+@keys_option
+@click.argument("station_id")
+@click.argument("agent_id")
+@click.option("--reason", required=True, help="Why, for the audit trail, e.g. 'shopkeeper forgot PIN, called 10:40'.")
+@click.option("--by", "by", default=_login_name, show_default="your login name", help="Your name, for the audit trail.")
+def agents_unlock_code(database_url, keys_dir, station_id, agent_id, reason, by):
+    """A one-time code that unlocks AGENT_ID at STATION_ID with no network: read it out over the phone; the agent
+    types it on the station's screen (tap the locked name, then "Unlock code from the bank"). The last line is the
+    code. A code works once, and using one voids the older codes of the station not used yet.
+
+    Example: sync-server agents unlock-code ST-0001 S01 --reason "supervisor forgot PIN, called 10:40" --by "Li Wei"
+    """
+    from sync_server.keys import KeysMissing, load_keys
+    from sync_server.unlock_codes import issue_unlock_code
+
+    try:
+        server_keys = load_keys(keys_dir)
+    except KeysMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    open_database(database_url)
+    counter, code = _admin_call(issue_unlock_code, station_id, agent_id, by=by, reason=reason, keys=server_keys)
+    click.echo(f"Unlock code {counter} for {agent_id.strip().upper()} at {station_id} (works once), read it out in "
+               "pairs:")
+    click.echo(" ".join(code[i:i + 2] for i in range(0, len(code), 2)))
