@@ -630,7 +630,7 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
         st.set_setting("last_sync_error", str(exc))
         st.set_setting("last_sync_failure", {"at": utc_text(st.now()), "reason": exc.reason})
         if isinstance(exc, SyncRefused):
-            _note_revocation(st, exc)
+            _note_revocation(st, exc, http)
         raise
     finally:
         if own_session:
@@ -638,11 +638,21 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
     return SyncResult(batches, entries, st.setting("acked_seq", 0), pending_entries(st), rejected)
 
 
-def _note_revocation(st: Station, refusal: SyncRefused) -> None:
+def _note_revocation(st: Station, refusal: SyncRefused, http: requests.Session | None = None) -> None:
     """The bank refused this station as revoked: keep it (setting ``revoked``), so the screen shows it and no new
-    operation is recorded (``station.device_state``). The first refusal's time is kept."""
+    operation is recorded (``station.device_state``). The first refusal's time is kept.
+
+    The refusal is not signed, so it is kept only when the bank's signed head for a fresh nonce
+    (:func:`fetch_bank_head`) says ``revoked`` too: a forged refusal does not stop the counter."""
     if refusal.problem.get("type") != STATION_REVOKED_PROBLEM or st.setting("revoked"):
         return
+    try:
+        if fetch_bank_head(st, http).status != "revoked":
+            return
+    except SyncError:
+        return
+    # The head's answer counted as the link working; the link state is the bank's refusal (station.link).
+    note_failure(st, "head", "revoked", "the bank's signed head says this station is revoked")
     detail = refusal.problem.get("detail")
     detail = "".join(ch for ch in (detail if isinstance(detail, str) else str(refusal)) if ch.isprintable())
     st.set_setting("revoked", {"at": utc_text(st.now()), "detail": detail[:REVOKED_DETAIL_CHARS]})
@@ -750,7 +760,7 @@ def probe(st: Station, http: requests.Session | None = None) -> probes.ProbeAnsw
         refusal = SyncRefused(f"The bank refused the probe of station {st.station_id}: {message}", problem,
                               response.status_code)
         note_failure(st, "probe", refusal.reason if refusal.reason in REASONS else "http_4xx", message)
-        _note_revocation(st, refusal)
+        _note_revocation(st, refusal, http)
         raise refusal
     try:
         answer = probes.open_probe_answer(response.json()["answer"], server_signing_jwk=server["signing_jwk"],
