@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import pytest
 import requests
-from sync_support import enrolled_station, open_counter, server_db
+from sync_support import enrolled_station, open_counter, opened_downlinks, server_db
 
-import station.sync as sync_module
 from station import agents, operations, receipts
-from station.db import BlockedPayee, Customer
+from station.db import BlockedPayee, Customer, JournalEntry
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import chain_value_before
 from station.limits import offline_available
@@ -45,16 +44,7 @@ class Sizes(requests.Session):
 @pytest.fixture
 def downlinks(monkeypatch) -> list[dict]:
     """The downlinks the station opens from now on, in order."""
-    seen = []
-    real = sync_module.open_answer
-
-    def keep(st, answer):
-        ack = real(st, answer)
-        seen.append(ack.downlink)
-        return ack
-
-    monkeypatch.setattr(sync_module, "open_answer", keep)
-    return seen
+    return opened_downlinks(monkeypatch)
 
 
 def customers_in(downlink: dict) -> list[str]:
@@ -186,7 +176,7 @@ def test_an_older_station_gets_every_downlink_in_full(server, tmp_path, clock):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     with st.bound():
         acked = st.setting("acked_seq")
-        token = sync_module.JournalEntry.get_by_id(acked).token
+        token = JournalEntry.get_by_id(acked).token
         prev = chain_value_before(st, acked)
     server_key = key_codecs.encryption_public_from_jwk(st.config["server"]["encryption_jwk"])
     station_key = key_codecs.encryption_private_from_text((st.data_dir / ENCRYPTION_KEY_FILE).read_text())
