@@ -1,9 +1,13 @@
 """Store and forward: enrollment, batches to the bank, and applying the bank's signed acks.
 
 The outbox is every journal entry above the ``acked_seq`` setting. ``acked_seq`` moves only when an ack that
-verifies with the server's pinned key (and names this station's own chain head) has been applied, in the same
-transaction as its outcomes and downlink, so nothing leaves the outbox before its ack and a crash at any
-point just means the next sync sends the same entries again (the server answers a duplicate with the same ack).
+verifies with the server's pinned key, answers the request just sent (``answers_request``: an old answer replayed is
+refused) and names this station's own chain head has been applied, in the same transaction as its outcomes and
+downlink, so nothing leaves the outbox before its ack and a crash at any point just means the next sync sends the
+same entries again (the server answers a duplicate with the same ack). A downlink applies only when its version is
+newer than the last one applied (``downlink_version``, which every batch names so the bank sends only what changed).
+An unsigned refusal changes nothing by itself: a ``gap`` or a ``station-revoked`` counts only when the bank's signed
+head of the station, asked for a fresh nonce, says the same (``_rewind_after_gap``, ``_note_revocation``).
 Every batch and heartbeat carries the station's signed tail claim (``tail_claim``: how far its journal reaches),
 so the bank knows what it still lacks even when the link drops halfway through a long sync.
 
