@@ -80,7 +80,11 @@ def versioned_downlink(station_id: str, downlink: dict, applied: int | None, ack
         _keep_state(station_id, version, version if complete else None,
                     acked_through if complete else (state.refreshed_seq if state else 0), state)
         return downlink, version
-    stored = {row.item: row for row in DownlinkItem.select().where(DownlinkItem.station_id == station_id)}
+    query = DownlinkItem.select().where(DownlinkItem.station_id == station_id)
+    if not complete:
+        # Between the batches of a sync, or after a push: only what this downlink carries can have changed.
+        query = query.where(DownlinkItem.item.in_(sorted(items)))
+    stored = {row.item: row for row in query}
     posted = _posted_accounts(station_id, state.refreshed_seq) if "customers" in downlink else set()
     changed: dict[str, str | None] = {}
     for name, (_, digest) in items.items():
