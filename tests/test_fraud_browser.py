@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import FakeClock
 from sync_support import enrolled_station, open_counter, server_db, start_module_bank
-from ui_browser_support import check_screen, new_page, serving, tap_keys
-from ui_helpers import AGENT_PIN, CUSTOMER_PIN
+from ui_browser_support import check_screen, log_in, new_page, serving, tap_keys
+from ui_helpers import CUSTOMER_PIN
 
 from station.app import create_app
 from station.db import Customer, JournalEntry, Operation
@@ -47,6 +47,7 @@ def live(request, tmp_path_factory, browser):
     app = create_app({"STATION": st, "SECRET_KEY": "browser-test"})
     with st.bound(), serving(app) as base:
         page = new_page(browser)
+        log_in(page, base)  # each test may run alone (or on another xdist worker)
         yield bank, st, base, page
         page.close()
     st.close()
@@ -78,11 +79,6 @@ def to_the_warning(page, base, who: Customer, payee: tuple[str, str], yuan: str)
 
 def test_a_scam_stopped_at_the_counter_reaches_the_bank(live):
     bank, st, base, page = live
-    page.goto(base + "/login")
-    page.click("#agent-A01")
-    tap_keys(page, AGENT_PIN)
-    page.click("#login")
-    page.wait_for_url(base + "/home")
     elderly = customer(elderly=True)
     to_the_warning(page, base, elderly, SCAM_PAYEE, "100")  # far below every threshold
     check_screen(page)
