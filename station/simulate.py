@@ -92,7 +92,8 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None,
     head_time = clock_floor(st)
     if start is not None and start < head_time:
         # The station refuses a clock behind its journal (station.device_state): every operation would be refused.
-        raise StartBeforeJournal(f"The start {start.isoformat()} is before what the station last recorded "
+        raise StartBeforeJournal(f"The start {start.isoformat()} is before the journal's last entry or the last "
+                                 "contact with the bank "
                                  f"({head_time.isoformat()}): start later, or leave --start out.")
     # Left out, the start is the journal's last entry, or the opening of its day or of the day left open, whichever
     # is latest: a day left open dated after the last entry (an entry recorded since by a clock behind the journal)

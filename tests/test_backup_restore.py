@@ -17,6 +17,7 @@ import sys
 import tarfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -400,6 +401,9 @@ def test_restore_refusals_about_the_target(station, tmp_path, backup_of):
 
 # -- restore against the bank ---------------------------------------------------------------------------------
 def test_round_trip_serves_and_syncs_without_a_fork(server, tmp_path, clock):
+    # restore_backup asks the bank for its head by the real clock and notes that contact: a station clock behind
+    # it would read as set back (station.device_state.clock_floor).
+    clock.now = datetime.now(UTC)
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     record_some(st, 3)
     sync_once(st)
