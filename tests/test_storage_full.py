@@ -309,3 +309,25 @@ def test_a_key_rotation_the_bank_asked_for_waits_for_room(server, tmp_path, cloc
         assert st.signer.kid != kid and st.setting("rotate_requested") is False
         assert JournalEntry.select().where(JournalEntry.type == "key_rotation").count() == 1
     st.close()
+
+
+def test_an_agent_logs_in_to_reprint_when_the_session_cannot_be_saved(ui_client, open_drawer, agent, printed,
+                                                                       monkeypatch):
+    st = open_drawer
+    auth = agents.authenticate_customer(st, agent, card_customer(), DEMO_CUSTOMER_PIN)
+    receipt = operations.deposit_cash(st, agent, auth, "100", receipts.new_txn_id())
+    real = st.set_setting
+
+    def no_room_for_sessions(key, value):
+        if key.startswith(agents.SESSION_KEY_PREFIX):
+            raise full_error()
+        real(key, value)
+
+    monkeypatch.setattr(st, "set_setting", no_room_for_sessions)
+    assert login(ui_client).location == "/home"
+    assert len(st.unsaved_sessions) == 1
+    assert ui_client.post(f"/receipts/{receipt.seq}/print").location == f"/receipts/{receipt.seq}"
+    assert printed[-1][0] == receipt.seq
+    # Logging out ends it like any other session.
+    ui_client.post("/logout")
+    assert st.unsaved_sessions == {} and ui_client.get("/home").location.startswith("/login")
