@@ -318,30 +318,41 @@ def bind_session(st: Station, session: AgentSession) -> str:
     here (one whose clock was set back ends at its next request: ``session_current``)."""
     sid = secrets.token_urlsafe(24)
     now = st.now()
-    with st.write():
-        for key, record in _bound_sessions(st):
-            if now >= record["expires_at"]:
-                st.delete_setting(key)
-        st.set_setting(SESSION_KEY_PREFIX + sid, {
-            "agent_id": session.agent_id, "started_at": utc_text(session.started_at),
-            "expires_at": utc_text(session.expires_at)})
+    record = {"agent_id": session.agent_id, "started_at": utc_text(session.started_at),
+              "expires_at": utc_text(session.expires_at)}
+    try:
+        with st.write():
+            for key, bound in _bound_sessions(st):
+                if now >= bound["expires_at"]:
+                    st.delete_setting(key)
+            st.set_setting(SESSION_KEY_PREFIX + sid, record)
+    except errors.StorageFull:
+        # No room to save it (``station.storage``): this process keeps it in memory, so the agent can still log in
+        # to look at and reprint receipts and to sync; a restart forgets it (the agent logs in again).
+        st.unsaved_sessions[SESSION_KEY_PREFIX + sid] = record
     return sid
 
 
 def session_bound(st: Station, sid: str | None, agent_id: str) -> bool:
     """True while the station holds the record of session ``sid`` for ``agent_id`` (``bind_session``)."""
-    record = st.setting(SESSION_KEY_PREFIX + sid) if isinstance(sid, str) and sid else None
+    if not (isinstance(sid, str) and sid):
+        return False
+    record = st.setting(SESSION_KEY_PREFIX + sid) or st.unsaved_sessions.get(SESSION_KEY_PREFIX + sid)
     return isinstance(record, dict) and record.get("agent_id") == agent_id
 
 
 def unbind_session(st: Station, sid: str | None) -> None:
     """Forget the record of session ``sid``: every copy of its cookie stops working."""
     if isinstance(sid, str) and sid:
+        st.unsaved_sessions.pop(SESSION_KEY_PREFIX + sid, None)
         st.delete_setting(SESSION_KEY_PREFIX + sid)
 
 
 def end_agent_sessions(st: Station, agent_id: str) -> None:
     """Forget every session of ``agent_id`` (a lockout; a PIN change). Runs in the caller's write, if any."""
+    for key, record in list(st.unsaved_sessions.items()):
+        if record["agent_id"] == agent_id:
+            del st.unsaved_sessions[key]
     for key, record in _bound_sessions(st):
         if record["agent_id"] == agent_id:
             st.delete_setting(key)

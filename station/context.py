@@ -120,6 +120,8 @@ class Station:
         self._key_spans: tuple[int, list[tuple[int, str]]] = (0, [])
         #: When a write first failed for want of room (``station.storage``), until space is back; None otherwise.
         self.storage_full_since: datetime | None = None
+        #: Agent sessions logged in while the storage was full, which could not be saved (``station.agents``).
+        self.unsaved_sessions: dict[str, dict] = {}
 
     @contextmanager
     def write(self) -> Iterator[None]:

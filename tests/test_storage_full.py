@@ -32,7 +32,7 @@ def full_error() -> OperationalError:
         raise sqlite3.OperationalError("database or disk is full")
     except sqlite3.OperationalError as exc:
         try:
-            raise OperationalError(exc) from exc
+            raise OperationalError(*exc.args) from exc
         except OperationalError as wrapped:
             return wrapped
 
@@ -277,3 +277,57 @@ def test_station_status_and_the_sync_screen_say_it(station, ui_app, monkeypatch)
     assert "storage_full" in sync.SYNC_FAILURE_REASONS and "storage_full" in cli.REASON_WORDS
     with ui_app.test_request_context():
         assert sync_failure_message("storage_full") == "同步失败：本设备存储空间已满。记录都保存在本机。请联系技术员。"
+
+
+def test_the_link_state_stays_in_memory_when_it_cannot_be_saved(station, monkeypatch):
+    from station import link
+
+    def no_room(key, value):
+        raise full_error()
+
+    monkeypatch.setattr(station, "set_setting", no_room)
+    link.note_failure(station, "probe", "timeout", "ReadTimeout")
+    link.note_success(station, "probe", 40)
+    status = link.link_status(station)
+    assert (status["last_failure_reason"], status["last_success_at"]) == ("timeout", sync.utc_text(station.now()))
+    assert station.setting(link.LINK_SETTING) is None
+    assert station.storage_full_since is not None
+
+
+def test_a_key_rotation_the_bank_asked_for_waits_for_room(server, tmp_path, clock, monkeypatch):
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, count=2)
+    with st.bound():
+        st.set_setting("rotate_requested", True)
+        kid = st.signer.kid
+        monkeypatch.setattr(storage, "free_bytes", lambda st: 0)
+        result = sync.sync_once(st)
+        assert result.pending == 0 and st.signer.kid == kid and st.setting("rotate_requested") is True
+        assert not JournalEntry.select().where(JournalEntry.type == "key_rotation").exists()
+        monkeypatch.undo()
+        sync.sync_once(st)
+        assert st.signer.kid != kid and st.setting("rotate_requested") is False
+        assert JournalEntry.select().where(JournalEntry.type == "key_rotation").count() == 1
+    st.close()
+
+
+def test_an_agent_logs_in_to_reprint_when_the_session_cannot_be_saved(ui_client, open_drawer, agent, printed,
+                                                                       monkeypatch):
+    st = open_drawer
+    auth = agents.authenticate_customer(st, agent, card_customer(), DEMO_CUSTOMER_PIN)
+    receipt = operations.deposit_cash(st, agent, auth, "100", receipts.new_txn_id())
+    real = st.set_setting
+
+    def no_room_for_sessions(key, value):
+        if key.startswith(agents.SESSION_KEY_PREFIX):
+            raise full_error()
+        real(key, value)
+
+    monkeypatch.setattr(st, "set_setting", no_room_for_sessions)
+    assert login(ui_client).location == "/home"
+    assert len(st.unsaved_sessions) == 1
+    assert ui_client.post(f"/receipts/{receipt.seq}/print").location == f"/receipts/{receipt.seq}"
+    assert printed[-1][0] == receipt.seq
+    # Logging out ends it like any other session.
+    ui_client.post("/logout")
+    assert st.unsaved_sessions == {} and ui_client.get("/home").location.startswith("/login")
