@@ -21,8 +21,10 @@ then an agent while there is none; past that, adding people is a supervisor's bu
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,12 +34,16 @@ from stdnum import luhn
 from station import errors
 from station.context import Station, bound_station
 from station.db import Agent, Customer
+from station.device_state import CLOCK_TOLERANCE, refuse_wrong_clock
 from station.journal import append_entry
 from station.protocol.entry_types import EntryType, one_line
 from station.protocol.pins import PIN_RE, check_pin, make_pin_verifier, weak_pin
+from station.protocol.times import parse_utc, utc_text
 from station.receipts import Receipt, entry_receipt
 
 AGENT_SESSION_HOURS = 12
+#: The settings that hold the station's record of each UI session (``bind_session``), one key per session.
+SESSION_KEY_PREFIX = "agent_session:"
 ROLES = ("agent", "supervisor")
 #: The first letter of the IDs the set-up screen suggests (S01, A01).
 ID_PREFIX = {"supervisor": "S", "agent": "A"}
@@ -105,6 +111,7 @@ def add_agent(st: Station, agent_id: str, name: str, role: str, pin: str, *, set
     check_new_pin(pin)
     verifier = make_pin_verifier(pin)  # the slow hash, before the write lock
     with st.write():
+        refuse_wrong_clock(st)
         if set_up and next_setup_role(st) != role:
             raise errors.PeopleAlreadySetUp()
         if Agent.get_or_none(Agent.agent_id == agent_id) is not None:
@@ -177,6 +184,8 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
             body["locked"] = failures >= tries
         Agent.update(failed_pins=failures, locked=body["locked"]).where(Agent.agent_id == agent_id).execute()
         append_entry(st, EntryType.AGENT_PIN_FAILED, now, body)
+        if body["locked"]:
+            end_agent_sessions(st, agent_id)
     if body["locked"]:
         raise errors.AgentLocked()
     if "wait_seconds" in body:
@@ -257,7 +266,8 @@ def needs_unlock(st: Station, agent: Agent) -> bool:
 # -- unlocking ----------------------------------------------------------------------------------------------------
 def record_unlock(st: Station, agent_id: str, by: str, **fields) -> Receipt:
     """Unlock ``agent_id`` (locked, or waiting after wrong PINs) and journal who did it; inside the caller's write
-    transaction. ``AgentUnknown``, ``AgentNotLocked`` (nothing written)."""
+    transaction. ``ClockNotSet``/``ClockWrong``, ``AgentUnknown``, ``AgentNotLocked`` (nothing written)."""
+    refuse_wrong_clock(st)
     agent = Agent.get_or_none(Agent.agent_id == agent_id)
     if agent is None:
         raise errors.AgentUnknown()
@@ -286,13 +296,68 @@ def technician_unlock(st: Station, agent_id: str) -> Receipt:
         return record_unlock(st, agent_id, "technician")
 
 
+def session_current(st: Station, session: AgentSession) -> bool:
+    """True while the session is this station's and the clock reads between its start and its end. A clock earlier
+    than the start (by more than ``CLOCK_TOLERANCE``) was set back: the session ends, as at its end, so that
+    setting the clock back never stretches a session."""
+    now = st.now()
+    return session.station_id == st.station_id and session.started_at - CLOCK_TOLERANCE <= now < session.expires_at
+
+
 def check_session(st: Station, session: AgentSession | None) -> None:
     """Refuse an ended, foreign or locked-out agent session (step 1 of every operation)."""
-    if session is None or session.station_id != st.station_id or st.now() >= session.expires_at:
+    if session is None or not session_current(st, session):
         raise errors.AgentSessionInvalid()
     row = st.db.execute_sql("SELECT locked FROM agent WHERE agent_id = ?", (session.agent_id,)).fetchone()
     if row is None or row[0]:
         raise errors.AgentSessionInvalid()
+
+
+# -- sessions bound to the station ----------------------------------------------------------------------------
+def bind_session(st: Station, session: AgentSession) -> str:
+    """Record ``session`` at the station and return its id, which the UI's cookie carries: a cookie is honoured only
+    while its record is here (``session_bound``), so logging out, an idle logout or a lockout (``unbind_session``,
+    ``end_agent_sessions``) ends it for every copy of the cookie. Records of sessions past their end are cleared
+    here (one whose clock was set back ends at its next request: ``session_current``)."""
+    sid = secrets.token_urlsafe(24)
+    now = st.now()
+    with st.write():
+        for key, record in _bound_sessions(st):
+            if now >= record["expires_at"]:
+                st.delete_setting(key)
+        st.set_setting(SESSION_KEY_PREFIX + sid, {
+            "agent_id": session.agent_id, "started_at": utc_text(session.started_at),
+            "expires_at": utc_text(session.expires_at)})
+    return sid
+
+
+def session_bound(st: Station, sid: str | None, agent_id: str) -> bool:
+    """True while the station holds the record of session ``sid`` for ``agent_id`` (``bind_session``)."""
+    record = st.setting(SESSION_KEY_PREFIX + sid) if isinstance(sid, str) and sid else None
+    return isinstance(record, dict) and record.get("agent_id") == agent_id
+
+
+def unbind_session(st: Station, sid: str | None) -> None:
+    """Forget the record of session ``sid``: every copy of its cookie stops working."""
+    if isinstance(sid, str) and sid:
+        st.delete_setting(SESSION_KEY_PREFIX + sid)
+
+
+def end_agent_sessions(st: Station, agent_id: str) -> None:
+    """Forget every session of ``agent_id`` (a lockout; a PIN change). Runs in the caller's write, if any."""
+    for key, record in _bound_sessions(st):
+        if record["agent_id"] == agent_id:
+            st.delete_setting(key)
+
+
+def _bound_sessions(st: Station) -> list[tuple[str, dict]]:
+    rows = st.db.execute_sql("SELECT key, value FROM setting WHERE key LIKE ?", (SESSION_KEY_PREFIX + "%",))
+    sessions = []
+    for key, value in rows.fetchall():
+        record = json.loads(value)
+        record["started_at"], record["expires_at"] = parse_utc(record["started_at"]), parse_utc(record["expires_at"])
+        sessions.append((key, record))
+    return sessions
 
 
 @bound_station
@@ -371,7 +436,8 @@ def authorised_customer(st: Station, session: AgentSession, auth: CustomerAuth |
     """The customer a recent PIN check authorises for this agent, read again (step 2 inside the write)."""
     if auth is None or auth.agent_id != session.agent_id:
         raise errors.CustomerPinRequired()
-    if st.now() - auth.verified_at > timedelta(seconds=st.policy["customer_auth_seconds"]):
+    # A clock set back since the PIN check ends it, as its end does: nothing measured in time may stretch.
+    if not -CLOCK_TOLERANCE <= st.now() - auth.verified_at <= timedelta(seconds=st.policy["customer_auth_seconds"]):
         raise errors.CustomerPinRequired()
     customer = next(iter(Customer.raw("SELECT * FROM customer WHERE id = ?", auth.customer_id)), None)
     if customer is None:

@@ -31,6 +31,14 @@ class StationBusy(StationError):
     template = N_("The station is busy for a moment. Nothing was recorded; please try again.")
 
 
+class StorageFull(StationError):
+    """No room left on the device (``station.storage``): what was being written was rolled back whole."""
+
+    code = "storage_full"
+    template = N_("Storage is full: nothing was recorded. Call the technician. Receipts already recorded can "
+                  "still be reprinted.")
+
+
 # -- agent session ----------------------------------------------------------------------------------------
 class AgentSessionInvalid(StationError):
     code = "agent_session_invalid"
@@ -425,6 +433,12 @@ class StationRevoked(StationError):
 class ClockNotSet(StationError):
     code = "clock_not_set"
     template = N_("The clock is not set: waiting for network time. No new operations until it is.")
+
+
+class ClockWrong(StationError):
+    code = "clock_wrong"
+    template = N_("The clock is wrong: it is earlier than what this station already recorded. No new operations. "
+                  "Call the technician.")
 
 
 # -- the bank's real-time refusals (station.online; reasons of station.protocol.authorizations.REFUSALS) -----

@@ -17,6 +17,7 @@ Sync settings live in ``config.json`` under ``"sync"`` (see ``SYNC_SETTINGS``, d
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -26,12 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
+from peewee import OperationalError
 
 from station.agents import MAX_AGENT_NAME
 from station.business_day import drawer_cash
-from station.context import SIGNING_KEY_FILE, Station, bound_station
+from station.context import SIGNING_KEY_FILE, Station, bound_station, holds_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
-from station.device_state import clock_not_set, device_state, revocation
+from station.device_state import clock_floor, clock_not_set, device_state, revocation
+from station.errors import StorageFull
 from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
@@ -49,6 +52,9 @@ from station.protocol.tokens import (
     unverified_payload,
 )
 from station.rotation import rotate_key
+from station.storage import is_storage_full, note_storage_full, storage_full
+
+log = logging.getLogger(__name__)
 
 ENCRYPTION_KEY_FILE = "keys/encryption.key"
 #: The problem type of the bank's refusal of a revoked station (sync_server/problems.py).
@@ -62,8 +68,9 @@ USER_AGENT = "station-kit-station/0.1"
 SHOP_DETAILS = {"agent": MAX_AGENT_NAME, "village": 60}
 
 #: Why a sync (or a probe) fails, for the screens: the link's reasons (``station.link.REASONS``), ``flagged`` (the
-#: bank stopped taking this station's batches after a fork) and ``local`` (this device: a key or a setting).
-SYNC_FAILURE_REASONS = (*REASONS, "flagged", "local")
+#: bank stopped taking this station's batches after a fork), ``storage_full`` (the bank's ack could not be saved:
+#: it is asked again at the next sync) and ``local`` (this device: a key or a setting).
+SYNC_FAILURE_REASONS = (*REASONS, "flagged", "storage_full", "local")
 #: (connect, read) seconds of a probe: short, and longer than an answer the link calls slow (``slow_ms``).
 PROBE_TIMEOUT = (5.0, 10.0)
 
@@ -195,7 +202,7 @@ def enroll_station(
     Nothing is written to ``data_dir`` before the bank has accepted the code, so any refusal leaves the folder
     as it was, ready for another try."""
     data_dir = Path(data_dir)
-    if (data_dir / "config.json").exists():
+    if holds_station(data_dir):
         raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.", "folder_in_use")
     now = (clock or (lambda: datetime.now(UTC)))()
     if clock_not_set(now):
@@ -249,7 +256,7 @@ def enroll_station(
         **_shop_details(answer),
     }
     write_private_file(data_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
-    st = Station(data_dir, clock=clock)
+    st = Station(data_dir, clock=clock, new=True)
     with st.write():
         if base is not None:
             # A replacement device: its journal continues after the bank's head (its start entry names it).
@@ -406,9 +413,21 @@ def open_answer(st: Station, answer: dict) -> acks.Ack:
 
 
 # -- applying an ack ----------------------------------------------------------------------------------------
+class StorageFullSync(SyncError):
+    """The bank's ack could not be saved for want of room: nothing of it was kept (``acked_seq`` did not move), so
+    the next sync sends the same batch and the bank answers it with the same ack."""
+
+    retryable = True
+
+    def __init__(self, exc: BaseException):
+        super().__init__(f"Storage is full: the bank's answer could not be saved ({exc}). It is asked again at the "
+                         "next sync; free space on the device.", "storage_full")
+
+
 @bound_station
 def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
-    """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction."""
+    """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction (a full disk rolls it
+    all back: ``sync_once`` says so with ``StorageFullSync``)."""
     if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
         raise SyncRefused("The bank's ack does not cover the batch sent.", status=502, reason="bad_answer")
     with st.db.atomic():
@@ -553,10 +572,16 @@ def sync_once(
 
 
 def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResult:
-    if st.setting("rotate_requested"):
-        # Asked by the bank in an earlier ack: the rotation entry goes out with this sync.
-        rotate_key(st, "bank_request")
-        st.set_setting("rotate_requested", False)
+    if st.setting("rotate_requested") and not storage_full(st):
+        # Asked by the bank in an earlier ack: the rotation entry goes out with this sync. A full disk puts it off
+        # (it writes key files and an entry); the journal still goes to the bank meanwhile.
+        try:
+            rotate_key(st, "bank_request")
+            st.set_setting("rotate_requested", False)
+        except (StorageFull, OSError) as exc:
+            if not is_storage_full(exc):
+                raise
+            note_storage_full(st, "the key rotation the bank asked for", exc)
     own_session = http is None
     http = http or requests.Session()
     attempts = attempts or sync_setting(st, "attempts")
@@ -595,16 +620,33 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
                 batches += 1
                 entries += sealed.last - sealed.first + 1
             rejected.update(ack.rejected)
+    except OperationalError as exc:
+        # Saving what the bank answered (its ack, a gap's rewind) found no room: rolled back whole, asked again.
+        if not is_storage_full(exc):
+            raise
+        note_storage_full(st, "saving the bank's answer", exc)
+        failure = StorageFullSync(exc)
+        _note_sync_failure(st, failure)
+        raise failure from exc
     except SyncError as exc:
-        st.set_setting("last_sync_error", str(exc))
-        st.set_setting("last_sync_failure", {"at": utc_text(st.now()), "reason": exc.reason})
-        if isinstance(exc, SyncRefused):
-            _note_revocation(st, exc)
+        _note_sync_failure(st, exc)
         raise
     finally:
         if own_session:
             http.close()
     return SyncResult(batches, entries, st.setting("acked_seq", 0), pending_entries(st), rejected)
+
+
+def _note_sync_failure(st: Station, exc: SyncError) -> None:
+    """Keep why the sync failed for the screens (and a revocation); with the storage full, the log has it alone."""
+    try:
+        with st.write():
+            st.set_setting("last_sync_error", str(exc))
+            st.set_setting("last_sync_failure", {"at": utc_text(st.now()), "reason": exc.reason})
+            if isinstance(exc, SyncRefused):
+                _note_revocation(st, exc)
+    except StorageFull:
+        log.warning("sync failed (%s) and storage is full: the failure is not saved for the screens", exc.reason)
 
 
 def _note_revocation(st: Station, refusal: SyncRefused) -> None:
@@ -668,6 +710,7 @@ def station_status(st: Station) -> dict:
         "drawer_cash_fen": drawer_cash(st),
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
         "device_state": device_state(st).value,
+        "clock_floor": None if (floor := clock_floor(st)) is None else utc_text(floor),
         "revoked": revocation(st),
         # The key that signs the next entry, every key the device has signed with, and a rotation the bank asked.
         "signing_kid": st.signer.kid,

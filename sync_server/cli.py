@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from peewee import DatabaseError, SqliteDatabase
 
+from station.protocol.commands import GuardedGroup
 from sync_server import DEFAULT_KEYS_DIR, database_for
 from sync_server.db import (
     DEFAULT_DATABASE_URL,
@@ -48,7 +49,7 @@ def _admin_call(fn, *args, **kwargs):
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+@click.group(cls=GuardedGroup)
 def cli():
     """The bank's sync server: enrollment, batch ingest, central ledger."""
 
@@ -211,8 +212,20 @@ def station_list(database_url, as_json):
         return
     for row in rows:
         flag = f" FLAGGED: {row['flag_reason']}" if row["flagged"] else ""
+        clock = " CLOCK WRONG" if row["clock_wrong"] else ""
         click.echo(f"{row['station_id']}\t{row['status']}\tacked {row['acked_seq']}\t"
-                   f"last sync {row['last_sync_at'] or 'never'}\t{row['name']}{flag}")
+                   f"last sync {row['last_sync_at'] or 'never'}\tclock {clock_offset_words(row['clock_offset_ms'])}"
+                   f"\t{row['name']}{flag}{clock}")
+
+
+def clock_offset_words(offset_ms: int | None) -> str:
+    """The station's clock against the bank's at its last sync: "-" (not measured yet), "0.4 s behind",
+    "7 min ahead" (the offset is the bank's time minus the station's)."""
+    if offset_ms is None:
+        return "-"
+    size = abs(offset_ms)
+    amount = f"{size / 1000:.1f} s" if size < 60_000 else f"{size / 60_000:.0f} min"
+    return amount if offset_ms == 0 else f"{amount} {'behind' if offset_ms > 0 else 'ahead'}"
 
 
 @station.command("revoke")
@@ -572,7 +585,9 @@ def _echo_station_report(report: dict) -> None:
             ("enrolled", report["enrolled_at"] or "not yet"),
             ("bank holds", f"seq 1..{report['acked_seq']} (head {report['head'] or '-'})"),
             ("last sync", report["last_sync_at"] or "never"),
-            ("clock offset", "-" if report["clock_offset_ms"] is None else f"{report['clock_offset_ms']} ms"),
+            ("clock offset", "-" if report["clock_offset_ms"] is None else
+             f"{report['clock_offset_ms']} ms ({clock_offset_words(report['clock_offset_ms'])})"
+             + (" CLOCK WRONG: call the station's technician" if report["clock_wrong"] else "")),
             ("tail claim", f"seq {report['tail']['seq']} (received {report['tail']['received_at']})"
              if report["tail"] else "none"),
             ("key rotation", "due" + (" (asked)" if report["rotate_requested"] else " (key too old)")

@@ -13,14 +13,14 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
-from station import agents, bank_unlock, business_day, operations, receipts, setup_ui
+from station import agents, bank_unlock, business_day, operations, receipts, setup_ui, storage
 from station.app import create_app
 from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_AGENTS, load_demo_customers
@@ -136,6 +136,16 @@ class Counter:
             yield
 
     @contextmanager
+    def clock_wrong(self) -> Iterator[None]:
+        """The clock set an hour back, behind the journal: "the clock is wrong, call the technician"."""
+        before = self.clock.now
+        self.clock.now = before - timedelta(hours=1)
+        try:
+            yield
+        finally:
+            self.clock.now = before
+
+    @contextmanager
     def day_not_open(self) -> Iterator[None]:
         """No day open (the open day marked closed for the case, then open again)."""
         day = business_day.current_day(self.st)
@@ -144,6 +154,17 @@ class Counter:
             yield
         finally:
             BusinessDay.update(closed_at=None).where(BusinessDay.id == day.id).execute()
+
+    @contextmanager
+    def storage_full(self) -> Iterator[None]:
+        """Storage full: the data folder's file system below its reserve (``station.storage``) for the case; the
+        station notices the room back at its next check."""
+        real = storage.free_bytes
+        storage.free_bytes = lambda st: 0
+        try:
+            yield
+        finally:
+            storage.free_bytes = real
 
     @contextmanager
     def large_print(self) -> Iterator[None]:
@@ -517,6 +538,15 @@ def set_up(path="/setup", data=None, **state):
     return reach
 
 
+def home_clock_wrong(c):
+    """Logged in (nobody's session survives the clock going back) to the home screen that says the clock is wrong;
+    logged out again, before the clock is set right."""
+    c.stack.enter_context(c.clock_wrong())
+    c.show("/login", {"agent_id": "A01", "pin": AGENT_PIN}, page=c.anon)
+    c.stack.callback(c.go, "/login", page=c.anon)  # the next case finds the language toggle where it expects it
+    c.stack.callback(c.post, "/logout", page=c.anon)
+
+
 def set_up_clock_not_set(c):
     c.stack.enter_context(c.first_boot_state(clock=lambda: datetime(1970, 1, 1, tzinfo=UTC)))
     c.go("/setup", page=c.setup)
@@ -531,7 +561,8 @@ SUPERVISED = "12000"  # at least fraud_supervisor_fen: going past the warning ta
 BROKEN_PRINTER = {"kind": "file", "path": "/nonexistent/lp0"}  # above every per-transaction limit: a refusal
 
 
-REFUSED_PAGE = re.compile(r"Failed to load resource: the server responded with a status of (400|404|409|503) .*")
+REFUSED_PAGE = re.compile(
+    r"Failed to load resource: the server responded with a status of (400|404|409|503|507) .*")
 
 
 #: What each screen shows whatever its state: a selector that must be visible once the case has reached it.
@@ -560,7 +591,8 @@ STATE_SHOWS = {
     "long names": f':text("{LONG_CUSTOMER_NAME}"), :text("{LONG_PAYEE_NAME}")',
     "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
     "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
-    "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
+    "clock not set": "#clock-not-set", "clock wrong": "#clock-wrong", "another station named": "#station-mismatch",
+    "revoked": "#revoked", "storage full": "#storage-full",
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
     "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
@@ -595,6 +627,9 @@ CASES = [
     Case("login", "pin", go("/login?agent_id=A01", "anon"), page="anon"),
     Case("login", "wrong PIN", login_wrong_pin, page="anon"),
     Case("login", "idle logout message", go("/login?idle=1", "anon"), page="anon"),
+    Case("login", "clock wrong", with_state("clock_wrong", go("/login", "anon")), page="anon"),
+    Case("login", "pin, clock wrong", with_state("clock_wrong", go("/login?agent_id=A01", "anon")), page="anon"),
+    Case("home", "clock wrong", home_clock_wrong, page="anon"),
     Case("login", "locked", locked_out("A01", go("/login?agent_id=A01", "anon")), page="anon"),
     Case("login", "supervisor waits", locked_out("S01", go("/login?agent_id=S01", "anon"), wait=True), page="anon"),
     Case("unlock", "their supervisor's PIN", locked_out("A01", go("/unlock/?agent_id=A01", "anon")), page="anon"),
@@ -619,6 +654,12 @@ CASES = [
     Case("home", "large print, half done",
          with_state("large_print", lambda c: (c.op("deposit", customer="long", amount="300"), c.go("/home")))),
     Case("home", "sync failed in the bar", sync_failed_in_bar(go("/home"))),
+    Case("home", "storage full", with_state("storage_full", go("/home"))),
+    Case("home", "storage full, offline warning, half done",
+         with_state("offline_warning", lambda c: (c.op("deposit", customer="long", amount="300"),
+                                                  c.stack.enter_context(c.storage_full()), c.go("/home")))),
+    Case("error", "storage full refused", with_state("storage_full", lambda c: (
+        c.go("/home"), c.show("/op/withdrawal/start")))),
     # withdrawal
     Case("withdrawal customer", "normal", op_step("withdrawal", "customer", customer=None)),
     Case("withdrawal customer", "passbook", lambda c: (c.op("withdrawal", customer=None),

@@ -11,6 +11,7 @@ from station.ui.common import (
     LOCALES,
     Idle,
     agent_session_to_cookie,
+    clock_stop,
     end_session,
     idle_seconds,
     login_required,
@@ -34,11 +35,12 @@ def login():
     if request.method == "POST":
         try:
             agent = agents.login_agent(st, agent_id, request.form.get("pin", ""))
+            sid = agents.bind_session(st, agent)
         except StationError as err:
             error = translate_error(err)
         else:
             end_session()
-            session["agent"] = agent_session_to_cookie(agent, st.now())
+            session["agent"] = agent_session_to_cookie(agent, st.now(), sid)
             return redirect(url_for("home.home"))
     chosen = Agent.get_or_none(Agent.agent_id == agent_id)  # read after the PIN: it may have locked them
     blocked = wait = None
@@ -53,7 +55,8 @@ def login():
     # The page reloads itself as the minutes shrink, and when the wait ends (the PIN pad is back).
     refresh = f"{min(wait, 60) + 1};url={url_for('auth.login', agent_id=agent_id)}" if wait else None
     return render_template("login.html", agents=roster, chosen=chosen, error=error, blocked=blocked,
-                           can_supervise=bool(blocked and unlocking_supervisors(chosen)), refresh=refresh)
+                           can_supervise=bool(blocked and unlocking_supervisors(chosen)), refresh=refresh,
+                           clock=clock_stop(st))
 
 
 @bp.post("/logout")
