@@ -177,7 +177,8 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
         agent = Agent.get_by_id(agent_id)
         failures = agent.failed_pins + 1
         body = {"agent": agent_id, "failures": failures, "locked": False}
-        if failures >= tries and _last_supervisor(agent):
+        last_supervisor = _last_supervisor(agent)
+        if failures >= tries and last_supervisor:
             body["wait_seconds"] = start_wait(st, _wait_key(agent_id), failures - tries)
         else:
             body["locked"] = failures >= tries
@@ -189,6 +190,8 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
         raise errors.AgentLocked()
     if "wait_seconds" in body:
         raise waiting_error(st, errors.AgentWaiting, body["wait_seconds"])
+    if last_supervisor:
+        raise errors.WrongSupervisorPin(remaining=tries - failures)
     raise errors.WrongAgentPin(remaining=tries - failures)
 
 

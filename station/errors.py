@@ -55,6 +55,12 @@ class WrongAgentPin(StationError):
     template = N_("Wrong PIN. Tries left before this agent is locked: %(remaining)d.")
 
 
+class WrongSupervisorPin(WrongAgentPin):
+    """The last supervisor who can log in is not locked by wrong PINs, only made to wait (``AgentWaiting``)."""
+
+    template = N_("Wrong PIN. Tries left before a wait: %(remaining)d.")
+
+
 class AgentLocked(StationError):
     code = "agent_locked"
     template = N_("This agent is locked after too many wrong PINs. A supervisor must unlock it.")

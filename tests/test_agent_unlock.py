@@ -59,7 +59,8 @@ def wrong_pins(st, agent_id: str, count: int) -> list[errors.StationError]:
 
 def test_the_last_supervisor_waits_instead_of_being_locked(station, boot, clock):
     refusals = wrong_pins(station, "S01", 5)
-    assert [type(r) for r in refusals] == [errors.WrongAgentPin] * 4 + [errors.AgentWaiting]
+    assert [type(r) for r in refusals] == [errors.WrongSupervisorPin] * 4 + [errors.AgentWaiting]
+    assert refusals[0].message == "Wrong PIN. Tries left before a wait: 4."
     assert refusals[-1].params == {"minutes": 1, "time": "07:41"}  # 23:40 UTC is 07:40 in Beijing
     assert refusals[-1].message == "Too many wrong PINs. Try again in 1 min, at 07:41."
     assert not Agent.get_by_id("S01").locked

@@ -230,8 +230,8 @@ def test_the_close_beyond_the_tolerance_asks_reason_and_supervisor_and_keeps_the
          else "The drawer is 50.00 yuan out, more than 10.00 yuan: a supervisor must approve the close with their "
               "PIN."),
         ({"reason": "Miscount", "supervisor_id": "S01", "pin": "9999"},
-         "密码错误。再错 4 次，该操作员将被锁定。" if lang == "zh"
-         else "Wrong PIN. Tries left before this agent is locked: 4."),
+         "密码错误。再错 4 次，须等待后才能再试。" if lang == "zh"
+         else "Wrong PIN. Tries left before a wait: 4."),  # the last supervisor is never locked, only made to wait
     ]
     for fields, message in refusals:
         page = agent_client.post("/day/close", data={**SHORT, "confirm": "1", **expected, **fields}

@@ -218,8 +218,8 @@ def test_the_day_close_says_short_and_asks_reason_and_supervisor(counter, page, 
     page.click("#close-day")
     page.wait_for_selector("#error")
     # (The reversal tests above typed wrong supervisor PINs too: the tries left are fewer than 4.)
-    assert re.fullmatch(words(lang, r"密码错误。再错 \d 次，该操作员将被锁定。",
-                              r"Wrong PIN\. Tries left before this agent is locked: \d\."), page.inner_text("#error"))
+    assert re.fullmatch(words(lang, r"密码错误。再错 \d 次，须等待后才能再试。",
+                              r"Wrong PIN\. Tries left before a wait: \d\."), page.inner_text("#error"))
     # The same screen: counts, reason and words kept.
     assert page.input_value("input[name=n10000]") == str(hundreds)
     assert page.is_checked("#variance-reasons input >> nth=2")

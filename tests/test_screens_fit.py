@@ -254,11 +254,15 @@ def second_supervisor(reach):
     return reached
 
 
-def unlock_code_refused(enrolled: bool):
+def unlock_code_refused(enrolled: bool, waiting: bool = False):
     """A wrong unlock code typed for the locked agent A01: refused as wrong (``enrolled``: the station given an
-    encryption key and the server's, as enrollment writes them, for the case), else as not checkable."""
+    encryption key and the server's, as enrollment writes them, for the case), else as not checkable; ``waiting``:
+    after too many wrong codes, refused until the wait ends."""
 
     def reach(c):
+        if waiting:
+            c.stack.callback(c.st.delete_setting, bank_unlock.WAIT_SETTING)
+            agents.start_wait(c.st, bank_unlock.WAIT_SETTING, 3)
         if enrolled:
             key_file = c.st.data_dir / ENCRYPTION_KEY_FILE
             key_file.write_text(key_codecs.encryption_private_to_text(key_codecs.generate_encryption_key()))
@@ -601,7 +605,7 @@ STATE_SHOWS = {
     "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
     "locked": "#unlock-code", "supervisor waits": "#error", "their supervisor's PIN": "#unlock-form",
     "which supervisor": "#supervisor-S02", "no supervisor": "#no-supervisor", "wrong code": "#error",
-    "not enrolled": "#error",
+    "not enrolled": "#error", "too many wrong codes": "#error",
 }
 
 
@@ -643,6 +647,7 @@ CASES = [
     Case("unlock code", "normal", locked_out("A01", go("/unlock/code?agent_id=A01", "anon")), page="anon"),
     Case("unlock code", "wrong code", unlock_code_refused(enrolled=True), page="anon"),
     Case("unlock code", "not enrolled", unlock_code_refused(enrolled=False), page="anon"),
+    Case("unlock code", "too many wrong codes", unlock_code_refused(enrolled=True, waiting=True), page="anon"),
     Case("error", "404 logged out", go("/no/such/screen", "anon"), page="anon"),
     Case("error", "404", go("/no/such/screen")),
     Case("error", "no operation in progress", lambda c: (c.post("/op/cancel"), c.go("/op/deposit/amount"))),

@@ -235,7 +235,7 @@ def test_printer_failure_keeps_the_operation_and_allows_retry(agent_client, stat
 @pytest.mark.parametrize(
     ("supervisor_id", "pin", "message"),
     [
-        ("S01", "0000", "密码错误。再错 4 次，该操作员将被锁定。"),
+        ("S01", "0000", "密码错误。再错 4 次，须等待后才能再试。"),  # the last supervisor: a wait, never a lock
         ("A01", AGENT_PIN, "只有主管可以办理。"),
         ("S01", SUPERVISOR_PIN, "请用文字写明冲正原因（最多 200 个字）。"),  # a reason posted with ESC in it
     ],

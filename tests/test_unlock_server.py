@@ -57,6 +57,10 @@ def test_a_code_read_out_over_the_phone_unlocks_once_and_the_bank_accepts_it(ser
     (event,) = StationEvent.select().where(StationEvent.action == "unlock_code")
     assert (event.by, event.reason, event.detail) == ("Li Wei", "agent forgot PIN, called 10:40",
                                                       {"agent": "A01", "counter": 1})
+    shown = CliRunner().invoke(server_cli, ["station", "show", "ST-0001", "--database-url", server.database_url])
+    assert ('unlock_code  by Li Wei: agent forgot PIN, called 10:40  {"agent": "A01", "counter": 1}'
+            in shown.output), shown.output
+    assert code.replace(" ", "") not in shown.output.replace(" ", "")  # never the code itself
     # The next code takes the next counter.
     assert "Unlock code 2 for A01" in issue(server, "ST-0001", "A01", "--reason", "again", "--by", "Li Wei").output
 

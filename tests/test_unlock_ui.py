@@ -54,7 +54,7 @@ def test_a_supervisor_unlocks_with_their_own_pin(client, station):
     html = page(client, "/unlock/?agent_id=A01")  # one supervisor: straight to their PIN pad
     assert "Supervisor 周主管 Zhou: type your own PIN" in html
     refused = client.post("/unlock/", data={"agent_id": "A01", "supervisor_id": "S01", "pin": "0000"})
-    assert error_of(refused.get_data(as_text=True)) == "Wrong PIN. Tries left before this agent is locked: 4."
+    assert error_of(refused.get_data(as_text=True)) == "Wrong PIN. Tries left before a wait: 4."
     assert Agent.get_by_id("A01").locked
     done = client.post("/unlock/", data={"agent_id": "A01", "supervisor_id": "S01", "pin": SUPERVISOR_PIN})
     assert done.status_code == 302 and done.headers["Location"] == "/login?agent_id=A01"
