@@ -12,15 +12,16 @@ import json
 
 import pytest
 import requests
-from sync_support import enrolled_station, server_db
+from sync_support import append_only_lifted, enrolled_station, record_some, server_db
 
 from station.db import Customer
 from station.device_state import DeviceState, device_state
 from station.protocol import acks
-from station.protocol.tokens import verify_token
+from station.protocol.tokens import b64url, verify_token
 from station.sync import SyncRefused, open_answer, sync_once
 from sync_server.db import Customer as BankCustomer
-from sync_server.db import Hold
+from sync_server.db import Entry, Hold, Posting
+from sync_server.db import Station as BankStation
 
 ACCOUNT = "DM00010003"  # home only at ST-0001: its hold there is 1,000 yuan
 
@@ -201,3 +202,21 @@ def test_a_forged_unsigned_revocation_does_not_stop_the_counter(server, tmp_path
     assert st.setting("revoked") is None
     with st.bound():
         assert device_state(st) != DeviceState.REVOKED
+
+
+def test_a_gap_whose_signed_head_is_not_this_journal_moves_nothing(server, tmp_path, clock):
+    """The bank really holds less (its database went back), but its chain value there is not this journal's: the
+    station does not rewind onto another history; the refusal stands and nothing moves."""
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, 2)
+    sync_once(st)
+    before = station_view(st)
+    with append_only_lifted(server_db()):
+        Entry.delete().where((Entry.station_id == "ST-0001") & (Entry.seq > 1)).execute()
+        Posting.delete().where((Posting.station_id == "ST-0001") & (Posting.seq > 1)).execute()
+    BankStation.update(acked_seq=1, head=b64url(bytes(32))).where(BankStation.station_id == "ST-0001").execute()
+    record_some(st, 1)
+    path = InThePath()
+    with pytest.raises(SyncRefused, match="gap"):
+        sync_once(st, http=path)
+    assert path.heads == 1 and station_view(st)["acked_seq"] == before["acked_seq"]
