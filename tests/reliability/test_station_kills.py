@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from reliability import counts
-
 from station.context import Station
 from station.db import JournalEntry, Operation
 from station.demo import load_demo_customers
