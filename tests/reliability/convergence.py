@@ -3,8 +3,14 @@ despite the faults, and the checks that the bank then holds exactly the station'
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import requests
 from sync_support import journal, server_db
 
 from station import agents, business_day, operations, receipts
@@ -15,6 +21,8 @@ from station.sync import SyncError, sync_once
 from sync_server.checks import check_ledger
 from sync_server.db import Entry, Posting
 
+#: The folder of the test helpers (``tests``): on a server process's path, for ``reliability.dying_server``.
+TESTS = Path(__file__).parent.parent
 #: The demo customers of ST-0001 the burst serves (downlinked at enrollment).
 ACCOUNTS = ("DM00010001", "DM00010002", "DM00010003")
 DEPOSIT_FEN = 1_000
@@ -82,3 +90,61 @@ def assert_bank_holds_the_journal(st) -> int:
     assert posted == -deposits * DEPOSIT_FEN
     return len(own)
 
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """The sync server's WSGI ``app`` (``module:name``) in a process of its own on a fixed loopback port, under
+    ``kind``: ``gunicorn`` (``workers`` worker processes) or ``waitress`` (one process, as ``sync-server serve
+    --dev``). ``env``: added to this process's environment (``DATABASE_URL``, ``SYNC_SERVER_KEYS_DIR``, ...)."""
+
+    def __init__(self, kind: str, env: dict, *, app: str = "sync_server.wsgi:app", workers: int = 1):
+        self.kind = kind
+        self.app = app
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        pythonpath = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+        self.env = {**os.environ, **env, "PYTHONPATH": pythonpath}
+        self.process: subprocess.Popen | None = None
+        self.errors = ""
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, on the same port) and wait until it answers its health check."""
+        if self.kind == "gunicorn":
+            command = [sys.executable, "-m", "gunicorn", "--workers", str(self.workers), "--bind",
+                       f"127.0.0.1:{self.port}", "--no-control-socket", self.app]
+        else:
+            command = [sys.executable, "-m", "waitress", "--host=127.0.0.1", f"--port={self.port}", "--threads=4",
+                       self.app]
+        self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the server exited at start: {self.process.stderr.read()}"
+            try:
+                if requests.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise AssertionError(f"no healthy server at {self.url}")
+
+    def wait_killed(self) -> None:
+        """The server process died by SIGKILL: keep what it wrote to stderr."""
+        assert self.process.wait(timeout=10) == -9
+        self.errors += self.process.stderr.read()
+        self.process.stderr.close()
+
+    def stop(self) -> str:
+        """Stop the server; everything it wrote to stderr."""
+        self.process.terminate()
+        _, errors = self.process.communicate(timeout=30)
+        self.errors += errors
+        return self.errors
