@@ -147,6 +147,7 @@ def test_postgres_restarted_mid_ingest(private_cluster, tmp_path, clock, reliabi
                 survived += 1
     finally:
         server.stop()
+        db_proxy.obj.close()  # before the cluster goes: the test's connection to it
     reliability_report(fault="PostgreSQL restarted (immediate) mid-ingest", trials=RESTARTS, survived=survived,
                        failed_syncs=failed_syncs, lost_entries=0)
     st.close()
