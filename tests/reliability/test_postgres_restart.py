@@ -146,8 +146,10 @@ def test_postgres_restarted_mid_ingest(private_cluster, tmp_path, clock, reliabi
                 assert held_after_restart and held_after_restart[0] < head_seq
                 survived += 1
     finally:
-        server.stop()
+        errors = server.stop()
         db_proxy.obj.close()  # before the cluster goes: the test's connection to it
+    # The restart hit requests under way: the server answered them with its problem (a 500 the station retries).
+    assert "unexpected error on /api/v1/stations/ST-0001/batches" in errors
     reliability_report(fault="PostgreSQL restarted (immediate) mid-ingest", trials=RESTARTS, survived=survived,
                        failed_syncs=failed_syncs, lost_entries=0)
     st.close()
