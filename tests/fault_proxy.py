@@ -145,7 +145,8 @@ class FaultProxy:
     def _deal_fault(self) -> tuple[str, float, float]:
         """The next request's fault, its delay (ms) and where a truncated answer is cut (a fraction)."""
         with self._lock:
-            fault = self._rng.choice(FAULTS) if self._rng.random() < self.fault_rate else "pass"
+            dealt = self.mode == "random" and self._rng.random() < self.fault_rate  # set_mode ended it: pass
+            fault = self._rng.choice(FAULTS) if dealt else "pass"
             self.faults_seen[fault] += 1
             delay_ms = self._rng.uniform(0, self.max_delay_ms)
             cut = self._rng.random()
