@@ -8,6 +8,7 @@
         proxy.set_mode("reset")                 # the request is read, then the connection reset (RST)
         proxy.set_mode("http500")               # the proxy answers HTTP/1.1 500 itself
         proxy.set_mode("pass")                  # pass-through again, on the same port
+        proxy.set_random_faults(seed=7, rate=0.3)  # each request meets one of FAULTS at random (or passes)
 
 Modes (:data:`MODES`):
 
@@ -19,6 +20,20 @@ Modes (:data:`MODES`):
 - ``http500``: a new connection's request is read and answered ``HTTP/1.1 500 Internal Server Error`` by the
   proxy (``Connection: close``), without reaching the server.
 
+Random faults (:meth:`FaultProxy.set_random_faults`, for the reliability trials): the proxy reads each HTTP request
+whole and, with probability ``rate``, picks one of :data:`FAULTS` for it from a ``random.Random(seed)`` (so a
+single client's run is the same every time):
+
+- ``drop``: the request never reaches the server; the connection is closed without an answer;
+- ``delay``: the answer is held back up to ``max_delay_ms``;
+- ``truncate``: the server answers (it has committed), the client gets only the answer's first bytes (cut at a
+  random byte, in the headers or the body), then the connection is closed;
+- ``reset``: the server answers (it has committed), the client gets a TCP RST instead;
+- ``duplicate``: the request reaches the server twice (the second time on a connection of its own, as a
+  retransmission the client never sees), and the client gets the second answer.
+
+``faults_seen`` counts the faults dealt (``pass`` too).
+
 Switching to ``down``, ``reset`` or ``http500`` closes the connections already open (a client's keep-alive
 connection must not carry on as if nothing happened). Threads and sockets only (no dependency); every socket is
 closed by :meth:`FaultProxy.stop`.
@@ -26,14 +41,18 @@ closed by :meth:`FaultProxy.stop`.
 
 from __future__ import annotations
 
+import random
 import select
 import socket
 import struct
 import threading
 import time
+from collections import Counter
 from urllib.parse import urlparse
 
 MODES = ("pass", "down", "slow", "reset", "http500")
+#: The faults of the ``random`` mode (:meth:`FaultProxy.set_random_faults`).
+FAULTS = ("drop", "delay", "truncate", "reset", "duplicate")
 _CHUNK = 65536
 #: How long the proxy waits for a request's bytes in ``reset`` and ``http500`` before giving up on it.
 _READ_SECONDS = 5.0
@@ -54,6 +73,10 @@ class FaultProxy:
         self._threads: list[threading.Thread] = []
         self._connections: set[socket.socket] = set()
         self._stopped = threading.Event()
+        self._rng = random.Random(0)
+        self.fault_rate = 0.0
+        self.max_delay_ms = 0
+        self.faults_seen: Counter[str] = Counter()
 
     @classmethod
     def to_url(cls, url: str, *, port: int = 0) -> FaultProxy:
@@ -104,6 +127,30 @@ class FaultProxy:
             self._close_listener()
         elif self._listener is None and not self._stopped.is_set():
             self._listen()
+
+    def set_random_faults(self, *, seed: int, rate: float, max_delay_ms: int = 200) -> None:
+        """Deal one of :data:`FAULTS` to each request with probability ``rate`` (seeded), from the next connection
+        on; :meth:`set_mode` ends it."""
+        if not 0 <= rate <= 1:
+            raise ValueError("rate is a probability, between 0 and 1")
+        with self._lock:
+            self.mode = "random"
+            self._rng = random.Random(seed)
+            self.fault_rate = rate
+            self.max_delay_ms = max_delay_ms
+            self.faults_seen = Counter()
+        if self._listener is None and not self._stopped.is_set():
+            self._listen()
+
+    def _deal_fault(self) -> tuple[str, float, float]:
+        """The next request's fault, its delay (ms) and where a truncated answer is cut (a fraction)."""
+        with self._lock:
+            dealt = self.mode == "random" and self._rng.random() < self.fault_rate  # set_mode ended it: pass
+            fault = self._rng.choice(FAULTS) if dealt else "pass"
+            self.faults_seen[fault] += 1
+            delay_ms = self._rng.uniform(0, self.max_delay_ms)
+            cut = self._rng.random()
+        return fault, delay_ms, cut
 
     # -- sockets -------------------------------------------------------------------------------------------
     def _spawn(self, target, *args) -> None:
@@ -177,7 +224,9 @@ class FaultProxy:
                 client.sendall(_HTTP_500)
             elif mode in ("pass", "slow"):
                 self._relay(client)
-        except OSError:
+            elif mode == "random":
+                self._relay_with_faults(client)
+        except (OSError, ValueError):  # ValueError: select on a socket closed under it ("down", stop)
             pass
         finally:
             self._forget(client)
@@ -209,11 +258,63 @@ class FaultProxy:
         finally:
             self._forget(upstream)
 
+    def _relay_with_faults(self, client: socket.socket) -> None:
+        """Request by request (keep-alive), each meeting the fault :meth:`_deal_fault` picks for it."""
+        upstream = None
+        try:
+            while not self._stopped.is_set():
+                # A keep-alive connection may stay idle for long between requests.
+                if not select.select([client], [], [], 0.1)[0]:
+                    continue
+                request = _read_request(client)
+                if not request:
+                    return
+                fault, delay_ms, cut = self._deal_fault()
+                if fault == "drop":
+                    return
+                if upstream is None:
+                    upstream = socket.create_connection(self.target, timeout=30)
+                    self._track(upstream)
+                upstream.sendall(request)
+                answer = _read_message(upstream)
+                if fault == "duplicate":
+                    with socket.create_connection(self.target, timeout=30) as again:
+                        again.sendall(request)
+                        answer = _read_message(again)
+                if not answer or _closes(answer):
+                    # The server ends the connection after this answer: so does the proxy.
+                    client.sendall(answer)
+                    return
+                if fault == "delay":
+                    time.sleep(delay_ms / 1000)
+                elif fault == "truncate":
+                    client.sendall(answer[: int(len(answer) * cut)])
+                    return
+                elif fault == "reset":
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                client.sendall(answer)
+        finally:
+            if upstream is not None:
+                self._forget(upstream)
+
+
+def _closes(message: bytes) -> bool:
+    """Whether an HTTP message's headers say the connection closes after it."""
+    head = message.partition(b"\r\n\r\n")[0].lower()
+    return b"\r\nconnection: close" in head
+
 
 def _read_request(sock: socket.socket) -> bytes:
     """One HTTP request's bytes (headers, then ``Content-Length`` bytes of body), so that closing the socket does
     not hit unread data; gives up after ``_READ_SECONDS``."""
-    sock.settimeout(_READ_SECONDS)
+    return _read_message(sock, _READ_SECONDS)
+
+
+def _read_message(sock: socket.socket, seconds: float = 30.0) -> bytes:
+    """One HTTP message (a request or an answer with ``Content-Length``): its bytes, or as many as came before the
+    other side closed or ``seconds`` passed."""
+    sock.settimeout(seconds)
     data = b""
     try:
         while b"\r\n\r\n" not in data:
@@ -232,6 +333,7 @@ def _read_request(sock: socket.socket) -> bytes:
             if not chunk:
                 break
             body += chunk
+        data = head + b"\r\n\r\n" + body
     except TimeoutError:
         pass
     return data
