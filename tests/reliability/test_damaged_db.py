@@ -358,3 +358,27 @@ def test_a_lost_database_is_refused_never_started_afresh(original, tmp_path, how
     # Nothing was made afresh: no new database, no new journal, no new keys.
     assert sorted((path.name, path.stat().st_size) for path in folder.iterdir() if path.is_file()) == before
     tally.record_and_check()
+
+
+def test_a_damaged_last_entry_stops_the_station_before_it_chains_onto_it(original, tmp_path):
+    """Zeros over the tail of the head entry's token (a torn write on the card) pass ``integrity_check``: the start
+    check verifies the head, so no new entry is chained onto it, and verify-journal says where it broke."""
+    start, length, head_seq = max(original.token_spans, key=lambda span: span[2])
+
+    def tear(data: bytearray) -> bytes:
+        data[start + length // 2:start + length] = bytes(length - length // 2)
+        return bytes(data)
+
+    folder = damaged_copy(original, tmp_path, "torn-head", tear)
+    conn = sqlite3.connect(folder / "station.db")
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    with pytest.raises(DatabaseDamaged, match=f"last entry, seq {head_seq}, does not verify"):
+        Station(folder)
+    tally = Tally("torn_head_entry")
+    status = CliRunner().invoke(cli, ["status", "--data-dir", str(folder)])
+    tally.add("status", None if status.exit_code == 1 and RECOVERY_WORDS in status.stderr else status.output)
+    outcome = verify_outcome(original, folder)
+    tally.add("verify-journal", outcome.problem or (None if (outcome.kind, outcome.bad_seq) == ("broken", head_seq)
+                                                    else f"{outcome.kind} at seq {outcome.bad_seq}"))
+    tally.record_and_check()
