@@ -9,8 +9,9 @@ allowed, and only these:
 - ``refused``: the damaged-database message (exit 1) that says to restore the latest backup;
 - ``broken``: ``BROKEN at seq N`` with the reason (exit 1).
 
-Faults: a zeroed page, single-bit flips inside stored journal tokens and anywhere else in the file, truncation, and
-a lost database (zero-length, missing while the keys are there, replaced by an empty one). Some trials run the
+Faults: a zeroed page, single-bit flips inside stored journal tokens and anywhere else in the file, truncation, a
+torn last entry (which passes ``integrity_check``: the start check must catch it), and a lost database
+(zero-length, missing while the keys are there, replaced by an empty one, or the config gone). Some trials run the
 ``station`` command as a separate process to check its exit code and that stderr holds no traceback.
 
 Quick counts by default; ``RELIABILITY_FULL=1`` runs the full ones. With ``RELIABILITY_REPORT_DIR`` set, each test
