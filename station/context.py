@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -24,7 +25,7 @@ from joserfc.jwk import KeySet, OKPKey
 from peewee import OperationalError
 
 from station.db import RECOVERY, DatabaseDamaged, Setting, bound, damaged, open_database
-from station.errors import StationBusy
+from station.errors import StationBusy, StorageFull
 from station.keys import (
     SIGNING_KEY_FILE,
     KeyMissing,
@@ -37,9 +38,23 @@ from station.keys import (
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, TokenError, generate_signing_key, key_id, verify_token
+from station.storage import is_storage_full, note_storage_full
 
 DATA_DIR_ENV = "STATION_DATA_DIR"
 DEFAULT_DATA_DIR = "station-data"
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_clock() -> tuple[str, float]:
+    """(this boot's id, seconds since boot): a clock that setting the date cannot move, for waits that must last
+    (``station.agents``' back-off after wrong PINs). A reboot changes the id; without one (not Linux), each
+    process counts as a boot of its own."""
+    try:
+        boot_id = BOOT_ID_FILE.read_text(encoding="ascii").strip()
+    except OSError:
+        boot_id = f"process-{os.getpid()}"
+    seconds = time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+    return boot_id, seconds
 
 
 class StationNotInitialised(RuntimeError):
@@ -102,6 +117,8 @@ class Station:
             raise
         self.signer = Signer(self.signing_key)
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: What waits are measured on (``boot_clock``); a test may put its own in its place.
+        self.boot_clock: Callable[[], tuple[str, float]] = boot_clock
         self._local = threading.local()
         self._generation = 0
         #: Held by whatever talks to the bank about the outbox in this process (``station.sync.sync_once``: the
@@ -109,18 +126,24 @@ class Station:
         self.sync_lock = threading.RLock()
         #: (seq read up to, key spans): ``station.keys.station_key_spans``'s cache of the journal's keys.
         self._key_spans: tuple[int, list[tuple[int, str]]] = (0, [])
+        #: When a write first failed for want of room (``station.storage``), until space is back; None otherwise.
+        self.storage_full_since: datetime | None = None
 
     @contextmanager
     def write(self) -> Iterator[None]:
         """One IMMEDIATE write transaction; waiting past the busy timeout is a StationBusy refusal, not a crash.
 
         Another writer (a long ``station sync`` in a second process, say) can hold the database for a while; the
-        operation then records nothing and the person is asked to try again. The station is bound for the block.
+        operation then records nothing and the person is asked to try again. A full disk rolls the whole
+        transaction back and is a StorageFull refusal (``station.storage``). The station is bound for the block.
         """
         try:
             with self.bound(), self.db.atomic():
                 yield
         except OperationalError as exc:
+            if is_storage_full(exc):
+                note_storage_full(self, "a write to the database", exc)
+                raise StorageFull() from exc
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StationBusy() from exc
             raise

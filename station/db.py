@@ -36,6 +36,7 @@ from peewee import (
     IntegerField,
     SqliteDatabase,
     TextField,
+    _savepoint,
 )
 from playhouse.migrate import SqliteMigrator
 
@@ -107,6 +108,30 @@ PRAGMAS = {
     "busy_timeout": 5000,
     "cache_size": -8000,
 }
+
+
+class StationDatabase(SqliteDatabase):
+    """peewee's SQLite database, whose rollback keeps the error that caused it.
+
+    After some errors (SQLITE_FULL, SQLITE_IOERR) SQLite has already rolled the whole transaction back by itself;
+    peewee's ROLLBACK then fails with "cannot rollback - no transaction is active", which would replace the error
+    that mattered (a full disk) with one that says nothing. Here a rollback with no transaction left does nothing.
+    """
+
+    def rollback(self):
+        if self.is_closed() or self.connection().in_transaction:
+            super().rollback()
+
+    def savepoint(self):
+        return _Savepoint(self)
+
+
+class _Savepoint(_savepoint):
+    """A savepoint whose rollback does nothing once SQLite has rolled the whole transaction back itself."""
+
+    def rollback(self, begin=True):
+        if self.db.connection().in_transaction:
+            super().rollback(begin)
 
 
 class DatabaseDamaged(RuntimeError):
@@ -510,7 +535,7 @@ def open_database(path: str, *, existing: bool = False) -> SqliteDatabase:
     """
     if existing:
         _refuse_missing(path)
-    database = SqliteDatabase(path, pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
+    database = StationDatabase(path, pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
     try:
         _check_integrity(database, path)
         migrate_database(database)

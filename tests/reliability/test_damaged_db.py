@@ -383,3 +383,30 @@ def test_a_damaged_last_entry_stops_the_station_before_it_chains_onto_it(origina
     tally.add("verify-journal", outcome.problem or (None if (outcome.kind, outcome.bad_seq) == ("broken", head_seq)
                                                     else f"{outcome.kind} at seq {outcome.bad_seq}"))
     tally.record_and_check()
+
+
+@pytest.mark.parametrize(("sql", "command", "reason"), [
+    ("UPDATE setting SET value = '{\"max_unsynced' WHERE key = 'policy'", "status", "setting 'policy' is not JSON"),
+    ("UPDATE operation SET status = CAST(x'72ff6364' AS TEXT) WHERE seq = (SELECT max(seq) FROM operation)",
+     "summary", "Could not decode to UTF-8"),
+])
+def test_damage_found_while_a_command_runs_ends_it_with_the_damaged_message(original, tmp_path, sql, command, reason):
+    """Damage the opening checks cannot see (it passes integrity_check and the journal verifies), found by a command
+    halfway: the same message and exit 1 as at opening, not the unexpected-error exit (70), never a traceback."""
+    folder = tmp_path / "halfway"
+    shutil.copytree(original.folder, folder)
+    conn = sqlite3.connect(folder / "station.db")
+    if conn.execute("SELECT count(*) FROM setting WHERE key = 'policy'").fetchone()[0] == 0:
+        conn.execute("INSERT INTO setting (key, value) VALUES ('policy', '{}')")
+    conn.execute(sql)
+    conn.commit()
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    tally = Tally(f"found_halfway: {command}")
+    result = CliRunner().invoke(cli, [command, "--data-dir", str(folder)])
+    clear = result.exit_code == 1 and reason in result.stderr and RECOVERY_WORDS in result.stderr
+    tally.add(command, None if clear else f"exit {result.exit_code}: {result.output!r} {result.exception!r}")
+    run = station_process(command, "--data-dir", str(folder))
+    clear = run.returncode == 1 and "Traceback" not in run.stderr and reason in run.stderr
+    tally.add(f"{command} (process)", None if clear else f"exit {run.returncode}: {run.stderr!r}")
+    tally.record_and_check()
