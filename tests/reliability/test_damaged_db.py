@@ -15,8 +15,8 @@ torn last entry (which passes ``integrity_check``: the start check must catch it
 ``station`` command as a separate process to check its exit code and that stderr holds no traceback.
 
 Quick counts by default; ``RELIABILITY_FULL=1`` runs the full ones. With ``RELIABILITY_REPORT_DIR`` set, each test
-leaves one JSON line ``{"fault", "trials", "survived", "lost_entries"}`` in ``test_damaged_db.json`` there (the
-latest run of each fault replaces its line), for the reliability report.
+keeps its figures ``{"fault", "trials", "survived", "lost_entries"}`` in ``test_damaged_db.json`` there (a list of
+objects; the latest run of a fault replaces its object), for the reliability report.
 """
 
 from __future__ import annotations
@@ -85,20 +85,22 @@ class Tally:
 
 
 def record(fault: str, trials: int, survived: int, lost_entries: int) -> None:
-    """Replace this fault's line in ``$RELIABILITY_REPORT_DIR/test_damaged_db.json`` (nothing without the variable)."""
+    """Keep this fault's figures in ``$RELIABILITY_REPORT_DIR/test_damaged_db.json``, a list of objects in which a
+    later run of the same fault replaces its object (nothing is written without the variable)."""
     folder = os.environ.get("RELIABILITY_REPORT_DIR")
     if not folder:
         return
     path = Path(folder) / f"{Path(__file__).stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"fault": fault, "trials": trials, "survived": survived, "lost_entries": lost_entries})
+    figures = {"fault": fault, "trials": trials, "survived": survived, "lost_entries": lost_entries}
     with open(path, "a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # xdist workers may finish tests of this module at the same time
         handle.seek(0)
-        kept = [old for old in handle.read().splitlines() if old and json.loads(old).get("fault") != fault]
+        text = handle.read()
+        kept = [item for item in (json.loads(text) if text.strip() else []) if item.get("fault") != fault]
         handle.seek(0)
         handle.truncate()
-        handle.write("\n".join([*kept, line]) + "\n")
+        json.dump([*kept, figures], handle, indent=2)
 
 
 # -- the station damaged in the trials ----------------------------------------------------------------------------
