@@ -26,28 +26,24 @@ data_dir_option = click.option(
 )
 
 
-def open_station(data_dir) -> Station:
+def open_station(data_dir, *, check_head: bool = True) -> Station:
     try:
-        return Station(resolve_data_dir(data_dir))
+        return Station(resolve_data_dir(data_dir), check_head=check_head)
     except (StationNotInitialised, DatabaseDamaged, SchemaTooNew, SchemaMismatch) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 class StationCommands(GuardedGroup):
     """The ``station`` group: a database found damaged while any command runs (after the check at opening: a page
-    read later, text that is not UTF-8) ends the command with the damaged-database message and exit 1, never a
-    traceback. Any other unexpected error: ``GuardedGroup`` (one line, exit 70)."""
+    read later, text that is not UTF-8, a setting that is not JSON) ends the command with the damaged-database
+    message and exit 1, never a traceback. Any other unexpected error: ``GuardedGroup`` (one line, exit 70)."""
 
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except DatabaseDamaged as exc:
-            raise click.ClickException(str(exc)) from exc
-        except (DatabaseError, sqlite3.DatabaseError) as exc:
-            reason = sqlite_damage(exc)
-            if reason is None:
-                raise
-            raise click.ClickException(str(damaged("of this station", reason))) from exc
+    def foreseen(self, exc: Exception) -> click.ClickException | None:
+        if isinstance(exc, DatabaseDamaged):
+            return click.ClickException(str(exc))
+        if isinstance(exc, DatabaseError | sqlite3.DatabaseError) and sqlite_damage(exc) is not None:
+            return click.ClickException(str(damaged("of this station", sqlite_damage(exc))))
+        return None
 
 
 @click.group(cls=StationCommands)
@@ -143,7 +139,7 @@ def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, h
     if export_dir is None:
         if jwks_file or station_id:
             raise click.UsageError("--jwks and --station-id go with --export.")
-        audit = audit_journal(open_station(data_dir), bank_head=bank_head)
+        audit = audit_journal(open_station(data_dir, check_head=False), bank_head=bank_head)
     else:
         if jwks_file is None:
             raise click.UsageError("--export needs --jwks: the station's keys from the bank, the trust anchor.")

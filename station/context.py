@@ -37,7 +37,7 @@ from station.keys import (
 )
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
-from station.protocol.tokens import Signer, generate_signing_key, key_id
+from station.protocol.tokens import Signer, TokenError, generate_signing_key, key_id, verify_token
 from station.storage import is_storage_full, note_storage_full
 
 DATA_DIR_ENV = "STATION_DATA_DIR"
@@ -83,9 +83,11 @@ class Station:
     """An opened station: database, keys, config and clock."""
 
     def __init__(self, data_dir: str | os.PathLike, *, clock: Callable[[], datetime] | None = None,
-                 new: bool = False):
+                 new: bool = False, check_head: bool = True):
         """Open the station in ``data_dir``. ``new``: it is being made now (``init_station``, ``enroll_station``), so
-        its database may not exist yet; otherwise a missing or empty database is refused (``DatabaseMissing``)."""
+        its database may not exist yet; otherwise a missing or empty database is refused (``DatabaseMissing``).
+        ``check_head``: refuse a journal whose last entry does not verify (``check_journal_head``); off only where every
+        entry is verified next, with a better message (``station verify-journal``, ``station restore``)."""
         self.data_dir = Path(data_dir)
         config_path = self.data_dir / "config.json"
         if not config_path.exists():
@@ -106,7 +108,13 @@ class Station:
             raise DataFolderDamaged(f"The station's config or signing key in {self.data_dir} does not read "
                                     f"({exc.__class__.__name__}). {RECOVERY}") from exc
         self.db = open_database(str(self.data_dir / "station.db"), existing=not new)
-        self.signing_key = finish_rotation(self.data_dir, self.db, self.signing_key)
+        try:
+            self.signing_key = finish_rotation(self.data_dir, self.db, self.signing_key)
+            if check_head:
+                self.check_journal_head()
+        except BaseException:
+            self.db.close()
+            raise
         self.signer = Signer(self.signing_key)
         self.clock = clock or (lambda: datetime.now(UTC))
         #: What waits are measured on (``boot_clock``); a test may put its own in its place.
@@ -141,6 +149,26 @@ class Station:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StationBusy() from exc
             raise
+
+    def check_journal_head(self) -> None:
+        """Refuse (``DatabaseDamaged``) a journal whose last entry does not verify with the station's keys or is not
+        stored at its seq: the next entry would chain onto it, and the bank would refuse everything from there on.
+
+        A bit flipped inside a record, or a cut in the file's last page, passes ``PRAGMA integrity_check``; one
+        signature at every start catches it where it matters most (``station verify-journal`` checks every entry)."""
+        row = self.db.execute_sql(
+            "SELECT seq, CAST(token AS BLOB) FROM journal_entry ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return
+        seq, token = row[0], row[1].decode("ascii", errors="replace")
+        try:
+            payload = verify_token(token, self.keyset())
+        except TokenError as exc:
+            raise damaged(str(self.data_dir / "station.db"),
+                          f"the journal's last entry, seq {seq}, does not verify: {exc}") from exc
+        if payload.get("seq") != seq:
+            raise damaged(str(self.data_dir / "station.db"),
+                          f"the journal's last entry is stored at seq {seq!r} but carries seq {payload.get('seq')!r}")
 
     def update_config(self, key: str, value) -> None:
         """Set one key of ``config.json`` (written atomically, mode 0600) and of the running config."""

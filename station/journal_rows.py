@@ -12,7 +12,8 @@ Checked, after the chain has verified (``station.journal.audit_journal``):
 - each ``journal_entry`` row's ``type`` and ``txn`` columns are its token's;
 - one ``operation`` row per customer-operation entry and none without one, with the entry's txn, type, agent,
   account, amount, fee, debit, ref_txn, auth, time, cash effect and details, in the business day then open;
-- an operation is ``reversed`` or ``cancelled`` exactly when a later reversal or cancellation names it;
+- an operation is ``reversed`` or ``cancelled`` exactly when a later reversal or cancellation names it (one the bank
+  rejected may leave it either way);
 - one ``business_day`` row per ``day_open`` entry, in order, with its float, counts and opener; once closed, with
   the close's counted cash, variance, counts, closer and business date; and drawer cash as the entries leave it.
 """
@@ -167,6 +168,7 @@ def row_problems(st: Station) -> list[JournalProblem]:
     cash_by_txn: dict[Any, int] = {}
     undone: dict[Any, tuple[int, str]] = {}  # original txn -> (its seq, the status it must have)
     marked: dict[Any, tuple[int, str]] = {}  # txn -> (seq, status) of rows marked reversed or cancelled
+    either: set[Any] = set()  # originals of an undo the bank rejected: standing again, or still marked undone
     last_seq = 0
     for seq, type_column, txn_column, payload in _entries(st):
         last_seq = seq
@@ -196,6 +198,10 @@ def row_problems(st: Station) -> list[JournalProblem]:
         if entry_type in _UNDONE_STATUS:
             ref_seq = payload.get("ref_seq")
             undone[payload.get("ref_txn")] = (ref_seq if is_integer(ref_seq) else seq, _UNDONE_STATUS[entry_type])
+            if row["status"] == OperationState.REJECTED:
+                # The bank refused the undo: the original stands again, or (a cancellation refused for another
+                # reason than "already executed") keeps its mark (``station.sync._apply_outcomes``).
+                either.add(payload.get("ref_txn"))
         if row["status"] in _UNDONE_STATUS.values():
             marked[row["txn"]] = (seq, row["status"])
         expected = {"txn": txn, "type": entry_type, "agent_id": payload.get("agent"),
@@ -217,7 +223,7 @@ def row_problems(st: Station) -> list[JournalProblem]:
         report(last_seq, f"operation {pending['txn']!r} at seq {pending['seq']!r} has no journal entry of its own")
         pending = next(operations, None)
     days.finish(last_seq)
-    for txn in marked.keys() | undone.keys():
+    for txn in (marked.keys() | undone.keys()) - either:
         if marked.get(txn, (None, None))[1] != undone.get(txn, (None, None))[1]:
             seq = (marked.get(txn) or undone.get(txn))[0]
             found = marked[txn][1] if txn in marked else "standing"

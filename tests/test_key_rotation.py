@@ -227,7 +227,8 @@ def test_a_batch_signed_with_a_key_the_chain_never_handed_over_to_is_refused(ser
     # A copy of the device that swapped in its own key without a rotation entry.
     intruder = generate_signing_key()
     (st.data_dir / SIGNING_KEY_FILE).write_text(json.dumps(intruder.as_dict(private=True)))
-    stolen = Station(st.data_dir, clock=clock)
+    # (The station's own start check refuses a journal head its keys do not verify: the intruder's copy skips it.)
+    stolen = Station(st.data_dir, clock=clock, check_head=False)
     try:
         record_some(stolen, count=1)
         # The copy cannot sign a batch with the key the journal names: it says so instead of a traceback.

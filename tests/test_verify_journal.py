@@ -341,3 +341,15 @@ def test_the_text_output_says_broken_at_the_first_problems_seq(day):
     result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(day.data_dir)])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Journal of ST-0001 BROKEN at seq {seq}: operation row: fee_fen is 7")
+
+
+def test_an_undo_the_bank_rejected_may_leave_the_original_standing(day):
+    """What ``sync._apply_outcomes`` writes when the bank refuses a reversal: the reversal rejected, the deposit
+    settled again. The rows still say what the journal says."""
+    edit_rows(day, "UPDATE operation SET status = 'rejected' WHERE type = 'reversal'")
+    conn = sqlite3.connect(day.data_dir / "station.db")
+    conn.execute("UPDATE operation SET status = 'settled' WHERE type = 'deposit'")
+    conn.commit()
+    conn.close()
+    code, result = verify("--data-dir", str(day.data_dir))
+    assert (code, result["problems"]) == (0, [])

@@ -35,8 +35,16 @@ class GuardedGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
+            refusal = self.foreseen(exc)
+            if refusal is not None:
+                raise refusal from exc
             report_unexpected(ctx, exc)
             ctx.exit(UNEXPECTED_ERROR_EXIT)
+
+    def foreseen(self, exc: Exception) -> click.ClickException | None:
+        """The refusal (one line, exit 1) for an error this group's commands foresee wherever it is raised, or None
+        for an unexpected one. None here; a subclass names its own (``station``: a damaged database)."""
+        return None
 
 
 def report_unexpected(ctx: click.Context, exc: Exception) -> None:

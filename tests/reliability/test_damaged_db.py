@@ -9,13 +9,14 @@ allowed, and only these:
 - ``refused``: the damaged-database message (exit 1) that says to restore the latest backup;
 - ``broken``: ``BROKEN at seq N`` with the reason (exit 1).
 
-Faults: a zeroed page, single-bit flips inside stored journal tokens and anywhere else in the file, truncation, and
-a lost database (zero-length, missing while the keys are there, replaced by an empty one). Some trials run the
+Faults: a zeroed page, single-bit flips inside stored journal tokens and anywhere else in the file, truncation, a
+torn last entry (which passes ``integrity_check``: the start check must catch it), and a lost database
+(zero-length, missing while the keys are there, replaced by an empty one, or the config gone). Some trials run the
 ``station`` command as a separate process to check its exit code and that stderr holds no traceback.
 
 Quick counts by default; ``RELIABILITY_FULL=1`` runs the full ones. With ``RELIABILITY_REPORT_DIR`` set, each test
-leaves one JSON line ``{"fault", "trials", "survived", "lost_entries"}`` in ``test_damaged_db.json`` there (the
-latest run of each fault replaces its line), for the reliability report.
+keeps its figures ``{"fault", "trials", "survived", "lost_entries"}`` in ``test_damaged_db.json`` there (a list of
+objects; the latest run of a fault replaces its object), for the reliability report.
 """
 
 from __future__ import annotations
@@ -84,20 +85,22 @@ class Tally:
 
 
 def record(fault: str, trials: int, survived: int, lost_entries: int) -> None:
-    """Replace this fault's line in ``$RELIABILITY_REPORT_DIR/test_damaged_db.json`` (nothing without the variable)."""
+    """Keep this fault's figures in ``$RELIABILITY_REPORT_DIR/test_damaged_db.json``, a list of objects in which a
+    later run of the same fault replaces its object (nothing is written without the variable)."""
     folder = os.environ.get("RELIABILITY_REPORT_DIR")
     if not folder:
         return
     path = Path(folder) / f"{Path(__file__).stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"fault": fault, "trials": trials, "survived": survived, "lost_entries": lost_entries})
+    figures = {"fault": fault, "trials": trials, "survived": survived, "lost_entries": lost_entries}
     with open(path, "a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # xdist workers may finish tests of this module at the same time
         handle.seek(0)
-        kept = [old for old in handle.read().splitlines() if old and json.loads(old).get("fault") != fault]
+        text = handle.read()
+        kept = [item for item in (json.loads(text) if text.strip() else []) if item.get("fault") != fault]
         handle.seek(0)
         handle.truncate()
-        handle.write("\n".join([*kept, line]) + "\n")
+        json.dump([*kept, figures], handle, indent=2)
 
 
 # -- the station damaged in the trials ----------------------------------------------------------------------------
@@ -357,4 +360,55 @@ def test_a_lost_database_is_refused_never_started_afresh(original, tmp_path, how
     tally.add("serve", None if clear else f"exit {serve.returncode}: {serve.stderr!r}")
     # Nothing was made afresh: no new database, no new journal, no new keys.
     assert sorted((path.name, path.stat().st_size) for path in folder.iterdir() if path.is_file()) == before
+    tally.record_and_check()
+
+
+def test_a_damaged_last_entry_stops_the_station_before_it_chains_onto_it(original, tmp_path):
+    """Zeros over the tail of the head entry's token (a torn write on the card) pass ``integrity_check``: the start
+    check verifies the head, so no new entry is chained onto it, and verify-journal says where it broke."""
+    start, length, head_seq = max(original.token_spans, key=lambda span: span[2])
+
+    def tear(data: bytearray) -> bytes:
+        data[start + length // 2:start + length] = bytes(length - length // 2)
+        return bytes(data)
+
+    folder = damaged_copy(original, tmp_path, "torn-head", tear)
+    conn = sqlite3.connect(folder / "station.db")
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    with pytest.raises(DatabaseDamaged, match=f"last entry, seq {head_seq}, does not verify"):
+        Station(folder)
+    tally = Tally("torn_head_entry")
+    status = CliRunner().invoke(cli, ["status", "--data-dir", str(folder)])
+    tally.add("status", None if status.exit_code == 1 and RECOVERY_WORDS in status.stderr else status.output)
+    outcome = verify_outcome(original, folder)
+    tally.add("verify-journal", outcome.problem or (None if (outcome.kind, outcome.bad_seq) == ("broken", head_seq)
+                                                    else f"{outcome.kind} at seq {outcome.bad_seq}"))
+    tally.record_and_check()
+
+
+@pytest.mark.parametrize(("sql", "command", "reason"), [
+    ("UPDATE setting SET value = '{\"max_unsynced' WHERE key = 'policy'", "status", "setting 'policy' is not JSON"),
+    ("UPDATE operation SET status = CAST(x'72ff6364' AS TEXT) WHERE seq = (SELECT max(seq) FROM operation)",
+     "summary", "Could not decode to UTF-8"),
+])
+def test_damage_found_while_a_command_runs_ends_it_with_the_damaged_message(original, tmp_path, sql, command, reason):
+    """Damage the opening checks cannot see (it passes integrity_check and the journal verifies), found by a command
+    halfway: the same message and exit 1 as at opening, not the unexpected-error exit (70), never a traceback."""
+    folder = tmp_path / "halfway"
+    shutil.copytree(original.folder, folder)
+    conn = sqlite3.connect(folder / "station.db")
+    if conn.execute("SELECT count(*) FROM setting WHERE key = 'policy'").fetchone()[0] == 0:
+        conn.execute("INSERT INTO setting (key, value) VALUES ('policy', '{}')")
+    conn.execute(sql)
+    conn.commit()
+    assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    tally = Tally(f"found_halfway: {command}")
+    result = CliRunner().invoke(cli, [command, "--data-dir", str(folder)])
+    clear = result.exit_code == 1 and reason in result.stderr and RECOVERY_WORDS in result.stderr
+    tally.add(command, None if clear else f"exit {result.exit_code}: {result.output!r} {result.exception!r}")
+    run = station_process(command, "--data-dir", str(folder))
+    clear = run.returncode == 1 and "Traceback" not in run.stderr and reason in run.stderr
+    tally.add(f"{command} (process)", None if clear else f"exit {run.returncode}: {run.stderr!r}")
     tally.record_and_check()
