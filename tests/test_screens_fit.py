@@ -605,7 +605,7 @@ STATE_SHOWS = {
     "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
     "locked": "#unlock-code", "supervisor waits": "#error", "their supervisor's PIN": "#unlock-form",
     "which supervisor": "#supervisor-S02", "no supervisor": "#no-supervisor", "wrong code": "#error",
-    "not enrolled": "#error", "too many wrong codes": "#error",
+    "station not enrolled": "#error", "too many wrong codes": "#error",
 }
 
 
@@ -646,7 +646,7 @@ CASES = [
     Case("unlock", "no supervisor", locked_out("S01", go("/unlock/?agent_id=S01", "anon"), wait=True), page="anon"),
     Case("unlock code", "normal", locked_out("A01", go("/unlock/code?agent_id=A01", "anon")), page="anon"),
     Case("unlock code", "wrong code", unlock_code_refused(enrolled=True), page="anon"),
-    Case("unlock code", "not enrolled", unlock_code_refused(enrolled=False), page="anon"),
+    Case("unlock code", "station not enrolled", unlock_code_refused(enrolled=False), page="anon"),
     Case("unlock code", "too many wrong codes", unlock_code_refused(enrolled=True, waiting=True), page="anon"),
     Case("error", "404 logged out", go("/no/such/screen", "anon"), page="anon"),
     Case("error", "404", go("/no/such/screen")),
