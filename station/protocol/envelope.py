@@ -76,6 +76,13 @@ HEADER_PUSH = "X-Sync-Push"
 MAX_SEALED_BYTES = 2 * 1024 * 1024
 MAX_BATCH_ENTRIES = 5000
 SIGNATURE_BYTES = 64
+#: What a sealed batch may expand to, bounded before anything is inflated or verified (a few kB of zlib can
+#: inflate to megabytes that a signature check would then hash): at most this much per entry of the declared range
+#: plus :data:`PLAIN_OVERHEAD_BYTES`, and at most :data:`MAX_EXPANSION` times the sealed size. An honest batch is
+#: far below both (a compact entry is a few hundred bytes, and its 64-byte signature does not compress).
+MAX_PLAIN_PER_ENTRY = 16 * 1024
+PLAIN_OVERHEAD_BYTES = 64 * 1024
+MAX_EXPANSION = 32
 
 #: The ``typ`` of a tail claim's protected header (the header is exactly ``alg``, ``kid`` and ``typ``).
 TAIL_TYP = "station-kit-tail+jws"
@@ -310,7 +317,8 @@ def open_batch(
     if last < first or first < 1 or last - first + 1 > MAX_BATCH_ENTRIES:
         raise EnvelopeError(f"a batch range is 1 to {MAX_BATCH_ENTRIES} entries")
     plaintext = unseal(sealed, server_encryption_key, info=batch_info(station_id, first, last),
-                       refusal="the batch does not decrypt with the server's key for this station and range")
+                       refusal="the batch does not decrypt with the server's key for this station and range",
+                       max_plain=max_batch_plain_bytes(len(sealed), last - first + 1))
     try:
         if plaintext[:4] != BATCH_MAGIC:
             raise EnvelopeError("not a station-kit batch")
@@ -320,6 +328,9 @@ def open_batch(
         (json_len,) = struct.unpack(">I", body[:4])
     except (struct.error, UnicodeDecodeError) as exc:
         raise EnvelopeError("the batch is truncated") from exc
+    # The layout is checked before the signature is: one signature per entry of the range after the JSON.
+    if len(body) - 4 - json_len != SIGNATURE_BYTES * (last - first + 1):
+        raise EnvelopeError("the batch does not hold exactly its range of entries")
     # The batch's signature is checked first when the bank knows its key; a key that one of the batch's own
     # rotation entries introduces is checked once those entries have verified.
     batch_kid = _detached_kid(detached)
@@ -340,7 +351,7 @@ def open_batch(
     prev = meta.get("prev")
     if not isinstance(items, list) or not isinstance(headers, list) or not isinstance(prev, str):
         raise EnvelopeError("the batch lacks entries, headers or prev")
-    if len(items) != last - first + 1 or len(signatures) != SIGNATURE_BYTES * len(items):
+    if len(items) != last - first + 1:
         raise EnvelopeError("the batch does not hold exactly its range of entries")
     opened = _verify_entries(items, headers, signatures, station_id, first, prev, meta.get("head"), key_track)
     if batch_kid != key_track.current:
@@ -350,6 +361,13 @@ def open_batch(
         _verify_detached(detached, body, batch_key)
     tail = _open_tail(meta, station_id, batch_key.as_dict(private=False))
     return Batch(station_id, first, last, prev, meta.get("head"), opened, tail)
+
+
+def max_batch_plain_bytes(sealed_bytes: int, entries: int) -> int:
+    """The most a sealed batch of ``sealed_bytes`` declaring ``entries`` entries may expand to (see
+    :data:`MAX_PLAIN_PER_ENTRY`); decompression stops there and the batch is refused as too large."""
+    return min(MAX_PLAIN_BYTES, PLAIN_OVERHEAD_BYTES + MAX_PLAIN_PER_ENTRY * entries,
+               PLAIN_OVERHEAD_BYTES + MAX_EXPANSION * sealed_bytes)
 
 
 def _detached_kid(detached: str) -> str:
