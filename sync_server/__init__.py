@@ -1,9 +1,10 @@
 """The bank's sync server: Flask API, central double-entry ledger, PostgreSQL or SQLite via peewee.
 
 ``create_app`` reads ``DATABASE_URL``, ``SYNC_SERVER_KEYS_DIR`` and the rate limits (``sync_server.ratelimits``) (or
-``test_config``) and refuses a database whose schema is not the code's (run ``sync-server init-db``). Workers keep no state that matters between requests
-(everything is in the database and the keys folder, so gunicorn may run several); each process has its own
-PostgreSQL connection pool, and each request takes one connection from it and gives it back.
+``test_config``) and refuses a database whose schema is not the code's (run ``sync-server init-db``). Workers keep
+no state that matters between requests (everything is in the database and the keys folder, so gunicorn may run
+several; the rate limits' counts are each worker's own unless they are kept in a shared store); each process has its
+own PostgreSQL connection pool, and each request takes one connection from it and gives it back.
 """
 
 from __future__ import annotations
