@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from station.protocol import authorizations
+from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from sync_server.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, PROBLEMS
 
 
@@ -113,7 +114,8 @@ SCHEMAS = {
 
 def openapi_document() -> dict:
     """The OpenAPI 3.1 document served at ``/api/v1/openapi.json``."""
-    station_param = {"name": "station_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    station_param = {"name": "station_id", "in": "path", "required": True, "schema": {
+        "type": "string", "pattern": f"^{STATION_ID_PATTERN.pattern}$", "examples": ["ST-0001"]}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "station kit sync server", "version": "1.0.0",

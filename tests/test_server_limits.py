@@ -141,7 +141,7 @@ def bomb(server_public_key, station_id: str, first: int, last: int) -> bytes:
     return sealing.SUITE.encrypt(compressed, server_public_key, info=sealing.batch_info(station_id, first, last))
 
 
-@pytest.mark.parametrize("last", [1, envelope.MAX_BATCH_ENTRIES])
+@pytest.mark.parametrize("last", [1, 256])
 def test_a_small_body_that_inflates_to_16_mib_is_refused_before_any_signature_check(server, tmp_path, clock,
                                                                                   spies, last):
     enrolled_station(server, tmp_path, "ST-0001", clock)
@@ -155,6 +155,18 @@ def test_a_small_body_that_inflates_to_16_mib_is_refused_before_any_signature_ch
         "X-Batch-Last": str(last)})
     assert response.status_code == 413 and response.get_json()["type"] == PROBLEM + "too-large"
     assert spies == {"unseal": 1, "batch signature": 0, "entry signatures": 0, "tokens": 0}
+
+
+def test_a_small_body_claiming_more_entries_than_it_can_hold_is_not_even_decrypted(server, tmp_path, clock, spies):
+    enrolled_station(server, tmp_path, "ST-0001", clock)
+    spies.update(dict.fromkeys(spies, 0))
+    keys = server.app.extensions["server_keys"]
+    last = envelope.MAX_BATCH_ENTRIES
+    sealed = bomb(keys.encryption_key.public_key(), "ST-0001", 1, last)
+    response = limited_app(server).test_client().post("/api/v1/stations/ST-0001/batches", data=sealed, headers={
+        "X-Station-Id": "ST-0001", "X-Batch-First": "1", "X-Batch-Last": str(last)})
+    assert response.status_code == 400 and response.get_json()["type"] == PROBLEM + "malformed-batch"
+    assert spies["unseal"] == 0
 
 
 @pytest.mark.parametrize(("station_id", "slug"), [("ST-7777", "unknown-station"), ("ST-0002", "station-not-enrolled")])

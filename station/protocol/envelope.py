@@ -79,10 +79,12 @@ SIGNATURE_BYTES = 64
 #: What a sealed batch may expand to, bounded before anything is inflated or verified (a few kB of zlib can
 #: inflate to megabytes that a signature check would then hash): at most this much per entry of the declared range
 #: plus :data:`PLAIN_OVERHEAD_BYTES`, and at most :data:`MAX_EXPANSION` times the sealed size. An honest batch is
-#: far below both (a compact entry is a few hundred bytes, and its 64-byte signature does not compress).
-MAX_PLAIN_PER_ENTRY = 16 * 1024
+#: far below both: a compact entry is a few hundred bytes, and its 64-byte signature does not compress, so a sealed
+#: batch also holds at least 64 bytes per entry of its range. The per-entry room is wide on purpose: a tampered
+#: station's oversized text (100,000 characters) is still opened and settled as rejected, not refused for ever.
+MAX_PLAIN_PER_ENTRY = 256 * 1024
 PLAIN_OVERHEAD_BYTES = 64 * 1024
-MAX_EXPANSION = 32
+MAX_EXPANSION = 256
 
 #: The ``typ`` of a tail claim's protected header (the header is exactly ``alg``, ``kid`` and ``typ``).
 TAIL_TYP = "station-kit-tail+jws"
@@ -316,6 +318,8 @@ def open_batch(
         raise TooLarge(f"a sealed batch is at most {MAX_SEALED_BYTES} bytes")
     if last < first or first < 1 or last - first + 1 > MAX_BATCH_ENTRIES:
         raise EnvelopeError(f"a batch range is 1 to {MAX_BATCH_ENTRIES} entries")
+    if len(sealed) < SIGNATURE_BYTES * (last - first + 1):
+        raise EnvelopeError("the sealed batch is too small to hold a signature for each entry of its range")
     plaintext = unseal(sealed, server_encryption_key, info=batch_info(station_id, first, last),
                        refusal="the batch does not decrypt with the server's key for this station and range",
                        max_plain=max_batch_plain_bytes(len(sealed), last - first + 1))
