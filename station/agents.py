@@ -2,8 +2,13 @@
 
 Step 1 of every operation's check order is the agent session (``check_session``), step 2 the customer's
 status and PIN (``authenticate_customer``, then ``authorised_customer`` inside the write). Wrong PINs are
-journaled: five in a row lock an agent, three (policy ``customer_pin_tries``) lock a customer. A PIN is
-checked with the slow hash outside any lock, then the lock state is read again inside the write transaction.
+journaled: five in a row (policy ``agent_pin_tries``) lock an agent, three (``customer_pin_tries``) a customer. The
+last supervisor who can still log in is never locked: they wait instead, longer after each further wrong PIN,
+measured on the boot clock (``start_wait``, ``seconds_left``), so wrong PINs alone can never leave a station with
+nobody to unlock the others. A lock (or a wait) is lifted by a supervisor's PIN (``unlock_agent``), the technician
+(``technician_unlock``) or the bank's one-time code (``station.bank_unlock``), each journaled with who did it
+(``record_unlock``). A PIN is checked with the slow hash outside any lock, then the lock state is read again inside
+the write transaction.
 
 Adding an agent (``add_agent``: the first-boot set-up screen, ``station agent add``, the demo data) checks
 everything before it writes, then writes the row and its ``agent_added`` entry (never the PIN) in one
@@ -16,7 +21,10 @@ then an agent while there is none; past that, adding people is a supervisor's bu
 
 from __future__ import annotations
 
+import json
+import math
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,12 +34,16 @@ from stdnum import luhn
 from station import errors
 from station.context import Station, bound_station
 from station.db import Agent, Customer
+from station.device_state import CLOCK_TOLERANCE, refuse_wrong_clock
 from station.journal import append_entry
 from station.protocol.entry_types import EntryType, one_line
 from station.protocol.pins import PIN_RE, check_pin, make_pin_verifier, weak_pin
+from station.protocol.times import parse_utc, utc_text
 from station.receipts import Receipt, entry_receipt
 
 AGENT_SESSION_HOURS = 12
+#: The settings that hold the station's record of each UI session (``bind_session``), one key per session.
+SESSION_KEY_PREFIX = "agent_session:"
 ROLES = ("agent", "supervisor")
 #: The first letter of the IDs the set-up screen suggests (S01, A01).
 ID_PREFIX = {"supervisor": "S", "agent": "A"}
@@ -99,6 +111,7 @@ def add_agent(st: Station, agent_id: str, name: str, role: str, pin: str, *, set
     check_new_pin(pin)
     verifier = make_pin_verifier(pin)  # the slow hash, before the write lock
     with st.write():
+        refuse_wrong_clock(st)
         if set_up and next_setup_role(st) != role:
             raise errors.PeopleAlreadySetUp()
         if Agent.get_or_none(Agent.agent_id == agent_id) is not None:
@@ -131,21 +144,26 @@ def suggested_agent_id(st: Station, role: str) -> str:
 
 @bound_station
 def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
-    """Check an agent's PIN; five wrong PINs in a row lock the agent (each failure is journaled)."""
+    """Check an agent's PIN; each failure is journaled. ``agent_pin_tries`` wrong PINs in a row lock an agent, but
+    never the last supervisor who can still log in: they wait instead (``AgentWaiting``, ``pin_wait``), longer
+    after each further wrong PIN, so wrong PINs alone can never leave a station without anyone to unlock it."""
     agent = Agent.get_or_none(Agent.agent_id == agent_id)
     if agent is None:
         raise errors.AgentUnknown()
     if agent.locked:
         raise errors.AgentLocked()
+    refuse_while_waiting(st, agent_id)
     now = st.now()
     if check_pin(pin, agent.pin_verifier):
-        # The slow hash ran outside any lock: parallel guesses may have locked the agent meanwhile.
+        # The slow hash ran outside any lock: parallel guesses may have locked the agent (or set a wait) meanwhile.
         with st.write():
             agent = Agent.get_by_id(agent_id)
             if agent.locked:
                 raise errors.AgentLocked()
+            refuse_while_waiting(st, agent_id)
             if agent.failed_pins:
                 Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
+                st.delete_setting(_wait_key(agent_id))
         return AgentSession(
             agent_id=agent.agent_id,
             name=agent.name,
@@ -158,38 +176,185 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
     with st.write():
         agent = Agent.get_by_id(agent_id)
         failures = agent.failed_pins + 1
-        locked = failures >= tries
-        Agent.update(failed_pins=failures, locked=locked).where(Agent.agent_id == agent_id).execute()
-        append_entry(
-            st, EntryType.AGENT_PIN_FAILED, now, {"agent": agent_id, "failures": failures, "locked": locked}
-        )
-    if locked:
+        body = {"agent": agent_id, "failures": failures, "locked": False}
+        if failures >= tries and _last_supervisor(agent):
+            body["wait_seconds"] = start_wait(st, _wait_key(agent_id), failures - tries)
+        else:
+            body["locked"] = failures >= tries
+        Agent.update(failed_pins=failures, locked=body["locked"]).where(Agent.agent_id == agent_id).execute()
+        append_entry(st, EntryType.AGENT_PIN_FAILED, now, body)
+        if body["locked"]:
+            end_agent_sessions(st, agent_id)
+    if body["locked"]:
         raise errors.AgentLocked()
+    if "wait_seconds" in body:
+        raise waiting_error(st, errors.AgentWaiting, body["wait_seconds"])
     raise errors.WrongAgentPin(remaining=tries - failures)
+
+
+def _last_supervisor(agent: Agent) -> bool:
+    """Whether ``agent`` is a supervisor and no other supervisor of the station is unlocked."""
+    return agent.role == "supervisor" and not Agent.select().where(
+        (Agent.role == "supervisor") & (Agent.agent_id != agent.agent_id) & (Agent.locked == False)  # noqa: E712
+    ).exists()
+
+
+# -- waiting after wrong PINs (the last supervisor) or wrong unlock codes -----------------------------------------
+#: The first wait, doubled after each further failure up to ``MAX_WAIT_SECONDS``: a person who mistyped waits a
+#: minute; a guesser gets about twenty tries a day, each journaled and sent to the bank.
+FIRST_WAIT_SECONDS = 60
+MAX_WAIT_SECONDS = 4 * 3600
+
+
+def wait_seconds(extra_failures: int) -> int:
+    """How long to wait after the first failure past the limit (0), the next (1), ...: 1, 2, 4 ... minutes, at
+    most ``MAX_WAIT_SECONDS``."""
+    return min(FIRST_WAIT_SECONDS * 2 ** min(extra_failures, 20), MAX_WAIT_SECONDS)
+
+
+def _wait_key(agent_id: str) -> str:
+    return f"pin_wait:{agent_id}"
+
+
+def start_wait(st: Station, key: str, extra_failures: int) -> int:
+    """Start (or start again) the wait kept as setting ``key``, measured on the boot clock; its length in seconds."""
+    seconds = wait_seconds(extra_failures)
+    boot, since_boot = st.boot_clock()
+    st.set_setting(key, {"boot": boot, "until": since_boot + seconds, "seconds": seconds})
+    return seconds
+
+
+def seconds_left(st: Station, key: str) -> int:
+    """Seconds left of the wait kept as setting ``key`` (0: none). Measured on the boot clock, so setting the date
+    forward does not shorten it; after a reboot the time the device was off is unknown, so the wait starts over."""
+    wait = st.setting(key)
+    if not wait:
+        return 0
+    boot, since_boot = st.boot_clock()
+    if wait.get("boot") != boot:
+        with st.write():
+            st.set_setting(key, {"boot": boot, "until": since_boot + wait["seconds"], "seconds": wait["seconds"]})
+        return int(wait["seconds"])
+    return max(0, math.ceil(wait["until"] - since_boot))
+
+
+def pin_wait(st: Station, agent_id: str) -> int:
+    """Seconds before ``agent_id`` may type a PIN again (0: now)."""
+    return seconds_left(st, _wait_key(agent_id))
+
+
+def waiting_error(st: Station, error: type[errors.StationError], seconds: int) -> errors.StationError:
+    """``error`` saying how long to wait, in minutes, and until when on the station's clock (HH:MM)."""
+    until = (st.now() + timedelta(seconds=seconds)).astimezone(st.timezone)
+    return error(minutes=math.ceil(seconds / 60), time=until.strftime("%H:%M"))
+
+
+def refuse_while_waiting(st: Station, agent_id: str) -> None:
+    """``AgentWaiting`` while the agent's wait after wrong PINs lasts."""
+    if seconds := pin_wait(st, agent_id):
+        raise waiting_error(st, errors.AgentWaiting, seconds)
+
+
+def needs_unlock(st: Station, agent: Agent) -> bool:
+    """Whether wrong PINs locked ``agent`` or made them wait."""
+    return bool(agent.locked) or agent.failed_pins >= st.policy["agent_pin_tries"]
+
+
+# -- unlocking ----------------------------------------------------------------------------------------------------
+def record_unlock(st: Station, agent_id: str, by: str, **fields) -> Receipt:
+    """Unlock ``agent_id`` (locked, or waiting after wrong PINs) and journal who did it; inside the caller's write
+    transaction. ``ClockNotSet``/``ClockWrong``, ``AgentUnknown``, ``AgentNotLocked`` (nothing written)."""
+    refuse_wrong_clock(st)
+    agent = Agent.get_or_none(Agent.agent_id == agent_id)
+    if agent is None:
+        raise errors.AgentUnknown()
+    if not needs_unlock(st, agent):
+        raise errors.AgentNotLocked()
+    Agent.update(failed_pins=0, locked=False).where(Agent.agent_id == agent_id).execute()
+    st.delete_setting(_wait_key(agent_id))
+    entry = append_entry(st, EntryType.AGENT_UNLOCKED, st.now(), {"agent": agent_id, "by": by, **fields})
+    return entry_receipt(entry)
 
 
 @bound_station
 def unlock_agent(st: Station, supervisor: AgentSession, agent_id: str) -> Receipt:
-    """A supervisor unlocks an agent locked by wrong PINs (journaled)."""
+    """A supervisor unlocks an agent locked (or made to wait) by wrong PINs (journaled)."""
     with st.write():
         check_session(st, supervisor)
         if supervisor.role != "supervisor":
             raise errors.SupervisorRequired()
-        if Agent.get_or_none(Agent.agent_id == agent_id) is None:
-            raise errors.AgentUnknown()
-        Agent.update(failed_pins=0, locked=False).where(Agent.agent_id == agent_id).execute()
-        body = {"agent": agent_id, "supervisor": supervisor.agent_id}
-        entry = append_entry(st, EntryType.AGENT_UNLOCKED, st.now(), body)
-    return entry_receipt(entry)
+        return record_unlock(st, agent_id, "supervisor", supervisor=supervisor.agent_id)
+
+
+@bound_station
+def technician_unlock(st: Station, agent_id: str) -> Receipt:
+    """The technician, at the device's command line, unlocks an agent (journaled as ``by`` technician)."""
+    with st.write():
+        return record_unlock(st, agent_id, "technician")
+
+
+def session_current(st: Station, session: AgentSession) -> bool:
+    """True while the session is this station's and the clock reads between its start and its end. A clock earlier
+    than the start (by more than ``CLOCK_TOLERANCE``) was set back: the session ends, as at its end, so that
+    setting the clock back never stretches a session."""
+    now = st.now()
+    return session.station_id == st.station_id and session.started_at - CLOCK_TOLERANCE <= now < session.expires_at
 
 
 def check_session(st: Station, session: AgentSession | None) -> None:
     """Refuse an ended, foreign or locked-out agent session (step 1 of every operation)."""
-    if session is None or session.station_id != st.station_id or st.now() >= session.expires_at:
+    if session is None or not session_current(st, session):
         raise errors.AgentSessionInvalid()
     row = st.db.execute_sql("SELECT locked FROM agent WHERE agent_id = ?", (session.agent_id,)).fetchone()
     if row is None or row[0]:
         raise errors.AgentSessionInvalid()
+
+
+# -- sessions bound to the station ----------------------------------------------------------------------------
+def bind_session(st: Station, session: AgentSession) -> str:
+    """Record ``session`` at the station and return its id, which the UI's cookie carries: a cookie is honoured only
+    while its record is here (``session_bound``), so logging out, an idle logout or a lockout (``unbind_session``,
+    ``end_agent_sessions``) ends it for every copy of the cookie. Records of sessions past their end are cleared
+    here (one whose clock was set back ends at its next request: ``session_current``)."""
+    sid = secrets.token_urlsafe(24)
+    now = st.now()
+    with st.write():
+        for key, record in _bound_sessions(st):
+            if now >= record["expires_at"]:
+                st.delete_setting(key)
+        st.set_setting(SESSION_KEY_PREFIX + sid, {
+            "agent_id": session.agent_id, "started_at": utc_text(session.started_at),
+            "expires_at": utc_text(session.expires_at)})
+    return sid
+
+
+def session_bound(st: Station, sid: str | None, agent_id: str) -> bool:
+    """True while the station holds the record of session ``sid`` for ``agent_id`` (``bind_session``)."""
+    record = st.setting(SESSION_KEY_PREFIX + sid) if isinstance(sid, str) and sid else None
+    return isinstance(record, dict) and record.get("agent_id") == agent_id
+
+
+def unbind_session(st: Station, sid: str | None) -> None:
+    """Forget the record of session ``sid``: every copy of its cookie stops working."""
+    if isinstance(sid, str) and sid:
+        st.delete_setting(SESSION_KEY_PREFIX + sid)
+
+
+def end_agent_sessions(st: Station, agent_id: str) -> None:
+    """Forget every session of ``agent_id`` (a lockout; a PIN change). Runs in the caller's write, if any."""
+    for key, record in _bound_sessions(st):
+        if record["agent_id"] == agent_id:
+            st.delete_setting(key)
+
+
+def _bound_sessions(st: Station) -> list[tuple[str, dict]]:
+    rows = st.db.execute_sql("SELECT key, value FROM setting WHERE key LIKE ?", (SESSION_KEY_PREFIX + "%",))
+    sessions = []
+    for key, value in rows.fetchall():
+        record = json.loads(value)
+        record["started_at"], record["expires_at"] = parse_utc(record["started_at"]), parse_utc(record["expires_at"])
+        sessions.append((key, record))
+    return sessions
 
 
 @bound_station
@@ -268,7 +433,8 @@ def authorised_customer(st: Station, session: AgentSession, auth: CustomerAuth |
     """The customer a recent PIN check authorises for this agent, read again (step 2 inside the write)."""
     if auth is None or auth.agent_id != session.agent_id:
         raise errors.CustomerPinRequired()
-    if st.now() - auth.verified_at > timedelta(seconds=st.policy["customer_auth_seconds"]):
+    # A clock set back since the PIN check ends it, as its end does: nothing measured in time may stretch.
+    if not -CLOCK_TOLERANCE <= st.now() - auth.verified_at <= timedelta(seconds=st.policy["customer_auth_seconds"]):
         raise errors.CustomerPinRequired()
     customer = next(iter(Customer.raw("SELECT * FROM customer WHERE id = ?", auth.customer_id)), None)
     if customer is None:

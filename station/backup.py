@@ -16,7 +16,8 @@ database passes ``PRAGMA integrity_check``, opens, and its journal verifies (``a
 manifest says. For an enrolled station the bank is asked for its signed head (``station.protocol.heads``, fresh for
 a nonce): a backup that ends before the bank's acknowledged seq or before the station's last signed tail claim, or
 whose entry there is not the bank's, is refused, since the device would write a second, different entry at a seq the
-bank holds (a fork). Then the temporary folder is synced and renamed into place; a station already in the target
+bank holds (a fork). The restored station forgets which downlink it applied last, so its first sync asks the bank for
+everything again. Then the temporary folder is synced and renamed into place; a station already in the target
 is renamed aside with a timestamp, never deleted.
 """
 
@@ -624,6 +625,9 @@ def restore_backup(
         st = open_backup_station(staging, manifest)
         try:
             bank = None if without_bank else check_with_bank(st, http)
+            # The restored station asks the bank for its whole downlink again at its first sync (docs/protocol.md,
+            # "Downlink versions"), whatever it had applied when the backup was taken.
+            st.delete_setting("downlink_version")
             head_seq, _ = journal_head(st)
             acked_seq = st.setting("acked_seq", 0)
             station_id = st.station_id

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 from pathlib import Path
 
 import click
+from peewee import DatabaseError
 
 from station import ime
 from station.context import DATA_DIR_ENV, Station, StationNotInitialised, resolve_data_dir
-from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, schema_version
+from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew, damaged, schema_version, sqlite_damage
+from station.protocol.commands import GuardedGroup
 from station.provision import init_station
 
 data_dir_option = click.option(
@@ -30,7 +33,24 @@ def open_station(data_dir) -> Station:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+class StationCommands(GuardedGroup):
+    """The ``station`` group: a database found damaged while any command runs (after the check at opening: a page
+    read later, text that is not UTF-8) ends the command with the damaged-database message and exit 1, never a
+    traceback. Any other unexpected error: ``GuardedGroup`` (one line, exit 70)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DatabaseDamaged as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            reason = sqlite_damage(exc)
+            if reason is None:
+                raise
+            raise click.ClickException(str(damaged("of this station", reason))) from exc
+
+
+@click.group(cls=StationCommands)
 def cli():
     """Village service station: offline banking operations with signed, hash-chained receipts."""
 
@@ -67,6 +87,7 @@ def simulate(data_dir, transactions, seed, start):
 
     Example: station simulate --data-dir /tmp/st1 --transactions 200 --seed 3 --start 2026-11-02T07:40
     """
+    from station.errors import StationError
     from station.simulate import StartBeforeJournal
     from station.simulate import simulate as run
 
@@ -77,6 +98,8 @@ def simulate(data_dir, transactions, seed, start):
         outcomes = run(st, transactions, seed=seed, start=start)
     except StartBeforeJournal as exc:
         raise click.ClickException(str(exc)) from exc
+    except StationError as exc:  # the station refused the day's open or close (a revoked station, say)
+        raise click.ClickException(exc.message) from exc
     click.echo(json.dumps(outcomes, indent=2, ensure_ascii=False))
 
 
@@ -101,8 +124,10 @@ def _bank_head(acked_seq, head):
 def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, head, as_json):
     """Check signatures, the hash chain, gapless seq, then what the entries say together. Exit 1 on any problem.
 
-    After the chain: JSON integer types, each txn once, reversals and cancellations pointing at the right
-    entry, and the drawer replayed through every day open and close. Every problem is listed.
+    The station's database must pass `PRAGMA integrity_check` first. After the chain: JSON integer types, each txn
+    once, reversals and cancellations pointing at the right entry, the drawer replayed through every day open and
+    close, and the operation and business-day rows against their entries. Every problem is listed, the first as
+    "BROKEN at seq N".
 
     Example: station verify-journal --data-dir /tmp/st1 --json
 
@@ -135,7 +160,9 @@ def verify_journal_cmd(data_dir, export_dir, jwks_file, station_id, acked_seq, h
     elif audit.intact:
         click.echo(f"Journal of {audit.station} intact: {audit.entries} entries verified.")
     else:
-        for problem in audit.problems:
+        first, *others = audit.problems
+        click.echo(f"Journal of {audit.station} BROKEN at seq {first.seq}: {first.reason}", err=True)
+        for problem in others:
             click.echo(f"Journal of {audit.station}: seq {problem.seq}: {problem.reason}", err=True)
     sys.exit(0 if audit.intact else 1)
 
@@ -333,9 +360,13 @@ def status(data_dir, as_json):
         click.echo(f"Last sync error: {info['last_sync_error']}")
     if info["revoked"]:
         click.echo(f"REVOKED by the bank (refused at {info['revoked'].get('at')}): no new operations; call the bank.")
+    elif info["device_state"] == "storage_full":
+        click.echo("STORAGE FULL: no new operations until space is freed in the data folder; receipts and sync go on.")
     elif info["device_state"] == "clock_not_set":
-        click.echo("Clock not set (before this release or before the journal's last entry): no new operations "
-                   "until network time arrives.")
+        click.echo("Clock not set (before this release): no new operations until network time arrives.")
+    elif info["device_state"] == "clock_wrong":
+        click.echo(f"CLOCK WRONG: it reads earlier than what this station already recorded ({info['clock_floor']}) "
+                   "by more than a few seconds. No new operations until the clock is set right (check NTP).")
 
 
 #: Each link or sync failure reason in words for the technician (``station.sync.SYNC_FAILURE_REASONS``, and the
@@ -358,6 +389,7 @@ REASON_WORDS = {
     "revoked": "the bank revoked this station",
     "bad_answer": "an answer that is not the bank's (does not verify)",
     "flagged": "the bank flagged this station after a fork",
+    "storage_full": "storage full: the bank's answer could not be saved (asked again at the next sync)",
     "local": "a problem on this device",
 }
 
@@ -539,15 +571,17 @@ def agent_add(data_dir, agent_id, name, role, pin_stdin):
 @data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def agent_list(data_dir, as_json):
-    """List the station's agents and supervisors: ID, name, role, and whether wrong PINs locked them.
+    """List the station's agents and supervisors: ID, name, role, and whether wrong PINs locked them (LOCKED) or
+    made the last supervisor wait (WAIT; `station agent unlock` lifts either).
 
     Example: station agent list --data-dir /var/lib/station
     """
-    from station.agents import list_agents
+    from station.agents import list_agents, pin_wait
 
     st = open_station(data_dir)
     try:
         rows = [{"id": a.agent_id, "name": a.name, "role": a.role, "locked": bool(a.locked)} for a in list_agents(st)]
+        waiting = {row["id"] for row in rows if not row["locked"] and pin_wait(st, row["id"])}
     finally:
         st.close()
     if as_json:
@@ -556,4 +590,30 @@ def agent_list(data_dir, as_json):
         click.echo("No agents yet: add the supervisor first (`station agent add --role supervisor ...`).")
     else:
         for row in rows:
-            click.echo(f"{row['id']:<16} {row['role']:<10} {'LOCKED' if row['locked'] else 'ok':<6} {row['name']}")
+            state = "LOCKED" if row["locked"] else "WAIT" if row["id"] in waiting else "ok"
+            click.echo(f"{row['id']:<16} {row['role']:<10} {state:<6} {row['name']}")
+
+
+@agent.command("unlock")
+@data_dir_option
+@click.argument("agent_id")
+def agent_unlock(data_dir, agent_id):
+    """The technician unlocks an agent that wrong PINs locked (or a supervisor made to wait): journaled as an
+    agent_unlocked entry by the technician, which the bank sees at the next sync.
+
+    On the screen a supervisor unlocks an agent with their own PIN; with no supervisor at hand and no technician,
+    the bank reads out a one-time code (docs/operations.md, "Locked out").
+
+    Example: station agent unlock --data-dir /var/lib/station A01
+    """
+    from station.agents import technician_unlock
+    from station.errors import StationError
+
+    st = open_station(data_dir)
+    try:
+        receipt = technician_unlock(st, agent_id.strip().upper())
+    except StationError as exc:
+        raise click.ClickException(f"{agent_id}: {exc.message}") from exc
+    finally:
+        st.close()
+    click.echo(f"Unlocked {agent_id.strip().upper()} at station {st.station_id} (journal entry {receipt.seq}).")

@@ -13,17 +13,19 @@ import functools
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OKPKey
 from peewee import OperationalError
 
-from station.db import Setting, bound, open_database
-from station.errors import StationBusy
+from station.db import RECOVERY, DatabaseDamaged, Setting, bound, damaged, open_database
+from station.errors import StationBusy, StorageFull
 from station.keys import (
     SIGNING_KEY_FILE,
     KeyMissing,
@@ -36,13 +38,41 @@ from station.keys import (
 from station.protocol.policy import merged_policy
 from station.protocol.private_files import write_private_file
 from station.protocol.tokens import Signer, generate_signing_key, key_id
+from station.storage import is_storage_full, note_storage_full
 
 DATA_DIR_ENV = "STATION_DATA_DIR"
 DEFAULT_DATA_DIR = "station-data"
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_clock() -> tuple[str, float]:
+    """(this boot's id, seconds since boot): a clock that setting the date cannot move, for waits that must last
+    (``station.agents``' back-off after wrong PINs). A reboot changes the id; without one (not Linux), each
+    process counts as a boot of its own."""
+    try:
+        boot_id = BOOT_ID_FILE.read_text(encoding="ascii").strip()
+    except OSError:
+        boot_id = f"process-{os.getpid()}"
+    seconds = time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
+    return boot_id, seconds
 
 
 class StationNotInitialised(RuntimeError):
     """The data folder has no station in it yet."""
+
+
+class DataFolderDamaged(DatabaseDamaged):
+    """Part of a station's data folder is missing or unreadable (its config or signing key): refused like a damaged
+    database, never taken for an empty folder (that would enroll again over the station's keys)."""
+
+
+#: The files whose presence shows that a data folder holds a station (``holds_station``).
+STATION_FILES = ("config.json", "station.db", SIGNING_KEY_FILE)
+
+
+def holds_station(data_dir: str | os.PathLike) -> bool:
+    """True when any of a station's files is in ``data_dir``: a new station must not be made there."""
+    return any((Path(data_dir) / name).exists() for name in STATION_FILES)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -52,23 +82,35 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 class Station:
     """An opened station: database, keys, config and clock."""
 
-    def __init__(self, data_dir: str | os.PathLike, *, clock: Callable[[], datetime] | None = None):
+    def __init__(self, data_dir: str | os.PathLike, *, clock: Callable[[], datetime] | None = None,
+                 new: bool = False):
+        """Open the station in ``data_dir``. ``new``: it is being made now (``init_station``, ``enroll_station``), so
+        its database may not exist yet; otherwise a missing or empty database is refused (``DatabaseMissing``)."""
         self.data_dir = Path(data_dir)
         config_path = self.data_dir / "config.json"
         if not config_path.exists():
+            if holds_station(self.data_dir):
+                raise DataFolderDamaged(f"{config_path} is missing, but the folder holds a station's database or "
+                                        f"keys. {RECOVERY}")
             raise StationNotInitialised(
                 f"No station in {self.data_dir}: run `station init --data-dir {self.data_dir} --station-id ID` "
                 "(or `station enroll`) first."
             )
-        self.config = json.loads(config_path.read_text(encoding="utf-8"))
-        self.station_id: str = self.config["station_id"]
-        self.signing_key = OKPKey.import_key(
-            json.loads((self.data_dir / SIGNING_KEY_FILE).read_text(encoding="utf-8"))
-        )
-        self.db = open_database(str(self.data_dir / "station.db"))
+        try:
+            self.config = json.loads(config_path.read_text(encoding="utf-8"))
+            self.station_id: str = self.config["station_id"]
+            self.signing_key = OKPKey.import_key(
+                json.loads((self.data_dir / SIGNING_KEY_FILE).read_text(encoding="utf-8"))
+            )
+        except (OSError, ValueError, KeyError, TypeError, JoseError) as exc:
+            raise DataFolderDamaged(f"The station's config or signing key in {self.data_dir} does not read "
+                                    f"({exc.__class__.__name__}). {RECOVERY}") from exc
+        self.db = open_database(str(self.data_dir / "station.db"), existing=not new)
         self.signing_key = finish_rotation(self.data_dir, self.db, self.signing_key)
         self.signer = Signer(self.signing_key)
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: What waits are measured on (``boot_clock``); a test may put its own in its place.
+        self.boot_clock: Callable[[], tuple[str, float]] = boot_clock
         self._local = threading.local()
         self._generation = 0
         #: Held by whatever talks to the bank about the outbox in this process (``station.sync.sync_once``: the
@@ -76,18 +118,24 @@ class Station:
         self.sync_lock = threading.RLock()
         #: (seq read up to, key spans): ``station.keys.station_key_spans``'s cache of the journal's keys.
         self._key_spans: tuple[int, list[tuple[int, str]]] = (0, [])
+        #: When a write first failed for want of room (``station.storage``), until space is back; None otherwise.
+        self.storage_full_since: datetime | None = None
 
     @contextmanager
     def write(self) -> Iterator[None]:
         """One IMMEDIATE write transaction; waiting past the busy timeout is a StationBusy refusal, not a crash.
 
         Another writer (a long ``station sync`` in a second process, say) can hold the database for a while; the
-        operation then records nothing and the person is asked to try again. The station is bound for the block.
+        operation then records nothing and the person is asked to try again. A full disk rolls the whole
+        transaction back and is a StorageFull refusal (``station.storage``). The station is bound for the block.
         """
         try:
             with self.bound(), self.db.atomic():
                 yield
         except OperationalError as exc:
+            if is_storage_full(exc):
+                note_storage_full(self, "a write to the database", exc)
+                raise StorageFull() from exc
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StationBusy() from exc
             raise
@@ -124,7 +172,12 @@ class Station:
         key = (conn.execute("PRAGMA data_version").fetchone()[0], self._generation)
         cache = getattr(self._local, "cache", None)
         if cache is None or cache[0] != key:
-            settings = {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM setting")}
+            settings = {}
+            for name, value in conn.execute("SELECT key, value FROM setting"):
+                try:
+                    settings[name] = json.loads(value)
+                except ValueError as exc:  # never written by this software: the file is damaged
+                    raise damaged(str(self.data_dir / "station.db"), f"setting {name!r} is not JSON") from exc
             cache = (key, settings, merged_policy(settings.get("policy")))
             self._local.cache = cache
         return cache[1], cache[2]
@@ -181,7 +234,7 @@ def bound_station(function):
 def create_station_files(data_dir: str | os.PathLike, station_id: str, **config) -> Path:
     """Write a new data folder's signing key and config; refuses to overwrite an existing station."""
     data_dir = Path(data_dir)
-    if (data_dir / "config.json").exists():
+    if holds_station(data_dir):
         raise FileExistsError(f"{data_dir} already holds a station; refusing to overwrite its keys.")
     data_dir.mkdir(parents=True, exist_ok=True)
     key = generate_signing_key()

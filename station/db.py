@@ -10,10 +10,17 @@ Schema changes are migrations: ``MIGRATIONS`` is an append-only list of frozen f
 models); ``schema_version`` records which ran (version, name, applied_at). ``open_database`` runs the missing ones
 at every start, each in its own transaction, and refuses a database that a newer release has migrated. A database
 from release 1 (before the history table existed) is recognised by its tables and adopted as version 1.
+
+Damage: ``open_database`` runs ``PRAGMA integrity_check`` first and turns every report of damage by SQLite (there, in
+the migrations, or later while a command reads: ``sqlite_damage``) into :class:`DatabaseDamaged`, which says what to
+do. A station's database that is missing, zero-length or without a journal is refused (:class:`DatabaseMissing`),
+never made afresh: that would start a second chain at seq 1.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +36,7 @@ from peewee import (
     IntegerField,
     SqliteDatabase,
     TextField,
+    _savepoint,
 )
 from playhouse.migrate import SqliteMigrator
 
@@ -102,8 +110,68 @@ PRAGMAS = {
 }
 
 
+class StationDatabase(SqliteDatabase):
+    """peewee's SQLite database, whose rollback keeps the error that caused it.
+
+    After some errors (SQLITE_FULL, SQLITE_IOERR) SQLite has already rolled the whole transaction back by itself;
+    peewee's ROLLBACK then fails with "cannot rollback - no transaction is active", which would replace the error
+    that mattered (a full disk) with one that says nothing. Here a rollback with no transaction left does nothing.
+    """
+
+    def rollback(self):
+        if self.is_closed() or self.connection().in_transaction:
+            super().rollback()
+
+    def savepoint(self):
+        return _Savepoint(self)
+
+
+class _Savepoint(_savepoint):
+    """A savepoint whose rollback does nothing once SQLite has rolled the whole transaction back itself."""
+
+    def rollback(self, begin=True):
+        if self.db.connection().in_transaction:
+            super().rollback(begin)
+
+
 class DatabaseDamaged(RuntimeError):
-    """``PRAGMA quick_check`` failed: the station refuses to start on a damaged database."""
+    """The database fails ``PRAGMA integrity_check``, or SQLite finds it corrupt while reading: the station refuses
+    to start, and every command stops with this message instead of a traceback."""
+
+
+class DatabaseMissing(DatabaseDamaged):
+    """The data folder holds a station, but its database is missing, empty (0 bytes) or holds no journal.
+
+    Refused rather than started afresh: a new database would begin a second chain at seq 1, a fork the bank refuses,
+    and the entries the bank has not yet received would be gone unnoticed."""
+
+
+#: What to do, said with every refusal (docs/operations.md, "A damaged or missing database").
+RECOVERY = (
+    "Do not serve customers. Restore the latest backup with `station restore --replace BACKUP`, which keeps this "
+    "folder aside, never deleted (docs/operations.md, \"A damaged or missing database\"). Call the bank: everything "
+    "up to the last acknowledged sync is safe at the bank."
+)
+
+
+def sqlite_damage(exc: BaseException | None) -> str | None:
+    """SQLite's words when ``exc`` (sqlite3's error, or peewee's wrapping it) says the file is not a sound
+    database (corrupt, not a database, text that is not UTF-8); None for any other error (busy, disk full, ...)."""
+    while exc is not None:
+        if isinstance(exc, sqlite3.DatabaseError):
+            name = getattr(exc, "sqlite_errorname", None) or ""
+            # Text that does not decode was never written by this software: sqlite3 raises it without a code.
+            if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or str(exc).startswith("Could not decode"):
+                return str(exc)
+            return None
+        exc = exc.__context__  # peewee raises its own class while handling sqlite3's
+    return None
+
+
+def damaged(where: str, reason: str) -> DatabaseDamaged:
+    """The refusal for a damaged database (``where``: its path, or words for it), with SQLite's ``reason``."""
+    return DatabaseDamaged(f"The station database {where} is damaged ({reason}). {RECOVERY} What still reads can be "
+                           "salvaged from the folder kept aside with `sqlite3 station.db .recover`.")
 
 
 BaseModel = base_model(db_proxy)
@@ -428,24 +496,61 @@ def migrate_database(database: SqliteDatabase) -> list[int]:
     return applied
 
 
-def open_database(path: str) -> SqliteDatabase:
-    """Open the station database with its pragmas, refuse a damaged file, run the migrations it has not had."""
-    database = SqliteDatabase(path, pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
+def _refuse_missing(path: str) -> None:
+    """Refuse a station's database that is not there or has no bytes (``DatabaseMissing``)."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        size = None
+    if not size:
+        state = "missing" if size is None else "empty (0 bytes)"
+        raise DatabaseMissing(
+            f"The station database {path} is {state}, but its folder holds a station (config and keys). It is not "
+            f"started afresh: a new journal would fork the station's chain at the bank. {RECOVERY} If this device "
+            "never served a customer (its set-up was cut short), move the folder aside and set the device up again."
+        )
+
+
+def _check_integrity(database: SqliteDatabase, path: str) -> None:
+    """``PRAGMA integrity_check`` (every page, every index against its table, NOT NULL and CHECK constraints);
+    raises :class:`DatabaseDamaged` with its first findings."""
     try:
         database.connect(reuse_if_open=True)
-        result = database.execute_sql("PRAGMA quick_check").fetchone()[0]
-    except DatabaseError as exc:
-        result = str(exc)
-    if result != "ok":
-        database.close()
-        raise DatabaseDamaged(
-            f"The station database {path} is damaged ({result}). Do not serve customers. Copy the whole data "
-            "folder aside (never delete it), salvage what still reads with `sqlite3 station.db .recover`, and "
-            "call the bank: everything up to the last acknowledged sync is safe at the bank."
-        )
+        findings = [row[0] for row in database.execute_sql("PRAGMA integrity_check")]
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        if sqlite_damage(exc) is None:
+            raise
+        findings = [sqlite_damage(exc)]
+    if findings != ["ok"]:
+        more = f"; and {len(findings) - 3} more" if len(findings) > 3 else ""
+        raise damaged(path, "; ".join(findings[:3]) + more)
+
+
+def open_database(path: str, *, existing: bool = False) -> SqliteDatabase:
+    """Open the station database with its pragmas, refuse a damaged file, run the migrations it has not had.
+
+    ``existing``: the database of a station already set up, so it must be there with its journal; a missing or
+    zero-length file, or an empty journal, is refused (:class:`DatabaseMissing`) instead of being made anew.
+    Every SQLite report of damage on the way becomes :class:`DatabaseDamaged`.
+    """
+    if existing:
+        _refuse_missing(path)
+    database = StationDatabase(path, pragmas=PRAGMAS, lock_type="IMMEDIATE", check_same_thread=False)
     try:
+        _check_integrity(database, path)
         migrate_database(database)
-    except (SchemaTooNew, SchemaMismatch):
+        if existing and database.execute_sql("SELECT 1 FROM journal_entry LIMIT 1").fetchone() is None:
+            raise DatabaseMissing(
+                f"The station database {path} holds no journal, but its folder holds a station (config and keys). "
+                f"It is not started afresh: a new journal would fork the station's chain at the bank. {RECOVERY}"
+            )
+    except (DatabaseError, sqlite3.DatabaseError) as exc:
+        database.close()
+        reason = sqlite_damage(exc)
+        if reason is None:
+            raise
+        raise damaged(path, reason) from exc
+    except BaseException:
         database.close()
         raise
     return database

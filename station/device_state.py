@@ -1,43 +1,74 @@
-"""May this device record anything new now? Two states say no: the bank revoked it, or its clock is not set.
+"""May this device record anything new now? Four states say no: the bank revoked it, its storage is full, its
+clock is not set, or its clock is wrong.
 
 - **Revoked**: the bank refused a sync with ``urn:station-kit:problem:station-revoked``; ``station.sync`` then
   keeps the setting ``revoked`` = ``{"at": ..., "detail": ...}`` (cleared only by an ack that verifies with the
   bank's pinned key, since the refusal itself is not signed).
+- **Storage full**: a write failed for want of room, or the data folder's file system is below its reserve
+  (``station.storage``); it ends by itself when space is back.
 - **Clock not set**: a Raspberry Pi has no real-time clock. Until network time arrives its clock reads 1970, or
-  the time fake-hwclock saved before the last shutdown. A clock before ``EARLIEST_PLAUSIBLE_TIME`` (no device
-  of this release runs before the release was built) or before the journal's last entry would sign entries
-  with a wrong time, so nothing is recorded until the clock is set.
+  a time before ``EARLIEST_PLAUSIBLE_TIME`` (no device of this release runs before the release was built):
+  nothing is recorded until network time sets it.
+- **Clock wrong**: the clock reads earlier than the latest moment the device already wrote down by its own clock
+  (``clock_floor``: the journal's last entry, the last sync, the last attempt to reach the bank), by more than
+  ``CLOCK_TOLERANCE``. Someone set it back (or fake-hwclock restored a stale time after network time had moved
+  on): entries would be signed with a wrong time, and every rule measured in time (the offline age limit, the
+  daily limits, agent sessions) would stretch. Nothing is recorded until a technician sets the clock right.
 
-``refuse_new_operations`` is the one check; the write paths that record something new call it (customer
-operations in ``station.writepath``, day open and close in ``station.business_day``, customer voice in
-``station.feedback``), and the UI before an operation's first step. A replayed operation still answers with its
-receipt; reprinting a receipt and the day's receipt list write no entry and stay available. Wrong-PIN entries
-are still journaled: a lockout must not wait for the clock. The clock rules here are deliberately simple
-(issue #13 refines them).
+The floor includes the bank contacts because the journal alone is not enough: a station that recorded nothing for
+three days, its clock then set back to just after its last entry, would look freshly synced to the 72-hour
+offline age limit. ``station serve`` notes an attempt to reach the bank at least every ``probe_seconds`` and every
+failure at once (``station.link``), so the floor follows the running device's clock closely; a device switched
+off for days and started with its clock set back cannot be caught by itself, and is caught by the bank, which
+measures the clock offset at every sync (``sync-server station list`` flags it; recon ``clock_offset``).
+
+``refuse_new_operations`` is the one check for new operations; the write paths that record something new call it
+(customer operations in ``station.writepath``, day open and close in ``station.business_day``, customer voice in
+``station.feedback``), and the UI before an operation's first step. ``refuse_wrong_clock`` is the clock half alone,
+for the journaled writes a revoked station still makes (adding or unlocking an agent). A replayed operation still
+answers with its receipt; reprinting a receipt and the day's receipt list write no entry and stay available.
+Two entries are still journaled whatever the clock, because security must not wait for the technician: wrong PINs
+(a lockout) and a key rotation (the bank may ask for one because it suspects the key); each carries the clock it
+read, and the bank sees the offset.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from station import errors
 from station.context import Station
 from station.db import JournalEntry
+from station.link import LINK_SETTING
+from station.protocol.times import parse_utc, utc_text
+from station.storage import storage_full
 
 #: No clock reads earlier than this on a device of this release (its build month). Raise it with each release.
 EARLIEST_PLAUSIBLE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
+#: How far the clock may read behind ``clock_floor`` and still be right: NTP steps a drifting clock back by a
+#: fraction of a second, and two requests may read the clock in one order and write in the other.
+CLOCK_TOLERANCE = timedelta(seconds=5)
+#: The floor kept when an entry is stamped a little behind it (``refuse_wrong_clock``).
+KEPT_FLOOR_SETTING = "clock_floor"
 
 
 class DeviceState(StrEnum):
     READY = "ready"
     REVOKED = "revoked"
+    STORAGE_FULL = "storage_full"
     CLOCK_NOT_SET = "clock_not_set"
+    CLOCK_WRONG = "clock_wrong"
 
 
-def clock_not_set(now: datetime, last_entry_at: datetime | None = None) -> bool:
-    """True when ``now`` cannot be the real time: before this release, or before the journal's last entry."""
-    return now < EARLIEST_PLAUSIBLE_TIME or (last_entry_at is not None and now < last_entry_at)
+def clock_not_set(now: datetime) -> bool:
+    """True when ``now`` cannot be the real time because it is before this release (network time has not come)."""
+    return now < EARLIEST_PLAUSIBLE_TIME
+
+
+def clock_behind(now: datetime, floor: datetime | None) -> bool:
+    """True when ``now`` is earlier than ``floor`` (``clock_floor``) by more than ``CLOCK_TOLERANCE``."""
+    return floor is not None and now < floor - CLOCK_TOLERANCE
 
 
 def last_entry_at(st: Station) -> datetime | None:
@@ -46,24 +77,60 @@ def last_entry_at(st: Station) -> datetime | None:
     return JournalEntry.recorded_at.python_value(row[0]) if row else None
 
 
+def clock_floor(st: Station) -> datetime | None:
+    """The latest moment this device wrote down by its own clock (module docstring): the journal's last entry, the
+    last sync, the last attempt to reach the bank; None for a device that has written none."""
+    link = st.setting(LINK_SETTING) or {}
+    noted = [parse_utc(text) for text in (st.setting("last_sync_at"), link.get("latest_attempt_at"),
+                                          st.setting(KEPT_FLOOR_SETTING)) if text]
+    return max([moment for moment in (last_entry_at(st), *noted) if moment is not None], default=None)
+
+
 def revocation(st: Station) -> dict | None:
     """``{"at": ..., "detail": ...}`` once the bank has refused this station as revoked, else None."""
     return st.setting("revoked") or None
 
 
 def device_state(st: Station) -> DeviceState:
-    """Revoked first (it is final), then the clock."""
+    """Revoked first (it is final), then storage, then the clock."""
     if revocation(st) is not None:
         return DeviceState.REVOKED
-    if clock_not_set(st.now(), last_entry_at(st)):
+    if storage_full(st):
+        return DeviceState.STORAGE_FULL
+    return clock_state(st)
+
+
+def clock_state(st: Station) -> DeviceState:
+    """``CLOCK_NOT_SET``, ``CLOCK_WRONG`` or ``READY``, by the clock alone."""
+    now = st.now()
+    if clock_not_set(now):
         return DeviceState.CLOCK_NOT_SET
+    if clock_behind(now, clock_floor(st)):
+        return DeviceState.CLOCK_WRONG
     return DeviceState.READY
 
 
-def refuse_new_operations(st: Station) -> None:
-    """Raise ``StationRevoked`` or ``ClockNotSet`` unless this device may record a new operation now."""
-    state = device_state(st)
-    if state is DeviceState.REVOKED:
-        raise errors.StationRevoked()
+def refuse_wrong_clock(st: Station) -> None:
+    """Raise ``ClockNotSet`` or ``ClockWrong`` unless the clock may stamp a new journal entry.
+
+    A clock behind the floor but within ``CLOCK_TOLERANCE`` may; the floor is then kept (setting
+    ``clock_floor``), so that the entry stamped a little earlier does not lower it: steps back within the tolerance
+    never add up to a clock set back."""
+    state = clock_state(st)
     if state is DeviceState.CLOCK_NOT_SET:
         raise errors.ClockNotSet()
+    if state is DeviceState.CLOCK_WRONG:
+        raise errors.ClockWrong()
+    floor = clock_floor(st)
+    if floor is not None and st.now() < floor:
+        st.set_setting(KEPT_FLOOR_SETTING, utc_text(floor))
+
+
+def refuse_new_operations(st: Station) -> None:
+    """Raise ``StationRevoked``, ``StorageFull``, ``ClockNotSet`` or ``ClockWrong`` unless this device may record a
+    new operation now."""
+    if revocation(st) is not None:
+        raise errors.StationRevoked()
+    if storage_full(st):
+        raise errors.StorageFull()
+    refuse_wrong_clock(st)

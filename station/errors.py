@@ -31,6 +31,14 @@ class StationBusy(StationError):
     template = N_("The station is busy for a moment. Nothing was recorded; please try again.")
 
 
+class StorageFull(StationError):
+    """No room left on the device (``station.storage``): what was being written was rolled back whole."""
+
+    code = "storage_full"
+    template = N_("Storage is full: nothing was recorded. Call the technician. Receipts already recorded can "
+                  "still be reprinted.")
+
+
 # -- agent session ----------------------------------------------------------------------------------------
 class AgentSessionInvalid(StationError):
     code = "agent_session_invalid"
@@ -50,6 +58,34 @@ class WrongAgentPin(StationError):
 class AgentLocked(StationError):
     code = "agent_locked"
     template = N_("This agent is locked after too many wrong PINs. A supervisor must unlock it.")
+
+
+class AgentWaiting(StationError):
+    """The last supervisor who can log in is never locked: after too many wrong PINs they wait, longer each time."""
+
+    code = "agent_waiting"
+    template = N_("Too many wrong PINs. Try again in %(minutes)d min, at %(time)s.")
+
+
+class AgentNotLocked(StationError):
+    code = "agent_not_locked"
+    template = N_("This person is not locked: nothing to unlock.")
+
+
+class UnlockCodeWrong(StationError):
+    code = "unlock_code_wrong"
+    template = N_("This unlock code is wrong, used already, or for another person. Check it with the bank.")
+
+
+class UnlockCodesWaiting(StationError):
+    code = "unlock_codes_waiting"
+    template = N_("Too many wrong unlock codes. Try again in %(minutes)d min, at %(time)s.")
+
+
+class UnlockCodesUnavailable(StationError):
+    code = "unlock_codes_unavailable"
+    template = N_("This station is not enrolled with the bank, so it cannot check unlock codes. Call the "
+                  "technician.")
 
 
 class SupervisorRequired(StationError):
@@ -393,6 +429,12 @@ class ClockNotSet(StationError):
     template = N_("The clock is not set: waiting for network time. No new operations until it is.")
 
 
+class ClockWrong(StationError):
+    code = "clock_wrong"
+    template = N_("The clock is wrong: it is earlier than what this station already recorded. No new operations. "
+                  "Call the technician.")
+
+
 # -- the bank's real-time refusals (station.online; reasons of station.protocol.authorizations.REFUSALS) -----
 class BankRefused(StationError):
     """The bank refused the operation in real time, with its signed answer: nothing is recorded. ``reason`` is
@@ -475,6 +517,7 @@ REJECTION_REASONS = {
     "authorization_expired": N_("the bank's authorization had expired and the money was no longer there"),
     "over_deposit_limit": N_("over the station's deposits for the day"),
     "already_reversed": N_("it was already reversed"),
+    "unlock_not_authorized": N_("the unlock was not by a supervisor of this station or a code the bank issued"),
     "variance_not_approved": N_("a cash variance beyond the tolerance without a reason and a supervisor's approval"),
     "not_reversible": N_("this kind of operation cannot be reversed"),
     "unknown_original": N_("the bank does not know the operation it refers to"),

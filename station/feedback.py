@@ -51,7 +51,7 @@ def record_feedback(
             txn = str(uuid.UUID(str(txn)))
         except ValueError as exc:
             raise errors.InvalidTxnId() from exc
-    with st.db.atomic():
+    with st.write():
         agents.check_session(st, session)
         earlier = JournalEntry.get_or_none(JournalEntry.txn == txn) if txn is not None else None
         if earlier is not None:

@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 
 from station.context import Station
 from station.db import JournalEntry
+from station.journal_rows import row_problems
 from station.keys import current_signer
 from station.protocol.entry_types import entry_problem, field_problems
 from station.protocol.journal_checks import JournalProblem, check_journal_semantics
@@ -124,15 +125,18 @@ def append_start_entry(st: Station) -> JournalEntry:
 
 
 def iter_entries(st: Station, after_seq: int = 0, batch: int = 2000) -> Iterator[tuple[int, str]]:
-    """(seq, token) pairs in seq order, read in pages so a long journal does not sit in memory."""
+    """(seq, token) pairs in seq order, read in pages so a long journal does not sit in memory.
+
+    A token is ASCII; one whose stored bytes are not (damage) comes out with U+FFFD in their place, so that it fails
+    verification at its seq instead of stopping the read of the whole journal."""
     last = after_seq
     while True:
         rows = st.db.execute_sql(
-            "SELECT seq, token FROM journal_entry WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
+            "SELECT seq, CAST(token AS BLOB) FROM journal_entry WHERE seq > ? ORDER BY seq LIMIT ?", (last, batch)
         ).fetchall()
         if not rows:
             return
-        yield from rows
+        yield from ((seq, token.decode("ascii", errors="replace")) for seq, token in rows)
         last = rows[-1][0]
 
 
@@ -208,10 +212,14 @@ def audit_entries(
 
 def audit_journal(st: Station, *, bank_head: tuple[int, str] | None = None) -> JournalAudit:
     """Audit the station's own journal against its own keys (``station verify-journal``); a replacement device's
-    journal from its chain base on."""
+    journal from its chain base on. Once the chain verifies, the business rows are checked against the entries
+    (``station.journal_rows``). The database passed ``PRAGMA integrity_check`` when the station was opened."""
     base_seq, base_head = chain_base(st)
-    return audit_entries(lambda: iter_entries(st), st.keyset(), st.station_id, bank_head=bank_head,
-                         first_seq=base_seq + 1, prev=base_head)
+    audit = audit_entries(lambda: iter_entries(st), st.keyset(), st.station_id, bank_head=bank_head,
+                          first_seq=base_seq + 1, prev=base_head)
+    if not audit.chain_verified:
+        return audit
+    return JournalAudit(audit.station, audit.entries, True, audit.problems + row_problems(st))
 
 
 def audit_export(

@@ -32,8 +32,10 @@ from collections.abc import Callable
 from datetime import datetime
 
 import requests
+from peewee import OperationalError
 
 from station.protocol.times import parse_utc, utc_text
+from station.storage import is_storage_full, note_storage_full
 
 LINK_SETTING = "link"
 #: name -> (default, one-line help); read from config.json "link".
@@ -102,6 +104,10 @@ def _note(st, ok: bool, what: str, *, latency_ms: int | None = None, reason: str
         record["recent"] = (record.get("recent", []) + [[bool(ok), latency_ms]])[-RECENT:]
         record["last_ok"] = bool(ok)
         record["last_attempt_at"] = now
+        # The latest attempt by a clock that only moves forward here: a clock set back cannot lower it
+        # (``station.device_state.clock_floor``).
+        seen = record.get("latest_attempt_at")
+        record["latest_attempt_at"] = now if seen is None or parse_utc(seen) < parse_utc(now) else seen
         record["last_what"] = what
         if ok:
             record["last_success_at"] = now
@@ -117,7 +123,13 @@ def _note(st, ok: bool, what: str, *, latency_ms: int | None = None, reason: str
         due = written is None or time.monotonic() - written >= PERSIST_SECONDS
         if changed or due or not ok:
             record["_written_at"] = time.monotonic()
-            st.set_setting(LINK_SETTING, {k: v for k, v in record.items() if not k.startswith("_")})
+            try:
+                st.set_setting(LINK_SETTING, {k: v for k, v in record.items() if not k.startswith("_")})
+            except OperationalError as exc:
+                # A full disk: this process keeps the state in memory and writes it once there is room again.
+                if not is_storage_full(exc):
+                    raise
+                note_storage_full(st, "noting the link state", exc)
 
 
 def note_success(st, what: str, latency_ms: int | None = None) -> None:

@@ -28,6 +28,7 @@ from escpos.printer import Dummy, File, Network, Serial, Usb
 
 from station.context import Station
 from station.errors import N_, StationError
+from station.storage import is_storage_full, note_storage_full
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,12 @@ class PrinterUnavailable(PrinterError):
 class PrinterOutOfPaper(PrinterError):
     code = "printer_out_of_paper"
     template = N_("The printer is out of paper. The operation is recorded; load a new roll and print again.")
+
+
+class PrinterStorageFull(PrinterError):
+    code = "printer_storage_full"
+    template = N_("Storage is full: the receipt could not be written for the printer. The operation is recorded; "
+                  "call the technician.")
 
 
 class PrinterMisconfigured(PrinterError):
@@ -157,13 +164,23 @@ class _Network(Network):
         self.device = socket.create_connection((self.host, self.port), timeout=self.timeout)
 
 
+def _file_path(st: Station, settings: dict) -> Path:
+    """A ``file`` printer's path: a printer port, or a spool file (relative to the data folder)."""
+    path = Path(settings["path"])
+    return path if path.is_absolute() else st.data_dir / path
+
+
+def _is_spool_file(st: Station, settings: dict) -> bool:
+    """The printer is a plain file on a disk (a spool), not a printer port: ENOSPC there means the disk is full."""
+    return settings["kind"] == "file" and not _file_path(st, settings).is_char_device()
+
+
 def _make_printer(st: Station, settings: dict) -> Escpos:
     kind, profile = settings["kind"], settings["profile"]
     if kind == "dummy":
         return Dummy(profile=profile)
     if kind == "file":
-        path = Path(settings["path"])
-        path = path if path.is_absolute() else st.data_dir / path
+        path = _file_path(st, settings)
         # Opening a missing /dev node for writing would create a plain file there and "print" into it; /dev/shm is
         # a folder of plain files (tmpfs), no device nodes.
         if path.parts[:2] == ("/", "dev") and path.parts[2:3] != ("shm",) and not path.exists():
@@ -181,13 +198,15 @@ def _make_printer(st: Station, settings: dict) -> Escpos:
 
 
 @contextmanager
-def _printer_errors() -> Iterator[None]:
-    """Turn whatever a connection raises into a PrinterError the UI can show."""
+def _printer_errors(spool: bool) -> Iterator[None]:
+    """Turn whatever a connection raises into a PrinterError the UI can show (``spool``: the printer is a file)."""
     try:
         yield
     except PrinterError:
         raise
     except OSError as exc:  # pyusb's USBError and pyserial's SerialException are OSErrors too
+        if spool and is_storage_full(exc):
+            raise PrinterStorageFull(detail=str(exc)) from exc
         # Linux's usblp driver answers a write with ENOSPC when the printer reports paper out.
         if exc.errno == errno.ENOSPC:
             raise PrinterOutOfPaper(detail=str(exc)) from exc
@@ -245,7 +264,7 @@ def run_job(st: Station, pages: list[Page]) -> PrintJob:
     settings = printer_settings(st)
     printer = None
     try:
-        with _PRINTER_LOCK, _printer_errors():
+        with _PRINTER_LOCK, _printer_errors(_is_spool_file(st, settings)):
             printer = _open(st, settings)
             paper_low = _check_ready(printer)
             for page in pages:
@@ -256,6 +275,8 @@ def run_job(st: Station, pages: list[Page]) -> PrintJob:
                     printer.print_and_feed(4)  # past the tear bar
     except PrinterError as exc:
         log.warning("printing failed (%s): %s", exc.code, exc.detail)
+        if isinstance(exc, PrinterStorageFull):
+            note_storage_full(st, "printing to the spool file", exc.__cause__)
         raise
     finally:
         if printer is not None:

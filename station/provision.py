@@ -19,7 +19,7 @@ def init_station(
 ) -> Station:
     """Create a station: keys, config, database and its signed start entry (seq 1)."""
     create_station_files(data_dir, station_id, **config)
-    st = Station(data_dir, clock=clock)
+    st = Station(data_dir, clock=clock, new=True)
     with st.write():
         append_start_entry(st)
     return st

@@ -13,8 +13,9 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from station import agents, business_day, errors, operations, receipts
 from station.context import Station, bound_station
-from station.db import Biller, Customer, JournalEntry, Payee
+from station.db import Biller, Customer, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN, DEMO_TIMEZONE, ensure_demo_agents, load_demo_customers
+from station.device_state import clock_floor
 from station.identity import identity_fields, identity_required
 from station.protocol.entry_types import spec_of
 from station.protocol.id_card import check_character
@@ -87,10 +88,11 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None,
         load_demo_customers(st)
     ensure_demo_agents(st)
     tz = st.timezone
-    head_time = JournalEntry.select().order_by(JournalEntry.seq.desc()).first().recorded_at
+    # The journal's last entry, or a later contact with the bank: the station refuses a clock behind either.
+    head_time = clock_floor(st)
     if start is not None and start < head_time:
         # The station refuses a clock behind its journal (station.device_state): every operation would be refused.
-        raise StartBeforeJournal(f"The start {start.isoformat()} is before the journal's last entry "
+        raise StartBeforeJournal(f"The start {start.isoformat()} is before what the station last recorded "
                                  f"({head_time.isoformat()}): start later, or leave --start out.")
     # Left out, the start is the journal's last entry, or the opening of its day or of the day left open, whichever
     # is latest: a day left open dated after the last entry (an entry recorded since by a clock behind the journal)
@@ -126,7 +128,8 @@ def _simulate(st: Station, transactions: int, seed: int, start: datetime | None,
 
     def end_day(at: datetime | None = None) -> None:
         business_date = date.fromisoformat(business_day.current_day(st).business_date)
-        moment["now"] = at or datetime.combine(business_date, CLOSE_AT, tz)
+        # Never back before the journal: a day left open with entries after its 17:30 closes after them.
+        moment["now"] = at or max(datetime.combine(business_date, CLOSE_AT, tz), clock_floor(st))
         cash = business_day.drawer_cash(st)
         # A count is usually right, sometimes a little short.
         short = rng.choice([0, 0, 0, 0, 1_000, 500])

@@ -1,9 +1,13 @@
 """Store and forward: enrollment, batches to the bank, and applying the bank's signed acks.
 
 The outbox is every journal entry above the ``acked_seq`` setting. ``acked_seq`` moves only when an ack that
-verifies with the server's pinned key (and names this station's own chain head) has been applied, in the same
-transaction as its outcomes and downlink, so nothing leaves the outbox before its ack and a crash at any
-point just means the next sync sends the same entries again (the server answers a duplicate with the same ack).
+verifies with the server's pinned key, answers the request just sent (``answers_request``: an old answer replayed is
+refused) and names this station's own chain head has been applied, in the same transaction as its outcomes and
+downlink, so nothing leaves the outbox before its ack and a crash at any point just means the next sync sends the
+same entries again (the server answers a duplicate with the same ack). A downlink applies only when its version is
+newer than the last one applied (``downlink_version``, which every batch names so the bank sends only what changed).
+An unsigned refusal changes nothing by itself: a ``gap`` or a ``station-revoked`` counts only when the bank's signed
+head of the station, asked for a fresh nonce, says the same (``_rewind_after_gap``, ``_note_revocation``).
 Every batch and heartbeat carries the station's signed tail claim (``tail_claim``: how far its journal reaches),
 so the bank knows what it still lacks even when the link drops halfway through a long sync.
 
@@ -17,6 +21,7 @@ Sync settings live in ``config.json`` under ``"sync"`` (see ``SYNC_SETTINGS``, d
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -26,12 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
+from peewee import OperationalError
 
 from station.agents import MAX_AGENT_NAME
 from station.business_day import drawer_cash
-from station.context import SIGNING_KEY_FILE, Station, bound_station
+from station.context import SIGNING_KEY_FILE, Station, bound_station, holds_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
-from station.device_state import clock_not_set, device_state, revocation
+from station.device_state import clock_floor, clock_not_set, device_state, revocation
+from station.errors import StorageFull
 from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
@@ -49,6 +56,9 @@ from station.protocol.tokens import (
     unverified_payload,
 )
 from station.rotation import rotate_key
+from station.storage import is_storage_full, note_storage_full, storage_full
+
+log = logging.getLogger(__name__)
 
 ENCRYPTION_KEY_FILE = "keys/encryption.key"
 #: The problem type of the bank's refusal of a revoked station (sync_server/problems.py).
@@ -62,8 +72,9 @@ USER_AGENT = "station-kit-station/0.1"
 SHOP_DETAILS = {"agent": MAX_AGENT_NAME, "village": 60}
 
 #: Why a sync (or a probe) fails, for the screens: the link's reasons (``station.link.REASONS``), ``flagged`` (the
-#: bank stopped taking this station's batches after a fork) and ``local`` (this device: a key or a setting).
-SYNC_FAILURE_REASONS = (*REASONS, "flagged", "local")
+#: bank stopped taking this station's batches after a fork), ``storage_full`` (the bank's ack could not be saved:
+#: it is asked again at the next sync) and ``local`` (this device: a key or a setting).
+SYNC_FAILURE_REASONS = (*REASONS, "flagged", "storage_full", "local")
 #: (connect, read) seconds of a probe: short, and longer than an answer the link calls slow (``slow_ms``).
 PROBE_TIMEOUT = (5.0, 10.0)
 
@@ -205,7 +216,7 @@ def enroll_station(
     Nothing is written to ``data_dir`` before the bank has accepted the code, so any refusal leaves the folder
     as it was, ready for another try."""
     data_dir = Path(data_dir)
-    if (data_dir / "config.json").exists():
+    if holds_station(data_dir):
         raise EnrollError(f"{data_dir} already holds a station; refusing to overwrite its keys.", "folder_in_use")
     now = (clock or (lambda: datetime.now(UTC)))()
     if clock_not_set(now):
@@ -259,7 +270,7 @@ def enroll_station(
         **_shop_details(answer),
     }
     write_private_file(data_dir / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
-    st = Station(data_dir, clock=clock)
+    st = Station(data_dir, clock=clock, new=True)
     with st.write():
         if base is not None:
             # A replacement device: its journal continues after the bank's head (its start entry names it).
@@ -359,7 +370,8 @@ def _seal(st: Station, entries: list[tuple[int, str]], max_bytes: int) -> envelo
         # Read after the entries: the journal only grows, so the claim reaches at least the batch's last entry.
         tail = tail_claim(st, signer)
         sealed = envelope.seal_batch(entries, station_id=st.station_id, prev=prev, signer=signer,
-                                    server_encryption_key=server_key, tail=tail)
+                                    server_encryption_key=server_key, tail=tail,
+                                    downlink_applied=st.setting("downlink_version", 0))
         if len(sealed.body) <= max_bytes or len(entries) == 1:
             return sealed
         entries = entries[: len(entries) // 2]
@@ -415,10 +427,39 @@ def open_answer(st: Station, answer: dict) -> acks.Ack:
         raise SyncRefused(f"The bank's answer does not verify: {exc}", status=502, reason="bad_answer") from exc
 
 
+def answers_request(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
+    """Refuse a signed ack that does not answer ``sealed`` (an old answer replayed, or a bank older than acks bound
+    to their request): a :class:`SyncRefused` ``bad_answer``, which the sync retries; nothing is applied."""
+    if ack.request is None or ack.downlink_version is None:
+        problem = "is not bound to a request (a sync server older than this station: upgrade the server first)"
+    elif ack.request != acks.request_digest(sealed.body):
+        problem = "answers another request (an old answer replayed?)"
+    else:
+        return
+    note_failure(st, "sync", "bad_answer", f"the ack {problem}")
+    raise SyncRefused(f"The bank's ack {problem}.", status=502, reason="bad_answer")
+
+
 # -- applying an ack ----------------------------------------------------------------------------------------
+class StorageFullSync(SyncError):
+    """The bank's ack could not be saved for want of room: nothing of it was kept (``acked_seq`` did not move), so
+    the next sync sends the same batch and the bank answers it with the same ack."""
+
+    retryable = True
+
+    def __init__(self, exc: BaseException):
+        super().__init__(f"Storage is full: the bank's answer could not be saved ({exc}). It is asked again at the "
+                         "next sync; free space on the device.", "storage_full")
+
+
 @bound_station
 def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
-    """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction."""
+    """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction (for an ack that
+    answers ``sealed``: :func:`answers_request`; a full disk rolls it all back: ``sync_once`` says so with
+    ``StorageFullSync``).
+
+    The downlink only when its version is newer than the last one applied (``downlink_version``): an older one
+    (an answer overtaken by a later one) would put back what the bank has changed since."""
     if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
         raise SyncRefused("The bank's ack does not cover the batch sent.", status=502, reason="bad_answer")
     with st.db.atomic():
@@ -438,7 +479,9 @@ def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
         st.delete_setting("last_sync_error")
         # An ack that verifies with the pinned key outweighs an unsigned refusal (or the bank took it back).
         st.delete_setting("revoked")
-        apply_downlink(st, ack.downlink, ack.acked_through, server_time)
+        if ack.downlink_version > st.setting("downlink_version", 0):
+            apply_downlink(st, ack.downlink, ack.acked_through, server_time)
+            st.set_setting("downlink_version", ack.downlink_version)
     prune_retired_keys(st)
 
 
@@ -479,7 +522,10 @@ def _birth_year(value) -> int | None:
 
 @bound_station
 def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time: datetime) -> None:
-    """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees."""
+    """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees.
+
+    A delta (``since``: what changed since the downlink the station applied) carries only the members that changed
+    and the customers the bank no longer serves here (``customers_removed``); the rest stays as it is."""
     if "policy" in downlink:
         st.set_setting("policy", downlink["policy"] or {})
     if downlink.get("rotate_key") is True and not JournalEntry.select().where(
@@ -487,20 +533,37 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
         # The bank asks for a new signing key (its key-age policy, or an operator): rotated at the next sync,
         # unless a rotation the bank has not received yet already answers it.
         st.set_setting("rotate_requested", True)
-    if "customers" not in downlink:
-        return
+    if "billers" in downlink:
+        codes = []
+        for biller in downlink["billers"]:
+            codes.append(biller["code"])
+            Biller.insert(**biller).on_conflict_replace().execute()
+        Biller.delete().where(Biller.code.not_in(codes)).execute()
+    if "blocked_payees" in downlink:
+        BlockedPayee.delete().execute()
+        for account in downlink["blocked_payees"]:
+            BlockedPayee.create(account=account, reason="blocked by the bank")
+    if downlink.get("customers_removed"):
+        Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
+            Customer.account_id.in_(downlink["customers_removed"]) & (Customer.allowance_fen > 0)).execute()
+    if "customers" in downlink:
+        _apply_customers(downlink, acked_through, server_time)
+
+
+def _apply_customers(downlink: dict, acked_through: int, server_time: datetime) -> None:
     still_locked = _locked_since(acked_through)
-    served = [item["account_id"] for item in downlink.get("customers", [])]
-    if downlink.get("customers_partial") is not True:
+    served = [item["account_id"] for item in downlink["customers"]]
+    if downlink.get("customers_partial") is not True and "since" not in downlink:
         # Customers the bank no longer serves here keep their records (receipts refer to them) but lose the
-        # allowance. A partial downlink (the answer to a push) names only the customers its batch touched.
+        # allowance. A partial downlink (the answer to a push) names only the customers its batch touched, a delta
+        # only those that changed (and those no longer served in customers_removed).
         Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
             Customer.account_id.not_in(served) & (Customer.allowance_fen > 0)).execute()
     # The customers already here, in one query (not one per item: a full downlink names every customer).
     known = {customer.account_id: customer
              for customer in Customer.select(Customer.id, Customer.account_id, Customer.status)
              .where(Customer.account_id.in_(served))}
-    for item in downlink.get("customers", []):
+    for item in downlink["customers"]:
         fields = dict(
             name=item["name"], card_number=item.get("card_number"), passbook_number=item.get("passbook_number"),
             status=item.get("status", "active"), pin_verifier=item["pin_verifier"],
@@ -527,16 +590,6 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
         Payee.delete().where(Payee.customer == customer.id).execute()
         for account, name in item.get("payees", []):
             Payee.create(customer=customer.id, account=account, name=name)
-    if "billers" in downlink:
-        codes = []
-        for biller in downlink["billers"]:
-            codes.append(biller["code"])
-            Biller.insert(**biller).on_conflict_replace().execute()
-        Biller.delete().where(Biller.code.not_in(codes)).execute()
-    if "blocked_payees" in downlink:
-        BlockedPayee.delete().execute()
-        for account in downlink["blocked_payees"]:
-            BlockedPayee.create(account=account, reason="blocked by the bank")
 
 
 # -- one sync -----------------------------------------------------------------------------------------------
@@ -563,10 +616,16 @@ def sync_once(
 
 
 def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResult:
-    if st.setting("rotate_requested"):
-        # Asked by the bank in an earlier ack: the rotation entry goes out with this sync.
-        rotate_key(st, "bank_request")
-        st.set_setting("rotate_requested", False)
+    if st.setting("rotate_requested") and not storage_full(st):
+        # Asked by the bank in an earlier ack: the rotation entry goes out with this sync. A full disk puts it off
+        # (it writes key files and an entry); the journal still goes to the bank meanwhile.
+        try:
+            rotate_key(st, "bank_request")
+            st.set_setting("rotate_requested", False)
+        except (StorageFull, OSError) as exc:
+            if not is_storage_full(exc):
+                raise
+            note_storage_full(st, "the key rotation the bank asked for", exc)
     own_session = http is None
     http = http or requests.Session()
     attempts = attempts or sync_setting(st, "attempts")
@@ -589,9 +648,10 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
                 try:
                     more = max_batches is None and pending_entries(st) > sealed.last - st.setting("acked_seq", 0)
                     ack = open_answer(st, send_batch(st, sealed, http, more=more, push=push and not heartbeat))
+                    answers_request(st, ack, sealed)
                     break
                 except SyncError as exc:
-                    if isinstance(exc, SyncRefused) and _rewind_after_gap(st, exc):
+                    if isinstance(exc, SyncRefused) and _rewind_after_gap(st, exc, http):
                         ack = None
                         break
                     if not exc.retryable or attempt == attempts - 1:
@@ -607,11 +667,16 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
                 batches += 1
                 entries += sealed.last - sealed.first + 1
             rejected.update(ack.rejected)
+    except OperationalError as exc:
+        # Saving what the bank answered (its ack, a gap's rewind) found no room: rolled back whole, asked again.
+        if not is_storage_full(exc):
+            raise
+        note_storage_full(st, "saving the bank's answer", exc)
+        failure = StorageFullSync(exc)
+        _note_sync_failure(st, failure)
+        raise failure from exc
     except SyncError as exc:
-        st.set_setting("last_sync_error", str(exc))
-        st.set_setting("last_sync_failure", {"at": utc_text(st.now()), "reason": exc.reason})
-        if isinstance(exc, SyncRefused):
-            _note_revocation(st, exc)
+        _note_sync_failure(st, exc, http)
         raise
     finally:
         if own_session:
@@ -619,28 +684,62 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
     return SyncResult(batches, entries, st.setting("acked_seq", 0), pending_entries(st), rejected)
 
 
-def _note_revocation(st: Station, refusal: SyncRefused) -> None:
+def _note_sync_failure(st: Station, exc: SyncError, http: requests.Session | None = None) -> None:
+    """Keep why the sync failed for the screens (and a revocation); with the storage full, the log has it alone."""
+    try:
+        with st.write():
+            st.set_setting("last_sync_error", str(exc))
+            st.set_setting("last_sync_failure", {"at": utc_text(st.now()), "reason": exc.reason})
+        if isinstance(exc, SyncRefused):
+            _note_revocation(st, exc, http)  # asks the bank's signed head: outside the write transaction
+    except StorageFull:
+        log.warning("sync failed (%s) and storage is full: the failure is not saved for the screens", exc.reason)
+
+
+def _note_revocation(st: Station, refusal: SyncRefused, http: requests.Session | None = None) -> None:
     """The bank refused this station as revoked: keep it (setting ``revoked``), so the screen shows it and no new
-    operation is recorded (``station.device_state``). The first refusal's time is kept."""
+    operation is recorded (``station.device_state``). The first refusal's time is kept.
+
+    The refusal is not signed, so it is kept only when the bank's signed head for a fresh nonce
+    (:func:`fetch_bank_head`) says ``revoked`` too: a forged refusal does not stop the counter."""
     if refusal.problem.get("type") != STATION_REVOKED_PROBLEM or st.setting("revoked"):
         return
+    try:
+        if fetch_bank_head(st, http).status != "revoked":
+            return
+    except SyncError:
+        return
+    # The head's answer counted as the link working; the link state is the bank's refusal (station.link).
+    note_failure(st, "head", "revoked", "the bank's signed head says this station is revoked")
     detail = refusal.problem.get("detail")
     detail = "".join(ch for ch in (detail if isinstance(detail, str) else str(refusal)) if ch.isprintable())
-    st.set_setting("revoked", {"at": utc_text(st.now()), "detail": detail[:REVOKED_DETAIL_CHARS]})
+    with st.write():
+        st.set_setting("revoked", {"at": utc_text(st.now()), "detail": detail[:REVOKED_DETAIL_CHARS]})
 
 
-def _rewind_after_gap(st: Station, refusal: SyncRefused) -> bool:
-    """The bank holds fewer entries than this station believes (its database was restored from a backup):
-    send again from where the bank stands. Only ever moves ``acked_seq`` back, so nothing is skipped."""
-    if refusal.problem.get("type") != "urn:station-kit:problem:gap":
+@bound_station
+def _rewind_after_gap(st: Station, refusal: SyncRefused, http: requests.Session | None = None) -> bool:
+    """The bank holds fewer entries than this station believes (its database was restored from a backup): send
+    again from where the bank stands. Only ever moves ``acked_seq`` back, so nothing is skipped.
+
+    The ``gap`` refusal is not signed, so it only makes the station ask: the bank's signed head for a fresh nonce
+    (:func:`fetch_bank_head`) must say it holds less, and its chain value there must be this journal's; otherwise
+    nothing changes (a forged ``gap`` moves nothing) and the refusal stands."""
+    if refusal.problem.get("type") != PROBLEM_TYPE_PREFIX + "gap":
         return False
-    expected = refusal.problem.get("expected_first")
+    try:
+        bank = fetch_bank_head(st, http)
+    except SyncError:
+        return False
     acked = st.setting("acked_seq", 0)
     # A replacement device holds nothing before its chain base: it cannot send what the bank lacks there.
     base_seq, _ = chain_base(st)
-    if not isinstance(expected, int) or not base_seq + 1 <= expected <= acked:
+    if not base_seq <= bank.acked_seq < acked:
         return False
-    st.set_setting("acked_seq", expected - 1)
+    ours = None if bank.acked_seq == 0 else chain_value_before(st, bank.acked_seq + 1)
+    if bank.head != ours:
+        return False
+    st.set_setting("acked_seq", bank.acked_seq)
     return True
 
 
@@ -680,6 +779,7 @@ def station_status(st: Station) -> dict:
         "drawer_cash_fen": drawer_cash(st),
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
         "device_state": device_state(st).value,
+        "clock_floor": None if (floor := clock_floor(st)) is None else utc_text(floor),
         "revoked": revocation(st),
         # The key that signs the next entry, every key the device has signed with, and a rotation the bank asked.
         "signing_kid": st.signer.kid,
@@ -720,7 +820,7 @@ def probe(st: Station, http: requests.Session | None = None) -> probes.ProbeAnsw
         refusal = SyncRefused(f"The bank refused the probe of station {st.station_id}: {message}", problem,
                               response.status_code)
         note_failure(st, "probe", refusal.reason if refusal.reason in REASONS else "http_4xx", message)
-        _note_revocation(st, refusal)
+        _note_revocation(st, refusal, http)
         raise refusal
     try:
         answer = probes.open_probe_answer(response.json()["answer"], server_signing_jwk=server["signing_jwk"],

@@ -55,7 +55,7 @@ from sync_server.lifecycle import (
     operator_text,
     record_event,
 )
-from sync_server.policy import DEFAULT_SERVER_POLICY
+from sync_server.policy import DEFAULT_SERVER_POLICY, clock_offset_flagged, server_policy
 from sync_server.service import new_enrollment_code
 
 BANK_BOOKING = "BANK"
@@ -135,15 +135,19 @@ def add_station(station_id: str, name: str, village: str | None = None, agent: s
 
 
 def list_stations() -> list[dict]:
-    """Every station with its status, flag, sync state, chain head and enrolled signing key.
+    """Every station with its status, flag, sync state, chain head, enrolled signing key and clock.
 
     ``acked_seq``/``head`` and ``signing_jwk`` are what an auditor of an exported journal needs from the bank:
-    the outside head that catches entries deleted from the end, and the trust anchor.
+    the outside head that catches entries deleted from the end, and the trust anchor. ``clock_offset_ms`` is the
+    bank's time minus the station's as measured at its last sync (positive: the station's clock is behind);
+    ``clock_wrong`` says it is beyond the policy's limit (``sync_server.policy.clock_offset_limit_ms``).
     """
+    policy = server_policy()
     return [
         {"station_id": s.station_id, "name": s.name, "status": s.status, "flagged": s.flagged,
          "flag_reason": s.flag_reason, "acked_seq": s.acked_seq, "head": s.head, "signing_jwk": s.signing_jwk,
-         "last_sync_at": s.last_sync_at, "clock_offset_ms": s.clock_offset_ms}
+         "last_sync_at": s.last_sync_at, "clock_offset_ms": s.clock_offset_ms,
+         "clock_wrong": clock_offset_flagged(s.clock_offset_ms, policy)}
         for s in Station.select().order_by(Station.station_id)
     ]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from peewee import DatabaseError, SqliteDatabase
 
+from station.protocol.commands import GuardedGroup
 from sync_server import DEFAULT_KEYS_DIR, database_for
 from sync_server.db import (
     DEFAULT_DATABASE_URL,
@@ -48,7 +49,7 @@ def _admin_call(fn, *args, **kwargs):
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+@click.group(cls=GuardedGroup)
 def cli():
     """The bank's sync server: enrollment, batch ingest, central ledger."""
 
@@ -211,8 +212,20 @@ def station_list(database_url, as_json):
         return
     for row in rows:
         flag = f" FLAGGED: {row['flag_reason']}" if row["flagged"] else ""
+        clock = " CLOCK WRONG" if row["clock_wrong"] else ""
         click.echo(f"{row['station_id']}\t{row['status']}\tacked {row['acked_seq']}\t"
-                   f"last sync {row['last_sync_at'] or 'never'}\t{row['name']}{flag}")
+                   f"last sync {row['last_sync_at'] or 'never'}\tclock {clock_offset_words(row['clock_offset_ms'])}"
+                   f"\t{row['name']}{flag}{clock}")
+
+
+def clock_offset_words(offset_ms: int | None) -> str:
+    """The station's clock against the bank's at its last sync: "-" (not measured yet), "0.4 s behind",
+    "7 min ahead" (the offset is the bank's time minus the station's)."""
+    if offset_ms is None:
+        return "-"
+    size = abs(offset_ms)
+    amount = f"{size / 1000:.1f} s" if size < 60_000 else f"{size / 60_000:.0f} min"
+    return amount if offset_ms == 0 else f"{amount} {'behind' if offset_ms > 0 else 'ahead'}"
 
 
 @station.command("revoke")
@@ -572,7 +585,9 @@ def _echo_station_report(report: dict) -> None:
             ("enrolled", report["enrolled_at"] or "not yet"),
             ("bank holds", f"seq 1..{report['acked_seq']} (head {report['head'] or '-'})"),
             ("last sync", report["last_sync_at"] or "never"),
-            ("clock offset", "-" if report["clock_offset_ms"] is None else f"{report['clock_offset_ms']} ms"),
+            ("clock offset", "-" if report["clock_offset_ms"] is None else
+             f"{report['clock_offset_ms']} ms ({clock_offset_words(report['clock_offset_ms'])})"
+             + (" CLOCK WRONG: call the station's technician" if report["clock_wrong"] else "")),
             ("tail claim", f"seq {report['tail']['seq']} (received {report['tail']['received_at']})"
              if report["tail"] else "none"),
             ("key rotation", "due" + (" (asked)" if report["rotate_requested"] else " (key too old)")
@@ -745,3 +760,36 @@ def journal_import(database_url, export_dir, station_id, by):
 
     open_database(database_url)
     click.echo(_admin_call(import_journal, Path(export_dir), station_id, by=by).message)
+
+
+@cli.group()
+def agents():
+    """The people at a station's counter, seen from the bank: unlock codes read out over the phone."""
+
+
+@agents.command("unlock-code")
+@database_option
+@keys_option
+@click.argument("station_id")
+@click.argument("agent_id")
+@click.option("--reason", required=True, help="Why, for the audit trail, e.g. 'shopkeeper forgot PIN, called 10:40'.")
+@click.option("--by", "by", default=_login_name, show_default="your login name", help="Your name, for the audit trail.")
+def agents_unlock_code(database_url, keys_dir, station_id, agent_id, reason, by):
+    """A one-time code that unlocks AGENT_ID at STATION_ID with no network: read it out over the phone; the agent
+    types it on the station's screen (tap the locked name, then "Unlock code from the bank"). The last line is the
+    code. A code works once, and using one voids the older codes of the station not used yet.
+
+    Example: sync-server agents unlock-code ST-0001 S01 --reason "supervisor forgot PIN, called 10:40" --by "Li Wei"
+    """
+    from sync_server.keys import KeysMissing, load_keys
+    from sync_server.unlock_codes import issue_unlock_code
+
+    try:
+        server_keys = load_keys(keys_dir)
+    except KeysMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    open_database(database_url)
+    counter, code = _admin_call(issue_unlock_code, station_id, agent_id, by=by, reason=reason, keys=server_keys)
+    click.echo(f"Unlock code {counter} for {agent_id.strip().upper()} at {station_id} (works once), read it out in "
+               "pairs:")
+    click.echo(" ".join(code[i:i + 2] for i in range(0, len(code), 2)))

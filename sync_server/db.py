@@ -322,6 +322,32 @@ class ReconItem(BaseModel):
         primary_key = CompositeKey("station_id", "seq", "kind")
 
 
+class DownlinkState(BaseModel):
+    """The downlinks of a station (``sync_server.downlink_versions``): the last version made for it, the first
+    version since the bank last forgot what the station holds that carried its whole customer list (None: none
+    yet), and the acked seq of the last downlink that carried the whole list (this station's postings after it
+    send their customers again)."""
+
+    station_id = CharField(primary_key=True)
+    version = BigIntegerField(constraints=[Check("version >= 0")])
+    complete_since = BigIntegerField(null=True)
+    refreshed_seq = BigIntegerField(constraints=[Check("refreshed_seq >= 0")])
+
+
+class DownlinkItem(BaseModel):
+    """What the bank last sent a station of one downlink item (``policy``, ``billers``, ``blocked_payees``,
+    ``customer:<account id>``): a digest of it (None: a customer no longer served, sent as removed) and the
+    version of the downlink that carried it."""
+
+    station_id = CharField()
+    item = CharField()
+    digest = CharField(null=True)
+    version = BigIntegerField()
+
+    class Meta:
+        primary_key = CompositeKey("station_id", "item")
+
+
 class StationTail(BaseModel):
     """The newest journal position a station has signed for the bank (``tail`` of its batches): its seq, the
     chain value after it, and the station's signed claim (a JWS) that recon re-verifies (``missing_tail``)."""
@@ -457,7 +483,7 @@ class AuthorizationNonce(BaseModel):
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
           BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
           ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork, Authorization,
-          AuthorizationNonce]
+          AuthorizationNonce, DownlinkState, DownlinkItem]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -909,3 +935,23 @@ def _migration_7(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_7)
+
+
+#: Release 8: downlink versions (``sync_server.downlink_versions``). ``{bigint}`` as before.
+RELEASE_8_SCHEMA = [
+    """CREATE TABLE "downlink_state" ("station_id" VARCHAR(255) NOT NULL PRIMARY KEY, "version" {bigint} NOT NULL
+       CHECK (version >= 0), "complete_since" {bigint}, "refreshed_seq" {bigint} NOT NULL CHECK
+       (refreshed_seq >= 0))""",
+    """CREATE TABLE "downlink_item" ("station_id" VARCHAR(255) NOT NULL, "item" VARCHAR(255) NOT NULL, "digest"
+       VARCHAR(255), "version" {bigint} NOT NULL, PRIMARY KEY ("station_id", "item"))""",
+]
+
+
+def _migration_8(database: Database, migrator: SchemaMigrator) -> None:
+    """Downlink versions: what each station was last sent, so a downlink carries only what changed since."""
+    types = {"bigint": "BIGINT"} if is_postgres(database) else {"bigint": "INTEGER"}
+    for sql in RELEASE_8_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+
+
+MIGRATIONS.append(_migration_8)

@@ -22,7 +22,7 @@ from joserfc.jwk import KeySet
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import unverified_payload, verification_jwk
 from sync_server.db import ServerSetting, Station, StationEvent, StationFork, StationKey, StationTail, db_proxy
-from sync_server.policy import server_policy
+from sync_server.policy import clock_offset_flagged, server_policy
 
 #: How many of a station's latest events ``station show`` lists.
 RECENT_EVENTS = 20
@@ -228,6 +228,7 @@ def station_report(station_id: str, now: datetime | None = None) -> dict:
         "created_at": station.created_at, "enrolled_at": station.enrolled_at, "revoked_at": station.revoked_at,
         "acked_seq": station.acked_seq, "head": station.head, "synced_seq": station.synced_seq,
         "last_sync_at": station.last_sync_at, "clock_offset_ms": station.clock_offset_ms,
+        "clock_wrong": clock_offset_flagged(station.clock_offset_ms, server_policy()),
         "rotate_requested": station.rotate_requested,
         "rotation_due": station.status == "active" and rotation_due(station_id, server_policy(), now),
         "keys": [{"kid": key.kid, "from_seq": key.from_seq, "source": key.source, "created_at": key.created_at}

@@ -104,9 +104,12 @@ SCHEMAS = {
         "type": "object", "required": ["ack", "downlink"],
         "properties": {
             "ack": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
-                    "description": "JWS signed by the server (payload: see docs/protocol.md, Sync protocol)"},
+                    "description": "JWS signed by the server, bound to the request it answers (payload: see "
+                                   "docs/protocol.md, Ack and downlink: request, downlink_version)"},
             "downlink": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$",
-                         "description": "base64url of the HPKE-sealed, zlib-compressed downlink JSON"},
+                         "description": "base64url of the HPKE-sealed, zlib-compressed downlink JSON (a delta "
+                                        "since the version the batch names in downlink_applied, docs/protocol.md, "
+                                        "Downlink versions)"},
         },
     },
 }

@@ -46,6 +46,22 @@ def server_policy() -> dict:
     return policy
 
 
+#: A station clock further than this from the bank's, as the bank measured it at the station's last sync, is flagged
+#: (``sync-server station list`` and ``show``; recon's ``clock_offset``). The server policy's
+#: ``recon.clock_offset_max_ms`` overrides it.
+CLOCK_OFFSET_MAX_MS = 5 * 60 * 1000
+
+
+def clock_offset_limit_ms(policy: dict) -> int:
+    """The clock offset (ms, either way) beyond which a station's clock is flagged (``CLOCK_OFFSET_MAX_MS``)."""
+    return int((policy.get("recon") or {}).get("clock_offset_max_ms", CLOCK_OFFSET_MAX_MS))
+
+
+def clock_offset_flagged(offset_ms: int | None, policy: dict) -> bool:
+    """True when the measured offset is beyond ``clock_offset_limit_ms``; False when none was measured yet."""
+    return offset_ms is not None and abs(offset_ms) > clock_offset_limit_ms(policy)
+
+
 def station_policy(policy: dict) -> dict:
     """The policy every station applies offline, exactly as it applies it: the stations' defaults with the
     overrides ``policy["station"]`` that the downlink sends laid over them."""

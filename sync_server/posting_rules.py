@@ -104,6 +104,7 @@ from sync_server.db import (
     SeenTxn,
     Transfer,
 )
+from sync_server.unlock_codes import code_issued
 
 #: The types whose amounts the station's limits bound (per transaction, per customer per day).
 LIMITED_TYPES = tuple(EntryType(op_type) for op_type in DEFAULT_POLICY["limits"])
@@ -584,6 +585,24 @@ class Applier:
             self.supervisors().add(p["agent"])
         return Outcome("acknowledged")
 
+    def _agent_unlocked(self, seq, p):
+        """An agent's lock (or wait) after wrong PINs lifted: by a supervisor the station added, other than the
+        agent (their PIN is checked at the station, never journaled), by a code the bank issued for this station and
+        agent at that counter (``sync_server.unlock_codes``), or by the technician at the device (who holds it, and
+        whom nothing sent to the bank can prove). Else ``unlock_not_authorized``."""
+        by = p.get("by", "supervisor")
+        if by == "supervisor":
+            allowed = p.get("supervisor") in self.supervisors() and p["supervisor"] != p["agent"]
+        elif by == "bank_code":
+            allowed = "code_counter" in p and code_issued(self.station_id, p["agent"], p["code_counter"])
+        else:
+            allowed = True
+        extra = {"supervisor": "supervisor", "bank_code": "code_counter"}
+        stray = [name for kind, name in extra.items() if kind != by and name in p]
+        if stray:
+            return Outcome("rejected", MALFORMED_ENTRY)
+        return Outcome("acknowledged") if allowed else Outcome("rejected", "unlock_not_authorized")
+
     def _original(self, ref_txn: str) -> tuple[dict, str | None, list[tuple[str, int, str]]]:
         """(payload, outcome, legs) of the entry with ``ref_txn`` at this station, from this batch or the database
         (an empty payload when there is none)."""
@@ -723,7 +742,7 @@ class Applier:
         EntryType.START: _acknowledge,
         EntryType.AGENT_ADDED: _agent_added,
         EntryType.AGENT_PIN_FAILED: _acknowledge,
-        EntryType.AGENT_UNLOCKED: _acknowledge,
+        EntryType.AGENT_UNLOCKED: _agent_unlocked,
         EntryType.CUSTOMER_PIN_FAILED: _customer_pin_failed,
         EntryType.DAY_OPEN: _day_open,
         EntryType.DAY_CLOSE: _day_close,

@@ -12,8 +12,10 @@ the station's signed tail claim (``_keep_tail``: the newest one, never moved bac
 the bank holds, or an earlier claim, is a fork), apply the new entries to the ledger (``posting_rules`` over a
 ``book.Book``: each checked against the bank's own rules), refresh the station's allowances (holds,
 ``allowances``) and record its last complete sync (``synced_seq``) with the last batch of a sync, and answer with
-the signed ack and the downlink (``downlink``). Everything after the envelope is opened is ``apply_entries``, the
-one path by which entries reach the ledger: a hand-carried journal export (``journal_import``) goes through it too.
+the signed ack, bound to the request it answers (the digest of the sealed batch), and the downlink (``downlink``),
+reduced to what changed since the downlink the station says it applied (``downlink_versions``). Everything after
+the envelope is opened is ``apply_entries``, the one path by which entries reach the ledger: a hand-carried journal
+export (``journal_import``) goes through it too.
 A refused fork is kept with both contents (``StationFork``, ``record_fork``).
 
 Exactly once with several workers: the station's row is locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
@@ -54,6 +56,7 @@ from sync_server.db import (
     is_postgres,
 )
 from sync_server.downlink import build_downlink
+from sync_server.downlink_versions import versioned_downlink
 from sync_server.keyring import key_track, record_rotations
 from sync_server.keys import ServerKeys
 from sync_server.lifecycle import rotation_due
@@ -215,7 +218,9 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
     more = headers.get(envelope.HEADER_MORE) == "1"
     # The push after an online operation: only the customers it names are refreshed and sent down.
     push = headers.get(envelope.HEADER_PUSH) == "1"
-    return once_more_on_conflict(lambda: _apply(keys, batch, now, station_time, more, track, push))
+    # The ack names the request it answers, so that it cannot be replayed to another one (acks.request_digest).
+    request = acks.request_digest(body)
+    return once_more_on_conflict(lambda: _apply(keys, batch, now, station_time, more, track, push, request))
 
 
 def once_more_on_conflict(apply: Callable[[], T]) -> T:
@@ -266,7 +271,7 @@ def locked_station(station_id: str) -> Station:
 
 
 def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool,
-           track: KeyTrack, push: bool = False) -> dict:
+           track: KeyTrack, push: bool = False, request: str | None = None) -> dict:
     now_text = utc_text(now)
     try:
         with db_proxy.atomic():
@@ -280,6 +285,8 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
             downlink = build_downlink(applied.book, applied.allowances, applied.policy, applied.acked_through,
                                       now_text, rotate_key=rotation_due(station.station_id, applied.policy, now),
                                       partial=applied.partial)
+            downlink, version = versioned_downlink(batch.station_id, downlink, batch.downlink_applied,
+                                                   applied.acked_through)
     except Fork as fork:
         record_fork(batch.station_id, fork, now)
         raise Problem("fork", f"Refused and flagged: {fork.reason}. Nothing of this batch was applied.",
@@ -288,6 +295,7 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
         signer=keys.signer, station_id=batch.station_id, first=batch.first, last=batch.last,
         acked_through=applied.acked_through, head=applied.head, rejected=rejected, server_time=now_text,
         downlink=downlink, station_encryption_key=key_codecs.encryption_public_from_jwk(station.encryption_jwk),
+        request=request, downlink_version=version,
     )
 
 

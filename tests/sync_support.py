@@ -372,6 +372,22 @@ def partial_sync(st, batch_entries: int = 2) -> int:
     return result.acked_seq
 
 
+def opened_downlinks(monkeypatch) -> list[dict]:
+    """The downlinks the station opens from now on, in order (``station.sync.open_answer`` watched)."""
+    import station.sync as station_sync
+
+    seen = []
+    real = station_sync.open_answer
+
+    def keep(st, answer):
+        ack = real(st, answer)
+        seen.append(ack.downlink)
+        return ack
+
+    monkeypatch.setattr(station_sync, "open_answer", keep)
+    return seen
+
+
 def journal(st) -> list[tuple[int, str]]:
     """The station's journal as (seq, token) pairs."""
     from station.journal import iter_entries

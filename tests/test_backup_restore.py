@@ -407,12 +407,14 @@ def test_round_trip_serves_and_syncs_without_a_fork(server, tmp_path, clock):
     out = tmp_path / "st.tar.gz"
     backup_station(st, out)
     backup_head, _ = journal_head(st)
+    assert st.setting("downlink_version") is not None  # the backup holds it; the restored station asks afresh
     st.close()  # the device dies
 
     result = restore_backup(out, tmp_path / "new-device")
     assert result.bank.acked_seq == backup_head - 2 and result.bank.status == "active"
     restored = Station(tmp_path / "new-device", clock=clock)
     try:
+        assert restored.setting("downlink_version") is None
         client = create_app({"STATION": restored, "TESTING": True}).test_client()
         health = client.get("/health")
         assert health.status_code == 200

@@ -14,9 +14,8 @@ import requests
 from click.testing import CliRunner
 from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
-from sync_support import enrolled_station, journal, partial_sync, record_some, server_db
+from sync_support import enrolled_station, journal, opened_downlinks, partial_sync, record_some, server_db
 
-import station.sync as station_sync
 from station import agents, business_day, operations, receipts
 from station.context import Station
 from station.db import Customer
@@ -110,20 +109,6 @@ def withdraw(st, amount: int):
         customer = Customer.get(Customer.account_id == ACCOUNT)
         auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
         return operations.withdraw_cash(st, agent, auth, amount, receipts.new_txn_id())
-
-
-def downlinks(monkeypatch) -> list[dict]:
-    """The downlinks the station opens from now on, in order."""
-    seen = []
-    real = station_sync.open_answer
-
-    def keep(st, answer):
-        ack = real(st, answer)
-        seen.append(ack.downlink)
-        return ack
-
-    monkeypatch.setattr(station_sync, "open_answer", keep)
-    return seen
 
 
 # -- journal import ---------------------------------------------------------------------------------------------
@@ -424,7 +409,7 @@ def test_a_station_the_bank_never_enrolled_has_no_published_keys(server):
 def test_rotation_requests_and_the_maximum_key_age_reach_the_downlink(server, tmp_path, clock, monkeypatch):
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     other = enrolled_station(server, tmp_path, "ST-0002", clock)
-    seen = downlinks(monkeypatch)
+    seen = opened_downlinks(monkeypatch)
     assert cli(server, "station", "rotate-key").output == "No station is due to rotate its key.\n"
     sync_once(st)
     assert "rotate_key" not in seen[-1]

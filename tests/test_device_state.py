@@ -17,8 +17,10 @@ from station.app import create_app
 from station.db import Customer, Operation
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.device_state import (
+    CLOCK_TOLERANCE,
     EARLIEST_PLAUSIBLE_TIME,
     DeviceState,
+    clock_behind,
     clock_not_set,
     device_state,
     refuse_new_operations,
@@ -136,8 +138,10 @@ def test_clock_rules():
     assert clock_not_set(datetime(1970, 1, 1, tzinfo=UTC))
     assert clock_not_set(EARLIEST_PLAUSIBLE_TIME - timedelta(seconds=1))
     assert not clock_not_set(EARLIEST_PLAUSIBLE_TIME)
-    assert clock_not_set(last - timedelta(seconds=1), last)
-    assert not clock_not_set(last, last) and not clock_not_set(last + timedelta(hours=1), last)
+    # Behind what the device last wrote down by more than the tolerance: wrong; within it (NTP slewing), right.
+    assert clock_behind(last - CLOCK_TOLERANCE - timedelta(seconds=1), last)
+    assert not clock_behind(last - CLOCK_TOLERANCE, last) and not clock_behind(last, last)
+    assert not clock_behind(last + timedelta(hours=1), last) and not clock_behind(last, None)
 
 
 def test_a_clock_behind_the_journal_refuses_new_operations(open_drawer, agent, clock):
@@ -147,17 +151,29 @@ def test_a_clock_behind_the_journal_refuses_new_operations(open_drawer, agent, c
     operations.withdraw_cash(st, agent, auth, "100", receipts.new_txn_id())
     # fake-hwclock after a reboot: the time saved before the last entries.
     clock.advance(minutes=-30)
-    assert device_state(st) is DeviceState.CLOCK_NOT_SET
-    with pytest.raises(errors.ClockNotSet):
+    assert device_state(st) is DeviceState.CLOCK_WRONG
+    # The agent's session, started before, ended with the jump back; a new one is refused all the same.
+    with pytest.raises(errors.AgentSessionInvalid):
         operations.deposit_cash(st, agent, auth, "100", receipts.new_txn_id())
-    with pytest.raises(errors.ClockNotSet):
+    (agent_id, _, _, agent_pin), (supervisor_id, _, _, supervisor_pin) = DEMO_AGENTS
+    agent = agents.login_agent(st, agent_id, agent_pin)
+    supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
+    auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    with pytest.raises(errors.ClockWrong):
+        operations.deposit_cash(st, agent, auth, "100", receipts.new_txn_id())
+    with pytest.raises(errors.ClockWrong):
         business_day.close_day(st, agent, {"10000": 299})
-    with pytest.raises(errors.ClockNotSet):
+    with pytest.raises(errors.ClockWrong):
         record_feedback(st, agent, CATEGORIES[0], "服务热情")
-    with pytest.raises(errors.ClockNotSet):
+    with pytest.raises(errors.ClockWrong):
+        agents.add_agent(st, "A09", "王芳", "agent", "2580")
+    with pytest.raises(errors.ClockWrong):
+        agents.unlock_agent(st, supervisor, agent.agent_id)
+    with pytest.raises(errors.ClockWrong):
         refuse_new_operations(st)
-    # Network time arrives.
+    # The technician sets the clock right.
     clock.advance(minutes=31)
+    auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
     operations.deposit_cash(st, agent, auth, "100", receipts.new_txn_id())
     assert Operation.select().count() == 2
 
@@ -165,6 +181,11 @@ def test_a_clock_behind_the_journal_refuses_new_operations(open_drawer, agent, c
 def test_home_screen_while_the_clock_is_not_set(ui_client, open_drawer, clock):
     login(ui_client)
     clock.now = datetime(1970, 1, 1, 0, 1, tzinfo=UTC)
+    # The clock jumped back: the agent's session ended (it must not stretch); the login screen says why.
+    assert ui_client.get("/home").location == "/login"
+    html = ui_client.get("/login").get_data(as_text=True)
+    assert 'id="clock-not-set"' in html and "等待网络时间" in html
+    login(ui_client)
     html = ui_client.get("/home").get_data(as_text=True)
     assert 'id="clock-not-set"' in html and "等待网络时间" in html
     assert '<meta http-equiv="refresh" content="10">' in html

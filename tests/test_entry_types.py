@@ -108,11 +108,12 @@ def written_by_the_station(st) -> dict[str, dict]:
     with st.bound():
         agent_id, _, _, agent_pin = DEMO_AGENTS[0]
         supervisor_id, _, _, supervisor_pin = DEMO_AGENTS[1]
-        with pytest.raises(errors.WrongAgentPin):
-            agents.login_agent(st, agent_id, "000000")
-        session = agents.login_agent(st, agent_id, agent_pin)
+        for _ in range(st.policy["agent_pin_tries"]):
+            with pytest.raises((errors.WrongAgentPin, errors.AgentLocked)):
+                agents.login_agent(st, agent_id, "000000")
         supervisor = agents.login_agent(st, supervisor_id, supervisor_pin)
         agents.unlock_agent(st, supervisor, agent_id)
+        session = agents.login_agent(st, agent_id, agent_pin)
         business_day.open_day(st, session, {"10000": 300})
         customer = Customer.select().where(Customer.card_number.is_null(False)).first()
         with pytest.raises(errors.WrongCustomerPin):

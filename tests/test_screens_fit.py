@@ -13,19 +13,21 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
-from station import agents, business_day, operations, receipts, setup_ui
+from station import agents, bank_unlock, business_day, operations, receipts, setup_ui, storage
 from station.app import create_app
 from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
 from station.demo import DEMO_AGENTS, load_demo_customers
+from station.protocol import key_codecs
 from station.provision import init_station
 from station.setup_ui import Attempt, FirstBoot, SetupDispatcher
+from station.sync import ENCRYPTION_KEY_FILE
 
 #: A long customer name (the bank's data may carry one) and the longest payee name the payee screen accepts.
 LONG_CUSTOMER_NAME = "欧阳阿卜杜热合曼·买买提明江"
@@ -134,6 +136,16 @@ class Counter:
             yield
 
     @contextmanager
+    def clock_wrong(self) -> Iterator[None]:
+        """The clock set an hour back, behind the journal: "the clock is wrong, call the technician"."""
+        before = self.clock.now
+        self.clock.now = before - timedelta(hours=1)
+        try:
+            yield
+        finally:
+            self.clock.now = before
+
+    @contextmanager
     def day_not_open(self) -> Iterator[None]:
         """No day open (the open day marked closed for the case, then open again)."""
         day = business_day.current_day(self.st)
@@ -142,6 +154,17 @@ class Counter:
             yield
         finally:
             BusinessDay.update(closed_at=None).where(BusinessDay.id == day.id).execute()
+
+    @contextmanager
+    def storage_full(self) -> Iterator[None]:
+        """Storage full: the data folder's file system below its reserve (``station.storage``) for the case; the
+        station notices the room back at its next check."""
+        real = storage.free_bytes
+        storage.free_bytes = lambda st: 0
+        try:
+            yield
+        finally:
+            storage.free_bytes = real
 
     @contextmanager
     def large_print(self) -> Iterator[None]:
@@ -198,6 +221,56 @@ def wrong_pin_reset(name: str) -> None:
 def login_wrong_pin(c):
     c.show("/login", {"agent_id": "S01", "pin": "0000"}, page=c.anon)
     Agent.update(failed_pins=0).where(Agent.agent_id == "S01").execute()
+
+
+def locked_out(agent_id, reach, *, wait=False):
+    """``reach`` with ``agent_id`` locked by wrong PINs (``wait``: made to wait, as the last supervisor is), as
+    they were after the case."""
+
+    def reached(c):
+        agent = Agent.get_by_id(agent_id)
+        c.stack.callback(Agent.update(failed_pins=agent.failed_pins, locked=agent.locked)
+                         .where(Agent.agent_id == agent_id).execute)
+        tries = c.st.policy["agent_pin_tries"]
+        Agent.update(failed_pins=tries, locked=not wait).where(Agent.agent_id == agent_id).execute()
+        if wait:
+            c.stack.callback(c.st.delete_setting, f"pin_wait:{agent_id}")
+            agents.start_wait(c.st, f"pin_wait:{agent_id}", 0)
+        reach(c)
+
+    return reached
+
+
+def second_supervisor(reach):
+    """``reach`` with a second supervisor at the station (removed after the case)."""
+
+    def reached(c):
+        supervisor = Agent.get_by_id(DEMO_AGENTS[1][0])
+        Agent.create(agent_id="S02", name="欧阳秀英 Ouyang Xiuying", role="supervisor",
+                     pin_verifier=supervisor.pin_verifier)
+        c.stack.callback(Agent.delete().where(Agent.agent_id == "S02").execute)
+        reach(c)
+
+    return reached
+
+
+def unlock_code_refused(enrolled: bool):
+    """A wrong unlock code typed for the locked agent A01: refused as wrong (``enrolled``: the station given an
+    encryption key and the server's, as enrollment writes them, for the case), else as not checkable."""
+
+    def reach(c):
+        if enrolled:
+            key_file = c.st.data_dir / ENCRYPTION_KEY_FILE
+            key_file.write_text(key_codecs.encryption_private_to_text(key_codecs.generate_encryption_key()))
+            c.stack.callback(key_file.unlink)
+            c.stack.callback(c.st.config.pop, "server")
+            c.st.config["server"] = {"encryption_jwk": key_codecs.encryption_public_jwk(
+                key_codecs.generate_encryption_key())}
+            c.stack.callback(c.st.delete_setting, bank_unlock.FAILURES_SETTING)
+        c.go("/unlock/code?agent_id=A01", c.anon)
+        c.show("/unlock/code", {"agent_id": "A01", "code": "12345678"}, page=c.anon)
+
+    return locked_out("A01", reach)
 
 
 def op_step(kind, step, **keyed):
@@ -465,6 +538,15 @@ def set_up(path="/setup", data=None, **state):
     return reach
 
 
+def home_clock_wrong(c):
+    """Logged in (nobody's session survives the clock going back) to the home screen that says the clock is wrong;
+    logged out again, before the clock is set right."""
+    c.stack.enter_context(c.clock_wrong())
+    c.show("/login", {"agent_id": "A01", "pin": AGENT_PIN}, page=c.anon)
+    c.stack.callback(c.go, "/login", page=c.anon)  # the next case finds the language toggle where it expects it
+    c.stack.callback(c.post, "/logout", page=c.anon)
+
+
 def set_up_clock_not_set(c):
     c.stack.enter_context(c.first_boot_state(clock=lambda: datetime(1970, 1, 1, tzinfo=UTC)))
     c.go("/setup", page=c.setup)
@@ -479,7 +561,8 @@ SUPERVISED = "12000"  # at least fraud_supervisor_fen: going past the warning ta
 BROKEN_PRINTER = {"kind": "file", "path": "/nonexistent/lp0"}  # above every per-transaction limit: a refusal
 
 
-REFUSED_PAGE = re.compile(r"Failed to load resource: the server responded with a status of (400|404|409|503) .*")
+REFUSED_PAGE = re.compile(
+    r"Failed to load resource: the server responded with a status of (400|404|409|503|507) .*")
 
 
 #: What each screen shows whatever its state: a selector that must be visible once the case has reached it.
@@ -493,6 +576,7 @@ SCREEN_SHOWS = {
     "warning": "#fraud-warning, #warning-form",
     "confirm": "#summary", "pin": "#pin, #pin-locked", "identity": "#id_number", "biller": ".billers",
     "reference": "#reference",
+    "unlock": "#unlock-form, #unlock-code", "unlock code": "#code-form",
 }
 #: What each part of a state's name promises (the parts are separated by ", "); parts not here promise nothing.
 STATE_SHOWS = {
@@ -507,13 +591,17 @@ STATE_SHOWS = {
     "long names": f':text("{LONG_CUSTOMER_NAME}"), :text("{LONG_PAYEE_NAME}")',
     "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
     "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
-    "clock not set": "#clock-not-set", "another station named": "#station-mismatch", "revoked": "#revoked",
+    "clock not set": "#clock-not-set", "clock wrong": "#clock-wrong", "another station named": "#station-mismatch",
+    "revoked": "#revoked", "storage full": "#storage-full",
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
     "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
     "supervisor PIN": "#approve-warning", "approval run out": "#error", "figures changed": "#error",
     "beyond the tolerance": "#variance-reasons", "large print": "body.large",
     "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
+    "locked": "#unlock-code", "supervisor waits": "#error", "their supervisor's PIN": "#unlock-form",
+    "which supervisor": "#supervisor-S02", "no supervisor": "#no-supervisor", "wrong code": "#error",
+    "not enrolled": "#error",
 }
 
 
@@ -539,6 +627,22 @@ CASES = [
     Case("login", "pin", go("/login?agent_id=A01", "anon"), page="anon"),
     Case("login", "wrong PIN", login_wrong_pin, page="anon"),
     Case("login", "idle logout message", go("/login?idle=1", "anon"), page="anon"),
+    Case("login", "clock wrong", with_state("clock_wrong", go("/login", "anon")), page="anon"),
+    Case("login", "pin, clock wrong", with_state("clock_wrong", go("/login?agent_id=A01", "anon")), page="anon"),
+    Case("home", "clock wrong", home_clock_wrong, page="anon"),
+    Case("login", "locked", locked_out("A01", go("/login?agent_id=A01", "anon")), page="anon"),
+    Case("login", "supervisor waits", locked_out("S01", go("/login?agent_id=S01", "anon"), wait=True), page="anon"),
+    Case("unlock", "their supervisor's PIN", locked_out("A01", go("/unlock/?agent_id=A01", "anon")), page="anon"),
+    Case("unlock", "wrong PIN", locked_out("A01", lambda c: (
+        c.go("/unlock/?agent_id=A01", c.anon),
+        c.show("/unlock/", {"agent_id": "A01", "supervisor_id": "S01", "pin": "0000"}, page=c.anon),
+        Agent.update(failed_pins=0).where(Agent.agent_id == "S01").execute())), page="anon"),
+    Case("unlock", "which supervisor", second_supervisor(locked_out("A01", go("/unlock/?agent_id=A01", "anon"))),
+         page="anon"),
+    Case("unlock", "no supervisor", locked_out("S01", go("/unlock/?agent_id=S01", "anon"), wait=True), page="anon"),
+    Case("unlock code", "normal", locked_out("A01", go("/unlock/code?agent_id=A01", "anon")), page="anon"),
+    Case("unlock code", "wrong code", unlock_code_refused(enrolled=True), page="anon"),
+    Case("unlock code", "not enrolled", unlock_code_refused(enrolled=False), page="anon"),
     Case("error", "404 logged out", go("/no/such/screen", "anon"), page="anon"),
     Case("error", "404", go("/no/such/screen")),
     Case("error", "no operation in progress", lambda c: (c.post("/op/cancel"), c.go("/op/deposit/amount"))),
@@ -550,6 +654,12 @@ CASES = [
     Case("home", "large print, half done",
          with_state("large_print", lambda c: (c.op("deposit", customer="long", amount="300"), c.go("/home")))),
     Case("home", "sync failed in the bar", sync_failed_in_bar(go("/home"))),
+    Case("home", "storage full", with_state("storage_full", go("/home"))),
+    Case("home", "storage full, offline warning, half done",
+         with_state("offline_warning", lambda c: (c.op("deposit", customer="long", amount="300"),
+                                                  c.stack.enter_context(c.storage_full()), c.go("/home")))),
+    Case("error", "storage full refused", with_state("storage_full", lambda c: (
+        c.go("/home"), c.show("/op/withdrawal/start")))),
     # withdrawal
     Case("withdrawal customer", "normal", op_step("withdrawal", "customer", customer=None)),
     Case("withdrawal customer", "passbook", lambda c: (c.op("withdrawal", customer=None),

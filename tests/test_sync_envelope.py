@@ -339,3 +339,40 @@ def test_a_tail_that_is_not_text_in_a_signed_body_is_refused(station, journal, s
     with pytest.raises(envelope_errors.BadTailClaim, match="not a compact JWS"):
         envelope.open_batch(sealed, station_id="ST-0001", first=1, last=len(journal), server_encryption_key=server_key,
                             station_signing_jwk=public_jwk(station.signing_key))
+
+
+@pytest.mark.parametrize("applied", [-1, True, 2.0, "3", 2 ** 53, [1]])
+def test_a_downlink_version_that_is_not_one_refuses_the_batch(station, journal, server_key, monkeypatch, applied):
+    """Signed by the station, but not a version the bank can keep (a tampered sealer): refused, never a 500."""
+    with pytest.raises(ValueError, match="downlink_applied"):
+        envelope.seal_batch(journal[:2], station_id=station.station_id, prev=genesis_prev(station.station_id),
+                            signer=station.signer, server_encryption_key=server_key.public_key(),
+                            downlink_applied=applied)
+    monkeypatch.setattr(envelope, "_downlink_version", lambda value: True)
+    sealed = envelope.seal_batch(journal[:2], station_id=station.station_id, prev=genesis_prev(station.station_id),
+                                 signer=station.signer, server_encryption_key=server_key.public_key(),
+                                 downlink_applied=applied)
+    monkeypatch.undo()
+    with pytest.raises(envelope_errors.EnvelopeError, match="downlink_applied") as refused:
+        open_(station, sealed, server_key)
+    assert refused.value.code == "malformed-batch"
+
+
+def test_an_ack_names_its_request_and_version_or_neither(station):
+    signer = Signer(generate_signing_key())
+    encryption = key_codecs.generate_encryption_key()
+    common = dict(signer=signer, station_id=station.station_id, first=1, last=1, acked_through=1, head="h",
+                  rejected={}, server_time=utc_text(station.now()), downlink={},
+                  station_encryption_key=encryption.public_key())
+    opened = {}
+    for request, version in (("r" * 43, 3), (None, None)):
+        answer = acks.make_ack(request=request, downlink_version=version, **common)
+        opened[version] = acks.open_ack(answer, server_signing_jwk=public_jwk(signer.key),
+                                        station_id=station.station_id, station_encryption_key=encryption)
+    assert (opened[3].request, opened[3].downlink_version) == ("r" * 43, 3)
+    assert (opened[None].request, opened[None].downlink_version) == (None, None)
+    for bad in (0, -2, "4", True):
+        answer = acks.make_ack(request="r" * 43, downlink_version=bad, **common)
+        with pytest.raises(envelope_errors.EnvelopeError, match="downlink version"):
+            acks.open_ack(answer, server_signing_jwk=public_jwk(signer.key), station_id=station.station_id,
+                          station_encryption_key=encryption)

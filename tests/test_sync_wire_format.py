@@ -91,6 +91,14 @@ def test_a_tail_claim_is_the_documented_test_vector():
     assert envelope.verify_tail_claim(claim, public_jwk(SIGNING_KEY), STATION)["seq"] == 2000
 
 
+def _meta_of(sealed) -> dict:
+    """The signed meta of a sealed batch of the 40 entries."""
+    plaintext = zlib.decompress(sealing.SUITE.decrypt(sealed.body, ENCRYPTION_KEY,
+                                                      info=b"station-kit/batch/v1|ST-0001|1|40"))
+    body = plaintext[8 + int.from_bytes(plaintext[4:8], "big"):]
+    return json.loads(body[4:4 + int.from_bytes(body[:4], "big")])
+
+
 def test_a_batch_without_a_tail_claim_keeps_its_bytes_and_one_with_it_adds_only_the_member():
     """Older servers read the meta by name, so a tail claim is one more member of the signed meta, nothing else."""
     entries = _entries()
@@ -99,8 +107,28 @@ def test_a_batch_without_a_tail_claim_keeps_its_bytes_and_one_with_it_adds_only_
         sealed = envelope.seal_batch(entries, station_id=STATION, prev=genesis_prev(STATION),
                                      signer=Signer(SIGNING_KEY), server_encryption_key=ENCRYPTION_KEY.public_key(),
                                      tail=tail)
-        plaintext = zlib.decompress(sealing.SUITE.decrypt(sealed.body, ENCRYPTION_KEY,
-                                                          info=b"station-kit/batch/v1|ST-0001|1|40"))
-        body = plaintext[8 + int.from_bytes(plaintext[4:8], "big"):]
-        plain[tail] = json.loads(body[4:4 + int.from_bytes(body[:4], "big")])
+        plain[tail] = _meta_of(sealed)
     assert plain[TAIL_CLAIM] == {**plain[None], "tail": TAIL_CLAIM}
+
+
+def test_a_bound_ack_and_a_batch_naming_its_downlink_add_only_their_members():
+    """Older stations read the ack by name and older banks the batch meta: binding an ack to its request and naming
+    the applied downlink add members, nothing else."""
+    answer = acks.make_ack(signer=Signer(SIGNING_KEY), station_id=STATION, first=1, last=40, acked_through=40,
+                           head="h", rejected={7: "malformed_entry"}, server_time="2026-11-02T12:00:00+00:00",
+                           downlink={}, station_encryption_key=ENCRYPTION_KEY.public_key(), request="r" * 43,
+                           downlink_version=12)
+    payload = verify_token(answer["ack"], SIGNING_KEY)
+    del payload["downlink_sha256"]
+    assert payload == {**json.loads(ACK_PAYLOAD), "request": "r" * 43, "downlink_version": 12}
+    entries = _entries()
+    plain = {}
+    for applied in (None, 7):
+        sealed = envelope.seal_batch(entries, station_id=STATION, prev=genesis_prev(STATION),
+                                     signer=Signer(SIGNING_KEY), server_encryption_key=ENCRYPTION_KEY.public_key(),
+                                     downlink_applied=applied)
+        plain[applied] = _meta_of(sealed)
+        opened = envelope.open_batch(sealed.body, station_id=STATION, first=1, last=40,
+                                     server_encryption_key=ENCRYPTION_KEY, station_signing_jwk=public_jwk(SIGNING_KEY))
+        assert opened.downlink_applied == applied
+    assert plain[7] == {**plain[None], "downlink_applied": 7}

@@ -115,3 +115,62 @@ def test_the_session_cookie_is_samesite_strict_and_httponly(ui_client):
     response = ui_client.post("/lang", data={"lang": "en", "next": "/login"})
     cookie = response.headers["Set-Cookie"]
     assert "SameSite=Strict" in cookie and "HttpOnly" in cookie
+
+
+# -- the agent session is bound to the station: a copied cookie dies with the session ----------------------------
+def session_cookie(client) -> str:
+    return client.get_cookie("session").value
+
+
+def replayed(ui_app, cookie: str):
+    """A new browser (no cookie of its own) that presents ``cookie``, as someone who copied it would."""
+    other = ui_app.test_client()
+    other.set_cookie("session", cookie)
+    return other
+
+
+def test_a_copied_cookie_stops_working_at_logout(ui_app, ui_client, open_drawer):
+    login(ui_client)
+    copied = session_cookie(ui_client)
+    assert replayed(ui_app, copied).get("/home").status_code == 200  # a bearer token while the session lasts
+    ui_client.post("/logout")
+    assert ui_client.get("/home").location == "/login"
+    thief = replayed(ui_app, copied)
+    assert thief.get("/home").location == "/login"
+    assert thief.post("/op/withdrawal/start").location == "/login"
+    assert Operation.select().count() == 0
+
+
+def test_a_copied_cookie_stops_working_after_an_idle_logout(ui_app, ui_client, open_drawer, clock):
+    login(ui_client)
+    ui_client.get("/home")
+    copied = session_cookie(ui_client)
+    clock.advance(seconds=open_drawer.policy["agent_idle_seconds"] + 1)
+    assert ui_client.get("/home").location == "/login?idle=1"
+    # The copy was taken later than the last request the station saw: its own idle time has not run out, but the
+    # session it names has ended at the station.
+    clock.advance(seconds=-open_drawer.policy["agent_idle_seconds"] + 30)
+    assert replayed(ui_app, copied).get("/home").location == "/login"
+
+
+def test_a_lockout_ends_the_agents_sessions(ui_app, ui_client, open_drawer):
+    login(ui_client)
+    assert ui_client.get("/home").status_code == 200
+    for _ in range(open_drawer.policy["agent_pin_tries"]):
+        replayed(ui_app, "").post("/login", data={"agent_id": "A01", "pin": "0000"})
+    assert ui_client.get("/home").location == "/login"
+
+
+def test_a_forged_session_id_is_refused(ui_app, ui_client, open_drawer):
+    """The cookie is signed, so only the app can write one; still, another agent's session id, or one of the wrong
+    type, is no session."""
+    supervisor = ui_app.test_client()
+    login(supervisor, "S01", "2468")
+    with supervisor.session_transaction() as cookie:
+        supervisors_sid = cookie["agent"]["sid"]
+    for sid in (supervisors_sid, ["not", "a", "string"], None):
+        login(ui_client)
+        with ui_client.session_transaction() as cookie:
+            cookie["agent"] = {**cookie["agent"], "sid": sid}
+        assert ui_client.get("/home").location == "/login"
+    assert supervisor.get("/home").status_code == 200

@@ -300,3 +300,44 @@ def test_the_documented_genesis_example_is_right():
     doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
     assert "```\ngenesis|ST-0001\n```" in doc and f"`{genesis_prev('ST-0001')}`" in doc
     assert genesis_prev("ST-0001") == b64url(hashlib.sha256(b"genesis|ST-0001").digest())
+
+
+def edit_rows(st, sql: str) -> None:
+    """Change business rows behind the station's back (a dishonest agent with the SD card, or a flipped bit)."""
+    st.close()
+    conn = sqlite3.connect(st.data_dir / "station.db")
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize(("sql", "entry", "reason"), [
+    ("UPDATE operation SET amount_fen = amount_fen + 100 WHERE type = 'withdrawal'", "withdrawal",
+     "operation row: amount_fen is 50100, the entry says 50000"),
+    ("UPDATE operation SET debit_fen = 0 WHERE type = 'withdrawal'", "withdrawal",
+     "operation row: debit_fen is 0, the entry says 50000"),
+    ("UPDATE operation SET status = 'reversed' WHERE type = 'withdrawal'", "withdrawal",
+     "status is reversed, the journal says standing (nothing undid it)"),
+    ("UPDATE operation SET status = 'recorded' WHERE type = 'deposit'", "deposit",
+     "status is standing, the journal says reversed"),
+    ("UPDATE operation SET details = json_set(details, '$.ref', '1111111111') WHERE type = 'bill_payment'",
+     "bill_payment", "operation row: details hold ref='1111111111', the entry says '9876543210'"),
+    ("DELETE FROM operation WHERE type = 'withdrawal'", "withdrawal", "has no operation row"),
+    ("UPDATE business_day SET cash_fen = cash_fen + 1", "day_close",
+     "business_day 1: cash_fen is 2958851, the entry says 2958850"),
+    ("UPDATE business_day SET counted_fen = 0", "day_close", "counted_fen is 0, the entry says 2000000"),
+])
+def test_rows_that_no_longer_say_what_their_entry_says_are_reported_by_its_seq(day, sql, entry, reason):
+    seq = entries_by_type(day)[entry][0]
+    edit_rows(day, sql)
+    code, result = verify_station(day)
+    assert code == 1 and result["intact"] is False
+    assert any(problem_seq == seq and reason in text for problem_seq, text in reasons(result)), reasons(result)
+
+
+def test_the_text_output_says_broken_at_the_first_problems_seq(day):
+    seq = entries_by_type(day)["withdrawal"][0]
+    edit_rows(day, "UPDATE operation SET fee_fen = 7 WHERE type = 'withdrawal'")
+    result = CliRunner().invoke(cli, ["verify-journal", "--data-dir", str(day.data_dir)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Journal of ST-0001 BROKEN at seq {seq}: operation row: fee_fen is 7")

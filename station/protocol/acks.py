@@ -5,9 +5,16 @@ their reasons (every other entry of the range is settled), server time, and the 
 (what the station needs from the bank next), which is compressed and sealed with HPKE to the
 station's X25519 key (``station.protocol.sealing``; the ``info`` binds station id and acked-through seq).
 
+An ack is bound to the request it answers (docs/protocol.md, "Ack and downlink"): ``request`` is the SHA-256 of the
+sealed batch the bank received (:func:`request_digest`; every sealing is unique, HPKE's ephemeral key sees to it),
+and ``downlink_version`` numbers the station's downlinks, only ever increasing. A station refuses an ack whose
+``request`` is not its own request's (an old answer replayed) and applies a downlink only when its version is newer
+than the last one it applied. Both members are present in every answer of a bank of this release, and absent (None)
+in an older bank's.
+
 Guarantees of :func:`open_ack`: an :class:`Ack` is returned only when the JWS verifies with the pinned server key,
 names this station, and the downlink is exactly the one the ack hashes and decrypts with the station's key; every
-refusal is an :class:`EnvelopeError`.
+refusal is an :class:`EnvelopeError`. Whether it answers the request sent is the caller's to check (``request``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from station.protocol.tokens import (
     b64url,
     b64url_decode,
     canonical_json,
+    is_integer,
     verification_key,
     verify_token,
 )
@@ -44,6 +52,15 @@ class Ack:
     rejected: dict[int, str]
     server_time: str
     downlink: dict
+    #: :func:`request_digest` of the sealed batch this ack answers (None: an older bank's ack, bound to nothing).
+    request: str | None = None
+    #: The downlink's version, increasing per station (None: an older bank's ack).
+    downlink_version: int | None = None
+
+
+def request_digest(sealed_body: bytes) -> str:
+    """What binds an ack to its request: base64url SHA-256 of the sealed batch exactly as sent."""
+    return b64url(hashlib.sha256(sealed_body).digest())
 
 
 def make_ack(
@@ -58,8 +75,13 @@ def make_ack(
     server_time: str,
     downlink: Mapping,
     station_encryption_key: X25519PublicKey,
+    request: str | None = None,
+    downlink_version: int | None = None,
 ) -> dict:
-    """The response body of an accepted batch: ``{"ack": JWS, "downlink": base64url(HPKE sealed)}``."""
+    """The response body of an accepted batch: ``{"ack": JWS, "downlink": base64url(HPKE sealed)}``.
+
+    ``request`` (:func:`request_digest` of the batch answered) and ``downlink_version`` go in the signed payload when
+    given; without them the payload is exactly what banks signed before acks were bound to their request."""
     sealed = seal(canonical_json(dict(downlink)), station_encryption_key,
                   info=downlink_info(station_id, acked_through), level=6)
     payload = {
@@ -74,6 +96,10 @@ def make_ack(
         "server_time": server_time,
         "downlink_sha256": b64url(hashlib.sha256(sealed).digest()),
     }
+    if request is not None:
+        payload["request"] = request
+    if downlink_version is not None:
+        payload["downlink_version"] = downlink_version
     return {"ack": signer.sign(payload), "downlink": b64url(sealed)}
 
 
@@ -97,6 +123,11 @@ def open_ack(
     plain = unseal(sealed, station_encryption_key, info=downlink_info(station_id, payload["acked_through"]),
                    refusal="the downlink does not decrypt with the station's key")
     downlink = json.loads(plain)
+    request, version = payload.get("request"), payload.get("downlink_version")
+    if request is not None and not isinstance(request, str):
+        raise EnvelopeError("the ack's request is not text")
+    if version is not None and not (is_integer(version) and version >= 1):
+        raise EnvelopeError("the ack's downlink version is not a positive integer")
     return Ack(
         station_id=station_id,
         first=payload["first"],
@@ -106,4 +137,6 @@ def open_ack(
         rejected={int(seq): reason for seq, reason in payload.get("rejected", {}).items()},
         server_time=payload["server_time"],
         downlink=downlink,
+        request=request,
+        downlink_version=version,
     )

@@ -314,9 +314,19 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     _spec(EntryType.AGENT_PIN_FAILED, {
         "agent": _AGENT,
         "failures": Field(Kind.COUNT, doc="consecutive"),
-        "locked": Field(Kind.BOOLEAN, doc="true at the 5th"),
+        "locked": Field(Kind.BOOLEAN, doc="true at the 5th, never for the last supervisor who can log in"),
+        "wait_seconds": _optional(Kind.COUNT, "the last supervisor who can log in, from the 5th: how long they wait "
+                                              "before the next try (instead of a lock)"),
     }),
-    _spec(EntryType.AGENT_UNLOCKED, {"agent": _AGENT, "supervisor": Field(Kind.ID)}),
+    _spec(EntryType.AGENT_UNLOCKED, {
+        "agent": _AGENT,
+        "by": Field(Kind.ID, required=False, choices=("supervisor", "technician", "bank_code"),
+                    doc="who unlocked: a `supervisor` on the screen (also when absent), the `technician` at the "
+                        "device, or the bank by a one-time code read out (`bank_code`)"),
+        "supervisor": _optional(Kind.ID, "with `by` supervisor: the supervisor whose PIN the station checked (never "
+                                         "journaled); one the station added"),
+        "code_counter": _optional(Kind.COUNT, "with `by` bank_code: the counter of the code the bank issued"),
+    }, doc="wrong PINs' lock or wait lifted"),
     _spec(EntryType.CUSTOMER_PIN_FAILED, {
         "account": _ACCOUNT,
         "agent": _AGENT,

@@ -13,6 +13,10 @@ The bank keeps the newest one (``station_tail``), so reconciliation can prove th
 they never arrived (``missing_tail``); it is a JWS of its own, not just a field of the batch, because the batch
 signature covers bytes the bank does not keep, while the claim is small enough to store and verify again at any time.
 
+A batch (a heartbeat too) of a station of this release also says which downlink it applied last
+(``downlink_applied`` in the signed meta: the ``downlink_version`` of that ack, 0 for none, asking for everything):
+the bank then sends only what changed since (``sync_server.downlink_versions``), and a lost answer is sent again.
+
 Guarantees of :func:`open_batch`: an opened batch is exactly ``last - first + 1`` entries, each signed by the
 station key, chained onto the declared ``prev`` and ending at the declared ``head``, and its tail claim, when it
 has one, verifies with the station key (:func:`verify_tail_claim`); nothing of a batch is returned unless all of
@@ -75,6 +79,8 @@ HEADER_PUSH = "X-Sync-Push"
 #: A sealed batch larger than this is refused before any work is done (2G links never send this much at once).
 MAX_SEALED_BYTES = 2 * 1024 * 1024
 MAX_BATCH_ENTRIES = 5000
+#: The largest downlink version a batch may name (JSON's safe integers; the bank keeps it in a BIGINT).
+MAX_DOWNLINK_VERSION = 2 ** 53 - 1
 SIGNATURE_BYTES = 64
 #: What a sealed batch may expand to, bounded before anything is inflated or verified (a few kB of zlib can
 #: inflate to megabytes that a signature check would then hash): at most this much per entry of the declared range
@@ -136,6 +142,8 @@ class Batch:
     entries: list[OpenedEntry] = field(default_factory=list)
     #: The station's signed claim of its journal's end when it sealed the batch; None from a station that sends none.
     tail: TailClaim | None = None
+    #: The version of the last downlink the station applied (0: none, send everything); None from an older station.
+    downlink_applied: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,12 +174,14 @@ def seal_batch(
     signer: Signer,
     server_encryption_key: X25519PublicKey,
     tail: str | None = None,
+    downlink_applied: int | None = None,
 ) -> SealedBatch:
     """Build, sign, compress and seal a batch of ``(seq, token)`` pairs (gapless, ascending).
 
     ``prev`` is the chain head before the first entry (the ``prev`` of the first entry's payload). ``tail``: the
     station's tail claim (:func:`make_tail_claim`), carried in the signed body; without it the body is exactly what
-    stations sent before tail claims existed.
+    stations sent before tail claims existed. ``downlink_applied``: the version of the last downlink the station
+    applied (0: none); without it the bank sends every customer, as to stations before downlink versions.
     """
     if not entries:
         raise ValueError("a batch holds at least one entry")
@@ -180,6 +190,8 @@ def seal_batch(
         raise ValueError("a batch is a gapless run of entries")
     if tail is not None and not isinstance(tail, str):
         raise ValueError("a tail claim is a compact JWS string")
+    if downlink_applied is not None and not _downlink_version(downlink_applied):
+        raise ValueError(f"downlink_applied is an integer of 0 to {MAX_DOWNLINK_VERSION}")
     run = compact_entries(entries, station_id)
     meta = {
         "v": ENVELOPE_VERSION,
@@ -193,6 +205,8 @@ def seal_batch(
     }
     if tail is not None:
         meta["tail"] = tail
+    if downlink_applied is not None:
+        meta["downlink_applied"] = downlink_applied
     body_json = canonical_json(meta)
     body = struct.pack(">I", len(body_json)) + body_json + run.signatures
     signed = _sign_detached(signer, body)
@@ -364,7 +378,14 @@ def open_batch(
     if not checked:
         _verify_detached(detached, body, batch_key)
     tail = _open_tail(meta, station_id, batch_key.as_dict(private=False))
-    return Batch(station_id, first, last, prev, meta.get("head"), opened, tail)
+    applied = meta.get("downlink_applied")
+    if applied is not None and not _downlink_version(applied):
+        raise EnvelopeError(f"the batch's downlink_applied is not an integer of 0 to {MAX_DOWNLINK_VERSION}")
+    return Batch(station_id, first, last, prev, meta.get("head"), opened, tail, applied)
+
+
+def _downlink_version(value) -> bool:
+    return is_integer(value) and 0 <= value <= MAX_DOWNLINK_VERSION
 
 
 def max_batch_plain_bytes(sealed_bytes: int, entries: int) -> int:

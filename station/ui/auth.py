@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
 
-from station import agents
+from station import agents, errors
 from station.db import Agent
 from station.errors import StationError
 from station.ui.common import (
     LOCALES,
     Idle,
     agent_session_to_cookie,
+    clock_stop,
     end_session,
     idle_seconds,
     login_required,
     station,
     translate_error,
 )
+from station.ui.unlock import unlocking_supervisors
 
 bp = Blueprint("auth", __name__)
 
@@ -33,14 +35,28 @@ def login():
     if request.method == "POST":
         try:
             agent = agents.login_agent(st, agent_id, request.form.get("pin", ""))
+            sid = agents.bind_session(st, agent)
         except StationError as err:
             error = translate_error(err)
         else:
             end_session()
-            session["agent"] = agent_session_to_cookie(agent, st.now())
+            session["agent"] = agent_session_to_cookie(agent, st.now(), sid)
             return redirect(url_for("home.home"))
-    chosen = next((a for a in roster if a.agent_id == agent_id), None)
-    return render_template("login.html", agents=roster, chosen=chosen, error=error)
+    chosen = Agent.get_or_none(Agent.agent_id == agent_id)  # read after the PIN: it may have locked them
+    blocked = wait = None
+    if chosen is not None and agents.needs_unlock(st, chosen):
+        # Why this person cannot type a PIN now, and the ways out (station.ui.unlock) instead of the PIN pad.
+        wait = agents.pin_wait(st, chosen.agent_id)
+        blocked = "waiting" if wait else ("locked" if chosen.locked else None)
+        if blocked == "locked":
+            error = translate_error(errors.AgentLocked())
+        elif blocked == "waiting":
+            error = translate_error(agents.waiting_error(st, errors.AgentWaiting, wait))
+    # The page reloads itself as the minutes shrink, and when the wait ends (the PIN pad is back).
+    refresh = f"{min(wait, 60) + 1};url={url_for('auth.login', agent_id=agent_id)}" if wait else None
+    return render_template("login.html", agents=roster, chosen=chosen, error=error, blocked=blocked,
+                           can_supervise=bool(blocked and unlocking_supervisors(chosen)), refresh=refresh,
+                           clock=clock_stop(st))
 
 
 @bp.post("/logout")

@@ -10,7 +10,7 @@ from flask import current_app, g, redirect, request, session, url_for
 from flask_babel import format_datetime, format_time, get_locale, gettext
 
 from station import agents, business_day, limits, receipts
-from station.device_state import revocation
+from station.device_state import CLOCK_TOLERANCE, DeviceState, clock_state, revocation
 from station.errors import N_, StationError
 from station.journal import journal_head
 from station.link import link_status
@@ -43,11 +43,12 @@ REASON_WORDS = {
     "revoked": N_("the bank has revoked this station"),
     "bad_answer": N_("the bank's answer could not be verified"),
     "flagged": N_("the bank has stopped taking this station's records"),
+    "storage_full": N_("the storage of this device is full"),
     "local": N_("a problem on this device"),
 }
 #: What the agent should do after a failed sync, by reason; the rest: wait, the station syncs by itself.
 CALL_THE_BANK = frozenset({"revoked", "flagged", "http_4xx", "not_enrolled"})
-CALL_THE_TECHNICIAN = frozenset({"local", "tls", "bad_answer"})
+CALL_THE_TECHNICIAN = frozenset({"local", "tls", "bad_answer", "storage_full"})
 #: Warn on the status bar from this share of an offline limit (age, unsynced amount or count) on.
 OFFLINE_WARNING_SHARE = 0.75
 #: What a revoked station still serves, none of it a new operation: its revoked screen, logging in and out, the
@@ -101,9 +102,11 @@ def translate_error(err: StationError) -> str:
 
 
 # -- the agent session ------------------------------------------------------------------------------------
-def agent_session_to_cookie(agent: agents.AgentSession, now: datetime) -> dict:
-    """The agent session as the signed cookie keeps it, with the time of the last request."""
+def agent_session_to_cookie(agent: agents.AgentSession, now: datetime, sid: str) -> dict:
+    """The agent session as the signed cookie keeps it, with the time of the last request and the id of the
+    station's record of it (``agents.bind_session``: the cookie works only while that record is there)."""
     return {
+        "sid": sid,
         "agent_id": agent.agent_id,
         "name": agent.name,
         "role": agent.role,
@@ -135,7 +138,14 @@ def idle_seconds() -> int:
 
 
 def end_session() -> None:
-    """Forget the agent and any half-keyed operation; keep the language choice."""
+    """End the agent's session at the station (every copy of the cookie stops working) and forget the agent and any
+    half-keyed operation; keep the language choice."""
+    agents.unbind_session(station(), (session.get("agent") or {}).get("sid"))
+    forget_agent()
+
+
+def forget_agent() -> None:
+    """Forget the agent and any half-keyed operation in this cookie alone; keep the language choice."""
     lang = session.get("lang")
     session.clear()
     if lang:
@@ -143,19 +153,34 @@ def end_session() -> None:
 
 
 def load_agent() -> None:
-    """Before each request: log the agent out after the idle period (by the station's clock), else touch."""
+    """Before each request: honour the cookie only while the station holds its session (``agents.session_bound``:
+    not after a logout, even with a copy of the cookie); log the agent out after the idle period, or when the clock
+    reads before the last request (set back: the idle time cannot be measured, and must not stretch); else touch."""
     data = session.get("agent")
     if not data or request.endpoint == "static":
         return
-    now = station().now()
+    st = station()
+    if not agents.session_bound(st, data.get("sid"), data.get("agent_id")):
+        forget_agent()  # whatever session it names is not this cookie's to end
+        return
+    now = st.now()
     last_seen = parse_utc(data["last_seen"])
-    expired = now >= parse_utc(data["expires_at"])
-    if expired or now - last_seen > timedelta(seconds=idle_seconds()):
+    if now < last_seen - CLOCK_TOLERANCE or not agents.session_current(st, current_agent()):
+        end_session()
+        return
+    if now - last_seen > timedelta(seconds=idle_seconds()):
         end_session()
         g.logged_out_idle = True
         return
     data["last_seen"] = utc_text(now)
     session["agent"] = data
+
+
+def clock_stop(st) -> str | None:
+    """``clock_not_set`` or ``clock_wrong`` while the clock stops new operations (``station.device_state``), else
+    None: the home and login screens say which."""
+    state = clock_state(st)
+    return None if state is DeviceState.READY else state.value
 
 
 def revoked_gate():

@@ -17,6 +17,7 @@ from station.protocol.times import parse_utc
 from station.ui.common import (
     SyncNotConfigured,
     bar_time,
+    clock_stop,
     login_required,
     station,
     sync_failure_message,
@@ -32,18 +33,21 @@ VISIT_TYPES = types_where(home_tile=True)
 OPENING_HOURS = range(7, 20)
 #: How long "sync now" waits for the bank before it says the sync is still running (the sync goes on regardless).
 SYNC_NOW_WAIT_SECONDS = 20
-#: While the clock is not set, the home screen reloads itself this often to notice network time arriving.
+#: While the clock is not set (or the storage is full), the home screen reloads itself this often to notice network
+#: time arriving (or space freed).
 CLOCK_POLL_SECONDS = 10
 
 
 @bp.get("/home")
 @login_required
 def home():
-    """The home tiles; while the clock is not set, a notice instead of the day's and no operation tile. An operation
+    """The home tiles; while the storage is full or the clock is not set (or is wrong: call the technician), a notice
+    instead of the day's and no operation tile (the screen reloads itself to notice the state end). An operation
     left half done is listed above them with Resume and Cancel."""
-    clock_not_set = device_state(station()) is DeviceState.CLOCK_NOT_SET
-    return render_template("home.html", day_open=business_day.current_day(station()) is not None,
-                           clock_not_set=clock_not_set, poll=CLOCK_POLL_SECONDS if clock_not_set else None,
+    clock = clock_stop(station())
+    storage = device_state(station()) is DeviceState.STORAGE_FULL
+    return render_template("home.html", day_open=business_day.current_day(station()) is not None, clock=clock,
+                           storage_full=storage, poll=CLOCK_POLL_SECONDS if clock or storage else None,
                            pending=half_done_summary())
 
 

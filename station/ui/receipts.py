@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 
 import segno
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext
 from markupsafe import Markup
 
 from station import agents, online, operations, printing, receipts
 from station.db import Agent, Biller, Customer, JournalEntry, Operation, PrintedReceipt
-from station.errors import REJECTION_REASONS, StationError
+from station.errors import REJECTION_REASONS, StationError, StorageFull
 from station.link import should_ask_bank
 from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, OperationState, printable_text
 from station.protocol.times import parse_utc
@@ -118,6 +118,17 @@ def reversal_shown(receipt: receipts.Receipt) -> dict | None:
             "cash_back": max(receipt.cash_fen, 0), "cash_paid": max(-receipt.cash_fen, 0)}
 
 
+def unsaved_print_marks() -> set[int]:
+    """Receipts printed while the storage was full, whose "printed" mark could not be saved: kept in memory, so
+    their later copies are still marked 重印 DUPLICATE."""
+    return current_app.extensions.setdefault("unsaved_print_marks", set())
+
+
+def printed_before(seq: int) -> bool:
+    """A paper copy of receipt ``seq`` came out before."""
+    return seq in unsaved_print_marks() or PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None
+
+
 def _show(seq: int, error: str | None = None, status: int = 200):
     receipt = receipt_at(seq)
     if receipt is None:
@@ -132,7 +143,7 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         qr=qr_svg(receipt.token),
         types=TYPE_LABELS,
         statuses=STATUS_LABELS,
-        printed=PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None,
+        printed=printed_before(seq),
         reversible=op is not None and operations.may_reverse(station(), op),
         cancellable=op is not None and online.transfer_cancellable(station(), op),
         cancel_until=local_time(until, "HH:mm") if until else None,
@@ -160,15 +171,21 @@ def print_copy(seq):
     receipt = receipt_at(seq)
     if receipt is None:
         abort(404)
-    printed_before = PrintedReceipt.get_or_none(PrintedReceipt.seq == seq) is not None
     try:
-        printing.print_receipt(st, receipt, duplicate=printed_before)
+        printing.print_receipt(st, receipt, duplicate=printed_before(seq))
     except StationError as err:
         # The operation stays recorded; the person can retry once the printer is fixed.
         return _show(seq, translate_error(err), 503)
-    PrintedReceipt.insert(seq=seq, first_printed_at=st.now()).on_conflict(
-        conflict_target=[PrintedReceipt.seq], update={PrintedReceipt.prints: PrintedReceipt.prints + 1}
-    ).execute()
+    try:
+        with st.write():
+            PrintedReceipt.insert(seq=seq, first_printed_at=st.now()).on_conflict(
+                conflict_target=[PrintedReceipt.seq], update={PrintedReceipt.prints: PrintedReceipt.prints + 1}
+            ).execute()
+    except StorageFull:
+        # The paper came out all the same: a reprint is no new operation, and the mark waits in memory.
+        unsaved_print_marks().add(seq)
+    else:
+        unsaved_print_marks().discard(seq)
     flash(gettext("Printed."))
     return redirect(url_for("receipts.show", seq=seq))
 

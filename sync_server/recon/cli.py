@@ -18,6 +18,7 @@ from peewee import DatabaseError, InterfaceError, OperationalError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from station.protocol.commands import GuardedGroup
 from station.protocol.times import parse_utc
 from sync_server.db import DEFAULT_DATABASE_URL, SchemaOutdated, SchemaTooNew, check_schema, connect_url, db_proxy
 from sync_server.recon import report
@@ -101,7 +102,7 @@ def _write(text: str, output: str | None) -> None:
         raise ReconError(f"Cannot write {output}: {exc.strerror}.") from exc
 
 
-@click.group()
+@click.group(cls=GuardedGroup)
 def cli():
     """Central reconciliation: prove that every operation arrived, unaltered, and agrees with the ledger to the fen.
 

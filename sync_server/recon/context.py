@@ -13,14 +13,14 @@ from zoneinfo import ZoneInfo
 from peewee import Database
 
 from sync_server.db import is_postgres
-from sync_server.policy import server_policy, station_policy
+from sync_server.policy import CLOCK_OFFSET_MAX_MS, server_policy, station_policy
 
 #: What recon reads from the server policy (``recon`` key), with these defaults.
 DEFAULT_RECON_POLICY = {
     #: An active station that has not synced for longer than this is ``station_silent``.
     "station_silent_hours": 48,
     #: A station clock further than this from the bank's (the last sync's measurement) is ``clock_offset``.
-    "clock_offset_max_ms": 5 * 60 * 1000,
+    "clock_offset_max_ms": CLOCK_OFFSET_MAX_MS,
     #: A day close whose counted cash differs from the expected drawer by more than this is ``cash_variance``.
     "cash_variance_tolerance_fen": 1_000,
 }
