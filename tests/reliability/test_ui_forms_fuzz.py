@@ -182,6 +182,18 @@ class Target:
     day_open: bool = True
     #: The form is on a receipt: a deposit and a transfer are recorded first.
     on_receipt: bool = False
+    #: What the station must have been through for the form to show (called once, with the station bound).
+    prepare: Callable | None = None
+
+
+def lock_the_agent(st_) -> None:
+    """Five wrong PINs lock agent A01: the login screen then offers the unlock screens."""
+    from station import agents
+    from station.errors import StationError
+
+    for _ in range(5):
+        with pytest.raises(StationError):
+            agents.login_agent(st_, "A01", "0000")
 
 
 def _op_step(kind: str, step: str) -> Target:
@@ -233,6 +245,10 @@ TARGETS = [
     Target("day.open_day", "open the day", _fixed("/day/open", "/day/open"), day_open=False),
     Target("day.close_day", "close the day", _fixed("/day/close", "/day/close")),
     Target("voice.voice", "customer voice", _fixed("/voice/", "/voice/")),
+    Target("unlock.by_supervisor", "unlock by a supervisor", _fixed("/unlock/?agent_id=A01", "/unlock/"),
+           prepare=lock_the_agent),
+    Target("unlock.by_code", "unlock by the bank's code", _fixed("/unlock/code?agent_id=A01", "/unlock/code"),
+           prepare=lock_the_agent),
 ]
 
 
@@ -363,6 +379,8 @@ def test_no_form_takes_hostile_input_badly(counter_station, station, agent, prin
         business_day.open_day(station, agent, {"10000": 300})
     if target.on_receipt:
         made = record_receipts(counter)
+    if target.prepare is not None:
+        target.prepare(station)
 
     @fuzz_settings(quick=6, full=200)
     @given(form=st.data())
