@@ -381,6 +381,7 @@ REASON_WORDS = {
     "unreachable": "network unreachable",
     "http_5xx": "the server answered with an error (5xx)",
     "http_4xx": "the bank refused the request (4xx)",
+    "busy": "the server is busy (429): tried again later",
     "revoked": "the bank revoked this station",
     "bad_answer": "an answer that is not the bank's (does not verify)",
     "flagged": "the bank flagged this station after a fork",

@@ -53,7 +53,7 @@ PERSIST_SECONDS = 15
 #: Reasons that mean the bank cannot be reached at all: offline at the first one.
 HARD_REASONS = frozenset({"dns", "refused", "tls", "revoked", "not_enrolled"})
 #: Every reason a failure can have (the screens word each one).
-REASONS = ("dns", "refused", "tls", "timeout", "reset", "http_5xx", "http_4xx", "revoked", "bad_answer",
+REASONS = ("dns", "refused", "tls", "timeout", "reset", "http_5xx", "http_4xx", "busy", "revoked", "bad_answer",
            "not_enrolled", "unreachable")
 
 _lock = threading.Lock()

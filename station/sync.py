@@ -115,13 +115,15 @@ class ServerUnreachable(SyncError):
 
 class SyncRefused(SyncError):
     """The server refused with a problem+json body (``problem``), or its answer is not the bank's
-    (``reason`` ``bad_answer``, status 502)."""
+    (``reason`` ``bad_answer``, status 502). A 5xx and a 429 (the bank's rate limit, reason ``busy``) are worth
+    retrying; ``retry_after``: the seconds a 429 asked to wait (its ``Retry-After``), else 0."""
 
     def __init__(self, message: str, problem: dict | None = None, status: int | None = None,
-                 reason: str | None = None):
+                 reason: str | None = None, retry_after: float = 0.0):
         self.problem = problem or {}
         self.status = status
-        self.retryable = status is not None and status >= 500
+        self.retryable = status is not None and (status >= 500 or status == 429)
+        self.retry_after = retry_after
         super().__init__(message, reason or self._reason())
 
     def _reason(self) -> str:
@@ -130,7 +132,15 @@ class SyncRefused(SyncError):
             return "revoked"
         if problem_type in (PROBLEM_TYPE_PREFIX + "station-flagged", PROBLEM_TYPE_PREFIX + "fork"):
             return "flagged"
+        if self.status == 429:
+            return "busy"
         return "http_5xx" if self.retryable else "http_4xx"
+
+
+def retry_after_seconds(response: requests.Response) -> float:
+    """The wait a 429 answer asks for (``Retry-After`` in seconds; an HTTP date or nonsense counts as none)."""
+    value = response.headers.get("Retry-After", "") if response.status_code == 429 else ""
+    return float(value) if value.isascii() and value.isdigit() else 0.0
 
 
 class EnrollError(RuntimeError):
@@ -395,7 +405,7 @@ def send_batch(st: Station, sealed: envelope.SealedBatch, http: requests.Session
     if response.status_code != 200:
         message, problem = _problem_message(response)
         raise SyncRefused(f"The bank refused batch {sealed.first}-{sealed.last}: {message}", problem,
-                          response.status_code)
+                          response.status_code, retry_after=retry_after_seconds(response))
     try:
         return response.json()
     except ValueError as exc:
@@ -646,8 +656,10 @@ def _sync_once(st, *, http, attempts, sleep, rng, max_batches, push) -> SyncResu
                         break
                     if not exc.retryable or attempt == attempts - 1:
                         raise
-                    sleep(backoff_delay(attempt, sync_setting(st, "backoff_base"), sync_setting(st, "backoff_cap"),
-                                        rng))
+                    cap = sync_setting(st, "backoff_cap")
+                    # A rate-limited station waits at least what the bank asked (never past the cap).
+                    asked = min(getattr(exc, "retry_after", 0.0), cap)
+                    sleep(max(asked, backoff_delay(attempt, sync_setting(st, "backoff_base"), cap, rng)))
             if ack is None:
                 continue
             apply_ack(st, ack, sealed)

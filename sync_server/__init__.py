@@ -1,9 +1,10 @@
 """The bank's sync server: Flask API, central double-entry ledger, PostgreSQL or SQLite via peewee.
 
-``create_app`` reads ``DATABASE_URL`` and ``SYNC_SERVER_KEYS_DIR`` (or ``test_config``) and refuses a database
-whose schema is not the code's (run ``sync-server init-db``). Workers keep no state that matters between requests
-(everything is in the database and the keys folder, so gunicorn may run several); each process has its own
-PostgreSQL connection pool, and each request takes one connection from it and gives it back.
+``create_app`` reads ``DATABASE_URL``, ``SYNC_SERVER_KEYS_DIR`` and the rate limits (``sync_server.ratelimits``) (or
+``test_config``) and refuses a database whose schema is not the code's (run ``sync-server init-db``). Workers keep
+no state that matters between requests (everything is in the database and the keys folder, so gunicorn may run
+several; the rate limits' counts are each worker's own unless they are kept in a shared store); each process has its
+own PostgreSQL connection pool, and each request takes one connection from it and gives it back.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from station.protocol.envelope import MAX_SEALED_BYTES
 from sync_server.db import DEFAULT_DATABASE_URL, check_schema, connect_url, db_proxy
 from sync_server.keys import load_keys
 from sync_server.problems import PROBLEM_CONTENT_TYPE, Problem
+from sync_server.ratelimits import install_rate_limits, rate_limit_defaults, retry_after_seconds
 
 DEFAULT_KEYS_DIR = "sync-server-keys"
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ def database_for(url: str):
     return _databases[url]
 
 
-_HTTP_SLUGS = {400: "malformed-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+_HTTP_SLUGS = {400: "malformed-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large",
+               429: "rate-limited"}
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -43,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         DATABASE_URL=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
         SYNC_SERVER_KEYS_DIR=os.environ.get("SYNC_SERVER_KEYS_DIR", DEFAULT_KEYS_DIR),
         MAX_CONTENT_LENGTH=MAX_SEALED_BYTES,
+        **rate_limit_defaults(),
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
@@ -59,6 +63,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from sync_server.api import bp
 
     app.register_blueprint(bp)
+    limiter = install_rate_limits(app)
 
     # One connection per request: on PostgreSQL taken from this process's pool and given back at teardown.
     @app.before_request
@@ -82,6 +87,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         slug = _HTTP_SLUGS.get(exc.code, "malformed-request")
+        if slug == "rate-limited":
+            response = problem_response(Problem(slug, f"Too many requests ({exc.description}); retry later."))
+            response.headers["Retry-After"] = str(retry_after_seconds(limiter))
+            return response
         return problem_response(Problem(slug, exc.description or slug))
 
     @app.errorhandler(Exception)

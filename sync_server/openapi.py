@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from station.protocol import authorizations
+from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from sync_server.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, PROBLEMS
 
 
 def _problem_responses(*slugs: str) -> dict:
+    """The problem+json responses of ``slugs``; every operation is rate limited (``rate-limited``, 429, with
+    ``Retry-After``) and may fail unexpectedly (``internal-error``)."""
     responses: dict = {}
-    for slug in slugs:
+    for slug in (*slugs, "rate-limited", "internal-error"):
         status = str(PROBLEMS[slug][0])
         entry = responses.setdefault(status, {"description": "", "content": {
             PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+        if f"{PROBLEM_TYPE_PREFIX}{slug}" in entry["description"]:
+            continue
         entry["description"] = (entry["description"] + " " if entry["description"] else "") + \
             f"{PROBLEM_TYPE_PREFIX}{slug}"
+        if slug == "rate-limited":
+            entry["headers"] = {"Retry-After": {"description": "seconds to wait before asking again",
+                                                "required": True, "schema": {"type": "string",
+                                                                             "pattern": "^[0-9]+$"}}}
     return responses
 
 
@@ -108,7 +117,8 @@ SCHEMAS = {
 
 def openapi_document() -> dict:
     """The OpenAPI 3.1 document served at ``/api/v1/openapi.json``."""
-    station_param = {"name": "station_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    station_param = {"name": "station_id", "in": "path", "required": True, "schema": {
+        "type": "string", "pattern": f"^{STATION_ID_PATTERN.pattern}$", "examples": ["ST-0001"]}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "station kit sync server", "version": "1.0.0",
@@ -119,7 +129,7 @@ def openapi_document() -> dict:
                 **_problem_responses("internal-error")}}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {
                 "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {
-                    "type": "object"}}}}}}},
+                    "type": "object"}}}}, **_problem_responses()}}},
             "/api/v1/enroll": {"post": {
                 "summary": "Enroll a station with a one-time code",
                 "requestBody": {"required": True, "content": _json("EnrollRequest")},

@@ -23,6 +23,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "gap": (409, "The batch does not start right after the last acknowledged entry"),
     "invalid-entry": (422, "An entry of the batch does not verify"),
     "too-large": (413, "The batch or request is too large"),
+    "rate-limited": (429, "Too many requests; retry after the time Retry-After says"),
     "malformed-authorization": (400, "The authorization request is not well-formed"),
     "clock-skew": (400, "The request's time is too far from the bank's"),
     "replayed": (409, "The request's nonce has been used before"),

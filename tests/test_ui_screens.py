@@ -385,6 +385,9 @@ def test_sync_now_reports_how_the_sync_ended(agent_client, ui_app, outcome, zh, 
         ("http_5xx", "同步失败：银行服务器出错。记录都保存在本机，网络恢复后会自动上传。",
          "Sync failed: the bank's server had an error. Records stay on this device and go to the bank when the "
          "link is back."),
+        ("busy", "同步失败：银行服务器繁忙。记录都保存在本机，网络恢复后会自动上传。",
+         "Sync failed: the bank's server is busy. Records stay on this device and go to the bank when the link is "
+         "back."),
         ("revoked", "同步失败：本站已被银行停用。请联系银行。",
          "Sync failed: the bank has revoked this station. Call the bank."),
         ("flagged", "同步失败：银行已暂停接收本站的记录。请联系银行。",

@@ -63,6 +63,8 @@ HEADER_NONCE = "X-Authorization-Nonce"
 NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 #: Largest sealed request or answer, in bytes: both are a few hundred.
 MAX_SEALED_BYTES = 16 * 1024
+#: Largest signed request or answer once decompressed: what is beyond is never inflated, nor hashed to verify.
+MAX_PLAIN_BYTES = 16 * 1024
 
 #: What may be authorized, and the fields each kind carries besides the common ones.
 KINDS: Mapping[str, tuple[str, ...]] = {
@@ -148,7 +150,8 @@ def open_request(body: bytes, *, station_id: str, nonce: str, server_encryption_
         raise BadAuthorization("the request is larger than any authorization request")
     try:
         token = unseal(body, server_encryption_key, info=request_info(station_id, nonce),
-                       refusal="the request does not decrypt with the bank's key").decode("ascii")
+                       refusal="the request does not decrypt with the bank's key", max_plain=MAX_PLAIN_BYTES
+                       ).decode("ascii")
     except UnicodeDecodeError as exc:
         raise BadAuthorization("the request is not a JWS") from exc
     except EnvelopeError as exc:
@@ -220,8 +223,8 @@ def open_answer(body: bytes, *, request: Mapping, server_signing_jwk: Mapping,
         raise BadAuthorization("the answer is larger than any authorization")
     try:
         token = unseal(body, station_encryption_key, info=answer_info(request["station"], request["nonce"]),
-                       refusal="the answer does not decrypt with this station's key (not for this request?)"
-                       ).decode("ascii")
+                       refusal="the answer does not decrypt with this station's key (not for this request?)",
+                       max_plain=MAX_PLAIN_BYTES).decode("ascii")
         payload = verify_token(token, verification_key(server_signing_jwk))
     except EnvelopeError as exc:
         raise BadAuthorization(str(exc)) from exc

@@ -82,6 +82,15 @@ MAX_BATCH_ENTRIES = 5000
 #: The largest downlink version a batch may name (JSON's safe integers; the bank keeps it in a BIGINT).
 MAX_DOWNLINK_VERSION = 2 ** 53 - 1
 SIGNATURE_BYTES = 64
+#: What a sealed batch may expand to, bounded before anything is inflated or verified (a few kB of zlib can
+#: inflate to megabytes that a signature check would then hash): at most this much per entry of the declared range
+#: plus :data:`PLAIN_OVERHEAD_BYTES`, and at most :data:`MAX_EXPANSION` times the sealed size. An honest batch is
+#: far below both: a compact entry is a few hundred bytes, and its 64-byte signature does not compress, so a sealed
+#: batch also holds at least 64 bytes per entry of its range. The per-entry room is wide on purpose: a tampered
+#: station's oversized text (100,000 characters) is still opened and settled as rejected, not refused for ever.
+MAX_PLAIN_PER_ENTRY = 256 * 1024
+PLAIN_OVERHEAD_BYTES = 64 * 1024
+MAX_EXPANSION = 256
 
 #: The ``typ`` of a tail claim's protected header (the header is exactly ``alg``, ``kid`` and ``typ``).
 TAIL_TYP = "station-kit-tail+jws"
@@ -323,8 +332,11 @@ def open_batch(
         raise TooLarge(f"a sealed batch is at most {MAX_SEALED_BYTES} bytes")
     if last < first or first < 1 or last - first + 1 > MAX_BATCH_ENTRIES:
         raise EnvelopeError(f"a batch range is 1 to {MAX_BATCH_ENTRIES} entries")
+    if len(sealed) < SIGNATURE_BYTES * (last - first + 1):
+        raise EnvelopeError("the sealed batch is too small to hold a signature for each entry of its range")
     plaintext = unseal(sealed, server_encryption_key, info=batch_info(station_id, first, last),
-                       refusal="the batch does not decrypt with the server's key for this station and range")
+                       refusal="the batch does not decrypt with the server's key for this station and range",
+                       max_plain=max_batch_plain_bytes(len(sealed), last - first + 1))
     try:
         if plaintext[:4] != BATCH_MAGIC:
             raise EnvelopeError("not a station-kit batch")
@@ -334,6 +346,9 @@ def open_batch(
         (json_len,) = struct.unpack(">I", body[:4])
     except (struct.error, UnicodeDecodeError) as exc:
         raise EnvelopeError("the batch is truncated") from exc
+    # The layout is checked before the signature is: one signature per entry of the range after the JSON.
+    if len(body) - 4 - json_len != SIGNATURE_BYTES * (last - first + 1):
+        raise EnvelopeError("the batch does not hold exactly its range of entries")
     # The batch's signature is checked first when the bank knows its key; a key that one of the batch's own
     # rotation entries introduces is checked once those entries have verified.
     batch_kid = _detached_kid(detached)
@@ -354,7 +369,7 @@ def open_batch(
     prev = meta.get("prev")
     if not isinstance(items, list) or not isinstance(headers, list) or not isinstance(prev, str):
         raise EnvelopeError("the batch lacks entries, headers or prev")
-    if len(items) != last - first + 1 or len(signatures) != SIGNATURE_BYTES * len(items):
+    if len(items) != last - first + 1:
         raise EnvelopeError("the batch does not hold exactly its range of entries")
     opened = _verify_entries(items, headers, signatures, station_id, first, prev, meta.get("head"), key_track)
     if batch_kid != key_track.current:
@@ -371,6 +386,13 @@ def open_batch(
 
 def _downlink_version(value) -> bool:
     return is_integer(value) and 0 <= value <= MAX_DOWNLINK_VERSION
+
+
+def max_batch_plain_bytes(sealed_bytes: int, entries: int) -> int:
+    """The most a sealed batch of ``sealed_bytes`` declaring ``entries`` entries may expand to (see
+    :data:`MAX_PLAIN_PER_ENTRY`); decompression stops there and the batch is refused as too large."""
+    return min(MAX_PLAIN_BYTES, PLAIN_OVERHEAD_BYTES + MAX_PLAIN_PER_ENTRY * entries,
+               PLAIN_OVERHEAD_BYTES + MAX_EXPANSION * sealed_bytes)
 
 
 def _detached_kid(detached: str) -> str:

@@ -5,8 +5,9 @@ sealed bytes are for (a batch: station id and range; a downlink: station id and 
 bytes replayed under other headers do not decrypt.
 
 Guarantees: :func:`unseal` returns the plaintext only when it decrypts with the key and exactly that ``info``
-(else :class:`Undecryptable`), and never expands it beyond :data:`MAX_PLAIN_BYTES` (else :class:`TooLarge`): a
-small sealed body is no memory bomb.
+(else :class:`Undecryptable`), and never expands it beyond the bound its caller gives (at most
+:data:`MAX_PLAIN_BYTES`; else :class:`TooLarge`): a small sealed body is no memory bomb, and the caller bounds what
+it would verify by what the body can honestly hold.
 """
 
 from __future__ import annotations
@@ -42,26 +43,29 @@ def seal(plaintext: bytes, recipient: X25519PublicKey, *, info: bytes, level: in
     return SUITE.encrypt(zlib.compress(plaintext, level), recipient, info=info)
 
 
-def unseal(sealed: bytes, key: X25519PrivateKey, *, info: bytes, refusal: str) -> bytes:
+def unseal(sealed: bytes, key: X25519PrivateKey, *, info: bytes, refusal: str,
+           max_plain: int = MAX_PLAIN_BYTES) -> bytes:
     """The plaintext of :func:`seal`'s output; ``refusal`` is the message of :class:`Undecryptable`.
 
-    Raises :class:`Undecryptable`, :class:`TooLarge`, or :class:`EnvelopeError` (not zlib data, truncated).
+    ``max_plain``: the most the plaintext may be (at most :data:`MAX_PLAIN_BYTES`); decompression stops there, so
+    what is beyond it is never inflated. Raises :class:`Undecryptable`, :class:`TooLarge`, or
+    :class:`EnvelopeError` (not zlib data, truncated).
     """
     try:
         compressed = SUITE.decrypt(sealed, key, info=info)
     except (InvalidTag, ValueError) as exc:
         raise Undecryptable(refusal) from exc
-    return _bounded_decompress(compressed)
+    return _bounded_decompress(compressed, min(max_plain, MAX_PLAIN_BYTES))
 
 
-def _bounded_decompress(data: bytes) -> bytes:
+def _bounded_decompress(data: bytes, max_plain: int) -> bytes:
     inflater = zlib.decompressobj()
     try:
-        out = inflater.decompress(data, MAX_PLAIN_BYTES)
+        out = inflater.decompress(data, max_plain)
     except zlib.error as exc:
         raise EnvelopeError("the batch is not valid compressed data") from exc
     if inflater.unconsumed_tail:
-        raise TooLarge(f"the batch expands beyond {MAX_PLAIN_BYTES} bytes")
+        raise TooLarge(f"the batch expands beyond {max_plain} bytes")
     if not inflater.eof:
         raise EnvelopeError("the compressed batch is truncated")
     return out

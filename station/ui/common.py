@@ -39,6 +39,7 @@ REASON_WORDS = {
     "unreachable": N_("the network is down"),
     "http_5xx": N_("the bank's server had an error"),
     "http_4xx": N_("the bank refused this station's request"),
+    "busy": N_("the bank's server is busy"),
     "revoked": N_("the bank has revoked this station"),
     "bad_answer": N_("the bank's answer could not be verified"),
     "flagged": N_("the bank has stopped taking this station's records"),
