@@ -138,8 +138,9 @@ class SyncRefused(SyncError):
 
 
 def retry_after_seconds(response: requests.Response) -> float:
-    """The wait a 429 answer asks for (``Retry-After`` in seconds; an HTTP date or nonsense counts as none)."""
-    value = response.headers.get("Retry-After", "") if response.status_code == 429 else ""
+    """The wait a 429 or 503 answer asks for (``Retry-After`` in seconds; an HTTP date or nonsense counts as
+    none)."""
+    value = response.headers.get("Retry-After", "") if response.status_code in (429, 503) else ""
     return float(value) if value.isascii() and value.isdigit() else 0.0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
+import psycopg
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
@@ -23,6 +24,8 @@ from sync_server.ratelimits import install_rate_limits, rate_limit_defaults, ret
 
 DEFAULT_KEYS_DIR = "sync-server-keys"
 log = logging.getLogger(__name__)
+#: What a ``database-unavailable`` answer asks the client to wait, in seconds (a PostgreSQL restart takes a few).
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 _databases: dict = {}
 
@@ -33,6 +36,19 @@ def database_for(url: str):
         _databases[url] = connect_url(url, pooled=True)
     db_proxy.initialize(_databases[url])
     return _databases[url]
+
+
+def database_out_of_reach(exc: BaseException) -> bool:
+    """Whether ``exc`` (peewee's error, or what it wraps) says the PostgreSQL server is out of reach or ended the
+    session (restart, shutdown, connection cut: psycopg's ``OperationalError`` family), so the request recorded
+    nothing and may be asked again. SQLite and programming errors are not: they stay ``internal-error``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, psycopg.OperationalError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 _HTTP_SLUGS = {400: "malformed-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large",
@@ -95,6 +111,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if database_out_of_reach(exc):
+            # PostgreSQL restarting, the network to it down, the pool's connection cut: nothing was committed
+            # (the transaction did not end), so the client retries the same request a little later.
+            log.warning("database out of reach on %s: %s", request.path, exc)
+            response = problem_response(Problem("database-unavailable", "The bank's database cannot be reached "
+                                                "just now; nothing was recorded. Retry later."))
+            response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+            return response
         log.exception("unexpected error on %s", request.path)
         return problem_response(Problem("internal-error", "The server could not complete the request; retry."))
 

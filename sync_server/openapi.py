@@ -9,9 +9,10 @@ from sync_server.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, PROB
 
 def _problem_responses(*slugs: str) -> dict:
     """The problem+json responses of ``slugs``; every operation is rate limited (``rate-limited``, 429, with
-    ``Retry-After``) and may fail unexpectedly (``internal-error``)."""
+    ``Retry-After``), may find the database out of reach (``database-unavailable``, 503, with ``Retry-After``) and
+    may fail unexpectedly (``internal-error``)."""
     responses: dict = {}
-    for slug in (*slugs, "rate-limited", "internal-error"):
+    for slug in (*slugs, "rate-limited", "database-unavailable", "internal-error"):
         status = str(PROBLEMS[slug][0])
         entry = responses.setdefault(status, {"description": "", "content": {
             PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}})
@@ -19,7 +20,7 @@ def _problem_responses(*slugs: str) -> dict:
             continue
         entry["description"] = (entry["description"] + " " if entry["description"] else "") + \
             f"{PROBLEM_TYPE_PREFIX}{slug}"
-        if slug == "rate-limited":
+        if slug in ("rate-limited", "database-unavailable"):
             entry["headers"] = {"Retry-After": {"description": "seconds to wait before asking again",
                                                 "required": True, "schema": {"type": "string",
                                                                              "pattern": "^[0-9]+$"}}}

@@ -33,6 +33,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "enrollment-code-expired": (410, "The enrollment code has expired"),
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
+    "database-unavailable": (503, "The bank's database cannot be reached just now; retry after Retry-After"),
     "internal-error": (500, "The server could not complete the request"),
 }
 

@@ -256,3 +256,31 @@ def test_the_station_waits_as_told_when_rate_limited_and_gets_through(server, tm
         assert sync_once(st, sleep=sleep).pending == 0
     finally:
         stop_server(waitress_server, thread)
+
+
+# -- the database out of reach ----------------------------------------------------------------------------------
+def test_a_database_out_of_reach_is_503_with_retry_after_and_a_bug_stays_500(server, monkeypatch):
+    """PostgreSQL restarting (psycopg's OperationalError under peewee's) is ``database-unavailable``, 503 with
+    Retry-After, as the document says; any other unexpected error stays ``internal-error``, 500."""
+    import peewee
+    import psycopg
+
+    from sync_server import api
+
+    def cut(_station_id):
+        try:
+            raise psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+        except psycopg.Error as exc:
+            raise peewee.OperationalError(str(exc)) from exc
+
+    client = limited_app(server).test_client()
+    monkeypatch.setattr(api, "station_keys", cut)
+    response = client.get("/api/v1/stations/ST-0001/jwks")
+    assert response.status_code == 503 and response.get_json()["type"] == PROBLEM + "database-unavailable"
+    assert response.headers["Retry-After"] == "5"
+    check_against_openapi(SimpleNamespace(status_code=503, headers=response.headers, json=response.get_json),
+                          "/api/v1/stations/{station_id}/jwks", "get")
+
+    monkeypatch.setattr(api, "station_keys", lambda _station_id: 1 / 0)
+    response = client.get("/api/v1/stations/ST-0001/jwks")
+    assert response.status_code == 500 and response.get_json()["type"] == PROBLEM + "internal-error"
