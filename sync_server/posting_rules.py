@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from peewee import JOIN, fn
+from peewee import fn
 
 from station.protocol.entry_types import (
     MALFORMED_ENTRY,
@@ -91,7 +91,6 @@ from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import rotation_key, unverified_payload
 from sync_server.book import Book, LedgerError, insert_new_rows, station_account
 from sync_server.db import (
-    Account,
     Authorization,
     Biller,
     BlockedPayee,
@@ -151,9 +150,12 @@ def _grant_matches(grant: Authorization, p: dict) -> bool:
 class Applier:
     """Turns one station's verified entries into outcomes and postings (in memory, then one bulk write)."""
 
-    def __init__(self, book: Book, policy: dict, station_policy: dict, home_ids: set[str], synced_seq: int):
+    def __init__(self, book: Book, policy: dict, station_policy: dict, home_ids: set[str],
+                 exposure: tuple[int, int]):
         """``policy``: the server policy; ``station_policy``: the station's, as it applies it; ``home_ids``: the
-        accounts this station is home to; ``synced_seq``: the seq of the station's last complete sync."""
+        accounts this station is home to; ``exposure``: (fen, count) of the offline debits the bank settled for
+        the station since its last complete sync (``Station.unsynced_debit_fen``, ``unsynced_debit_count``); the
+        batch's own settled debits are added to it (``exposure_fen``, ``exposure_count``)."""
         self.book = book
         self.policy = policy
         self.station_policy = station_policy
@@ -165,7 +167,7 @@ class Applier:
         self._seen: set[str] = set()
         self._totals: dict[tuple[str, str, str], int] = {}
         self._changed_totals: set[tuple[str, str, str]] = set()
-        self.exposure_fen, self.exposure_count = self._exposure_since(synced_seq)
+        self.exposure_fen, self.exposure_count = exposure
         self.entry_rows: list[dict] = []
         self.posting_rows: list[dict] = []
         self.transfer_rows: list[dict] = []
@@ -339,23 +341,6 @@ class Applier:
         """Whether a well-formed entry takes money from a customer's account (cash may already be paid out)."""
         return payload["type"] in DEBIT_TYPES and (
             payload["type"] != EntryType.BILL_PAYMENT or payload.get("funding") == "account")
-
-    def _exposure_since(self, synced_seq: int) -> tuple[int, int]:
-        """(fen, count) of this station's settled customer debits after its last complete sync."""
-        # A debit entry has exactly one customer leg that is a debit: counting those legs counts the entries.
-        same_entry = (Entry.station_id == Posting.station_id) & (Entry.seq == Posting.seq)
-        total, count = (Posting.select(fn.COALESCE(fn.SUM(Posting.amount_fen), 0), fn.COUNT(Posting.seq))
-                        .join(Entry, JOIN.INNER, on=same_entry)
-                        .join_from(Posting, Account, JOIN.INNER, on=(Account.account_id == Posting.account_id))
-                        .where((Posting.station_id == self.station_id) & (Posting.seq > synced_seq)
-                               & (Posting.amount_fen > 0) & (Account.kind == "customer")
-                               & Entry.type.in_(DEBIT_TYPES)
-                               # A debit settled under a real-time authorization is no offline exposure.
-                               & Posting.seq.not_in(Authorization.select(Authorization.used_seq).where(
-                                   (Authorization.station_id == self.station_id)
-                                   & (Authorization.status == "used") & (Authorization.used_seq > synced_seq))))
-                         .tuples().get())
-        return int(total), int(count)
 
     def _total(self, key: tuple[str, str, str]) -> int:
         """A running total of this station's local day: (local_date, kind, subject), read once per batch."""
