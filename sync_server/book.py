@@ -169,8 +169,10 @@ def expire_authorizations(station_id: str, now: str) -> int:
 def insert_new_rows(model, rows: list[dict]) -> int:
     """``INSERT ... ON CONFLICT (<primary key>) DO NOTHING`` for many rows; returns how many were inserted.
 
-    One prepared statement run with ``executemany`` (psycopg 3 pipelines it): peewee's query builder costs more
-    than the database for thousands of rows. The columns are plain text and integers, passed as they are.
+    On PostgreSQL one statement for the whole batch, each column one array parameter in binary form (``%b``: psycopg
+    quotes every element of a text-format array with a regular expression, 25 times the CPU); on SQLite one prepared
+    statement run with ``executemany``. Peewee's query builder would cost more than the database for thousands of
+    rows. The columns are plain text and integers, passed as they are.
     """
     if not rows:
         return 0
@@ -181,7 +183,7 @@ def insert_new_rows(model, rows: list[dict]) -> int:
     cursor = db_proxy.cursor()
     if is_postgres():
         # One statement for the whole batch: each column travels as one array.
-        arrays = ", ".join(f"%s::{'bigint' if isinstance(meta.fields[c], BigIntegerField | IntegerField) else 'text'}[]"
+        arrays = ", ".join(f"%b::{'bigint' if isinstance(meta.fields[c], BigIntegerField | IntegerField) else 'text'}[]"
                            for c in columns)
         cursor.execute(f'INSERT INTO "{meta.table_name}" ({names}) SELECT * FROM unnest({arrays}) '
                        f"ON CONFLICT ({target}) DO NOTHING", [[row[c] for row in rows] for c in columns],
