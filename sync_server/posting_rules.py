@@ -89,7 +89,7 @@ from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.scams import matched_markers, warning_for
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import rotation_key, unverified_payload
-from sync_server.book import Book, LedgerError, insert_new_rows, station_account
+from sync_server.book import Book, LedgerError, insert_new_rows, station_account, upsert_rows
 from sync_server.db import (
     Authorization,
     Biller,
@@ -167,6 +167,8 @@ class Applier:
         self._seen: set[str] = set()
         self._totals: dict[tuple[str, str, str], int] = {}
         self._changed_totals: set[tuple[str, str, str]] = set()
+        #: The local days whose every running total is in ``_totals`` (``load_daily_totals``): absent means 0.
+        self._loaded_dates: set[str] = set()
         self.exposure_fen, self.exposure_count = exposure
         self.entry_rows: list[dict] = []
         self.posting_rows: list[dict] = []
@@ -342,13 +344,28 @@ class Applier:
         return payload["type"] in DEBIT_TYPES and (
             payload["type"] != EntryType.BILL_PAYMENT or payload.get("funding") == "account")
 
+    def load_daily_totals(self, payloads: list[dict]) -> None:
+        """Read at once this station's running totals of the local days the batch's entries fall on (other days,
+        such as a reversed operation's, are read when asked: ``_total``)."""
+        dates = sorted({date for p in payloads
+                        if isinstance(p, dict) and "ts" in p and (date := self._local_date(p)) is not None})
+        for start in range(0, len(dates), 1000):
+            chunk = dates[start:start + 1000]
+            self._totals.update({(local_date, kind, subject): amount for local_date, kind, subject, amount in (
+                DailyTotal.select(DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject, DailyTotal.amount_fen)
+                .where((DailyTotal.station_id == self.station_id) & DailyTotal.local_date.in_(chunk)).tuples())})
+            self._loaded_dates.update(chunk)
+
     def _total(self, key: tuple[str, str, str]) -> int:
         """A running total of this station's local day: (local_date, kind, subject), read once per batch."""
         if key not in self._totals:
             local_date, kind, subject = key
-            self._totals[key] = DailyTotal.select(DailyTotal.amount_fen).where(
-                (DailyTotal.station_id == self.station_id) & (DailyTotal.local_date == local_date)
-                & (DailyTotal.kind == kind) & (DailyTotal.subject == subject)).scalar() or 0
+            if local_date in self._loaded_dates:
+                self._totals[key] = 0  # every total of that day was read: there is none of this one yet
+            else:
+                self._totals[key] = DailyTotal.select(DailyTotal.amount_fen).where(
+                    (DailyTotal.station_id == self.station_id) & (DailyTotal.local_date == local_date)
+                    & (DailyTotal.kind == kind) & (DailyTotal.subject == subject)).scalar() or 0
         return self._totals[key]
 
     def _add_total(self, key: tuple[str, str, str], amount: int) -> None:
@@ -733,13 +750,10 @@ class Applier:
             inserted = insert_new_rows(model, rows)
             if inserted != len(rows):
                 raise LedgerError(f"{model.__name__}: rows already present; the batch was applied elsewhere")
-        for key in sorted(self._changed_totals):
-            local_date, kind, subject = key
-            amount = self._totals[key]
-            DailyTotal.insert(station_id=self.station_id, local_date=local_date, kind=kind, subject=subject,
-                              amount_fen=amount).on_conflict(
-                conflict_target=[DailyTotal.station_id, DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject],
-                update={DailyTotal.amount_fen: amount}).execute()
+        upsert_rows(DailyTotal, [dict(station_id=self.station_id, local_date=local_date, kind=kind, subject=subject,
+                                      amount_fen=self._totals[(local_date, kind, subject)])
+                                 for local_date, kind, subject in sorted(self._changed_totals)],
+                    update=["amount_fen"])
         self._changed_totals.clear()
         for auth_id, seq in sorted(self.used_authorizations.items()):
             used = Authorization.update(status="used", used_seq=seq).where(
