@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,13 +40,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import append_deposits, emit, prepare_server, serve  # noqa: E402
+from bench_common import (  # noqa: E402
+    append_deposits,
+    backend_pids,
+    children,
+    cpu_seconds,
+    emit,
+    prepare_server,
+    serve,
+    start_gunicorn,
+)
 
 from station.journal import iter_entries  # noqa: E402
 from station.protocol.tokens import b64url_decode  # noqa: E402
 from station.sync import build_batch, enroll_station, sync_once  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
@@ -107,74 +112,6 @@ def prepare_station(folder: Path, base: str, code: str, station_id: str, entries
     public = ed25519_public_from_jwk(jwk).public_bytes(Encoding.Raw, PublicFormat.Raw)
     st.close()
     return Prepared(station_id, batches, rows, public)
-
-
-# -- gunicorn -------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(url: str, keys_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    """``sync-server serve`` as production runs it: gunicorn's sync workers on ``sync_server.wsgi:app``."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(keys_dir),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
-                                f"127.0.0.1:{port}", "--log-level", "warning", "sync_server.wsgi:app"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with status {process.returncode}")
-            try:
-                requests.get(f"{base}/api/v1/health", timeout=30).raise_for_status()
-            except requests.ConnectionError:
-                time.sleep(0.2)
-                continue
-            # Every worker answers once before the clock starts (each imports and connects on first use).
-            for _ in range(workers * 4):
-                requests.get(f"{base}/api/v1/health", timeout=30).raise_for_status()
-            return process, base
-        raise RuntimeError("gunicorn did not answer within two minutes")
-    except BaseException:
-        process.kill()
-        process.wait()
-        raise
-
-
-def cpu_seconds(pids) -> float:
-    """utime + stime of these processes (0 for one that has gone)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def backend_pids(url: str) -> list[int]:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        return [pid for (pid,) in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
 
 
 def drain(base: str, prepared: Prepared, start: threading.Barrier, finished: dict) -> None:
