@@ -30,13 +30,19 @@ class LedgerError(RuntimeError):
     """A posting set that would break an invariant: a bug, never a customer's fault."""
 
 
+#: The id prefix of each kind of account a station has; a biller payable one per biller (``extra``).
+_STATION_PREFIXES = {
+    "station_cash": "cash", "float_funding": "float", "cash_variance": "variance", "agent_payable": "agent",
+    "commission_expense": "commission", "fee_income": "fees", "transfer_clearing": "transfers",
+    "external_clearing": "external", "biller_payable": "biller",
+}
+#: The kinds of account each station has one of (``station_account`` without ``extra``).
+STATION_KINDS = tuple(kind for kind in _STATION_PREFIXES if kind != "biller_payable")
+
+
 def station_account(kind: str, station_id: str, extra: str | None = None) -> tuple[str, str]:
     """(account id, kind) of a station's own ledger account of ``kind``."""
-    prefix = {
-        "station_cash": "cash", "float_funding": "float", "cash_variance": "variance", "agent_payable": "agent",
-        "commission_expense": "commission", "fee_income": "fees", "transfer_clearing": "transfers",
-        "external_clearing": "external", "biller_payable": "biller",
-    }[kind]
+    prefix = _STATION_PREFIXES[kind]
     name = f"{prefix}:{extra}:{station_id}" if extra else f"{prefix}:{station_id}"
     return name, kind
 
@@ -47,10 +53,14 @@ class Book:
     Customer accounts are locked in account id order so two batches touching the same customers cannot deadlock.
     """
 
-    def __init__(self, station_id: str, customer_ids: set[str], now: str):
+    def __init__(self, station_id: str, customer_ids: set[str], now: str, *, station_accounts: bool = False):
+        """``station_accounts``: load (and lock) the station's own accounts too, those that exist (``STATION_KINDS``),
+        with the customers' in the same query, as a batch of the station's entries will post to them."""
         self.station_id = station_id
         self.now = now
-        query = Account.select().where(Account.account_id.in_(sorted(customer_ids))).order_by(Account.account_id)
+        own = {station_account(kind, station_id)[0] for kind in STATION_KINDS} if station_accounts else set()
+        query = Account.select().where(Account.account_id.in_(sorted(customer_ids | own))).order_by(
+            Account.account_id)
         if is_postgres():
             query = query.for_update()
         self.accounts = {a.account_id: a for a in query}

@@ -333,7 +333,8 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
     referenced = {e.payload["account"] for e in new_entries if fits(Kind.ID, e.payload.get("account"))}
     partial = refresh and push
-    book = Book(batch.station_id, (homes if refresh and not partial else set()) | referenced, now_text)
+    book = Book(batch.station_id, (homes if refresh and not partial else set()) | referenced, now_text,
+                station_accounts=True)
     applier = Applier(book, policy, station_policy(policy), homes,
                       (station.unsynced_debit_fen, station.unsynced_debit_count))
     applier.load_seen_txns([entry.payload for entry in new_entries])
@@ -347,7 +348,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
         record_rotations(batch.station_id, track, acked, batch.last, now)
     allowances = None
     if refresh:
-        allowances = refresh_allowances(book, policy, only=(referenced & homes) if partial else None)
+        allowances = refresh_allowances(book, policy, homes, only=(referenced & homes) if partial else None)
     book.flush()
     acked_through = max(acked, batch.last)
     head = batch.head if new_entries else station.head
