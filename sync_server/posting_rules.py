@@ -167,6 +167,7 @@ class Applier:
         self._seen: set[str] = set()
         self._totals: dict[tuple[str, str, str], int] = {}
         self._changed_totals: set[tuple[str, str, str]] = set()
+        self._local_dates: dict[str, str | None] = {}
         #: The local days whose every running total is in ``_totals`` (``load_daily_totals``): absent means 0.
         self._loaded_dates: set[str] = set()
         self.exposure_fen, self.exposure_count = exposure
@@ -285,11 +286,17 @@ class Applier:
 
     # -- the bank's own rules ---------------------------------------------------------------------------------
     def _local_date(self, payload: dict) -> str | None:
-        """The local date (policy timezone) of the entry's ``ts``; None when ``ts`` is not a UTC time."""
-        try:
-            return parse_utc(payload["ts"]).astimezone(self.timezone).date().isoformat()
-        except (ValueError, TypeError, OverflowError):
+        """The local date (policy timezone) of the entry's ``ts``; None when ``ts`` is not a UTC time. Worked out
+        once per ``ts`` (every limit and total of an entry asks)."""
+        ts = payload["ts"]
+        if not isinstance(ts, str):
             return None
+        if ts not in self._local_dates:
+            try:
+                self._local_dates[ts] = parse_utc(ts).astimezone(self.timezone).date().isoformat()
+            except (ValueError, OverflowError):
+                self._local_dates[ts] = None
+        return self._local_dates[ts]
 
     def load_seen_txns(self, payloads: list[dict]) -> None:
         """Read once which txns of the batch's customer operations the bank has already recorded (any station)."""
