@@ -15,8 +15,10 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlparse, urlunparse
 
 import requests
 from waitress.server import create_server
@@ -29,6 +31,26 @@ from sync_server.db import connect_url, db_proxy, migrate_database
 from sync_server.keys import create_keys
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def bench_database():
+    """A PostgreSQL database of the benchmark's own on the server of ``$DATABASE_URL`` or ``$TEST_DATABASE_URL``
+    (default: local), dropped afterwards: its URL."""
+    import psycopg
+
+    admin_url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") \
+        or "postgresql://postgres@127.0.0.1:5432/test"
+    name = f"sk_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunparse(urlparse(admin_url)._replace(path=f"/{name}"))
+    finally:
+        if db_proxy.obj is not None and not db_proxy.obj.is_closed():
+            db_proxy.obj.close()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def emit(record: dict) -> None:
@@ -145,3 +167,29 @@ def backend_pids(url: str) -> list[int]:
     with psycopg.connect(url, autocommit=True) as conn:
         return [pid for (pid,) in conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+
+
+def at_once(url: str, server_pid: int, jobs: list) -> tuple[float, float, float]:
+    """Run each of ``jobs`` (callables without arguments) on its own thread, all released at the same moment: the
+    seconds until the last one ended, and the CPU seconds meanwhile of the gunicorn workers of ``server_pid`` and
+    of the PostgreSQL backends of ``url``'s database."""
+    worker_pids = children(server_pid)
+    backends = backend_pids(url)
+    server_before, database_before = cpu_seconds(worker_pids), cpu_seconds(backends)
+    start = threading.Barrier(len(jobs) + 1)
+
+    def released(job) -> None:
+        start.wait()
+        job()
+
+    threads = [threading.Thread(target=released, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    # The pools' connections were opened during the run: their backends' CPU is the run's.
+    backends = sorted(set(backends) | set(backend_pids(url)))
+    return seconds, cpu_seconds(worker_pids) - server_before, cpu_seconds(backends) - database_before

@@ -17,22 +17,19 @@ drops its own database).
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_common import backend_pids, children, cpu_seconds, emit, start_gunicorn  # noqa: E402
+from bench_common import at_once, bench_database, emit, start_gunicorn  # noqa: E402
 from load_support import build_bank, enroll_all, own_accounts, record_deposits  # noqa: E402
 
 from station.journal import iter_entries  # noqa: E402
@@ -40,29 +37,14 @@ from station.sync import apply_ack, build_batch, open_answer  # noqa: E402
 
 
 def main() -> None:
-    import psycopg
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--deposits", type=int, default=10, help="entries each station records before the burst")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=16, help="stations enrolling at a time")
     args = parser.parse_args()
-    admin_url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") \
-        or "postgresql://postgres@127.0.0.1:5432/test"
-    name = f"sk_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(admin_url)._replace(path=f"/{name}"))
-    try:
+    with bench_database() as url:
         run(url, args)
-    finally:
-        from sync_server.db import db_proxy
-
-        if db_proxy.obj is not None and not db_proxy.obj.is_closed():
-            db_proxy.obj.close()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -98,35 +80,19 @@ def run(url: str, args) -> None:
 
             answers: list = [None] * len(stations)
             latencies: list = [None] * len(stations)
-            start = threading.Barrier(len(stations) + 1)
 
             def send(index: int) -> None:
                 sealed = batches[index]
-                with requests.Session() as http:
-                    start.wait()
-                    sent = time.perf_counter()
-                    try:
-                        response = http.post(f"{base}/api/v1/stations/{sealed.station_id}/batches",
-                                             data=sealed.body, headers=sealed.headers, timeout=600)
-                        answers[index] = response
-                    except requests.RequestException as exc:
-                        answers[index] = exc
-                    latencies[index] = time.perf_counter() - sent
+                sent = time.perf_counter()
+                try:
+                    answers[index] = requests.post(f"{base}/api/v1/stations/{sealed.station_id}/batches",
+                                                   data=sealed.body, headers=sealed.headers, timeout=600)
+                except requests.RequestException as exc:
+                    answers[index] = exc
+                latencies[index] = time.perf_counter() - sent
 
-            worker_pids = children(process.pid)
-            backends = backend_pids(url)
-            server_before, database_before = cpu_seconds(worker_pids), cpu_seconds(backends)
-            threads = [threading.Thread(target=send, args=(index,)) for index in range(len(stations))]
-            for thread in threads:
-                thread.start()
-            start.wait()
-            burst_started = time.perf_counter()
-            for thread in threads:
-                thread.join()
-            burst_seconds = time.perf_counter() - burst_started
-            backends = sorted(set(backends) | set(backend_pids(url)))
-            server_cpu = cpu_seconds(worker_pids) - server_before
-            database_cpu = cpu_seconds(backends) - database_before
+            burst_seconds, server_cpu, database_cpu = at_once(url, process.pid, [
+                functools.partial(send, index) for index in range(len(stations))])
         finally:
             process.terminate()
             process.wait(timeout=60)

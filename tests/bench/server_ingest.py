@@ -24,16 +24,14 @@ drops its own database).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -42,9 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import (  # noqa: E402
     append_deposits,
-    backend_pids,
-    children,
-    cpu_seconds,
+    at_once,
+    bench_database,
     emit,
     prepare_server,
     serve,
@@ -57,8 +54,6 @@ from station.sync import build_batch, enroll_station, sync_once  # noqa: E402
 
 
 def main() -> None:
-    import psycopg
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=10_000, help="entries per part of a run, all stations")
     parser.add_argument("--batch", type=int, default=500)
@@ -66,21 +61,8 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=2, help="stations syncing at once")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    admin_url = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL") \
-        or "postgresql://postgres@127.0.0.1:5432/test"
-    name = f"sk_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(admin_url)._replace(path=f"/{name}"))
-    try:
+    with bench_database() as url:
         run(url, args)
-    finally:
-        from sync_server.db import db_proxy
-
-        if db_proxy.obj is not None and not db_proxy.obj.is_closed():
-            db_proxy.obj.close()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Prepared:
@@ -114,10 +96,9 @@ def prepare_station(folder: Path, base: str, code: str, station_id: str, entries
     return Prepared(station_id, batches, rows, public)
 
 
-def drain(base: str, prepared: Prepared, start: threading.Barrier, finished: dict) -> None:
+def drain(base: str, prepared: Prepared, finished: set) -> None:
     """Send one station's batches one after another, as its sync does; every answer must be 200."""
     with requests.Session() as http:
-        start.wait()
         for index, sealed in enumerate(prepared.batches):
             headers = dict(sealed.headers)
             if index < len(prepared.batches) - 1:
@@ -126,34 +107,20 @@ def drain(base: str, prepared: Prepared, start: threading.Barrier, finished: dic
                                  headers=headers, timeout=300)
             if response.status_code != 200:
                 raise RuntimeError(f"{prepared.station_id}: {response.status_code} {response.text[:300]}")
-    finished[prepared.station_id] = time.perf_counter()
+    finished.add(prepared.station_id)
 
 
 def ingest_through_gunicorn(url: str, keys_dir: Path, workers: int, stations: list[Prepared]) -> dict:
     process, base = start_gunicorn(url, keys_dir, workers)
+    finished: set[str] = set()
     try:
-        worker_pids = children(process.pid)
-        backends = backend_pids(url)
-        server_before, database_before = cpu_seconds(worker_pids), cpu_seconds(backends)
-        start = threading.Barrier(len(stations) + 1)
-        finished: dict[str, float] = {}
-        threads = [threading.Thread(target=drain, args=(base, prepared, start, finished)) for prepared in stations]
-        for thread in threads:
-            thread.start()
-        start.wait()
-        started = time.perf_counter()
-        for thread in threads:
-            thread.join()
-        if len(finished) != len(stations):
-            raise RuntimeError("a station's sync failed (see above)")
-        seconds = max(finished.values()) - started
-        # The pools' connections were opened during the run: their backends' CPU is the run's.
-        backends = sorted(set(backends) | set(backend_pids(url)))
-        server_cpu = cpu_seconds(worker_pids) - server_before
-        database_cpu = cpu_seconds(backends) - database_before
+        seconds, server_cpu, database_cpu = at_once(url, process.pid, [
+            functools.partial(drain, base, prepared, finished) for prepared in stations])
     finally:
         process.terminate()
         process.wait(timeout=60)
+    if len(finished) != len(stations):
+        raise RuntimeError("a station's sync failed (see above)")
     entries = sum(len(prepared.rows) for prepared in stations)
     return {"workers": workers, "entries": entries, "seconds": round(seconds, 3),
             "entries_per_s": round(entries / seconds), "server_cpu_us": round(server_cpu / entries * 1e6),
