@@ -24,8 +24,10 @@ from sync_server.keys import create_keys
 CUSTOMERS_PER_STATION = 2
 
 
-def build_bank(database_url: str, keys_dir: Path, station_ids: list[str]) -> dict[str, str]:
-    """Keys, schema, policy and billers, and the stations with their own customers; the enrollment codes."""
+def build_bank(database_url: str, keys_dir: Path, station_ids: list[str], *,
+               customers: int = CUSTOMERS_PER_STATION) -> dict[str, str]:
+    """Keys, schema, policy and billers, and the stations with ``customers`` customers each whose only home it is;
+    the enrollment codes."""
     create_keys(keys_dir)
     database = connect_url(database_url)
     db_proxy.initialize(database)
@@ -33,7 +35,7 @@ def build_bank(database_url: str, keys_dir: Path, station_ids: list[str]) -> dic
     try:
         migrate_database(database)
         load_demo_data([])  # the default policy and the billers
-        rows, payees = demo_customer_rows(station_ids, per_station=CUSTOMERS_PER_STATION)
+        rows, payees = demo_customer_rows(station_ids, per_station=customers)
         for row in rows:
             # The demo makes the first station's first customers home everywhere: here each has its own only.
             row["home_stations"] = row["home_stations"][:1]
@@ -43,10 +45,10 @@ def build_bank(database_url: str, keys_dir: Path, station_ids: list[str]) -> dic
         database.close()
 
 
-def own_accounts(station_id: str) -> list[str]:
+def own_accounts(station_id: str, customers: int = CUSTOMERS_PER_STATION) -> list[str]:
     """The account ids ``demo_customer_rows`` gives the customers of ``station_id`` (``ST-`` and four digits)."""
     digits = re.sub(r"\D", "", station_id)[-4:].rjust(4, "0")
-    return [f"DM{digits}{index:04d}" for index in range(CUSTOMERS_PER_STATION)]
+    return [f"DM{digits}{index:04d}" for index in range(customers)]
 
 
 def enroll_all(folder: Path, base_url: str, codes: dict[str, str], *, threads: int = 8, clock=None) -> list:

@@ -2,7 +2,9 @@
 workers, against the floor of the work no ingest can skip.
 
 Each run has two parts, in turns (so a slow minute of a shared machine hurts both alike):
-- ``--stations`` stations (default 2) drain their journals at once (``--entries`` deposits in all, in batches of
+- ``--stations`` stations (default 2) drain their journals at once (``--entries`` deposits in all, into 20
+  customers of each station whose only home it is, as at a real bank, where two stations rarely serve one customer at
+  the same moment; in batches of
   ``--batch``; every batch but each station's last marked ``X-Sync-More``, as a draining station marks them) into
   ``sync-server serve`` as it runs in production: gunicorn with 1 worker, then fresh stations with ``--workers``
   (default 2) workers. ``entries_per_s``: entries over the time from the first request to the last answer;
@@ -37,20 +39,24 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_common import (  # noqa: E402
-    append_deposits,
     at_once,
     bench_database,
     emit,
-    prepare_server,
     serve,
     start_gunicorn,
 )
+from load_support import build_bank, own_accounts, record_deposits  # noqa: E402
 
 from station.journal import iter_entries  # noqa: E402
 from station.protocol.tokens import b64url_decode  # noqa: E402
 from station.sync import build_batch, enroll_station, sync_once  # noqa: E402
+
+#: Customers per station, each calling only that station home (tests/load_support.py): two stations' batches never
+#: wait for each other's customer rows, as at a real bank.
+CUSTOMERS = 20
 
 
 def main() -> None:
@@ -82,7 +88,7 @@ def prepare_station(folder: Path, base: str, code: str, station_id: str, entries
 
     st = enroll_station(folder / station_id, base, code)
     sync_once(st)
-    append_deposits(st, entries)
+    record_deposits(st, own_accounts(station_id, CUSTOMERS), entries)
     acked = st.setting("acked_seq")
     st.config["sync"] = {"max_entries": batch, "max_bytes": 4 * 1024 * 1024}
     batches = []
@@ -177,9 +183,10 @@ def run(url: str, args) -> None:
     station_ids = [f"ST-{n:04d}" for n in range(1, args.runs * len(parts) * args.stations + 1)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        prepared = prepare_server(folder, url, station_ids)
-        base, _ = serve(url, prepared["keys_dir"])
-        stations = iter([prepare_station(folder, base, prepared["codes"][sid], sid, per_station, args.batch)
+        keys_dir = folder / "server-keys"
+        codes = build_bank(url, keys_dir, station_ids, customers=CUSTOMERS)
+        base, _ = serve(url, keys_dir)
+        stations = iter([prepare_station(folder, base, codes[sid], sid, per_station, args.batch)
                          for sid in station_ids])
         db_proxy.obj.close()
         results = []
@@ -187,7 +194,7 @@ def run(url: str, args) -> None:
             by_workers = {}
             for workers in parts:
                 group = [next(stations) for _ in range(args.stations)]
-                by_workers[workers] = ingest_through_gunicorn(url, prepared["keys_dir"], workers, group)
+                by_workers[workers] = ingest_through_gunicorn(url, keys_dir, workers, group)
                 emit({"run": index + 1, **by_workers[workers]})
             measured = floor(url, group, index)
             emit({"run": index + 1, **measured})
