@@ -14,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from load_support import build_bank, enroll_all, own_accounts, record_deposits
 from peewee import fn
-from sync_support import journal, server_db, start_server
+from sync_support import journal, serve_in_thread, server_db, stop_server
 
 from station.sync import sync_once
+from sync_server import create_app
 from sync_server.checks import check_ledger
 from sync_server.db import Entry, Posting
 from sync_server.db import Station as ServerStation
@@ -28,10 +29,13 @@ DEPOSITS = 12
 def test_fifty_stations_syncing_at_once_all_converge(database_url, tmp_path):
     station_ids = [f"ST-{n:04d}" for n in range(1, STATIONS + 1)]
     codes = build_bank(database_url, tmp_path / "server-keys", station_ids)
-    running = start_server(database_url, tmp_path / "server-keys")
+    # All 50 stations enroll and sync from one address, loopback: the rate limits are for the field.
+    app = create_app({"DATABASE_URL": database_url, "SYNC_SERVER_KEYS_DIR": str(tmp_path / "server-keys"),
+                      "SYNC_SERVER_RATE_LIMITS": "off"})
+    url, waitress, thread = serve_in_thread(app)
     stations = []
     try:
-        stations = enroll_all(tmp_path / "stations", running.url, codes)
+        stations = enroll_all(tmp_path / "stations", url, codes)
         for st in stations:
             record_deposits(st, own_accounts(st.station_id), DEPOSITS)
             st.config["sync"] = {"max_entries": 5}  # three batches each: the first two say another follows
@@ -61,6 +65,6 @@ def test_fifty_stations_syncing_at_once_all_converge(database_url, tmp_path):
     finally:
         for st in stations:
             st.close()
-        running.stop()
+        stop_server(waitress, thread)
         if not server_db().is_closed():
             server_db().close()

@@ -31,6 +31,8 @@ from sync_server.db import connect_url, db_proxy, migrate_database
 from sync_server.keys import create_keys
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Every client of a benchmark is on loopback, one address: the server's rate limits (docs/operations.md) are off.
+LOAD_TEST_CONFIG = {"SYNC_SERVER_RATE_LIMITS": "off"}
 
 
 @contextmanager
@@ -71,7 +73,7 @@ def prepare_server(folder: Path, database_url: str, station_ids: list[str]) -> d
 
 
 def serve(database_url: str, keys_dir: Path):
-    app = create_app({"DATABASE_URL": database_url, "SYNC_SERVER_KEYS_DIR": str(keys_dir)})
+    app = create_app({"DATABASE_URL": database_url, "SYNC_SERVER_KEYS_DIR": str(keys_dir), **LOAD_TEST_CONFIG})
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
     return f"http://127.0.0.1:{server.effective_port}", app
@@ -111,7 +113,7 @@ def free_port() -> int:
 def start_gunicorn(url: str, keys_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
     """``sync-server serve`` as production runs it: gunicorn's sync workers on ``sync_server.wsgi:app``."""
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(keys_dir),
+    env = {**os.environ, "DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(keys_dir), **LOAD_TEST_CONFIG,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
                                 f"127.0.0.1:{port}", "--log-level", "warning", "sync_server.wsgi:app"], env=env)
