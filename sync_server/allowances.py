@@ -14,8 +14,9 @@ from sync_server.book import Book
 from sync_server.db import Hold, HomeStation
 
 
-def refresh_allowances(book: Book, policy: dict, only: set[str] | None = None) -> dict[str, int]:
-    """Set this station's hold for each customer it serves to the allowance it may pay out offline now.
+def refresh_allowances(book: Book, policy: dict, homes: set[str], only: set[str] | None = None) -> dict[str, int]:
+    """Set this station's hold for each customer it serves (``homes``: ``home_customer_ids``, read in the same
+    transaction) to the allowance it may pay out offline now.
 
     The new hold is the policy's allowance, capped by what the customer has available besides this hold.
     ``only``: refresh just these home customers (a push's partial refresh); the others keep their holds, as the
@@ -23,7 +24,6 @@ def refresh_allowances(book: Book, policy: dict, only: set[str] | None = None) -
     """
     target = int(policy["offline_allowance_fen"])
     allowances = {}
-    homes = home_customer_ids(book.station_id)
     if only is None:
         # A customer no longer served by this station: release what was held for it (the station zeroes it too).
         stale = (Hold.station_id == book.station_id) & (Hold.amount_fen > 0)

@@ -30,13 +30,19 @@ class LedgerError(RuntimeError):
     """A posting set that would break an invariant: a bug, never a customer's fault."""
 
 
+#: The id prefix of each kind of account a station has; a biller payable one per biller (``extra``).
+_STATION_PREFIXES = {
+    "station_cash": "cash", "float_funding": "float", "cash_variance": "variance", "agent_payable": "agent",
+    "commission_expense": "commission", "fee_income": "fees", "transfer_clearing": "transfers",
+    "external_clearing": "external", "biller_payable": "biller",
+}
+#: The kinds of account each station has one of (``station_account`` without ``extra``).
+STATION_KINDS = tuple(kind for kind in _STATION_PREFIXES if kind != "biller_payable")
+
+
 def station_account(kind: str, station_id: str, extra: str | None = None) -> tuple[str, str]:
     """(account id, kind) of a station's own ledger account of ``kind``."""
-    prefix = {
-        "station_cash": "cash", "float_funding": "float", "cash_variance": "variance", "agent_payable": "agent",
-        "commission_expense": "commission", "fee_income": "fees", "transfer_clearing": "transfers",
-        "external_clearing": "external", "biller_payable": "biller",
-    }[kind]
+    prefix = _STATION_PREFIXES[kind]
     name = f"{prefix}:{extra}:{station_id}" if extra else f"{prefix}:{station_id}"
     return name, kind
 
@@ -47,10 +53,14 @@ class Book:
     Customer accounts are locked in account id order so two batches touching the same customers cannot deadlock.
     """
 
-    def __init__(self, station_id: str, customer_ids: set[str], now: str):
+    def __init__(self, station_id: str, customer_ids: set[str], now: str, *, station_accounts: bool = False):
+        """``station_accounts``: load (and lock) the station's own accounts too, those that exist (``STATION_KINDS``),
+        with the customers' in the same query, as a batch of the station's entries will post to them."""
         self.station_id = station_id
         self.now = now
-        query = Account.select().where(Account.account_id.in_(sorted(customer_ids))).order_by(Account.account_id)
+        own = {station_account(kind, station_id)[0] for kind in STATION_KINDS} if station_accounts else set()
+        query = Account.select().where(Account.account_id.in_(sorted(customer_ids | own))).order_by(
+            Account.account_id)
         if is_postgres():
             query = query.for_update()
         self.accounts = {a.account_id: a for a in query}
@@ -137,15 +147,13 @@ class Book:
             self.changed_accounts.add(account_id)
 
     def flush(self) -> None:
-        """Write the changed balances and holds."""
-        for account_id in sorted(self.changed_accounts):
-            account = self.accounts[account_id]
-            Account.update(balance_fen=account.balance_fen).where(Account.account_id == account_id).execute()
-        for station_id, account_id in sorted(self.changed_holds):
-            amount = self.holds[(station_id, account_id)]
-            Hold.insert(station_id=station_id, account_id=account_id, amount_fen=amount, updated_at=self.now
-                        ).on_conflict(conflict_target=[Hold.station_id, Hold.account_id],
-                                      update={Hold.amount_fen: amount, Hold.updated_at: self.now}).execute()
+        """Write the changed balances and holds (one statement each; the accounts are locked already)."""
+        update_rows(Account, [dict(account_id=account_id, balance_fen=self.accounts[account_id].balance_fen)
+                              for account_id in sorted(self.changed_accounts)])
+        upsert_rows(Hold, [dict(station_id=station_id, account_id=account_id, amount_fen=self.holds[(station_id,
+                                                                                                     account_id)],
+                                updated_at=self.now) for station_id, account_id in sorted(self.changed_holds)],
+                    update=["amount_fen", "updated_at"])
         self.changed_accounts.clear()
         self.changed_holds.clear()
 
@@ -167,10 +175,55 @@ def expire_authorizations(station_id: str, now: str) -> int:
 
 
 def insert_new_rows(model, rows: list[dict]) -> int:
-    """``INSERT ... ON CONFLICT (<primary key>) DO NOTHING`` for many rows; returns how many were inserted.
+    """``INSERT ... ON CONFLICT (<primary key>) DO NOTHING`` for many rows; returns how many were inserted."""
+    return _insert_rows(model, rows, "DO NOTHING")
 
-    One prepared statement run with ``executemany`` (psycopg 3 pipelines it): peewee's query builder costs more
-    than the database for thousands of rows. The columns are plain text and integers, passed as they are.
+
+def upsert_rows(model, rows: list[dict], *, update: list[str]) -> int:
+    """``INSERT ... ON CONFLICT (<primary key>) DO UPDATE`` the ``update`` columns, for many rows."""
+    assignments = ", ".join(f'"{model._meta.fields[c].column_name}" = EXCLUDED."{model._meta.fields[c].column_name}"'
+                            for c in update)
+    return _insert_rows(model, rows, f"DO UPDATE SET {assignments}")
+
+
+def update_rows(model, rows: list[dict]) -> int:
+    """``UPDATE`` many rows, each found by its primary key (in each row) and given the row's other values."""
+    if not rows:
+        return 0
+    meta = model._meta
+    keys = [key.name for key in meta.get_primary_keys()]
+    values = [c for c in rows[0] if c not in keys]
+    cursor = db_proxy.cursor()
+    if is_postgres():
+        # The new values as a table v (one array per column), joined to the rows by primary key.
+        columns = [*keys, *values]
+        assignments = ", ".join(f'"{meta.fields[c].column_name}" = v."{c}"' for c in values)
+        aliases = ", ".join(f'"{c}"' for c in columns)
+        match = " AND ".join(f'"{meta.table_name}"."{meta.fields[c].column_name}" = v."{c}"' for c in keys)
+        cursor.execute(f'UPDATE "{meta.table_name}" SET {assignments} FROM unnest({_arrays(meta, columns)}) '
+                       f"AS v({aliases}) WHERE {match}", [[row[c] for row in rows] for c in columns])
+        return cursor.rowcount
+    param = db_proxy.obj.param
+    cursor.executemany(
+        f'UPDATE "{meta.table_name}" SET ' + ", ".join(f'"{meta.fields[c].column_name}" = {param}' for c in values)
+        + " WHERE " + " AND ".join(f'"{meta.fields[c].column_name}" = {param}' for c in keys),
+        [tuple(row[c] for c in (*values, *keys)) for row in rows])
+    return cursor.rowcount
+
+
+def _arrays(meta, columns: list[str]) -> str:
+    """One binary array parameter per column (``%b``: psycopg quotes every element of a text-format array with a
+    regular expression, 25 times the CPU), typed as the column is: integers or text."""
+    return ", ".join(f"%b::{'bigint' if isinstance(meta.fields[c], BigIntegerField | IntegerField) else 'text'}[]"
+                     for c in columns)
+
+
+def _insert_rows(model, rows: list[dict], on_conflict: str) -> int:
+    """``INSERT ... ON CONFLICT (<primary key>) <on_conflict>`` for many rows; returns how many were written.
+
+    On PostgreSQL one statement for the whole batch, each column one array; on SQLite one prepared statement run
+    with ``executemany``. Peewee's query builder would cost more than the database for thousands of rows. The
+    columns are plain text and integers, passed as they are.
     """
     if not rows:
         return 0
@@ -180,16 +233,12 @@ def insert_new_rows(model, rows: list[dict]) -> int:
     names = ", ".join(f'"{meta.fields[c].column_name}"' for c in columns)
     cursor = db_proxy.cursor()
     if is_postgres():
-        # One statement for the whole batch: each column travels as one array.
-        arrays = ", ".join(f"%s::{'bigint' if isinstance(meta.fields[c], BigIntegerField | IntegerField) else 'text'}[]"
-                           for c in columns)
-        cursor.execute(f'INSERT INTO "{meta.table_name}" ({names}) SELECT * FROM unnest({arrays}) '
-                       f"ON CONFLICT ({target}) DO NOTHING", [[row[c] for row in rows] for c in columns],
-                       binary=True)
+        cursor.execute(f'INSERT INTO "{meta.table_name}" ({names}) SELECT * FROM unnest({_arrays(meta, columns)}) '
+                       f"ON CONFLICT ({target}) {on_conflict}", [[row[c] for row in rows] for c in columns])
         return cursor.rowcount
     placeholders = ", ".join([db_proxy.obj.param] * len(columns))
     cursor.executemany(f'INSERT INTO "{meta.table_name}" ({names}) VALUES ({placeholders}) '
-                       f"ON CONFLICT ({target}) DO NOTHING", [tuple(row[c] for c in columns) for row in rows])
+                       f"ON CONFLICT ({target}) {on_conflict}", [tuple(row[c] for c in columns) for row in rows])
     return cursor.rowcount
 
 

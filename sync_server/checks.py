@@ -14,7 +14,10 @@ gone wrong, a bug.
 - ``holds_within_balance``: no hold is negative, holds are on customer accounts, and a customer's holds at every
   station and live real-time authorizations (active and not expired: ``book.live_authorizations``) together do
   not exceed the balance;
-- ``customer_balance_not_negative``: no customer's balance is below zero.
+- ``customer_balance_not_negative``: no customer's balance is below zero;
+- ``unsynced_exposure_matches``: each station's stored unsynced exposure (``unsynced_debit_fen``, ``_count``, which
+  ingest keeps as a running total) is what its postings make: the settled customer debits after its last complete
+  sync (``synced_seq``) that no real-time authorization was used for.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from peewee import JOIN, Case, Select, fn
 
 from station.protocol.times import utc_text
 from sync_server.book import live_authorizations
-from sync_server.db import DEBIT_NORMAL, Account, Authorization, Hold, Posting, db_proxy
+from sync_server.db import DEBIT_NORMAL, Account, Authorization, Entry, Hold, Posting, Station, db_proxy
+from sync_server.posting_rules import DEBIT_TYPES
 
 
 @dataclass(frozen=True)
@@ -124,9 +128,38 @@ def customer_balance_not_negative() -> list[CheckFailure]:
                       for account_id, balance in query.tuples()])
 
 
+def unsynced_exposure_matches() -> list[CheckFailure]:
+    """Stations whose stored unsynced exposure differs from the offline debits their postings show since their last
+    complete sync (a debit entry has exactly one customer leg that is a debit: counting those legs counts them)."""
+    used = Authorization.alias()
+    same_entry = (Entry.station_id == Posting.station_id) & (Entry.seq == Posting.seq)
+    authorized = ((used.station_id == Posting.station_id) & (used.used_seq == Posting.seq)
+                  & (used.status == "used"))
+    query = (Posting.select(Posting.station_id, fn.SUM(Posting.amount_fen).cast("BIGINT"), fn.COUNT(Posting.seq))
+             .join(Entry, JOIN.INNER, on=same_entry)
+             .join_from(Posting, Account, JOIN.INNER, on=(Account.account_id == Posting.account_id))
+             .join_from(Posting, Station, JOIN.INNER, on=(Station.station_id == Posting.station_id))
+             .join_from(Posting, used, JOIN.LEFT_OUTER, on=authorized)
+             .where((Posting.seq > Station.synced_seq) & (Posting.amount_fen > 0) & (Account.kind == "customer")
+                    & Entry.type.in_(DEBIT_TYPES) & used.auth_id.is_null())
+             .group_by(Posting.station_id))
+    expected = {station_id: (int(fen), count) for station_id, fen, count in query.tuples()}
+    failures = []
+    stored = Station.select(Station.station_id, Station.unsynced_debit_fen, Station.unsynced_debit_count).tuples()
+    for station_id, fen, count in stored:
+        want_fen, want_count = expected.get(station_id, (0, 0))
+        if (fen, count) != (want_fen, want_count):
+            failures.append(CheckFailure(
+                "unsynced_exposure_matches", f"stored unsynced exposure {fen} fen in {count} debits, its postings "
+                f"make {want_fen} fen in {want_count}", station_id=station_id, expected_fen=want_fen,
+                actual_fen=fen))
+    return _in_order(failures)
+
+
 #: Every check, in the order they run and report.
 CHECKS: tuple[Callable[[], list[CheckFailure]], ...] = (
-    legs_balance, balance_matches_postings, holds_within_balance, customer_balance_not_negative)
+    legs_balance, balance_matches_postings, holds_within_balance, customer_balance_not_negative,
+    unsynced_exposure_matches)
 
 
 def check_ledger() -> list[CheckFailure]:

@@ -97,6 +97,12 @@ class Station(BaseModel):
     agent = CharField(null=True)
     #: The bank asked this station to rotate its signing key (``station rotate-key``); cleared by the rotation.
     rotate_requested = BooleanField(default=False)
+    #: The unsynced exposure itself (``synced_seq``), kept as batches settle (``posting_rules``) and zeroed by a
+    #: complete sync: the offline debits settled after ``synced_seq`` (amount + fee; those under a real-time
+    #: authorization do not count), and how many. A per-station running total, so a batch never re-reads what the
+    #: sync's earlier batches settled; ``checks.unsynced_exposure_matches`` recomputes it from the postings.
+    unsynced_debit_fen = BigIntegerField(default=0, constraints=[Check("unsynced_debit_fen >= 0")])
+    unsynced_debit_count = BigIntegerField(default=0, constraints=[Check("unsynced_debit_count >= 0")])
 
 
 class EnrollmentCode(BaseModel):
@@ -955,3 +961,33 @@ def _migration_8(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_8)
+#: Release 9: the station's unsynced exposure as a running total on its row (``station.unsynced_debit_*``), filled
+#: from the postings of every station as ``posting_rules`` counted them before: the settled customer debits
+#: (withdrawal, transfer, bill paid from the account: the one customer leg that is a debit) after its last complete
+#: sync, except those settled under a real-time authorization.
+RELEASE_9_EXPOSURE = """(SELECT {aggregate} FROM "posting" AS p
+    JOIN "entry" AS e ON e."station_id" = p."station_id" AND e."seq" = p."seq"
+    JOIN "account" AS a ON a."account_id" = p."account_id"
+    WHERE p."station_id" = "station"."station_id" AND p."seq" > "station"."synced_seq" AND p."amount_fen" > 0
+    AND a."kind" = 'customer' AND e."type" IN ('withdrawal', 'transfer', 'bill_payment')
+    AND p."seq" NOT IN (SELECT u."used_seq" FROM "authorization" AS u WHERE u."station_id" = "station"."station_id"
+                        AND u."status" = 'used' AND u."used_seq" > "station"."synced_seq"))"""
+RELEASE_9_SCHEMA = [
+    """ALTER TABLE "station" ADD COLUMN "unsynced_debit_fen" {bigint} NOT NULL DEFAULT 0
+       CHECK (unsynced_debit_fen >= 0)""",
+    """ALTER TABLE "station" ADD COLUMN "unsynced_debit_count" {bigint} NOT NULL DEFAULT 0
+       CHECK (unsynced_debit_count >= 0)""",
+    'UPDATE "station" SET "unsynced_debit_fen" = '
+    + RELEASE_9_EXPOSURE.format(aggregate='COALESCE(SUM(p."amount_fen"), 0)')
+    + ', "unsynced_debit_count" = ' + RELEASE_9_EXPOSURE.format(aggregate="COUNT(*)"),
+]
+
+
+def _migration_9(database: Database, migrator: SchemaMigrator) -> None:
+    """The station's unsynced exposure kept on its row: a batch no longer sums the postings since the last sync."""
+    types = {"bigint": "BIGINT"} if is_postgres(database) else {"bigint": "INTEGER"}
+    for sql in RELEASE_9_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+
+
+MIGRATIONS.append(_migration_9)

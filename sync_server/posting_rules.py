@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from peewee import JOIN, fn
+from peewee import fn
 
 from station.protocol.entry_types import (
     MALFORMED_ENTRY,
@@ -89,9 +89,8 @@ from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.scams import matched_markers, warning_for
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import rotation_key, unverified_payload
-from sync_server.book import Book, LedgerError, insert_new_rows, station_account
+from sync_server.book import Book, LedgerError, insert_new_rows, station_account, upsert_rows
 from sync_server.db import (
-    Account,
     Authorization,
     Biller,
     BlockedPayee,
@@ -152,9 +151,12 @@ def _grant_matches(grant: Authorization, p: dict) -> bool:
 class Applier:
     """Turns one station's verified entries into outcomes and postings (in memory, then one bulk write)."""
 
-    def __init__(self, book: Book, policy: dict, station_policy: dict, home_ids: set[str], synced_seq: int):
+    def __init__(self, book: Book, policy: dict, station_policy: dict, home_ids: set[str],
+                 exposure: tuple[int, int]):
         """``policy``: the server policy; ``station_policy``: the station's, as it applies it; ``home_ids``: the
-        accounts this station is home to; ``synced_seq``: the seq of the station's last complete sync."""
+        accounts this station is home to; ``exposure``: (fen, count) of the offline debits the bank settled for
+        the station since its last complete sync (``Station.unsynced_debit_fen``, ``unsynced_debit_count``); the
+        batch's own settled debits are added to it (``exposure_fen``, ``exposure_count``)."""
         self.book = book
         self.policy = policy
         self.station_policy = station_policy
@@ -166,7 +168,10 @@ class Applier:
         self._seen: set[str] = set()
         self._totals: dict[tuple[str, str, str], int] = {}
         self._changed_totals: set[tuple[str, str, str]] = set()
-        self.exposure_fen, self.exposure_count = self._exposure_since(synced_seq)
+        self._local_dates: dict[str, str | None] = {}
+        #: The local days whose every running total is in ``_totals`` (``load_daily_totals``): absent means 0.
+        self._loaded_dates: set[str] = set()
+        self.exposure_fen, self.exposure_count = exposure
         self.entry_rows: list[dict] = []
         self.posting_rows: list[dict] = []
         self.transfer_rows: list[dict] = []
@@ -282,11 +287,17 @@ class Applier:
 
     # -- the bank's own rules ---------------------------------------------------------------------------------
     def _local_date(self, payload: dict) -> str | None:
-        """The local date (policy timezone) of the entry's ``ts``; None when ``ts`` is not a UTC time."""
-        try:
-            return parse_utc(payload["ts"]).astimezone(self.timezone).date().isoformat()
-        except (ValueError, TypeError, OverflowError):
+        """The local date (policy timezone) of the entry's ``ts``; None when ``ts`` is not a UTC time. Worked out
+        once per ``ts`` (every limit and total of an entry asks)."""
+        ts = payload["ts"]
+        if not isinstance(ts, str):
             return None
+        if ts not in self._local_dates:
+            try:
+                self._local_dates[ts] = parse_utc(ts).astimezone(self.timezone).date().isoformat()
+            except (ValueError, OverflowError):
+                self._local_dates[ts] = None
+        return self._local_dates[ts]
 
     def load_seen_txns(self, payloads: list[dict]) -> None:
         """Read once which txns of the batch's customer operations the bank has already recorded (any station)."""
@@ -341,30 +352,28 @@ class Applier:
         return payload["type"] in DEBIT_TYPES and (
             payload["type"] != EntryType.BILL_PAYMENT or payload.get("funding") == "account")
 
-    def _exposure_since(self, synced_seq: int) -> tuple[int, int]:
-        """(fen, count) of this station's settled customer debits after its last complete sync."""
-        # A debit entry has exactly one customer leg that is a debit: counting those legs counts the entries.
-        same_entry = (Entry.station_id == Posting.station_id) & (Entry.seq == Posting.seq)
-        total, count = (Posting.select(fn.COALESCE(fn.SUM(Posting.amount_fen), 0), fn.COUNT(Posting.seq))
-                        .join(Entry, JOIN.INNER, on=same_entry)
-                        .join_from(Posting, Account, JOIN.INNER, on=(Account.account_id == Posting.account_id))
-                        .where((Posting.station_id == self.station_id) & (Posting.seq > synced_seq)
-                               & (Posting.amount_fen > 0) & (Account.kind == "customer")
-                               & Entry.type.in_(DEBIT_TYPES)
-                               # A debit settled under a real-time authorization is no offline exposure.
-                               & Posting.seq.not_in(Authorization.select(Authorization.used_seq).where(
-                                   (Authorization.station_id == self.station_id)
-                                   & (Authorization.status == "used") & (Authorization.used_seq > synced_seq))))
-                         .tuples().get())
-        return int(total), int(count)
+    def load_daily_totals(self, payloads: list[dict]) -> None:
+        """Read at once this station's running totals of the local days the batch's entries fall on (other days,
+        such as a reversed operation's, are read when asked: ``_total``)."""
+        dates = sorted({date for p in payloads
+                        if isinstance(p, dict) and "ts" in p and (date := self._local_date(p)) is not None})
+        for start in range(0, len(dates), 1000):
+            chunk = dates[start:start + 1000]
+            self._totals.update({(local_date, kind, subject): amount for local_date, kind, subject, amount in (
+                DailyTotal.select(DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject, DailyTotal.amount_fen)
+                .where((DailyTotal.station_id == self.station_id) & DailyTotal.local_date.in_(chunk)).tuples())})
+            self._loaded_dates.update(chunk)
 
     def _total(self, key: tuple[str, str, str]) -> int:
         """A running total of this station's local day: (local_date, kind, subject), read once per batch."""
         if key not in self._totals:
             local_date, kind, subject = key
-            self._totals[key] = DailyTotal.select(DailyTotal.amount_fen).where(
-                (DailyTotal.station_id == self.station_id) & (DailyTotal.local_date == local_date)
-                & (DailyTotal.kind == kind) & (DailyTotal.subject == subject)).scalar() or 0
+            if local_date in self._loaded_dates:
+                self._totals[key] = 0  # every total of that day was read: there is none of this one yet
+            else:
+                self._totals[key] = DailyTotal.select(DailyTotal.amount_fen).where(
+                    (DailyTotal.station_id == self.station_id) & (DailyTotal.local_date == local_date)
+                    & (DailyTotal.kind == kind) & (DailyTotal.subject == subject)).scalar() or 0
         return self._totals[key]
 
     def _add_total(self, key: tuple[str, str, str], amount: int) -> None:
@@ -767,13 +776,10 @@ class Applier:
             inserted = insert_new_rows(model, rows)
             if inserted != len(rows):
                 raise LedgerError(f"{model.__name__}: rows already present; the batch was applied elsewhere")
-        for key in sorted(self._changed_totals):
-            local_date, kind, subject = key
-            amount = self._totals[key]
-            DailyTotal.insert(station_id=self.station_id, local_date=local_date, kind=kind, subject=subject,
-                              amount_fen=amount).on_conflict(
-                conflict_target=[DailyTotal.station_id, DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject],
-                update={DailyTotal.amount_fen: amount}).execute()
+        upsert_rows(DailyTotal, [dict(station_id=self.station_id, local_date=local_date, kind=kind, subject=subject,
+                                      amount_fen=self._totals[(local_date, kind, subject)])
+                                 for local_date, kind, subject in sorted(self._changed_totals)],
+                    update=["amount_fen"])
         self._changed_totals.clear()
         for auth_id, seq in sorted(self.used_authorizations.items()):
             used = Authorization.update(status="used", used_seq=seq).where(

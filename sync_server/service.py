@@ -156,7 +156,8 @@ def _enroll_replacement(station: Station, public: dict, encryption_jwk: dict, no
     StationKey.create(station_id=station.station_id, kid=public["kid"], jwk=public, from_seq=station.acked_seq + 1,
                       source="replacement", created_at=utc_text(now))
     Station.update(signing_jwk=public, encryption_jwk=encryption_jwk, kid=public["kid"], rotate_requested=False,
-                   synced_seq=station.acked_seq).where(Station.station_id == station.station_id).execute()
+                   synced_seq=station.acked_seq, unsynced_debit_fen=0, unsynced_debit_count=0).where(
+        Station.station_id == station.station_id).execute()
     StationTail.delete().where(StationTail.station_id == station.station_id).execute()
     StationEvent.create(
         station_id=station.station_id, at=utc_text(now), by=station.station_id, action="device_replaced",
@@ -340,10 +341,13 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     # Only an account id that fits the protocol is looked up (PostgreSQL refuses a NUL in text).
     referenced = {e.payload["account"] for e in new_entries if fits(Kind.ID, e.payload.get("account"))}
     partial = refresh and push
-    book = Book(batch.station_id, (homes if refresh and not partial else set()) | referenced, now_text)
-    applier = Applier(book, policy, station_policy(policy), homes, station.synced_seq)
+    book = Book(batch.station_id, (homes if refresh and not partial else set()) | referenced, now_text,
+                station_accounts=True)
+    applier = Applier(book, policy, station_policy(policy), homes,
+                      (station.unsynced_debit_fen, station.unsynced_debit_count))
     applier.load_seen_txns([entry.payload for entry in new_entries])
     applier.load_authorizations([entry.payload for entry in new_entries])
+    applier.load_daily_totals([entry.payload for entry in new_entries])
     for entry in new_entries:
         applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
     applier.write()
@@ -352,7 +356,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
         record_rotations(batch.station_id, track, acked, batch.last, now)
     allowances = None
     if refresh:
-        allowances = refresh_allowances(book, policy, only=(referenced & homes) if partial else None)
+        allowances = refresh_allowances(book, policy, homes, only=(referenced & homes) if partial else None)
     book.flush()
     acked_through = max(acked, batch.last)
     head = batch.head if new_entries else station.head
@@ -366,7 +370,11 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
         update.update({Station.acked_seq: acked_through, Station.head: head})
     if not more:
         # A complete sync: the station's unsynced exposure starts again after this seq (posting_rules).
-        update[Station.synced_seq] = acked_through
+        update.update({Station.synced_seq: acked_through, Station.unsynced_debit_fen: 0,
+                       Station.unsynced_debit_count: 0})
+    elif (applier.exposure_fen, applier.exposure_count) != (station.unsynced_debit_fen, station.unsynced_debit_count):
+        update.update({Station.unsynced_debit_fen: applier.exposure_fen,
+                       Station.unsynced_debit_count: applier.exposure_count})
     if update:
         Station.update(update).where(Station.station_id == batch.station_id).execute()
     return Applied(book, policy, allowances, acked_through, head, len(new_entries), partial)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from station.protocol.entry_types import (
     OperationState,
     entry_problem,
     markdown_table,
+    printable,
     types_where,
 )
 from station.protocol.tokens import unverified_payload
@@ -176,3 +178,12 @@ def test_home_tiles_are_the_registry_flows(ui_client, open_drawer):
     page = ui_client.get("/home").get_data(as_text=True)
     tiles = set(re.findall(r'id="tile-([a-z_]+)"', page)) & {str(t) for t in EntryType}
     assert tiles == set(types_where(home_tile=True))
+
+
+def test_printable_refuses_exactly_controls_format_characters_surrogates_and_line_breaks():
+    """Over every code point: the fast path (``str.isprintable``) never lets through what the categories refuse."""
+    refused = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+    wrong = [hex(point) for point in range(0x110000)
+             if printable(chr(point)) == (unicodedata.category(chr(point)) in refused)]
+    assert wrong == []
+    assert printable("李伟\u3000DM00010001 ") and not printable("payee\u202eevil")

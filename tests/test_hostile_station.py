@@ -12,11 +12,12 @@ from ui_helpers import ID_NUMBER
 
 from station import receipts
 from station.identity import identity_fields
-from station.sync import sync_once
+from station.sync import apply_ack, build_batch, open_answer, send_batch, sync_once
 from sync_server.admin import list_recon_items
 from sync_server.checks import check_ledger
 from sync_server.cli import cli
 from sync_server.db import Account, Customer, Posting, ServerSetting
+from sync_server.db import Station as ServerStation
 
 OWN = "DM00010005"  # home only at ST-0001: its hold there is 1,000 yuan
 OTHER = "DM00010006"  # home only at ST-0001 too
@@ -115,6 +116,26 @@ def test_a_withdrawal_beyond_what_the_bank_allows_is_rejected(server, tmp_path, 
     paid = body["amount"] + body.get("fee", 0)
     assert recon() == ([(last.seq, "rejected_offline_debit", OWN, paid, reason)] if paid else [])
     assert_still_honest(one)  # after a complete sync the exposure starts again
+
+
+def test_the_exposure_cap_spans_the_batches_of_one_sync(server, tmp_path, clock):
+    """The bank keeps a station's unsynced exposure as a running total on its row: what the sync's earlier batches
+    settled counts against the cap in its later ones, the ledger check agrees with it mid-sync, and the complete
+    sync zeroes it."""
+    one = enrolled_station(server, tmp_path, "ST-0001", clock)
+    station_overrides(max_unsynced_count=2)
+    entries = [forge(one, "withdrawal", {"account": OWN, "amount": 10_000}) for _ in range(3)]
+    sealed = build_batch(one, max_entries=1)
+    apply_ack(one, open_answer(one, send_batch(one, sealed, more=True)), sealed)
+    server_db()
+    row = ServerStation.get_by_id("ST-0001")
+    assert (row.unsynced_debit_fen, row.unsynced_debit_count) == (10_000, 1)
+    assert check_ledger() == []
+    one.config["sync"] = {"max_entries": 1}
+    assert sync_once(one).rejected == {entries[-1].seq: "over_exposure_limit"}
+    row = ServerStation.get_by_id("ST-0001")
+    assert (row.synced_seq, row.unsynced_debit_fen, row.unsynced_debit_count) == (entries[-1].seq, 0, 0)
+    assert_still_honest(one)
 
 
 @pytest.mark.parametrize("overrides, amounts, reason", [

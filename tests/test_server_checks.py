@@ -16,7 +16,7 @@ from sync_server.admin import execute_due_transfers
 from sync_server.book import ledger_totals
 from sync_server.checks import CheckFailure, check_ledger
 from sync_server.cli import cli
-from sync_server.db import Account, Hold, Posting, is_postgres
+from sync_server.db import Account, Hold, Posting, Station, is_postgres
 
 ACCOUNT = "DM00010003"
 #: A customer of ST-0002, which never syncs here: no hold is placed on it.
@@ -62,7 +62,7 @@ def test_the_ledger_after_a_day_at_the_counter_is_sound(server, tmp_path, clock)
     assert sum(ledger_totals().values()) == 0
     assert check_ledger() == []
     result = CliRunner().invoke(cli, ["check", "--database-url", server.database_url])
-    assert (result.exit_code, result.output) == (0, "Ledger sound: 4 checks passed.\n")
+    assert (result.exit_code, result.output) == (0, "Ledger sound: 5 checks passed.\n")
 
 
 def _without_check_constraints(database):
@@ -96,6 +96,8 @@ def test_a_ledger_edited_with_sql_is_reported_in_full(server, tmp_path, clock):
     _without_check_constraints(database)
     Account.update(balance_fen=-100).where(Account.account_id == QUIET_CUSTOMER).execute()
     Hold.create(station_id="ST-0002", account_id="DM00020006", amount_fen=-5, updated_at="now")
+    # ST-0001's last sync was complete: no offline debit of it is unsynced, whatever its row is made to say.
+    Station.update(unsynced_debit_fen=500_00, unsynced_debit_count=1).where(Station.station_id == "ST-0001").execute()
 
     expected = [
         CheckFailure("legs_balance", "postings sum to 300 fen, not zero", station_id="ST-0001", seq=deposit.seq,
@@ -119,12 +121,14 @@ def test_a_ledger_edited_with_sql_is_reported_in_full(server, tmp_path, clock):
                      station_id="ST-0002", expected_fen=0, actual_fen=-5),
         CheckFailure("customer_balance_not_negative", "balance -100 fen is below zero", account_id=QUIET_CUSTOMER,
                      expected_fen=0, actual_fen=-100),
+        CheckFailure("unsynced_exposure_matches", "stored unsynced exposure 50000 fen in 1 debits, its postings make "
+                     "0 fen in 0", station_id="ST-0001", expected_fen=0, actual_fen=500_00),
     ]
     assert check_ledger() == expected
 
     result = CliRunner().invoke(cli, ["check", "--database-url", server.database_url])
     assert result.exit_code == 1
-    assert result.output.splitlines() == ["Ledger BROKEN: 7 failures."] + [f"  {failure}" for failure in expected]
+    assert result.output.splitlines() == ["Ledger BROKEN: 8 failures."] + [f"  {failure}" for failure in expected]
     result = CliRunner().invoke(cli, ["check", "--json", "--database-url", server.database_url])
     assert result.exit_code == 1
     assert [CheckFailure(**item) for item in json.loads(result.output)] == expected

@@ -163,6 +163,9 @@ def test_release_1_database_is_upgraded_without_loss(tmp_path):
         database.close()
 
     after = sqlite_rows(path)
+    # The last columns: release 9's unsynced exposure, nothing after a complete sync.
+    assert {row[-2:] for row in after["station"]} == {(0, 0)}
+    after["station"] = [row[:-2] for row in after["station"]]
     # Release 3 added the station's last complete sync (every past sync counts as complete) as a column; release 5
     # village, agent and rotate_requested after it.
     assert [row[-4] for row in after["station"]] == [row[8] for row in before["station"]]
@@ -211,6 +214,49 @@ def test_the_birth_year_migration_keeps_the_customers_of_the_release_before(data
         assert [tuple(row) for row in rows] == [("DM00010000", "李奶奶", None)]
         database.execute_sql("UPDATE customer SET birth_year = 1948")
         assert database.execute_sql("SELECT birth_year FROM customer").fetchone()[0] == 1948
+    finally:
+        database.close()
+
+
+def test_the_exposure_migration_counts_each_stations_unsynced_offline_debits(database_url):
+    """Migration 10 on a database of the release before: each station's running total of unsynced exposure is what
+    the bank summed from its postings before: the settled customer debits after its last complete sync, except one
+    settled under a real-time authorization."""
+    database = connect_url(database_url)
+    database.connect()
+    try:
+        before = len(MIGRATIONS) - 1
+        assert migrate_database(database, up_to=before) == list(range(1, before + 1))
+
+        def insert(table: str, **row) -> None:
+            marks = ", ".join([database.param] * len(row))
+            database.execute_sql(f'INSERT INTO "{table}" ({", ".join(row)}) VALUES ({marks})', list(row.values()))
+
+        for station_id in ("ST-0001", "ST-0002"):
+            insert("station", station_id=station_id, name=station_id, status="active", flagged=False, acked_seq=5,
+                   created_at="2026-11-28T00:00:00Z", synced_seq=1, rotate_requested=False)
+        for account_id, kind in (("DM00010001", "customer"), ("cash:ST-0001", "station_cash"),
+                                 ("fees:ST-0001", "fee_income")):
+            insert("account", account_id=account_id, kind=kind, name=account_id, balance_fen=0)
+        # seq 1 before the last complete sync, 2 and 5 offline debits after it, 3 a deposit, 4 under a grant.
+        for seq, entry_type, amount, fee in ((1, "withdrawal", 50_000, 0), (2, "withdrawal", 10_000, 200),
+                                             (3, "deposit", -20_000, 0), (4, "withdrawal", 30_000, 0),
+                                             (5, "transfer", 40_000, 100)):
+            insert("entry", station_id="ST-0001", seq=seq, type=entry_type, txn=f"t{seq}", token=f"token {seq}",
+                   received_at="2026-11-28T00:00:00Z", outcome="settled")
+            legs = [("DM00010001", amount + fee), ("cash:ST-0001", -amount), ("fees:ST-0001", -fee)]
+            with database.atomic():  # PostgreSQL checks that an entry's legs balance at COMMIT
+                for leg, (account_id, fen) in enumerate(legs):
+                    if fen:
+                        insert("posting", station_id="ST-0001", seq=seq, leg=leg, account_id=account_id,
+                               amount_fen=fen, memo="")
+        insert("authorization", auth_id="a4", station_id="ST-0001", txn="t4", kind="withdrawal",
+               account_id="DM00010001", amount_fen=30_000, fee_fen=0, hold_fen=30_000, request_hash="h",
+               status="used", created_at="2026-11-28T00:00:00Z", expires_at="2026-11-28T00:05:00Z", used_seq=4)
+        assert migrate_database(database) == [len(MIGRATIONS)]
+        rows = database.execute_sql('SELECT "station_id", "unsynced_debit_fen", "unsynced_debit_count" FROM "station" '
+                                    'ORDER BY 1').fetchall()
+        assert [tuple(row) for row in rows] == [("ST-0001", 10_200 + 40_100, 2), ("ST-0002", 0, 0)]
     finally:
         database.close()
 

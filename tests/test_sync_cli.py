@@ -39,7 +39,7 @@ def test_server_admin_commands(database_url, tmp_path):
     first = json.loads(run(server_cli, ["demo-data", "--stations", "ST-0001,ST-0002", *db]).output)
     again = json.loads(run(server_cli, ["demo-data", "--stations", "ST-0001,ST-0002", *db]).output)
     assert first == again == {"stations": ["ST-0001", "ST-0002"], "customers": 40, "billers": 6}
-    assert run(server_cli, ["check", *db]).output == "Ledger sound: 4 checks passed.\n"
+    assert run(server_cli, ["check", *db]).output == "Ledger sound: 5 checks passed.\n"
 
     added = run(server_cli, ["station", "add", "ST-0003", "--name", "Liujia shop", *db]).output
     assert CODE_RE.match(added.strip().splitlines()[-1])

@@ -63,8 +63,9 @@ def compact_entries(entries: Sequence[tuple[int, str]], station_id: str) -> Comp
     return CompactRun(headers, items, bytes(signatures))
 
 
-def rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature) -> tuple[str, int]:
-    """The exact JWS string of a compact entry, and its ts in ms (for the next entry's delta)."""
+def rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature) -> tuple[str, int, dict]:
+    """The exact JWS string of a compact entry, its ts in ms (for the next entry's delta), and its payload: the
+    object whose canonical JSON the token carries (so the receiver need not decode and parse it again)."""
     if not isinstance(item, list) or len(item) < 4 or not isinstance(item[3], dict):
         raise BadEntry(f"entry {seq} is not a compact entry", seq=seq)
     ts, entry_type, txn, rest = item[:4]
@@ -95,7 +96,7 @@ def rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature) 
     except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 encoding
         raise BadEntry(f"entry {seq} is not UTF-8 text", seq=seq) from exc
     token = f"{headers[header_index]}.{b64url(payload_bytes)}.{b64url(signature)}"
-    return token, millis
+    return token, millis, payload
 
 
 def _compact_entry(payload: dict, header_index: int, previous_ms: int) -> list:

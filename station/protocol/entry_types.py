@@ -145,7 +145,9 @@ _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 def printable(text: str) -> bool:
     """Whether ``text`` holds no control, format or line-separator character (a receipt and a log show it)."""
-    return not any(unicodedata.category(char) in _UNPRINTABLE for char in text)
+    # str.isprintable (C, fast) refuses all of these categories and more (unassigned, private use, spaces other
+    # than " "): only text it refuses needs the look at each character's category.
+    return text.isprintable() or not any(unicodedata.category(char) in _UNPRINTABLE for char in text)
 
 
 def printable_text(text: str, replacement: str = "?") -> str:

@@ -438,7 +438,8 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
             except TokenError as exc:
                 raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
         else:
-            token, millis = rebuild_token(headers, item, station_id, seq, expected_prev, previous_ms, signature)
+            token, millis, payload = rebuild_token(headers, item, station_id, seq, expected_prev, previous_ms,
+                                                   signature)
             header_b64, payload_b64, _ = token.split(".")
             kid = header_kids[header_b64]
             if isinstance(kid, TokenError):
@@ -450,9 +451,9 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
             if kid not in publics:
                 publics[kid] = ed25519_public_from_jwk(key.as_dict(private=False))
             unsigned.append((seq, publics[kid], signature, f"{header_b64}.{payload_b64}".encode("ascii")))
-            # Canonical by construction. A number that is not an integer is the ledger's to reject in the ack
-            # (invalid_amount): refusing the batch would wedge the station's outbox on one signed entry.
-            payload = json.loads(b64url_decode(payload_b64))
+            # The payload is the object the token's bytes were made from (canonical by construction). A number that
+            # is not an integer is the ledger's to reject in the ack (invalid_amount): refusing the batch would
+            # wedge the station's outbox on one signed entry.
             previous_ms = millis
         # The place in the chain must be right; a seq written 21.0 is right in place but wrong in form (above).
         declared = payload.get("seq")

@@ -98,7 +98,25 @@ def canonical_json(obj: Any) -> bytes:
     escaped as JCS escapes them. Integers are written in full: JCS's number form agrees within +-(2**53 - 1),
     where every amount and count of this kit lies.
     """
+    if _code_point_order_is_jcs(obj):
+        # Python's own key sort (in C) gives the same order: what every entry the kit signs or checks takes.
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return json.dumps(_jcs_key_order(obj), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+#: Code-point and UTF-16 order agree for every pair of keys whose characters all lie below this one.
+_ORDERS_MAY_DIFFER_FROM = "\ue000"
+
+
+def _code_point_order_is_jcs(value: Any) -> bool:
+    """Whether sorting each object's keys by code point gives JCS's order: no key holds a character at or above
+    U+E000 (only there can a character above U+FFFF sort before one below it in UTF-16)."""
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and (not key or max(key) < _ORDERS_MAY_DIFFER_FROM)
+                   and _code_point_order_is_jcs(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_code_point_order_is_jcs(item) for item in value)
+    return True
 
 
 def _jcs_key_order(value: Any) -> Any:
