@@ -16,7 +16,7 @@ from sync_support import enrolled_station, record_some
 from ui_helpers import card_customer, english, login
 
 from station import agents, business_day, errors, operations, printer, printing, receipts, storage, sync
-from station.db import Customer, JournalEntry, Operation, PrintedReceipt, StationDatabase
+from station.db import Agent, Customer, JournalEntry, Operation, PrintedReceipt, StationDatabase
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.device_state import DeviceState, device_state, refuse_new_operations
 from station.journal import audit_journal
@@ -331,3 +331,36 @@ def test_an_agent_logs_in_to_reprint_when_the_session_cannot_be_saved(ui_client,
     # Logging out ends it like any other session.
     ui_client.post("/logout")
     assert st.unsaved_sessions == {} and ui_client.get("/home").location.startswith("/login")
+
+
+def test_wrong_pins_that_cannot_be_saved_still_count(open_drawer, agent):
+    """A full disk must not turn the PIN pad into an unlimited guessing game: wrong tries that cannot be journaled
+    are counted in memory, and at the limit no PIN is checked (not even the right one) until there is room; then
+    the next wrong one is saved with them all and locks."""
+    st = open_drawer
+    customer = card_customer()
+    auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    limit_database(st)
+    deposit_until_full(st, agent, auth)
+    refusals = []
+    for _ in range(6):
+        with pytest.raises((errors.WrongCustomerPin, errors.StorageFull)) as raised:
+            agents.authenticate_customer(st, agent, customer, "000000")
+        refusals.append(type(raised.value))
+    assert errors.StorageFull in refusals
+    with pytest.raises(errors.StorageFull):
+        agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    for _ in range(8):
+        with pytest.raises((errors.WrongAgentPin, errors.StorageFull)):
+            agents.login_agent(st, "A01", "0000")
+    with pytest.raises(errors.StorageFull):
+        agents.login_agent(st, "A01", DEMO_AGENTS[0][3])
+
+    lift_database_limit(st)
+    with pytest.raises(errors.CustomerLocked):
+        agents.authenticate_customer(st, agent, customer, "000000")
+    assert Customer.get_by_id(customer.id).status == "locked"
+    with pytest.raises(errors.AgentLocked):
+        agents.login_agent(st, "A01", "0000")
+    assert Agent.get_by_id("A01").locked
+    assert st.unsaved_failures == {}
