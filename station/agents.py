@@ -370,15 +370,23 @@ def session_bound(st: Station, sid: str | None, agent_id: str) -> bool:
     """True while the station holds the record of session ``sid`` for ``agent_id`` (``bind_session``)."""
     if not (isinstance(sid, str) and sid):
         return False
+    if SESSION_KEY_PREFIX + sid in st.ended_sessions:
+        return False
     record = st.setting(SESSION_KEY_PREFIX + sid) or st.unsaved_sessions.get(SESSION_KEY_PREFIX + sid)
     return isinstance(record, dict) and record.get("agent_id") == agent_id
 
 
 def unbind_session(st: Station, sid: str | None) -> None:
-    """Forget the record of session ``sid``: every copy of its cookie stops working."""
+    """Forget the record of session ``sid``: every copy of its cookie stops working. With no room to delete the
+    record, this process keeps the session ended in memory (``Station.ended_sessions``): a full disk must not keep
+    a logged-out session, or a copy of its cookie, alive."""
     if isinstance(sid, str) and sid:
         st.unsaved_sessions.pop(SESSION_KEY_PREFIX + sid, None)
-        st.delete_setting(SESSION_KEY_PREFIX + sid)
+        try:
+            with st.write():
+                st.delete_setting(SESSION_KEY_PREFIX + sid)
+        except errors.StorageFull:
+            st.ended_sessions.add(SESSION_KEY_PREFIX + sid)
 
 
 def end_agent_sessions(st: Station, agent_id: str) -> None:

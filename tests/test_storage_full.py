@@ -364,3 +364,22 @@ def test_wrong_pins_that_cannot_be_saved_still_count(open_drawer, agent):
         agents.login_agent(st, "A01", "0000")
     assert Agent.get_by_id("A01").locked
     assert st.unsaved_failures == {}
+
+
+def test_logging_out_on_a_full_disk_still_ends_the_session(ui_app, ui_client, open_drawer, monkeypatch):
+    """The station cannot delete its record of the session: logging out still ends it, for this browser and for any
+    copy of its cookie (the record is set aside in memory), and the login screen shows, not an error."""
+    st = open_drawer
+    login(ui_client)
+    copied = ui_client.get_cookie("session").value
+
+    def no_room(key):
+        raise full_error()
+
+    monkeypatch.setattr(st, "delete_setting", no_room)
+    assert ui_client.post("/logout").location == "/login"
+    assert ui_client.get("/home").location == "/login"
+    thief = ui_app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/home").location == "/login"
+    assert thief.post("/op/withdrawal/start").location == "/login"
