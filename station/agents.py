@@ -161,14 +161,17 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
     now = st.now()
     if check_pin(pin, agent.pin_verifier):
         # The slow hash ran outside any lock: parallel guesses may have locked the agent (or set a wait) meanwhile.
-        with st.write():
-            agent = Agent.get_by_id(agent_id)
-            if agent.locked:
-                raise errors.AgentLocked()
-            refuse_while_waiting(st, agent_id)
-            if agent.failed_pins:
-                Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
-                st.delete_setting(_wait_key(agent_id))
+        try:
+            with st.write():
+                agent = Agent.get_by_id(agent_id)
+                if agent.locked:
+                    raise errors.AgentLocked()
+                refuse_while_waiting(st, agent_id)
+                if agent.failed_pins:
+                    Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
+                    st.delete_setting(_wait_key(agent_id))
+        except errors.StorageFull:
+            pass  # no room to clear the earlier wrong PINs: they stay counted (a lock comes sooner, never later)
         st.unsaved_failures.pop(agent_id, None)
         return AgentSession(
             agent_id=agent.agent_id,

@@ -383,3 +383,18 @@ def test_logging_out_on_a_full_disk_still_ends_the_session(ui_app, ui_client, op
     thief.set_cookie("session", copied)
     assert thief.get("/home").location == "/login"
     assert thief.post("/op/withdrawal/start").location == "/login"
+
+
+def test_the_right_pin_logs_in_when_the_wrong_ones_before_cannot_be_cleared(ui_client, open_drawer, monkeypatch):
+    """An agent who mistyped once and then typed the right PIN on a full disk still logs in (to reprint and sync):
+    the earlier wrong PIN stays counted (they lock sooner, never later), it is not a refusal."""
+    st = open_drawer
+    with pytest.raises(errors.WrongAgentPin):
+        agents.login_agent(st, "A01", "0000")
+
+    def no_room(key):
+        raise full_error()
+
+    monkeypatch.setattr(st, "delete_setting", no_room)
+    assert agents.login_agent(st, "A01", DEMO_AGENTS[0][3]).agent_id == "A01"
+    assert Agent.get_by_id("A01").failed_pins == 1
