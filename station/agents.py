@@ -26,6 +26,8 @@ import math
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -40,6 +42,7 @@ from station.protocol.entry_types import EntryType, one_line
 from station.protocol.pins import PIN_RE, check_pin, make_pin_verifier, weak_pin
 from station.protocol.times import parse_utc, utc_text
 from station.receipts import Receipt, entry_receipt
+from station.storage import storage_full
 
 AGENT_SESSION_HOURS = 12
 #: The settings that hold the station's record of each UI session (``bind_session``), one key per session.
@@ -153,17 +156,23 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
     if agent.locked:
         raise errors.AgentLocked()
     refuse_while_waiting(st, agent_id)
+    tries = st.policy["agent_pin_tries"]
+    refuse_past_unsaved_limit(st, agent_id, agent.failed_pins, tries)
     now = st.now()
     if check_pin(pin, agent.pin_verifier):
         # The slow hash ran outside any lock: parallel guesses may have locked the agent (or set a wait) meanwhile.
-        with st.write():
-            agent = Agent.get_by_id(agent_id)
-            if agent.locked:
-                raise errors.AgentLocked()
-            refuse_while_waiting(st, agent_id)
-            if agent.failed_pins:
-                Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
-                st.delete_setting(_wait_key(agent_id))
+        try:
+            with st.write():
+                agent = Agent.get_by_id(agent_id)
+                if agent.locked:
+                    raise errors.AgentLocked()
+                refuse_while_waiting(st, agent_id)
+                if agent.failed_pins:
+                    Agent.update(failed_pins=0).where(Agent.agent_id == agent_id).execute()
+                    st.delete_setting(_wait_key(agent_id))
+        except errors.StorageFull:
+            pass  # no room to clear the earlier wrong PINs: they stay counted (a lock comes sooner, never later)
+        st.unsaved_failures.pop(agent_id, None)
         return AgentSession(
             agent_id=agent.agent_id,
             name=agent.name,
@@ -172,10 +181,9 @@ def login_agent(st: Station, agent_id: str, pin: str) -> AgentSession:
             started_at=now,
             expires_at=now + timedelta(hours=AGENT_SESSION_HOURS),
         )
-    tries = st.policy["agent_pin_tries"]
-    with st.write():
+    with counted_if_unsaved(st, agent_id) as unsaved, st.write():
         agent = Agent.get_by_id(agent_id)
-        failures = agent.failed_pins + 1
+        failures = agent.failed_pins + unsaved + 1
         body = {"agent": agent_id, "failures": failures, "locked": False}
         last_supervisor = _last_supervisor(agent)
         if failures >= tries and last_supervisor:
@@ -200,6 +208,31 @@ def _last_supervisor(agent: Agent) -> bool:
     return agent.role == "supervisor" and not Agent.select().where(
         (Agent.role == "supervisor") & (Agent.agent_id != agent.agent_id) & (Agent.locked == False)  # noqa: E712
     ).exists()
+
+
+# -- wrong tries that cannot be saved (a full disk) ------------------------------------------------------------
+@contextmanager
+def counted_if_unsaved(st: Station, key: str) -> Iterator[int]:
+    """Around the write that records a wrong PIN (or unlock code) of ``key``: gives the earlier wrong tries that
+    could not be saved, to add to the saved count; when this one cannot be saved either (``StorageFull``), it is
+    counted in memory (``Station.unsaved_failures``) and the refusal goes on. Without this, a full disk would
+    let anyone try PINs for ever: each wrong one refused as "storage full", the right one let in."""
+    try:
+        yield st.unsaved_failures.get(key, 0)
+    except errors.StorageFull:
+        st.unsaved_failures[key] = st.unsaved_failures.get(key, 0) + 1
+        raise
+    st.unsaved_failures.pop(key, None)  # saved now, with the earlier ones
+
+
+def refuse_past_unsaved_limit(st: Station, key: str, saved: int, limit: int) -> None:
+    """``StorageFull`` before a PIN (or code) of ``key`` is checked, when wrong tries that could not be saved
+    bring it to the ``limit`` that would lock (or start a wait) while the storage is still full: no lock can be
+    written, so no more tries until there is room again (then the next wrong one is saved with them all and locks).
+    A restart forgets the unsaved tries (it takes minutes on the device)."""
+    unsaved = st.unsaved_failures.get(key, 0)
+    if unsaved and saved + unsaved >= limit and storage_full(st):
+        raise errors.StorageFull()
 
 
 # -- waiting after wrong PINs (the last supervisor) or wrong unlock codes -----------------------------------------
@@ -340,15 +373,23 @@ def session_bound(st: Station, sid: str | None, agent_id: str) -> bool:
     """True while the station holds the record of session ``sid`` for ``agent_id`` (``bind_session``)."""
     if not (isinstance(sid, str) and sid):
         return False
+    if SESSION_KEY_PREFIX + sid in st.ended_sessions:
+        return False
     record = st.setting(SESSION_KEY_PREFIX + sid) or st.unsaved_sessions.get(SESSION_KEY_PREFIX + sid)
     return isinstance(record, dict) and record.get("agent_id") == agent_id
 
 
 def unbind_session(st: Station, sid: str | None) -> None:
-    """Forget the record of session ``sid``: every copy of its cookie stops working."""
+    """Forget the record of session ``sid``: every copy of its cookie stops working. With no room to delete the
+    record, this process keeps the session ended in memory (``Station.ended_sessions``): a full disk must not keep
+    a logged-out session, or a copy of its cookie, alive."""
     if isinstance(sid, str) and sid:
         st.unsaved_sessions.pop(SESSION_KEY_PREFIX + sid, None)
-        st.delete_setting(SESSION_KEY_PREFIX + sid)
+        try:
+            with st.write():
+                st.delete_setting(SESSION_KEY_PREFIX + sid)
+        except errors.StorageFull:
+            st.ended_sessions.add(SESSION_KEY_PREFIX + sid)
 
 
 def end_agent_sessions(st: Station, agent_id: str) -> None:
@@ -415,6 +456,9 @@ def authenticate_customer(st: Station, session: AgentSession, customer: Customer
     check_session(st, session)
     customer = Customer.get_by_id(customer.id)
     refuse_inactive(customer)
+    tries = st.policy["customer_pin_tries"]
+    key = f"customer:{customer.id}"
+    refuse_past_unsaved_limit(st, key, customer.pin_failures, tries)
     now = st.now()
     if check_pin(pin, customer.pin_verifier):
         # The slow hash ran outside any lock: parallel guesses may have locked the customer meanwhile.
@@ -423,11 +467,11 @@ def authenticate_customer(st: Station, session: AgentSession, customer: Customer
             refuse_inactive(customer)
             if customer.pin_failures:
                 Customer.update(pin_failures=0).where(Customer.id == customer.id).execute()
+        st.unsaved_failures.pop(key, None)
         return CustomerAuth(customer.id, customer.account_id, session.agent_id, now)
-    tries = st.policy["customer_pin_tries"]
-    with st.write():
+    with counted_if_unsaved(st, key) as unsaved, st.write():
         customer = Customer.get_by_id(customer.id)
-        failures = customer.pin_failures + 1
+        failures = customer.pin_failures + unsaved + 1
         locked = failures >= tries
         Customer.update(pin_failures=failures, status="locked" if locked else customer.status).where(
             Customer.id == customer.id

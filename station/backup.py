@@ -34,6 +34,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -42,6 +43,7 @@ from pathlib import Path
 import requests
 from joserfc.errors import JoseError
 
+from station.bank_unlock import COUNTER_SETTING as UNLOCK_COUNTER_SETTING
 from station.context import Station, StationNotInitialised
 from station.db import DatabaseDamaged, SchemaMismatch, SchemaTooNew
 from station.journal import audit_journal, journal_head
@@ -442,6 +444,23 @@ def open_backup_station(staging: Path, manifest: dict) -> Station:
     return st
 
 
+def _keep_unlock_counter(target: Path, st: Station) -> None:
+    """Keep the last unlock code the replaced station used (``station.bank_unlock``), when it is the same station
+    and its database still reads: a backup taken before a code was typed would otherwise take that code again, as
+    the bank issued it once and it was read out over the phone. A database that does not read is left alone (the
+    bank's staff issue the next code, at a higher counter, either way)."""
+    try:
+        if json.loads((target / CONFIG).read_text(encoding="utf-8")).get("station_id") != st.station_id:
+            return
+        with closing(sqlite3.connect(f"file:{target / DATABASE}?mode=ro", uri=True)) as old:
+            row = old.execute("SELECT value FROM setting WHERE key = ?", (UNLOCK_COUNTER_SETTING,)).fetchone()
+        replaced = json.loads(row[0]) if row else 0
+    except (OSError, ValueError, AttributeError, sqlite3.Error):
+        return
+    if is_integer(replaced) and replaced > int(st.setting(UNLOCK_COUNTER_SETTING, 0)):
+        st.set_setting(UNLOCK_COUNTER_SETTING, replaced)
+
+
 def _what_to_do(st: Station) -> str:
     url = st.config["server"].get("url", "URL")
     return (
@@ -628,6 +647,8 @@ def restore_backup(
             # The restored station asks the bank for its whole downlink again at its first sync (docs/protocol.md,
             # "Downlink versions"), whatever it had applied when the backup was taken.
             st.delete_setting("downlink_version")
+            if occupied:
+                _keep_unlock_counter(target, st)
             head_seq, _ = journal_head(st)
             acked_seq = st.setting("acked_seq", 0)
             station_id = st.station_id

@@ -15,7 +15,14 @@ import logging
 import unicodedata
 
 from station import errors
-from station.agents import record_unlock, seconds_left, start_wait, waiting_error
+from station.agents import (
+    counted_if_unsaved,
+    record_unlock,
+    refuse_past_unsaved_limit,
+    seconds_left,
+    start_wait,
+    waiting_error,
+)
 from station.context import Station, bound_station
 from station.protocol import key_codecs
 from station.protocol.unlock_codes import matching_counter, unlock_key
@@ -57,9 +64,10 @@ def unlock_with_code(st: Station, agent_id: str, code: str) -> Receipt:
     ``AgentNotLocked``, ``AgentUnknown``, ``UnlockCodesUnavailable``."""
     if seconds := code_wait(st):
         raise waiting_error(st, errors.UnlockCodesWaiting, seconds)
+    refuse_past_unsaved_limit(st, FAILURES_SETTING, int(st.setting(FAILURES_SETTING, 0)), FREE_CODE_TRIES)
     key = code_key(st, agent_id)
     code = "".join(unicodedata.normalize("NFKC", str(code or "")).split())
-    with st.write():
+    with counted_if_unsaved(st, FAILURES_SETTING) as unsaved, st.write():
         if seconds := code_wait(st):
             raise waiting_error(st, errors.UnlockCodesWaiting, seconds)
         counter = matching_counter(key, code, int(st.setting(COUNTER_SETTING, 0)))
@@ -69,7 +77,7 @@ def unlock_with_code(st: Station, agent_id: str, code: str) -> Receipt:
             st.delete_setting(FAILURES_SETTING)
             st.delete_setting(WAIT_SETTING)
             return receipt
-        failures = int(st.setting(FAILURES_SETTING, 0)) + 1
+        failures = int(st.setting(FAILURES_SETTING, 0)) + unsaved + 1
         st.set_setting(FAILURES_SETTING, failures)
         if failures >= FREE_CODE_TRIES:
             start_wait(st, WAIT_SETTING, failures - FREE_CODE_TRIES)

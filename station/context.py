@@ -130,6 +130,10 @@ class Station:
         self.storage_full_since: datetime | None = None
         #: Agent sessions logged in while the storage was full, which could not be saved (``station.agents``).
         self.unsaved_sessions: dict[str, dict] = {}
+        #: Sessions ended while the storage was full, whose records could not be deleted (``station.agents``).
+        self.ended_sessions: set[str] = set()
+        #: Wrong PINs and unlock codes that could not be saved for want of room, per person (``station.agents``).
+        self.unsaved_failures: dict[str, int] = {}
 
     @contextmanager
     def write(self) -> Iterator[None]:

@@ -113,16 +113,23 @@ def clock_state(st: Station) -> DeviceState:
 def refuse_wrong_clock(st: Station) -> None:
     """Raise ``ClockNotSet`` or ``ClockWrong`` unless the clock may stamp a new journal entry.
 
-    A clock behind the floor but within ``CLOCK_TOLERANCE`` may; the floor is then kept (setting
-    ``clock_floor``), so that the entry stamped a little earlier does not lower it: steps back within the tolerance
-    never add up to a clock set back."""
+    A clock behind the floor but within ``CLOCK_TOLERANCE`` may; the entry then keeps the floor
+    (``keep_clock_floor``), so that it does not lower it although stamped a little earlier: steps back within the
+    tolerance never add up to a clock set back."""
     state = clock_state(st)
     if state is DeviceState.CLOCK_NOT_SET:
         raise errors.ClockNotSet()
     if state is DeviceState.CLOCK_WRONG:
         raise errors.ClockWrong()
+
+
+def keep_clock_floor(st: Station, moment: datetime) -> None:
+    """Keep the floor (setting ``clock_floor``) when an entry is about to be stamped ``moment``, earlier than it;
+    inside the caller's write. ``station.journal.append_entry`` calls it for every entry, so that the entries
+    journaled whatever the clock (wrong PINs, a key rotation) never lower the floor: the journal's last entry is
+    one of the floor's parts, and a wrong PIN typed while the clock is wrong would otherwise make it right."""
     floor = clock_floor(st)
-    if floor is not None and st.now() < floor:
+    if floor is not None and moment < floor:
         st.set_setting(KEPT_FLOOR_SETTING, utc_text(floor))
 
 

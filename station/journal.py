@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 
 from station.context import Station
 from station.db import JournalEntry
+from station.device_state import keep_clock_floor
 from station.journal_rows import row_problems
 from station.keys import current_signer
 from station.protocol.entry_types import entry_problem, field_problems
@@ -111,6 +112,7 @@ def append_entry(
     if entry_problem(payload) is not None:
         # A writer's bug, never a person's input (the services refuse bad input first).
         raise UnsignableEntry(f"refusing to sign a {entry_type} entry: {'; '.join(field_problems(payload))}")
+    keep_clock_floor(st, moment)
     return store_entry(st, payload, moment)
 
 

@@ -24,21 +24,22 @@ import pytest
 import requests
 from click.testing import CliRunner
 from sync_support import enrolled_station, forked_devices, record_some, server_db, start_server
+from test_agent_unlock import bank_code, wrong_pins
 from test_server_ingest import check_against_openapi, problem_type
 
-from station import agents, operations, receipts
+from station import agents, bank_unlock, errors, operations, receipts
 from station.app import create_app
 from station.backup import MANIFEST, BackupError, RestoreRefused, backup_station, restore_backup
 from station.cli import cli
 from station.context import Station
-from station.db import Customer, JournalEntry, Operation
+from station.db import Agent, Customer, JournalEntry, Operation
 from station.demo import DEMO_CUSTOMER_PIN
 from station.journal import audit_journal, journal_head
-from station.protocol import heads
+from station.protocol import heads, key_codecs
 from station.protocol.entry_types import spec_of
 from station.protocol.tokens import chain_hash, generate_signing_key, public_jwk, unverified_payload, verify_token
 from station.provision import init_station
-from station.sync import SyncRefused, fetch_bank_head, sync_once
+from station.sync import ENCRYPTION_KEY_FILE, SyncRefused, fetch_bank_head, sync_once
 from sync_server.db import Entry
 from sync_server.db import Station as ServerStation
 
@@ -657,3 +658,28 @@ def test_daily_backup_unit_backs_up_and_rotates(station, tmp_path):
     assert subprocess.run(["/bin/sh", "-c", rotate], env=env, timeout=60).returncode == 0
     assert sorted(backups.iterdir()) == sorted([made[-1], keep])
     assert restore_backup(made[-1], tmp_path / "device").station_id == "ST-0001"
+
+
+def test_a_restore_over_the_station_keeps_the_last_unlock_code_it_used(station, tmp_path, backup_of, clock):
+    """A code the bank read out over the phone and typed after the backup was taken must not unlock again once the
+    backup is restored over the station (its database still reads: its counter is kept)."""
+    server = key_codecs.generate_encryption_key()
+    (station.data_dir / ENCRYPTION_KEY_FILE).write_text(
+        key_codecs.encryption_private_to_text(key_codecs.generate_encryption_key()))
+    station.update_config("server", {"encryption_jwk": key_codecs.encryption_public_jwk(server)})
+    wrong_pins(station, "A01", 5)
+    out = backup_of(station)
+    code = bank_code(station, server, "A01", 1)
+    bank_unlock.unlock_with_code(station, "A01", code)
+    target = station.data_dir
+    station.close()
+    restore_backup(out, target, replace=True, without_bank=True)
+    restored = Station(target, clock=clock)
+    try:
+        with restored.bound():
+            assert Agent.get_by_id("A01").locked  # as the backup had it
+            with pytest.raises(errors.UnlockCodeWrong):
+                bank_unlock.unlock_with_code(restored, "A01", code)
+            assert bank_unlock.unlock_with_code(restored, "A01", bank_code(restored, server, "A01", 2))
+    finally:
+        restored.close()

@@ -114,6 +114,23 @@ def test_wrong_pins_still_lock_with_a_wrong_clock(open_drawer, agent, clock):
     assert JournalEntry.select().where(JournalEntry.type == "agent_pin_failed").count() == st.policy["agent_pin_tries"]
 
 
+def test_a_wrong_pin_typed_while_the_clock_is_wrong_does_not_make_it_right(open_drawer, agent, clock):
+    """The wrong PIN is journaled by the wrong clock, as the journal's last entry: the floor must not fall with it
+    (a station with no bank contact yet has only the journal to go by)."""
+    st = open_drawer
+    withdraw(st, agent)
+    floor = clock_floor(st)
+    clock.advance(days=-30)
+    assert device_state(st) is DeviceState.CLOCK_WRONG
+    with pytest.raises(errors.WrongAgentPin):
+        agents.login_agent(st, "A01", "0000")
+    assert JournalEntry.select().order_by(JournalEntry.seq.desc()).get().type == "agent_pin_failed"
+    assert clock_floor(st) == floor
+    assert device_state(st) is DeviceState.CLOCK_WRONG
+    with pytest.raises(errors.ClockWrong):
+        withdraw(st, log_in(st))
+
+
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_the_screens_say_the_clock_is_wrong(lang, ui_client, open_drawer, agent, clock):
     st = open_drawer

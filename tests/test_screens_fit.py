@@ -641,6 +641,12 @@ CASES = [
         c.go("/unlock/?agent_id=A01", c.anon),
         c.show("/unlock/", {"agent_id": "A01", "supervisor_id": "S01", "pin": "0000"}, page=c.anon),
         Agent.update(failed_pins=0).where(Agent.agent_id == "S01").execute())), page="anon"),
+    Case("unlock", "refused, the clock is wrong", with_state("clock_wrong", locked_out("A01", lambda c: (
+        c.go("/unlock/?agent_id=A01", c.anon),
+        c.show("/unlock/", {"agent_id": "A01", "supervisor_id": "S01", "pin": DEMO_AGENTS[1][3]}, page=c.anon)))),
+        page="anon"),
+    Case("unlock code", "while storage is full",
+         with_state("storage_full", locked_out("A01", go("/unlock/code?agent_id=A01", "anon"))), page="anon"),
     Case("unlock", "which supervisor", second_supervisor(locked_out("A01", go("/unlock/?agent_id=A01", "anon"))),
          page="anon"),
     Case("unlock", "no supervisor", locked_out("S01", go("/unlock/?agent_id=S01", "anon"), wait=True), page="anon"),

@@ -16,7 +16,7 @@ from sync_support import enrolled_station, record_some
 from ui_helpers import card_customer, english, login
 
 from station import agents, business_day, errors, operations, printer, printing, receipts, storage, sync
-from station.db import Customer, JournalEntry, Operation, PrintedReceipt, StationDatabase
+from station.db import Agent, Customer, JournalEntry, Operation, PrintedReceipt, StationDatabase
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.device_state import DeviceState, device_state, refuse_new_operations
 from station.journal import audit_journal
@@ -331,3 +331,70 @@ def test_an_agent_logs_in_to_reprint_when_the_session_cannot_be_saved(ui_client,
     # Logging out ends it like any other session.
     ui_client.post("/logout")
     assert st.unsaved_sessions == {} and ui_client.get("/home").location.startswith("/login")
+
+
+def test_wrong_pins_that_cannot_be_saved_still_count(open_drawer, agent):
+    """A full disk must not turn the PIN pad into an unlimited guessing game: wrong tries that cannot be journaled
+    are counted in memory, and at the limit no PIN is checked (not even the right one) until there is room; then
+    the next wrong one is saved with them all and locks."""
+    st = open_drawer
+    customer = card_customer()
+    auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    limit_database(st)
+    deposit_until_full(st, agent, auth)
+    refusals = []
+    for _ in range(6):
+        with pytest.raises((errors.WrongCustomerPin, errors.StorageFull)) as raised:
+            agents.authenticate_customer(st, agent, customer, "000000")
+        refusals.append(type(raised.value))
+    assert errors.StorageFull in refusals
+    with pytest.raises(errors.StorageFull):
+        agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+    for _ in range(8):
+        with pytest.raises((errors.WrongAgentPin, errors.StorageFull)):
+            agents.login_agent(st, "A01", "0000")
+    with pytest.raises(errors.StorageFull):
+        agents.login_agent(st, "A01", DEMO_AGENTS[0][3])
+
+    lift_database_limit(st)
+    with pytest.raises(errors.CustomerLocked):
+        agents.authenticate_customer(st, agent, customer, "000000")
+    assert Customer.get_by_id(customer.id).status == "locked"
+    with pytest.raises(errors.AgentLocked):
+        agents.login_agent(st, "A01", "0000")
+    assert Agent.get_by_id("A01").locked
+    assert st.unsaved_failures == {}
+
+
+def test_logging_out_on_a_full_disk_still_ends_the_session(ui_app, ui_client, open_drawer, monkeypatch):
+    """The station cannot delete its record of the session: logging out still ends it, for this browser and for any
+    copy of its cookie (the record is set aside in memory), and the login screen shows, not an error."""
+    st = open_drawer
+    login(ui_client)
+    copied = ui_client.get_cookie("session").value
+
+    def no_room(key):
+        raise full_error()
+
+    monkeypatch.setattr(st, "delete_setting", no_room)
+    assert ui_client.post("/logout").location == "/login"
+    assert ui_client.get("/home").location == "/login"
+    thief = ui_app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/home").location == "/login"
+    assert thief.post("/op/withdrawal/start").location == "/login"
+
+
+def test_the_right_pin_logs_in_when_the_wrong_ones_before_cannot_be_cleared(ui_client, open_drawer, monkeypatch):
+    """An agent who mistyped once and then typed the right PIN on a full disk still logs in (to reprint and sync):
+    the earlier wrong PIN stays counted (they lock sooner, never later), it is not a refusal."""
+    st = open_drawer
+    with pytest.raises(errors.WrongAgentPin):
+        agents.login_agent(st, "A01", "0000")
+
+    def no_room(key):
+        raise full_error()
+
+    monkeypatch.setattr(st, "delete_setting", no_room)
+    assert agents.login_agent(st, "A01", DEMO_AGENTS[0][3]).agent_id == "A01"
+    assert Agent.get_by_id("A01").failed_pins == 1

@@ -119,3 +119,21 @@ def test_an_unlock_needs_the_form_token(station, boot):
     client.post("/unlock/", data={"agent_id": "A01", "supervisor_id": "S01", "pin": SUPERVISOR_PIN,
                                   "csrf_token": token})
     assert not Agent.get_by_id("A01").locked
+
+
+def test_with_the_clock_wrong_the_ways_out_say_so_and_keep_the_code(client, station, clock, server_key):  # noqa: F811
+    """The unlock is a journaled write: with the clock set back it is refused with the clock's message (by a
+    supervisor and by the bank's code), the person stays locked, and the code is not used up: it works once the
+    clock is right."""
+    wrong_pins(station, "A01", 5)
+    clock.advance(hours=-1)
+    clock_wrong = "The clock is wrong: it is earlier than what this station already recorded."
+    by_supervisor = client.post("/unlock/", data={"agent_id": "A01", "supervisor_id": "S01", "pin": SUPERVISOR_PIN})
+    assert error_of(by_supervisor.get_data(as_text=True)).startswith(clock_wrong)
+    code = bank_code(station, server_key, "A01", 1)
+    by_code = client.post("/unlock/code", data={"agent_id": "A01", "code": code})
+    assert error_of(by_code.get_data(as_text=True)).startswith(clock_wrong)
+    assert Agent.get_by_id("A01").locked
+    clock.advance(hours=1)
+    done = client.post("/unlock/code", data={"agent_id": "A01", "code": code})
+    assert done.status_code == 302 and not Agent.get_by_id("A01").locked
