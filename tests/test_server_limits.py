@@ -180,6 +180,19 @@ def test_a_batch_for_a_station_that_cannot_send_is_refused_before_decryption(ser
     assert spies["unseal"] == 0
 
 
+@pytest.mark.parametrize("value", ["9" * 5000, "9" * 17, "-1", "1.0", "\u00b2", " 1"])
+@pytest.mark.parametrize("header", ["X-Batch-First", "X-Batch-Last"])
+def test_a_batch_range_header_that_is_no_seq_is_refused_with_a_reason(server, tmp_path, clock, spies, header, value):
+    # 5,000 digits once reached int(), which refuses more than 4,300: a 500.
+    enrolled_station(server, tmp_path, "ST-0001", clock)
+    spies.update(dict.fromkeys(spies, 0))
+    headers = {"X-Station-Id": "ST-0001", "X-Batch-First": "1", "X-Batch-Last": "1", header: value}
+    response = limited_app(server).test_client().post("/api/v1/stations/ST-0001/batches", data=b"x" * 64,
+                                                      headers=headers)
+    assert response.status_code == 400 and response.get_json()["type"] == PROBLEM + "malformed-request"
+    assert header in response.get_json()["detail"] and spies["unseal"] == 0
+
+
 def test_a_body_over_the_limit_is_refused_before_it_is_opened(server, tmp_path, clock, spies):
     enrolled_station(server, tmp_path, "ST-0001", clock)
     spies.update(dict.fromkeys(spies, 0))
