@@ -76,6 +76,19 @@ def test_a_stations_endpoints_share_one_limit_per_station(server):
     assert client.post("/api/v1/stations/ST-0002/probe", json={"probe": "x"}).status_code == 400
 
 
+def test_a_flood_naming_a_station_from_elsewhere_does_not_use_up_that_stations_limit(server):
+    """Station ids are no secret (ST-0001 is on every receipt): junk sent under a station's id from another address
+    once used up the station's own count, so anyone could keep every station of the bank from syncing."""
+    app = limited_app(server, SYNC_SERVER_RATE_LIMIT_STATION="3 per minute")
+    flooder = from_address(app.test_client(), "203.0.113.66")
+    for _ in range(3):
+        assert flooder.post("/api/v1/stations/ST-0001/batches", data=b"x").status_code == 400
+    assert_rate_limited(flooder.post("/api/v1/stations/ST-0001/batches", data=b"x"),
+                        "/api/v1/stations/{station_id}/batches")
+    station = from_address(app.test_client(), "198.51.100.77")
+    assert station.post("/api/v1/stations/ST-0001/probe", json={"probe": "x"}).status_code == 400
+
+
 def test_varying_the_station_id_does_not_escape_the_limit_per_address(server):
     app = limited_app(server, SYNC_SERVER_RATE_LIMIT_STATION_ADDRESS="3 per minute")
     client = from_address(app.test_client(), "192.0.2.9")
