@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import zlib
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 from sync_support import enrolled_station, record_some, serve_in_thread, stop_server
@@ -204,6 +205,25 @@ def test_a_batch_range_header_that_is_no_seq_is_refused_with_a_reason(server, tm
                                                       headers=headers)
     assert response.status_code == 400 and response.get_json()["type"] == PROBLEM + "malformed-request"
     assert header in response.get_json()["detail"] and spies["unseal"] == 0
+
+
+@pytest.mark.parametrize("station_id", ["ST\x00", "\x00", "日本", "ST 1", "S" * 41, "-ST"])
+@pytest.mark.parametrize(("method", "path", "documented"), [
+    ("get", "/api/v1/stations/{}/head?nonce=" + "n" * 16, "/api/v1/stations/{station_id}/head"),
+    ("get", "/api/v1/stations/{}/jwks", "/api/v1/stations/{station_id}/jwks"),
+    ("post", "/api/v1/stations/{}/probe", "/api/v1/stations/{station_id}/probe"),
+    ("post", "/api/v1/stations/{}/batches", "/api/v1/stations/{station_id}/batches"),
+    ("post", "/api/v1/stations/{}/authorizations", "/api/v1/stations/{station_id}/authorizations"),
+])
+def test_a_station_id_no_station_can_have_is_unknown_before_the_database_is_asked(server, station_id, method, path,
+                                                                                   documented):
+    # A NUL in the path's station id once reached PostgreSQL, which refuses it in text: a 500.
+    response = getattr(limited_app(server).test_client(), method)(
+        path.format(quote(station_id, safe="")), json={"probe": "x"},
+        headers={"X-Station-Id": station_id, "X-Batch-First": "1", "X-Batch-Last": "1"})
+    assert response.status_code == 404 and response.get_json()["type"] == PROBLEM + "unknown-station"
+    check_against_openapi(SimpleNamespace(status_code=response.status_code, headers=response.headers,
+                                          json=response.get_json), documented, method)
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_opened(server, tmp_path, clock, spies):
