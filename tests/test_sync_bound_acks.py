@@ -173,6 +173,20 @@ def test_a_downlink_not_newer_than_the_last_applied_is_ignored(closed_after_an_a
     assert (view["status"], view["allowance_fen"], view["downlink_version"]) == ("active", 100_000, applied + 5)
 
 
+def test_another_stations_signed_answer_is_refused(closed_after_an_answer, server, tmp_path, clock):
+    """The bank signs every station's acks with one key: ST-0002's fresh answer, handed to ST-0001's request, names
+    another station (and another request); nothing of it is applied."""
+    st, _ = closed_after_an_answer
+    other = enrolled_station(server, tmp_path / "other", "ST-0002", clock)
+    path = InThePath()
+    sync_once(other, http=path)
+    theirs = path.answers[-1]
+    before = station_view(st)
+    with pytest.raises(SyncRefused, match="not for this station") as refused:
+        sync_once(st, http=InThePath(lambda body, real: answer_response(theirs)), attempts=1)
+    assert refused.value.reason == "bad_answer" and station_view(st) == before
+
+
 def test_a_signed_ack_of_a_version_no_batch_can_name_back_is_refused(closed_after_an_answer, server):
     """A version past what the station may name in its next batch (downlink_applied, at most 2^53 - 1) would make
     every later batch unsealable: the ack is refused and nothing of it applied."""
