@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app, jsonify, request
 
 from station.protocol import authorizations, heads
+from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from station.protocol.times import utc_text
 from station.protocol.tokens import verification_jwk
 from sync_server import service
@@ -18,6 +19,16 @@ from sync_server.probe import answer_probe
 from sync_server.problems import Problem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.url_value_preprocessor
+def _no_such_station_id(endpoint, values):
+    """A station id no station can have (``sync-server station add`` takes only ``STATION_ID_PATTERN``) is an
+    unknown station before the database is asked: PostgreSQL refuses a NUL in text with an error (a 500)."""
+    station_id = (values or {}).get("station_id")
+    if station_id is not None and not STATION_ID_PATTERN.fullmatch(station_id):
+        raise Problem("unknown-station", f"The bank knows no station {station_id!r}: a station id is 1 to 40 letters, "
+                                         "digits, '-' or '_'.")
 
 
 def _keys():

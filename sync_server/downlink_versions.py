@@ -31,6 +31,7 @@ import hashlib
 
 from peewee import EXCLUDED
 
+from station.protocol.envelope import MAX_DOWNLINK_VERSION
 from station.protocol.tokens import b64url, canonical_json
 from sync_server.db import DownlinkItem, DownlinkState, Posting
 
@@ -68,7 +69,9 @@ def versioned_downlink(station_id: str, downlink: dict, applied: int | None, ack
         return downlink, None
     state = DownlinkState.get_or_none(DownlinkState.station_id == station_id)
     last = state.version if state else 0
-    version = max(last, applied) + 1
+    # Never past what a station may name back (envelope.MAX_DOWNLINK_VERSION): one version per sync never gets there,
+    # and a station that names the last one (nothing but its own key can) takes no newer downlink but still syncs.
+    version = min(max(last, applied) + 1, MAX_DOWNLINK_VERSION)
     # The whole customer list (not a push's partial one, not the policy alone between the batches of a sync).
     complete = "customers" in downlink and downlink.get("customers_partial") is not True
     full = (applied == 0 or applied > last or state is None

@@ -1,5 +1,7 @@
 """Rate limits of the API (Flask-Limiter): enrollment and the other endpoints anyone may call, per client address;
-each station's endpoints per station id, and per address too (an attacker who varies the station id in the path).
+each station's endpoints per station id from one client address (station ids are no secret: a flood naming a station
+from elsewhere must not use up the station's own count), and per address whatever the station id (an attacker who
+varies the station id in the path).
 
 Every limit is a setting (:data:`RATE_LIMIT_SETTINGS`, from the environment or ``create_app``'s mapping; docs/
 operations.md, "Rate limits"); ``off`` lifts one, ``SYNC_SERVER_RATE_LIMITS=off`` all. A request past a limit is
@@ -29,7 +31,8 @@ RATE_LIMIT_SETTINGS: dict[str, tuple[str, str]] = {
     "SYNC_SERVER_RATE_LIMIT_PUBLIC": (
         "120 per minute", "`health`, `openapi.json`, a station's `jwks` and `head`, per client address."),
     "SYNC_SERVER_RATE_LIMIT_STATION": (
-        "120 per minute", "a station's `batches`, `authorizations` and `probe` together, per station id."),
+        "120 per minute",
+        "a station's `batches`, `authorizations` and `probe` together, per station id and client address."),
     "SYNC_SERVER_RATE_LIMIT_STATION_ADDRESS": (
         "1200 per minute", "the same endpoints per client address: many stations may share one carrier NAT address."),
     "SYNC_SERVER_RATE_LIMIT_STORAGE": (
@@ -60,12 +63,13 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def station_in_path() -> str:
-    """The station id of the request's path."""
-    return (request.view_args or {}).get("station_id", "")
+def station_from_address() -> str:
+    """The station id of the request's path, with the client's address: requests naming a station from another
+    address count apart from the station's own."""
+    return f"{(request.view_args or {}).get('station_id', '')}@{client_address()}"
 
 
-_KEYS = {"address": client_address, "station": station_in_path}
+_KEYS = {"address": client_address, "station": station_from_address}
 
 
 def install_rate_limits(app: Flask) -> Limiter:

@@ -38,7 +38,7 @@ from peewee import EXCLUDED, IntegrityError
 
 from station.protocol import acks, envelope, key_codecs
 from station.protocol.enrollment_qr import CODE_ALPHABET, CODE_LENGTH, format_code, normalise_code
-from station.protocol.entry_types import Kind, fits
+from station.protocol.entry_types import MAX_INTEGER, Kind, fits
 from station.protocol.envelope_errors import EnvelopeError
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import KeyTrack, chain_hash, genesis_prev, verification_jwk
@@ -170,8 +170,9 @@ def _enroll_replacement(station: Station, public: dict, encryption_jwk: dict, no
 # -- ingest -------------------------------------------------------------------------------------------------
 def _int_header(headers, name: str) -> int:
     value = headers.get(name)
-    # isdigit() alone also accepts characters int() refuses, such as the latin-1 superscript "²".
-    if value is None or not (value.isascii() and value.isdigit()):
+    # isdigit() alone also accepts characters int() refuses, such as the latin-1 superscript "²"; and int() refuses
+    # more than 4,300 digits (a ValueError): a seq never needs more than MAX_INTEGER's.
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_INTEGER)):
         raise Problem("malformed-request", f"The {name} header must be a positive integer.")
     return int(value)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import zlib
 from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 from sync_support import enrolled_station, record_some, serve_in_thread, stop_server
@@ -74,6 +75,19 @@ def test_a_stations_endpoints_share_one_limit_per_station(server):
                         "/api/v1/stations/{station_id}/batches")
     # Another station behind the same address is not held back by this one.
     assert client.post("/api/v1/stations/ST-0002/probe", json={"probe": "x"}).status_code == 400
+
+
+def test_a_flood_naming_a_station_from_elsewhere_does_not_use_up_that_stations_limit(server):
+    """Station ids are no secret (ST-0001 is on every receipt): junk sent under a station's id from another address
+    once used up the station's own count, so anyone could keep every station of the bank from syncing."""
+    app = limited_app(server, SYNC_SERVER_RATE_LIMIT_STATION="3 per minute")
+    flooder = from_address(app.test_client(), "203.0.113.66")
+    for _ in range(3):
+        assert flooder.post("/api/v1/stations/ST-0001/batches", data=b"x").status_code == 400
+    assert_rate_limited(flooder.post("/api/v1/stations/ST-0001/batches", data=b"x"),
+                        "/api/v1/stations/{station_id}/batches")
+    station = from_address(app.test_client(), "198.51.100.77")
+    assert station.post("/api/v1/stations/ST-0001/probe", json={"probe": "x"}).status_code == 400
 
 
 def test_varying_the_station_id_does_not_escape_the_limit_per_address(server):
@@ -178,6 +192,38 @@ def test_a_batch_for_a_station_that_cannot_send_is_refused_before_decryption(ser
         headers={"X-Station-Id": station_id, "X-Batch-First": "1", "X-Batch-Last": "1"})
     assert response.get_json()["type"] == PROBLEM + slug
     assert spies["unseal"] == 0
+
+
+@pytest.mark.parametrize("value", ["9" * 5000, "9" * 17, "-1", "1.0", "\u00b2", " 1"])
+@pytest.mark.parametrize("header", ["X-Batch-First", "X-Batch-Last"])
+def test_a_batch_range_header_that_is_no_seq_is_refused_with_a_reason(server, tmp_path, clock, spies, header, value):
+    # 5,000 digits once reached int(), which refuses more than 4,300: a 500.
+    enrolled_station(server, tmp_path, "ST-0001", clock)
+    spies.update(dict.fromkeys(spies, 0))
+    headers = {"X-Station-Id": "ST-0001", "X-Batch-First": "1", "X-Batch-Last": "1", header: value}
+    response = limited_app(server).test_client().post("/api/v1/stations/ST-0001/batches", data=b"x" * 64,
+                                                      headers=headers)
+    assert response.status_code == 400 and response.get_json()["type"] == PROBLEM + "malformed-request"
+    assert header in response.get_json()["detail"] and spies["unseal"] == 0
+
+
+@pytest.mark.parametrize("station_id", ["ST\x00", "\x00", "日本", "ST 1", "S" * 41, "-ST"])
+@pytest.mark.parametrize(("method", "path", "documented"), [
+    ("get", "/api/v1/stations/{}/head?nonce=" + "n" * 16, "/api/v1/stations/{station_id}/head"),
+    ("get", "/api/v1/stations/{}/jwks", "/api/v1/stations/{station_id}/jwks"),
+    ("post", "/api/v1/stations/{}/probe", "/api/v1/stations/{station_id}/probe"),
+    ("post", "/api/v1/stations/{}/batches", "/api/v1/stations/{station_id}/batches"),
+    ("post", "/api/v1/stations/{}/authorizations", "/api/v1/stations/{station_id}/authorizations"),
+])
+def test_a_station_id_no_station_can_have_is_unknown_before_the_database_is_asked(server, station_id, method, path,
+                                                                                   documented):
+    # A NUL in the path's station id once reached PostgreSQL, which refuses it in text: a 500.
+    response = getattr(limited_app(server).test_client(), method)(
+        path.format(quote(station_id, safe="")), json={"probe": "x"},
+        headers={"X-Station-Id": station_id, "X-Batch-First": "1", "X-Batch-Last": "1"})
+    assert response.status_code == 404 and response.get_json()["type"] == PROBLEM + "unknown-station"
+    check_against_openapi(SimpleNamespace(status_code=response.status_code, headers=response.headers,
+                                          json=response.get_json), documented, method)
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_opened(server, tmp_path, clock, spies):

@@ -16,7 +16,7 @@ from sync_support import append_only_lifted, enrolled_station, record_some, serv
 
 from station.db import Customer
 from station.device_state import DeviceState, device_state
-from station.protocol import acks
+from station.protocol import acks, envelope
 from station.protocol.tokens import b64url, verify_token
 from station.sync import SyncRefused, open_answer, sync_once
 from sync_server.db import Customer as BankCustomer
@@ -171,6 +171,54 @@ def test_a_downlink_not_newer_than_the_last_applied_is_ignored(closed_after_an_a
     sync_once(st, http=InThePath(reordered(applied + 5)))
     view = station_view(st)
     assert (view["status"], view["allowance_fen"], view["downlink_version"]) == ("active", 100_000, applied + 5)
+
+
+def test_another_stations_signed_answer_is_refused(closed_after_an_answer, server, tmp_path, clock):
+    """The bank signs every station's acks with one key: ST-0002's fresh answer, handed to ST-0001's request, names
+    another station (and another request); nothing of it is applied."""
+    st, _ = closed_after_an_answer
+    other = enrolled_station(server, tmp_path / "other", "ST-0002", clock)
+    path = InThePath()
+    sync_once(other, http=path)
+    theirs = path.answers[-1]
+    before = station_view(st)
+    with pytest.raises(SyncRefused, match="not for this station") as refused:
+        sync_once(st, http=InThePath(lambda body, real: answer_response(theirs)), attempts=1)
+    assert refused.value.reason == "bad_answer" and station_view(st) == before
+
+
+def test_a_signed_ack_of_a_version_no_batch_can_name_back_is_refused(closed_after_an_answer, server):
+    """A version past what the station may name in its next batch (downlink_applied, at most 2^53 - 1) would make
+    every later batch unsealable: the ack is refused and nothing of it applied."""
+    st, _ = closed_after_an_answer
+    before = station_view(st)
+
+    def too_new(body, real):
+        payload = verify_token(real.json()["ack"], bank_signer(server).key)
+        return answer_response(acks.make_ack(
+            signer=bank_signer(server), station_id="ST-0001", first=payload["first"], last=payload["last"],
+            acked_through=payload["acked_through"], head=payload["head"], rejected={},
+            server_time=payload["server_time"], downlink=open_answer(st, real.json()).downlink,
+            station_encryption_key=_station_encryption_public(st), request=acks.request_digest(body),
+            downlink_version=envelope.MAX_DOWNLINK_VERSION + 1))
+
+    with pytest.raises(SyncRefused, match="downlink version") as refused:
+        sync_once(st, http=InThePath(too_new), attempts=1)
+    assert refused.value.reason == "bad_answer" and station_view(st) == before
+    assert sync_once(st).pending == 0
+
+
+@pytest.mark.parametrize("applied", [envelope.MAX_DOWNLINK_VERSION - 1, envelope.MAX_DOWNLINK_VERSION])
+def test_a_station_at_the_last_downlink_version_keeps_syncing(server, tmp_path, clock, applied):
+    """The bank never signs a version past the last one a batch may name (once it did: the station's next batch
+    failed to seal, a ValueError at every sync from then on)."""
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    with st.write():
+        st.set_setting("downlink_version", applied)
+    for _ in range(3):
+        record_some(st, 1)
+        assert sync_once(st).pending == 0
+        assert st.setting("downlink_version") == envelope.MAX_DOWNLINK_VERSION
 
 
 def test_a_forged_unsigned_gap_does_not_move_acked_seq(server, tmp_path, clock):

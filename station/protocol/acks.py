@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from station.protocol.envelope import MAX_DOWNLINK_VERSION
 from station.protocol.envelope_errors import BadBatchSignature, EnvelopeError
 from station.protocol.sealing import ENVELOPE_VERSION, downlink_info, seal, unseal
 from station.protocol.tokens import (
@@ -126,8 +127,10 @@ def open_ack(
     request, version = payload.get("request"), payload.get("downlink_version")
     if request is not None and not isinstance(request, str):
         raise EnvelopeError("the ack's request is not text")
-    if version is not None and not (is_integer(version) and version >= 1):
-        raise EnvelopeError("the ack's downlink version is not a positive integer")
+    # Bounded as the batch's downlink_applied is: a version the station could not name in its next batch would stop
+    # every sync after it.
+    if version is not None and not (is_integer(version) and 1 <= version <= MAX_DOWNLINK_VERSION):
+        raise EnvelopeError(f"the ack's downlink version is not an integer of 1 to {MAX_DOWNLINK_VERSION}")
     return Ack(
         station_id=station_id,
         first=payload["first"],
