@@ -163,8 +163,12 @@ def openapi_document() -> dict:
             "/api/v1/stations/{station_id}/batches": {"post": {
                 "summary": "Upload one sealed batch of journal entries",
                 "parameters": [station_param] + [
-                    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
-                    for name in ("X-Station-Id", "X-Batch-First", "X-Batch-Last")] + [
+                    {"name": "X-Station-Id", "in": "header", "required": True,
+                     "schema": {"type": "string", "pattern": f"^{STATION_ID_PATTERN.pattern}$"}}] + [
+                    {"name": name, "in": "header", "required": True,
+                     "description": "a seq: decimal digits, at most 2^53 - 1",
+                     "schema": {"type": "string", "pattern": "^[0-9]{1,16}$"}}
+                    for name in ("X-Batch-First", "X-Batch-Last")] + [
                     {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
                     for name in ("X-Station-Time", "X-Sync-More")],
                 "requestBody": {"required": True, "content": {"application/vnd.station-kit.batch": {
