@@ -995,23 +995,22 @@ MIGRATIONS.append(_migration_9)
 #: alone (release 2's ``(station_id, seq) IN (NEW, OLD)`` with one of them NULL cost two to three times as much per
 #: posting, and every deposit has four). SQLite has no such trigger (``ledger.Book.post`` holds the balance).
 RELEASE_10_LEGS_BALANCE = """CREATE OR REPLACE FUNCTION entry_legs_balance() RETURNS trigger LANGUAGE plpgsql AS $$
-    DECLARE total bigint;
+    DECLARE entry_station varchar; entry_seq bigint; total bigint;
     BEGIN
         -- NEW is NULL for a DELETE and OLD for an INSERT: each row names the one or two entries it touched.
-        IF NEW.station_id IS NOT NULL THEN
-            SELECT SUM(amount_fen) INTO total FROM posting WHERE station_id = NEW.station_id AND seq = NEW.seq;
+        FOR side IN 1..2 LOOP
+            IF side = 1 THEN
+                entry_station := NEW.station_id; entry_seq := NEW.seq;
+            ELSE
+                entry_station := OLD.station_id; entry_seq := OLD.seq;
+            END IF;
+            CONTINUE WHEN entry_station IS NULL;
+            SELECT SUM(amount_fen) INTO total FROM posting WHERE station_id = entry_station AND seq = entry_seq;
             IF total <> 0 THEN
-                RAISE EXCEPTION 'postings of %% seq %% sum to %%, not zero', NEW.station_id, NEW.seq, total
+                RAISE EXCEPTION 'postings of %% seq %% sum to %%, not zero', entry_station, entry_seq, total
                     USING ERRCODE = 'check_violation';
             END IF;
-        END IF;
-        IF OLD.station_id IS NOT NULL THEN
-            SELECT SUM(amount_fen) INTO total FROM posting WHERE station_id = OLD.station_id AND seq = OLD.seq;
-            IF total <> 0 THEN
-                RAISE EXCEPTION 'postings of %% seq %% sum to %%, not zero', OLD.station_id, OLD.seq, total
-                    USING ERRCODE = 'check_violation';
-            END IF;
-        END IF;
+        END LOOP;
         RETURN NULL;
     END $$"""
 
