@@ -261,6 +261,8 @@ class Applied:
     acked_through: int
     head: str | None
     new_entries: int
+    #: The batch's entries the bank rejected (seq -> reason), those it held already and those applied now.
+    rejected: dict[int, str]
     #: Only the customers the batch names were refreshed (a push): the downlink sends only them.
     partial: bool = False
 
@@ -281,9 +283,6 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
             known_station(station.station_id)
             applied = apply_entries(station, batch, now, more=more, station_time=station_time, track=track,
                                     push=push)
-            rejected = dict(Entry.select(Entry.seq, Entry.reason).where(
-                (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, batch.last)
-                & (Entry.outcome == "rejected")).tuples())
             downlink = build_downlink(applied.book, applied.allowances, applied.policy, applied.acked_through,
                                       now_text, rotate_key=rotation_due(station.station_id, applied.policy, now),
                                       partial=applied.partial)
@@ -295,7 +294,7 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
                       seq=fork.seq) from None
     return acks.make_ack(
         signer=keys.signer, station_id=batch.station_id, first=batch.first, last=batch.last,
-        acked_through=applied.acked_through, head=applied.head, rejected=rejected, server_time=now_text,
+        acked_through=applied.acked_through, head=applied.head, rejected=applied.rejected, server_time=now_text,
         downlink=downlink, station_encryption_key=key_codecs.encryption_public_from_jwk(station.encryption_jwk),
         request=request, downlink_version=version,
     )
@@ -321,9 +320,14 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     if batch.first > acked + 1:
         raise Problem("gap", f"The bank holds entries up to {acked}; send from {acked + 1}.",
                       expected_first=acked + 1)
-    held = dict(Entry.select(Entry.seq, Entry.token).where(
-        (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, min(batch.last, acked))
-    ).tuples())
+    # The part of the batch the bank holds already: each entry's token, and the reason when it was rejected (an
+    # entry's row never changes, so the ack repeats it).
+    held, rejected = {}, {}
+    for seq, token, outcome, reason in Entry.select(Entry.seq, Entry.token, Entry.outcome, Entry.reason).where(
+            (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, min(batch.last, acked))).tuples():
+        held[seq] = token
+        if outcome == "rejected":
+            rejected[seq] = reason
     for entry in batch.entries:
         if entry.seq <= acked and held.get(entry.seq) != entry.token:
             raise Fork(f"entry {entry.seq} differs from the one the bank holds", entry.seq,
@@ -351,6 +355,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     applier.load_daily_totals([entry.payload for entry in new_entries])
     for entry in new_entries:
         applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
+    rejected.update(applier.rejected)  # the new entries' outcomes, as the applier has just decided them
     applier.write()
     if track is not None:
         # The keys the batch's rotation entries handed over to (the track followed them while verifying).
@@ -378,7 +383,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
                        Station.unsynced_debit_count: applier.exposure_count})
     if update:
         Station.update(update).where(Station.station_id == batch.station_id).execute()
-    return Applied(book, policy, allowances, acked_through, head, len(new_entries), partial)
+    return Applied(book, policy, allowances, acked_through, head, len(new_entries), rejected, partial)
 
 
 def record_fork(station_id: str, fork: Fork, now: datetime) -> None:

@@ -98,14 +98,20 @@ def canonical_json(obj: Any) -> bytes:
     escaped as JCS escapes them. Integers are written in full: JCS's number form agrees within +-(2**53 - 1),
     where every amount and count of this kit lies.
     """
+    encoded = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if not _MAY_DIFFER_UTF8.search(encoded):
+        # No character at or above U+E000 anywhere, so none in a key: Python's own key sort (in C) is JCS's order.
+        # What every entry the kit signs or checks takes; the scan runs in C, where walking the object did not.
+        return encoded
     if _code_point_order_is_jcs(obj):
-        # Python's own key sort (in C) gives the same order: what every entry the kit signs or checks takes.
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return encoded
     return json.dumps(_jcs_key_order(obj), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 #: Code-point and UTF-16 order agree for every pair of keys whose characters all lie below this one.
 _ORDERS_MAY_DIFFER_FROM = "\ue000"
+#: The UTF-8 lead bytes of the characters at or above U+E000 (0xEE, 0xEF: to U+FFFF; 0xF0 to 0xF4: above).
+_MAY_DIFFER_UTF8 = re.compile(rb"[\xee-\xf4]")
 
 
 def _code_point_order_is_jcs(value: Any) -> bool:
