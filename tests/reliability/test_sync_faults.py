@@ -13,7 +13,12 @@ from fault_proxy import FAULTS, FaultProxy
 from sync_support import enrolled_station
 
 from reliability import counts
-from reliability.convergence import ShopCounter, assert_bank_holds_the_journal, sync_until_converged
+from reliability.convergence import (
+    ShopCounter,
+    assert_bank_holds_the_journal,
+    retryable_failure,
+    sync_until_converged,
+)
 from station.sync import SyncError, sync_once
 
 ENTRIES = counts(quick=300, full=10_000)
@@ -37,7 +42,7 @@ def test_entries_sync_through_random_faults_exactly_once(server, tmp_path, clock
             try:
                 sync_once(st, sleep=lambda seconds: None)
             except SyncError as exc:
-                assert exc.retryable, exc
+                retryable_failure(exc)
                 failed += 1
         failed += sync_until_converged(st)
         faults = dict(proxy.faults_seen)
