@@ -112,11 +112,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         if database_out_of_reach(exc):
-            # PostgreSQL restarting, the network to it down, the pool's connection cut: nothing was committed
-            # (the transaction did not end), so the client retries the same request a little later.
+            # PostgreSQL restarting, the network to it down, the pool's connection cut (or a serialization
+            # failure): the client sends the same request again a little later. Safe whatever happened: a batch
+            # whose COMMIT went through before the connection dropped is then answered as a duplicate.
             log.warning("database out of reach on %s: %s", request.path, exc)
             response = problem_response(Problem("database-unavailable", "The bank's database cannot be reached "
-                                                "just now; nothing was recorded. Retry later."))
+                                                "just now. Send the request again later."))
             response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
             return response
         log.exception("unexpected error on %s", request.path)
