@@ -153,7 +153,9 @@ def log_in(page, base: str, lang: str = "zh", agent_id: str = "A01", pin: str | 
     page.wait_for_selector("#pin")
     tap_keys(page, pin or AGENT_PIN)
     page.click("#login")
-    page.wait_for_url(base + "/home")
+    # The PIN's scrypt check and the session record (a write) take longer than the 5 s default on a loaded machine
+    # (seen once in CI with two workers and Chromium busy).
+    page.wait_for_url(base + "/home", timeout=15_000)
     if lang == "en" and page.get_attribute("html", "lang") != "en":
         page.click("text=English")
         page.wait_for_selector("text=中文")
