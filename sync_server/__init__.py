@@ -16,6 +16,7 @@ import psycopg
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
+from station.protocol import envelope
 from station.protocol.envelope import MAX_SEALED_BYTES
 from sync_server.db import DEFAULT_DATABASE_URL, check_schema, connect_url, db_proxy
 from sync_server.keys import load_keys
@@ -55,6 +56,22 @@ _HTTP_SLUGS = {400: "malformed-request", 404: "not-found", 405: "method-not-allo
                429: "rate-limited"}
 
 
+#: Threads that check a batch's signatures in each process (``station.protocol.envelope.configure_verify_threads``):
+#: a whole number, or empty for one per core. ``sync-server serve`` sets it to the cores over the workers.
+VERIFY_THREADS_SETTING = "SYNC_SERVER_VERIFY_THREADS"
+
+
+def verify_threads_setting(value) -> int | None:
+    """``SYNC_SERVER_VERIFY_THREADS`` as a number of threads (None: one per core); a ValueError names a bad one."""
+    if value is None or str(value).strip() == "":
+        return None
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
+        raise ValueError(f"{VERIFY_THREADS_SETTING} must be a whole number of 1 to 64 (or empty: one per core), "
+                         f"not {text!r}")
+    return int(text)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """The API app for ``DATABASE_URL`` and the keys in ``SYNC_SERVER_KEYS_DIR`` (or ``test_config``)."""
     app = Flask(__name__)
@@ -62,6 +79,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         DATABASE_URL=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL),
         SYNC_SERVER_KEYS_DIR=os.environ.get("SYNC_SERVER_KEYS_DIR", DEFAULT_KEYS_DIR),
         MAX_CONTENT_LENGTH=MAX_SEALED_BYTES,
+        SYNC_SERVER_VERIFY_THREADS=os.environ.get(VERIFY_THREADS_SETTING, ""),
         **rate_limit_defaults(),
     )
     if test_config is not None:
@@ -75,6 +93,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         if opened:
             database.close()
     app.extensions["server_keys"] = load_keys(app.config["SYNC_SERVER_KEYS_DIR"])
+    envelope.configure_verify_threads(verify_threads_setting(app.config[VERIFY_THREADS_SETTING]))
 
     from sync_server.api import bp
 

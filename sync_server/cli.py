@@ -13,7 +13,7 @@ import click
 from peewee import DatabaseError, SqliteDatabase
 
 from station.protocol.commands import GuardedGroup
-from sync_server import DEFAULT_KEYS_DIR, database_for
+from sync_server import DEFAULT_KEYS_DIR, VERIFY_THREADS_SETTING, database_for, verify_threads_setting
 from sync_server.db import (
     DEFAULT_DATABASE_URL,
     SchemaOutdated,
@@ -86,11 +86,16 @@ def keys(keys_dir, create):
     click.echo(json.dumps(server_keys.public(), indent=2))
 
 
+def serve_verify_threads(workers: int, cores: int | None = None) -> int:
+    """Signature threads per gunicorn worker: the cores over the workers, at least 1, at most 4."""
+    return max(1, min(4, (cores or os.cpu_count() or 1) // max(1, workers)))
+
+
 @cli.command()
 @click.option("--dev", is_flag=True, help="Serve with waitress (one process, threads) instead of gunicorn.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8800, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 256), help="gunicorn worker processes.")
 def serve(dev, host, port, workers):
     """Serve the API (reads DATABASE_URL and SYNC_SERVER_KEYS_DIR from the environment).
 
@@ -104,6 +109,10 @@ def serve(dev, host, port, workers):
             check_schema(database)
     except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        verify_threads_setting(os.environ.get(VERIFY_THREADS_SETTING))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     if dev:
         from waitress import serve as waitress_serve
 
@@ -111,6 +120,10 @@ def serve(dev, host, port, workers):
 
         waitress_serve(create_app(), host=host, port=port, threads=4)
         return
+    # Each worker checks its batches' signatures in its own thread when the workers fill the cores; fewer workers
+    # than cores share the rest out as threads (envelope.configure_verify_threads). The operator's setting wins.
+    if not os.environ.get(VERIFY_THREADS_SETTING, "").strip():
+        os.environ[VERIFY_THREADS_SETTING] = str(serve_verify_threads(workers))
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
                                f"{host}:{port}", "sync_server.wsgi:app"])
 

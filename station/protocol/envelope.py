@@ -484,13 +484,37 @@ _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
 #: Below this many signatures, threads cost more than they save.
 _PARALLEL_FROM = 64
+#: Threads that check one batch's signatures (``configure_verify_threads``); None: one per core, at most 4.
+_verify_threads: int | None = None
+
+
+def configure_verify_threads(threads: int | None) -> None:
+    """How many threads check a batch's signatures in this process: None for one per core (at most 4), 1 to check
+    them in the request's own thread.
+
+    Ed25519 verification releases the GIL, so one process fills every core with it; where the server runs as many
+    worker processes as there are cores (``sync-server serve`` sets one thread per worker then), the workers fill
+    the cores themselves and threads would only add hand-overs."""
+    global _verify_threads, _pool
+    if threads is not None and threads < 1:
+        raise ValueError("verify threads: at least 1")
+    if threads != _verify_threads:
+        _verify_threads = threads
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.shutdown(wait=False)
+        _pool = None
+
+
+def verify_threads() -> int:
+    """Threads a batch's signatures are checked on (``configure_verify_threads``)."""
+    return _verify_threads if _verify_threads is not None else min(4, os.cpu_count() or 1)
 
 
 def _executor() -> ThreadPoolExecutor:
     """A thread pool for signature checks (Ed25519 verification releases the GIL); one per process."""
     global _pool, _pool_pid
     if _pool is None or _pool_pid != os.getpid():
-        _pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="verify")
+        _pool = ThreadPoolExecutor(max_workers=verify_threads(), thread_name_prefix="verify")
         _pool_pid = os.getpid()
     return _pool
 
@@ -507,9 +531,10 @@ def _first_bad_in(chunk: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> in
 def _first_bad_signature(unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> int | None:
     """The lowest seq whose signature (with its entry's key) does not verify, or None; large batches are checked
     on several cores."""
-    if len(unsigned) < _PARALLEL_FROM or (os.cpu_count() or 1) == 1:
+    threads = verify_threads()
+    if len(unsigned) < _PARALLEL_FROM or threads == 1:
         return _first_bad_in(unsigned)
-    size = -(-len(unsigned) // min(4, os.cpu_count() or 1))
+    size = -(-len(unsigned) // threads)
     chunks = [unsigned[i:i + size] for i in range(0, len(unsigned), size)]
     failures = [seq for seq in _executor().map(_first_bad_in, chunks) if seq is not None]
     return min(failures) if failures else None

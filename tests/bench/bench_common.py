@@ -110,10 +110,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(url: str, keys_dir: Path, workers: int) -> tuple[subprocess.Popen, str]:
-    """``sync-server serve`` as production runs it: gunicorn's sync workers on ``sync_server.wsgi:app``."""
+def start_gunicorn(url: str, keys_dir: Path, workers: int, verify_threads: int | None = None
+                   ) -> tuple[subprocess.Popen, str]:
+    """``sync-server serve`` as production runs it: gunicorn's sync workers on ``sync_server.wsgi:app``, each
+    checking signatures on ``verify_threads`` threads (default: as ``serve`` sets them, the cores over the
+    workers)."""
+    from sync_server import VERIFY_THREADS_SETTING
+    from sync_server.cli import serve_verify_threads
+
     port = free_port()
+    threads = verify_threads or serve_verify_threads(workers)
     env = {**os.environ, "DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(keys_dir), **LOAD_TEST_CONFIG,
+           VERIFY_THREADS_SETTING: str(threads),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
                                 f"127.0.0.1:{port}", "--log-level", "warning", "sync_server.wsgi:app"], env=env)

@@ -1,21 +1,27 @@
 """Benchmark: the sync server ingesting signed, encrypted batches through gunicorn on PostgreSQL, with 1 and 2
 workers, against the floor of the work no ingest can skip.
 
-Each run has two parts, in turns (so a slow minute of a shared machine hurts both alike):
+Each run has four parts, in turns (so a slow minute of a shared machine hurts all alike):
 - ``--stations`` stations (default 2) drain their journals at once (``--entries`` deposits in all, into 20
   customers of each station whose only home it is, as at a real bank, where two stations rarely serve one customer at
   the same moment; in batches of
   ``--batch``; every batch but each station's last marked ``X-Sync-More``, as a draining station marks them) into
-  ``sync-server serve`` as it runs in production: gunicorn with 1 worker, then fresh stations with ``--workers``
-  (default 2) workers. ``entries_per_s``: entries over the time from the first request to the last answer;
-  ``server_cpu_us`` and ``database_cpu_us``: CPU time per entry of the gunicorn workers and of the PostgreSQL backends
-  serving them (from /proc, so a busy machine changes them much less than it changes entries/s).
+  ``sync-server serve`` as it runs in production: gunicorn's sync workers, each checking signatures on as many
+  threads as ``serve`` gives it (``SYNC_SERVER_VERIFY_THREADS``: the cores over the workers). Three servers, fresh
+  stations for each: 1 worker as ``serve --workers 1`` runs it (signatures on every core), 1 worker with the threads
+  each of ``--workers`` gets, and ``--workers`` (default 2) workers. ``entries_per_s``: entries over the time from
+  the first request to the last answer; ``server_cpu_us`` and ``database_cpu_us``: CPU time per entry of the
+  gunicorn workers and of the PostgreSQL backends serving them (from /proc, so a busy machine changes them much
+  less than it changes entries/s).
 - the floor: every entry's Ed25519 signature verified on all cores (a process per core) plus a COPY of the entry
   rows (station_id, seq, type, txn, token) into an unlogged table, timed in the same run: ``floor_entries_per_s`` =
   entries / (verify seconds + COPY seconds).
 
-The summary gives the median of each figure over ``--runs`` runs (default 3), ``scaling`` = entries/s with 2 workers
-over 1 worker and ``ratio_to_floor`` = entries/s with 2 workers over the floor (medians of the runs' ratios).
+The summary gives the median of each figure over ``--runs`` runs (default 3): ``scaling`` = entries/s with
+``--workers`` workers over 1 worker configured as each of them is (what adding workers adds: anything they
+serialize on shows here), ``over_single_worker_all_cores`` = the same over 1 worker checking signatures on every
+core (on a 2-core machine one such worker already keeps both cores partly busy, so a second worker adds less), and
+``ratio_to_floor`` = entries/s with ``--workers`` workers over the floor (medians of the runs' ratios).
 Goals on a quiet 2-core machine where PostgreSQL shares the cores: scaling >= 1.6, ratio_to_floor >= 0.5.
 
 Run: .venv/bin/python tests/bench/server_ingest.py [--entries 10000] [--runs 3] [--workers 2]
@@ -53,6 +59,7 @@ from load_support import build_bank, own_accounts, record_deposits  # noqa: E402
 from station.journal import iter_entries  # noqa: E402
 from station.protocol.tokens import b64url_decode  # noqa: E402
 from station.sync import build_batch, enroll_station, sync_once  # noqa: E402
+from sync_server.cli import serve_verify_threads  # noqa: E402
 
 #: Customers per station, each calling only that station home (tests/load_support.py): two stations' batches never
 #: wait for each other's customer rows, as at a real bank.
@@ -116,8 +123,8 @@ def drain(base: str, prepared: Prepared, finished: set) -> None:
     finished.add(prepared.station_id)
 
 
-def ingest_through_gunicorn(url: str, keys_dir: Path, workers: int, stations: list[Prepared]) -> dict:
-    process, base = start_gunicorn(url, keys_dir, workers)
+def ingest_through_gunicorn(url: str, keys_dir: Path, workers: int, threads: int, stations: list[Prepared]) -> dict:
+    process, base = start_gunicorn(url, keys_dir, workers, threads)
     finished: set[str] = set()
     try:
         seconds, server_cpu, database_cpu = at_once(url, process.pid, [
@@ -128,7 +135,7 @@ def ingest_through_gunicorn(url: str, keys_dir: Path, workers: int, stations: li
     if len(finished) != len(stations):
         raise RuntimeError("a station's sync failed (see above)")
     entries = sum(len(prepared.rows) for prepared in stations)
-    return {"workers": workers, "entries": entries, "seconds": round(seconds, 3),
+    return {"workers": workers, "verify_threads": threads, "entries": entries, "seconds": round(seconds, 3),
             "entries_per_s": round(entries / seconds), "server_cpu_us": round(server_cpu / entries * 1e6),
             "database_cpu_us": round(database_cpu / entries * 1e6)}
 
@@ -179,7 +186,12 @@ def run(url: str, args) -> None:
     from sync_server.db import db_proxy
 
     per_station = args.entries // args.stations
-    parts = [1, args.workers]
+    cores = os.cpu_count() or 1
+    # (label, workers, signature threads per worker): one worker as ``sync-server serve --workers 1`` runs it
+    # (its signatures checked on every core), one worker with the threads each of the many gets, and the many.
+    per_worker = serve_verify_threads(args.workers, cores)
+    parts = [("one_all_cores", 1, serve_verify_threads(1, cores)), ("one", 1, per_worker),
+             ("many", args.workers, per_worker)]
     station_ids = [f"ST-{n:04d}" for n in range(1, args.runs * len(parts) * args.stations + 1)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -192,10 +204,10 @@ def run(url: str, args) -> None:
         results = []
         for index in range(args.runs):
             by_workers = {}
-            for workers in parts:
+            for label, workers, threads in parts:
                 group = [next(stations) for _ in range(args.stations)]
-                by_workers[workers] = ingest_through_gunicorn(url, keys_dir, workers, group)
-                emit({"run": index + 1, **by_workers[workers]})
+                by_workers[label] = ingest_through_gunicorn(url, keys_dir, workers, threads, group)
+                emit({"run": index + 1, **by_workers[label]})
             measured = floor(url, group, index)
             emit({"run": index + 1, **measured})
             results.append((by_workers, measured))
@@ -203,8 +215,9 @@ def run(url: str, args) -> None:
     def median(values) -> float:
         return statistics.median(values)
 
-    one = [r[0][1] for r in results]
-    many = [r[0][args.workers] for r in results]
+    one = [r[0]["one"] for r in results]
+    one_all_cores = [r[0]["one_all_cores"] for r in results]
+    many = [r[0]["many"] for r in results]
     floors = [r[1] for r in results]
     emit({
         "summary": True,
@@ -214,9 +227,13 @@ def run(url: str, args) -> None:
         "batch": args.batch,
         "stations": args.stations,
         "workers": args.workers,
+        "verify_threads_per_worker": per_worker,
         "single_worker_entries_per_s": round(median(r["entries_per_s"] for r in one)),
+        "single_worker_all_cores_entries_per_s": round(median(r["entries_per_s"] for r in one_all_cores)),
         "entries_per_s": round(median(r["entries_per_s"] for r in many)),
         "scaling": round(median(m["entries_per_s"] / o["entries_per_s"] for o, m in zip(one, many, strict=True)), 2),
+        "over_single_worker_all_cores": round(median(m["entries_per_s"] / o["entries_per_s"]
+                                                     for o, m in zip(one_all_cores, many, strict=True)), 2),
         "server_cpu_us_per_entry": round(median(r["server_cpu_us"] for r in many)),
         "database_cpu_us_per_entry": round(median(r["database_cpu_us"] for r in many)),
         "verify_all_cores_per_s": round(median(f["verify_per_s"] for f in floors)),
