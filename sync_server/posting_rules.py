@@ -89,7 +89,7 @@ from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.scams import matched_markers, warning_for
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import rotation_key, unverified_payload
-from sync_server.book import Book, LedgerError, insert_new_rows, station_account, upsert_rows
+from sync_server.book import Book, LedgerError, insert_new_rows, present_values, station_account, upsert_rows
 from sync_server.db import (
     Authorization,
     Biller,
@@ -182,6 +182,8 @@ class Applier:
         self._known_payees: dict[tuple[str, str], bool] = {}
         #: The station's supervisors (``supervisors``: None until an entry asks; this batch's added to them).
         self._supervisors: set[str] | None = None
+        #: (kind, extra) -> this station's account id, once the book holds it (``acct``).
+        self._own_accounts: dict[tuple[str, str | None], str] = {}
         #: The txns this batch has reversed (its rows are written only at the end).
         self._reversed: set[str] = set()
         #: This station's authorizations the batch's entries name (``load_authorizations``), and those consumed:
@@ -240,8 +242,11 @@ class Applier:
 
     def acct(self, kind: str, extra: str | None = None) -> str:
         """This station's account of ``kind`` (created on first use)."""
-        account_id, kind = station_account(kind, self.station_id, extra)
-        self.book.ensure_account(account_id, kind)
+        account_id = self._own_accounts.get((kind, extra))
+        if account_id is None:
+            account_id, _ = station_account(kind, self.station_id, extra)
+            self.book.ensure_account(account_id, kind)
+            self._own_accounts[(kind, extra)] = account_id
         return account_id
 
     def apply(self, seq: int, token: str, payload: dict, form_problem: str | None = None) -> Outcome:
@@ -303,9 +308,7 @@ class Applier:
         """Read once which txns of the batch's customer operations the bank has already recorded (any station)."""
         txns = sorted({p["txn"] for p in payloads if isinstance(p, dict) and isinstance(p.get("txn"), str)
                        and printable(p["txn"]) and len(p["txn"]) <= MAX_ID})
-        for start in range(0, len(txns), 1000):
-            chunk = txns[start:start + 1000]
-            self._seen.update(txn for (txn,) in SeenTxn.select(SeenTxn.txn).where(SeenTxn.txn.in_(chunk)).tuples())
+        self._seen.update(present_values(SeenTxn.txn, txns))
 
     def load_authorizations(self, payloads: list[dict]) -> None:
         """Read once the station's authorizations that the batch's entries name (another station's are not read:

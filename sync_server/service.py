@@ -179,7 +179,12 @@ def _int_header(headers, name: str) -> int:
 
 def known_station(station_id: str) -> Station:
     """The station, or the refusal for an unknown, not enrolled, revoked or flagged one."""
-    station = Station.get_or_none(Station.station_id == station_id)
+    return usable_station(Station.get_or_none(Station.station_id == station_id), station_id)
+
+
+def usable_station(station: Station | None, station_id: str) -> Station:
+    """``station`` (the row of ``station_id``, or None), or the refusal for an unknown, not enrolled, revoked or
+    flagged one."""
     if station is None:
         raise Problem("unknown-station", f"The bank knows no station {station_id}.")
     if station.status == "revoked":
@@ -271,7 +276,7 @@ def locked_station(station_id: str) -> Station:
     """The station's row, locked until the transaction ends (PostgreSQL ``FOR UPDATE``; SQLite transactions are
     IMMEDIATE, so the whole database is)."""
     query = Station.select().where(Station.station_id == station_id)
-    return (query.for_update() if is_postgres() else query).get()
+    return (query.for_update() if is_postgres() else query).first()
 
 
 def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool,
@@ -279,8 +284,8 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
     now_text = utc_text(now)
     try:
         with db_proxy.atomic():
-            station = locked_station(batch.station_id)
-            known_station(station.station_id)
+            # Checked again under the lock: revoked or flagged while the batch was opened.
+            station = usable_station(locked_station(batch.station_id), batch.station_id)
             applied = apply_entries(station, batch, now, more=more, station_time=station_time, track=track,
                                     push=push)
             downlink = build_downlink(applied.book, applied.allowances, applied.policy, applied.acked_through,

@@ -13,6 +13,7 @@ another kind. Rebuilding proves nothing about a signature: that is the batch's c
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -121,8 +122,16 @@ def _ts_millis(ts: str) -> int | None:
 
 
 def _millis_ts(millis: int) -> str:
+    """``utc_text`` of ``millis`` since the epoch; the text of its whole second is worked out once (a batch holds
+    many entries of one second or one minute)."""
     seconds, ms = divmod(millis, 1000)
-    return utc_text(datetime.fromtimestamp(seconds, UTC).replace(microsecond=ms * 1000))
+    return f"{_second_text(seconds)}.{ms:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_text(seconds: int) -> str:
+    """``2026-11-28T08:10:00``: the UTC date and time of ``seconds`` since the epoch, as ``utc_text`` writes it."""
+    return utc_text(datetime.fromtimestamp(seconds, UTC))[:19]
 
 
 def _split_token(token: str) -> tuple[str, dict, bytes]:

@@ -499,22 +499,37 @@ def entry_problem(payload) -> str | None:
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return MALFORMED_ENTRY
-    spec = spec_of(payload["type"])
-    if spec is None:
+    plan = _CHECK_PLANS.get(payload["type"])
+    if plan is None:
         return UNKNOWN_TYPE
-    for name in payload:
-        if name not in ENVELOPE_FIELDS and name not in spec.fields:
-            return MALFORMED_ENTRY
-    for fields in (ENVELOPE_FIELDS, spec.fields):
-        for name, field in fields.items():
-            if name not in payload:
-                if field.required:
-                    return MALFORMED_ENTRY
-                continue
-            problem = field.problem(payload[name])
-            if problem:
-                return problem
+    allowed, checks = plan
+    if not allowed.issuperset(payload):
+        return MALFORMED_ENTRY
+    for name, check, required, choices, reason in checks:
+        value = payload.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                return MALFORMED_ENTRY
+        elif not check(value) or (choices and value not in choices):
+            return reason
     return None
+
+
+_MISSING = object()
+
+
+def _check_plan(spec: EntrySpec) -> tuple[frozenset, tuple]:
+    """What ``entry_problem`` checks of a payload of ``spec``'s type, worked out once: the field names it may carry,
+    and each field's (name, check, required, choices, reason) in the order the reasons are given (the envelope's
+    fields first, then the type's own), just as ``Field.problem`` decides them."""
+    fields = {**ENVELOPE_FIELDS, **spec.fields}
+    return frozenset(fields), tuple(
+        (name, _CHECKS[field.kind], field.required, frozenset(field.choices),
+         INVALID_AMOUNT if field.kind in _AMOUNT_KINDS else MALFORMED_ENTRY) for name, field in fields.items())
+
+
+#: ``_check_plan`` of every type (the server checks every entry it receives).
+_CHECK_PLANS = MappingProxyType({entry_type.value: _check_plan(spec) for entry_type, spec in SPECS.items()})
 
 
 def _field_cell(fields: dict[str, Field]) -> str:
