@@ -41,9 +41,8 @@ class StationCommands(GuardedGroup):
     def foreseen(self, exc: Exception) -> click.ClickException | None:
         if isinstance(exc, DatabaseDamaged):
             return click.ClickException(str(exc))
-        if isinstance(exc, DatabaseError | sqlite3.DatabaseError) and sqlite_damage(exc) is not None:
-            return click.ClickException(str(damaged("of this station", sqlite_damage(exc))))
-        return None
+        damage = sqlite_damage(exc) if isinstance(exc, DatabaseError | sqlite3.DatabaseError) else None
+        return None if damage is None else click.ClickException(str(damaged("of this station", damage)))
 
 
 @click.group(cls=StationCommands)

@@ -460,7 +460,11 @@ def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
     ``StorageFullSync``).
 
     The downlink only when its version is newer than the last one applied (``downlink_version``): an older one
-    (an answer overtaken by a later one) would put back what the bank has changed since."""
+    (an answer overtaken by a later one) would put back what the bank has changed since.
+
+    The binding is checked here too, although ``_sync_once`` checks it first (there a replayed answer is retried):
+    whatever calls this, an answer to another request never reaches the journal's outcomes or the downlink."""
+    answers_request(st, ack, sealed)
     if (ack.first, ack.last) != (sealed.first, sealed.last) or ack.acked_through < sealed.last:
         raise SyncRefused("The bank's ack does not cover the batch sent.", status=502, reason="bad_answer")
     with st.db.atomic():

@@ -18,7 +18,7 @@ from station.db import Customer
 from station.device_state import DeviceState, device_state
 from station.protocol import acks, envelope
 from station.protocol.tokens import b64url, verify_token
-from station.sync import SyncRefused, open_answer, sync_once
+from station.sync import SyncRefused, apply_ack, open_answer, sync_once
 from sync_server.db import Customer as BankCustomer
 from sync_server.db import Entry, Hold, Posting
 from sync_server.db import Station as BankStation
@@ -117,6 +117,25 @@ def test_an_old_signed_answer_replayed_to_a_new_request_is_refused_and_changes_n
     # The bank's own answer to the next request is applied as usual.
     sync_once(st)
     assert station_view(st)["downlink_version"] > before["downlink_version"]
+
+
+def test_applying_an_answer_to_another_request_is_refused_whoever_calls_it(closed_after_an_answer):
+    """``apply_ack`` checks the binding itself: a caller that skipped ``answers_request`` still changes nothing."""
+    st, kept = closed_after_an_answer
+    before = station_view(st)
+    with st.bound():
+        sealed = envelope_for_next_request(st)
+        with pytest.raises(SyncRefused, match="answers another request") as refused:
+            apply_ack(st, open_answer(st, kept), sealed)
+    assert refused.value.reason == "bad_answer"
+    assert station_view(st) == before
+
+
+def envelope_for_next_request(st):
+    """What the station would send next (a heartbeat: nothing is waiting), sealed as it would send it."""
+    from station.sync import build_batch, build_heartbeat
+
+    return build_batch(st) or build_heartbeat(st)
 
 
 def test_an_answer_bound_to_no_request_is_refused(closed_after_an_answer, server):
