@@ -11,7 +11,7 @@ hold released. Spending consumes the hold (``posting_rules``); ``Book`` writes i
 from __future__ import annotations
 
 from sync_server.book import Book
-from sync_server.db import Hold, HomeStation
+from sync_server.db import Hold, HomeStation, arg, cached_rows
 
 
 def refresh_allowances(book: Book, policy: dict, homes: set[str], only: set[str] | None = None) -> dict[str, int]:
@@ -42,5 +42,6 @@ def refresh_allowances(book: Book, policy: dict, homes: set[str], only: set[str]
 
 def home_customer_ids(station_id: str) -> set[str]:
     """Account ids of customers whose home stations include ``station_id``."""
-    query = HomeStation.select(HomeStation.account_id).where(HomeStation.station_id == station_id)
-    return {account_id for (account_id,) in query.tuples()}
+    return {row.account_id for row in cached_rows(
+        "home customers", lambda: HomeStation.select(HomeStation.account_id).where(HomeStation.station_id == arg()),
+        station_id)}

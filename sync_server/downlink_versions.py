@@ -33,7 +33,7 @@ from peewee import EXCLUDED
 
 from station.protocol.envelope import MAX_DOWNLINK_VERSION
 from station.protocol.tokens import b64url, canonical_json
-from sync_server.db import DownlinkItem, DownlinkState, Posting
+from sync_server.db import DownlinkItem, DownlinkState, Posting, arg, cached_row
 
 CUSTOMER = "customer:"
 #: The downlink members kept as one item each (sent whole when any part of them changed).
@@ -67,7 +67,8 @@ def versioned_downlink(station_id: str, downlink: dict, applied: int | None, ack
     """
     if applied is None:
         return downlink, None
-    state = DownlinkState.get_or_none(DownlinkState.station_id == station_id)
+    state = cached_row("downlink state", lambda: DownlinkState.select().where(DownlinkState.station_id == arg())
+                       .limit(1), station_id)
     last = state.version if state else 0
     # Never past what a station may name back (envelope.MAX_DOWNLINK_VERSION): one version per sync never gets there,
     # and a station that names the last one (nothing but its own key can) takes no newer downlink but still syncs.

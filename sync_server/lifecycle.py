@@ -21,7 +21,17 @@ from joserfc.jwk import KeySet
 
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import unverified_payload, verification_jwk
-from sync_server.db import ServerSetting, Station, StationEvent, StationFork, StationKey, StationTail, db_proxy
+from sync_server.db import (
+    ServerSetting,
+    Station,
+    StationEvent,
+    StationFork,
+    StationKey,
+    StationTail,
+    arg,
+    cached_rows,
+    db_proxy,
+)
 from sync_server.policy import clock_offset_flagged, server_policy
 
 #: How many of a station's latest events ``station show`` lists.
@@ -65,8 +75,8 @@ def existing_station(station_id: str) -> Station:
 # -- keys ---------------------------------------------------------------------------------------------------
 def station_keys(station_id: str) -> list[StationKey]:
     """Every signing key the bank holds for the station, oldest first (by the seq it signs from)."""
-    return list(StationKey.select().where(StationKey.station_id == station_id)
-                .order_by(StationKey.from_seq, StationKey.created_at))
+    return list(cached_rows("station keys", lambda: StationKey.select().where(StationKey.station_id == arg())
+                            .order_by(StationKey.from_seq, StationKey.created_at), station_id))
 
 
 def station_keyset(station_id: str) -> KeySet:

@@ -11,7 +11,7 @@ stored row. The stations' policy as they apply it, which the bank re-checks ever
 from __future__ import annotations
 
 from station.protocol.policy import merged_policy
-from sync_server.db import ServerSetting
+from sync_server.db import ServerSetting, arg, cached_row
 
 DEFAULT_SERVER_POLICY: dict = {
     #: What each station a customer calls home may pay out offline: about one day's withdrawal cap.
@@ -39,7 +39,8 @@ DEFAULT_SERVER_POLICY: dict = {
 
 def server_policy() -> dict:
     """The server policy: stored overrides laid over ``DEFAULT_SERVER_POLICY``."""
-    row = ServerSetting.get_or_none(ServerSetting.key == "policy")
+    row = cached_row("server setting", lambda: ServerSetting.select().where(ServerSetting.key == arg()).limit(1),
+                     "policy")
     policy = {**DEFAULT_SERVER_POLICY, **(row.value if row else {})}
     for key in ("commission", "commission_min_amount_fen"):
         policy[key] = {**DEFAULT_SERVER_POLICY[key], **policy.get(key, {})}

@@ -52,6 +52,8 @@ from sync_server.db import (
     StationFork,
     StationKey,
     StationTail,
+    arg,
+    cached_row,
     db_proxy,
     is_postgres,
 )
@@ -179,7 +181,8 @@ def _int_header(headers, name: str) -> int:
 
 def known_station(station_id: str) -> Station:
     """The station, or the refusal for an unknown, not enrolled, revoked or flagged one."""
-    return usable_station(Station.get_or_none(Station.station_id == station_id), station_id)
+    return usable_station(cached_row("station", lambda: Station.select().where(Station.station_id == arg()).limit(1),
+                                     station_id), station_id)
 
 
 def usable_station(station: Station | None, station_id: str) -> Station:
@@ -275,8 +278,10 @@ class Applied:
 def locked_station(station_id: str) -> Station:
     """The station's row, locked until the transaction ends (PostgreSQL ``FOR UPDATE``; SQLite transactions are
     IMMEDIATE, so the whole database is)."""
-    query = Station.select().where(Station.station_id == station_id)
-    return (query.for_update() if is_postgres() else query).first()
+    if is_postgres():
+        return cached_row("station for update", lambda: Station.select().where(Station.station_id == arg()).limit(1)
+                          .for_update(), station_id)
+    return cached_row("station", lambda: Station.select().where(Station.station_id == arg()).limit(1), station_id)
 
 
 def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time: str | None, more: bool,
@@ -411,7 +416,8 @@ def _keep_tail(batch: envelope.Batch, acked: int, now_text: str) -> None:
     and it is not the one the station signed for before. The stored claim only moves forward (a claim at or below
     it, e.g. from a batch sent again after a lost ack, is checked and then dropped).
     """
-    stored = StationTail.get_or_none(StationTail.station_id == batch.station_id)
+    stored = cached_row("station tail", lambda: StationTail.select().where(StationTail.station_id == arg()).limit(1),
+                        batch.station_id)
     claim = batch.tail
 
     def held_token(seq: int) -> str | None:
