@@ -48,6 +48,8 @@ from sync_server.recon.run import find_discrepancies
 ROOT = Path(__file__).resolve().parents[1]
 REASON = "fake-hwclock restored a later time"
 SYNC_FIRST = "The clock was corrected: connect to the bank once before offline operations."
+#: The home screen's notice after a correction, until the next sync.
+SYNC_ONCE = "Clock corrected: sync once before offline operations."
 
 
 def real_time() -> datetime:
@@ -391,11 +393,11 @@ def test_the_screens_serve_after_a_correction(ui_client, open_drawer, clock):
     assert ui_client.get("/home").location == "/login"  # the session ended with the correction
     login(ui_client)
     home = ui_client.get("/home").get_data(as_text=True)
-    assert 'id="clock-wrong"' not in home and "Sync time unknown" in home and SYNC_FIRST in home
+    assert 'id="clock-wrong"' not in home and "Sync unknown" in home and SYNC_ONCE in home
     assert 'id="tile-withdrawal" disabled' not in home
     assert "unknown: the clock was corrected" in ui_client.get("/sync").get_data(as_text=True)
     ui_client.post("/lang", data={"lang": "zh_CN", "next": "/"})
-    assert "时钟已校正：请先与银行联网同步一次，再办理离线业务。" in ui_client.get("/home").get_data(as_text=True)
+    assert "时钟已校正：请先同步一次，再办理离线业务。" in ui_client.get("/home").get_data(as_text=True)
 
 
 def test_status_names_the_commands_and_the_unknown_sync(station, clock):

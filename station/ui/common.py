@@ -271,7 +271,7 @@ def status_bar() -> dict:
     # After a clock correction the last sync time was stamped by the clock ahead (``station.clock``): unknown.
     sync_unknown = limits.offline_age_unknown(st)
     if sync_unknown:
-        warning = gettext("The clock was corrected: connect to the bank once before offline operations.")
+        warning = gettext("Clock corrected: sync once before offline operations.")
     elif offline_age > max_age:
         warning = gettext("No sync for too long: withdrawals and transfers are paused. Sync now.")
     elif (
