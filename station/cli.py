@@ -657,7 +657,7 @@ def span_words(span) -> str:
 
 
 def _moment_words(st, moment) -> str:
-    """``2026-11-05T01:30:00.000Z (09:30:00 CST on 2026-11-05)``: UTC as the journal writes it, and local time."""
+    """``2026-11-05T01:30:00.000Z (2026-11-05 09:30:00 CST)``: UTC as the journal writes it, and local time."""
     from station.protocol.times import utc_text
 
     local = moment.astimezone(st.timezone)
@@ -680,7 +680,7 @@ def _echo_clock_reading(st, reading) -> None:
         click.echo(f"  {words + ':':<46}{_moment_words(st, moment) if moment is not None else 'none'}{mark}")
 
 
-def _state_words(st, reading) -> list[str]:
+def _state_words(reading) -> list[str]:
     """The state by the clock alone and what the technician does about it."""
     from station.device_state import CLOCK_TOLERANCE, EARLIEST_PLAUSIBLE_TIME, DeviceState
 
@@ -728,13 +728,13 @@ def clock_show(data_dir, as_json):
             click.echo(json.dumps({
                 "now": utc_text(reading.now), "timezone": st.timezone.key, "state": reading.state.value,
                 "floor": None if reading.floor is None else utc_text(reading.floor),
-                "behind_ms": None if behind is None else int(behind.total_seconds() * 1000),
+                "behind_ms": None if behind is None else behind // timedelta(milliseconds=1),
                 "parts": {name: None if moment is None else utc_text(moment)
                           for name, moment in reading.parts.items()},
                 "last_correction": reading.last_correction}, ensure_ascii=False))
             return
         _echo_clock_reading(st, reading)
-        for line in _state_words(st, reading):
+        for line in _state_words(reading):
             click.echo(line)
         if reading.last_correction:
             click.echo(_correction_words(reading.last_correction))
