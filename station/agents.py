@@ -402,6 +402,15 @@ def end_agent_sessions(st: Station, agent_id: str) -> None:
             st.delete_setting(key)
 
 
+def end_all_agent_sessions(st: Station) -> None:
+    """Forget every agent's session (a clock correction: each was started by a clock that was wrong, and is
+    measured by it). Runs in the caller's write, if any; another process's sessions end at their next request,
+    their records gone (``session_bound``)."""
+    st.unsaved_sessions.clear()
+    for key, _ in _bound_sessions(st):
+        st.delete_setting(key)
+
+
 def _bound_sessions(st: Station) -> list[tuple[str, dict]]:
     rows = st.db.execute_sql("SELECT key, value FROM setting WHERE key LIKE ?", (SESSION_KEY_PREFIX + "%",))
     sessions = []

@@ -6,6 +6,7 @@ import json
 import logging
 import sqlite3
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -343,7 +344,7 @@ def status(data_dir, as_json):
     drawer = "day not open" if info["drawer_cash_fen"] is None else format_yuan(info["drawer_cash_fen"])
     click.echo(f"Station {info['station_id']} (server {info['server'] or 'not enrolled'})\n"
                f"Link: {link_in_words(info)}\n"
-               f"Last successful sync: {info['last_sync_at'] or 'never'}"
+               f"Last successful sync: {last_sync_words(info)}"
                f"{sync_failure_in_words(info)}\n"
                f"Oldest entry waiting: {waiting_in_words(info['oldest_waiting_seconds'])}\n"
                f"Acknowledged through seq {info['acked_seq']} of {info['head_seq']}; "
@@ -361,7 +362,10 @@ def status(data_dir, as_json):
         click.echo("Clock not set (before this release): no new operations until network time arrives.")
     elif info["device_state"] == "clock_wrong":
         click.echo(f"CLOCK WRONG: it reads earlier than what this station already recorded ({info['clock_floor']}) "
-                   "by more than a few seconds. No new operations until the clock is set right (check NTP).")
+                   "by more than a few seconds. No new operations until the clock is set right (check NTP). If it is "
+                   "right now (it ran ahead and was set right): `station clock show`, then `station clock accept`.")
+    if (info["clock_corrected"] or {}).get("sync_unknown"):
+        click.echo(_correction_words(info["clock_corrected"]))
 
 
 #: Each link or sync failure reason in words for the technician (``station.sync.SYNC_FAILURE_REASONS``, and the
@@ -399,6 +403,14 @@ def link_in_words(info: dict) -> str:
         words += (f"; last failure {info['last_failure_at']} "
                   f"({REASON_WORDS.get(info['last_failure_reason'], info['last_failure_reason'])})")
     return words
+
+
+def last_sync_words(info: dict) -> str:
+    """When the last sync succeeded: its time, "never", or unknown after a clock correction (``station.clock``)."""
+    corrected = info["clock_corrected"] or {}
+    if corrected.get("sync_unknown"):
+        return f"unknown (stamped by the clock ahead; the clock was corrected at {corrected.get('at')})"
+    return info["last_sync_at"] or "never"
 
 
 def sync_failure_in_words(info: dict) -> str:
@@ -612,3 +624,189 @@ def agent_unlock(data_dir, agent_id):
     finally:
         st.close()
     click.echo(f"Unlocked {agent_id.strip().upper()} at station {st.station_id} (journal entry {receipt.seq}).")
+
+
+# -- the clock ----------------------------------------------------------------------------------------------------
+@cli.group()
+def clock():
+    """The device's clock against what the station already wrote down; the technician's override for a clock that
+    ran ahead and was set right (docs/operations.md, "The clock is wrong")."""
+
+
+#: Each part of the clock floor (``station.device_state.clock_floor_parts``) in words for the technician.
+FLOOR_PART_WORDS = {
+    "last_entry": "the journal's last entry",
+    "last_sync": "the last successful sync",
+    "latest_attempt": "the latest attempt to reach the bank",
+    "kept": "the floor kept by an entry stamped earlier",
+}
+
+
+def span_words(span) -> str:
+    """A duration for a person: "3 d 4 h 10 min", "12 min 5 s", "42 s"."""
+    seconds = int(abs(span).total_seconds())
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3_600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days} d {hours} h {minutes} min"
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _moment_words(st, moment) -> str:
+    """``2026-11-05T01:30:00.000Z (2026-11-05 09:30:00 CST)``: UTC as the journal writes it, and local time."""
+    from station.protocol.times import utc_text
+
+    local = moment.astimezone(st.timezone)
+    return f"{utc_text(moment)} ({local:%Y-%m-%d %H:%M:%S} {local.tzname()})"
+
+
+def _echo_clock_reading(st, reading) -> None:
+    """The clock, the floor and each of its parts, as ``station clock show`` and ``accept`` print them."""
+    click.echo(f"Clock now:  {_moment_words(st, reading.now)}, time zone {st.timezone.key}")
+    if reading.floor is None:
+        click.echo("Floor:      none (this station has written nothing down yet)")
+    else:
+        where = "behind" if reading.behind.total_seconds() > 0 else "ahead of"
+        click.echo(f"Floor:      {_moment_words(st, reading.floor)}: the clock reads {span_words(reading.behind)} "
+                   f"{where} it")
+    click.echo("  the latest moment this station wrote down by its clock, the latest of:")
+    for name, words in FLOOR_PART_WORDS.items():
+        moment = reading.parts[name]
+        mark = "  AHEAD of the clock" if moment is not None and moment > reading.now else ""
+        click.echo(f"  {words + ':':<46}{_moment_words(st, moment) if moment is not None else 'none'}{mark}")
+
+
+def _state_words(reading) -> list[str]:
+    """The state by the clock alone and what the technician does about it."""
+    from station.device_state import CLOCK_TOLERANCE, EARLIEST_PLAUSIBLE_TIME, DeviceState
+
+    if reading.state is DeviceState.CLOCK_NOT_SET:
+        return ["State:      CLOCK NOT SET: it reads before this release was built "
+                f"({EARLIEST_PLAUSIBLE_TIME:%Y-%m-%d}).",
+                "What to do: wait for network time (check the link; `timedatectl set-ntp true`) or set the clock by "
+                "hand (`timedatectl set-time`), then look again."]
+    if reading.state is DeviceState.CLOCK_WRONG:
+        return [f"State:      CLOCK WRONG: the clock reads {span_words(reading.behind)} earlier than what this station "
+                "already wrote down: it records nothing new.",
+                "What to do: check the time against a phone. If the clock is wrong, set it (`timedatectl set-ntp "
+                "true`, or `timedatectl set-time`). If it is right now (it ran ahead before and was set right), run "
+                "`station clock accept --reason \"...\"`: the bank sees the correction."]
+    return [f"State:      ready: the clock is not behind what this station already wrote down (by more than "
+            f"{CLOCK_TOLERANCE.total_seconds():g} s). Nothing to correct."]
+
+
+def _correction_words(correction: dict) -> str:
+    words = (f"Last clock correction: seq {correction.get('seq')} at {correction.get('at')} (the floor was "
+             f"{correction.get('floor')})")
+    if correction.get("sync_unknown"):
+        words += ("; the last sync time is unknown: offline withdrawals, transfers and account payments wait for a "
+                  "sync with the bank (`station sync`)")
+    return words + "."
+
+
+@clock.command("show")
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the reading as JSON.")
+def clock_show(data_dir, as_json):
+    """The clock now (local and UTC), the floor (the latest moment the station wrote down by its clock) and each of
+    its parts, the state (ready, clock_wrong, clock_not_set) and what to do.
+
+    Example: station clock show --data-dir /var/lib/station
+    """
+    from station.clock import read_clock
+    from station.protocol.times import utc_text
+
+    st = open_station(data_dir)
+    try:
+        reading = read_clock(st)
+        if as_json:
+            behind = reading.behind
+            click.echo(json.dumps({
+                "now": utc_text(reading.now), "timezone": st.timezone.key, "state": reading.state.value,
+                "floor": None if reading.floor is None else utc_text(reading.floor),
+                "behind_ms": None if behind is None else behind // timedelta(milliseconds=1),
+                "parts": {name: None if moment is None else utc_text(moment)
+                          for name, moment in reading.parts.items()},
+                "last_correction": reading.last_correction}, ensure_ascii=False))
+            return
+        _echo_clock_reading(st, reading)
+        for line in _state_words(reading):
+            click.echo(line)
+        if reading.last_correction:
+            click.echo(_correction_words(reading.last_correction))
+    finally:
+        st.close()
+
+
+@clock.command("accept")
+@data_dir_option
+@click.option("--reason", default=None,
+              help="Why, in a few words (journaled; the bank reads it), e.g. 'fake-hwclock restored a later time'.")
+@click.option("--yes", is_flag=True, help="Do not ask: the clock was already checked against a phone.")
+def clock_accept(data_dir, reason, yes):
+    """Accept the clock as right now: for a clock that ran ahead and was set right, so that the station, which
+    refuses to record while the clock reads earlier than what it already wrote down, serves again at once.
+
+    Journals a clock_corrected entry (the bank sees it, recon lists it), brings every part of the floor ahead of the
+    clock back to it and ends every agent's session. When the last sync was stamped by the clock ahead, offline
+    withdrawals, transfers and account payments wait for the next sync with the bank.
+
+    Example: station clock accept --data-dir /var/lib/station --reason "fake-hwclock restored a later time"
+    """
+    from station.clock import accept_clock, clean_reason, read_clock
+    from station.device_state import DeviceState, device_state
+    from station.errors import ClockNotBehind, ClockNotSet, InvalidClockReason, StationBusy, StationError, StorageFull
+    from station.protocol.times import utc_text
+
+    try:
+        reason = clean_reason(reason)
+    except InvalidClockReason as exc:
+        raise click.BadParameter(exc.message, param_hint="--reason") from exc
+    st = open_station(data_dir)
+    try:
+        reading = read_clock(st)
+        if reading.state is DeviceState.CLOCK_NOT_SET:
+            raise ClockNotSet()
+        if reading.state is not DeviceState.CLOCK_WRONG:
+            raise ClockNotBehind()
+        if not yes:
+            _echo_clock_reading(st, reading)
+            if not click.confirm(f"Is the clock right NOW ({reading.now.astimezone(st.timezone):%H:%M on %Y-%m-%d}, "
+                                 "local time)? Check it against a phone"):
+                raise click.ClickException("Nothing recorded. Set the clock right (`timedatectl set-ntp true`, or "
+                                           "`timedatectl set-time`), then run `station clock show` again.")
+        correction = accept_clock(st, reason)
+        state = device_state(st)
+    except ClockNotSet as exc:
+        raise click.ClickException(
+            "The clock is not set (it reads before this release was built): there is nothing to accept. Wait for "
+            "network time or set the clock (`timedatectl`), then run `station clock show`.") from exc
+    except ClockNotBehind as exc:
+        floor = read_clock(st).floor
+        raise click.ClickException(
+            "The clock is not behind what this station already wrote down "
+            f"({'nothing yet' if floor is None else utc_text(floor)}): nothing to correct.") from exc
+    except StorageFull as exc:
+        raise click.ClickException(f"Storage is full: the correction was not recorded. Free space in {st.data_dir}'s "
+                                   "file system, then accept again.") from exc
+    except StationBusy as exc:
+        raise click.ClickException("The station is busy writing; try again in a moment.") from exc
+    except StationError as exc:
+        raise click.ClickException(exc.message) from exc
+    finally:
+        st.close()
+    behind = span_words(timedelta(milliseconds=correction.behind_ms))
+    click.echo(f"Clock corrected at seq {correction.seq}: it read {behind} behind {utc_text(correction.floor)}; the "
+               f"floor is now {utc_text(correction.at)}. Agents log in again.")
+    if correction.sync_unknown:
+        click.echo("The last sync was stamped by the clock ahead, so when the station last heard from the bank is "
+                   "unknown: offline withdrawals, transfers and account payments wait for a sync. Run `station sync` "
+                   "now.")
+    else:
+        click.echo("Run `station sync` to let the bank know.")
+    if state is not DeviceState.READY:
+        click.echo(f"The station still records nothing new: {state.value.replace('_', ' ')} "
+                   "(`station status` says what to do).")

@@ -30,27 +30,38 @@ answers with its receipt; reprinting a receipt and the day's receipt list write 
 Two entries are still journaled whatever the clock, because security must not wait for the technician: wrong PINs
 (a lockout) and a key rotation (the bank may ask for one because it suspects the key); each carries the clock it
 read, and the bank sees the offset.
+
+**A clock that ran ahead, then was set right** (fake-hwclock restoring a time from a later boot, a GPS glitch, a
+typo) is the same state seen from the other side: the floor is what the device wrote down while its clock was
+ahead, and the clock, now right, would wait until real time catches up with it, possibly days. Only a person can
+tell the two apart, so the technician decides: ``station clock show`` shows the clock, the floor and each of its
+parts; ``station clock accept`` (``station.clock.accept_clock``) journals a ``clock_corrected`` entry naming the
+floor and how far the clock was behind it, and brings every part of the floor ahead of the clock back to it (the
+one entry ``keep_clock_floor`` does not keep the floor for). The setting ``clock_corrected`` keeps the last
+correction; its ``sync_unknown`` is true when the last sync was stamped by the clock ahead, which says nothing true
+about when the station last heard from the bank: offline debits then wait for a sync (``station.limits``), so a
+correction never stretches the offline age limit. The bank sees every correction (recon ``clock_corrected``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from station import errors
 from station.context import Station
 from station.db import JournalEntry
 from station.link import LINK_SETTING
+from station.protocol.clock_corrections import CLOCK_TOLERANCE
 from station.protocol.times import parse_utc, utc_text
 from station.storage import storage_full
 
 #: No clock reads earlier than this on a device of this release (its build month). Raise it with each release.
 EARLIEST_PLAUSIBLE_TIME = datetime(2026, 10, 1, tzinfo=UTC)
-#: How far the clock may read behind ``clock_floor`` and still be right: NTP steps a drifting clock back by a
-#: fraction of a second, and two requests may read the clock in one order and write in the other.
-CLOCK_TOLERANCE = timedelta(seconds=5)
 #: The floor kept when an entry is stamped a little behind it (``refuse_wrong_clock``).
 KEPT_FLOOR_SETTING = "clock_floor"
+#: The last clock correction (``station.clock``): ``{"at", "seq", "floor", "sync_unknown"}``.
+CLOCK_CORRECTED_SETTING = "clock_corrected"
 
 
 class DeviceState(StrEnum):
@@ -67,7 +78,9 @@ def clock_not_set(now: datetime) -> bool:
 
 
 def clock_behind(now: datetime, floor: datetime | None) -> bool:
-    """True when ``now`` is earlier than ``floor`` (``clock_floor``) by more than ``CLOCK_TOLERANCE``."""
+    """True when ``now`` is earlier than ``floor`` (``clock_floor``) by more than ``CLOCK_TOLERANCE`` (5 s: NTP steps
+    a drifting clock back by a fraction of a second; declared in ``station.protocol.clock_corrections``, where the
+    bank reads it too)."""
     return floor is not None and now < floor - CLOCK_TOLERANCE
 
 
@@ -77,13 +90,21 @@ def last_entry_at(st: Station) -> datetime | None:
     return JournalEntry.recorded_at.python_value(row[0]) if row else None
 
 
+def clock_floor_parts(st: Station) -> dict[str, datetime | None]:
+    """Each moment the floor is the latest of, by name (None: not written yet): ``last_entry`` (the journal's last
+    entry), ``last_sync`` (setting ``last_sync_at``), ``latest_attempt`` (the link setting's ``latest_attempt_at``)
+    and ``kept`` (setting ``clock_floor``, ``keep_clock_floor``)."""
+    link = st.setting(LINK_SETTING) or {}
+    noted = {"last_sync": st.setting("last_sync_at"), "latest_attempt": link.get("latest_attempt_at"),
+             "kept": st.setting(KEPT_FLOOR_SETTING)}
+    return {"last_entry": last_entry_at(st),
+            **{name: parse_utc(text) if text else None for name, text in noted.items()}}
+
+
 def clock_floor(st: Station) -> datetime | None:
     """The latest moment this device wrote down by its own clock (module docstring): the journal's last entry, the
     last sync, the last attempt to reach the bank; None for a device that has written none."""
-    link = st.setting(LINK_SETTING) or {}
-    noted = [parse_utc(text) for text in (st.setting("last_sync_at"), link.get("latest_attempt_at"),
-                                          st.setting(KEPT_FLOOR_SETTING)) if text]
-    return max([moment for moment in (last_entry_at(st), *noted) if moment is not None], default=None)
+    return max([moment for moment in clock_floor_parts(st).values() if moment is not None], default=None)
 
 
 def revocation(st: Station) -> dict | None:

@@ -316,6 +316,18 @@ class OfflineTooLong(StationError):
     )
 
 
+class OfflineAgeUnknown(StationError):
+    """The clock was corrected after it ran ahead, and the last sync was stamped by the clock ahead: how long the
+    station has been offline is unknown until it syncs (``station.limits.offline_age_unknown``)."""
+
+    code = "offline_age_unknown"
+    template = N_(
+        "The clock was corrected: connect to the bank once before offline operations. Withdrawals, transfers and "
+        "account payments wait for that sync unless the bank authorizes them online; deposits and cash bill "
+        "payments still work."
+    )
+
+
 class InsufficientCash(StationError):
     code = "insufficient_cash"
     template = N_("Not enough cash in the drawer: %(cash)s yuan left.")
@@ -439,6 +451,18 @@ class ClockWrong(StationError):
     code = "clock_wrong"
     template = N_("The clock is wrong: it is earlier than what this station already recorded. No new operations. "
                   "Call the technician.")
+
+
+class ClockNotBehind(StationError):
+    """``station clock accept`` on a clock that is not behind the floor: there is nothing to correct."""
+
+    code = "clock_not_behind"
+    template = N_("The clock is not behind what this station already recorded: nothing to correct.")
+
+
+class InvalidClockReason(StationError):
+    code = "invalid_clock_reason"
+    template = N_("The reason must be one line of at most %(limit)d printable characters.")
 
 
 # -- the bank's real-time refusals (station.online; reasons of station.protocol.authorizations.REFUSALS) -----

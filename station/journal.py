@@ -101,18 +101,21 @@ def store_entry(st: Station, payload: dict, moment: datetime) -> JournalEntry:
 
 
 def append_entry(
-    st: Station, entry_type: str, moment: datetime, body: dict, txn: str | None = None
+    st: Station, entry_type: str, moment: datetime, body: dict, txn: str | None = None, *, keep_floor: bool = True
 ) -> JournalEntry:
     """Sign and store the next entry with the station's key; returns the stored row (``row.token`` is the receipt).
 
     The payload must be what its type's spec says (``station.protocol.entry_types``): the station never signs an
-    entry the bank would reject as malformed.
+    entry the bank would reject as malformed. ``keep_floor``: an entry stamped before the clock floor keeps it
+    (``station.device_state.keep_clock_floor``); only the clock correction, the entry that lowers the floor, passes
+    False (``station.clock``).
     """
     payload = entry_payload(st, entry_type, moment, body, txn)
     if entry_problem(payload) is not None:
         # A writer's bug, never a person's input (the services refuse bad input first).
         raise UnsignableEntry(f"refusing to sign a {entry_type} entry: {'; '.join(field_problems(payload))}")
-    keep_clock_floor(st, moment)
+    if keep_floor:
+        keep_clock_floor(st, moment)
     return store_entry(st, payload, moment)
 
 

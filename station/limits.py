@@ -2,7 +2,10 @@
 
 Steps 4 to 8 of every operation's check order (``station.operations``), in this order: per-transaction limit,
 per-customer daily limit, the customer's offline allowance (the bank's hold minus debits recorded since),
-the station's unsynced exposure (amount and count), the offline age. Credits pass every step but the first two:
+the station's unsynced exposure (amount and count), the offline age. The offline age is unknown after a clock
+correction whose last sync was stamped by the clock ahead (``offline_age_unknown``, ``station.clock``): step 8 then
+refuses every offline debit until the station syncs, so a correction never stretches it. Credits pass every step
+but the first two:
 a deposit works however long the station has been offline. The drawer (step 9) is ``station.business_day``'s.
 A deposit is also bounded by the station's deposits of the day (``check_station_deposits``): cash taken in has to
 come from somewhere, and the bank checks the same total.
@@ -19,6 +22,7 @@ from datetime import datetime, timedelta
 from station import errors
 from station.context import Station
 from station.db import Customer, JournalEntry
+from station.device_state import CLOCK_CORRECTED_SETTING
 from station.protocol.entry_types import LIVE_STATES
 from station.protocol.money import format_yuan
 from station.protocol.times import parse_utc
@@ -53,12 +57,20 @@ def last_sync_at(st: Station) -> datetime | None:
     return parse_utc(value) if value else None
 
 
+def offline_age_unknown(st: Station) -> bool:
+    """True from a clock correction whose last sync was stamped by the clock ahead (``sync_unknown``) until the next
+    sync: when the station last heard from the bank is then unknown (``last_sync_at`` was brought back to the
+    correction, which is no contact with the bank)."""
+    return bool((st.setting(CLOCK_CORRECTED_SETTING) or {}).get("sync_unknown"))
+
+
 def offline_since(st: Station) -> datetime:
     """When the station last heard from the bank: last sync, or its start entry if it never synced."""
     synced = last_sync_at(st)
     if synced is not None:
         return synced
-    started = st.db.execute_sql("SELECT recorded_at FROM journal_entry WHERE seq = 1").fetchone()[0]
+    # The journal's first entry: seq 1, or on a replacement device the start entry after the bank's head.
+    started = st.db.execute_sql("SELECT recorded_at FROM journal_entry ORDER BY seq LIMIT 1").fetchone()[0]
     return JournalEntry.recorded_at.python_value(started)
 
 
@@ -93,6 +105,8 @@ def check_debit_limits(st: Station, customer: Customer, op_type: str, amount_fen
     exposure_fen, exposure_count = unsynced_exposure(st)
     if exposure_fen + debit_fen > policy["max_unsynced_fen"] or exposure_count + 1 > policy["max_unsynced_count"]:
         raise errors.StationExposureLimit()
+    if offline_age_unknown(st):
+        raise errors.OfflineAgeUnknown()
     hours = policy["max_offline_hours"]
     if st.now() - offline_since(st) > timedelta(hours=hours):
         raise errors.OfflineTooLong(hours=hours)

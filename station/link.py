@@ -15,7 +15,11 @@ what was noted into the state the screens and ``station status --json`` show:
 
 "Online" is never shown while the last attempt failed. The state is kept in this process (``Station._link``) and
 in the ``link`` setting, written when the state or the reason changes and otherwise at most every
-``PERSIST_SECONDS``, so another process (``station status``) reads it without a write per request.
+``PERSIST_SECONDS``, so another process (``station status``) reads it without a write per request. A clock
+correction in another process (``station clock accept``) rewrites the setting's times that were ahead of the clock
+(``bring_times_back``) and counts it in ``rewound``: a process whose copy counts fewer drops it for the setting, so
+that it never writes the times ahead back (a copy written in the instant between the two would put the clock
+floor ahead again, and ``station clock show`` would say so).
 
 Settings (config.json ``"link"``; docs/operations.md): ``probe_seconds`` (how often ``station serve`` probes the
 bank when nothing else went out), ``slow_ms``, ``stale_seconds``, ``auth_timeout_seconds`` (how long an
@@ -86,13 +90,39 @@ def classify(exc: BaseException) -> tuple[str, str]:
     return "unreachable", detail
 
 
-def _record(st) -> dict:
+#: The times of the record, each written by the clock of its moment (``bring_times_back``).
+TIMES = ("last_attempt_at", "latest_attempt_at", "last_success_at", "last_failure_at")
+
+
+def _known(st) -> dict:
+    """What this process knows of the link: its own record (``Station._link``), unless the setting was rewound by
+    a clock correction since the record was read (module docstring); then the setting."""
+    stored = st.setting(LINK_SETTING) or {}
     record = getattr(st, "_link", None)
-    if record is None:
-        record = dict(st.setting(LINK_SETTING) or {})
+    if record is not None and record.get("rewound", 0) == stored.get("rewound", 0):
+        return record
+    return stored
+
+
+def _record(st) -> dict:
+    record = _known(st)
+    if record is not getattr(st, "_link", None):
+        record = dict(record)
         record.setdefault("recent", [])
         st._link = record
     return record
+
+
+def bring_times_back(st, moment: datetime) -> None:
+    """A clock correction (``station.clock``): every time of the link setting later than ``moment`` becomes
+    ``moment``, and ``rewound`` counts one more, so that every process drops its copy (module docstring). Inside
+    the caller's write."""
+    record = dict(st.setting(LINK_SETTING) or {})
+    for name in TIMES:
+        if record.get(name) and parse_utc(record[name]) > moment:
+            record[name] = utc_text(moment)
+    record["rewound"] = int(record.get("rewound", 0)) + 1
+    st.set_setting(LINK_SETTING, record)
 
 
 def _note(st, ok: bool, what: str, *, latency_ms: int | None = None, reason: str | None = None,
@@ -167,7 +197,7 @@ def call_bank(st, what: str, send: Callable[[], requests.Response]) -> requests.
 def link_status(st, now: datetime | None = None) -> dict:
     """``{"link": "online" | "degraded" | "offline", "reason", "last_success_at", "last_failure_at",
     "last_failure_reason", "last_failure_detail", "latency_ms"}`` from what was noted (module docstring)."""
-    record = dict(getattr(st, "_link", None) or st.setting(LINK_SETTING) or {})
+    record = dict(_known(st))
     now = now or st.now()
     status = {
         "link": "offline",
@@ -214,7 +244,7 @@ def probe_due(st, now: datetime | None = None) -> bool:
     was noted within the last ``probe_seconds`` (a sync or an authorization already measured the link)."""
     if not st.config.get("server"):
         return False
-    record = getattr(st, "_link", None) or st.setting(LINK_SETTING) or {}
+    record = _known(st)
     attempted = record.get("last_attempt_at")
     if not attempted:
         return True
@@ -229,7 +259,7 @@ def should_ask_bank(st) -> bool:
     authorization timeout; the probe notices when it is back)."""
     if not st.config.get("server"):
         return False
-    record = getattr(st, "_link", None) or st.setting(LINK_SETTING) or {}
+    record = _known(st)
     if record.get("last_ok") is False and record.get("last_failure_at"):
         age = (st.now() - parse_utc(record["last_failure_at"])).total_seconds()
         return age > float(link_setting(st, "stale_seconds"))

@@ -37,7 +37,7 @@ from station.agents import MAX_AGENT_NAME
 from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station, holds_station
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
-from station.device_state import clock_floor, clock_not_set, device_state, revocation
+from station.device_state import CLOCK_CORRECTED_SETTING, clock_floor, clock_not_set, device_state, revocation
 from station.errors import StorageFull
 from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
@@ -457,7 +457,8 @@ class StorageFullSync(SyncError):
 def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
     """Outcomes, acked seq, last sync time, clock offset and the downlink, in one transaction (for an ack that
     answers ``sealed``: :func:`answers_request`; a full disk rolls it all back: ``sync_once`` says so with
-    ``StorageFullSync``).
+    ``StorageFullSync``). The first ack after a clock correction that left the offline age unknown makes it known
+    again (``station.limits.offline_age_unknown``).
 
     The downlink only when its version is newer than the last one applied (``downlink_version``): an older one
     (an answer overtaken by a later one) would put back what the bank has changed since.
@@ -479,6 +480,10 @@ def apply_ack(st: Station, ack: acks.Ack, sealed: envelope.SealedBatch) -> None:
         now = st.now()
         st.set_setting("acked_seq", max(ack.acked_through, st.setting("acked_seq", 0)))
         st.set_setting("last_sync_at", utc_text(now))
+        corrected = st.setting(CLOCK_CORRECTED_SETTING)
+        if corrected and corrected.get("sync_unknown"):
+            # The first sync after a clock correction: the offline age is measured again (``station.limits``).
+            st.set_setting(CLOCK_CORRECTED_SETTING, {**corrected, "sync_unknown": False})
         server_time = parse_utc(ack.server_time)
         st.set_setting("server_time_offset_ms", int((server_time - now).total_seconds() * 1000))
         st.delete_setting("last_sync_error")
@@ -785,6 +790,8 @@ def station_status(st: Station) -> dict:
         "server_time_offset_ms": st.setting("server_time_offset_ms"),
         "device_state": device_state(st).value,
         "clock_floor": None if (floor := clock_floor(st)) is None else utc_text(floor),
+        # The last clock correction (``station.clock``): {"at", "seq", "floor", "sync_unknown"}, or None.
+        "clock_corrected": st.setting(CLOCK_CORRECTED_SETTING),
         "revoked": revocation(st),
         # The key that signs the next entry, every key the device has signed with, and a rotation the bank asked.
         "signing_kid": st.signer.kid,

@@ -241,6 +241,16 @@ def clock_offset_words(offset_ms: int | None) -> str:
     return amount if offset_ms == 0 else f"{amount} {'behind' if offset_ms > 0 else 'ahead'}"
 
 
+def clock_correction_words(correction: dict | None) -> str:
+    """A station's last clock correction in one line: "none", or "seq 58 at 2026-11-02T02:10:00.000Z: the clock had
+    run 4280 min ahead; technician: fake-hwclock restored a later time"."""
+    if correction is None:
+        return "none"
+    minutes = correction["behind_ms"] / 60_000
+    return (f"seq {correction['seq']} at {correction['ts']}: the clock had run {minutes:.0f} min ahead; technician: "
+            f"{correction['reason'] or '-'}")
+
+
 @station.command("revoke")
 @database_option
 @click.argument("station_id")
@@ -601,6 +611,7 @@ def _echo_station_report(report: dict) -> None:
             ("clock offset", "-" if report["clock_offset_ms"] is None else
              f"{report['clock_offset_ms']} ms ({clock_offset_words(report['clock_offset_ms'])})"
              + (" CLOCK WRONG: call the station's technician" if report["clock_wrong"] else "")),
+            ("clock fixed", clock_correction_words(report["clock_corrected"])),
             ("tail claim", f"seq {report['tail']['seq']} (received {report['tail']['received_at']})"
              if report["tail"] else "none"),
             ("key rotation", "due" + (" (asked)" if report["rotate_requested"] else " (key too old)")

@@ -4,8 +4,9 @@
   holds for it (``StationKey``), never keys that came with what is being verified (an export's ``jwks.json``).
 - ``record_event``: every operator action on a station leaves a ``StationEvent`` (append-only in the database:
   triggers refuse UPDATE and DELETE), written in the same transaction as the change it records.
-- ``station_report`` (``sync-server station show``): everything the bank knows about a station, and for a flagged
-  one the fork it refused, both contents side by side (``explain_fork``).
+- ``station_report`` (``sync-server station show``): everything the bank knows about a station, its last clock
+  correction (``last_clock_correction``), and for a flagged one the fork it refused, both contents side by side
+  (``explain_fork``).
 - ``clear_flag``: the only way out of a fork flag, with a reason and a name (``flag_cleared`` event).
 - Key age: the server policy's ``max_key_age_days`` (0: no maximum) and ``Station.rotate_requested`` decide
   ``rotation_due``, which the downlink reports to the station as ``"rotate_key": true``.
@@ -22,6 +23,7 @@ from joserfc.jwk import KeySet
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import unverified_payload, verification_jwk
 from sync_server.db import (
+    Entry,
     ServerSetting,
     Station,
     StationEvent,
@@ -219,6 +221,21 @@ def explain_fork(fork: StationFork) -> dict:
 
 
 # -- station show ----------------------------------------------------------------------------------------
+def last_clock_correction(station_id: str) -> dict | None:
+    """The station's last clock correction the bank acknowledged (a ``clock_corrected`` entry: the technician
+    accepted a clock that had run ahead), as its signed token says it: ``seq``, ``ts`` (the clock accepted),
+    ``floor``, ``behind_ms``, ``reason`` (or None) and when the bank received it; None when there is none."""
+    row = (Entry.select(Entry.seq, Entry.token, Entry.received_at)
+           .where((Entry.station_id == station_id) & (Entry.type == "clock_corrected")
+                  & (Entry.outcome == "acknowledged"))
+           .order_by(Entry.seq.desc()).first())
+    if row is None:
+        return None
+    payload = unverified_payload(row.token)  # acknowledged: the registry's shape, checked when it came
+    return {"seq": row.seq, "ts": payload["ts"], "floor": payload["floor"], "behind_ms": payload["behind_ms"],
+            "reason": payload.get("reason"), "received_at": row.received_at}
+
+
 def station_report(station_id: str, now: datetime | None = None) -> dict:
     """Everything the bank knows about a station (``sync-server station show``)."""
     now = now or datetime.now(UTC)
@@ -239,6 +256,7 @@ def station_report(station_id: str, now: datetime | None = None) -> dict:
         "acked_seq": station.acked_seq, "head": station.head, "synced_seq": station.synced_seq,
         "last_sync_at": station.last_sync_at, "clock_offset_ms": station.clock_offset_ms,
         "clock_wrong": clock_offset_flagged(station.clock_offset_ms, server_policy()),
+        "clock_corrected": last_clock_correction(station_id),
         "rotate_requested": station.rotate_requested,
         "rotation_due": station.status == "active" and rotation_due(station_id, server_policy(), now),
         "keys": [{"kid": key.kid, "from_seq": key.from_seq, "source": key.source, "created_at": key.created_at}

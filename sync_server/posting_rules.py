@@ -72,6 +72,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import fn
 
+from station.protocol.clock_corrections import correction_problem
 from station.protocol.entry_types import (
     MALFORMED_ENTRY,
     MAX_ID,
@@ -749,6 +750,28 @@ class Applier:
             return Outcome("rejected", MALFORMED_ENTRY)
         return Outcome("acknowledged")
 
+    def _clock_corrected(self, seq, p):
+        """The technician accepted the station's clock as right after it ran ahead (``station.clock``): no postings,
+        and nothing the bank can check taken on trust. ``behind_ms`` must be exactly ``floor`` − ``ts`` and beyond the
+        clock tolerance, ``floor`` a UTC time in the journal's form (``correction_problem``), and the floor no
+        earlier than the entry before it (the journal's last entry is a part of the floor): else
+        ``malformed_entry``. Recon lists every correction acknowledged (``clock_corrected``)."""
+        if correction_problem(p, self._previous_ts(seq)) is not None:
+            return Outcome("rejected", MALFORMED_ENTRY)
+        return Outcome("acknowledged")
+
+    def _previous_ts(self, seq: int):
+        """The ``ts`` of this station's entry ``seq - 1`` (this batch's or stored), or None when the bank holds
+        none or it cannot be read."""
+        token = next((row["token"] for row in reversed(self.entry_rows) if row["seq"] == seq - 1), None)
+        if token is None:
+            token = Entry.select(Entry.token).where((Entry.station_id == self.station_id)
+                                                    & (Entry.seq == seq - 1)).scalar()
+        try:
+            return unverified_payload(token).get("ts") if token else None
+        except (AttributeError, IndexError, ValueError, RecursionError):
+            return None
+
     #: The handler of each entry type: every registered type has one, and no other type is applied.
     HANDLERS = {
         EntryType.START: _acknowledge,
@@ -768,6 +791,7 @@ class Applier:
         EntryType.REVERSAL: _reversal,
         EntryType.FEEDBACK: _acknowledge,
         EntryType.KEY_ROTATION: _key_rotation,
+        EntryType.CLOCK_CORRECTED: _clock_corrected,
     }
 
     # -- writing ----------------------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_station_command_is_documented():
     operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for name in cli.commands:
-        assert f"station {name}" in operations, f"`station {name}` missing from docs/operations.md"
-        assert f"station {name}" in readme, f"`station {name}` missing from README.md"
+    for name, command in cli.commands.items():
+        # A group's commands each (`station agent add`, `station clock accept`).
+        for usage in [f"station {name} {sub}" for sub in getattr(command, "commands", {})] or [f"station {name}"]:
+            assert usage in operations, f"`{usage}` missing from docs/operations.md"
+            assert usage in readme, f"`{usage}` missing from README.md"
 
 
 def test_every_policy_setting_is_documented():

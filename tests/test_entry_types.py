@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ from test_ui_catalogue import zh_catalogue
 from ui_helpers import login
 
 from station import agents, business_day, errors, feedback, operations, receipts
+from station.clock import accept_clock
 from station.db import Customer, JournalEntry, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
+from station.link import note_failure
 from station.protocol.entry_types import (
     INVALID_AMOUNT,
     LIVE_STATES,
@@ -136,6 +139,13 @@ def written_by_the_station(st) -> dict[str, dict]:
         # The drawer is out beyond the tolerance: the close carries the reason and the approving supervisor.
         business_day.close_day(st, session, {"10000": 300}, reason="Miscount", supervisor=supervisor)
         rotate_key(st, "technician")
+        # The clock runs a day ahead while the station tries to reach the bank, then is set right: the technician
+        # accepts it.
+        real_time = st.clock.now
+        st.clock.now = real_time + timedelta(days=1)
+        note_failure(st, "probe", "unreachable")
+        st.clock.now = real_time
+        accept_clock(st, "fake-hwclock restored a later time")
         payloads = {}
         for entry in JournalEntry.select().order_by(JournalEntry.seq):
             payloads.setdefault(entry.type, unverified_payload(entry.token))

@@ -40,6 +40,9 @@ VALID_BODIES = {
                              "funding": "cash"},
     EntryType.FEEDBACK: {"agent": "A01", "category": "praise", "text": "kind and quick"},
     EntryType.DAY_OPEN: {"agent": "A01", "amount": 3_000_000, "counts": {"10000": 300}},
+    # ``ts`` is the Clock's below (2026-11-02T23:40): the floor an hour after it.
+    EntryType.CLOCK_CORRECTED: {"floor": "2026-11-03T00:40:00.000Z", "behind_ms": 3_600_000, "by": "technician",
+                                "reason": "fake-hwclock"},
 }
 
 texts = st.one_of(
@@ -67,7 +70,7 @@ def near_valid_payloads(draw) -> dict:
     """A well-formed entry with one field changed, removed or added."""
     entry_type = draw(st.sampled_from(sorted(VALID_BODIES)))
     payload = {"type": str(entry_type), "txn": receipts.new_txn_id(), **VALID_BODIES[entry_type]}
-    if entry_type in (EntryType.DAY_OPEN,):
+    if entry_type in (EntryType.DAY_OPEN, EntryType.CLOCK_CORRECTED):
         del payload["txn"]
     name = draw(st.one_of(st.sampled_from(sorted(payload)), field_names))
     if draw(st.booleans()) and name in payload and name != "type":

@@ -18,7 +18,9 @@ from recon_support import STATIONS, account_of, history_fixture  # noqa: F401
 from sync_support import append_forged_entry
 
 from station import receipts
+from station.clock import accept_clock
 from station.journal import export_journal
+from station.link import note_failure
 from station.protocol.times import utc_text
 from station.protocol.tokens import Signer, b64url, canonical_json, generate_signing_key
 from station.sync import SyncRefused, sync_once
@@ -508,6 +510,39 @@ def test_clock_offset(history):
     assert (offset.detail["minutes"], offset.detail["limit"], offset.detail["direction"]) == (6.0, 5.0, "behind")
     history.sync("ST-0002")  # the clock set right: the next sync measures no offset
     assert history.find() == []
+
+
+def test_clock_corrected(history):
+    """ST-0002's clock runs two days ahead while the station probes the bank (fake-hwclock restored a later boot's
+    time), then is set right, and its technician accepts it (``station clock accept``). The bank acknowledges the
+    correction; recon lists it, with how far ahead the clock had been and the technician's words, once, and nothing
+    else. A correction ST-0003 signs with a ``behind_ms`` that does not add up is rejected and listed nowhere."""
+    history.clock.advance(hours=1)
+    st = history.station("ST-0002")
+    real_time = history.clock.now
+    st.clock = lambda: real_time + timedelta(days=2)
+    note_failure(st, "probe", "unreachable")
+    st.clock = history.clock
+    correction = accept_clock(st, "fake-hwclock restored a later time {station}")
+    history.sync("ST-0002")
+    assert history.entry("ST-0002", correction.seq).outcome == "acknowledged"
+    found = only(history.find(), "clock_corrected")
+    day = real_time.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+    assert (found.station, found.seq, found.day) == ("ST-0002", correction.seq, day)
+    assert found.detail == {"behind_ms": 2 * 86_400_000, "minutes": 2880.0,
+                            "note": "fake-hwclock restored a later time {station}"}
+    # The technician's words are shown as typed, never read as a message template.
+    assert render("en", KINDS["clock_corrected"].explanation, values(found, "en")) == (
+        f"The technician of station ST-0002 accepted its clock as right at seq {correction.seq} ({day}): it had "
+        "run 2880.0 minutes ahead of what it reads now. Reason given: fake-hwclock restored a later time {station}.")
+    assert "比现在快 2880.0 分钟" in render("zh", KINDS["clock_corrected"].explanation, values(found, "zh"))
+
+    forger = history.station("ST-0003")
+    with forger.write():
+        forged = append_forged_entry(forger, "clock_corrected", forger.now(), {
+            "floor": utc_text(forger.now() + timedelta(hours=1)), "behind_ms": 3_000_000, "by": "technician"})
+    assert history.sync("ST-0003") == {forged.seq: "malformed_entry"}
+    assert [d.kind for d in history.find()] == ["clock_corrected"]
 
 
 @pytest.mark.parametrize("field, reason", [("amount", risk.OTHER_AMOUNT), ("ref_seq", risk.OTHER_SEQ),

@@ -136,6 +136,14 @@ class Counter:
             yield
 
     @contextmanager
+    def clock_corrected(self) -> Iterator[None]:
+        """After a clock correction that left the last sync time unknown (``station.clock``): the bar says so and
+        the home screen's notice asks for a sync before offline operations."""
+        now = self.clock.now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self.setting("clock_corrected", {"at": now, "seq": 1, "floor": now, "sync_unknown": True}):
+            yield
+
+    @contextmanager
     def clock_wrong(self) -> Iterator[None]:
         """The clock set an hour back, behind the journal: "the clock is wrong, call the technician"."""
         before = self.clock.now
@@ -591,6 +599,7 @@ STATE_SHOWS = {
     "after a message": ".flash", "after printing": ".flash", "synced message": ".flash",
     "still syncing message": ".flash",
     "offline warning": "#offline-warning", "sync failed in the bar": "#last-sync.failed", "day not open": "#day-closed",
+    "clock corrected": "#offline-warning",
     "long name": f':text("{LONG_CUSTOMER_NAME}")',
     "long names": f':text("{LONG_CUSTOMER_NAME}"), :text("{LONG_PAYEE_NAME}")',
     "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
@@ -660,6 +669,8 @@ CASES = [
     Case("home", "normal", go("/home")),
     Case("home", "after a message", home_after_fraud_stop),
     Case("home", "offline warning", with_state("offline_warning", go("/home"))),
+    # Before "half done": a correction ends every session, so nothing is half done after it.
+    Case("home", "clock corrected", with_state("clock_corrected", go("/home"))),
     Case("home", "day not open", with_state("day_not_open", go("/home"))),
     Case("home", "half done", lambda c: (c.op("withdrawal", customer="long", amount="300"), c.go("/home"))),
     Case("home", "large print, half done",
@@ -822,6 +833,7 @@ CASES = [
     Case("sync", "still syncing message", sync_screen(outcome="none", show=True)),
     Case("sync", "failed", sync_failed_in_bar(sync_screen(outcome="failed", show=True))),
     Case("sync", "offline warning", with_state("offline_warning", sync_screen())),
+    Case("sync", "clock corrected", with_state("clock_corrected", sync_screen())),
     Case("chart", "normal", go("/chart")),
     Case("chart", "after printing", chart_printed()),
     Case("chart", "printer error", chart_printed(error=True)),

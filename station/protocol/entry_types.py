@@ -48,6 +48,7 @@ class EntryType(StrEnum):
     REVERSAL = "reversal"
     FEEDBACK = "feedback"
     KEY_ROTATION = "key_rotation"
+    CLOCK_CORRECTED = "clock_corrected"
 
 
 class OperationState(StrEnum):
@@ -431,6 +432,15 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "jwk": Field(Kind.OBJECT, doc="the next public key, which signs every later entry"),
         "reason": Field(Kind.ID, choices=("scheduled", "bank_request", "technician")),
     }, doc="signed with the old key"),
+    _spec(EntryType.CLOCK_CORRECTED, {
+        "floor": Field(Kind.ID, doc="the latest moment the station had written down by its clock (its clock floor), "
+                                    "which the clock read behind: a UTC time in `ts`'s form"),
+        "behind_ms": Field(Kind.COUNT, doc="`floor` − `ts` in milliseconds, exactly; more than 5000"),
+        "by": Field(Kind.ID, choices=("technician",), doc="who accepted the clock as right: the technician at the "
+                                                          "device (`station clock accept`)"),
+        "reason": _optional(Kind.TEXT, "what the technician typed"),
+    }, doc="a clock that ran ahead was set right: the parts of the station's clock floor ahead of `ts` come back "
+           "to it, and offline debits wait for the next sync; no money moves"),
 )})
 
 

@@ -13,7 +13,9 @@ first. docs/protocol.md ("Verifying a journal", steps 7 to 11) is the spec; in s
 - the drawer, replayed from the entries' cash effects, is opened by ``day_open`` (to its counted ``amount``),
   never goes below zero, carries every customer operation inside an open day, and is closed by ``day_close``
   whose ``expected`` equals the replayed drawer and whose ``variance`` is ``amount - expected``; a ``counts``
-  object adds up to its entry's ``amount``.
+  object adds up to its entry's ``amount``;
+- a ``clock_corrected`` adds up: ``behind_ms`` is exactly ``floor`` − ``ts``, beyond the clock tolerance, and the
+  floor is no earlier than the entry before it (``station.protocol.clock_corrections``).
 
 Pure code (no Flask, no peewee): any verifier of an exported journal can use it.
 """
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from station.protocol.clock_corrections import correction_problem
 from station.protocol.entry_types import EntryType, field_problems, originals_of, types_where
 from station.protocol.tokens import is_integer, rotation_key
 
@@ -103,6 +106,7 @@ def check_journal_semantics(payloads: Iterable[Mapping[str, Any]]) -> list[Journ
     undone: dict[int, Any] = {}
     drawer: int | None = None
     opened_at: Any = None
+    previous_ts: Any = None
     for payload in payloads:
         seq = payload.get("seq")
 
@@ -127,6 +131,9 @@ def check_journal_semantics(payloads: Iterable[Mapping[str, Any]]) -> list[Journ
         if entry_type == EntryType.KEY_ROTATION and isinstance(jwk, dict) and rotation_key(payload, "") is None:
             # What the bank rejects as malformed_entry: the chain's key does not change (``KeyTrack``).
             report("the key rotation names no Ed25519 public key: it hands over nothing")
+        if entry_type == EntryType.CLOCK_CORRECTED and (problem := correction_problem(dict(payload), previous_ts)):
+            report(f"the clock correction does not add up: {problem}")
+        previous_ts = payload.get("ts")
         if entry_type == EntryType.DAY_OPEN:
             if drawer is not None:
                 report(f"a day is opened while the day opened at seq {opened_at} is still open")

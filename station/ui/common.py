@@ -268,7 +268,11 @@ def status_bar() -> dict:
     offline_age = now - limits.offline_since(st)
     max_age = timedelta(hours=policy["max_offline_hours"])
     warning = None
-    if offline_age > max_age:
+    # After a clock correction the last sync time was stamped by the clock ahead (``station.clock``): unknown.
+    sync_unknown = limits.offline_age_unknown(st)
+    if sync_unknown:
+        warning = gettext("Clock corrected: sync once before offline operations.")
+    elif offline_age > max_age:
         warning = gettext("No sync for too long: withdrawals and transfers are paused. Sync now.")
     elif (
         offline_age >= max_age * OFFLINE_WARNING_SHARE
@@ -282,7 +286,8 @@ def status_bar() -> dict:
         # Why it is not online (none when online).
         "link_reason": reason_words(link["reason"]) if link["link"] != "online" else "",
         "last_contact": parse_utc(link["last_success_at"]) if link["last_success_at"] else None,
-        "last_sync": synced,
+        "last_sync": None if sync_unknown else synced,
+        "sync_unknown": sync_unknown,
         "sync_failed_at": failed_at,
         "sync_failure": reason_words(failure.get("reason")) if failed_at else "",
         "waiting": waiting,

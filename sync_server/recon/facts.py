@@ -2,7 +2,8 @@
 
 Recon trusts no column the tokens can contradict. ``extract_facts`` streams every stored entry of the stations in
 scope (``entry.token``, with the bank's outcome), and writes one row per entry with what its token says: the
-payload's seq, station, type, txn, account, amounts, references, its ``prev``, the SHA-256 chain value of the
+payload's seq, station, type, txn, account, amounts, references, a clock correction's ``behind_ms``, a person's
+``reason`` (``note``), its ``prev``, the SHA-256 chain value of the
 token itself, its header's ``kid`` and its local business day (``ts`` in the policy's time zone). It verifies no
 signature: the chain of hashes is compared in SQL (``integrity``), and only the heads of chained runs are verified.
 
@@ -26,7 +27,10 @@ FACT_COLUMNS = (
     ("genesis", "TEXT"),  # the genesis value, on seq 1 only
     ("type", "TEXT"), ("txn", "TEXT"), ("account", "TEXT"), ("amount", "BIGINT"), ("fee", "BIGINT"),
     ("biller", "TEXT"), ("ref", "TEXT"), ("funding", "TEXT"), ("ref_txn", "TEXT"), ("ref_seq", "BIGINT"),
-    ("expected", "BIGINT"), ("ts", "TEXT"), ("day", "TEXT"), ("received_at", "TEXT"),
+    ("expected", "BIGINT"),
+    ("behind_ms", "BIGINT"),  # a clock correction's: how far the clock read behind the floor
+    ("note", "TEXT"),  # a person's words: the payload's ``reason`` (a clock correction, a reversal, a day close)
+    ("ts", "TEXT"), ("day", "TEXT"), ("received_at", "TEXT"),
     ("booked_day", "TEXT"),  # the bank's local date of received_at: the value date of what it pays on
 )
 _NAMES = [name for name, _ in FACT_COLUMNS]
@@ -95,14 +99,15 @@ def fact_row(station_id: str, seq: int, token: str, outcome: str, reason: str | 
         except (ValueError, RecursionError):
             payload = None
     if not isinstance(header, dict) or not isinstance(payload, dict):
+        # Nothing readable: no fact from the payload (``type`` to ``day``: 15 columns).
         return (station_id, seq, outcome, reason, 0, None, None, None, None, chain, genesis,
-                *([None] * 13), received_at, days(received_at))
+                *([None] * 15), received_at, days(received_at))
     p = payload.get
     return (station_id, seq, outcome, reason, 1, _text(header.get("kid")), _int(p("seq")), _text(p("station")),
             _text(p("prev")), chain, genesis, _text(p("type")), _text(p("txn")), _text(p("account")),
             _int(p("amount")), _int(p("fee")), _text(p("biller")), _text(p("ref")), _text(p("funding")),
-            _text(p("ref_txn")), _int(p("ref_seq")), _int(p("expected")), _text(p("ts")), days(p("ts")),
-            received_at, days(received_at))
+            _text(p("ref_txn")), _int(p("ref_seq")), _int(p("expected")), _int(p("behind_ms")), _text(p("reason")),
+            _text(p("ts")), days(p("ts")), received_at, days(received_at))
 
 
 def create_fact_table(context) -> None:

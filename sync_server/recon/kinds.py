@@ -114,6 +114,12 @@ _SPECS = [
              N_("Station {station}'s clock is {minutes} minutes off the bank's (allowed {limit} minutes)."),
              N_("Have the agent or technician set the device's clock; check its daily totals for the days "
                 "affected.")),
+    KindSpec("clock_corrected", "risk",
+             N_("The technician of station {station} accepted its clock as right at seq {seq} ({day}): it had run "
+                "{minutes} minutes ahead of what it reads now. Reason given: {note}."),
+             N_("Check with the technician that the clock really had run ahead (a clock set back would hide when "
+                "operations happened) and that the station's next clock offset is small; then resolve this with a "
+                "note.")),
     KindSpec("reversal_mismatch", "risk",
              N_("{type} {seq} of station {station} undoes {ref_txn} but {reason}."),
              N_("Check the reversal with the supervisor who made it and correct the ledger.")),

@@ -10,6 +10,9 @@
   sent;
 - ``clock_offset``: the station's clock, as measured at its last sync, is further from the bank's than
   ``recon.clock_offset_max_ms``;
+- ``clock_corrected``: every clock correction the bank acknowledged (the technician's ``station clock accept``
+  for a clock that ran ahead and was set right): a root-on-device action, listed so that a person checks it
+  (docs/threat-model.md);
 - ``reversal_mismatch``: a settled reversal or cancellation that does not match its original: none at the
   station before it, an original of a type it cannot undo, another seq or amount or account than the original's,
   or an original already undone by an earlier one.
@@ -59,6 +62,16 @@ def clock_offsets(context) -> list[Discrepancy]:
     return [Discrepancy("clock_offset", station=station_id, detail={
         "offset_ms": offset, "minutes": round(abs(offset) / 60_000, 1), "limit": round(limit / 60_000, 1),
         "direction": "behind" if offset > 0 else "ahead"}) for station_id, offset in rows]
+
+
+def clock_corrections(context) -> list[Discrepancy]:
+    rows = context.rows("""
+        SELECT station_id, seq, day, behind_ms, note FROM recon_fact
+        WHERE type = 'clock_corrected' AND outcome = 'acknowledged'""")
+    # The technician's words go in ``note``, never ``reason`` (which the report reads as a message to translate).
+    return [Discrepancy("clock_corrected", station=station_id, seq=seq, day=day, detail={
+        "behind_ms": behind, "minutes": round((behind or 0) / 60_000, 1), "note": note or "-"})
+        for station_id, seq, day, behind, note in rows]
 
 
 NO_ORIGINAL = N_("no earlier operation of the station has that txn")
@@ -115,5 +128,5 @@ def reversal_mismatches(context) -> list[Discrepancy]:
 
 def checks(context) -> list[Discrepancy]:
     """Every risk discrepancy of the run's scope."""
-    return rejected_debits(context) + allowance_exceeded(context) + clock_offsets(context) + reversal_mismatches(
-        context)
+    return (rejected_debits(context) + allowance_exceeded(context) + clock_offsets(context)
+            + clock_corrections(context) + reversal_mismatches(context))
