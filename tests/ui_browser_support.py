@@ -61,7 +61,9 @@ def browser():
 def new_page(browser):
     """A page at the touchscreen's size that collects script errors and CSP violations (``page.console_errors``)."""
     page = browser.new_page(viewport=VIEWPORT)
-    page.set_default_timeout(5000)
+    # 15 s: on a 2-core machine shared with other work (CI runs beside whatever else the host does), a POST that
+    # renders the next screen has taken more than 5 s. A wait that succeeds is no slower for it.
+    page.set_default_timeout(15_000)
     # Script errors and Content-Security-Policy violations both land on the console as errors.
     page.console_errors = []
     page.on("console", lambda message: message.type == "error" and page.console_errors.append(message.text))
