@@ -109,7 +109,7 @@ def test_a_suggestion_answered_at_the_bank_reaches_the_agent(bank, invoke, count
     assert listed[2]["words"] == "stopped a transfer of 500000 fen to 公安局安全账户 (6222000011112222)"
     assert "Please open earlier" in invoke("voice", "list", "--kind", "suggestion").output
 
-    assert "answered" not in page(counter, "/home", "en")
+    assert "voice-answered" not in page(counter, "/home", "en")
     resolved = invoke("voice", "resolve", item, "--note", ANSWER, "--by", "Li Wei")
     assert resolved.exit_code == 0 and resolved.output == f"{item} is resolved (step 1 of its trail).\n"
     one_line_refusal(invoke("voice", "resolve", item, "--note", "again", "--by", "Li Wei"), "already resolved")
@@ -120,14 +120,15 @@ def test_a_suggestion_answered_at_the_bank_reaches_the_agent(bank, invoke, count
     with st.bound():
         assert VoiceAnswer.select().count() == 0
     sync_once(st)
-    assert "The bank answered customer voice: 1 new." in page(counter, "/home", "en")
-    assert "银行已答复客户之声：1 条新答复。" in page(counter, "/home", "zh_CN")
+    home = page(counter, "/home", "en")
+    assert 'id="voice-answered">Answered: 1</span>' in home and 'href="/voice/answers"' in home
+    assert "银行已答复 1 条" in page(counter, "/home", "zh_CN")
     answers = page(counter, "/voice/answers", "en")
     assert SUGGESTION in answers and ANSWER in answers and "New" in answers and PRAISE not in answers
     assert "银行对客户之声的答复" in page(counter, "/voice/answers", "zh_CN")
     assert "Answers (1)" in page(counter, "/voice/", "en")
     counter.post("/voice/answers/read")
-    assert "answered" not in page(counter, "/home", "en") and ANSWER in page(counter, "/voice/answers", "en")
+    assert "voice-answered" not in page(counter, "/home", "en") and ANSWER in page(counter, "/voice/answers", "en")
 
     # Reopened at the bank: the answer is withdrawn at the station; a new answer is news again.
     assert invoke("voice", "reopen", item, "--note", "customer called again", "--by", "Li Wei").exit_code == 0
@@ -137,7 +138,7 @@ def test_a_suggestion_answered_at_the_bank_reaches_the_agent(bank, invoke, count
     assert invoke("voice", "note", item, "--note", "asked the branch", "--by", "Zhang").exit_code == 0
     assert invoke("voice", "resolve", item, "--note", "7点开门，已公告", "--by", "Li Wei").exit_code == 0
     sync_once(st)
-    assert "1 new." in page(counter, "/home", "en") and "7点开门，已公告" in page(counter, "/voice/answers", "en")
+    assert "Answered: 1" in page(counter, "/home", "en") and "7点开门，已公告" in page(counter, "/voice/answers", "en")
     trail = json.loads(invoke("voice", "show", item, "--json").output)["trail"]
     assert [(s["n"], s["action"], s["by"]) for s in trail] == [
         (1, "resolved", "Li Wei"), (2, "reopened", "Li Wei"), (3, "noted", "Zhang"), (4, "resolved", "Li Wei")]
