@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from peewee import IntegrityError, fn
 
 from station.protocol.entry_types import MAX_ID, EntryType, printable
+from station.protocol.money import format_yuan
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import unverified_payload
 from sync_server.db import Entry, VoiceEvent, db_proxy
@@ -52,9 +53,11 @@ def _feedback_words(payload: dict) -> str:
 
 
 def _stopped_words(payload: dict) -> str:
-    """A stopped transfer has no words of the customer: what they were about to send, and to whom."""
-    return (f"stopped a transfer of {payload['amount']} fen to {payload['payee_name']} "
-            f"({payload['payee_account']})")
+    """A stopped transfer has no words of the customer: what they were about to send, and to whom. The payee's
+    account (maybe a card number) only by its last 4 digits: ``sync-server fraud stopped`` gives it whole to the
+    anti-fraud team."""
+    return (f"stopped a transfer of ¥{format_yuan(payload['amount'])} to {payload['payee_name']} "
+            f"(account ending {payload['payee_account'][-4:]})")
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def page(client, path: str, lang: str) -> str:
 
 def one_line_refusal(result, words: str) -> None:
     assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit | None)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.output
 
@@ -105,8 +105,10 @@ def test_a_suggestion_answered_at_the_bank_reaches_the_agent(bank, invoke, count
         (item, "suggestion", "open"), (f"ST-0001:{seqs['praise']}", "praise", "open"),
         (f"ST-0001:{seqs['stopped']}", "scam_stopped", "open")]
     assert listed[0]["words"] == SUGGESTION and listed[0]["agent"] == "A01" and listed[0]["trail"] == []
-    # A stopped transfer has no words of the customer: what was about to go, to whom (no PIN, no card number).
-    assert listed[2]["words"] == "stopped a transfer of 500000 fen to 公安局安全账户 (6222000011112222)"
+    # A stopped transfer has no words of the customer: what was about to go, to whom (no PIN; the payee's account,
+    # maybe a card number, by its last 4 digits only).
+    assert listed[2]["words"] == "stopped a transfer of ¥5,000.00 to 公安局安全账户 (account ending 2222)"
+    assert "6222000011112222" not in invoke("voice", "list", "--json").output
     assert "Please open earlier" in invoke("voice", "list", "--kind", "suggestion").output
 
     assert "voice-answered" not in page(counter, "/home", "en")
