@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 from peewee import DatabaseError
-from sync_support import BACKENDS, enrolled_station, open_counter, server_db, start_module_bank
+from sync_support import BACKENDS, enrolled_station, open_counter, opened_downlinks, server_db, start_module_bank
 
 from station import operations, receipts
 from station.app import create_app
@@ -210,6 +210,25 @@ def test_list_filters_by_status(bank, invoke):
 ])
 def test_bad_input_is_a_one_line_refusal(bank, invoke, args, words):
     one_line_refusal(invoke("voice", *args), words)
+
+
+def test_answers_go_down_once_in_the_deltas(bank, invoke, monkeypatch):
+    """``voice_answers`` is one item of the downlink versions: sent when it changed, not with every sync."""
+    _, st, _, seqs = bank
+    item = f"ST-0001:{seqs['praise']}"
+    downlinks = opened_downlinks(monkeypatch)
+    sync_once(st)
+    sync_once(st)
+    assert invoke("voice", "resolve", item, "--note", "已转告网点，谢谢表扬", "--by", "Li Wei").exit_code == 0
+    sync_once(st)
+    sync_once(st)
+    carried = ["voice_answers" in downlink for downlink in downlinks]
+    assert all("since" in downlink for downlink in downlinks)
+    assert carried[-3:] == [False, True, False]
+    answer = next(a for a in downlinks[-2]["voice_answers"] if a["seq"] == seqs["praise"])
+    assert answer["status"] == "resolved" and answer["note"] == "已转告网点，谢谢表扬"
+    with st.bound():
+        assert VoiceAnswer.get_by_id(seqs["praise"]).note == "已转告网点，谢谢表扬"
 
 
 def test_the_station_shows_only_answers_it_can_show(bank):
