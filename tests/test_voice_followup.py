@@ -157,6 +157,22 @@ def test_the_trail_refuses_every_edit(bank, invoke):
     assert VoiceEvent.select().where(VoiceEvent.note == "thanked the agent").count() == 1
 
 
+def test_two_people_on_one_item_cannot_take_the_same_step(bank, invoke, monkeypatch):
+    """Li Wei read the item, Zhang added a note meanwhile: Li Wei's step (the same number) is refused in words."""
+    import sync_server.voice as voice
+
+    _, _, _, seqs = bank
+    item = f"ST-0001:{seqs['praise']}"
+    server_db()
+    seen_by_li = voice.voice_item(item)
+    assert invoke("voice", "note", item, "--note", "Zhang's note", "--by", "Zhang").exit_code == 0
+    monkeypatch.setattr(voice, "voice_item", lambda item_id: seen_by_li)
+    one_line_refusal(invoke("voice", "note", item, "--note", "Li's note", "--by", "Li Wei"),
+                     "changed by someone else meanwhile")
+    monkeypatch.undo()
+    assert [s["note"] for s in voice.voice_item(item)["trail"]][-1] == "Zhang's note"
+
+
 def test_a_stopped_scams_note_stays_at_the_bank(bank, invoke):
     _, _, _, seqs = bank
     item = f"ST-0001:{seqs['stopped']}"
