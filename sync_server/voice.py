@@ -215,8 +215,8 @@ def follow_up(item_id: str, action: str, *, note: str, by: str, now: datetime | 
     by = _operator_text(by, "your name (--by)", MAX_BY_CHARS)
     item = voice_item(item_id)
     if action == "resolve" and item["status"] == "resolved":
-        raise VoiceError(f"{item['id']} is already resolved (by {item['trail'][-1]['by']}); reopen it first to "
-                         "answer again.")
+        resolver = next(step["by"] for step in reversed(item["trail"]) if step["action"] == "resolved")
+        raise VoiceError(f"{item['id']} is already resolved (by {resolver}); reopen it first to answer again.")
     if action == "reopen" and item["status"] == "open":
         raise VoiceError(f"{item['id']} is open already.")
     try:

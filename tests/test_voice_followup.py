@@ -114,7 +114,8 @@ def test_a_suggestion_answered_at_the_bank_reaches_the_agent(bank, invoke, count
     assert "voice-answered" not in page(counter, "/home", "en")
     resolved = invoke("voice", "resolve", item, "--note", ANSWER, "--by", "Li Wei")
     assert resolved.exit_code == 0 and resolved.output == f"{item} is resolved (step 1 of its trail).\n"
-    one_line_refusal(invoke("voice", "resolve", item, "--note", "again", "--by", "Li Wei"), "already resolved")
+    one_line_refusal(invoke("voice", "resolve", item, "--note", "again", "--by", "Zhang"),
+                     "already resolved (by Li Wei)")
     shown = invoke("voice", "show", item).output
     assert SUGGESTION in shown and f"Answer\t{ANSWER}" in shown and "resolved by Li Wei" in shown
 
