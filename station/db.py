@@ -337,8 +337,18 @@ class PrintedReceipt(BaseModel):
     prints = IntegerField(default=1)
 
 
+class VoiceAnswer(BaseModel):
+    """The bank's answer to a customer's voice recorded here (the ``feedback`` entry at ``seq``), as the downlink
+    brought it (``voice_answers``); ``read_at``: when the agent marked it read (None: the home screen says so)."""
+
+    seq = IntegerField(primary_key=True)
+    note = TextField()
+    answered_at = UTCTimeField()
+    read_at = UTCTimeField(null=True)
+
+
 MODELS = [Setting, Agent, Customer, Payee, BlockedPayee, Biller, BusinessDay, JournalEntry, Operation, PrintedReceipt,
-          BankAuthorization]
+          BankAuthorization, VoiceAnswer]
 
 SCHEMA_HISTORY_DDL = (
     'CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
@@ -464,8 +474,14 @@ def _customer_birth_year(database: SqliteDatabase, migrator: SqliteMigrator) -> 
     database.execute_sql('ALTER TABLE "customer" ADD COLUMN "birth_year" INTEGER')
 
 
+def _voice_answers(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    """The bank's answers to customer voice (issue 14: "客户有呼声，银行有回声"), by the feedback entry's seq."""
+    database.execute_sql('CREATE TABLE "voice_answer" ("seq" INTEGER NOT NULL PRIMARY KEY, "note" TEXT NOT NULL, '
+                         '"answered_at" TEXT NOT NULL, "read_at" TEXT)')
+
+
 #: Ordered: the migration at index i brings the schema to version i + 1. Append; never edit a released one.
-MIGRATIONS = [_release_1, _online_authorizations, _customer_birth_year]
+MIGRATIONS = [_release_1, _online_authorizations, _customer_birth_year, _voice_answers]
 
 
 def migrate_database(database: SqliteDatabase) -> list[int]:

@@ -39,6 +39,7 @@ from station.context import SIGNING_KEY_FILE, Station, bound_station, holds_stat
 from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
 from station.device_state import CLOCK_CORRECTED_SETTING, clock_floor, clock_not_set, device_state, revocation
 from station.errors import StorageFull
+from station.feedback import apply_answers
 from station.journal import append_start_entry, chain_base, chain_value_before, iter_entries, journal_head
 from station.keys import KeyMissing, prune_retired_keys
 from station.limits import unsynced_exposure
@@ -532,7 +533,8 @@ def _birth_year(value) -> int | None:
 
 @bound_station
 def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time: datetime) -> None:
-    """Policy, customers (allowance as of ``acked_through``), payees, billers and blocked payees.
+    """Policy, customers (allowance as of ``acked_through``), payees, billers, blocked payees and the bank's answers
+    to customer voice (``voice_answers``: ``station.feedback.apply_answers``).
 
     A delta (``since``: what changed since the downlink the station applied) carries only the members that changed
     and the customers the bank no longer serves here (``customers_removed``); the rest stays as it is."""
@@ -558,6 +560,8 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
             Customer.account_id.in_(downlink["customers_removed"]) & (Customer.allowance_fen > 0)).execute()
     if "customers" in downlink:
         _apply_customers(downlink, acked_through, server_time)
+    if "voice_answers" in downlink:
+        apply_answers(downlink["voice_answers"])
 
 
 def _apply_customers(downlink: dict, acked_through: int, server_time: datetime) -> None:

@@ -817,3 +817,102 @@ def agents_unlock_code(database_url, keys_dir, station_id, agent_id, reason, by)
     click.echo(f"Unlock code {counter} for {agent_id.strip().upper()} at {station_id} (works once), read it out in "
                "pairs:")
     click.echo(" ".join(code[i:i + 2] for i in range(0, len(code), 2)))
+
+
+@cli.group()
+def voice():
+    """客户之声: customer voice from every station (praise, suggestions, complaints, stopped scams), followed up
+    with an audit trail; the answer to a customer's voice goes back to the station with its next sync."""
+
+
+def _voice_call(fn, *args, **kwargs):
+    from sync_server.voice import VoiceError
+
+    try:
+        return fn(*args, **kwargs)
+    except VoiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@voice.command("list")
+@database_option
+@click.option("--station", "station_id", help="Only this station's, e.g. ST-0001.")
+@click.option("--kind", help="praise, suggestion, complaint or scam_stopped.")
+@click.option("--status", help="open or resolved.")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="From this local date, e.g. 2026-12-01.")
+@click.option("--json", "as_json", is_flag=True, help="Print the items (with their trails) as JSON.")
+def voice_list(database_url, station_id, kind, status, since, as_json):
+    """List the voice items: id, kind, local time, status, the customer's words.
+
+    Example: sync-server voice list --station ST-0001 --kind suggestion --status open
+    """
+    from sync_server.voice import voice_items
+
+    open_database(database_url)
+    rows = _voice_call(voice_items, station_id, kind, status, since.date() if since else None)
+    if not rows and not as_json:
+        click.echo("No customer voice item matches.")
+    if not as_json:
+        rows = [{**row, "words": _shown(row["words"], 60)} for row in rows]
+    _echo_rows(rows, as_json, ("id", "kind", "local_time", "status", "words"))
+
+
+@voice.command("show")
+@database_option
+@click.argument("item_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the item as one JSON object.")
+def voice_show(database_url, item_id, as_json):
+    """One item: who recorded it where and when, the customer's words, its status and the whole trail.
+
+    Example: sync-server voice show ST-0001:12
+    """
+    from sync_server.voice import voice_item
+
+    open_database(database_url)
+    item = _voice_call(voice_item, item_id)
+    if as_json:
+        click.echo(json.dumps(item, indent=2, ensure_ascii=False))
+        return
+    _echo_voice_item(item)
+
+
+def _echo_voice_item(item: dict) -> None:
+    click.echo(f"{item['id']}\t{item['kind']}\t{item['status']}")
+    click.echo(f"Recorded\t{item['local_time']} by agent {item['agent']} (received {item['received_at']})")
+    click.echo(f"Words\t{item['words']}")
+    if item["answer"] is not None:
+        click.echo(f"Answer\t{item['answer']}")
+    if not item["trail"]:
+        click.echo("Trail\tnothing done yet")
+    for step in item["trail"]:
+        click.echo(f"Trail\t{step['n']}. {step['at']} {step['action']} by {step['by']}: {step['note']}")
+
+
+def _follow_up_command(action: str, summary: str, example: str):
+    """``voice resolve``, ``voice reopen`` and ``voice note``: one step appended to the item's trail."""
+
+    @voice.command(action, help=f"{summary}\n\nExample: {example}")
+    @database_option
+    @click.argument("item_id")
+    @click.option("--note", required=True, help="Printable text, one line, at most 200 characters.")
+    @click.option("--by", "by", required=True, help="Your name, for the audit trail.")
+    def command(database_url, item_id, note, by):
+        from sync_server.voice import follow_up
+
+        open_database(database_url)
+        item = _voice_call(follow_up, item_id, action, note=note, by=by)
+        click.echo(f"{item['id']} is {item['status']} (step {len(item['trail'])} of its trail).")
+
+    return command
+
+
+voice_resolve = _follow_up_command(
+    "resolve", "Resolve an item; the note is the answer, sent to the station with its next sync (customer voice "
+    "only; a stopped scam's note stays at the bank).",
+    'sync-server voice resolve ST-0001:12 --note "已增加零钞备付 More small notes from Monday" --by "Li Wei"')
+voice_reopen = _follow_up_command(
+    "reopen", "Reopen a resolved item (the station is told its answer is withdrawn).",
+    'sync-server voice reopen ST-0001:12 --note "customer called again" --by "Li Wei"')
+voice_note = _follow_up_command(
+    "note", "Add a note to an item's trail without changing its status (it stays at the bank).",
+    'sync-server voice note ST-0001:12 --note "asked the branch about small notes" --by "Li Wei"')

@@ -4,8 +4,8 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - one journal entry per ``(station_id, seq)`` (the primary key of ``entry``; hot tables lead with station_id);
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
-- ``posting``, ``entry`` (``_migration_2``) and ``recon_item`` (``_migration_3``) are append-only: triggers
-  refuse UPDATE and DELETE;
+- ``posting``, ``entry`` (``_migration_2``), ``recon_item`` (``_migration_3``) and ``voice_event`` (the customer
+  voice follow-up trail, ``_migration_12``) are append-only: triggers refuse UPDATE and DELETE;
 - a customer operation's txn is recorded once bank-wide (the primary key of ``seen_txn``).
 - a station's txn has at most one authorization grant (a unique index over ``authorization`` rows that are not
   refusals), and each of its request nonces is taken once (the primary key of ``authorization_nonce``).
@@ -402,6 +402,24 @@ class ReconEvent(BaseModel):
     note = TextField(default="")
 
 
+class VoiceEvent(BaseModel):
+    """The follow-up trail of a customer voice item (``sync_server.voice``), append-only: the ``n``-th step on the
+    item ``(station_id, seq)``, who took it, when, and the note. ``n`` is unique per item, so two people resolving
+    the same item at once cannot both append step ``n``: the second is told to look again."""
+
+    id = AutoField()
+    station_id = CharField()
+    seq = BigIntegerField()
+    n = IntegerField(constraints=[Check("n >= 1")])
+    at = CharField()
+    by = CharField()
+    action = CharField(constraints=[Check("action IN ('resolved', 'reopened', 'noted')")])
+    note = TextField()
+
+    class Meta:
+        indexes = ((("station_id", "seq", "n"), True),)
+
+
 class BillerFile(BaseModel):
     """A biller's settlement file as imported (once: its SHA-256 is unique), and the value dates it covers."""
 
@@ -489,7 +507,7 @@ class AuthorizationNonce(BaseModel):
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
           BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
           ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork, Authorization,
-          AuthorizationNonce, DownlinkState, DownlinkItem]
+          AuthorizationNonce, DownlinkState, DownlinkItem, VoiceEvent]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -1087,3 +1105,37 @@ def _migration_11(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_11)
+
+
+#: Release 12: the follow-up trail of customer voice (``sync_server.voice``). The items themselves are the
+#: ``feedback`` and ``transfer_stopped`` entries already held, so there is nothing to backfill: an item without a
+#: step is open. ``{bigint}`` and ``{serial}`` as in release 4.
+RELEASE_12_SCHEMA = [
+    """CREATE TABLE "voice_event" ("id" {serial} NOT NULL PRIMARY KEY, "station_id" VARCHAR(255) NOT NULL, "seq"
+       {bigint} NOT NULL, "n" INTEGER NOT NULL CHECK (n >= 1), "at" VARCHAR(255) NOT NULL, "by" VARCHAR(255) NOT
+       NULL, "action" VARCHAR(255) NOT NULL CHECK (action IN ('resolved', 'reopened', 'noted')), "note" TEXT NOT
+       NULL)""",
+    'CREATE UNIQUE INDEX "voice_event_station_id_seq_n" ON "voice_event" ("station_id", "seq", "n")',
+]
+POSTGRES_VOICE_TRIGGERS = [
+    """CREATE TRIGGER voice_event_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON voice_event
+       FOR EACH STATEMENT EXECUTE FUNCTION refuse_ledger_change()""",
+]
+SQLITE_VOICE_TRIGGERS = [
+    f"""CREATE TRIGGER voice_event_no_{action.lower()} BEFORE {action} ON voice_event
+       BEGIN SELECT RAISE(ABORT, 'voice_event rows are append-only: {action} refused'); END"""
+    for action in ("UPDATE", "DELETE")
+]
+
+
+def _migration_12(database: Database, migrator: SchemaMigrator) -> None:
+    """Customer voice followed up at the bank: the append-only trail of each item (resolved, reopened, noted)."""
+    types = {"bigint": "BIGINT", "serial": "SERIAL"} if is_postgres(database) else {
+        "bigint": "INTEGER", "serial": "INTEGER"}
+    for sql in RELEASE_12_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+    for statement in POSTGRES_VOICE_TRIGGERS if is_postgres(database) else SQLITE_VOICE_TRIGGERS:
+        database.execute_sql(statement)
+
+
+MIGRATIONS.append(_migration_12)

@@ -1,5 +1,5 @@
 """The downlink: what the bank sends a station with each ack (policy, its customers with their allowances and PIN
-verifiers, billers, blocked and known payees, server time).
+verifiers, billers, blocked and known payees, the bank's answers to its customers' voice, server time).
 
 Invariant: a station is sent only the customers it calls home, each with the allowance the bank holds for it at
 that station (``refresh_allowances`` decides both; ``build_downlink`` only reports them), so what the station may
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from sync_server.book import Book
 from sync_server.db import Biller, BlockedPayee, KnownPayee
+from sync_server.voice import station_answers
 
 
 def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, acked_seq: int, server_time: str,
                    *, rotate_key: bool = False, partial: bool = False) -> dict:
-    """What the station needs next: policy, its customers with allowances, billers, blocked and known payees.
+    """What the station needs next: policy, its customers with allowances, billers, blocked and known payees, and
+    the bank's answers to the customer voice recorded there (``voice_answers``: ``sync_server.voice``).
 
     Without ``allowances`` (more batches follow) only the policy is sent: the station keeps its allowances, which
     stay consistent because the holds were consumed but not refreshed either. ``rotate_key``: the bank wants the
@@ -57,5 +59,6 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
         customers=customers,
         billers=billers,
         blocked_payees=[b.account for b in BlockedPayee.select().order_by(BlockedPayee.account)],
+        voice_answers=station_answers(book.station_id),
     )
     return downlink

@@ -3,9 +3,9 @@
 Every downlink to a station of this release has a version, one more than the last the bank made for it
 (``downlink_state.version``). The station applies a downlink only when its version is newer than the last one it
 applied, and names that one in its next batch (``downlink_applied``, 0 for none). The bank keeps, per station and
-item (``policy``, ``billers``, ``blocked_payees``, ``customer:<account id>``), a digest of what it last sent and the
-version that carried it (``downlink_item``), and answers with a **delta** (``"since": A``): only the items that
-changed, and the customers it no longer serves there (``customers_removed``).
+item (``policy``, ``billers``, ``blocked_payees``, ``voice_answers``, ``customer:<account id>``), a digest of what
+it last sent and the version that carried it (``downlink_item``), and answers with a **delta** (``"since": A``):
+only the items that changed, and the customers it no longer serves there (``customers_removed``).
 
 Invariant: once the station has applied version A, it holds exactly the stored digest of every item whose stored
 version is at most A. Each delta keeps it, by sending an item again when
@@ -16,6 +16,11 @@ version is at most A. Each delta keeps it, by sending an item again when
   customer list (``refreshed_seq``): the station subtracts its debits after the seq its allowance is "as of"
   (``station.limits``), so a customer whose hold and balance came back to the same values (a withdrawal and a
   deposit) still needs the new seq. A customer not sent had no posting since it was last sent, by induction.
+
+``voice_answers`` (``sync_server.voice.station_answers``) is one whole item like ``billers``: it carries the answers
+changed last (at most ``MAX_ANSWERS_SENT``, any change making an answer the latest), and the station merges it by
+seq, keeping the answers it holds that the list no longer names; so a change always reaches the station, and the
+invariant holds for the item as for the others.
 
 Everything is sent again (a full downlink, no ``since``), and what the bank knew of the station is forgotten first,
 when the station asks (A = 0: a new station, or one restored from a backup), when it names a version the bank never
@@ -37,7 +42,7 @@ from sync_server.db import DownlinkItem, DownlinkState, Posting, arg, cached_row
 
 CUSTOMER = "customer:"
 #: The downlink members kept as one item each (sent whole when any part of them changed).
-WHOLE_ITEMS = ("policy", "billers", "blocked_payees")
+WHOLE_ITEMS = ("policy", "billers", "blocked_payees", "voice_answers")
 
 
 def _digest(value) -> str:

@@ -20,9 +20,9 @@ from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
-from station import agents, bank_unlock, business_day, operations, receipts, setup_ui, storage
+from station import agents, bank_unlock, business_day, feedback, operations, receipts, setup_ui, storage
 from station.app import create_app
-from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee, VoiceAnswer
 from station.demo import DEMO_AGENTS, load_demo_customers
 from station.protocol import key_codecs
 from station.provision import init_station
@@ -182,6 +182,20 @@ class Counter:
             yield
         finally:
             self.post("/large-print")
+
+    @contextmanager
+    def voice_answered(self) -> Iterator[None]:
+        """Three of the bank's answers to customer voice, unread, the customers' words and the answers as long as
+        they may be (``station.feedback.MAX_TEXT``, ``MAX_ANSWER``); removed after the case."""
+        session = agents.login_agent(self.st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+        seqs = [feedback.record_feedback(self.st, session, "suggestion", "希望养老金发放日早点开门" * 16,
+                                         receipts.new_txn_id()).seq for _ in range(3)]
+        for seq in seqs:
+            VoiceAnswer.create(seq=seq, note="已安排发放日七点开门，谢谢您的建议" * 12, answered_at=self.clock())
+        try:
+            yield
+        finally:
+            VoiceAnswer.delete().where(VoiceAnswer.seq.in_(seqs)).execute()
 
     @contextmanager
     def setting(self, key: str, value) -> Iterator[None]:
@@ -583,6 +597,7 @@ SCREEN_SHOWS = {
     "reverse": "#reverse-form", "cancel transfer": "#cancel-form", "day open": "#count-form",
     "day close": "#count-form",
     "sync": "#sync-status", "chart": "#chart", "customer voice": "#voice-form", "revoked": "#revoked",
+    "customer voice answers": "#answers",
     "set-up": "header.bar", "set-up people": "#save",
     "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account",
     "warning": "#fraud-warning, #warning-form",
@@ -605,7 +620,8 @@ STATE_SHOWS = {
     "passbook": "#kind-passbook.on", "known payees": "#payee-1", "phone top-up": "#quick-10",
     "preview": "#preview", "configured": "#sync-now", "not configured": "#sync-missing", "enrolling": "#enrolling",
     "clock not set": "#clock-not-set", "clock wrong": "#clock-wrong", "another station named": "#station-mismatch",
-    "revoked": "#revoked", "storage full": "#storage-full",
+    "revoked": "#revoked", "storage full": "#storage-full", "voice answered": "#voice-answered",
+    "answers unread": "#mark-read", "no answers": "#no-answers", "answers waiting": "#voice-answers",
     "supervisor": "#people-supervisor", "half done": "#pending-op", "locked customer": "#error",
     "ID card": "#id-card", "locked by the last wrong PIN": "#pin-locked", "keyboard up": "#imepad",
     "nothing found": "#no-rows", "scam words": "#warning-why .reason", "elderly": "#call-family",
@@ -667,6 +683,7 @@ CASES = [
     Case("error", "404", go("/no/such/screen")),
     Case("error", "no operation in progress", lambda c: (c.post("/op/cancel"), c.go("/op/deposit/amount"))),
     Case("home", "normal", go("/home")),
+    Case("home", "voice answered", with_state("voice_answered", go("/home"))),
     Case("home", "after a message", home_after_fraud_stop),
     Case("home", "offline warning", with_state("offline_warning", go("/home"))),
     # Before "half done": a correction ends every session, so nothing is half done after it.
@@ -675,6 +692,15 @@ CASES = [
     Case("home", "half done", lambda c: (c.op("withdrawal", customer="long", amount="300"), c.go("/home"))),
     Case("home", "large print, half done",
          with_state("large_print", lambda c: (c.op("deposit", customer="long", amount="300"), c.go("/home")))),
+    Case("home", "offline warning, half done", with_state("offline_warning", lambda c: (
+        c.op("withdrawal", customer="long", amount="300"), c.go("/home")))),
+    Case("home", "offline warning, voice answered, half done",
+         with_state("offline_warning", with_state("voice_answered", lambda c: (
+             c.op("withdrawal", customer="long", amount="300"), c.go("/home"))))),
+    Case("home", "large print, voice answered", with_state("large_print", with_state("voice_answered", go("/home")))),
+    Case("home", "large print, offline warning, voice answered, half done",
+         with_state("large_print", with_state("offline_warning", with_state("voice_answered", lambda c: (
+             c.op("deposit", customer="long", amount="300"), c.go("/home")))))),
     Case("home", "sync failed in the bar", sync_failed_in_bar(go("/home"))),
     Case("home", "storage full", with_state("storage_full", go("/home"))),
     Case("home", "storage full, offline warning, half done",
@@ -844,6 +870,11 @@ CASES = [
     Case("customer voice", "large print, refused, keyboard up",
          with_state("large_print", tap_after(voice_refused({"text": "x"}), "#text"))),
     Case("customer voice", "refused, long text", voice_refused({"category": "praise", "text": "长" * 600})),
+    Case("customer voice", "answers waiting", with_state("voice_answered", go("/voice/"))),
+    Case("customer voice answers", "no answers", go("/voice/answers")),
+    Case("customer voice answers", "answers unread", with_state("voice_answered", go("/voice/answers"))),
+    Case("customer voice answers", "large print, answers unread",
+         with_state("large_print", with_state("voice_answered", go("/voice/answers")))),
     # first boot: the set-up screens
     Case("set-up", "not enrolled", set_up(), page="setup"),
     Case("set-up", "not a code", set_up(data={"scan": "hello"}), page="setup"),

@@ -12,6 +12,7 @@ from station import business_day, printing
 from station.db import Operation
 from station.device_state import DeviceState, device_state, revocation
 from station.errors import StationError
+from station.feedback import unread_answers
 from station.protocol.entry_types import types_where
 from station.protocol.times import parse_utc
 from station.ui.common import (
@@ -48,7 +49,7 @@ def home():
     storage = device_state(station()) is DeviceState.STORAGE_FULL
     return render_template("home.html", day_open=business_day.current_day(station()) is not None, clock=clock,
                            storage_full=storage, poll=CLOCK_POLL_SECONDS if clock or storage else None,
-                           pending=half_done_summary())
+                           pending=half_done_summary(), answered=unread_answers(station()))
 
 
 @bp.get("/revoked")

@@ -1,12 +1,12 @@
-"""客户之声 customer voice: record a customer's praise, complaint or suggestion."""
+"""客户之声 customer voice: record a customer's praise, complaint or suggestion, and read the bank's answers."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from station import receipts
 from station.errors import N_, StationError
-from station.feedback import CATEGORIES, MAX_TEXT, record_feedback
+from station.feedback import CATEGORIES, MAX_TEXT, answers, mark_answers_read, record_feedback, unread_answers
 from station.ui.common import current_agent, login_required, station, translate_error
 
 bp = Blueprint("voice", __name__, url_prefix="/voice")
@@ -39,4 +39,23 @@ def voice():
         else:
             return redirect(url_for("receipts.show", seq=receipt.seq))
     return render_template("voice.html", categories=CATEGORIES, labels=CATEGORY_LABELS, category=category, text=text,
-                           max_text=MAX_TEXT, phrases=QUICK_PHRASES, txn=txn, error=error)
+                           max_text=MAX_TEXT, phrases=QUICK_PHRASES, txn=txn, error=error,
+                           unread=unread_answers(station()))
+
+
+@bp.get("/answers")
+@login_required
+def voice_answers():
+    """The bank's answers to the customer voice recorded here, each beside what the customer said; unread first."""
+    return render_template("voice_answers.html", answers=answers(station()), labels=CATEGORY_LABELS)
+
+
+@bp.post("/answers/read")
+@login_required
+def answers_read():
+    """The agent has read the answers: the home screen's notice goes."""
+    try:
+        mark_answers_read(station(), current_agent())
+    except StationError as err:
+        flash(translate_error(err))
+    return redirect(url_for("voice.voice_answers"))
