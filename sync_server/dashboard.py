@@ -34,6 +34,7 @@ from markupsafe import Markup
 
 from station.protocol.entry_types import spec_of
 from station.protocol.private_files import write_private_file
+from station.protocol.times import parse_utc
 from sync_server import bank_users
 from sync_server.dashboard_data import (
     SERVICE_GAP_LIMIT_MS,
@@ -217,8 +218,17 @@ def minutes_seconds(ms: int) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def local_time(text: str | None, zone: ZoneInfo) -> str | None:
+    """A stored UTC time as the stations' local time to the minute (``2026-11-03 11:00``)."""
+    if not text:
+        return None
+    return parse_utc(text).astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
 def _page(template: str, **context):
+    zone = _zone()
     return render_template(template, label=operation_label, duration=minutes_seconds, user=g.user,
+                           local_time=lambda text: local_time(text, zone),
                            gap_limit_minutes=SERVICE_GAP_LIMIT_MS // 60000,
                            silent_hours=int(current_app.config["SYNC_SERVER_DASHBOARD_SILENT_HOURS"]), **context)
 

@@ -277,6 +277,7 @@ def test_silent_and_behind_stations_are_flagged(server, manager, tmp_path):
     row = re.search(r'<tr id="station-ST-0001">(.*?)</tr>', client.get("/dashboard/").get_data(as_text=True),
                     re.S).group(1)
     assert "Silent &gt; 24 h" in row and "Behind by 7" in row
+    assert "2026-11-01 08:00" in row  # the last sync in the stations' time zone
 
 
 # -- the commands ---------------------------------------------------------------------------------------------------
