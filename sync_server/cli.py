@@ -109,8 +109,11 @@ def serve(dev, host, port, workers):
             check_schema(database)
     except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from exc
+    from sync_server.dashboard import check_dashboard_settings, dashboard_defaults
+
     try:
         verify_threads_setting(os.environ.get(VERIFY_THREADS_SETTING))
+        check_dashboard_settings(dashboard_defaults())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if dev:

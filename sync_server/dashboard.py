@@ -99,18 +99,25 @@ def session_secret(config, keys_dir: Path) -> str:
     return path.read_text().strip()
 
 
-def install_dashboard(app: Flask) -> None:
-    """Register the dashboard on ``app``: its blueprint, session settings, CSRF protection (for its forms only)."""
-    config = app.config
+def check_dashboard_settings(config) -> tuple[int, bool]:
+    """The session's minutes and whether its cookie is Secure; a ValueError names a bad setting (``sync-server
+    serve`` checks them before it starts the workers)."""
     minutes = _whole(config, "SYNC_SERVER_DASHBOARD_SESSION_MINUTES", 1, 24 * 60)
     _whole(config, "SYNC_SERVER_DASHBOARD_SILENT_HOURS", 1, 24 * 30)
     secure = str(config["SYNC_SERVER_DASHBOARD_SECURE_COOKIE"]).strip().lower()
     if secure not in ("on", "off"):
         raise ValueError(f"SYNC_SERVER_DASHBOARD_SECURE_COOKIE is on or off, not {secure!r}")
+    return minutes, secure == "on"
+
+
+def install_dashboard(app: Flask) -> None:
+    """Register the dashboard on ``app``: its blueprint, session settings, CSRF protection (for its forms only)."""
+    config = app.config
+    minutes, secure = check_dashboard_settings(config)
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = session_secret(config, Path(config["SYNC_SERVER_KEYS_DIR"]))
     config.update(SESSION_COOKIE_NAME="dashboard_session", SESSION_COOKIE_HTTPONLY=True,
-                  SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=secure == "on",
+                  SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_SECURE=secure,
                   SESSION_COOKIE_PATH="/dashboard", PERMANENT_SESSION_LIFETIME=timedelta(minutes=minutes),
                   WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_SSL_STRICT=False)
     csrf.init_app(app)

@@ -317,3 +317,33 @@ def test_station_add_takes_a_county(server):
     result = runner.invoke(cli, ["station", "add", "ST-0102", "--name", "x", "--county", "a\x07b",
                                  "--database-url", server.database_url])
     assert result.exit_code == 1 and "County holds a character that cannot be printed" in result.output
+
+
+def test_a_session_ends_after_its_idle_minutes(server, manager, monkeypatch):
+    import time
+
+    client = dashboard_app(server, SYNC_SERVER_DASHBOARD_SESSION_MINUTES="5").test_client()
+    log_in(client)
+    assert client.get("/dashboard/").status_code == 200
+    later = time.time() + 6 * 60
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert client.get("/dashboard/").status_code == 302
+
+
+def test_the_session_key_is_kept_in_the_keys_folder_unless_set(server, monkeypatch):
+    first = dashboard_app(server).config["SECRET_KEY"]
+    assert (server.keys_dir / "dashboard_session.key").stat().st_mode & 0o777 == 0o600
+    assert dashboard_app(server).config["SECRET_KEY"] == first and len(first) == 64
+    assert dashboard_app(server, SYNC_SERVER_SECRET_KEY="set by the bank").config["SECRET_KEY"] == "set by the bank"
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("SYNC_SERVER_DASHBOARD_SESSION_MINUTES", "0", "SYNC_SERVER_DASHBOARD_SESSION_MINUTES must be a whole number"),
+    ("SYNC_SERVER_DASHBOARD_SILENT_HOURS", "x", "SYNC_SERVER_DASHBOARD_SILENT_HOURS must be a whole number"),
+    ("SYNC_SERVER_DASHBOARD_SECURE_COOKIE", "maybe", "SYNC_SERVER_DASHBOARD_SECURE_COOKIE is on or off"),
+])
+def test_a_bad_dashboard_setting_stops_serve_with_the_reason(server, monkeypatch, setting, value, message):
+    monkeypatch.setenv("DATABASE_URL", server.database_url)
+    monkeypatch.setenv(setting, value)
+    result = CliRunner().invoke(cli, ["serve", "--dev"])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
