@@ -901,3 +901,27 @@ def users_disable(database_url, name):
     open_database(database_url)
     _user_call(disable_user, name)
     click.echo(f"User {name} disabled.")
+
+
+@cli.group()
+def dashboard():
+    """The branch dashboard at /dashboard/ (docs/operations.md, "The branch dashboard")."""
+
+
+@dashboard.command("catch-up")
+@database_option
+def dashboard_catch_up(database_url):
+    """Read the times of every entry synced since the dashboard last looked (each token once), so that the next page
+    view need not: run it once after upgrading to this release (the first view would otherwise read the whole
+    history), or from cron on a busy bank. Safe to run at any time, also while the server serves.
+
+    Example: sync-server dashboard catch-up
+    """
+    from sync_server.dashboard_data import read_entry_times
+
+    database = open_database(database_url)
+    try:
+        check_schema(database)
+    except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
+        raise click.ClickException(str(exc).strip()) from exc
+    click.echo(f"Read the times of {read_entry_times()} entries.")

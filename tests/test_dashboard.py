@@ -347,3 +347,18 @@ def test_a_bad_dashboard_setting_stops_serve_with_the_reason(server, monkeypatch
     monkeypatch.setenv(setting, value)
     result = CliRunner().invoke(cli, ["serve", "--dev"])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_catch_up_reads_each_entry_once(server, tmp_path):
+    from sync_server.db import EntryTime, EntryTimeMark
+
+    st = pension_morning(server, tmp_path)
+    url = ["--database-url", server.database_url]
+    with st.bound():
+        count = JournalEntry.select().count()
+    result = CliRunner().invoke(cli, ["dashboard", "catch-up", *url])
+    assert result.exit_code == 0 and result.output == f"Read the times of {count} entries.\n"
+    assert CliRunner().invoke(cli, ["dashboard", "catch-up", *url]).output == "Read the times of 0 entries.\n"
+    server_db()
+    assert EntryTime.select().where(EntryTime.station_id == "ST-0001").count() == count
+    assert EntryTimeMark.get_by_id("ST-0001").through_seq == count
