@@ -40,6 +40,7 @@ from sync_server.dashboard_data import (
     SERVICE_GAP_LIMIT_MS,
     hourly_visits,
     merge,
+    operations_by_type,
     overview,
     read_entry_times,
     week_heatmap,
@@ -279,7 +280,8 @@ def station_page(station_id: str):
     heatmap = week_heatmap(window, hourly_visits(window, [station_id]).get(station_id) or {})
     svg = heatmap_svg(heatmap, f"{station.name} 本周每小时客流 Visits per hour this week",
                       f"{station_id}, {window.first_day} – {window.last_day}")
-    return _page("dashboard/station.html", station=station, row=row, svg=Markup(svg), window=window)
+    return _page("dashboard/station.html", station=station, row=row, svg=Markup(svg), window=window,
+                 operations=operations_by_type(window, station_id))
 
 
 def _weeks() -> int:

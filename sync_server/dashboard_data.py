@@ -189,6 +189,18 @@ def service_times(window: Window, station_ids: list[str]) -> dict[str, dict[str,
             for station_id, by_type in gaps.items()}
 
 
+def operations_by_type(window: Window, station_id: str) -> list[tuple[str, int, int]]:
+    """The station's customer operations in ``window`` per type: (type, settled, refused), most frequent first."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    query = (EntryTime.select(EntryTime.type, EntryTime.outcome, fn.COUNT(EntryTime.seq))
+             .where(_in_window(window, [station_id]) & EntryTime.type.in_(VISIT_TYPES))
+             .group_by(EntryTime.type, EntryTime.outcome).tuples())
+    for entry_type, outcome, count in query:
+        counts[entry_type][outcome == "rejected"] += count
+    rows = [(entry_type, settled, refused) for entry_type, (settled, refused) in counts.items()]
+    return sorted(rows, key=lambda row: (-row[1] - row[2], row[0]))
+
+
 def open_voice_items(station_ids: list[str]) -> dict[str, int]:
     """Customer-voice items still open, per station. This branch has no follow-up status for them, so every
     ``feedback`` entry the bank received is open; the one place to change when a resolution is recorded."""

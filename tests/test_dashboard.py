@@ -30,7 +30,7 @@ from sync_server.admin import block_payee
 from sync_server.bank_users import add_user, disable_user
 from sync_server.cli import cli
 from sync_server.dashboard_data import VISIT_TYPES
-from sync_server.db import BankUser, Entry
+from sync_server.db import BankUser, Entry, Posting
 from sync_server.db import Station as ServerStation
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -247,6 +247,15 @@ def test_the_pages_numbers_are_the_journals(server, manager, tmp_path):
     station = client.get("/dashboard/stations/ST-0001").get_data(as_text=True)
     assert cells(station)["11/3 周二 08时"] == "3"
     assert "payee_blocked: 1" in station
+    # Operations by type against the ledger: a settled operation is one with postings, a refused one has none.
+    operations = {kind: (int(settled), int(refused)) for kind, settled, refused in re.findall(
+        r'<tr data-type="(\w+)"><td>[^<]*</td><td class="n">(\d+)</td><td class="n">(\d+)</td></tr>', station)}
+    server_db()
+    posted = Counter(entry_type for entry_type, in Entry.select(Entry.type).where(
+        (Entry.station_id == "ST-0001") & Entry.seq.in_(Posting.select(Posting.seq).where(
+            Posting.station_id == "ST-0001"))).tuples())
+    assert operations == {"deposit": (posted["deposit"], 0), "transfer": (posted["transfer"], 1)} == {
+        "deposit": (5, 0), "transfer": (0, 1)}
 
 
 def test_the_wall_chart_averages_over_its_weeks(server, manager, tmp_path):
