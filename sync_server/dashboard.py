@@ -205,6 +205,8 @@ def logout():
 
 
 def _now() -> datetime:
+    """Now; a test's ``create_app`` mapping may fix it (``DASHBOARD_NOW``, an aware datetime) to look at a story's
+    day."""
     return current_app.config.get("DASHBOARD_NOW") or datetime.now(UTC)
 
 
