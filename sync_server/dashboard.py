@@ -92,12 +92,16 @@ def session_secret(config, keys_dir: Path) -> str:
     if str(config["SYNC_SERVER_SECRET_KEY"]).strip():
         return str(config["SYNC_SERVER_SECRET_KEY"]).strip()
     path = Path(keys_dir) / SECRET_KEY_FILE
-    if not path.exists():
-        try:
-            write_private_file(path, secrets.token_hex(32), replace=False)
-        except FileExistsError:
-            pass
-    return path.read_text().strip()
+    try:
+        if not path.exists():
+            try:
+                write_private_file(path, secrets.token_hex(32), replace=False)
+            except FileExistsError:
+                pass
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"The dashboard's session key {path} cannot be kept ({exc.strerror}): set "
+                         f"SYNC_SERVER_SECRET_KEY, or let the server write its keys folder.") from exc
 
 
 def check_dashboard_settings(config) -> tuple[int, bool]:
