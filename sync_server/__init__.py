@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from station.protocol import envelope
 from station.protocol.envelope import MAX_SEALED_BYTES
+from sync_server.dashboard import dashboard_defaults, error_page, install_dashboard
 from sync_server.db import DEFAULT_DATABASE_URL, check_schema, connect_url, db_proxy
 from sync_server.keys import load_keys
 from sync_server.problems import PROBLEM_CONTENT_TYPE, Problem
@@ -81,6 +82,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_SEALED_BYTES,
         SYNC_SERVER_VERIFY_THREADS=os.environ.get(VERIFY_THREADS_SETTING, ""),
         **rate_limit_defaults(),
+        **dashboard_defaults(),
     )
     if test_config is not None:
         app.config.from_mapping(test_config)
@@ -98,6 +100,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from sync_server.api import bp
 
     app.register_blueprint(bp)
+    install_dashboard(app)
     limiter = install_rate_limits(app)
 
     # One connection per request: on PostgreSQL taken from this process's pool and given back at teardown.
@@ -121,6 +124,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
+        if request.path == "/dashboard" or request.path.startswith("/dashboard/"):
+            response = error_page(exc.code or 400, exc.description or "")
+            if exc.code == 429:
+                response.headers["Retry-After"] = str(retry_after_seconds(limiter))
+            return response
         slug = _HTTP_SLUGS.get(exc.code, "malformed-request")
         if slug == "rate-limited":
             response = problem_response(Problem(slug, f"Too many requests ({exc.description}); retry later."))

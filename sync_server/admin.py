@@ -82,7 +82,7 @@ class ImportFailed(AdminError):
 
 # -- stations -----------------------------------------------------------------------------------------------
 #: Longest name, village and agent the enrollment sheet prints on a station's card.
-STATION_TEXT_LIMITS = {"name": 60, "village": 60, "agent": 40}
+STATION_TEXT_LIMITS = {"name": 60, "village": 60, "agent": 40, "county": 60}
 
 
 def station_text(field: str, value: str | None) -> tuple[str, str | None]:
@@ -107,12 +107,13 @@ def check_station_id(station_id: str | None) -> str | None:
     return "a station id is 1 to 40 letters, digits, '-' or '_', e.g. ST-0001"
 
 
-def add_station(station_id: str, name: str, village: str | None = None, agent: str | None = None) -> str:
-    """Register a station (or issue a new code for one not yet enrolled, taking the name and any village or agent
-    given); returns a one-time enrollment code."""
+def add_station(station_id: str, name: str, village: str | None = None, agent: str | None = None,
+                county: str | None = None) -> str:
+    """Register a station (or issue a new code for one not yet enrolled, taking the name and any village, agent or
+    county given); returns a one-time enrollment code."""
     problems = [check_station_id(station_id)]
     details = {}
-    for field, value in (("name", name), ("village", village), ("agent", agent)):
+    for field, value in (("name", name), ("village", village), ("agent", agent), ("county", county)):
         if value is not None:
             details[field], problem = station_text(field, value)
             problems.append(problem)

@@ -109,8 +109,11 @@ def serve(dev, host, port, workers):
             check_schema(database)
     except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
         raise click.ClickException(str(exc)) from exc
+    from sync_server.dashboard import check_dashboard_settings, dashboard_defaults
+
     try:
         verify_threads_setting(os.environ.get(VERIFY_THREADS_SETTING))
+        check_dashboard_settings(dashboard_defaults())
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if dev:
@@ -189,10 +192,11 @@ def _echo_code(station_id: str, code: str, server_url: str | None, qr_file: str 
 @click.option("--name", required=True, help="Where the station is, e.g. 'Liujia village shop'.")
 @click.option("--village", help="The village, e.g. 刘家村.")
 @click.option("--agent", help="The agent who runs the station, e.g. 刘秀英.")
+@click.option("--county", help="The county it serves, e.g. 来凤县 (the branch dashboard groups stations by it).")
 @server_url_option
 @click.option("--qr", "qr_file", type=click.Path(dir_okay=False, writable=True),
               help="Also write the enrollment QR to this PNG file (needs --server-url).")
-def station_add(database_url, station_id, name, village, agent, server_url, qr_file):
+def station_add(database_url, station_id, name, village, agent, county, server_url, qr_file):
     """Register a station; the last line printed is its one-time enrollment code (valid 7 days).
 
     With --server-url the line before it is the enrollment QR's payload, and --qr writes the QR as a PNG.
@@ -203,7 +207,7 @@ def station_add(database_url, station_id, name, village, agent, server_url, qr_f
 
     server_url = _checked_server_url(server_url, qr_file)
     open_database(database_url)
-    code = _admin_call(add_station, station_id, name, village, agent)
+    code = _admin_call(add_station, station_id, name, village, agent, county)
     click.echo(f"Station {station_id} ({name}) registered. One-time enrollment code, valid 7 days:")
     _echo_code(station_id, code, server_url, qr_file)
 
@@ -536,7 +540,8 @@ def check(database_url, as_json):
 @click.option("--reissue", is_flag=True,
               help="Give pending stations a new code, ending their older unused ones (a lost or unprintable sheet).")
 @click.option("--by", default=None, help="Who runs this, for the stations' audit trail (default: the login name).")
-def station_bulk_add(database_url, csv_file, out_dir, server_url, reissue, by):
+@click.option("--county", help="Put every station of the CSV in this county, e.g. 来凤县 (the branch dashboard).")
+def station_bulk_add(database_url, csv_file, out_dir, server_url, reissue, by, county):
     """Register the stations of a CSV (header id,name,village,agent; UTF-8 or GB18030) and print their codes.
 
     Writes OUT/enrollment-sheet.html and OUT/enrollment-sheet.pdf (six stations to an A4 page: QR, typed code,
@@ -565,7 +570,7 @@ def station_bulk_add(database_url, csv_file, out_dir, server_url, reissue, by):
         check_schema(database)
     except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
         raise click.ClickException(str(exc).strip()) from exc
-    result = _admin_call(bulk_add, rows, server_url, Path(out_dir), reissue=reissue, by=by)
+    result = _admin_call(bulk_add, rows, server_url, Path(out_dir), reissue=reissue, by=by, county=county)
     width = max(len("station"), *(len(o.station_id) for o in result.outcomes))
     click.echo(f"{'station':<{width}}  {'status':<16}  code valid until")
     for outcome in result.outcomes:
@@ -916,3 +921,106 @@ voice_reopen = _follow_up_command(
 voice_note = _follow_up_command(
     "note", "Add a note to an item's trail without changing its status (it stays at the bank).",
     'sync-server voice note ST-0001:12 --note "asked the branch about small notes" --by "Li Wei"')
+
+
+# -- users: bank-side accounts for the branch dashboard -------------------------------------------------------------
+@cli.group()
+def users():
+    """Bank staff accounts for the branch dashboard at /dashboard/ (never a customer's or an agent's)."""
+
+
+def _user_call(fn, *args):
+    from sync_server.bank_users import UserError
+
+    try:
+        return fn(*args)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@users.command("add")
+@database_option
+@click.argument("name")
+@click.option("--role", type=click.Choice(["manager"]), default="manager", show_default=True,
+              help="What the account may do: managers read the dashboard.")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the password from this file's first line instead of asking (asked twice, hidden).")
+def users_add(database_url, name, role, password_file):
+    """Add a dashboard account; the password is asked twice (hidden) unless --password-file gives it.
+
+    Example: sync-server users add wangfang --role manager
+    """
+    from sync_server.bank_users import check_name, check_password
+
+    _user_call(check_name, name)
+    if password_file:
+        try:
+            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"Cannot read {password_file}: {exc}.") from exc
+        password = lines[0] if lines else ""
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    _user_call(check_password, password)
+    from sync_server.bank_users import add_user
+
+    open_database(database_url)
+    _user_call(add_user, name, password, role)
+    click.echo(f"User {name} ({role}) added.")
+
+
+@users.command("list")
+@database_option
+@click.option("--json", "as_json", is_flag=True)
+def users_list(database_url, as_json):
+    """List dashboard accounts: name, role, enabled or disabled, created, last login.
+
+    Example: sync-server users list
+    """
+    from sync_server.bank_users import list_users
+
+    open_database(database_url)
+    rows = [{**row, "state": "disabled" if row["disabled"] else "enabled"} for row in list_users()]
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in row.items() if k != "state"} for row in rows], indent=2))
+        return
+    _echo_rows(rows, False, ("name", "role", "state", "created_at", "last_login_at"))
+
+
+@users.command("disable")
+@database_option
+@click.argument("name")
+def users_disable(database_url, name):
+    """Disable a dashboard account: its session ends now and it can no longer log in.
+
+    Example: sync-server users disable wangfang
+    """
+    from sync_server.bank_users import disable_user
+
+    open_database(database_url)
+    _user_call(disable_user, name)
+    click.echo(f"User {name} disabled.")
+
+
+@cli.group()
+def dashboard():
+    """The branch dashboard at /dashboard/ (docs/operations.md, "The branch dashboard")."""
+
+
+@dashboard.command("catch-up")
+@database_option
+def dashboard_catch_up(database_url):
+    """Read the times of every entry synced since the dashboard last looked (each token once), so that the next page
+    view need not: run it once after upgrading to this release (the first view would otherwise read the whole
+    history), or from cron on a busy bank. Safe to run at any time, also while the server serves.
+
+    Example: sync-server dashboard catch-up
+    """
+    from sync_server.dashboard_data import read_entry_times
+
+    database = open_database(database_url)
+    try:
+        check_schema(database)
+    except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
+        raise click.ClickException(str(exc).strip()) from exc
+    click.echo(f"Read the times of {read_entry_times()} entries.")

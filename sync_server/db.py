@@ -103,6 +103,8 @@ class Station(BaseModel):
     #: sync's earlier batches settled; ``checks.unsynced_exposure_matches`` recomputes it from the postings.
     unsynced_debit_fen = BigIntegerField(default=0, constraints=[Check("unsynced_debit_fen >= 0")])
     unsynced_debit_count = BigIntegerField(default=0, constraints=[Check("unsynced_debit_count >= 0")])
+    #: The county the station serves (``station add --county``): the branch dashboard groups stations by it.
+    county = CharField(null=True)
 
 
 class EnrollmentCode(BaseModel):
@@ -492,6 +494,47 @@ Authorization.add_index(Authorization.index(Authorization.station_id, Authorizat
     Authorization.status != "refused"))
 
 
+class BankUser(BaseModel):
+    """A bank-side account for the branch dashboard (``sync-server users``): never a customer or an agent.
+
+    ``session_id`` is the one session the user is logged in with (a new login or a logout ends the one before), so a
+    copied cookie dies with the session it belonged to; a disabled user's requests are refused at once."""
+
+    name = CharField(primary_key=True)
+    password_hash = CharField()
+    role = CharField(default="manager", constraints=[Check("role IN ('manager')")])
+    disabled = BooleanField(default=False)
+    session_id = CharField(null=True)
+    created_at = CharField()
+    last_login_at = CharField(null=True)
+
+
+class EntryTime(BaseModel):
+    """What the branch dashboard reads of each entry, once (``sync_server.dashboard_data``): the station's ``ts``
+    from the token's payload (NULL when it is not a time), the gap from the station's previous entry in
+    milliseconds, and the entry's type and the bank's outcome copied from ``entry``. Filled lazily, in seq order per
+    station, up to ``EntryTimeMark.through_seq``; a cache of the tokens, rebuilt from them if ever dropped."""
+
+    station_id = CharField()
+    seq = BigIntegerField()
+    type = CharField()
+    outcome = CharField()
+    reason = CharField(null=True)
+    ts = CharField(null=True)
+    gap_ms = BigIntegerField(null=True)
+
+    class Meta:
+        primary_key = CompositeKey("station_id", "seq")
+        indexes = ((("ts",), False),)
+
+
+class EntryTimeMark(BaseModel):
+    """How far ``entry_time`` has read each station's entries (its seq)."""
+
+    station_id = CharField(primary_key=True)
+    through_seq = BigIntegerField(default=0)
+
+
 class AuthorizationNonce(BaseModel):
     """The nonces of a station's authorization requests, each taken once (a replayed request is refused); kept
     while a request with it could still be fresh, then pruned (``sync_server.authorize``)."""
@@ -507,7 +550,7 @@ class AuthorizationNonce(BaseModel):
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
           BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
           ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork, Authorization,
-          AuthorizationNonce, DownlinkState, DownlinkItem, VoiceEvent]
+          AuthorizationNonce, DownlinkState, DownlinkItem, VoiceEvent, BankUser, EntryTime, EntryTimeMark]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -1139,3 +1182,30 @@ def _migration_12(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_12)
+
+
+#: Release 13: the branch dashboard (``sync_server.dashboard``): bank-side accounts, each station's county, and the
+#: cache of what the dashboard reads of each entry's token. ``{bigint}`` and ``{boolean}`` as before.
+RELEASE_13_SCHEMA = [
+    """CREATE TABLE "bank_user" ("name" VARCHAR(255) NOT NULL PRIMARY KEY, "password_hash" VARCHAR(255) NOT NULL,
+       "role" VARCHAR(255) NOT NULL CHECK (role IN ('manager')), "disabled" {boolean} NOT NULL, "session_id"
+       VARCHAR(255), "created_at" VARCHAR(255) NOT NULL, "last_login_at" VARCHAR(255))""",
+    'ALTER TABLE "station" ADD COLUMN "county" VARCHAR(255)',
+    """CREATE TABLE "entry_time" ("station_id" VARCHAR(255) NOT NULL, "seq" {bigint} NOT NULL, "type" VARCHAR(255)
+       NOT NULL, "outcome" VARCHAR(255) NOT NULL, "reason" VARCHAR(255), "ts" VARCHAR(255), "gap_ms" {bigint},
+       PRIMARY KEY ("station_id", "seq"))""",
+    'CREATE INDEX "entry_time_ts" ON "entry_time" ("ts")',
+    """CREATE TABLE "entry_time_mark" ("station_id" VARCHAR(255) NOT NULL PRIMARY KEY, "through_seq" {bigint} NOT
+       NULL)""",
+]
+
+
+def _migration_13(database: Database, migrator: SchemaMigrator) -> None:
+    """The branch dashboard: bank-side accounts, each station's county, the entries' times read from their tokens."""
+    types = {"bigint": "BIGINT", "boolean": "BOOLEAN"} if is_postgres(database) else {
+        "bigint": "INTEGER", "boolean": "INTEGER"}
+    for sql in RELEASE_13_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+
+
+MIGRATIONS.append(_migration_13)

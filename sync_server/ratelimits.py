@@ -35,6 +35,9 @@ RATE_LIMIT_SETTINGS: dict[str, tuple[str, str]] = {
         "a station's `batches`, `authorizations` and `probe` together, per station id and client address."),
     "SYNC_SERVER_RATE_LIMIT_STATION_ADDRESS": (
         "1200 per minute", "the same endpoints per client address: many stations may share one carrier NAT address."),
+    "SYNC_SERVER_RATE_LIMIT_LOGIN": (
+        "10 per minute;50 per hour", "The branch dashboard's login attempts (`POST /dashboard/login`), per client "
+                                     "address (guessing passwords)."),
     "SYNC_SERVER_RATE_LIMIT_STORAGE": (
         "memory://", "Where the counts live: `memory://` (each worker its own) or a shared `redis://host:6379`."),
     "SYNC_SERVER_TRUSTED_PROXIES": (
@@ -44,6 +47,7 @@ RATE_LIMIT_SETTINGS: dict[str, tuple[str, str]] = {
 #: endpoint -> the settings that limit it, each with what it counts by.
 _LIMITED: dict[str, tuple[tuple[str, str], ...]] = {
     "api.enroll": (("SYNC_SERVER_RATE_LIMIT_ENROLL", "address"),),
+    "dashboard.login_submit": (("SYNC_SERVER_RATE_LIMIT_LOGIN", "address"),),
     "api.health": (("SYNC_SERVER_RATE_LIMIT_PUBLIC", "address"),),
     "api.openapi": (("SYNC_SERVER_RATE_LIMIT_PUBLIC", "address"),),
     "api.station_jwks": (("SYNC_SERVER_RATE_LIMIT_PUBLIC", "address"),),

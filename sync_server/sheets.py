@@ -261,13 +261,18 @@ class _Run:
 
 
 def bulk_add(rows: list[StationRow], server_url: str, out_dir: Path, *, reissue: bool = False, by: str,
-             now: datetime | None = None) -> BulkAddResult:
+             now: datetime | None = None, county: str | None = None) -> BulkAddResult:
     """Register the CSV's stations, issue their codes and write the sheet, its PDF and the QR images to
-    ``out_dir`` (see the module's docstring for re-runs); raise ``AdminError`` with the reason."""
+    ``out_dir`` (see the module's docstring for re-runs); raise ``AdminError`` with the reason. With ``county``
+    every station of the CSV (enrolled ones too) is put in that county (the branch dashboard groups by it)."""
     try:
         server = check_server_url(server_url)
     except NotAnEnrollmentCode as exc:
         raise AdminError(f"--server-url: {exc}") from exc
+    if county is not None:
+        county, problem = station_text("county", county)
+        if problem:
+            raise AdminError(f"--county: {problem}")
     by = " ".join((by or "").split())
     if not by or not by.isprintable() or len(by) > 64:
         raise AdminError("--by: who runs this, as printable text of at most 64 characters")
@@ -285,6 +290,9 @@ def bulk_add(rows: list[StationRow], server_url: str, out_dir: Path, *, reissue:
             with db_proxy.atomic():
                 timezone = ZoneInfo(station_policy(server_policy())["timezone"])
                 outcomes = [run.settle(row) for row in rows]
+                if county:
+                    Station.update(county=county).where(
+                        Station.station_id.in_([row.station_id for row in rows])).execute()
                 staged = _stage(staging, rows, run.printed, earlier, server, now, timezone)
         except IntegrityError as exc:  # outside atomic(): PostgreSQL's transaction is rolled back by then
             raise AdminError("another bulk-add or station add registered one of these stations at the same "

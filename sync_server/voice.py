@@ -125,6 +125,11 @@ def _steps(station_id: str | None = None, seq: int | None = None) -> dict[tuple[
     return trails
 
 
+def resolved_items() -> set[tuple[str, int]]:
+    """(station, seq) of every item whose trail ends resolved (a trail is a few human steps per item: read whole)."""
+    return {key for key, steps in _steps().items() if _status(steps) == "resolved"}
+
+
 def _item(station_id: str, seq: int, entry_type: str, token: str, received_at: str, steps: list[VoiceEvent],
           timezone: ZoneInfo) -> dict | None:
     payload = unverified_payload(token)

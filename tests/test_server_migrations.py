@@ -163,9 +163,9 @@ def test_release_1_database_is_upgraded_without_loss(tmp_path):
         database.close()
 
     after = sqlite_rows(path)
-    # The last columns: release 9's unsynced exposure, nothing after a complete sync.
-    assert {row[-2:] for row in after["station"]} == {(0, 0)}
-    after["station"] = [row[:-2] for row in after["station"]]
+    # The last columns: release 9's unsynced exposure, nothing after a complete sync; release 13's county, none.
+    assert {row[-3:] for row in after["station"]} == {(0, 0, None)}
+    after["station"] = [row[:-3] for row in after["station"]]
     # Release 3 added the station's last complete sync (every past sync counts as complete) as a column; release 5
     # village, agent and rotate_requested after it.
     assert [row[-4] for row in after["station"]] == [row[8] for row in before["station"]]

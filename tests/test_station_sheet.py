@@ -337,3 +337,14 @@ def test_station_add_prints_the_payload_and_writes_the_qr(database_url, tmp_path
     assert bad.exit_code == 1
     assert "Error: Name holds a character that cannot be printed (U+001B at position 5)." in bad.output
     assert counts() == (2, 2)
+
+
+def test_bulk_add_puts_every_station_of_the_csv_in_a_county(migrated, database_url, tmp_path):
+    csv_path = tmp_path / "stations.csv"
+    csv_path.write_text(STATIONS, encoding="utf-8")
+    result = bulk(database_url, csv_path, tmp_path / "out", "https://sync.bank.example", "--county", "来凤县")
+    assert result.exit_code == 0, result.output
+    server_db()
+    assert {station.station_id: station.county for station in Station.select()} == dict.fromkeys(IDS, "来凤县")
+    result = bulk(database_url, csv_path, tmp_path / "out", "https://sync.bank.example", "--county", "x" * 61)
+    assert result.exit_code == 1 and "--county: county is longer than 60 characters" in result.output

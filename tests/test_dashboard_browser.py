@@ -1,0 +1,81 @@
+"""The branch dashboard in Chromium at a phone's size (390x844): a manager logs in, reads the overview, the station
+page and the wall chart (峰值图), with no horizontal scrolling, no request anywhere but the bank's server, and no
+Content-Security-Policy violation; the heatmap's numbers are the synced journal's."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sync_support import serve_in_thread, server_db, stop_server
+from test_dashboard import PASSWORD, dashboard_app, manager, pension_morning  # noqa: F401 (a fixture)
+from ui_browser_support import browser  # noqa: F401 (a fixture)
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def dashboard(server, manager, tmp_path):  # noqa: F811
+    """The morning synced, the dashboard served on loopback: its base URL."""
+    if not server.database_url.startswith("sqlite"):
+        pytest.skip("the pages are the same whatever the bank's database (test_dashboard: both)")
+    pension_morning(server, tmp_path)
+    url, running, thread = serve_in_thread(dashboard_app(server), threads=2)
+    yield url
+    stop_server(running, thread)
+    server_db()
+
+
+def overflow(page) -> int:
+    """How far the page is wider than the viewport (0: no horizontal scrolling)."""
+    return page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_a_manager_reads_the_dashboard_on_a_phone(browser, dashboard):  # noqa: F811
+    page = browser.new_page(viewport=PHONE)
+    page.set_default_timeout(5000)
+    problems = []
+    page.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    elsewhere = []
+    page.on("request", lambda request: request.url.startswith(dashboard) or elsewhere.append(request.url))
+
+    page.goto(f"{dashboard}/dashboard/stations/ST-0001")
+    assert "/dashboard/login" in page.url
+    page.fill("#name", "wang")
+    page.fill("#password", "not the password")
+    page.click("button[type=submit]")
+    assert page.get_by_role("alert").inner_text() == "用户名或密码错误。 Wrong name or password."
+    page.fill("#name", "wang")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    assert page.url.endswith("/dashboard/stations/ST-0001")
+    assert overflow(page) <= 0
+
+    page.goto(f"{dashboard}/dashboard/")
+    assert page.locator("h2", has_text="来凤县").is_visible()
+    assert overflow(page) <= 0
+    chart = page.locator("section", has_text="来凤县").locator("svg[role=img]")
+    assert chart.bounding_box()["width"] <= PHONE["width"]
+    titles = chart.locator("g > title").all_text_contents()
+    assert "11/3 周二 08时: 3" in titles and "11/3 周二 10时: 2" in titles
+    row = page.locator("#station-ST-0001")
+    assert row.locator("[data-figure=stopped]").inner_text() == "1"
+    assert "payee_blocked: 1" in row.locator("[data-figure=refusals]").inner_text()
+
+    page.click("#station-ST-0001 a")
+    page.click("text=打印峰值图")
+    assert re.search(r"/peak-chart\?weeks=4$", page.url)
+    assert page.locator("h1").inner_text().endswith("客流峰值图")
+    assert overflow(page) <= 0
+    wall = page.locator("svg[role=img]")
+    assert "周二 08时: 0.8" in wall.locator("g > title").all_text_contents()
+    # Big type: the weekday labels are drawn at 26 units in a chart scaled to the phone's width.
+    assert wall.bounding_box()["width"] <= PHONE["width"]
+
+    page.click("text=退出 Log out")
+    page.goto(f"{dashboard}/dashboard/")
+    assert "/dashboard/login" in page.url
+    # The one error: the wrong password's answer (401) itself.
+    assert problems == ["Failed to load resource: the server responded with a status of 401 (UNAUTHORIZED)"]
+    assert elsewhere == []
+    page.close()
