@@ -208,6 +208,25 @@ def lock_the_agent(st_) -> None:
             agents.login_agent(st_, "A01", "0000")
 
 
+def a_suggestion_answered(st_) -> None:
+    """A customer's suggestion the bank has answered (the downlink's ``voice_answers``): the answers screen then
+    offers "mark all as read"."""
+    from station import agents, feedback
+
+    session = agents.login_agent(st_, "A01", AGENT_PIN)
+    said = feedback.record_feedback(st_, session, "suggestion", "中午也开门就好了")
+    with st_.write():
+        feedback.apply_answers([{"seq": said.seq, "status": "resolved", "note": "已安排午间开门",
+                                 "at": "2026-11-03T04:00:00.000Z"}])
+
+
+def unread_again(st_) -> None:
+    """Every answer unread again: an example that marked them read would hide the form from the next."""
+    from station.db import VoiceAnswer
+
+    VoiceAnswer.update(read_at=None).execute()
+
+
 def _op_step(kind: str, step: str) -> Target:
     def reach(counter: Counter, _: dict) -> tuple[str, str]:
         counter.walk(kind, step)
@@ -257,6 +276,8 @@ TARGETS = [
     Target("day.open_day", "open the day", _fixed("/day/open", "/day/open"), day_open=False),
     Target("day.close_day", "close the day", _fixed("/day/close", "/day/close")),
     Target("voice.voice", "customer voice", _fixed("/voice/", "/voice/")),
+    Target("voice.answers_read", "mark the bank's answers read", _fixed("/voice/answers", "/voice/answers/read"),
+           prepare=a_suggestion_answered, each=unread_again),
     Target("unlock.by_supervisor", "unlock by a supervisor", _fixed("/unlock/?agent_id=A01", "/unlock/"),
            prepare=lock_the_agent),
     Target("unlock.by_code", "unlock by the bank's code", _fixed("/unlock/code?agent_id=A01", "/unlock/code"),
