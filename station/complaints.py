@@ -27,6 +27,7 @@ from station.protocol.complaints import (
     complaint_problem,
     mask_phone,
     normalise_phone,
+    subject_problem,
 )
 from station.protocol.entry_types import EntryType, OperationState
 from station.protocol.tokens import unverified_payload
@@ -73,6 +74,19 @@ def _one_line(text) -> str:
     return " ".join(str(text or "").split())
 
 
+def complaint_subject(business: str, category: str, details: str) -> dict:
+    """What a complaint is about as stored (category, business, details when given), from what was typed; the
+    screen's first step checks it alone. Raises ``ComplaintBadCategory``, ``ComplaintBadBusiness`` or
+    ``ComplaintBadDetails``."""
+    fields = {"category": category if category in CATEGORIES else None, "business": _one_line(business)}
+    if details := _one_line(details):
+        fields["details"] = details
+    problem = subject_problem(fields)
+    if problem is not None:
+        raise _REFUSALS[problem]()
+    return fields
+
+
 @bound_station
 def record_complaint(
     st: Station, session: agents.AgentSession, phone: str, business: str, category: str, details: str,
@@ -84,12 +98,9 @@ def record_complaint(
     the category is ``other``. ``txn`` is the UUID the form was issued with: a second submission of the same form
     returns the first receipt.
     """
-    fields = {"consent": consent is True, "phone": normalise_phone(phone), "category": category,
-              "business": _one_line(business)}
-    if details := _one_line(details):
-        fields["details"] = details
-    if category not in CATEGORIES:  # checked before the texts: the screen asks for one thing at a time, top first
-        fields["category"] = None
+    if consent is not True:
+        raise ComplaintNoConsent()
+    fields = {"consent": True, "phone": normalise_phone(phone), **complaint_subject(business, category, details)}
     problem = complaint_problem(fields)
     if problem is not None:
         raise _REFUSALS[problem]()

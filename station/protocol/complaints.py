@@ -98,18 +98,13 @@ def number_problem(number, station_id: str, seq: int, ts: datetime) -> bool:
     return abs(day - ts.date()) > timedelta(days=1) or number != complaint_number(station_id, day, seq)
 
 
-def complaint_problem(fields: dict) -> str | None:
-    """What is wrong with a complaint's fields, as a reason code, or None: ``complaint_no_consent`` (consent is not
-    ``true``), ``complaint_bad_phone``, ``complaint_bad_category``, ``complaint_bad_business`` (not one line of 1 to
-    ``MAX_BUSINESS`` printable characters), ``complaint_bad_details`` (longer than ``MAX_DETAILS``, not one
-    printable line, or missing with ``other``).
+def subject_problem(fields: dict) -> str | None:
+    """What is wrong with what a complaint is about, as a reason code, or None: ``complaint_bad_category``,
+    ``complaint_bad_business`` (not one line of 1 to ``MAX_BUSINESS`` printable characters), ``complaint_bad_details``
+    (longer than ``MAX_DETAILS``, not one printable line, or missing with ``other``).
 
-    ``fields``: phone, business, category, details (may be absent), consent, as stored.
+    ``fields``: category, business, details (may be absent), as stored.
     """
-    if fields.get("consent") is not True:
-        return "complaint_no_consent"
-    if not phone_ok(fields.get("phone")):
-        return "complaint_bad_phone"
     if fields.get("category") not in CATEGORIES:
         return "complaint_bad_category"
     business = fields.get("business")
@@ -121,3 +116,16 @@ def complaint_problem(fields: dict) -> str | None:
     if one_line(details, MAX_DETAILS) != details:
         return "complaint_bad_details"
     return None
+
+
+def complaint_problem(fields: dict) -> str | None:
+    """What is wrong with a complaint's fields, as a reason code, or None: ``complaint_no_consent`` (consent is not
+    ``true``), ``complaint_bad_phone``, then ``subject_problem``'s.
+
+    ``fields``: phone, business, category, details (may be absent), consent, as stored.
+    """
+    if fields.get("consent") is not True:
+        return "complaint_no_consent"
+    if not phone_ok(fields.get("phone")):
+        return "complaint_bad_phone"
+    return subject_problem(fields)
