@@ -11,8 +11,8 @@ every complaint is in exactly one daily file, and a day's file, once that day ha
 Statuses go one way: ``received`` → ``accepted`` → ``transferred`` → ``resolved`` or ``rejected`` (steps may be
 skipped; the same status again may bring a new note). ``resolved`` and ``rejected`` are final. An import applies
 every line or none: each bad line is reported with its line number and reason. Every change is a
-``complaint_event`` row (append-only, in the database too); a line that changes nothing (the same status, note and
-time again: a file imported twice) is not an event.
+``complaint_event`` row (append-only, in the database too); a line the audit trail already holds (the same
+complaint, status, note and time: a file imported twice) changes nothing and is no event.
 """
 
 from __future__ import annotations
@@ -239,9 +239,11 @@ def _answered_at(value, zone: ZoneInfo) -> str:
     return utc_text(moment)
 
 
-def _check_line(row, state: dict[str, tuple], now: datetime, zone: ZoneInfo) -> tuple[str, str, str, str] | str:
+def _check_line(row, state: dict[str, tuple], applied: set[tuple], now: datetime,
+                zone: ZoneInfo) -> tuple[str, str, str, str] | str:
     """(complaint_no, status, note, answered_at UTC) of one answer, or why it is refused. ``state``: each complaint's
-    (status, note, answered_at, received_at) as the lines before left it."""
+    (status, note, answered_at, received_at) as the lines before left it; ``applied``: the (complaint_no, status,
+    note, answered_at) the audit trail holds already."""
     if isinstance(row, str):
         return row
     if not isinstance(row, dict):
@@ -272,8 +274,9 @@ def _check_line(row, state: dict[str, tuple], now: datetime, zone: ZoneInfo) -> 
         return f"answered_at {answered_at} is in the future"
     if answered_at < received_at:
         return f"answered_at {answered_at} is before the bank received the complaint ({received_at})"
-    if (status, note, answered_at) == (current, current_note, current_answered):
-        return number, status, note, answered_at  # the same answer again: changes nothing
+    if (status, note, answered_at) == (current, current_note, current_answered) or (
+            (number, status, note, answered_at) in applied):
+        return number, status, note, answered_at  # an answer the bank already applied: changes nothing
     if current in FINAL_STATUSES:
         return f"{number} is already {current}, a final status"
     if _RANK[status] < _RANK[current]:
@@ -285,8 +288,8 @@ def import_statuses(path: str | Path, by: str, now: datetime | None = None) -> I
     """Apply the regulator's answers in ``path`` (columns ``IMPORT_COLUMNS``), every line or none.
 
     Each line sets a complaint's status, note and answer time and adds a ``complaint_event`` (``by`` and the file's
-    name in it). A line that repeats what the complaint already says changes nothing (``unchanged``), so importing a
-    file again is harmless. Raises ``BadStatusFile`` listing every bad line, ``ComplaintError`` for a file that
+    name in it). A line the audit trail already holds changes nothing (``unchanged``), so importing a file again is
+    harmless. Raises ``BadStatusFile`` listing every bad line, ``ComplaintError`` for a file that
     cannot be read at all.
     """
     path = Path(path)
@@ -302,14 +305,19 @@ def import_statuses(path: str | Path, by: str, now: datetime | None = None) -> I
         for start in range(0, len(numbers), 500):
             state.update({row.complaint_no: (row.status, row.status_note, row.answered_at, row.received_at)
                           for row in Complaint.select().where(Complaint.complaint_no.in_(numbers[start:start + 500]))})
+        applied = set()
+        for start in range(0, len(numbers), 500):
+            applied.update(ComplaintEvent.select(ComplaintEvent.complaint_no, ComplaintEvent.status,
+                                                 ComplaintEvent.note, ComplaintEvent.answered_at)
+                           .where(ComplaintEvent.complaint_no.in_(numbers[start:start + 500])).tuples())
         errors, changes, unchanged = [], [], 0
         for line, row in lines:
-            checked = _check_line(row, state, now, zone)
+            checked = _check_line(row, state, applied, now, zone)
             if isinstance(checked, str):
                 errors.append(LineError(line, checked))
                 continue
             number, status, note, answered_at = checked
-            if state[number][:3] == (status, note, answered_at):
+            if state[number][:3] == (status, note, answered_at) or checked in applied:
                 unchanged += 1
                 continue
             state[number] = (status, note, answered_at, state[number][3])
