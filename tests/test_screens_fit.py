@@ -532,7 +532,7 @@ def complaint_step(data=None):
     return reach
 
 
-#: What a complaint is about, as the first step posts it, with the longest business the screen takes.
+#: What a complaint is about, as the first step posts it: a long business, the longest account of what happened.
 COMPLAINT_SUBJECT = {"category": "false_advertising", "details": "长" * 200,
                      "business": "乌鲁木齐市天山区阿卜杜热合曼·买买提明江农资日杂批发零售综合商店"}
 
