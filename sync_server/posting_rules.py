@@ -73,7 +73,7 @@ from zoneinfo import ZoneInfo
 from peewee import fn
 
 from station.protocol.clock_corrections import correction_problem
-from station.protocol.complaints import complaint_problem, number_problem
+from station.protocol.complaints import complaint_entry_problem
 from station.protocol.entry_types import (
     MALFORMED_ENTRY,
     MAX_ID,
@@ -767,12 +767,10 @@ class Applier:
 
     def _complaint(self, seq, p):
         """A 12315 complaint for the market regulator: no postings. The bank checks again what the station checked
-        (``station.protocol.complaints.complaint_problem``: consent ``true``, the phone's form, the category, one
-        printable line of text within its limit) and that the complaint number is this entry's
+        (``station.protocol.complaints.complaint_entry_problem``: consent ``true``, the phone's form, the category,
+        one printable line of text within its limit) and that the complaint number is this entry's
         (``complaint_bad_number``); an acknowledged one becomes a ``complaint`` row, ``received``."""
-        problem = complaint_problem(p)
-        if problem is None and number_problem(p["complaint_no"], self.station_id, seq, parse_utc(p["ts"])):
-            problem = "complaint_bad_number"
+        problem = complaint_entry_problem({**p, "seq": seq}, self.station_id)
         if problem is not None:
             return Outcome("rejected", problem)
         self.complaint_rows.append(dict(

@@ -16,6 +16,7 @@ from sync_support import append_forged_entry, enrolled_station, open_counter, se
 
 from station import complaints, receipts
 from station.app import create_app
+from station.cli import cli as station_cli
 from station.db import JournalEntry
 from station.protocol.tokens import unverified_payload
 from station.sync import sync_once
@@ -236,4 +237,8 @@ def test_forged_complaints_are_rejected_with_their_reason(server, tmp_path, cloc
     assert result.rejected == forged
     server_db()
     assert [row.complaint_no for row in Complaint.select()] == [unverified_payload(honest.token)["complaint_no"]]
+    # The journal's verifier agrees with the bank, entry by entry.
+    audit = CliRunner().invoke(station_cli, ["verify-journal", "--json", "--data-dir", str(st.data_dir)])
+    assert audit.exit_code == 1
+    assert {problem["seq"] for problem in json.loads(audit.output)["problems"]} == set(forged)
     st.close()

@@ -20,6 +20,7 @@ import unicodedata
 from datetime import date, datetime, timedelta
 
 from station.protocol.entry_types import SPECS, EntryType, one_line
+from station.protocol.times import parse_utc
 
 #: The categories a complaint is filed under, as stored (codes); the screen and the export show them translated.
 CATEGORIES = SPECS[EntryType.COMPLAINT_12315].fields["category"].choices
@@ -129,3 +130,20 @@ def complaint_problem(fields: dict) -> str | None:
     if not phone_ok(fields.get("phone")):
         return "complaint_bad_phone"
     return subject_problem(fields)
+
+
+def complaint_entry_problem(payload, station_id: str) -> str | None:
+    """Why a well-formed ``complaint_12315`` entry of ``station_id`` is not one the bank accepts, as its rejection
+    reason, or None: ``complaint_problem``'s, or ``complaint_bad_number`` for a number that is not the entry's own
+    (``number_problem``). The bank (``sync_server.posting_rules``) and a journal's verifier
+    (``station.protocol.journal_checks``) both ask this."""
+    problem = complaint_problem(payload)
+    if problem is not None:
+        return problem
+    try:
+        ts = parse_utc(payload["ts"])
+    except (KeyError, TypeError, ValueError):
+        return "complaint_bad_number"
+    if number_problem(payload.get("complaint_no"), station_id, payload.get("seq"), ts):
+        return "complaint_bad_number"
+    return None
