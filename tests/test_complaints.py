@@ -11,7 +11,7 @@ from ui_helpers import english, error_of, login, txn_of
 from station import complaints, receipts
 from station.db import JournalEntry
 from station.protocol.complaints import complaint_number, mask_phone, normalise_phone
-from station.protocol.entry_types import EntryType, entry_problem
+from station.protocol.entry_types import EntryType, entry_problem, printable
 from station.protocol.tokens import unverified_payload
 
 
@@ -164,3 +164,34 @@ def test_the_paper_receipt_masks_the_phone_and_has_no_qr(station, agent, printed
     assert number in text and "0571-****9999" in text
     assert "88889999" not in text and "投诉编号" in text and "价格 Price" in text
     assert b"\x1dv0" not in output  # GS v 0: no raster image, so no QR code
+
+
+@pytest.mark.parametrize("data", [
+    {"category": ["weather", "price"], "business": "x", "step": "record", "phone": "13812345678", "consent": "yes"},
+    {"category": "price", "business": "x" * 100_000, "step": "subject"},
+    {"category": "price", "business": "x", "details": "\x00\x1b[2J", "step": "record", "phone": "13812345678",
+     "consent": "yes"},
+    {"category": "price", "business": "x", "step": "record", "phone": "١٣٨١٢٣٤٥٦٧٨", "consent": "yes"},
+    {"category": "price", "business": "x", "step": "record", "phone": "13812345678", "consent": "yes",
+     "txn": "not-a-uuid"},
+    {"category": "price", "business": "x", "step": "nonsense", "phone": "\u202e13812345678", "consent": "maybe"},
+    {"category": "<script>", "business": "<b>x</b>", "step": "edit"},
+])
+def test_hostile_forms_get_a_message_never_a_500(ui_client, station, data):
+    login(ui_client)
+    before = JournalEntry.select().count()
+    response = ui_client.post("/complaint/", data=data)
+    assert response.status_code in (200, 400), response.status_code
+    html = response.get_data(as_text=True)
+    assert "<script>" not in html and "<b>x</b>" not in html
+    assert JournalEntry.select().count() == before
+
+
+def test_bytes_that_are_not_utf8_are_never_a_500(ui_client, station):
+    """Werkzeug keeps a form's bad UTF-8 as printable text (the escapes as typed): recorded as such, never a 500."""
+    login(ui_client)
+    body = b"category=price&business=%ED%A0%80%FF&step=record&consent=yes&phone=13812345678"
+    response = ui_client.post("/complaint/", data=body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 302
+    entry = JournalEntry.select().where(JournalEntry.type == EntryType.COMPLAINT_12315).get()
+    assert printable(unverified_payload(entry.token)["business"])
