@@ -257,6 +257,7 @@ TARGETS = [
     Target("day.open_day", "open the day", _fixed("/day/open", "/day/open"), day_open=False),
     Target("day.close_day", "close the day", _fixed("/day/close", "/day/close")),
     Target("voice.voice", "customer voice", _fixed("/voice/", "/voice/")),
+    Target("complaints.complaint", "12315 complaint", _fixed("/complaint/", "/complaint/")),
     Target("unlock.by_supervisor", "unlock by a supervisor", _fixed("/unlock/?agent_id=A01", "/unlock/"),
            prepare=lock_the_agent),
     Target("unlock.by_code", "unlock by the bank's code", _fixed("/unlock/code?agent_id=A01", "/unlock/code"),
