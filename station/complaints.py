@@ -57,7 +57,8 @@ class ComplaintBadBusiness(StationError):
 
 class ComplaintBadDetails(StationError):
     code = "complaint_bad_details"
-    template = N_("Write what happened in at most %(max)d characters (required for 'Other').")
+    # Only refused when empty with "other", too long or not printable: "1 to" is true each time.
+    template = N_("Write what happened, in 1 to %(max)d characters.")
 
 
 _REFUSALS = {
