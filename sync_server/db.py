@@ -4,8 +4,8 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - one journal entry per ``(station_id, seq)`` (the primary key of ``entry``; hot tables lead with station_id);
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
-- ``posting``, ``entry`` (``_migration_2``) and ``recon_item`` (``_migration_3``) are append-only: triggers
-  refuse UPDATE and DELETE;
+- ``posting``, ``entry`` (``_migration_2``), ``recon_item`` (``_migration_3``) and ``complaint_event``
+  (``_migration_12``) are append-only: triggers refuse UPDATE and DELETE;
 - a customer operation's txn is recorded once bank-wide (the primary key of ``seen_txn``).
 - a station's txn has at most one authorization grant (a unique index over ``authorization`` rows that are not
   refusals), and each of its request nonces is taken once (the primary key of ``authorization_nonce``).

@@ -242,3 +242,18 @@ def test_forged_complaints_are_rejected_with_their_reason(server, tmp_path, cloc
     assert audit.exit_code == 1
     assert {problem["seq"] for problem in json.loads(audit.output)["problems"]} == set(forged)
     st.close()
+
+
+def test_the_audit_trail_is_append_only_in_the_database(server, tmp_path, clock):
+    from peewee import DatabaseError
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    take_two_complaints(st)
+    sync_once(st)
+    database = server_db()
+    for change in (ComplaintEvent.update(note="edited"), ComplaintEvent.delete()):
+        with pytest.raises(DatabaseError, match="append-only"), database.atomic():
+            change.execute()
+    assert ComplaintEvent.select().where(ComplaintEvent.note == "edited").count() == 0
+    assert ComplaintEvent.select().count() == 2
+    st.close()
