@@ -146,7 +146,8 @@ def export_complaints(day: date, file_format: str, out: str | Path) -> int:
     """Write the regulator's file of ``day`` to ``out`` in ``csv`` (UTF-8 with a BOM, so spreadsheet programs read
     the Chinese; ``true``/empty for booleans/none) or ``json`` (UTF-8); returns how many complaints it holds.
 
-    Written to a temporary file beside ``out`` and renamed over it: a reader never sees half a file.
+    Written to a temporary file beside ``out`` (mode 0600: it holds the complainants' phones) and renamed over it: a
+    reader never sees half a file.
     """
     if file_format not in ("csv", "json"):
         raise ComplaintError(f"Unknown format {file_format!r}: csv or json.")
