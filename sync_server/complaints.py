@@ -209,11 +209,13 @@ def _read_lines(path: Path) -> list[tuple[int, object]]:
         header = next(reader, None)
         if header is None:
             raise ComplaintError(f"{path} is empty.")
-        missing = [column for column in IMPORT_COLUMNS if column not in [name.strip() for name in header]]
-        if missing:
-            raise BadStatusFile([LineError(1, f"the header lacks {', '.join(missing)} (columns: "
-                                              f"{', '.join(IMPORT_COLUMNS)})")])
         names = [name.strip() for name in header]
+        missing = [column for column in IMPORT_COLUMNS if column not in names]
+        unknown = [name for name in names if name not in IMPORT_COLUMNS]
+        if missing or unknown or len(set(names)) != len(names):
+            what = (f"lacks {', '.join(missing)}" if missing else
+                    f"has unknown columns {', '.join(unknown)}" if unknown else "names a column twice")
+            raise BadStatusFile([LineError(1, f"the header {what} (columns: {', '.join(IMPORT_COLUMNS)})")])
         rows = []
         for values in reader:
             if not any(value.strip() for value in values):
@@ -228,7 +230,9 @@ def _read_lines(path: Path) -> list[tuple[int, object]]:
 def _answered_at(value, zone: ZoneInfo) -> str:
     """An answer time as UTC text: ISO 8601 with an offset, or a local ``YYYY-MM-DD HH:MM[:SS]`` in the bank's time
     zone; ValueError with the reason."""
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
+        raise ValueError("answered_at is not text like 2026-12-03 10:30")
+    if not value.strip():
         raise ValueError("answered_at is empty")
     try:
         moment = datetime.fromisoformat(value.strip())

@@ -163,6 +163,16 @@ def test_a_bad_status_file_applies_nothing_and_names_every_bad_line(server, tmp_
     server_db()
     assert Complaint.get_by_id(number).status == "received"
     assert ComplaintEvent.select().where(ComplaintEvent.complaint_no == number).count() == 1
+    # JSON: each object is a "line".
+    as_json = tmp_path / "answers.json"
+    as_json.write_text(json.dumps(["accepted", {"complaint_no": number, "status": "accepted", "answered_at": 12345},
+                                   {"complaint_no": number, "status": "accepted", "answered_at": good_utc, "by": "x"},
+                                   {"complaint_no": number, "status": "accepted", "note": None,
+                                    "answered_at": good_utc}]), encoding="utf-8")
+    result = run(server, "complaints", "import-status", str(as_json))
+    assert result.exit_code == 1 and "Nothing applied: 3 bad lines." in result.output, result.output
+    assert "line 1: not an object" in result.output and "line 2: answered_at is not text" in result.output
+    assert "line 3: unknown field by" in result.output and "line 4" not in result.output
     # A status going back is refused even within one file.
     answers.write_text(f"complaint_no,status,note,answered_at\n{number},transferred,,{good_utc}\n"
                        f"{number},accepted,,{good_utc}\n", encoding="utf-8")
@@ -174,6 +184,8 @@ def test_a_bad_status_file_applies_nothing_and_names_every_bad_line(server, tmp_
 @pytest.mark.parametrize("content, message", [
     (b"", "is empty"),
     (b"complaint_no,status\nx,accepted\n", "line 1: the header lacks note, answered_at"),
+    (b"complaint_no,status,note,answered_at,extra\nx,accepted,,\n", "line 1: the header has unknown columns extra"),
+    (b"complaint_no,status,note,answered_at,note\nx,accepted,,,\n", "line 1: the header names a column twice"),
     (b"\xff\xfe\x00garbage", "is not UTF-8"),
     (b"[{\"complaint_no\": 1", "is not valid JSON"),
     (b"{\"answers\": []}", "JSON must be a list"),
