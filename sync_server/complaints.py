@@ -72,6 +72,10 @@ MAX_NOTE = 500
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
 
+class _Malformed(str):
+    """A CSV line that could not be read as an answer: why (a JSON item that is a string is not one of these)."""
+
+
 class ComplaintError(Exception):
     """A complaints command that cannot be done; the message says why. Nothing was written."""
 
@@ -221,7 +225,7 @@ def _read_lines(path: Path) -> list[tuple[int, object]]:
             if not any(value.strip() for value in values):
                 continue  # a blank line, e.g. the last one
             rows.append((reader.line_num, dict(zip(names, values, strict=False)) if len(values) == len(names)
-                         else f"{len(values)} fields, the header has {len(names)}"))
+                         else _Malformed(f"{len(values)} fields, the header has {len(names)}")))
         return rows
     except csv.Error as exc:
         raise BadStatusFile([LineError(reader.line_num, f"not CSV: {exc}")]) from exc
@@ -249,8 +253,8 @@ def _check_line(row, state: dict[str, tuple], applied: set[tuple], now: datetime
     """(complaint_no, status, note, answered_at UTC) of one answer, or why it is refused. ``state``: each complaint's
     (status, note, answered_at, received_at) as the lines before left it; ``applied``: the (complaint_no, status,
     note, answered_at) the audit trail holds already."""
-    if isinstance(row, str):
-        return row
+    if isinstance(row, _Malformed):
+        return str(row)
     if not isinstance(row, dict):
         return "not an object with complaint_no, status, note, answered_at"
     unknown = sorted(str(key) for key in row if key not in IMPORT_COLUMNS)
