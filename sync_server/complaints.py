@@ -28,7 +28,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from station.protocol.complaints import CATEGORIES, mask_phone
-from station.protocol.entry_types import one_line
+from station.protocol.entry_types import one_line, printable_text
 from station.protocol.times import parse_utc, utc_text
 from sync_server.db import COMPLAINT_STATUSES, Complaint, ComplaintEvent, db_proxy
 from sync_server.policy import server_policy, station_policy
@@ -103,6 +103,12 @@ class BadStatusFile(ComplaintError):
 class ImportResult:
     applied: int
     unchanged: int
+
+
+def _shown(value, limit: int = 40) -> str:
+    """Something a file said, as an error message may quote it: printable, one line, cut at ``limit``."""
+    text = printable_text(" ".join(str(value).split()))
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def bank_timezone() -> ZoneInfo:
@@ -215,7 +221,7 @@ def _read_lines(path: Path) -> list[tuple[int, object]]:
             raise ComplaintError(f"{path} is empty.")
         names = [name.strip() for name in header]
         missing = [column for column in IMPORT_COLUMNS if column not in names]
-        unknown = [name for name in names if name not in IMPORT_COLUMNS]
+        unknown = [_shown(name) for name in names if name not in IMPORT_COLUMNS]
         if missing or unknown or len(set(names)) != len(names):
             what = (f"lacks {', '.join(missing)}" if missing else
                     f"has unknown columns {', '.join(unknown)}" if unknown else "names a column twice")
@@ -241,8 +247,8 @@ def _answered_at(value, zone: ZoneInfo) -> str:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise ValueError(f"answered_at {value!r} is not a time like 2026-12-03 10:30 or 2026-12-03T02:30:00Z") \
-            from exc
+        raise ValueError(f"answered_at {_shown(value)!r} is not a time like 2026-12-03 10:30 or "
+                         "2026-12-03T02:30:00Z") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return utc_text(moment)
@@ -257,7 +263,7 @@ def _check_line(row, state: dict[str, tuple], applied: set[tuple], now: datetime
         return str(row)
     if not isinstance(row, dict):
         return "not an object with complaint_no, status, note, answered_at"
-    unknown = sorted(str(key) for key in row if key not in IMPORT_COLUMNS)
+    unknown = sorted(_shown(key) for key in row if key not in IMPORT_COLUMNS)
     if unknown:
         return f"unknown field {', '.join(unknown)}"
     number, status, note = row.get("complaint_no"), row.get("status"), row.get("note", "")
@@ -265,9 +271,9 @@ def _check_line(row, state: dict[str, tuple], applied: set[tuple], now: datetime
         return "complaint_no is empty"
     number = number.strip()
     if number not in state:
-        return f"no complaint {one_line(number, 64) or 'with that number'} at the bank"
+        return f"no complaint {_shown(number, 64)} at the bank"
     if not isinstance(status, str) or status.strip() not in ANSWER_STATUSES:
-        return f"status {status!r} is not one of {', '.join(ANSWER_STATUSES)}"
+        return f"status {_shown(status)!r} is not one of {', '.join(ANSWER_STATUSES)}"
     status = status.strip()
     if note is None:
         note = ""

@@ -271,3 +271,13 @@ def test_the_audit_trail_is_append_only_in_the_database(server, tmp_path, clock)
     assert ComplaintEvent.select().where(ComplaintEvent.note == "edited").count() == 0
     assert ComplaintEvent.select().count() == 2
     st.close()
+
+
+def test_what_a_bad_file_says_is_quoted_on_one_printable_line(server, tmp_path):
+    path = tmp_path / "answers.json"
+    path.write_text(json.dumps([{"complaint_no": "x\n\x1b[31mred", "status": "s\x07", "answered_at": "t",
+                                 "k\x1b]0;title\x07": 1}]), encoding="utf-8")
+    result = run(server, "complaints", "import-status", str(path))
+    assert result.exit_code == 1 and "line 1: unknown field" in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert result.output.count("\n") == 2  # the summary and the one bad line
