@@ -554,4 +554,10 @@ REJECTION_REASONS = {
     "invalid_amount": N_("the amount is not valid"),
     "malformed_entry": N_("the record is not well-formed"),
     "unknown_type": N_("the bank does not know this kind of record"),
+    "complaint_no_consent": N_("the complainant's consent to forward it was not recorded"),
+    "complaint_bad_phone": N_("the phone number is not a mobile or a landline with its area code"),
+    "complaint_bad_category": N_("the complaint's category is not one the bank knows"),
+    "complaint_bad_business": N_("the business complained about is missing, too long or not one line"),
+    "complaint_bad_details": N_("what happened is too long, not one line, or missing for 'other'"),
+    "complaint_bad_number": N_("the complaint number is not this station's for this record"),
 }

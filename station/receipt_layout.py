@@ -16,6 +16,8 @@ allows QR version 25 at most (117 modules + 8 quiet = 125 modules = 375 dots), i
 error level L; a withdrawal's token is about 500 bytes, a transfer to a 30-character Chinese payee name about 700.
 A longer token is not shrunk to 2 dots per module (phones do not read that reliably off thermal paper): the
 receipt prints without its QR and says so, the problem is logged, and the receipt screen still shows the QR.
+A 12315 complaint's receipt has no QR code at all: its token holds the complainant's phone in full (the regulator
+calls back), and the paper shows the phone masked only.
 """
 
 from __future__ import annotations
@@ -54,6 +56,14 @@ KANJI_OFF = b"\x1c."  # FS .: leave it
 
 _TRANSFER_WAITING = ("已记录，待银行执行转账", "Recorded, waiting for the bank to send it")
 _TRANSFER_STOPPED = ("未汇出：客户在防诈提示后终止", "Not sent: the customer stopped at the fraud warning")
+_COMPLAINT_RECORDED = ("已记录，由银行转交市场监管部门（12315）",
+                       "Recorded; the bank forwards it to the market regulator (12315)")
+#: A complaint's category on paper, (Chinese, English).
+COMPLAINT_CATEGORIES_PRINTED = {
+    "price": ("价格", "Price"), "quality": ("商品质量", "Quality"),
+    "false_advertising": ("虚假宣传", "False advertising"), "service": ("服务", "Service"),
+    "food_safety": ("食品安全", "Food safety"), "other": ("其他", "Other"),
+}
 
 
 class QrTooLarge(ValueError):
@@ -142,6 +152,8 @@ def _status_label(sheet: ReceiptSheet) -> tuple[str, str]:
         return _TRANSFER_WAITING
     if receipt.type == EntryType.TRANSFER_STOPPED:
         return _TRANSFER_STOPPED
+    if receipt.type == EntryType.COMPLAINT_12315:
+        return _COMPLAINT_RECORDED
     label = STATE_LABELS.get(receipt.status)
     zh, en = label.printed if label else (receipt.status, receipt.status)
     if receipt.status == OperationState.REJECTED and sheet.rejection:
@@ -195,12 +207,20 @@ def _detail_lines(sheet: ReceiptSheet) -> list[str]:
             lines += _field("主管批准 Approved by", str(details["supervisor"]))
     elif receipt.type == "feedback":
         lines += _field("内容 Said", str(details.get("text", "")))
+    elif receipt.type == EntryType.COMPLAINT_12315:
+        lines += _field("投诉编号 Complaint no.", str(details.get("complaint_no", "")))
+        lines += _field("电话 Phone", str(details.get("phone_masked", "")))
+        category = COMPLAINT_CATEGORIES_PRINTED.get(details.get("category"), ("", ""))
+        lines += _field("类别 Category", " ".join(category))
+        lines += _field("被投诉方 Business", str(details.get("business", "")))
+        if details.get("details"):
+            lines += _field("经过 What happened", str(details["details"]))
     return lines
 
 
 def _money_lines(sheet: ReceiptSheet) -> list[str]:
     receipt = sheet.receipt
-    if receipt.type == "feedback":
+    if receipt.type in ("feedback", EntryType.COMPLAINT_12315):
         return []
     if receipt.type == "balance_enquiry":
         lines = []
@@ -290,6 +310,13 @@ def render_receipt(printer: Escpos, sheet: ReceiptSheet, *, copy: str) -> None:
         printer.set(font="a")
     tail = ["", "客户签名 Customer signature:", "", "_" * LINE_COLUMNS] if copy == "agent" else []
     _write_text(printer, [*tail, "-" * LINE_COLUMNS])
+    if receipt.type == EntryType.COMPLAINT_12315:
+        # Its token holds the complainant's phone in full (the regulator calls back): no QR code of it on paper.
+        printer.set(align="center")
+        _write_text(printer, ["请保存投诉编号，12315将据此查询", "Keep the complaint number:", "12315 asks for it"])
+        if sheet.duplicate:
+            _write_text(printer, ["*** 重印 DUPLICATE ***"])
+        return
     try:
         qr = receipt_qr_image(receipt.token)
     except QrTooLarge as exc:

@@ -842,7 +842,7 @@ def _voice_call(fn, *args, **kwargs):
 @voice.command("list")
 @database_option
 @click.option("--station", "station_id", help="Only this station's, e.g. ST-0001.")
-@click.option("--kind", help="praise, suggestion, complaint or scam_stopped.")
+@click.option("--kind", help="praise, suggestion, complaint, scam_stopped or complaint_12315.")
 @click.option("--status", help="open or resolved.")
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="From this local date, e.g. 2026-12-01.")
 @click.option("--json", "as_json", is_flag=True, help="Print the items (with their trails) as JSON.")
@@ -1024,3 +1024,92 @@ def dashboard_catch_up(database_url):
     except (SchemaOutdated, SchemaTooNew, DatabaseError) as exc:
         raise click.ClickException(str(exc).strip()) from exc
     click.echo(f"Read the times of {read_entry_times()} entries.")
+
+
+@cli.group()
+def complaints():
+    """12315 consumer complaints for the market regulator: list, the daily file, the regulator's answers."""
+
+
+def _complaints_call(fn, *args, **kwargs):
+    from sync_server.complaints import ComplaintError
+
+    try:
+        return fn(*args, **kwargs)
+    except ComplaintError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@complaints.command("list")
+@database_option
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Only those the bank received on this local date, e.g. 2026-12-02.")
+@click.option("--status", type=click.Choice(["received", "accepted", "transferred", "resolved", "rejected"]),
+              help="Only complaints in this status.")
+@click.option("--json", "as_json", is_flag=True)
+def complaints_list(database_url, day, status, as_json):
+    """List complaints (number, received UTC, station, phone masked, category, business, status, answered UTC,
+    note), oldest first.
+
+    Example: sync-server complaints list --date 2026-12-02 --status received
+    """
+    from sync_server.complaints import list_complaints
+
+    open_database(database_url)
+    rows = _complaints_call(list_complaints, day.date() if day else None, status)
+    if not rows and not as_json:
+        click.echo("No complaint.")
+    _echo_rows(rows, as_json, ("complaint_no", "received_at", "station_id", "phone", "category", "business",
+                               "status", "answered_at", "status_note"))
+
+
+@complaints.command("show")
+@database_option
+@click.argument("complaint_no")
+@click.option("--json", "as_json", is_flag=True)
+def complaints_show(database_url, complaint_no, as_json):
+    """A complaint's audit trail: each status it took, when, by which import, with the regulator's note.
+
+    Example: sync-server complaints show ST-0001-20261202-000042
+    """
+    from sync_server.complaints import complaint_history
+
+    open_database(database_url)
+    _echo_rows(_complaints_call(complaint_history, complaint_no), as_json,
+               ("at", "by", "status", "answered_at", "note"))
+
+
+@complaints.command("export")
+@database_option
+@click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The bank's local date of receipt, e.g. 2026-12-02.")
+@click.option("--format", "file_format", required=True, type=click.Choice(["csv", "json"]))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write (replaced whole).")
+def complaints_export(database_url, day, file_format, out):
+    """Write the regulator's daily file: the complaints the bank received on that local date, phone in full.
+
+    Example: sync-server complaints export --date 2026-12-02 --format csv --out 12315-2026-12-02.csv
+    """
+    from sync_server.complaints import export_complaints
+
+    open_database(database_url)
+    count = _complaints_call(export_complaints, day.date(), file_format, out)
+    click.echo(f"Wrote {count} complaint{'s' if count != 1 else ''} of {day.date()} to {out}.")
+
+
+@complaints.command("import-status")
+@database_option
+@click.argument("status_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--by", "by", default=_login_name, show_default="your login name", help="Your name, for the audit trail.")
+def complaints_import_status(database_url, status_file, by):
+    """Apply the regulator's answers (CSV or JSON: complaint_no, status, note, answered_at): every line or none,
+    each bad line reported; a status never goes back, nor away from resolved or rejected. Safe to run twice.
+
+    Example: sync-server complaints import-status answers-2026-12-03.csv --by "Wang Fang"
+    """
+    from sync_server.complaints import import_statuses
+
+    open_database(database_url)
+    result = _complaints_call(import_statuses, status_file, by)
+    click.echo(f"Applied {result.applied} answer{'s' if result.applied != 1 else ''}"
+               f" ({result.unchanged} unchanged).")

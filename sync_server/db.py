@@ -4,8 +4,9 @@ SQLite (a file, for the demo) or PostgreSQL via psycopg 3 (production). Invarian
 - one journal entry per ``(station_id, seq)`` (the primary key of ``entry``; hot tables lead with station_id);
 - a posting is never zero (``CHECK (amount_fen <> 0)``), a customer balance and a hold never negative (CHECKs);
 - each transfer and each enrollment code is recorded once (primary keys).
-- ``posting``, ``entry`` (``_migration_2``), ``recon_item`` (``_migration_3``) and ``voice_event`` (the customer
-  voice follow-up trail, ``_migration_12``) are append-only: triggers refuse UPDATE and DELETE;
+- ``posting``, ``entry`` (``_migration_2``), ``recon_item`` (``_migration_3``), ``voice_event`` (the customer
+  voice follow-up trail, ``_migration_12``) and ``complaint_event`` (``_migration_14``) are append-only: triggers
+  refuse UPDATE and DELETE;
 - a customer operation's txn is recorded once bank-wide (the primary key of ``seen_txn``).
 - a station's txn has at most one authorization grant (a unique index over ``authorization`` rows that are not
   refusals), and each of its request nonces is taken once (the primary key of ``authorization_nonce``).
@@ -547,10 +548,53 @@ class AuthorizationNonce(BaseModel):
         primary_key = CompositeKey("station_id", "nonce")
 
 
+#: The states of a 12315 complaint at the bank: ``received`` when its entry arrives, then what the regulator's answers
+#: set (``sync_server.complaints``), never back from a final one.
+COMPLAINT_STATUSES = ("received", "accepted", "transferred", "resolved", "rejected")
+_COMPLAINT_STATUS_CHECK = "status IN ('received', 'accepted', 'transferred', 'resolved', 'rejected')"
+
+
+class Complaint(BaseModel):
+    """A 12315 consumer complaint a station took for the market regulator (entry ``complaint_12315``, acknowledged),
+    with what the regulator needs (the phone in full: the regulator calls back) and where it stands. Every change of
+    ``status`` is also a ``ComplaintEvent``."""
+
+    complaint_no = CharField(primary_key=True)
+    station_id = CharField()
+    seq = BigIntegerField()
+    entry_ts = CharField()
+    received_at = CharField(index=True)
+    agent = CharField()
+    phone = CharField()
+    business = CharField()
+    category = CharField()
+    details = TextField(default="")
+    status = CharField(default="received", constraints=[Check(_COMPLAINT_STATUS_CHECK)])
+    status_note = TextField(default="")
+    answered_at = CharField(null=True)
+    updated_at = CharField()
+
+    class Meta:
+        indexes = ((("station_id", "seq"), True),)
+
+
+class ComplaintEvent(BaseModel):
+    """The audit trail of complaints, append-only: each status a complaint took, from which import, when."""
+
+    id = AutoField()
+    complaint_no = CharField(index=True)
+    at = CharField()
+    by = CharField()
+    status = CharField(constraints=[Check(_COMPLAINT_STATUS_CHECK)])
+    note = TextField(default="")
+    answered_at = CharField(null=True)
+
+
 MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Customer, HomeStation, KnownPayee,
           BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
           ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork, Authorization,
-          AuthorizationNonce, DownlinkState, DownlinkItem, VoiceEvent, BankUser, EntryTime, EntryTimeMark]
+          AuthorizationNonce, DownlinkState, DownlinkItem, VoiceEvent, BankUser, EntryTime, EntryTimeMark, Complaint,
+          ComplaintEvent]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -1209,3 +1253,44 @@ def _migration_13(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_13)
+
+
+#: Release 14: 12315 complaints for the market regulator (``sync_server.complaints``). ``{bigint}`` and ``{serial}``
+#: as before. The audit trail of their statuses is append-only, like the ledger.
+RELEASE_14_SCHEMA = [
+    """CREATE TABLE "complaint" ("complaint_no" VARCHAR(255) NOT NULL PRIMARY KEY, "station_id" VARCHAR(255) NOT
+       NULL, "seq" {bigint} NOT NULL, "entry_ts" VARCHAR(255) NOT NULL, "received_at" VARCHAR(255) NOT NULL, "agent"
+       VARCHAR(255) NOT NULL, "phone" VARCHAR(255) NOT NULL, "business" VARCHAR(255) NOT NULL, "category"
+       VARCHAR(255) NOT NULL, "details" TEXT NOT NULL, "status" VARCHAR(255) NOT NULL CHECK (status IN ('received',
+       'accepted', 'transferred', 'resolved', 'rejected')), "status_note" TEXT NOT NULL, "answered_at" VARCHAR(255),
+       "updated_at" VARCHAR(255) NOT NULL)""",
+    'CREATE INDEX "complaint_received_at" ON "complaint" ("received_at")',
+    'CREATE UNIQUE INDEX "complaint_station_id_seq" ON "complaint" ("station_id", "seq")',
+    """CREATE TABLE "complaint_event" ("id" {serial} NOT NULL PRIMARY KEY, "complaint_no" VARCHAR(255) NOT NULL,
+       "at" VARCHAR(255) NOT NULL, "by" VARCHAR(255) NOT NULL, "status" VARCHAR(255) NOT NULL CHECK (status IN
+       ('received', 'accepted', 'transferred', 'resolved', 'rejected')), "note" TEXT NOT NULL, "answered_at"
+       VARCHAR(255))""",
+    'CREATE INDEX "complaint_event_complaint_no" ON "complaint_event" ("complaint_no")',
+]
+POSTGRES_COMPLAINT_TRIGGERS = [
+    """CREATE TRIGGER complaint_event_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON complaint_event
+       FOR EACH STATEMENT EXECUTE FUNCTION refuse_ledger_change()""",
+]
+SQLITE_COMPLAINT_TRIGGERS = [
+    f"""CREATE TRIGGER complaint_event_no_{action.lower()} BEFORE {action} ON complaint_event
+       BEGIN SELECT RAISE(ABORT, 'complaint_event rows are append-only: {action} refused'); END"""
+    for action in ("UPDATE", "DELETE")
+]
+
+
+def _migration_14(database: Database, migrator: SchemaMigrator) -> None:
+    """12315 complaints for the market regulator, with the append-only audit trail of their statuses."""
+    types = {"bigint": "BIGINT", "serial": "SERIAL"} if is_postgres(database) else {
+        "bigint": "INTEGER", "serial": "INTEGER"}
+    for sql in RELEASE_14_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+    for statement in POSTGRES_COMPLAINT_TRIGGERS if is_postgres(database) else SQLITE_COMPLAINT_TRIGGERS:
+        database.execute_sql(statement)
+
+
+MIGRATIONS.append(_migration_14)

@@ -73,6 +73,7 @@ from zoneinfo import ZoneInfo
 from peewee import fn
 
 from station.protocol.clock_corrections import correction_problem
+from station.protocol.complaints import complaint_entry_problem
 from station.protocol.entry_types import (
     MALFORMED_ENTRY,
     MAX_ID,
@@ -95,6 +96,8 @@ from sync_server.db import (
     Authorization,
     Biller,
     BlockedPayee,
+    Complaint,
+    ComplaintEvent,
     Customer,
     DailyTotal,
     Entry,
@@ -176,6 +179,8 @@ class Applier:
         self.entry_rows: list[dict] = []
         self.posting_rows: list[dict] = []
         self.transfer_rows: list[dict] = []
+        #: The 12315 complaints this batch acknowledged (``_complaint``), written with the entries.
+        self.complaint_rows: list[dict] = []
         self.by_txn: dict[str, tuple[dict, Outcome]] = {}
         self.rejected: dict[int, str] = {}
         self._billers: dict[str, bool] = {}
@@ -760,6 +765,21 @@ class Applier:
             return Outcome("rejected", MALFORMED_ENTRY)
         return Outcome("acknowledged")
 
+    def _complaint(self, seq, p):
+        """A 12315 complaint for the market regulator: no postings. The bank checks again what the station checked
+        (``station.protocol.complaints.complaint_entry_problem``: consent ``true``, the phone's form, the category,
+        one printable line of text within its limit) and that the complaint number is this entry's
+        (``complaint_bad_number``); an acknowledged one becomes a ``complaint`` row, ``received``."""
+        problem = complaint_entry_problem({**p, "seq": seq}, self.station_id)
+        if problem is not None:
+            return Outcome("rejected", problem)
+        self.complaint_rows.append(dict(
+            complaint_no=p["complaint_no"], station_id=self.station_id, seq=seq, entry_ts=p["ts"],
+            received_at=self.book.now, agent=p["agent"], phone=p["phone"], business=p["business"],
+            category=p["category"], details=p.get("details", ""), status="received", status_note="",
+            answered_at=None, updated_at=self.book.now))
+        return Outcome("acknowledged")
+
     def _previous_ts(self, seq: int):
         """The ``ts`` of this station's entry ``seq - 1`` (this batch's or stored), or None when the bank holds
         none or it cannot be read."""
@@ -792,6 +812,7 @@ class Applier:
         EntryType.FEEDBACK: _acknowledge,
         EntryType.KEY_ROTATION: _key_rotation,
         EntryType.CLOCK_CORRECTED: _clock_corrected,
+        EntryType.COMPLAINT_12315: _complaint,
     }
 
     # -- writing ----------------------------------------------------------------------------------------------
@@ -799,10 +820,15 @@ class Applier:
         """Bulk insert entries, postings, transfers, seen txns and recon items; then the changed daily totals,
         balances and holds."""
         for rows, model in ((self.entry_rows, Entry), (self.posting_rows, Posting), (self.transfer_rows, Transfer),
-                            (self.seen_rows, SeenTxn), (self.recon_rows, ReconItem)):
+                            (self.seen_rows, SeenTxn), (self.recon_rows, ReconItem),
+                            (self.complaint_rows, Complaint)):
             inserted = insert_new_rows(model, rows)
             if inserted != len(rows):
                 raise LedgerError(f"{model.__name__}: rows already present; the batch was applied elsewhere")
+        if self.complaint_rows:
+            ComplaintEvent.insert_many([dict(complaint_no=row["complaint_no"], at=row["received_at"],
+                                             by=f"station {self.station_id}", status="received", note="",
+                                             answered_at=None) for row in self.complaint_rows]).execute()
         upsert_rows(DailyTotal, [dict(station_id=self.station_id, local_date=local_date, kind=kind, subject=subject,
                                       amount_fen=self._totals[(local_date, kind, subject)])
                                  for local_date, kind, subject in sorted(self._changed_totals)],

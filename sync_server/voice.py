@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from peewee import IntegrityError, fn
 
+from station.protocol.complaints import mask_phone
 from station.protocol.entry_types import MAX_ID, EntryType, printable
 from station.protocol.money import format_yuan
 from station.protocol.times import parse_utc, utc_text
@@ -60,6 +61,14 @@ def _stopped_words(payload: dict) -> str:
             f"(account ending {payload['payee_account'][-4:]})")
 
 
+def _complaint_words(payload: dict) -> str:
+    """A 12315 complaint as the bank lists it with customer voice: its number, the business, the category and what
+    happened; the complainant's phone masked (it goes whole only to the regulator: ``sync-server complaints``)."""
+    details = f": {payload['details']}" if payload.get("details") else ""
+    return (f"12315 complaint {payload['complaint_no']} about {payload['business']} ({payload['category']}), "
+            f"phone {mask_phone(payload['phone'])}{details}")
+
+
 @dataclass(frozen=True)
 class VoiceKind:
     """One kind of voice item: the entry type it comes from, the ``category`` of a feedback (None: every entry of
@@ -79,6 +88,9 @@ KINDS = (
     VoiceKind("suggestion", EntryType.FEEDBACK, "suggestion", _feedback_words, True),
     VoiceKind("complaint", EntryType.FEEDBACK, "complaint", _feedback_words, True),
     VoiceKind("scam_stopped", EntryType.TRANSFER_STOPPED, None, _stopped_words, False),
+    # The regulator answers a 12315 complaint (``sync-server complaints import-status``); the bank's own follow-up
+    # notes stay at the bank.
+    VoiceKind("complaint_12315", EntryType.COMPLAINT_12315, None, _complaint_words, False),
 )
 KIND_NAMES = tuple(kind.name for kind in KINDS)
 ENTRY_TYPES = tuple(dict.fromkeys(kind.entry_type for kind in KINDS))

@@ -11,7 +11,7 @@ import pytest
 from test_ui_catalogue import zh_catalogue
 from ui_helpers import login
 
-from station import agents, business_day, errors, feedback, operations, receipts
+from station import agents, business_day, complaints, errors, feedback, operations, receipts
 from station.clock import accept_clock
 from station.db import Customer, JournalEntry, Payee
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
@@ -136,6 +136,7 @@ def written_by_the_station(st) -> dict[str, dict]:
         operations.balance_enquiry(st, session, auth, new())
         operations.reverse(st, supervisor, paid.txn, new(), "Wrong amount")
         feedback.record_feedback(st, session, "praise", "服务很好\n谢谢", new())
+        complaints.record_complaint(st, session, "13812345678", "好又多超市", "price", "", True, new())
         # The drawer is out beyond the tolerance: the close carries the reason and the approving supervisor.
         business_day.close_day(st, session, {"10000": 300}, reason="Miscount", supervisor=supervisor)
         rotate_key(st, "technician")

@@ -534,6 +534,23 @@ def voice_refused(data):
     return reach
 
 
+def complaint_step(data=None):
+    """The complaint screen, its first step (``data`` None) or the answer to ``data`` posted: a refusal, or the
+    second step (``step`` ``subject``), itself refused when ``step`` is ``record``."""
+
+    def reach(c):
+        c.go("/complaint/")
+        if data is not None:
+            c.show("/complaint/", {"txn": c.page.get_attribute("input[name=txn]", "value"), **data})
+
+    return reach
+
+
+#: What a complaint is about, as the first step posts it: a long business, the longest account of what happened.
+COMPLAINT_SUBJECT = {"category": "false_advertising", "details": "长" * 200,
+                     "business": "乌鲁木齐市天山区阿卜杜热合曼·买买提明江农资日杂批发零售综合商店"}
+
+
 def revoked(page):
     def reach(c):
         c.stack.enter_context(c.setting("revoked", {"at": "2026-11-02T23:00:00Z", "detail": "revoked"}))
@@ -598,6 +615,7 @@ SCREEN_SHOWS = {
     "day close": "#count-form",
     "sync": "#sync-status", "chart": "#chart", "customer voice": "#voice-form", "revoked": "#revoked",
     "customer voice answers": "#answers",
+    "complaint": "#complaint-form",
     "set-up": "header.bar", "set-up people": "#save",
     "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account",
     "warning": "#fraud-warning, #warning-form",
@@ -629,6 +647,7 @@ STATE_SHOWS = {
     "beyond the tolerance": "#variance-reasons", "large print": "body.large",
     "many rows": f"#receipts tr:nth-of-type({MANY_RECEIPTS + 1})",
     "locked": "#unlock-code", "supervisor waits": "#error", "their supervisor's PIN": "#unlock-form",
+    "phone masked": "#phone-masked", "phone pad": "#phone",
     "which supervisor": "#supervisor-S02", "no supervisor": "#no-supervisor", "wrong code": "#error",
     "station not enrolled": "#error", "too many wrong codes": "#error",
 }
@@ -823,6 +842,8 @@ CASES = [
     Case("receipt", "balance", receipt("balance_enquiry")),
     Case("receipt", "reversal", receipt("reversal")),
     Case("receipt", "customer voice", receipt("feedback")),
+    Case("receipt", "12315 complaint", receipt("complaint_12315")),
+    Case("receipt", "large print, 12315 complaint", with_state("large_print", receipt("complaint_12315"))),
     Case("receipt", "day open", receipt("day_open")),
     Case("receipt", "transfer stopped", receipt("transfer_stopped")),
     Case("receipt", "day close", receipt("day_close")),
@@ -875,6 +896,23 @@ CASES = [
     Case("customer voice answers", "answers unread", with_state("voice_answered", go("/voice/answers"))),
     Case("customer voice answers", "large print, answers unread",
          with_state("large_print", with_state("voice_answered", go("/voice/answers")))),
+    # 12315 complaints: what about (the pinyin keyboard), then the phone (the number pad) and consent
+    Case("complaint", "normal", complaint_step()),
+    Case("complaint", "refused", complaint_step({"business": "x", "step": "subject"})),
+    Case("complaint", "keyboard up", tap_after(complaint_step(), "#business")),
+    Case("complaint", "refused, keyboard up", tap_after(complaint_step({"category": "other", "business": "x",
+                                                                        "step": "subject"}), "#details")),
+    Case("complaint", "large print, refused, keyboard up",
+         with_state("large_print", tap_after(complaint_step({"business": "x", "step": "subject"}), "#details"))),
+    Case("complaint", "phone pad", complaint_step({**COMPLAINT_SUBJECT, "step": "subject"})),
+    Case("complaint", "phone pad, refused", complaint_step({**COMPLAINT_SUBJECT, "step": "record", "phone": "123",
+                                                            "consent": "yes"})),
+    Case("complaint", "phone masked, refused", complaint_step({**COMPLAINT_SUBJECT, "step": "record",
+                                                               "phone": "0571-88889999"})),
+    Case("complaint", "large print, phone masked, refused",
+         with_state("large_print", complaint_step({**COMPLAINT_SUBJECT, "step": "record", "phone": "13812345678"}))),
+    Case("complaint", "offline warning, phone pad",
+         with_state("offline_warning", complaint_step({**COMPLAINT_SUBJECT, "step": "subject"}))),
     # first boot: the set-up screens
     Case("set-up", "not enrolled", set_up(), page="setup"),
     Case("set-up", "not a code", set_up(data={"scan": "hello"}), page="setup"),
@@ -925,6 +963,10 @@ def record_day(st) -> None:
     from station.feedback import record_feedback
 
     record_feedback(st, agent, "praise", "服务热情，有耐心。" * 10, receipts.new_txn_id())
+    from station.complaints import record_complaint
+
+    record_complaint(st, agent, "0571-88889999", COMPLAINT_SUBJECT["business"], "other", "长" * 200, True,
+                     receipts.new_txn_id())
 
 
 @pytest.fixture(scope="module")

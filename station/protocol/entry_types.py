@@ -49,6 +49,7 @@ class EntryType(StrEnum):
     FEEDBACK = "feedback"
     KEY_ROTATION = "key_rotation"
     CLOCK_CORRECTED = "clock_corrected"
+    COMPLAINT_12315 = "complaint_12315"
 
 
 class OperationState(StrEnum):
@@ -441,6 +442,20 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "reason": _optional(Kind.TEXT, "what the technician typed"),
     }, doc="a clock that ran ahead was set right: the parts of the station's clock floor ahead of `ts` come back "
            "to it, and offline debits wait for the next sync; no money moves"),
+    _spec(EntryType.COMPLAINT_12315, {
+        "agent": _AGENT,
+        "complaint_no": Field(Kind.ID, doc="`{station}-{YYYYMMDD}-{seq:06d}`: the station, the entry's local date, "
+                                           "its seq (unique bank-wide)"),
+        "phone": Field(Kind.ID, doc="the complainant's, in full (the regulator calls back): a mainland mobile "
+                                    "`1[3-9]` + 9 digits, or a landline `0AA(A)-NNNNNNN(N)`"),
+        "business": Field(Kind.TEXT, doc="the business complained about, one line of at most 60 characters"),
+        "category": Field(Kind.ID, choices=("price", "quality", "false_advertising", "service", "food_safety",
+                                            "other")),
+        "consent": Field(Kind.BOOLEAN, doc="`true`: the complainant agreed to forward it to the regulator"),
+        "details": _optional(Kind.TEXT, "what happened, one line of at most 200 characters; required with `other`"),
+        "txn": _optional(Kind.UUID, "the form's, so a double tap records once"),
+    }, label=N_("12315 complaint"), printed=("12315投诉", "12315 complaint"),
+        doc="a consumer complaint for the market regulator, not a customer operation; no money moves"),
 )})
 
 

@@ -15,7 +15,9 @@ first. docs/protocol.md ("Verifying a journal", steps 7 to 11) is the spec; in s
   whose ``expected`` equals the replayed drawer and whose ``variance`` is ``amount - expected``; a ``counts``
   object adds up to its entry's ``amount``;
 - a ``clock_corrected`` adds up: ``behind_ms`` is exactly ``floor`` − ``ts``, beyond the clock tolerance, and the
-  floor is no earlier than the entry before it (``station.protocol.clock_corrections``).
+  floor is no earlier than the entry before it (``station.protocol.clock_corrections``);
+- a ``complaint_12315`` is one the bank accepts: consent, phone, texts, and the entry's own complaint number
+  (``station.protocol.complaints.complaint_entry_problem``).
 
 Pure code (no Flask, no peewee): any verifier of an exported journal can use it.
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from station.protocol.clock_corrections import correction_problem
+from station.protocol.complaints import complaint_entry_problem
 from station.protocol.entry_types import EntryType, field_problems, originals_of, types_where
 from station.protocol.tokens import is_integer, rotation_key
 
@@ -133,6 +136,9 @@ def check_journal_semantics(payloads: Iterable[Mapping[str, Any]]) -> list[Journ
             report("the key rotation names no Ed25519 public key: it hands over nothing")
         if entry_type == EntryType.CLOCK_CORRECTED and (problem := correction_problem(dict(payload), previous_ts)):
             report(f"the clock correction does not add up: {problem}")
+        if entry_type == EntryType.COMPLAINT_12315 and isinstance(payload.get("station"), str) and (
+                problem := complaint_entry_problem(dict(payload), payload["station"])):
+            report(f"the complaint is not one the bank accepts: {problem}")
         previous_ts = payload.get("ts")
         if entry_type == EntryType.DAY_OPEN:
             if drawer is not None:

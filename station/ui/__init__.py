@@ -35,7 +35,7 @@ def select_locale() -> str:
 
 def init_ui(app: Flask) -> None:
     """Register the UI's blueprints, Flask-Babel, CSRF protection and the security headers on ``app``."""
-    from station.ui import auth, day, home, ime, operations, receipts, unlock, voice
+    from station.ui import auth, complaints, day, home, ime, operations, receipts, unlock, voice
 
     station = app.extensions["station"]
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
@@ -48,7 +48,7 @@ def init_ui(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the session ends on idle logout instead
     Babel(app, locale_selector=select_locale)
     csrf.init_app(app)
-    for module in (auth, unlock, home, operations, receipts, day, voice, ime):
+    for module in (auth, unlock, home, operations, receipts, day, voice, complaints, ime):
         app.register_blueprint(module.bp)
     app.before_request(common.load_agent)
     app.before_request(common.revoked_gate)

@@ -16,6 +16,7 @@ from flask_babel import gettext
 from markupsafe import Markup
 
 from station import agents, online, operations, printing, receipts
+from station.complaints import complaint_receipt
 from station.db import Agent, Biller, Customer, JournalEntry, Operation, PrintedReceipt
 from station.errors import REJECTION_REASONS, StationError, StorageFull
 from station.link import should_ask_bank
@@ -23,6 +24,7 @@ from station.protocol.entry_types import SPECS, STATE_LABELS, EntryType, Operati
 from station.protocol.times import parse_utc
 from station.protocol.tokens import unverified_payload
 from station.ui.common import current_agent, local_time, login_required, station, translate_error
+from station.ui.complaints import CATEGORY_LABELS
 
 bp = Blueprint("receipts", __name__, url_prefix="/receipts")
 
@@ -51,6 +53,8 @@ def receipt_at(seq: int) -> receipts.Receipt | None:
     entry = JournalEntry.get_or_none(JournalEntry.seq == seq)
     if entry is None or entry.type not in TYPE_LABELS:
         return None
+    if entry.type == EntryType.COMPLAINT_12315:
+        return complaint_receipt(entry)
     if entry.type == EntryType.TRANSFER_STOPPED:
         account = unverified_payload(entry.token).get("account")
         return operations.stopped_receipt(entry, Customer.get_or_none(Customer.account_id == account))
@@ -140,7 +144,9 @@ def _show(seq: int, error: str | None = None, status: int = 200):
         receipt=receipt,
         op=op,
         agent_name=agent_of(seq),
-        qr=qr_svg(receipt.token),
+        # A complaint's token holds the complainant's phone in full (for the regulator): never shown as a QR code.
+        qr=qr_svg(receipt.token) if receipt.type != EntryType.COMPLAINT_12315 else None,
+        complaint_categories=CATEGORY_LABELS,
         types=TYPE_LABELS,
         statuses=STATUS_LABELS,
         printed=printed_before(seq),

@@ -278,6 +278,7 @@ TARGETS = [
     Target("voice.voice", "customer voice", _fixed("/voice/", "/voice/")),
     Target("voice.answers_read", "mark the bank's answers read", _fixed("/voice/answers", "/voice/answers/read"),
            prepare=a_suggestion_answered, each=unread_again),
+    Target("complaints.complaint", "12315 complaint", _fixed("/complaint/", "/complaint/")),
     Target("unlock.by_supervisor", "unlock by a supervisor", _fixed("/unlock/?agent_id=A01", "/unlock/"),
            prepare=lock_the_agent),
     Target("unlock.by_code", "unlock by the bank's code", _fixed("/unlock/code?agent_id=A01", "/unlock/code"),
