@@ -246,7 +246,7 @@ def block_payee(account: str, reason: str = "") -> None:
 
 # -- customers ----------------------------------------------------------------------------------------------
 CUSTOMER_COLUMNS = ("account_id", "name", "card_number", "passbook_number", "pin", "balance", "home_stations",
-                    "birth_year")
+                    "birth_year", "risk_level")
 
 
 def _bank_booking(legs: list[tuple[str, int, str]]) -> None:
@@ -302,12 +302,16 @@ def parse_customers_csv(text: str, *, pin_log2_n: int | None = None) -> list[dic
         birth_year = (row.get("birth_year") or "").strip()
         if birth_year and not (re.fullmatch(r"\d{4}", birth_year) and 1900 <= int(birth_year) <= 2100):
             problems.append("birth_year must be a year such as 1948")
+        risk_level = (row.get("risk_level") or "").strip().upper().removeprefix("R")
+        if risk_level and risk_level not in ("1", "2", "3", "4", "5"):
+            problems.append("risk_level must be 1 to 5 (R1 to R5), or empty when not assessed")
         if problems:
             errors.append(RowError(line, "; ".join(problems)))
             continue
         rows.append(dict(account_id=account_id, name=name, card_number=card, passbook_number=passbook,
                          pin=pin, pin_verifier=verifier, balance_fen=balance, home_stations=homes,
                          birth_year=int(birth_year) if birth_year else None,
+                         risk_level=int(risk_level) if risk_level else None,
                          status=(row.get("status") or "active").strip() or "active"))
     if errors:
         raise ImportFailed(errors)
@@ -329,6 +333,7 @@ def import_customers(rows: list[dict], payees: dict[str, list[tuple[str, str]]] 
         for row in rows:
             data = {k: row[k] for k in ("name", "card_number", "passbook_number", "pin_verifier", "status")}
             data["birth_year"] = row.get("birth_year")
+            data["risk_level"] = row.get("risk_level")
             existing = Customer.get_or_none(Customer.account_id == row["account_id"])
             if existing is None:
                 Customer.create(account_id=row["account_id"], **data)

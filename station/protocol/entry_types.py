@@ -49,6 +49,7 @@ class EntryType(StrEnum):
     FEEDBACK = "feedback"
     KEY_ROTATION = "key_rotation"
     CLOCK_CORRECTED = "clock_corrected"
+    WMP_ORDER = "wmp_order"
 
 
 class OperationState(StrEnum):
@@ -441,6 +442,16 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "reason": _optional(Kind.TEXT, "what the technician typed"),
     }, doc="a clock that ran ahead was set right: the parts of the station's clock floor ahead of `ts` come back "
            "to it, and offline debits wait for the next sync; no money moves"),
+    _spec(EntryType.WMP_ORDER, {
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT,
+        "product": Field(Kind.ID, doc="the wealth-management product's code, from the bank's catalogue"),
+        "risk_level": Field(Kind.COUNT, doc="the product's risk level (1 to 5) as the station showed it"),
+        "warned": Field(Kind.BOOLEAN, doc="`true`: the risk statement was read with the customer (the bank refuses "
+                                            "`false`: `risk_statement_unread`)"),
+    }, customer_effect=Effect.DEBIT, customer_operation=True,
+        label=N_("Wealth product order"), printed=("理财申购", "Wealth product order"),
+        doc="an order for a wealth-management product, paid from the account: the bank confirms it (settled) or "
+            "refuses it (rejected: nothing is taken); offline only"),
 )})
 
 
