@@ -29,15 +29,6 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
         downlink["rotate_key"] = True
     if allowances is None:
         return downlink
-
-
-def open_catalogue() -> list[dict]:
-    """The open wealth-management products as the downlink carries them (``wmp_products``): no quota, since what
-    is left to sell is the bank's to check at sync (``sold_out``)."""
-    return [{"code": p.code, "name_zh": p.name_zh, "name_en": p.name_en, "risk_level": p.risk_level,
-             "min_fen": p.min_fen, "step_fen": p.step_fen, "opens_on": p.opens_on, "closes_on": p.closes_on,
-             "description_zh": p.description_zh, "description_en": p.description_en}
-            for p in WmpProduct.select().where(WmpProduct.status == "open").order_by(WmpProduct.code)]
     payees: dict[str, list] = {}
     if allowances:
         for row in KnownPayee.select().where(KnownPayee.account_id.in_(sorted(allowances))):
@@ -60,15 +51,6 @@ def open_catalogue() -> list[dict]:
     if partial:
         downlink["customers"] = customers
         return downlink
-
-
-def open_catalogue() -> list[dict]:
-    """The open wealth-management products as the downlink carries them (``wmp_products``): no quota, since what
-    is left to sell is the bank's to check at sync (``sold_out``)."""
-    return [{"code": p.code, "name_zh": p.name_zh, "name_en": p.name_en, "risk_level": p.risk_level,
-             "min_fen": p.min_fen, "step_fen": p.step_fen, "opens_on": p.opens_on, "closes_on": p.closes_on,
-             "description_zh": p.description_zh, "description_en": p.description_en}
-            for p in WmpProduct.select().where(WmpProduct.status == "open").order_by(WmpProduct.code)]
     billers = [
         {"code": b.code, "kind": b.kind, "name_zh": b.name_zh, "name_en": b.name_en, "ref_pattern": b.ref_pattern,
          "ref_prefixes": b.ref_prefixes, "min_fen": b.min_fen, "max_fen": b.max_fen, "denominations": b.denominations}
