@@ -22,7 +22,8 @@ from station.sync import sync_once
 from sync_server.admin import AdminError
 from sync_server.checks import check_ledger
 from sync_server.cli import cli
-from sync_server.db import Account, Hold, ReconItem, WmpProduct as BankProduct, db_proxy
+from sync_server.db import Account, Hold, ReconItem, db_proxy
+from sync_server.db import WmpProduct as BankProduct
 from sync_server.wmp import add_product, close_product, set_risk_level
 
 CAUTIOUS = "DM00010000"  # assessed R2
