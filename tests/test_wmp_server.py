@@ -29,6 +29,7 @@ from sync_server.wmp import add_product, close_product, set_risk_level
 CAUTIOUS = "DM00010000"  # assessed R2
 BOLD = "DM00010001"  # assessed R4
 UNASSESSED = "DM00010002"
+LATE = "DM00020003"  # home at ST-0002 only
 LOCAL = ZoneInfo("Asia/Shanghai")
 
 
@@ -55,13 +56,14 @@ def product(code: str, risk: int, *, minimum="100", step="10", quota="1000000", 
 def bank(request, tmp_path_factory):
     """One bank with its catalogue and assessed customers, and its station ST-0001 (day open, agent A01)."""
     tmp = tmp_path_factory.mktemp("wmp")
-    server = start_module_bank(request, tmp, ["ST-0001"])
+    server = start_module_bank(request, tmp, ["ST-0001", "ST-0002"])
     server_db()
     product("WM-R2", 2)
     product("WM-R4", 4)
     product("WM-SMALL", 1, minimum="100", step="100", quota="500")
     product("WM-SHUT", 1)
     product("WM-LATER", 1, opens=3, closes=9)
+    product("WM-ENDED", 1, opens=-3, closes=-1)
     set_risk_level(CAUTIOUS, "R2")
     set_risk_level(BOLD, "4")
     st = enrolled_station(server, tmp, "ST-0001", Clock())
@@ -85,10 +87,10 @@ def order(st, session, account_id, code, amount, **kwargs):
                            risk_statement_read=kwargs.pop("read", True), **kwargs)
 
 
-def central(account_id: str) -> tuple[int, int]:
-    """(balance, this station's hold) of a customer at the bank."""
+def central(account_id: str, station_id: str = "ST-0001") -> tuple[int, int]:
+    """(balance, the station's hold) of a customer at the bank."""
     server_db()
-    hold = Hold.get_or_none((Hold.station_id == "ST-0001") & (Hold.account_id == account_id))
+    hold = Hold.get_or_none((Hold.station_id == station_id) & (Hold.account_id == account_id))
     return Account.get_by_id(account_id).balance_fen, hold.amount_fen if hold else 0
 
 
@@ -110,10 +112,11 @@ def test_the_catalogue_and_the_risk_levels_reach_the_station(bank):
         levels = {c.account_id: c.risk_level for c in Customer.select().where(
             Customer.account_id.in_([CAUTIOUS, BOLD, UNASSESSED]))}
         shown = [p.code for p in wmp.open_products(st)]
-    assert set(products) == {"WM-R2", "WM-R4", "WM-SMALL", "WM-SHUT", "WM-LATER"}
+    assert set(products) == {"WM-R2", "WM-R4", "WM-SMALL", "WM-SHUT", "WM-LATER", "WM-ENDED"}
     assert (products["WM-R2"].risk_level, products["WM-R2"].min_fen, products["WM-R2"].step_fen) == (2, 10_000, 1_000)
     assert products["WM-R2"].description_zh.startswith("投资于存款和债券")
-    assert shown == ["WM-R2", "WM-R4", "WM-SHUT", "WM-SMALL"]  # WM-LATER's window opens in three days
+    # WM-LATER's window opens in three days, WM-ENDED's closed yesterday.
+    assert shown == ["WM-R2", "WM-R4", "WM-SHUT", "WM-SMALL"]
     assert levels == {CAUTIOUS: 2, BOLD: 4, UNASSESSED: None}
 
 
@@ -192,6 +195,26 @@ def test_the_bank_refuses_an_order_for_a_product_it_closed_or_a_customer_it_reas
         order(st, agent, CAUTIOUS, "WM-R2", "150")
     set_risk_level(CAUTIOUS, "2")
     sync_once(st)
+
+
+def test_an_order_made_offline_on_the_windows_last_day_and_synced_after_it_is_refused(bank, tmp_path):
+    """The bank checks the window on the entry's local date and on the day the order arrives."""
+    server, _, _ = bank
+    behind = Clock()
+    behind.now -= timedelta(days=1)  # the station's yesterday: WM-ENDED's last day
+    late = enrolled_station(server, tmp_path, "ST-0002", behind)
+    try:
+        agent, _supervisor = open_counter(late)
+        server_db()
+        set_risk_level(LATE, "1")
+        sync_once(late)
+        balance, hold = central(LATE, "ST-0002")
+        placed = order(late, agent, LATE, "WM-ENDED", "100")
+        assert sync_once(late).rejected == {placed.seq: "window_closed"}
+        assert status_of(late, placed.txn) == (OperationState.REJECTED, "window_closed")
+        assert central(LATE, "ST-0002") == (balance, hold)
+    finally:
+        late.close()
 
 
 def forge(st, body: dict) -> int:
