@@ -54,6 +54,13 @@ KANJI_OFF = b"\x1c."  # FS .: leave it
 
 _TRANSFER_WAITING = ("已记录，待银行执行转账", "Recorded, waiting for the bank to send it")
 _TRANSFER_STOPPED = ("未汇出：客户在防诈提示后终止", "Not sent: the customer stopped at the fraud warning")
+#: A wealth-product order's states: the bank confirms or refuses it at sync; a refused one took nothing.
+_WMP_STATES = {
+    OperationState.RECORDED: ("申购已记录，等待银行确认", "Order recorded, waiting for the bank's confirmation"),
+    OperationState.SETTLED: ("银行已确认申购", "Order confirmed by the bank"),
+    OperationState.REJECTED: ("银行未受理申购", "Order refused by the bank"),
+}
+_WMP_RELEASED = ("款项已释放", "The money is released.")
 
 
 class QrTooLarge(ValueError):
@@ -142,6 +149,12 @@ def _status_label(sheet: ReceiptSheet) -> tuple[str, str]:
         return _TRANSFER_WAITING
     if receipt.type == EntryType.TRANSFER_STOPPED:
         return _TRANSFER_STOPPED
+    if receipt.type == EntryType.WMP_ORDER and receipt.status in _WMP_STATES:
+        zh, en = _WMP_STATES[receipt.status]
+        if receipt.status == OperationState.REJECTED:
+            reason = sheet.rejection or ("", "")
+            zh, en = f"{zh}：{reason[0]}；{_WMP_RELEASED[0]}", f"{en}: {reason[1]}. {_WMP_RELEASED[1]}"
+        return zh, en
     label = STATE_LABELS.get(receipt.status)
     zh, en = label.printed if label else (receipt.status, receipt.status)
     if receipt.status == OperationState.REJECTED and sheet.rejection:
@@ -195,6 +208,10 @@ def _detail_lines(sheet: ReceiptSheet) -> list[str]:
             lines += _field("主管批准 Approved by", str(details["supervisor"]))
     elif receipt.type == "feedback":
         lines += _field("内容 Said", str(details.get("text", "")))
+    elif receipt.type == EntryType.WMP_ORDER:
+        lines += _field("产品 Product", str(details.get("product", "")))
+        lines += _field("风险等级 Risk level", f"R{details.get('risk_level', '')}")
+        lines += _field("风险揭示 Risk statement", "已阅读 read" if details.get("warned") else "")
     return lines
 
 

@@ -20,9 +20,9 @@ from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
-from station import agents, bank_unlock, business_day, operations, receipts, setup_ui, storage
+from station import agents, bank_unlock, business_day, operations, receipts, setup_ui, storage, wmp
 from station.app import create_app
-from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee
+from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee, WmpProduct
 from station.demo import DEMO_AGENTS, load_demo_customers
 from station.protocol import key_codecs
 from station.provision import init_station
@@ -425,6 +425,15 @@ def receipt(entry_type, then=None):
     return reach
 
 
+def wmp_receipt(which: str):
+    """The first wealth-product order's receipt (waiting for the bank) or the last's (refused)."""
+    def reach(c):
+        seqs = [e.seq for e in JournalEntry.select().where(JournalEntry.type == "wmp_order").order_by(JournalEntry.seq)]
+        c.go(f"/receipts/{seqs[0] if which == 'waiting' else seqs[-1]}")
+
+    return reach
+
+
 def printed_receipt(c):
     seq = c.receipt_of("withdrawal")
     c.go(f"/receipts/{seq}")
@@ -797,6 +806,8 @@ CASES = [
     Case("receipt", "balance", receipt("balance_enquiry")),
     Case("receipt", "reversal", receipt("reversal")),
     Case("receipt", "customer voice", receipt("feedback")),
+    Case("receipt", "wealth order waiting", wmp_receipt("waiting")),
+    Case("receipt", "wealth order refused", wmp_receipt("refused")),
     Case("receipt", "day open", receipt("day_open")),
     Case("receipt", "transfer stopped", receipt("transfer_stopped")),
     Case("receipt", "day close", receipt("day_close")),
@@ -894,6 +905,16 @@ def record_day(st) -> None:
     from station.feedback import record_feedback
 
     record_feedback(st, agent, "praise", "服务热情，有耐心。" * 10, receipts.new_txn_id())
+    # Two wealth-product orders: one waiting for the bank, one it refused (the longest status line).
+    today = st.local_date().isoformat()
+    WmpProduct.create(code="WM-2026-LONG-CODE-0001", name_zh="稳健理财", name_en="Steady", risk_level=5,
+                      min_fen=10_000, step_fen=1, opens_on=today, closes_on=today,
+                      description_zh="可能亏损本金。", description_en="The capital can be lost.")
+    Customer.update(risk_level=5).where(Customer.id == customer.id).execute()
+    for amount in ("123.45", "100"):
+        order = wmp.place_order(st, agent, auth(), "WM-2026-LONG-CODE-0001", amount, receipts.new_txn_id(),
+                                risk_statement_read=True)
+    Operation.update(status="rejected", outcome_reason="risk_level_too_low").where(Operation.txn == order.txn).execute()
 
 
 @pytest.fixture(scope="module")

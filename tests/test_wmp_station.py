@@ -1,0 +1,107 @@
+"""Wealth-product orders at the station, without a bank: the catalogue as a downlink leaves it (hostile items left
+out), and what the receipt says on screen and on paper while the order waits, once confirmed, and once refused
+(the reason and "the money is released")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from ui_helpers import english, login
+
+from station import agents, receipts, wmp
+from station.db import Customer, Operation, WmpProduct
+from station.demo import DEMO_CUSTOMER_PIN
+from station.limits import offline_available
+from station.printing import receipt_sheet
+from station.protocol.entry_types import OperationState
+from station.receipt_layout import receipt_lines
+from station.receipts import receipt_for
+from station.sync import apply_downlink
+
+
+def catalogue_item(**changes):
+    item = {"code": "WM-01", "name_zh": "稳健理财", "name_en": "Steady", "risk_level": 2, "min_fen": 10_000,
+            "step_fen": 1_000, "opens_on": "2026-11-01", "closes_on": "2026-11-30",
+            "description_zh": "投资于存款和债券，可能亏损本金。", "description_en": "The capital can be lost."}
+    return {**item, **changes}
+
+
+def downlink(station, products, customers=None):
+    """A delta downlink (``since``): the catalogue, and the customers given (the others left as they are)."""
+    sent = {"v": 1, "since": 1, "wmp_products": products}
+    if customers is not None:
+        sent["customers"] = customers
+    apply_downlink(station, sent, station.setting("acked_seq", 0), datetime(2026, 11, 2, 23, 40, tzinfo=UTC))
+
+
+def test_the_station_keeps_only_the_products_it_can_read(station):
+    downlink(station, [
+        catalogue_item(),
+        catalogue_item(code="WM-02", risk_level=True),
+        catalogue_item(code="WM-03", min_fen=0),
+        catalogue_item(code="WM-04", opens_on="2026-12-01"),  # opens after it closes
+        catalogue_item(code="wm 05"),
+        catalogue_item(code="WM-06", name_zh="稳健\n理财"),
+        catalogue_item(code="WM-07", step_fen=1.5),
+        catalogue_item(code="WM-08", closes_on="someday"),
+        catalogue_item(code="WM-01", name_en="Duplicate"),  # the last of a code counts
+        "WM-09",
+        catalogue_item(code="WM-10", description_en="x" * 201),
+    ])
+    assert [(p.code, p.name_en) for p in WmpProduct.select()] == [("WM-01", "Duplicate")]
+    downlink(station, "not a list")
+    assert WmpProduct.select().count() == 0
+
+
+@pytest.mark.parametrize("sent, kept", [(3, 3), (0, None), (6, None), ("3", None), (True, None), (None, None)])
+def test_the_risk_level_is_kept_only_when_it_is_one_to_five(station, sent, kept):
+    customer = Customer.select().first()
+    item = {"account_id": customer.account_id, "name": customer.name, "pin_verifier": customer.pin_verifier,
+            "risk_level": sent}
+    downlink(station, [], [item])
+    assert Customer.get_by_id(customer.id).risk_level == kept
+
+
+@pytest.fixture
+def ordered(station, agent, open_drawer):
+    """An order of 120 yuan recorded for a card customer assessed R3: (customer, receipt)."""
+    downlink(station, [catalogue_item()])
+    customer = Customer.select().where(Customer.card_number.is_null(False)).first()
+    Customer.update(risk_level=3).where(Customer.id == customer.id).execute()
+    auth = agents.authenticate_customer(station, agent, customer, DEMO_CUSTOMER_PIN)
+    return customer, wmp.place_order(station, agent, auth, "WM-01", "120", receipts.new_txn_id(),
+                                     risk_statement_read=True)
+
+
+def printed_status(station, receipt) -> str:
+    """The paper's text, its wrapped lines joined again with one space."""
+    return " ".join(line.strip() for line in receipt_lines(receipt_sheet(station, receipt)))
+
+
+def test_the_receipt_waits_then_says_confirmed(station, ordered):
+    customer, receipt = ordered
+    assert receipt.details == {"product": "WM-01", "risk_level": 2, "warned": True}
+    assert "申购已记录，等待银行确认" in printed_status(station, receipt).replace(" ", "")
+    assert "Order recorded, waiting for the bank's confirmation" in printed_status(station, receipt)
+    assert "产品 Product" in printed_status(station, receipt)
+    Operation.update(status=OperationState.SETTLED).where(Operation.txn == receipt.txn).execute()
+    assert "银行已确认申购" in printed_status(station, receipt_for(station, Operation.get_by_id(receipt.txn)))
+
+
+def test_a_refused_order_says_why_and_that_the_money_is_released(station, ordered, ui_client):
+    customer, receipt = ordered
+    left = offline_available(station, customer)
+    Operation.update(status=OperationState.REJECTED, outcome_reason="sold_out").where(
+        Operation.txn == receipt.txn).execute()
+    assert offline_available(station, customer) == left + 12_000  # the allowance is free again
+    paper = printed_status(station, receipt_for(station, Operation.get_by_id(receipt.txn)))
+    assert "银行未受理申购：产品额度已售完；款项已释放" in paper.replace(" ", "")
+    assert "Order refused by the bank: the product was sold out. The money is released." in paper
+    login(ui_client)
+    screen = ui_client.get(f"/receipts/{receipt.seq}").get_data(as_text=True)
+    assert "银行未受理申购：产品额度已售完。款项已释放。" in screen
+    assert "WM-01 · R2" in screen
+    english(ui_client)
+    screen = ui_client.get(f"/receipts/{receipt.seq}").get_data(as_text=True)
+    assert "Order refused by the bank: the product was sold out. The money is released." in screen
