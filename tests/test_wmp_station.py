@@ -5,9 +5,10 @@ out), and what the receipt says on screen and on paper while the order waits, on
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from html import unescape
 
 import pytest
-from ui_helpers import english, login
+from ui_helpers import CUSTOMER_PIN, card_customer, english, error_of, identify, login, start, txn_of
 
 from station import agents, receipts, wmp
 from station.db import Customer, Operation, WmpProduct
@@ -105,3 +106,44 @@ def test_a_refused_order_says_why_and_that_the_money_is_released(station, ordere
     english(ui_client)
     screen = ui_client.get(f"/receipts/{receipt.seq}").get_data(as_text=True)
     assert "Order refused by the bank: the product was sold out. The money is released." in screen
+
+
+def test_the_touchscreen_walks_an_order_to_its_receipt(station, open_drawer, ui_client):
+    """Home tile, customer, product (one above the customer's level refused there, nothing recorded), amount (the
+    step rule), the risk statement read together, confirm, PIN, the receipt waiting for the bank."""
+    downlink(station, [catalogue_item(), catalogue_item(code="WM-05", risk_level=5, name_en="Bold")])
+    customer = card_customer()
+    Customer.update(risk_level=3).where(Customer.id == customer.id).execute()
+    login(ui_client)
+    english(ui_client)
+    home = ui_client.get("/home").get_data(as_text=True)
+    assert 'id="tile-wmp_order"' in home
+    start(ui_client, "wmp_order")
+    assert identify(ui_client, "wmp_order", customer).location.endswith("/op/wmp_order/product")
+    listed = ui_client.get("/op/wmp_order/product").get_data(as_text=True)
+    assert "Steady" in listed and "R2" in listed and "The capital can be lost." in listed
+    assert "The customer's risk assessment: R3" in listed
+    refused = ui_client.post("/op/wmp_order/product", data={"product": "WM-05"}).get_data(as_text=True)
+    assert unescape(error_of(refused)) == ("This product is risk level R5; the customer's risk assessment is R3. "
+                                           "The order cannot be taken.")
+    assert ui_client.post("/op/wmp_order/product", data={"product": "WM-01"}).location.endswith("/amount")
+    step_refused = ui_client.post("/op/wmp_order/amount", data={"amount": "105"}).get_data(as_text=True)
+    assert error_of(step_refused) == "For this product the amount is at least 100.00 yuan, then in steps of 10.00 yuan."
+    assert ui_client.post("/op/wmp_order/amount", data={"amount": "120"}).location.endswith("/statement")
+    # No skipping the risk statement: the confirm screen sends the agent back to it.
+    assert ui_client.get("/op/wmp_order/confirm").location.endswith("/statement")
+    statement = ui_client.get("/op/wmp_order/statement").get_data(as_text=True)
+    assert "the capital can be lost" in statement and "Nobody here promises a return" in statement
+    assert ui_client.post("/op/wmp_order/statement", data={"read": "yes"}).location.endswith("/confirm")
+    confirm = ui_client.get("/op/wmp_order/confirm").get_data(as_text=True)
+    assert "the amount is held" in confirm
+    assert ui_client.post("/op/wmp_order/confirm", data={"txn": txn_of(confirm)}).location.endswith("/pin")
+    pin = ui_client.get("/op/wmp_order/pin").get_data(as_text=True)
+    done = ui_client.post("/op/wmp_order/pin", data={"pin": CUSTOMER_PIN, "txn": txn_of(pin)})
+    assert "/receipts/" in done.location
+    receipt = ui_client.get(done.location).get_data(as_text=True)
+    assert "Order recorded, waiting for the bank's confirmation" in unescape(receipt)
+    op = Operation.get(Operation.type == "wmp_order")
+    assert (op.amount_fen, op.debit_fen, op.details) == (12_000, 12_000, {"product": "WM-01", "risk_level": 2,
+                                                                         "warned": True})
+    assert Operation.select().where(Operation.type == "wmp_order").count() == 1
