@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 from sync_support import BACKENDS, append_forged_entry, enrolled_station, open_counter, server_db, start_module_bank
+from ui_helpers import txn_of
 
 from station import agents, errors, receipts, wmp
+from station.app import create_app
 from station.db import Customer, JournalEntry, Operation, WmpProduct
+from station.demo import DEMO_AGENTS
 from station.limits import offline_available
 from station.protocol.demo_data import DEMO_CUSTOMER_PIN
 from station.protocol.entry_types import OperationState
@@ -325,3 +329,41 @@ def test_the_customer_csv_carries_the_risk_level():
     with pytest.raises(AdminError) as failed:
         parse_customers_csv(header + "RL000003,赵六,123456,ST-0001,6\n", pin_log2_n=8)
     assert "risk_level must be 1 to 5" in str(failed.value)
+
+
+def order_on_the_touchscreen(client, customer, code: str, amount: str) -> str:
+    """Walk the touchscreen flow to the receipt; its page, unescaped."""
+    assert client.post("/op/wmp_order/start").status_code == 302
+    client.post("/op/wmp_order/customer", data={"id_kind": "card", "number": customer.card_number})
+    assert client.post("/op/wmp_order/product", data={"product": code}).location.endswith("/amount")
+    assert client.post("/op/wmp_order/amount", data={"amount": amount}).location.endswith("/statement")
+    client.post("/op/wmp_order/statement", data={"read": "yes"})
+    confirm = client.get("/op/wmp_order/confirm").get_data(as_text=True)
+    client.post("/op/wmp_order/confirm", data={"txn": txn_of(confirm)})
+    pin = client.get("/op/wmp_order/pin").get_data(as_text=True)
+    done = client.post("/op/wmp_order/pin", data={"pin": DEMO_CUSTOMER_PIN, "txn": txn_of(pin)})
+    assert "/receipts/" in done.location
+    return unescape(client.get(done.location).get_data(as_text=True))
+
+
+def test_online_the_order_goes_to_the_bank_at_once_and_the_receipt_shows_its_answer(bank):
+    """With the link up the order is pushed right after the PIN: the receipt shows the bank's confirmation, or its
+    refusal (sold out) with the money released."""
+    _, st, _ = bank
+    server_db()
+    product("WM-ONLINE", 1, minimum="100", step="50", quota="150")
+    sync_once(st)
+    balance, _ = central(BOLD)
+    app = create_app({"STATION": st, "TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test"})
+    client = app.test_client()
+    with st.bound():
+        customer = Customer.get(Customer.account_id == BOLD)
+        client.post("/login", data={"agent_id": "A01", "pin": DEMO_AGENTS[0][3]})
+        client.post("/lang", data={"lang": "en", "next": "/"})
+        confirmed = order_on_the_touchscreen(client, customer, "WM-ONLINE", "100")
+        refused = order_on_the_touchscreen(client, customer, "WM-ONLINE", "100")
+    assert "Order confirmed by the bank" in confirmed
+    assert "Order refused by the bank: the product was sold out. The money is released." in refused
+    assert central(BOLD)[0] == balance - 10_000
+    server_db()
+    assert BankProduct.get_by_id("WM-ONLINE").quota_fen == 5_000
