@@ -12,8 +12,9 @@ The order of the checks, each with its own refusal (``station.errors``), the ban
     (``WmpAmountRule``), the risk statement read with the customer (``WmpRiskStatementRequired``), then the limits of
     every debit (``station.limits``: per transaction, daily, offline allowance, exposure, offline age).
 
-Offline only: whether the link is up or down an order is recorded against the offline allowance (the bank's real-time
-authorization does not cover ``wmp_order``), and the bank decides at the next sync (pushed at once when online).
+Against the offline allowance always: whether the link is up or down an order is recorded within the allowance (the
+bank's real-time authorization does not cover ``wmp_order``), and the bank decides when it arrives: at once when the
+link is up (the touchscreen pushes the outbox after the PIN), else at the next sync.
 The station shows only what the bank wrote: names, risk level, minimum and step, window and the plain description;
 never advice or a return figure.
 """

@@ -451,7 +451,7 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
     }, customer_effect=Effect.DEBIT, customer_operation=True, home_tile=True,
         label=N_("Wealth product order"), printed=("理财申购", "Wealth product order"),
         doc="an order for a wealth-management product, paid from the account: the bank confirms it (settled) or "
-            "refuses it (rejected: nothing is taken); offline only"),
+            "refuses it (rejected: nothing is taken); always within the offline allowance (no real-time grant)"),
 )})
 
 

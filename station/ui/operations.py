@@ -17,6 +17,10 @@ A withdrawal above the policy's ``id_check_fen``, or marked as made by a proxy (
 the amount screen), has an ID card step after the amount: ``op`` then holds only the number's keyed hash and last
 4 characters (``station.identity``), never the number. After recording, the outbox is pushed at
 once (``station.online.push_now``) when the bank was asked or should be.
+
+A wealth-product order (``station.wmp``) chooses a product of the bank's catalogue after the customer (one above
+the customer's risk level is refused there), and has the risk statement, read together with the customer, after the
+amount; the bank is not asked before the PIN (its grants do not cover orders), and the push decides the order.
 """
 
 from __future__ import annotations
