@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from peewee import fn
 from stdnum import luhn
@@ -24,6 +25,8 @@ from station.protocol.demo_data import (
     SURNAMES,
     demo_billers,
     demo_birth_year,
+    demo_risk_level,
+    demo_wmp_products,
 )
 from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from station.protocol.money import AmountError, parse_amount
@@ -46,6 +49,7 @@ from sync_server.db import (
     ServerSetting,
     Station,
     Transfer,
+    WmpProduct,
     db_proxy,
     is_postgres,
 )
@@ -55,7 +59,7 @@ from sync_server.lifecycle import (
     operator_text,
     record_event,
 )
-from sync_server.policy import DEFAULT_SERVER_POLICY, clock_offset_flagged, server_policy
+from sync_server.policy import DEFAULT_SERVER_POLICY, clock_offset_flagged, server_policy, station_policy
 from sync_server.service import new_enrollment_code
 
 BANK_BOOKING = "BANK"
@@ -523,7 +527,7 @@ def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS
                 card_number=None if index % 5 == 4 else card_body + luhn.calc_check_digit(card_body),
                 passbook_number=f"88{digits}{index:06d}", pin_verifier=verifier, status="active",
                 balance_fen=rng.randrange(2_000, 60_000) * 100, home_stations=homes,
-                birth_year=demo_birth_year(index),
+                birth_year=demo_birth_year(index), risk_level=demo_risk_level(index),
             ))
             if index % 3 == 0:
                 payees[account_id] = [(payee_body + luhn.calc_check_digit(payee_body),
@@ -542,4 +546,8 @@ def load_demo_data(station_ids: list[str]) -> dict:
                            created_at=utc_text(datetime.now(UTC)))
     rows, payees = demo_customer_rows(station_ids)
     import_customers(rows, payees)
+    # Wealth-management products open around today (bank-local): kept as they are when already there.
+    today = datetime.now(ZoneInfo(station_policy(server_policy())["timezone"])).date()
+    for product in demo_wmp_products(today):
+        WmpProduct.insert(**product).on_conflict(conflict_target=[WmpProduct.code], action="NOTHING").execute()
     return {"stations": station_ids, "customers": len(rows), "billers": Biller.select().count()}

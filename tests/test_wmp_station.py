@@ -147,3 +147,25 @@ def test_the_touchscreen_walks_an_order_to_its_receipt(station, open_drawer, ui_
     assert (op.amount_fen, op.debit_fen, op.details) == (12_000, 12_000, {"product": "WM-01", "risk_level": 2,
                                                                          "warned": True})
     assert Operation.select().where(Operation.type == "wmp_order").count() == 1
+
+
+def test_the_demo_products_keep_the_banks_rules_and_the_station_reads_them():
+    from datetime import date
+
+    from station.protocol.demo_data import demo_wmp_products
+    from station.protocol.wmp import catalogue_item as station_item
+    from station.protocol.wmp import promises_returns
+
+    products = demo_wmp_products(date(2026, 11, 3))
+    assert [p["opens_on"] for p in products] == ["2026-10-27"] * 3
+    for product in products:
+        assert not promises_returns(product["description_zh"]) and not promises_returns(product["description_en"])
+        assert station_item(product) is not None and product["min_fen"] <= product["quota_fen"]
+
+
+@pytest.mark.parametrize("text", ["年化收益率4.5%", "保本保息", "预期收益稳定", "Guaranteed return", "3.2% a year",
+                                  "We recommend it", "risk-free", "an annualised yield"])
+def test_a_description_that_promises_or_advises_is_refused(text):
+    from station.protocol.wmp import promises_returns
+
+    assert promises_returns(text)
