@@ -720,12 +720,21 @@ class Applier:
                 self._uncount(original, legs)
         return outcome
 
+    def load_products(self, payloads: list[dict]) -> None:
+        """Read (and on PostgreSQL lock, in code order, so that two batches never wait for each other in a cycle)
+        the wealth-management products the batch's orders name: two stations' batches never sell the same quota
+        twice."""
+        codes = sorted({p["product"] for p in payloads if isinstance(p, dict) and p.get("type") == EntryType.WMP_ORDER
+                        and fits(Kind.ID, p.get("product"))})
+        self._products.update(dict.fromkeys(codes))
+        for start in range(0, len(codes), 1000):
+            query = WmpProduct.select().where(WmpProduct.code.in_(codes[start:start + 1000])).order_by(WmpProduct.code)
+            self._products.update({row.code: row for row in (query.for_update() if is_postgres() else query)})
+
     def wmp_product(self, code: str) -> WmpProduct | None:
-        """The product ``code`` (read once per batch; on PostgreSQL its row is locked, so two stations' batches
-        never sell the same quota twice)."""
+        """The product ``code`` (``load_products`` read it; read here when the batch did not name it up front)."""
         if code not in self._products:
-            query = WmpProduct.select().where(WmpProduct.code == code)
-            self._products[code] = (query.for_update() if is_postgres() else query).first()
+            self.load_products([{"type": EntryType.WMP_ORDER, "product": code}])
         return self._products[code]
 
     def _wmp_order(self, seq, p):
