@@ -217,6 +217,9 @@ class Customer(BaseModel):
     #: As the bank sends it (None: unknown): a customer of ``elderly_age`` or more is asked to call family at the
     #: fraud warning.
     birth_year = IntegerField(null=True)
+    #: The risk-assessment level the bank sends, 1 to 5 (None: not assessed): a wealth-management order needs it
+    #: at least the product's (``station.wmp``).
+    risk_level = IntegerField(null=True)
 
 
 class Payee(BaseModel):
@@ -247,6 +250,22 @@ class Biller(BaseModel):
     min_fen = IntegerField(default=100)
     max_fen = IntegerField(default=200_000)
     denominations = JSONField(null=True)
+
+
+class WmpProduct(BaseModel):
+    """One open wealth-management product of the bank's catalogue (``station.protocol.wmp.catalogue_item``): the
+    window is of bank-local dates, both ends included."""
+
+    code = CharField(primary_key=True)
+    name_zh = CharField()
+    name_en = CharField()
+    risk_level = IntegerField()
+    min_fen = IntegerField()
+    step_fen = IntegerField()
+    opens_on = CharField()
+    closes_on = CharField()
+    description_zh = CharField()
+    description_en = CharField()
 
 
 class BusinessDay(BaseModel):
@@ -348,7 +367,7 @@ class VoiceAnswer(BaseModel):
 
 
 MODELS = [Setting, Agent, Customer, Payee, BlockedPayee, Biller, BusinessDay, JournalEntry, Operation, PrintedReceipt,
-          BankAuthorization, VoiceAnswer]
+          BankAuthorization, VoiceAnswer, WmpProduct]
 
 SCHEMA_HISTORY_DDL = (
     'CREATE TABLE IF NOT EXISTS "schema_version" ("version" INTEGER NOT NULL PRIMARY KEY, '
@@ -480,8 +499,24 @@ def _voice_answers(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
                          '"answered_at" TEXT NOT NULL, "read_at" TEXT)')
 
 
+#: Migration 5 exactly as written (issue 14: wealth-management products).
+WMP_SCHEMA = [
+    'CREATE TABLE "wmp_product" ("code" VARCHAR(255) NOT NULL PRIMARY KEY, "name_zh" VARCHAR(255) NOT NULL, '
+    '"name_en" VARCHAR(255) NOT NULL, "risk_level" INTEGER NOT NULL, "min_fen" INTEGER NOT NULL, "step_fen" INTEGER '
+    'NOT NULL, "opens_on" VARCHAR(255) NOT NULL, "closes_on" VARCHAR(255) NOT NULL, "description_zh" VARCHAR(255) '
+    'NOT NULL, "description_en" VARCHAR(255) NOT NULL)',
+    'ALTER TABLE "customer" ADD COLUMN "risk_level" INTEGER',
+]
+
+
+def _wealth_products(database: SqliteDatabase, migrator: SqliteMigrator) -> None:
+    """Wealth-management products: the bank's open catalogue and the customer's risk-assessment level."""
+    for sql in WMP_SCHEMA:
+        database.execute_sql(sql)
+
+
 #: Ordered: the migration at index i brings the schema to version i + 1. Append; never edit a released one.
-MIGRATIONS = [_release_1, _online_authorizations, _customer_birth_year, _voice_answers]
+MIGRATIONS = [_release_1, _online_authorizations, _customer_birth_year, _voice_answers, _wealth_products]
 
 
 def migrate_database(database: SqliteDatabase) -> list[int]:

@@ -288,6 +288,38 @@ class TopUpDenominationRule(StationError):
     template = N_("Mobile top-up comes only in these amounts: %(choices)s yuan.")
 
 
+class UnknownWmpProduct(StationError):
+    code = "unknown_wmp_product"
+    template = N_("This product is not in the bank's catalogue at this station.")
+
+
+class WmpWindowClosed(StationError):
+    code = "wmp_window_closed"
+    template = N_("This product takes orders from %(opens)s to %(closes)s only.")
+
+
+class WmpRiskLevelTooLow(StationError):
+    code = "wmp_risk_level_too_low"
+    template = N_("This product is risk level R%(product)s; the customer's risk assessment is R%(customer)s. The order "
+                  "cannot be taken.")
+
+
+class WmpNotAssessed(StationError):
+    code = "wmp_not_assessed"
+    template = N_("The bank has no risk assessment for this customer: no wealth product can be ordered. The customer "
+                  "can be assessed at a branch.")
+
+
+class WmpAmountRule(StationError):
+    code = "wmp_amount_rule"
+    template = N_("For this product the amount is at least %(minimum)s yuan, then in steps of %(step)s yuan.")
+
+
+class WmpRiskStatementRequired(StationError):
+    code = "wmp_risk_statement_required"
+    template = N_("Read the risk statement with the customer first.")
+
+
 class OverTransactionLimit(StationError):
     code = "over_transaction_limit"
     template = N_("The most for one %(operation)s is %(limit)s yuan.")
@@ -560,4 +592,9 @@ REJECTION_REASONS = {
     "complaint_bad_business": N_("the business complained about is missing, too long or not one line"),
     "complaint_bad_details": N_("what happened is too long, not one line, or missing for 'other'"),
     "complaint_bad_number": N_("the complaint number is not this station's for this record"),
+    "unknown_product": N_("the bank does not know the product"),
+    "window_closed": N_("the product was not open for orders (its window had closed, or the bank closed it)"),
+    "sold_out": N_("the product was sold out"),
+    "risk_level_too_low": N_("the customer's risk assessment is below the product's risk level"),
+    "risk_statement_unread": N_("the risk statement was not read with the customer"),
 }

@@ -64,6 +64,13 @@ COMPLAINT_CATEGORIES_PRINTED = {
     "false_advertising": ("虚假宣传", "False advertising"), "service": ("服务", "Service"),
     "food_safety": ("食品安全", "Food safety"), "other": ("其他", "Other"),
 }
+#: A wealth-product order's states: the bank confirms or refuses it at sync; a refused one took nothing.
+_WMP_STATES = {
+    OperationState.RECORDED: ("申购已记录，等待银行确认", "Order recorded, waiting for the bank's confirmation"),
+    OperationState.SETTLED: ("银行已确认申购", "Order confirmed by the bank"),
+    OperationState.REJECTED: ("银行未受理申购", "Order refused by the bank"),
+}
+_WMP_RELEASED = ("款项已释放", "The money is released.")
 
 
 class QrTooLarge(ValueError):
@@ -154,6 +161,12 @@ def _status_label(sheet: ReceiptSheet) -> tuple[str, str]:
         return _TRANSFER_STOPPED
     if receipt.type == EntryType.COMPLAINT_12315:
         return _COMPLAINT_RECORDED
+    if receipt.type == EntryType.WMP_ORDER and receipt.status in _WMP_STATES:
+        zh, en = _WMP_STATES[receipt.status]
+        if receipt.status == OperationState.REJECTED:
+            reason = sheet.rejection or ("", "")
+            zh, en = f"{zh}：{reason[0]}；{_WMP_RELEASED[0]}", f"{en}: {reason[1]}. {_WMP_RELEASED[1]}"
+        return zh, en
     label = STATE_LABELS.get(receipt.status)
     zh, en = label.printed if label else (receipt.status, receipt.status)
     if receipt.status == OperationState.REJECTED and sheet.rejection:
@@ -215,6 +228,10 @@ def _detail_lines(sheet: ReceiptSheet) -> list[str]:
         lines += _field("被投诉方 Business", str(details.get("business", "")))
         if details.get("details"):
             lines += _field("经过 What happened", str(details["details"]))
+    elif receipt.type == EntryType.WMP_ORDER:
+        lines += _field("产品 Product", str(details.get("product", "")))
+        lines += _field("风险等级 Risk level", f"R{details.get('risk_level', '')}")
+        lines += _field("风险揭示 Risk statement", "已阅读 read" if details.get("warned") else "")
     return lines
 
 

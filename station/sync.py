@@ -36,7 +36,7 @@ from peewee import OperationalError
 from station.agents import MAX_AGENT_NAME
 from station.business_day import drawer_cash
 from station.context import SIGNING_KEY_FILE, Station, bound_station, holds_station
-from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee
+from station.db import Biller, BlockedPayee, Customer, JournalEntry, Operation, Payee, WmpProduct
 from station.device_state import CLOCK_CORRECTED_SETTING, clock_floor, clock_not_set, device_state, revocation
 from station.errors import StorageFull
 from station.feedback import apply_answers
@@ -56,6 +56,7 @@ from station.protocol.tokens import (
     public_jwk,
     unverified_payload,
 )
+from station.protocol.wmp import catalogue_item
 from station.rotation import rotate_key
 from station.storage import is_storage_full, note_storage_full, storage_full
 
@@ -526,6 +527,11 @@ def _locked_since(acked_through: int) -> set[str]:
     return locked
 
 
+def _risk_level(value) -> int | None:
+    """A downlinked risk-assessment level as the station keeps it: 1 to 5, else not assessed (None)."""
+    return value if is_integer(value) and 1 <= value <= 5 else None
+
+
 def _birth_year(value) -> int | None:
     """A downlinked birth year as the station keeps it: a plausible year, else unknown (None)."""
     return value if is_integer(value) and 1900 <= value <= 2100 else None
@@ -533,8 +539,9 @@ def _birth_year(value) -> int | None:
 
 @bound_station
 def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time: datetime) -> None:
-    """Policy, customers (allowance as of ``acked_through``), payees, billers, blocked payees and the bank's answers
-    to customer voice (``voice_answers``: ``station.feedback.apply_answers``).
+    """Policy, customers (allowance as of ``acked_through``), payees, billers, blocked payees, the open
+    wealth-management products and the bank's answers to customer voice (``voice_answers``:
+    ``station.feedback.apply_answers``).
 
     A delta (``since``: what changed since the downlink the station applied) carries only the members that changed
     and the customers the bank no longer serves here (``customers_removed``); the rest stays as it is."""
@@ -555,6 +562,14 @@ def apply_downlink(st: Station, downlink: dict, acked_through: int, server_time:
         BlockedPayee.delete().execute()
         for account in downlink["blocked_payees"]:
             BlockedPayee.create(account=account, reason="blocked by the bank")
+    if "wmp_products" in downlink:
+        # The open catalogue as a whole: a product the bank closed is gone from it, so from the station. A product
+        # the station cannot read is left out rather than shown (``catalogue_item``).
+        listed = downlink["wmp_products"] if isinstance(downlink["wmp_products"], list) else []
+        products = {item["code"]: item for item in map(catalogue_item, listed) if item is not None}
+        WmpProduct.delete().execute()
+        if products:
+            WmpProduct.insert_many(list(products.values())).execute()
     if downlink.get("customers_removed"):
         Customer.update(allowance_fen=0, allowance_seq=acked_through).where(
             Customer.account_id.in_(downlink["customers_removed"]) & (Customer.allowance_fen > 0)).execute()
@@ -584,6 +599,7 @@ def _apply_customers(downlink: dict, acked_through: int, server_time: datetime) 
             allowance_fen=int(item.get("allowance_fen", 0)), allowance_seq=acked_through,
             balance_fen=item.get("balance_fen"), balance_as_of=server_time, balance_seq=acked_through,
             birth_year=_birth_year(item.get("birth_year")),
+            risk_level=_risk_level(item.get("risk_level")),
         )
         for number_field in (Customer.card_number, Customer.passbook_number):
             number = fields[number_field.name]

@@ -13,6 +13,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from peewee import fn
 from stdnum import luhn
@@ -24,6 +25,8 @@ from station.protocol.demo_data import (
     SURNAMES,
     demo_billers,
     demo_birth_year,
+    demo_risk_level,
+    demo_wmp_products,
 )
 from station.protocol.enrollment_qr import STATION_ID_PATTERN
 from station.protocol.money import AmountError, parse_amount
@@ -46,6 +49,7 @@ from sync_server.db import (
     ServerSetting,
     Station,
     Transfer,
+    WmpProduct,
     db_proxy,
     is_postgres,
 )
@@ -55,7 +59,7 @@ from sync_server.lifecycle import (
     operator_text,
     record_event,
 )
-from sync_server.policy import DEFAULT_SERVER_POLICY, clock_offset_flagged, server_policy
+from sync_server.policy import DEFAULT_SERVER_POLICY, clock_offset_flagged, server_policy, station_policy
 from sync_server.service import new_enrollment_code
 
 BANK_BOOKING = "BANK"
@@ -247,7 +251,7 @@ def block_payee(account: str, reason: str = "") -> None:
 
 # -- customers ----------------------------------------------------------------------------------------------
 CUSTOMER_COLUMNS = ("account_id", "name", "card_number", "passbook_number", "pin", "balance", "home_stations",
-                    "birth_year")
+                    "birth_year", "risk_level")
 
 
 def _bank_booking(legs: list[tuple[str, int, str]]) -> None:
@@ -303,12 +307,16 @@ def parse_customers_csv(text: str, *, pin_log2_n: int | None = None) -> list[dic
         birth_year = (row.get("birth_year") or "").strip()
         if birth_year and not (re.fullmatch(r"\d{4}", birth_year) and 1900 <= int(birth_year) <= 2100):
             problems.append("birth_year must be a year such as 1948")
+        risk_level = (row.get("risk_level") or "").strip().upper().removeprefix("R")
+        if risk_level and risk_level not in ("1", "2", "3", "4", "5"):
+            problems.append("risk_level must be 1 to 5 (R1 to R5), or empty when not assessed")
         if problems:
             errors.append(RowError(line, "; ".join(problems)))
             continue
         rows.append(dict(account_id=account_id, name=name, card_number=card, passbook_number=passbook,
                          pin=pin, pin_verifier=verifier, balance_fen=balance, home_stations=homes,
                          birth_year=int(birth_year) if birth_year else None,
+                         risk_level=int(risk_level) if risk_level else None,
                          status=(row.get("status") or "active").strip() or "active"))
     if errors:
         raise ImportFailed(errors)
@@ -330,6 +338,7 @@ def import_customers(rows: list[dict], payees: dict[str, list[tuple[str, str]]] 
         for row in rows:
             data = {k: row[k] for k in ("name", "card_number", "passbook_number", "pin_verifier", "status")}
             data["birth_year"] = row.get("birth_year")
+            data["risk_level"] = row.get("risk_level")
             existing = Customer.get_or_none(Customer.account_id == row["account_id"])
             if existing is None:
                 Customer.create(account_id=row["account_id"], **data)
@@ -519,7 +528,7 @@ def demo_customer_rows(station_ids: list[str], per_station: int = DEMO_CUSTOMERS
                 card_number=None if index % 5 == 4 else card_body + luhn.calc_check_digit(card_body),
                 passbook_number=f"88{digits}{index:06d}", pin_verifier=verifier, status="active",
                 balance_fen=rng.randrange(2_000, 60_000) * 100, home_stations=homes,
-                birth_year=demo_birth_year(index),
+                birth_year=demo_birth_year(index), risk_level=demo_risk_level(index),
             ))
             if index % 3 == 0:
                 payees[account_id] = [(payee_body + luhn.calc_check_digit(payee_body),
@@ -538,4 +547,8 @@ def load_demo_data(station_ids: list[str]) -> dict:
                            created_at=utc_text(datetime.now(UTC)))
     rows, payees = demo_customer_rows(station_ids)
     import_customers(rows, payees)
+    # Wealth-management products open around today (bank-local): kept as they are when already there.
+    today = datetime.now(ZoneInfo(station_policy(server_policy())["timezone"])).date()
+    for product in demo_wmp_products(today):
+        WmpProduct.insert(**product).on_conflict(conflict_target=[WmpProduct.code], action="NOTHING").execute()
     return {"stations": station_ids, "customers": len(rows), "billers": Biller.select().count()}

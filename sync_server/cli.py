@@ -351,7 +351,7 @@ def recon_items_list(database_url, station_id, as_json):
 
 @cli.group()
 def customers():
-    """Customers: import from CSV."""
+    """Customers: import from CSV, record a risk-assessment level."""
 
 
 @customers.command("import")
@@ -359,7 +359,7 @@ def customers():
 @click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
 def customers_import(database_url, csv_file):
     """Import customers (columns: account_id,name,card_number,passbook_number,pin,balance,home_stations;
-    optional birth_year).
+    optional birth_year, risk_level 1 to 5).
 
     Example: sync-server customers import customers.csv
     """
@@ -368,6 +368,84 @@ def customers_import(database_url, csv_file):
     open_database(database_url)
     rows = _admin_call(parse_customers_csv, Path(csv_file).read_text(encoding="utf-8-sig"))
     click.echo(f"Imported {import_customers(rows)} customers.")
+
+
+@customers.command("risk-level")
+@database_option
+@click.argument("account_id")
+@click.argument("level")
+def customers_risk_level(database_url, account_id, level):
+    """Record a customer's risk-assessment level: 1 to 5 (or R1 to R5), or none when it lapsed. Sent down with the
+    next sync; a wealth-product order needs it at least the product's risk level.
+
+    Example: sync-server customers risk-level DM00010001 R3
+    """
+    from sync_server.wmp import set_risk_level
+
+    open_database(database_url)
+    value = _admin_call(set_risk_level, account_id, level)
+    click.echo(f"Customer {account_id}: risk level {'R' + str(value) if value else 'none (not assessed)'}.")
+
+
+@cli.group()
+def wmp():
+    """Wealth-management products (理财) sold at the stations: add, list, close."""
+
+
+@wmp.command("add")
+@database_option
+@click.argument("code")
+@click.option("--name-zh", required=True, help="Chinese name, at most 30 characters.")
+@click.option("--name-en", required=True, help="English name, at most 30 characters.")
+@click.option("--risk", "risk_level", required=True, type=click.IntRange(1, 5), help="Risk level 1 to 5 (R1-R5).")
+@click.option("--min", "minimum", required=True, help="Smallest order, in yuan.")
+@click.option("--step", required=True, help="Orders go up from the minimum in steps of this, in yuan.")
+@click.option("--opens", "opens_on", required=True, help="First day of the subscription window (bank-local date).")
+@click.option("--closes", "closes_on", required=True, help="Last day of the window (bank-local date, included).")
+@click.option("--quota", required=True, help="How much may be sold in all, in yuan.")
+@click.option("--description-zh", required=True, help="Plain description in Chinese; no rates, no promises.")
+@click.option("--description-en", required=True, help="Plain description in English; no rates, no promises.")
+def wmp_add(database_url, code, **fields):
+    """Add a product; stations show it from their next sync while its window is open. Products are never edited.
+
+    Example: sync-server wmp add WM-2026-12 --name-zh 稳健理财12月 --name-en "Steady Dec" --risk 2 --min 1000
+    --step 100 --opens 2026-12-01 --closes 2026-12-07 --quota 5000000 --description-zh "..." --description-en "..."
+    """
+    from sync_server.wmp import add_product
+
+    open_database(database_url)
+    product = _admin_call(add_product, code, **fields)
+    click.echo(f"Product {product.code} added (R{product.risk_level}, {product.opens_on} to {product.closes_on}).")
+
+
+@wmp.command("list")
+@database_option
+@click.option("--json", "as_json", is_flag=True)
+def wmp_list(database_url, as_json):
+    """List the products: code, status, risk level, minimum, step and quota left (fen), window, names.
+
+    Example: sync-server wmp list --json
+    """
+    from sync_server.wmp import list_products
+
+    open_database(database_url)
+    _echo_rows(list_products(), as_json, ("code", "status", "risk_level", "min_fen", "step_fen", "quota_fen",
+                                          "opens_on", "closes_on", "name_zh", "name_en"))
+
+
+@wmp.command("close")
+@database_option
+@click.argument("code")
+def wmp_close(database_url, code):
+    """Stop selling a product now: stations drop it at their next sync; later orders are refused (window_closed).
+
+    Example: sync-server wmp close WM-2026-12
+    """
+    from sync_server.wmp import close_product
+
+    open_database(database_url)
+    _admin_call(close_product, code)
+    click.echo(f"Product {code} closed.")
 
 
 @cli.group()

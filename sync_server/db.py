@@ -191,6 +191,9 @@ class Customer(BaseModel):
     pin_verifier = CharField()
     #: Sent down to the stations: the fraud warning asks to call an elderly customer's family (None: unknown).
     birth_year = IntegerField(null=True)
+    #: The customer's risk-assessment level, 1 (cautious) to 5 (aggressive), from the bank's questionnaire; a
+    #: wealth-management order needs it at least the product's (None: not assessed, no product may be ordered).
+    risk_level = IntegerField(null=True, constraints=[Check("risk_level BETWEEN 1 AND 5")])
 
 
 class HomeStation(BaseModel):
@@ -227,6 +230,30 @@ class Biller(BaseModel):
     min_fen = BigIntegerField(default=100)
     max_fen = BigIntegerField(default=200_000)
     denominations = JSONField(null=True)
+
+
+WMP_STATUSES = ("open", "closed")
+
+
+class WmpProduct(BaseModel):
+    """A wealth-management product the bank sells at its stations (``sync_server.wmp``).
+
+    The subscription window is of bank-local dates (the policy's ``timezone``), both ends included. ``quota_fen``
+    is what is left to sell: each settled order takes its amount off, and an order beyond it is ``sold_out``.
+    """
+
+    code = CharField(primary_key=True)
+    name_zh = CharField()
+    name_en = CharField()
+    risk_level = IntegerField(constraints=[Check("risk_level BETWEEN 1 AND 5")])
+    min_fen = BigIntegerField(constraints=[Check("min_fen > 0")])
+    step_fen = BigIntegerField(constraints=[Check("step_fen > 0")])
+    opens_on = CharField()
+    closes_on = CharField()
+    quota_fen = BigIntegerField(constraints=[Check("quota_fen >= 0")])
+    description_zh = CharField()
+    description_en = CharField()
+    status = CharField(default="open", constraints=[Check("status IN ('open', 'closed')")])
 
 
 class Hold(BaseModel):
@@ -594,7 +621,7 @@ MODELS = [SchemaVersion, ServerSetting, Station, EnrollmentCode, Account, Custom
           BlockedPayee, Biller, Hold, Entry, Posting, Transfer, SeenTxn, DailyTotal, ReconItem, StationTail,
           ReconException, ReconEvent, BillerFile, BillerLine, StationKey, StationEvent, StationFork, Authorization,
           AuthorizationNonce, DownlinkState, DownlinkItem, VoiceEvent, BankUser, EntryTime, EntryTimeMark, Complaint,
-          ComplaintEvent]
+          ComplaintEvent, WmpProduct]
 
 
 # -- connection -----------------------------------------------------------------------------------------------
@@ -1294,3 +1321,26 @@ def _migration_14(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_14)
+
+
+#: Release 15: wealth-management products (``sync_server.wmp``) and the customer's risk-assessment level.
+#: ``{bigint}`` as before.
+RELEASE_15_SCHEMA = [
+    """CREATE TABLE "wmp_product" ("code" VARCHAR(255) NOT NULL PRIMARY KEY, "name_zh" VARCHAR(255) NOT NULL,
+       "name_en" VARCHAR(255) NOT NULL, "risk_level" INTEGER NOT NULL CHECK (risk_level BETWEEN 1 AND 5),
+       "min_fen" {bigint} NOT NULL CHECK (min_fen > 0), "step_fen" {bigint} NOT NULL CHECK (step_fen > 0),
+       "opens_on" VARCHAR(255) NOT NULL, "closes_on" VARCHAR(255) NOT NULL, "quota_fen" {bigint} NOT NULL
+       CHECK (quota_fen >= 0), "description_zh" VARCHAR(255) NOT NULL, "description_en" VARCHAR(255) NOT NULL,
+       "status" VARCHAR(255) NOT NULL CHECK (status IN ('open', 'closed')))""",
+    'ALTER TABLE "customer" ADD COLUMN "risk_level" INTEGER CHECK (risk_level BETWEEN 1 AND 5)',
+]
+
+
+def _migration_15(database: Database, migrator: SchemaMigrator) -> None:
+    """Wealth-management products and the customer's risk-assessment level."""
+    types = {"bigint": "BIGINT"} if is_postgres(database) else {"bigint": "INTEGER"}
+    for sql in RELEASE_15_SCHEMA:
+        database.execute_sql(" ".join(sql.format(**types).split()))
+
+
+MIGRATIONS.append(_migration_15)

@@ -1,5 +1,6 @@
-"""The downlink: what the bank sends a station with each ack (policy, its customers with their allowances and PIN
-verifiers, billers, blocked and known payees, the bank's answers to its customers' voice, server time).
+"""The downlink: what the bank sends a station with each ack (policy, its customers with their allowances, PIN
+verifiers and risk-assessment levels, billers, blocked and known payees, the open wealth-management products, the
+bank's answers to its customers' voice, server time).
 
 Invariant: a station is sent only the customers it calls home, each with the allowance the bank holds for it at
 that station (``refresh_allowances`` decides both; ``build_downlink`` only reports them), so what the station may
@@ -9,7 +10,7 @@ pay out offline always equals the hold the bank placed. Between the batches of o
 from __future__ import annotations
 
 from sync_server.book import Book
-from sync_server.db import Biller, BlockedPayee, KnownPayee
+from sync_server.db import Biller, BlockedPayee, KnownPayee, WmpProduct
 from sync_server.voice import station_answers
 
 
@@ -47,6 +48,8 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
         })
         if customer.birth_year is not None:
             customers[-1]["birth_year"] = customer.birth_year
+        if customer.risk_level is not None:
+            customers[-1]["risk_level"] = customer.risk_level
     if partial:
         downlink["customers"] = customers
         return downlink
@@ -59,6 +62,16 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
         customers=customers,
         billers=billers,
         blocked_payees=[b.account for b in BlockedPayee.select().order_by(BlockedPayee.account)],
+        wmp_products=open_catalogue(),
         voice_answers=station_answers(book.station_id),
     )
     return downlink
+
+
+def open_catalogue() -> list[dict]:
+    """The open wealth-management products as the downlink carries them (``wmp_products``): no quota, since what
+    is left to sell is the bank's to check at sync (``sold_out``)."""
+    return [{"code": p.code, "name_zh": p.name_zh, "name_en": p.name_en, "risk_level": p.risk_level,
+             "min_fen": p.min_fen, "step_fen": p.step_fen, "opens_on": p.opens_on, "closes_on": p.closes_on,
+             "description_zh": p.description_zh, "description_en": p.description_en}
+            for p in WmpProduct.select().where(WmpProduct.status == "open").order_by(WmpProduct.code)]

@@ -3,9 +3,9 @@
 Every downlink to a station of this release has a version, one more than the last the bank made for it
 (``downlink_state.version``). The station applies a downlink only when its version is newer than the last one it
 applied, and names that one in its next batch (``downlink_applied``, 0 for none). The bank keeps, per station and
-item (``policy``, ``billers``, ``blocked_payees``, ``voice_answers``, ``customer:<account id>``), a digest of what
-it last sent and the version that carried it (``downlink_item``), and answers with a **delta** (``"since": A``):
-only the items that changed, and the customers it no longer serves there (``customers_removed``).
+item (``policy``, ``billers``, ``blocked_payees``, ``wmp_products``, ``voice_answers``, ``customer:<account id>``),
+a digest of what it last sent and the version that carried it (``downlink_item``), and answers with a **delta**
+(``"since": A``): only the items that changed, and the customers it no longer serves there (``customers_removed``).
 
 Invariant: once the station has applied version A, it holds exactly the stored digest of every item whose stored
 version is at most A. Each delta keeps it, by sending an item again when
@@ -42,7 +42,7 @@ from sync_server.db import DownlinkItem, DownlinkState, Posting, arg, cached_row
 
 CUSTOMER = "customer:"
 #: The downlink members kept as one item each (sent whole when any part of them changed).
-WHOLE_ITEMS = ("policy", "billers", "blocked_payees", "voice_answers")
+WHOLE_ITEMS = ("policy", "billers", "blocked_payees", "wmp_products", "voice_answers")
 
 
 def _digest(value) -> str:

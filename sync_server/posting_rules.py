@@ -41,7 +41,9 @@ The order of the checks, the first failing one giving the reason:
    ``max_unsynced_fen`` or ``max_unsynced_count``; ``over_deposit_limit``: a deposit taking the station's
    deposits of the local day past ``deposit_station_daily_fen``.
 A rejected debit that is well-formed also becomes a reconciliation item ``rejected_offline_debit`` (the agent may
-already have paid the cash out; ``recon_item``). A customer's wrong-PIN lockout applies at the bank only for a home
+already have paid the cash out; ``recon_item``), except a wealth-product order, whose refusal takes nothing and pays
+nothing out. A wealth-product order (``wmp_order``) has its own checks before check 4 (``_wmp_order``:
+``station.protocol.wmp``). A customer's wrong-PIN lockout applies at the bank only for a home
 customer of the station (else ``not_authorized``). Commission (``Applier._commission``) is earned only on an
 amount of at least ``commission_min_amount_fen[type]`` and at most ``commission_daily_cap_fen`` per agent per
 station per local day; past them the operation still settles, without commission.
@@ -91,6 +93,14 @@ from station.protocol.policy import DEFAULT_POLICY
 from station.protocol.scams import matched_markers, warning_for
 from station.protocol.times import parse_utc, utc_text
 from station.protocol.tokens import rotation_key, unverified_payload
+from station.protocol.wmp import (
+    RISK_STATEMENT_UNREAD,
+    SOLD_OUT,
+    UNKNOWN_PRODUCT,
+    amount_problem,
+    risk_problem,
+    window_problem,
+)
 from sync_server.book import Book, LedgerError, insert_new_rows, present_values, station_account, upsert_rows
 from sync_server.db import (
     Authorization,
@@ -106,6 +116,8 @@ from sync_server.db import (
     ReconItem,
     SeenTxn,
     Transfer,
+    WmpProduct,
+    is_postgres,
 )
 from sync_server.unlock_codes import code_issued
 
@@ -196,6 +208,10 @@ class Applier:
         #: auth_id -> the seq of the entry that used it.
         self.authorizations: dict[str, Authorization] = {}
         self.used_authorizations: dict[str, int] = {}
+        #: Wealth-management products the batch's orders name (``wmp_product``: None for an unknown code), and what
+        #: this batch's settled orders took off each one's quota (written by ``write``).
+        self._products: dict[str, WmpProduct | None] = {}
+        self.wmp_sold: dict[str, int] = {}
 
     def already_reversed(self, ref_txn: str) -> bool:
         """Whether a settled reversal of ``ref_txn`` exists at this station, in this batch or in the database.
@@ -274,7 +290,10 @@ class Applier:
             outcome = self.HANDLERS[EntryType(payload["type"])](self, seq, payload)
             if outcome.outcome == "settled" and payload["type"] in LIMITED_TYPES:
                 self._count(payload, 1)
-        if problem is None and outcome.outcome == "rejected" and self._debits_customer(payload):
+        # A refused wealth-product order is the bank's ordinary answer (nothing was paid out, nothing is taken):
+        # no reconciliation item.
+        if (problem is None and outcome.outcome == "rejected" and self._debits_customer(payload)
+                and payload["type"] != EntryType.WMP_ORDER):
             self.recon_rows.append(dict(
                 station_id=self.station_id, seq=seq, kind=REJECTED_OFFLINE_DEBIT, account_id=payload.get("account"),
                 amount_fen=payload["amount"] + payload.get("fee", 0), reason=outcome.reason, created_at=self.book.now))
@@ -706,6 +725,57 @@ class Applier:
                 self._uncount(original, legs)
         return outcome
 
+    def load_products(self, payloads: list[dict]) -> None:
+        """Read (and on PostgreSQL lock, in code order, so that two batches never wait for each other in a cycle)
+        the wealth-management products the batch's orders name: two stations' batches never sell the same quota
+        twice."""
+        codes = sorted({p["product"] for p in payloads if isinstance(p, dict) and p.get("type") == EntryType.WMP_ORDER
+                        and fits(Kind.ID, p.get("product"))})
+        self._products.update(dict.fromkeys(codes))
+        for start in range(0, len(codes), 1000):
+            query = WmpProduct.select().where(WmpProduct.code.in_(codes[start:start + 1000])).order_by(WmpProduct.code)
+            self._products.update({row.code: row for row in (query.for_update() if is_postgres() else query)})
+
+    def wmp_product(self, code: str) -> WmpProduct | None:
+        """The product ``code`` (``load_products`` read it; read here when the batch did not name it up front)."""
+        if code not in self._products:
+            self.load_products([{"type": EntryType.WMP_ORDER, "product": code}])
+        return self._products[code]
+
+    def _wmp_order(self, seq, p):
+        """A wealth-management order (``station.protocol.wmp``): the customer's, with the risk statement read
+        (``risk_statement_unread``), a product of the catalogue (``unknown_product``) open on the entry's local date
+        and on the day it arrives (``window_closed``), the customer's current risk level at least the product's
+        (``risk_level_too_low``), the product's minimum and step (``amount_rule``), its quota left
+        (``sold_out``), then checks 4 to 9 as for every debit. Settled: the customer's account pays the product's
+        subscription account at this station (``wmp_subscriptions:<code>:<station>``, an external clearing account:
+        the money leaves the deposit ledger for the product), and the quota shrinks by the amount."""
+        account = self._customer(p)
+        if account is None:
+            return Outcome("rejected", "unknown_account")
+        if p["warned"] is not True:
+            return Outcome("rejected", RISK_STATEMENT_UNREAD)
+        product = self.wmp_product(p["product"])
+        if product is None:
+            return Outcome("rejected", UNKNOWN_PRODUCT)
+        arrived = parse_utc(self.book.now).astimezone(self.timezone).date().isoformat()
+        sold = self.wmp_sold.get(product.code, 0)
+        refusal = (self._open_account(account)
+                   or (window_problem(product.opens_on, product.closes_on, self._local_date(p))
+                       if product.status == "open" else "window_closed")
+                   or window_problem(product.opens_on, product.closes_on, arrived)
+                   or risk_problem(getattr(self.book.customers.get(account), "risk_level", None), product.risk_level)
+                   or amount_problem(product.min_fen, product.step_fen, p["amount"])
+                   or (SOLD_OUT if p["amount"] > product.quota_fen - sold else None)
+                   or self._authorize_debit(account, EntryType.WMP_ORDER, p))
+        if refusal:
+            return Outcome("rejected", refusal)
+        self.wmp_sold[product.code] = sold + p["amount"]
+        subscriptions = f"wmp_subscriptions:{product.code}:{self.station_id}"
+        self.book.ensure_account(subscriptions, "external_clearing")
+        return Outcome("settled", legs=_legs((account, p["amount"], f"wmp order {product.code}"),
+                                             (subscriptions, -p["amount"], "wmp subscription")))
+
     def _day_open(self, seq, p):
         cash = self.acct("station_cash")
         delta = int(p["amount"]) - self.book.balance(cash)
@@ -813,6 +883,7 @@ class Applier:
         EntryType.KEY_ROTATION: _key_rotation,
         EntryType.CLOCK_CORRECTED: _clock_corrected,
         EntryType.COMPLAINT_12315: _complaint,
+        EntryType.WMP_ORDER: _wmp_order,
     }
 
     # -- writing ----------------------------------------------------------------------------------------------
@@ -840,4 +911,10 @@ class Applier:
                 & Authorization.status.in_(("active", "expired"))).execute()
             if used != 1:
                 raise LedgerError(f"authorization {auth_id} was used meanwhile; the batch was applied elsewhere")
+        for code, amount in sorted(self.wmp_sold.items()):
+            taken = WmpProduct.update(quota_fen=WmpProduct.quota_fen - amount).where(
+                (WmpProduct.code == code) & (WmpProduct.quota_fen >= amount)).execute()
+            if taken != 1:
+                raise LedgerError(f"product {code}: its quota was sold meanwhile; the batch is run again")
+        self.wmp_sold.clear()
         self.book.flush()

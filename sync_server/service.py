@@ -363,6 +363,7 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     applier.load_seen_txns([entry.payload for entry in new_entries])
     applier.load_authorizations([entry.payload for entry in new_entries])
     applier.load_daily_totals([entry.payload for entry in new_entries])
+    applier.load_products([entry.payload for entry in new_entries])
     for entry in new_entries:
         applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
     rejected.update(applier.rejected)  # the new entries' outcomes, as the applier has just decided them

@@ -11,9 +11,9 @@ import pytest
 from test_ui_catalogue import zh_catalogue
 from ui_helpers import login
 
-from station import agents, business_day, complaints, errors, feedback, operations, receipts
+from station import agents, business_day, complaints, errors, feedback, operations, receipts, wmp
 from station.clock import accept_clock
-from station.db import Customer, JournalEntry, Payee
+from station.db import Customer, JournalEntry, Payee, WmpProduct
 from station.demo import DEMO_AGENTS, DEMO_CUSTOMER_PIN
 from station.link import note_failure
 from station.protocol.entry_types import (
@@ -51,7 +51,7 @@ def test_a_station_deposit_is_well_formed():
 
 
 @pytest.mark.parametrize("changes, reason", [
-    ({"type": "wmp_order"}, UNKNOWN_TYPE),
+    ({"type": "insurance_order"}, UNKNOWN_TYPE),
     ({"type": "customer"}, UNKNOWN_TYPE),
     ({"type": 7}, MALFORMED_ENTRY),
     ({"amount": 10.0}, INVALID_AMOUNT),
@@ -134,6 +134,13 @@ def written_by_the_station(st) -> dict[str, dict]:
         operations.stop_transfer(st, session, customer, "6222001234567890123", "公安局安全账户", 20_000, new())
         operations.pay_bill(st, session, None, "ELEC-SGCC", "3300112233", 8_640, new())
         operations.balance_enquiry(st, session, auth, new())
+        # A wealth-product order: the catalogue and the customer's risk level as a downlink would leave them.
+        today = st.local_date().isoformat()
+        WmpProduct.create(code="WM-TEST", name_zh="稳健理财", name_en="Steady", risk_level=2, min_fen=10_000,
+                          step_fen=1_000, opens_on=today, closes_on=today, description_zh="可能亏损本金。",
+                          description_en="The capital can be lost.")
+        Customer.update(risk_level=3).where(Customer.id == customer.id).execute()
+        wmp.place_order(st, session, auth, "WM-TEST", 10_000, new(), risk_statement_read=True)
         operations.reverse(st, supervisor, paid.txn, new(), "Wrong amount")
         feedback.record_feedback(st, session, "praise", "服务很好\n谢谢", new())
         complaints.record_complaint(st, session, "13812345678", "好又多超市", "price", "", True, new())

@@ -497,7 +497,7 @@ def test_the_station_never_signs_an_entry_its_type_does_not_allow(station):
         append_entry(station, "deposit", station.now(), {"agent": "A01", "account": "DM1", "amount": "100"},
                      txn=receipts.new_txn_id())
     with pytest.raises(UnsignableEntry, match="not a known entry type"), station.write():
-        append_entry(station, "wmp_order", station.now(), {"agent": "A01"})
+        append_entry(station, "insurance_order", station.now(), {"agent": "A01"})
     assert journal_head(station) == head
 
 

@@ -357,3 +357,37 @@ def test_no_database_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["report", "settlement", "--database-url", f"sqlite:///{tmp_path}/none.db",
                                       "--date", DAY])
     assert result.exit_code == 2 and "No database" in result.stderr
+
+
+def test_wealth_product_orders_confirmed_and_refused_tie_to_the_ledger(server, tmp_path, clock):
+    """A confirmed order's customer debit and the product's subscription account are counted on their lines; a
+    refused one (sold out) moves nothing, and recon lists no item for it (nothing was paid out)."""
+    from datetime import UTC, datetime
+
+    from station import wmp
+    from sync_server.wmp import add_product, set_risk_level
+
+    server_db()
+    bank_today = datetime.now(UTC).date()
+    add_product("WM-RECON", name_zh="稳健理财", name_en="Steady", risk_level=1, minimum="100", step="100",
+                opens_on=DAY, closes_on=(bank_today + timedelta(days=5)).isoformat(), quota="300",
+                description_zh="可能亏损本金。", description_en="The capital can be lost.")
+    set_risk_level(ACCOUNT, "1")
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    with st.bound():
+        agent, _supervisor = counter(st)
+        business_day.open_day(st, agent, {"10000": 300})
+        confirmed = wmp.place_order(st, agent, authenticated(st, agent), "WM-RECON", "200", receipts.new_txn_id(),
+                                    risk_statement_read=True)
+        refused = wmp.place_order(st, agent, authenticated(st, agent), "WM-RECON", "200", receipts.new_txn_id(),
+                                  risk_statement_read=True)
+        assert sync_once(st).rejected == {refused.seq: "sold_out"}
+    document = json.loads(settlement(server).stdout)
+    assert failing(document) == set() and document["ties"] is True
+    customer_line = next(line for line in document["tie_out"] if line["line"] == "customer")
+    assert customer_line["report_fen"] == customer_line["ledger_fen"] == confirmed.amount_fen
+    if not db_proxy.obj.is_closed():
+        db_proxy.obj.close()
+    result = CliRunner().invoke(cli, ["run", "--database-url", server.database_url, "--format", "json"])
+    found = json.loads(result.stdout)
+    assert not [item for item in found["discrepancies"] if item.get("seq") == refused.seq], found

@@ -20,9 +20,9 @@ from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
-from station import agents, bank_unlock, business_day, feedback, operations, receipts, setup_ui, storage
+from station import agents, bank_unlock, business_day, feedback, operations, receipts, setup_ui, storage, wmp
 from station.app import create_app
-from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee, VoiceAnswer
+from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee, VoiceAnswer, WmpProduct
 from station.demo import DEMO_AGENTS, load_demo_customers
 from station.protocol import key_codecs
 from station.provision import init_station
@@ -32,6 +32,12 @@ from station.sync import ENCRYPTION_KEY_FILE
 #: A long customer name (the bank's data may carry one) and the longest payee name the payee screen accepts.
 LONG_CUSTOMER_NAME = "欧阳阿卜杜热合曼·买买提明江"
 LONG_PAYEE_NAME = "乌鲁木齐市天山区阿卜杜热合曼·买买提明江"
+#: The wealth products of the served station: the longest code a product may have, and the longest description.
+WMP_LONG = "WM-2026-RURAL-REVIVAL-STEADY-01"
+WMP_ABOUT_ZH = ("主要投资于存款、债券等固定收益类资产，产品净值随市场波动，可能亏损本金。"
+                "申购确认后资金按产品说明书运作。客户应根据自身情况独立决定，本服务点不提供任何投资建议。" * 2)[:200]
+WMP_ABOUT_EN = ("Invests mainly in deposits and bonds; its value moves with the market and the capital can be lost. "
+                "The customer decides alone; the station gives no advice on it. " * 2)[:200]
 #: Receipts today before the tests: enough rows that the list must scroll inside its box.
 MANY_RECEIPTS = 30
 
@@ -98,7 +104,8 @@ class Counter:
         return self.setup_base if page is self.setup else self.base
 
     def op(self, kind: str, *, customer: str = "plain", payee=None, amount=None, warning=False,
-           confirm=False, biller=None, ref=None, funding=None, identity=None) -> None:
+           confirm=False, biller=None, ref=None, funding=None, identity=None, product=None,
+           statement=False) -> None:
         """Key an operation in up to a step (each given value submits its step)."""
         self.post(f"/op/{kind}/start")
         if biller is not None:
@@ -107,6 +114,8 @@ class Counter:
                 self.post(f"/op/{kind}/reference", {"reference": ref})
         elif customer is not None:
             self.identify(kind, customer)
+        if product is not None:
+            self.post(f"/op/{kind}/product", {"product": product})
         if payee is not None:
             self.post(f"/op/{kind}/payee", {"payee_account": payee[0], "payee_name": payee[1]})
         if amount is not None:
@@ -115,6 +124,8 @@ class Counter:
             self.post(f"/op/{kind}/identity", {"id_number": identity})
         if warning:
             self.post(f"/op/{kind}/warning", {"decision": "send"})
+        if statement:
+            self.post(f"/op/{kind}/statement", {"read": "yes"})
         if confirm:
             self.post(f"/op/{kind}/confirm", {"funding": funding} if funding else {})
         if funding == "account" and customer is not None:
@@ -439,6 +450,21 @@ def receipt(entry_type, then=None):
     return reach
 
 
+def wmp_receipt(which: str):
+    """The first wealth-product order's receipt (waiting for the bank) or the last's (refused)."""
+    def reach(c):
+        seqs = [e.seq for e in JournalEntry.select().where(JournalEntry.type == "wmp_order").order_by(JournalEntry.seq)]
+        c.go(f"/receipts/{seqs[0] if which == 'waiting' else seqs[-1]}")
+
+    return reach
+
+
+def wmp_level_too_low(c):
+    """The plain customer assessed R1 chooses the R5 product: refused on the product screen."""
+    Customer.update(risk_level=1).where(Customer.id == c.customers["plain"].id).execute()
+    op_refused("wmp_order", "product", {"product": WMP_LONG})(c)
+
+
 def printed_receipt(c):
     seq = c.receipt_of("withdrawal")
     c.go(f"/receipts/{seq}")
@@ -620,12 +646,13 @@ SCREEN_SHOWS = {
     "customer": "#number", "amount": "#amount, .quick", "payee": "#payee_account",
     "warning": "#fraud-warning, #warning-form",
     "confirm": "#summary", "pin": "#pin, #pin-locked", "identity": "#id_number", "biller": ".billers",
-    "reference": "#reference",
+    "reference": "#reference", "product": "#products, #no-products", "statement": "#risk-statement",
     "unlock": "#unlock-form, #unlock-code", "unlock code": "#code-form",
 }
 #: What each part of a state's name promises (the parts are separated by ", "); parts not here promise nothing.
 STATE_SHOWS = {
-    "refused": "#error", "wrong PIN": "#error", "unknown card": "#error", "wrong carrier": "#error",
+    "refused": "#error", "not assessed": "#error", "risk level too low": "#error", "wrong PIN": "#error",
+    "unknown card": "#error", "wrong carrier": "#error",
     "printer error": "#error", "no operation in progress": "#error", "operation half done": "#error",
     "idle logout message": "#error", "failed": "#error", "not a code": "#error", "a code without the server": "#error",
     "PINs differ": "#error", "404": "#error", "404 logged out": "#error",
@@ -759,6 +786,23 @@ CASES = [
     Case("withdrawal pin", "normal", op_step("withdrawal", "pin", amount="500", confirm=True)),
     Case("withdrawal pin", "wrong PIN, long name",
          wrong_customer_pin("withdrawal", customer="long", amount="500", confirm=True)),
+    # wealth product order
+    Case("wmp product", "long name", op_step("wmp_order", "product", customer="long")),
+    Case("wmp product", "large print", with_state("large_print", op_step("wmp_order", "product", customer="long"))),
+    Case("wmp product", "not assessed", op_refused("wmp_order", "product", {"product": "WM-R2-1"},
+                                                   customer="with payee")),
+    Case("wmp product", "risk level too low", wmp_level_too_low),
+    Case("wmp amount", "normal", op_step("wmp_order", "amount", customer="long", product=WMP_LONG)),
+    Case("wmp amount", "refused", op_refused("wmp_order", "amount", {"amount": "100.5"}, customer="long",
+                                             product="WM-R2-1")),
+    Case("wmp statement", "normal", op_step("wmp_order", "statement", customer="long", product=WMP_LONG,
+                                            amount="100")),
+    Case("wmp statement", "large print", with_state("large_print", op_step(
+        "wmp_order", "statement", customer="long", product=WMP_LONG, amount="100"))),
+    Case("wmp confirm", "normal", op_step("wmp_order", "confirm", customer="long", product=WMP_LONG, amount="100",
+                                          statement=True)),
+    Case("wmp pin", "normal", op_step("wmp_order", "pin", customer="long", product=WMP_LONG, amount="100",
+                                      statement=True, confirm=True)),
     # deposit
     Case("deposit amount", "normal", op_step("deposit", "amount")),
     Case("deposit amount", "refused", op_refused("deposit", "amount", {"amount": "0.001"}, customer="long")),
@@ -844,6 +888,8 @@ CASES = [
     Case("receipt", "customer voice", receipt("feedback")),
     Case("receipt", "12315 complaint", receipt("complaint_12315")),
     Case("receipt", "large print, 12315 complaint", with_state("large_print", receipt("complaint_12315"))),
+    Case("receipt", "wealth order waiting", wmp_receipt("waiting")),
+    Case("receipt", "wealth order refused", wmp_receipt("refused")),
     Case("receipt", "day open", receipt("day_open")),
     Case("receipt", "transfer stopped", receipt("transfer_stopped")),
     Case("receipt", "day close", receipt("day_close")),
@@ -967,6 +1013,21 @@ def record_day(st) -> None:
 
     record_complaint(st, agent, "0571-88889999", COMPLAINT_SUBJECT["business"], "other", "长" * 200, True,
                      receipts.new_txn_id())
+    # Two wealth-product orders: one waiting for the bank, one it refused (the longest status line).
+    today = st.local_date().isoformat()
+    WmpProduct.create(code=WMP_LONG, name_zh="乡村振兴稳健增利一年定开理财产品",
+                      name_en="Rural Revival Steady Income 1Y", risk_level=5, min_fen=10_000, step_fen=1,
+                      opens_on=today, closes_on=today,
+                      description_zh=WMP_ABOUT_ZH, description_en=WMP_ABOUT_EN)
+    for index, level in enumerate((2, 3, 4, 1), start=1):
+        WmpProduct.create(code=f"WM-R{level}-{index}", name_zh=f"稳健理财{index}号", name_en=f"Steady No. {index}",
+                          risk_level=level, min_fen=10_000, step_fen=1_000, opens_on=today, closes_on=today,
+                          description_zh=WMP_ABOUT_ZH, description_en=WMP_ABOUT_EN)
+    Customer.update(risk_level=5).where(Customer.id == customer.id).execute()
+    for amount in ("123.45", "100"):
+        order = wmp.place_order(st, agent, auth(), WMP_LONG, amount, receipts.new_txn_id(),
+                                risk_statement_read=True)
+    Operation.update(status="rejected", outcome_reason="risk_level_too_low").where(Operation.txn == order.txn).execute()
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ def postings_of(station_id: str, seq: int) -> int:
 
 
 @pytest.mark.parametrize("entry_type, body", [
-    ("wmp_order", {"account": ACCOUNT, "amount": 10_000, "product": "WMP-90D"}),
+    ("insurance_order", {"account": ACCOUNT, "amount": 10_000, "product": "INS-90D"}),
     ("customer", {"account": ACCOUNT}),  # once raised TypeError in the server: a 500 for ever
 ])
 def test_an_unknown_type_is_rejected_as_unknown_type(server, tmp_path, clock, entry_type, body):

@@ -174,9 +174,10 @@ def test_release_1_database_is_upgraded_without_loss(tmp_path):
     # ...and release 5 each enrollment code's purpose: every code so far enrolled a new station.
     assert {row[-1] for row in after["enrollment_code"]} == {"enroll"}
     after["enrollment_code"] = [row[:-1] for row in after["enrollment_code"]]
-    # ...and release 7 each customer's birth year, unknown for every customer so far.
-    assert {row[-1] for row in after["customer"]} == {None}
-    after["customer"] = [row[:-1] for row in after["customer"]]
+    # ...and release 7 each customer's birth year, release 15 the risk-assessment level: unknown for every customer
+    # so far.
+    assert {row[-2:] for row in after["customer"]} == {(None, None)}
+    after["customer"] = [row[:-2] for row in after["customer"]]
     assert after == before
     # ...and the txns already held, once each: a later entry with one of them is a duplicate.
     connection = sqlite3.connect(path)

@@ -100,9 +100,9 @@ def test_release_1_folder_is_upgraded_without_loss(release1_folder):
         history = st.db.execute_sql('SELECT "version", "name" FROM "schema_version"').fetchall()
         assert [version for version, _ in history] == list(range(1, len(MIGRATIONS) + 1))
         assert history[0][1].startswith("Release 1")
-        # Migration 2 adds operation.auth_id and customer.balance_seq, migration 3 customer.birth_year: empty for
-        # every row release 1 wrote.
-        added = {"operation": (None,), "customer": (None, None)}
+        # Migration 2 adds operation.auth_id and customer.balance_seq, migration 3 customer.birth_year, migration 4
+        # customer.risk_level: empty for every row release 1 wrote.
+        added = {"operation": (None,), "customer": (None, None, None)}
         assert rows_of(release1_folder / "station.db") == {
             table: [row + added.get(table, ()) for row in rows] for table, rows in before.items()}
 
@@ -142,8 +142,9 @@ def test_the_birth_year_migration_keeps_the_customers_of_the_release_before(rele
     assert migrate_database(database) == list(range(3, len(MIGRATIONS) + 1))
     after = database.execute_sql("SELECT * FROM customer ORDER BY id").fetchall()
     database.close()
-    assert len(before) == 60 and [row[:-1] for row in after] == before
-    assert {row[-1] for row in after} == {None}
+    # Migration 4 (issue 14) adds the risk-assessment level after it, unknown too.
+    assert len(before) == 60 and [row[:-2] for row in after] == before
+    assert {row[-2:] for row in after} == {(None, None)}
 
 
 def test_migrating_twice_changes_nothing(release1_folder):

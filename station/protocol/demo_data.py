@@ -9,6 +9,7 @@ with no Flask or peewee. Everything here is illustrative (names from ../shared/S
 from __future__ import annotations
 
 import copy
+from datetime import date, timedelta
 
 #: Every demo customer's PIN (README.md says so); their verifiers are cheap (scrypt 2**8), demo only.
 DEMO_CUSTOMER_PIN = "123456"
@@ -53,3 +54,29 @@ def demo_birth_year(index: int) -> int:
     """The birth year of a station's ``index``-th demo customer: a village's mix, about half of them 60 or older
     (the first one is)."""
     return 1938 + (index * 17 + 20) % 60 if index % 2 == 0 else 1960 + (index * 7) % 40
+
+
+def demo_risk_level(index: int) -> int | None:
+    """The risk-assessment level of a station's ``index``-th demo customer: 1 to 5, and about one in four not
+    assessed (the third one is not)."""
+    return None if index % 4 == 2 else index % 5 + 1
+
+
+def demo_wmp_products(today: date) -> list[dict]:
+    """The demo wealth-management products, open from a week before ``today`` (bank-local) for a month: a cautious
+    one, a steady one and an adventurous one, described plainly (no rate, no promise)."""
+    window = {"opens_on": (today - timedelta(days=7)).isoformat(),
+              "closes_on": (today + timedelta(days=30)).isoformat(), "status": "open"}
+    plain = {"description_zh": "主要投资于存款和债券，净值会波动，可能亏损本金。",
+             "description_en": "Invests mainly in deposits and bonds; its value moves and the capital can be lost."}
+    return [
+        {"code": "WM-DEMO-R1", "name_zh": "安心存款类理财", "name_en": "Steady Cash", "risk_level": 1,
+         "min_fen": 100_000, "step_fen": 10_000, "quota_fen": 100_000_000, **plain, **window},
+        {"code": "WM-DEMO-R2", "name_zh": "稳健债券理财", "name_en": "Steady Bonds", "risk_level": 2,
+         "min_fen": 100_000, "step_fen": 10_000, "quota_fen": 50_000_000, **plain, **window},
+        {"code": "WM-DEMO-R4", "name_zh": "积极混合理财", "name_en": "Mixed Growth", "risk_level": 4,
+         "min_fen": 100_000, "step_fen": 10_000, "quota_fen": 20_000_000,
+         "description_zh": "投资于股票和债券，净值波动大，可能亏损较多本金。",
+         "description_en": "Invests in shares and bonds; its value moves a lot and much of the capital can be lost.",
+         **window},
+    ]

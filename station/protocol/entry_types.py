@@ -50,6 +50,7 @@ class EntryType(StrEnum):
     KEY_ROTATION = "key_rotation"
     CLOCK_CORRECTED = "clock_corrected"
     COMPLAINT_12315 = "complaint_12315"
+    WMP_ORDER = "wmp_order"
 
 
 class OperationState(StrEnum):
@@ -456,6 +457,16 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "txn": _optional(Kind.UUID, "the form's, so a double tap records once"),
     }, label=N_("12315 complaint"), printed=("12315投诉", "12315 complaint"),
         doc="a consumer complaint for the market regulator, not a customer operation; no money moves"),
+    _spec(EntryType.WMP_ORDER, {
+        "txn": _TXN, "agent": _AGENT, "account": _ACCOUNT, "amount": _AMOUNT,
+        "product": Field(Kind.ID, doc="the wealth-management product's code, from the bank's catalogue"),
+        "risk_level": Field(Kind.COUNT, doc="the product's risk level (1 to 5) as the station showed it"),
+        "warned": Field(Kind.BOOLEAN, doc="`true`: the risk statement was read with the customer (the bank refuses "
+                                            "`false`: `risk_statement_unread`)"),
+    }, customer_effect=Effect.DEBIT, customer_operation=True, home_tile=True,
+        label=N_("Wealth product order"), printed=("理财申购", "Wealth product order"),
+        doc="an order for a wealth-management product, paid from the account: the bank confirms it (settled) or "
+            "refuses it (rejected: nothing is taken); always within the offline allowance (no real-time grant)"),
 )})
 
 

@@ -21,8 +21,10 @@ DEFAULT_POLICY: dict = {
         "deposit": {"per_txn": 5_000_000, "daily": 10_000_000, "min": 1_000},
         "transfer": {"per_txn": 2_000_000, "daily": 2_000_000},
         "bill_payment": {"per_txn": 200_000, "daily": 500_000},
+        # A wealth-management order: the product's own minimum and step apply besides (``wmp_product``).
+        "wmp_order": {"per_txn": 5_000_000, "daily": 5_000_000},
     },
-    "fees": {"withdrawal": 0, "deposit": 0, "transfer": 200, "bill_payment": 0},
+    "fees": {"withdrawal": 0, "deposit": 0, "transfer": 200, "bill_payment": 0, "wmp_order": 0},
     "fraud_warning_fen": 500_000,
     #: A withdrawal above this (or by a proxy, 代办) records the ID card of the person present: a pension is a few
     #: hundred yuan, so the everyday withdrawal passes without it and the day's whole cap (1,000 yuan) needs it.

@@ -17,6 +17,10 @@ A withdrawal above the policy's ``id_check_fen``, or marked as made by a proxy (
 the amount screen), has an ID card step after the amount: ``op`` then holds only the number's keyed hash and last
 4 characters (``station.identity``), never the number. After recording, the outbox is pushed at
 once (``station.online.push_now``) when the bank was asked or should be.
+
+A wealth-product order (``station.wmp``) chooses a product of the bank's catalogue after the customer (one above
+the customer's risk level is refused there), and has the risk statement, read together with the customer, after the
+amount; the bank is not asked before the PIN (its grants do not cover orders), and the push decides the order.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 
-from station import agents, errors, identity, limits, online, operations, receipts
-from station.db import Agent, Biller, Customer, Payee
+from station import agents, errors, identity, limits, online, operations, receipts, wmp
+from station.db import Agent, Biller, Customer, Payee, WmpProduct
 from station.device_state import refuse_new_operations
 from station.errors import N_, StationError
 from station.link import should_ask_bank
@@ -54,6 +58,7 @@ FLOWS = {
     EntryType.TRANSFER: ("customer", "payee", "amount", "warning", "confirm", "pin"),
     EntryType.BILL_PAYMENT: ("biller", "reference", "amount", "confirm"),
     EntryType.BALANCE_ENQUIRY: ("customer", "pin"),
+    EntryType.WMP_ORDER: ("customer", "product", "amount", "statement", "confirm", "pin"),
 }
 #: What a step stores in the pending operation once done.
 STEP_KEYS = {
@@ -64,12 +69,14 @@ STEP_KEYS = {
     "reference": "ref",
     "warning": "warning_done",
     "identity": "identity_done",
+    "product": "product",
+    "statement": "statement_done",
     "confirm": "confirmed",
 }
 #: Typed values each step's change invalidates (later confirmations, the ID card recorded for the amount, the
 #: transaction UUID, the bank's answer).
 CONFIRMATIONS = ("warning_done", "fraud_ok", "approval", "stop_txn", "identity_done", "id_hash", "id_last4",
-                 "confirmed", "txn", "bank", "auth_id")
+                 "statement_done", "confirmed", "txn", "bank", "auth_id")
 #: Kinds the bank is asked about (``station.protocol.authorizations.KINDS``) and the step whose submission asks.
 ASKED_AT = {
     EntryType.WITHDRAWAL: "amount",
@@ -277,6 +284,9 @@ def amount_step(op: dict):
                 asking = op["kind"] == EntryType.WITHDRAWAL and should_ask_bank(station())
                 operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount,
                                         ask_bank=asking)
+            elif op["kind"] == EntryType.WMP_ORDER:
+                # The product's minimum and step and every debit limit, before the risk statement and the PIN.
+                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], amount)
             else:
                 parsed_amount(amount)
             save(op, amount=amount.strip())
@@ -294,7 +304,7 @@ def amount_step(op: dict):
     quick = QUICK_WITHDRAWALS if op["kind"] == "withdrawal" else ()
     choices = [str(d // 100) for d in biller.denominations] if biller and biller.denominations else ()
     return render_step("op_amount.html", op, amount=amount, quick=quick, choices=choices, biller=biller,
-                       error=error, usable=usable_limits(op))
+                       error=error, usable=usable_limits(op), product=product_of(op))
 
 
 def payee_step(op: dict):
@@ -401,6 +411,41 @@ def identity_step(op: dict):
                        limit=station().policy["id_check_fen"])
 
 
+def product_of(op: dict) -> WmpProduct | None:
+    """The wealth product the operation is for, if one was chosen (and the bank's catalogue still has it)."""
+    return WmpProduct.get_or_none(WmpProduct.code == op["product"]) if op.get("product") else None
+
+
+def product_step(op: dict):
+    """The bank's open wealth products (name, risk level, minimum and step, window, the bank's own plain
+    description: no advice, no return figures); a product above the customer's risk level is refused here, and
+    nothing is recorded."""
+    st = station()
+    error = None
+    if request.method == "POST":
+        try:
+            product = wmp.check_customer(st, current_agent(), customer_of(op), request.form.get("product"))
+        except StationError as err:
+            error = translate_error(err)
+        else:
+            save(op, product=product.code)
+            return go_next(op)
+    return render_step("op_product.html", op, products=wmp.open_products(st), error=error)
+
+
+def statement_step(op: dict):
+    """The risk statement, read together with the customer (as the fraud warning is): the agent confirms it was."""
+    product = product_of(op)
+    if product is None:
+        save(op, product=None)
+        return go_next(op)
+    if request.method == "POST" and request.form.get("read") == "yes":
+        op.update(statement_done=True)
+        session["op"] = op
+        return go_next(op)
+    return render_step("op_statement.html", op, product=product, fen=parsed_amount(op["amount"]))
+
+
 def biller_step(op: dict):
     """Choose the biller."""
     if request.method == "POST":
@@ -461,13 +506,19 @@ def confirm_step(op: dict):
                     session["op"] = op
                 return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=None,
                                    error=translate_error(err))
+        if op["kind"] == EntryType.WMP_ORDER:
+            try:
+                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], op["amount"])
+            except StationError as err:
+                return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=None,
+                                   product=product_of(op), error=translate_error(err))
         op["confirmed"] = True
         session["op"] = op
         return go_next(op)
     op.setdefault("txn", receipts.new_txn_id())
     session["op"] = op
     biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == EntryType.BILL_PAYMENT else None
-    return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller)
+    return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller, product=product_of(op))
 
 
 
@@ -519,7 +570,8 @@ def withdrawal_identity(op: dict) -> dict | None:
 
 def forget_amount(op: dict) -> None:
     """A refused amount is not kept (nor its txn or the bank's answer): the step is to be done again."""
-    if op.get("kind") in (EntryType.WITHDRAWAL, EntryType.DEPOSIT, EntryType.TRANSFER, EntryType.BILL_PAYMENT):
+    if op.get("kind") in (EntryType.WITHDRAWAL, EntryType.DEPOSIT, EntryType.TRANSFER, EntryType.BILL_PAYMENT,
+                          EntryType.WMP_ORDER):
         for key in ("amount", *CONFIRMATIONS):
             op.pop(key, None)
         session["op"] = op
@@ -583,6 +635,9 @@ def execute(op: dict, auth, txn: str, template: str, **context):
         elif kind == EntryType.BILL_PAYMENT:
             receipt = operations.pay_bill(st, agent, auth, op["biller"], op["ref"], op["amount"], txn,
                                           funding=op.get("funding", "cash"), authorization=grant)
+        elif kind == EntryType.WMP_ORDER:
+            receipt = wmp.place_order(st, agent, auth, op["product"], op["amount"], txn,
+                                      risk_statement_read=bool(op.get("statement_done")))
         else:
             receipt = operations.balance_enquiry(st, agent, auth, txn, authorization=grant).receipt
     except (errors.FraudWarningRequired, errors.FraudSupervisorRequired) as err:
@@ -593,6 +648,10 @@ def execute(op: dict, auth, txn: str, template: str, **context):
         op["approval_expired"] = isinstance(err, errors.FraudSupervisorRequired)
         session["op"] = op
         return redirect(url_for("ops.step", kind=kind, step="warning"))
+    except errors.WmpRiskStatementRequired:
+        op.pop("statement_done", None)
+        session["op"] = op
+        return redirect(url_for("ops.step", kind=kind, step="statement"))
     except errors.IdentityRequired:
         # The policy's id_check_fen came down (a sync) since the amount step skipped the ID card: ask for it now,
         # then the confirmation again (it shows the card), not a refusal the PIN screen repeats.
@@ -623,6 +682,8 @@ STEP_VIEWS = {
     "payee": payee_step,
     "warning": warning_step,
     "identity": identity_step,
+    "product": product_step,
+    "statement": statement_step,
     "biller": biller_step,
     "reference": reference_step,
     "confirm": confirm_step,

@@ -7,7 +7,8 @@
   ``over_daily_limit``, ``over_transaction_limit``), under a real-time authorization that expired before the
   entry came and no longer fitted (``authorization_expired``), or a transfer past the fraud warning without it or
   the supervisor it needed (``fraud_warning_skipped``, ``supervisor_approval_missing``): the customer believes it
-  sent;
+  sent. A wealth-product order the bank refused is neither (it moved no cash, and its receipt already says the
+  bank refused it and the money is released);
 - ``clock_offset``: the station's clock, as measured at its last sync, is further from the bank's than
   ``recon.clock_offset_max_ms``;
 - ``clock_corrected``: every clock correction the bank acknowledged (the technician's ``station clock accept``

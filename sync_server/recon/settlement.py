@@ -67,7 +67,7 @@ TOTAL_LINES = {
     "customer": N_("Customer accounts (debits less credits)"),
     "fees": N_("Fees earned"),
     "biller_payable": N_("Payable to billers"),
-    "transfer_clearing": N_("Transfers to execute"),
+    "transfer_clearing": N_("Transfers to execute and wealth-product subscriptions"),
     "agent_payable": N_("Agent commission payable"),
     "commission_expense": N_("Commission expense"),
     "day_counts": N_("Day open and close: drawer adjustments"),
@@ -89,8 +89,8 @@ ACCOUNT_KIND_LABELS = {
 }
 
 #: Account kinds a line of the tie-out accounts for; postings to any other kind go to ``other_accounts``.
-LINE_KINDS = ("station_cash", "customer", "fee_income", "biller_payable", "transfer_clearing", "agent_payable",
-              "commission_expense", "float_funding", "cash_variance")
+LINE_KINDS = ("station_cash", "customer", "fee_income", "biller_payable", "transfer_clearing", "external_clearing",
+              "agent_payable", "commission_expense", "float_funding", "cash_variance")
 
 #: Per station, in JSON and CSV (amounts in fen).
 STATION_FIELDS = ("station", "entries", "rejected", "cash_paid_out_fen", "cash_taken_in_fen", "cash_unbooked_fen",
@@ -158,15 +158,18 @@ def _effects(p: str) -> dict[str, str]:
     amount, fee, kind = f"COALESCE({p}amount, 0)", f"COALESCE({p}fee, 0)", f"{p}type"
     bill = f"{kind} = '{EntryType.BILL_PAYMENT}'"
     debits = f"'{EntryType.WITHDRAWAL}', '{EntryType.TRANSFER}'"
+    # A wealth-product order debits the customer and credits the product's subscription (external clearing)
+    # account at the station, with no fee: it is counted with the transfers' clearing.
+    wmp = f"{kind} = '{EntryType.WMP_ORDER}'"
     return {
         "cash": f"CASE WHEN {kind} = '{EntryType.WITHDRAWAL}' THEN -{amount} "
                 f"WHEN {kind} = '{EntryType.DEPOSIT}' THEN {amount} "
                 f"WHEN {bill} AND {p}funding = 'cash' THEN {amount} + {fee} ELSE 0 END",
         "customer": f"CASE WHEN {kind} IN ({debits}) OR ({bill} AND {p}funding = 'account') THEN {amount} + {fee} "
-                    f"WHEN {kind} = '{EntryType.DEPOSIT}' THEN -{amount} ELSE 0 END",
+                    f"WHEN {wmp} THEN {amount} WHEN {kind} = '{EntryType.DEPOSIT}' THEN -{amount} ELSE 0 END",
         "fees": f"CASE WHEN {kind} IN ({debits}) OR {bill} THEN -{fee} ELSE 0 END",
         "biller": f"CASE WHEN {bill} THEN -{amount} ELSE 0 END",
-        "clearing": f"CASE WHEN {kind} = '{EntryType.TRANSFER}' THEN -{amount} ELSE 0 END",
+        "clearing": f"CASE WHEN {kind} = '{EntryType.TRANSFER}' OR {wmp} THEN -{amount} ELSE 0 END",
     }
 
 
@@ -383,7 +386,7 @@ def _assemble(day, counts, deltas, tokens, ledger_rows, cash_accounts, biller_to
         "customer": lambda s: (tokens[s]["customer"], posted(s, {"customer"})),
         "fees": lambda s: (-tokens[s]["fees"], -posted(s, {"fee_income"})),
         "biller_payable": lambda s: (-tokens[s]["biller"], -posted(s, {"biller_payable"})),
-        "transfer_clearing": lambda s: (-tokens[s]["clearing"], -posted(s, {"transfer_clearing"})),
+        "transfer_clearing": lambda s: (-tokens[s]["clearing"], -posted(s, {"transfer_clearing", "external_clearing"})),
         "agent_payable": lambda s: (commission[s], -posted(s, {"agent_payable"})),
         "commission_expense": lambda s: (commission[s], posted(s, {"commission_expense"})),
         "day_counts": lambda s: (sum(moved[s].values()), posted(s, {"station_cash"}, count=1)),
