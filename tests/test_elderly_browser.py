@@ -60,6 +60,8 @@ def large_print_on(page, base):
 
 def fits(page, *, large=True):
     """The screen fits 800x480 with big targets (``check_screen``), in large print when ``large``."""
+    # A click that navigates may return while the next document has no body yet (a loaded machine showed it).
+    page.wait_for_load_state("domcontentloaded")
     assert page.evaluate("document.body.classList.contains('large')") is large, page.url
     check_screen(page)
 

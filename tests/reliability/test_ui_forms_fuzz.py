@@ -118,6 +118,7 @@ def valid_input(kind: str, step: str, target: str) -> dict:
             "amount": {"amount": amounts.get(kind, "500")}, "identity": {"id_number": ID_NUMBER},
             "warning": {"decision": "send"}, "confirm": {"funding": "account"} if kind == "bill_payment" else {},
             "biller": {"biller": "ELEC-SGCC"}, "reference": {"reference": "3300112233"},
+            "product": {"product": WMP_CODE}, "statement": {"read": "yes"},
             "pin": {"pin": CUSTOMER_PIN}}[step]
 
 
@@ -381,11 +382,30 @@ def counter_station(station, printed):
     from station.app import create_app
 
     app = create_app({"STATION": station, "TESTING": True, "SECRET_KEY": "fuzz"})
+    open_a_wealth_product(station)
     # What `station serve` installs: the sync job run now (here its failure, as without a link).
     app.extensions["sync_now"] = lambda wait: SyncOutcome(ok=False, at=utc_text(station.now()), reason="refused")
     counter = Counter(app.test_client())
     counter.log_in()
     return app, counter
+
+
+#: The wealth product the fuzz's orders are for (open today, R3; the customer walked with is assessed R5).
+WMP_CODE = "WM-FUZZ-01"
+
+
+def open_a_wealth_product(st_) -> None:
+    """A product the bank's catalogue holds open today, and the walking customer's risk level above it, so that an
+    order's every step can be reached."""
+    from station.db import Customer, WmpProduct
+
+    with st_.bound():
+        today = st_.local_date().isoformat()
+        WmpProduct.create(code=WMP_CODE, name_zh="稳健理财", name_en="Steady", risk_level=3, min_fen=10_000,
+                          step_fen=1_000, opens_on=today, closes_on=today, description_zh="可能亏损本金。",
+                          description_en="The capital can be lost.")
+        customer, _ = customer_with_payee()
+        Customer.update(risk_level=5).where(Customer.id == customer.id).execute()
 
 
 def record_receipts(counter: Counter) -> dict:
