@@ -11,14 +11,12 @@ bank applies again.
 
 from __future__ import annotations
 
-import uuid
-
-from station import agents, errors, receipts
+from station import agents, receipts
 from station.context import Station, bound_station
 from station.db import JournalEntry
 from station.device_state import refuse_new_operations
 from station.errors import N_, StationError
-from station.journal import append_entry, chain_base, journal_head
+from station.journal import append_entry, chain_base, form_txn, journal_head, recorded_by_form
 from station.protocol.complaints import (
     CATEGORIES,
     MAX_BUSINESS,
@@ -105,18 +103,11 @@ def record_complaint(
     problem = complaint_problem(fields)
     if problem is not None:
         raise _REFUSALS[problem]()
-    if txn is not None:
-        try:
-            txn = str(uuid.UUID(str(txn)))
-        except ValueError as exc:
-            raise errors.InvalidTxnId() from exc
+    txn = form_txn(txn)
     with st.write():
         agents.check_session(st, session)
-        earlier = JournalEntry.get_or_none(JournalEntry.txn == txn) if txn is not None else None
+        earlier = recorded_by_form(txn, EntryType.COMPLAINT_12315, fields)
         if earlier is not None:
-            said = unverified_payload(earlier.token)
-            if earlier.type != EntryType.COMPLAINT_12315 or any(said.get(k) != v for k, v in fields.items()):
-                raise errors.TxnConflict()
             return complaint_receipt(earlier)
         refuse_new_operations(st)
         moment = st.now()

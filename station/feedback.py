@@ -9,16 +9,15 @@ screen says an answer came until the agent marks it read.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from station import agents, errors, receipts
+from station import agents, receipts
 from station.context import Station, bound_station
 from station.db import JournalEntry, VoiceAnswer
 from station.device_state import refuse_new_operations
 from station.errors import N_, StationError
-from station.journal import append_entry
+from station.journal import append_entry, form_txn, recorded_by_form
 from station.protocol.entry_types import SPECS, EntryType, OperationState, one_line, printable
 from station.protocol.times import parse_utc
 from station.protocol.tokens import unverified_payload
@@ -54,18 +53,11 @@ def record_feedback(
         raise InvalidFeedbackCategory()
     if not 1 <= len(text) <= MAX_TEXT or not printable(text):
         raise InvalidFeedbackText(max=MAX_TEXT)
-    if txn is not None:
-        try:
-            txn = str(uuid.UUID(str(txn)))
-        except ValueError as exc:
-            raise errors.InvalidTxnId() from exc
+    txn = form_txn(txn)
     with st.write():
         agents.check_session(st, session)
-        earlier = JournalEntry.get_or_none(JournalEntry.txn == txn) if txn is not None else None
+        earlier = recorded_by_form(txn, EntryType.FEEDBACK, {"category": category, "text": text})
         if earlier is not None:
-            said = unverified_payload(earlier.token)
-            if (earlier.type, said.get("category"), said.get("text")) != (EntryType.FEEDBACK, category, text):
-                raise errors.TxnConflict()
             return _receipt(earlier, category, text)
         refuse_new_operations(st)
         body = {"agent": session.agent_id, "category": category, "text": text}

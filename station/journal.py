@@ -9,6 +9,7 @@ several writer threads.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from joserfc.jwk import KeySet
 
+from station import errors
 from station.context import Station
 from station.db import JournalEntry
 from station.device_state import keep_clock_floor
@@ -265,3 +267,27 @@ def export_journal(st: Station, out: Path) -> int:
     (out / JWKS_FILE).write_text(json.dumps(st.public_jwks(), indent=2), encoding="utf-8")
     return count
 
+
+# -- a form sent twice -----------------------------------------------------------------------------------------
+def form_txn(txn) -> str | None:
+    """The UUID a form was issued with, as the journal keeps it (None: the form had none); ``InvalidTxnId`` for
+    anything that is not a UUID."""
+    if txn is None:
+        return None
+    try:
+        return str(uuid.UUID(str(txn)))
+    except ValueError as exc:
+        raise errors.InvalidTxnId() from exc
+
+
+def recorded_by_form(txn: str | None, entry_type: str, fields: dict) -> JournalEntry | None:
+    """The entry a form's ``txn`` already recorded (the same form sent again: a double tap), or None; call it in
+    the write transaction. ``TxnConflict`` when that txn recorded another type of entry or other ``fields``: a txn
+    names one form, never two things."""
+    earlier = JournalEntry.get_or_none(JournalEntry.txn == txn) if txn is not None else None
+    if earlier is None:
+        return None
+    said = unverified_payload(earlier.token)
+    if earlier.type != entry_type or any(said.get(name) != value for name, value in fields.items()):
+        raise errors.TxnConflict()
+    return earlier

@@ -31,6 +31,7 @@ from station.protocol.complaints import CATEGORIES, mask_phone
 from station.protocol.entry_types import one_line, printable_text
 from station.protocol.times import parse_utc, utc_text
 from sync_server.db import COMPLAINT_STATUSES, Complaint, ComplaintEvent, db_proxy
+from sync_server.line_errors import LineError, bad_lines_message
 from sync_server.policy import server_policy, station_policy
 
 #: The statuses the regulator's answer may set, with their rank: a status never goes to a lower rank.
@@ -80,23 +81,12 @@ class ComplaintError(Exception):
     """A complaints command that cannot be done; the message says why. Nothing was written."""
 
 
-@dataclass(frozen=True)
-class LineError:
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
-
-
 class BadStatusFile(ComplaintError):
     """Some lines of a status file are wrong: every one of them, in order; nothing was applied."""
 
     def __init__(self, errors: list[LineError]):
         self.errors = errors
-        count = len(errors)
-        super().__init__(f"Nothing applied: {count} bad line{'s' if count != 1 else ''}.\n"
-                         + "\n".join(str(error) for error in errors))
+        super().__init__(bad_lines_message(errors, "applied"))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from peewee import IntegrityError, chunked
 from station.protocol.money import AmountError, parse_amount
 from station.protocol.times import utc_text
 from sync_server.db import Biller, BillerFile, BillerLine, db_proxy
+from sync_server.line_errors import LineError, bad_lines_message
 
 #: The fields a line carries; ``bank_txn_id`` is the only optional one (column absent, or the cell empty).
 FIELDS = ("reference", "amount_fen", "value_date", "bank_txn_id")
@@ -57,23 +58,12 @@ class BadMapping(BillerImportError):
     """The mapping file is not a valid description of a layout."""
 
 
-@dataclass(frozen=True)
-class LineError:
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}"
-
-
 class BadLines(BillerImportError):
     """Some lines (or the header, line 1) are wrong: every one of them, in order; nothing was imported."""
 
     def __init__(self, errors: list[LineError]):
         self.errors = errors
-        count = len(errors)
-        super().__init__(f"Nothing imported: {count} bad line{'s' if count != 1 else ''}.\n"
-                         + "\n".join(str(error) for error in errors))
+        super().__init__(bad_lines_message(errors, "imported"))
 
 
 @dataclass(frozen=True)
