@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,6 +39,7 @@ from station.protocol.times import parse_utc
 from sync_server import bank_users
 from sync_server.dashboard_data import (
     SERVICE_GAP_LIMIT_MS,
+    busiest_days,
     hourly_visits,
     merge,
     operations_by_type,
@@ -47,7 +49,7 @@ from sync_server.dashboard_data import (
     weekday_heatmap,
     window_ending,
 )
-from sync_server.dashboard_svg import heatmap_svg
+from sync_server.dashboard_svg import WEEKDAYS, heatmap_svg
 from sync_server.db import Station
 from sync_server.policy import server_policy, station_policy
 
@@ -297,14 +299,16 @@ def _weeks() -> int:
     return int(text)
 
 
-def peak_chart_svg(station: Station, weeks: int) -> tuple[str, object]:
-    """The wall chart's SVG: weekday by hour, the average visits per hour over ``weeks`` weeks, in big type."""
+def peak_chart_svg(station: Station, weeks: int) -> tuple[str, object, list]:
+    """The wall chart's SVG: weekday by hour, the average visits per hour over ``weeks`` weeks, in big type; with
+    the window and its busiest days (``busiest_days``: a pension day by its date, not diluted in its weekday)."""
     read_entry_times([station.station_id])
     window = window_ending(_now(), _zone(), weeks)
-    heatmap = weekday_heatmap(window, hourly_visits(window, [station.station_id]).get(station.station_id) or {})
+    per_hour = hourly_visits(window, [station.station_id]).get(station.station_id) or Counter()
+    heatmap = weekday_heatmap(window, per_hour)
     svg = heatmap_svg(heatmap, f"{station.name} 峰值图: 近{weeks}周平均每小时客户数",
                       f"Average customers per hour, {window.first_day} – {window.last_day}", big=True)
-    return svg, window
+    return svg, window, busiest_days(per_hour)
 
 
 @bp.get("/stations/<station_id>/peak-chart")
@@ -312,13 +316,14 @@ def peak_chart(station_id: str):
     """The printable 峰值图 for the station's wall (A4)."""
     station = _station_or_404(station_id)
     weeks = _weeks()
-    svg, window = peak_chart_svg(station, weeks)
-    return _page("dashboard/peak_chart.html", station=station, svg=Markup(svg), weeks=weeks, window=window)
+    svg, window, busiest = peak_chart_svg(station, weeks)
+    return _page("dashboard/peak_chart.html", station=station, svg=Markup(svg), weeks=weeks, window=window,
+                 busiest=busiest, weekdays=WEEKDAYS)
 
 
 @bp.get("/stations/<station_id>/peak-chart.svg")
 def peak_chart_file(station_id: str):
     """The same chart as an SVG file."""
     station = _station_or_404(station_id)
-    svg, _ = peak_chart_svg(station, _weeks())
+    svg, _, _ = peak_chart_svg(station, _weeks())
     return Response(svg, mimetype="image/svg+xml")

@@ -290,6 +290,30 @@ def weekday_heatmap(window: Window, per_hour: Counter) -> Heatmap:
                          for weekday in range(7)), weeks)
 
 
+@dataclass(frozen=True)
+class BusyDay:
+    """One of the busiest days of a wall chart's weeks: its date, its visits, and its busiest hour."""
+
+    day: date
+    visits: int
+    peak_hour: int
+
+
+def busiest_days(per_hour: Counter, count: int = 3) -> list[BusyDay]:
+    """The ``count`` days with the most visits in ``per_hour`` ((local date, hour) -> visits), most first (the
+    earlier date first on a tie), each with its busiest hour (the earlier hour on a tie).
+
+    The weekday averages spread a day that comes once a month (pension day: the same date, not the same weekday)
+    over four weeks; named by its date it shows as the peak it was."""
+    days: Counter = Counter()
+    hours: dict[date, Counter] = defaultdict(Counter)
+    for (day, hour), visits in per_hour.items():
+        days[day] += visits
+        hours[day][hour] += visits
+    ranked = sorted((day for day in days if days[day] > 0), key=lambda day: (-days[day], day))[:count]
+    return [BusyDay(day, days[day], min(hours[day], key=lambda hour: (-hours[day][hour], hour))) for day in ranked]
+
+
 def merge(counters: list[Counter]) -> Counter:
     """Several stations' visits as one (a county's)."""
     total: Counter = Counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html import unescape
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,7 @@ from sync_server import create_app
 from sync_server.admin import block_payee
 from sync_server.bank_users import add_user, disable_user
 from sync_server.cli import cli
-from sync_server.dashboard_data import VISIT_TYPES
+from sync_server.dashboard_data import VISIT_TYPES, BusyDay, busiest_days
 from sync_server.db import BankUser, Entry, Posting
 from sync_server.db import Station as ServerStation
 from sync_server.voice import follow_up, voice_items
@@ -284,6 +284,20 @@ def test_the_wall_chart_averages_over_its_weeks(server, manager, tmp_path):
     assert (cells(four)["周二 08时"], cells(four)["周二 10时"], cells(four)["周二 09时"]) == ("0.8", "0.5", "0.3")
     svg = client.get("/dashboard/stations/ST-0001/peak-chart.svg?weeks=4")
     assert svg.mimetype == "image/svg+xml" and cells(svg.get_data(as_text=True))["周二 08时"] == "0.8"
+    # The pension morning by its date, not diluted in its weekday's average: six visits, the busiest hour 08.
+    busiest = re.findall(r'<tr data-day="([0-9-]+)"><td>([^<]+)</td>\s*<td class="n">(\d+)人</td><td>最忙 (\d+)时',
+                         four)
+    assert busiest == [("2026-11-03", "11月3日（周二）", "6", "08")]
+
+
+def test_busiest_days_name_a_monthly_peak_by_its_date():
+    """Pension day on the 10th of two months in a row: its weekday average is a quarter of it, its date says it."""
+    per_hour = Counter({(date(2026, 11, 10), 9): 30, (date(2026, 11, 10), 8): 12, (date(2026, 11, 11), 9): 4,
+                        (date(2026, 11, 12), 10): 4, (date(2026, 11, 12), 11): 4, (date(2026, 11, 13), 8): 0})
+    assert busiest_days(per_hour) == [BusyDay(date(2026, 11, 10), 42, 9), BusyDay(date(2026, 11, 12), 8, 10),
+                                      BusyDay(date(2026, 11, 11), 4, 9)]
+    assert busiest_days(per_hour, count=1) == [BusyDay(date(2026, 11, 10), 42, 9)]
+    assert busiest_days(Counter()) == []
 
 
 def test_silent_and_behind_stations_are_flagged(server, manager, tmp_path):
