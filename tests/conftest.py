@@ -27,6 +27,11 @@ class FakeClock:
         self.now += timedelta(**delta)
 
 
+def wall_clock() -> FakeClock:
+    """A clock at the real time, whole seconds (the bank's checks compare with its own), which the test may move."""
+    return FakeClock(datetime.now(UTC).replace(microsecond=0))
+
+
 @pytest.fixture
 def clock():
     # 07:40 in Beijing on pension day.

@@ -9,10 +9,10 @@ holds every step and the database refuses to change it; every bad input is a one
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
+from conftest import wall_clock
 from peewee import DatabaseError
 from sync_support import BACKENDS, enrolled_station, open_counter, opened_downlinks, server_db, start_module_bank
 
@@ -31,21 +31,13 @@ PRAISE = "田师傅很耐心"
 ANSWER = "已安排发放日7点开门。From next month we open at 7 on pension day."
 
 
-class Clock:
-    def __init__(self):
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def bank(request, tmp_path_factory):
     """One bank and its station ST-0001 with the demo agents and the day open; a suggestion, a praise and a
     transfer stopped at the fraud warning recorded and synced. Yields (server, station, agent, seqs)."""
     tmp = tmp_path_factory.mktemp("voice")
     server = start_module_bank(request, tmp, ["ST-0001", "ST-0002"])
-    st = enrolled_station(server, tmp, "ST-0001", Clock())
+    st = enrolled_station(server, tmp, "ST-0001", wall_clock())
     agent, _ = open_counter(st)
     suggestion = record_feedback(st, agent, "suggestion", SUGGESTION, receipts.new_txn_id()).seq
     praise = record_feedback(st, agent, "praise", PRAISE, receipts.new_txn_id()).seq

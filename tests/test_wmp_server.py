@@ -6,12 +6,13 @@ refused one releases the money; ``sync-server wmp`` and ``customers risk-level``
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from html import unescape
 from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
+from conftest import wall_clock
 from sync_support import BACKENDS, append_forged_entry, enrolled_station, open_counter, server_db, start_module_bank
 from ui_helpers import txn_of
 
@@ -35,14 +36,6 @@ BOLD = "DM00010001"  # assessed R4
 UNASSESSED = "DM00010002"
 LATE = "DM00020003"  # home at ST-0002 only
 LOCAL = ZoneInfo("Asia/Shanghai")
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self):
-        return self.now
 
 
 def today(days: int = 0) -> str:
@@ -70,7 +63,7 @@ def bank(request, tmp_path_factory):
     product("WM-ENDED", 1, opens=-3, closes=-1)
     set_risk_level(CAUTIOUS, "R2")
     set_risk_level(BOLD, "4")
-    st = enrolled_station(server, tmp, "ST-0001", Clock())
+    st = enrolled_station(server, tmp, "ST-0001", wall_clock())
     agent, _supervisor = open_counter(st)
     yield server, st, agent
     st.close()
@@ -205,7 +198,7 @@ def test_the_bank_refuses_an_order_for_a_product_it_closed_or_a_customer_it_reas
 def test_an_order_made_offline_on_the_windows_last_day_and_synced_after_it_is_refused(bank, tmp_path):
     """The bank checks the window on the entry's local date and on the day the order arrives."""
     server, _, _ = bank
-    behind = Clock()
+    behind = wall_clock()
     behind.now -= timedelta(days=1)  # the station's yesterday: WM-ENDED's last day
     late = enrolled_station(server, tmp_path, "ST-0002", behind)
     try:
