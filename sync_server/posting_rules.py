@@ -21,11 +21,11 @@ The order of the checks, the first failing one giving the reason:
    amount + fee fits this station's hold for the customer, the offline allowance the bank authorized
    (``not_authorized``); never settled from the available balance. An entry that names a real-time
    authorization (``auth``) is checked against it instead (``Applier._claim``): it must be this station's grant,
-   not used yet, of the entry's type, txn, account, amount and fee (and payee, biller, or transfer cancelled)
-   (``not_authorized``). A live grant settles the debit from its own hold (neither the station's offline hold
-   nor its unsynced exposure is touched, nor the daily limit checked again: the grant counted it); a grant that
-   expired before the entry came settles it only when amount + fee fits what the bank would grant now, the
-   available balance plus this station's offline hold (``authorization_expired``). Either way the grant is
+   not used yet, of the entry's type, txn, account, amount and fee (and payee, biller, transfer cancelled or
+   wealth product) (``not_authorized``). A live grant settles the debit from its own hold (neither the station's
+   offline hold nor its unsynced exposure is touched, nor the daily limit checked again: the grant counted it); a
+   grant that expired before the entry came settles it only when amount + fee fits what the bank would grant now,
+   the available balance plus this station's offline hold (``authorization_expired``). Either way the grant is
    consumed (``used``), and the checks 5, 7 and 8 below still apply;
 5. ``over_transaction_limit``: the amount exceeds ``limits[type].per_txn``;
 6. ``over_daily_limit``: the customer's settled amounts of the type at this station on the entry's local date

@@ -7,7 +7,8 @@ PIN form carries that UUID, and a second tap on it replays the first receipt (th
 
 Online (``station.online``): the bank is asked before the customer types a PIN, with the operation's txn (the
 authorization is bound to it): a withdrawal when its amount is submitted, a transfer when its confirm screen is
-(after the fraud warning), a balance enquiry and a bill paid from the account when the customer is identified.
+(after the fraud warning), a wealth-product order when its confirm screen is (after the risk statement), a balance
+enquiry and a bill paid from the account when the customer is identified.
 ``op["bank"]`` says how it went: ``granted`` (``op["auth_id"]``, the grant's id: the cookie holds only ids),
 ``no_answer`` (the bank did not answer in time: the offline rules run now, and the screens say so before the
 PIN) or ``offline`` (the link is known down: not asked). A refusal shows on the same screen and nothing goes on.
