@@ -72,7 +72,7 @@ _WMP_STATES = {
 }
 _WMP_RELEASED = ("款项已释放", "The money is released.")
 #: An order recorded under the bank's real-time grant whose push has not been acknowledged yet.
-_WMP_AUTHORIZED = ("银行已授权申购，等待确认", "Order authorized by the bank, waiting for its confirmation")
+_WMP_AUTHORIZED = ("银行已授权申购，等待银行确认", "Order authorized by the bank, waiting for its confirmation")
 
 
 class QrTooLarge(ValueError):
