@@ -23,16 +23,20 @@ from station.db import Customer, JournalEntry, Operation
 from station.demo import DEMO_AGENTS
 from station.limits import offline_available
 from station.link import note_failure, note_success
+from station.protocol import authorizations as protocol
+from station.protocol import key_codecs
 from station.protocol.demo_data import DEMO_CUSTOMER_PIN
 from station.protocol.entry_types import OperationState
+from station.protocol.heads import new_nonce
 from station.protocol.times import utc_text
 from station.protocol.tokens import unverified_payload
 from station.sync import sync_once
-from sync_server.authorize import expire_all
+from sync_server.authorize import authorize, expire_all
 from sync_server.book import Book
 from sync_server.checks import check_ledger
 from sync_server.db import Account, Authorization, Hold, db_proxy
 from sync_server.db import WmpProduct as BankProduct
+from sync_server.problems import Problem
 from sync_server.wmp import add_product, close_product, set_risk_level
 
 CAUTIOUS = "DM00010000"  # home at ST-0001, assessed R2 here
@@ -378,3 +382,19 @@ def test_the_touchscreen_asks_the_bank_before_the_pin(bank, lang):
         assert Operation.select().where(Operation.type == "wmp_order", Operation.status == "recorded").count() == 0
     assert central(BOLD)[0] == balance - 10_000
     assert quota(code) == 5_000
+
+
+def test_an_order_asked_with_a_fee_is_refused_as_malformed(bank):
+    """An order carries no fee (its entry has none): a request with one is not an authorization request."""
+    server, (st, _), _ = bank
+    keys = server.app.extensions["server_keys"]
+    payload = protocol.request_payload(station_id=st.station_id, nonce=new_nonce(), ts=utc_text(datetime.now(LOCAL)),
+                                       kind="wmp_order", txn=receipts.new_txn_id(), agent="A01", account=BOLD,
+                                       amount=10_000, fee=100, product="WM-ON-OK")
+    body = protocol.seal_request(payload, st.signer, key_codecs.encryption_public_from_jwk(
+        keys.public()["encryption_jwk"]))
+    headers = {protocol.HEADER_STATION: st.station_id, protocol.HEADER_NONCE: payload["nonce"]}
+    server_db()
+    with pytest.raises(Problem) as refused:
+        authorize(keys, st.station_id, headers, body)
+    assert refused.value.slug == "malformed-authorization" and "carries no fee" in str(refused.value)

@@ -202,6 +202,8 @@ def _check_request(payload, station_id: str, nonce: str) -> None:
             raise BadAuthorization(f"{name} is not integer fen")
     if kind != "balance_enquiry" and kind != "transfer_cancel" and payload["amount"] <= 0:
         raise BadAuthorization("a debit's amount is positive")
+    if kind == "wmp_order" and payload["fee"] != 0:
+        raise BadAuthorization("a wealth-product order carries no fee")
 
 
 def answer_payload(request: Mapping, *, granted: bool, reason: str | None, auth_id: str | None,
