@@ -398,3 +398,27 @@ def test_an_order_asked_with_a_fee_is_refused_as_malformed(bank):
     with pytest.raises(Problem) as refused:
         authorize(keys, st.station_id, headers, body)
     assert refused.value.slug == "malformed-authorization" and "carries no fee" in str(refused.value)
+
+
+def test_on_the_touchscreen_an_online_order_may_be_larger_than_the_offline_allowance(bank):
+    _, (st, _), _ = bank
+    product("WM-UI-BIG")
+    synced(st, "WM-UI-BIG")
+    allowance = offline_available(st, customer_of(st, BOLD))
+    balance, _ = central(BOLD)
+    yuan = allowance // 100 + 200
+    app = create_app({"STATION": st, "TESTING": True, "WTF_CSRF_ENABLED": False, "SECRET_KEY": "test"})
+    client = app.test_client()
+    with st.bound():
+        customer = Customer.get(Customer.account_id == BOLD)
+        client.post("/login", data={"agent_id": "A01", "pin": DEMO_AGENTS[0][3]})
+        client.post("/lang", data={"lang": "en", "next": "/"})
+        confirm = to_confirm(client, customer, "WM-UI-BIG", str(yuan))
+        assert client.post("/op/wmp_order/confirm", data={"txn": txn_of(confirm)}).location.endswith("/pin")
+        pin = client.get("/op/wmp_order/pin").get_data(as_text=True)
+        done = client.post("/op/wmp_order/pin", data={"pin": DEMO_CUSTOMER_PIN, "txn": txn_of(pin)})
+        assert "Order confirmed by the bank" in unescape(client.get(done.location).get_data(as_text=True))
+        op = Operation.get(Operation.seq == int(done.location.rsplit("/", 1)[1]))
+    assert op.auth_id is not None and op.status == OperationState.SETTLED
+    assert offline_available(st, customer_of(st, BOLD)) == allowance
+    assert central(BOLD)[0] == balance - yuan * 100

@@ -289,8 +289,10 @@ def amount_step(op: dict):
                 operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount,
                                         ask_bank=asking)
             elif op["kind"] == EntryType.WMP_ORDER:
-                # The product's minimum and step and every debit limit, before the risk statement and the PIN.
-                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], amount)
+                # The product's minimum and step and every debit limit, before the risk statement and the PIN (the
+                # offline rules only when the bank will not be asked at the confirmation).
+                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], amount,
+                                ask_bank=should_ask_bank(station()))
             else:
                 parsed_amount(amount)
             save(op, amount=amount.strip())
