@@ -17,8 +17,10 @@ it checks the product, its window by the bank's date, the customer's risk level 
 the quota left (less every live grant of the product, at every station) and the money, and its grant holds the
 amount. An order recorded under the grant (``authorization=``, ``station.online.usable_grant``) names it (``auth``)
 and skips the offline rules (allowance, unsynced exposure, offline age), as an online withdrawal does; the outbox is
-pushed at once and the bank settles it against the grant. Offline (the link down, or the bank not answering in
-time) an order is recorded within the offline allowance, and the bank confirms or refuses it when it arrives.
+pushed at once and the bank settles it against the grant (the answer does not repeat the product: the bank holds
+the grant to the order's product, and an entry naming another is ``not_authorized``). Offline (the link down, or
+the bank not answering in time) an order is recorded within the offline allowance, and the bank confirms or refuses
+it when it arrives.
 The station shows only what the bank wrote: names, risk level, minimum and step, window and the plain description;
 never advice or a return figure.
 """

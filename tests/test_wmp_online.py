@@ -422,3 +422,20 @@ def test_on_the_touchscreen_an_online_order_may_be_larger_than_the_offline_allow
     assert op.auth_id is not None and op.status == OperationState.SETTLED
     assert offline_available(st, customer_of(st, BOLD)) == allowance
     assert central(BOLD)[0] == balance - yuan * 100
+
+
+def test_a_grant_holds_its_product_only(bank):
+    """An order naming a grant given for another product is not authorized by it: rejected, nothing taken; the
+    grant's quota share is released when it expires."""
+    _, (st, agent), _ = bank
+    product("WM-BOUND-A")
+    product("WM-BOUND-B")
+    synced(st, "WM-BOUND-A", "WM-BOUND-B")
+    balance, hold = central(BOLD)
+    txn, grant = ask(st, agent, BOLD, "WM-BOUND-A", 10_000)
+    place(st, agent, BOLD, "WM-BOUND-B", "100", txn, grant)
+    assert online.push_now(st)
+    assert status_of(st, txn) == (OperationState.REJECTED, "not_authorized")
+    assert central(BOLD) == (balance, hold)
+    assert quota("WM-BOUND-A") == quota("WM-BOUND-B") == 100_000_000
+    assert check_ledger() == []
