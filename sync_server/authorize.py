@@ -26,7 +26,9 @@ exceed the balance. A debit is granted only when amount + fee fits the available
 plus this station's own offline hold for the customer; the grant then takes what it needs beyond the available
 balance out of that offline hold (``decide``), so the total held grows by at most the available balance. Every
 write to a station's authorizations (a grant, the expiry sweep, the entry that consumes one) holds the station's
-row lock, so they never deadlock with each other.
+row lock, so they never deadlock with each other. A wealth-product order is granted only within its product's quota
+less what every live grant of the product holds (``_wmp_problem``, under the product's row lock, as the batches
+that settle orders take it): the product's live grants and settled orders together never exceed what it may sell.
 """
 
 from __future__ import annotations
@@ -265,9 +267,9 @@ def _wmp_problem(customer, request: dict, timezone: str, now: datetime) -> str |
     product = (query.for_update() if is_postgres() else query).first()
     if product is None:
         return UNKNOWN_PRODUCT
-    local_date = now.astimezone(ZoneInfo(timezone)).date().isoformat()
     if product.status != "open":
         return WINDOW_CLOSED
+    local_date = now.astimezone(ZoneInfo(timezone)).date().isoformat()
     held = sum(reserved_quota(product.code, utc_text(now)).values())
     return (window_problem(product.opens_on, product.closes_on, local_date)
             or risk_problem(customer.risk_level, product.risk_level)
