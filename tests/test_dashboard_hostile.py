@@ -117,3 +117,22 @@ def test_the_banks_records_are_shown_as_text(server):
         body = client.get(path).get_data(as_text=True)
         assert "<script>" not in body and "<img" not in body and "<b>县" not in body, path
         assert "&lt;script&gt;" in body or "&lt;b&gt;" in body, path
+
+
+@pytest.mark.parametrize("method, path", [
+    ("PUT", "/dashboard/"), ("DELETE", "/dashboard/logout"), ("PATCH", "/dashboard/login"), ("OPTIONS", "/dashboard/"),
+    ("HEAD", "/dashboard/stations/ST-0001"), ("POST", "/dashboard/stations/ST-0001"), ("GET", "/dashboard/logout")])
+def test_other_methods_are_4xx_or_harmless(server, method, path):
+    client = logged_in(server)
+    response = client.open(path, method=method, data={"csrf_token": "x"})
+    assert response.status_code in (200, 400, 401, 405), (method, path, response.status_code)
+    assert client.get("/dashboard/").status_code == 200  # none of them logged out or broke the session
+
+
+@pytest.mark.parametrize("cookie", ["garbage", "", "e30.AAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAA", "\x00" * 10, "x" * 4000])
+def test_a_forged_or_broken_session_cookie_is_a_login_page(server, cookie):
+    client = dashboard_app(server).test_client()
+    client.set_cookie("dashboard_session", cookie, path="/dashboard")
+    response = client.get("/dashboard/stations/ST-0001")
+    assert response.status_code == 302 and "/dashboard/login" in response.headers["Location"]
+    assert client.get("/dashboard/stations/ST-0001/peak-chart.svg").status_code == 401
