@@ -189,13 +189,19 @@ def export_complaints(day: date, file_format: str, out: str | Path) -> int:
         raise ComplaintError(f"{out} is a folder: give the file to write, e.g. {out / f'12315-{day}.{file_format}'}.")
     if not out.parent.is_dir():
         raise ComplaintError(f"No folder {out.parent}: create it first.")
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    except OSError as exc:
+        raise ComplaintError(f"Cannot write in {out.parent}: {exc.strerror}.") from exc
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, out)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise ComplaintError(f"Cannot write {out}: {exc.strerror}; nothing was written.") from exc
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

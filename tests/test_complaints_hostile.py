@@ -264,3 +264,12 @@ def test_the_export_columns_are_documented_as_the_code_says():
     text = (Path(__file__).parent.parent / "docs" / "operations.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `(\w+)` \| (.*) \|$", text.split("**Formula text in the CSV.**", 1)[1], re.M)
     assert rows[:len(EXPORT_COLUMNS)] == list(EXPORT_COLUMNS.items())
+
+
+@pytest.mark.parametrize("out, message", [("/proc/12315.csv", "Cannot write in /proc"),
+                                          ("/dev/null/x.csv", "No folder /dev/null")])
+def test_an_export_that_cannot_be_written_is_one_line(server, tmp_path, out, message):
+    result = run(server, "complaints", "export", "--date", "2026-12-02", "--format", "csv", "--out",
+                 out.format(tmp=tmp_path))
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.output.count("\n") == 1 and "unexpected error" not in result.output
