@@ -75,6 +75,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b"
 #: The columns of a status file from the regulator (``import_statuses``).
 IMPORT_COLUMNS = ("complaint_no", "status", "note", "answered_at")
 MAX_NOTE = 500
+#: The longest name in ``--by``.
+MAX_BY = 80
 #: The longest complaint number looked up (a station id of at most 64 characters, a date and a seq).
 MAX_NUMBER = 100
 #: The largest status file read (a day's answers are a few kilobytes).
@@ -337,6 +339,10 @@ def import_statuses(path: str | Path, by: str, now: datetime | None = None) -> I
     cannot be read at all.
     """
     path = Path(path)
+    who = one_line(by, MAX_BY)
+    if who is None:
+        raise ComplaintError(f"--by is your name for the audit trail: one line of printable text, at most {MAX_BY} "
+                             "characters.")
     now = now or datetime.now(UTC)
     zone = bank_timezone()
     lines = _read_lines(path)
@@ -375,8 +381,9 @@ def import_statuses(path: str | Path, by: str, now: datetime | None = None) -> I
             Complaint.update(status=status, status_note=note, answered_at=answered_at, updated_at=stamp).where(
                 Complaint.complaint_no == number).execute()
         if changes:
-            ComplaintEvent.insert_many([dict(complaint_no=number, at=stamp, by=f"{by} ({path.name})", status=status,
-                                             note=note, answered_at=answered_at)
+            by = f"{who} ({_shown(path.name, 80)})"  # a file's name may hold a line break or an escape
+            ComplaintEvent.insert_many([dict(complaint_no=number, at=stamp, by=by, status=status, note=note,
+                                             answered_at=answered_at)
                                         for number, status, note, answered_at in changes]).execute()
     return ImportResult(applied=len(changes), unchanged=unchanged)
 

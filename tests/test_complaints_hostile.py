@@ -273,3 +273,17 @@ def test_an_export_that_cannot_be_written_is_one_line(server, tmp_path, out, mes
                  out.format(tmp=tmp_path))
     assert result.exit_code == 1 and message in result.output, result.output
     assert result.output.count("\n") == 1 and "unexpected error" not in result.output
+
+
+def test_who_imported_is_one_printable_line_in_the_trail(server, tmp_path, one_complaint):
+    number, answered = one_complaint
+    path = tmp_path / "answers\n\x1b[31m.csv"  # a file's name may hold a line break and an escape
+    path.write_text(answers_csv(number, answered, "{n},accepted,ok,{t}"), encoding="utf-8")
+    for by in ("Wang\x1b[2J", "Wang\nFang", "W" * 81, "   "):
+        result = run(server, "complaints", "import-status", str(path), "--by", by)
+        assert result.exit_code == 1 and "--by is your name" in result.output, result.output
+        assert unchanged(number)
+    result = run(server, "complaints", "import-status", str(path), "--by", "  Wang   Fang ")
+    assert result.exit_code == 0, result.output
+    shown = run(server, "complaints", "show", number)
+    assert "Wang Fang (answers ?[31m.csv)" in shown.output and "\x1b" not in shown.output, shown.output
