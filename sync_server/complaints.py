@@ -119,8 +119,11 @@ def bank_timezone() -> ZoneInfo:
 def _day_bounds(day: date) -> tuple[str, str]:
     """The UTC texts [start, end) of the bank's local ``day`` (``utc_text`` sorts as time)."""
     zone = bank_timezone()
-    start = datetime.combine(day, time(), zone)
-    return utc_text(start), utc_text(datetime.combine(day + timedelta(days=1), time(), zone))
+    try:
+        start = datetime.combine(day, time(), zone)
+        return utc_text(start), utc_text(datetime.combine(day + timedelta(days=1), time(), zone))
+    except OverflowError as exc:  # 0001-01-01 or 9999-12-31: a bound past the first or last UTC moment Python holds
+        raise ComplaintError(f"{day} is out of range: give a date like 2026-12-02.") from exc
 
 
 def _query(day: date | None, status: str | None):

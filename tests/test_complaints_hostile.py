@@ -287,3 +287,12 @@ def test_who_imported_is_one_printable_line_in_the_trail(server, tmp_path, one_c
     assert result.exit_code == 0, result.output
     shown = run(server, "complaints", "show", number)
     assert "Wang Fang (answers ?[31m.csv)" in shown.output and "\x1b" not in shown.output, shown.output
+
+
+@pytest.mark.parametrize("command", [("complaints", "list"), ("complaints", "export", "--format", "csv", "--out", "x")])
+@pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
+def test_a_date_at_the_end_of_the_calendar_is_one_line(server, tmp_path, command, day):
+    args = [arg if arg != "x" else str(tmp_path / "x.csv") for arg in command]
+    result = run(server, *args, "--date", day)
+    assert result.exit_code == 1 and f"{day} is out of range" in result.output, result.output
+    assert result.output.count("\n") == 1
