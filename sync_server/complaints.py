@@ -59,7 +59,7 @@ EXPORT_COLUMNS = {
     "station_id": "the station that took it",
     "phone": "the complainant's phone in full (the regulator calls back): `13812345678` or `0571-88889999`",
     "business": "the business complained about; as typed, but in the CSV a leading = + - @ "
-                "has a `'` before it (\"Formula text in the CSV\")",
+                "or ' has a `'` before it (\"Formula text in the CSV\")",
     "category": "the category code: " + ", ".join(f"`{code}`" for code in CATEGORIES),
     "category_zh": "the category in Chinese (价格, 商品质量, 虚假宣传, 服务, 食品安全, 其他)",
     "details": "what happened (may be empty unless the category is `other`); in the CSV as `business`",
@@ -70,7 +70,8 @@ EXPORT_COLUMNS = {
 }
 #: What a CSV cell may not begin with, since a spreadsheet program would run it as a formula (OWASP, "CSV
 #: Injection"): = + - @, tab, carriage return, line feed, NUL, and the full-width = + - @ (which some spreadsheet
-#: programs take for the same). Such a cell is written with a ``'`` before it; the JSON file holds every text as is.
+#: programs take for the same). Such a cell is written with a ``'`` before it, and so is one that begins with ``'``
+#: itself, so that one rule reads every cell back (remove one leading ``'``); the JSON file holds every text as is.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 #: The columns of a status file from the regulator (``import_statuses``).
 IMPORT_COLUMNS = ("complaint_no", "status", "note", "answered_at")
@@ -157,13 +158,13 @@ def export_rows(day: date) -> list[dict]:
 
 def csv_cell(value) -> str:
     """A value as a cell of the CSV file: ``true`` for True, empty for None, and a text that a spreadsheet program
-    would take for a formula (``FORMULA_STARTS``) with a ``'`` before it, so it is shown as the text it is."""
+    would take for a formula (``FORMULA_STARTS``), or that begins with ``'``, with a ``'`` before it."""
     if value is True:
         return "true"
     if value is None:
         return ""
     text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    return "'" + text if text.startswith((*FORMULA_STARTS, "'")) else text
 
 
 def export_complaints(day: date, file_format: str, out: str | Path) -> int:
