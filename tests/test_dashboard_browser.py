@@ -11,6 +11,9 @@ from sync_support import serve_in_thread, server_db, stop_server
 from test_dashboard import PASSWORD, dashboard_app, manager, pension_morning  # noqa: F401 (a fixture)
 from ui_browser_support import browser  # noqa: F401 (a fixture)
 
+from sync_server.admin import add_station
+from sync_server.db import Station as ServerStation
+
 PHONE = {"width": 390, "height": 844}
 
 
@@ -76,4 +79,29 @@ def test_a_manager_reads_the_dashboard_on_a_phone(browser, dashboard):  # noqa: 
     # The one error: the wrong password's answer (401) itself.
     assert problems == ["Failed to load resource: the server responded with a status of 401 (UNAUTHORIZED)"]
     assert elsewhere == []
+    page.close()
+
+
+def test_the_longest_names_the_bank_may_give_fit_a_phone(browser, dashboard):  # noqa: F811
+    """A station id, name, county and village as long as ``sync-server station add`` lets them be, in wide letters
+    without a space to break at, and markup in them shown as text: still no horizontal scrolling on a phone."""
+    server_db()
+    long_id = "W" * 40
+    add_station(long_id, "W" * 60, village="<b>" + "W" * 57, county="W" * 60)
+    ServerStation.update(name="<script>" + "Ｗ" * 52, county="M" * 60).where(
+        ServerStation.station_id == "ST-0001").execute()
+    page = browser.new_page(viewport=PHONE)
+    page.set_default_timeout(15_000)
+    page.goto(f"{dashboard}/dashboard/login")
+    page.fill("#name", "wang")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    for path in ("/dashboard/", f"/dashboard/stations/{long_id}", "/dashboard/stations/ST-0001",
+                 f"/dashboard/stations/{long_id}/peak-chart?weeks=12", "/dashboard/stations/ST-0001/peak-chart?weeks=4",
+                 "/dashboard/stations/ST-0001/peak-chart?weeks=abc", "/dashboard/stations/" + "X" * 300):
+        page.goto(f"{dashboard}{path}")
+        assert overflow(page) <= 0, path
+    page.goto(f"{dashboard}/dashboard/stations/{long_id}")
+    assert page.locator("h1").inner_text() == f"{long_id} {'W' * 60}"
+    assert "<b>" in page.locator("main").inner_text()  # the village as typed, not bold
     page.close()
