@@ -458,7 +458,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
             header_kids[header_b64] = exc
     publics: dict[str, Ed25519PublicKey] = {}
     opened = []
-    unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]] = []
+    checks = _SignatureChecks(deferred=len(items) >= _PARALLEL_FROM)
     expected_prev = prev
     previous_ms = 0
     for index, item in enumerate(items):
@@ -487,7 +487,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
                 raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
             if kid not in publics:
                 publics[kid] = ed25519_public_from_jwk(key.as_dict(private=False))
-            unsigned.append((seq, publics[kid], signature, f"{header_b64}.{payload_b64}".encode("ascii")))
+            checks.add((seq, publics[kid], signature, f"{header_b64}.{payload_b64}".encode("ascii")))
             # The payload is the object the token's bytes were made from (canonical by construction). A number that
             # is not an integer is the ledger's to reject in the ack (invalid_amount): refusing the batch would
             # wedge the station's outbox on one signed entry.
@@ -508,7 +508,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
             raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
         opened.append(OpenedEntry(seq, token, payload, form_problem))
         expected_prev = chain_hash(token)
-    pending = _submit_signature_checks(unsigned)
+    pending = checks.finish()
     if head != expected_prev:
         pending.confirm()
         raise BadEntry("the batch's declared head does not match its last entry", seq=first + len(items) - 1)
@@ -519,6 +519,8 @@ _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
 #: Below this many signatures, threads cost more than they save.
 _PARALLEL_FROM = 64
+#: Signatures handed to a verification thread at a time, as a large batch is opened.
+_CHUNK = 64
 #: Threads that check one batch's signatures (``configure_verify_threads``); None: one per core, at most 4.
 _verify_threads: int | None = None
 
@@ -563,15 +565,39 @@ def _first_bad_in(chunk: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> in
     return None
 
 
+class _SignatureChecks:
+    """The signature checks of a batch's entries as the entries are opened: with ``deferred`` (a batch of at least
+    ``_PARALLEL_FROM`` entries) each run of ``_CHUNK`` goes to the verification threads at once, so they check while
+    the rest of the batch is rebuilt; otherwise all are checked by ``finish``, here and now."""
+
+    def __init__(self, *, deferred: bool):
+        self.deferred = deferred
+        self.waiting: list[tuple[int, Ed25519PublicKey, bytes, bytes]] = []
+        self.futures: list = []
+
+    def add(self, check: tuple[int, Ed25519PublicKey, bytes, bytes]) -> None:
+        self.waiting.append(check)
+        if self.deferred and len(self.waiting) >= _CHUNK:
+            self.futures.append(_executor().submit(_first_bad_in, self.waiting))
+            self.waiting = []
+
+    def finish(self) -> PendingSignatures:
+        """The checks still running; raises :class:`BadEntry` when a check made here fails."""
+        if not self.deferred:
+            _raise_first_bad([_first_bad_in(self.waiting)])
+            return PendingSignatures([])
+        if self.waiting:
+            self.futures.append(_executor().submit(_first_bad_in, self.waiting))
+        return PendingSignatures(self.futures)
+
+
 def _submit_signature_checks(unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> PendingSignatures:
     """Start checking each entry's signature with its key: a batch of at least ``_PARALLEL_FROM`` entries on the
-    verification threads (split among them); a smaller one here and now (raises :class:`BadEntry`)."""
-    if len(unsigned) < _PARALLEL_FROM:
-        _raise_first_bad([_first_bad_in(unsigned)])
-        return PendingSignatures([])
-    size = -(-len(unsigned) // verify_threads())
-    return PendingSignatures([_executor().submit(_first_bad_in, unsigned[i:i + size])
-                              for i in range(0, len(unsigned), size)])
+    verification threads; a smaller one here and now (raises :class:`BadEntry`)."""
+    checks = _SignatureChecks(deferred=len(unsigned) >= _PARALLEL_FROM)
+    for check in unsigned:
+        checks.add(check)
+    return checks.finish()
 
 
 def _raise_first_bad(results: list[int | None]) -> None:
