@@ -553,6 +553,33 @@ class BankNotCancellable(BankRefused):
     template = N_("The bank refused: this transfer was already sent (or cancelled) and cannot be cancelled now.")
 
 
+class BankUnknownWmpProduct(BankRefused):
+    code, reason = "bank_unknown_product", "unknown_product"
+    template = N_("The bank refused: it does not sell this product. Nothing was recorded.")
+
+
+class BankWmpWindowClosed(BankRefused):
+    code, reason = "bank_window_closed", "window_closed"
+    template = N_("The bank refused: this product is not taking orders today. Nothing was recorded.")
+
+
+class BankWmpRiskLevelTooLow(BankRefused):
+    code, reason = "bank_risk_level_too_low", "risk_level_too_low"
+    template = N_("The bank refused: the customer's risk assessment at the bank is below this product's risk "
+                  "level. Nothing was recorded.")
+
+
+class BankWmpAmountRule(BankRefused):
+    code, reason = "bank_amount_rule", "amount_rule"
+    template = N_("The bank refused: the amount does not follow this product's minimum and steps. "
+                  "Nothing was recorded.")
+
+
+class BankWmpSoldOut(BankRefused):
+    code, reason = "bank_sold_out", "sold_out"
+    template = N_("The bank refused: this product is sold out. Nothing was recorded.")
+
+
 #: The class of each refusal reason the bank may give.
 BANK_REFUSALS = {cls.reason: cls for cls in BankRefused.__subclasses__()}
 

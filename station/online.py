@@ -71,7 +71,7 @@ def bank_now(st: Station) -> datetime:
 def authorize(st: Station, kind: str, *, txn: str, agent: str, account: str, amount: int = 0, fee: int = 0,
               http: requests.Session | None = None, **extra) -> Authorization | None:
     """Ask the bank to authorize one operation (module docstring); ``extra`` holds the kind's own fields
-    (``payee_account``, ``biller`` or ``ref_txn``). The grant, a ``BankRefused`` raised, or None."""
+    (``payee_account``, ``biller``, ``ref_txn`` or ``product``). The grant, a ``BankRefused`` raised, or None."""
     if not should_ask_bank(st):
         return None
     server = st.config["server"]

@@ -13,10 +13,11 @@ Steps 1 and 2 are ``station.agents``', 4 to 8 ``station.limits``', 9 ``station.b
 operation comes from the bank's policy through ``quote_fee`` only: the confirm screen shows that quote and the
 plan charges it. What may be reversed is ``may_reverse``'s to say, and ``reverse`` refuses exactly what it refuses.
 
-Online: a withdrawal, transfer, bill paid from the account, balance enquiry or transfer cancellation may be given
-the bank's real-time authorization (``authorization=``, from ``station.online.authorize``). When it is the bank's
-grant of exactly this operation and has not expired (``station.online.usable_grant``), steps 6 to 8 (the offline
-rules) are skipped and the entry names it (``auth``); otherwise the operation is checked and recorded offline.
+Online: a withdrawal, transfer, bill paid from the account, balance enquiry or transfer cancellation (and a
+wealth-product order, ``station.wmp``) may be given the bank's real-time authorization (``authorization=``, from
+``station.online.authorize``). When it is the bank's grant of exactly this operation and has not expired
+(``station.online.usable_grant``), steps 6 to 8 (the offline rules) are skipped and the entry names it (``auth``);
+otherwise the operation is checked and recorded offline.
 """
 
 from __future__ import annotations

@@ -109,6 +109,7 @@ def receipt_sheet(st: Station, receipt: Receipt, *, duplicate: bool = False) -> 
         cancel_until=_local_hhmm(st, transfer_cancel_until(st, op)) if op is not None else None,
         balance_as_of=_as_of(st, parse_utc(as_of), local_time.date()) if as_of else None,
         balance_live=bool(op is not None and op.auth_id),
+        authorized=bool(op is not None and op.auth_id),
     )
 
 

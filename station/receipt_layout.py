@@ -71,6 +71,8 @@ _WMP_STATES = {
     OperationState.REJECTED: ("银行未受理申购", "Order refused by the bank"),
 }
 _WMP_RELEASED = ("款项已释放", "The money is released.")
+#: An order recorded under the bank's real-time grant whose push has not been acknowledged yet.
+_WMP_AUTHORIZED = ("银行已授权申购，等待银行确认", "Order authorized by the bank, waiting for its confirmation")
 
 
 class QrTooLarge(ValueError):
@@ -89,7 +91,8 @@ class ReceiptSheet:
     balance enquiry's snapshot time (local "HH:MM", with the date when it is not the receipt's day),
     ``balance_live`` when the bank answered it live. ``biller_kind``: a bill's biller kind (a top-up's reference
     is a phone number). ``original_type``: the type of the operation a reversal or cancellation undoes;
-    ``reason``: a reversal's or a day close's reason, (Chinese, English).
+    ``reason``: a reversal's or a day close's reason, (Chinese, English). ``authorized``: recorded under the bank's
+    real-time grant.
     """
 
     receipt: Receipt
@@ -107,6 +110,7 @@ class ReceiptSheet:
     biller_kind: str | None = None
     original_type: str | None = None
     reason: tuple[str, str] | None = None
+    authorized: bool = False
 
 
 # -- text -------------------------------------------------------------------------------------------------
@@ -161,6 +165,8 @@ def _status_label(sheet: ReceiptSheet) -> tuple[str, str]:
         return _TRANSFER_STOPPED
     if receipt.type == EntryType.COMPLAINT_12315:
         return _COMPLAINT_RECORDED
+    if receipt.type == EntryType.WMP_ORDER and receipt.status == OperationState.RECORDED and sheet.authorized:
+        return _WMP_AUTHORIZED
     if receipt.type == EntryType.WMP_ORDER and receipt.status in _WMP_STATES:
         zh, en = _WMP_STATES[receipt.status]
         if receipt.status == OperationState.REJECTED:

@@ -12,9 +12,15 @@ The order of the checks, each with its own refusal (``station.errors``), the ban
     (``WmpAmountRule``), the risk statement read with the customer (``WmpRiskStatementRequired``), then the limits of
     every debit (``station.limits``: per transaction, daily, offline allowance, exposure, offline age).
 
-Against the offline allowance always: whether the link is up or down an order is recorded within the allowance (the
-bank's real-time authorization does not cover ``wmp_order``), and the bank decides when it arrives: at once when the
-link is up (the touchscreen pushes the outbox after the PIN), else at the next sync.
+Online (``station.online``) the bank is asked before the PIN (authorization kind ``wmp_order``, with the product):
+it checks the product, its window by the bank's date, the customer's risk level at the bank, the minimum and step,
+the quota left (less every live grant of the product, at every station) and the money, and its grant holds the
+amount. An order recorded under the grant (``authorization=``, ``station.online.usable_grant``) names it (``auth``)
+and skips the offline rules (allowance, unsynced exposure, offline age), as an online withdrawal does; the outbox is
+pushed at once and the bank settles it against the grant (the answer does not repeat the product: the bank holds
+the grant to the order's product, and an entry naming another is ``not_authorized``). Offline (the link down, or
+the bank not answering in time) an order is recorded within the offline allowance, and the bank confirms or refuses
+it when it arrives.
 The station shows only what the bank wrote: names, risk level, minimum and step, window and the plain description;
 never advice or a return figure.
 """
@@ -27,6 +33,7 @@ from station.business_day import open_day_or_refuse
 from station.context import Station, bound_station
 from station.db import Customer, WmpProduct
 from station.limits import check_debit_limits
+from station.online import usable_grant
 from station.protocol.entry_types import EntryType
 from station.protocol.money import AmountError, format_yuan, parse_amount
 from station.protocol.wmp import amount_problem, risk_problem, window_problem
@@ -80,23 +87,27 @@ def check_customer(st: Station, session: AgentSession, customer: Customer, code:
 
 
 @bound_station
-def check_order(st: Station, session: AgentSession, customer: Customer, code: str, amount) -> int:
+def check_order(st: Station, session: AgentSession, customer: Customer, code: str, amount, *,
+                ask_bank: bool = False) -> int:
     """Every check of an order except the risk statement and the PIN, so the agent learns of a refusal before the
-    customer reads the statement and types a PIN. Returns the amount in fen; records nothing."""
+    customer reads the statement and types a PIN. ``ask_bank``: the bank is asked next, so the offline rules
+    (allowance, exposure, offline age) are left to it. Returns the amount in fen; records nothing."""
     product = check_customer(st, session, customer, code)
     open_day_or_refuse(st)
     customer = Customer.get_by_id(customer.id)
     amount_fen = _order_amount(product, amount)
-    check_debit_limits(st, customer, EntryType.WMP_ORDER, amount_fen, amount_fen)
+    check_debit_limits(st, customer, EntryType.WMP_ORDER, amount_fen, amount_fen, authorized=ask_bank)
     return amount_fen
 
 
 def place_order(st: Station, session: AgentSession, auth: CustomerAuth, code: str, amount, txn: str, *,
-                risk_statement_read: bool = False) -> Receipt:
-    """Record a wealth-product order paid from the customer's account, for the bank to confirm or refuse at sync.
+                risk_statement_read: bool = False, authorization=None) -> Receipt:
+    """Record a wealth-product order paid from the customer's account, for the bank to confirm or refuse.
 
     ``risk_statement_read``: the agent confirmed the risk statement was read with the customer (the entry says so:
-    ``warned``; the bank refuses an order without it)."""
+    ``warned``; the bank refuses an order without it). ``authorization``: the bank's real-time grant (an
+    ``Authorization`` or its auth_id); when it is usable for exactly this order the offline rules give way to it,
+    else the order is checked and recorded offline."""
 
     def request(customer):
         return {"type": EntryType.WMP_ORDER.value, "customer": customer.id, "product": str(code),
@@ -108,9 +119,12 @@ def place_order(st: Station, session: AgentSession, auth: CustomerAuth, code: st
         amount_fen = _order_amount(product, amount)
         if not risk_statement_read:
             raise errors.WmpRiskStatementRequired()
-        check_debit_limits(st, customer, EntryType.WMP_ORDER, amount_fen, amount_fen)
+        auth_id = (usable_grant(st, authorization, kind=EntryType.WMP_ORDER, txn=str(txn).lower(),
+                                account=customer.account_id, amount=amount_fen, fee=0)
+                   if authorization is not None else None)
+        check_debit_limits(st, customer, EntryType.WMP_ORDER, amount_fen, amount_fen, authorized=bool(auth_id))
         details = {"product": product.code, "risk_level": product.risk_level, "warned": True}
-        return Plan(EntryType.WMP_ORDER, customer, amount_fen, 0, amount_fen, 0, details)
+        return Plan(EntryType.WMP_ORDER, customer, amount_fen, 0, amount_fen, 0, details, auth_id=auth_id)
 
     return customer_operation(st, session, auth, txn, request, plan)
 

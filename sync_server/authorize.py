@@ -26,7 +26,9 @@ exceed the balance. A debit is granted only when amount + fee fits the available
 plus this station's own offline hold for the customer; the grant then takes what it needs beyond the available
 balance out of that offline hold (``decide``), so the total held grows by at most the available balance. Every
 write to a station's authorizations (a grant, the expiry sweep, the entry that consumes one) holds the station's
-row lock, so they never deadlock with each other.
+row lock, so they never deadlock with each other. A wealth-product order is granted only within its product's quota
+less what every live grant of the product holds (``_wmp_problem``, under the product's row lock, as the batches
+that settle orders take it): the product's live grants and settled orders together never exceed what it may sell.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from station.protocol.entry_types import Kind, fits
 from station.protocol.envelope_errors import TooLarge, Undecryptable
 from station.protocol.key_codecs import encryption_public_from_jwk
 from station.protocol.times import parse_utc, utc_text
-from sync_server.book import Book, expire_authorizations, insert_new_rows, live_authorizations
+from station.protocol.wmp import SOLD_OUT, UNKNOWN_PRODUCT, WINDOW_CLOSED, amount_problem, risk_problem, window_problem
+from sync_server.book import Book, expire_authorizations, insert_new_rows, live_authorizations, reserved_quota
 from sync_server.db import (
     Authorization,
     AuthorizationNonce,
@@ -52,6 +55,7 @@ from sync_server.db import (
     Entry,
     Station,
     Transfer,
+    WmpProduct,
     db_proxy,
     is_postgres,
 )
@@ -65,7 +69,7 @@ from sync_server.service import known_station, locked_station, once_more_on_conf
 #: later than that is stale anyway.
 FRESHNESS = timedelta(minutes=10)
 #: The kinds that debit the customer and hold amount + fee while live.
-DEBIT_KINDS = ("withdrawal", "transfer", "bill_payment")
+DEBIT_KINDS = ("withdrawal", "transfer", "bill_payment", "wmp_order")
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,8 @@ def decide(book: Book, request: dict, policy: dict, now: datetime) -> Decision:
     """The bank's answer to a verified request, from its own data (``book`` holds the customer's account locked).
 
     In order: ``unknown_account``; a transfer cancellation (``_cancellation``); ``account_closed``,
-    ``account_locked``; a balance enquiry is granted; ``payee_blocked`` (transfer), ``unknown_biller`` (bill);
+    ``account_locked``; a balance enquiry is granted; ``payee_blocked`` (transfer), ``unknown_biller`` (bill), a
+    wealth-product order's own rules (``_wmp_problem``);
     ``over_transaction_limit`` and ``over_daily_limit`` (the station policy's, as the bank applies it);
     ``insufficient_funds``: amount + fee beyond the available balance plus this station's offline hold.
     """
@@ -235,6 +240,8 @@ def decide(book: Book, request: dict, policy: dict, now: datetime) -> Decision:
     if kind == "bill_payment" and Biller.get_or_none(Biller.code == request["biller"]) is None:
         return Decision("unknown_biller")
     rules = station_policy(policy)
+    if kind == "wmp_order" and (problem := _wmp_problem(customer, request, rules["timezone"], now)):
+        return Decision(problem)
     limits = rules["limits"][kind]
     amount, debit = request["amount"], request["amount"] + request["fee"]
     if amount > limits["per_txn"]:
@@ -247,6 +254,27 @@ def decide(book: Book, request: dict, policy: dict, now: datetime) -> Decision:
         return Decision("insufficient_funds")
     return Decision(None, hold_fen=debit, from_offline_hold=from_offline_hold,
                     execute_after=transfer_execute_after(policy, amount, now) if kind == "transfer" else None)
+
+
+def _wmp_problem(customer, request: dict, timezone: str, now: datetime) -> str | None:
+    """A wealth-product order's own refusal (``station.protocol.wmp``, as ``Applier._wmp_order`` applies them to
+    entries), or None: ``unknown_product``; ``window_closed`` (closed by the bank, or the bank's local date outside
+    the window); ``risk_level_too_low``; ``amount_rule``; ``sold_out``: the amount beyond the quota left (what the
+    confirmed orders have not taken) less what every live grant of the product holds, at any station. The product's
+    row is locked first (PostgreSQL ``FOR UPDATE``; SQLite transactions are IMMEDIATE), after the customer's
+    account as a batch takes them, so two stations never both take the last of a quota."""
+    query = WmpProduct.select().where(WmpProduct.code == request["product"])
+    product = (query.for_update() if is_postgres() else query).first()
+    if product is None:
+        return UNKNOWN_PRODUCT
+    if product.status != "open":
+        return WINDOW_CLOSED
+    local_date = now.astimezone(ZoneInfo(timezone)).date().isoformat()
+    held = sum(reserved_quota(product.code, utc_text(now)).values())
+    return (window_problem(product.opens_on, product.closes_on, local_date)
+            or risk_problem(customer.risk_level, product.risk_level)
+            or amount_problem(product.min_fen, product.step_fen, request["amount"])
+            or (SOLD_OUT if request["amount"] > product.quota_fen - held else None))
 
 
 def used_today(station_id: str, account: str, kind: str, timezone: str, now: datetime) -> int:
@@ -312,7 +340,8 @@ def _record(station_id: str, request: dict, digest: str, decision: Decision, pol
         auth_id=secrets.token_urlsafe(24), station_id=station_id, txn=request["txn"], kind=request["kind"],
         account_id=request["account"], amount_fen=request["amount"], fee_fen=request["fee"],
         hold_fen=decision.hold_fen, payee_account=request.get("payee_account"), biller=request.get("biller"),
-        ref_txn=request.get("ref_txn"), request_hash=digest, status="active" if granted else "refused",
+        ref_txn=request.get("ref_txn"), product=request.get("product"), request_hash=digest,
+        status="active" if granted else "refused",
         reason=decision.reason, created_at=utc_text(now), expires_at=utc_text(now + ttl if granted else now),
         execute_after=decision.execute_after)
 

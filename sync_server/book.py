@@ -165,6 +165,14 @@ def live_authorizations(now: str, where=None):
     return query.where(where) if where is not None else query
 
 
+def reserved_quota(code: str, now: str) -> dict[str, int]:
+    """auth_id -> amount of every live grant of a wealth-product order for product ``code``, at any station: what
+    those grants hold of the product's quota until their entries arrive (``authorize.decide``, ``Applier``). Read it
+    holding the product's row lock (PostgreSQL ``FOR UPDATE``), as every writer of the quota does."""
+    return dict(live_authorizations(now, (Authorization.kind == "wmp_order") & (Authorization.product == code))
+                .select(Authorization.auth_id, Authorization.amount_fen).tuples())
+
+
 def expire_authorizations(station_id: str, now: str) -> int:
     """Mark the station's authorizations whose time (``now``, UTC text) has passed ``expired``; how many. They held
     nothing already (every reader counts only ``live_authorizations``): the sweep keeps the status true. Call it

@@ -512,6 +512,8 @@ class Authorization(BaseModel):
     expires_at = CharField()
     execute_after = CharField(null=True)
     used_seq = BigIntegerField(null=True)
+    #: A wealth-product order's product code: its live grants hold the product's quota too (``authorize``).
+    product = CharField(null=True)
 
     class Meta:
         #: The live holds of an account (``book.Book``, ``checks``).
@@ -1344,3 +1346,11 @@ def _migration_15(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_15)
+
+
+def _migration_16(database: Database, migrator: SchemaMigrator) -> None:
+    """Real-time authorization of wealth-product orders: the product a grant is for (its live grants hold quota)."""
+    database.execute_sql('ALTER TABLE "authorization" ADD COLUMN "product" VARCHAR(255)')
+
+
+MIGRATIONS.append(_migration_16)

@@ -21,11 +21,11 @@ The order of the checks, the first failing one giving the reason:
    amount + fee fits this station's hold for the customer, the offline allowance the bank authorized
    (``not_authorized``); never settled from the available balance. An entry that names a real-time
    authorization (``auth``) is checked against it instead (``Applier._claim``): it must be this station's grant,
-   not used yet, of the entry's type, txn, account, amount and fee (and payee, biller, or transfer cancelled)
-   (``not_authorized``). A live grant settles the debit from its own hold (neither the station's offline hold
-   nor its unsynced exposure is touched, nor the daily limit checked again: the grant counted it); a grant that
-   expired before the entry came settles it only when amount + fee fits what the bank would grant now, the
-   available balance plus this station's offline hold (``authorization_expired``). Either way the grant is
+   not used yet, of the entry's type, txn, account, amount and fee (and payee, biller, transfer cancelled or
+   wealth product) (``not_authorized``). A live grant settles the debit from its own hold (neither the station's
+   offline hold nor its unsynced exposure is touched, nor the daily limit checked again: the grant counted it); a
+   grant that expired before the entry came settles it only when amount + fee fits what the bank would grant now,
+   the available balance plus this station's offline hold (``authorization_expired``). Either way the grant is
    consumed (``used``), and the checks 5, 7 and 8 below still apply;
 5. ``over_transaction_limit``: the amount exceeds ``limits[type].per_txn``;
 6. ``over_daily_limit``: the customer's settled amounts of the type at this station on the entry's local date
@@ -101,7 +101,15 @@ from station.protocol.wmp import (
     risk_problem,
     window_problem,
 )
-from sync_server.book import Book, LedgerError, insert_new_rows, present_values, station_account, upsert_rows
+from sync_server.book import (
+    Book,
+    LedgerError,
+    insert_new_rows,
+    present_values,
+    reserved_quota,
+    station_account,
+    upsert_rows,
+)
 from sync_server.db import (
     Authorization,
     Biller,
@@ -152,12 +160,12 @@ def _legs(*items: tuple[str, int, str]) -> list[tuple[str, int, str]]:
 #: payload's value when absent).
 _GRANT_FIELDS = (("txn", "txn", None), ("account_id", "account", None), ("amount_fen", "amount", 0),
                  ("fee_fen", "fee", 0), ("payee_account", "payee_account", None), ("biller", "biller", None),
-                 ("ref_txn", "ref_txn", None))
+                 ("ref_txn", "ref_txn", None), ("product", "product", None))
 
 
 def _grant_matches(grant: Authorization, p: dict) -> bool:
     """Whether the entry is the operation the grant was given for: its type, txn, account, amount, fee, payee (a
-    transfer), biller (a bill, paid from the account) or transfer cancelled."""
+    transfer), biller (a bill, paid from the account), transfer cancelled or product (a wealth-product order)."""
     if grant.kind != p["type"] or (p["type"] == EntryType.BILL_PAYMENT and p.get("funding") != "account"):
         return False
     return all(getattr(grant, column) == p.get(field, absent) for column, field, absent in _GRANT_FIELDS
@@ -212,6 +220,9 @@ class Applier:
         #: this batch's settled orders took off each one's quota (written by ``write``).
         self._products: dict[str, WmpProduct | None] = {}
         self.wmp_sold: dict[str, int] = {}
+        #: code -> (auth_id -> amount) of the product's live real-time grants, at any station, read with the
+        #: product's row lock (``load_products``): what they hold of its quota until their entries arrive.
+        self._product_grants: dict[str, dict[str, int]] = {}
 
     def already_reversed(self, ref_txn: str) -> bool:
         """Whether a settled reversal of ``ref_txn`` exists at this station, in this batch or in the database.
@@ -735,6 +746,9 @@ class Applier:
         for start in range(0, len(codes), 1000):
             query = WmpProduct.select().where(WmpProduct.code.in_(codes[start:start + 1000])).order_by(WmpProduct.code)
             self._products.update({row.code: row for row in (query.for_update() if is_postgres() else query)})
+        for code in codes:
+            if self._products[code] is not None:
+                self._product_grants[code] = reserved_quota(code, self.book.now)
 
     def wmp_product(self, code: str) -> WmpProduct | None:
         """The product ``code`` (``load_products`` read it; read here when the batch did not name it up front)."""
@@ -760,13 +774,16 @@ class Applier:
             return Outcome("rejected", UNKNOWN_PRODUCT)
         arrived = parse_utc(self.book.now).astimezone(self.timezone).date().isoformat()
         sold = self.wmp_sold.get(product.code, 0)
+        # The grants used earlier in this batch are in ``sold`` already; this entry's own grant held its share.
+        held = sum(amount for auth_id, amount in self._product_grants.get(product.code, {}).items()
+                   if auth_id not in self.used_authorizations and auth_id != p.get("auth"))
         refusal = (self._open_account(account)
                    or (window_problem(product.opens_on, product.closes_on, self._local_date(p))
                        if product.status == "open" else "window_closed")
                    or window_problem(product.opens_on, product.closes_on, arrived)
                    or risk_problem(getattr(self.book.customers.get(account), "risk_level", None), product.risk_level)
                    or amount_problem(product.min_fen, product.step_fen, p["amount"])
-                   or (SOLD_OUT if p["amount"] > product.quota_fen - sold else None)
+                   or (SOLD_OUT if p["amount"] > product.quota_fen - sold - held else None)
                    or self._authorize_debit(account, EntryType.WMP_ORDER, p))
         if refusal:
             return Outcome("rejected", refusal)

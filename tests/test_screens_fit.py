@@ -14,13 +14,26 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from conftest import FakeClock
 from ui_browser_support import check_screen, new_page, serving
 from ui_helpers import AGENT_PIN, CUSTOMER_PIN, ID_NUMBER
 
-from station import agents, bank_unlock, business_day, feedback, operations, receipts, setup_ui, storage, wmp
+from station import (
+    agents,
+    bank_unlock,
+    business_day,
+    errors,
+    feedback,
+    online,
+    operations,
+    receipts,
+    setup_ui,
+    storage,
+    wmp,
+)
 from station.app import create_app
 from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee, VoiceAnswer, WmpProduct
 from station.demo import DEMO_AGENTS, load_demo_customers
@@ -28,6 +41,7 @@ from station.protocol import key_codecs
 from station.provision import init_station
 from station.setup_ui import Attempt, FirstBoot, SetupDispatcher
 from station.sync import ENCRYPTION_KEY_FILE
+from station.ui import operations as ui_operations
 
 #: A long customer name (the bank's data may carry one) and the longest payee name the payee screen accepts.
 LONG_CUSTOMER_NAME = "欧阳阿卜杜热合曼·买买提明江"
@@ -184,6 +198,14 @@ class Counter:
             yield
         finally:
             storage.free_bytes = real
+
+    @contextmanager
+    def bank_refuses(self) -> Iterator[None]:
+        """The link up and the bank refusing what it is asked, with the longest of its wealth-order refusals (the
+        serving thread runs in this process: the two names it calls are swapped for the case)."""
+        with mock.patch.object(ui_operations, "should_ask_bank", lambda st: True), \
+                mock.patch.object(online, "authorize", mock.Mock(side_effect=errors.BankWmpRiskLevelTooLow())):
+            yield
 
     @contextmanager
     def large_print(self) -> Iterator[None]:
@@ -451,10 +473,15 @@ def receipt(entry_type, then=None):
 
 
 def wmp_receipt(which: str):
-    """The first wealth-product order's receipt (waiting for the bank) or the last's (refused)."""
+    """The first wealth-product order's receipt (waiting for the bank; ``authorized``: as if recorded under the
+    bank's grant, for the case) or the last's (refused)."""
     def reach(c):
         seqs = [e.seq for e in JournalEntry.select().where(JournalEntry.type == "wmp_order").order_by(JournalEntry.seq)]
-        c.go(f"/receipts/{seqs[0] if which == 'waiting' else seqs[-1]}")
+        seq = seqs[-1] if which == "refused" else seqs[0]
+        if which == "authorized":
+            Operation.update(auth_id="AUTH-SCREEN").where(Operation.seq == seq).execute()
+            c.stack.callback(Operation.update(auth_id=None).where(Operation.seq == seq).execute)
+        c.go(f"/receipts/{seq}")
 
     return reach
 
@@ -801,6 +828,10 @@ CASES = [
         "wmp_order", "statement", customer="long", product=WMP_LONG, amount="100"))),
     Case("wmp confirm", "normal", op_step("wmp_order", "confirm", customer="long", product=WMP_LONG, amount="100",
                                           statement=True)),
+    Case("wmp confirm", "online", with_state("bank_refuses", op_step(
+        "wmp_order", "confirm", customer="long", product=WMP_LONG, amount="100", statement=True))),
+    Case("wmp confirm", "online, refused", with_state("bank_refuses", op_refused(
+        "wmp_order", "confirm", {}, customer="long", product=WMP_LONG, amount="100", statement=True))),
     Case("wmp pin", "normal", op_step("wmp_order", "pin", customer="long", product=WMP_LONG, amount="100",
                                       statement=True, confirm=True)),
     # deposit
@@ -890,6 +921,7 @@ CASES = [
     Case("receipt", "large print, 12315 complaint", with_state("large_print", receipt("complaint_12315"))),
     Case("receipt", "wealth order waiting", wmp_receipt("waiting")),
     Case("receipt", "wealth order refused", wmp_receipt("refused")),
+    Case("receipt", "wealth order authorized", wmp_receipt("authorized")),
     Case("receipt", "day open", receipt("day_open")),
     Case("receipt", "transfer stopped", receipt("transfer_stopped")),
     Case("receipt", "day close", receipt("day_close")),

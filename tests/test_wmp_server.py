@@ -340,9 +340,10 @@ def order_on_the_touchscreen(client, customer, code: str, amount: str) -> str:
     return unescape(client.get(done.location).get_data(as_text=True))
 
 
-def test_online_the_order_goes_to_the_bank_at_once_and_the_receipt_shows_its_answer(bank):
-    """With the link up the order is pushed right after the PIN: the receipt shows the bank's confirmation, or its
-    refusal (sold out) with the money released."""
+def test_online_the_bank_is_asked_before_the_pin_and_the_receipt_shows_its_answer(bank):
+    """With the link up the bank authorizes the order before the PIN and the order is pushed right after it: the
+    receipt shows the bank's confirmation. An order for more than is left is refused on the confirm screen (sold
+    out): no PIN, nothing recorded, nothing taken (tests/test_wmp_online.py has the rest)."""
     _, st, _ = bank
     server_db()
     product("WM-ONLINE", 1, minimum="100", step="50", quota="150")
@@ -355,9 +356,18 @@ def test_online_the_order_goes_to_the_bank_at_once_and_the_receipt_shows_its_ans
         client.post("/login", data={"agent_id": "A01", "pin": DEMO_AGENTS[0][3]})
         client.post("/lang", data={"lang": "en", "next": "/"})
         confirmed = order_on_the_touchscreen(client, customer, "WM-ONLINE", "100")
-        refused = order_on_the_touchscreen(client, customer, "WM-ONLINE", "100")
+        assert client.post("/op/wmp_order/start").status_code == 302
+        client.post("/op/wmp_order/customer", data={"id_kind": "card", "number": customer.card_number})
+        client.post("/op/wmp_order/product", data={"product": "WM-ONLINE"})
+        client.post("/op/wmp_order/amount", data={"amount": "100"})
+        client.post("/op/wmp_order/statement", data={"read": "yes"})
+        confirm = client.get("/op/wmp_order/confirm").get_data(as_text=True)
+        head = JournalEntry.select().count()
+        refused = client.post("/op/wmp_order/confirm", data={"txn": txn_of(confirm)}).get_data(as_text=True)
+        recorded = JournalEntry.select().count() - head
     assert "Order confirmed by the bank" in confirmed
-    assert "Order refused by the bank: the product was sold out. The money is released." in refused
+    assert "The bank refused: this product is sold out. Nothing was recorded." in unescape(refused)
+    assert recorded == 0
     assert central(BOLD)[0] == balance - 10_000
     server_db()
     assert BankProduct.get_by_id("WM-ONLINE").quota_fen == 5_000

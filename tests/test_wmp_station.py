@@ -90,6 +90,19 @@ def test_the_receipt_waits_then_says_confirmed(station, ordered):
     assert "银行已确认申购" in printed_status(station, receipt_for(station, Operation.get_by_id(receipt.txn)))
 
 
+def test_an_order_recorded_under_the_banks_grant_says_so_until_the_bank_confirms_it(station, ordered, ui_client):
+    _, receipt = ordered
+    Operation.update(auth_id="AUTH-0001").where(Operation.txn == receipt.txn).execute()
+    paper = printed_status(station, receipt_for(station, Operation.get_by_id(receipt.txn)))
+    assert "银行已授权申购，等待银行确认" in paper.replace(" ", "")
+    assert "Order authorized by the bank, waiting for its confirmation" in paper
+    login(ui_client)
+    assert "银行已授权申购，等待银行确认" in ui_client.get(f"/receipts/{receipt.seq}").get_data(as_text=True)
+    english(ui_client)
+    screen = unescape(ui_client.get(f"/receipts/{receipt.seq}").get_data(as_text=True))
+    assert "Order authorized by the bank, waiting for its confirmation" in screen
+
+
 def test_a_refused_order_says_why_and_that_the_money_is_released(station, ordered, ui_client):
     customer, receipt = ordered
     left = offline_available(station, customer)

@@ -5,10 +5,10 @@ Sign, then encrypt, both ways (as batches and acks are; docs/protocol.md "Real-t
 - the request is a JWS signed with the key the bank knows as the station's newest (the one after the entries it
   acknowledged), payload
   ``{"v": 1, "typ": "authorization-request", "station", "nonce", "ts", "kind", "txn", "agent", "account",
-  "amount", "fee"}`` plus, per kind, ``payee_account`` (transfer), ``biller`` (bill paid from the account) or
-  ``ref_txn`` (transfer cancellation); sealed with HPKE to the server's X25519 key, ``info`` =
-  ``station-kit/authorization-request/v1|<station>|<nonce>`` (so the station id and nonce also travel in the
-  plain headers ``X-Station-Id`` and ``X-Authorization-Nonce``);
+  "amount", "fee"}`` plus, per kind, ``payee_account`` (transfer), ``biller`` (bill paid from the account),
+  ``ref_txn`` (transfer cancellation) or ``product`` (wealth-product order); sealed with HPKE to the server's
+  X25519 key, ``info`` = ``station-kit/authorization-request/v1|<station>|<nonce>`` (so the station id and nonce
+  also travel in the plain headers ``X-Station-Id`` and ``X-Authorization-Nonce``);
 - the answer is a JWS signed with the server's key, payload ``{"v": 1, "typ": "authorization", "station",
   "nonce", "kind", "txn", "account", "amount", "fee", "decision", "reason", "auth_id", "expires_at",
   "server_time", "balance", "acked_seq", "execute_after"}``, sealed with HPKE to the station's X25519 key,
@@ -73,6 +73,7 @@ KINDS: Mapping[str, tuple[str, ...]] = {
     "bill_payment": ("biller",),
     "balance_enquiry": (),
     "transfer_cancel": ("ref_txn",),
+    "wmp_order": ("product",),
 }
 COMMON_FIELDS = ("v", "typ", "station", "nonce", "ts", "kind", "txn", "agent", "account", "amount", "fee")
 DECISIONS = ("granted", "refused")
@@ -87,6 +88,12 @@ REFUSALS = (
     "over_daily_limit",        # the bank's per-customer daily limit of the kind
     "unknown_biller",
     "not_cancellable",         # transfer_cancel: already executed, cancelled, or unknown to the bank
+    # wmp_order (``station.protocol.wmp``): the product's own rules, checked before the debit's
+    "unknown_product",         # not in the bank's catalogue
+    "window_closed",           # outside its subscription window by the bank's local date, or closed by the bank
+    "risk_level_too_low",      # the customer's risk assessment is below the product's level (or missing)
+    "amount_rule",             # not the product's minimum plus a whole number of steps
+    "sold_out",                # the quota left (less every live grant of the product) is below the amount
 )
 
 
@@ -195,6 +202,8 @@ def _check_request(payload, station_id: str, nonce: str) -> None:
             raise BadAuthorization(f"{name} is not integer fen")
     if kind != "balance_enquiry" and kind != "transfer_cancel" and payload["amount"] <= 0:
         raise BadAuthorization("a debit's amount is positive")
+    if kind == "wmp_order" and payload["fee"] != 0:
+        raise BadAuthorization("a wealth-product order carries no fee")
 
 
 def answer_payload(request: Mapping, *, granted: bool, reason: str | None, auth_id: str | None,

@@ -463,10 +463,12 @@ SPECS: MappingProxyType = MappingProxyType({spec.type: spec for spec in (
         "risk_level": Field(Kind.COUNT, doc="the product's risk level (1 to 5) as the station showed it"),
         "warned": Field(Kind.BOOLEAN, doc="`true`: the risk statement was read with the customer (the bank refuses "
                                             "`false`: `risk_statement_unread`)"),
+        "auth": _AUTH,
     }, customer_effect=Effect.DEBIT, customer_operation=True, home_tile=True,
         label=N_("Wealth product order"), printed=("理财申购", "Wealth product order"),
         doc="an order for a wealth-management product, paid from the account: the bank confirms it (settled) or "
-            "refuses it (rejected: nothing is taken); always within the offline allowance (no real-time grant)"),
+            "refuses it (rejected: nothing is taken); online under the bank's real-time grant (`auth`), offline "
+            "within the offline allowance"),
 )})
 
 

@@ -7,7 +7,8 @@ PIN form carries that UUID, and a second tap on it replays the first receipt (th
 
 Online (``station.online``): the bank is asked before the customer types a PIN, with the operation's txn (the
 authorization is bound to it): a withdrawal when its amount is submitted, a transfer when its confirm screen is
-(after the fraud warning), a balance enquiry and a bill paid from the account when the customer is identified.
+(after the fraud warning), a wealth-product order when its confirm screen is (after the risk statement), a balance
+enquiry and a bill paid from the account when the customer is identified.
 ``op["bank"]`` says how it went: ``granted`` (``op["auth_id"]``, the grant's id: the cookie holds only ids),
 ``no_answer`` (the bank did not answer in time: the offline rules run now, and the screens say so before the
 PIN) or ``offline`` (the link is known down: not asked). A refusal shows on the same screen and nothing goes on.
@@ -20,7 +21,9 @@ once (``station.online.push_now``) when the bank was asked or should be.
 
 A wealth-product order (``station.wmp``) chooses a product of the bank's catalogue after the customer (one above
 the customer's risk level is refused there), and has the risk statement, read together with the customer, after the
-amount; the bank is not asked before the PIN (its grants do not cover orders), and the push decides the order.
+amount; online the bank is asked when its confirm screen is submitted (the product, its window, the customer's risk
+level, the quota left and the money: a refusal shows there and nothing is recorded), and the order is recorded under
+the grant; offline it is recorded within the offline allowance and the bank decides it when it arrives.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ ASKED_AT = {
     EntryType.TRANSFER: "confirm",
     EntryType.BALANCE_ENQUIRY: "customer",
     EntryType.BILL_PAYMENT: "customer",  # only when paid from the account: the customer is identified last
+    EntryType.WMP_ORDER: "confirm",  # after the risk statement: the customer has chosen what to buy
 }
 
 
@@ -285,8 +289,10 @@ def amount_step(op: dict):
                 operations.check_amount(station(), current_agent(), customer_of(op), op["kind"], amount,
                                         ask_bank=asking)
             elif op["kind"] == EntryType.WMP_ORDER:
-                # The product's minimum and step and every debit limit, before the risk statement and the PIN.
-                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], amount)
+                # The product's minimum and step and every debit limit, before the risk statement and the PIN (the
+                # offline rules only when the bank will not be asked at the confirmation).
+                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], amount,
+                                ask_bank=should_ask_bank(station()))
             else:
                 parsed_amount(amount)
             save(op, amount=amount.strip())
@@ -508,17 +514,28 @@ def confirm_step(op: dict):
                                    error=translate_error(err))
         if op["kind"] == EntryType.WMP_ORDER:
             try:
-                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], op["amount"])
+                asking = should_ask_bank(station())
+                wmp.check_order(station(), current_agent(), customer_of(op), op["product"], op["amount"],
+                                ask_bank=asking or op.get("bank") == "granted")
+                op.setdefault("txn", request.form.get("txn") or receipts.new_txn_id())
+                ask_bank(op)
             except StationError as err:
+                # As a transfer's: a refusal spends the txn, another try is another request.
+                for key in ("txn", "bank", "auth_id"):
+                    op.pop(key, None)
+                op["txn"] = receipts.new_txn_id()
+                session["op"] = op
                 return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=None,
-                                   product=product_of(op), error=translate_error(err))
+                                   product=product_of(op), error=translate_error(err),
+                                   asking=should_ask_bank(station()))
         op["confirmed"] = True
         session["op"] = op
         return go_next(op)
     op.setdefault("txn", receipts.new_txn_id())
     session["op"] = op
     biller = Biller.get_or_none(Biller.code == op.get("biller")) if op["kind"] == EntryType.BILL_PAYMENT else None
-    return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller, product=product_of(op))
+    return render_step("op_confirm.html", op, fen=fen, fee=policy_fee, biller=biller, product=product_of(op),
+                       asking=should_ask_bank(station()))
 
 
 
@@ -541,6 +558,8 @@ def ask_bank(op: dict) -> None:
         session["op"] = op
         if op["kind"] in (EntryType.WITHDRAWAL, EntryType.TRANSFER):
             operations.check_amount(st, current_agent(), customer_of(op), op["kind"], op["amount"])
+        elif op["kind"] == EntryType.WMP_ORDER:
+            wmp.check_order(st, current_agent(), customer_of(op), op["product"], op["amount"])
         return
     op.update(bank="granted", auth_id=grant.auth_id)
     session["op"] = op
@@ -551,7 +570,10 @@ def bank_request(op: dict) -> dict:
     kind = op["kind"]
     request = {"txn": op["txn"], "agent": current_agent().agent_id, "account": customer_of(op).account_id,
                "amount": 0, "fee": 0}
-    if kind != EntryType.BALANCE_ENQUIRY:
+    if kind == EntryType.WMP_ORDER:
+        # An order carries no fee (its entry has none): the grant's fee is 0, as ``wmp.place_order`` records it.
+        request.update(amount=parsed_amount(op["amount"]), product=op["product"])
+    elif kind != EntryType.BALANCE_ENQUIRY:
         request.update(amount=parsed_amount(op["amount"]), fee=operations.quote_fee(station(), kind))
     if kind == EntryType.TRANSFER:
         request["payee_account"] = op["payee_account"]
@@ -637,7 +659,7 @@ def execute(op: dict, auth, txn: str, template: str, **context):
                                           funding=op.get("funding", "cash"), authorization=grant)
         elif kind == EntryType.WMP_ORDER:
             receipt = wmp.place_order(st, agent, auth, op["product"], op["amount"], txn,
-                                      risk_statement_read=bool(op.get("statement_done")))
+                                      risk_statement_read=bool(op.get("statement_done")), authorization=grant)
         else:
             receipt = operations.balance_enquiry(st, agent, auth, txn, authorization=grant).receipt
     except (errors.FraudWarningRequired, errors.FraudSupervisorRequired) as err:
