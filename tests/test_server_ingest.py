@@ -379,10 +379,9 @@ def test_json_nested_too_deep_is_a_malformed_request_not_a_500(server, path):
     assert "nested too deeply" in response.json()["detail"]
 
 
-# -- entry signatures checked while the batch is applied ----------------------------------------------------------
-# A batch of at least ``envelope._PARALLEL_FROM`` entries has its entries' signatures checked on the verification
-# threads while the ledger work runs (``open_batch(defer_entry_signatures=True)``); the answer and what is kept
-# must be those of checking them first.
+# -- a bad entry signature in a large batch (its signatures checked on several threads) ---------------------------
+# Whatever else is wrong with the batch (a fork, a gap), a bad entry signature is the answer: the station signed no
+# such entry, so nothing is applied and nothing flagged.
 MANY = envelope._PARALLEL_FROM + 6
 
 
@@ -415,7 +414,7 @@ def test_a_bad_entry_signature_in_a_large_batch_applies_nothing(server, tmp_path
         acked = st.setting("acked_seq")
         entries = list(iter_entries(st, after_seq=acked))
         assert len(entries) >= envelope._PARALLEL_FROM
-        bad_seq = entries[-3][0]  # the ledger work has applied the entries before it when the check answers
+        bad_seq = entries[-3][0]
         counts, balances = applied_counts("ST-0001"), _balances()
         response = post(server, "ST-0001", _tampered_batch(st, entries, bad_seq))
     assert response.status_code == 422 and problem_type(response) == "invalid-entry"
@@ -428,8 +427,7 @@ def test_a_bad_entry_signature_in_a_large_batch_applies_nothing(server, tmp_path
 
 
 def test_a_bad_entry_signature_is_the_answer_over_a_fork_and_flags_nothing(server, tmp_path, clock):
-    """The fork is found while the signatures are still being checked: the station signed no fork, so it is not
-    flagged."""
+    """The station signed no fork, so it is not flagged."""
     st = enrolled_station(server, tmp_path, "ST-0001", clock)
     record_some(st, MANY)
     sync_once(st)
