@@ -3,8 +3,8 @@
 Only a salted hash of each password is stored (``werkzeug.security``: scrypt). A login with an unknown name costs
 what a wrong password costs (a hash is checked either way), so the answer's time does not tell which names exist.
 A user's one live session is ``bank_user.session_id``: a new login or a logout ends the previous one, and disabling
-a user or setting their password ends theirs at once. These accounts never see a customer's PIN, card number or account: the dashboard
-shows counts and times only.
+a user or setting their password ends theirs at once. These accounts never see a customer's PIN, card number or
+account: the dashboard shows counts and times only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The branch dashboard in Chromium at a phone's size (390x844): a manager logs in, reads the overview, the station
-page, the wall chart (峰值图) and a county's page, with no horizontal scrolling, no request anywhere but the bank's server, and no
-Content-Security-Policy violation; the heatmap's numbers are the synced journal's."""
+page, the wall chart (峰值图) and a county's page, with no horizontal scrolling, no request anywhere but the bank's
+server, and no Content-Security-Policy violation; the heatmap's numbers are the synced journal's."""
 
 from __future__ import annotations
 
