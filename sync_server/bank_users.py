@@ -92,9 +92,13 @@ def set_password(name: str, password: str) -> None:
 def log_in(name: str, password: str) -> str | None:
     """A new session id for ``name`` when the password is right and the user is not disabled, else None (the
     caller says only "wrong name or password")."""
-    user = BankUser.get_or_none(BankUser.name == name) if len(name) <= MAX_NAME_LENGTH else None
+    # Only a name ``check_name`` could have let in is looked up (PostgreSQL refuses a text holding NUL outright).
+    user = (BankUser.get_or_none(BankUser.name == name)
+            if len(name) <= MAX_NAME_LENGTH and name.isprintable() else None)
     right = check_password_hash(user.password_hash if user else _DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
-    if user is None or not right or user.disabled:
+    # scrypt reads the password up to a NUL (OpenSSL), so "password\0anything" would pass: a password is
+    # printable (``check_password``), and one that is not is wrong whatever the hash says.
+    if user is None or not right or user.disabled or not password.isprintable():
         return None
     session_id = secrets.token_urlsafe(24)
     BankUser.update(session_id=session_id, last_login_at=utc_text(datetime.now(UTC))).where(

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,7 +29,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from station.protocol.complaints import CATEGORIES, mask_phone
-from station.protocol.entry_types import one_line, printable_text
+from station.protocol.entry_types import one_line, printable, printable_text
 from station.protocol.times import parse_utc, utc_text
 from sync_server.db import COMPLAINT_STATUSES, Complaint, ComplaintEvent, db_proxy
 from sync_server.line_errors import LineError, bad_lines_message
@@ -57,18 +58,28 @@ EXPORT_COLUMNS = {
     "recorded_at": "when the station recorded it, UTC, by the station's clock",
     "station_id": "the station that took it",
     "phone": "the complainant's phone in full (the regulator calls back): `13812345678` or `0571-88889999`",
-    "business": "the business complained about",
+    "business": "the business complained about; as typed, but in the CSV a leading = + - @ "
+                "or ' has a `'` before it (\"Formula text in the CSV\")",
     "category": "the category code: " + ", ".join(f"`{code}`" for code in CATEGORIES),
     "category_zh": "the category in Chinese (价格, 商品质量, 虚假宣传, 服务, 食品安全, 其他)",
-    "details": "what happened (may be empty unless the category is `other`)",
+    "details": "what happened (may be empty unless the category is `other`); in the CSV as `business`",
     "consent": "always `true`: nothing is recorded without the complainant's consent to forward it",
     "status": "where it stands: " + ", ".join(f"`{status}`" for status in COMPLAINT_STATUSES),
-    "status_note": "the regulator's last note (empty until it answers)",
+    "status_note": "the regulator's last note (empty until it answers); in the CSV as `business`",
     "answered_at": "when the regulator answered last, UTC (empty until it answers)",
 }
+#: What a CSV cell may not begin with, since a spreadsheet program would run it as a formula (OWASP, "CSV
+#: Injection"): = + - @, tab, carriage return, line feed, NUL, and the full-width = + - @ (which some spreadsheet
+#: programs take for the same). Such a cell is written with a ``'`` before it, and so is one that begins with ``'``
+#: itself, so that one rule reads every cell back (remove one leading ``'``); the JSON file holds every text as is.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 #: The columns of a status file from the regulator (``import_statuses``).
 IMPORT_COLUMNS = ("complaint_no", "status", "note", "answered_at")
 MAX_NOTE = 500
+#: The longest name in ``--by``.
+MAX_BY = 80
+#: The longest complaint number looked up (a station id of at most 64 characters, a date and a seq).
+MAX_NUMBER = 100
 #: The largest status file read (a day's answers are a few kilobytes).
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
@@ -109,8 +120,11 @@ def bank_timezone() -> ZoneInfo:
 def _day_bounds(day: date) -> tuple[str, str]:
     """The UTC texts [start, end) of the bank's local ``day`` (``utc_text`` sorts as time)."""
     zone = bank_timezone()
-    start = datetime.combine(day, time(), zone)
-    return utc_text(start), utc_text(datetime.combine(day + timedelta(days=1), time(), zone))
+    try:
+        start = datetime.combine(day, time(), zone)
+        return utc_text(start), utc_text(datetime.combine(day + timedelta(days=1), time(), zone))
+    except OverflowError as exc:  # 0001-01-01 or 9999-12-31: a bound past the first or last UTC moment Python holds
+        raise ComplaintError(f"{day} is out of range: give a date like 2026-12-02.") from exc
 
 
 def _query(day: date | None, status: str | None):
@@ -142,9 +156,21 @@ def export_rows(day: date) -> list[dict]:
             for row in _query(day, None)]
 
 
+def csv_cell(value) -> str:
+    """A value as a cell of the CSV file: ``true`` for True, empty for None, and a text that a spreadsheet program
+    would take for a formula (``FORMULA_STARTS``), or that begins with ``'``, with a ``'`` before it."""
+    if value is True:
+        return "true"
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith((*FORMULA_STARTS, "'")) else text
+
+
 def export_complaints(day: date, file_format: str, out: str | Path) -> int:
     """Write the regulator's file of ``day`` to ``out`` in ``csv`` (UTF-8 with a BOM, so spreadsheet programs read
-    the Chinese; ``true``/empty for booleans/none) or ``json`` (UTF-8); returns how many complaints it holds.
+    the Chinese; every field quoted, each cell through ``csv_cell``) or ``json`` (UTF-8, the values as stored);
+    returns how many complaints it holds.
 
     Written to a temporary file beside ``out`` (mode 0600: it holds the complainants' phones) and renamed over it: a
     reader never sees half a file.
@@ -158,24 +184,30 @@ def export_complaints(day: date, file_format: str, out: str | Path) -> int:
         data = text.encode("utf-8")
     else:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(EXPORT_COLUMNS), lineterminator="\r\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(EXPORT_COLUMNS), lineterminator="\r\n",
+                                quoting=csv.QUOTE_ALL)
         writer.writeheader()
         for row in rows:
-            writer.writerow({key: ("true" if value is True else "" if value is None else value)
-                             for key, value in row.items()})
+            writer.writerow({key: csv_cell(value) for key, value in row.items()})
         data = buffer.getvalue().encode("utf-8-sig")
     out = Path(out)
     if out.is_dir():
         raise ComplaintError(f"{out} is a folder: give the file to write, e.g. {out / f'12315-{day}.{file_format}'}.")
     if not out.parent.is_dir():
         raise ComplaintError(f"No folder {out.parent}: create it first.")
-    handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    except OSError as exc:
+        raise ComplaintError(f"Cannot write in {out.parent}: {exc.strerror}.") from exc
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, out)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise ComplaintError(f"Cannot write {out}: {exc.strerror}; nothing was written.") from exc
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -186,10 +218,18 @@ def export_complaints(day: date, file_format: str, out: str | Path) -> int:
 def _read_lines(path: Path) -> list[tuple[int, object]]:
     """(line number, row) of a status file: a CSV with a header (data from line 2), or JSON (a list of objects or
     ``{"complaints": [...]}``: its n-th object is "line" n)."""
+    too_large = ComplaintError(f"{path} is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB: not a status file.")
     try:
-        if path.stat().st_size > MAX_IMPORT_BYTES:
-            raise ComplaintError(f"{path} is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB: not a status file.")
-        text = path.read_bytes().decode("utf-8-sig")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read for ever
+            raise ComplaintError(f"{path} is not a regular file: give the file the regulator sent.")
+        if info.st_size > MAX_IMPORT_BYTES:
+            raise too_large
+        with path.open("rb") as file:
+            data = file.read(MAX_IMPORT_BYTES + 1)  # a file growing meanwhile is still read to the limit only
+        if len(data) > MAX_IMPORT_BYTES:
+            raise too_large
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ComplaintError(f"{path} is not UTF-8 text (byte {exc.start}); save it as UTF-8.") from exc
     except OSError as exc:
@@ -241,7 +281,10 @@ def _answered_at(value, zone: ZoneInfo) -> str:
                          "2026-12-03T02:30:00Z") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return utc_text(moment)
+    try:
+        return utc_text(moment)
+    except OverflowError as exc:  # e.g. 0001-01-01 00:00 in Beijing: before the first UTC moment Python holds
+        raise ValueError(f"answered_at {_shown(value)!r} is out of range") from exc
 
 
 def _check_line(row, state: dict[str, tuple], applied: set[tuple], now: datetime,
@@ -257,7 +300,9 @@ def _check_line(row, state: dict[str, tuple], applied: set[tuple], now: datetime
     if unknown:
         return f"unknown field {', '.join(unknown)}"
     number, status, note = row.get("complaint_no"), row.get("status"), row.get("note", "")
-    if not isinstance(number, str) or not number.strip():
+    if not isinstance(number, str):
+        return "complaint_no is not text like ST-0001-20261202-000042"
+    if not number.strip():
         return "complaint_no is empty"
     number = number.strip()
     if number not in state:
@@ -298,13 +343,19 @@ def import_statuses(path: str | Path, by: str, now: datetime | None = None) -> I
     cannot be read at all.
     """
     path = Path(path)
+    who = one_line(by, MAX_BY)
+    if who is None:
+        raise ComplaintError(f"--by is your name for the audit trail: one line of printable text, at most {MAX_BY} "
+                             "characters.")
     now = now or datetime.now(UTC)
     zone = bank_timezone()
     lines = _read_lines(path)
     if not lines:
         raise ComplaintError(f"{path} holds no answers.")
-    numbers = sorted({row["complaint_no"].strip() for _, row in lines
-                      if isinstance(row, dict) and isinstance(row.get("complaint_no"), str)})
+    # Only what could be a complaint number is looked up (PostgreSQL refuses a text holding NUL outright).
+    numbers = sorted({number for number in (row["complaint_no"].strip() for _, row in lines
+                                            if isinstance(row, dict) and isinstance(row.get("complaint_no"), str))
+                      if len(number) <= MAX_NUMBER and printable(number)})
     with db_proxy.atomic():
         state = {}
         for start in range(0, len(numbers), 500):
@@ -334,8 +385,9 @@ def import_statuses(path: str | Path, by: str, now: datetime | None = None) -> I
             Complaint.update(status=status, status_note=note, answered_at=answered_at, updated_at=stamp).where(
                 Complaint.complaint_no == number).execute()
         if changes:
-            ComplaintEvent.insert_many([dict(complaint_no=number, at=stamp, by=f"{by} ({path.name})", status=status,
-                                             note=note, answered_at=answered_at)
+            by = f"{who} ({_shown(path.name, 80)})"  # a file's name may hold a line break or an escape
+            ComplaintEvent.insert_many([dict(complaint_no=number, at=stamp, by=by, status=status, note=note,
+                                             answered_at=answered_at)
                                         for number, status, note, answered_at in changes]).execute()
     return ImportResult(applied=len(changes), unchanged=unchanged)
 

@@ -33,7 +33,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup
 
-from station.protocol.entry_types import spec_of
+from station.protocol.entry_types import MAX_ID, printable, printable_text, spec_of
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc
 from sync_server import bank_users
@@ -178,7 +178,9 @@ def error_page(status: int, detail: str) -> Response:
 
 def _safe_next(target: str | None) -> str:
     """Where to go after the login: a dashboard path only (never another site)."""
-    if target and target.startswith("/dashboard/") and "//" not in target and "\\" not in target:
+    # Printable and short: a line break would split the Location header, a long one outgrow it.
+    if (target and len(target) <= 1000 and target.isprintable() and target.startswith("/dashboard/")
+            and "//" not in target and "\\" not in target):
         return target
     return url_for("dashboard.index")
 
@@ -266,7 +268,7 @@ def index():
         counties.setdefault(row.county, []).append(row)
     sections = []
     for county, rows in counties.items():
-        heatmap = week_heatmap(window, merge([per_station.get(row.station_id) or {} for row in rows]))
+        heatmap = week_heatmap(window, merge([per_station.get(row.station_id) or Counter() for row in rows]))
         name = county or "未分县 No county"
         svg = heatmap_svg(heatmap, f"{name} 本周每小时客流 Visits per hour this week",
                           f"{len(rows)} 个服务站 stations, {window.first_day} – {window.last_day}")
@@ -274,10 +276,19 @@ def index():
     return _page("dashboard/overview.html", sections=sections, window=window)
 
 
+def _shown(text: str, limit: int = 64) -> str:
+    """What a visitor typed, as a page may quote it: printable, cut at ``limit``."""
+    text = printable_text(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _station_or_404(station_id: str) -> Station:
-    station = Station.get_or_none(Station.station_id == station_id)
+    # A station id is at most MAX_ID printable characters: anything else is not looked up (PostgreSQL refuses a
+    # text holding NUL outright).
+    station = (Station.get_or_none(Station.station_id == station_id)
+               if len(station_id) <= MAX_ID and printable(station_id) else None)
     if station is None:
-        abort(404, f"No station {station_id}.")
+        abort(404, f"No station {_shown(station_id)}.")
     return station
 
 
@@ -289,7 +300,7 @@ def station_page(station_id: str):
     now = _now()
     row = overview(now, zone, int(current_app.config["SYNC_SERVER_DASHBOARD_SILENT_HOURS"]), station_id)[0]
     window = window_ending(now, zone)
-    heatmap = week_heatmap(window, hourly_visits(window, [station_id]).get(station_id) or {})
+    heatmap = week_heatmap(window, hourly_visits(window, [station_id]).get(station_id) or Counter())
     svg = heatmap_svg(heatmap, f"{station.name} 本周每小时客流 Visits per hour this week",
                       f"{station_id}, {window.first_day} – {window.last_day}")
     return _page("dashboard/station.html", station=station, row=row, svg=Markup(svg), window=window,
@@ -298,7 +309,8 @@ def station_page(station_id: str):
 
 def _weeks() -> int:
     text = request.args.get("weeks", "4")
-    if not (text.isascii() and text.isdigit()) or int(text) not in PEAK_CHART_WEEKS:
+    # The length first: int() refuses a text of thousands of digits with a ValueError.
+    if len(text) > 2 or not (text.isascii() and text.isdigit()) or int(text) not in PEAK_CHART_WEEKS:
         abort(400, f"weeks is a whole number of {PEAK_CHART_WEEKS.start} to {PEAK_CHART_WEEKS.stop - 1}.")
     return int(text)
 

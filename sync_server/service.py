@@ -217,11 +217,13 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
     known_station(station_id)
     try:
         track = key_track(station_id, first)
+        # The entries' signatures are checked on the verification threads while the batch is applied, and
+        # confirmed before its transaction commits (``_apply``): the ledger's work and theirs overlap.
         batch = envelope.open_batch(body, station_id=station_id, first=first, last=last,
-                                   server_encryption_key=keys.encryption_key, key_track=track)
+                                   server_encryption_key=keys.encryption_key, key_track=track,
+                                   defer_entry_signatures=True)
     except EnvelopeError as exc:
-        extra = {"seq": exc.seq} if exc.seq is not None else {}
-        raise Problem(exc.code, str(exc), **extra) from exc
+        raise _envelope_problem(exc) from exc
     now = now or datetime.now(UTC)
     station_time = headers.get("X-Station-Time")
     # More batches follow: the allowances are refreshed (and the full downlink sent) only with the last one.
@@ -230,7 +232,19 @@ def ingest(keys: ServerKeys, station_id: str, headers, body: bytes, now: datetim
     push = headers.get(envelope.HEADER_PUSH) == "1"
     # The ack names the request it answers, so that it cannot be replayed to another one (acks.request_digest).
     request = acks.request_digest(body)
-    return once_more_on_conflict(lambda: _apply(keys, batch, now, station_time, more, track, push, request))
+    try:
+        return once_more_on_conflict(lambda: _apply(keys, batch, now, station_time, more, track, push, request))
+    except Exception:
+        try:
+            batch.confirm()  # an entry's bad signature is the answer, whatever else went wrong meanwhile
+        except EnvelopeError as exc:
+            raise _envelope_problem(exc) from exc
+        raise
+
+
+def _envelope_problem(exc: EnvelopeError) -> Problem:
+    extra = {"seq": exc.seq} if exc.seq is not None else {}
+    return Problem(exc.code, str(exc), **extra)
 
 
 def once_more_on_conflict(apply: Callable[[], T]) -> T:
@@ -298,7 +312,9 @@ def _apply(keys: ServerKeys, batch: envelope.Batch, now: datetime, station_time:
                                       partial=applied.partial)
             downlink, version = versioned_downlink(batch.station_id, downlink, batch.downlink_applied,
                                                    applied.acked_through)
+            batch.confirm()  # every entry's signature verified, or nothing of the batch is committed
     except Fork as fork:
+        batch.confirm()  # a station is flagged only for entries it signed
         record_fork(batch.station_id, fork, now)
         raise Problem("fork", f"Refused and flagged: {fork.reason}. Nothing of this batch was applied.",
                       seq=fork.seq) from None

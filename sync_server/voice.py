@@ -18,7 +18,7 @@ answered.
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -207,16 +207,19 @@ def voice_item(item_id: str) -> dict:
 
 
 def _operator_text(value: str | None, what: str, limit: int) -> str:
-    """``value`` with its runs of spaces made one; refused when empty, longer than ``limit`` or not printable (a
-    control character or a line break: the note goes to the station's screen as one line)."""
-    text = re.sub(" {2,}", " ", str(value or "")).strip(" ")
+    """``value`` as the station keeps an answer (``entry_types.one_line``: runs of spaces made one, ends trimmed);
+    refused when empty, longer than ``limit`` or holding a character ``one_line`` refuses (a control character, a
+    line break, a private-use or unassigned one): the station would drop such a note, and the customer never hear
+    the answer the bank recorded."""
+    value = str(value or "")
+    if not all(ch.isprintable() or unicodedata.category(ch) == "Zs" for ch in value):
+        raise VoiceError(f"{what.capitalize()} may hold printable characters only (no control characters or line "
+                         "breaks).")
+    text = " ".join(value.split())
     if not text:
         raise VoiceError(f"Give {what}: it is kept in the item's trail.")
     if len(text) > limit:
         raise VoiceError(f"{what.capitalize()} is at most {limit} characters.")
-    if not printable(text):
-        raise VoiceError(f"{what.capitalize()} may hold printable characters only (no control characters or line "
-                         "breaks).")
     return text
 
 

@@ -76,7 +76,7 @@ def test_a_complaint_reaches_the_regulator_and_its_answer_comes_back(server, tmp
         done = run(server, "complaints", "export", "--date", day, "--format", fmt, "--out", str(out))
         assert done.exit_code == 0 and f"Wrote 2 complaints of {day}" in done.output, done.output
     assert out_csv.stat().st_mode & 0o777 == 0o600  # the complainants' phones: the bank's staff only
-    assert out_csv.read_bytes().startswith(b"\xef\xbb\xbfcomplaint_no,")  # the BOM, then the header
+    assert out_csv.read_bytes().startswith(b'\xef\xbb\xbf"complaint_no",')  # the BOM, then the header, quoted
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8-sig"))))
     assert list(rows[0]) == list(EXPORT_COLUMNS)
     by_number = {r["complaint_no"]: r for r in rows}

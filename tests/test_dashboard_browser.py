@@ -17,6 +17,9 @@ from test_dashboard import (  # noqa: F401 (a fixture)
 )
 from ui_browser_support import browser  # noqa: F401 (a fixture)
 
+from sync_server.admin import add_station
+from sync_server.db import Station as ServerStation
+
 PHONE = {"width": 390, "height": 844}
 
 
@@ -135,4 +138,28 @@ def test_a_manager_reads_a_countys_page_on_a_phone(browser, county_dashboard):  
     page.click("text=来凤县")
     assert page.locator("h1").inner_text() == "来凤县" and overflow(page) <= 0
     assert problems == [] and elsewhere == []
+
+
+def test_the_longest_names_the_bank_may_give_fit_a_phone(browser, dashboard):  # noqa: F811
+    """A station id, name, county and village as long as ``sync-server station add`` lets them be, in wide letters
+    without a space to break at, and markup in them shown as text: still no horizontal scrolling on a phone."""
+    server_db()
+    long_id = "W" * 40
+    add_station(long_id, "W" * 60, village="<b>" + "W" * 57, county="W" * 60)
+    ServerStation.update(name="<script>" + "Ｗ" * 52, county="M" * 60).where(
+        ServerStation.station_id == "ST-0001").execute()
+    page = browser.new_page(viewport=PHONE)
+    page.set_default_timeout(15_000)
+    page.goto(f"{dashboard}/dashboard/login")
+    page.fill("#name", "wang")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    for path in ("/dashboard/", f"/dashboard/stations/{long_id}", "/dashboard/stations/ST-0001",
+                 f"/dashboard/stations/{long_id}/peak-chart?weeks=12", "/dashboard/stations/ST-0001/peak-chart?weeks=4",
+                 "/dashboard/stations/ST-0001/peak-chart?weeks=abc", "/dashboard/stations/" + "X" * 300):
+        page.goto(f"{dashboard}{path}")
+        assert overflow(page) <= 0, path
+    page.goto(f"{dashboard}/dashboard/stations/{long_id}")
+    assert page.locator("h1").inner_text() == f"{long_id} {'W' * 60}"
+    assert "<b>" in page.locator("main").inner_text()  # the village as typed, not bold
     page.close()

@@ -5,6 +5,9 @@
 - ``present_values`` finds exactly the values a column holds, however many are asked.
 - Signatures are checked on ``SYNC_SERVER_VERIFY_THREADS`` threads (``sync-server serve`` sets the cores over the
   workers); a bad setting stops the server with the reason, and any thread count finds the first bad signature.
+- A large batch's entry signatures may still be running when ``open_batch(defer_entry_signatures=True)`` returns;
+  ``Batch.confirm`` gives the refusal checking them first would have given, and any other refusal of the batch
+  waits for them, so a bad signature is always the answer (the server's side: tests/test_server_ingest.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from station.protocol import envelope
+from station.protocol.envelope_errors import BadEntry
 from sync_server import create_app, verify_threads_setting
 from sync_server.book import _column_arrays, insert_new_rows, present_values, update_rows
 from sync_server.cli import cli, serve_verify_threads
@@ -171,6 +175,106 @@ def test_any_thread_count_finds_the_first_bad_signature(threads, bad):
     envelope.configure_verify_threads(threads)
     try:
         assert envelope.verify_threads() == threads
-        assert envelope._first_bad_signature(unsigned) == (min(bad) if bad else None)
+        pending = envelope._submit_signature_checks(unsigned)
+        if bad:
+            with pytest.raises(BadEntry) as refused:
+                pending.confirm()
+            assert refused.value.seq == min(bad)
+        else:
+            pending.confirm()
     finally:
         envelope.configure_verify_threads(None)
+
+
+# -- entry signatures checked while the batch is applied ---------------------------------------------------------
+def _chain(count: int, signer, bad: set[int] = frozenset()) -> list[tuple[int, str]]:
+    """``count`` chained deposits of ST-0001; the entries in ``bad`` carry another entry's signature."""
+    from station.protocol.tokens import b64url, canonical_json, chain_hash, genesis_prev
+
+    prev, entries = genesis_prev("ST-0001"), []
+    for seq in range(1, count + 1):
+        payload = {"v": 1, "station": "ST-0001", "seq": seq, "type": "start" if seq == 1 else "deposit",
+                   "ts": f"2026-11-02T10:00:{seq % 60:02d}.{seq:03d}Z", "prev": prev, "txn": f"txn-{seq}",
+                   "agent": "A01", "account": "4000-0001", "amount": seq * 100}
+        token = signer.sign(payload)
+        if seq in bad:
+            header, _, signature = token.split(".")
+            token = f"{header}.{b64url(canonical_json({**payload, 'amount': 1}))}.{signature}"
+        entries.append((seq, token))
+        prev = chain_hash(token)
+    return entries
+
+
+@pytest.fixture
+def sealed_keys():
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from station.protocol.tokens import Signer, generate_signing_key
+
+    return Signer(generate_signing_key()), X25519PrivateKey.generate()
+
+
+def _open(sealed, signer, server_key, **options):
+    from station.protocol.tokens import public_jwk
+
+    return envelope.open_batch(sealed.body, station_id="ST-0001", first=sealed.first, last=sealed.last,
+                               server_encryption_key=server_key, station_signing_jwk=public_jwk(signer.key),
+                               **options)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_deferred_bad_signature_is_refused_by_confirm_as_it_is_at_once(sealed_keys, threads):
+    from station.protocol.tokens import genesis_prev
+
+    signer, server_key = sealed_keys
+    entries = _chain(envelope._PARALLEL_FROM + 36, signer, bad={70, 90})
+    sealed = envelope.seal_batch(entries, station_id="ST-0001", prev=genesis_prev("ST-0001"), signer=signer,
+                                 server_encryption_key=server_key.public_key())
+    envelope.configure_verify_threads(threads)
+    try:
+        with pytest.raises(BadEntry) as at_once:
+            _open(sealed, signer, server_key)
+        batch = _open(sealed, signer, server_key, defer_entry_signatures=True)
+        assert batch.pending is not None and len(batch.entries) == len(entries)
+        for _ in range(2):  # asked again (the server's retry after a conflict), the answer is the same
+            with pytest.raises(BadEntry) as deferred:
+                batch.confirm()
+            assert (deferred.value.seq, str(deferred.value)) == (at_once.value.seq, str(at_once.value)) \
+                == (70, "entry 70: signature does not verify")
+    finally:
+        envelope.configure_verify_threads(None)
+
+
+def test_a_deferred_batch_that_verifies_confirms_and_small_ones_are_checked_at_once(sealed_keys):
+    from station.protocol.tokens import genesis_prev
+
+    signer, server_key = sealed_keys
+    for count, deferred in ((envelope._PARALLEL_FROM, True), (envelope._PARALLEL_FROM - 1, False)):
+        entries = _chain(count, signer)
+        sealed = envelope.seal_batch(entries, station_id="ST-0001", prev=genesis_prev("ST-0001"), signer=signer,
+                                     server_encryption_key=server_key.public_key())
+        batch = _open(sealed, signer, server_key, defer_entry_signatures=True)
+        batch.confirm()
+        assert [(entry.seq, entry.token) for entry in batch.entries] == entries
+        small = _chain(count, signer, bad={count})
+        sealed = envelope.seal_batch(small, station_id="ST-0001", prev=genesis_prev("ST-0001"), signer=signer,
+                                     server_encryption_key=server_key.public_key())
+        if deferred:
+            with pytest.raises(BadEntry, match=f"entry {count}: signature"):
+                _open(sealed, signer, server_key, defer_entry_signatures=True).confirm()
+        else:
+            with pytest.raises(BadEntry, match=f"entry {count}: signature"):
+                _open(sealed, signer, server_key, defer_entry_signatures=True)
+
+
+def test_another_refusal_of_a_deferred_batch_waits_for_the_signatures(sealed_keys):
+    """The batch signed by another key and an entry's bad signature: the entry is the answer, as when checked
+    first (open_batch checks the batch signature after the entries')."""
+    from station.protocol.tokens import Signer, generate_signing_key, genesis_prev
+
+    signer, server_key = sealed_keys
+    entries = _chain(envelope._PARALLEL_FROM + 10, signer, bad={66})
+    sealed = envelope.seal_batch(entries, station_id="ST-0001", prev=genesis_prev("ST-0001"),
+                                 signer=Signer(generate_signing_key()), server_encryption_key=server_key.public_key())
+    with pytest.raises(BadEntry, match="entry 66: signature does not verify"):
+        _open(sealed, signer, server_key, defer_entry_signatures=True)

@@ -35,9 +35,11 @@ from station import (
     wmp,
 )
 from station.app import create_app
+from station.complaints import record_complaint
 from station.db import Agent, BusinessDay, Customer, JournalEntry, Operation, Payee, VoiceAnswer, WmpProduct
 from station.demo import DEMO_AGENTS, load_demo_customers
 from station.protocol import key_codecs
+from station.protocol.complaints import MAX_BUSINESS, MAX_DETAILS
 from station.provision import init_station
 from station.setup_ui import Attempt, FirstBoot, SetupDispatcher
 from station.sync import ENCRYPTION_KEY_FILE
@@ -217,18 +219,24 @@ class Counter:
             self.post("/large-print")
 
     @contextmanager
-    def voice_answered(self) -> Iterator[None]:
+    def voice_answered(self, said: str = "希望养老金发放日早点开门" * 16,
+                       note: str = "已安排发放日七点开门，谢谢您的建议" * 12) -> Iterator[None]:
         """Three of the bank's answers to customer voice, unread, the customers' words and the answers as long as
         they may be (``station.feedback.MAX_TEXT``, ``MAX_ANSWER``); removed after the case."""
         session = agents.login_agent(self.st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
-        seqs = [feedback.record_feedback(self.st, session, "suggestion", "希望养老金发放日早点开门" * 16,
-                                         receipts.new_txn_id()).seq for _ in range(3)]
+        seqs = [feedback.record_feedback(self.st, session, "suggestion", said, receipts.new_txn_id()).seq
+                for _ in range(3)]
         for seq in seqs:
-            VoiceAnswer.create(seq=seq, note="已安排发放日七点开门，谢谢您的建议" * 12, answered_at=self.clock())
+            VoiceAnswer.create(seq=seq, note=note, answered_at=self.clock())
         try:
             yield
         finally:
             VoiceAnswer.delete().where(VoiceAnswer.seq.in_(seqs)).execute()
+
+    def voice_answered_wide(self):
+        """``voice_answered`` in the widest Latin letters without a space to break at, the answer holding markup
+        (shown as text): each as long as it may be."""
+        return self.voice_answered(said="W" * feedback.MAX_TEXT, note=("<b>W</b>" + "W" * 200)[:feedback.MAX_ANSWER])
 
     @contextmanager
     def setting(self, key: str, value) -> Iterator[None]:
@@ -472,6 +480,14 @@ def receipt(entry_type, then=None):
     return reach
 
 
+def complaint_receipt_wide(c):
+    """The receipt of a complaint recorded just now with ``COMPLAINT_WIDE``'s texts, as long as they may be."""
+    session = agents.login_agent(c.st, DEMO_AGENTS[0][0], DEMO_AGENTS[0][3])
+    seq = record_complaint(c.st, session, "0571-88889999", COMPLAINT_WIDE["business"], "other",
+                           COMPLAINT_WIDE["details"], True, receipts.new_txn_id()).seq
+    c.go(f"/receipts/{seq}")
+
+
 def wmp_receipt(which: str):
     """The first wealth-product order's receipt (waiting for the bank; ``authorized``: as if recorded under the
     bank's grant, for the case) or the last's (refused)."""
@@ -602,6 +618,9 @@ def complaint_step(data=None):
 #: What a complaint is about, as the first step posts it: a long business, the longest account of what happened.
 COMPLAINT_SUBJECT = {"category": "false_advertising", "details": "长" * 200,
                      "business": "乌鲁木齐市天山区阿卜杜热合曼·买买提明江农资日杂批发零售综合商店"}
+#: The same in the widest Latin letters, without a space to break at, and markup (shown as text).
+COMPLAINT_WIDE = {"category": "false_advertising", "details": "<b>" + "W" * (MAX_DETAILS - 3),
+                  "business": "<script>" + "W" * (MAX_BUSINESS - 8)}
 
 
 def revoked(page):
@@ -919,6 +938,8 @@ CASES = [
     Case("receipt", "customer voice", receipt("feedback")),
     Case("receipt", "12315 complaint", receipt("complaint_12315")),
     Case("receipt", "large print, 12315 complaint", with_state("large_print", receipt("complaint_12315"))),
+    Case("receipt", "12315 complaint, widest input", complaint_receipt_wide),
+    Case("receipt", "large print, 12315 complaint, widest input", with_state("large_print", complaint_receipt_wide)),
     Case("receipt", "wealth order waiting", wmp_receipt("waiting")),
     Case("receipt", "wealth order refused", wmp_receipt("refused")),
     Case("receipt", "wealth order authorized", wmp_receipt("authorized")),
@@ -991,6 +1012,22 @@ CASES = [
          with_state("large_print", complaint_step({**COMPLAINT_SUBJECT, "step": "record", "phone": "13812345678"}))),
     Case("complaint", "offline warning, phone pad",
          with_state("offline_warning", complaint_step({**COMPLAINT_SUBJECT, "step": "subject"}))),
+    # The longest a hostile form may send, in wide Latin letters: refused (no category; then too long), the phone
+    # refused, the phone masked and refused (no consent).
+    Case("complaint", "refused, widest input", complaint_step({**COMPLAINT_WIDE, "category": "", "step": "subject"})),
+    Case("complaint", "refused, too long", complaint_step({**COMPLAINT_WIDE, "details": "W" * 5000,
+                                                           "business": "W" * 5000, "step": "subject"})),
+    Case("complaint", "large print, refused, widest input, keyboard up",
+         with_state("large_print", tap_after(complaint_step({**COMPLAINT_WIDE, "category": "", "step": "subject"}),
+                                             "#details"))),
+    Case("complaint", "phone pad, refused, widest input",
+         complaint_step({**COMPLAINT_WIDE, "step": "record", "phone": "1" * 5000, "consent": "yes"})),
+    Case("complaint", "phone masked, refused, widest input",
+         complaint_step({**COMPLAINT_WIDE, "step": "record", "phone": "13812345678"})),
+    Case("customer voice answers", "answers unread, widest input",
+         with_state("voice_answered_wide", go("/voice/answers"))),
+    Case("customer voice answers", "large print, answers unread, widest input",
+         with_state("large_print", with_state("voice_answered_wide", go("/voice/answers")))),
     # first boot: the set-up screens
     Case("set-up", "not enrolled", set_up(), page="setup"),
     Case("set-up", "not a code", set_up(data={"scan": "hello"}), page="setup"),
@@ -1041,8 +1078,6 @@ def record_day(st) -> None:
     from station.feedback import record_feedback
 
     record_feedback(st, agent, "praise", "服务热情，有耐心。" * 10, receipts.new_txn_id())
-    from station.complaints import record_complaint
-
     record_complaint(st, agent, "0571-88889999", COMPLAINT_SUBJECT["business"], "other", "长" * 200, True,
                      receipts.new_txn_id())
     # Two wealth-product orders: one waiting for the bank, one it refused (the longest status line).

@@ -377,3 +377,79 @@ def test_json_nested_too_deep_is_a_malformed_request_not_a_500(server, path):
                              timeout=10)
     assert response.status_code == 400 and problem_type(response) == "malformed-request"
     assert "nested too deeply" in response.json()["detail"]
+
+
+# -- entry signatures checked while the batch is applied ----------------------------------------------------------
+# A batch of at least ``envelope._PARALLEL_FROM`` entries has its entries' signatures checked on the verification
+# threads while the ledger work runs (``open_batch(defer_entry_signatures=True)``); the answer and what is kept
+# must be those of checking them first.
+MANY = envelope._PARALLEL_FROM + 6
+
+
+def _tampered_batch(st, entries, bad_seq):
+    """``entries`` sealed as the station seals them, entry ``bad_seq``'s amount changed after signing."""
+    changed = []
+    for seq, token in entries:
+        if seq == bad_seq:
+            header, _, signature = token.split(".")
+            payload = unverified_payload(token)
+            payload["amount"] = payload["amount"] * 10
+            token = f"{header}.{b64url(canonical_json(payload))}.{signature}"
+        changed.append((seq, token))
+    return envelope.seal_batch(changed, station_id=st.station_id,
+                               prev=chain_hash(JournalEntry.get_by_id(entries[0][0] - 1).token),
+                               signer=st.signer, server_encryption_key=_keys_of(st))
+
+
+def _balances():
+    from sync_server.db import Account
+
+    server_db()
+    return dict(Account.select(Account.account_id, Account.balance_fen).tuples())
+
+
+def test_a_bad_entry_signature_in_a_large_batch_applies_nothing(server, tmp_path, clock):
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, MANY)
+    with st.bound():
+        acked = st.setting("acked_seq")
+        entries = list(iter_entries(st, after_seq=acked))
+        assert len(entries) >= envelope._PARALLEL_FROM
+        bad_seq = entries[-3][0]  # the ledger work has applied the entries before it when the check answers
+        counts, balances = applied_counts("ST-0001"), _balances()
+        response = post(server, "ST-0001", _tampered_batch(st, entries, bad_seq))
+    assert response.status_code == 422 and problem_type(response) == "invalid-entry"
+    assert response.json()["seq"] == bad_seq and "signature does not verify" in response.json()["detail"]
+    check_against_openapi(response, "/api/v1/stations/{station_id}/batches")
+    assert applied_counts("ST-0001") == counts and _balances() == balances
+    assert ServerStation.get_by_id("ST-0001").acked_seq == acked
+    sync_once(st)  # the station's own, untampered batch then goes through
+    assert ServerStation.get_by_id("ST-0001").acked_seq == journal_head(st)[0]
+
+
+def test_a_bad_entry_signature_is_the_answer_over_a_fork_and_flags_nothing(server, tmp_path, clock):
+    """The fork is found while the signatures are still being checked: the station signed no fork, so it is not
+    flagged."""
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, MANY)
+    sync_once(st)
+    with st.bound():
+        held = list(iter_entries(st, after_seq=0))[-MANY:]
+        counts = applied_counts("ST-0001")
+        response = post(server, "ST-0001", _tampered_batch(st, held, held[-1][0]))
+    assert response.status_code == 422 and problem_type(response) == "invalid-entry"
+    assert response.json()["seq"] == held[-1][0]
+    assert not ServerStation.get_by_id("ST-0001").flagged
+    assert applied_counts("ST-0001") == counts
+
+
+def test_a_bad_entry_signature_is_the_answer_over_a_gap(server, tmp_path, clock):
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, MANY + 1)
+    with st.bound():
+        acked = st.setting("acked_seq")
+        entries = list(iter_entries(st, after_seq=acked + 1))  # the first new entry left out: a gap
+        response = post(server, "ST-0001", _tampered_batch(st, entries, entries[5][0]))
+    assert response.status_code == 422 and problem_type(response) == "invalid-entry"
+    assert response.json()["seq"] == entries[5][0]
+    assert ServerStation.get_by_id("ST-0001").acked_seq == acked

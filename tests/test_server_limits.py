@@ -140,7 +140,8 @@ def spies(monkeypatch):
 
     monkeypatch.setattr(envelope, "unseal", counting("unseal", envelope.unseal))
     monkeypatch.setattr(envelope, "_verify_detached", counting("batch signature", envelope._verify_detached))
-    monkeypatch.setattr(envelope, "_first_bad_signature", counting("entry signatures", envelope._first_bad_signature))
+    monkeypatch.setattr(envelope, "_submit_signature_checks",
+                        counting("entry signatures", envelope._submit_signature_checks))
     monkeypatch.setattr(envelope, "verify_token", counting("tokens", envelope.verify_token))
     return counts
 

@@ -213,6 +213,13 @@ def test_list_filters_by_status(bank, invoke):
     (("resolve", "ST-0001:2", "--note", "x" * 100_000, "--by", "Li"), "at most 200 characters"),
     (("resolve", "ST-0001:2", "--note", "ok\x1b[2J", "--by", "Li"), "printable characters only"),
     (("resolve", "ST-0001:2", "--note", "line one\nline two", "--by", "Li"), "printable characters only"),
+    # The station keeps an answer only as one printable line: a private-use or unassigned character, a bidi
+    # override would have it dropped there, the customer never answered.
+    (("resolve", "ST-0001:2", "--note", "ok\ue000", "--by", "Li"), "printable characters only"),
+    (("resolve", "ST-0001:2", "--note", "ok\U000e0001", "--by", "Li"), "printable characters only"),
+    (("resolve", "ST-0001:2", "--note", "ok\u202e", "--by", "Li"), "printable characters only"),
+    (("resolve", "ST-0001:2", "--note", "\u3000\u3000", "--by", "Li"), "Give a note (--note)"),
+    (("resolve", "ST-0001:2", "--note", "ok\tthere", "--by", "Li"), "printable characters only"),
     (("resolve", "ST-0001:2", "--note", "   ", "--by", "Li"), "Give a note (--note)"),
     (("resolve", "ST-0001:2", "--note", "ok", "--by", "Li\x00"), "printable characters only"),
     (("resolve", "ST-0001:2", "--note", "ok", "--by", ""), "Give your name (--by)"),
@@ -260,3 +267,22 @@ def test_the_station_shows_only_answers_it_can_show(bank):
         assert VoiceAnswer.get_by_id(seqs["praise"]).note == "谢谢"
         apply_answers([{"seq": seqs["praise"], "status": "open"}])
         assert VoiceAnswer.get_or_none(VoiceAnswer.seq == seqs["praise"]) is None
+
+
+def test_an_answer_with_markup_reaches_the_screen_as_text(bank, invoke, counter):
+    """The bank's note is what a person typed: markup in it is shown, never run, on the station's answers screen."""
+    _, st, agent, _ = bank
+    seq = record_feedback(st, agent, "complaint", "<i>等太久</i>", receipts.new_txn_id()).seq
+    assert sync_once(st).rejected == {}
+    item = f"ST-0001:{seq}"
+    note = '<script>alert("x")</script><img src=x onerror=alert(1)> & 谢谢'
+    assert invoke("voice", "resolve", item, "--note", note, "--by", "<b>Li</b>").exit_code == 0
+    sync_once(st)
+    with st.bound():
+        assert VoiceAnswer.get_by_id(seq).note == note
+    for lang in ("en", "zh_CN"):
+        shown = page(counter, "/voice/answers", lang)
+        assert "<script>" not in shown and "<img" not in shown and "<i>" not in shown and "&lt;i&gt;等太久" in shown
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; &amp; 谢谢" in shown
+    assert invoke("voice", "reopen", item, "--note", "undo", "--by", "Li").exit_code == 0
+    sync_once(st)

@@ -20,7 +20,8 @@ the bank then sends only what changed since (``sync_server.downlink_versions``),
 Guarantees of :func:`open_batch`: an opened batch is exactly ``last - first + 1`` entries, each signed by the
 station key, chained onto the declared ``prev`` and ending at the declared ``head``, and its tail claim, when it
 has one, verifies with the station key (:func:`verify_tail_claim`); nothing of a batch is returned unless all of
-it verifies, and every refusal is an :class:`EnvelopeError`. Whether a claim agrees with what the bank holds is not
+it verifies (or, opened with ``defer_entry_signatures``, nothing of it is verified until ``Batch.confirm`` has
+returned), and every refusal is an :class:`EnvelopeError`. Whether a claim agrees with what the bank holds is not
 the envelope's to say: the server compares it with its chain (a contradiction is a fork).
 """
 
@@ -144,6 +145,26 @@ class Batch:
     tail: TailClaim | None = None
     #: The version of the last downlink the station applied (0: none, send everything); None from an older station.
     downlink_applied: int | None = None
+    #: The entries' signature checks still running (``open_batch(defer_entry_signatures=True)``); None: all done.
+    pending: PendingSignatures | None = None
+
+    def confirm(self) -> None:
+        """Wait for the entries' signature checks still running; raises :class:`BadEntry` for the first entry whose
+        signature does not verify. A batch opened with ``defer_entry_signatures`` is verified only once this returns:
+        nothing of it may be committed or answered before."""
+        if self.pending is not None:
+            self.pending.confirm()
+
+
+class PendingSignatures:
+    """Signature checks of a batch's entries running on the verification threads (``_submit_signature_checks``)."""
+
+    def __init__(self, futures: list):
+        self._futures = futures
+
+    def confirm(self) -> None:
+        """Wait for every check; raises :class:`BadEntry` naming the lowest seq whose signature does not verify."""
+        _raise_first_bad([future.result() for future in self._futures])
 
 
 @dataclass(frozen=True)
@@ -315,6 +336,7 @@ def open_batch(
     server_encryption_key: X25519PrivateKey,
     station_signing_jwk: Mapping | None = None,
     key_track: KeyTrack | None = None,
+    defer_entry_signatures: bool = False,
 ) -> Batch:
     """Decrypt, decompress and verify a sealed batch; raises an :class:`EnvelopeError` subclass.
 
@@ -322,6 +344,11 @@ def open_batch(
     ``current``), or one ``station_signing_jwk`` for a station that never changed its key. Each entry must be
     signed with the key the chain says (:class:`KeyTrack`: a ``key_rotation`` entry hands over to the next key);
     the batch and its tail claim with the key that follows the batch's last entry.
+
+    ``defer_entry_signatures``: the entries' signatures are still being checked, on the verification threads, when
+    the batch is returned (``Batch.pending``), so that the caller's ledger work overlaps them; the caller must call
+    ``Batch.confirm`` before it commits or answers anything of the batch. Every other check is done on return, and
+    a refusal here waits for the signatures first, so the answer is the same as when they are checked at once.
     """
     if key_track is None:
         if station_signing_jwk is None:
@@ -371,17 +398,25 @@ def open_batch(
         raise EnvelopeError("the batch lacks entries, headers or prev")
     if len(items) != last - first + 1:
         raise EnvelopeError("the batch does not hold exactly its range of entries")
-    opened = _verify_entries(items, headers, signatures, station_id, first, prev, meta.get("head"), key_track)
-    if batch_kid != key_track.current:
-        raise BadBatchSignature("the batch is not signed with the station's key after its last entry")
-    batch_key = key_track.key(batch_kid)
-    if not checked:
-        _verify_detached(detached, body, batch_key)
-    tail = _open_tail(meta, station_id, batch_key.as_dict(private=False))
-    applied = meta.get("downlink_applied")
-    if applied is not None and not _downlink_version(applied):
-        raise EnvelopeError(f"the batch's downlink_applied is not an integer of 0 to {MAX_DOWNLINK_VERSION}")
-    return Batch(station_id, first, last, prev, meta.get("head"), opened, tail, applied)
+    opened, pending = _verify_entries(items, headers, signatures, station_id, first, prev, meta.get("head"),
+                                      key_track)
+    try:
+        if batch_kid != key_track.current:
+            raise BadBatchSignature("the batch is not signed with the station's key after its last entry")
+        batch_key = key_track.key(batch_kid)
+        if not checked:
+            _verify_detached(detached, body, batch_key)
+        tail = _open_tail(meta, station_id, batch_key.as_dict(private=False))
+        applied = meta.get("downlink_applied")
+        if applied is not None and not _downlink_version(applied):
+            raise EnvelopeError(f"the batch's downlink_applied is not an integer of 0 to {MAX_DOWNLINK_VERSION}")
+    except EnvelopeError:
+        pending.confirm()  # an entry's bad signature is the answer, as when the signatures are checked first
+        raise
+    if not defer_entry_signatures:
+        pending.confirm()
+        pending = None
+    return Batch(station_id, first, last, prev, meta.get("head"), opened, tail, applied, pending)
 
 
 def _downlink_version(value) -> bool:
@@ -410,7 +445,9 @@ def _detached_kid(detached: str) -> str:
     return kid
 
 
-def _verify_entries(items, headers, signatures, station_id, first, prev, head, track: KeyTrack) -> list:
+def _verify_entries(items, headers, signatures, station_id, first, prev, head, track: KeyTrack
+                    ) -> tuple[list, PendingSignatures]:
+    """The batch's entries opened and chained, and their signature checks started (``PendingSignatures``)."""
     header_kids: dict[str, str | TokenError] = {}
     for header_b64 in headers:
         if not isinstance(header_b64, str):
@@ -421,7 +458,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
             header_kids[header_b64] = exc
     publics: dict[str, Ed25519PublicKey] = {}
     opened = []
-    unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]] = []
+    checks = _SignatureChecks(deferred=len(items) >= _PARALLEL_FROM)
     expected_prev = prev
     previous_ms = 0
     for index, item in enumerate(items):
@@ -450,7 +487,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
                 raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
             if kid not in publics:
                 publics[kid] = ed25519_public_from_jwk(key.as_dict(private=False))
-            unsigned.append((seq, publics[kid], signature, f"{header_b64}.{payload_b64}".encode("ascii")))
+            checks.add((seq, publics[kid], signature, f"{header_b64}.{payload_b64}".encode("ascii")))
             # The payload is the object the token's bytes were made from (canonical by construction). A number that
             # is not an integer is the ledger's to reject in the ack (invalid_amount): refusing the batch would
             # wedge the station's outbox on one signed entry.
@@ -471,19 +508,19 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
             raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
         opened.append(OpenedEntry(seq, token, payload, form_problem))
         expected_prev = chain_hash(token)
-    bad_seq = _first_bad_signature(unsigned)
-    if bad_seq is not None:
-        # A changed entry also breaks the next one's rebuilt prev: the first failure is the changed entry.
-        raise BadEntry(f"entry {bad_seq}: signature does not verify", seq=bad_seq)
+    pending = checks.finish()
     if head != expected_prev:
+        pending.confirm()
         raise BadEntry("the batch's declared head does not match its last entry", seq=first + len(items) - 1)
-    return opened
+    return opened, pending
 
 
 _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
 #: Below this many signatures, threads cost more than they save.
 _PARALLEL_FROM = 64
+#: Signatures handed to a verification thread at a time, as a large batch is opened.
+_CHUNK = 64
 #: Threads that check one batch's signatures (``configure_verify_threads``); None: one per core, at most 4.
 _verify_threads: int | None = None
 
@@ -528,13 +565,45 @@ def _first_bad_in(chunk: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> in
     return None
 
 
-def _first_bad_signature(unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> int | None:
-    """The lowest seq whose signature (with its entry's key) does not verify, or None; large batches are checked
-    on several cores."""
-    threads = verify_threads()
-    if len(unsigned) < _PARALLEL_FROM or threads == 1:
-        return _first_bad_in(unsigned)
-    size = -(-len(unsigned) // threads)
-    chunks = [unsigned[i:i + size] for i in range(0, len(unsigned), size)]
-    failures = [seq for seq in _executor().map(_first_bad_in, chunks) if seq is not None]
-    return min(failures) if failures else None
+class _SignatureChecks:
+    """The signature checks of a batch's entries as the entries are opened: with ``deferred`` (a batch of at least
+    ``_PARALLEL_FROM`` entries) each run of ``_CHUNK`` goes to the verification threads at once, so they check while
+    the rest of the batch is rebuilt; otherwise all are checked by ``finish``, here and now."""
+
+    def __init__(self, *, deferred: bool):
+        self.deferred = deferred
+        self.waiting: list[tuple[int, Ed25519PublicKey, bytes, bytes]] = []
+        self.futures: list = []
+
+    def add(self, check: tuple[int, Ed25519PublicKey, bytes, bytes]) -> None:
+        self.waiting.append(check)
+        if self.deferred and len(self.waiting) >= _CHUNK:
+            self.futures.append(_executor().submit(_first_bad_in, self.waiting))
+            self.waiting = []
+
+    def finish(self) -> PendingSignatures:
+        """The checks still running; raises :class:`BadEntry` when a check made here fails."""
+        if not self.deferred:
+            _raise_first_bad([_first_bad_in(self.waiting)])
+            return PendingSignatures([])
+        if self.waiting:
+            self.futures.append(_executor().submit(_first_bad_in, self.waiting))
+        return PendingSignatures(self.futures)
+
+
+def _submit_signature_checks(unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]]) -> PendingSignatures:
+    """Start checking each entry's signature with its key: a batch of at least ``_PARALLEL_FROM`` entries on the
+    verification threads; a smaller one here and now (raises :class:`BadEntry`)."""
+    checks = _SignatureChecks(deferred=len(unsigned) >= _PARALLEL_FROM)
+    for check in unsigned:
+        checks.add(check)
+    return checks.finish()
+
+
+def _raise_first_bad(results: list[int | None]) -> None:
+    """Raise :class:`BadEntry` for the lowest seq that failed its check (a changed entry also breaks the next one's
+    rebuilt prev: the first failure is the changed entry)."""
+    failures = [seq for seq in results if seq is not None]
+    if failures:
+        bad_seq = min(failures)
+        raise BadEntry(f"entry {bad_seq}: signature does not verify", seq=bad_seq)
