@@ -3,8 +3,8 @@
 Only a salted hash of each password is stored (``werkzeug.security``: scrypt). A login with an unknown name costs
 what a wrong password costs (a hash is checked either way), so the answer's time does not tell which names exist.
 A user's one live session is ``bank_user.session_id``: a new login or a logout ends the previous one, and disabling
-a user ends theirs at once. These accounts never see a customer's PIN, card number or account: the dashboard
-shows counts and times only.
+a user or setting their password ends theirs at once. These accounts never see a customer's PIN, card number or
+account: the dashboard shows counts and times only.
 """
 
 from __future__ import annotations
@@ -68,6 +68,23 @@ def list_users() -> list[dict]:
 def disable_user(name: str) -> None:
     """Refuse the user's logins from now on and end their session; ``UserError`` for an unknown name."""
     updated = BankUser.update(disabled=True, session_id=None).where(BankUser.name == name).execute()
+    if not updated:
+        raise UserError(f"There is no user {name!r}.")
+
+
+def enable_user(name: str) -> None:
+    """Let a disabled user log in again (with the password they had); ``UserError`` for an unknown name."""
+    updated = BankUser.update(disabled=False).where(BankUser.name == name).execute()
+    if not updated:
+        raise UserError(f"There is no user {name!r}.")
+
+
+def set_password(name: str, password: str) -> None:
+    """Replace the user's password (the rules of ``check_password``) and end their session: a cookie from before the
+    change no longer opens a page. ``UserError`` for a bad password or an unknown name."""
+    check_password(password)
+    updated = BankUser.update(password_hash=generate_password_hash(password), session_id=None).where(
+        BankUser.name == name).execute()
     if not updated:
         raise UserError(f"There is no user {name!r}.")
 

@@ -1016,13 +1016,26 @@ def _user_call(fn, *args):
         raise click.ClickException(str(exc)) from exc
 
 
+def _read_password(password_file: str | None) -> str:
+    """The first line of ``password_file``, else the password asked twice, hidden."""
+    if password_file:
+        try:
+            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"Cannot read {password_file}: {exc}.") from exc
+        return lines[0] if lines else ""
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+_PASSWORD_FILE_HELP = "Read the password from this file's first line instead of asking (asked twice, hidden)."
+
+
 @users.command("add")
 @database_option
 @click.argument("name")
 @click.option("--role", type=click.Choice(["manager"]), default="manager", show_default=True,
               help="What the account may do: managers read the dashboard.")
-@click.option("--password-file", type=click.Path(exists=True, dir_okay=False),
-              help="Read the password from this file's first line instead of asking (asked twice, hidden).")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), help=_PASSWORD_FILE_HELP)
 def users_add(database_url, name, role, password_file):
     """Add a dashboard account; the password is asked twice (hidden) unless --password-file gives it.
 
@@ -1031,14 +1044,7 @@ def users_add(database_url, name, role, password_file):
     from sync_server.bank_users import check_name, check_password
 
     _user_call(check_name, name)
-    if password_file:
-        try:
-            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise click.ClickException(f"Cannot read {password_file}: {exc}.") from exc
-        password = lines[0] if lines else ""
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_file)
     _user_call(check_password, password)
     from sync_server.bank_users import add_user
 
@@ -1078,6 +1084,42 @@ def users_disable(database_url, name):
     open_database(database_url)
     _user_call(disable_user, name)
     click.echo(f"User {name} disabled.")
+
+
+@users.command("enable")
+@database_option
+@click.argument("name")
+def users_enable(database_url, name):
+    """Let a disabled dashboard account log in again, with the password it had.
+
+    Example: sync-server users enable wangfang
+    """
+    from sync_server.bank_users import enable_user
+
+    open_database(database_url)
+    _user_call(enable_user, name)
+    click.echo(f"User {name} enabled.")
+
+
+@users.command("password")
+@database_option
+@click.argument("name")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), help=_PASSWORD_FILE_HELP)
+def users_password(database_url, name, password_file):
+    """Set a dashboard account's new password (asked twice, hidden, unless --password-file gives it); the user's
+    session ends now, so they log in again with it.
+
+    Example: sync-server users password wangfang
+    """
+    from sync_server.bank_users import check_password, list_users, set_password
+
+    open_database(database_url)
+    if name not in {user["name"] for user in list_users()}:  # before asking for a password in vain
+        raise click.ClickException(f"There is no user {name!r}.")
+    password = _read_password(password_file)
+    _user_call(check_password, password)
+    _user_call(set_password, name, password)
+    click.echo(f"Password of {name} set; their session has ended.")
 
 
 @cli.group()

@@ -37,9 +37,11 @@ from station.protocol.entry_types import MAX_ID, printable, printable_text, spec
 from station.protocol.private_files import write_private_file
 from station.protocol.times import parse_utc
 from sync_server import bank_users
+from sync_server.admin import station_text
 from sync_server.dashboard_data import (
     SERVICE_GAP_LIMIT_MS,
     busiest_days,
+    county_figures,
     hourly_visits,
     merge,
     operations_by_type,
@@ -72,6 +74,8 @@ PEAK_CHART_WEEKS = range(1, 13)
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 PUBLIC_ENDPOINTS = ("dashboard.login", "dashboard.login_submit")
+#: The county page's name for the stations with no county (``/dashboard/counties/-``).
+NO_COUNTY = "-"
 
 csrf = CSRFProtect()
 
@@ -339,3 +343,40 @@ def peak_chart_file(station_id: str):
     station = _station_or_404(station_id)
     svg, _, _ = peak_chart_svg(station, _weeks())
     return Response(svg, mimetype="image/svg+xml")
+
+
+@bp.app_template_global()
+def county_url(county: str) -> str:
+    """The county page of ``county`` (``""``: the stations with no county)."""
+    return url_for("dashboard.county_page", county=county or NO_COUNTY)
+
+
+def _county_or_404(text: str) -> str:
+    """The county as stored (``""`` for ``NO_COUNTY``); 404 for text no station's county can be (too long, a
+    control character, spaces a stored county never has) before anything is looked up."""
+    if text == NO_COUNTY:
+        return ""
+    county, problem = station_text("county", text)
+    if problem or county != text or not county:
+        abort(404, "No such county.")
+    return county
+
+
+@bp.get("/counties/<path:county>")
+def county_page(county: str):
+    """One county: its week's heatmap, its own figures (per operation type the median over all its stations' gaps),
+    the stations silent or behind, and each station's row."""
+    name = _county_or_404(county)
+    zone = _zone()
+    now = _now()
+    rows = overview(now, zone, int(current_app.config["SYNC_SERVER_DASHBOARD_SILENT_HOURS"]), county=name)
+    if not rows:
+        abort(404, "No station serves this county.")
+    window = window_ending(now, zone)
+    per_station = hourly_visits(window, [row.station_id for row in rows])
+    heatmap = week_heatmap(window, merge([per_station.get(row.station_id) or {} for row in rows]))
+    title = name or "未分县 No county"
+    svg = heatmap_svg(heatmap, f"{title} 本周每小时客流 Visits per hour this week",
+                      f"{len(rows)} 个服务站 stations, {window.first_day} – {window.last_day}")
+    return _page("dashboard/county.html", title=title, county=county_figures(window, name, rows), svg=Markup(svg),
+                 window=window)

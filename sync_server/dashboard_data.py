@@ -19,6 +19,8 @@ Where each number comes from:
 - **Refusals** are the entries the bank settled as ``rejected``, by their reason; **stopped scams** the
   ``transfer_stopped`` entries (the customer stopped at the fraud warning); **voice items open**
   (:func:`open_voice_items`) the ``feedback`` entries.
+- **A county's** figures are its stations' summed, but its service time per operation type is the median of all
+  the county's measured gaps pooled (:func:`county_operations`), not a median of the stations' medians.
 - **Behind on sync**: the station's signed tail (``station_tail.seq``) is past what the bank applied
   (``station.acked_seq``); **silent**: no sync for more than ``DASHBOARD_SILENT_HOURS`` (or never).
 
@@ -218,12 +220,16 @@ def open_voice_items(station_ids: list[str]) -> dict[str, int]:
     return counts
 
 
-def overview(now: datetime, zone: ZoneInfo, silent_hours: int, station_id: str | None = None) -> list[StationFigures]:
-    """Every station's figures for the week ending today (or ``station_id``'s alone), ordered by county and id."""
+def overview(now: datetime, zone: ZoneInfo, silent_hours: int, station_id: str | None = None, *,
+             county: str | None = None) -> list[StationFigures]:
+    """Every station's figures for the week ending today (or ``station_id``'s alone, or those of ``county``: ``""``
+    the stations with none), ordered by county and id."""
     stations = (Station.select(Station, StationTail.seq.alias("tail_seq"))
                 .join(StationTail, JOIN.LEFT_OUTER, on=(StationTail.station_id == Station.station_id)))
     if station_id is not None:
         stations = stations.where(Station.station_id == station_id)
+    if county is not None:
+        stations = stations.where(_of_county(county))
     # Stations with no county last, on either backend (PostgreSQL sorts NULL last, SQLite first).
     stations = sorted(stations.objects(), key=lambda s: (s.county is None, s.county or "", s.station_id))
     ids = [station.station_id for station in stations]
@@ -257,6 +263,92 @@ def overview(now: datetime, zone: ZoneInfo, silent_hours: int, station_id: str |
             max(0, tail - station.acked_seq),
             station.status == "active" and (station.last_sync_at is None or station.last_sync_at < silent_since)))
     return figures
+
+
+def _of_county(county: str):
+    """Stations of ``county``; ``""``: those with none (never set, or set empty by an older release)."""
+    if county:
+        return Station.county == county
+    return Station.county.is_null() | (Station.county == "")
+
+
+@dataclass(frozen=True)
+class CountyOperation:
+    """One operation type across a county's stations in the week: settled, refused, and the median service time
+    over every measured gap of every station (not a median of the stations' medians; None when none measured)."""
+
+    type: str
+    settled: int
+    refused: int
+    median_ms: int | None
+    measured: int
+
+
+@dataclass(frozen=True)
+class CountyFigures:
+    """A county's page: its stations' rows and the county's own totals (``county`` ``""``: no county)."""
+
+    county: str
+    stations: list[StationFigures]
+    operations: list[CountyOperation]
+
+    @property
+    def entries(self) -> int:
+        return sum(row.entries for row in self.stations)
+
+    @property
+    def visits(self) -> int:
+        return sum(row.visits for row in self.stations)
+
+    @property
+    def refusals(self) -> dict[str, int]:
+        """Refusals by reason, summed over the stations."""
+        total: Counter = Counter()
+        for row in self.stations:
+            total.update(row.refusals)
+        return dict(sorted(total.items()))
+
+    @property
+    def stopped_scams(self) -> int:
+        return sum(row.stopped_scams for row in self.stations)
+
+    @property
+    def voice_open(self) -> int:
+        return sum(row.voice_open for row in self.stations)
+
+    @property
+    def silent(self) -> list[StationFigures]:
+        return [row for row in self.stations if row.silent]
+
+    @property
+    def behind(self) -> list[StationFigures]:
+        return [row for row in self.stations if row.behind_by]
+
+
+def county_operations(window: Window, station_ids: list[str]) -> list[CountyOperation]:
+    """The customer operations of ``station_ids`` in ``window`` per type, most frequent first: settled and refused
+    counts, and the median of all their measured gaps pooled (``SERVICE_GAP_LIMIT_MS``, as ``service_times``)."""
+    if not station_ids:
+        return []
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for entry_type, outcome, count in (
+            EntryTime.select(EntryTime.type, EntryTime.outcome, fn.COUNT(EntryTime.seq))
+            .where(_in_window(window, station_ids) & EntryTime.type.in_(VISIT_TYPES))
+            .group_by(EntryTime.type, EntryTime.outcome).tuples()):
+        counts[entry_type][outcome == "rejected"] += count
+    gaps: dict[str, list[int]] = defaultdict(list)
+    for entry_type, gap in (EntryTime.select(EntryTime.type, EntryTime.gap_ms)
+                            .where(_in_window(window, station_ids) & EntryTime.type.in_(VISIT_TYPES)
+                                   & EntryTime.gap_ms.between(0, SERVICE_GAP_LIMIT_MS)).tuples()):
+        gaps[entry_type].append(gap)
+    rows = [CountyOperation(entry_type, settled, refused, median(gaps[entry_type]) if gaps[entry_type] else None,
+                            len(gaps[entry_type])) for entry_type, (settled, refused) in counts.items()]
+    return sorted(rows, key=lambda row: (-row.settled - row.refused, row.type))
+
+
+def county_figures(window: Window, county: str, stations: list[StationFigures]) -> CountyFigures:
+    """``county``'s figures from its stations' rows (``overview(..., county=county)``) and its pooled operations."""
+    return CountyFigures(county, stations, county_operations(window, [row.station_id for row in stations]))
 
 
 # -- the heatmaps -----------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ rate limit; and its numbers checked against what a real station journaled and sy
 The story: ST-0001 in 来凤县 on Tuesday 3 November 2026 (Beijing). The counter opens at 07:40; three deposits at
 08:10, 08:12 and 08:15; a man stops at the fraud warning at 08:30; a transfer to a payee the bank blocked meanwhile
 at 09:00 (rejected: payee_blocked); two deposits at 10:05 and 10:06; a customer's suggestion at 10:20. The dashboard
-looks at noon.
+looks at noon. For the county's page ST-0002, in the same county, has its own morning (``second_station_morning``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from station.demo import DEMO_CUSTOMER_PIN
 from station.protocol.tokens import unverified_payload
 from station.sync import sync_once
 from sync_server import create_app
-from sync_server.admin import block_payee
+from sync_server.admin import add_station, block_payee
 from sync_server.bank_users import add_user, disable_user
 from sync_server.cli import cli
 from sync_server.dashboard_data import VISIT_TYPES, BusyDay, busiest_days
@@ -78,10 +78,11 @@ def test_every_dashboard_route_needs_a_login_get_and_post(server, manager):
     client = app.test_client()
     rules = dashboard_rules(app)
     assert {rule.endpoint for rule in rules} >= {"dashboard.index", "dashboard.station_page", "dashboard.peak_chart",
-                                                 "dashboard.peak_chart_file", "dashboard.logout"}
+                                                 "dashboard.peak_chart_file", "dashboard.logout",
+                                                 "dashboard.county_page"}
     token = csrf_token(client)
     for rule in rules:
-        path = rule.rule.replace("<station_id>", "ST-0001")
+        path = rule.rule.replace("<station_id>", "ST-0001").replace("<path:county>", "-")
         if rule.endpoint in ("dashboard.login", "dashboard.login_submit"):
             continue
         got = client.get(path)
@@ -344,6 +345,56 @@ def test_users_commands(server, tmp_path):
     assert PASSWORD not in runner.invoke(cli, ["users", "list", "--json", *url]).output
 
 
+def test_users_enable_and_password(server, manager, tmp_path):
+    runner = CliRunner()
+    url = ["--database-url", server.database_url]
+    new_password = "a new password, longer"
+    secret = tmp_path / "new"
+    secret.write_text(new_password + "\n")
+    client = dashboard_app(server).test_client()
+    log_in(client)
+    copy = dashboard_app(server).test_client()
+    copy.set_cookie("dashboard_session", client.get_cookie("dashboard_session", path="/dashboard").value,
+                    path="/dashboard")
+    assert copy.get("/dashboard/").status_code == 200
+
+    # A new password ends the session: the old cookie, and its copy, open no page any more.
+    result = runner.invoke(cli, ["users", "password", "wang", "--password-file", str(secret), *url])
+    assert result.exit_code == 0 and result.output == "Password of wang set; their session has ended.\n"
+    assert client.get("/dashboard/").status_code == 302 and copy.get("/dashboard/").status_code == 302
+    assert log_in(client, "wang", PASSWORD).status_code == 401
+    assert log_in(client, "wang", new_password).status_code == 302
+    assert client.get("/dashboard/").status_code == 200
+    # Asked twice, hidden, when no file gives it.
+    result = runner.invoke(cli, ["users", "password", "wang", *url], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    assert client.get("/dashboard/").status_code == 302
+    assert log_in(client, "wang", PASSWORD).status_code == 302
+
+    # Disabled, then enabled: the session ended with the disable stays ended; the password is the one it had.
+    assert runner.invoke(cli, ["users", "disable", "wang", *url]).exit_code == 0
+    assert client.get("/dashboard/").status_code == 302
+    assert log_in(client, "wang", PASSWORD).status_code == 401
+    result = runner.invoke(cli, ["users", "enable", "wang", *url])
+    assert result.exit_code == 0 and result.output == "User wang enabled.\n"
+    assert client.get("/dashboard/").status_code == 302
+    assert log_in(client, "wang", PASSWORD).status_code == 302
+    assert runner.invoke(cli, ["users", "list", *url]).output.split("\t")[:3] == ["wang", "manager", "enabled"]
+
+    short = tmp_path / "short"
+    short.write_text("short\n")
+    for args, message in [
+            (["users", "enable", "nobody"], "Error: There is no user 'nobody'.\n"),
+            (["users", "password", "nobody", "--password-file", str(secret)], "Error: There is no user 'nobody'.\n"),
+            (["users", "password", "nobody"], "Error: There is no user 'nobody'.\n"),  # not asked in vain
+            (["users", "password", "wang", "--password-file", str(short)],
+             "Error: A password is 10 to 128 printable characters.\n")]:
+        result = runner.invoke(cli, [*args, *url])
+        assert (result.exit_code, result.output) == (1, message), args
+    # The refused password changed nothing: the session goes on.
+    assert client.get("/dashboard/").status_code == 200
+
+
 def test_station_add_takes_a_county(server):
     runner = CliRunner()
     result = runner.invoke(cli, ["station", "add", "ST-0101", "--name", "Liujia shop", "--county", " 来凤县 ",
@@ -399,3 +450,178 @@ def test_catch_up_reads_each_entry_once(server, tmp_path):
     server_db()
     assert EntryTime.select().where(EntryTime.station_id == "ST-0001").count() == count
     assert EntryTimeMark.get_by_id("ST-0001").through_seq == count
+
+
+# -- the county page -------------------------------------------------------------------------------------------------
+def second_station_morning(server, tmp_path):
+    """ST-0002, also in 来凤县, the same Tuesday: the counter opens at 08:00; deposits at 09:00, 09:05 and 09:11; a
+    woman stops at the fraud warning at 09:20; a transfer at 09:45 to a payee the bank blocks before the station
+    syncs at 11:30 (rejected: payee_blocked). Recorded before ST-0001's morning, synced after it."""
+    clock = FakeClock(at(7, 30))
+    st = enrolled_station(server, tmp_path, "ST-0002", clock)
+    server_db()
+    ServerStation.update(county="来凤县").where(ServerStation.station_id == "ST-0002").execute()
+    with st.bound():
+        clock.now = at(8, 0)
+        agent, _ = open_counter(st)
+        customer = Customer.get(Customer.account_id == "DM00020003")
+        for hour, minute in ((9, 0), (9, 5), (9, 11)):
+            clock.now = at(hour, minute)
+            auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+            operations.deposit_cash(st, agent, auth, 20_000, receipts.new_txn_id())
+        clock.now = at(9, 20)
+        operations.stop_transfer(st, agent, customer, "6222000000008888", "公检法专用账户", 500_000,
+                                 receipts.new_txn_id())
+        payee = customer.payees.get()
+        clock.now = at(9, 45)
+        auth = agents.authenticate_customer(st, agent, customer, DEMO_CUSTOMER_PIN)
+        operations.transfer(st, agent, auth, payee.account, payee.name, 10_000, receipts.new_txn_id())
+    return st, clock, payee.account
+
+
+def two_station_county(server, tmp_path):
+    """来凤县: ST-0001's and ST-0002's mornings, synced; returns both stations."""
+    second, clock, payee = second_station_morning(server, tmp_path)
+    first = pension_morning(server, tmp_path)
+    server_db()
+    block_payee(payee, "reported fraud")
+    with second.bound():
+        clock.now = at(11, 30)
+        sync_once(second)
+    return first, second
+
+
+def journal_gaps(st) -> dict[str, list[int]]:
+    """Per customer operation type, the gaps in ms from the station's previous journal entry, up to ten minutes."""
+    with st.bound():
+        payloads = [unverified_payload(entry.token) for entry in JournalEntry.select().order_by(JournalEntry.seq)]
+    gaps: dict[str, list[int]] = {}
+    for before, entry in zip(payloads, payloads[1:], strict=False):
+        gap = (datetime.fromisoformat(entry["ts"]) - datetime.fromisoformat(before["ts"])) // timedelta(milliseconds=1)
+        if entry["type"] in VISIT_TYPES and 0 <= gap <= 10 * 60 * 1000:
+            gaps.setdefault(entry["type"], []).append(gap)
+    return gaps
+
+
+def figures_of(html: str, table_id: str) -> dict[str, str]:
+    table = re.search(rf'<table id="{table_id}">(.*?)</table>', html, re.S).group(1)
+    return {name: " ".join(value.split()) for name, value in re.findall(r'data-figure="(\w+)">(.*?)</td>', table, re.S)}
+
+
+def test_the_county_page_is_its_stations_together(server, manager, tmp_path):
+    first, second = two_station_county(server, tmp_path)
+    server_db()
+    from sync_server.db import StationTail
+
+    ServerStation.update(last_sync_at="2026-11-01T00:00:00.000Z").where(
+        ServerStation.station_id == "ST-0002").execute()
+    StationTail.update(seq=ServerStation.get_by_id("ST-0001").acked_seq + 4).where(
+        StationTail.station_id == "ST-0001").execute()
+    client = dashboard_app(server).test_client()
+    log_in(client)
+    overview_page = client.get("/dashboard/").get_data(as_text=True)
+    link = re.search(r'<a class="county-link" href="([^"]+)">全县数字 County figures: 来凤县</a>',
+                     overview_page).group(1)
+    assert link == "/dashboard/counties/%E6%9D%A5%E5%87%A4%E5%8E%BF"
+    response = client.get(link)
+    assert response.status_code == 200 and "default-src 'none'" in response.headers["Content-Security-Policy"]
+    page = response.get_data(as_text=True)
+    assert '<h1 id="county">来凤县</h1>' in page
+
+    # The heatmap: both journals' visits, hour by hour.
+    visits = journal_visits(first) + journal_visits(second)
+    assert (visits[8], visits[9], visits[10]) == (3, 1 + 4, 2)
+    heat = cells(page)
+    for hour in range(7, 20):
+        assert heat[f"11/3 周二 {hour:02d}时"] == str(visits[hour]), hour
+
+    # The county's figures against the bank's entries.
+    server_db()
+    county_entries = Entry.select().where(Entry.station_id.in_(["ST-0001", "ST-0002"]))
+    rejected = Counter(entry.reason for entry in county_entries if entry.outcome == "rejected")
+    assert rejected == {"payee_blocked": 2}
+    figure = figures_of(page, "county-figures")
+    assert figure["entries"] == str(county_entries.count())
+    assert figure["visits"] == str(sum(visits.values())) == "10"
+    assert figure["refusals"] == '<ul class="plain"> <li>payee_blocked: 2</li></ul>'
+    assert (figure["stopped"], figure["voice"]) == ("2", "1")
+    assert re.fullmatch(r'<div class="flag"><a href="/dashboard/stations/ST-0002">ST-0002</a> [^<]*</div>',
+                        figure["silent"])
+    assert re.fullmatch(r'<div class="flag"><a href="/dashboard/stations/ST-0001">ST-0001</a> [^<]*: 4</div>',
+                        figure["behind"])
+
+    # Per operation type: settled (with postings in the ledger) and refused, and the median of all the county's gaps
+    # pooled: ST-0001's deposits 2, 3 and 1 minutes, ST-0002's 5 and 6 (09:00 follows an idle hour): 3:00 of five,
+    # where the stations' own medians are 2:00 and 5:00.
+    rows = {kind: (int(settled), int(refused), median, int(n)) for kind, settled, refused, median, n in re.findall(
+        r'<tr data-type="(\w+)"><td>[^<]*</td><td class="n">(\d+)</td><td class="n">(\d+)</td>'
+        r'<td class="n">([0-9:-]+)</td><td class="n">(\d+)</td></tr>', page)}
+    posted = Counter(entry_type for _, _, entry_type in Entry.select(Entry.station_id, Entry.seq, Entry.type).join(
+        Posting, on=((Posting.station_id == Entry.station_id) & (Posting.seq == Entry.seq))).where(
+        Entry.station_id.in_(["ST-0001", "ST-0002"])).distinct().tuples())
+    gaps = {kind: journal_gaps(first).get(kind, []) + journal_gaps(second).get(kind, []) for kind in rows}
+    assert sorted(gaps["deposit"]) == [60_000, 120_000, 180_000, 300_000, 360_000]
+    assert rows["deposit"] == (posted["deposit"], 0, "3:00", len(gaps["deposit"])) == (8, 0, "3:00", 5)
+    assert rows["transfer"] == (posted["transfer"], 2, "-", len(gaps["transfer"])) == (0, 2, "-", 0)
+    station_row = re.search(r'<tr id="station-ST-0001">(.*?)</tr>', page, re.S).group(1)
+    assert 'href="/dashboard/stations/ST-0001"' in station_row and "2:00" in station_row
+    assert '<tr id="station-ST-0002">' in page
+
+    # Each station's page links back to its county; the stations with none have theirs at /dashboard/counties/-.
+    station = client.get("/dashboard/stations/ST-0002").get_data(as_text=True)
+    assert f'<a href="{link}">来凤县</a>' in station
+    assert client.get("/dashboard/counties/-").status_code == 404  # no station without a county yet
+    server_db()
+    add_station("ST-0003", "Xiaoqiao shop")
+    assert 'href="/dashboard/counties/-">全县数字 County figures: 未分县 No county' in client.get(
+        "/dashboard/").get_data(as_text=True)
+    no_county = client.get("/dashboard/counties/-").get_data(as_text=True)
+    assert '<h1 id="county">未分县 No county</h1>' in no_county and '<tr id="station-ST-0003">' in no_county
+    assert "ST-0001" not in no_county and "ST-0002" not in no_county
+    assert figures_of(no_county, "county-figures")["entries"] == "0"
+
+
+@pytest.mark.parametrize("county", [
+    "咸丰县", "<script>alert(1)</script>", "x" * 5000, "../../etc/passwd", "..%2F..%2Fetc", "%00", "a%0Ab", " 来凤县",
+    "来凤县%20", "来凤县/ST-0001", "%E6%9D%A5", "-/x"])
+def test_an_unknown_or_impossible_county_is_a_404_page(server, manager, county):
+    ServerStation.update(county="来凤县").where(ServerStation.station_id == "ST-0001").execute()
+    ServerStation.update(county="咸丰").where(ServerStation.station_id == "ST-0002").execute()
+    client = dashboard_app(server).test_client()
+    log_in(client)
+    response = client.get(f"/dashboard/counties/{county}")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 404 and response.mimetype == "text/html", county
+    assert "找不到 Not found" in body and "<script>alert" not in body
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_a_county_named_like_markup_or_a_path_is_escaped(server, manager):
+    hostile = {"ST-0001": '<img src=x onerror="alert(1)">', "ST-0002": "来凤/县 & co"}
+    for station_id, county in hostile.items():
+        ServerStation.update(county=county).where(ServerStation.station_id == station_id).execute()
+    client = dashboard_app(server).test_client()
+    log_in(client)
+    overview_page = client.get("/dashboard/").get_data(as_text=True)
+    links = re.findall(r'<a class="county-link" href="([^"]+)">', overview_page)
+    assert len(links) == 2 and "<img" not in overview_page
+    for link in links:
+        response = client.get(unescape(link))
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200, link
+        assert "<img src=x" not in page and 'onerror="alert' not in page
+    page = client.get(unescape(links[0])).get_data(as_text=True)
+    assert '<h1 id="county">&lt;img src=x onerror=&#34;alert(1)&#34;&gt;</h1>' in page
+    assert "ST-0001" in page and "ST-0002" not in page
+    page = client.get(unescape(links[1])).get_data(as_text=True)
+    assert "来凤/县 &amp; co" in page and "ST-0002" in page and "ST-0001" not in page
+
+
+def test_the_county_page_needs_a_login(server, manager):
+    ServerStation.update(county="来凤县").where(ServerStation.station_id == "ST-0001").execute()
+    client = dashboard_app(server).test_client()
+    for path in ("/dashboard/counties/%E6%9D%A5%E5%87%A4%E5%8E%BF", "/dashboard/counties/-",
+                 "/dashboard/counties/nowhere"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/dashboard/login?next=" in response.headers["Location"], path
+        assert "ST-0001" not in response.get_data(as_text=True)
