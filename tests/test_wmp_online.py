@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import wall_clock
 from sync_support import BACKENDS, enrolled_station, open_counter, server_db, start_module_bank
+from test_wmp_server import product as catalogue_product
 from ui_helpers import error_of, txn_of
 
 from station import agents, errors, online, receipts, wmp
@@ -37,7 +38,7 @@ from sync_server.checks import check_ledger
 from sync_server.db import Account, Authorization, Hold, db_proxy
 from sync_server.db import WmpProduct as BankProduct
 from sync_server.problems import Problem
-from sync_server.wmp import add_product, close_product, set_risk_level
+from sync_server.wmp import close_product, set_risk_level
 
 CAUTIOUS = "DM00010000"  # home at ST-0001, assessed R2 here
 BOLD = "DM00010001"  # home at ST-0001, assessed R4 here
@@ -45,16 +46,9 @@ FAR = "DM00020003"  # home at ST-0002 only, assessed R4 here
 LOCAL = ZoneInfo("Asia/Shanghai")
 
 
-def today(days: int = 0) -> str:
-    return (datetime.now(LOCAL) + timedelta(days=days)).date().isoformat()
-
-
-def product(code: str, risk: int = 1, *, minimum="100", step="10", quota="1000000") -> None:
+def product(code: str, risk: int = 1, **rules) -> None:
     server_db()
-    add_product(code, name_zh=f"稳健理财{code[-2:]}", name_en=f"Steady {code[-2:]}", risk_level=risk,
-                minimum=minimum, step=step, opens_on=today(-1), closes_on=today(5), quota=quota,
-                description_zh="投资于存款和债券，净值会波动，可能亏损本金。", description_en="Invests in deposits and "
-                "bonds; its value moves and the capital can be lost.")
+    catalogue_product(code, risk, **rules)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
