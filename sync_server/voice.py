@@ -252,13 +252,17 @@ def station_answers(station_id: str) -> list[dict]:
     """What the downlink member ``voice_answers`` carries to ``station_id``: for each of its items of a kind
     ``answered_at_station`` with a resolve or reopen step, its seq and status, and, while resolved, the note and
     when it was written. The ``MAX_ANSWERS_SENT`` items changed last, by seq."""
+    answered_types = sorted({kind.entry_type for kind in KINDS if kind.answered_at_station})
+    # Only the items of the answered types count towards the limit: a busy week of stopped scams or 12315
+    # complaints followed up at the bank must not crowd the customers' answers out.
     changed = (VoiceEvent.select(VoiceEvent.seq, fn.MAX(VoiceEvent.id).alias("last"))
-               .where((VoiceEvent.station_id == station_id) & (VoiceEvent.action != "noted"))
+               .join(Entry, on=(Entry.station_id == VoiceEvent.station_id) & (Entry.seq == VoiceEvent.seq))
+               .where((VoiceEvent.station_id == station_id) & (VoiceEvent.action != "noted")
+                      & Entry.type.in_(answered_types))
                .group_by(VoiceEvent.seq).order_by(fn.MAX(VoiceEvent.id).desc()).limit(MAX_ANSWERS_SENT).tuples())
     seqs = [seq for seq, _ in changed]
     if not seqs:
         return []
-    answered_types = sorted({kind.entry_type for kind in KINDS if kind.answered_at_station})
     entries = Entry.select(Entry.seq, Entry.type, Entry.token).where(
         (Entry.station_id == station_id) & Entry.seq.in_(seqs) & Entry.type.in_(answered_types)
         & (Entry.outcome == "acknowledged")).tuples()

@@ -286,3 +286,22 @@ def test_an_answer_with_markup_reaches_the_screen_as_text(bank, invoke, counter)
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt; &amp; 谢谢" in shown
     assert invoke("voice", "reopen", item, "--note", "undo", "--by", "Li").exit_code == 0
     sync_once(st)
+
+
+def test_items_that_stay_at_the_bank_do_not_crowd_the_answers_out(bank, invoke, monkeypatch):
+    """Only the items answered at the station count towards ``MAX_ANSWERS_SENT``: a stopped scam followed up last
+    leaves the customers' latest answer in the downlink."""
+    from sync_server import voice
+
+    _, _, _, seqs = bank
+    feedback = f"ST-0001:{seqs['suggestion']}"
+    if json.loads(invoke("voice", "show", feedback, "--json").output)["status"] != "resolved":
+        assert invoke("voice", "resolve", feedback, "--note", ANSWER, "--by", "Zhang").exit_code == 0
+    stopped = f"ST-0001:{seqs['stopped']}"
+    step = "reopen" if json.loads(invoke("voice", "show", stopped, "--json").output)["status"] == "resolved" \
+        else "resolve"
+    assert invoke("voice", step, stopped, "--note", "followed up with the police", "--by", "Anti-fraud"
+                  ).exit_code == 0
+    monkeypatch.setattr(voice, "MAX_ANSWERS_SENT", 1)
+    answers = station_answers("ST-0001")
+    assert len(answers) == 1 and answers[0]["seq"] != seqs["stopped"]  # the feedback followed up last
