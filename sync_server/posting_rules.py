@@ -26,7 +26,8 @@ The order of the checks, the first failing one giving the reason:
    offline hold nor its unsynced exposure is touched, nor the daily limit checked again: the grant counted it); a
    grant that expired before the entry came settles it only when amount + fee fits what the bank would grant now,
    the available balance plus this station's offline hold (``authorization_expired``). Either way the grant is
-   consumed (``used``), and the checks 5, 7 and 8 below still apply;
+   consumed (``used``), and the checks 5, 7 and 8 below still apply; an entry rejected after naming its own live
+   grant consumes it too (``_end_grant``: the operation is over, so its hold goes at once);
 5. ``over_transaction_limit``: the amount exceeds ``limits[type].per_txn``;
 6. ``over_daily_limit``: the customer's settled amounts of the type at this station on the entry's local date
    (``ts`` in the policy's ``timezone``), less those reversed or cancelled, plus this one exceed
@@ -315,6 +316,8 @@ class Applier:
                                               amount_fen=amount, memo=memo))
         if outcome.outcome == "rejected":
             self.rejected[seq] = outcome.reason
+            if problem is None and not duplicate and "auth" in payload:
+                self._end_grant(seq, payload)
         # Only a well-formed entry's txn is stored and may be referenced by a later reversal or cancellation; a
         # duplicate's is not (the txn stays the first entry's).
         txn = payload.get("txn") if problem is None and not duplicate else None
@@ -363,6 +366,15 @@ class Applier:
                 or not _grant_matches(row, p)):
             return "not_authorized", None
         return None, row
+
+    def _end_grant(self, seq: int, p: dict) -> None:
+        """A rejected entry that names its own live grant (this station's, unused, for exactly this operation) ends
+        it: the operation the grant was given for is over, so its hold goes now rather than at its expiry. A grant
+        the entry does not match is left alone (it may be another operation's), and an expired one, which holds
+        nothing, stays ``expired``."""
+        refusal, row = self._claim(p)
+        if refusal is None and self._live(row):
+            self._consume(seq, row)
 
     def _live(self, row: Authorization) -> bool:
         """Whether the grant still holds its money at the book's time."""

@@ -8,7 +8,7 @@ allowance. The touchscreen's online path, confirmed and refused, in Chinese and 
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 from html import unescape
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,7 @@ from station.protocol.heads import new_nonce
 from station.protocol.times import utc_text
 from station.protocol.tokens import unverified_payload
 from station.sync import sync_once
-from sync_server.authorize import authorize, expire_all
+from sync_server.authorize import authorize
 from sync_server.book import Book
 from sync_server.checks import check_ledger
 from sync_server.db import Account, Authorization, Hold, db_proxy
@@ -314,11 +314,12 @@ def test_an_offline_order_arriving_while_a_grant_holds_the_last_of_the_quota_is_
 
 def test_an_order_the_bank_refuses_after_its_grant_is_rejected_and_takes_nothing(bank):
     """Should not happen (the bank closed the product between the grant and the entry): the entry is rejected with
-    the reason, never a 500, and nothing is taken; once the grant expires nothing is held either."""
+    the reason, never a 500, and nothing is taken; the rejected entry ends its grant, so nothing is held either."""
     _, (st, agent), _ = bank
     product("WM-LATE-SHUT")
     synced(st, "WM-LATE-SHUT")
     balance, hold = central(BOLD)
+    before = available(BOLD)
     txn, grant = ask(st, agent, BOLD, "WM-LATE-SHUT", 10_000)
     place(st, agent, BOLD, "WM-LATE-SHUT", "100", txn, grant)
     close_product("WM-LATE-SHUT")
@@ -327,8 +328,10 @@ def test_an_order_the_bank_refuses_after_its_grant_is_rejected_and_takes_nothing
     assert central(BOLD) == (balance, hold)
     assert quota("WM-LATE-SHUT") == 100_000_000
     server_db()
-    expire_all(datetime.now(LOCAL) + timedelta(hours=1))
-    assert Authorization.get_by_id(grant.auth_id).status == "expired"
+    ended = Authorization.get_by_id(grant.auth_id)
+    with st.bound():
+        assert (ended.status, ended.used_seq) == ("used", Operation.get_by_id(txn).seq)
+    assert available(BOLD) == before  # the grant's hold went with its rejected entry, not at its expiry
     assert check_ledger() == []
 
 
@@ -432,4 +435,7 @@ def test_a_grant_holds_its_product_only(bank):
     assert status_of(st, txn) == (OperationState.REJECTED, "not_authorized")
     assert central(BOLD) == (balance, hold)
     assert quota("WM-BOUND-A") == quota("WM-BOUND-B") == 100_000_000
+    # The entry is not the grant's operation, so it does not end the grant: that waits for its expiry.
+    server_db()
+    assert Authorization.get_by_id(grant.auth_id).status == "active"
     assert check_ledger() == []
