@@ -16,6 +16,7 @@ import pytest
 from conftest import wall_clock
 from sync_support import BACKENDS, enrolled_station, open_counter, server_db, start_module_bank
 from test_wmp_server import product as catalogue_product
+from test_wmp_server import to_confirm
 from ui_helpers import error_of, txn_of
 
 from station import agents, errors, online, receipts, wmp
@@ -336,16 +337,6 @@ def test_an_order_the_bank_refuses_after_its_grant_is_rejected_and_takes_nothing
 
 
 # -- the touchscreen ---------------------------------------------------------------------------------------
-def to_confirm(client, customer, code: str, amount: str) -> str:
-    """Walk the touchscreen flow to the confirm screen; its page."""
-    assert client.post("/op/wmp_order/start").status_code == 302
-    client.post("/op/wmp_order/customer", data={"id_kind": "card", "number": customer.card_number})
-    assert client.post("/op/wmp_order/product", data={"product": code}).location.endswith("/amount")
-    assert client.post("/op/wmp_order/amount", data={"amount": amount}).location.endswith("/statement")
-    client.post("/op/wmp_order/statement", data={"read": "yes"})
-    return client.get("/op/wmp_order/confirm").get_data(as_text=True)
-
-
 @pytest.mark.parametrize("lang", ["zh", "en"])
 def test_the_touchscreen_asks_the_bank_before_the_pin(bank, lang):
     """Online: the confirm screen says the bank is asked; its grant shows on the PIN screen; the receipt shows the

@@ -325,14 +325,19 @@ def test_the_customer_csv_carries_the_risk_level():
     assert "risk_level must be 1 to 5" in str(failed.value)
 
 
-def order_on_the_touchscreen(client, customer, code: str, amount: str) -> str:
-    """Walk the touchscreen flow to the receipt; its page, unescaped."""
+def to_confirm(client, customer, code: str, amount: str) -> str:
+    """Walk the touchscreen flow to the confirm screen; its page."""
     assert client.post("/op/wmp_order/start").status_code == 302
     client.post("/op/wmp_order/customer", data={"id_kind": "card", "number": customer.card_number})
     assert client.post("/op/wmp_order/product", data={"product": code}).location.endswith("/amount")
     assert client.post("/op/wmp_order/amount", data={"amount": amount}).location.endswith("/statement")
     client.post("/op/wmp_order/statement", data={"read": "yes"})
-    confirm = client.get("/op/wmp_order/confirm").get_data(as_text=True)
+    return client.get("/op/wmp_order/confirm").get_data(as_text=True)
+
+
+def order_on_the_touchscreen(client, customer, code: str, amount: str) -> str:
+    """Walk the touchscreen flow to the receipt; its page, unescaped."""
+    confirm = to_confirm(client, customer, code, amount)
     client.post("/op/wmp_order/confirm", data={"txn": txn_of(confirm)})
     pin = client.get("/op/wmp_order/pin").get_data(as_text=True)
     done = client.post("/op/wmp_order/pin", data={"pin": DEMO_CUSTOMER_PIN, "txn": txn_of(pin)})
