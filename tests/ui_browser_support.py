@@ -153,7 +153,12 @@ def log_in(page, base: str, lang: str = "zh", agent_id: str = "A01", pin: str | 
     page.goto(base + "/login")
     page.click(f"#agent-{agent_id}")
     page.wait_for_selector("#pin")
-    tap_keys(page, pin or AGENT_PIN)
+    # The pad answers taps once its script has run: on a loaded machine the field can be there before it (a tap
+    # then lost, the PIN short, and the login refused).
+    page.wait_for_load_state("load")
+    digits = pin or AGENT_PIN
+    tap_keys(page, digits)
+    page.wait_for_function(f"document.querySelector('#pin').value.length === {len(digits)}")
     page.click("#login")
     # The PIN's scrypt check and the session record (a write) take longer than the 5 s default on a loaded machine
     # (seen once in CI with two workers and Chromium busy).
