@@ -293,10 +293,14 @@ def present_values(field, values) -> set[str]:
         if not values:
             return set()
         arrays, params = _column_arrays(field.model._meta, [field.name], [{field.name: value} for value in values])
-        # A join with the list, not ``= ANY(...)``: the plan psycopg prepares after five runs cannot see the list's
-        # length, and for ``ANY`` over a split text it scans the whole table.
-        cursor = db_proxy.execute_sql(f'SELECT t."{column}" FROM unnest({arrays}) AS v(value) '
-                                      f'JOIN "{table}" AS t ON t."{column}" = v.value', params)
+        # One index probe per value, whatever PostgreSQL believes of the table's size: not ``= ANY(...)`` (the plan
+        # psycopg prepares after five runs cannot see the list's length, and for ``ANY`` over a split text it scans
+        # the whole table), nor a plain join (with statistics older than the table's growth, e.g. between two runs
+        # of autovacuum, it hashes the whole table for each batch: the cost then grows with every txn the bank
+        # holds). The LIMIT keeps the subquery a nested loop of its own.
+        cursor = db_proxy.execute_sql(f'SELECT v.value FROM unnest({arrays}) AS v(value) CROSS JOIN LATERAL '
+                                      f'(SELECT 1 FROM "{table}" AS t WHERE t."{column}" = v.value LIMIT 1) AS hit',
+                                      params)
         return {value for (value,) in cursor.fetchall()}
     found = set()
     for start in range(0, len(values), 1000):
