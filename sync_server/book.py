@@ -21,6 +21,8 @@ both touch.
 
 from __future__ import annotations
 
+from types import NoneType
+
 from peewee import BigIntegerField, IntegerField, fn
 
 from sync_server.db import DEBIT_NORMAL, Account, Authorization, Customer, Hold, Posting, db_proxy, is_postgres
@@ -242,20 +244,30 @@ def _column_arrays(meta, columns: list[str], rows: list[dict]) -> tuple[str, lis
     for column in columns:
         values = [row[column] for row in rows]
         kind = "bigint" if _is_integer_column(meta, column) else "text"
+        # The types of a column's values, found in C (a generator testing each value cost more than the join).
+        types = set(map(type, values)) if len(values) > 1 else None
+        nulls = values.count(None) if types is not None and NoneType in types else 0
         if kind == "bigint":
-            if len(values) > 1 and all(type(value) is int or value is None for value in values):
+            if types is not None and types <= _INTEGER_TYPES:
                 sql.append(f"string_to_array(%s, ',', '')::{kind}[]")
-                params.append(",".join("" if value is None else str(value) for value in values))
+                params.append(",".join(map(str, values)) if not nulls
+                              else ",".join("" if value is None else str(value) for value in values))
                 continue
-        elif len(values) > 1 and all(type(value) is str or value is None for value in values):
-            joined = _SEPARATOR.join(_NULL if value is None else value for value in values)
-            if joined.count(_SEPARATOR) == len(values) - 1 and joined.count(_NULL) == values.count(None):
+        elif types is not None and types <= _TEXT_TYPES:
+            joined = _SEPARATOR.join(values if not nulls else [_NULL if value is None else value for value in values])
+            if joined.count(_SEPARATOR) == len(values) - 1 and joined.count(_NULL) == nulls:
                 sql.append(f"string_to_array(%s, E'\\x1f', E'\\x1e')::{kind}[]")
                 params.append(joined)
                 continue
         sql.append(f"%b::{kind}[]")
         params.append(values)
     return ", ".join(sql), params
+
+
+#: The value types a column may hold to travel as one joined text (``_column_arrays``): exactly int (a bool would
+#: be written True) or exactly str, and None.
+_INTEGER_TYPES = frozenset({int, NoneType})
+_TEXT_TYPES = frozenset({str, NoneType})
 
 
 def _insert_rows(model, rows: list[dict], on_conflict: str) -> int:

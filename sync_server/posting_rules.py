@@ -299,7 +299,8 @@ class Applier:
         elif duplicate:
             outcome = Outcome("rejected", "duplicate_txn")
         else:
-            outcome = self.HANDLERS[EntryType(payload["type"])](self, seq, payload)
+            # A known type (``entry_problem``): its text finds its handler (EntryType is a StrEnum, hashed as its text).
+            outcome = self.HANDLERS[payload["type"]](self, seq, payload)
             if outcome.outcome == "settled" and payload["type"] in LIMITED_TYPES:
                 self._count(payload, 1)
         # A refused wealth-product order is the bank's ordinary answer (nothing was paid out, nothing is taken):

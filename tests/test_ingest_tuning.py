@@ -113,6 +113,13 @@ def test_joined_columns_are_used_only_where_they_cannot_change_a_value():
     assert sql == "%b::text[]" and params == [["a\x1fb", "c"]]
     sql, params = _column_arrays(meta, ["txn"], _entries([""]))
     assert sql == "%b::text[]" and params == [[""]]
+    # Only exact ints and strs are joined: a bool would be written True, a number in a text column 5.
+    sql, params = _column_arrays(meta, ["seq"], [{"seq": 1}, {"seq": True}])
+    assert sql == "%b::bigint[]" and params == [[1, True]]
+    sql, params = _column_arrays(meta, ["txn"], [{"txn": "a"}, {"txn": 5}])
+    assert sql == "%b::text[]" and params == [["a", 5]]
+    sql, params = _column_arrays(meta, ["txn", "seq"], [{"txn": None, "seq": None}, {"txn": "b", "seq": 2}])
+    assert sql.count("string_to_array") == 2 and params == ["\x1e\x1fb", ",2"]
 
 
 # -- signature threads ------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from station.protocol.money import MAX_AMOUNT_FEN
-from station.protocol.tokens import is_integer
 
 
 def N_(text: str) -> str:
@@ -168,12 +167,18 @@ def one_line(value, limit: int) -> str | None:
     return text if 0 < len(text) <= limit else None
 
 
+# The checks below run for every field of every entry the bank receives: each is one expression, ``is_integer``
+# written out in it, rather than a chain of calls (a Python call costs more than the test it makes).
 def _is_int(value) -> bool:
-    return is_integer(value) and -MAX_INTEGER <= value <= MAX_INTEGER
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_INTEGER <= value <= MAX_INTEGER
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INTEGER
 
 
 def _is_fen(value) -> bool:
-    return _is_int(value) and 0 <= value <= MAX_AMOUNT_FEN
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMOUNT_FEN
 
 
 #: A UUID exactly as ``str(uuid.UUID(...))`` writes it (lower-case hex, 8-4-4-4-12): one spelling per UUID.
@@ -192,18 +197,19 @@ def _is_counts(value) -> bool:
 
 
 def _is_positive_fen(value) -> bool:
-    return _is_fen(value) and value > 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_AMOUNT_FEN
 
 
 def _is_id(value) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID and printable(value)
+    # ``printable`` only when str.isprintable (C) refuses the text: its answer for every text isprintable accepts.
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID and (value.isprintable() or printable(value))
 
 
 _CHECKS = {
     Kind.FEN: _is_fen,
     Kind.POSITIVE_FEN: _is_positive_fen,
     Kind.INTEGER: _is_int,
-    Kind.COUNT: lambda v: _is_int(v) and v >= 0,
+    Kind.COUNT: _is_count,
     Kind.BOOLEAN: lambda v: isinstance(v, bool),
     Kind.ID: _is_id,
     Kind.TEXT: lambda v: isinstance(v, str) and len(v) <= MAX_TEXT and printable(v),
