@@ -451,3 +451,58 @@ def test_a_bad_entry_signature_is_the_answer_over_a_gap(server, tmp_path, clock)
     assert response.status_code == 422 and problem_type(response) == "invalid-entry"
     assert response.json()["seq"] == entries[5][0]
     assert ServerStation.get_by_id("ST-0001").acked_seq == acked
+
+
+@pytest.mark.parametrize("elsewhere", ["same_transaction", "committed_before"])
+def test_a_txn_recorded_between_the_check_and_the_write_runs_the_batch_again(server, tmp_path, clock, monkeypatch,
+                                                                               elsewhere):
+    """The batch's rows are plain INSERTs (new by construction under the station's lock). When a row is already
+    there after all, the INSERT fails and the batch runs once more: a txn that another station's batch recorded
+    after this one looked (``committed_before``: held by the bank, but missed by the first look, as a commit in
+    between would be), or any row of the same transaction (``same_transaction``, rolled back with it). The batch is
+    applied exactly once, with the answer the second run gives."""
+    from sync_server.db import SeenTxn
+    from sync_server.posting_rules import Applier
+
+    st = enrolled_station(server, tmp_path, "ST-0001", clock)
+    record_some(st, 3)
+    raced = next(unverified_payload(token)["txn"] for _, token in iter_entries(st)
+                 if unverified_payload(token)["type"] == "deposit")
+    raced_seq = next(seq for seq, token in iter_entries(st) if unverified_payload(token).get("txn") == raced)
+    if elsewhere == "committed_before":
+        server_db()
+        SeenTxn.insert(txn=raced, station_id="ST-0002", seq=999).execute()
+    looks = []
+    original = Applier.load_seen_txns
+
+    def racing(self, payloads):
+        original(self, payloads)
+        looks.append(raced in self._seen)
+        if len(looks) == 1:
+            if elsewhere == "same_transaction":
+                SeenTxn.insert(txn=raced, station_id="ST-0002", seq=999).execute()
+            else:
+                self._seen.discard(raced)  # the first look missed it
+
+    monkeypatch.setattr(Applier, "load_seen_txns", racing)
+    result = sync_once(st)
+    head_seq, _ = journal_head(st)
+    assert result.acked_seq == head_seq and result.pending == 0 and len(looks) == 2
+    server_db()
+    holders = [row.station_id for row in SeenTxn.select().where(SeenTxn.txn == raced)]
+    entries, postings = applied_counts("ST-0001")
+    settled = Entry.select().where((Entry.station_id == "ST-0001") & (Entry.outcome == "settled")).count()
+    assert entries == head_seq
+    if elsewhere == "same_transaction":
+        # Rolled back with the first run: the second run applies the deposit.
+        assert holders == ["ST-0001"] and raced_seq not in result.rejected and looks == [False, False]
+    else:
+        assert holders == ["ST-0002"] and result.rejected == {raced_seq: "duplicate_txn"} and looks == [True, True]
+    raced_entry = Entry.get((Entry.station_id == "ST-0001") & (Entry.seq == raced_seq))
+    raced_legs = Posting.select().where((Posting.station_id == "ST-0001") & (Posting.seq == raced_seq)).count()
+    if elsewhere == "same_transaction":
+        assert raced_entry.outcome == "settled" and raced_legs >= 2
+    else:
+        assert raced_entry.outcome == "rejected" and raced_legs == 0
+    # Every other deposit is applied once: each settled entry's legs are there, none twice (the primary key).
+    assert settled >= 1 and postings >= 2 * settled
