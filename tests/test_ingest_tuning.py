@@ -3,6 +3,7 @@
 - Columns go to PostgreSQL as one joined text each (``book._column_arrays``), unless a value could be split or read
   as NULL: every value comes back exactly, on both backends.
 - ``present_values`` finds exactly the values a column holds, however many are asked.
+- A gunicorn worker freezes what it loaded before its first request (``gc.freeze`` in ``sync_server.wsgi``).
 - Signatures are checked on ``SYNC_SERVER_VERIFY_THREADS`` threads (``sync-server serve`` sets the cores over the
   workers); a bad setting stops the server with the reason, and any thread count finds the first bad signature.
 """
@@ -181,3 +182,20 @@ def test_any_thread_count_finds_the_first_bad_signature(threads, bad):
         assert envelope._first_bad_signature(unsigned) == (min(bad) if bad else None)
     finally:
         envelope.configure_verify_threads(None)
+
+
+def test_a_gunicorn_worker_freezes_what_it_loaded_before_its_first_request(tmp_path, monkeypatch):
+    """``sync_server.wsgi`` (what each gunicorn worker imports) leaves the modules and the app to the permanent
+    generation (``gc.freeze``): the full collections a worker runs between batches walk only what came later."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("SYNC_SERVER_KEYS_DIR", str(tmp_path / "keys"))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init-db"]).exit_code == 0
+    assert runner.invoke(cli, ["keys", "--create"]).exit_code == 0
+    frozen = subprocess.run([sys.executable, "-c", "import gc, sync_server.wsgi; print(gc.get_freeze_count())"],
+                            capture_output=True, text=True, check=True, timeout=120).stdout
+    assert int(frozen) > 10_000
