@@ -356,7 +356,9 @@ class Applier:
     def load_authorizations(self, payloads: list[dict]) -> None:
         """Read once the station's authorizations that the batch's entries name (another station's are not read:
         to this station they do not exist)."""
-        auth_ids = sorted({p["auth"] for p in payloads if isinstance(p, dict) and fits(Kind.ID, p.get("auth"))})
+        # Most entries name none: ``fits`` is asked only of those that do (None is no id).
+        auth_ids = sorted({auth for p in payloads
+                           if isinstance(p, dict) and (auth := p.get("auth")) is not None and fits(Kind.ID, auth)})
         if auth_ids:  # most batches name none: no statement
             self.authorizations.update({row.auth_id: row for row in cached_rows(
                 "station authorizations", lambda: Authorization.select().where(
@@ -758,7 +760,8 @@ class Applier:
         """Read (and on PostgreSQL lock, in code order, so that two batches never wait for each other in a cycle)
         the wealth-management products the batch's orders name: two stations' batches never sell the same quota
         twice."""
-        codes = sorted({p["product"] for p in payloads if isinstance(p, dict) and p.get("type") == EntryType.WMP_ORDER
+        order = EntryType.WMP_ORDER  # looked up once, not once per entry
+        codes = sorted({p["product"] for p in payloads if isinstance(p, dict) and p.get("type") == order
                         and fits(Kind.ID, p.get("product"))})
         self._products.update(dict.fromkeys(codes))
         if codes:  # most batches order none: no statement

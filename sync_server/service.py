@@ -363,10 +363,11 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
                 station_accounts=True)
     applier = Applier(book, policy, station_policy(policy), homes,
                       (station.unsynced_debit_fen, station.unsynced_debit_count))
-    applier.load_seen_txns([entry.payload for entry in new_entries])
-    applier.load_authorizations([entry.payload for entry in new_entries])
-    applier.load_daily_totals([entry.payload for entry in new_entries])
-    applier.load_products([entry.payload for entry in new_entries])
+    payloads = [entry.payload for entry in new_entries]
+    applier.load_seen_txns(payloads)
+    applier.load_authorizations(payloads)
+    applier.load_daily_totals(payloads)
+    applier.load_products(payloads)
     for entry in new_entries:
         applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
     rejected.update(applier.rejected)  # the new entries' outcomes, as the applier has just decided them
