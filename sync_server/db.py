@@ -757,7 +757,9 @@ def cached_row(key: str, build, *values):
 def cached_execute(key: str, build, *values):
     """Run the statement ``build()`` makes (a select of some columns, an update, an insert) as ``cached_rows`` runs
     a query, its SQL built once per ``key``: the database's cursor (``fetchall()`` gives the rows as tuples of the
-    values as the database driver reads them, ``rowcount`` how many rows an update changed)."""
+    values as the database driver reads them, ``rowcount`` how many rows an update changed). An ``arg`` stands for a
+    text, an integer or a list (``one_of``), never for the value of a field that converts what it is given at build
+    time (a boolean field would store the stand-in as true, a JSON field as its JSON text)."""
     _, sql, params, _ = _compiled(key, build)
     return db_proxy.obj.execute_sql(sql, _bound(params, values))
 
