@@ -11,7 +11,7 @@ hold released. Spending consumes the hold (``posting_rules``); ``Book`` writes i
 from __future__ import annotations
 
 from sync_server.book import Book
-from sync_server.db import Hold, HomeStation, arg, cached_rows
+from sync_server.db import Hold, HomeStation, arg, cached_execute, one_of
 
 
 def refresh_allowances(book: Book, policy: dict, homes: set[str], only: set[str] | None = None) -> dict[str, int]:
@@ -26,10 +26,9 @@ def refresh_allowances(book: Book, policy: dict, homes: set[str], only: set[str]
     allowances = {}
     if only is None:
         # A customer no longer served by this station: release what was held for it (the station zeroes it too).
-        stale = (Hold.station_id == book.station_id) & (Hold.amount_fen > 0)
-        if homes:
-            stale &= Hold.account_id.not_in(sorted(homes))
-        Hold.update(amount_fen=0, updated_at=book.now).where(stale).execute()
+        cached_execute("release stale holds", lambda: Hold.update(amount_fen=0, updated_at=arg(0)).where(
+            (Hold.station_id == arg(1)) & (Hold.amount_fen > 0) & ~one_of(Hold.account_id, 2)),
+            book.now, book.station_id, sorted(homes))
     for account_id, customer in book.customers.items():
         if account_id not in homes or (only is not None and account_id not in only):
             continue
@@ -42,6 +41,6 @@ def refresh_allowances(book: Book, policy: dict, homes: set[str], only: set[str]
 
 def home_customer_ids(station_id: str) -> set[str]:
     """Account ids of customers whose home stations include ``station_id``."""
-    return {row.account_id for row in cached_rows(
+    return {account_id for (account_id,) in cached_execute(
         "home customers", lambda: HomeStation.select(HomeStation.account_id).where(HomeStation.station_id == arg()),
-        station_id)}
+        station_id).fetchall()}

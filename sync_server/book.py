@@ -25,7 +25,21 @@ from types import NoneType
 
 from peewee import EXCEPTIONS, BigIntegerField, ExceptionWrapper, IntegerField, fn
 
-from sync_server.db import DEBIT_NORMAL, Account, Authorization, Customer, Hold, Posting, db_proxy, is_postgres
+from sync_server.db import (
+    DEBIT_NORMAL,
+    Account,
+    Authorization,
+    Customer,
+    Hold,
+    Posting,
+    arg,
+    cached_execute,
+    cached_rows,
+    db_proxy,
+    is_postgres,
+    locked,
+    one_of,
+)
 
 
 class LedgerError(RuntimeError):
@@ -61,21 +75,23 @@ class Book:
         self.station_id = station_id
         self.now = now
         own = {station_account(kind, station_id)[0] for kind in STATION_KINDS} if station_accounts else set()
-        query = Account.select().where(Account.account_id.in_(sorted(customer_ids | own))).order_by(
-            Account.account_id)
-        if is_postgres():
-            query = query.for_update()
-        self.accounts = {a.account_id: a for a in query}
-        self.customers = {c.account_id: c for c in Customer.select().where(Customer.account_id.in_(
-            sorted(customer_ids)))}
-        self.holds: dict[tuple[str, str], int] = {}
-        for hold in Hold.select().where(Hold.account_id.in_(sorted(customer_ids))):
-            self.holds[(hold.station_id, hold.account_id)] = hold.amount_fen
+        # Each lookup's SQL is built once (``cached_rows``): the ids travel as one list, whatever their number.
+        customers = sorted(customer_ids)
+        self.accounts = {a.account_id: a for a in cached_rows("book accounts", lambda: locked(
+            Account.select().where(one_of(Account.account_id)).order_by(Account.account_id)),
+            sorted(customer_ids | own))}
+        self.customers = {c.account_id: c for c in cached_rows(
+            "book customers", lambda: Customer.select().where(one_of(Customer.account_id)), customers)}
+        self.holds: dict[tuple[str, str], int] = {
+            (hold_station, account_id): amount for hold_station, account_id, amount in cached_execute(
+                "book holds", lambda: Hold.select(Hold.station_id, Hold.account_id, Hold.amount_fen).where(
+                    one_of(Hold.account_id)), customers).fetchall()}
         #: auth_id -> (account, fen) of every live authorization hold on these customers, at any station.
         self.authorizations: dict[str, tuple[str, int]] = {
-            auth_id: (account_id, amount) for auth_id, account_id, amount in live_authorizations(
-                now, Authorization.account_id.in_(sorted(customer_ids))).select(
-                Authorization.auth_id, Authorization.account_id, Authorization.hold_fen).tuples()}
+            auth_id: (account_id, amount) for auth_id, account_id, amount in cached_execute(
+                "book authorizations", lambda: live_authorizations(arg(1), one_of(Authorization.account_id)).select(
+                    Authorization.auth_id, Authorization.account_id, Authorization.hold_fen), customers,
+                now).fetchall()}
         self.changed_accounts: set[str] = set()
         self.changed_holds: set[tuple[str, str]] = set()
 
@@ -179,10 +195,11 @@ def reserved_quota(code: str, now: str) -> dict[str, int]:
 def expire_authorizations(station_id: str, now: str) -> int:
     """Mark the station's authorizations whose time (``now``, UTC text) has passed ``expired``; how many. They held
     nothing already (every reader counts only ``live_authorizations``): the sweep keeps the status true. Call it
-    holding the station's row lock, as every writer of a station's authorizations does."""
-    return Authorization.update(status="expired").where(
-        (Authorization.station_id == station_id) & (Authorization.status == "active")
-        & (Authorization.expires_at <= now)).execute()
+    holding the station's row lock, as every writer of a station's authorizations does. Its SQL is built once
+    (``cached_execute``): every batch runs it."""
+    return cached_execute("expire authorizations", lambda: Authorization.update(status="expired").where(
+        (Authorization.station_id == arg(0)) & (Authorization.status == "active")
+        & (Authorization.expires_at <= arg(1))), station_id, now).rowcount
 
 
 #: The database driver's errors raised as peewee's (``IntegrityError`` ...), as peewee raises them for the statements it

@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import weakref
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from peewee import (
+    SQL,
     AutoField,
     BigIntegerField,
     BooleanField,
@@ -39,9 +41,11 @@ from peewee import (
     CompositeKey,
     Database,
     DatabaseProxy,
+    Expression,
     IntegerField,
     PostgresqlDatabase,
     TextField,
+    fn,
 )
 from playhouse import db_url
 from playhouse.migrate import SchemaMigrator, migrate
@@ -679,32 +683,85 @@ def arg(n: int = 0) -> str:
     return f"\x00cached-argument-{n}\x00"
 
 
-#: (key, database class, placeholder) -> (model, SQL, parameters with ``arg`` stand-ins).
+def one_of(field, n: int = 0):
+    """``field`` equals one of the values of the list a ``cached_rows`` query is run with as its ``n``-th value,
+    in SQL that does not depend on the list's length (peewee's ``in_`` writes one placeholder per value, so its SQL
+    could not be built once): on PostgreSQL ``= ANY(%s)``, the list one array parameter (an index on ``field`` is
+    used by the plan prepared for any list, tests/test_server_query_plans.py); on SQLite
+    ``IN (SELECT value FROM json_each(?))``, the list one JSON text. An empty list matches nothing, as ``in_([])``.
+    Call it inside the ``build`` of ``cached_rows``: which one depends on the database bound then."""
+    if is_postgres():
+        return Expression(field, "=", fn.ANY(arg(n)))
+    return field.in_(SQL(f"(SELECT value FROM json_each({db_proxy.obj.param}))", [arg(n)]))
+
+
+def locked(query):
+    """``query`` locking the rows it reads until the transaction ends: on PostgreSQL ``FOR UPDATE`` (in the order
+    the query gives them), on SQLite as it is (transactions are IMMEDIATE: the whole database is locked)."""
+    return query.for_update() if is_postgres() else query
+
+
+#: (key, database class, placeholder) -> (model, SQL, parameters with ``arg`` stand-ins, the selected fields).
 _COMPILED: dict[tuple, tuple] = {}
 
 
-def cached_rows(key: str, build, *values):
-    """The rows (model instances, with every field converted) of the query ``build()`` makes, each ``arg(n)`` in it
-    replaced by ``values[n]``: peewee builds a query's SQL once per ``key`` and kind of database.
-
-    Building a select of a wide table costs peewee about 150 µs of CPU, several times what PostgreSQL takes to run
-    it; a synced batch runs a dozen such lookups by key. Only for queries whose SQL does not depend on the values
-    (one row by its key, not an ``IN`` list of varying length), with text values."""
+def _compiled(key: str, build) -> tuple:
+    """(model, SQL, parameters with ``arg`` stand-ins, the fields it selects) of the statement ``build()`` makes,
+    built once per ``key`` and kind of database."""
     database = db_proxy.obj
     cache_key = (key, type(database), database.param)
     compiled = _COMPILED.get(cache_key)
     if compiled is None:
         query = build()
         sql, params = query.sql()
-        compiled = _COMPILED[cache_key] = (query.model, sql, tuple(params))
-    model, sql, params = compiled
+        fields = tuple(getattr(query, "_returning", None) or ())
+        compiled = _COMPILED[cache_key] = (query.model, sql, tuple(params), fields)
+    return compiled
+
+
+def _bound(params: tuple, values: tuple) -> list:
+    """``params`` with each ``arg(n)`` replaced by ``values[n]`` (a list as ``one_of`` takes it on this database)."""
+    if not is_postgres():
+        values = tuple(json.dumps(value) if isinstance(value, list) else value for value in values)
     stand_ins = {arg(n): value for n, value in enumerate(values)}
-    return model.raw(sql, *[stand_ins.get(param, param) if isinstance(param, str) else param for param in params])
+    return [stand_ins.get(param, param) if isinstance(param, str) else param for param in params]
+
+
+def cached_rows(key: str, build, *values) -> list:
+    """The rows (model instances, with every field converted) of the select ``build()`` makes of its model's fields,
+    each ``arg(n)`` in it replaced by ``values[n]``: peewee builds a query's SQL once per ``key`` and kind of
+    database.
+
+    Building a select of a wide table costs peewee about 150 µs of CPU, several times what PostgreSQL takes to run
+    it; a synced batch runs a dozen such lookups by key. Only for queries whose SQL does not depend on the values:
+    one row by its key, or rows whose key is one of a list (``one_of``, a ``list`` value), with text values. The
+    rows are made as peewee makes them (each value through its field's ``python_value``, nothing dirty), from the
+    fields the query selects: peewee would match the cursor's column names to them for every query run."""
+    model, sql, params, fields = _compiled(key, build)
+    cursor = db_proxy.obj.execute_sql(sql, _bound(params, values))
+    rows = []
+    for row in cursor.fetchall():
+        instance = model(__no_default__=1, **{field.name: field.python_value(value)
+                                              for field, value in zip(fields, row, strict=True)})
+        instance._dirty.clear()
+        rows.append(instance)
+    return rows
 
 
 def cached_row(key: str, build, *values):
     """The first row of ``cached_rows``, or None."""
-    return next(iter(cached_rows(key, build, *values)), None)
+    rows = cached_rows(key, build, *values)
+    return rows[0] if rows else None
+
+
+def cached_execute(key: str, build, *values):
+    """Run the statement ``build()`` makes (a select of some columns, an update, an insert) as ``cached_rows`` runs
+    a query, its SQL built once per ``key``: the database's cursor (``fetchall()`` gives the rows as tuples of the
+    values as the database driver reads them, ``rowcount`` how many rows an update changed). An ``arg`` stands for a
+    text, an integer or a list (``one_of``), never for the value of a field that converts what it is given at build
+    time (a boolean field would store the stand-in as true, a JSON field as its JSON text)."""
+    _, sql, params, _ = _compiled(key, build)
+    return db_proxy.obj.execute_sql(sql, _bound(params, values))
 
 
 def is_postgres(database: Database | None = None) -> bool:

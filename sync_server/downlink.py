@@ -10,7 +10,7 @@ pay out offline always equals the hold the bank placed. Between the batches of o
 from __future__ import annotations
 
 from sync_server.book import Book
-from sync_server.db import Biller, BlockedPayee, KnownPayee, WmpProduct
+from sync_server.db import Biller, BlockedPayee, KnownPayee, WmpProduct, cached_execute, cached_rows, one_of
 from sync_server.voice import station_answers
 
 
@@ -33,8 +33,11 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
         return downlink
     payees: dict[str, list] = {}
     if allowances:
-        for row in KnownPayee.select().where(KnownPayee.account_id.in_(sorted(allowances))):
-            payees.setdefault(row.account_id, []).append([row.payee_account, row.name])
+        # Each lookup's SQL is built once (``db.cached_execute``): a sync's last batch makes the downlink.
+        for account_id, payee_account, name in cached_execute("known payees", lambda: KnownPayee.select(
+                KnownPayee.account_id, KnownPayee.payee_account, KnownPayee.name).where(
+                one_of(KnownPayee.account_id)), sorted(allowances)).fetchall():
+            payees.setdefault(account_id, []).append([payee_account, name])
     customers = []
     if partial:
         downlink["customers_partial"] = True
@@ -56,12 +59,14 @@ def build_downlink(book: Book, allowances: dict[str, int] | None, policy: dict, 
     billers = [
         {"code": b.code, "kind": b.kind, "name_zh": b.name_zh, "name_en": b.name_en, "ref_pattern": b.ref_pattern,
          "ref_prefixes": b.ref_prefixes, "min_fen": b.min_fen, "max_fen": b.max_fen, "denominations": b.denominations}
-        for b in Biller.select().order_by(Biller.code)
+        for b in cached_rows("billers", lambda: Biller.select().order_by(Biller.code))
     ]
     downlink.update(
         customers=customers,
         billers=billers,
-        blocked_payees=[b.account for b in BlockedPayee.select().order_by(BlockedPayee.account)],
+        blocked_payees=[account for (account,) in cached_execute(
+            "blocked payees", lambda: BlockedPayee.select(BlockedPayee.account).order_by(BlockedPayee.account))
+            .fetchall()],
         wmp_products=open_catalogue(),
         voice_answers=station_answers(book.station_id),
     )
@@ -74,4 +79,5 @@ def open_catalogue() -> list[dict]:
     return [{"code": p.code, "name_zh": p.name_zh, "name_en": p.name_en, "risk_level": p.risk_level,
              "min_fen": p.min_fen, "step_fen": p.step_fen, "opens_on": p.opens_on, "closes_on": p.closes_on,
              "description_zh": p.description_zh, "description_en": p.description_en}
-            for p in WmpProduct.select().where(WmpProduct.status == "open").order_by(WmpProduct.code)]
+            for p in cached_rows("open products", lambda: WmpProduct.select().where(WmpProduct.status == "open")
+                                 .order_by(WmpProduct.code))]

@@ -34,11 +34,10 @@ from __future__ import annotations
 
 import hashlib
 
-from peewee import EXCLUDED
-
 from station.protocol.envelope import MAX_DOWNLINK_VERSION
 from station.protocol.tokens import b64url, canonical_json
-from sync_server.db import DownlinkItem, DownlinkState, Posting, arg, cached_row
+from sync_server.book import upsert_rows
+from sync_server.db import DownlinkItem, DownlinkState, Posting, arg, cached_execute, cached_row, cached_rows, one_of
 
 CUSTOMER = "customer:"
 #: The downlink members kept as one item each (sent whole when any part of them changed).
@@ -58,9 +57,9 @@ def _items(downlink: dict) -> dict[str, tuple[object, str]]:
 
 def _posted_accounts(station_id: str, after_seq: int) -> set[str]:
     """Accounts this station's entries after ``after_seq`` posted to."""
-    query = (Posting.select(Posting.account_id).distinct()
-             .where((Posting.station_id == station_id) & (Posting.seq > after_seq)))
-    return {account_id for (account_id,) in query.tuples()}
+    return {account_id for (account_id,) in cached_execute(
+        "posted accounts", lambda: Posting.select(Posting.account_id).distinct().where(
+            (Posting.station_id == arg(0)) & (Posting.seq > arg(1))), station_id, after_seq).fetchall()}
 
 
 def versioned_downlink(station_id: str, downlink: dict, applied: int | None, acked_through: int
@@ -89,11 +88,14 @@ def versioned_downlink(station_id: str, downlink: dict, applied: int | None, ack
         _keep_state(station_id, version, version if complete else None,
                     acked_through if complete else (state.refreshed_seq if state else 0), state)
         return downlink, version
-    query = DownlinkItem.select().where(DownlinkItem.station_id == station_id)
-    if not complete:
+    if complete:
+        rows = cached_rows("downlink items", lambda: DownlinkItem.select().where(DownlinkItem.station_id == arg()),
+                           station_id)
+    else:
         # Between the batches of a sync, or after a push: only what this downlink carries can have changed.
-        query = query.where(DownlinkItem.item.in_(sorted(items)))
-    stored = {row.item: row for row in query}
+        rows = cached_rows("downlink items named", lambda: DownlinkItem.select().where(
+            (DownlinkItem.station_id == arg(0)) & one_of(DownlinkItem.item, 1)), station_id, sorted(items))
+    stored = {row.item: row for row in rows}
     posted = _posted_accounts(station_id, state.refreshed_seq) if "customers" in downlink else set()
     changed: dict[str, str | None] = {}
     for name, (_, digest) in items.items():
@@ -120,12 +122,10 @@ def versioned_downlink(station_id: str, downlink: dict, applied: int | None, ack
 
 
 def _record(station_id: str, digests: dict[str, str | None], version: int) -> None:
-    rows = [{"station_id": station_id, "item": name, "digest": digest, "version": version}
-            for name, digest in sorted(digests.items())]
-    for start in range(0, len(rows), 500):
-        DownlinkItem.insert_many(rows[start:start + 500]).on_conflict(
-            conflict_target=[DownlinkItem.station_id, DownlinkItem.item],
-            update={DownlinkItem.digest: EXCLUDED.digest, DownlinkItem.version: EXCLUDED.version}).execute()
+    """Keep each item's digest and version (``INSERT ... ON CONFLICT (station_id, item) DO UPDATE``, one statement
+    however many items: ``book.upsert_rows``)."""
+    upsert_rows(DownlinkItem, [{"station_id": station_id, "item": name, "digest": digest, "version": version}
+                               for name, digest in sorted(digests.items())], update=["digest", "version"])
 
 
 def _keep_state(station_id: str, version: int, complete_since: int | None, refreshed_seq: int,
@@ -134,4 +134,6 @@ def _keep_state(station_id: str, version: int, complete_since: int | None, refre
     if state is None:
         DownlinkState.create(station_id=station_id, **fields)
     else:
-        DownlinkState.update(**fields).where(DownlinkState.station_id == station_id).execute()
+        cached_execute("keep downlink state", lambda: DownlinkState.update(
+            version=arg(0), complete_since=arg(1), refreshed_seq=arg(2)).where(DownlinkState.station_id == arg(3)),
+            version, complete_since, refreshed_seq, station_id)

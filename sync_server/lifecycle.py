@@ -31,6 +31,8 @@ from sync_server.db import (
     StationKey,
     StationTail,
     arg,
+    cached_execute,
+    cached_row,
     cached_rows,
     db_proxy,
 )
@@ -92,8 +94,8 @@ def station_keyset(station_id: str) -> KeySet:
 
 def current_key(station_id: str) -> StationKey | None:
     """The key the station signs with now: the one with the highest ``from_seq``."""
-    return (StationKey.select().where(StationKey.station_id == station_id)
-            .order_by(StationKey.from_seq.desc(), StationKey.created_at.desc()).first())
+    return cached_row("current station key", lambda: StationKey.select().where(StationKey.station_id == arg())
+                      .order_by(StationKey.from_seq.desc(), StationKey.created_at.desc()).limit(1), station_id)
 
 
 # -- key age and rotation requests -----------------------------------------------------------------------
@@ -114,8 +116,9 @@ def rotation_due(station_id: str, policy: dict, now: datetime) -> bool:
     Read from the database as it is now: called after a batch's entries are applied, so a key rotation among them
     (which fulfils the request and brings a new current key) is seen, and the ack does not ask again.
     """
-    asked = Station.select(Station.rotate_requested).where(Station.station_id == station_id).scalar()
-    return bool(asked) or key_too_old(current_key(station_id), policy, now)
+    asked = cached_execute("station rotate requested", lambda: Station.select(Station.rotate_requested).where(
+        Station.station_id == arg()).limit(1), station_id).fetchall()
+    return bool(asked and asked[0][0]) or key_too_old(current_key(station_id), policy, now)
 
 
 def request_rotation(station_ids: list[str], by: str, now: datetime | None = None) -> list[str]:

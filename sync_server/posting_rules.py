@@ -126,7 +126,11 @@ from sync_server.db import (
     SeenTxn,
     Transfer,
     WmpProduct,
-    is_postgres,
+    arg,
+    cached_execute,
+    cached_rows,
+    locked,
+    one_of,
 )
 from sync_server.unlock_codes import code_issued
 
@@ -360,11 +364,14 @@ class Applier:
     def load_authorizations(self, payloads: list[dict]) -> None:
         """Read once the station's authorizations that the batch's entries name (another station's are not read:
         to this station they do not exist)."""
-        auth_ids = sorted({p["auth"] for p in payloads if isinstance(p, dict) and fits(Kind.ID, p.get("auth"))})
-        for start in range(0, len(auth_ids), 1000):
-            self.authorizations.update({row.auth_id: row for row in Authorization.select().where(
-                (Authorization.station_id == self.station_id)
-                & Authorization.auth_id.in_(auth_ids[start:start + 1000]))})
+        # Most entries name none: ``fits`` is asked only of those that do (None is no id).
+        auth_ids = sorted({auth for p in payloads
+                           if isinstance(p, dict) and (auth := p.get("auth")) is not None and fits(Kind.ID, auth)})
+        if auth_ids:  # most batches name none: no statement
+            self.authorizations.update({row.auth_id: row for row in cached_rows(
+                "station authorizations", lambda: Authorization.select().where(
+                    (Authorization.station_id == arg(0)) & one_of(Authorization.auth_id, 1)),
+                self.station_id, auth_ids)})
 
     def _claim(self, p: dict) -> tuple[str | None, Authorization | None]:
         """(refusal, grant) for an entry that names an authorization: ``not_authorized`` unless the grant is this
@@ -416,12 +423,13 @@ class Applier:
         such as a reversed operation's, are read when asked: ``_total``)."""
         dates = sorted({date for p in payloads
                         if isinstance(p, dict) and "ts" in p and (date := self._local_date(p)) is not None})
-        for start in range(0, len(dates), 1000):
-            chunk = dates[start:start + 1000]
+        if dates:
             self._totals.update({(local_date, kind, subject): amount for local_date, kind, subject, amount in (
-                DailyTotal.select(DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject, DailyTotal.amount_fen)
-                .where((DailyTotal.station_id == self.station_id) & DailyTotal.local_date.in_(chunk)).tuples())})
-            self._loaded_dates.update(chunk)
+                cached_execute("daily totals", lambda: DailyTotal.select(
+                    DailyTotal.local_date, DailyTotal.kind, DailyTotal.subject, DailyTotal.amount_fen).where(
+                    (DailyTotal.station_id == arg(0)) & one_of(DailyTotal.local_date, 1)),
+                    self.station_id, dates).fetchall())})
+            self._loaded_dates.update(dates)
 
     def _total(self, key: tuple[str, str, str]) -> int:
         """A running total of this station's local day: (local_date, kind, subject), read once per batch."""
@@ -760,12 +768,13 @@ class Applier:
         """Read (and on PostgreSQL lock, in code order, so that two batches never wait for each other in a cycle)
         the wealth-management products the batch's orders name: two stations' batches never sell the same quota
         twice."""
-        codes = sorted({p["product"] for p in payloads if isinstance(p, dict) and p.get("type") == EntryType.WMP_ORDER
+        order = EntryType.WMP_ORDER  # looked up once, not once per entry
+        codes = sorted({p["product"] for p in payloads if isinstance(p, dict) and p.get("type") == order
                         and fits(Kind.ID, p.get("product"))})
         self._products.update(dict.fromkeys(codes))
-        for start in range(0, len(codes), 1000):
-            query = WmpProduct.select().where(WmpProduct.code.in_(codes[start:start + 1000])).order_by(WmpProduct.code)
-            self._products.update({row.code: row for row in (query.for_update() if is_postgres() else query)})
+        if codes:  # most batches order none: no statement
+            self._products.update({row.code: row for row in cached_rows("locked products", lambda: locked(
+                WmpProduct.select().where(one_of(WmpProduct.code)).order_by(WmpProduct.code)), codes)})
         for code in codes:
             if self._products[code] is not None:
                 self._product_grants[code] = reserved_quota(code, self.book.now)

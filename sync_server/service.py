@@ -53,6 +53,7 @@ from sync_server.db import (
     StationKey,
     StationTail,
     arg,
+    cached_execute,
     cached_row,
     db_proxy,
     is_postgres,
@@ -333,8 +334,10 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
     # The part of the batch the bank holds already: each entry's token, and the reason when it was rejected (an
     # entry's row never changes, so the ack repeats it).
     held, rejected = {}, {}
-    for seq, token, outcome, reason in Entry.select(Entry.seq, Entry.token, Entry.outcome, Entry.reason).where(
-            (Entry.station_id == batch.station_id) & Entry.seq.between(batch.first, min(batch.last, acked))).tuples():
+    for seq, token, outcome, reason in cached_execute(
+            "held entries", lambda: Entry.select(Entry.seq, Entry.token, Entry.outcome, Entry.reason).where(
+                (Entry.station_id == arg(0)) & Entry.seq.between(arg(1), arg(2))),
+            batch.station_id, batch.first, min(batch.last, acked)).fetchall():
         held[seq] = token
         if outcome == "rejected":
             rejected[seq] = reason
@@ -360,10 +363,11 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
                 station_accounts=True)
     applier = Applier(book, policy, station_policy(policy), homes,
                       (station.unsynced_debit_fen, station.unsynced_debit_count))
-    applier.load_seen_txns([entry.payload for entry in new_entries])
-    applier.load_authorizations([entry.payload for entry in new_entries])
-    applier.load_daily_totals([entry.payload for entry in new_entries])
-    applier.load_products([entry.payload for entry in new_entries])
+    payloads = [entry.payload for entry in new_entries]
+    applier.load_seen_txns(payloads)
+    applier.load_authorizations(payloads)
+    applier.load_daily_totals(payloads)
+    applier.load_products(payloads)
     for entry in new_entries:
         applier.apply(entry.seq, entry.token, entry.payload, form_problem=entry.form_problem)
     rejected.update(applier.rejected)  # the new entries' outcomes, as the applier has just decided them
@@ -393,8 +397,17 @@ def apply_entries(station: Station, batch: envelope.Batch, now: datetime, *, mor
         update.update({Station.unsynced_debit_fen: applier.exposure_fen,
                        Station.unsynced_debit_count: applier.exposure_count})
     if update:
-        Station.update(update).where(Station.station_id == batch.station_id).execute()
+        _update_station(batch.station_id, update)
     return Applied(book, policy, allowances, acked_through, head, len(new_entries), rejected, partial)
+
+
+def _update_station(station_id: str, update: dict) -> None:
+    """``UPDATE station SET`` the ``update`` fields (field -> value) of ``station_id``: its SQL built once per set of
+    fields (``cached_execute``; a batch sets one of a handful)."""
+    fields = tuple(update)
+    cached_execute("station update " + " ".join(field.name for field in fields),
+                   lambda: Station.update({field: arg(n) for n, field in enumerate(fields)}).where(
+                       Station.station_id == arg(len(fields))), *update.values(), station_id)
 
 
 def record_fork(station_id: str, fork: Fork, now: datetime) -> None:
@@ -448,12 +461,12 @@ def _keep_tail(batch: envelope.Batch, acked: int, now_text: str) -> None:
         raise Fork(f"entry {stored.seq} is not the one the station signed as its journal end before", stored.seq,
                    held_token=stored.claim, offered_token=held_token(stored.seq))
     if claim is not None and (stored is None or claim.seq > stored.seq):
-        StationTail.insert(station_id=batch.station_id, seq=claim.seq, head=claim.head, claim=claim.token,
-                           received_at=now_text).on_conflict(
+        cached_execute("keep station tail", lambda: StationTail.insert(
+            station_id=arg(0), seq=arg(1), head=arg(2), claim=arg(3), received_at=arg(4)).on_conflict(
             conflict_target=[StationTail.station_id],
             update={StationTail.seq: EXCLUDED.seq, StationTail.head: EXCLUDED.head,
                     StationTail.claim: EXCLUDED.claim, StationTail.received_at: EXCLUDED.received_at},
-            where=(EXCLUDED.seq > StationTail.seq)).execute()
+            where=(EXCLUDED.seq > StationTail.seq)), batch.station_id, claim.seq, claim.head, claim.token, now_text)
 
 
 def _clock_offset_ms(now: datetime, station_time: str | None) -> int | None:

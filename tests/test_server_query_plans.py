@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 
 import pytest
@@ -75,3 +76,92 @@ def test_seen_txn_lookup_probes_the_index_when_the_statistics_are_stale(pg_bank)
     assert found == {"old-2", "c4ca4238a0b923820dcc509a6f75849b"}
     scans = [node for node in _nodes(plan) if node.get("Relation Name") == "seen_txn"]
     assert scans and all(node["Node Type"] in ("Index Scan", "Index Only Scan") for node in scans), scans
+
+
+
+def _generic_plans_of(database, call) -> list[tuple[str, dict]]:
+    """(SQL, plan) of each statement ``call`` runs, as PostgreSQL plans it once psycopg has prepared it (after five
+    runs) and the server has settled on a generic plan, one that cannot see the parameters (a list's length)."""
+    seen = []
+    execute_sql = database.execute_sql
+
+    def record(sql, params=None, *args, **kwargs):
+        seen.append((sql, params or ()))
+        return execute_sql(sql, params, *args, **kwargs)
+
+    database.execute_sql = record
+    try:
+        call()
+    finally:
+        del database.execute_sql
+    plans = []
+    database.execute_sql("SET plan_cache_mode = force_generic_plan")
+    try:
+        for n, (sql, params) in enumerate(seen):
+            parts = re.split(r"%[sb]", sql)  # psycopg's placeholders as PREPARE numbers them
+            database.execute_sql(f"PREPARE generic_{n} AS " + "".join(
+                part + (f"${i + 1}" if i < len(parts) - 1 else "") for i, part in enumerate(parts)))
+            nulls = f"({', '.join(['NULL'] * len(params))})" if params else ""
+            (plan,), = database.execute_sql(f"EXPLAIN (FORMAT JSON) EXECUTE generic_{n}{nulls}").fetchall()
+            database.execute_sql(f"DEALLOCATE generic_{n}")
+            plans.append((sql, plan if isinstance(plan, list) else json.loads(plan)))
+    finally:
+        database.execute_sql("RESET plan_cache_mode")
+    return plans
+
+
+def _scans_of(plans, table: str) -> list[dict]:
+    """The plan nodes that read ``table``."""
+    return [node for _, plan in plans for node in _nodes(plan) if node.get("Relation Name") == table]
+
+
+def _grown(database, table: str, select: str) -> None:
+    """``table`` analysed with 3 rows, then grown to 50,003 (``select`` makes row ``n``)."""
+    database.execute_sql(f'INSERT INTO "{table}" {select.format(first=1, last=3)}')
+    database.execute_sql(f'ANALYZE "{table}"')
+    database.execute_sql(f'INSERT INTO "{table}" {select.format(first=4, last=50_003)}')
+
+
+def test_list_lookups_use_their_index_in_a_generic_plan_with_stale_statistics(pg_bank):
+    """The batch's lookups of a list of keys (``db.one_of``: ``= ANY`` of one array parameter, its SQL built once)
+    read by index even in the generic plan PostgreSQL may settle on, which cannot see the list's length, with
+    statistics from when each table was small (3 rows analysed, 50,003 held). (The book's holds of a list of
+    customers are not among them: ``hold`` has no index leading with ``account_id``, its key is the station's
+    first, so that read scans the table whatever its SQL.)"""
+    from sync_server.book import Book
+    from sync_server.downlink_versions import versioned_downlink
+    from sync_server.policy import server_policy, station_policy
+    from sync_server.posting_rules import Applier
+
+    _grown(pg_bank, "account", "SELECT 'acct-' || n, 'customer', '', 100 FROM generate_series({first}, {last}) AS n")
+    _grown(pg_bank, "customer", "(account_id, name, status, pin_verifier) SELECT 'acct-' || n, 'name', 'active', "
+                                "'pin' FROM generate_series({first}, {last}) AS n")
+    _grown(pg_bank, "authorization",
+           "(auth_id, station_id, txn, kind, account_id, amount_fen, fee_fen, hold_fen, request_hash, status, "
+           "created_at, expires_at) SELECT 'auth-' || n, 'ST-000' || mod(n, 2), 'txn-' || n, 'withdrawal', "
+           "'acct-' || n, 100, 0, 100, 'hash', 'active', '2026-11-02T00:00:00Z', '2026-11-02T00:05:00Z' "
+           "FROM generate_series({first}, {last}) AS n")
+    _grown(pg_bank, "daily_total", "SELECT 'ST-0001', 'day-' || n, 'deposit', 'acct-' || n, 100 "
+                                   "FROM generate_series({first}, {last}) AS n")
+    _grown(pg_bank, "downlink_item", "SELECT 'ST-0001', 'customer:acct-' || n, 'digest', 1 "
+                                     "FROM generate_series({first}, {last}) AS n")
+    pg_bank.execute_sql("INSERT INTO downlink_state (station_id, version, complete_since, refreshed_seq) "
+                        "VALUES ('ST-0001', 1, 1, 0)")
+    now = "2026-11-02T00:01:00Z"
+    with pg_bank.atomic():
+        plans = _generic_plans_of(pg_bank, lambda: Book("ST-0001", {"acct-7", "acct-9"}, now,
+                                                         station_accounts=True))
+        book = Book("ST-0001", {"acct-7", "acct-9"}, now)
+        assert set(book.accounts) == set(book.customers) == {"acct-7", "acct-9"}
+        assert book.authorizations == {"auth-7": ("acct-7", 100), "auth-9": ("acct-9", 100)}
+        policy = server_policy()
+        applier = Applier(book, policy, station_policy(policy), set(), (0, 0))
+        payloads = [{"auth": "auth-7", "ts": "2026-11-02T00:00:00Z"}]
+        plans += _generic_plans_of(pg_bank, lambda: (applier.load_authorizations(payloads),
+                                                      applier.load_daily_totals(payloads)))
+        assert set(applier.authorizations) == {"auth-7"}
+        plans += _generic_plans_of(pg_bank, lambda: versioned_downlink(
+            "ST-0001", {"v": 1, "acked_seq": 1, "server_time": now, "policy": {}}, 1, 1))
+    for table in ("account", "customer", "authorization", "daily_total", "downlink_item"):
+        scans = _scans_of(plans, table)
+        assert scans and all(node["Node Type"] != "Seq Scan" for node in scans), (table, scans)
