@@ -264,7 +264,8 @@ class Hold(BaseModel):
     """Money of a customer parked for offline use at one station (the station's allowance)."""
 
     station_id = CharField()
-    account_id = CharField()
+    # Indexed (server migration 17): a batch reads every station's hold on the customers it names.
+    account_id = CharField(index=True)
     amount_fen = BigIntegerField(constraints=[Check("amount_fen >= 0")])
     updated_at = CharField()
 
@@ -1411,3 +1412,12 @@ def _migration_16(database: Database, migrator: SchemaMigrator) -> None:
 
 
 MIGRATIONS.append(_migration_16)
+
+
+def _migration_17(database: Database, migrator: SchemaMigrator) -> None:
+    """An index on the holds' account: a batch reads every station's hold on the customers it names (the primary
+    key leads with the station, so each batch scanned the whole table, one row per station and home customer)."""
+    database.execute_sql('CREATE INDEX "hold_account_id" ON "hold" ("account_id")')
+
+
+MIGRATIONS.append(_migration_17)

@@ -125,9 +125,9 @@ def _grown(database, table: str, select: str) -> None:
 def test_list_lookups_use_their_index_in_a_generic_plan_with_stale_statistics(pg_bank):
     """The batch's lookups of a list of keys (``db.one_of``: ``= ANY`` of one array parameter, its SQL built once)
     read by index even in the generic plan PostgreSQL may settle on, which cannot see the list's length, with
-    statistics from when each table was small (3 rows analysed, 50,003 held). (The book's holds of a list of
-    customers are not among them: ``hold`` has no index leading with ``account_id``, its key is the station's
-    first, so that read scans the table whatever its SQL.)"""
+    statistics from when each table was small (3 rows analysed, 50,003 held). The book's read of every station's
+    holds on its customers has its own index (``hold_account_id``, server migration 17): the table's key leads with
+    the station, and before it each batch scanned every hold of the bank."""
     from sync_server.book import Book
     from sync_server.downlink_versions import versioned_downlink
     from sync_server.policy import server_policy, station_policy
@@ -141,6 +141,8 @@ def test_list_lookups_use_their_index_in_a_generic_plan_with_stale_statistics(pg
            "created_at, expires_at) SELECT 'auth-' || n, 'ST-000' || mod(n, 2), 'txn-' || n, 'withdrawal', "
            "'acct-' || n, 100, 0, 100, 'hash', 'active', '2026-11-02T00:00:00Z', '2026-11-02T00:05:00Z' "
            "FROM generate_series({first}, {last}) AS n")
+    _grown(pg_bank, "hold", "SELECT 'ST-000' || mod(n, 2), 'acct-' || n, 100, '2026-11-02T00:00:00Z' "
+                            "FROM generate_series({first}, {last}) AS n")
     _grown(pg_bank, "daily_total", "SELECT 'ST-0001', 'day-' || n, 'deposit', 'acct-' || n, 100 "
                                    "FROM generate_series({first}, {last}) AS n")
     _grown(pg_bank, "downlink_item", "SELECT 'ST-0001', 'customer:acct-' || n, 'digest', 1 "
@@ -162,6 +164,7 @@ def test_list_lookups_use_their_index_in_a_generic_plan_with_stale_statistics(pg
         assert set(applier.authorizations) == {"auth-7"}
         plans += _generic_plans_of(pg_bank, lambda: versioned_downlink(
             "ST-0001", {"v": 1, "acked_seq": 1, "server_time": now, "policy": {}}, 1, 1))
-    for table in ("account", "customer", "authorization", "daily_total", "downlink_item"):
+        assert book.holds == {("ST-0001", "acct-7"): 100, ("ST-0001", "acct-9"): 100}
+    for table in ("account", "customer", "hold", "authorization", "daily_total", "downlink_item"):
         scans = _scans_of(plans, table)
         assert scans and all(node["Node Type"] != "Seq Scan" for node in scans), (table, scans)
