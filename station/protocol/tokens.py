@@ -73,6 +73,11 @@ def b64url(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
+def b64url_bytes(data: bytes) -> bytes:
+    """:func:`b64url` as ASCII bytes, for a JWS put together as bytes (its signing input, its chain hash)."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
 _B64URL_TEXT = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -149,9 +154,9 @@ def genesis_prev(station_id: str) -> str:
     return b64url(hashlib.sha256(f"genesis|{station_id}".encode()).digest())
 
 
-def chain_hash(token: str) -> str:
-    """The ``prev`` value of the entry that follows ``token``."""
-    return b64url(hashlib.sha256(token.encode("ascii")).digest())
+def chain_hash(token: str | bytes) -> str:
+    """The ``prev`` value of the entry that follows ``token`` (its JWS string, or that string's ASCII bytes)."""
+    return b64url(hashlib.sha256(token if isinstance(token, bytes) else token.encode("ascii")).digest())
 
 
 def generate_signing_key() -> OKPKey:
