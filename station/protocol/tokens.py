@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 from joserfc import jws
@@ -106,6 +107,19 @@ def is_integer(value: Any) -> bool:
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _encode_canonical(obj: Any) -> str:
+    """``_CANONICAL_ENCODER.encode(obj)``: the one-shot C encoder that ``encode`` makes at each call (through
+    ``iterencode``, which also builds a float formatter only its pure-Python encoder uses), made here directly with
+    the same arguments; a fresh ``markers`` dict each time, as ``encode`` gives it, for its check of cycles."""
+    encoder = _CANONICAL_ENCODER
+    return "".join(c_make_encoder({}, encoder.default, encode_basestring, None, encoder.key_separator,
+                                  encoder.item_separator, True, False, encoder.allow_nan)(obj, 0))
+
+
+if c_make_encoder is None:  # a Python without the _json accelerator
+    _encode_canonical = _CANONICAL_ENCODER.encode  # noqa: F811
+
+
 def canonical_json(obj: Any) -> bytes:
     """The one JSON encoding used inside signatures: RFC 8785 (JCS) for JSON without floats.
 
@@ -114,10 +128,12 @@ def canonical_json(obj: Any) -> bytes:
     escaped as JCS escapes them. Integers are written in full: JCS's number form agrees within +-(2**53 - 1),
     where every amount and count of this kit lies.
     """
-    encoded = _CANONICAL_ENCODER.encode(obj).encode("utf-8")
-    if not _MAY_DIFFER_UTF8.search(encoded):
+    text = _encode_canonical(obj)
+    encoded = text.encode("utf-8")
+    if text.isascii() or not _MAY_DIFFER_UTF8.search(encoded):
         # No character at or above U+E000 anywhere, so none in a key: Python's own key sort (in C) is JCS's order.
-        # What every entry the kit signs or checks takes; the scan runs in C, where walking the object did not.
+        # What every entry the kit signs or checks takes; the scan runs in C, where walking the object did not, and
+        # an ASCII text (most payloads) needs none: Python keeps that flag with each string.
         return encoded
     if _code_point_order_is_jcs(obj):
         return encoded
