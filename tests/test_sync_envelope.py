@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from station.journal import iter_entries
 from station.protocol import acks, compact, envelope, envelope_errors, key_codecs, sealing
@@ -189,6 +192,24 @@ def test_ack_round_trip_and_a_swapped_downlink(station):
 def test_an_impossible_time_in_a_compact_entry_is_a_bad_entry_not_a_crash(delta):
     with pytest.raises(envelope_errors.BadEntry, match="impossible time"):
         compact.rebuild_token(["header"], [delta, "withdrawal", None, {}], "ST-0001", 5, "prev", 0, b"s" * 64)
+
+
+#: Milliseconds since the epoch of 0001-01-01T00:00:00Z and of 10000-01-01T00:00:00Z: what ``utc_text`` can write.
+FIRST_MS, END_MS = -62_135_596_800_000, 253_402_300_800_000
+
+
+@given(st.one_of(st.integers(FIRST_MS - 10**11, END_MS + 10**11), st.integers(1_700_000_000_000, 1_900_000_000_000),
+                 st.sampled_from([FIRST_MS - 1, FIRST_MS, END_MS - 1, END_MS, -1, 0])))
+def test_a_compact_entry_time_is_utc_text_of_its_millis(millis):
+    # The day's date cached, the time of day by arithmetic: the text utc_text writes of that moment, and a moment
+    # it cannot write refused as before (the compact entry is then a BadEntry).
+    try:
+        expected = utc_text(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis))
+    except OverflowError:
+        with pytest.raises((OverflowError, OSError, ValueError)):
+            compact._millis_ts(millis)
+    else:
+        assert compact._millis_ts(millis) == expected
 
 
 # -- the tail claim ---------------------------------------------------------------------------------------------

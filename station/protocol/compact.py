@@ -143,12 +143,11 @@ _MINUTES = [f"{hour:02d}:{minute:02d}:" for hour in range(24) for minute in rang
 def _millis_ts(millis: int) -> str:
     """``utc_text`` of ``millis`` since the epoch. The date's text is worked out once per day (a batch's entries fall
     on a few days, seldom two of them in one second), the time of day by arithmetic: POSIX time, which ``utc_text``
-    writes, gives every day 86,400 seconds. (``%`` formats all four parts in one call, where an f-string formats
-    each.)"""
+    writes, gives every day 86,400 seconds."""
     day, millis_of_day = divmod(millis, 86_400_000)
     minute, millis_of_minute = divmod(millis_of_day, 60_000)
     second, ms = divmod(millis_of_minute, 1000)
-    return "%sT%s%02d.%03dZ" % (_day_text(day), _MINUTES[minute], second, ms)
+    return f"{_day_text(day)}T{_MINUTES[minute]}{second:02d}.{ms:03d}Z"
 
 
 @functools.lru_cache(maxsize=1024)
