@@ -107,17 +107,19 @@ def is_integer(value: Any) -> bool:
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+#: What ``_CANONICAL_ENCODER.encode`` makes its one-shot C encoder with, after the ``markers`` of each call.
+_C_ENCODER_ARGS = (_CANONICAL_ENCODER.default, encode_basestring, _CANONICAL_ENCODER.indent,
+                   _CANONICAL_ENCODER.key_separator, _CANONICAL_ENCODER.item_separator, _CANONICAL_ENCODER.sort_keys,
+                   _CANONICAL_ENCODER.skipkeys, _CANONICAL_ENCODER.allow_nan)
+
+
 def _encode_canonical(obj: Any) -> str:
     """``_CANONICAL_ENCODER.encode(obj)``: the one-shot C encoder that ``encode`` makes at each call (through
     ``iterencode``, which also builds a float formatter only its pure-Python encoder uses), made here directly with
-    the same arguments; a fresh ``markers`` dict each time, as ``encode`` gives it, for its check of cycles."""
-    encoder = _CANONICAL_ENCODER
-    return "".join(c_make_encoder({}, encoder.default, encode_basestring, None, encoder.key_separator,
-                                  encoder.item_separator, True, False, encoder.allow_nan)(obj, 0))
-
-
-if c_make_encoder is None:  # a Python without the _json accelerator
-    _encode_canonical = _CANONICAL_ENCODER.encode  # noqa: F811
+    the same arguments, and a fresh ``markers`` dict each time (its check of cycles) as ``encode`` gives it."""
+    if c_make_encoder is None:  # a Python without the _json accelerator
+        return _CANONICAL_ENCODER.encode(obj)
+    return "".join(c_make_encoder({}, *_C_ENCODER_ARGS)(obj, 0))
 
 
 def canonical_json(obj: Any) -> bytes:
