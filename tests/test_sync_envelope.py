@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from station.journal import iter_entries
 from station.protocol import acks, compact, envelope, envelope_errors, key_codecs, sealing
@@ -191,6 +194,24 @@ def test_an_impossible_time_in_a_compact_entry_is_a_bad_entry_not_a_crash(delta)
         compact.rebuild_token(["header"], [delta, "withdrawal", None, {}], "ST-0001", 5, "prev", 0, b"s" * 64)
 
 
+#: Milliseconds since the epoch of 0001-01-01T00:00:00Z and of 10000-01-01T00:00:00Z: what ``utc_text`` can write.
+FIRST_MS, END_MS = -62_135_596_800_000, 253_402_300_800_000
+
+
+@given(st.one_of(st.integers(FIRST_MS - 10**11, END_MS + 10**11), st.integers(1_700_000_000_000, 1_900_000_000_000),
+                 st.sampled_from([FIRST_MS - 1, FIRST_MS, END_MS - 1, END_MS, -1, 0])))
+def test_a_compact_entry_time_is_utc_text_of_its_millis(millis):
+    # The day's date cached, the time of day by arithmetic: the text utc_text writes of that moment, and a moment
+    # it cannot write refused as before (the compact entry is then a BadEntry).
+    try:
+        expected = utc_text(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=millis))
+    except OverflowError:
+        with pytest.raises((OverflowError, OSError, ValueError)):
+            compact._millis_ts(millis)
+    else:
+        assert compact._millis_ts(millis) == expected
+
+
 # -- the tail claim ---------------------------------------------------------------------------------------------
 TS = "2026-11-02T23:40:00.000Z"
 
@@ -318,6 +339,32 @@ def test_a_tail_that_is_not_text_is_refused_by_the_sealer(station, journal, serv
     with pytest.raises(ValueError, match="compact JWS string"):
         envelope.seal_batch(journal, station_id="ST-0001", prev=genesis_prev("ST-0001"), signer=station.signer,
                             server_encryption_key=server_key.public_key(), tail={"seq": 5})
+
+
+@pytest.mark.parametrize("header", ["a.b", "AAAA", "\u00e9"])
+def test_an_entry_naming_a_header_that_is_not_one_is_a_bad_entry(station, journal, server_key, header):
+    """A sender that writes its own meta: an entry naming a header that is not an entry's (with a dot, which once
+    split the rebuilt token wrongly and raised ValueError) is refused as BadEntry, at that entry."""
+    import struct
+
+    from station.protocol.compact import compact_entries
+    from station.protocol.tokens import canonical_json
+
+    run = compact_entries(journal, "ST-0001")
+    index = max(i for i, item in enumerate(run.items) if isinstance(item, list))
+    run.items[index].append(len(run.headers))
+    meta = {"v": 1, "station": "ST-0001", "first": 1, "last": len(journal), "prev": genesis_prev("ST-0001"),
+            "head": chain_hash(journal[-1][1]), "headers": [*run.headers, header], "entries": run.items}
+    body_json = canonical_json(meta)
+    body = struct.pack(">I", len(body_json)) + body_json + run.signatures
+    signed = envelope._sign_detached(station.signer, body)
+    plaintext = envelope.BATCH_MAGIC + struct.pack(">I", len(signed)) + signed.encode("ascii") + body
+    sealed = sealing.seal(plaintext, server_key.public_key(), info=sealing.batch_info("ST-0001", 1, len(journal)),
+                          level=9)
+    with pytest.raises(envelope_errors.BadEntry, match=f"entry {index + 1}: header: ") as refused:
+        envelope.open_batch(sealed, station_id="ST-0001", first=1, last=len(journal), server_encryption_key=server_key,
+                            station_signing_jwk=public_jwk(station.signing_key))
+    assert refused.value.seq == index + 1
 
 
 def test_a_tail_that_is_not_text_in_a_signed_body_is_refused(station, journal, server_key):

@@ -23,7 +23,14 @@ from typing import Any
 
 from station.protocol.envelope_errors import BadEntry
 from station.protocol.times import parse_utc, utc_text
-from station.protocol.tokens import PROTOCOL_VERSION, b64url, b64url_decode, canonical_json, is_integer
+from station.protocol.tokens import (
+    PROTOCOL_VERSION,
+    b64url,
+    b64url_bytes,
+    b64url_decode,
+    canonical_json,
+    is_integer,
+)
 
 _FIXED_FIELDS = ("v", "station", "seq", "type", "ts", "prev", "txn")
 _TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -67,10 +74,17 @@ def compact_entries(entries: Sequence[tuple[int, str]], station_id: str) -> Comp
 def rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature) -> tuple[str, int, dict]:
     """The exact JWS string of a compact entry, its ts in ms (for the next entry's delta), and its payload: the
     object whose canonical JSON the token carries (so the receiver need not decode and parse it again)."""
+    header_index, millis, payload, payload_b64 = rebuild_payload(headers, item, station_id, seq, prev, previous_ms)
+    return f"{headers[header_index]}.{payload_b64.decode('ascii')}.{b64url(signature)}", millis, payload
+
+
+def rebuild_payload(headers, item, station_id, seq, prev, previous_ms) -> tuple[int, int, dict, bytes]:
+    """:func:`rebuild_token` up to the payload: the index of the entry's header in ``headers``, its ts in ms, its
+    payload, and the payload's part of the token (base64url, ASCII bytes). The batch's receiver joins the parts as
+    bytes: the signing input is what the signature covers, the whole token what the chain hash covers."""
     if not isinstance(item, list) or len(item) < 4 or not isinstance(item[3], dict):
         raise BadEntry(f"entry {seq} is not a compact entry", seq=seq)
-    ts, entry_type, txn, rest = item[:4]
-    extras = item[4:]
+    ts, entry_type, txn, rest, *extras = item
     header_index = 0
     version = PROTOCOL_VERSION
     for extra in extras:
@@ -88,16 +102,17 @@ def rebuild_token(headers, item, station_id, seq, prev, previous_ms, signature) 
             raise BadEntry(f"entry {seq} has an impossible time", seq=seq) from exc
     else:
         millis, ts_text = previous_ms, ts
-    payload = dict(rest)
-    payload.update(v=version, station=station_id, seq=seq, type=entry_type, ts=ts_text, prev=prev)
+    # The fixed fields after ``rest``'s: they win over a member of the same name, which keeps its place (the order
+    # of dict(rest).update(...), in one step).
+    payload = {**rest, "v": version, "station": station_id, "seq": seq, "type": entry_type, "ts": ts_text,
+               "prev": prev}
     if txn is not None:
         payload["txn"] = txn
     try:
         payload_bytes = canonical_json(payload)
     except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 encoding
         raise BadEntry(f"entry {seq} is not UTF-8 text", seq=seq) from exc
-    token = f"{headers[header_index]}.{b64url(payload_bytes)}.{b64url(signature)}"
-    return token, millis, payload
+    return header_index, millis, payload, b64url_bytes(payload_bytes)
 
 
 def _compact_entry(payload: dict, header_index: int, previous_ms: int) -> list:
@@ -121,17 +136,25 @@ def _ts_millis(ts: str) -> int | None:
     return millis if _millis_ts(millis) == ts else None
 
 
+#: ``08:10:``: the text of each minute of a day.
+_MINUTES = [f"{hour:02d}:{minute:02d}:" for hour in range(24) for minute in range(60)]
+
+
 def _millis_ts(millis: int) -> str:
-    """``utc_text`` of ``millis`` since the epoch; the text of its whole second is worked out once (a batch holds
-    many entries of one second or one minute)."""
-    seconds, ms = divmod(millis, 1000)
-    return f"{_second_text(seconds)}.{ms:03d}Z"
+    """``utc_text`` of ``millis`` since the epoch. The date's text is worked out once per day (a batch's entries fall
+    on a few days, seldom two of them in one second), the time of day by arithmetic: POSIX time, which ``utc_text``
+    writes, gives every day 86,400 seconds."""
+    day, millis_of_day = divmod(millis, 86_400_000)
+    minute, millis_of_minute = divmod(millis_of_day, 60_000)
+    second, ms = divmod(millis_of_minute, 1000)
+    return f"{_day_text(day)}T{_MINUTES[minute]}{second:02d}.{ms:03d}Z"
 
 
-@functools.lru_cache(maxsize=4096)
-def _second_text(seconds: int) -> str:
-    """``2026-11-28T08:10:00``: the UTC date and time of ``seconds`` since the epoch, as ``utc_text`` writes it."""
-    return utc_text(datetime.fromtimestamp(seconds, UTC))[:19]
+@functools.lru_cache(maxsize=1024)
+def _day_text(day: int) -> str:
+    """``2026-11-28``: the UTC date of ``day`` days since the epoch, as ``utc_text`` writes it (raises as
+    ``datetime.fromtimestamp`` does for a day it cannot write)."""
+    return utc_text(datetime.fromtimestamp(day * 86_400, UTC))[:10]
 
 
 def _split_token(token: str) -> tuple[str, dict, bytes]:

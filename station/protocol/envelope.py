@@ -40,7 +40,7 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
-from station.protocol.compact import compact_entries, rebuild_token
+from station.protocol.compact import compact_entries, rebuild_payload
 from station.protocol.envelope_errors import BadBatchSignature, BadEntry, BadTailClaim, EnvelopeError, TooLarge
 from station.protocol.key_codecs import ed25519_public_from_jwk
 from station.protocol.sealing import ENVELOPE_VERSION, MAX_PLAIN_BYTES, batch_info, seal, unseal
@@ -53,6 +53,7 @@ from station.protocol.tokens import (
     Signer,
     TokenError,
     b64url,
+    b64url_bytes,
     b64url_decode,
     canonical_json,
     chain_hash,
@@ -419,6 +420,11 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
             header_kids[header_b64] = check_header(header_b64)["kid"]
         except TokenError as exc:
             header_kids[header_b64] = exc
+    # By the header's place in the list, as a compact entry names it: its kid (or why it is refused) and, for one that
+    # passed (base64url, so ASCII), the start of its entries' signing input.
+    kids = [header_kids[header_b64] for header_b64 in headers]
+    starts = [b"" if isinstance(header_kids[header_b64], TokenError) else f"{header_b64}.".encode("ascii")
+              for header_b64 in headers]
     publics: dict[str, Ed25519PublicKey] = {}
     opened = []
     unsigned: list[tuple[int, Ed25519PublicKey, bytes, bytes]] = []
@@ -429,7 +435,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
         signature = signatures[index * SIGNATURE_BYTES:(index + 1) * SIGNATURE_BYTES]
         form_problem = None
         if isinstance(item, str):
-            token = item
+            token = chained = item
             kid = token_kid(token) or ""
             try:
                 payload = verify_token(token, track.key(kid))
@@ -437,32 +443,38 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
                 payload, form_problem = exc.payload, str(exc)
             except TokenError as exc:
                 raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
+            # The place in the chain must be right; a seq written 21.0 is right in place but wrong in form (above).
+            declared = payload.get("seq")
+            if isinstance(declared, bool) or declared != seq or payload.get("station") != station_id:
+                raise BadEntry(f"entry {seq} carries the wrong seq or station", seq=seq)
+            if not is_integer(declared):
+                form_problem = form_problem or f"seq is {declared!r}, not an integer"
+            if payload.get("prev") != expected_prev:
+                raise BadEntry(f"entry {seq}: prev does not match the hash of the previous entry", seq=seq)
         else:
-            token, millis, payload = rebuild_token(headers, item, station_id, seq, expected_prev, previous_ms,
-                                                   signature)
-            header_b64, payload_b64, _ = token.split(".")
-            kid = header_kids[header_b64]
+            header_index, millis, payload, payload_b64 = rebuild_payload(headers, item, station_id, seq,
+                                                                         expected_prev, previous_ms)
+            kid = kids[header_index]
             if isinstance(kid, TokenError):
                 raise BadEntry(f"entry {seq}: {kid}", seq=seq)
-            try:
-                key = track.key(kid)
-            except TokenError as exc:
-                raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
-            if kid not in publics:
-                publics[kid] = ed25519_public_from_jwk(key.as_dict(private=False))
-            unsigned.append((seq, publics[kid], signature, f"{header_b64}.{payload_b64}".encode("ascii")))
-            # The payload is the object the token's bytes were made from (canonical by construction). A number that
-            # is not an integer is the ledger's to reject in the ack (invalid_amount): refusing the batch would
-            # wedge the station's outbox on one signed entry.
+            public = publics.get(kid)
+            if public is None:
+                try:
+                    key = track.key(kid)
+                except TokenError as exc:
+                    raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
+                public = publics[kid] = ed25519_public_from_jwk(key.as_dict(private=False))
+            # The token is put together as bytes: its first two parts are what the signature covers, the whole what
+            # the next entry's prev hashes; the text is decoded once, for the entry the ledger keeps.
+            signing_input = starts[header_index] + payload_b64
+            chained = signing_input + b"." + b64url_bytes(signature)
+            token = chained.decode("ascii")
+            unsigned.append((seq, public, signature, signing_input))
+            # The payload is the object the token's bytes were made from (canonical by construction, and its seq,
+            # station and prev are the ones its place gives). A number that is not an integer is the ledger's to
+            # reject in the ack (invalid_amount): refusing the batch would wedge the station's outbox on one signed
+            # entry.
             previous_ms = millis
-        # The place in the chain must be right; a seq written 21.0 is right in place but wrong in form (above).
-        declared = payload.get("seq")
-        if isinstance(declared, bool) or declared != seq or payload.get("station") != station_id:
-            raise BadEntry(f"entry {seq} carries the wrong seq or station", seq=seq)
-        if not is_integer(declared):
-            form_problem = form_problem or f"seq is {declared!r}, not an integer"
-        if payload.get("prev") != expected_prev:
-            raise BadEntry(f"entry {seq}: prev does not match the hash of the previous entry", seq=seq)
         if seq == 1 and payload.get("type") != "start":
             raise BadEntry("the first entry is not a start entry", seq=1)
         try:
@@ -470,7 +482,7 @@ def _verify_entries(items, headers, signatures, station_id, first, prev, head, t
         except TokenError as exc:
             raise BadEntry(f"entry {seq}: {exc}", seq=seq) from exc
         opened.append(OpenedEntry(seq, token, payload, form_problem))
-        expected_prev = chain_hash(token)
+        expected_prev = chain_hash(chained)
     bad_seq = _first_bad_signature(unsigned)
     if bad_seq is not None:
         # A changed entry also breaks the next one's rebuilt prev: the first failure is the changed entry.

@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 from joserfc import jws
@@ -73,6 +74,11 @@ def b64url(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
 
 
+def b64url_bytes(data: bytes) -> bytes:
+    """:func:`b64url` as ASCII bytes, for a JWS put together as bytes (its signing input, its chain hash)."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
 _B64URL_TEXT = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -101,6 +107,21 @@ def is_integer(value: Any) -> bool:
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+#: What ``_CANONICAL_ENCODER.encode`` makes its one-shot C encoder with, after the ``markers`` of each call.
+_C_ENCODER_ARGS = (_CANONICAL_ENCODER.default, encode_basestring, _CANONICAL_ENCODER.indent,
+                   _CANONICAL_ENCODER.key_separator, _CANONICAL_ENCODER.item_separator, _CANONICAL_ENCODER.sort_keys,
+                   _CANONICAL_ENCODER.skipkeys, _CANONICAL_ENCODER.allow_nan)
+
+
+def _encode_canonical(obj: Any) -> str:
+    """``_CANONICAL_ENCODER.encode(obj)``: the one-shot C encoder that ``encode`` makes at each call (through
+    ``iterencode``, which also builds a float formatter only its pure-Python encoder uses), made here directly with
+    the same arguments, and a fresh ``markers`` dict each time (its check of cycles) as ``encode`` gives it."""
+    if c_make_encoder is None:  # a Python without the _json accelerator
+        return _CANONICAL_ENCODER.encode(obj)
+    return "".join(c_make_encoder({}, *_C_ENCODER_ARGS)(obj, 0))
+
+
 def canonical_json(obj: Any) -> bytes:
     """The one JSON encoding used inside signatures: RFC 8785 (JCS) for JSON without floats.
 
@@ -109,10 +130,12 @@ def canonical_json(obj: Any) -> bytes:
     escaped as JCS escapes them. Integers are written in full: JCS's number form agrees within +-(2**53 - 1),
     where every amount and count of this kit lies.
     """
-    encoded = _CANONICAL_ENCODER.encode(obj).encode("utf-8")
-    if not _MAY_DIFFER_UTF8.search(encoded):
+    text = _encode_canonical(obj)
+    encoded = text.encode("utf-8")
+    if text.isascii() or not _MAY_DIFFER_UTF8.search(encoded):
         # No character at or above U+E000 anywhere, so none in a key: Python's own key sort (in C) is JCS's order.
-        # What every entry the kit signs or checks takes; the scan runs in C, where walking the object did not.
+        # What every entry the kit signs or checks takes; the scan runs in C, where walking the object did not, and
+        # an ASCII text (most payloads) needs none: Python keeps that flag with each string.
         return encoded
     if _code_point_order_is_jcs(obj):
         return encoded
@@ -149,9 +172,9 @@ def genesis_prev(station_id: str) -> str:
     return b64url(hashlib.sha256(f"genesis|{station_id}".encode()).digest())
 
 
-def chain_hash(token: str) -> str:
-    """The ``prev`` value of the entry that follows ``token``."""
-    return b64url(hashlib.sha256(token.encode("ascii")).digest())
+def chain_hash(token: str | bytes) -> str:
+    """The ``prev`` value of the entry that follows ``token`` (its JWS string, or that string's ASCII bytes)."""
+    return b64url(hashlib.sha256(token if isinstance(token, bytes) else token.encode("ascii")).digest())
 
 
 def generate_signing_key() -> OKPKey:
