@@ -34,7 +34,9 @@ def dashboard(server, manager, tmp_path):  # noqa: F811
 
 
 def overflow(page) -> int:
-    """How far the page is wider than the viewport (0: no horizontal scrolling)."""
+    """How far the page is wider than the viewport (0: no horizontal scrolling), once its document has loaded (after a
+    form's submit the address changes before the new document exists: CI once measured that moment)."""
+    page.wait_for_load_state("load")
     return page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
 
 
