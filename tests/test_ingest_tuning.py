@@ -135,13 +135,21 @@ def test_a_bad_verify_threads_setting_is_refused_with_the_reason(value):
         verify_threads_setting(value)
 
 
-def test_the_server_does_not_start_with_a_bad_verify_threads_setting(tmp_path, monkeypatch):
+@pytest.fixture
+def sqlite_bank_env(tmp_path, monkeypatch) -> str:
+    """A migrated SQLite bank with keys, named by DATABASE_URL and SYNC_SERVER_KEYS_DIR as a server reads them: its
+    URL."""
     url = f"sqlite:///{tmp_path / 'bank.db'}"
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("SYNC_SERVER_KEYS_DIR", str(tmp_path / "keys"))
     runner = CliRunner()
     assert runner.invoke(cli, ["init-db"]).exit_code == 0
     assert runner.invoke(cli, ["keys", "--create"]).exit_code == 0
+    return url
+
+
+def test_the_server_does_not_start_with_a_bad_verify_threads_setting(tmp_path, sqlite_bank_env):
+    url = sqlite_bank_env
     with pytest.raises(ValueError, match="SYNC_SERVER_VERIFY_THREADS"):
         create_app({"DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(tmp_path / "keys"),
                     "SYNC_SERVER_VERIFY_THREADS": "zero"})
@@ -184,18 +192,12 @@ def test_any_thread_count_finds_the_first_bad_signature(threads, bad):
         envelope.configure_verify_threads(None)
 
 
-def test_a_gunicorn_worker_freezes_what_it_loaded_before_its_first_request(tmp_path, monkeypatch):
+def test_a_gunicorn_worker_freezes_what_it_loaded_before_its_first_request(sqlite_bank_env):
     """``sync_server.wsgi`` (what each gunicorn worker imports) leaves the modules and the app to the permanent
     generation (``gc.freeze``): the full collections a worker runs between batches walk only what came later."""
     import subprocess
     import sys
 
-    url = f"sqlite:///{tmp_path / 'bank.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("SYNC_SERVER_KEYS_DIR", str(tmp_path / "keys"))
-    runner = CliRunner()
-    assert runner.invoke(cli, ["init-db"]).exit_code == 0
-    assert runner.invoke(cli, ["keys", "--create"]).exit_code == 0
     frozen = subprocess.run([sys.executable, "-c", "import gc, sync_server.wsgi; print(gc.get_freeze_count())"],
                             capture_output=True, text=True, check=True, timeout=120).stdout
     assert int(frozen) > 10_000

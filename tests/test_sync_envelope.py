@@ -341,26 +341,34 @@ def test_a_tail_that_is_not_text_is_refused_by_the_sealer(station, journal, serv
                             server_encryption_key=server_key.public_key(), tail={"seq": 5})
 
 
+def _sealed_own_meta(station, server_key, meta: dict, signatures: bytes) -> bytes:
+    """A batch as a sender that writes its own ``meta`` (not ``seal_batch``) seals it: signed by the station, sealed
+    to the server for ST-0001 and the meta's range."""
+    import struct
+
+    from station.protocol.tokens import canonical_json
+
+    body_json = canonical_json(meta)
+    body = struct.pack(">I", len(body_json)) + body_json + signatures
+    signed = envelope._sign_detached(station.signer, body)
+    plaintext = envelope.BATCH_MAGIC + struct.pack(">I", len(signed)) + signed.encode("ascii") + body
+    return sealing.seal(plaintext, server_key.public_key(),
+                        info=sealing.batch_info("ST-0001", meta["first"], meta["last"]), level=9)
+
+
 @pytest.mark.parametrize("header", ["a.b", "AAAA", "\u00e9"])
 def test_an_entry_naming_a_header_that_is_not_one_is_a_bad_entry(station, journal, server_key, header):
     """A sender that writes its own meta: an entry naming a header that is not an entry's (with a dot, which once
     split the rebuilt token wrongly and raised ValueError) is refused as BadEntry, at that entry."""
-    import struct
 
     from station.protocol.compact import compact_entries
-    from station.protocol.tokens import canonical_json
 
     run = compact_entries(journal, "ST-0001")
     index = max(i for i, item in enumerate(run.items) if isinstance(item, list))
     run.items[index].append(len(run.headers))
     meta = {"v": 1, "station": "ST-0001", "first": 1, "last": len(journal), "prev": genesis_prev("ST-0001"),
             "head": chain_hash(journal[-1][1]), "headers": [*run.headers, header], "entries": run.items}
-    body_json = canonical_json(meta)
-    body = struct.pack(">I", len(body_json)) + body_json + run.signatures
-    signed = envelope._sign_detached(station.signer, body)
-    plaintext = envelope.BATCH_MAGIC + struct.pack(">I", len(signed)) + signed.encode("ascii") + body
-    sealed = sealing.seal(plaintext, server_key.public_key(), info=sealing.batch_info("ST-0001", 1, len(journal)),
-                          level=9)
+    sealed = _sealed_own_meta(station, server_key, meta, run.signatures)
     with pytest.raises(envelope_errors.BadEntry, match=f"entry {index + 1}: header: ") as refused:
         envelope.open_batch(sealed, station_id="ST-0001", first=1, last=len(journal), server_encryption_key=server_key,
                             station_signing_jwk=public_jwk(station.signing_key))
@@ -369,20 +377,13 @@ def test_an_entry_naming_a_header_that_is_not_one_is_a_bad_entry(station, journa
 
 def test_a_tail_that_is_not_text_in_a_signed_body_is_refused(station, journal, server_key):
     """A sender that writes its own meta (not ``seal_batch``) with a tail that is a JSON object."""
-    import struct
 
     from station.protocol.compact import compact_entries
-    from station.protocol.tokens import canonical_json
 
     run = compact_entries(journal, "ST-0001")
     meta = {"v": 1, "station": "ST-0001", "first": 1, "last": len(journal), "prev": genesis_prev("ST-0001"),
             "head": chain_hash(journal[-1][1]), "headers": run.headers, "entries": run.items, "tail": {"seq": 99}}
-    body_json = canonical_json(meta)
-    body = struct.pack(">I", len(body_json)) + body_json + run.signatures
-    signed = envelope._sign_detached(station.signer, body)
-    plaintext = envelope.BATCH_MAGIC + struct.pack(">I", len(signed)) + signed.encode("ascii") + body
-    sealed = sealing.seal(plaintext, server_key.public_key(), info=sealing.batch_info("ST-0001", 1, len(journal)),
-                          level=9)
+    sealed = _sealed_own_meta(station, server_key, meta, run.signatures)
     with pytest.raises(envelope_errors.BadTailClaim, match="not a compact JWS"):
         envelope.open_batch(sealed, station_id="ST-0001", first=1, last=len(journal), server_encryption_key=server_key,
                             station_signing_jwk=public_jwk(station.signing_key))
