@@ -68,15 +68,16 @@ class TokenError(ValueError):
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
-def b64url(data: bytes) -> str:
-    """Unpadded base64url (RFC 4648 section 5), as JOSE writes binary values."""
-    # binascii at once: base64.urlsafe_b64encode's Python layers cost as much again (three calls per synced entry).
-    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
-
-
 def b64url_bytes(data: bytes) -> bytes:
-    """:func:`b64url` as ASCII bytes, for a JWS put together as bytes (its signing input, its chain hash)."""
+    """Unpadded base64url (RFC 4648 section 5), as JOSE writes binary values, as ASCII bytes (for a JWS put together
+    as bytes: its signing input, its chain hash)."""
+    # binascii at once: base64.urlsafe_b64encode's Python layers cost as much again (three calls per synced entry).
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
+def b64url(data: bytes) -> str:
+    """:func:`b64url_bytes` as text."""
+    return b64url_bytes(data).decode("ascii")
 
 
 _B64URL_TEXT = re.compile(r"[A-Za-z0-9_-]*")
