@@ -97,6 +97,28 @@ def test_balanced_legs_written_by_several_statements_pass(ledger):
         Posting.insert_many(_legs(2, -30, first_leg=2)).execute()
     assert [p.amount_fen for p in Posting.select().where(Posting.seq == 2).order_by(Posting.leg)] == [100, -70, -30]
     assert legs_balance() == []
+    if is_postgres(ledger):
+        # The entry did not balance after its first two statements: checked again at COMMIT, and its marks gone.
+        assert ledger.execute_sql("SELECT COUNT(*) FROM posting_legs_unbalanced").fetchone() == (0,)
+
+
+def test_one_unbalanced_entry_among_many_in_one_statement_is_refused_at_commit(ledger):
+    """The ingest writes a batch's legs in one statement: the statement passes, the COMMIT names the entry."""
+    legs = [*_legs(2, 100, -100), *_legs(3, 300, -250), *_legs(4, 5, -5)]
+
+    def write():
+        with ledger.atomic():
+            Posting.insert_many(legs).execute()
+            assert Posting.select().where(Posting.seq > 1).count() == 6
+
+    if not is_postgres(ledger):
+        write()
+        assert [(f.seq, f.actual_fen) for f in legs_balance()] == [(3, 50)]
+        return
+    with pytest.raises(IntegrityError, match="postings of ST-0001 seq 3 sum to 50, not zero"):
+        write()
+    assert Posting.select().count() == 2
+    assert ledger.execute_sql("SELECT COUNT(*) FROM posting_legs_unbalanced").fetchone() == (0,)
 
 
 def test_a_later_statement_cannot_unbalance_an_entry(ledger):
@@ -139,9 +161,9 @@ def test_release_1_database_is_upgraded_in_place(database_url, monkeypatch):
             if is_postgres(database):
                 triggers = {name for (name,) in database.execute_sql(
                     "SELECT tgname FROM pg_trigger WHERE tgrelid = 'posting'::regclass AND NOT tgisinternal")}
-                assert triggers == {"posting_legs_balance_at_commit", "posting_append_only"}
+                assert triggers == {"posting_legs_after_insert", "posting_append_only"}
                 functions = {name for (name,) in database.execute_sql(
-                    "SELECT proname FROM pg_proc WHERE proname LIKE '%%legs_balance%%'")}
-                assert functions == {"entry_legs_balance"}
+                    "SELECT proname FROM pg_proc WHERE proname LIKE '%%legs%%'")}
+                assert functions == {"posting_legs_after_insert", "unbalanced_legs_at_commit"}
     finally:
         database.close()

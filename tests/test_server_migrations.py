@@ -128,13 +128,17 @@ def test_release_1_is_frozen_as_the_release_shipped_it(tmp_path):
 
 
 def test_migrations_make_what_the_models_describe(database_url):
-    """All migrations together give what ``create_tables(MODELS)`` would, on each backend (history table too)."""
+    """All migrations together give what ``create_tables(MODELS)`` would, on each backend (history table too), and
+    on PostgreSQL the legs check's table besides."""
     database = connect_url(database_url)
     database.connect()
     try:
         migrate_database(database)
         migrated = introspect(database)
         if database_url.startswith("postgresql"):
+            # The legs check's own table (server migration 18), empty outside a transaction: no model uses it.
+            assert migrated.pop("posting_legs_unbalanced") == (
+                [("station_id", "character varying", False, False), ("seq", "bigint", False, False)], [])
             database.execute_sql("DROP SCHEMA public CASCADE")
             database.execute_sql("CREATE SCHEMA public")
         else:

@@ -168,3 +168,29 @@ def test_list_lookups_use_their_index_in_a_generic_plan_with_stale_statistics(pg
     for table in ("account", "customer", "hold", "authorization", "daily_total", "downlink_item"):
         scans = _scans_of(plans, table)
         assert scans and all(node["Node Type"] != "Seq Scan" for node in scans), (table, scans)
+
+
+def test_the_legs_check_probes_the_index_whatever_the_session_planned_on(pg_bank, pg_database_url):
+    """The check of an entry's legs after each INSERT is planned once per session (PL/pgSQL keeps the plan): a
+    session that first wrote postings when ``posting`` held three rows still sums each entry through the primary
+    key after another session has written 50,000 (server migration 18; without its ``enable_seqscan = off`` this
+    session scanned the whole table once per entry)."""
+    import psycopg
+
+    def legs(station: str, first: int, entries: int) -> str:
+        return ("INSERT INTO posting (station_id, seq, leg, account_id, amount_fen, memo) "
+                f"SELECT '{station}', s, l, 'acct', CASE l WHEN 0 THEN 100 ELSE -100 END, '' "
+                f"FROM generate_series({first}, {first + entries - 1}) AS s, generate_series(0, 1) AS l")
+
+    with psycopg.connect(pg_database_url, autocommit=True) as young, \
+            psycopg.connect(pg_database_url, autocommit=True) as other:
+        young.execute(legs("ST-0001", 1, 2))
+        young.execute("ANALYZE posting")
+        young.execute(legs("ST-0001", 3, 1))  # planned now, on statistics of a table of 4 rows
+        other.execute(legs("ST-0002", 1, 25_000))
+        with young.transaction():
+            young.execute(legs("ST-0001", 10, 5))
+            (seq_scans, index_scans), = young.execute(
+                "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'posting'").fetchall()
+    assert seq_scans == 0 and index_scans >= 5
+    assert pg_bank.execute_sql("SELECT COUNT(*) FROM posting_legs_unbalanced").fetchone() == (0,)
