@@ -17,14 +17,14 @@ Each run has four parts, in turns (so a slow minute of a shared machine hurts al
   rows (station_id, seq, type, txn, token) into an unlogged table, timed in the same run: ``floor_entries_per_s`` =
   entries / (verify seconds + COPY seconds).
 
-The summary gives the median of each figure over ``--runs`` runs (default 3): ``scaling`` = entries/s with
+The summary gives the median of each figure over ``--runs`` runs (default 5: a shared machine's minutes differ): ``scaling`` = entries/s with
 ``--workers`` workers over 1 worker configured as each of them is (what adding workers adds: anything they
 serialize on shows here), ``over_single_worker_all_cores`` = the same over 1 worker checking signatures on every
 core (on a 2-core machine one such worker already keeps both cores partly busy, so a second worker adds less), and
 ``ratio_to_floor`` = entries/s with ``--workers`` workers over the floor (medians of the runs' ratios).
 Goals on a quiet 2-core machine where PostgreSQL shares the cores: scaling >= 1.6, ratio_to_floor >= 0.5.
 
-Run: .venv/bin/python tests/bench/server_ingest.py [--entries 10000] [--runs 3] [--workers 2]
+Run: .venv/bin/python tests/bench/server_ingest.py [--entries 10000] [--runs 5] [--workers 2]
 (uses $DATABASE_URL or $TEST_DATABASE_URL as the PostgreSQL server, on this machine for the CPU figures; creates and
 drops its own database).
 """
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--stations", type=int, default=2, help="stations syncing at once")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     with bench_database() as url:
         run(url, args)
