@@ -172,7 +172,7 @@ def test_list_lookups_use_their_index_in_a_generic_plan_with_stale_statistics(pg
 
 def test_the_legs_check_probes_the_index_whatever_the_session_planned_on(pg_bank, pg_database_url):
     """The check of an entry's legs after each INSERT is planned once per session (PL/pgSQL keeps the plan): a
-    session that first wrote postings when ``posting`` held three rows still sums each entry through the primary
+    session that first wrote postings when ``posting`` held four rows still sums each entry through the primary
     key after another session has written 50,000 (server migration 18; without its ``enable_seqscan = off`` this
     session scanned the whole table once per entry)."""
     import psycopg
