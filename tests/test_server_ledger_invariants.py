@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 from peewee import IntegrityError
+from sync_support import TEST_DATABASE_URL
 
 from sync_server import db as server_db_module
 from sync_server.checks import CheckFailure, legs_balance
 from sync_server.db import MODELS, Entry, Posting, connect_url, is_postgres, migrate_database
-from sync_support import TEST_DATABASE_URL
 
 
 def _legs(seq: int, *amounts: int, first_leg: int = 0) -> list[dict]:

@@ -17,11 +17,12 @@ Each run has four parts, in turns (so a slow minute of a shared machine hurts al
   rows (station_id, seq, type, txn, token) into an unlogged table, timed in the same run: ``floor_entries_per_s`` =
   entries / (verify seconds + COPY seconds).
 
-The summary gives the median of each figure over ``--runs`` runs (default 5: a shared machine's minutes differ): ``scaling`` = entries/s with
-``--workers`` workers over 1 worker configured as each of them is (what adding workers adds: anything they
-serialize on shows here), ``over_single_worker_all_cores`` = the same over 1 worker checking signatures on every
-core (on a 2-core machine one such worker already keeps both cores partly busy, so a second worker adds less), and
-``ratio_to_floor`` = entries/s with ``--workers`` workers over the floor (medians of the runs' ratios).
+The summary gives the median of each figure over ``--runs`` runs (default 5: a shared machine's minutes differ):
+``scaling`` = entries/s with ``--workers`` workers over 1 worker configured as each of them is (what adding workers
+adds: anything they serialize on shows here), ``over_single_worker_all_cores`` = the same over 1 worker checking
+signatures on every core (on a 2-core machine one such worker already keeps both cores partly busy, so a second
+worker adds less), and ``ratio_to_floor`` = entries/s with ``--workers`` workers over the floor (medians of the
+runs' ratios).
 Goals on a quiet 2-core machine where PostgreSQL shares the cores: scaling >= 1.6, ratio_to_floor >= 0.5.
 
 Run: .venv/bin/python tests/bench/server_ingest.py [--entries 10000] [--runs 5] [--workers 2]
