@@ -14,8 +14,9 @@ Each run has four parts, in turns (so a slow minute of a shared machine hurts al
   gunicorn workers and of the PostgreSQL backends serving them (from /proc, so a busy machine changes them much
   less than it changes entries/s).
 - the floor: every entry's Ed25519 signature verified on all cores (a process per core) plus a COPY of the entry
-  rows (station_id, seq, type, txn, token) into an unlogged table, timed in the same run: ``floor_entries_per_s`` =
-  entries / (verify seconds + COPY seconds).
+  rows (station_id, seq, type, txn, token) into an unlogged table, timed just before and just after the part with
+  ``--workers`` workers (a shared machine's speed drifts within minutes): ``floor_entries_per_s`` = entries / (verify
+  seconds + COPY seconds), each the mean of the two timings.
 
 The summary gives the median of each figure over ``--runs`` runs (default 5: a shared machine's minutes differ):
 ``scaling`` = entries/s with ``--workers`` workers over 1 worker configured as each of them is (what adding workers
@@ -152,7 +153,7 @@ def _verify_chunk(chunk: list[tuple[bytes, str]]) -> int:
     return len(chunk)
 
 
-def floor(url: str, stations: list[Prepared], run: int) -> dict:
+def floor(url: str, stations: list[Prepared], run: str) -> dict:
     """Seconds to verify every entry's signature on all cores, and to COPY the entry rows."""
     import psycopg
 
@@ -178,9 +179,24 @@ def floor(url: str, stations: list[Prepared], run: int) -> dict:
                 copy.write_row(row)
         copy_seconds = time.perf_counter() - started
         conn.execute(f"DROP TABLE {table}")
-    return {"floor": True, "entries": len(rows), "verify_per_s": round(len(rows) / verify_seconds),
-            "copy_rows_per_s": round(len(rows) / copy_seconds),
-            "floor_entries_per_s": round(len(rows) / (verify_seconds + copy_seconds))}
+    return _floor_figures(len(rows), verify_seconds, copy_seconds)
+
+
+def _floor_figures(entries: int, verify_seconds: float, copy_seconds: float) -> dict:
+    return {"floor": True, "entries": entries, "verify_seconds": round(verify_seconds, 4),
+            "copy_seconds": round(copy_seconds, 4), "verify_per_s": round(entries / verify_seconds),
+            "copy_rows_per_s": round(entries / copy_seconds),
+            "floor_entries_per_s": round(entries / (verify_seconds + copy_seconds))}
+
+
+def floor_around(url: str, stations: list[Prepared], run: int, part) -> tuple[dict, dict]:
+    """The floor timed just before and just after ``part()`` (the measured ingest), and the part's result: a shared
+    machine's speed drifts within minutes, and the ratio compares the two at the same moment."""
+    before = floor(url, stations, f"{run}_before")
+    result = part()
+    after = floor(url, stations, f"{run}_after")
+    return result, _floor_figures(before["entries"], (before["verify_seconds"] + after["verify_seconds"]) / 2,
+                                  (before["copy_seconds"] + after["copy_seconds"]) / 2)
 
 
 def run(url: str, args) -> None:
@@ -207,9 +223,12 @@ def run(url: str, args) -> None:
             by_workers = {}
             for label, workers, threads in parts:
                 group = [next(stations) for _ in range(args.stations)]
-                by_workers[label] = ingest_through_gunicorn(url, keys_dir, workers, threads, group)
+                ingest = functools.partial(ingest_through_gunicorn, url, keys_dir, workers, threads, group)
+                if label == "many":
+                    by_workers[label], measured = floor_around(url, group, index, ingest)
+                else:
+                    by_workers[label] = ingest()
                 emit({"run": index + 1, **by_workers[label]})
-            measured = floor(url, group, index)
             emit({"run": index + 1, **measured})
             results.append((by_workers, measured))
 
