@@ -20,10 +20,6 @@ def _legs(seq: int, *amounts: int, first_leg: int = 0) -> list[dict]:
 @pytest.fixture
 def ledger(database_url):
     """A migrated database holding one settled entry (seq 1) with two balanced legs."""
-    yield from _ledger_on(database_url)
-
-
-def _ledger_on(database_url: str):
     database = connect_url(database_url)
     database.connect()
     migrate_database(database)
@@ -174,20 +170,10 @@ def test_release_1_database_is_upgraded_in_place(database_url, monkeypatch):
         database.close()
 
 
-@pytest.fixture
-def pg_ledger(pg_database_url):
-    """The ``ledger`` fixture's database, on PostgreSQL alone (its triggers are what is tested)."""
-    database = connect_url(pg_database_url)
-    database.connect()
-    database.execute_sql("DROP SCHEMA public CASCADE")
-    database.execute_sql("CREATE SCHEMA public")
-    database.close()
-    yield from _ledger_on(pg_database_url)
-
-
 @pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL's triggers (TEST_DATABASE_URL; .ci/run sets it)")
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("how", ["insert", "insert_select", "copy", "merge"])
-def test_every_way_of_adding_postings_is_checked_at_commit(pg_ledger, how):
+def test_every_way_of_adding_postings_is_checked_at_commit(ledger, how):
     """The legs check runs at the end of every statement that adds postings: INSERT, INSERT ... SELECT, COPY and
     MERGE (server migration 18); an unbalanced leg is refused at COMMIT whichever wrote it. (On SQLite the ingest
     checks the legs before writing, and `sync-server check` finds what got around it: the tests above.)"""
@@ -200,11 +186,11 @@ def test_every_way_of_adding_postings_is_checked_at_commit(pg_ledger, how):
                  "WHEN NOT MATCHED THEN INSERT VALUES (v.s, v.q, v.l, 'acct-0', 5, '')",
     }
     with pytest.raises(IntegrityError, match="postings of ST-0001 seq (1|2) sum to"):
-        with pg_ledger.atomic():
+        with ledger.atomic():
             if how == "copy":
-                with pg_ledger.connection().cursor().copy("COPY posting FROM STDIN") as copy:
+                with ledger.connection().cursor().copy("COPY posting FROM STDIN") as copy:
                     copy.write_row(("ST-0001", 1, 2, "acct-2", 5, ""))
             else:
-                pg_ledger.execute_sql(statements[how])
-    assert pg_ledger.execute_sql("SELECT seq, leg, amount_fen FROM posting ORDER BY seq, leg").fetchall() == [
+                ledger.execute_sql(statements[how])
+    assert ledger.execute_sql("SELECT seq, leg, amount_fen FROM posting ORDER BY seq, leg").fetchall() == [
         (1, 0, 100), (1, 1, -100)]
