@@ -43,8 +43,11 @@ def page(live, browser):
 
 
 def key_in(page, field, text):
-    """Put ``text`` in the pad's field at once (the walk checks screens, not tapping: the ID test taps)."""
-    page.eval_on_selector(f"#{field}", "(el, text) => { el.value = text; }", text)
+    """Put ``text`` in the pad's field at once (the walk checks screens, not tapping: the ID test taps).
+
+    A locator waits for the field: after a tap that navigates, the new address can be committed while its document
+    is still being parsed (CI showed it on a loaded machine)."""
+    page.locator(f"#{field}").evaluate("(el, text) => { el.value = text; }", text)
 
 
 def large_print_on(page, base):
@@ -132,6 +135,7 @@ def test_large_print_on_every_screen_fits(live, page, lang):
     customer, payee = customer_with_payee()
     page.goto(base + "/home")
     page.click("#tile-transfer")
+    page.wait_for_url(base + "/op/transfer/customer")
     key_in(page, "number", customer.card_number)
     page.click("#next")
     page.wait_for_url(base + "/op/transfer/payee")
