@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from functools import cache
 
 from peewee import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -22,8 +23,22 @@ ROLES = ("manager",)
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 128
 MAX_NAME_LENGTH = 64
-#: Checked when the name is unknown, so that case takes as long as a wrong password.
-_DUMMY_HASH = generate_password_hash("not a password of anyone")
+#: How passwords are hashed (werkzeug's default spelled out: scrypt, n = 2**15, r = 8, p = 1). A stored hash names
+#: its own method, so a change here applies to passwords set from then on.
+PASSWORD_METHOD = "scrypt:32768:8:1"
+
+
+@cache
+def _dummy_hash(method: str) -> str:
+    """Checked when the name is unknown, so that case takes as long as a wrong password."""
+    return generate_password_hash("not a password of anyone", method=method)
+
+
+_dummy_hash(PASSWORD_METHOD)  # at start, not in the first login with an unknown name
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=PASSWORD_METHOD)
 
 
 class UserError(ValueError):
@@ -53,7 +68,7 @@ def add_user(name: str, password: str, role: str = "manager") -> None:
         raise UserError(f"The role is one of {', '.join(ROLES)}, not {role!r}.")
     try:
         with db_proxy.atomic():
-            BankUser.create(name=name, password_hash=generate_password_hash(password), role=role, disabled=False,
+            BankUser.create(name=name, password_hash=_hash(password), role=role, disabled=False,
                             created_at=utc_text(datetime.now(UTC)))
     except IntegrityError as exc:
         raise UserError(f"There is already a user {name!r}.") from exc
@@ -83,7 +98,7 @@ def set_password(name: str, password: str) -> None:
     """Replace the user's password (the rules of ``check_password``) and end their session: a cookie from before the
     change no longer opens a page. ``UserError`` for a bad password or an unknown name."""
     check_password(password)
-    updated = BankUser.update(password_hash=generate_password_hash(password), session_id=None).where(
+    updated = BankUser.update(password_hash=_hash(password), session_id=None).where(
         BankUser.name == name).execute()
     if not updated:
         raise UserError(f"There is no user {name!r}.")
@@ -95,7 +110,8 @@ def log_in(name: str, password: str) -> str | None:
     # Only a name ``check_name`` could have let in is looked up (PostgreSQL refuses a text holding NUL outright).
     user = (BankUser.get_or_none(BankUser.name == name)
             if len(name) <= MAX_NAME_LENGTH and name.isprintable() else None)
-    right = check_password_hash(user.password_hash if user else _DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
+    stored = user.password_hash if user else _dummy_hash(PASSWORD_METHOD)
+    right = check_password_hash(stored, password[:MAX_PASSWORD_LENGTH])
     # scrypt reads the password up to a NUL (OpenSSL), so "password\0anything" would pass: a password is
     # printable (``check_password``), and one that is not is wrong whatever the hash says.
     if user is None or not right or user.disabled or not password.isprintable():

@@ -6,12 +6,41 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import flask
+import jinja2
 import pytest
 
 from station import agents, business_day
 from station.context import Station
 from station.demo import DEMO_AGENTS, load_demo_customers
+from station.protocol import pins
 from station.provision import init_station
+from sync_server import bank_users
+
+# The suite makes agents, logs them in and logs bank users in thousands of times: at the product's scrypt costs
+# (PINs 2**14, passwords 2**15, tens of milliseconds each) that was a sixth of its CPU. Verifiers and hashes the
+# tests make cost 2**8; each names its own cost, so checking them runs the same code. The product's costs are
+# checked in a fresh interpreter (tests/test_secret_costs.py).
+pins.DEFAULT_LOG2_N = 8
+bank_users.PASSWORD_METHOD = "scrypt:256:8:1"
+
+
+class SharedTemplateCode(jinja2.BytecodeCache):
+    """Templates compiled once for every app the suite makes (each test's app would compile them again), kept by
+    template and checked against the source's checksum on each load (jinja2 does that)."""
+
+    def __init__(self):
+        self.code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket):
+        if bucket.key in self.code:
+            bucket.bytecode_from_string(self.code[bucket.key])
+
+    def dump_bytecode(self, bucket):
+        self.code[bucket.key] = bucket.bytecode_to_string()
+
+
+flask.Flask.jinja_options = {**flask.Flask.jinja_options, "bytecode_cache": SharedTemplateCode()}
 
 
 class FakeClock:

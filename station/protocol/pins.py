@@ -34,10 +34,12 @@ def _derive(pin: str, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
     return Scrypt(salt=salt, length=32, n=2**log2_n, r=r, p=p).derive(pin.encode("ascii"))
 
 
-def make_pin_verifier(pin: str, *, log2_n: int = DEFAULT_LOG2_N) -> str:
-    """A fresh verifier for ``pin`` (4 to 6 digits; raises ``ValueError`` otherwise)."""
+def make_pin_verifier(pin: str, *, log2_n: int | None = None) -> str:
+    """A fresh verifier for ``pin`` (4 to 6 digits; raises ``ValueError`` otherwise), at cost ``log2_n``
+    (``DEFAULT_LOG2_N`` as it is when called)."""
     if not PIN_RE.match(pin or ""):
         raise ValueError("A PIN is 4 to 6 digits.")
+    log2_n = DEFAULT_LOG2_N if log2_n is None else log2_n
     salt = os.urandom(16)
     r, p = 8, 1
     return f"scrypt${log2_n}${r}${p}${b64url(salt)}${b64url(_derive(pin, salt, log2_n, r, p))}"
