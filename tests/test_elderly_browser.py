@@ -6,6 +6,7 @@ One station, one served app and one browser for the module; each test takes its 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -94,6 +95,7 @@ def walk_flow(page, base, kind, customer, amount):
         page.goto(f"{base}/op/{kind}/amount")
         tap_keys(page, amount)
         page.click("#next")
+        page.wait_for_url(re.compile(rf"{re.escape(base)}/op/{kind}/(identity|confirm)$"))
         if page.url.endswith("/identity"):
             fits(page)
             key_in(page, "id_number", ID_NUMBER)
