@@ -24,23 +24,9 @@ from sync_server import bank_users
 pins.DEFAULT_LOG2_N = 8
 bank_users.PASSWORD_METHOD = "scrypt:256:8:1"
 
-
-class SharedTemplateCode(jinja2.BytecodeCache):
-    """Templates compiled once for every app the suite makes (each test's app would compile them again), kept by
-    template and checked against the source's checksum on each load (jinja2 does that)."""
-
-    def __init__(self):
-        self.code: dict[str, bytes] = {}
-
-    def load_bytecode(self, bucket):
-        if bucket.key in self.code:
-            bucket.bytecode_from_string(self.code[bucket.key])
-
-    def dump_bytecode(self, bucket):
-        self.code[bucket.key] = bucket.bytecode_to_string()
-
-
-flask.Flask.jinja_options = {**flask.Flask.jinja_options, "bytecode_cache": SharedTemplateCode()}
+# Each test's app would compile every template again: compiled once, kept in jinja2's own file cache (under the
+# temporary folder, per user; each load is checked against the template's checksum by jinja2).
+flask.Flask.jinja_options = {**flask.Flask.jinja_options, "bytecode_cache": jinja2.FileSystemBytecodeCache()}
 
 
 class FakeClock:
