@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse, urlunparse
 
 import pytest
-from waitress.server import create_server
+from waitress_support import serve_in_thread, stop_server
 
 from sync_server import create_app
 from sync_server.admin import add_station, load_demo_data
@@ -40,31 +40,6 @@ class RunningServer:
 
     def stop(self) -> None:
         stop_server(self._server, self._thread)
-
-
-def serve_in_thread(app, threads: int = 4) -> tuple[str, object, threading.Thread]:
-    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    return f"http://127.0.0.1:{server.effective_port}", server, thread
-
-
-def stop_server(server, thread: threading.Thread) -> None:
-    """Stop a waitress server from its own loop thread: finish tasks, close every channel, let run() return."""
-
-    def close_everything():
-        server.task_dispatcher.shutdown(timeout=10)
-        for channel in list(server._map.values()):
-            channel.close()
-
-    try:
-        server.trigger.pull_trigger(close_everything)
-    except OSError:
-        # Seen rarely under load: the trigger's pipe is already closed (EBADF), so the loop cannot be woken to run
-        # close_everything; run it from here instead, which also ends the loop's poll.
-        close_everything()
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "the test server did not stop"
 
 
 def start_server(database_url: str, keys_dir: Path) -> RunningServer:

@@ -13,8 +13,8 @@ import uuid
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from ui_browser_support import close_all, serving
-from waitress.server import create_server
+from ui_browser_support import serving
+from waitress_support import serve_in_thread, stop_server
 
 from station import cli as station_cli
 from station import systemd
@@ -114,14 +114,10 @@ def test_serve_is_ready_once_health_answers_and_feeds_the_watchdog_only_while_it
     def serve_for_a_while(app, host, port):
         # Nothing is sent before the station answers.
         seen["before_serving"] = received(sock, 0.5)
-        server = create_server(app, host=host, port=port, threads=2)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
+        _, server, thread = serve_in_thread(app, threads=2, port=port)
         seen["ready"] = next_message(sock)
         seen["fed"] = [next_message(sock) for _ in range(3)]
-        server.trigger.pull_trigger(lambda: close_all(server))
-        thread.join(timeout=10)
-        server.task_dispatcher.shutdown()
+        stop_server(server, thread)
         received(sock, 0.3)  # a check that began before the server stopped
         seen["after_stop"] = received(sock, 0.6)
 
