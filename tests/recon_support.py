@@ -39,7 +39,7 @@ from sync_support import (
     copy_bank,
     drop_pg_database,
     enrolled_station,
-    pg_dump_sql,
+    pg_bank_template,
     pg_template_url,
     server_db,
     start_server,
@@ -517,7 +517,7 @@ def history_templates(tmp_path_factory, bank_templates):
             for st in history.stations.values():
                 st.close()
             bank = BankTemplate(keys_dir, sqlite_file=root / "sync-server.db") if backend == "sqlite" else \
-                BankTemplate(keys_dir, sql=pg_dump_sql(url))
+                pg_bank_template(url, keys_dir)
             built[backend, start] = HistoryTemplate(bank, {sid: root / sid for sid in STATIONS}, start, clock.now,
                                                     history.receipts, url)
         return built[backend, start]

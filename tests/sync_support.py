@@ -64,17 +64,29 @@ def pg_database_url():
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: Fixtures that copy a bank into the test's database (``copy_bank``), which replaces whatever it holds.
+COPIES_A_BANK = frozenset({"server", "history"})
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request, tmp_path):
+    """An empty database of the test's own (SQLite), or this test process's PostgreSQL database with an empty
+    ``public`` schema; left as the last test left it for a test whose bank ``copy_bank`` copies in (it empties
+    it, or keeps the tables when their shape is the bank's and replaces their rows)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'sync-server.db'}"
     url = request.getfixturevalue("pg_database_url")
+    if COPIES_A_BANK.isdisjoint(request.fixturenames):
+        empty_public_schema(url)
+    return url
+
+
+def empty_public_schema(url: str) -> None:
     database = connect_url(url)
     database.connect()
     database.execute_sql("DROP SCHEMA public CASCADE")
     database.execute_sql("CREATE SCHEMA public")
     database.close()
-    return url
 
 
 def start_module_bank(request, tmp: Path, station_ids: list[str]) -> RunningServer:
@@ -118,13 +130,58 @@ class BankTemplate:
     keys_dir: Path
     sqlite_file: Path | None = None
     sql: str | None = None
+    #: PostgreSQL, when the test's role may switch triggers off (a superuser): its tables, the dump's rows and
+    #: sequence values alone, and the shape (``SCHEMA_SHAPE``) of a schema the dump made, as ``copy_bank`` found
+    #: it after its first replay (PostgreSQL words a replayed CHECK differently from the migrations' own). A
+    #: database whose schema has this shape gets the template's rows in place of its own, without the DDL (a
+    #: tenth of the time).
+    tables: tuple[str, ...] = ()
+    rows_sql: str | None = None
+    shape: str | None = None
 
 
-def pg_dump_sql(url: str) -> str | None:
+#: What a test could have changed in the ``public`` schema's shape: tables and their columns (type, NOT NULL,
+#: default), every relation, index, constraint, trigger (and whether it fires) and function.
+SCHEMA_SHAPE = """
+SELECT md5(coalesce(string_agg(part, E'\n' ORDER BY part), '')) FROM (
+  SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+         || ' ' || a.attnotnull::text || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS part
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE n.nspname = 'public' AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL SELECT 'relation ' || c.relname || ' ' || c.relkind::text || c.relpersistence::text
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'
+  UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+  UNION ALL SELECT 'constraint ' || o.conname || ' ' || pg_get_constraintdef(o.oid)
+    FROM pg_constraint o JOIN pg_namespace n ON n.oid = o.connamespace WHERE n.nspname = 'public'
+  UNION ALL SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'public' AND NOT t.tgisinternal
+  UNION ALL SELECT 'function ' || pg_get_functiondef(p.oid)
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'
+) AS parts
+"""
+
+
+def pg_bank_template(url: str, keys_dir: Path) -> BankTemplate:
+    """The bank in the PostgreSQL database at ``url`` (its keys in ``keys_dir``) as a template for ``copy_bank``."""
+    import psycopg
+
+    sql = pg_dump_sql(url)
+    with psycopg.connect(url) as conn:
+        if sql is None or not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+            return BankTemplate(keys_dir, sql=sql)
+        tables = tuple(row[0] for row in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"))
+    return BankTemplate(keys_dir, sql=sql, tables=tables, rows_sql=pg_dump_sql(url, "--data-only"))
+
+
+def pg_dump_sql(url: str, *options: str) -> str | None:
     """The ``public`` schema of ``url`` (tables, data, sequences, functions, triggers) as SQL that one
-    ``execute`` replays into an empty ``public`` schema; None without a working ``pg_dump``."""
+    ``execute`` replays into an empty ``public`` schema (with ``--data-only``: its rows and sequence values
+    alone); None without a working ``pg_dump``."""
     parsed = urlparse(url)
-    command = ["pg_dump", "--no-owner", "--no-privileges", "--inserts", "--schema=public",
+    command = ["pg_dump", *options, "--no-owner", "--no-privileges", "--inserts", "--schema=public",
                "--host", parsed.hostname or "127.0.0.1", "--port", str(parsed.port or 5432),
                "--username", parsed.username or "postgres", parsed.path.lstrip("/")]
     env = {**os.environ, **({"PGPASSWORD": unquote(parsed.password)} if parsed.password else {})}
@@ -155,7 +212,7 @@ def bank_templates(tmp_path_factory):
             else:
                 url = pg_template_url()
                 build_bank(url, tmp / "server-keys")
-                built[backend] = BankTemplate(tmp / "server-keys", sql=pg_dump_sql(url))
+                built[backend] = pg_bank_template(url, tmp / "server-keys")
         return built[backend]
 
     yield template
@@ -183,8 +240,14 @@ def drop_pg_database(url: str) -> None:
 
 
 def copy_bank(template: BankTemplate, database_url: str, keys_dir: Path) -> bool:
-    """Copy ``template`` into the empty database at ``database_url`` and ``keys_dir``; False when it cannot
-    (the test's database is not empty, or there is no dump), and nothing was changed."""
+    """Copy ``template`` into the database at ``database_url`` and ``keys_dir``; False when it cannot (a SQLite
+    file exists already, or there is no dump of PostgreSQL), and nothing was changed.
+
+    PostgreSQL's ``public`` schema is replaced whatever it holds: when its shape is the template's (the bank an
+    earlier test of this process had), only its rows are, every table emptied with the triggers off (the
+    append-only ones) and the template's rows and sequence values written; otherwise the schema is dropped and
+    the whole dump replayed. One transaction either way.
+    """
     if urlparse(database_url).scheme == "sqlite":
         target = Path(urlparse(database_url).path)
         if target.exists() or template.sqlite_file is None:
@@ -195,10 +258,21 @@ def copy_bank(template: BankTemplate, database_url: str, keys_dir: Path) -> bool
 
         if template.sql is None:
             return False
+        shape = None
         with psycopg.connect(database_url) as conn:  # one transaction: all of it or nothing
-            if conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]:
-                return False
-            conn.execute(template.sql)
+            if template.shape is not None and conn.execute(SCHEMA_SHAPE).fetchone()[0] == template.shape:
+                conn.execute("SET LOCAL session_replication_role = replica")
+                conn.execute("; ".join(f'DELETE FROM "{table}"' for table in template.tables))
+                conn.execute(template.rows_sql)
+            else:
+                conn.execute("DROP SCHEMA public CASCADE")
+                conn.execute("CREATE SCHEMA public")
+                conn.execute(template.sql)
+                if template.rows_sql is not None:
+                    conn.execute("RESET search_path")  # the dump emptied it: names would come schema-qualified
+                    shape = conn.execute(SCHEMA_SHAPE).fetchone()[0]
+        if template.shape is None:
+            template.shape = shape
     shutil.copytree(template.keys_dir, keys_dir)
     return True
 
