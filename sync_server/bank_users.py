@@ -30,11 +30,16 @@ PASSWORD_METHOD = "scrypt:32768:8:1"
 
 @cache
 def _dummy_hash(method: str) -> str:
-    """Checked when the name is unknown, so that case takes as long as a wrong password."""
+    """Checked when the name is unknown, so that case takes as long as a wrong password.
+
+    ``warm_up`` makes it when the dashboard is installed on an app, not in the first login with an unknown name
+    (that login would take twice as long) and not in every ``sync-server`` command (a tenth of a second each).
+    """
     return generate_password_hash("not a password of anyone", method=method)
 
 
-_dummy_hash(PASSWORD_METHOD)  # at start, not in the first login with an unknown name
+def warm_up() -> None:
+    _dummy_hash(PASSWORD_METHOD)
 
 
 def _hash(password: str) -> str:

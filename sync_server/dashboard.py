@@ -133,6 +133,7 @@ def install_dashboard(app: Flask) -> None:
                   WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None, WTF_CSRF_SSL_STRICT=False)
     csrf.init_app(app)
     app.register_blueprint(bp)
+    bank_users.warm_up()
 
 
 @bp.before_request

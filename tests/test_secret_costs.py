@@ -42,3 +42,31 @@ def test_a_verifier_is_checked_at_the_cost_it_names_whatever_the_default_is_now(
         assert pins.check_pin("2580", verifier) and not pins.check_pin("0000", verifier)
     forged = costly.replace("scrypt$14$", "scrypt$8$", 1)  # the hash was not made at the cost the text now names
     assert not pins.check_pin("2580", forged)
+
+
+WARMED = """
+import json, sys, tempfile
+from pathlib import Path
+import sync_server
+from sync_server import bank_users, create_app
+from sync_server.db import connect_url, migrate_database
+from sync_server.keys import create_keys
+before = bank_users._dummy_hash.cache_info().currsize
+folder = Path(tempfile.mkdtemp())
+create_keys(folder / "keys")
+url = f"sqlite:///{folder / 'bank.db'}"
+database = connect_url(url)
+database.connect()
+migrate_database(database)  # sync-server init-db
+database.close()
+create_app({"DATABASE_URL": url, "SYNC_SERVER_KEYS_DIR": str(folder / "keys")})
+print(json.dumps({"before": before, "after": bank_users._dummy_hash.cache_info().currsize,
+                  "cn2an": "cn2an" in sys.modules}))
+"""
+
+
+def test_the_unknown_names_hash_is_made_with_the_app_not_by_every_command():
+    """``sync-server`` commands import the package without paying for that hash (nor for cn2an's tables); the
+    app makes it before its first login."""
+    done = subprocess.run([sys.executable, "-c", WARMED], capture_output=True, text=True, check=True, timeout=120)
+    assert json.loads(done.stdout) == {"before": 0, "after": 1, "cn2an": False}

@@ -10,8 +10,6 @@ import re
 import unicodedata
 from decimal import Decimal
 
-import cn2an
-
 FEN_PER_YUAN = 100
 #: Nothing a village station handles comes near this (10 million yuan); larger input is a typo or an attack.
 MAX_AMOUNT_FEN = 10_000_000 * FEN_PER_YUAN
@@ -93,5 +91,9 @@ def chinese_capitals(fen: int) -> str:
         return "负" + chinese_capitals(-fen)
     if fen == 0:
         return "零元整"
+    # Imported here: loading cn2an takes about 0.1 s (it builds its tables), which every process that imports
+    # the protocol (each `station` command) would pay, most of them never spelling an amount out.
+    import cn2an
+
     # cn2an truncates past two decimals; fen_to_decimal always gives exactly two.
     return cn2an.an2cn(str(fen_to_decimal(fen)), "rmb")
