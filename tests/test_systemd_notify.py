@@ -114,6 +114,7 @@ def test_serve_is_ready_once_health_answers_and_feeds_the_watchdog_only_while_it
     def serve_for_a_while(app, host, port):
         # Nothing is sent before the station answers.
         seen["before_serving"] = received(sock, 0.5)
+        assert host == "127.0.0.1"  # serve's default, where the helper listens too
         _, server, thread = serve_in_thread(app, threads=2, port=port)
         seen["ready"] = next_message(sock)
         seen["fed"] = [next_message(sock) for _ in range(3)]
