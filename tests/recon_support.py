@@ -38,6 +38,7 @@ from sync_support import (
     build_bank,
     copy_bank,
     drop_pg_database,
+    empty_public_schema,
     enrolled_station,
     pg_bank_template,
     pg_template_url,
@@ -497,9 +498,7 @@ def history_templates(tmp_path_factory, bank_templates):
                 url = f"sqlite:///{root / 'sync-server.db'}"
             else:
                 url = pg_template_url(f"history{len(built)}")
-                with psycopg_connect(url) as conn:
-                    conn.execute("DROP SCHEMA public CASCADE")
-                    conn.execute("CREATE SCHEMA public")
+                empty_public_schema(url)
             keys_dir = root / "server-keys"
             if not copy_bank(bank_templates(backend), url, keys_dir):
                 build_bank(url, keys_dir)
@@ -526,12 +525,6 @@ def history_templates(tmp_path_factory, bank_templates):
     for template_ in built.values():
         if template_.bank.sqlite_file is None:
             drop_pg_database(template_.url)
-
-
-def psycopg_connect(url: str):
-    import psycopg
-
-    return psycopg.connect(url, autocommit=True)
 
 
 @pytest.fixture(name="history")

@@ -97,12 +97,10 @@ def start_module_bank(request, tmp: Path, station_ids: list[str]) -> RunningServ
         url = f"sqlite:///{tmp / 'sync-server.db'}"
     else:
         url = request.getfixturevalue("pg_database_url")
+        empty_public_schema(url)
     database = connect_url(url)
     db_proxy.initialize(database)
     database.connect()
-    if request.param != "sqlite":
-        database.execute_sql("DROP SCHEMA public CASCADE")
-        database.execute_sql("CREATE SCHEMA public")
     keys_dir = tmp / "server-keys"
     create_keys(keys_dir)
     migrate_database(database)
@@ -268,7 +266,7 @@ def copy_bank(template: BankTemplate, database_url: str, keys_dir: Path) -> bool
                 conn.execute("DROP SCHEMA public CASCADE")
                 conn.execute("CREATE SCHEMA public")
                 conn.execute(template.sql)
-                if template.rows_sql is not None:
+                if template.rows_sql is not None and template.shape is None:
                     conn.execute("RESET search_path")  # the dump emptied it: names would come schema-qualified
                     shape = conn.execute(SCHEMA_SHAPE).fetchone()[0]
         if template.shape is None:

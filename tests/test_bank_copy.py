@@ -13,6 +13,7 @@ from sync_support import (
     build_bank,
     copy_bank,
     drop_pg_database,
+    empty_public_schema,
     pg_bank_template,
     pg_dump_sql,
     pg_template_url,
@@ -27,9 +28,7 @@ def template_and_target(tmp_path):
     source, target = pg_template_url("copy-source"), pg_template_url("copy-target")
     try:
         for url in (source, target):
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("DROP SCHEMA public CASCADE")
-                conn.execute("CREATE SCHEMA public")
+            empty_public_schema(url)
         build_bank(source, tmp_path / "keys")
         yield pg_bank_template(source, tmp_path / "keys"), target
     finally:
